@@ -1,0 +1,25 @@
+// Internal helpers for throwing the toolkit's typed errors with formatted messages.
+#pragma once
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cstdint>
+#include <utility>
+
+#include "tinyquant/error.hpp"
+
+namespace tinyquant::detail {
+
+template <class E, class... Args>
+[[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) {
+  throw E(fmt::format(f, std::forward<Args>(args)...));
+}
+
+// Index of the first NaN or infinity in data[0, n), or -1. Reads the bits so it vectorises.
+int64_t first_non_finite(const float* data, int64_t n) noexcept;
+
+// Throws DataError "<what>: non-finite value <v> at index <i>" if data has a NaN or infinity.
+void check_finite(const float* data, int64_t n, const char* what);
+
+}  // namespace tinyquant::detail

@@ -1,0 +1,86 @@
+// Internal: the small set of inner operations each kernel path implements.
+//
+// The public kernels (kernels.cpp) validate every argument once, then call these through the
+// table of the chosen path; conv2d is built on gemm_s8 over an im2col block in scratch. A path
+// that leaves an entry null falls back to the reference entry. Arguments reaching these
+// functions are already valid: no checks, no status.
+//
+// Not a public header: only src/rt/ includes it.
+#pragma once
+
+#include <cstdint>
+
+#include "tinyquant/rt/kernels.hpp"
+
+namespace tinyquant::rt::detail {
+
+// c[i][j] = clamp(requantize(bias[j] + sum_k (a[i][k] + a_offset)(b[j][k] + b_offset))
+//                 + c_offset, act_min, act_max)
+// b may be int8 ([n][ldb]) or a packed int4 nibble stream (b_s4, element (j, k) at nibble
+// j * k_total + k, where k_total == k: rows are contiguous in the stream).
+struct GemmS8Args {
+  int32_t m = 0, n = 0, k = 0;
+  const int8_t* a = nullptr;
+  int32_t lda = 0;
+  const int8_t* b = nullptr;     // int8 weights, or null when b_s4 is set
+  const uint8_t* b_s4 = nullptr; // packed int4 weights
+  int32_t ldb = 0;               // int8 only
+  const int32_t* bias = nullptr; // [n] or null
+  int32_t a_offset = 0, b_offset = 0;
+  int8_t* c = nullptr;
+  int32_t ldc = 0;
+  const int32_t* multiplier = nullptr;  // [n] if per_channel else [1]
+  const int32_t* shift = nullptr;
+  bool per_channel = false;
+  Rounding rounding = Rounding::kDouble;
+  int32_t c_offset = 0, act_min = -128, act_max = 127;
+  void* scratch = nullptr;       // path_scratch bytes (see PathKernels::gemm_s8_scratch)
+};
+
+struct GemmS32Args {
+  int32_t m = 0, n = 0, k = 0;
+  const int8_t* a = nullptr;
+  int32_t lda = 0;
+  const int8_t* b = nullptr;
+  int32_t ldb = 0;
+  int32_t a_offset = 0, b_offset = 0;
+  const int32_t* row_add = nullptr;
+  const int32_t* col_add = nullptr;
+  int32_t* c = nullptr;
+  int32_t ldc = 0;
+  void* scratch = nullptr;
+};
+
+struct DepthwiseArgs {
+  const ConvParams* params = nullptr;
+  const ConvDims* dims = nullptr;
+  const int8_t* input = nullptr;
+  const int8_t* weights = nullptr;
+  const int32_t* bias = nullptr;
+  const int32_t* multiplier = nullptr;
+  const int32_t* shift = nullptr;
+  bool per_channel = false;
+  Rounding rounding = Rounding::kDouble;
+  int8_t* output = nullptr;
+  void* scratch = nullptr;
+};
+
+struct PathKernels {
+  Path path;
+  void (*gemm_s8)(const GemmS8Args&);
+  void (*gemm_s32)(const GemmS32Args&);
+  void (*depthwise_s8)(const DepthwiseArgs&);
+  // Scratch bytes the path's gemm needs for given m, n, k (0 if none).
+  int32_t (*gemm_s8_scratch)(int32_t m, int32_t n, int32_t k, bool s4);
+  int32_t (*gemm_s32_scratch)(int32_t m, int32_t n, int32_t k);
+};
+
+// The table for a path compiled into this build, or null. Each path's file defines its table.
+const PathKernels* reference_kernels() noexcept;
+const PathKernels* smlad_kernels() noexcept;
+const PathKernels* avx2_kernels() noexcept;        // null unless built for x86-64
+const PathKernels* avx512vnni_kernels() noexcept;  // null unless built for x86-64
+const PathKernels* neon_kernels() noexcept;        // null unless built for AArch64
+const PathKernels* neondot_kernels() noexcept;     // null unless built for AArch64
+
+}  // namespace tinyquant::rt::detail

@@ -1,0 +1,32 @@
+#include "tinyquant/shape.hpp"
+
+#include <limits>
+
+#include "detail/check.hpp"
+
+namespace tinyquant {
+
+int64_t numel(const Shape& shape) {
+  int64_t n = 1;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    const int64_t e = shape[d];
+    if (e < 0) detail::fail<ShapeError>("shape {}: extent {} of dimension {} is negative", to_string(shape), e, d);
+    if (e != 0 && n > std::numeric_limits<int64_t>::max() / e)
+      detail::fail<ShapeError>("shape {}: element count overflows int64", to_string(shape));
+    n *= e;
+  }
+  return n;
+}
+
+std::string to_string(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+
+int normalize_axis(int axis, const Shape& shape, const char* what) {
+  const int rank = static_cast<int>(shape.size());
+  const int a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank)
+    detail::fail<InvalidArgument>("{}: axis {} is out of range for a tensor of rank {} (shape {})", what,
+                                  axis, rank, to_string(shape));
+  return a;
+}
+
+}  // namespace tinyquant

@@ -1,0 +1,246 @@
+// QuantParams: formulas checked by hand and against the definitions in quant_params.hpp.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "tinyquant/error.hpp"
+#include "tinyquant/quant_params.hpp"
+
+using namespace tinyquant;
+
+namespace {
+// Round trip of one value through (scale, zp), with TFLite's rounding, written out plainly.
+float round_trip(float r, ScaleZeroPoint sz, const QuantSpec& spec) {
+  double q = std::round(static_cast<double>(r) / sz.scale) + sz.zero_point;
+  q = std::fmin(std::fmax(q, spec.qmin()), spec.qmax());
+  return static_cast<float>(sz.scale * (q - sz.zero_point));
+}
+}  // namespace
+
+TEST(QuantSpec, IntegerRanges) {
+  QuantSpec s;
+  EXPECT_EQ(s.qmin(), -128);
+  EXPECT_EQ(s.qmax(), 127);
+  s.narrow_range = true;
+  EXPECT_EQ(s.qmin(), -127);
+  s.bits = 4;
+  EXPECT_EQ(s.qmin(), -7);
+  EXPECT_EQ(s.qmax(), 7);
+  s.narrow_range = false;
+  EXPECT_EQ(s.qmin(), -8);
+  s.bits = 2;
+  EXPECT_EQ(s.qmin(), -2);
+  EXPECT_EQ(s.qmax(), 1);
+  s.bits = 16;
+  EXPECT_EQ(s.qmin(), -32768);
+  EXPECT_EQ(s.qmax(), 32767);
+}
+
+TEST(QuantSpec, RejectsBadBitsAndGroup) {
+  QuantSpec s;
+  for (int b : {0, 1, 9, 12, 15, 17, 32, -8}) {
+    s.bits = b;
+    try {
+      s.validate();
+      FAIL() << "bits " << b << " accepted";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("bits = " + std::to_string(b)), std::string::npos)
+          << e.what();
+    }
+  }
+  s = QuantSpec::int4_per_group(0);
+  EXPECT_THROW(s.validate(), InvalidArgument);
+  try {
+    s.validate();
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("group_size = 0"), std::string::npos) << e.what();
+  }
+}
+
+// The tutorial formula Z = -round(rmin / S) clipped to [-128, 127] maps 0.8 of [-0.5, 0.8] to
+// 255 -> 127. With Z = qmin - round(rmin / S), both ends survive within S / 2.
+TEST(ChooseScaleZeroPoint, AsymmetricRangeKeepsBothEnds) {
+  const QuantSpec spec;  // int8 affine
+  const ScaleZeroPoint sz = choose_scale_zero_point(-0.5f, 0.8f, spec);
+  EXPECT_NEAR(sz.scale, 1.3 / 255.0, 1e-9);
+  EXPECT_EQ(sz.zero_point, -128 - static_cast<int>(std::round(-0.5 / sz.scale)));
+  EXPECT_EQ(sz.zero_point, -30);
+  EXPECT_LE(std::fabs(round_trip(0.8f, sz, spec) - 0.8f), sz.scale / 2 + 1e-7);
+  EXPECT_LE(std::fabs(round_trip(-0.5f, sz, spec) + 0.5f), sz.scale / 2 + 1e-7);
+  EXPECT_EQ(round_trip(0.0f, sz, spec), 0.0f);  // zero is exact
+  // The tutorial formula really does lose the top: Z' = round(0.5 / S) = 98, so 0.8 maps to
+  // 157 + 98 = 255, clipped to 127, which dequantizes to (127 - 98) * S ~ 0.15.
+  const int bad_z = static_cast<int>(std::round(0.5 / sz.scale));
+  const double q = std::fmin(std::round(0.8 / sz.scale) + bad_z, 127.0);
+  EXPECT_GT(std::fabs(sz.scale * (q - bad_z) - 0.8), 0.3);
+}
+
+TEST(ChooseScaleZeroPoint, RangeWidenedToContainZero) {
+  const QuantSpec spec;
+  const ScaleZeroPoint pos = choose_scale_zero_point(2.0f, 5.0f, spec);  // -> [0, 5]
+  EXPECT_FLOAT_EQ(pos.scale, 5.0f / 255.0f);
+  EXPECT_EQ(pos.zero_point, -128);
+  const ScaleZeroPoint neg = choose_scale_zero_point(-4.0f, -1.0f, spec);  // -> [-4, 0]
+  EXPECT_FLOAT_EQ(neg.scale, 4.0f / 255.0f);
+  EXPECT_EQ(neg.zero_point, 127);
+}
+
+TEST(ChooseScaleZeroPoint, Symmetric) {
+  QuantSpec spec = QuantSpec::int8_weights_per_channel();
+  const ScaleZeroPoint sz = choose_scale_zero_point(-0.3f, 1.27f, spec);
+  EXPECT_FLOAT_EQ(sz.scale, 0.01f);
+  EXPECT_EQ(sz.zero_point, 0);
+  spec.bits = 4;
+  EXPECT_FLOAT_EQ(choose_scale_zero_point(-0.7f, 0.1f, spec).scale, 0.1f);
+}
+
+TEST(ChooseScaleZeroPoint, RandomRangesRoundTripWithinHalfScale) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-10.0f, 10.0f);
+  for (int bits : {2, 3, 4, 5, 8, 16})
+    for (Scheme scheme : {Scheme::kAffine, Scheme::kSymmetric})
+      for (int i = 0; i < 2000; ++i) {
+        QuantSpec spec;
+        spec.bits = bits;
+        spec.scheme = scheme;
+        float a = u(rng), b = u(rng);
+        if (a > b) std::swap(a, b);
+        const ScaleZeroPoint sz = choose_scale_zero_point(a, b, spec);
+        ASSERT_GT(sz.scale, 0.0f);
+        ASSERT_GE(sz.zero_point, spec.qmin());
+        ASSERT_LE(sz.zero_point, spec.qmax());
+        // Every value of the (widened) range is within scale/2 (+ float slack) after a round trip;
+        // symmetric with a full negative range may lose the -2^(b-1) end only by design (qmin is
+        // not used), which still holds here since |rmin| <= qmax_s * scale.
+        for (float r : {a, b, 0.5f * (a + b), 0.0f}) {
+          const float back = round_trip(r, sz, spec);
+          ASSERT_LE(std::fabs(back - r), 0.5f * sz.scale * (1 + 1e-4f) + 1e-6f)
+              << "bits " << bits << " r " << r << " range [" << a << ", " << b << "]";
+        }
+        ASSERT_EQ(round_trip(0.0f, sz, spec), 0.0f);
+      }
+}
+
+TEST(ChooseScaleZeroPoint, BadRanges) {
+  const QuantSpec spec;
+  EXPECT_THROW(choose_scale_zero_point(NAN, 1.0f, spec), DataError);
+  EXPECT_THROW(choose_scale_zero_point(0.0f, INFINITY, spec), DataError);
+  try {
+    choose_scale_zero_point(2.0f, 1.0f, spec);
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("min > max"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(choose_scale_zero_point(0.0f, 0.0f, spec).scale, 1.0f);
+}
+
+TEST(ParamLayout, PerChannelAndPerGroupIndexing) {
+  const Shape shape{3, 10};
+  QuantSpec s = QuantSpec::int4_per_group(4, 1);
+  const ParamLayout l = param_layout(s, shape);
+  EXPECT_EQ(l.groups, 3);  // 4 + 4 + 2 (short tail group)
+  EXPECT_EQ(l.count, 9);
+  for (int64_t r = 0; r < 3; ++r)
+    for (int64_t c = 0; c < 10; ++c) EXPECT_EQ(l.param_index(r * 10 + c), r * 3 + c / 4);
+  s.granularity = Granularity::kPerChannel;
+  s.axis = 0;
+  const ParamLayout pc = param_layout(s, shape);
+  EXPECT_EQ(pc.count, 3);
+  for (int64_t i = 0; i < 30; ++i) EXPECT_EQ(pc.param_index(i), i / 10);
+  // Channel axis in the middle of a 4-D tensor (NHWC conv weights per output channel = axis 0,
+  // depthwise per channel = axis 3).
+  const Shape w{2, 3, 3, 5};
+  s.axis = -1;
+  const ParamLayout dw = param_layout(s, w);
+  EXPECT_EQ(dw.count, 5);
+  for (int64_t i = 0; i < 90; ++i) EXPECT_EQ(dw.param_index(i), i % 5);
+  // Group along axis 0 of [5, 2]: params shape [ceil(5/2) = 3, 2].
+  QuantSpec g = QuantSpec::int4_per_group(2, 0);
+  const ParamLayout g0 = param_layout(g, Shape{5, 2});
+  EXPECT_EQ(g0.count, 6);
+  for (int64_t r = 0; r < 5; ++r)
+    for (int64_t c = 0; c < 2; ++c) EXPECT_EQ(g0.param_index(r * 2 + c), (r / 2) * 2 + c);
+}
+
+TEST(ParamLayout, AxisOutOfRange) {
+  QuantSpec s = QuantSpec::int8_weights_per_channel(2);
+  try {
+    param_layout(s, Shape{4, 4});
+    FAIL();
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("axis 2 is out of range"), std::string::npos) << e.what();
+  }
+  s.axis = -3;
+  EXPECT_THROW(param_layout(s, Shape{4, 4}), InvalidArgument);
+}
+
+TEST(ParamsFor, PerChannelMatchesPlainLoops) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  const Shape shape{6, 7, 5};
+  std::vector<float> w(6 * 7 * 5);
+  for (float& v : w) v = n(rng);
+  for (int axis : {0, 1, 2}) {
+    const QuantSpec spec = QuantSpec::int8_weights_per_channel(axis);
+    const QuantParams p = params_for(w.data(), shape, spec);
+    ASSERT_EQ(static_cast<int64_t>(p.scales.size()), shape[static_cast<size_t>(axis)]);
+    for (int64_t c = 0; c < shape[static_cast<size_t>(axis)]; ++c) {
+      float amax = 0.0f;
+      for (int64_t i = 0; i < 6; ++i)
+        for (int64_t j = 0; j < 7; ++j)
+          for (int64_t k = 0; k < 5; ++k) {
+            const int64_t idx[3] = {i, j, k};
+            if (idx[axis] == c) amax = std::max(amax, std::fabs(w[static_cast<size_t>((i * 7 + j) * 5 + k)]));
+          }
+      EXPECT_FLOAT_EQ(p.scales[static_cast<size_t>(c)], amax / 127.0f);
+      EXPECT_EQ(p.zero_points[static_cast<size_t>(c)], 0);
+    }
+    p.validate(shape);
+  }
+}
+
+TEST(ParamsFor, BadInputs) {
+  std::vector<float> w{1.0f, 2.0f, NAN, 4.0f};
+  try {
+    params_for(w.data(), Shape{2, 2}, QuantSpec{});
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("at index 2"), std::string::npos) << e.what();
+  }
+  std::vector<float> zeros(8, 0.0f);
+  try {
+    params_for(zeros.data(), Shape{2, 4}, QuantSpec{});
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("zero range"), std::string::npos) << e.what();
+  }
+  // One all-zero channel among others is fine: scale 1, represented exactly.
+  std::vector<float> one_zero_row{0, 0, 0, 0, 1, -2, 3, 0.5f};
+  const QuantParams p =
+      params_for(one_zero_row.data(), Shape{2, 4}, QuantSpec::int8_weights_per_channel(0));
+  EXPECT_EQ(p.scales[0], 1.0f);
+  EXPECT_FLOAT_EQ(p.scales[1], 3.0f / 127.0f);
+  EXPECT_THROW(params_for(w.data(), Shape{0, 2}, QuantSpec{}), DataError);
+}
+
+TEST(QuantParamsValidate, CatchesInconsistentParams) {
+  QuantParams p;
+  p.spec = QuantSpec::int8_weights_per_channel(0);
+  p.scales = {0.1f, 0.2f};
+  p.zero_points = {0, 0};
+  EXPECT_NO_THROW(p.validate(Shape{2, 3}));
+  EXPECT_THROW(p.validate(Shape{3, 3}), ShapeError);
+  p.scales[1] = 0.0f;
+  try {
+    p.validate(Shape{2, 3});
+    FAIL();
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("scale[1] = 0"), std::string::npos) << e.what();
+  }
+  p.scales[1] = -INFINITY;
+  EXPECT_THROW(p.validate(Shape{2, 3}), InvalidArgument);
+  p.scales[1] = 0.2f;
+  p.zero_points[0] = 3;
+  EXPECT_THROW(p.validate(Shape{2, 3}), InvalidArgument);  // symmetric needs 0
+}
