@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite: release build (with -Werror) of the library, tests, examples and
+# benchmarks (each benchmark runs once, briefly), packaging tests, the same suite under
+# ASan + UBSan, the threaded tests under TSan, the ARM targets under QEMU and a short fuzzing run.
+# Set TINYQUANT_SKIP="asan tsan arm fuzz" (any subset) to skip stages while iterating.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh test
+jobs=$(nproc)
+skip=" ${TINYQUANT_SKIP:-} "
+stage() { printf '\n=== tinyquant: %s ===\n' "$*"; }
+t0=$(date +%s)
+
+stage "release build"
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DTINYQUANT_WERROR=ON >/dev/null
+cmake --build build/release -j"$jobs"
+stage "release tests"
+ctest --test-dir build/release -j"$jobs" --output-on-failure --timeout 900
+
+if [[ $skip != *" asan "* ]]; then
+  stage "ASan + UBSan build"
+  cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DTINYQUANT_SANITIZE=address,undefined -DTINYQUANT_BUILD_BENCH=OFF >/dev/null
+  cmake --build build/asan -j"$jobs"
+  stage "ASan + UBSan tests"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build/asan -j"$jobs" --output-on-failure --timeout 900 -LE package
+fi
+
+if [[ $skip != *" arm "* ]] && [ -f scripts/arm-tests.sh ]; then
+  stage "ARM targets under QEMU"
+  bash scripts/arm-tests.sh
+fi
+
+if [[ $skip != *" fuzz "* ]] && [ -f tests/fuzz/CMakeLists.txt ]; then
+  stage "fuzzers (short run)"
+  CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DTINYQUANT_BUILD_FUZZERS=ON -DTINYQUANT_BUILD_TESTS=OFF -DTINYQUANT_BUILD_BENCH=OFF \
+    -DTINYQUANT_BUILD_EXAMPLES=OFF >/dev/null
+  cmake --build build/fuzz -j"$jobs"
+  ctest --test-dir build/fuzz -j"$jobs" --output-on-failure -L fuzz
+fi
+
+stage "all stages passed in $(( $(date +%s) - t0 )) s"
