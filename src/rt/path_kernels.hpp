@@ -16,16 +16,21 @@ namespace tinyquant::rt::detail {
 
 // c[i][j] = clamp(requantize(bias[j] + sum_k (a[i][k] + a_offset)(b[j][k] + b_offset))
 //                 + c_offset, act_min, act_max)
+// The accumulation and the "+ c_offset" both wrap at 32 bits (as on a Cortex-M); the clamp
+// comes last.
 // b may be int8 ([n][ldb]) or a packed int4 nibble stream (b_s4, element (j, k) at nibble
 // j * k_total + k, where k_total == k: rows are contiguous in the stream).
 struct GemmS8Args {
   int32_t m = 0, n = 0, k = 0;
   const int8_t* a = nullptr;
   int32_t lda = 0;
-  const int8_t* b = nullptr;     // int8 weights, or null when b_s4 is set
-  const uint8_t* b_s4 = nullptr; // packed int4 weights
-  int32_t ldb = 0;               // int8 only
-  const int32_t* bias = nullptr; // [n] or null
+  const int8_t* b = nullptr;      // int8 weights, or null when b_s4 is set
+  const uint8_t* b_s4 = nullptr;  // packed int4 weights
+  // Nibble index of element (0, 0) inside b_s4[0]: 0 or 1. Only the reference path reads it;
+  // kernels.cpp sends every call with 1 (a conv group starting mid-byte) to the reference path.
+  int32_t b_s4_first_nibble = 0;
+  int32_t ldb = 0;                // int8 only
+  const int32_t* bias = nullptr;  // [n] or null
   int32_t a_offset = 0, b_offset = 0;
   int8_t* c = nullptr;
   int32_t ldc = 0;
@@ -34,7 +39,8 @@ struct GemmS8Args {
   bool per_channel = false;
   Rounding rounding = Rounding::kDouble;
   int32_t c_offset = 0, act_min = -128, act_max = 127;
-  void* scratch = nullptr;       // path_scratch bytes (see PathKernels::gemm_s8_scratch)
+  // path_scratch bytes (see PathKernels::gemm_s8_scratch), 64-byte aligned; null if none asked.
+  void* scratch = nullptr;
 };
 
 struct GemmS32Args {
@@ -82,5 +88,9 @@ const PathKernels* avx2_kernels() noexcept;        // null unless built for x86-
 const PathKernels* avx512vnni_kernels() noexcept;  // null unless built for x86-64
 const PathKernels* neon_kernels() noexcept;        // null unless built for AArch64
 const PathKernels* neondot_kernels() noexcept;     // null unless built for AArch64
+
+// The table of a compiled-in path the CPU supports, or null (dispatch.cpp). kAuto is resolved
+// through default_path() first.
+const PathKernels* path_kernels(Path p) noexcept;
 
 }  // namespace tinyquant::rt::detail

@@ -1,0 +1,156 @@
+// Path dispatch, decided here and nowhere else.
+//
+// x86-64: the AVX2 and AVX-512 VNNI tables exist only when TINYQUANT_HAVE_X86_PATHS is defined
+// (their files are compiled in), and are supported only when the running CPU reports the
+// features. ARM: the smlad path is the default when the compiler targets the DSP extension.
+// The reference and (emulated) smlad paths are supported everywhere.
+//
+// The forced path is one atomic word (std::atomic is part of freestanding C++17 and 32-bit
+// loads/stores are lock-free on every Cortex-M), so force_path() may race with kernels safely;
+// a kernel sees either the old or the new path.
+#include <atomic>
+#include <cstdint>
+#if !defined(TINYQUANT_RT_FREESTANDING)
+#include <cstdlib>
+#include <cstring>
+#endif
+
+#include "path_kernels.hpp"
+#include "tinyquant/rt/kernels.hpp"
+
+namespace tinyquant::rt {
+namespace {
+
+constexpr uint32_t kEnvNotRead = 0xFFFFFFFFu;
+
+// path_bits of the forced path; 0 = none; kEnvNotRead until the environment has been consulted.
+#if defined(TINYQUANT_RT_FREESTANDING)
+std::atomic<uint32_t> g_forced{0};
+#else
+std::atomic<uint32_t> g_forced{kEnvNotRead};
+#endif
+
+const detail::PathKernels* compiled_table(Path p) noexcept {
+  switch (p) {
+    case Path::kReference:
+      return detail::reference_kernels();
+    case Path::kSmlad:
+      return detail::smlad_kernels();
+#if defined(TINYQUANT_HAVE_X86_PATHS)
+    case Path::kAvx2:
+      return __builtin_cpu_supports("avx2") != 0 ? detail::avx2_kernels() : nullptr;
+    case Path::kAvx512Vnni:
+      return (__builtin_cpu_supports("avx512vnni") != 0 &&
+              __builtin_cpu_supports("avx512bw") != 0 && __builtin_cpu_supports("avx512vl") != 0)
+                 ? detail::avx512vnni_kernels()
+                 : nullptr;
+#endif
+    default:
+      return nullptr;
+  }
+}
+
+constexpr Path kAllPaths[] = {Path::kReference,  Path::kSmlad, Path::kAvx2,
+                              Path::kAvx512Vnni, Path::kNeon,  Path::kNeonDot};
+
+uint32_t compute_supported() noexcept {
+  uint32_t bits = 0;
+  for (Path p : kAllPaths) {
+    if (compiled_table(p) != nullptr) bits |= path_bits(p);
+  }
+  return bits;
+}
+
+#if !defined(TINYQUANT_RT_FREESTANDING)
+Path path_from_name(const char* name) noexcept {
+  for (Path p : kAllPaths) {
+    if (std::strcmp(name, path_name(p)) == 0) return p;
+  }
+  return Path::kAuto;
+}
+#endif
+
+// The forced path bits, reading TINYQUANT_PATH at first use on hosted builds. An unknown or
+// unsupported name is ignored (dispatch stays automatic). Freestanding builds never read the
+// environment and need no compare-and-swap (absent on ARMv6-M).
+uint32_t forced_bits() noexcept {
+  const uint32_t bits = g_forced.load(std::memory_order_acquire);
+#if defined(TINYQUANT_RT_FREESTANDING)
+  return bits;
+#else
+  if (bits != kEnvNotRead) return bits;
+  uint32_t from_env = 0;
+  if (const char* env = std::getenv("TINYQUANT_PATH")) {
+    const Path p = path_from_name(env);
+    if ((supported_paths() & path_bits(p)) != 0) from_env = path_bits(p);
+  }
+  uint32_t expected = kEnvNotRead;
+  // Keep a force_path() that won the race.
+  if (!g_forced.compare_exchange_strong(expected, from_env, std::memory_order_acq_rel)) {
+    return expected;
+  }
+  return from_env;
+#endif
+}
+
+}  // namespace
+
+// Recomputed per call (a few feature-bit tests) rather than cached in a function-local static,
+// whose guard would pull C++ runtime support into freestanding builds.
+uint32_t supported_paths() noexcept {
+  return compute_supported();
+}
+
+Path default_path() noexcept {
+  const uint32_t forced = forced_bits();
+  if (forced != 0 && (supported_paths() & forced) != 0) return static_cast<Path>(forced);
+  const uint32_t s = supported_paths();
+  if ((s & path_bits(Path::kAvx512Vnni)) != 0) return Path::kAvx512Vnni;
+  if ((s & path_bits(Path::kAvx2)) != 0) return Path::kAvx2;
+  if ((s & path_bits(Path::kNeonDot)) != 0) return Path::kNeonDot;
+  if ((s & path_bits(Path::kNeon)) != 0) return Path::kNeon;
+#if defined(__ARM_FEATURE_DSP)
+  return Path::kSmlad;  // real SMLAD/SXTB16 instructions
+#else
+  return Path::kReference;  // off-ARM the smlad path is an emulation, slower than plain loops
+#endif
+}
+
+Status force_path(Path p) noexcept {
+  if (p != Path::kAuto && (supported_paths() & path_bits(p)) == 0) {
+    return Status::kPathUnavailable;
+  }
+  g_forced.store(path_bits(p), std::memory_order_release);
+  return Status::kOk;
+}
+
+const char* path_name(Path p) noexcept {
+  switch (p) {
+    case Path::kAuto:
+      return "auto";
+    case Path::kReference:
+      return "reference";
+    case Path::kSmlad:
+      return "smlad";
+    case Path::kAvx2:
+      return "avx2";
+    case Path::kAvx512Vnni:
+      return "avx512vnni";
+    case Path::kNeon:
+      return "neon";
+    case Path::kNeonDot:
+      return "neondot";
+  }
+  return "unknown";
+}
+
+namespace detail {
+
+const PathKernels* path_kernels(Path p) noexcept {
+  if (p == Path::kAuto) p = default_path();
+  if ((supported_paths() & path_bits(p)) == 0) return nullptr;
+  return compiled_table(p);
+}
+
+}  // namespace detail
+}  // namespace tinyquant::rt
