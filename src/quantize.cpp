@@ -1,0 +1,427 @@
+#include "tinyquant/quantize.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "detail/check.hpp"
+
+// Hot loops get an AVX2 clone next to the baseline one on x86-64 hosts (picked once at load time
+// through an ifunc). The loops themselves are plain C++ written so the compiler vectorises them.
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__) && !defined(__SANITIZE_ADDRESS__)
+#define TINYQUANT_HOT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define TINYQUANT_HOT_CLONES
+#endif
+
+namespace tinyquant {
+
+using detail::fail;
+
+namespace {
+
+// x / scale is clamped to +-2^20 before rounding: far beyond any qmax - zero_point (< 2^17), so
+// the final clamp gives the same integer, and small enough that rounding tricks stay exact and
+// the float -> int32 conversion never overflows. NaN maps to +-2^20 (no undefined conversion);
+// NaN inputs are reported by the caller anyway.
+constexpr float kQuotientLimit = 1048576.0f;
+
+inline float clamp_quotient(float v) {
+  // One comparison on |v| (a two-sided clamp defeats GCC's if-conversion); NaN fails it too.
+  const float a = std::fabs(v);
+  return std::copysign(a < kQuotientLimit ? a : kQuotientLimit, v);
+}
+
+// Half away from zero for |v| <= 2^20: truncate, then correct with the exact remainder
+// (v - trunc(v) is exact in float), so 0.49999997f stays 0 where v + 0.5 would give 1.
+inline int32_t round_half_away(float v) {
+  const int32_t t = static_cast<int32_t>(v);
+  const float d = v - static_cast<float>(t);
+  return t + static_cast<int32_t>(d >= 0.5f) - static_cast<int32_t>(d <= -0.5f);
+}
+
+// Half to even for |v| <= 2^22: adding 1.5 * 2^23 moves v to where the float spacing is 1, so
+// the addition itself rounds to the nearest integer, ties to even (default rounding mode).
+inline int32_t round_half_even(float v) {
+  constexpr float kMagic = 12582912.0f;
+  return static_cast<int32_t>((v + kMagic) - kMagic);
+}
+
+template <RoundMode M>
+inline int32_t round_quotient(float v) {
+  const float c = clamp_quotient(v);
+  return M == RoundMode::kHalfToEven ? round_half_even(c) : round_half_away(c);
+}
+
+inline uint32_t non_finite_bit(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return static_cast<uint32_t>((b & 0x7F800000u) == 0x7F800000u);
+}
+
+inline int32_t clamp_int(int32_t q, int32_t lo, int32_t hi) {
+  q = q < lo ? lo : q;
+  return q > hi ? hi : q;
+}
+
+// Storage sinks: int8 elements, and int16 elements written byte-wise in host order.
+struct Int8Out {
+  int8_t* p;
+  void put(int64_t i, int32_t q) const { p[i] = static_cast<int8_t>(q); }
+};
+struct Int16Out {
+  uint8_t* p;
+  void put(int64_t i, int32_t q) const {
+    const int16_t v = static_cast<int16_t>(q);
+    std::memcpy(p + 2 * i, &v, sizeof v);
+  }
+};
+
+// One run of n elements sharing one (scale, zero point). Returns 1 if any x is NaN / Inf.
+template <RoundMode M, class Out>
+inline uint32_t quantize_run_uniform(const float* x, int64_t n, float scale, int32_t zp,
+                                     int32_t qmin, int32_t qmax, Out out) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    bad |= non_finite_bit(x[i]);
+    out.put(i, clamp_int(round_quotient<M>(x[i] / scale) + zp, qmin, qmax));
+  }
+  return bad;
+}
+
+// One run of n elements with their own (scale[i], zp[i]).
+template <RoundMode M, class Out>
+inline uint32_t quantize_run_each(const float* x, int64_t n, const float* scale, const int32_t* zp,
+                                  int32_t qmin, int32_t qmax, Out out) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    bad |= non_finite_bit(x[i]);
+    out.put(i, clamp_int(round_quotient<M>(x[i] / scale[i]) + zp[i], qmin, qmax));
+  }
+  return bad;
+}
+
+// The int8 variants are the hot ones and get ISA clones; int16 stays on the templates.
+TINYQUANT_HOT_CLONES uint32_t quantize_s8_uniform_away(const float* x, int64_t n, float s,
+                                                       int32_t zp, int32_t lo, int32_t hi,
+                                                       int8_t* out) {
+  return quantize_run_uniform<RoundMode::kHalfAwayFromZero>(x, n, s, zp, lo, hi, Int8Out{out});
+}
+TINYQUANT_HOT_CLONES uint32_t quantize_s8_uniform_even(const float* x, int64_t n, float s,
+                                                       int32_t zp, int32_t lo, int32_t hi,
+                                                       int8_t* out) {
+  return quantize_run_uniform<RoundMode::kHalfToEven>(x, n, s, zp, lo, hi, Int8Out{out});
+}
+TINYQUANT_HOT_CLONES uint32_t quantize_s8_each_away(const float* x, int64_t n, const float* s,
+                                                    const int32_t* zp, int32_t lo, int32_t hi,
+                                                    int8_t* out) {
+  return quantize_run_each<RoundMode::kHalfAwayFromZero>(x, n, s, zp, lo, hi, Int8Out{out});
+}
+TINYQUANT_HOT_CLONES uint32_t quantize_s8_each_even(const float* x, int64_t n, const float* s,
+                                                    const int32_t* zp, int32_t lo, int32_t hi,
+                                                    int8_t* out) {
+  return quantize_run_each<RoundMode::kHalfToEven>(x, n, s, zp, lo, hi, Int8Out{out});
+}
+
+TINYQUANT_HOT_CLONES void dequantize_s8_uniform(const int8_t* q, int64_t n, float s, int32_t zp,
+                                                float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = s * static_cast<float>(static_cast<int32_t>(q[i]) - zp);
+}
+TINYQUANT_HOT_CLONES void dequantize_s8_each(const int8_t* q, int64_t n, const float* s,
+                                             const int32_t* zp, float* out) {
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = s[i] * static_cast<float>(static_cast<int32_t>(q[i]) - zp[i]);
+}
+
+int16_t load_s16(const uint8_t* p, int64_t i) {
+  int16_t v;
+  std::memcpy(&v, p + 2 * i, sizeof v);
+  return v;
+}
+
+// Splits the tensor into contiguous runs of elements whose parameters are either one shared
+// pair (uniform) or consecutive pairs (each), and calls
+//   f(first_element, count, first_param, uniform).
+template <class F>
+void for_each_run(const ParamLayout& l, int64_t n, F&& f) {
+  const int64_t a_len = l.axis_len, inner = l.inner;
+  switch (l.granularity) {
+    case Granularity::kPerTensor:
+      if (n > 0) f(int64_t{0}, n, int64_t{0}, true);
+      return;
+    case Granularity::kPerChannel:
+      for (int64_t o = 0; o < l.outer; ++o) {
+        if (inner == 1) {
+          f(o * a_len, a_len, int64_t{0}, false);
+        } else {
+          for (int64_t a = 0; a < a_len; ++a) f((o * a_len + a) * inner, inner, a, true);
+        }
+      }
+      return;
+    case Granularity::kPerGroup:
+      for (int64_t o = 0; o < l.outer; ++o) {
+        if (inner == 1) {
+          for (int64_t g = 0; g < l.groups; ++g) {
+            const int64_t start = g * l.group_size;
+            f(o * a_len + start, std::min(l.group_size, a_len - start), o * l.groups + g, true);
+          }
+        } else {
+          for (int64_t a = 0; a < a_len; ++a)
+            f((o * a_len + a) * inner, inner, (o * l.groups + a / l.group_size) * inner, false);
+        }
+      }
+      return;
+  }
+}
+
+// Quantizes into int8 (bits <= 8) or int16 storage; returns 1 if any input was NaN / Inf.
+uint32_t quantize_unpacked(const float* x, int64_t n, const ParamLayout& l, const QuantParams& p,
+                           RoundMode mode, uint8_t* out) {
+  const int32_t lo = p.spec.qmin(), hi = p.spec.qmax();
+  const float* s = p.scales.data();
+  const int32_t* z = p.zero_points.data();
+  const bool even = mode == RoundMode::kHalfToEven;
+  uint32_t bad = 0;
+  if (p.spec.bits <= 8) {
+    int8_t* q = reinterpret_cast<int8_t*>(out);
+    for_each_run(l, n, [&](int64_t e, int64_t c, int64_t k, bool uniform) {
+      if (uniform) {
+        bad |= even ? quantize_s8_uniform_even(x + e, c, s[k], z[k], lo, hi, q + e)
+                    : quantize_s8_uniform_away(x + e, c, s[k], z[k], lo, hi, q + e);
+      } else {
+        bad |= even ? quantize_s8_each_even(x + e, c, s + k, z + k, lo, hi, q + e)
+                    : quantize_s8_each_away(x + e, c, s + k, z + k, lo, hi, q + e);
+      }
+    });
+  } else {
+    for_each_run(l, n, [&](int64_t e, int64_t c, int64_t k, bool uniform) {
+      const Int16Out o{out + 2 * e};
+      if (uniform) {
+        bad |= even ? quantize_run_uniform<RoundMode::kHalfToEven>(x + e, c, s[k], z[k], lo, hi, o)
+                    : quantize_run_uniform<RoundMode::kHalfAwayFromZero>(x + e, c, s[k], z[k], lo,
+                                                                         hi, o);
+      } else {
+        bad |= even ? quantize_run_each<RoundMode::kHalfToEven>(x + e, c, s + k, z + k, lo, hi, o)
+                    : quantize_run_each<RoundMode::kHalfAwayFromZero>(x + e, c, s + k, z + k, lo,
+                                                                      hi, o);
+      }
+    });
+  }
+  return bad;
+}
+
+TINYQUANT_HOT_CLONES void pack_int4_unchecked(const int8_t* v, int64_t n, uint8_t* packed) {
+  const int64_t pairs = n / 2;
+  for (int64_t i = 0; i < pairs; ++i) {
+    const uint32_t low = static_cast<uint32_t>(v[2 * i]) & 0x0Fu;
+    const uint32_t high = (static_cast<uint32_t>(v[2 * i + 1]) & 0x0Fu) << 4;
+    packed[i] = static_cast<uint8_t>(low | high);
+  }
+  if (n % 2 != 0) packed[pairs] = static_cast<uint8_t>(static_cast<uint32_t>(v[n - 1]) & 0x0Fu);
+}
+
+// Sign-extends a nibble: shift it to the top of a signed byte, then arithmetic-shift back.
+inline int8_t nibble_to_s8(uint32_t nibble) {
+  return static_cast<int8_t>(static_cast<int8_t>(static_cast<uint8_t>(nibble << 4)) >> 4);
+}
+
+void check_params(const char* what, const Shape& shape, const QuantParams& params) {
+  try {
+    params.validate(shape);
+  } catch (const ShapeError& e) {
+    fail<ShapeError>("{}: {}", what, e.what());
+  } catch (const InvalidArgument& e) {
+    fail<InvalidArgument>("{}: {}", what, e.what());
+  }
+}
+
+void check_data(const char* what, const float* data, int64_t n) {
+  if (n > 0 && data == nullptr) fail<InvalidArgument>("{}: data is null for {} elements", what, n);
+}
+
+void check_qtensor(const char* what, const QTensor& q) {
+  check_params(what, q.shape, q.params);
+  const int64_t need = storage_bytes(q.bits(), q.numel());
+  if (static_cast<int64_t>(q.data.size()) != need)
+    fail<ShapeError>("{}: QTensor holds {} bytes, but {} {}-bit elements of shape {} need {}", what,
+                     q.data.size(), q.numel(), q.bits(), to_string(q.shape), need);
+}
+
+}  // namespace
+
+int32_t QTensor::value(int64_t i) const noexcept {
+  const int b = params.spec.bits;
+  if (b <= 4) {
+    const uint32_t byte = data[static_cast<size_t>(i / 2)];
+    return nibble_to_s8(i % 2 == 0 ? byte & 0x0Fu : byte >> 4);
+  }
+  if (b <= 8) return static_cast<int8_t>(data[static_cast<size_t>(i)]);
+  return load_s16(data.data(), i);
+}
+
+int64_t storage_bytes(int bits, int64_t n) {
+  if (!((bits >= 2 && bits <= 8) || bits == 16))
+    fail<InvalidArgument>("storage_bytes: bits = {} is not supported (expected 2..8 or 16)", bits);
+  if (n < 0) fail<InvalidArgument>("storage_bytes: element count {} is negative", n);
+  if (bits <= 4) return n / 2 + n % 2;
+  return bits <= 8 ? n : 2 * n;
+}
+
+void pack_int4(const int8_t* values, int64_t n, uint8_t* packed) {
+  if (n < 0) fail<InvalidArgument>("pack_int4: element count {} is negative", n);
+  if (n > 0 && (values == nullptr || packed == nullptr))
+    fail<InvalidArgument>("pack_int4: null buffer for {} elements", n);
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) bad |= static_cast<uint32_t>(values[i] < -8 || values[i] > 7);
+  if (bad != 0) {
+    for (int64_t i = 0; i < n; ++i)
+      if (values[i] < -8 || values[i] > 7)
+        fail<InvalidArgument>("pack_int4: value {} at index {} is outside [-8, 7]",
+                              static_cast<int>(values[i]), i);
+  }
+  pack_int4_unchecked(values, n, packed);
+}
+
+std::vector<uint8_t> pack_int4(const std::vector<int8_t>& values) {
+  const int64_t n = static_cast<int64_t>(values.size());
+  std::vector<uint8_t> out(static_cast<size_t>(storage_bytes(4, n)));
+  pack_int4(values.data(), n, out.data());
+  return out;
+}
+
+void unpack_int4(const uint8_t* packed, int64_t n, int8_t* values) {
+  if (n < 0) fail<InvalidArgument>("unpack_int4: element count {} is negative", n);
+  if (n > 0 && (values == nullptr || packed == nullptr))
+    fail<InvalidArgument>("unpack_int4: null buffer for {} elements", n);
+  const int64_t pairs = n / 2;
+  for (int64_t i = 0; i < pairs; ++i) {
+    const uint32_t byte = packed[i];
+    values[2 * i] = nibble_to_s8(byte & 0x0Fu);
+    values[2 * i + 1] = nibble_to_s8(byte >> 4);
+  }
+  if (n % 2 != 0) values[n - 1] = nibble_to_s8(packed[pairs] & 0x0Fu);
+}
+
+std::vector<int8_t> unpack_int4(const std::vector<uint8_t>& packed, int64_t n) {
+  const int64_t need = storage_bytes(4, n);
+  if (static_cast<int64_t>(packed.size()) != need)
+    fail<ShapeError>("unpack_int4: {} packed bytes, but {} elements need {}", packed.size(), n,
+                     need);
+  std::vector<int8_t> out(static_cast<size_t>(n));
+  unpack_int4(packed.data(), n, out.data());
+  return out;
+}
+
+void quantize(const float* data, const Shape& shape, const QuantParams& params, uint8_t* out,
+              int64_t out_bytes, RoundMode mode) {
+  check_params("quantize", shape, params);
+  const ParamLayout l = param_layout(params.spec, shape);
+  const int64_t n = numel(shape);
+  check_data("quantize", data, n);
+  const int bits = params.spec.bits;
+  const int64_t need = storage_bytes(bits, n);
+  if (out_bytes != need || (need > 0 && out == nullptr))
+    fail<ShapeError>("quantize: output buffer has {} bytes, but {} {}-bit elements need {}",
+                     out == nullptr ? 0 : out_bytes, n, bits, need);
+  if (n == 0) return;
+  uint32_t bad = 0;
+  if (bits <= 4) {
+    std::vector<int8_t> tmp(static_cast<size_t>(n));
+    bad = quantize_unpacked(data, n, l, params, mode, reinterpret_cast<uint8_t*>(tmp.data()));
+    if (bad == 0) pack_int4_unchecked(tmp.data(), n, out);
+  } else {
+    bad = quantize_unpacked(data, n, l, params, mode, out);
+  }
+  if (bad != 0) detail::check_finite(data, n, "quantize");
+}
+
+QTensor quantize(const float* data, const Shape& shape, const QuantParams& params, RoundMode mode) {
+  check_params("quantize", shape, params);
+  QTensor q;
+  q.shape = shape;
+  q.params = params;
+  const int64_t bytes = storage_bytes(params.spec.bits, numel(shape));
+  q.data.resize(static_cast<size_t>(bytes));
+  quantize(data, shape, params, q.data.data(), bytes, mode);
+  return q;
+}
+
+void dequantize(const QTensor& q, float* out, int64_t out_count) {
+  check_qtensor("dequantize", q);
+  const int64_t n = q.numel();
+  if (out_count != n || (n > 0 && out == nullptr))
+    fail<ShapeError>("dequantize: output buffer has {} floats, but shape {} has {} elements",
+                     out == nullptr ? 0 : out_count, to_string(q.shape), n);
+  if (n == 0) return;
+  const ParamLayout l = param_layout(q.params.spec, q.shape);
+  const float* s = q.params.scales.data();
+  const int32_t* z = q.params.zero_points.data();
+  if (q.bits() == 16) {
+    const uint8_t* p = q.data.data();
+    for_each_run(l, n, [&](int64_t e, int64_t c, int64_t k, bool uniform) {
+      for (int64_t i = 0; i < c; ++i) {
+        const int64_t j = uniform ? k : k + i;
+        out[e + i] = s[j] * static_cast<float>(load_s16(p, e + i) - z[j]);
+      }
+    });
+    return;
+  }
+  std::vector<int8_t> tmp;
+  const int8_t* v = reinterpret_cast<const int8_t*>(q.data.data());
+  if (q.bits() <= 4) {
+    tmp.resize(static_cast<size_t>(n));
+    unpack_int4(q.data.data(), n, tmp.data());
+    v = tmp.data();
+  }
+  for_each_run(l, n, [&](int64_t e, int64_t c, int64_t k, bool uniform) {
+    if (uniform) {
+      dequantize_s8_uniform(v + e, c, s[k], z[k], out + e);
+    } else {
+      dequantize_s8_each(v + e, c, s + k, z + k, out + e);
+    }
+  });
+}
+
+std::vector<float> dequantize(const QTensor& q) {
+  check_qtensor("dequantize", q);
+  std::vector<float> out(static_cast<size_t>(q.numel()));
+  dequantize(q, out.data(), static_cast<int64_t>(out.size()));
+  return out;
+}
+
+QTensor quantize_weights(const float* data, const Shape& shape, const QuantSpec& spec,
+                         RoundMode mode) {
+  return quantize(data, shape, params_for(data, shape, spec), mode);
+}
+
+FakeQuantResult fake_quant(const float* data, const Shape& shape, const QuantParams& params,
+                           RoundMode mode) {
+  check_params("fake_quant", shape, params);
+  const ParamLayout l = param_layout(params.spec, shape);
+  const int64_t n = numel(shape);
+  check_data("fake_quant", data, n);
+  detail::check_finite(data, n, "fake_quant");
+  FakeQuantResult r;
+  r.values.resize(static_cast<size_t>(n));
+  r.mask.resize(static_cast<size_t>(n));
+  const int32_t lo = params.spec.qmin(), hi = params.spec.qmax();
+  const float* s = params.scales.data();
+  const int32_t* z = params.zero_points.data();
+  const bool even = mode == RoundMode::kHalfToEven;
+  float* val = r.values.data();
+  uint8_t* mask = r.mask.data();
+  for_each_run(l, n, [&](int64_t e, int64_t c, int64_t k, bool uniform) {
+    for (int64_t i = 0; i < c; ++i) {
+      const int64_t j = uniform ? k : k + i;
+      const float v = data[e + i] / s[j];
+      const int32_t pre = (even ? round_quotient<RoundMode::kHalfToEven>(v)
+                                : round_quotient<RoundMode::kHalfAwayFromZero>(v)) +
+                          z[j];
+      mask[e + i] = static_cast<uint8_t>(pre >= lo && pre <= hi);
+      val[e + i] = s[j] * static_cast<float>(clamp_int(pre, lo, hi) - z[j]);
+    }
+  });
+  return r;
+}
+
+}  // namespace tinyquant
