@@ -1,0 +1,162 @@
+// Host side of the on-target tests: runs tinyquant::rt on the build machine and writes its
+// results as C arrays, so the ARM programs can check that the target computes exactly what the
+// host computes for the same inputs. The host results themselves are checked against independent
+// oracles by the host test suite (tests/rt); this program only records them.
+//
+//   gen_vectors <out-dir>      writes <out-dir>/fixed_point_vectors.h
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "../check.hpp"
+#include "tinyquant/rt/fixed_point.hpp"
+
+namespace rt = tinyquant::rt;
+
+namespace {
+
+struct RqCase {
+  int32_t x, m, shift;
+};
+
+void write_i32_array(FILE* f, const char* name, const int32_t* v, int n) {
+  std::fprintf(f, "static const int32_t %s[%d] = {", name, n);
+  for (int i = 0; i < n; ++i) {
+    std::fprintf(f, "%s%" PRId32, (i % 8 == 0) ? "\n    " : " ", v[i]);
+    if (i + 1 < n) std::fputc(',', f);
+  }
+  std::fprintf(f, "};\n");
+}
+
+void write_u64_array(FILE* f, const char* name, const uint64_t* v, int n) {
+  std::fprintf(f, "static const uint64_t %s[%d] = {", name, n);
+  for (int i = 0; i < n; ++i) {
+    std::fprintf(f, "%s0x%016" PRIx64 "ull", (i % 4 == 0) ? "\n    " : " ", v[i]);
+    if (i + 1 < n) std::fputc(',', f);
+  }
+  std::fprintf(f, "};\n");
+}
+
+// Requantization inputs: the corners of every argument's range, then random values drawn from
+// the full range and from the small range real accumulators live in.
+constexpr int kRqCount = 4096;
+constexpr int kQmCount = 1024;
+
+int gen_fixed_point(const std::string& dir) {
+  static RqCase cases[kRqCount];
+  const int32_t xs[] = {0,
+                        1,
+                        -1,
+                        2,
+                        -2,
+                        3,
+                        -3,
+                        127,
+                        -128,
+                        1 << 20,
+                        -(1 << 20),
+                        INT32_MAX,
+                        INT32_MIN,
+                        INT32_MAX - 1,
+                        INT32_MIN + 1};
+  const int32_t ms[] = {0, 1, 1 << 30, (1 << 30) + 1, INT32_MAX, 1518500250};
+  const int32_t shifts[] = {-31, -30, -16, -8, -1, 0, 1, 8, 30};
+  int n = 0;
+  for (int32_t x : xs)
+    for (int32_t m : ms)
+      for (int32_t s : shifts)
+        if (n < kRqCount / 2) cases[n++] = {x, m, s};
+  tq::XorShift32 rng;
+  while (n < kRqCount) {
+    const bool small = (rng.next() & 1u) != 0;
+    const int32_t x = small ? rng.range(-(1 << 20), 1 << 20) : rng.next_i32();
+    const int32_t m = rng.range(1 << 30, INT32_MAX);
+    const int32_t s = rng.range(rt::kMinShift, rt::kMaxShift);
+    cases[n++] = {x, m, s};
+  }
+  static int32_t cx[kRqCount], cm[kRqCount], cs[kRqCount], rd[kRqCount], rs[kRqCount];
+  for (int i = 0; i < kRqCount; ++i) {
+    cx[i] = cases[i].x;
+    cm[i] = cases[i].m;
+    cs[i] = cases[i].shift;
+    rd[i] = rt::requantize(cx[i], cm[i], cs[i], rt::Rounding::kDouble);
+    rs[i] = rt::requantize(cx[i], cm[i], cs[i], rt::Rounding::kSingle);
+  }
+
+  // quantize_multiplier inputs: exact powers of two, values that round up to 2^31, the flush and
+  // saturation edges, subnormals, and random positive doubles across the exponent range.
+  static uint64_t bits[kQmCount];
+  static int32_t qm[kQmCount], qs[kQmCount];
+  const double fixed[] = {0.0,
+                          1.0,
+                          0.5,
+                          0.25,
+                          2.0,
+                          1.0 / 3.0,
+                          0.9999999999,
+                          0x1.fffffffffffffp-1,
+                          0x1p-31,
+                          0x1p-32,
+                          0x1.8p-33,
+                          0x1p+29,
+                          0x1p+30,
+                          0x1p+31,
+                          1e-300,
+                          4.9e-324,
+                          1e10,
+                          0.0078125,
+                          0.003921568627,
+                          1.5e-5};
+  int q = 0;
+  for (double d : fixed) std::memcpy(&bits[q++], &d, sizeof d);
+  while (q < kQmCount) {
+    // Random mantissa, exponent mostly in the representable multiplier range [-40, 40].
+    const uint64_t mant =
+        (static_cast<uint64_t>(rng.next()) << 20 ^ rng.next()) & ((uint64_t{1} << 52) - 1);
+    const uint64_t exp = static_cast<uint64_t>(1023 + rng.range(-40, 40));
+    bits[q++] = exp << 52 | mant;
+  }
+  for (int i = 0; i < kQmCount; ++i) {
+    double d = 0;
+    std::memcpy(&d, &bits[i], sizeof d);
+    rt::QuantizedMultiplier out;
+    if (rt::quantize_multiplier(d, &out) != rt::Status::kOk) {
+      std::fprintf(stderr, "gen_vectors: quantize_multiplier(%a) failed on the host\n", d);
+      return 1;
+    }
+    qm[i] = out.multiplier;
+    qs[i] = out.shift;
+  }
+
+  const std::string path = dir + "/fixed_point_vectors.h";
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) {
+    std::fprintf(stderr, "gen_vectors: cannot write %s\n", path.c_str());
+    return 1;
+  }
+  std::fprintf(f,
+               "// Generated by tests/arm/host/gen_vectors.cpp on the build host. Do not edit.\n");
+  std::fprintf(f, "#pragma once\n#include <stdint.h>\n");
+  std::fprintf(f, "#define TQ_RQ_COUNT %d\n#define TQ_QM_COUNT %d\n", kRqCount, kQmCount);
+  write_i32_array(f, "kRqX", cx, kRqCount);
+  write_i32_array(f, "kRqM", cm, kRqCount);
+  write_i32_array(f, "kRqShift", cs, kRqCount);
+  write_i32_array(f, "kRqDouble", rd, kRqCount);
+  write_i32_array(f, "kRqSingle", rs, kRqCount);
+  write_u64_array(f, "kQmBits", bits, kQmCount);
+  write_i32_array(f, "kQmMultiplier", qm, kQmCount);
+  write_i32_array(f, "kQmShift", qs, kQmCount);
+  return std::fclose(f) == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: gen_vectors <out-dir>\n");
+    return 2;
+  }
+  return gen_fixed_point(argv[1]);
+}
