@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Builds tinyquant's runtime for every ARM target and runs the on-target tests under QEMU:
+#   m4      Cortex-M4F bare metal, qemu-system-arm -M mps2-an386 (plus the Cortex-M3 control)
+#   m7      Cortex-M7 bare metal, qemu-system-arm -M mps2-an500
+#   armv7   ARMv7-A Linux, qemu-arm
+#   a64     AArch64 ARMv8-A, qemu-aarch64 -cpu cortex-a53 and -cpu cortex-a76
+#   a64dot  AArch64 ARMv8.2-A+dotprod, qemu-aarch64 -cpu cortex-a76
+# Installs missing cross compilers and emulators first (apt-get, only when something is missing).
+# Usage: scripts/arm-tests.sh [target...]   (default: all). Exit status non-zero on any failure.
+# Build directories: build/arm-<target>. Jobs: $JOBS (default 2).
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+JOBS=${JOBS:-2}
+TARGETS=("$@")
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(m4 m7 armv7 a64 a64dot)
+
+need_pkgs=()
+need() { command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2"); }
+need arm-none-eabi-gcc gcc-arm-none-eabi
+need qemu-system-arm qemu-system-arm
+need arm-linux-gnueabihf-g++ g++-arm-linux-gnueabihf
+need aarch64-linux-gnu-g++ g++-aarch64-linux-gnu
+need qemu-arm qemu-user
+need qemu-aarch64 qemu-user
+need cmake cmake
+need ninja ninja-build
+need g++ g++
+[ -d /usr/lib/arm-none-eabi/newlib ] || need_pkgs+=(libnewlib-arm-none-eabi)
+[ -d /usr/include/newlib/c++ ] || need_pkgs+=(libstdc++-arm-none-eabi-dev)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd=sudo
+  echo "arm-tests: installing ${need_pkgs[*]}"
+  $sudo_cmd apt-get update -qq && \
+    $sudo_cmd apt-get install -y --no-install-recommends "${need_pkgs[@]}" || {
+      echo "arm-tests: package installation failed" >&2; exit 2; }
+fi
+
+toolchain_of() {
+  case "$1" in
+    m4) echo cortex-m4 ;;
+    m7) echo cortex-m7 ;;
+    armv7) echo arm-linux-gnueabihf ;;
+    a64) echo aarch64-linux-gnu ;;
+    a64dot) echo aarch64-linux-gnu-dotprod ;;
+    *) return 1 ;;
+  esac
+}
+
+declare -A result
+failed=0
+start=$(date +%s)
+for t in "${TARGETS[@]}"; do
+  tc=$(toolchain_of "$t") || { echo "arm-tests: unknown target $t" >&2; exit 2; }
+  dir="$ROOT/build/arm-$t"
+  log="$dir.log"
+  echo "== $t ($tc)"
+  if ! cmake -S "$ROOT/tests/arm" -B "$dir" -G Ninja -DTINYQUANT_WERROR=ON \
+      -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchains/$tc.cmake" >"$log" 2>&1; then
+    result[$t]="configure FAILED (see $log)"; failed=1; tail -20 "$log"; continue
+  fi
+  if ! cmake --build "$dir" -j "$JOBS" >>"$log" 2>&1; then
+    result[$t]="build FAILED (see $log)"; failed=1; grep -E "error|FAILED" "$log" | head -20
+    continue
+  fi
+  if ctest --test-dir "$dir" -j "$JOBS" --output-on-failure >>"$log" 2>&1; then
+    result[$t]="ok: $(grep -E 'tests passed' "$log" | tail -1)"
+  else
+    result[$t]="FAILED: $(grep -E 'tests passed' "$log" | tail -1)"; failed=1
+    sed -n '/The following tests FAILED/,$p' "$log"
+  fi
+done
+
+echo
+echo "== ARM summary ($(($(date +%s) - start)) s)"
+for t in "${TARGETS[@]}"; do printf '  %-7s %s\n' "$t" "${result[$t]:-not run}"; done
+exit $failed
