@@ -1,0 +1,125 @@
+// Sparse x dense int8 fully-connected kernels: pruned weights stored compactly, results
+// bit-identical to fully_connected_s8 (kernels.hpp) on the same weights with the zeros put back.
+//
+// Per output element the dense kernel computes
+//   acc = bias + sum_k (x + input_offset) * (w + filter_offset)      (32-bit, wraps)
+// Pruned weights are 0 but still contribute (x + input_offset) * filter_offset, so the sparse
+// kernels use the equal (mod 2^32) split
+//   acc = bias + filter_offset * sum_k (x + input_offset) + sum_{stored k} (x + input_offset) * w
+// with the first sum computed once per batch row. Requantization, rounding modes, offsets and
+// activation clamps are those of kernels.hpp.
+//
+// Weight formats (rows = out_features, cols = in_features, weights [out][in]):
+//  - kCsrU8Delta: row_nnz[rows] entries per row; col_delta[i] is the column distance from the
+//    previous entry of the same row (from column 0 for a row's first entry). A gap larger than
+//    255 is bridged by padding entries of value 0 and delta 255 (each padding entry moves the
+//    column by 255 and adds nothing), so every delta fits a byte.
+//  - kCsrU16: row_nnz[rows], col_index[i] absolute column in [0, cols), strictly increasing in a
+//    row (cols <= 65536).
+//  - kBitmap: bitmap [rows][ceil(cols / 8)] bytes, bit (k % 8) of byte k / 8 (LSB first) set when
+//    column k is stored; values in row-major order of the set bits. Bits past cols must be 0.
+//  - kNm: every row is split into groups of nm_m consecutive columns (the last group holds
+//    cols % nm_m columns when that is not 0); every group, the tail included, stores exactly nm_n
+//    (value, index) slots, index = position inside the group in [0, group size). Unused slots
+//    hold value 0. Indices are packed LSB first, ceil(log2(nm_m)) bits each, each row's indices
+//    starting on a fresh byte: nm_row_index_bytes() bytes per row.
+// Values are int8 in [-128, 127] (TFLite weights use [-127, 127]).
+//
+// Validation: the kernel checks pointers, dims, offsets, requantization and the O(rows) counts
+// (row_nnz sums to value_count, bitmap/N:M sizes). Per-index checks cost O(nnz): run
+// validate_sparse_s8() once when the weights are loaded; a kernel given unvalidated corrupt
+// indices may read out of bounds.
+#pragma once
+
+#include <cstdint>
+
+#include "tinyquant/rt/kernels.hpp"
+
+namespace tinyquant::rt {
+
+enum class SparseFormat : uint8_t {
+  kCsrU8Delta = 0,
+  kCsrU16 = 1,
+  kBitmap = 2,
+  kNm = 3,
+};
+
+// A non-owning view of one sparse int8 weight matrix. Only the arrays of `format` are read.
+struct SparseMatrixS8 {
+  SparseFormat format = SparseFormat::kCsrU8Delta;
+  int32_t rows = 0;                     // >= 1, == out_features
+  int32_t cols = 0;                     // >= 1, == in_features
+  const int8_t* values = nullptr;       // [value_count]
+  int32_t value_count = 0;              // >= 0 (CSR: includes u8 padding entries)
+  const uint16_t* row_nnz = nullptr;    // CSR: [rows]
+  const uint8_t* col_delta = nullptr;   // kCsrU8Delta: [value_count]
+  const uint16_t* col_index = nullptr;  // kCsrU16: [value_count]
+  const uint8_t* bitmap = nullptr;      // kBitmap: [rows][(cols + 7) / 8]
+  const uint8_t* nm_index = nullptr;    // kNm: [rows][nm_row_index_bytes()]
+  int32_t nm_n = 0;                     // kNm: [1, nm_m]
+  int32_t nm_m = 0;                     // kNm: [1, 256]
+};
+
+// Bits of one N:M index: ceil(log2(m)), 0 for m == 1. m in [1, 256].
+constexpr int32_t nm_index_bits(int32_t m) noexcept {
+  int32_t bits = 0;
+  while ((int32_t{1} << bits) < m) ++bits;
+  return bits;
+}
+constexpr int32_t nm_groups(int32_t cols, int32_t m) noexcept {
+  return (cols + m - 1) / m;
+}
+constexpr int32_t nm_row_index_bytes(int32_t cols, int32_t n, int32_t m) noexcept {
+  return (nm_groups(cols, m) * n * nm_index_bits(m) + 7) / 8;
+}
+
+// O(nnz) check of the index data: every column in range and increasing (CSR), set bits and
+// value count agree and no bit past cols (bitmap), every N:M index inside its group and no two
+// nonzero slots of a group on the same index. Returns kBadSparseData, kNullPointer,
+// kBadDimension or kOk. Reads nothing beyond the arrays the counts describe.
+Status validate_sparse_s8(const SparseMatrixS8& w) noexcept;
+
+// output[b][o] for b < batch, o < out_features; input [batch][in_features]; bias
+// [out_features] or null. ctx.path: kAuto picks AVX2 on x86 CPUs that have it, else the
+// reference path; kReference, kSmlad and kAvx2 can be forced (kPathUnavailable if the build or
+// CPU lacks it; every other path is unavailable for sparse kernels).
+Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, const Requant& requant,
+                                 const FcDims& dims, const int8_t* input,
+                                 const SparseMatrixS8& weights, const int32_t* bias,
+                                 int8_t* output) noexcept;
+// Scratch bytes sparse_fully_connected_s8 needs on `path` (kAuto: the path it would pick).
+int32_t sparse_fully_connected_s8_scratch_size(const FcDims& dims, const SparseMatrixS8& weights,
+                                               Path path) noexcept;
+
+namespace detail {
+
+// Per-path bodies behind sparse_fully_connected_s8: arguments are already validated, `path`
+// scratch bytes are at ctx.scratch. Not for direct use.
+struct SparseFcArgs {
+  const FcParams* params = nullptr;
+  const Requant* requant = nullptr;
+  const FcDims* dims = nullptr;
+  const int8_t* input = nullptr;
+  const SparseMatrixS8* weights = nullptr;
+  const int32_t* bias = nullptr;
+  int8_t* output = nullptr;
+  void* scratch = nullptr;
+};
+
+void sparse_fc_s8_reference(const SparseFcArgs& args) noexcept;
+void sparse_fc_s8_smlad(const SparseFcArgs& args) noexcept;
+void sparse_fc_s8_avx2(const SparseFcArgs& args) noexcept;  // x86-64 builds only
+int32_t sparse_fc_s8_avx2_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept;
+
+// Shared epilogue: requantize, add the output offset, clamp.
+inline int8_t sparse_fc_finish(int32_t acc, int32_t channel, const FcParams& p,
+                               const Requant& rq) noexcept {
+  const int32_t i = rq.per_channel ? channel : 0;
+  int32_t r = requantize(acc, rq.multiplier[i], rq.shift[i], rq.rounding);
+  r = wrap_add(r, p.output_offset);
+  r = r < p.act_min ? p.act_min : (r > p.act_max ? p.act_max : r);
+  return static_cast<int8_t>(r);
+}
+
+}  // namespace detail
+}  // namespace tinyquant::rt
