@@ -1,0 +1,226 @@
+#include "model_cache.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+
+#include "tinyquant/error.hpp"
+
+namespace fmnist {
+
+namespace {
+
+constexpr char kMagic[8] = {'T', 'Q', 'M', 'L', 'P', 'F', '3', '2'};
+
+uint32_t crc32_of(const uint8_t* p, size_t n) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  while (n > 0) {
+    const uInt chunk = static_cast<uInt>(n < (size_t{1} << 30) ? n : (size_t{1} << 30));
+    crc = crc32(crc, p, chunk);
+    p += chunk;
+    n -= chunk;
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+class Writer {
+ public:
+  void u32(uint32_t v) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  }
+  void u64(uint64_t v) {
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  }
+  void f32(float f) {
+    uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    u32(bits);
+  }
+  std::vector<uint8_t> out;
+};
+
+class Reader {
+ public:
+  Reader(const std::vector<uint8_t>& bytes, size_t end, const std::string& name)
+      : bytes_(bytes), end_(end), name_(name) {}
+  uint32_t u32(const char* what) {
+    need(4, what);
+    uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v |= uint32_t{bytes_[pos_ + static_cast<size_t>(i)]} << (8 * i);
+    pos_ += 4;
+    return v;
+  }
+  uint64_t u64(const char* what) {
+    const uint64_t lo = u32(what);
+    return lo | (uint64_t{u32(what)} << 32);
+  }
+  float f32(const char* what) {
+    const uint32_t bits = u32(what);
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+  }
+  size_t pos() const { return pos_; }
+
+ private:
+  void need(size_t n, const char* what) {
+    if (end_ - pos_ < n)
+      throw tinyquant::FormatError(
+          fmt::format("{}: truncated: {} at offset {} needs {} bytes, "
+                      "only {} remain before the checksum",
+                      name_, what, pos_, n, end_ - pos_));
+  }
+  const std::vector<uint8_t>& bytes_;
+  size_t end_;
+  const std::string& name_;
+  size_t pos_ = sizeof kMagic;
+};
+
+void write_key(Writer* w, const TrainKey& k) {
+  w->u32(static_cast<uint32_t>(k.sizes.size()));
+  for (int s : k.sizes) w->u32(static_cast<uint32_t>(s));
+  w->u32(k.seed);
+  w->u32(k.epochs);
+  w->u32(k.batch);
+  w->f32(k.lr);
+  w->u64(k.train_count);
+}
+
+}  // namespace
+
+bool TrainKey::operator==(const TrainKey& o) const {
+  return sizes == o.sizes && seed == o.seed && epochs == o.epochs && batch == o.batch &&
+         lr == o.lr && train_count == o.train_count;
+}
+
+std::string TrainKey::tag() const {
+  return fmt::format("{}_s{}_e{}_b{}_lr{}_n{}", fmt::join(sizes, "-"), seed, epochs, batch, lr,
+                     train_count);
+}
+
+std::vector<uint8_t> serialize_model(const FloatMlp& mlp, const TrainKey& key) {
+  if (mlp.sizes() != key.sizes)
+    throw tinyquant::ShapeError(fmt::format("serialize_model: model sizes {} but key sizes {}",
+                                            fmt::join(mlp.sizes(), "-"),
+                                            fmt::join(key.sizes, "-")));
+  Writer w;
+  w.out.assign(kMagic, kMagic + sizeof kMagic);
+  w.u32(kCacheVersion);
+  write_key(&w, key);
+  for (const DenseLayer& l : mlp.layers) {
+    for (Eigen::Index i = 0; i < l.w.size(); ++i) w.f32(l.w.data()[i]);
+    for (Eigen::Index i = 0; i < l.b.size(); ++i) w.f32(l.b[i]);
+  }
+  w.u32(crc32_of(w.out.data(), w.out.size()));
+  return std::move(w.out);
+}
+
+FloatMlp parse_model(const std::vector<uint8_t>& bytes, const TrainKey& expected,
+                     const std::string& name) {
+  if (bytes.size() < sizeof kMagic + 8)
+    throw tinyquant::FormatError(
+        fmt::format("{}: {} bytes is too short for a model cache file", name, bytes.size()));
+  if (std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
+    throw tinyquant::FormatError(
+        fmt::format("{}: bad magic at offset 0: not a tinyquant model cache file", name));
+  const size_t body = bytes.size() - 4;
+  uint32_t stored = 0;
+  for (int i = 0; i < 4; ++i) stored |= uint32_t{bytes[body + static_cast<size_t>(i)]} << (8 * i);
+  const uint32_t actual = crc32_of(bytes.data(), body);
+  if (stored != actual)
+    throw tinyquant::FormatError(
+        fmt::format("{}: checksum mismatch at offset {}: stored CRC-32 0x{:08x}, data has 0x{:08x}",
+                    name, body, stored, actual));
+  Reader r(bytes, body, name);
+  const uint32_t version = r.u32("version");
+  if (version != kCacheVersion)
+    throw tinyquant::FormatError(fmt::format("{}: version {} at offset 8, this build reads {}",
+                                             name, version, kCacheVersion));
+  TrainKey key;
+  const uint32_t n = r.u32("layer count");
+  if (n < 2 || n > 64)
+    throw tinyquant::FormatError(fmt::format("{}: {} layer sizes at offset 12", name, n));
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t s = r.u32("layer size");
+    if (s < 1 || s > (1u << 20))
+      throw tinyquant::FormatError(
+          fmt::format("{}: layer size {} = {} at offset {}", name, i, s, r.pos() - 4));
+    key.sizes.push_back(static_cast<int>(s));
+  }
+  key.seed = r.u32("seed");
+  key.epochs = r.u32("epochs");
+  key.batch = r.u32("batch");
+  key.lr = r.f32("lr");
+  key.train_count = r.u64("train count");
+  if (!(key == expected))
+    throw tinyquant::FormatError(
+        fmt::format("{}: trained with {}, but {} was asked for", name, key.tag(), expected.tag()));
+  FloatMlp mlp;
+  for (size_t i = 0; i + 1 < key.sizes.size(); ++i) {
+    DenseLayer l;
+    l.w.resize(key.sizes[i + 1], key.sizes[i]);
+    l.b.resize(key.sizes[i + 1]);
+    for (Eigen::Index k = 0; k < l.w.size(); ++k) l.w.data()[k] = r.f32("weights");
+    for (Eigen::Index k = 0; k < l.b.size(); ++k) l.b[k] = r.f32("biases");
+    mlp.layers.push_back(std::move(l));
+  }
+  if (r.pos() != body)
+    throw tinyquant::FormatError(fmt::format(
+        "{}: {} unexpected bytes after the weights at offset {}", name, body - r.pos(), r.pos()));
+  return mlp;
+}
+
+void save_model(const std::string& path, const FloatMlp& mlp, const TrainKey& key) {
+  const std::vector<uint8_t> bytes = serialize_model(mlp, key);
+  const std::filesystem::path target(path);
+  std::error_code ec;
+  if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path(), ec);
+  if (ec)
+    throw tinyquant::IoError(fmt::format("cannot create cache directory '{}': {}",
+                                         target.parent_path().string(), ec.message()));
+  const std::string tmp = fmt::format("{}.tmp{}", path, static_cast<long>(::getpid()));
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr)
+    throw tinyquant::IoError(fmt::format("cannot create '{}': {}", tmp, std::strerror(errno)));
+  const bool written = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  const bool flushed = std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
+  const int err = errno;
+  const bool closed = std::fclose(f) == 0;
+  if (!written || !flushed || !closed) {
+    std::remove(tmp.c_str());
+    throw tinyquant::IoError(
+        fmt::format("cannot write {} bytes to '{}': {}", bytes.size(), tmp, std::strerror(err)));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int rename_err = errno;
+    std::remove(tmp.c_str());
+    throw tinyquant::IoError(
+        fmt::format("cannot rename '{}' to '{}': {}", tmp, path, std::strerror(rename_err)));
+  }
+}
+
+std::optional<FloatMlp> load_model(const std::string& path, const TrainKey& expected) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) {
+    if (errno == ENOENT) return std::nullopt;
+    throw tinyquant::IoError(fmt::format("cannot open '{}': {}", path, std::strerror(errno)));
+  }
+  std::vector<uint8_t> bytes;
+  uint8_t chunk[1 << 16];
+  for (;;) {
+    const size_t n = std::fread(chunk, 1, sizeof chunk, f.get());
+    bytes.insert(bytes.end(), chunk, chunk + n);
+    if (n < sizeof chunk) break;
+  }
+  if (std::ferror(f.get()))
+    throw tinyquant::IoError(fmt::format("error reading '{}': {}", path, std::strerror(errno)));
+  return parse_model(bytes, expected, path);
+}
+
+}  // namespace fmnist

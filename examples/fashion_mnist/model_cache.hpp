@@ -1,0 +1,50 @@
+// A small binary cache of the trained float model, so a second run skips training.
+//
+// Layout, every integer little-endian, floats as their IEEE-754 bits:
+//   "TQMLPF32" | u32 version (1) | u32 n | u32 sizes[n]
+//   | u32 seed | u32 epochs | u32 batch | f32 lr | u64 train_count          (the TrainKey)
+//   | for each layer: f32 w[out][in] row-major, f32 b[out]
+//   | u32 CRC-32 (zlib's polynomial) of every byte before it
+// Written to a temporary file in the same directory and renamed over the target, so a reader
+// never sees a half-written file. A file whose key differs from the requested one is rejected
+// (the name normally differs already, the key makes it certain).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "float_mlp.hpp"
+
+namespace fmnist {
+
+inline constexpr uint32_t kCacheVersion = 1;
+
+// Everything that determines the trained weights (besides the data files themselves).
+struct TrainKey {
+  std::vector<int> sizes;
+  uint32_t seed = 0;
+  uint32_t epochs = 0;
+  uint32_t batch = 0;
+  float lr = 0.0f;
+  uint64_t train_count = 0;
+
+  bool operator==(const TrainKey& o) const;
+  // "784-128-64-10_s1_e12_b64_lr0.001_n55000"
+  std::string tag() const;
+};
+
+// Serialises / parses the layout above. parse_model throws tinyquant::FormatError naming `name`
+// and the offset for a bad magic, version, size, checksum, or a key other than `expected`.
+std::vector<uint8_t> serialize_model(const FloatMlp& mlp, const TrainKey& key);
+FloatMlp parse_model(const std::vector<uint8_t>& bytes, const TrainKey& expected,
+                     const std::string& name);
+
+// Atomic write (temp file + rename); creates the directory. Throws tinyquant::IoError.
+void save_model(const std::string& path, const FloatMlp& mlp, const TrainKey& key);
+// nullopt if the file does not exist; otherwise parse_model's result or its exceptions
+// (tinyquant::IoError if the file cannot be read).
+std::optional<FloatMlp> load_model(const std::string& path, const TrainKey& expected);
+
+}  // namespace fmnist

@@ -1,0 +1,151 @@
+#include "train.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "tinyquant/error.hpp"
+
+namespace fmnist {
+
+namespace {
+
+// Uniform in [0, bound) without modulo bias (rejection sampling on 32-bit draws).
+uint32_t bounded(std::mt19937& rng, uint32_t bound) {
+  const uint32_t limit = static_cast<uint32_t>(-bound) % bound;  // 2^32 mod bound
+  for (;;) {
+    const uint32_t r = static_cast<uint32_t>(rng());
+    if (r >= limit) return r % bound;
+  }
+}
+
+void fisher_yates(std::vector<int64_t>* v, std::mt19937& rng) {
+  for (size_t i = v->size(); i > 1; --i) {
+    const size_t j = bounded(rng, static_cast<uint32_t>(i));
+    std::swap((*v)[i - 1], (*v)[j]);
+  }
+}
+
+struct AdamState {
+  MatrixRM mw, vw;
+  Eigen::VectorXf mb, vb;
+};
+
+// m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  p -= lr_t m / (sqrt(v) + eps_t), with the bias
+// corrections folded into lr_t = lr sqrt(1 - b2^t) / (1 - b1^t) and eps_t = eps sqrt(1 - b2^t).
+template <class P, class G>
+void adam_step(P& p, const G& g, P& m, P& v, const TrainConfig& c, float lr_t, float eps_t) {
+  m = c.beta1 * m + (1.0f - c.beta1) * g;
+  v = c.beta2 * v + (1.0f - c.beta2) * g.cwiseProduct(g);
+  p.array() -= lr_t * m.array() / (v.array().sqrt() + eps_t);
+}
+
+}  // namespace
+
+double cross_entropy(const MatrixRM& logits, const uint8_t* labels) {
+  double total = 0.0;
+  for (Eigen::Index r = 0; r < logits.rows(); ++r) {
+    const float mx = logits.row(r).maxCoeff();
+    const double lse = mx + std::log(static_cast<double>((logits.row(r).array() - mx).exp().sum()));
+    total += lse - static_cast<double>(logits(r, labels[r]));
+  }
+  return logits.rows() > 0 ? total / static_cast<double>(logits.rows()) : 0.0;
+}
+
+void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const TrainConfig& c,
+               const std::function<void(const EpochStats&)>& on_epoch) {
+  if (c.epochs < 1 || c.batch < 1 || !(c.lr > 0.0f) || !(c.beta1 >= 0.0f && c.beta1 < 1.0f) ||
+      !(c.beta2 >= 0.0f && c.beta2 < 1.0f) || !(c.eps > 0.0f))
+    throw tinyquant::InvalidArgument(fmt::format(
+        "train_mlp: bad config: epochs = {}, batch = {}, lr = {}, beta1 = {}, beta2 = {}, eps = {}",
+        c.epochs, c.batch, c.lr, c.beta1, c.beta2, c.eps));
+  if (mlp->layers.empty() || train.size() == 0 ||
+      train.images.cols() != mlp->layers.front().in_features())
+    throw tinyquant::ShapeError(
+        fmt::format("train_mlp: {} training images of {} pixels for a model with {} layers",
+                    train.size(), train.images.cols(), mlp->layers.size()));
+  const size_t nl = mlp->layers.size();
+  std::vector<AdamState> adam(nl);
+  for (size_t i = 0; i < nl; ++i) {
+    const DenseLayer& l = mlp->layers[i];
+    adam[i].mw = adam[i].vw = MatrixRM::Zero(l.w.rows(), l.w.cols());
+    adam[i].mb = adam[i].vb = Eigen::VectorXf::Zero(l.b.size());
+  }
+
+  std::mt19937 rng(c.seed + 1);
+  std::vector<int64_t> order(static_cast<size_t>(train.size()));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::vector<MatrixRM> acts(nl + 1);  // acts[0] = batch input, acts[i + 1] = layer i output
+  std::vector<uint8_t> labels;
+  MatrixRM delta, next_delta;
+  int64_t step = 0;
+
+  for (int epoch = 1; epoch <= c.epochs; ++epoch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fisher_yates(&order, rng);
+    double loss_sum = 0.0;
+    int64_t batches = 0;
+    for (int64_t start = 0; start < train.size(); start += c.batch) {
+      const int64_t bs = std::min<int64_t>(c.batch, train.size() - start);
+      acts[0].resize(bs, train.images.cols());
+      labels.resize(static_cast<size_t>(bs));
+      for (int64_t r = 0; r < bs; ++r) {
+        const int64_t src = order[static_cast<size_t>(start + r)];
+        acts[0].row(r) = train.images.row(src);
+        labels[static_cast<size_t>(r)] = train.labels[static_cast<size_t>(src)];
+      }
+      // Forward, keeping every layer's output (post-ReLU; ReLU' is then "output > 0").
+      for (size_t i = 0; i < nl; ++i) {
+        const DenseLayer& l = mlp->layers[i];
+        acts[i + 1].noalias() = acts[i] * l.w.transpose();
+        acts[i + 1].rowwise() += l.b.transpose();
+        if (mlp->is_hidden(i)) acts[i + 1] = acts[i + 1].cwiseMax(0.0f);
+      }
+      // Softmax cross-entropy gradient w.r.t. the logits: (softmax - onehot) / bs.
+      const MatrixRM& logits = acts[nl];
+      loss_sum += cross_entropy(logits, labels.data());
+      delta.resize(bs, logits.cols());
+      for (int64_t r = 0; r < bs; ++r) {
+        const float mx = logits.row(r).maxCoeff();
+        delta.row(r) = (logits.row(r).array() - mx).exp().matrix();
+        delta.row(r) /= delta.row(r).sum();
+        delta(r, labels[static_cast<size_t>(r)]) -= 1.0f;
+      }
+      delta *= 1.0f / static_cast<float>(bs);
+      if (!std::isfinite(loss_sum))
+        throw tinyquant::DataError(
+            fmt::format("train_mlp: loss became non-finite ({}) at epoch {}, batch {}", loss_sum,
+                        epoch, batches));
+
+      ++step;
+      const float b1t = 1.0f - std::pow(c.beta1, static_cast<float>(step));
+      const float b2t = std::sqrt(1.0f - std::pow(c.beta2, static_cast<float>(step)));
+      const float lr_t = c.lr * b2t / b1t;
+      const float eps_t = c.eps * b2t;
+      for (size_t i = nl; i-- > 0;) {
+        DenseLayer& l = mlp->layers[i];
+        if (i > 0) {  // propagate before W changes; the input layer needs no gradient
+          next_delta.noalias() = delta * l.w;
+          next_delta = next_delta.cwiseProduct((acts[i].array() > 0.0f).cast<float>().matrix());
+        }
+        const MatrixRM gw = delta.transpose() * acts[i];
+        const Eigen::VectorXf gb = delta.colwise().sum().transpose();
+        adam_step(l.w, gw, adam[i].mw, adam[i].vw, c, lr_t, eps_t);
+        adam_step(l.b, gb, adam[i].mb, adam[i].vb, c, lr_t, eps_t);
+        if (i > 0) delta.swap(next_delta);
+      }
+      ++batches;
+    }
+    EpochStats s;
+    s.epoch = epoch;
+    s.train_loss = loss_sum / static_cast<double>(batches);
+    s.val_accuracy = val.size() > 0 ? accuracy(*mlp, val) : 0.0;
+    s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (on_epoch) on_epoch(s);
+  }
+}
+
+}  // namespace fmnist

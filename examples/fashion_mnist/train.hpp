@@ -1,0 +1,41 @@
+// Minibatch training of a FloatMlp: softmax cross-entropy, Adam, reshuffled every epoch.
+//
+// Deterministic for a given config: the only randomness is the shuffle, drawn from
+// std::mt19937(seed + 1) with a portable Fisher-Yates (no std::shuffle, whose draws differ
+// between standard libraries); Eigen's single-threaded GEMM gives the same sums run to run.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "float_mlp.hpp"
+
+namespace fmnist {
+
+struct TrainConfig {
+  int epochs = 12;       // >= 1
+  int batch = 64;        // >= 1; the last, shorter batch of an epoch is used too
+  float lr = 1e-3f;      // Adam step size, > 0
+  float beta1 = 0.9f;    // [0, 1)
+  float beta2 = 0.999f;  // [0, 1)
+  float eps = 1e-8f;     // > 0
+  uint32_t seed = 1;
+};
+
+struct EpochStats {
+  int epoch = 0;            // 1-based
+  double train_loss = 0.0;  // mean cross-entropy over the epoch's minibatches (as trained)
+  double val_accuracy = 0.0;
+  double seconds = 0.0;  // wall time of the epoch, evaluation included
+};
+
+// Trains mlp in place on `train`, reporting each epoch's stats (validation accuracy on `val`) to
+// on_epoch if given. Throws tinyquant::InvalidArgument for a bad config, tinyquant::ShapeError if
+// the data does not fit the model, tinyquant::DataError if the loss stops being finite.
+void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const TrainConfig& config,
+               const std::function<void(const EpochStats&)>& on_epoch = {});
+
+// Mean softmax cross-entropy of logits [batch][classes] against labels (log-sum-exp, stable).
+double cross_entropy(const MatrixRM& logits, const uint8_t* labels);
+
+}  // namespace fmnist
