@@ -68,12 +68,18 @@ __attribute__((naked)) void Fault_Handler(void) {
       "b tq_fault_report\n\t");
 }
 
+/* Optional hook a test may define to run code before the C library starts (rdimon's crt0 already
+ * calls newlib's strlen, which itself uses DSP instructions on ARMv7E-M). .bss is not zeroed yet:
+ * a hook may only write initialised data. */
+extern void tq_pre_start(void) __attribute__((weak));
+
 void Reset_Handler(void) {
 #if defined(__ARM_FP)
   /* Full access to CP10/CP11 before any floating-point instruction. */
   TQ_SCB_CPACR |= 0xFu << 20;
   __asm__ volatile("dsb\n\tisb" ::: "memory");
 #endif
+  if (tq_pre_start) tq_pre_start();
   _start();
 }
 
