@@ -1,5 +1,6 @@
-// Fashion-MNIST end to end: train a float 784-128-64-10 MLP (or load it from the cache) and
-// measure its accuracy on the 10k test images.
+// Fashion-MNIST end to end: train a float 784-128-64-10 MLP (or load it from the cache),
+// quantize it to int8 (activation ranges calibrated on the validation split) and compare float
+// and integer-only accuracy on the 10k test images.
 //
 //   fashion_mnist [--data-dir DIR] [--cache-dir DIR] [--seed N] [--epochs N] [--batch N]
 //                 [--lr X] [--train-limit N] [--retrain] [--no-cache]
@@ -16,6 +17,7 @@
 
 #include "dataset.hpp"
 #include "float_mlp.hpp"
+#include "int8_mlp.hpp"
 #include "model_cache.hpp"
 #include "tinyquant/error.hpp"
 #include "train.hpp"
@@ -187,6 +189,29 @@ int run(const Options& o) {
   const double test_acc = fmnist::accuracy(*mlp, data.test);
   fmt::print("float accuracy: validation {:.2f}%, test {:.2f}% ({:.2f} s)\n", 100.0 * val_acc,
              100.0 * test_acc, seconds_since(t0));
+
+  // Integer-only: calibrate activation ranges on the validation images only, then run every
+  // layer through rt::fully_connected_s8.
+  t0 = std::chrono::steady_clock::now();
+  const std::vector<fmnist::ActRange> ranges = fmnist::calibrate_ranges(*mlp, split.val.images);
+  const fmnist::Int8Mlp q8 = fmnist::quantize_mlp_int8(*mlp, ranges);
+  for (size_t i = 0; i < ranges.size(); ++i)
+    fmt::print("  calibration: {} range [{:.4f}, {:.4f}]\n",
+               i == 0 ? std::string("input") : fmt::format("layer {} output", i - 1), ranges[i].min,
+               ranges[i].max);
+  const double val8 = fmnist::accuracy_int8(q8, split.val);
+  const double test8 = fmnist::accuracy_int8(q8, data.test);
+  fmt::print("int8 accuracy (path {}): validation {:.2f}%, test {:.2f}% ({:.2f} s)\n",
+             tinyquant::rt::path_name(tinyquant::rt::default_path()), 100.0 * val8, 100.0 * test8,
+             seconds_since(t0));
+
+  int64_t float_params = 0;
+  for (const fmnist::DenseLayer& l : mlp->layers) float_params += l.w.size() + l.b.size();
+  fmt::print("\n{:<34} {:>12} {:>10} {:>10}\n", "model", "param bytes", "val acc", "test acc");
+  fmt::print("{:<34} {:>12} {:>9.2f}% {:>9.2f}%\n", "float32", 4 * float_params, 100.0 * val_acc,
+             100.0 * test_acc);
+  fmt::print("{:<34} {:>12} {:>9.2f}% {:>9.2f}%\n", "int8 w per-channel / int8 act",
+             q8.parameter_bytes(), 100.0 * val8, 100.0 * test8);
   return 0;
 }
 
