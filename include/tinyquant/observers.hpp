@@ -1,0 +1,254 @@
+// Streaming calibration observers: feed batches of float data, get QuantParams.
+//
+// Every observer keeps state whose size depends only on its configuration (spec, bins) and on the
+// number of parameters, never on the number of values observed, so a data set of any size (more
+// than 2^31 values included) streams through batch by batch. Each observer works per-tensor,
+// per-channel or per-group as its QuantSpec says (granularity, axis, group_size), with an affine
+// or symmetric scheme, and hands its ranges to params_from_ranges().
+//
+// Batches: observe(data, shape) reads numel(shape) floats, row-major. Later batches must agree
+// with the first on what the parameters index: per-tensor accepts any shape, per-channel needs
+// the same rank and the same extent along the axis (the batch dimension may vary), per-group the
+// same shape; otherwise ShapeError. A NaN or infinity anywhere in a batch throws DataError naming
+// the flat index, and leaves the observer as it was before the call (no partial batch).
+//
+// Histogram observers (percentile, entropy, MSE) bin values on a grid of power-of-two width:
+// bin j covers [(first_bin + j) * 2^e, (first_bin + j + 1) * 2^e). The exponent e is the smallest
+// for which `bins` bins starting at floor(min / 2^e) reach the largest value seen so far (min is 0
+// for histograms of |x|), bounded below so that |x| / 2^e < 2^30. Because both e and first_bin
+// depend only on the running min and max, a batch that exceeds the range grows it by shifting the
+// absolute bin index right by the exponent increase: with widths that are powers of two this
+// merges exact groups of 2^d old bins, so a histogram grown over many batches, one built in a
+// single pass, and the merge of histograms of parts of the data are identical, count for count.
+// The price: between bins/2 and bins of the bins are in use.
+//
+// merge(other) folds in an observer of the same type and configuration (InvalidArgument
+// otherwise) that observed other data: min/max and histograms then equal a single pass over both
+// data sets exactly. Observers are not thread-safe; use one per thread and merge them.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tinyquant/quant_params.hpp"
+#include "tinyquant/shape.hpp"
+
+namespace tinyquant {
+
+// What callers hold: any observer behind one interface.
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  // Folds one batch of numel(shape) values in. Throws DataError (non-finite value, with index),
+  // ShapeError (batch disagrees with earlier ones), InvalidArgument (null data).
+  virtual void observe(const float* data, const Shape& shape) = 0;
+  // Quantization parameters for the data seen so far, for the shape of the first batch.
+  // Throws DataError "empty calibration: no values observed" before any value.
+  virtual QuantParams params() const = 0;
+  // Folds in another observer of the same type and configuration (see the file comment).
+  virtual void merge(const Observer& other) = 0;
+  // Forgets every value observed; the configuration stays.
+  virtual void reset() = 0;
+  // "minmax", "moving_average_minmax", "percentile", "entropy", "mse".
+  virtual const char* name() const noexcept = 0;
+};
+
+// Plumbing shared by the observers below: spec, batch checks, per-parameter batch ranges.
+class ObserverBase : public Observer {
+ public:
+  void observe(const float* data, const Shape& shape) final;
+  const QuantSpec& spec() const noexcept { return spec_; }
+  int64_t values_observed() const noexcept { return values_; }
+  int64_t batches_observed() const noexcept { return batches_; }
+  // Number of (scale, zero point) pairs; 0 before the first non-empty batch.
+  int64_t param_count() const noexcept { return slots_; }
+
+ protected:
+  explicit ObserverBase(const QuantSpec& spec);
+  // Called once per non-empty, finite, shape-checked batch with its per-parameter min and max.
+  virtual void absorb(const float* data, const ParamLayout& layout, const std::vector<float>& mins,
+                      const std::vector<float>& maxs) = 0;
+  // Throws DataError if nothing was observed.
+  void require_data() const;
+  // Throws InvalidArgument if other is not the same type with the same spec, ShapeError if both
+  // observed data of disagreeing shapes. Returns false when other has seen nothing.
+  bool check_merge(const Observer& other) const;
+  // Counters and shape after a successful merge.
+  void merge_base(const ObserverBase& other);
+  void reset_base();
+  QuantParams params_from(const std::vector<float>& mins, const std::vector<float>& maxs) const;
+
+  QuantSpec spec_;
+  Shape shape_;  // of the first non-empty batch
+  int64_t slots_ = 0;
+  int64_t values_ = 0;
+  int64_t batches_ = 0;
+
+ private:
+  void check_shape(const Shape& shape) const;
+};
+
+// Range = smallest and largest value seen, per parameter.
+class MinMaxObserver final : public ObserverBase {
+ public:
+  explicit MinMaxObserver(const QuantSpec& spec = QuantSpec{});
+  QuantParams params() const override;
+  void merge(const Observer& other) override;
+  void reset() override;
+  const char* name() const noexcept override { return "minmax"; }
+  const std::vector<float>& mins() const noexcept { return mins_; }
+  const std::vector<float>& maxs() const noexcept { return maxs_; }
+
+ protected:
+  void absorb(const float* data, const ParamLayout& layout, const std::vector<float>& mins,
+              const std::vector<float>& maxs) override;
+
+ private:
+  std::vector<float> mins_, maxs_;
+};
+
+// Range = exponential moving average of each batch's min and max:
+//   m_1 = batch_min_1,  m_k = m_{k-1} + c * (batch_min_k - m_{k-1}),  c in (0, 1]
+// (the same for max). c = 1 keeps only the last batch. merge(other) appends other's batches
+// after this observer's: m = m_other + (1 - c)^n_other * (m_this - first_batch_min_other), which
+// is what one pass over this stream followed by other's gives (up to rounding, kept in double).
+class MovingAverageMinMaxObserver final : public ObserverBase {
+ public:
+  // Throws InvalidArgument unless c is finite and in (0, 1].
+  explicit MovingAverageMinMaxObserver(const QuantSpec& spec = QuantSpec{}, double c = 0.01);
+  QuantParams params() const override;
+  void merge(const Observer& other) override;
+  void reset() override;
+  const char* name() const noexcept override { return "moving_average_minmax"; }
+  double averaging_constant() const noexcept { return c_; }
+  const std::vector<double>& mins() const noexcept { return mins_; }
+  const std::vector<double>& maxs() const noexcept { return maxs_; }
+
+ protected:
+  void absorb(const float* data, const ParamLayout& layout, const std::vector<float>& mins,
+              const std::vector<float>& maxs) override;
+
+ private:
+  double c_;
+  std::vector<double> mins_, maxs_;
+  std::vector<double> first_mins_, first_maxs_;  // of this observer's first batch, for merge
+};
+
+// One parameter's histogram (see the file comment for the grid).
+struct Histogram {
+  int exponent = 0;              // bin width = 2^exponent
+  int64_t first_bin = 0;         // absolute index of counts[0]
+  std::vector<uint64_t> counts;  // empty until the first value
+  uint64_t total = 0;
+
+  double bin_width() const noexcept;
+  // Lower edge of bin j (j == counts.size() gives the upper edge of the last bin).
+  double edge(int64_t j) const noexcept;
+};
+
+// Shared by the histogram observers: one Histogram per parameter plus the exact min and max.
+class HistogramObserver : public ObserverBase {
+ public:
+  static constexpr int64_t kMinBins = 16;
+  static constexpr int64_t kMaxBins = int64_t{1} << 22;
+
+  QuantParams params() const final;
+  void merge(const Observer& other) final;
+  void reset() final;
+  int64_t bins() const noexcept { return bins_; }
+  // True when the histograms are of |x| (the range is then chosen as a threshold T >= 0).
+  bool magnitude() const noexcept { return magnitude_; }
+  // Throws InvalidArgument for slot outside [0, param_count()).
+  const Histogram& histogram(int64_t slot) const;
+  const std::vector<float>& mins() const noexcept { return mins_; }
+  const std::vector<float>& maxs() const noexcept { return maxs_; }
+
+ protected:
+  // Throws InvalidArgument for bins outside [kMinBins, kMaxBins] (or below min_bins).
+  HistogramObserver(const QuantSpec& spec, int64_t bins, bool magnitude, int64_t min_bins);
+  void absorb(const float* data, const ParamLayout& layout, const std::vector<float>& mins,
+              const std::vector<float>& maxs) final;
+  // The clipping range chosen for one parameter; it is then clipped to [min, max] seen.
+  virtual void choose_range(int64_t slot, double* lo, double* hi) const = 0;
+  // Range for a magnitude threshold T: [-T, T] when symmetric, [min, max] clipped to it else.
+  void range_from_threshold(int64_t slot, double t, double* lo, double* hi) const;
+  // Extra configuration (percentile, levels) must match for merge.
+  virtual bool same_options(const HistogramObserver& other) const = 0;
+
+  int64_t bins_;
+  bool magnitude_;
+  std::vector<Histogram> hists_;
+  std::vector<float> mins_, maxs_;
+
+ private:
+  std::vector<uint32_t> partial_;  // scratch: 4 partial histograms for the binning loop
+};
+
+// Range = the p-th percentile of the value distribution: for affine, the lower tail at 100 - p
+// and the upper tail at p; for symmetric, the p-th percentile of |x|. The estimate interpolates
+// linearly inside the bin holding the rank-k value, k = ceil(p / 100 * n), so it is within one
+// bin width of the exact sorted quantile (x_(k) for the upper tail, x_(n+1-k) for the lower).
+class PercentileObserver final : public HistogramObserver {
+ public:
+  // Throws InvalidArgument for p outside (0, 100], or p < 50 with an affine scheme (the lower
+  // tail would lie above the upper), or a bad bin count.
+  explicit PercentileObserver(const QuantSpec& spec = QuantSpec{}, double percentile = 99.99,
+                              int64_t bins = 2048);
+  const char* name() const noexcept override { return "percentile"; }
+  double percentile() const noexcept { return percentile_; }
+
+ protected:
+  void choose_range(int64_t slot, double* lo, double* hi) const override;
+  bool same_options(const HistogramObserver& other) const override;
+
+ private:
+  double percentile_;
+};
+
+// TensorRT-style entropy calibration on a histogram of |x|. For every cut bin i in
+// [levels, used] (used = bins up to the last non-empty one):
+//   P = counts[0, i) with every count at or beyond i added to P[i-1]  (outliers folded in),
+//   Q = counts[0, i) (without the outliers) merged into `levels` levels, bin j in level
+//       floor(j * levels / i), each level's sum spread evenly over the bins where P is non-zero
+//       (bins where P is zero stay zero),
+// and the threshold T = min(i * width, max|x|) of the i minimising KL(P || Q) (P, Q normalised;
+// a Q that is zero where P is not makes the divergence infinite) is used, the first on ties.
+// Q is built before the outliers are folded, as TensorRT and MXNet do: quantizing P itself
+// would make i = levels always win with KL = 0.
+class EntropyObserver final : public HistogramObserver {
+ public:
+  static constexpr int64_t kLevels = 128;  // int8: 128 magnitude levels
+  explicit EntropyObserver(const QuantSpec& spec = QuantSpec::int8_activations(),
+                           int64_t bins = 2048);
+  const char* name() const noexcept override { return "entropy"; }
+  // KL(P || Q) for cut bin i of one parameter's histogram (infinity when Q misses P).
+  double divergence(int64_t slot, int64_t cut) const;
+
+ protected:
+  void choose_range(int64_t slot, double* lo, double* hi) const override;
+  bool same_options(const HistogramObserver& other) const override;
+};
+
+// Range minimising the expected squared quantization error, on a histogram of |x|. For a
+// threshold T = min(i * width, max|x|), i in [1, used], with the step delta(T) that the scheme
+// gives for the resulting range (symmetric: T / (2^(bits-1) - 1); affine: the width of [min, max]
+// clipped to [-T, T] and widened to hold 0, over qmax - qmin):
+//   E(T) = sum over bins j < i  of counts[j] * delta(T)^2 / 12      (rounding noise)
+//        + sum over bins j >= i of counts[j] * (center_j - T)^2      (clipping)
+// with center_j the middle of bin j. The first minimising i wins.
+class MseObserver final : public HistogramObserver {
+ public:
+  explicit MseObserver(const QuantSpec& spec = QuantSpec::int8_activations(), int64_t bins = 2048);
+  const char* name() const noexcept override { return "mse"; }
+  // E(T) for cut bin i of one parameter's histogram.
+  double expected_error(int64_t slot, int64_t cut) const;
+
+ protected:
+  void choose_range(int64_t slot, double* lo, double* hi) const override;
+  bool same_options(const HistogramObserver& other) const override;
+
+ private:
+  double step_for(int64_t slot, double t) const;
+};
+
+}  // namespace tinyquant

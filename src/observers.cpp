@@ -1,0 +1,750 @@
+#include "tinyquant/observers.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <typeinfo>
+
+#include "detail/check.hpp"
+
+namespace tinyquant {
+
+using detail::fail;
+
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Calls f(slot, pointer, length) for contiguous runs of data that share one parameter, in
+// memory order, so every pass reads the batch sequentially.
+template <class F>
+void for_each_run(const ParamLayout& l, const float* data, int64_t n, F&& f) {
+  switch (l.granularity) {
+    case Granularity::kPerTensor:
+      f(int64_t{0}, data, n);
+      return;
+    case Granularity::kPerChannel:
+      for (int64_t o = 0; o < l.outer; ++o)
+        for (int64_t a = 0; a < l.axis_len; ++a)
+          f(a, data + (o * l.axis_len + a) * l.inner, l.inner);
+      return;
+    case Granularity::kPerGroup:
+      if (l.inner == 1) {
+        for (int64_t o = 0; o < l.outer; ++o)
+          for (int64_t g = 0; g < l.groups; ++g) {
+            const int64_t start = g * l.group_size;
+            f(o * l.groups + g, data + o * l.axis_len + start,
+              std::min(l.group_size, l.axis_len - start));
+          }
+      } else {
+        for (int64_t o = 0; o < l.outer; ++o)
+          for (int64_t a = 0; a < l.axis_len; ++a)
+            for (int64_t i = 0; i < l.inner; ++i)
+              f((o * l.groups + a / l.group_size) * l.inner + i,
+                data + (o * l.axis_len + a) * l.inner + i, int64_t{1});
+      }
+      return;
+  }
+}
+
+// Min and max of p[0, n), plus whether any value is NaN or infinite. Independent lanes so the
+// compiler vectorises it without reassociating float math; the non-finite test reads the bits:
+// (bits & exponent) + 1 ulp of exponent reaches bit 31 only for an all-ones exponent.
+void minmax_run(const float* p, int64_t n, float* lo_out, float* hi_out, uint32_t* bad_out) {
+  constexpr int kLanes = 16;
+  float lo[kLanes], hi[kLanes];
+  uint32_t bad[kLanes];
+  for (int j = 0; j < kLanes; ++j) {
+    lo[j] = kInf;
+    hi[j] = -kInf;
+    bad[j] = 0;
+  }
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      const float x = p[i + j];
+      uint32_t b;
+      std::memcpy(&b, &x, sizeof b);
+      lo[j] = x < lo[j] ? x : lo[j];
+      hi[j] = x > hi[j] ? x : hi[j];
+      bad[j] |= (b & 0x7F800000u) + 0x00800000u;
+    }
+  }
+  for (; i < n; ++i) {
+    const float x = p[i];
+    uint32_t b;
+    std::memcpy(&b, &x, sizeof b);
+    lo[0] = x < lo[0] ? x : lo[0];
+    hi[0] = x > hi[0] ? x : hi[0];
+    bad[0] |= (b & 0x7F800000u) + 0x00800000u;
+  }
+  float l = *lo_out, h = *hi_out;
+  uint32_t any = *bad_out;
+  for (int j = 0; j < kLanes; ++j) {
+    l = std::min(l, lo[j]);
+    h = std::max(h, hi[j]);
+    any |= bad[j];
+  }
+  *lo_out = l;
+  *hi_out = h;
+  *bad_out = any & 0x80000000u;
+}
+
+bool same_spec(const QuantSpec& a, const QuantSpec& b) {
+  return a.bits == b.bits && a.scheme == b.scheme && a.narrow_range == b.narrow_range &&
+         a.granularity == b.granularity && a.axis == b.axis &&
+         (a.granularity != Granularity::kPerGroup || a.group_size == b.group_size);
+}
+
+// ---- power-of-two histogram grid ---------------------------------------------------------------
+
+constexpr int kMinExponent = -120;  // 2^-e stays a normal float
+
+// floor(a / 2^d) for any sign.
+int64_t floor_shift(int64_t a, int d) {
+  if (d <= 0) return a;
+  if (d >= 62) return a < 0 ? -1 : 0;
+  return a >= 0 ? a >> d : -((-a - 1) >> d) - 1;
+}
+
+int64_t grid_index(double x, int e) {
+  return static_cast<int64_t>(std::floor(std::ldexp(x, -e)));
+}
+
+// Smallest exponent >= at_least whose `bins` bins from floor(lo / 2^e) reach hi.
+int required_exponent(double lo, double hi, int64_t bins, int at_least) {
+  int e = std::max(kMinExponent, at_least);
+  const double m = std::max(std::fabs(lo), std::fabs(hi));
+  if (m > 0.0) e = std::max(e, std::ilogb(m) - 29);  // |x| / 2^e < 2^30: indices fit int32
+  while (grid_index(hi, e) - grid_index(lo, e) + 1 > bins) ++e;
+  return e;
+}
+
+// Adds the counts of a histogram on grid (e, first) into h, whose grid is at least as coarse and
+// covers every non-empty source bin.
+void add_regridded(Histogram* h, int e, int64_t first, const std::vector<uint64_t>& counts) {
+  const int d = h->exponent - e;
+  const int64_t last = static_cast<int64_t>(h->counts.size()) - 1;
+  for (size_t j = 0; j < counts.size(); ++j) {
+    if (counts[j] == 0) continue;
+    const int64_t k = floor_shift(first + static_cast<int64_t>(j), d) - h->first_bin;
+    h->counts[static_cast<size_t>(std::clamp<int64_t>(k, 0, last))] += counts[j];
+    h->total += counts[j];
+  }
+}
+
+// Makes h's grid the canonical one for the running range [lo, hi], regridding what it holds.
+void fit_grid(Histogram* h, double lo, double hi, int64_t bins) {
+  if (h->counts.empty()) {
+    h->exponent = required_exponent(lo, hi, bins, kMinExponent);
+    h->first_bin = grid_index(lo, h->exponent);
+    h->counts.assign(static_cast<size_t>(bins), 0);
+    h->total = 0;
+    return;
+  }
+  const int e = required_exponent(lo, hi, bins, h->exponent);
+  const int64_t first = grid_index(lo, e);
+  if (e == h->exponent && first == h->first_bin) return;
+  Histogram old = std::move(*h);
+  h->exponent = e;
+  h->first_bin = first;
+  h->counts.assign(static_cast<size_t>(bins), 0);
+  h->total = 0;
+  add_regridded(h, old.exponent, old.first_bin, old.counts);
+}
+
+// Bin of x on the grid: floor(x * 2^-e) - first, clamped; branch-free so it vectorises. The
+// product is exact (power-of-two scale, normal result) and below 2^30 in magnitude.
+template <bool kMagnitude>
+inline int32_t bin_of(float x, float scale, int32_t first, int32_t top) {
+  const float v = (kMagnitude ? std::fabs(x) : x) * scale;
+  int32_t t = static_cast<int32_t>(v);
+  t -= static_cast<int32_t>(static_cast<float>(t) > v);
+  t -= first;
+  t = t < 0 ? 0 : t;
+  return t > top ? top : t;
+}
+
+// Adds p[0, n) to h (whose grid already covers them). Long runs compute indices a block at a
+// time in a vectorisable loop, then count into 4 partial 32-bit histograms in turn, so that
+// consecutive increments of one bin do not wait on each other's store.
+template <bool kMagnitude>
+void bin_run(Histogram* h, const float* p, int64_t n, std::vector<uint32_t>* partial) {
+  const float scale = std::ldexp(1.0f, -h->exponent);
+  const int32_t first = static_cast<int32_t>(h->first_bin);
+  const int64_t bins = static_cast<int64_t>(h->counts.size());
+  const int32_t top = static_cast<int32_t>(bins - 1);
+  uint64_t* counts = h->counts.data();
+  h->total += static_cast<uint64_t>(n);
+  if (n < 4 * bins) {
+    for (int64_t i = 0; i < n; ++i) ++counts[bin_of<kMagnitude>(p[i], scale, first, top)];
+    return;
+  }
+  partial->assign(static_cast<size_t>(4 * bins), 0);
+  uint32_t* h0 = partial->data();
+  uint32_t* h1 = h0 + bins;
+  uint32_t* h2 = h1 + bins;
+  uint32_t* h3 = h2 + bins;
+  auto flush = [&] {
+    for (int64_t b = 0; b < bins; ++b) {
+      counts[b] += uint64_t{h0[b]} + h1[b] + h2[b] + h3[b];
+      h0[b] = h1[b] = h2[b] = h3[b] = 0;
+    }
+  };
+  constexpr int64_t kBlock = 1024;
+  constexpr int64_t kFlushEvery = int64_t{1} << 31;  // each partial then holds < 2^30
+  int32_t idx[kBlock];
+  int64_t since_flush = 0;
+  for (int64_t start = 0; start < n; start += kBlock) {
+    const int64_t m = std::min(kBlock, n - start);
+    const float* q = p + start;
+    for (int64_t j = 0; j < m; ++j) idx[j] = bin_of<kMagnitude>(q[j], scale, first, top);
+    int64_t j = 0;
+    for (; j + 4 <= m; j += 4) {
+      ++h0[idx[j]];
+      ++h1[idx[j + 1]];
+      ++h2[idx[j + 2]];
+      ++h3[idx[j + 3]];
+    }
+    for (; j < m; ++j) ++h0[idx[j]];
+    since_flush += m;
+    if (since_flush >= kFlushEvery) {
+      flush();
+      since_flush = 0;
+    }
+  }
+  flush();
+}
+
+}  // namespace
+
+// ---- ObserverBase ------------------------------------------------------------------------------
+
+ObserverBase::ObserverBase(const QuantSpec& spec) : spec_(spec) {
+  spec_.validate();
+}
+
+void ObserverBase::check_shape(const Shape& shape) const {
+  if (slots_ == 0 || spec_.granularity == Granularity::kPerTensor) return;
+  if (spec_.granularity == Granularity::kPerGroup) {
+    if (shape != shape_)
+      fail<ShapeError>(
+          "{} observer: batch shape {} differs from the first batch's {} (per-group "
+          "parameters need the same shape)",
+          name(), to_string(shape), to_string(shape_));
+    return;
+  }
+  if (shape.size() != shape_.size())
+    fail<ShapeError>(
+        "{} observer: batch shape {} has rank {}, but the first batch's {} has rank {}", name(),
+        to_string(shape), shape.size(), to_string(shape_), shape_.size());
+  const auto axis = static_cast<size_t>(normalize_axis(spec_.axis, shape_, "observer"));
+  if (shape[axis] != shape_[axis])
+    fail<ShapeError>(
+        "{} observer: batch shape {} has {} channels along axis {}, but the first "
+        "batch's {} has {}",
+        name(), to_string(shape), shape[axis], spec_.axis, to_string(shape_), shape_[axis]);
+}
+
+void ObserverBase::observe(const float* data, const Shape& shape) {
+  check_shape(shape);
+  const int64_t n = numel(shape);
+  if (n == 0) return;
+  if (data == nullptr)
+    fail<InvalidArgument>("{} observer: data is null for a batch of shape {}", name(),
+                          to_string(shape));
+  const ParamLayout layout = param_layout(spec_, shape);
+  std::vector<float> mins(static_cast<size_t>(layout.count), kInf);
+  std::vector<float> maxs(static_cast<size_t>(layout.count), -kInf);
+  uint32_t bad = 0;
+  for_each_run(layout, data, n, [&](int64_t slot, const float* p, int64_t len) {
+    const auto s = static_cast<size_t>(slot);
+    minmax_run(p, len, &mins[s], &maxs[s], &bad);
+  });
+  if (bad != 0) {
+    const int64_t i = detail::first_non_finite(data, n);
+    fail<DataError>("{} observer: non-finite value {} at index {} of a batch of shape {}", name(),
+                    data[i], i, to_string(shape));
+  }
+  absorb(data, layout, mins, maxs);
+  if (slots_ == 0) {
+    shape_ = shape;
+    slots_ = layout.count;
+  }
+  values_ += n;
+  ++batches_;
+}
+
+void ObserverBase::require_data() const {
+  if (values_ == 0) fail<DataError>("{} observer: empty calibration: no values observed", name());
+}
+
+bool ObserverBase::check_merge(const Observer& other) const {
+  const auto* o = dynamic_cast<const ObserverBase*>(&other);
+  if (o == nullptr || typeid(other) != typeid(*this))
+    fail<InvalidArgument>("{} observer: cannot merge a {} observer into it", name(), other.name());
+  if (!same_spec(spec_, o->spec_))
+    fail<InvalidArgument>(
+        "{} observer: cannot merge an observer with a different spec ({} {} "
+        "{}-bit axis {} vs {} {} {}-bit axis {})",
+        name(), to_string(o->spec_.granularity), to_string(o->spec_.scheme), o->spec_.bits,
+        o->spec_.axis, to_string(spec_.granularity), to_string(spec_.scheme), spec_.bits,
+        spec_.axis);
+  if (o->values_ == 0) return false;
+  check_shape(o->shape_);
+  return true;
+}
+
+void ObserverBase::merge_base(const ObserverBase& other) {
+  if (slots_ == 0) {
+    shape_ = other.shape_;
+    slots_ = other.slots_;
+  }
+  values_ += other.values_;
+  batches_ += other.batches_;
+}
+
+void ObserverBase::reset_base() {
+  shape_.clear();
+  slots_ = 0;
+  values_ = 0;
+  batches_ = 0;
+}
+
+QuantParams ObserverBase::params_from(const std::vector<float>& mins,
+                                      const std::vector<float>& maxs) const {
+  return params_from_ranges(spec_, shape_, mins, maxs);
+}
+
+// ---- MinMaxObserver ----------------------------------------------------------------------------
+
+MinMaxObserver::MinMaxObserver(const QuantSpec& spec) : ObserverBase(spec) {}
+
+void MinMaxObserver::absorb(const float*, const ParamLayout& layout, const std::vector<float>& mins,
+                            const std::vector<float>& maxs) {
+  if (mins_.empty()) {
+    mins_.assign(static_cast<size_t>(layout.count), kInf);
+    maxs_.assign(static_cast<size_t>(layout.count), -kInf);
+  }
+  for (size_t s = 0; s < mins.size(); ++s) {
+    mins_[s] = std::min(mins_[s], mins[s]);
+    maxs_[s] = std::max(maxs_[s], maxs[s]);
+  }
+}
+
+QuantParams MinMaxObserver::params() const {
+  require_data();
+  return params_from(mins_, maxs_);
+}
+
+void MinMaxObserver::merge(const Observer& other) {
+  if (!check_merge(other)) return;
+  const auto& o = static_cast<const MinMaxObserver&>(other);
+  if (mins_.empty()) {
+    mins_ = o.mins_;
+    maxs_ = o.maxs_;
+  } else {
+    for (size_t s = 0; s < mins_.size(); ++s) {
+      mins_[s] = std::min(mins_[s], o.mins_[s]);
+      maxs_[s] = std::max(maxs_[s], o.maxs_[s]);
+    }
+  }
+  merge_base(o);
+}
+
+void MinMaxObserver::reset() {
+  mins_.clear();
+  maxs_.clear();
+  reset_base();
+}
+
+// ---- MovingAverageMinMaxObserver ---------------------------------------------------------------
+
+MovingAverageMinMaxObserver::MovingAverageMinMaxObserver(const QuantSpec& spec, double c)
+    : ObserverBase(spec), c_(c) {
+  if (!(std::isfinite(c) && c > 0.0 && c <= 1.0))
+    fail<InvalidArgument>(
+        "moving_average_minmax observer: averaging constant c = {} must be in "
+        "(0, 1]",
+        c);
+}
+
+void MovingAverageMinMaxObserver::absorb(const float*, const ParamLayout&,
+                                         const std::vector<float>& mins,
+                                         const std::vector<float>& maxs) {
+  if (mins_.empty()) {
+    mins_.assign(mins.begin(), mins.end());
+    maxs_.assign(maxs.begin(), maxs.end());
+    first_mins_ = mins_;
+    first_maxs_ = maxs_;
+    return;
+  }
+  for (size_t s = 0; s < mins.size(); ++s) {
+    mins_[s] += c_ * (static_cast<double>(mins[s]) - mins_[s]);
+    maxs_[s] += c_ * (static_cast<double>(maxs[s]) - maxs_[s]);
+  }
+}
+
+QuantParams MovingAverageMinMaxObserver::params() const {
+  require_data();
+  std::vector<float> lo(mins_.size()), hi(maxs_.size());
+  for (size_t s = 0; s < lo.size(); ++s) {
+    lo[s] = static_cast<float>(mins_[s]);
+    hi[s] = static_cast<float>(maxs_[s]);
+  }
+  return params_from(lo, hi);
+}
+
+void MovingAverageMinMaxObserver::merge(const Observer& other) {
+  const bool has_data = check_merge(other);
+  const auto& o = static_cast<const MovingAverageMinMaxObserver&>(other);
+  if (o.c_ != c_)
+    fail<InvalidArgument>("moving_average_minmax observer: cannot merge c = {} into c = {}", o.c_,
+                          c_);
+  if (!has_data) return;
+  if (mins_.empty()) {
+    mins_ = o.mins_;
+    maxs_ = o.maxs_;
+    first_mins_ = o.first_mins_;
+    first_maxs_ = o.first_maxs_;
+  } else {
+    // Other's stream restarted from its first batch; replace that start by this state.
+    const double decay = std::pow(1.0 - c_, static_cast<double>(o.batches_));
+    for (size_t s = 0; s < mins_.size(); ++s) {
+      mins_[s] = o.mins_[s] + decay * (mins_[s] - o.first_mins_[s]);
+      maxs_[s] = o.maxs_[s] + decay * (maxs_[s] - o.first_maxs_[s]);
+    }
+  }
+  merge_base(o);
+}
+
+void MovingAverageMinMaxObserver::reset() {
+  mins_.clear();
+  maxs_.clear();
+  first_mins_.clear();
+  first_maxs_.clear();
+  reset_base();
+}
+
+// ---- Histogram ---------------------------------------------------------------------------------
+
+double Histogram::bin_width() const noexcept {
+  return std::ldexp(1.0, exponent);
+}
+
+double Histogram::edge(int64_t j) const noexcept {
+  return std::ldexp(static_cast<double>(first_bin + j), exponent);
+}
+
+// ---- HistogramObserver -------------------------------------------------------------------------
+
+HistogramObserver::HistogramObserver(const QuantSpec& spec, int64_t bins, bool magnitude,
+                                     int64_t min_bins)
+    : ObserverBase(spec), bins_(bins), magnitude_(magnitude) {
+  const int64_t lo = std::max(kMinBins, min_bins);
+  if (bins < lo || bins > kMaxBins)
+    fail<InvalidArgument>("histogram observer: bins = {} is outside [{}, {}]", bins, lo, kMaxBins);
+}
+
+const Histogram& HistogramObserver::histogram(int64_t slot) const {
+  if (slot < 0 || slot >= static_cast<int64_t>(hists_.size()))
+    fail<InvalidArgument>("{} observer: histogram slot {} is outside [0, {})", name(), slot,
+                          hists_.size());
+  return hists_[static_cast<size_t>(slot)];
+}
+
+void HistogramObserver::absorb(const float* data, const ParamLayout& layout,
+                               const std::vector<float>& mins, const std::vector<float>& maxs) {
+  if (hists_.empty()) {
+    hists_.resize(static_cast<size_t>(layout.count));
+    mins_.assign(static_cast<size_t>(layout.count), kInf);
+    maxs_.assign(static_cast<size_t>(layout.count), -kInf);
+  }
+  // Grow every grid first, so the binning pass never meets a value outside its window.
+  for (size_t s = 0; s < mins.size(); ++s) {
+    mins_[s] = std::min(mins_[s], mins[s]);
+    maxs_[s] = std::max(maxs_[s], maxs[s]);
+    const double lo = mins_[s], hi = maxs_[s];
+    if (magnitude_)
+      fit_grid(&hists_[s], 0.0, std::max(-lo, hi), bins_);
+    else
+      fit_grid(&hists_[s], lo, hi, bins_);
+  }
+  const int64_t n = layout.outer * layout.axis_len * layout.inner;
+  for_each_run(layout, data, n, [&](int64_t slot, const float* p, int64_t len) {
+    Histogram* h = &hists_[static_cast<size_t>(slot)];
+    if (magnitude_)
+      bin_run<true>(h, p, len, &partial_);
+    else
+      bin_run<false>(h, p, len, &partial_);
+  });
+}
+
+void HistogramObserver::range_from_threshold(int64_t slot, double t, double* lo, double* hi) const {
+  const auto s = static_cast<size_t>(slot);
+  if (spec_.scheme == Scheme::kSymmetric) {
+    *lo = -t;
+    *hi = t;
+  } else {
+    *lo = std::max(static_cast<double>(mins_[s]), -t);
+    *hi = std::min(static_cast<double>(maxs_[s]), t);
+  }
+}
+
+QuantParams HistogramObserver::params() const {
+  require_data();
+  std::vector<float> lo(hists_.size()), hi(hists_.size());
+  for (size_t s = 0; s < hists_.size(); ++s) {
+    double l = 0.0, h = 0.0;
+    choose_range(static_cast<int64_t>(s), &l, &h);
+    if (!magnitude_ || spec_.scheme == Scheme::kAffine) {
+      l = std::max(l, static_cast<double>(mins_[s]));
+      h = std::min(h, static_cast<double>(maxs_[s]));
+    }
+    lo[s] = static_cast<float>(std::min(l, h));
+    hi[s] = static_cast<float>(std::max(l, h));
+  }
+  return params_from(lo, hi);
+}
+
+void HistogramObserver::merge(const Observer& other) {
+  const bool has_data = check_merge(other);
+  const auto& o = static_cast<const HistogramObserver&>(other);
+  if (o.bins_ != bins_ || !same_options(o))
+    fail<InvalidArgument>(
+        "{} observer: cannot merge an observer with other options (bins {} vs {})", name(), o.bins_,
+        bins_);
+  if (!has_data) return;
+  if (&o == this) {  // doubling: every count twice
+    for (Histogram& h : hists_) {
+      for (uint64_t& c : h.counts) c *= 2;
+      h.total *= 2;
+    }
+    merge_base(*this);
+    return;
+  }
+  if (hists_.empty()) {
+    hists_.resize(o.hists_.size());
+    mins_.assign(o.mins_.size(), kInf);
+    maxs_.assign(o.maxs_.size(), -kInf);
+  }
+  for (size_t s = 0; s < hists_.size(); ++s) {
+    mins_[s] = std::min(mins_[s], o.mins_[s]);
+    maxs_[s] = std::max(maxs_[s], o.maxs_[s]);
+    const double lo = mins_[s], hi = maxs_[s];
+    Histogram* h = &hists_[s];
+    if (magnitude_)
+      fit_grid(h, 0.0, std::max(-lo, hi), bins_);
+    else
+      fit_grid(h, lo, hi, bins_);
+    const Histogram& src = o.hists_[s];
+    add_regridded(h, src.exponent, src.first_bin, src.counts);
+  }
+  merge_base(o);
+}
+
+void HistogramObserver::reset() {
+  hists_.clear();
+  mins_.clear();
+  maxs_.clear();
+  reset_base();
+}
+
+namespace {
+
+// Number of bins up to and including the last non-empty one.
+int64_t used_bins(const Histogram& h) {
+  int64_t used = static_cast<int64_t>(h.counts.size());
+  while (used > 0 && h.counts[static_cast<size_t>(used - 1)] == 0) --used;
+  return used;
+}
+
+}  // namespace
+
+// ---- PercentileObserver ------------------------------------------------------------------------
+
+PercentileObserver::PercentileObserver(const QuantSpec& spec, double percentile, int64_t bins)
+    : HistogramObserver(spec, bins, spec.scheme == Scheme::kSymmetric, kMinBins),
+      percentile_(percentile) {
+  if (!(std::isfinite(percentile) && percentile > 0.0 && percentile <= 100.0))
+    fail<InvalidArgument>("percentile observer: percentile = {} is outside (0, 100]", percentile);
+  if (spec.scheme == Scheme::kAffine && percentile < 50.0)
+    fail<InvalidArgument>(
+        "percentile observer: percentile = {} < 50 with an affine scheme puts "
+        "the lower tail above the upper",
+        percentile);
+}
+
+bool PercentileObserver::same_options(const HistogramObserver& other) const {
+  return static_cast<const PercentileObserver&>(other).percentile_ == percentile_;
+}
+
+void PercentileObserver::choose_range(int64_t slot, double* lo, double* hi) const {
+  const Histogram& h = hists_[static_cast<size_t>(slot)];
+  const double n = static_cast<double>(h.total);
+  const auto k = std::max<uint64_t>(1, static_cast<uint64_t>(std::ceil(percentile_ / 100.0 * n)));
+  // Value of rank r (1-based): inside the first bin whose cumulative count reaches r.
+  auto value_of_rank = [&](uint64_t r) {
+    uint64_t before = 0;
+    for (size_t j = 0; j < h.counts.size(); ++j) {
+      const uint64_t c = h.counts[j];
+      if (before + c >= r) {
+        const double frac = static_cast<double>(r - before) / static_cast<double>(c);
+        return h.edge(static_cast<int64_t>(j)) + frac * h.bin_width();
+      }
+      before += c;
+    }
+    return h.edge(static_cast<int64_t>(h.counts.size()));
+  };
+  const auto s = static_cast<size_t>(slot);
+  if (magnitude_) {
+    const double t =
+        std::min(value_of_rank(k), std::max(-static_cast<double>(mins_[s]), double{maxs_[s]}));
+    range_from_threshold(slot, t, lo, hi);
+    return;
+  }
+  *hi = value_of_rank(k);
+  *lo = value_of_rank(h.total - k + 1);
+}
+
+// ---- EntropyObserver ---------------------------------------------------------------------------
+
+EntropyObserver::EntropyObserver(const QuantSpec& spec, int64_t bins)
+    : HistogramObserver(spec, bins, true, kLevels) {}
+
+bool EntropyObserver::same_options(const HistogramObserver&) const {
+  return true;
+}
+
+double EntropyObserver::divergence(int64_t slot, int64_t cut) const {
+  const Histogram& h = histogram(slot);
+  const auto bins = static_cast<int64_t>(h.counts.size());
+  if (cut < kLevels || cut > bins)
+    fail<InvalidArgument>("entropy observer: cut bin {} is outside [{}, {}]", cut, kLevels, bins);
+  const uint64_t* c = h.counts.data();
+  uint64_t outliers = 0;
+  for (int64_t j = cut; j < bins; ++j) outliers += c[j];
+  const double p_total = static_cast<double>(h.total);
+  const double q_total = static_cast<double>(h.total - outliers);
+  if (q_total == 0.0) return std::numeric_limits<double>::infinity();
+  double kl = 0.0;
+  for (int64_t l = 0; l < kLevels; ++l) {
+    // Level l holds bins j with floor(j * levels / cut) == l.
+    const int64_t b0 = (l * cut + kLevels - 1) / kLevels;
+    const int64_t b1 = ((l + 1) * cut + kLevels - 1) / kLevels;
+    uint64_t sum = 0;
+    int64_t nonzero = 0;
+    for (int64_t j = b0; j < b1; ++j) {
+      const uint64_t pj = c[j] + (j == cut - 1 ? outliers : 0);
+      sum += c[j];
+      nonzero += pj != 0;
+    }
+    if (nonzero == 0) continue;
+    if (sum == 0) return std::numeric_limits<double>::infinity();
+    const double q = static_cast<double>(sum) / static_cast<double>(nonzero) / q_total;
+    for (int64_t j = b0; j < b1; ++j) {
+      const uint64_t pj = c[j] + (j == cut - 1 ? outliers : 0);
+      if (pj == 0) continue;
+      const double p = static_cast<double>(pj) / p_total;
+      kl += p * std::log(p / q);
+    }
+  }
+  return kl;
+}
+
+void EntropyObserver::choose_range(int64_t slot, double* lo, double* hi) const {
+  const Histogram& h = hists_[static_cast<size_t>(slot)];
+  const auto s = static_cast<size_t>(slot);
+  const double max_abs = std::max(-static_cast<double>(mins_[s]), double{maxs_[s]});
+  const int64_t used = used_bins(h);
+  int64_t best_cut = used;
+  if (used > kLevels) {
+    double best = std::numeric_limits<double>::infinity();
+    for (int64_t cut = kLevels; cut <= used; ++cut) {
+      const double kl = divergence(slot, cut);
+      if (kl < best) {
+        best = kl;
+        best_cut = cut;
+      }
+    }
+  }
+  range_from_threshold(slot, std::min(h.edge(best_cut), max_abs), lo, hi);
+}
+
+// ---- MseObserver -------------------------------------------------------------------------------
+
+MseObserver::MseObserver(const QuantSpec& spec, int64_t bins)
+    : HistogramObserver(spec, bins, true, kMinBins) {}
+
+bool MseObserver::same_options(const HistogramObserver&) const {
+  return true;
+}
+
+double MseObserver::step_for(int64_t slot, double t) const {
+  double lo = 0.0, hi = 0.0;
+  range_from_threshold(slot, t, &lo, &hi);
+  lo = std::min(lo, 0.0);
+  hi = std::max(hi, 0.0);
+  if (spec_.scheme == Scheme::kSymmetric)
+    return hi / static_cast<double>((int32_t{1} << (spec_.bits - 1)) - 1);
+  return (hi - lo) / static_cast<double>(spec_.qmax() - spec_.qmin());
+}
+
+double MseObserver::expected_error(int64_t slot, int64_t cut) const {
+  const Histogram& h = histogram(slot);
+  const auto bins = static_cast<int64_t>(h.counts.size());
+  if (cut < 1 || cut > bins)
+    fail<InvalidArgument>("mse observer: cut bin {} is outside [1, {}]", cut, bins);
+  const auto s = static_cast<size_t>(slot);
+  const double max_abs = std::max(-static_cast<double>(mins_[s]), double{maxs_[s]});
+  const double t = std::min(h.edge(cut), max_abs);
+  const double step = step_for(slot, t);
+  const double w = h.bin_width();
+  double err = 0.0;
+  for (int64_t j = 0; j < bins; ++j) {
+    const double c = static_cast<double>(h.counts[static_cast<size_t>(j)]);
+    if (j < cut) {
+      err += c * step * step / 12.0;
+    } else {
+      const double d = (static_cast<double>(j) + 0.5) * w - t;
+      err += c * d * d;
+    }
+  }
+  return err;
+}
+
+void MseObserver::choose_range(int64_t slot, double* lo, double* hi) const {
+  const Histogram& h = hists_[static_cast<size_t>(slot)];
+  const auto s = static_cast<size_t>(slot);
+  const double max_abs = std::max(-static_cast<double>(mins_[s]), double{maxs_[s]});
+  const int64_t used = used_bins(h);
+  // Tail sums in bin units (u = j + 0.5) make each candidate O(1):
+  //   sum_{j >= i} c_j (u_j - t)^2 = S2 - 2 t S1 + t^2 S0.
+  std::vector<double> s0(static_cast<size_t>(used) + 1, 0.0), s1(s0), s2(s0);
+  for (int64_t j = used - 1; j >= 0; --j) {
+    const auto k = static_cast<size_t>(j);
+    const double c = static_cast<double>(h.counts[k]), u = static_cast<double>(j) + 0.5;
+    s0[k] = s0[k + 1] + c;
+    s1[k] = s1[k + 1] + c * u;
+    s2[k] = s2[k + 1] + c * u * u;
+  }
+  const double w = h.bin_width();
+  double best = std::numeric_limits<double>::infinity();
+  double best_t = max_abs;
+  for (int64_t cut = 1; cut <= used; ++cut) {
+    const auto k = static_cast<size_t>(cut);
+    const double t = std::min(h.edge(cut), max_abs);
+    const double step = step_for(slot, t);
+    const double tu = t / w;
+    const double clip = std::max(0.0, s2[k] - 2.0 * tu * s1[k] + tu * tu * s0[k]) * w * w;
+    const double err = (s0[0] - s0[k]) * step * step / 12.0 + clip;
+    if (err < best) {
+      best = err;
+      best_t = t;
+    }
+  }
+  range_from_threshold(slot, best_t, lo, hi);
+}
+
+}  // namespace tinyquant

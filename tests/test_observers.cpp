@@ -1,0 +1,662 @@
+// Calibration observers, each checked against an independent reference: sorting, plain loops,
+// a hand-written EMA, brute-force searches written from the definitions in observers.hpp.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tinyquant/error.hpp"
+#include "tinyquant/observers.hpp"
+
+using namespace tinyquant;
+
+namespace {
+
+std::vector<float> normal_data(size_t n, uint32_t seed, float sigma = 1.0f, float mean = 0.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(mean, sigma);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+std::vector<float> laplace_data(size_t n, uint32_t seed, float b) {
+  std::mt19937 rng(seed);
+  std::exponential_distribution<float> e(1.0f / b);
+  std::bernoulli_distribution sign(0.5);
+  std::vector<float> v(n);
+  for (float& x : v) x = sign(rng) ? e(rng) : -e(rng);
+  return v;
+}
+
+QuantSpec symmetric_spec() {
+  QuantSpec s;
+  s.scheme = Scheme::kSymmetric;
+  s.narrow_range = true;
+  return s;
+}
+
+// Expects `f` to throw E with every key in the message.
+template <class E, class F>
+void expect_error(F&& f, std::initializer_list<const char*> keys) {
+  try {
+    f();
+    ADD_FAILURE() << "no exception";
+  } catch (const E& e) {
+    for (const char* k : keys)
+      EXPECT_NE(std::string(e.what()).find(k), std::string::npos)
+          << "missing '" << k << "' in: " << e.what();
+  }
+}
+
+// The slice of a row-major [d0, d1, d2] tensor at index c along axis, copied out.
+std::vector<float> slice3(const std::vector<float>& t, const Shape& s, int axis, int64_t c) {
+  std::vector<float> out;
+  for (int64_t i = 0; i < s[0]; ++i)
+    for (int64_t j = 0; j < s[1]; ++j)
+      for (int64_t k = 0; k < s[2]; ++k) {
+        const int64_t idx[3] = {i, j, k};
+        if (idx[axis] == c) out.push_back(t[static_cast<size_t>((i * s[1] + j) * s[2] + k)]);
+      }
+  return out;
+}
+
+// Plain-loop histogram on the grid (exponent e, first bin f) of `bins` bins.
+std::vector<uint64_t> plain_histogram(const std::vector<float>& v, int e, int64_t f, int64_t bins,
+                                      bool magnitude) {
+  std::vector<uint64_t> h(static_cast<size_t>(bins), 0);
+  for (float x : v) {
+    const double y = magnitude ? std::fabs(static_cast<double>(x)) : x;
+    const auto j = static_cast<int64_t>(std::floor(y / std::pow(2.0, e))) - f;
+    EXPECT_GE(j, 0);
+    EXPECT_LT(j, bins);
+    ++h[static_cast<size_t>(j)];
+  }
+  return h;
+}
+
+}  // namespace
+
+// ---- MinMaxObserver ----------------------------------------------------------------------------
+
+TEST(MinMaxObserver, PerTensorMatchesSort) {
+  std::vector<float> v = normal_data(10007, 1, 2.0f, 0.5f);
+  MinMaxObserver obs;
+  obs.observe(v.data(), Shape{10007});
+  std::vector<float> sorted = v;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(obs.mins()[0], sorted.front());
+  EXPECT_EQ(obs.maxs()[0], sorted.back());
+  const QuantParams p = obs.params();
+  const ScaleZeroPoint sz = choose_scale_zero_point(sorted.front(), sorted.back(), QuantSpec{});
+  EXPECT_EQ(p.scales[0], sz.scale);
+  EXPECT_EQ(p.zero_points[0], sz.zero_point);
+  EXPECT_EQ(obs.values_observed(), 10007);
+}
+
+TEST(MinMaxObserver, ManySmallBatchesEqualOneBigBatch) {
+  const std::vector<float> v = laplace_data(50000, 2, 0.3f);
+  MinMaxObserver big;
+  big.observe(v.data(), Shape{50000});
+  MinMaxObserver streamed;
+  std::mt19937 rng(3);
+  size_t pos = 0;
+  while (pos < v.size()) {
+    const size_t len = std::min(v.size() - pos, static_cast<size_t>(rng() % 37 + 1));
+    streamed.observe(v.data() + pos, Shape{static_cast<int64_t>(len)});
+    pos += len;
+  }
+  EXPECT_EQ(streamed.mins(), big.mins());
+  EXPECT_EQ(streamed.maxs(), big.maxs());
+  EXPECT_EQ(streamed.params().scales, big.params().scales);
+  EXPECT_EQ(streamed.params().zero_points, big.params().zero_points);
+  EXPECT_EQ(streamed.values_observed(), 50000);
+}
+
+TEST(MinMaxObserver, PerChannelEqualsPerTensorOnEachSlice) {
+  const Shape s{5, 6, 7};
+  const std::vector<float> v = normal_data(5 * 6 * 7, 4);
+  for (int axis : {0, 1, 2, -1}) {
+    const int a = axis < 0 ? axis + 3 : axis;
+    QuantSpec spec = QuantSpec::int8_weights_per_channel(axis);
+    MinMaxObserver obs(spec);
+    // Two batches along the first axis when it is not the channel axis.
+    if (a != 0) {
+      obs.observe(v.data(), Shape{2, 6, 7});
+      obs.observe(v.data() + 2 * 6 * 7, Shape{3, 6, 7});
+    } else {
+      obs.observe(v.data(), s);
+    }
+    const QuantParams p = obs.params();
+    ASSERT_EQ(static_cast<int64_t>(p.scales.size()), s[static_cast<size_t>(a)]);
+    for (int64_t c = 0; c < s[static_cast<size_t>(a)]; ++c) {
+      const std::vector<float> sl = slice3(v, s, a, c);
+      QuantSpec ts = spec;
+      ts.granularity = Granularity::kPerTensor;
+      MinMaxObserver one(ts);
+      one.observe(sl.data(), Shape{static_cast<int64_t>(sl.size())});
+      EXPECT_EQ(p.scales[static_cast<size_t>(c)], one.params().scales[0]) << "axis " << axis;
+      EXPECT_EQ(obs.mins()[static_cast<size_t>(c)], *std::min_element(sl.begin(), sl.end()));
+    }
+  }
+}
+
+TEST(MinMaxObserver, PerGroupMatchesPlainLoops) {
+  const Shape s{4, 10};
+  const std::vector<float> v = normal_data(40, 5);
+  for (int axis : {1, 0}) {
+    MinMaxObserver obs(QuantSpec::int4_per_group(3, axis));
+    obs.observe(v.data(), s);
+    const ParamLayout l = param_layout(QuantSpec::int4_per_group(3, axis), s);
+    std::vector<float> lo(static_cast<size_t>(l.count), INFINITY), hi(lo.size(), -INFINITY);
+    for (int64_t r = 0; r < 4; ++r)
+      for (int64_t c = 0; c < 10; ++c) {
+        // groups of 3 along the axis, for every position of the other axis
+        const int64_t slot = axis == 1 ? r * 4 + c / 3 : (r / 3) * 10 + c;
+        const float x = v[static_cast<size_t>(r * 10 + c)];
+        lo[static_cast<size_t>(slot)] = std::min(lo[static_cast<size_t>(slot)], x);
+        hi[static_cast<size_t>(slot)] = std::max(hi[static_cast<size_t>(slot)], x);
+      }
+    EXPECT_EQ(obs.mins(), lo) << "axis " << axis;
+    EXPECT_EQ(obs.maxs(), hi) << "axis " << axis;
+  }
+}
+
+TEST(MinMaxObserver, MergeOfHalvesEqualsOnePass) {
+  const std::vector<float> v = normal_data(6 * 100, 6);
+  const QuantSpec spec = QuantSpec::int8_weights_per_channel(1);
+  MinMaxObserver all(spec), a(spec), b(spec);
+  all.observe(v.data(), Shape{100, 6});
+  a.observe(v.data(), Shape{37, 6});
+  b.observe(v.data() + 37 * 6, Shape{63, 6});
+  a.merge(b);
+  EXPECT_EQ(a.mins(), all.mins());
+  EXPECT_EQ(a.maxs(), all.maxs());
+  EXPECT_EQ(a.values_observed(), 600);
+  MinMaxObserver empty(spec);
+  empty.merge(a);  // into an empty observer
+  EXPECT_EQ(empty.maxs(), all.maxs());
+  a.merge(MinMaxObserver(spec));  // an empty one changes nothing
+  EXPECT_EQ(a.maxs(), all.maxs());
+}
+
+// ---- MovingAverageMinMaxObserver ---------------------------------------------------------------
+
+TEST(MovingAverageMinMaxObserver, MatchesHandWrittenEma) {
+  const double c = 0.25;
+  MovingAverageMinMaxObserver obs(QuantSpec{}, c);
+  double m = 0.0, x = 0.0;
+  for (int b = 0; b < 20; ++b) {
+    const std::vector<float> v =
+        normal_data(64, 100 + static_cast<uint32_t>(b), 1.0f + 0.1f * static_cast<float>(b));
+    obs.observe(v.data(), Shape{8, 8});
+    const double lo = *std::min_element(v.begin(), v.end());
+    const double hi = *std::max_element(v.begin(), v.end());
+    if (b == 0) {
+      m = lo;
+      x = hi;
+    } else {
+      m = (1 - c) * m + c * lo;
+      x = (1 - c) * x + c * hi;
+    }
+    EXPECT_NEAR(obs.mins()[0], m, 1e-12);
+    EXPECT_NEAR(obs.maxs()[0], x, 1e-12);
+  }
+  const ScaleZeroPoint sz =
+      choose_scale_zero_point(static_cast<float>(m), static_cast<float>(x), QuantSpec{});
+  EXPECT_EQ(obs.params().scales[0], sz.scale);
+  EXPECT_EQ(obs.params().zero_points[0], sz.zero_point);
+}
+
+TEST(MovingAverageMinMaxObserver, MergeAppendsTheOtherStream) {
+  for (double c : {0.01, 0.3, 1.0}) {
+    const QuantSpec spec = QuantSpec::int8_weights_per_channel(0);
+    MovingAverageMinMaxObserver seq(spec, c), a(spec, c), b(spec, c);
+    for (int k = 0; k < 9; ++k) {
+      const std::vector<float> v =
+          normal_data(3 * 16, 200 + static_cast<uint32_t>(k), 1.0f + static_cast<float>(k));
+      seq.observe(v.data(), Shape{3, 16});
+      (k < 4 ? a : b).observe(v.data(), Shape{3, 16});
+    }
+    a.merge(b);
+    for (size_t s = 0; s < 3; ++s) {
+      EXPECT_NEAR(a.mins()[s], seq.mins()[s], 1e-9) << "c " << c;
+      EXPECT_NEAR(a.maxs()[s], seq.maxs()[s], 1e-9) << "c " << c;
+    }
+    EXPECT_EQ(a.batches_observed(), 9);
+  }
+}
+
+// ---- histogram grid ----------------------------------------------------------------------------
+
+TEST(HistogramObserver, GridIsCanonicalAndCountsMatchPlainLoop) {
+  // Values in [-3, 5], 64 bins: e = -3 would need 40 - (-24) + 1 = 65 bins, so e = -2 with
+  // 20 - (-12) + 1 = 33 bins from first bin -12.
+  std::vector<float> v = normal_data(5000, 7, 1.0f);
+  for (float& x : v) x = std::clamp(x, -3.0f, 5.0f);
+  v[10] = -3.0f;
+  v[20] = 5.0f;
+  PercentileObserver obs(QuantSpec{}, 99.0, 64);
+  obs.observe(v.data(), Shape{5000});
+  const Histogram& h = obs.histogram(0);
+  EXPECT_EQ(h.exponent, -2);
+  EXPECT_EQ(h.first_bin, -12);
+  EXPECT_EQ(h.total, 5000u);
+  EXPECT_EQ(h.counts, plain_histogram(v, -2, -12, 64, false));
+  // Symmetric: histogram of |x| in [0, 5]: 5 * 8 = 40 < 64 -> e = -3, first bin 0.
+  PercentileObserver sym(symmetric_spec(), 99.0, 64);
+  sym.observe(v.data(), Shape{5000});
+  EXPECT_EQ(sym.histogram(0).exponent, -3);
+  EXPECT_EQ(sym.histogram(0).first_bin, 0);
+  EXPECT_EQ(sym.histogram(0).counts, plain_histogram(v, -3, 0, 64, true));
+}
+
+TEST(HistogramObserver, GrowingRangeOverManyBatchesEqualsOnePass) {
+  // Batches whose range widens (both sides) force many regrids; the result must be identical,
+  // count for count, to observing everything at once.
+  std::vector<float> v;
+  for (int b = 0; b < 30; ++b) {
+    std::vector<float> part =
+        normal_data(997, 300 + static_cast<uint32_t>(b),
+                    0.01f * std::pow(1.5f, static_cast<float>(b)), b % 2 ? 0.3f : -0.2f);
+    v.insert(v.end(), part.begin(), part.end());
+  }
+  for (bool magnitude : {false, true}) {
+    const QuantSpec spec = magnitude ? symmetric_spec() : QuantSpec{};
+    PercentileObserver one(spec, 99.9, 256), streamed(spec, 99.9, 256);
+    one.observe(v.data(), Shape{static_cast<int64_t>(v.size())});
+    for (size_t pos = 0; pos < v.size(); pos += 997) streamed.observe(v.data() + pos, Shape{997});
+    const Histogram& a = one.histogram(0);
+    const Histogram& b = streamed.histogram(0);
+    EXPECT_EQ(a.exponent, b.exponent);
+    EXPECT_EQ(a.first_bin, b.first_bin);
+    EXPECT_EQ(a.counts, b.counts);
+    EXPECT_EQ(a.total, v.size());
+    EXPECT_EQ(a.counts, plain_histogram(v, a.exponent, a.first_bin, 256, magnitude));
+    EXPECT_EQ(one.params().scales, streamed.params().scales);
+  }
+}
+
+// ---- PercentileObserver ------------------------------------------------------------------------
+
+TEST(PercentileObserver, WithinOneBinOfSortedQuantile) {
+  for (double pct : {50.0, 90.0, 99.0, 99.9, 99.99, 100.0}) {
+    const std::vector<float> v = laplace_data(20000, 8, 0.5f);
+    std::vector<float> sorted = v;
+    std::sort(sorted.begin(), sorted.end());
+    const auto n = static_cast<int64_t>(v.size());
+    const auto k =
+        std::max<int64_t>(1, static_cast<int64_t>(std::ceil(pct / 100.0 * static_cast<double>(n))));
+    // Affine: both tails.
+    PercentileObserver aff(QuantSpec{}, pct, 2048);
+    aff.observe(v.data(), Shape{n});
+    const QuantParams pa = aff.params();
+    const double w = aff.histogram(0).bin_width();
+    const double hi = sorted[static_cast<size_t>(k - 1)], lo = sorted[static_cast<size_t>(n - k)];
+    // Recover the chosen range from scale and zero point: rmin = (qmin - zp) * scale.
+    const double rmin = (-128.0 - pa.zero_points[0]) * pa.scales[0];
+    const double rmax = (127.0 - pa.zero_points[0]) * pa.scales[0];
+    EXPECT_NEAR(rmax - rmin, std::max(hi, 0.0) - std::min(lo, 0.0), 2 * w + 1e-6) << pct;
+    EXPECT_NEAR(rmin, std::min(lo, 0.0), w + pa.scales[0]) << pct;
+    // Symmetric: quantile of |x|, scale = T / 127.
+    std::vector<float> mags(v.size());
+    for (size_t i = 0; i < v.size(); ++i) mags[i] = std::fabs(v[i]);
+    std::sort(mags.begin(), mags.end());
+    PercentileObserver sym(symmetric_spec(), pct, 2048);
+    sym.observe(v.data(), Shape{n});
+    const double t = sym.params().scales[0] * 127.0;
+    EXPECT_NEAR(t, mags[static_cast<size_t>(k - 1)], sym.histogram(0).bin_width() + 1e-6) << pct;
+  }
+}
+
+TEST(PercentileObserver, PerChannelEqualsPerTensorOnEachSliceAndMergeIsExact) {
+  const Shape s{3, 8, 50};
+  std::vector<float> v = laplace_data(3 * 8 * 50, 9, 1.0f);
+  for (size_t i = 0; i < v.size(); ++i) v[i] *= 1.0f + static_cast<float>((i / 50) % 8);
+  QuantSpec spec;
+  spec.granularity = Granularity::kPerChannel;
+  spec.axis = 1;
+  PercentileObserver obs(spec, 99.0, 128), a(spec, 99.0, 128), b(spec, 99.0, 128);
+  obs.observe(v.data(), s);
+  a.observe(v.data(), Shape{1, 8, 50});
+  b.observe(v.data() + 400, Shape{2, 8, 50});
+  a.merge(b);
+  const QuantParams p = obs.params();
+  EXPECT_EQ(a.params().scales, p.scales);
+  EXPECT_EQ(a.params().zero_points, p.zero_points);
+  for (int64_t c = 0; c < 8; ++c) {
+    EXPECT_EQ(a.histogram(c).counts, obs.histogram(c).counts);
+    const std::vector<float> sl = slice3(v, s, 1, c);
+    PercentileObserver one(QuantSpec{}, 99.0, 128);
+    one.observe(sl.data(), Shape{static_cast<int64_t>(sl.size())});
+    EXPECT_EQ(one.histogram(0).counts, obs.histogram(c).counts);
+    EXPECT_EQ(one.params().scales[0], p.scales[static_cast<size_t>(c)]);
+    EXPECT_EQ(one.params().zero_points[0], p.zero_points[static_cast<size_t>(c)]);
+  }
+}
+
+// ---- EntropyObserver ---------------------------------------------------------------------------
+
+namespace {
+
+// KL(P || Q) for cut bin i, straight from the definition in observers.hpp.
+double kl_definition(const std::vector<uint64_t>& h, size_t i, size_t levels) {
+  std::vector<double> p(h.begin(), h.begin() + static_cast<std::ptrdiff_t>(i));
+  double outliers = 0;
+  for (size_t j = i; j < h.size(); ++j) outliers += static_cast<double>(h[j]);
+  p[i - 1] += outliers;
+  std::vector<double> level_sum(levels, 0.0), level_nonzero(levels, 0.0);
+  for (size_t j = 0; j < i; ++j) {
+    level_sum[j * levels / i] += static_cast<double>(h[j]);
+    level_nonzero[j * levels / i] += p[j] > 0 ? 1.0 : 0.0;
+  }
+  std::vector<double> q(i, 0.0);
+  for (size_t j = 0; j < i; ++j)
+    if (p[j] > 0) q[j] = level_sum[j * levels / i] / level_nonzero[j * levels / i];
+  double sp = 0, sq = 0;
+  for (size_t j = 0; j < i; ++j) {
+    sp += p[j];
+    sq += q[j];
+  }
+  double kl = 0;
+  for (size_t j = 0; j < i; ++j) {
+    if (p[j] == 0) continue;
+    if (q[j] == 0) return std::numeric_limits<double>::infinity();
+    kl += p[j] / sp * std::log((p[j] / sp) / (q[j] / sq));
+  }
+  return kl;
+}
+
+}  // namespace
+
+TEST(EntropyObserver, MatchesBruteForceKlSearch) {
+  for (uint32_t seed : {10u, 11u, 12u}) {
+    // Laplace body plus a few far outliers; max |x| pinned at 1.5 so the grid is 2048 bins of
+    // width 2^-10 (1.5 * 1024 + 1 <= 2048 < 1.5 * 2048 + 1).
+    std::vector<float> v = laplace_data(30000, seed, 0.05f);
+    for (float& x : v) x = std::clamp(x, -1.5f, 1.5f);
+    v[0] = 1.5f;
+    v[1] = -1.2f;
+    v[2] = 0.9f;
+    EntropyObserver obs(symmetric_spec());
+    obs.observe(v.data(), Shape{static_cast<int64_t>(v.size())});
+    ASSERT_EQ(obs.histogram(0).exponent, -10);
+    const std::vector<uint64_t> h = plain_histogram(v, -10, 0, 2048, true);
+    ASSERT_EQ(obs.histogram(0).counts, h);
+    size_t used = h.size();
+    while (h[used - 1] == 0) --used;
+    double best = std::numeric_limits<double>::infinity();
+    size_t best_i = 0;
+    for (size_t i = 128; i <= used; ++i) {
+      const double kl = kl_definition(h, i, 128);
+      if (kl < best) {
+        best = kl;
+        best_i = i;
+      }
+    }
+    const double expect_t = std::min(static_cast<double>(best_i) / 1024.0, 1.5);
+    const float scale = obs.params().scales[0];
+    EXPECT_FLOAT_EQ(scale,
+                    static_cast<float>(static_cast<double>(static_cast<float>(expect_t)) / 127.0))
+        << "seed " << seed << " brute-force cut " << best_i;
+    // The observer's own divergence agrees with the definition on a few cuts.
+    for (size_t i : {size_t{128}, size_t{300}, best_i, used})
+      EXPECT_NEAR(obs.divergence(0, static_cast<int64_t>(i)), kl_definition(h, i, 128), 1e-9);
+    EXPECT_LT(best_i, used);  // the outliers were clipped
+  }
+}
+
+// ---- MseObserver -------------------------------------------------------------------------------
+
+namespace {
+
+// E(T) for cut bin i from the definition: every bin's count times its own error.
+double mse_definition(const std::vector<uint64_t>& h, size_t i, double w, double max_abs,
+                      double qmax_s) {
+  const double t = std::min(static_cast<double>(i) * w, max_abs);
+  const double step = t / qmax_s;
+  double e = 0;
+  for (size_t j = 0; j < h.size(); ++j) {
+    const double center = (static_cast<double>(j) + 0.5) * w;
+    const double err = j < i ? step * step / 12.0 : (center - t) * (center - t);
+    e += static_cast<double>(h[j]) * err;
+  }
+  return e;
+}
+
+}  // namespace
+
+TEST(MseObserver, MatchesBruteForceSearch) {
+  for (int bits : {8, 4}) {
+    std::vector<float> v = laplace_data(20000, 20 + static_cast<uint32_t>(bits), 0.1f);
+    for (float& x : v) x = std::clamp(x, -1.5f, 1.5f);
+    v[0] = -1.5f;
+    QuantSpec spec = symmetric_spec();
+    spec.bits = bits;
+    MseObserver obs(spec);
+    obs.observe(v.data(), Shape{200, 100});
+    ASSERT_EQ(obs.histogram(0).exponent, -10);
+    const std::vector<uint64_t> h = plain_histogram(v, -10, 0, 2048, true);
+    ASSERT_EQ(obs.histogram(0).counts, h);
+    const double w = 1.0 / 1024, qmax_s = (1 << (bits - 1)) - 1;
+    double best = std::numeric_limits<double>::infinity();
+    size_t best_i = 0;
+    for (size_t i = 1; i <= 1537; ++i) {
+      const double e = mse_definition(h, i, w, 1.5, qmax_s);
+      if (e < best) {
+        best = e;
+        best_i = i;
+      }
+    }
+    const double t = obs.params().scales[0] * qmax_s;
+    const auto chosen = static_cast<size_t>(std::lround(t / w));
+    EXPECT_NEAR(t, static_cast<double>(best_i) * w, 1e-6) << "bits " << bits;
+    // Robust to near-ties: the observer's choice is as good as the brute-force minimum.
+    EXPECT_LE(mse_definition(h, chosen, w, 1.5, qmax_s), best * (1 + 1e-9));
+    EXPECT_NEAR(obs.expected_error(0, static_cast<int64_t>(best_i)), best, 1e-9 * best);
+    EXPECT_GT(best_i, 10u);
+    EXPECT_LT(best_i, 1537u);  // 4 or 8 bits on a Laplace body: clipping pays
+  }
+}
+
+TEST(MseObserver, AffineUsesTheClippedRange) {
+  // Only positive values (ReLU output): the affine range is [0, T], so the step is T / 255,
+  // half the symmetric one, and the chosen T for 8 bits should lie beyond the symmetric one.
+  std::vector<float> v = laplace_data(20000, 30, 0.2f);
+  for (float& x : v) x = std::min(std::fabs(x), 1.5f);
+  v[0] = 1.5f;
+  MseObserver aff(QuantSpec{});
+  aff.observe(v.data(), Shape{20000});
+  const std::vector<uint64_t> h = plain_histogram(v, -10, 0, 2048, true);
+  double best = std::numeric_limits<double>::infinity();
+  size_t best_i = 0;
+  for (size_t i = 1; i <= 1537; ++i) {
+    // Range [0, T] widened to hold 0: step = T / 255; same error definition otherwise.
+    const double e = mse_definition(h, i, 1.0 / 1024, 1.5, 255.0);
+    if (e < best) {
+      best = e;
+      best_i = i;
+    }
+  }
+  const QuantParams p = aff.params();
+  EXPECT_EQ(p.zero_points[0], -128);
+  EXPECT_NEAR(p.scales[0] * 255.0, std::min(static_cast<double>(best_i) / 1024, 1.5), 1e-6);
+}
+
+// ---- all observers: merge, reset, the interface ------------------------------------------------
+
+namespace {
+
+std::vector<std::unique_ptr<Observer>> all_observers(const QuantSpec& spec) {
+  std::vector<std::unique_ptr<Observer>> v;
+  v.push_back(std::make_unique<MinMaxObserver>(spec));
+  v.push_back(std::make_unique<MovingAverageMinMaxObserver>(spec, 1.0));
+  v.push_back(std::make_unique<PercentileObserver>(spec, 99.5, 512));
+  v.push_back(std::make_unique<EntropyObserver>(spec, 512));
+  v.push_back(std::make_unique<MseObserver>(spec, 512));
+  return v;
+}
+
+}  // namespace
+
+TEST(Observers, MergeOfHalvesEqualsOnePassForEveryObserver) {
+  const std::vector<float> v = laplace_data(64 * 300, 40, 0.7f);
+  for (const QuantSpec& spec : {QuantSpec{}, QuantSpec::int8_weights_per_channel(1)}) {
+    auto one = all_observers(spec), a = all_observers(spec), b = all_observers(spec);
+    for (size_t k = 0; k < one.size(); ++k) {
+      // MovingAverage with c = 1 keeps the last batch: the merged result is b's last batch.
+      one[k]->observe(v.data(), Shape{100, 64});
+      one[k]->observe(v.data() + 6400, Shape{200, 64});
+      a[k]->observe(v.data(), Shape{100, 64});
+      b[k]->observe(v.data() + 6400, Shape{200, 64});
+      a[k]->merge(*b[k]);
+      const QuantParams pa = a[k]->params(), p1 = one[k]->params();
+      EXPECT_EQ(pa.scales, p1.scales) << one[k]->name();
+      EXPECT_EQ(pa.zero_points, p1.zero_points) << one[k]->name();
+    }
+  }
+}
+
+TEST(Observers, ResetForgetsEverything) {
+  const std::vector<float> v = normal_data(1000, 41);
+  for (auto& obs : all_observers(QuantSpec{})) {
+    obs->observe(v.data(), Shape{1000});
+    obs->reset();
+    expect_error<DataError>([&] { obs->params(); }, {"empty calibration: no values observed"});
+    // After reset, a different per-tensor shape and data are fine and give fresh results.
+    std::vector<float> w = v;
+    for (float& x : w) x *= 10.0f;
+    obs->observe(w.data(), Shape{10, 100});
+    auto fresh = all_observers(QuantSpec{});
+    for (auto& f : fresh)
+      if (std::string(f->name()) == obs->name()) {
+        f->observe(w.data(), Shape{1000});
+        EXPECT_EQ(f->params().scales, obs->params().scales) << obs->name();
+      }
+  }
+}
+
+// ---- bad inputs --------------------------------------------------------------------------------
+
+TEST(Observers, NonFiniteValuesNameTheIndexAndLeaveStateUntouched) {
+  std::vector<float> v = normal_data(300, 50);
+  for (float bad : {NAN, INFINITY, -INFINITY}) {
+    for (auto& obs : all_observers(QuantSpec{})) {
+      obs->observe(v.data(), Shape{300});
+      const QuantParams before = obs->params();
+      std::vector<float> w = v;
+      for (float& x : w) x *= 100.0f;  // would change the range if absorbed
+      w[217] = bad;
+      expect_error<DataError>(
+          [&] {
+            obs->observe(w.data(), Shape{3, 100});
+          },
+          {"non-finite", "at index 217", obs->name()});
+      EXPECT_EQ(obs->params().scales, before.scales) << obs->name();
+    }
+  }
+  // Per-channel along the last axis goes through the short-run path.
+  std::vector<float> w = v;
+  w[5] = NAN;
+  MinMaxObserver pc(QuantSpec::int8_weights_per_channel(-1));
+  expect_error<DataError>([&] { pc.observe(w.data(), Shape{100, 3}); }, {"at index 5"});
+}
+
+TEST(Observers, EmptyCalibration) {
+  for (auto& obs : all_observers(QuantSpec{})) {
+    expect_error<DataError>([&] { obs->params(); },
+                            {"empty calibration: no values observed", obs->name()});
+    obs->observe(nullptr, Shape{0, 5});  // an empty batch is no data
+    expect_error<DataError>([&] { obs->params(); }, {"empty calibration"});
+  }
+  std::vector<float> zeros(10, 0.0f);
+  MinMaxObserver z;
+  z.observe(zeros.data(), Shape{10});
+  expect_error<DataError>([&] { z.params(); }, {"zero range"});
+}
+
+TEST(Observers, ShapeMismatchesBetweenBatches) {
+  std::vector<float> v = normal_data(120, 51);
+  for (auto& obs : all_observers(QuantSpec::int8_weights_per_channel(1))) {
+    obs->observe(v.data(), Shape{10, 4, 3});
+    obs->observe(v.data(), Shape{5, 4, 3});  // batch dimension may change
+    expect_error<ShapeError>(
+        [&] {
+          obs->observe(v.data(), Shape{4, 5, 3});
+        },
+        {"5 channels along axis 1", "[4, 5, 3]", "[10, 4, 3]"});
+    expect_error<ShapeError>([&] { obs->observe(v.data(), Shape{40, 3}); }, {"rank 2"});
+  }
+  MinMaxObserver g(QuantSpec::int4_per_group(4, 1));
+  g.observe(v.data(), Shape{10, 12});
+  expect_error<ShapeError>([&] { g.observe(v.data(), Shape{12, 10}); }, {"per-group", "[12, 10]"});
+  // Merging observers that saw different channel counts.
+  MinMaxObserver a(QuantSpec::int8_weights_per_channel(0)),
+      b(QuantSpec::int8_weights_per_channel(0));
+  a.observe(v.data(), Shape{4, 30});
+  b.observe(v.data(), Shape{6, 20});
+  expect_error<ShapeError>([&] { a.merge(b); }, {"6 channels"});
+  MinMaxObserver n;
+  expect_error<InvalidArgument>([&] { n.observe(nullptr, Shape{3}); }, {"data is null"});
+}
+
+TEST(Observers, BadConfiguration) {
+  for (double p : {0.0, -1.0, 100.5, static_cast<double>(NAN)})
+    expect_error<InvalidArgument>([&] { PercentileObserver o(QuantSpec{}, p); },
+                                  {"percentile", "outside (0, 100]"});
+  expect_error<InvalidArgument>([&] { PercentileObserver o(QuantSpec{}, 30.0); }, {"30 < 50"});
+  EXPECT_NO_THROW(PercentileObserver(symmetric_spec(), 30.0));
+  for (double c : {0.0, -0.5, 1.5, static_cast<double>(INFINITY)})
+    expect_error<InvalidArgument>([&] { MovingAverageMinMaxObserver o(QuantSpec{}, c); },
+                                  {"averaging constant", "(0, 1]"});
+  expect_error<InvalidArgument>([] { PercentileObserver o(QuantSpec{}, 99.0, 8); }, {"bins = 8"});
+  expect_error<InvalidArgument>([] { MseObserver o(QuantSpec{}, int64_t{1} << 30); },
+                                {"bins = 1073741824"});
+  expect_error<InvalidArgument>([] { EntropyObserver o(QuantSpec{}, 100); }, {"bins = 100"});
+  QuantSpec bad;
+  bad.bits = 9;
+  expect_error<InvalidArgument>([&] { MinMaxObserver o(bad); }, {"bits = 9"});
+  // Merging different types or configurations.
+  MinMaxObserver mm;
+  PercentileObserver p99(QuantSpec{}, 99.0), p999(QuantSpec{}, 99.9);
+  expect_error<InvalidArgument>([&] { mm.merge(p99); }, {"cannot merge a percentile"});
+  expect_error<InvalidArgument>([&] { p99.merge(p999); }, {"other options"});
+  PercentileObserver p99b(QuantSpec{}, 99.0, 1024);
+  expect_error<InvalidArgument>([&] { p99.merge(p99b); }, {"bins 1024 vs 2048"});
+  MinMaxObserver sym(symmetric_spec());
+  expect_error<InvalidArgument>([&] { mm.merge(sym); }, {"different spec"});
+  MovingAverageMinMaxObserver e1(QuantSpec{}, 0.1), e2(QuantSpec{}, 0.2);
+  std::vector<float> v = normal_data(10, 52);
+  e2.observe(v.data(), Shape{10});
+  expect_error<InvalidArgument>([&] { e1.merge(e2); }, {"c = 0.2"});
+  expect_error<InvalidArgument>([&] { p99.histogram(3); }, {"slot 3"});
+}
+
+// ---- large streams -----------------------------------------------------------------------------
+
+// More than 2^31 values through min/max and a histogram in bounded memory. About 10 s on one core,
+// so it runs only when TINYQUANT_TEST_HUGE=1.
+TEST(Observers, StreamsMoreThan2To31Values) {
+  const char* env = std::getenv("TINYQUANT_TEST_HUGE");
+  if (env == nullptr || env[0] != '1') GTEST_SKIP() << "set TINYQUANT_TEST_HUGE=1 to run";
+  const int64_t batch = int64_t{1} << 24;
+  std::vector<float> v = normal_data(static_cast<size_t>(batch), 60);
+  const int batches = 129;  // 129 * 2^24 > 2^31
+  MinMaxObserver mm;
+  PercentileObserver pct(symmetric_spec(), 100.0, 2048);
+  for (int b = 0; b < batches; ++b) {
+    v[static_cast<size_t>(b)] = 10.0f + static_cast<float>(b);  // new maximum every batch
+    mm.observe(v.data(), Shape{batch});
+    pct.observe(v.data(), Shape{batch});
+  }
+  EXPECT_EQ(mm.values_observed(), batches * batch);
+  EXPECT_EQ(pct.histogram(0).total, static_cast<uint64_t>(batches * batch));
+  EXPECT_EQ(mm.maxs()[0], 10.0f + batches - 1);
+  EXPECT_NEAR(pct.params().scales[0] * 127.0, 10.0 + batches - 1, 1e-3);
+}
