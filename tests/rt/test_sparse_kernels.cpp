@@ -1,0 +1,326 @@
+// Sparse int8 fully-connected: every format x every runnable path against the dense formula
+// written out below with plain loops on the same pruned weights (zeros put back).
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tinyquant/rt/kernels.hpp"
+#include "tinyquant/rt/sparse.hpp"
+#include "tinyquant/sparse.hpp"
+
+using namespace tinyquant;
+using rt::Path;
+using rt::Status;
+
+namespace {
+
+struct Case {
+  int32_t batch = 1, k = 1, n = 1;
+  rt::FcParams params;
+  bool per_channel = false;
+  rt::Rounding rounding = rt::Rounding::kDouble;
+  std::vector<int8_t> input, weights;  // weights dense [n][k], pruned entries 0
+  std::vector<int32_t> bias, multiplier, shift;
+  bool with_bias = true;
+};
+
+// The dense kernel's definition, computed directly.
+std::vector<int8_t> dense_oracle(const Case& c) {
+  std::vector<int8_t> out(static_cast<size_t>(c.batch * c.n));
+  for (int32_t b = 0; b < c.batch; ++b) {
+    for (int32_t o = 0; o < c.n; ++o) {
+      uint32_t acc = c.with_bias ? static_cast<uint32_t>(c.bias[static_cast<size_t>(o)]) : 0u;
+      for (int32_t kk = 0; kk < c.k; ++kk) {
+        const int32_t x = c.input[static_cast<size_t>(b * c.k + kk)] + c.params.input_offset;
+        const int32_t w = c.weights[static_cast<size_t>(o * c.k + kk)] + c.params.filter_offset;
+        acc += static_cast<uint32_t>(x * w);
+      }
+      const size_t ch = c.per_channel ? static_cast<size_t>(o) : 0;
+      int32_t r =
+          rt::requantize(static_cast<int32_t>(acc), c.multiplier[ch], c.shift[ch], c.rounding);
+      r = static_cast<int32_t>(static_cast<uint32_t>(r) +
+                               static_cast<uint32_t>(c.params.output_offset));
+      if (r < c.params.act_min) r = c.params.act_min;
+      if (r > c.params.act_max) r = c.params.act_max;
+      out[static_cast<size_t>(b * c.n + o)] = static_cast<int8_t>(r);
+    }
+  }
+  return out;
+}
+
+Case random_case(std::mt19937& rng, int32_t batch, int32_t k, int32_t n, double sparsity,
+                 bool extreme) {
+  Case c;
+  c.batch = batch;
+  c.k = k;
+  c.n = n;
+  std::uniform_int_distribution<int> i8(-128, 127);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  c.input.resize(static_cast<size_t>(batch * k));
+  for (auto& v : c.input) v = static_cast<int8_t>(i8(rng));
+  c.weights.resize(static_cast<size_t>(n * k));
+  for (auto& v : c.weights) v = u(rng) < sparsity ? int8_t{0} : static_cast<int8_t>(i8(rng));
+  if (extreme) {
+    c.params.input_offset = (rng() & 1) ? 128 : -127;
+    c.params.filter_offset = (rng() & 1) ? 128 : -127;
+    c.params.output_offset = (rng() & 1) ? 127 : -128;
+  } else {
+    c.params.input_offset = std::uniform_int_distribution<int>(-127, 128)(rng);
+    c.params.filter_offset =
+        (rng() % 3 == 0) ? 0 : std::uniform_int_distribution<int>(-20, 20)(rng);
+    c.params.output_offset = std::uniform_int_distribution<int>(-128, 127)(rng);
+  }
+  c.params.act_min = std::uniform_int_distribution<int>(-128, -20)(rng);
+  c.params.act_max = std::uniform_int_distribution<int>(20, 127)(rng);
+  c.per_channel = (rng() & 1) != 0;
+  c.rounding = (rng() & 1) ? rt::Rounding::kSingle : rt::Rounding::kDouble;
+  c.with_bias = (rng() % 4) != 0;
+  c.bias.resize(static_cast<size_t>(n));
+  for (auto& v : c.bias) v = std::uniform_int_distribution<int32_t>(-200000, 200000)(rng);
+  const size_t chans = c.per_channel ? static_cast<size_t>(n) : 1;
+  for (size_t i = 0; i < chans; ++i) {
+    c.multiplier.push_back(std::uniform_int_distribution<int32_t>(1 << 30, INT32_MAX)(rng));
+    c.shift.push_back(std::uniform_int_distribution<int32_t>(-18, 1)(rng));
+  }
+  return c;
+}
+
+std::vector<Path> runnable_paths() {
+  std::vector<Path> paths = {Path::kReference, Path::kSmlad};
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2") != 0) paths.push_back(Path::kAvx2);
+#endif
+  return paths;
+}
+
+Status run(const Case& c, const rt::SparseMatrixS8& w, Path path, std::vector<int8_t>* out) {
+  rt::FcDims dims;
+  dims.batch = c.batch;
+  dims.in_features = c.k;
+  dims.out_features = c.n;
+  std::vector<uint8_t> scratch(
+      static_cast<size_t>(rt::sparse_fully_connected_s8_scratch_size(dims, w, path)));
+  rt::Context ctx;
+  ctx.scratch = scratch.empty() ? nullptr : scratch.data();
+  ctx.scratch_size = static_cast<int32_t>(scratch.size());
+  ctx.path = path;
+  rt::Requant rq;
+  rq.multiplier = c.multiplier.data();
+  rq.shift = c.shift.data();
+  rq.per_channel = c.per_channel;
+  rq.rounding = c.rounding;
+  out->assign(static_cast<size_t>(c.batch * c.n), int8_t{-99});
+  return rt::sparse_fully_connected_s8(ctx, c.params, rq, dims, c.input.data(), w,
+                                       c.with_bias ? c.bias.data() : nullptr, out->data());
+}
+
+// Keeps at most n nonzeros per group of m along each row (the first ones met).
+void make_nm(Case& c, int n, int m) {
+  for (int32_t o = 0; o < c.n; ++o) {
+    for (int32_t g = 0; g < c.k; g += m) {
+      int kept = 0;
+      for (int32_t j = g; j < std::min(c.k, g + m); ++j) {
+        int8_t& v = c.weights[static_cast<size_t>(o * c.k + j)];
+        if (v != 0 && ++kept > n) v = 0;
+      }
+    }
+  }
+}
+
+void check_all_paths(const Case& c, const SparseOptions& opt, const std::string& what) {
+  const SparseMatrix sm = SparseMatrix::from_dense(c.weights.data(), c.n, c.k, opt);
+  const rt::SparseMatrixS8 w = sm.view();
+  ASSERT_EQ(rt::validate_sparse_s8(w), Status::kOk) << what;
+  const std::vector<int8_t> expect = dense_oracle(c);
+  for (Path p : runnable_paths()) {
+    std::vector<int8_t> got;
+    ASSERT_EQ(run(c, w, p, &got), Status::kOk) << what << " path " << rt::path_name(p);
+    ASSERT_EQ(got, expect) << what << " path " << rt::path_name(p);
+  }
+}
+
+SparseOptions fmt_opt(StorageFormat f, int n = 2, int m = 4) {
+  SparseOptions o;
+  o.format = f;
+  o.nm_n = n;
+  o.nm_m = m;
+  return o;
+}
+
+}  // namespace
+
+TEST(SparseFcS8, EveryFormatAndPathMatchesDenseFormula) {
+  std::mt19937 rng(1234);
+  const int32_t shapes[][3] = {{1, 1, 1},   {1, 7, 5},    {3, 33, 17},  {2, 64, 8},
+                               {5, 300, 9}, {1, 784, 12}, {4, 129, 31}, {9, 17, 3}};
+  const double sparsities[] = {0.0, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99};
+  int cases = 0;
+  for (const auto& s : shapes) {
+    for (double sp : sparsities) {
+      for (bool extreme : {false, true}) {
+        const Case c = random_case(rng, s[0], s[1], s[2], sp, extreme);
+        const std::string what = "batch " + std::to_string(s[0]) + " k " + std::to_string(s[1]) +
+                                 " n " + std::to_string(s[2]) + " sparsity " + std::to_string(sp);
+        check_all_paths(c, fmt_opt(StorageFormat::kCsrU8), what + " csr-u8");
+        check_all_paths(c, fmt_opt(StorageFormat::kCsrU16), what + " csr-u16");
+        check_all_paths(c, fmt_opt(StorageFormat::kBitmap), what + " bitmap");
+        for (auto nm : {std::pair{2, 4}, std::pair{1, 4}, std::pair{2, 8}, std::pair{4, 8},
+                        std::pair{1, 1}, std::pair{3, 16}}) {
+          Case cn = c;
+          make_nm(cn, nm.first, nm.second);
+          check_all_paths(
+              cn, fmt_opt(StorageFormat::kNm, nm.first, nm.second),
+              what + " nm " + std::to_string(nm.first) + ":" + std::to_string(nm.second));
+        }
+        ++cases;
+      }
+    }
+  }
+  EXPECT_EQ(cases, 8 * 7 * 2);
+}
+
+TEST(SparseFcS8, EmptyRowsAllZeroAndLongGaps) {
+  std::mt19937 rng(7);
+  // All-zero matrix: only bias + filter_offset * sum(x + io) remains.
+  Case zero = random_case(rng, 3, 45, 6, 1.0, false);
+  zero.params.filter_offset = 77;
+  for (auto f : {StorageFormat::kCsrU8, StorageFormat::kCsrU16, StorageFormat::kBitmap})
+    check_all_paths(zero, fmt_opt(f), std::string("all zero ") + to_string(f));
+  check_all_paths(zero, fmt_opt(StorageFormat::kNm, 2, 4), "all zero nm");
+  // Empty rows between full ones, and gaps > 255 that need padding entries in CSR u8.
+  Case gaps = random_case(rng, 2, 1000, 5, 1.0, true);
+  gaps.weights[0 * 1000 + 999] = -128;  // row 0: one entry at the far end
+  for (int j = 0; j < 1000; ++j) gaps.weights[static_cast<size_t>(2 * 1000 + j)] = 1;  // full
+  gaps.weights[4 * 1000 + 0] = 127;  // row 4: column 0 and 510, 765
+  gaps.weights[4 * 1000 + 510] = -5;
+  gaps.weights[4 * 1000 + 765] = 9;
+  const SparseMatrix sm =
+      SparseMatrix::from_dense(gaps.weights.data(), 5, 1000, fmt_opt(StorageFormat::kCsrU8));
+  // row 0: 999 = 255 * 3 + 234 -> 3 padding + 1; row 4: 0, 510 = 255 + 255 (1 pad), 765: 4 total.
+  EXPECT_EQ(sm.arrays().row_nnz[0], 4);
+  EXPECT_EQ(sm.arrays().row_nnz[1], 0);
+  EXPECT_EQ(sm.arrays().row_nnz[4], 4);
+  for (auto f : {StorageFormat::kCsrU8, StorageFormat::kCsrU16, StorageFormat::kBitmap})
+    check_all_paths(gaps, fmt_opt(f), std::string("gaps ") + to_string(f));
+}
+
+TEST(SparseFcS8, RejectsBadArguments) {
+  std::mt19937 rng(3);
+  Case c = random_case(rng, 2, 20, 4, 0.5, false);
+  SparseMatrix sm =
+      SparseMatrix::from_dense(c.weights.data(), 4, 20, fmt_opt(StorageFormat::kCsrU16));
+  rt::SparseMatrixS8 w = sm.view();
+  std::vector<int8_t> out;
+  // Mismatched dims.
+  rt::SparseMatrixS8 bad = w;
+  bad.cols = 21;
+  EXPECT_EQ(run(c, bad, Path::kReference, &out), Status::kBadDimension);
+  // Row counts that do not add up to the value count.
+  bad = w;
+  bad.value_count += 1;
+  EXPECT_EQ(run(c, bad, Path::kReference, &out), Status::kBadSparseData);
+  EXPECT_EQ(out, std::vector<int8_t>(8, int8_t{-99}));  // output untouched
+  // Offsets and activation range.
+  Case off = c;
+  off.params.input_offset = 129;
+  EXPECT_EQ(run(off, w, Path::kReference, &out), Status::kBadOffset);
+  off = c;
+  off.params.filter_offset = -128;
+  EXPECT_EQ(run(off, w, Path::kReference, &out), Status::kBadOffset);
+  off = c;
+  off.params.act_min = 10;
+  off.params.act_max = 9;
+  EXPECT_EQ(run(off, w, Path::kReference, &out), Status::kBadActivationRange);
+  off = c;
+  off.shift[0] = 31;
+  EXPECT_EQ(run(off, w, Path::kReference, &out), Status::kBadShift);
+  off = c;
+  off.multiplier[0] = -1;
+  EXPECT_EQ(run(off, w, Path::kReference, &out), Status::kBadMultiplier);
+  // Paths the sparse kernels do not have.
+  EXPECT_EQ(run(c, w, Path::kNeon, &out), Status::kPathUnavailable);
+  EXPECT_EQ(run(c, w, Path::kAvx512Vnni, &out), Status::kPathUnavailable);
+  // N:M parameters out of range.
+  SparseMatrix nm = SparseMatrix::from_dense(std::vector<int8_t>(80, 0).data(), 4, 20,
+                                             fmt_opt(StorageFormat::kNm));
+  bad = nm.view();
+  bad.nm_n = 5;
+  EXPECT_EQ(run(c, bad, Path::kReference, &out), Status::kBadArgument);
+  bad.nm_n = 2;
+  bad.value_count -= 1;
+  EXPECT_EQ(run(c, bad, Path::kReference, &out), Status::kBadSparseData);
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2") != 0) {
+    rt::FcDims dims{2, 20, 4};
+    rt::Context ctx;
+    ctx.path = Path::kAvx2;
+    rt::Requant rq;
+    rq.multiplier = c.multiplier.data();
+    rq.shift = c.shift.data();
+    out.assign(8, 0);
+    EXPECT_EQ(rt::sparse_fully_connected_s8(ctx, c.params, rq, dims, c.input.data(), w, nullptr,
+                                            out.data()),
+              Status::kScratchTooSmall);
+  }
+#endif
+}
+
+TEST(ValidateSparseS8, FindsCorruptIndexData) {
+  std::vector<int8_t> dense(3 * 10, 0);
+  dense[0 * 10 + 2] = 5;
+  dense[0 * 10 + 7] = -3;
+  dense[2 * 10 + 9] = 1;
+  const SparseMatrix u8 =
+      SparseMatrix::from_dense(dense.data(), 3, 10, fmt_opt(StorageFormat::kCsrU8));
+  std::vector<uint8_t> delta = u8.arrays().col_delta;  // {2, 5, 9}
+  ASSERT_EQ(delta, (std::vector<uint8_t>{2, 5, 9}));
+  rt::SparseMatrixS8 w = u8.view();
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kOk);
+  delta[2] = 10;  // column 10 of 10
+  w.col_delta = delta.data();
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kBadSparseData);
+  delta = {2, 0, 9};  // repeats column 2
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kBadSparseData);
+
+  const SparseMatrix u16 =
+      SparseMatrix::from_dense(dense.data(), 3, 10, fmt_opt(StorageFormat::kCsrU16));
+  std::vector<uint16_t> idx = u16.arrays().col_index;  // {2, 7, 9}
+  w = u16.view();
+  w.col_index = idx.data();
+  idx[1] = 1;  // not increasing
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kBadSparseData);
+
+  const SparseMatrix bm =
+      SparseMatrix::from_dense(dense.data(), 3, 10, fmt_opt(StorageFormat::kBitmap));
+  std::vector<uint8_t> bits = bm.arrays().bitmap;
+  w = bm.view();
+  w.bitmap = bits.data();
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kOk);
+  bits[1] |= 0x80;  // bit past column 9 in row 0
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kBadSparseData);
+  bits = bm.arrays().bitmap;
+  bits[2] |= 0x01;  // one more set bit than values
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kBadSparseData);
+
+  std::vector<int8_t> nmd(2 * 6, 0);
+  nmd[1] = 4;
+  nmd[3] = 6;
+  nmd[5] = 7;  // tail group of 2 (columns 4, 5)
+  const SparseMatrix nm = SparseMatrix::from_dense(nmd.data(), 2, 6, fmt_opt(StorageFormat::kNm));
+  std::vector<uint8_t> ni = nm.arrays().nm_index;
+  w = nm.view();
+  w.nm_index = ni.data();
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kOk);
+  // Row 0 slots: group 0 (1, 3), group 1 (1, 0): slot 2 holds index 1 at bits 4..5; make it 3,
+  // outside the tail group of 2.
+  ni[0] = static_cast<uint8_t>(ni[0] | (3u << 4));
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kBadSparseData);
+  ni = nm.arrays().nm_index;
+  ni[0] = static_cast<uint8_t>((ni[0] & ~0x0Cu) | (1u << 2));  // slot 1 -> index 1, twice
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kBadSparseData);
+  w.nm_index = nullptr;
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kNullPointer);
+}

@@ -1,0 +1,314 @@
+// Sparse storage: round trips, byte counts worked out by hand, the format chooser, and
+// corrupt index data.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tinyquant/error.hpp"
+#include "tinyquant/prune.hpp"
+#include "tinyquant/sparse.hpp"
+
+using namespace tinyquant;
+
+namespace {
+
+SparseOptions opt(StorageFormat f, ValueType vt = ValueType::kInt8) {
+  SparseOptions o;
+  o.format = f;
+  o.value_type = vt;
+  return o;
+}
+
+std::vector<int8_t> random_dense(std::mt19937& rng, int64_t rows, int64_t cols, double sparsity,
+                                 int lo, int hi) {
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  std::uniform_int_distribution<int> v(lo, hi);
+  std::vector<int8_t> d(static_cast<size_t>(rows * cols));
+  for (auto& x : d) x = u(rng) < sparsity ? int8_t{0} : static_cast<int8_t>(v(rng));
+  return d;
+}
+
+template <class E>
+std::string expect_throw(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no exception";
+  return {};
+}
+
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST(SparseMatrix, RoundTripEveryFormatInt8AndInt4) {
+  std::mt19937 rng(11);
+  const int64_t shapes[][2] = {{1, 1}, {3, 7}, {8, 300}, {16, 64}, {5, 1000}};
+  for (const auto& s : shapes) {
+    for (double sp : {0.0, 0.5, 0.9, 0.999}) {
+      for (ValueType vt : {ValueType::kInt8, ValueType::kInt4}) {
+        const std::vector<int8_t> d = vt == ValueType::kInt8
+                                          ? random_dense(rng, s[0], s[1], sp, -128, 127)
+                                          : random_dense(rng, s[0], s[1], sp, -8, 7);
+        for (StorageFormat f :
+             {StorageFormat::kCsrU8, StorageFormat::kCsrU16, StorageFormat::kBitmap}) {
+          const SparseMatrix m = SparseMatrix::from_dense(d.data(), s[0], s[1], opt(f, vt));
+          EXPECT_EQ(m.to_dense(), d) << to_string(f) << " " << s[0] << "x" << s[1];
+        }
+        SparseOptions b = opt(StorageFormat::kBlockCsr, vt);
+        b.block_rows = 1;
+        b.block_cols = 1;
+        EXPECT_EQ(SparseMatrix::from_dense(d.data(), s[0], s[1], b).to_dense(), d);
+      }
+    }
+  }
+  // N:M and 4x4 blocks on matrices built to fit them.
+  std::vector<int8_t> d = random_dense(rng, 8, 22, 0.0, 1, 100);
+  for (int64_t r = 0; r < 8; ++r) {
+    for (int64_t c = 0; c < 22; ++c) {
+      if (c % 4 == 1 || c % 4 == 2) d[static_cast<size_t>(r * 22 + c)] = 0;  // <= 2 of 4 kept
+    }
+  }
+  SparseOptions nm = opt(StorageFormat::kNm);
+  EXPECT_EQ(SparseMatrix::from_dense(d.data(), 8, 22, nm).to_dense(), d);
+  nm.nm_n = 4;  // 4 of every 8 (two 2-of-4 groups), the tail of 6 keeps 4
+  nm.nm_m = 8;
+  EXPECT_EQ(SparseMatrix::from_dense(d.data(), 8, 22, nm).to_dense(), d);
+  SparseOptions b = opt(StorageFormat::kBlockCsr);
+  b.block_rows = 4;
+  b.block_cols = 2;
+  EXPECT_EQ(SparseMatrix::from_dense(d.data(), 8, 22, b).to_dense(), d);
+}
+
+// 2 x 10 matrix, nonzeros: row 0 at columns 2 and 7, row 1 at column 9.
+TEST(SparseMatrix, ByteCountsByHand) {
+  std::vector<int8_t> d(20, 0);
+  d[2] = 5;
+  d[7] = -3;
+  d[19] = 1;
+  auto bytes = [&](SparseOptions o) {
+    return SparseMatrix::from_dense(d.data(), 2, 10, o).bytes();
+  };
+  // row counts 2 * 2 + 3 deltas + 3 values
+  EXPECT_EQ(bytes(opt(StorageFormat::kCsrU8)), 4 + 3 + 3);
+  EXPECT_EQ(bytes(opt(StorageFormat::kCsrU16)), 4 + 6 + 3);
+  // bitmap 2 rows * 2 bytes + 3 values; int4 values: ceil(3 / 2) = 2
+  EXPECT_EQ(bytes(opt(StorageFormat::kBitmap)), 4 + 3);
+  EXPECT_EQ(bytes(opt(StorageFormat::kBitmap, ValueType::kInt4)), 4 + 2);
+  // 1x2 blocks: row 0 blocks 1 and 3, row 1 block 4: 3 row pointers * 4 + 3 * 2 + 6 values
+  SparseOptions b = opt(StorageFormat::kBlockCsr);
+  b.block_rows = 1;
+  b.block_cols = 2;
+  EXPECT_EQ(bytes(b), 12 + 6 + 6);
+  // 2:4: 3 groups per row (last of 2 columns) * 2 slots = 6 slots * 2 bits = 2 bytes per row
+  EXPECT_EQ(bytes(opt(StorageFormat::kNm)), 2 * 2 + 12);
+  // A gap of 600 costs two padding entries in CSR u8.
+  std::vector<int8_t> wide(700, 0);
+  wide[600] = 9;
+  const SparseMatrix w = SparseMatrix::from_dense(wide.data(), 1, 700, opt(StorageFormat::kCsrU8));
+  EXPECT_EQ(w.arrays().col_delta, (std::vector<uint8_t>{255, 255, 90}));
+  EXPECT_EQ(w.bytes(), 2 + 3 + 3);
+  EXPECT_EQ(w.to_dense(), wide);
+}
+
+TEST(SparseMatrix, Int4ValuesShipAsNibbleStream) {
+  const std::vector<int8_t> d = {0, -8, 7, 0, -1, 3};
+  const SparseMatrix m =
+      SparseMatrix::from_dense(d.data(), 1, 6, opt(StorageFormat::kCsrU8, ValueType::kInt4));
+  // values -8, 7, -1, 3 -> bytes (7 << 4 | 0x8), (3 << 4 | 0xF)
+  EXPECT_EQ(m.packed_values(), (std::vector<uint8_t>{0x78, 0x3F}));
+  const std::string msg = expect_throw<InvalidArgument>([&] {
+    const std::vector<int8_t> bad = {0, 8};
+    SparseMatrix::from_dense(bad.data(), 1, 2, opt(StorageFormat::kBitmap, ValueType::kInt4));
+  });
+  EXPECT_TRUE(contains(msg, "int4 value 8 at row 0, column 1")) << msg;
+  EXPECT_THROW(m.view(), InvalidArgument);
+}
+
+TEST(SparseMatrix, RejectsBadOptions) {
+  const std::vector<int8_t> d(12, 1);
+  SparseOptions o = opt(StorageFormat::kBlockCsr);
+  o.block_rows = 2;
+  o.block_cols = 5;
+  std::string msg =
+      expect_throw<InvalidArgument>([&] { SparseMatrix::from_dense(d.data(), 2, 6, o); });
+  EXPECT_TRUE(contains(msg, "block 2x5 does not tile the 2x6")) << msg;
+  o = opt(StorageFormat::kNm);
+  o.nm_n = 5;
+  msg = expect_throw<InvalidArgument>([&] { SparseMatrix::from_dense(d.data(), 2, 6, o); });
+  EXPECT_TRUE(contains(msg, "N:M = 5:4")) << msg;
+  o.nm_n = 2;
+  msg = expect_throw<InvalidArgument>([&] { SparseMatrix::from_dense(d.data(), 2, 6, o); });
+  EXPECT_TRUE(contains(msg, "row 0 group at column 0 has more than 2 nonzeros")) << msg;
+  msg = expect_throw<InvalidArgument>(
+      [&] { SparseMatrix::from_dense(d.data(), 0, 6, opt(StorageFormat::kCsrU8)); });
+  EXPECT_TRUE(contains(msg, "0x6")) << msg;
+}
+
+TEST(SparseMatrix, CorruptArraysThrowFormatError) {
+  const SparseOptions csr = opt(StorageFormat::kCsrU16);
+  SparseArrays a;
+  a.row_nnz = {2, 1};
+  a.col_index = {2, 7, 9};
+  a.values = {5, -3, 1};
+  EXPECT_EQ(SparseMatrix::from_arrays(2, 10, csr, a).to_dense()[7], -3);
+  SparseArrays bad = a;
+  bad.col_index[2] = 10;
+  std::string msg = expect_throw<FormatError>([&] { SparseMatrix::from_arrays(2, 10, csr, bad); });
+  EXPECT_TRUE(contains(msg, "row 1 entry 0: column 10 is out of range")) << msg;
+  bad = a;
+  bad.col_index[1] = 2;
+  msg = expect_throw<FormatError>([&] { SparseMatrix::from_arrays(2, 10, csr, bad); });
+  EXPECT_TRUE(contains(msg, "row 0 entry 1: column 2 does not increase")) << msg;
+  bad = a;
+  bad.row_nnz = {2, 2};
+  msg = expect_throw<FormatError>([&] { SparseMatrix::from_arrays(2, 10, csr, bad); });
+  EXPECT_TRUE(contains(msg, "row counts sum to 4 but there are 3 indices and 3 values")) << msg;
+
+  SparseArrays u8;
+  u8.row_nnz = {2, 1};
+  u8.col_delta = {2, 0, 9};
+  u8.values = {5, -3, 1};
+  msg = expect_throw<FormatError>(
+      [&] { SparseMatrix::from_arrays(2, 10, opt(StorageFormat::kCsrU8), u8); });
+  EXPECT_TRUE(contains(msg, "row 0 entry 1 repeats column 2")) << msg;
+
+  SparseArrays bm;
+  bm.bitmap = {0x84, 0x00, 0x00, 0x02};  // row 0: columns 2, 7; row 1: column 9
+  bm.values = {5, -3};
+  msg = expect_throw<FormatError>(
+      [&] { SparseMatrix::from_arrays(2, 10, opt(StorageFormat::kBitmap), bm); });
+  EXPECT_TRUE(contains(msg, "popcount 3 differs from the value count 2")) << msg;
+  bm.values.push_back(1);
+  EXPECT_EQ(SparseMatrix::from_arrays(2, 10, opt(StorageFormat::kBitmap), bm).to_dense()[19], 1);
+  bm.bitmap[3] = 0x06;  // column 10 of 10
+  msg = expect_throw<FormatError>(
+      [&] { SparseMatrix::from_arrays(2, 10, opt(StorageFormat::kBitmap), bm); });
+  EXPECT_TRUE(contains(msg, "row 1 sets bits past column 9")) << msg;
+
+  SparseOptions b = opt(StorageFormat::kBlockCsr);
+  b.block_rows = 1;
+  b.block_cols = 2;
+  SparseArrays blk;
+  blk.block_row_ptr = {0, 2, 1};
+  blk.block_col = {1, 3};
+  blk.values = {0, 5, 0, -3};
+  msg = expect_throw<FormatError>([&] { SparseMatrix::from_arrays(2, 10, b, blk); });
+  EXPECT_TRUE(contains(msg, "not monotone at block row 1 (1 after 2)")) << msg;
+  blk.block_row_ptr = {0, 1, 2};
+  blk.block_col = {1, 5};
+  msg = expect_throw<FormatError>([&] { SparseMatrix::from_arrays(2, 10, b, blk); });
+  EXPECT_TRUE(contains(msg, "block row 1: block column 5 is out of range [0, 5)")) << msg;
+
+  SparseArrays nm;
+  nm.nm_index = {0x0D, 0x00};  // 2:4 over 4 columns: slots 1 and 3
+  nm.values = {5, -3, 0, 0};
+  EXPECT_EQ(SparseMatrix::from_arrays(2, 4, opt(StorageFormat::kNm), nm).to_dense(),
+            (std::vector<int8_t>{0, 5, 0, -3, 0, 0, 0, 0}));
+  nm.nm_index = {0x05, 0x00};  // slot 0 and 1 both index 1
+  msg = expect_throw<FormatError>(
+      [&] { SparseMatrix::from_arrays(2, 4, opt(StorageFormat::kNm), nm); });
+  EXPECT_TRUE(contains(msg, "row 0 group 0 slot 1: index 1 is used twice")) << msg;
+  nm.values.pop_back();
+  msg = expect_throw<FormatError>(
+      [&] { SparseMatrix::from_arrays(2, 4, opt(StorageFormat::kNm), nm); });
+  EXPECT_TRUE(contains(msg, "3 values, expected 2 and 4")) << msg;
+}
+
+TEST(ChooseFormat, PicksTheSmallestAndListsOnlyFormatsThatFit) {
+  std::mt19937 rng(5);
+  const std::vector<int8_t> d = random_dense(rng, 16, 64, 0.8, -128, 127);
+  SparseOptions o;
+  o.block_rows = 3;  // does not tile 16 rows: no block CSR entry
+  const FormatChoice c = choose_format(d.data(), 16, 64, o);
+  int64_t smallest = INT64_MAX;
+  bool has_block = false, has_nm = false;
+  for (const auto& [f, b] : c.sizes) {
+    if (f != StorageFormat::kDense) {
+      SparseOptions fo = o;
+      fo.format = f;
+      EXPECT_EQ(b, SparseMatrix::from_dense(d.data(), 16, 64, fo).bytes()) << to_string(f);
+    } else {
+      EXPECT_EQ(b, 16 * 64);
+    }
+    smallest = std::min(smallest, b);
+    has_block |= f == StorageFormat::kBlockCsr;
+    has_nm |= f == StorageFormat::kNm;
+  }
+  EXPECT_EQ(c.best_bytes, smallest);
+  EXPECT_FALSE(has_block);
+  EXPECT_FALSE(has_nm);  // 80% random sparsity leaves some 4-groups with 3 or 4 nonzeros
+  // A dense matrix stays dense.
+  const std::vector<int8_t> full(64, 3);
+  EXPECT_EQ(choose_format(full.data(), 8, 8, SparseOptions{}).best, StorageFormat::kDense);
+}
+
+// A 784-128-64-10 MLP with random normal weights, pruned by magnitude per tensor, quantized per
+// output channel to int8: at 50% the bitmap beats CSR and CSR is larger than dense; at 90%
+// CSR with uint8 relative indices is the smallest.
+TEST(ChooseFormat, MlpWeightSetAt50And90Percent) {
+  std::mt19937 rng(2026);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  const int64_t dims[][2] = {{128, 784}, {64, 128}, {10, 64}};  // [out][in]
+  std::vector<std::vector<float>> layers;
+  for (const auto& dm : dims) {
+    layers.emplace_back(static_cast<size_t>(dm[0] * dm[1]));
+    for (float& w : layers.back()) w = normal(rng);
+  }
+  for (double sparsity : {0.5, 0.9}) {
+    std::vector<Mask> masks;
+    for (size_t l = 0; l < 3; ++l)
+      masks.push_back(magnitude_mask({layers[l].data(), {dims[l][0], dims[l][1]}}, sparsity));
+    int64_t total[6] = {0, 0, 0, 0, 0, 0};  // by StorageFormat
+    for (size_t l = 0; l < 3; ++l) {
+      const int64_t rows = dims[l][0], cols = dims[l][1];
+      std::vector<int8_t> q(static_cast<size_t>(rows * cols));
+      for (int64_t r = 0; r < rows; ++r) {
+        float mx = 0.0f;
+        for (int64_t c = 0; c < cols; ++c)
+          mx = std::max(mx, std::fabs(layers[l][static_cast<size_t>(r * cols + c)]));
+        for (int64_t c = 0; c < cols; ++c) {
+          const size_t i = static_cast<size_t>(r * cols + c);
+          q[i] = masks[l][i] ? static_cast<int8_t>(std::lround(layers[l][i] / mx * 127.0f))
+                             : int8_t{0};
+        }
+      }
+      const FormatChoice c = choose_format(q.data(), rows, cols, SparseOptions{});
+      int64_t dense = 0, csr = 0, bitmap = 0;
+      for (const auto& [f, b] : c.sizes) {
+        total[static_cast<int>(f)] += b;
+        if (f == StorageFormat::kDense) dense = b;
+        if (f == StorageFormat::kCsrU8) csr = b;
+        if (f == StorageFormat::kBitmap) bitmap = b;
+      }
+      if (sparsity == 0.5) {
+        EXPECT_LT(bitmap, csr) << "layer " << l;
+        EXPECT_GT(csr, dense) << "layer " << l;
+        EXPECT_EQ(c.best, StorageFormat::kBitmap) << "layer " << l;
+      } else if (l < 2) {
+        // The 64x10 layer is too small: its 10 row counts tip it to the bitmap (144 vs 148 B).
+        EXPECT_EQ(c.best, StorageFormat::kCsrU8) << "layer " << l;
+      }
+    }
+    const int64_t dense = total[0], csr = total[1], bitmap = total[4];
+    EXPECT_EQ(dense, 784 * 128 + 128 * 64 + 64 * 10);
+    if (sparsity == 0.5) {
+      EXPECT_LT(bitmap, csr);
+      EXPECT_GT(csr, dense);
+    } else {
+      EXPECT_LT(csr, bitmap);
+      EXPECT_LT(csr, total[2]);  // u16 indices
+      EXPECT_LT(csr, dense / 4);
+    }
+  }
+}
