@@ -89,6 +89,21 @@ const PathKernels* avx512vnni_kernels() noexcept;  // null unless built for x86-
 const PathKernels* neon_kernels() noexcept;        // null unless built for AArch64
 const PathKernels* neondot_kernels() noexcept;     // null unless built for AArch64
 
+// Optional prepacked weights (prepack.cpp), for paths whose gemm gains from a layout prepared
+// once: b [n][k] (ldb) is laid out into packed_bytes(n, k) bytes at a 4-byte aligned address,
+// with whatever per-row data the path wants (row sums, offsets folded in). gemm_s8_packed then
+// runs GemmS8Args (b and b_s4 ignored) on it, with gemm_s8_packed_scratch(m, n, k) bytes of
+// 64-aligned scratch. pack() may fold b_offset in, so the run must use the same b_offset.
+struct PackedGemmKernels {
+  Path path;
+  int64_t (*packed_bytes)(int32_t n, int32_t k);
+  void (*pack)(const int8_t* b, int32_t n, int32_t k, int32_t ldb, int32_t b_offset, void* out);
+  void (*gemm_s8_packed)(const GemmS8Args& args, const void* packed);
+  int32_t (*gemm_s8_packed_scratch)(int32_t m, int32_t n, int32_t k);
+};
+const PackedGemmKernels* avx2_packed_kernels() noexcept;        // x86 paths only
+const PackedGemmKernels* avx512vnni_packed_kernels() noexcept;  // x86 paths only
+
 // The table of a compiled-in path the CPU supports, or null (dispatch.cpp). kAuto is resolved
 // through default_path() first.
 const PathKernels* path_kernels(Path p) noexcept;

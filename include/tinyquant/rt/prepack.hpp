@@ -1,0 +1,47 @@
+// Prepacked fully-connected weights: an optional step, run once before inference, that lays the
+// int8 weights out for one kernel path (and stores what that path precomputes from them, e.g.
+// row sums), so the per-inference call streams them once in the order the path reads them.
+//
+// The packed buffer is caller memory, written by fully_connected_s8_prepack(): a 64-byte header
+// recording the path, the dims, filter_offset and the payload size, then the path's payload.
+// It must be 4-byte aligned (64 recommended) and is position independent, so it may be copied,
+// stored in flash, or placed in a section. Paths without a packed layout of their own (reference,
+// smlad) store the weights unchanged and run the plain kernel on them.
+//
+// Contract (as for every rt kernel): no allocation, no exceptions; bad arguments return a Status
+// and leave the output untouched. A packed buffer that is corrupt, too small, prepared for other
+// dims or another filter_offset, or prepared for a path other than ctx.path (when ctx.path is
+// not kAuto) gives Status::kBadArgument. A packed path the CPU cannot run gives
+// kPathUnavailable.
+#pragma once
+
+#include <cstdint>
+
+#include "tinyquant/rt/kernels.hpp"
+#include "tinyquant/rt/status.hpp"
+
+namespace tinyquant::rt {
+
+// Bytes of the packed buffer for these dims on this path (kAuto: default_path()); 0 if the dims
+// are invalid, the path is unavailable, or the size would exceed INT32_MAX.
+int32_t fully_connected_s8_prepacked_size(const FcDims& dims, Path path) noexcept;
+
+// Packs weights [out_features][in_features] for `path` into packed[0, packed_size).
+// Only params.filter_offset is used (in [-127, 128]); it is recorded and must match at run time.
+// dims.batch is ignored (any batch may run on the packed weights).
+Status fully_connected_s8_prepack(const FcParams& params, const FcDims& dims, const int8_t* weights,
+                                  Path path, void* packed, int32_t packed_size) noexcept;
+
+// The path a packed buffer was prepared for, or kAuto if it is not a valid packed buffer.
+Path fully_connected_s8_prepacked_path(const void* packed) noexcept;
+
+// Scratch bytes fully_connected_s8_prepacked() needs for these dims on the packed buffer's path.
+int32_t fully_connected_s8_prepacked_scratch_size(const FcDims& dims, const void* packed) noexcept;
+
+// Same result, bit for bit, as fully_connected_s8() with the original weights on the same path.
+Status fully_connected_s8_prepacked(const Context& ctx, const FcParams& params,
+                                    const Requant& requant, const FcDims& dims, const int8_t* input,
+                                    const void* packed, const int32_t* bias,
+                                    int8_t* output) noexcept;
+
+}  // namespace tinyquant::rt

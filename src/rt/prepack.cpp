@@ -1,0 +1,207 @@
+// Prepacked fully-connected weights (see prepack.hpp): the header, its checks, and the hand-off
+// to a path's packed gemm (PackedGemmKernels in path_kernels.hpp) or, for paths without one, to
+// the plain kernel on the stored weights.
+#include "tinyquant/rt/prepack.hpp"
+
+#include <cstdint>
+#include <cstring>
+
+#include "path_kernels.hpp"
+#include "validate.hpp"
+
+namespace tinyquant::rt {
+namespace {
+
+constexpr uint32_t kMagic = 0x4B505154u;  // "TQPK" little-endian
+constexpr uint32_t kVersion = 1;
+constexpr int64_t kHeaderBytes = 64;
+constexpr int64_t kAlign = 64;
+
+struct Header {
+  uint32_t magic;
+  uint32_t version;
+  uint32_t path;  // path_bits of a concrete path
+  int32_t n;
+  int32_t k;
+  int32_t filter_offset;
+  int32_t payload_bytes;
+  uint32_t check;  // mixes the fields above: catches a stray or overwritten buffer
+  uint32_t reserved[8];
+};
+static_assert(sizeof(Header) == kHeaderBytes, "header is 64 bytes");
+
+uint32_t header_check(const Header& h) noexcept {
+  const uint32_t f[7] = {h.magic,
+                         h.version,
+                         h.path,
+                         static_cast<uint32_t>(h.n),
+                         static_cast<uint32_t>(h.k),
+                         static_cast<uint32_t>(h.filter_offset),
+                         static_cast<uint32_t>(h.payload_bytes)};
+  uint32_t x = 2166136261u;  // FNV-1a over the field words
+  for (uint32_t v : f) {
+    for (int b = 0; b < 4; ++b) {
+      x ^= (v >> (8 * b)) & 0xFFu;
+      x *= 16777619u;
+    }
+  }
+  return x;
+}
+
+// The path's packed table, or null when the path stores plain weights.
+const detail::PackedGemmKernels* packed_table(Path p) noexcept {
+#if defined(TINYQUANT_HAVE_X86_PATHS)
+  if (p == Path::kAvx2) return detail::avx2_packed_kernels();
+  if (p == Path::kAvx512Vnni) return detail::avx512vnni_packed_kernels();
+#else
+  (void)p;
+#endif
+  return nullptr;
+}
+
+Path resolve(Path p) noexcept {
+  return p == Path::kAuto ? default_path() : p;
+}
+
+int64_t payload_bytes(const FcDims& d, Path p) noexcept {
+  const detail::PackedGemmKernels* t = packed_table(p);
+  return t != nullptr ? t->packed_bytes(d.out_features, d.in_features)
+                      : int64_t{d.out_features} * d.in_features;
+}
+
+// Reads and checks the header; kOk with *h filled, else kNullPointer / kBadArgument.
+Status read_header(const void* packed, Header* h) noexcept {
+  if (packed == nullptr) return Status::kNullPointer;
+  if ((reinterpret_cast<uintptr_t>(packed) & 3u) != 0) return Status::kBadArgument;
+  std::memcpy(h, packed, sizeof(Header));
+  if (h->magic != kMagic || h->version != kVersion || h->check != header_check(*h)) {
+    return Status::kBadArgument;
+  }
+  return Status::kOk;
+}
+
+}  // namespace
+
+int32_t fully_connected_s8_prepacked_size(const FcDims& dims, Path path) noexcept {
+  FcDims d = dims;
+  d.batch = 1;
+  const Path p = resolve(path);
+  if (detail::check_fc_dims(d) != Status::kOk || detail::path_kernels(p) == nullptr) return 0;
+  const int64_t bytes = kHeaderBytes + payload_bytes(d, p);
+  return bytes > INT32_MAX ? 0 : static_cast<int32_t>(bytes);
+}
+
+Status fully_connected_s8_prepack(const FcParams& params, const FcDims& dims, const int8_t* weights,
+                                  Path path, void* packed, int32_t packed_size) noexcept {
+  if (weights == nullptr || packed == nullptr) return Status::kNullPointer;
+  FcDims d = dims;
+  d.batch = 1;
+  Status s = detail::check_fc_dims(d);
+  if (s != Status::kOk) return s;
+  if (!detail::in_range(params.filter_offset, -127, 128)) return Status::kBadOffset;
+  const Path p = resolve(path);
+  if (detail::path_kernels(p) == nullptr) return Status::kPathUnavailable;
+  if ((reinterpret_cast<uintptr_t>(packed) & 3u) != 0) return Status::kBadArgument;
+  const int32_t need = fully_connected_s8_prepacked_size(d, p);
+  if (need == 0) return Status::kBadDimension;
+  if (packed_size < need) return Status::kScratchTooSmall;
+
+  Header h{};
+  h.magic = kMagic;
+  h.version = kVersion;
+  h.path = path_bits(p);
+  h.n = d.out_features;
+  h.k = d.in_features;
+  h.filter_offset = params.filter_offset;
+  h.payload_bytes = static_cast<int32_t>(need - kHeaderBytes);
+  h.check = header_check(h);
+  auto* out = static_cast<uint8_t*>(packed);
+  std::memcpy(out, &h, sizeof h);
+  const detail::PackedGemmKernels* t = packed_table(p);
+  if (t != nullptr) {
+    t->pack(weights, d.out_features, d.in_features, d.in_features, params.filter_offset,
+            out + kHeaderBytes);
+  } else {
+    std::memcpy(out + kHeaderBytes, weights, static_cast<size_t>(h.payload_bytes));
+  }
+  return Status::kOk;
+}
+
+Path fully_connected_s8_prepacked_path(const void* packed) noexcept {
+  Header h{};
+  if (read_header(packed, &h) != Status::kOk) return Path::kAuto;
+  return static_cast<Path>(h.path);
+}
+
+int32_t fully_connected_s8_prepacked_scratch_size(const FcDims& dims, const void* packed) noexcept {
+  Header h{};
+  if (read_header(packed, &h) != Status::kOk || detail::check_fc_dims(dims) != Status::kOk) {
+    return 0;
+  }
+  const auto p = static_cast<Path>(h.path);
+  const detail::PackedGemmKernels* t = packed_table(p);
+  if (t == nullptr) return fully_connected_s8_scratch_size(dims, p);
+  const int64_t bytes = int64_t{t->gemm_s8_packed_scratch(dims.batch, h.n, h.k)} + kAlign - 1;
+  return bytes > INT32_MAX ? INT32_MAX : static_cast<int32_t>(bytes);
+}
+
+Status fully_connected_s8_prepacked(const Context& ctx, const FcParams& params,
+                                    const Requant& requant, const FcDims& dims, const int8_t* input,
+                                    const void* packed, const int32_t* bias,
+                                    int8_t* output) noexcept {
+  if (input == nullptr || output == nullptr) return Status::kNullPointer;
+  Header h{};
+  Status s = read_header(packed, &h);
+  if (s != Status::kOk) return s;
+  s = detail::check_fc_dims(dims);
+  if (s == Status::kOk) {
+    s = detail::check_offsets(params.input_offset, params.filter_offset, params.output_offset);
+  }
+  if (s == Status::kOk) s = detail::check_activation(params.act_min, params.act_max);
+  if (s == Status::kOk) s = detail::check_requant(requant, dims.out_features);
+  if (s != Status::kOk) return s;
+  const auto p = static_cast<Path>(h.path);
+  if (h.n != dims.out_features || h.k != dims.in_features ||
+      h.filter_offset != params.filter_offset || (ctx.path != Path::kAuto && ctx.path != p) ||
+      h.payload_bytes != payload_bytes(dims, p)) {
+    return Status::kBadArgument;
+  }
+  if (detail::path_kernels(p) == nullptr) return Status::kPathUnavailable;
+  const auto* payload = static_cast<const uint8_t*>(packed) + kHeaderBytes;
+  const detail::PackedGemmKernels* t = packed_table(p);
+  if (t == nullptr) {
+    Context c = ctx;
+    c.path = p;
+    return fully_connected_s8(c, params, requant, dims, input,
+                              reinterpret_cast<const int8_t*>(payload), bias, output);
+  }
+  const int32_t need = fully_connected_s8_prepacked_scratch_size(dims, packed);
+  s = detail::check_scratch(ctx, need);
+  if (s != Status::kOk) return s;
+  detail::GemmS8Args g;
+  g.m = dims.batch;
+  g.n = dims.out_features;
+  g.k = dims.in_features;
+  g.a = input;
+  g.lda = dims.in_features;
+  g.bias = bias;
+  g.a_offset = params.input_offset;
+  g.b_offset = params.filter_offset;
+  g.c = output;
+  g.ldc = dims.out_features;
+  g.multiplier = requant.multiplier;
+  g.shift = requant.shift;
+  g.per_channel = requant.per_channel;
+  g.rounding = requant.rounding;
+  g.c_offset = params.output_offset;
+  g.act_min = params.act_min;
+  g.act_max = params.act_max;
+  const auto addr = reinterpret_cast<uintptr_t>(ctx.scratch);
+  g.scratch = need > 0 ? reinterpret_cast<void*>((addr + static_cast<uintptr_t>(kAlign - 1)) &
+                                                 ~static_cast<uintptr_t>(kAlign - 1))
+                       : nullptr;
+  t->gemm_s8_packed(g, payload);
+  return Status::kOk;
+}
+
+}  // namespace tinyquant::rt

@@ -1,0 +1,418 @@
+// AVX2 path: s8 x s8 (and s8 x s4) GEMM on vpmaddwd, dot-product orientation.
+//
+// Micro-kernels 2x4c16 (m > 1) and 1x8c16 (GEMV): each accumulator ymm holds the partial dot
+// product of one row of a with one row of b, 16 k values a step; horizontal sums happen once
+// per tile. Both operands are sign-extended to int16 and their offsets added there, so
+// vpmaddwd sees (a + ao) and (b + bo), each in [-256, 255]: a product is at most 2^16 and a pair
+// sum fits int32 exactly (vpmaddubsw would saturate, so it is not used). Accumulation wraps mod
+// 2^32 like the reference. In the K tail, lanes past k are zeroed on the a side after the offset
+// is added, so they contribute 0 whatever b holds there.
+//
+// Prepacked b is stored as int16 (b + bo), zero-padded to a multiple of 16, 8 rows interleaved
+// per 16-k step: the inner loop then needs no widening or offset add on the b side.
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "path_kernels.hpp"
+
+namespace tinyquant::rt::detail {
+namespace {
+
+constexpr int32_t kKc = 16;                 // k values per step
+constexpr int32_t kMr = 2;                  // rows of a per GEMM tile
+constexpr int32_t kNr = 4;                  // rows of b per GEMM tile
+constexpr int32_t kGemvNr = 8;              // rows of b per GEMV tile (and per packed block)
+constexpr int32_t kBlockBytes = 64 * 1024;  // a bytes kept hot across one sweep of b
+
+inline __m256i load16_s8(const int8_t* p) {
+  return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+// Bytes p[0, count) widened, zeros after; count in [1, 16]; reads nothing past p + count.
+inline __m256i load16_s8_partial(const int8_t* p, int32_t count) {
+  alignas(16) int8_t tmp[16] = {};
+  std::memcpy(tmp, p, static_cast<size_t>(count));
+  return load16_s8(tmp);
+}
+
+// Four ymm accumulators to their four horizontal sums.
+inline __m128i reduce4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
+  const __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+  return _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+}
+
+// How b rows are read: int8 rows (row r, step c at b8 + r * row + c * 16, widened and offset),
+// or packed int16 (b16 + r * 16 + c * 8 * 16, ready to use).
+template <bool kPacked>
+struct BRows {
+  const void* base;
+  ptrdiff_t row;   // elements between rows
+  ptrdiff_t step;  // elements between k steps
+};
+
+// Raw sums D[i][r] = sum_k (a[i][k] + ao)(b[r][k] + bo) of an MR x NR tile, at out[i * ld + r].
+template <int MR, int NR, bool kPacked>
+void dot_tile(const int8_t* a, int32_t lda, BRows<kPacked> b, int32_t k, int32_t a_offset,
+              int32_t b_offset, int32_t* out, ptrdiff_t ld_out) {
+  __m256i acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_setzero_si256();
+  const __m256i ao = _mm256_set1_epi16(static_cast<int16_t>(a_offset));
+  const __m256i bo = _mm256_set1_epi16(static_cast<int16_t>(b_offset));
+  const auto* b8 = static_cast<const int8_t*>(b.base);
+  const auto* b16 = static_cast<const int16_t*>(b.base);
+  int32_t kk = 0;
+  for (; kk + kKc <= k; kk += kKc) {
+    __m256i bv[NR];
+    for (int r = 0; r < NR; ++r) {
+      if (kPacked) {
+        bv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b16 + r * b.row));
+      } else {
+        bv[r] = _mm256_add_epi16(load16_s8(b8 + r * b.row), bo);
+      }
+    }
+    for (int i = 0; i < MR; ++i) {
+      const __m256i av = _mm256_add_epi16(load16_s8(a + i * lda + kk), ao);
+      for (int r = 0; r < NR; ++r)
+        acc[i][r] = _mm256_add_epi32(acc[i][r], _mm256_madd_epi16(av, bv[r]));
+    }
+    if constexpr (kPacked) {
+      b16 += b.step;
+    } else {
+      b8 += b.step;
+    }
+  }
+  if (kk < k) {
+    const int32_t rem = k - kk;
+    alignas(32) int16_t lane_mask[16];
+    for (int32_t t = 0; t < 16; ++t) lane_mask[t] = static_cast<int16_t>(t < rem ? -1 : 0);
+    const __m256i keep = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask));
+    __m256i bv[NR];
+    for (int r = 0; r < NR; ++r) {
+      if (kPacked) {
+        bv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b16 + r * b.row));
+      } else {
+        bv[r] = _mm256_add_epi16(load16_s8_partial(b8 + r * b.row, rem), bo);
+      }
+    }
+    for (int i = 0; i < MR; ++i) {
+      const __m256i av =
+          _mm256_and_si256(_mm256_add_epi16(load16_s8_partial(a + i * lda + kk, rem), ao), keep);
+      for (int r = 0; r < NR; ++r)
+        acc[i][r] = _mm256_add_epi32(acc[i][r], _mm256_madd_epi16(av, bv[r]));
+    }
+  }
+  const __m256i z = _mm256_setzero_si256();
+  for (int i = 0; i < MR; ++i) {
+    for (int r0 = 0; r0 < NR; r0 += 4) {
+      const __m128i s = reduce4(acc[i][r0], r0 + 1 < NR ? acc[i][r0 + 1] : z,
+                                r0 + 2 < NR ? acc[i][r0 + 2] : z, r0 + 3 < NR ? acc[i][r0 + 3] : z);
+      const int cnt = NR - r0 < 4 ? NR - r0 : 4;
+      if (cnt == 4) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i * ld_out + r0), s);
+      } else {
+        alignas(16) int32_t tmp[4];
+        _mm_store_si128(reinterpret_cast<__m128i*>(tmp), s);
+        for (int t = 0; t < cnt; ++t) out[i * ld_out + r0 + t] = tmp[t];
+      }
+    }
+  }
+}
+
+template <bool kPacked>
+using TileFn = void (*)(const int8_t*, int32_t, BRows<kPacked>, int32_t, int32_t, int32_t, int32_t*,
+                        ptrdiff_t);
+
+template <bool P>
+constexpr TileFn<P> kGemmTiles[kMr][kNr] = {
+    {dot_tile<1, 1, P>, dot_tile<1, 2, P>, dot_tile<1, 3, P>, dot_tile<1, 4, P>},
+    {dot_tile<2, 1, P>, dot_tile<2, 2, P>, dot_tile<2, 3, P>, dot_tile<2, 4, P>},
+};
+template <bool P>
+constexpr TileFn<P> kGemvTiles[kGemvNr] = {dot_tile<1, 1, P>, dot_tile<1, 2, P>, dot_tile<1, 3, P>,
+                                           dot_tile<1, 4, P>, dot_tile<1, 5, P>, dot_tile<1, 6, P>,
+                                           dot_tile<1, 7, P>, dot_tile<1, 8, P>};
+
+// Nibble stream element `first + t` for t < k, sign-extended, into dst[0, k).
+void unpack_s4(const uint8_t* stream, int64_t first, int32_t k, int8_t* dst) {
+  int32_t t = 0;
+  if ((first & 1) != 0 && k > 0) {
+    const int32_t v = stream[first >> 1] >> 4;
+    dst[t++] = static_cast<int8_t>((v ^ 8) - 8);
+  }
+  const uint8_t* src = stream + ((first + t) >> 1);
+  const __m256i lo_mask = _mm256_set1_epi8(0x0F);
+  const __m256i eight = _mm256_set1_epi8(8);
+  for (; t + 64 <= k; t += 64, src += 32) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+    const __m256i lo =
+        _mm256_sub_epi8(_mm256_xor_si256(_mm256_and_si256(x, lo_mask), eight), eight);
+    const __m256i hi = _mm256_sub_epi8(
+        _mm256_xor_si256(_mm256_and_si256(_mm256_srli_epi16(x, 4), lo_mask), eight), eight);
+    // Element 2i is the low nibble of byte i, 2i + 1 the high one.
+    const __m256i p0 = _mm256_unpacklo_epi8(lo, hi);  // bytes 0-7 | 16-23 of x
+    const __m256i p1 = _mm256_unpackhi_epi8(lo, hi);  // bytes 8-15 | 24-31 of x
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + t),
+                        _mm256_permute2x128_si256(p0, p1, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + t + 32),
+                        _mm256_permute2x128_si256(p0, p1, 0x31));
+  }
+  for (; t < k; ++t) {
+    const int64_t e = first + t;
+    const int32_t byte = stream[e >> 1];
+    const int32_t v = (e & 1) != 0 ? byte >> 4 : byte & 0x0F;
+    dst[t] = static_cast<int8_t>((v ^ 8) - 8);
+  }
+}
+
+// requantize() on 8 lanes, exactly as the scalar definition (see fixed_point.hpp).
+inline __m256i requantize8(__m256i x, __m256i mult, __m256i shift, Rounding rounding) {
+  const __m256i zero = _mm256_setzero_si256();
+  if (rounding == Rounding::kSingle) {
+    const __m256i t = _mm256_sub_epi32(_mm256_set1_epi32(31), shift);  // [1, 62]
+    const __m256i one = _mm256_set1_epi64x(1);
+    const __m256i t_even = _mm256_srli_epi64(_mm256_slli_epi64(t, 32), 32);
+    const __m256i t_odd = _mm256_srli_epi64(t, 32);
+    __m256i pe = _mm256_mul_epi32(x, mult);
+    __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(mult, 32));
+    pe = _mm256_add_epi64(pe, _mm256_sllv_epi64(one, _mm256_sub_epi64(t_even, one)));
+    po = _mm256_add_epi64(po, _mm256_sllv_epi64(one, _mm256_sub_epi64(t_odd, one)));
+    // Arithmetic 64-bit shift from the logical one: complement negative values around it.
+    const __m256i se = _mm256_cmpgt_epi64(zero, pe);
+    const __m256i so = _mm256_cmpgt_epi64(zero, po);
+    pe = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(pe, se), t_even), se);
+    po = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(po, so), t_odd), so);
+    return _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+  }
+  const __m256i left = _mm256_max_epi32(shift, zero);
+  const __m256i right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+  const __m256i xs = _mm256_sllv_epi32(x, left);
+  const __m256i half = _mm256_set1_epi64x(int64_t{1} << 30);
+  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(xs, mult), half);
+  const __m256i po = _mm256_add_epi64(
+      _mm256_mul_epi32(_mm256_srli_epi64(xs, 32), _mm256_srli_epi64(mult, 32)), half);
+  // Bits 31..62 of each product: the low 32 bits of (p >> 31).
+  const __m256i h = _mm256_blend_epi32(_mm256_srli_epi64(pe, 31), _mm256_slli_epi64(po, 1), 0xAA);
+  const __m256i mask =
+      _mm256_sub_epi32(_mm256_sllv_epi32(_mm256_set1_epi32(1), right), _mm256_set1_epi32(1));
+  const __m256i remainder = _mm256_and_si256(h, mask);
+  __m256i result = _mm256_srav_epi32(h, right);
+  const __m256i threshold =
+      _mm256_sub_epi32(_mm256_srli_epi32(mask, 1), _mm256_cmpgt_epi32(zero, result));
+  result = _mm256_sub_epi32(result, _mm256_cmpgt_epi32(remainder, threshold));
+  return result;
+}
+
+inline __m256i load8(const int32_t* p, int32_t cnt) {
+  if (cnt >= 8) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  alignas(32) int32_t tmp[8] = {};
+  std::memcpy(tmp, p, sizeof(int32_t) * static_cast<size_t>(cnt));
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(tmp));
+}
+
+struct Problem {
+  int32_t m, n, k;
+  const int8_t* a;
+  int32_t lda;
+  const int8_t* b;      // int8 rows, or null
+  const uint8_t* b_s4;  // nibble stream, or null
+  int32_t ldb;
+  const int16_t* packed;  // prepacked int16 blocks, or null
+  int32_t a_offset, b_offset;
+};
+
+int32_t rows_per_block(int32_t m, int32_t k) {
+  int32_t mc = kBlockBytes / (k > 0 ? k : 1);
+  mc = mc / kMr * kMr;
+  if (mc < kMr) mc = kMr;
+  return mc < m ? mc : m;
+}
+inline int64_t align64(int64_t v) {
+  return (v + 63) / 64 * 64;
+}
+
+// Scratch: acc[mc][n] int32 (int8 output only) | unpacked int4 rows [8][k].
+int64_t scratch_bytes(int32_t m, int32_t n, int32_t k, bool s4, bool need_acc) {
+  int64_t bytes = 0;
+  if (need_acc) bytes += align64(4 * int64_t{rows_per_block(m, k)} * n);
+  if (s4) bytes += align64(int64_t{kGemvNr} * k);
+  return bytes;
+}
+
+// Runs the tiles; calls fin(i_first, rows, acc, ld) for each finished block of rows.
+template <class Finish>
+void drive(const Problem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, Finish&& fin) {
+  auto* accbuf = static_cast<int32_t*>(scratch);
+  const int32_t mc = rows_per_block(p.m, p.k);
+  int8_t* unpacked = static_cast<int8_t*>(scratch);
+  if (acc_out == nullptr) {
+    acc_out = accbuf;
+    ld_acc = p.n;
+    unpacked += align64(4 * int64_t{mc} * p.n);
+  }
+  const int64_t kc = (p.k + kKc - 1) / kKc;
+
+  auto run = [&](auto packed_tag, int32_t j0, int32_t nr, auto&& call) {
+    constexpr bool kPacked = decltype(packed_tag)::value;
+    BRows<kPacked> rows{};
+    if (kPacked) {
+      rows.base = p.packed + (j0 / kGemvNr) * kc * kKc * kGemvNr + (j0 % kGemvNr) * kKc;
+      rows.row = kKc;
+      rows.step = kKc * kGemvNr;
+    } else if (p.b_s4 != nullptr) {
+      for (int32_t r = 0; r < nr; ++r)
+        unpack_s4(p.b_s4, int64_t{j0 + r} * p.k, p.k, unpacked + int64_t{r} * p.k);
+      rows.base = unpacked;
+      rows.row = p.k;
+      rows.step = kKc;
+    } else {
+      rows.base = p.b + int64_t{j0} * p.ldb;
+      rows.row = p.ldb;
+      rows.step = kKc;
+    }
+    call(rows);
+  };
+
+  auto body = [&](auto packed_tag) {
+    constexpr bool kPacked = decltype(packed_tag)::value;
+    if (p.m == 1) {
+      for (int32_t j0 = 0; j0 < p.n; j0 += kGemvNr) {
+        const int32_t nr = p.n - j0 < kGemvNr ? p.n - j0 : kGemvNr;
+        run(packed_tag, j0, nr, [&](BRows<kPacked> rows) {
+          kGemvTiles<kPacked>[nr - 1](p.a, p.lda, rows, p.k, p.a_offset, p.b_offset, acc_out + j0,
+                                      ld_acc);
+        });
+      }
+      fin(0, 1, acc_out, ld_acc);
+      return;
+    }
+    for (int32_t ic = 0; ic < p.m; ic += mc) {
+      const int32_t mb = p.m - ic < mc ? p.m - ic : mc;
+      int32_t* acc_blk = acc_out == accbuf ? accbuf : acc_out + int64_t{ic} * ld_acc;
+      for (int32_t j0 = 0; j0 < p.n; j0 += kNr) {
+        const int32_t nr = p.n - j0 < kNr ? p.n - j0 : kNr;
+        run(packed_tag, j0, nr, [&](BRows<kPacked> rows) {
+          for (int32_t i0 = 0; i0 < mb; i0 += kMr) {
+            const int32_t mr = mb - i0 < kMr ? mb - i0 : kMr;
+            kGemmTiles<kPacked>[mr - 1][nr - 1](p.a + int64_t{ic + i0} * p.lda, p.lda, rows, p.k,
+                                                p.a_offset, p.b_offset,
+                                                acc_blk + int64_t{i0} * ld_acc + j0, ld_acc);
+          }
+        });
+      }
+      fin(ic, mb, acc_blk, ld_acc);
+    }
+  };
+  if (p.packed != nullptr) {
+    body(std::true_type{});
+  } else {
+    body(std::false_type{});
+  }
+}
+
+void gemm_s8_impl(const GemmS8Args& g, const int16_t* packed) {
+  const Problem p{g.m, g.n, g.k, g.a, g.lda, g.b, g.b_s4, g.ldb, packed, g.a_offset, g.b_offset};
+  const __m256i v_cofs = _mm256_set1_epi32(g.c_offset);
+  const __m256i v_min = _mm256_set1_epi32(g.act_min);
+  const __m256i v_max = _mm256_set1_epi32(g.act_max);
+  auto fin = [&](int32_t i_first, int32_t rows, const int32_t* acc, ptrdiff_t ld) {
+    for (int32_t ii = 0; ii < rows; ++ii) {
+      int8_t* crow = g.c + int64_t{i_first + ii} * g.ldc;
+      for (int32_t j = 0; j < g.n; j += 8) {
+        const int32_t cnt = g.n - j < 8 ? g.n - j : 8;
+        __m256i v = load8(acc + ii * ld + j, cnt);
+        if (g.bias != nullptr) v = _mm256_add_epi32(v, load8(g.bias + j, cnt));
+        const __m256i mult =
+            g.per_channel ? load8(g.multiplier + j, cnt) : _mm256_set1_epi32(g.multiplier[0]);
+        const __m256i sh = g.per_channel ? load8(g.shift + j, cnt) : _mm256_set1_epi32(g.shift[0]);
+        v = _mm256_add_epi32(requantize8(v, mult, sh, g.rounding), v_cofs);
+        v = _mm256_min_epi32(_mm256_max_epi32(v, v_min), v_max);
+        // 8 int32 in [-128, 127] to 8 bytes: byte 0 of each lane, then the two halves joined.
+        const __m256i bytes = _mm256_shuffle_epi8(
+            v, _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4,
+                                8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1));
+        const uint32_t lo = static_cast<uint32_t>(_mm256_extract_epi32(bytes, 0));
+        const uint32_t hi = static_cast<uint32_t>(_mm256_extract_epi32(bytes, 4));
+        const uint64_t packed8 = uint64_t{lo} | (uint64_t{hi} << 32);
+        std::memcpy(crow + j, &packed8, static_cast<size_t>(cnt));
+      }
+    }
+  };
+  drive(p, g.scratch, nullptr, 0, fin);
+}
+
+void gemm_s8(const GemmS8Args& g) {
+  gemm_s8_impl(g, nullptr);
+}
+
+void gemm_s32(const GemmS32Args& g) {
+  const Problem p{g.m, g.n, g.k, g.a, g.lda, g.b, nullptr, g.ldb, nullptr, g.a_offset, g.b_offset};
+  auto fin = [&](int32_t i_first, int32_t rows, const int32_t*, ptrdiff_t) {
+    if (g.row_add == nullptr && g.col_add == nullptr) return;
+    for (int32_t ii = 0; ii < rows; ++ii) {
+      const int32_t i = i_first + ii;
+      const __m256i row_term = _mm256_set1_epi32(g.row_add != nullptr ? g.row_add[i] : 0);
+      int32_t* crow = g.c + int64_t{i} * g.ldc;
+      for (int32_t j = 0; j < g.n; j += 8) {
+        const int32_t cnt = g.n - j < 8 ? g.n - j : 8;
+        __m256i v = _mm256_add_epi32(load8(crow + j, cnt), row_term);
+        if (g.col_add != nullptr) v = _mm256_add_epi32(v, load8(g.col_add + j, cnt));
+        alignas(32) int32_t tmp[8];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), v);
+        std::memcpy(crow + j, tmp, sizeof(int32_t) * static_cast<size_t>(cnt));
+      }
+    }
+  };
+  drive(p, g.scratch, g.c, g.ldc, fin);
+}
+
+int32_t gemm_s8_scratch(int32_t m, int32_t n, int32_t k, bool s4) {
+  return static_cast<int32_t>(scratch_bytes(m, n, k, s4, true));
+}
+int32_t gemm_s32_scratch(int32_t, int32_t, int32_t) {
+  return 0;
+}
+
+// Prepacked b: int16 (b + bo) blocks [ceil(n / 8)][ceil(k / 16)][8][16], zero-padded.
+int64_t packed_bytes(int32_t n, int32_t k) {
+  return 2 * int64_t{(n + kGemvNr - 1) / kGemvNr} * ((k + kKc - 1) / kKc) * kKc * kGemvNr;
+}
+
+void pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, int32_t b_offset, void* out) {
+  auto* dst = static_cast<int16_t*>(out);
+  std::memset(dst, 0, static_cast<size_t>(packed_bytes(n, k)));
+  const int64_t kc = (k + kKc - 1) / kKc;
+  for (int32_t j = 0; j < n; ++j) {
+    int16_t* blk = dst + (j / kGemvNr) * kc * kKc * kGemvNr + (j % kGemvNr) * kKc;
+    for (int32_t t = 0; t < k; ++t) {
+      blk[(t / kKc) * kKc * kGemvNr + t % kKc] =
+          static_cast<int16_t>(b[int64_t{j} * ldb + t] + b_offset);
+    }
+  }
+}
+
+void gemm_s8_packed(const GemmS8Args& g, const void* packed) {
+  gemm_s8_impl(g, static_cast<const int16_t*>(packed));
+}
+int32_t gemm_s8_packed_scratch(int32_t m, int32_t n, int32_t k) {
+  return static_cast<int32_t>(scratch_bytes(m, n, k, false, true));
+}
+
+constexpr PackedGemmKernels kPackedTable{Path::kAvx2, packed_bytes, pack, gemm_s8_packed,
+                                         gemm_s8_packed_scratch};
+constexpr PathKernels kTable{Path::kAvx2, gemm_s8,         gemm_s32,
+                             nullptr,     gemm_s8_scratch, gemm_s32_scratch};
+
+}  // namespace
+
+const PathKernels* avx2_kernels() noexcept {
+  return &kTable;
+}
+const PackedGemmKernels* avx2_packed_kernels() noexcept {
+  return &kPackedTable;
+}
+
+}  // namespace tinyquant::rt::detail

@@ -1,0 +1,453 @@
+// AVX-512 VNNI path: s8 x s8 (and s8 x s4) GEMM on vpdpbusd, dot-product orientation.
+//
+// Micro-kernels 4x4c64 (m > 1) and 1x8c64 (GEMV): each accumulator zmm holds the partial dot
+// product of one row of a with one row of b, 64 k values a step; horizontal sums happen once
+// per tile. K tails use masked loads, so no byte past a row is read.
+//
+// vpdpbusd multiplies unsigned by signed bytes, so a is fed as a + 128 (a ^ 0x80) and
+//   sum_k (a + ao)(b + bo) = D + (ao - 128) * rowsum(b) + bo * rowsum(a) + k * ao * bo
+// with D = sum_k (a + 128) * b. Every term is taken mod 2^32, so the result is bit-exact with
+// the reference for any offsets. rowsum(b) is computed in the GEMV loop itself (one extra
+// vpdpbusd per load), in one pass for m > 1, or read from a prepacked buffer.
+// The epilogue (offset terms, requantization, clamp) is vectorised over 8 output columns.
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "path_kernels.hpp"
+
+namespace tinyquant::rt::detail {
+namespace {
+
+constexpr int32_t kKc = 64;                 // k bytes per step
+constexpr int32_t kMr = 4;                  // rows of a per GEMM tile
+constexpr int32_t kNr = 4;                  // rows of b per GEMM tile
+constexpr int32_t kGemvNr = 8;              // rows of b per GEMV tile (and per packed block)
+constexpr int32_t kBlockBytes = 64 * 1024;  // a bytes kept hot across one sweep of b
+
+inline uint32_t u32(int32_t v) {
+  return static_cast<uint32_t>(v);
+}
+inline int32_t s32(uint32_t v) {
+  return static_cast<int32_t>(v);
+}
+
+inline __mmask64 tail_mask(int32_t remaining) {
+  return remaining >= 64 ? ~__mmask64{0} : ((__mmask64{1} << remaining) - 1);
+}
+
+// Four zmm accumulators to their four horizontal sums. Written by hand: GCC 12's
+// _mm512_reduce_add_epi32, _mm512_castsi512_si256 and _mm512_extracti64x4_epi64 trip a false
+// -Wuninitialized (they merge into an undefined vector), so the zero-masked extract is used.
+inline __m128i reduce4(__m512i v0, __m512i v1, __m512i v2, __m512i v3) {
+  const __m256i h0 = _mm256_add_epi32(_mm512_maskz_extracti64x4_epi64(0xFF, v0, 0),
+                                      _mm512_maskz_extracti64x4_epi64(0xFF, v0, 1));
+  const __m256i h1 = _mm256_add_epi32(_mm512_maskz_extracti64x4_epi64(0xFF, v1, 0),
+                                      _mm512_maskz_extracti64x4_epi64(0xFF, v1, 1));
+  const __m256i h2 = _mm256_add_epi32(_mm512_maskz_extracti64x4_epi64(0xFF, v2, 0),
+                                      _mm512_maskz_extracti64x4_epi64(0xFF, v2, 1));
+  const __m256i h3 = _mm256_add_epi32(_mm512_maskz_extracti64x4_epi64(0xFF, v3, 0),
+                                      _mm512_maskz_extracti64x4_epi64(0xFF, v3, 1));
+  const __m256i c = _mm256_hadd_epi32(_mm256_hadd_epi32(h0, h1), _mm256_hadd_epi32(h2, h3));
+  return _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+}
+
+inline int32_t reduce1(__m512i v) {
+  const __m128i s =
+      reduce4(v, _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512());
+  return _mm_cvtsi128_si32(s);
+}
+
+// Raw dot products D[i][r] = sum_k (a[i][k] + 128) * b[r][k] of an MR x NR tile, stored at
+// out[i * ld_out + r]; with kSumB also sumb[r] = sum_k b[r][k]. Row r of b, step c, starts at
+// b + r * b_row + c * b_step (plain rows: b_row = ldb, b_step = 64; packed: 64, 8 * 64).
+template <int MR, int NR, bool kSumB>
+void dot_tile(const int8_t* a, int32_t lda, const int8_t* b, ptrdiff_t b_row, ptrdiff_t b_step,
+              int32_t k, int32_t* out, ptrdiff_t ld_out, int32_t* sumb) {
+  __m512i acc[MR][NR];
+  __m512i sb[NR];
+  for (int i = 0; i < MR; ++i)
+    for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_setzero_si512();
+  for (int r = 0; r < NR; ++r) sb[r] = _mm512_setzero_si512();
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i ones = _mm512_set1_epi8(1);
+  int32_t kk = 0;
+  const int8_t* bc = b;
+  for (; kk + kKc <= k; kk += kKc, bc += b_step) {
+    __m512i bv[NR];
+    for (int r = 0; r < NR; ++r) bv[r] = _mm512_loadu_si512(bc + r * b_row);
+    for (int i = 0; i < MR; ++i) {
+      const __m512i av = _mm512_xor_si512(_mm512_loadu_si512(a + i * lda + kk), flip);
+      for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_dpbusd_epi32(acc[i][r], av, bv[r]);
+    }
+    if (kSumB)
+      for (int r = 0; r < NR; ++r) sb[r] = _mm512_dpbusd_epi32(sb[r], ones, bv[r]);
+  }
+  if (kk < k) {
+    // Masked-off bytes load as 0: a becomes 0x80 there, b stays 0, so they add nothing.
+    const __mmask64 m = tail_mask(k - kk);
+    __m512i bv[NR];
+    for (int r = 0; r < NR; ++r) bv[r] = _mm512_maskz_loadu_epi8(m, bc + r * b_row);
+    for (int i = 0; i < MR; ++i) {
+      const __m512i av = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, a + i * lda + kk), flip);
+      for (int r = 0; r < NR; ++r) acc[i][r] = _mm512_dpbusd_epi32(acc[i][r], av, bv[r]);
+    }
+    if (kSumB)
+      for (int r = 0; r < NR; ++r) sb[r] = _mm512_dpbusd_epi32(sb[r], ones, bv[r]);
+  }
+  const __m512i z = _mm512_setzero_si512();
+  for (int i = 0; i < MR; ++i) {
+    for (int r0 = 0; r0 < NR; r0 += 4) {
+      const __m128i s = reduce4(acc[i][r0], r0 + 1 < NR ? acc[i][r0 + 1] : z,
+                                r0 + 2 < NR ? acc[i][r0 + 2] : z, r0 + 3 < NR ? acc[i][r0 + 3] : z);
+      const int cnt = NR - r0 < 4 ? NR - r0 : 4;
+      _mm_mask_storeu_epi32(out + i * ld_out + r0, static_cast<__mmask8>((1u << cnt) - 1), s);
+    }
+  }
+  if (kSumB) {
+    for (int r0 = 0; r0 < NR; r0 += 4) {
+      const __m128i s = reduce4(sb[r0], r0 + 1 < NR ? sb[r0 + 1] : z, r0 + 2 < NR ? sb[r0 + 2] : z,
+                                r0 + 3 < NR ? sb[r0 + 3] : z);
+      const int cnt = NR - r0 < 4 ? NR - r0 : 4;
+      _mm_mask_storeu_epi32(sumb + r0, static_cast<__mmask8>((1u << cnt) - 1), s);
+    }
+  }
+}
+
+using TileFn = void (*)(const int8_t*, int32_t, const int8_t*, ptrdiff_t, ptrdiff_t, int32_t,
+                        int32_t*, ptrdiff_t, int32_t*);
+
+// [mr - 1][nr - 1] for m > 1 (rowsums of b come from a separate pass).
+constexpr TileFn kGemmTiles[kMr][kNr] = {
+    {dot_tile<1, 1, false>, dot_tile<1, 2, false>, dot_tile<1, 3, false>, dot_tile<1, 4, false>},
+    {dot_tile<2, 1, false>, dot_tile<2, 2, false>, dot_tile<2, 3, false>, dot_tile<2, 4, false>},
+    {dot_tile<3, 1, false>, dot_tile<3, 2, false>, dot_tile<3, 3, false>, dot_tile<3, 4, false>},
+    {dot_tile<4, 1, false>, dot_tile<4, 2, false>, dot_tile<4, 3, false>, dot_tile<4, 4, false>},
+};
+// [nr - 1] for m == 1, rowsums in the loop; and the same without rowsums (prepacked).
+constexpr TileFn kGemvTiles[kGemvNr] = {
+    dot_tile<1, 1, true>, dot_tile<1, 2, true>, dot_tile<1, 3, true>, dot_tile<1, 4, true>,
+    dot_tile<1, 5, true>, dot_tile<1, 6, true>, dot_tile<1, 7, true>, dot_tile<1, 8, true>};
+constexpr TileFn kGemvTilesNoSum[kGemvNr] = {
+    dot_tile<1, 1, false>, dot_tile<1, 2, false>, dot_tile<1, 3, false>, dot_tile<1, 4, false>,
+    dot_tile<1, 5, false>, dot_tile<1, 6, false>, dot_tile<1, 7, false>, dot_tile<1, 8, false>};
+
+// sum_k p[k] over one row, vectorised.
+int32_t row_sum(const int8_t* p, int32_t k) {
+  const __m512i ones = _mm512_set1_epi8(1);
+  __m512i acc = _mm512_setzero_si512();
+  int32_t kk = 0;
+  for (; kk + kKc <= k; kk += kKc) acc = _mm512_dpbusd_epi32(acc, ones, _mm512_loadu_si512(p + kk));
+  if (kk < k)
+    acc = _mm512_dpbusd_epi32(acc, ones, _mm512_maskz_loadu_epi8(tail_mask(k - kk), p + kk));
+  return reduce1(acc);
+}
+
+// Nibble stream element `first + t` for t < k, sign-extended, into dst[0, k).
+void unpack_s4(const uint8_t* stream, int64_t first, int32_t k, int8_t* dst) {
+  int32_t t = 0;
+  if ((first & 1) != 0 && k > 0) {
+    const int32_t v = stream[first >> 1] >> 4;
+    dst[t++] = static_cast<int8_t>((v ^ 8) - 8);
+  }
+  const uint8_t* src = stream + ((first + t) >> 1);
+  const __m256i lo_mask = _mm256_set1_epi8(0x0F);
+  const __m256i eight = _mm256_set1_epi8(8);
+  for (; t + 64 <= k; t += 64, src += 32) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+    const __m256i lo =
+        _mm256_sub_epi8(_mm256_xor_si256(_mm256_and_si256(x, lo_mask), eight), eight);
+    const __m256i hi = _mm256_sub_epi8(
+        _mm256_xor_si256(_mm256_and_si256(_mm256_srli_epi16(x, 4), lo_mask), eight), eight);
+    // Interleave lo/hi per byte: element 2i (low nibble) then 2i + 1 (high nibble).
+    const __m256i p0 = _mm256_unpacklo_epi8(lo, hi);  // bytes 0-7 | 16-23 of x
+    const __m256i p1 = _mm256_unpackhi_epi8(lo, hi);  // bytes 8-15 | 24-31 of x
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + t),
+                        _mm256_permute2x128_si256(p0, p1, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + t + 32),
+                        _mm256_permute2x128_si256(p0, p1, 0x31));
+  }
+  for (; t < k; ++t) {
+    const int64_t e = first + t;
+    const int32_t byte = stream[e >> 1];
+    const int32_t v = (e & 1) != 0 ? byte >> 4 : byte & 0x0F;
+    dst[t] = static_cast<int8_t>((v ^ 8) - 8);
+  }
+}
+
+// requantize() on 8 lanes, exactly as the scalar definition (see fixed_point.hpp).
+inline __m256i requantize8(__m256i x, __m256i mult, __m256i shift, Rounding rounding) {
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i odd_lanes = _mm256_set1_epi64x(static_cast<int64_t>(0xFFFFFFFF00000000ull));
+  if (rounding == Rounding::kSingle) {
+    const __m256i t = _mm256_sub_epi32(_mm256_set1_epi32(31), shift);  // [1, 62]
+    const __m256i one = _mm256_set1_epi64x(1);
+    const __m256i t_even = _mm256_srli_epi64(_mm256_slli_epi64(t, 32), 32);
+    const __m256i t_odd = _mm256_srli_epi64(t, 32);
+    __m256i pe = _mm256_mul_epi32(x, mult);
+    __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(mult, 32));
+    pe = _mm256_add_epi64(pe, _mm256_sllv_epi64(one, _mm256_sub_epi64(t_even, one)));
+    po = _mm256_add_epi64(po, _mm256_sllv_epi64(one, _mm256_sub_epi64(t_odd, one)));
+    // Arithmetic 64-bit shift from the logical one: flip negative values around it.
+    const __m256i se = _mm256_cmpgt_epi64(zero, pe);
+    const __m256i so = _mm256_cmpgt_epi64(zero, po);
+    pe = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(pe, se), t_even), se);
+    po = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(po, so), t_odd), so);
+    return _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+  }
+  const __m256i left = _mm256_max_epi32(shift, zero);
+  const __m256i right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+  const __m256i xs = _mm256_sllv_epi32(x, left);
+  const __m256i half = _mm256_set1_epi64x(int64_t{1} << 30);
+  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(xs, mult), half);
+  const __m256i po = _mm256_add_epi64(
+      _mm256_mul_epi32(_mm256_srli_epi64(xs, 32), _mm256_srli_epi64(mult, 32)), half);
+  // Bits 31..62 of each product: the low 32 bits of (p >> 31).
+  const __m256i h = _mm256_blend_epi32(_mm256_srli_epi64(pe, 31),
+                                       _mm256_and_si256(_mm256_slli_epi64(po, 1), odd_lanes), 0xAA);
+  const __m256i mask =
+      _mm256_sub_epi32(_mm256_sllv_epi32(_mm256_set1_epi32(1), right), _mm256_set1_epi32(1));
+  const __m256i remainder = _mm256_and_si256(h, mask);
+  __m256i result = _mm256_srav_epi32(h, right);
+  const __m256i threshold =
+      _mm256_sub_epi32(_mm256_srli_epi32(mask, 1), _mm256_cmpgt_epi32(zero, result));
+  result = _mm256_sub_epi32(result, _mm256_cmpgt_epi32(remainder, threshold));
+  return result;
+}
+
+inline __m256i load8(const int32_t* p, int32_t cnt) {
+  if (cnt >= 8) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm256_maskz_loadu_epi32(static_cast<__mmask8>((1u << cnt) - 1), p);
+}
+
+// The shape of one call, shared by the int8-output and int32-output drivers.
+struct Problem {
+  int32_t m, n, k;
+  const int8_t* a;
+  int32_t lda;
+  const int8_t* b;      // int8 rows, or null
+  const uint8_t* b_s4;  // nibble stream, or null
+  int32_t ldb;
+  const uint8_t* packed;  // prepacked blocks, or null
+  const int32_t* packed_sumb;
+  int32_t a_offset, b_offset;
+};
+
+// Scratch layout (bytes, 64-aligned pieces): suma[m] | sumb[n] | acc[mc][n] | unpacked b rows.
+int32_t rows_per_block(int32_t m, int32_t k) {
+  int32_t mc = kBlockBytes / (k > 0 ? k : 1);
+  mc = mc / kMr * kMr;
+  if (mc < kMr) mc = kMr;
+  return mc < m ? mc : m;
+}
+inline int64_t align64(int64_t v) {
+  return (v + 63) / 64 * 64;
+}
+
+int64_t scratch_bytes(int32_t m, int32_t n, int32_t k, bool s4, bool need_acc) {
+  int64_t bytes = align64(4 * int64_t{m}) + align64(4 * int64_t{n});
+  if (need_acc) bytes += align64(4 * int64_t{rows_per_block(m, k)} * n);
+  if (s4) bytes += align64(int64_t{kGemvNr} * k);
+  return bytes + 64;  // alignment slack
+}
+
+// Runs the tiles and calls fin(i, row_acc, row_first_j, count, suma_i, sumb) per finished row
+// block: row_acc points at D for (i, j0..j0+count).
+template <class Finish>
+void drive(const Problem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, Finish&& fin) {
+  auto base = reinterpret_cast<uintptr_t>(scratch);
+  base = (base + 63) / 64 * 64;
+  int32_t* suma = reinterpret_cast<int32_t*>(base);
+  int32_t* sumb = suma + align64(4 * int64_t{p.m}) / 4;
+  int32_t* accbuf = sumb + align64(4 * int64_t{p.n}) / 4;
+  const int32_t mc = rows_per_block(p.m, p.k);
+  if (acc_out == nullptr) {
+    acc_out = accbuf;
+    ld_acc = p.n;
+  }
+  int8_t* unpacked =
+      reinterpret_cast<int8_t*>(accbuf) + (acc_out == accbuf ? align64(4 * int64_t{mc} * p.n) : 0);
+  for (int32_t i = 0; i < p.m; ++i) suma[i] = row_sum(p.a + int64_t{i} * p.lda, p.k);
+  if (p.packed_sumb != nullptr) sumb = const_cast<int32_t*>(p.packed_sumb);
+
+  // Rows j0 .. j0 + nr of b as (pointer, row stride, step stride); unpacks int4 first.
+  auto b_rows = [&](int32_t j0, int32_t nr, const int8_t** ptr, ptrdiff_t* row, ptrdiff_t* step) {
+    if (p.packed != nullptr) {
+      const int64_t kc = (p.k + kKc - 1) / kKc;
+      *ptr = reinterpret_cast<const int8_t*>(p.packed) + (j0 / kGemvNr) * kc * kKc * kGemvNr +
+             (j0 % kGemvNr) * kKc;
+      *row = kKc;
+      *step = kKc * kGemvNr;
+    } else if (p.b_s4 != nullptr) {
+      for (int32_t r = 0; r < nr; ++r)
+        unpack_s4(p.b_s4, int64_t{j0 + r} * p.k, p.k, unpacked + int64_t{r} * p.k);
+      *ptr = unpacked;
+      *row = p.k;
+      *step = kKc;
+    } else {
+      *ptr = p.b + int64_t{j0} * p.ldb;
+      *row = p.ldb;
+      *step = kKc;
+    }
+  };
+
+  if (p.m == 1) {
+    const bool sum_in_loop = p.packed_sumb == nullptr;
+    for (int32_t j0 = 0; j0 < p.n; j0 += kGemvNr) {
+      const int32_t nr = p.n - j0 < kGemvNr ? p.n - j0 : kGemvNr;
+      const int8_t* bp;
+      ptrdiff_t row, step;
+      b_rows(j0, nr, &bp, &row, &step);
+      (sum_in_loop ? kGemvTiles : kGemvTilesNoSum)[nr - 1](p.a, p.lda, bp, row, step, p.k,
+                                                           acc_out + j0, ld_acc, sumb + j0);
+    }
+    fin(0, 1, acc_out, ld_acc, suma, sumb);
+    return;
+  }
+  for (int32_t ic = 0; ic < p.m; ic += mc) {
+    const int32_t mb = p.m - ic < mc ? p.m - ic : mc;
+    int32_t* acc_blk = acc_out == accbuf ? accbuf : acc_out + int64_t{ic} * ld_acc;
+    for (int32_t j0 = 0; j0 < p.n; j0 += kNr) {
+      const int32_t nr = p.n - j0 < kNr ? p.n - j0 : kNr;
+      const int8_t* bp;
+      ptrdiff_t row, step;
+      b_rows(j0, nr, &bp, &row, &step);
+      if (ic == 0 && p.packed_sumb == nullptr) {
+        for (int32_t r = 0; r < nr; ++r) sumb[j0 + r] = row_sum(bp + r * row, p.k);
+      }
+      for (int32_t i0 = 0; i0 < mb; i0 += kMr) {
+        const int32_t mr = mb - i0 < kMr ? mb - i0 : kMr;
+        kGemmTiles[mr - 1][nr - 1](p.a + int64_t{ic + i0} * p.lda, p.lda, bp, row, step, p.k,
+                                   acc_blk + int64_t{i0} * ld_acc + j0, ld_acc, nullptr);
+      }
+    }
+    fin(ic, mb, acc_blk, ld_acc, suma, sumb);
+  }
+}
+
+void gemm_s8_impl(const GemmS8Args& g, const uint8_t* packed, const int32_t* packed_sumb) {
+  Problem p{g.m,    g.n,   g.k,    g.a,         g.lda,      g.b,
+            g.b_s4, g.ldb, packed, packed_sumb, g.a_offset, g.b_offset};
+  const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
+  const __m256i v_sumb_coef = _mm256_set1_epi32(s32(u32(g.a_offset) - 128u));
+  const __m256i v_cofs = _mm256_set1_epi32(g.c_offset);
+  const __m256i v_min = _mm256_set1_epi32(g.act_min);
+  const __m256i v_max = _mm256_set1_epi32(g.act_max);
+  auto fin = [&](int32_t i_first, int32_t rows, const int32_t* acc, ptrdiff_t ld,
+                 const int32_t* suma, const int32_t* sumb) {
+    for (int32_t ii = 0; ii < rows; ++ii) {
+      const int32_t i = i_first + ii;
+      const __m256i row_term = _mm256_set1_epi32(s32(u32(g.b_offset) * u32(suma[i]) + kab));
+      int8_t* crow = g.c + int64_t{i} * g.ldc;
+      for (int32_t j = 0; j < g.n; j += 8) {
+        const int32_t cnt = g.n - j < 8 ? g.n - j : 8;
+        __m256i v = load8(acc + ii * ld + j, cnt);
+        v = _mm256_add_epi32(v, _mm256_mullo_epi32(v_sumb_coef, load8(sumb + j, cnt)));
+        v = _mm256_add_epi32(v, row_term);
+        if (g.bias != nullptr) v = _mm256_add_epi32(v, load8(g.bias + j, cnt));
+        const __m256i mult =
+            g.per_channel ? load8(g.multiplier + j, cnt) : _mm256_set1_epi32(g.multiplier[0]);
+        const __m256i sh = g.per_channel ? load8(g.shift + j, cnt) : _mm256_set1_epi32(g.shift[0]);
+        v = _mm256_add_epi32(requantize8(v, mult, sh, g.rounding), v_cofs);
+        v = _mm256_min_epi32(_mm256_max_epi32(v, v_min), v_max);
+        _mm256_mask_cvtepi32_storeu_epi8(crow + j, static_cast<__mmask8>((1u << cnt) - 1), v);
+      }
+    }
+  };
+  drive(p, g.scratch, nullptr, 0, fin);
+}
+
+void gemm_s8(const GemmS8Args& g) {
+  gemm_s8_impl(g, nullptr, nullptr);
+}
+
+void gemm_s32(const GemmS32Args& g) {
+  Problem p{g.m,     g.n,   g.k,     g.a,     g.lda,      g.b,
+            nullptr, g.ldb, nullptr, nullptr, g.a_offset, g.b_offset};
+  const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
+  const __m256i v_sumb_coef = _mm256_set1_epi32(s32(u32(g.a_offset) - 128u));
+  auto fin = [&](int32_t i_first, int32_t rows, const int32_t*, ptrdiff_t, const int32_t* suma,
+                 const int32_t* sumb) {
+    for (int32_t ii = 0; ii < rows; ++ii) {
+      const int32_t i = i_first + ii;
+      uint32_t rt = u32(g.b_offset) * u32(suma[i]) + kab;
+      if (g.row_add != nullptr) rt += u32(g.row_add[i]);
+      const __m256i row_term = _mm256_set1_epi32(s32(rt));
+      int32_t* crow = g.c + int64_t{i} * g.ldc;
+      for (int32_t j = 0; j < g.n; j += 8) {
+        const int32_t cnt = g.n - j < 8 ? g.n - j : 8;
+        __m256i v = load8(crow + j, cnt);
+        v = _mm256_add_epi32(v, _mm256_mullo_epi32(v_sumb_coef, load8(sumb + j, cnt)));
+        v = _mm256_add_epi32(v, row_term);
+        if (g.col_add != nullptr) v = _mm256_add_epi32(v, load8(g.col_add + j, cnt));
+        _mm256_mask_storeu_epi32(crow + j, static_cast<__mmask8>((1u << cnt) - 1), v);
+      }
+    }
+  };
+  drive(p, g.scratch, g.c, g.ldc, fin);
+}
+
+int32_t gemm_s8_scratch(int32_t m, int32_t n, int32_t k, bool s4) {
+  return static_cast<int32_t>(scratch_bytes(m, n, k, s4, true));
+}
+int32_t gemm_s32_scratch(int32_t m, int32_t n, int32_t k) {
+  return static_cast<int32_t>(scratch_bytes(m, n, k, false, false));
+}
+
+// Prepacked b: blocks [ceil(n / 8)][ceil(k / 64)][8][64] bytes, zero-padded, then the rowsums
+// int32 [ceil(n / 8) * 8]. Padding bytes are 0 in b and so add nothing to D or rowsum(b).
+int64_t packed_blocks_bytes(int32_t n, int32_t k) {
+  return int64_t{(n + kGemvNr - 1) / kGemvNr} * ((k + kKc - 1) / kKc) * kKc * kGemvNr;
+}
+int64_t packed_bytes(int32_t n, int32_t k) {
+  return packed_blocks_bytes(n, k) + 4 * int64_t{(n + kGemvNr - 1) / kGemvNr} * kGemvNr;
+}
+
+void pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, int32_t /*b_offset*/, void* out) {
+  auto* dst = static_cast<int8_t*>(out);
+  std::memset(dst, 0, static_cast<size_t>(packed_bytes(n, k)));
+  const int64_t kc = (k + kKc - 1) / kKc;
+  for (int32_t j = 0; j < n; ++j) {
+    int8_t* blk = dst + (j / kGemvNr) * kc * kKc * kGemvNr + (j % kGemvNr) * kKc;
+    for (int64_t c = 0; c < kc; ++c) {
+      const int64_t len = k - c * kKc < kKc ? k - c * kKc : kKc;
+      std::memcpy(blk + c * kKc * kGemvNr, b + int64_t{j} * ldb + c * kKc,
+                  static_cast<size_t>(len));
+    }
+  }
+  int32_t sums[1] = {0};
+  for (int32_t j = 0; j < n; ++j) {
+    sums[0] = row_sum(b + int64_t{j} * ldb, k);
+    std::memcpy(dst + packed_blocks_bytes(n, k) + 4 * int64_t{j}, sums, 4);
+  }
+}
+
+void gemm_s8_packed(const GemmS8Args& g, const void* packed) {
+  const auto* bytes = static_cast<const uint8_t*>(packed);
+  // The packed buffer may sit at any alignment; rowsums are read through a copy when needed.
+  const auto* sumb = reinterpret_cast<const int32_t*>(bytes + packed_blocks_bytes(g.n, g.k));
+  gemm_s8_impl(g, bytes, sumb);
+}
+
+int32_t gemm_s8_packed_scratch(int32_t m, int32_t n, int32_t k) {
+  return static_cast<int32_t>(scratch_bytes(m, n, k, false, true));
+}
+
+constexpr PackedGemmKernels kPackedTable{Path::kAvx512Vnni, packed_bytes, pack, gemm_s8_packed,
+                                         gemm_s8_packed_scratch};
+
+constexpr PathKernels kTable{Path::kAvx512Vnni, gemm_s8,         gemm_s32,
+                             nullptr,           gemm_s8_scratch, gemm_s32_scratch};
+
+}  // namespace
+
+const PathKernels* avx512vnni_kernels() noexcept {
+  return &kTable;
+}
+const PackedGemmKernels* avx512vnni_packed_kernels() noexcept {
+  return &kPackedTable;
+}
+
+}  // namespace tinyquant::rt::detail

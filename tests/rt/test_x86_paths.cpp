@@ -1,0 +1,593 @@
+// x86 paths (AVX2, AVX-512 VNNI): their tables called directly and through the public kernels,
+// checked against plain loops written here and against the reference path, tolerance 0.
+// Also: prepacked weights == plain weights on every path, threaded == single-threaded.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "rt/path_kernels.hpp"
+#include "tinyquant/error.hpp"
+#include "tinyquant/parallel.hpp"
+#include "tinyquant/rt/fixed_point.hpp"
+#include "tinyquant/rt/kernels.hpp"
+#include "tinyquant/rt/prepack.hpp"
+
+namespace rt = tinyquant::rt;
+using rt::Path;
+using rt::Status;
+
+namespace {
+
+bool cpu_has(Path p) {
+  if (p == Path::kAvx2) return __builtin_cpu_supports("avx2") != 0;
+  if (p == Path::kAvx512Vnni) {
+    return __builtin_cpu_supports("avx512vnni") != 0 && __builtin_cpu_supports("avx512bw") != 0 &&
+           __builtin_cpu_supports("avx512vl") != 0;
+  }
+  return true;
+}
+
+const rt::detail::PathKernels* table(Path p) {
+  return p == Path::kAvx2 ? rt::detail::avx2_kernels() : rt::detail::avx512vnni_kernels();
+}
+
+#define TQ_SKIP_UNLESS_CPU(p) \
+  if (!cpu_has(p)) GTEST_SKIP() << "CPU lacks " << rt::path_name(p) << " instructions"
+
+uint32_t u(int32_t v) {
+  return static_cast<uint32_t>(v);
+}
+
+// One random problem: a [m][lda], b [n][ldb] (or int4 stream), requantization, ranges.
+struct Case {
+  int32_t m = 1, n = 1, k = 1, lda = 1, ldb = 1, ldc = 1;
+  int32_t a_offset = 0, b_offset = 0, c_offset = 0, act_min = -128, act_max = 127;
+  bool per_channel = false, s4 = false, with_bias = true;
+  rt::Rounding rounding = rt::Rounding::kDouble;
+  std::vector<int8_t> a, b;   // b is int8 values even when s4 (then in [-8, 7])
+  std::vector<uint8_t> b_s4;  // nibble stream of b (row-major, element 2i low nibble)
+  std::vector<int32_t> bias, mult, shift;
+};
+
+// Plain loops: acc = bias + sum (a + ao)(b + bo) mod 2^32, requantize, + c_offset, clamp.
+std::vector<int8_t> oracle_s8(const Case& c) {
+  std::vector<int8_t> out(static_cast<size_t>(c.m) * c.ldc, 0x55);
+  for (int32_t i = 0; i < c.m; ++i) {
+    for (int32_t j = 0; j < c.n; ++j) {
+      uint32_t acc = c.with_bias ? u(c.bias[j]) : 0u;
+      for (int32_t t = 0; t < c.k; ++t) {
+        acc += u(c.a[i * c.lda + t] + c.a_offset) * u(c.b[j * c.ldb + t] + c.b_offset);
+      }
+      const int32_t q = c.per_channel ? j : 0;
+      int32_t v = rt::requantize(static_cast<int32_t>(acc), c.mult[q], c.shift[q], c.rounding);
+      v += c.c_offset;
+      v = v < c.act_min ? c.act_min : (v > c.act_max ? c.act_max : v);
+      out[i * c.ldc + j] = static_cast<int8_t>(v);
+    }
+  }
+  return out;
+}
+
+int8_t pick_s8(std::mt19937& rng, bool extremes) {
+  if (extremes && rng() % 4 == 0) return rng() % 2 != 0 ? int8_t{-128} : int8_t{127};
+  return static_cast<int8_t>(static_cast<int32_t>(rng() % 256) - 128);
+}
+
+Case random_case(std::mt19937& rng, int32_t m, int32_t n, int32_t k, bool s4) {
+  Case c;
+  c.m = m, c.n = n, c.k = k, c.s4 = s4;
+  const bool padded = !s4 && rng() % 3 == 0;
+  c.lda = k + (padded ? static_cast<int32_t>(rng() % 5) : 0);
+  c.ldb = s4 ? k : k + (padded ? static_cast<int32_t>(rng() % 5) : 0);
+  c.ldc = n + (padded ? static_cast<int32_t>(rng() % 3) : 0);
+  const int32_t offs[] = {-127, 128, 0, 1, -1, 127};
+  c.a_offset = rng() % 2 != 0 ? offs[rng() % 6] : static_cast<int32_t>(rng() % 256) - 127;
+  c.b_offset = rng() % 2 != 0 ? offs[rng() % 6] : static_cast<int32_t>(rng() % 256) - 127;
+  c.c_offset = static_cast<int32_t>(rng() % 256) - 128;
+  c.act_min = -128 + static_cast<int32_t>(rng() % 40);
+  c.act_max = 127 - static_cast<int32_t>(rng() % 40);
+  c.per_channel = rng() % 2 != 0;
+  c.with_bias = rng() % 4 != 0;
+  c.rounding = rng() % 2 != 0 ? rt::Rounding::kSingle : rt::Rounding::kDouble;
+  const bool extremes = rng() % 2 != 0;
+  c.a.resize(static_cast<size_t>(m) * c.lda);
+  for (auto& v : c.a) v = pick_s8(rng, extremes);
+  c.b.resize(static_cast<size_t>(n) * c.ldb);
+  for (auto& v : c.b) {
+    v = s4 ? static_cast<int8_t>(static_cast<int32_t>(rng() % 16) - 8) : pick_s8(rng, extremes);
+  }
+  if (s4) {
+    c.b_s4.assign((static_cast<size_t>(n) * k + 1) / 2, 0);
+    for (size_t e = 0; e < c.b.size(); ++e) {
+      const auto nib = static_cast<uint8_t>(c.b[e] & 0x0F);
+      c.b_s4[e / 2] = static_cast<uint8_t>(c.b_s4[e / 2] | (e % 2 != 0 ? nib << 4 : nib));
+    }
+  }
+  c.bias.resize(static_cast<size_t>(n));
+  for (auto& v : c.bias) {
+    v = rng() % 8 == 0 ? static_cast<int32_t>(rng())
+                       : static_cast<int32_t>(rng() % 200001) - 100000;
+  }
+  const int32_t channels = c.per_channel ? n : 1;
+  for (int32_t q = 0; q < channels; ++q) {
+    const auto kind = static_cast<uint32_t>(rng() % 6);
+    int32_t mult = static_cast<int32_t>((1u << 30) + rng() % (1u << 30));  // [2^30, 2^31 - 1]
+    if (kind == 0) mult = INT32_MAX;
+    if (kind == 1) mult = 1 << 30;
+    if (kind == 2) mult = static_cast<int32_t>(rng() % 1000);
+    // Mostly shifts that keep outputs in range (rounding exercised); some anywhere in range.
+    int32_t sh = -static_cast<int32_t>(6 + rng() % 12);
+    if (kind >= 4) sh = static_cast<int32_t>(rng() % 62) - 31;
+    if (kind == 5 && rng() % 2 != 0) sh = rng() % 2 != 0 ? -31 : 30;
+    c.mult.push_back(mult);
+    c.shift.push_back(sh);
+  }
+  return c;
+}
+
+// The path's gemm_s8 table entry on the case, with exactly the scratch it asks for (64-aligned,
+// as the public kernels hand it over).
+std::vector<int8_t> run_table_s8(Path p, const Case& c) {
+  const rt::detail::PathKernels* t = table(p);
+  const int32_t bytes = t->gemm_s8_scratch(c.m, c.n, c.k, c.s4);
+  std::vector<uint8_t> scratch(static_cast<size_t>(bytes) + 64);
+  const auto addr = reinterpret_cast<uintptr_t>(scratch.data());
+  rt::detail::GemmS8Args g;
+  g.m = c.m, g.n = c.n, g.k = c.k;
+  g.a = c.a.data(), g.lda = c.lda;
+  if (c.s4) {
+    g.b_s4 = c.b_s4.data();
+  } else {
+    g.b = c.b.data();
+    g.ldb = c.ldb;
+  }
+  g.bias = c.with_bias ? c.bias.data() : nullptr;
+  g.a_offset = c.a_offset, g.b_offset = c.b_offset;
+  std::vector<int8_t> out(static_cast<size_t>(c.m) * c.ldc, 0x55);
+  g.c = out.data(), g.ldc = c.ldc;
+  g.multiplier = c.mult.data(), g.shift = c.shift.data();
+  g.per_channel = c.per_channel, g.rounding = c.rounding;
+  g.c_offset = c.c_offset, g.act_min = c.act_min, g.act_max = c.act_max;
+  g.scratch = reinterpret_cast<void*>((addr + 63) / 64 * 64);
+  t->gemm_s8(g);
+  return out;
+}
+
+std::string describe(const Case& c) {
+  return "m=" + std::to_string(c.m) + " n=" + std::to_string(c.n) + " k=" + std::to_string(c.k) +
+         " ao=" + std::to_string(c.a_offset) + " bo=" + std::to_string(c.b_offset) +
+         (c.s4 ? " s4" : " s8") + (c.per_channel ? " per-channel" : " per-tensor") +
+         (c.rounding == rt::Rounding::kSingle ? " single" : " double");
+}
+
+class X86Path : public ::testing::TestWithParam<Path> {};
+
+// Shapes that hit every tail: 1xK GEMV, K % 4 / % 16 / % 64 != 0, N not a multiple of the tile.
+const int32_t kShapes[][3] = {
+    {1, 1, 1},   {1, 7, 3},     {1, 8, 16},   {1, 9, 17},    {1, 13, 27}, {1, 128, 27},
+    {1, 33, 64}, {1, 17, 65},   {1, 64, 127}, {1, 10, 784},  {2, 5, 5},   {3, 4, 63},
+    {4, 4, 64},  {5, 9, 129},   {7, 3, 200},  {8, 16, 255},  {9, 31, 31}, {16, 20, 256},
+    {33, 7, 1},  {6, 130, 300}, {1, 3, 1030}, {70, 19, 1100}};
+
+TEST_P(X86Path, GemmS8TableMatchesLoops) {
+  TQ_SKIP_UNLESS_CPU(GetParam());
+  std::mt19937 rng(1234);
+  for (const auto& s : kShapes) {
+    for (int rep = 0; rep < 6; ++rep) {
+      const Case c = random_case(rng, s[0], s[1], s[2], false);
+      ASSERT_EQ(run_table_s8(GetParam(), c), oracle_s8(c)) << describe(c);
+    }
+  }
+}
+
+TEST_P(X86Path, GemmS4TableMatchesLoops) {
+  TQ_SKIP_UNLESS_CPU(GetParam());
+  std::mt19937 rng(99);
+  for (const auto& s : kShapes) {
+    for (int rep = 0; rep < 4; ++rep) {
+      const Case c = random_case(rng, s[0], s[1], s[2], true);  // odd k: rows share bytes
+      ASSERT_EQ(run_table_s8(GetParam(), c), oracle_s8(c)) << describe(c);
+    }
+  }
+}
+
+TEST_P(X86Path, GemmS32TableMatchesLoops) {
+  TQ_SKIP_UNLESS_CPU(GetParam());
+  const rt::detail::PathKernels* t = table(GetParam());
+  std::mt19937 rng(7);
+  for (const auto& s : kShapes) {
+    for (int rep = 0; rep < 4; ++rep) {
+      Case c = random_case(rng, s[0], s[1], s[2], false);
+      // gemm_s32 admits -128 for both offsets.
+      if (rep == 0) c.a_offset = -128, c.b_offset = -128;
+      if (rep == 1) c.a_offset = 128, c.b_offset = -128;
+      std::vector<int32_t> row_add(static_cast<size_t>(c.m)), col_add(static_cast<size_t>(c.n));
+      for (auto& v : row_add) v = static_cast<int32_t>(rng());
+      for (auto& v : col_add) v = static_cast<int32_t>(rng());
+      const bool use_row = rep % 2 == 0, use_col = rep % 3 != 2;
+      std::vector<int32_t> want(static_cast<size_t>(c.m) * c.ldc, 77);
+      for (int32_t i = 0; i < c.m; ++i) {
+        for (int32_t j = 0; j < c.n; ++j) {
+          uint32_t acc = (use_row ? u(row_add[i]) : 0u) + (use_col ? u(col_add[j]) : 0u);
+          for (int32_t q = 0; q < c.k; ++q) {
+            acc += u(c.a[i * c.lda + q] + c.a_offset) * u(c.b[j * c.ldb + q] + c.b_offset);
+          }
+          want[i * c.ldc + j] = static_cast<int32_t>(acc);
+        }
+      }
+      std::vector<int32_t> got(want.size(), 77);
+      std::vector<uint8_t> scratch(static_cast<size_t>(t->gemm_s32_scratch(c.m, c.n, c.k)) + 64);
+      const auto addr = reinterpret_cast<uintptr_t>(scratch.data());
+      rt::detail::GemmS32Args g;
+      g.m = c.m, g.n = c.n, g.k = c.k, g.a = c.a.data(), g.lda = c.lda, g.b = c.b.data();
+      g.ldb = c.ldb, g.a_offset = c.a_offset, g.b_offset = c.b_offset;
+      g.row_add = use_row ? row_add.data() : nullptr;
+      g.col_add = use_col ? col_add.data() : nullptr;
+      g.c = got.data(), g.ldc = c.ldc;
+      g.scratch = reinterpret_cast<void*>((addr + 63) / 64 * 64);
+      t->gemm_s32(g);
+      ASSERT_EQ(got, want) << describe(c);
+    }
+  }
+}
+
+// Requantization edges one at a time, so a failure names the edge: shift -31..30 for multipliers
+// near 2^30 and 2^31 - 1, both roundings, accumulators up to the int32 ends (through the bias).
+TEST_P(X86Path, RequantizationEdges) {
+  TQ_SKIP_UNLESS_CPU(GetParam());
+  std::mt19937 rng(5);
+  for (int32_t shift = rt::kMinShift; shift <= rt::kMaxShift; ++shift) {
+    for (int32_t mult : {0, 1, (1 << 30) - 1, 1 << 30, (1 << 30) + 1, INT32_MAX - 1, INT32_MAX}) {
+      for (auto rounding : {rt::Rounding::kDouble, rt::Rounding::kSingle}) {
+        Case c = random_case(rng, 1, 19, 5, false);
+        c.per_channel = false;
+        c.mult = {mult};
+        c.shift = {shift};
+        c.rounding = rounding;
+        c.with_bias = true;
+        const int32_t ends[] = {INT32_MIN, INT32_MAX, -1, 1, 0, 1 << 20, -(1 << 20), 3, -3};
+        for (size_t j = 0; j < c.bias.size(); ++j) {
+          c.bias[j] = j < 9 ? ends[j] : static_cast<int32_t>(rng());
+        }
+        ASSERT_EQ(run_table_s8(GetParam(), c), oracle_s8(c))
+            << "shift " << shift << " multiplier " << mult << " " << describe(c);
+      }
+    }
+  }
+}
+
+// Through the public kernels: forced path == reference path, for FC (s8, s4), conv2d, gemm_s32.
+TEST_P(X86Path, PublicKernelsMatchReference) {
+  TQ_SKIP_UNLESS_CPU(GetParam());
+  std::mt19937 rng(42);
+  for (const auto& s : kShapes) {
+    for (bool s4 : {false, true}) {
+      Case c = random_case(rng, s[0], s[1], s[2], s4);
+      rt::FcParams fp{c.a_offset, c.b_offset, c.c_offset, c.act_min, c.act_max};
+      if (fp.filter_offset < -127) fp.filter_offset = -127;
+      rt::Requant rq{c.mult.data(), c.shift.data(), c.per_channel, c.rounding};
+      const rt::FcDims d{c.m, c.k, c.n};
+      std::vector<int8_t> a(static_cast<size_t>(c.m) * c.k);
+      for (int32_t i = 0; i < c.m; ++i)
+        std::memcpy(&a[i * c.k], &c.a[i * c.lda], static_cast<size_t>(c.k));
+      std::vector<int8_t> w(static_cast<size_t>(c.n) * c.k);
+      for (int32_t j = 0; j < c.n; ++j)
+        std::memcpy(&w[j * c.k], &c.b[j * c.ldb], static_cast<size_t>(c.k));
+      std::vector<int8_t> got(static_cast<size_t>(c.m) * c.n, 1), want(got.size(), 2);
+      for (Path p : {GetParam(), Path::kReference}) {
+        std::vector<uint8_t> scratch(
+            static_cast<size_t>(s4 ? rt::fully_connected_s4_scratch_size(d, p)
+                                   : rt::fully_connected_s8_scratch_size(d, p)));
+        rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), p};
+        int8_t* out = p == Path::kReference ? want.data() : got.data();
+        const int32_t* bias = c.with_bias ? c.bias.data() : nullptr;
+        const Status st =
+            s4 ? rt::fully_connected_s4(ctx, fp, rq, d, a.data(), c.b_s4.data(), bias, out)
+               : rt::fully_connected_s8(ctx, fp, rq, d, a.data(), w.data(), bias, out);
+        ASSERT_EQ(st, Status::kOk) << rt::path_name(p);
+      }
+      ASSERT_EQ(got, want) << describe(c);
+    }
+  }
+  // conv2d lowers onto gemm_s8 (im2col and the direct 1x1 form).
+  for (int rep = 0; rep < 8; ++rep) {
+    rt::ConvDims d;
+    d.in_h = 5 + static_cast<int32_t>(rng() % 6), d.in_w = 4 + static_cast<int32_t>(rng() % 6);
+    d.in_c = 1 + static_cast<int32_t>(rng() % 20);
+    const bool pointwise = rep % 2 == 0;
+    d.kernel_h = d.kernel_w = pointwise ? 1 : 3;
+    rt::ConvParams cp;
+    cp.pad_top = cp.pad_left = pointwise ? 0 : 1;
+    d.out_h = d.in_h, d.out_w = d.in_w, d.out_c = 1 + static_cast<int32_t>(rng() % 40);
+    cp.input_offset = static_cast<int32_t>(rng() % 256) - 127;
+    cp.filter_offset = rep == 1 ? 128 : 0;
+    cp.output_offset = -5;
+    std::vector<int8_t> in(static_cast<size_t>(d.in_h) * d.in_w * d.in_c);
+    std::vector<int8_t> w(static_cast<size_t>(d.out_c) * d.kernel_h * d.kernel_w * d.in_c);
+    for (auto& v : in) v = pick_s8(rng, true);
+    for (auto& v : w) v = pick_s8(rng, true);
+    std::vector<int32_t> mult(static_cast<size_t>(d.out_c), 1 << 30), shift(mult.size(), -9);
+    const rt::Requant rq{mult.data(), shift.data(), true, rt::Rounding::kDouble};
+    std::vector<int8_t> got(static_cast<size_t>(d.out_h) * d.out_w * d.out_c), want(got.size());
+    for (Path p : {GetParam(), Path::kReference}) {
+      std::vector<uint8_t> scratch(static_cast<size_t>(rt::conv2d_s8_scratch_size(cp, d, p)));
+      rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), p};
+      ASSERT_EQ(rt::conv2d_s8(ctx, cp, rq, d, in.data(), w.data(), nullptr,
+                              p == Path::kReference ? want.data() : got.data()),
+                Status::kOk);
+    }
+    ASSERT_EQ(got, want) << "conv rep " << rep;
+  }
+  for (const auto& s : kShapes) {
+    const Case c = random_case(rng, s[0], s[1], s[2], false);
+    const rt::GemmDims d{c.m, c.n, c.k, c.lda, c.ldb, c.ldc};
+    std::vector<int32_t> got(static_cast<size_t>(c.m) * c.ldc, 3), want(got.size(), 3);
+    for (Path p : {GetParam(), Path::kReference}) {
+      std::vector<uint8_t> scratch(static_cast<size_t>(rt::gemm_s8s8_s32_scratch_size(d, p)));
+      rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), p};
+      ASSERT_EQ(rt::gemm_s8s8_s32(ctx, d, c.a.data(), c.a_offset, c.b.data(), c.b_offset, nullptr,
+                                  c.bias.data(), p == Path::kReference ? want.data() : got.data()),
+                Status::kOk);
+    }
+    ASSERT_EQ(got, want) << describe(c);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, X86Path, ::testing::Values(Path::kAvx2, Path::kAvx512Vnni),
+                         [](const ::testing::TestParamInfo<Path>& param_info) {
+                           return std::string(rt::path_name(param_info.param));
+                         });
+
+// ---- Prepacking -------------------------------------------------------------------------------
+
+struct FcCase {
+  rt::FcParams params;
+  rt::FcDims dims;
+  std::vector<int8_t> input, weights;
+  std::vector<int32_t> bias, mult, shift;
+  rt::Requant requant() const { return {mult.data(), shift.data(), true, rt::Rounding::kDouble}; }
+};
+
+FcCase random_fc(std::mt19937& rng, int32_t batch, int32_t k, int32_t n) {
+  FcCase f;
+  f.dims = {batch, k, n};
+  f.params.input_offset = static_cast<int32_t>(rng() % 256) - 127;
+  f.params.filter_offset = static_cast<int32_t>(rng() % 256) - 127;
+  f.params.output_offset = 3;
+  f.input.resize(static_cast<size_t>(batch) * k);
+  f.weights.resize(static_cast<size_t>(n) * k);
+  for (auto& v : f.input) v = pick_s8(rng, true);
+  for (auto& v : f.weights) v = pick_s8(rng, true);
+  for (int32_t j = 0; j < n; ++j) {
+    f.bias.push_back(static_cast<int32_t>(rng() % 20001) - 10000);
+    f.mult.push_back(static_cast<int32_t>((1u << 30) + rng() % (1u << 30)));
+    f.shift.push_back(-static_cast<int32_t>(8 + rng() % 10));
+  }
+  return f;
+}
+
+std::vector<int8_t> run_fc(const FcCase& f, Path p) {
+  std::vector<uint8_t> scratch(static_cast<size_t>(rt::fully_connected_s8_scratch_size(f.dims, p)));
+  rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), p};
+  std::vector<int8_t> out(static_cast<size_t>(f.dims.batch) * f.dims.out_features);
+  const rt::Requant rq = f.requant();
+  EXPECT_EQ(rt::fully_connected_s8(ctx, f.params, rq, f.dims, f.input.data(), f.weights.data(),
+                                   f.bias.data(), out.data()),
+            Status::kOk);
+  return out;
+}
+
+// A 64-byte aligned packed buffer for f on path p.
+struct Packed {
+  std::vector<uint64_t> storage;
+  void* data() { return storage.data(); }
+};
+
+Packed pack_fc(const FcCase& f, Path p) {
+  const int32_t size = rt::fully_connected_s8_prepacked_size(f.dims, p);
+  EXPECT_GT(size, 64);
+  Packed pk;
+  pk.storage.resize(static_cast<size_t>(size) / 8 + 1);
+  EXPECT_EQ(rt::fully_connected_s8_prepack(f.params, f.dims, f.weights.data(), p, pk.data(), size),
+            Status::kOk);
+  return pk;
+}
+
+Status run_packed(const FcCase& f, const void* packed, Path ctx_path, int8_t* out) {
+  std::vector<uint8_t> scratch(
+      static_cast<size_t>(rt::fully_connected_s8_prepacked_scratch_size(f.dims, packed)));
+  rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), ctx_path};
+  const rt::Requant rq = f.requant();
+  return rt::fully_connected_s8_prepacked(ctx, f.params, rq, f.dims, f.input.data(), packed,
+                                          f.bias.data(), out);
+}
+
+TEST(Prepack, PackedEqualsUnpackedOnEveryPath) {
+  std::mt19937 rng(11);
+  for (Path p : {Path::kReference, Path::kSmlad, Path::kAvx2, Path::kAvx512Vnni}) {
+    if ((rt::supported_paths() & rt::path_bits(p)) == 0) continue;  // not on this CPU
+    for (const auto& s : kShapes) {
+      const FcCase f = random_fc(rng, s[0], s[2], s[1]);
+      Packed pk = pack_fc(f, p);
+      EXPECT_EQ(rt::fully_connected_s8_prepacked_path(pk.data()), p);
+      std::vector<int8_t> got(static_cast<size_t>(s[0]) * s[1]);
+      ASSERT_EQ(run_packed(f, pk.data(), Path::kAuto, got.data()), Status::kOk);
+      ASSERT_EQ(got, run_fc(f, Path::kReference))
+          << rt::path_name(p) << " m=" << s[0] << " n=" << s[1] << " k=" << s[2];
+    }
+  }
+}
+
+TEST(Prepack, RejectsBadAndMismatchedBuffers) {
+  std::mt19937 rng(3);
+  const Path p = rt::default_path();
+  const FcCase f = random_fc(rng, 1, 40, 24);
+  Packed pk = pack_fc(f, p);
+  std::vector<int8_t> out(24, 9);
+  const std::vector<int8_t> untouched = out;
+
+  // Corrupt header: magic, and a field the check word covers.
+  Packed bad = pk;
+  reinterpret_cast<uint8_t*>(bad.data())[0] ^= 1;
+  EXPECT_EQ(run_packed(f, bad.data(), Path::kAuto, out.data()), Status::kBadArgument);
+  bad = pk;
+  reinterpret_cast<uint8_t*>(bad.data())[16] ^= 4;  // k
+  EXPECT_EQ(run_packed(f, bad.data(), Path::kAuto, out.data()), Status::kBadArgument);
+  // Other dims, other filter_offset, other path than the packed one.
+  FcCase g = f;
+  g.dims.in_features = 39;
+  EXPECT_EQ(run_packed(g, pk.data(), Path::kAuto, out.data()), Status::kBadArgument);
+  g = f;
+  g.dims.out_features = 23;
+  EXPECT_EQ(run_packed(g, pk.data(), Path::kAuto, out.data()), Status::kBadArgument);
+  g = f;
+  g.params.filter_offset = f.params.filter_offset == 0 ? 1 : 0;
+  EXPECT_EQ(run_packed(g, pk.data(), Path::kAuto, out.data()), Status::kBadArgument);
+  const Path other = p == Path::kReference ? Path::kSmlad : Path::kReference;
+  EXPECT_EQ(run_packed(f, pk.data(), other, out.data()), Status::kBadArgument);
+  // Misaligned and null buffers.
+  std::vector<uint8_t> shifted(pk.storage.size() * 8 + 8);
+  std::memcpy(shifted.data() + 1, pk.data(), pk.storage.size() * 8);
+  EXPECT_EQ(run_packed(f, shifted.data() + 1, Path::kAuto, out.data()), Status::kBadArgument);
+  EXPECT_EQ(run_packed(f, nullptr, Path::kAuto, out.data()), Status::kNullPointer);
+  EXPECT_EQ(rt::fully_connected_s8_prepacked_path(bad.data()), Path::kAuto);
+  EXPECT_EQ(out, untouched);
+  // A run with the right buffer but scratch one byte short.
+  const int32_t need = rt::fully_connected_s8_prepacked_scratch_size(f.dims, pk.data());
+  if (need > 0) {
+    std::vector<uint8_t> scratch(static_cast<size_t>(need));
+    rt::Context ctx{scratch.data(), need - 1, Path::kAuto};
+    const rt::Requant rq = f.requant();
+    EXPECT_EQ(rt::fully_connected_s8_prepacked(ctx, f.params, rq, f.dims, f.input.data(), pk.data(),
+                                               f.bias.data(), out.data()),
+              Status::kScratchTooSmall);
+  }
+
+  // Packing itself: too small a buffer, bad filter_offset, bad dims, null pointers.
+  const int32_t size = rt::fully_connected_s8_prepacked_size(f.dims, p);
+  std::vector<uint64_t> buf(static_cast<size_t>(size) / 8 + 1);
+  EXPECT_EQ(
+      rt::fully_connected_s8_prepack(f.params, f.dims, f.weights.data(), p, buf.data(), size - 1),
+      Status::kScratchTooSmall);
+  rt::FcParams bp = f.params;
+  bp.filter_offset = -128;
+  EXPECT_EQ(rt::fully_connected_s8_prepack(bp, f.dims, f.weights.data(), p, buf.data(), size),
+            Status::kBadOffset);
+  rt::FcDims bd = f.dims;
+  bd.in_features = 0;
+  EXPECT_EQ(rt::fully_connected_s8_prepack(f.params, bd, f.weights.data(), p, buf.data(), size),
+            Status::kBadDimension);
+  EXPECT_EQ(rt::fully_connected_s8_prepacked_size(bd, p), 0);
+  EXPECT_EQ(rt::fully_connected_s8_prepack(f.params, f.dims, nullptr, p, buf.data(), size),
+            Status::kNullPointer);
+  EXPECT_EQ(rt::fully_connected_s8_prepack(f.params, f.dims, f.weights.data(), p, nullptr, size),
+            Status::kNullPointer);
+  EXPECT_EQ(rt::fully_connected_s8_prepack(f.params, f.dims, f.weights.data(), Path::kNeon,
+                                           buf.data(), size),
+            Status::kPathUnavailable);
+}
+
+// ---- Threads ----------------------------------------------------------------------------------
+
+TEST(Parallel, ThreadedEqualsSingleThreaded) {
+  std::mt19937 rng(8);
+  const int32_t shapes[][3] = {{1, 100, 200}, {3, 37, 65}, {16, 64, 256}, {2, 5, 1}, {5, 33, 17}};
+  for (const auto& s : shapes) {
+    const FcCase f = random_fc(rng, s[0], s[1], s[2]);
+    const std::vector<int8_t> single = run_fc(f, Path::kReference);
+    for (int threads : {0, 1, 2, 3, 7}) {
+      for (Path p : {Path::kAuto, Path::kReference}) {
+        std::vector<int8_t> out(single.size(), 0);
+        tinyquant::fully_connected_s8_parallel(threads, f.params, f.requant(), f.dims,
+                                               f.input.data(), f.weights.data(), f.bias.data(),
+                                               out.data(), p);
+        ASSERT_EQ(out, single) << "threads " << threads << " batch " << s[0];
+      }
+    }
+    // gemm: a = input [batch][k], b = weights [n][k], with a padded ldc.
+    const rt::GemmDims d{s[0], s[2], s[1], 0, 0, s[2] + 3};
+    std::vector<int32_t> col(static_cast<size_t>(s[2]), 5), row(static_cast<size_t>(s[0]), -7);
+    std::vector<int32_t> want(static_cast<size_t>(s[0]) * (s[2] + 3), 1), got(want.size(), 1);
+    rt::Context ctx{nullptr, 0, Path::kReference};
+    ASSERT_EQ(rt::gemm_s8s8_s32(ctx, d, f.input.data(), -128, f.weights.data(), 128, row.data(),
+                                col.data(), want.data()),
+              Status::kOk);
+    for (int threads : {1, 2, 5}) {
+      std::fill(got.begin(), got.end(), 1);
+      tinyquant::gemm_s8s8_s32_parallel(threads, d, f.input.data(), -128, f.weights.data(), 128,
+                                        row.data(), col.data(), got.data());
+      ASSERT_EQ(got, want) << "threads " << threads;
+    }
+  }
+}
+
+template <class E>
+void expect_throw_with(const std::function<void()>& fn, const std::vector<std::string>& words) {
+  try {
+    fn();
+    FAIL() << "no exception";
+  } catch (const E& e) {
+    for (const auto& w : words) {
+      EXPECT_NE(std::string(e.what()).find(w), std::string::npos) << e.what() << " / " << w;
+    }
+  }
+}
+
+TEST(Parallel, BadArgumentsThrowTypedErrors) {
+  std::mt19937 rng(1);
+  FcCase f = random_fc(rng, 1, 8, 20);
+  std::vector<int8_t> out(20, 4);
+  auto fc = [&](int threads, const FcCase& c, Path p = Path::kAuto) {
+    return [&, threads, p] {
+      tinyquant::fully_connected_s8_parallel(threads, c.params, c.requant(), c.dims, c.input.data(),
+                                             c.weights.data(), c.bias.data(), out.data(), p);
+    };
+  };
+  expect_throw_with<tinyquant::InvalidArgument>(fc(-1, f), {"threads = -1"});
+  FcCase g = f;
+  g.params.input_offset = 129;
+  expect_throw_with<tinyquant::InvalidArgument>(fc(2, g), {"input_offset = 129"});
+  g = f;
+  g.shift[17] = 31;
+  expect_throw_with<tinyquant::InvalidArgument>(fc(2, g), {"shift[17] = 31"});
+  g = f;
+  g.mult[3] = -5;
+  expect_throw_with<tinyquant::InvalidArgument>(fc(2, g), {"multiplier[3] = -5"});
+  g = f;
+  g.params.act_min = 10, g.params.act_max = 5;
+  expect_throw_with<tinyquant::InvalidArgument>(fc(2, g), {"activation range [10, 5]"});
+  g = f;
+  g.dims.batch = 0;
+  expect_throw_with<tinyquant::ShapeError>(fc(2, g), {"batch = 0"});
+  expect_throw_with<tinyquant::KernelError>(fc(2, f, Path::kNeon), {"path_unavailable", "[0, 16)"});
+  EXPECT_EQ(out, std::vector<int8_t>(20, 4));  // nothing written on error
+
+  std::vector<int32_t> c(20);
+  const rt::GemmDims bad{2, 20, 8, 4, 0, 0};
+  expect_throw_with<tinyquant::ShapeError>(
+      [&] {
+        tinyquant::gemm_s8s8_s32_parallel(2, bad, f.input.data(), 0, f.weights.data(), 0, nullptr,
+                                          nullptr, c.data());
+      },
+      {"lda = 4", "k = 8"});
+  expect_throw_with<tinyquant::InvalidArgument>(
+      [&] {
+        tinyquant::gemm_s8s8_s32_parallel(2, rt::GemmDims{1, 20, 8}, f.input.data(), -129,
+                                          f.weights.data(), 0, nullptr, nullptr, c.data());
+      },
+      {"a_offset = -129"});
+  expect_throw_with<tinyquant::ShapeError>(
+      [&] {
+        tinyquant::gemm_s8s8_s32_parallel(2, rt::GemmDims{1, 0, 8}, f.input.data(), 0,
+                                          f.weights.data(), 0, nullptr, nullptr, c.data());
+      },
+      {"n = 0"});
+}
+
+}  // namespace
