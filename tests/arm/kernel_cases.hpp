@@ -1,0 +1,334 @@
+// Kernel cases shared by the host generator (host/gen_vectors.cpp) and the on-target test
+// (test_kernels.cpp): the same shapes, parameters and xorshift-generated inputs on both sides, so
+// the target's outputs can be compared with the host's byte for byte. Shapes are small, odd and
+// cover every argument the kernels treat specially: odd K, int4 rows sharing a byte, padding,
+// stride 2, groups, depth multiplier, per-tensor and per-channel requantization, clamping, null
+// bias, nonzero filter offset, and both rounding modes.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "check.hpp"
+#include "tinyquant/rt/kernels.hpp"
+
+namespace tq {
+
+namespace rt = tinyquant::rt;
+
+enum class Op { kFcS8, kFcS4, kConv, kDepthwise, kGemmS32 };
+
+struct KernelCase {
+  const char* name;
+  Op op;
+  rt::FcDims fc;
+  rt::ConvDims conv;
+  rt::ConvParams conv_params;  // geometry only; offsets and activation range set below
+  rt::GemmDims gemm;
+  int32_t input_offset, filter_offset, output_offset, act_min, act_max;
+  bool per_channel, with_bias;
+  rt::Rounding rounding;
+  uint32_t seed;
+};
+
+inline rt::ConvParams geometry(int32_t stride, int32_t pad, int32_t groups, int32_t mult) {
+  rt::ConvParams p;
+  p.stride_h = p.stride_w = stride;
+  p.pad_top = p.pad_left = pad;
+  p.groups = groups;
+  p.depth_multiplier = mult;
+  return p;
+}
+
+inline rt::ConvDims conv_dims(int32_t n, int32_t h, int32_t w, int32_t c, int32_t k, int32_t oh,
+                              int32_t ow, int32_t oc) {
+  rt::ConvDims d;
+  d.batch = n;
+  d.in_h = h;
+  d.in_w = w;
+  d.in_c = c;
+  d.kernel_h = d.kernel_w = k;
+  d.out_h = oh;
+  d.out_w = ow;
+  d.out_c = oc;
+  return d;
+}
+
+constexpr rt::Rounding kDbl = rt::Rounding::kDouble;
+constexpr rt::Rounding kSgl = rt::Rounding::kSingle;
+
+// {name, op, fc, conv, geometry, gemm, in_off, w_off, out_off, act_min, act_max, per_channel,
+//  bias, rounding, seed}
+inline const KernelCase kKernelCases[] = {
+    {"fc_s8 1x27x13",
+     Op::kFcS8,
+     {1, 27, 13},
+     {},
+     {},
+     {},
+     128,
+     0,
+     -3,
+     -128,
+     127,
+     true,
+     true,
+     kDbl,
+     1},
+    {"fc_s8 3x64x17",
+     Op::kFcS8,
+     {3, 64, 17},
+     {},
+     {},
+     {},
+     -127,
+     0,
+     5,
+     -100,
+     90,
+     false,
+     true,
+     kSgl,
+     2},
+    {"fc_s8 2x33x8 w_off",
+     Op::kFcS8,
+     {2, 33, 8},
+     {},
+     {},
+     {},
+     7,
+     -3,
+     0,
+     -128,
+     127,
+     true,
+     false,
+     kDbl,
+     3},
+    {"fc_s4 1x27x13",
+     Op::kFcS4,
+     {1, 27, 13},
+     {},
+     {},
+     {},
+     128,
+     0,
+     -3,
+     -128,
+     127,
+     true,
+     true,
+     kDbl,
+     4},
+    {"fc_s4 2x64x9", Op::kFcS4, {2, 64, 9}, {}, {}, {}, 1, 0, 12, -128, 127, false, true, kSgl, 5},
+    {"conv 7x7x3->5 3x3 same",
+     Op::kConv,
+     {},
+     conv_dims(1, 7, 7, 3, 3, 7, 7, 5),
+     geometry(1, 1, 1, 1),
+     {},
+     128,
+     0,
+     -1,
+     -128,
+     127,
+     true,
+     true,
+     kDbl,
+     6},
+    {"conv 8x6x8->16 3x3 s2",
+     Op::kConv,
+     {},
+     conv_dims(2, 8, 6, 8, 3, 4, 3, 16),
+     geometry(2, 1, 1, 1),
+     {},
+     3,
+     0,
+     2,
+     -128,
+     127,
+     true,
+     true,
+     kSgl,
+     7},
+    {"conv 1x1 5x5x16->8",
+     Op::kConv,
+     {},
+     conv_dims(1, 5, 5, 16, 1, 5, 5, 8),
+     geometry(1, 0, 1, 1),
+     {},
+     -5,
+     0,
+     0,
+     -64,
+     64,
+     false,
+     false,
+     kDbl,
+     8},
+    {"conv 6x6x8->8 3x3 g2",
+     Op::kConv,
+     {},
+     conv_dims(1, 6, 6, 8, 3, 6, 6, 8),
+     geometry(1, 1, 2, 1),
+     {},
+     128,
+     2,
+     -7,
+     -128,
+     127,
+     true,
+     true,
+     kDbl,
+     9},
+    {"dw 7x7x8 3x3 same",
+     Op::kDepthwise,
+     {},
+     conv_dims(1, 7, 7, 8, 3, 7, 7, 8),
+     geometry(1, 1, 1, 1),
+     {},
+     128,
+     0,
+     1,
+     -128,
+     127,
+     true,
+     true,
+     kDbl,
+     10},
+    {"dw 6x6x5 m2 3x3 s2",
+     Op::kDepthwise,
+     {},
+     conv_dims(1, 6, 6, 5, 3, 3, 3, 10),
+     geometry(2, 1, 1, 2),
+     {},
+     -9,
+     0,
+     -2,
+     -128,
+     127,
+     true,
+     false,
+     kSgl,
+     11},
+    {"gemm_s32 5x7x19",
+     Op::kGemmS32,
+     {},
+     {},
+     {},
+     {5, 7, 19, 0, 0, 0},
+     128,
+     -128,
+     0,
+     0,
+     0,
+     false,
+     true,
+     kDbl,
+     12},
+};
+constexpr int kNumKernelCases = static_cast<int>(sizeof kKernelCases / sizeof kKernelCases[0]);
+
+constexpr int32_t kMaxBytes = 8192;  // inputs, weights, int8 outputs
+constexpr int32_t kMaxScratch = 32768;
+
+struct KernelBuffers {
+  int8_t input[kMaxBytes];
+  int8_t weights[kMaxBytes];
+  int32_t bias[256];
+  int32_t row_add[256];
+  int32_t multiplier[256];
+  int32_t shift[256];
+  int8_t output[kMaxBytes];
+  int32_t output32[kMaxBytes / 4];
+  alignas(16) uint8_t scratch[kMaxScratch];
+};
+
+inline int32_t output_bytes(const KernelCase& c) {
+  switch (c.op) {
+    case Op::kFcS8:
+    case Op::kFcS4:
+      return c.fc.batch * c.fc.out_features;
+    case Op::kConv:
+    case Op::kDepthwise:
+      return c.conv.batch * c.conv.out_h * c.conv.out_w * c.conv.out_c;
+    case Op::kGemmS32:
+      return c.gemm.m * c.gemm.n * 4;
+  }
+  return 0;
+}
+
+// Runs case c on `path` into b.output (or b.output32), inputs regenerated from c.seed.
+// Returns the kernel's status.
+inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b) {
+  XorShift32 rng;
+  rng.s = 0x1234567u * c.seed + 1u;
+  for (int32_t i = 0; i < kMaxBytes; ++i) b.input[i] = static_cast<int8_t>(rng.range(-128, 127));
+  const int32_t wlo = c.op == Op::kFcS4 ? -128 : -127;  // int4: any byte pattern is valid
+  for (int32_t i = 0; i < kMaxBytes; ++i) b.weights[i] = static_cast<int8_t>(rng.range(wlo, 127));
+  for (int32_t i = 0; i < 256; ++i) {
+    b.bias[i] = rng.range(-20000, 20000);
+    b.row_add[i] = rng.range(-100000, 100000);
+    b.multiplier[i] = rng.range(1 << 30, INT32_MAX);
+    b.shift[i] = rng.range(-12, -7);
+  }
+  std::memset(b.output, 0x55, sizeof b.output);
+  std::memset(b.output32, 0x55, sizeof b.output32);
+
+  rt::Context ctx;
+  ctx.scratch = b.scratch;
+  ctx.scratch_size = kMaxScratch;
+  ctx.path = path;
+  rt::Requant rq;
+  rq.multiplier = b.multiplier;
+  rq.shift = b.shift;
+  rq.per_channel = c.per_channel;
+  rq.rounding = c.rounding;
+  const int32_t* bias = c.with_bias ? b.bias : nullptr;
+
+  switch (c.op) {
+    case Op::kFcS8:
+    case Op::kFcS4: {
+      rt::FcParams p;
+      p.input_offset = c.input_offset;
+      p.filter_offset = c.filter_offset;
+      p.output_offset = c.output_offset;
+      p.act_min = c.act_min;
+      p.act_max = c.act_max;
+      if (c.op == Op::kFcS8) {
+        return rt::fully_connected_s8(ctx, p, rq, c.fc, b.input, b.weights, bias, b.output);
+      }
+      return rt::fully_connected_s4(ctx, p, rq, c.fc, b.input,
+                                    reinterpret_cast<const uint8_t*>(b.weights), bias, b.output);
+    }
+    case Op::kConv:
+    case Op::kDepthwise: {
+      rt::ConvParams p = c.conv_params;
+      p.input_offset = c.input_offset;
+      p.filter_offset = c.filter_offset;
+      p.output_offset = c.output_offset;
+      p.act_min = c.act_min;
+      p.act_max = c.act_max;
+      if (c.op == Op::kConv) {
+        return rt::conv2d_s8(ctx, p, rq, c.conv, b.input, b.weights, bias, b.output);
+      }
+      return rt::depthwise_conv2d_s8(ctx, p, rq, c.conv, b.input, b.weights, bias, b.output);
+    }
+    case Op::kGemmS32:
+      return rt::gemm_s8s8_s32(ctx, c.gemm, b.input, c.input_offset, b.weights, c.filter_offset,
+                               b.row_add, c.with_bias ? b.bias : nullptr, b.output32);
+  }
+  return rt::Status::kBadArgument;
+}
+
+// The bytes a case produced, for comparison.
+inline const uint8_t* case_output(const KernelCase& c, const KernelBuffers& b) {
+  return c.op == Op::kGemmS32 ? reinterpret_cast<const uint8_t*>(b.output32)
+                              : reinterpret_cast<const uint8_t*>(b.output);
+}
+
+// The paths to exercise on this build: every supported one except kAuto.
+constexpr rt::Path kPaths[] = {rt::Path::kReference,  rt::Path::kSmlad, rt::Path::kAvx2,
+                               rt::Path::kAvx512Vnni, rt::Path::kNeon,  rt::Path::kNeonDot};
+
+}  // namespace tq

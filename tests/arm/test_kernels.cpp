@@ -1,0 +1,58 @@
+// Every kernel on every path this target supports, against the outputs the host computed for the
+// same inputs (kernel_vectors.h; the host generator already required its reference, smlad
+// emulation and SIMD paths to agree) and against the reference path run on the target itself.
+// On a Cortex-M4 this means host emulation, host SIMD and the real SXTB16/SMLAD agree bit for bit.
+#include <cstdint>
+#include <cstring>
+
+#include "check.hpp"
+#include "kernel_cases.hpp"
+#include "kernel_vectors.h"
+
+namespace rt = tinyquant::rt;
+
+namespace {
+
+tq::KernelBuffers g_bufs;
+uint8_t g_reference[tq::kMaxBytes];
+
+int32_t first_difference(const uint8_t* a, const uint8_t* b, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) {
+    if (a[i] != b[i]) return i;
+  }
+  return -1;
+}
+
+}  // namespace
+
+int main() {
+  int paths_run = 0;
+  for (int ci = 0; ci < tq::kNumKernelCases; ++ci) {
+    const tq::KernelCase& c = tq::kKernelCases[ci];
+    const int32_t n = tq::output_bytes(c);
+    const uint8_t* host = kCaseOutput + kCaseOffset[ci];
+    TQ_CHECK_EQ(kCaseOffset[ci + 1] - kCaseOffset[ci], n, c.name);
+    TQ_CHECK_EQ(static_cast<int>(tq::run_case(c, rt::Path::kReference, g_bufs)), 0, c.name);
+    std::memcpy(g_reference, tq::case_output(c, g_bufs), static_cast<size_t>(n));
+    for (rt::Path p : tq::kPaths) {
+      if ((rt::supported_paths() & rt::path_bits(p)) == 0) continue;
+      ++paths_run;
+      const rt::Status st = tq::run_case(c, p, g_bufs);
+      if (!TQ_CHECK_EQ(static_cast<int>(st), 0, c.name)) continue;
+      const uint8_t* got = tq::case_output(c, g_bufs);
+      const int32_t vs_host = first_difference(got, host, n);
+      const int32_t vs_ref = first_difference(got, g_reference, n);
+      if (vs_host >= 0 || vs_ref >= 0) {
+        std::printf("%s, path %s: first byte differing from host %ld, from target reference %ld\n",
+                    c.name, rt::path_name(p), static_cast<long>(vs_host),
+                    static_cast<long>(vs_ref));
+      }
+      TQ_CHECK_EQ(vs_host, -1, "first byte differing from the host's output");
+      TQ_CHECK_EQ(vs_ref, -1, "first byte differing from the target's reference path");
+    }
+  }
+  std::printf("paths: %s default, supported mask 0x%lx, %d case-path runs\n",
+              rt::path_name(rt::default_path()), static_cast<unsigned long>(rt::supported_paths()),
+              paths_run);
+  return tq::finish("test_kernels");
+}
