@@ -6,6 +6,10 @@
 
 namespace tinyquant::rt::detail {
 
+void s8s8_gemm_2x2c4_smlad(const GemmS8Args& g);
+void s8s8_s32_gemm_2x2c4_smlad(const GemmS32Args& g);
+void s8_dwconv_1x1c2_smlad(const DepthwiseArgs& a);
+
 namespace {
 int32_t no_gemm_s8_scratch(int32_t, int32_t, int32_t, bool) {
   return 0;
@@ -15,7 +19,8 @@ int32_t no_gemm_s32_scratch(int32_t, int32_t, int32_t) {
 }
 
 constexpr PathKernels kSmladKernels = {
-    Path::kSmlad, nullptr, nullptr, nullptr, no_gemm_s8_scratch, no_gemm_s32_scratch,
+    Path::kSmlad,          s8s8_gemm_2x2c4_smlad, s8s8_s32_gemm_2x2c4_smlad,
+    s8_dwconv_1x1c2_smlad, no_gemm_s8_scratch,    no_gemm_s32_scratch,
 };
 }  // namespace
 
