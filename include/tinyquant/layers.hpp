@@ -1,0 +1,136 @@
+// Integer-only layers: float weights + quantization parameters in, runtime kernel arguments out.
+//
+// A layer is quantized once, at construction:
+//   weights     QTensor (int8, or int4 packed in the s4 nibble stream), symmetric per-channel
+//               along the output axis or per-tensor; int4 per-group runs the grouped kernel
+//   bias        int32 with scale input_scale * weight_scale[c] (round half away from zero)
+//   multiplier  rt::quantize_multiplier(input_scale * weight_scale[c] / output_scale), in double
+//   kernel sums for fully-connected layers the input offset is folded into the bias once:
+//               bias'[c] = bias[c] + input_offset * sum_k (w[c][k] + filter_offset)   (wraps)
+//               so the kernel runs with input_offset 0 (exact: all arithmetic is mod 2^32)
+// and then runs integer-only through tinyquant::rt. Activations are int8 affine per-tensor:
+// real = scale * (q - zero_point). A fused ReLU / ReLU6 becomes the act_min / act_max clamp.
+// Kernel errors surface as KernelError naming the layer, the argument and its value.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tinyquant/quant_params.hpp"
+#include "tinyquant/quantize.hpp"
+#include "tinyquant/rt/kernels.hpp"
+
+namespace tinyquant {
+
+// int8 affine per-tensor activation quantization.
+struct ActivationParams {
+  float scale = 1.0f;      // finite, > 0
+  int32_t zero_point = 0;  // [-128, 127]
+
+  // TFLite's choice for an observed range (widened to contain 0).
+  static ActivationParams from_range(float min, float max);
+  // Throws InvalidArgument naming `what` if scale or zero point is out of range.
+  void validate(const char* what) const;
+};
+
+enum class Activation : uint8_t { kNone = 0, kRelu = 1, kRelu6 = 2 };
+
+// act_min / act_max for an int8 output with these parameters.
+void activation_range(Activation act, const ActivationParams& out, int32_t* act_min,
+                      int32_t* act_max);
+
+// Quantizes one float (round half away from zero, saturating to int8).
+int8_t quantize_activation(float x, const ActivationParams& p);
+
+class QuantizedLinear {
+ public:
+  // weights [out_features][in_features] row-major float; bias [out_features] or null.
+  // weight_spec: bits 2..8; kSymmetric per-channel (axis 0) or per-tensor (affine allowed
+  // per-tensor); per-group along axis 1 with bits <= 4 uses the grouped int4 kernel.
+  QuantizedLinear(const float* weights, int64_t out_features, int64_t in_features,
+                  const float* bias, const QuantSpec& weight_spec, ActivationParams input,
+                  ActivationParams output, Activation act = Activation::kNone,
+                  rt::Rounding rounding = rt::Rounding::kDouble);
+  // From weights already quantized (e.g. pruned, or loaded from a model file).
+  QuantizedLinear(QTensor weights, const float* bias, ActivationParams input,
+                  ActivationParams output, Activation act = Activation::kNone,
+                  rt::Rounding rounding = rt::Rounding::kDouble);
+
+  // input [batch][in_features] int8, output [batch][out_features] int8.
+  void forward(const int8_t* input, int64_t batch, int8_t* output,
+               rt::Path path = rt::Path::kAuto) const;
+  std::vector<int8_t> forward(const std::vector<int8_t>& input,
+                              rt::Path path = rt::Path::kAuto) const;
+
+  int64_t in_features() const noexcept { return in_; }
+  int64_t out_features() const noexcept { return out_; }
+  const QTensor& weights() const noexcept { return weights_; }
+  const ActivationParams& input_params() const noexcept { return input_; }
+  const ActivationParams& output_params() const noexcept { return output_; }
+  // Per output channel: the bias the kernel sees (input offset folded in), multiplier, shift.
+  const std::vector<int32_t>& kernel_bias() const noexcept { return kernel_bias_; }
+  const std::vector<int32_t>& multipliers() const noexcept { return multipliers_; }
+  const std::vector<int32_t>& shifts() const noexcept { return shifts_; }
+  const std::vector<int32_t>& group_scales_q15() const noexcept { return group_scales_q15_; }
+  const rt::FcParams& kernel_params() const noexcept { return params_; }
+  // Bytes a device stores: weights + int32 bias + multipliers and shifts (+ group scales).
+  int64_t bytes() const;
+
+ private:
+  void build(const float* bias);
+
+  int64_t out_ = 0, in_ = 0;
+  QTensor weights_;
+  ActivationParams input_, output_;
+  Activation act_ = Activation::kNone;
+  rt::FcParams params_;
+  rt::Rounding rounding_ = rt::Rounding::kDouble;
+  std::vector<int32_t> kernel_bias_, multipliers_, shifts_;
+  std::vector<int32_t> group_scales_q15_;  // grouped weights only
+};
+
+enum class Padding : uint8_t { kValid = 0, kSame = 1 };
+
+struct Conv2dGeometry {
+  int32_t stride_h = 1, stride_w = 1;
+  int32_t dilation_h = 1, dilation_w = 1;
+  Padding padding = Padding::kSame;  // TFLite's SAME (extra pad bottom/right) or VALID
+  int32_t groups = 1;
+};
+
+class QuantizedConv2d {
+ public:
+  // weights OHWI [out_c][kh][kw][in_c / groups] float; bias [out_c] or null. Weights are
+  // quantized symmetric per output channel (weight_spec bits 8, or 4 for the s4 kernel).
+  QuantizedConv2d(const float* weights, int32_t out_c, int32_t kernel_h, int32_t kernel_w,
+                  int32_t in_c, const float* bias, const Conv2dGeometry& geometry,
+                  const QuantSpec& weight_spec, ActivationParams input, ActivationParams output,
+                  Activation act = Activation::kNone,
+                  rt::Rounding rounding = rt::Rounding::kDouble);
+
+  // Output extent for an input extent, per the geometry.
+  void output_size(int32_t in_h, int32_t in_w, int32_t* out_h, int32_t* out_w) const;
+  // input NHWC [batch][in_h][in_w][in_c] int8 -> output NHWC int8 (sized by output_size).
+  void forward(const int8_t* input, int32_t batch, int32_t in_h, int32_t in_w, int8_t* output,
+               rt::Path path = rt::Path::kAuto) const;
+
+  const QTensor& weights() const noexcept { return weights_; }
+  int64_t bytes() const;
+
+ private:
+  rt::ConvDims dims(int32_t batch, int32_t in_h, int32_t in_w) const;
+  rt::ConvParams params(int32_t in_h, int32_t in_w) const;
+
+  int32_t out_c_, kh_, kw_, in_c_;
+  Conv2dGeometry geo_;
+  QTensor weights_;
+  ActivationParams input_, output_;
+  int32_t act_min_ = -128, act_max_ = 127;
+  rt::Rounding rounding_;
+  std::vector<int32_t> bias_, multipliers_, shifts_;
+};
+
+// Throws KernelError("<op>: <status name> (<detail>)") unless st is ok.
+void check_kernel_status(rt::Status st, const char* op, const char* detail);
+
+}  // namespace tinyquant

@@ -1,0 +1,414 @@
+#include "tinyquant/layers.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+
+#include "detail/check.hpp"
+#include "tinyquant/rt/grouped.hpp"
+
+namespace tinyquant {
+
+using detail::fail;
+
+ActivationParams ActivationParams::from_range(float min, float max) {
+  const ScaleZeroPoint sz = choose_scale_zero_point(min, max, QuantSpec::int8_activations());
+  return ActivationParams{sz.scale, sz.zero_point};
+}
+
+void ActivationParams::validate(const char* what) const {
+  if (!std::isfinite(scale) || !(scale > 0.0f))
+    fail<InvalidArgument>("{}: activation scale = {} must be finite and > 0", what, scale);
+  if (zero_point < -128 || zero_point > 127)
+    fail<InvalidArgument>("{}: activation zero point = {} is outside [-128, 127]", what,
+                          zero_point);
+}
+
+void activation_range(Activation act, const ActivationParams& out, int32_t* act_min,
+                      int32_t* act_max) {
+  *act_min = -128;
+  *act_max = 127;
+  if (act == Activation::kRelu || act == Activation::kRelu6)
+    *act_min = std::max(-128, out.zero_point);
+  if (act == Activation::kRelu6) {
+    const double top = std::round(6.0 / static_cast<double>(out.scale)) + out.zero_point;
+    *act_max = static_cast<int32_t>(std::clamp(top, -128.0, 127.0));
+  }
+}
+
+int8_t quantize_activation(float x, const ActivationParams& p) {
+  const double q = std::round(static_cast<double>(x) / static_cast<double>(p.scale)) + p.zero_point;
+  return static_cast<int8_t>(std::clamp(q, -128.0, 127.0));
+}
+
+void check_kernel_status(rt::Status st, const char* op, const char* detail) {
+  if (st != rt::Status::kOk)
+    throw KernelError(st, fmt::format("{}: {} ({})", op, rt::status_name(st), detail));
+}
+
+namespace {
+
+void to_multipliers(const std::vector<double>& real, std::vector<int32_t>* mult,
+                    std::vector<int32_t>* shift, const char* what) {
+  mult->resize(real.size());
+  shift->resize(real.size());
+  for (size_t c = 0; c < real.size(); ++c) {
+    rt::QuantizedMultiplier qm;
+    const rt::Status st = rt::quantize_multiplier(real[c], &qm);
+    if (st != rt::Status::kOk)
+      fail<InvalidArgument>("{}: effective scale of channel {} = {} is not finite and >= 0", what,
+                            c, real[c]);
+    (*mult)[c] = qm.multiplier;
+    (*shift)[c] = qm.shift;
+  }
+}
+
+int32_t quantize_bias(float b, double scale, size_t c, const char* what) {
+  const double q = std::round(static_cast<double>(b) / scale);
+  if (!std::isfinite(q) || q < INT32_MIN || q > INT32_MAX)
+    fail<DataError>("{}: bias[{}] = {} does not fit int32 at scale {}", what, c, b, scale);
+  return static_cast<int32_t>(q);
+}
+
+}  // namespace
+
+QuantizedLinear::QuantizedLinear(const float* weights, int64_t out_features, int64_t in_features,
+                                 const float* bias, const QuantSpec& weight_spec,
+                                 ActivationParams input, ActivationParams output, Activation act,
+                                 rt::Rounding rounding)
+    : QuantizedLinear(
+          [&] {
+            if (weights == nullptr) fail<InvalidArgument>("QuantizedLinear: weights are null");
+            if (out_features < 1 || in_features < 1)
+              fail<ShapeError>("QuantizedLinear: weight shape [{}, {}] must be positive",
+                               out_features, in_features);
+            return quantize_weights(weights, Shape{out_features, in_features}, weight_spec);
+          }(),
+          bias, input, output, act, rounding) {}
+
+QuantizedLinear::QuantizedLinear(QTensor weights, const float* bias, ActivationParams input,
+                                 ActivationParams output, Activation act, rt::Rounding rounding)
+    : weights_(std::move(weights)), input_(input), output_(output), act_(act), rounding_(rounding) {
+  if (weights_.shape.size() != 2)
+    fail<ShapeError>("QuantizedLinear: weights must be 2-D [out, in], got shape {}",
+                     to_string(weights_.shape));
+  out_ = weights_.shape[0];
+  in_ = weights_.shape[1];
+  if (out_ < 1 || in_ < 1 || out_ > INT32_MAX || in_ > INT32_MAX || out_ * in_ > INT32_MAX)
+    fail<ShapeError>("QuantizedLinear: weight shape {} is empty or exceeds int32 kernel limits",
+                     to_string(weights_.shape));
+  weights_.params.validate(weights_.shape);
+  build(bias);
+}
+
+void QuantizedLinear::build(const float* bias) {
+  constexpr const char* kWhat = "QuantizedLinear";
+  input_.validate("QuantizedLinear input");
+  output_.validate("QuantizedLinear output");
+  const QuantSpec& spec = weights_.params.spec;
+  if (spec.bits == 16)
+    fail<InvalidArgument>("{}: 16-bit weights are not supported by the int8 kernels", kWhat);
+  const bool grouped = spec.granularity == Granularity::kPerGroup;
+  if (grouped && normalize_axis(spec.axis, weights_.shape, kWhat) != 1)
+    fail<InvalidArgument>("{}: per-group weights must be grouped along the input axis (1), got {}",
+                          kWhat, spec.axis);
+  if (spec.granularity == Granularity::kPerChannel &&
+      normalize_axis(spec.axis, weights_.shape, kWhat) != 0)
+    fail<InvalidArgument>("{}: per-channel weights must use the output axis (0), got {}", kWhat,
+                          spec.axis);
+  if (spec.granularity != Granularity::kPerTensor && spec.scheme != Scheme::kSymmetric)
+    fail<InvalidArgument>(
+        "{}: {} weights must be symmetric (zero point 0): the kernels take one filter offset",
+        kWhat, to_string(spec.granularity));
+
+  const std::vector<float>& ws = weights_.params.scales;
+  const size_t out = static_cast<size_t>(out_);
+  const int64_t groups = grouped ? param_layout(spec, weights_.shape).groups : 1;
+  // Per output channel: the scale the accumulator carries (the row's largest group scale).
+  std::vector<double> row_scale(out);
+  for (size_t c = 0; c < out; ++c) {
+    if (spec.granularity == Granularity::kPerTensor) {
+      row_scale[c] = ws[0];
+    } else if (!grouped) {
+      row_scale[c] = ws[c];
+    } else {
+      double m = 0.0;
+      for (int64_t g = 0; g < groups; ++g)
+        m = std::max(
+            m, static_cast<double>(ws[c * static_cast<size_t>(groups) + static_cast<size_t>(g)]));
+      row_scale[c] = m;
+    }
+  }
+  if (grouped) {
+    group_scales_q15_.resize(out * static_cast<size_t>(groups));
+    for (size_t c = 0; c < out; ++c)
+      for (int64_t g = 0; g < groups; ++g) {
+        const size_t i = c * static_cast<size_t>(groups) + static_cast<size_t>(g);
+        const double r = std::round(static_cast<double>(ws[i]) / row_scale[c] * 32768.0);
+        group_scales_q15_[i] = static_cast<int32_t>(std::clamp(r, 1.0, 32768.0));
+      }
+  }
+
+  params_ = rt::FcParams{};
+  params_.input_offset = -input_.zero_point;
+  params_.filter_offset =
+      spec.granularity == Granularity::kPerTensor ? -weights_.params.zero_points[0] : 0;
+  params_.output_offset = output_.zero_point;
+  activation_range(act_, output_, &params_.act_min, &params_.act_max);
+
+  std::vector<double> real(out);
+  for (size_t c = 0; c < out; ++c)
+    real[c] = static_cast<double>(input_.scale) * row_scale[c] / static_cast<double>(output_.scale);
+  to_multipliers(real, &multipliers_, &shifts_, kWhat);
+
+  kernel_bias_.assign(out, 0);
+  if (bias != nullptr) {
+    detail::check_finite(bias, out_, "QuantizedLinear bias");
+    for (size_t c = 0; c < out; ++c)
+      kernel_bias_[c] =
+          quantize_bias(bias[c], static_cast<double>(input_.scale) * row_scale[c], c, kWhat);
+  }
+  // Sub-8-bit weights stored one per byte (bits 5..7) run through the int8 kernel as they are;
+  // bits <= 4 are nibble-packed and run through the s4 kernels.
+  std::vector<int8_t> unpacked;
+  if (spec.bits <= 4) unpacked = unpack_int4(weights_.data, weights_.numel());
+  // Fold the input offset into the bias (kernel sums), except for grouped rows, whose per-group
+  // ratios make the fold inexact; those keep input_offset in the kernel.
+  if (!grouped && params_.input_offset != 0) {
+    for (size_t c = 0; c < out; ++c) {
+      int32_t sum = 0;
+      for (int64_t k = 0; k < in_; ++k) {
+        const int64_t i = static_cast<int64_t>(c) * in_ + k;
+        const int32_t w = spec.bits <= 4
+                              ? unpacked[static_cast<size_t>(i)]
+                              : static_cast<int8_t>(weights_.data[static_cast<size_t>(i)]);
+        sum = rt::wrap_add(sum, w + params_.filter_offset);
+      }
+      kernel_bias_[c] = rt::wrap_add(kernel_bias_[c], rt::wrap_mul(params_.input_offset, sum));
+    }
+    params_.input_offset = 0;
+  }
+}
+
+void QuantizedLinear::forward(const int8_t* input, int64_t batch, int8_t* output,
+                              rt::Path path) const {
+  if (input == nullptr || output == nullptr)
+    fail<InvalidArgument>("QuantizedLinear::forward: input or output is null");
+  if (batch < 1 || batch * std::max(in_, out_) > INT32_MAX)
+    fail<ShapeError>("QuantizedLinear::forward: batch = {} must be in [1, {}]", batch,
+                     INT32_MAX / std::max(in_, out_));
+  const QuantSpec& spec = weights_.params.spec;
+  const bool per_tensor = spec.granularity == Granularity::kPerTensor;
+  rt::Requant rq;
+  rq.multiplier = multipliers_.data();
+  rq.shift = shifts_.data();
+  rq.per_channel = !per_tensor;
+  rq.rounding = rounding_;
+  const rt::FcDims dims{static_cast<int32_t>(batch), static_cast<int32_t>(in_),
+                        static_cast<int32_t>(out_)};
+  rt::Context ctx;
+  ctx.path = path;
+  std::vector<uint8_t> scratch;
+  rt::Status st;
+  if (spec.granularity == Granularity::kPerGroup) {
+    rt::GroupScales gs;
+    gs.group_size = static_cast<int32_t>(spec.group_size);
+    gs.ratio_q15 = group_scales_q15_.data();
+    st = spec.bits <= 4
+             ? rt::fully_connected_s4_grouped(ctx, params_, rq, dims, gs, input,
+                                              weights_.data.data(), kernel_bias_.data(), output)
+             : rt::fully_connected_s8_grouped(ctx, params_, rq, dims, gs, input,
+                                              reinterpret_cast<const int8_t*>(weights_.data.data()),
+                                              kernel_bias_.data(), output);
+  } else if (spec.bits <= 4) {
+    scratch.resize(static_cast<size_t>(rt::fully_connected_s4_scratch_size(dims, path)));
+    ctx.scratch = scratch.data();
+    ctx.scratch_size = static_cast<int32_t>(scratch.size());
+    st = rt::fully_connected_s4(ctx, params_, rq, dims, input, weights_.data.data(),
+                                kernel_bias_.data(), output);
+  } else {
+    scratch.resize(static_cast<size_t>(rt::fully_connected_s8_scratch_size(dims, path)));
+    ctx.scratch = scratch.data();
+    ctx.scratch_size = static_cast<int32_t>(scratch.size());
+    st = rt::fully_connected_s8(ctx, params_, rq, dims, input,
+                                reinterpret_cast<const int8_t*>(weights_.data.data()),
+                                kernel_bias_.data(), output);
+  }
+  const std::string where =
+      fmt::format("layer [{} x {}], batch {}, path {}", out_, in_, batch, rt::path_name(path));
+  check_kernel_status(st, "QuantizedLinear::forward", where.c_str());
+}
+
+std::vector<int8_t> QuantizedLinear::forward(const std::vector<int8_t>& input,
+                                             rt::Path path) const {
+  if (input.empty() || static_cast<int64_t>(input.size()) % in_ != 0)
+    fail<ShapeError>(
+        "QuantizedLinear::forward: input has {} values, not a positive multiple of "
+        "in_features = {}",
+        input.size(), in_);
+  const int64_t batch = static_cast<int64_t>(input.size()) / in_;
+  std::vector<int8_t> out(static_cast<size_t>(batch * out_));
+  forward(input.data(), batch, out.data(), path);
+  return out;
+}
+
+int64_t QuantizedLinear::bytes() const {
+  return static_cast<int64_t>(weights_.data.size()) +
+         4 * static_cast<int64_t>(kernel_bias_.size() + multipliers_.size() + shifts_.size()) +
+         4 * static_cast<int64_t>(group_scales_q15_.size());
+}
+
+// ---------------------------------------------------------------------------------------------
+
+QuantizedConv2d::QuantizedConv2d(const float* weights, int32_t out_c, int32_t kernel_h,
+                                 int32_t kernel_w, int32_t in_c, const float* bias,
+                                 const Conv2dGeometry& geometry, const QuantSpec& weight_spec,
+                                 ActivationParams input, ActivationParams output, Activation act,
+                                 rt::Rounding rounding)
+    : out_c_(out_c),
+      kh_(kernel_h),
+      kw_(kernel_w),
+      in_c_(in_c),
+      geo_(geometry),
+      input_(input),
+      output_(output),
+      rounding_(rounding) {
+  constexpr const char* kWhat = "QuantizedConv2d";
+  if (weights == nullptr) fail<InvalidArgument>("{}: weights are null", kWhat);
+  if (out_c < 1 || kernel_h < 1 || kernel_w < 1 || in_c < 1)
+    fail<ShapeError>("{}: out_c {}, kernel {}x{}, in_c {} must all be >= 1", kWhat, out_c, kernel_h,
+                     kernel_w, in_c);
+  if (geo_.groups < 1 || in_c % geo_.groups != 0 || out_c % geo_.groups != 0)
+    fail<InvalidArgument>("{}: groups = {} must be >= 1 and divide in_c = {} and out_c = {}", kWhat,
+                          geo_.groups, in_c, out_c);
+  if (geo_.stride_h < 1 || geo_.stride_w < 1 || geo_.dilation_h < 1 || geo_.dilation_w < 1)
+    fail<InvalidArgument>("{}: stride {}x{} and dilation {}x{} must be >= 1", kWhat, geo_.stride_h,
+                          geo_.stride_w, geo_.dilation_h, geo_.dilation_w);
+  input_.validate("QuantizedConv2d input");
+  output_.validate("QuantizedConv2d output");
+  QuantSpec spec = weight_spec;
+  if (spec.bits != 8 && spec.bits != 4)
+    fail<InvalidArgument>("{}: weight bits = {} (the conv kernels take 8 or 4)", kWhat, spec.bits);
+  if (spec.granularity == Granularity::kPerGroup)
+    fail<InvalidArgument>("{}: per-group weights are not supported for convolution", kWhat);
+  if (spec.granularity == Granularity::kPerChannel) spec.axis = 0;
+  if (spec.scheme != Scheme::kSymmetric)
+    fail<InvalidArgument>("{}: conv weights must be symmetric (zero point 0)", kWhat);
+  const Shape shape{out_c, kernel_h, kernel_w, in_c / geo_.groups};
+  weights_ = quantize_weights(weights, shape, spec);
+
+  std::vector<double> real(static_cast<size_t>(out_c));
+  for (size_t c = 0; c < real.size(); ++c) {
+    const float ws = weights_.params.scales[spec.granularity == Granularity::kPerTensor ? 0 : c];
+    real[c] = static_cast<double>(input_.scale) * ws / static_cast<double>(output_.scale);
+  }
+  to_multipliers(real, &multipliers_, &shifts_, kWhat);
+  bias_.assign(real.size(), 0);
+  if (bias != nullptr) {
+    detail::check_finite(bias, out_c, "QuantizedConv2d bias");
+    for (size_t c = 0; c < real.size(); ++c) {
+      const float ws = weights_.params.scales[spec.granularity == Granularity::kPerTensor ? 0 : c];
+      bias_[c] = quantize_bias(bias[c], static_cast<double>(input_.scale) * ws, c, kWhat);
+    }
+  }
+  if (spec.granularity == Granularity::kPerTensor) {
+    multipliers_.assign(multipliers_.size(), multipliers_[0]);
+    shifts_.assign(shifts_.size(), shifts_[0]);
+  }
+  activation_range(act, output_, &act_min_, &act_max_);
+}
+
+void QuantizedConv2d::output_size(int32_t in_h, int32_t in_w, int32_t* out_h,
+                                  int32_t* out_w) const {
+  const int64_t eff_h = int64_t{kh_ - 1} * geo_.dilation_h + 1;
+  const int64_t eff_w = int64_t{kw_ - 1} * geo_.dilation_w + 1;
+  int64_t oh, ow;
+  if (geo_.padding == Padding::kSame) {
+    oh = (int64_t{in_h} + geo_.stride_h - 1) / geo_.stride_h;
+    ow = (int64_t{in_w} + geo_.stride_w - 1) / geo_.stride_w;
+  } else {
+    oh = in_h >= eff_h ? (in_h - eff_h) / geo_.stride_h + 1 : 0;
+    ow = in_w >= eff_w ? (in_w - eff_w) / geo_.stride_w + 1 : 0;
+  }
+  if (in_h < 1 || in_w < 1 || oh < 1 || ow < 1)
+    fail<ShapeError>(
+        "QuantizedConv2d: input {}x{} gives an empty output for a {}x{} kernel "
+        "(dilation {}x{}, stride {}x{})",
+        in_h, in_w, kh_, kw_, geo_.dilation_h, geo_.dilation_w, geo_.stride_h, geo_.stride_w);
+  *out_h = static_cast<int32_t>(oh);
+  *out_w = static_cast<int32_t>(ow);
+}
+
+rt::ConvDims QuantizedConv2d::dims(int32_t batch, int32_t in_h, int32_t in_w) const {
+  rt::ConvDims d;
+  d.batch = batch;
+  d.in_h = in_h;
+  d.in_w = in_w;
+  d.in_c = in_c_;
+  d.kernel_h = kh_;
+  d.kernel_w = kw_;
+  output_size(in_h, in_w, &d.out_h, &d.out_w);
+  d.out_c = out_c_;
+  return d;
+}
+
+rt::ConvParams QuantizedConv2d::params(int32_t in_h, int32_t in_w) const {
+  rt::ConvParams p;
+  p.input_offset = -input_.zero_point;
+  p.output_offset = output_.zero_point;
+  p.stride_h = geo_.stride_h;
+  p.stride_w = geo_.stride_w;
+  p.dilation_h = geo_.dilation_h;
+  p.dilation_w = geo_.dilation_w;
+  p.groups = geo_.groups;
+  p.act_min = act_min_;
+  p.act_max = act_max_;
+  if (geo_.padding == Padding::kSame) {
+    int32_t oh, ow;
+    output_size(in_h, in_w, &oh, &ow);
+    const int64_t eff_h = int64_t{kh_ - 1} * geo_.dilation_h + 1;
+    const int64_t eff_w = int64_t{kw_ - 1} * geo_.dilation_w + 1;
+    const int64_t pad_h = std::max<int64_t>(0, int64_t{oh - 1} * geo_.stride_h + eff_h - in_h);
+    const int64_t pad_w = std::max<int64_t>(0, int64_t{ow - 1} * geo_.stride_w + eff_w - in_w);
+    p.pad_top = static_cast<int32_t>(pad_h / 2);  // TFLite: the extra row goes to the bottom
+    p.pad_left = static_cast<int32_t>(pad_w / 2);
+  }
+  return p;
+}
+
+void QuantizedConv2d::forward(const int8_t* input, int32_t batch, int32_t in_h, int32_t in_w,
+                              int8_t* output, rt::Path path) const {
+  if (input == nullptr || output == nullptr)
+    fail<InvalidArgument>("QuantizedConv2d::forward: input or output is null");
+  if (batch < 1) fail<ShapeError>("QuantizedConv2d::forward: batch = {} must be >= 1", batch);
+  const rt::ConvDims d = dims(batch, in_h, in_w);
+  const rt::ConvParams p = params(in_h, in_w);
+  rt::Requant rq;
+  rq.multiplier = multipliers_.data();
+  rq.shift = shifts_.data();
+  rq.per_channel = true;
+  rq.rounding = rounding_;
+  rt::Context ctx;
+  ctx.path = path;
+  const bool s4 = weights_.params.spec.bits == 4;
+  std::vector<uint8_t> scratch(static_cast<size_t>(s4 ? rt::conv2d_s4_scratch_size(p, d, path)
+                                                      : rt::conv2d_s8_scratch_size(p, d, path)));
+  ctx.scratch = scratch.data();
+  ctx.scratch_size = static_cast<int32_t>(scratch.size());
+  const rt::Status st =
+      s4 ? rt::conv2d_s4(ctx, p, rq, d, input, weights_.data.data(), bias_.data(), output)
+         : rt::conv2d_s8(ctx, p, rq, d, input,
+                         reinterpret_cast<const int8_t*>(weights_.data.data()), bias_.data(),
+                         output);
+  const std::string where = fmt::format("input {}x{}x{}x{}, kernel {}x{}, out_c {}, path {}", batch,
+                                        in_h, in_w, in_c_, kh_, kw_, out_c_, rt::path_name(path));
+  check_kernel_status(st, "QuantizedConv2d::forward", where.c_str());
+}
+
+int64_t QuantizedConv2d::bytes() const {
+  return static_cast<int64_t>(weights_.data.size()) +
+         4 * static_cast<int64_t>(bias_.size() + multipliers_.size() + shifts_.size());
+}
+
+}  // namespace tinyquant

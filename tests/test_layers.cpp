@@ -1,0 +1,312 @@
+// Integer-only layers against (1) the kernel formula evaluated in plain int64 loops here, from the
+// layer's quantized weights and independently derived bias / multipliers, bit for bit, and (2)
+// the float layer they approximate, within a few output steps.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "tinyquant/error.hpp"
+#include "tinyquant/layers.hpp"
+#include "tinyquant/rt/fixed_point.hpp"
+#include "tinyquant/rt/grouped.hpp"
+
+using namespace tinyquant;
+namespace rt = tinyquant::rt;
+
+namespace {
+
+std::vector<float> randn(size_t n, float sigma, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, sigma);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+std::vector<uint32_t> path_list() {
+  std::vector<uint32_t> out;
+  for (uint32_t b = 1; b != 0 && b <= (1u << 5); b <<= 1)
+    if ((rt::supported_paths() & b) != 0) out.push_back(b);
+  return out;
+}
+
+int32_t requant_oracle_inputs(double real, int32_t* mult) {
+  rt::QuantizedMultiplier qm;
+  EXPECT_EQ(rt::quantize_multiplier(real, &qm), rt::Status::kOk);
+  *mult = qm.multiplier;
+  return qm.shift;
+}
+
+// Expected int8 output of a per-channel / per-tensor linear layer from its definition.
+std::vector<int8_t> linear_oracle(const QuantizedLinear& l, const std::vector<int8_t>& x,
+                                  int64_t batch, const std::vector<float>& bias, Activation act) {
+  const int64_t in = l.in_features(), out = l.out_features();
+  const QTensor& w = l.weights();
+  const bool per_tensor = w.params.spec.granularity == Granularity::kPerTensor;
+  const int32_t wzp = w.params.zero_points[0];
+  int32_t amin = -128, amax = 127;
+  const ActivationParams op = l.output_params(), ip = l.input_params();
+  if (act != Activation::kNone) amin = std::max(-128, op.zero_point);
+  std::vector<int8_t> y(static_cast<size_t>(batch * out));
+  for (int64_t c = 0; c < out; ++c) {
+    const double ws = w.params.scales[per_tensor ? 0 : static_cast<size_t>(c)];
+    int32_t mult = 0;
+    const int32_t shift = requant_oracle_inputs(ip.scale * ws / op.scale, &mult);
+    const int64_t bq =
+        bias.empty() ? 0 : std::llround(bias[static_cast<size_t>(c)] / (ip.scale * ws));
+    for (int64_t b = 0; b < batch; ++b) {
+      int64_t acc = bq;
+      for (int64_t k = 0; k < in; ++k)
+        acc += int64_t{x[static_cast<size_t>(b * in + k)] - ip.zero_point} *
+               (w.value(c * in + k) - (per_tensor ? wzp : 0));
+      int32_t v = rt::requantize(static_cast<int32_t>(acc), mult, shift) + op.zero_point;
+      y[static_cast<size_t>(b * out + c)] = static_cast<int8_t>(std::clamp(v, amin, amax));
+    }
+  }
+  return y;
+}
+
+}  // namespace
+
+TEST(QuantizedLinear, MatchesFormulaOnEveryPath) {
+  const int64_t out = 37, in = 83, batch = 3;
+  const std::vector<float> w = randn(static_cast<size_t>(out * in), 0.1f, 1);
+  const std::vector<float> bias = randn(static_cast<size_t>(out), 0.5f, 2);
+  std::vector<int8_t> x(static_cast<size_t>(batch * in));
+  std::mt19937 rng(3);
+  for (int8_t& v : x) v = static_cast<int8_t>(static_cast<int>(rng() % 256) - 128);
+  const ActivationParams ip{0.05f, -7}, op{0.08f, 11};
+  struct Case {
+    QuantSpec spec;
+    Activation act;
+  };
+  QuantSpec pt;  // int8 affine per-tensor weights: exercises filter_offset
+  QuantSpec w4 = QuantSpec::int8_weights_per_channel(0);
+  w4.bits = 4;
+  const Case cases[] = {{QuantSpec::int8_weights_per_channel(0), Activation::kNone},
+                        {QuantSpec::int8_weights_per_channel(0), Activation::kRelu},
+                        {pt, Activation::kNone},
+                        {w4, Activation::kRelu}};
+  for (const Case& cs : cases) {
+    const QuantizedLinear layer(w.data(), out, in, bias.data(), cs.spec, ip, op, cs.act);
+    const std::vector<int8_t> want = linear_oracle(layer, x, batch, bias, cs.act);
+    for (uint32_t p : path_list()) {
+      EXPECT_EQ(layer.forward(x, static_cast<rt::Path>(p)), want)
+          << "bits " << cs.spec.bits << " " << to_string(cs.spec.granularity) << " path "
+          << rt::path_name(static_cast<rt::Path>(p));
+    }
+  }
+}
+
+TEST(QuantizedLinear, ApproximatesTheFloatLayer) {
+  const int64_t out = 64, in = 200;
+  const std::vector<float> w = randn(static_cast<size_t>(out * in), 0.07f, 5);
+  const std::vector<float> bias = randn(static_cast<size_t>(out), 0.1f, 6);
+  const std::vector<float> xf = randn(static_cast<size_t>(in), 1.0f, 7);
+  float lo = 0, hi = 0;
+  for (int64_t c = 0; c < out; ++c) {
+    double s = bias[static_cast<size_t>(c)];
+    for (int64_t k = 0; k < in; ++k)
+      s += double{w[static_cast<size_t>(c * in + k)]} * xf[static_cast<size_t>(k)];
+    lo = std::min(lo, static_cast<float>(s));
+    hi = std::max(hi, static_cast<float>(s));
+  }
+  const ActivationParams ip = ActivationParams::from_range(*std::min_element(xf.begin(), xf.end()),
+                                                           *std::max_element(xf.begin(), xf.end()));
+  const ActivationParams op = ActivationParams::from_range(1.5f * lo, 1.5f * hi);  // no clipping
+  std::vector<int8_t> xq(xf.size());
+  for (size_t i = 0; i < xf.size(); ++i) xq[i] = quantize_activation(xf[i], ip);
+  // Against the float layer evaluated with the layer's own dequantized weights and inputs, only
+  // the bias, requantization and (grouped) Q15 ratio roundings remain: about one output step.
+  QuantSpec g4 = QuantSpec::int4_per_group(32, 1);
+  for (const QuantSpec& spec : {QuantSpec::int8_weights_per_channel(0), g4}) {
+    const QuantizedLinear layer(w.data(), out, in, bias.data(), spec, ip, op);
+    const std::vector<float> wd = dequantize(layer.weights());
+    const std::vector<int8_t> y = layer.forward(xq);
+    double worst = 0;
+    for (int64_t c = 0; c < out; ++c) {
+      double s = bias[static_cast<size_t>(c)];
+      for (int64_t k = 0; k < in; ++k)
+        s += double{wd[static_cast<size_t>(c * in + k)]} * ip.scale *
+             (xq[static_cast<size_t>(k)] - ip.zero_point);
+      const double got = double{op.scale} * (y[static_cast<size_t>(c)] - op.zero_point);
+      worst = std::max(worst, std::fabs(got - s) / op.scale);
+    }
+    EXPECT_LT(worst, 0.6) << to_string(spec.granularity) << " bits " << spec.bits;
+  }
+}
+
+TEST(QuantizedLinear, GroupedMatchesItsDefinition) {
+  const int64_t out = 9, in = 70, batch = 2;  // groups of 32: 32 + 32 + 6
+  const std::vector<float> w = randn(static_cast<size_t>(out * in), 0.2f, 8);
+  const ActivationParams ip{0.03f, 5}, op{0.2f, -3};
+  std::vector<int8_t> x(static_cast<size_t>(batch * in));
+  std::mt19937 rng(9);
+  for (int8_t& v : x) v = static_cast<int8_t>(static_cast<int>(rng() % 256) - 128);
+  const QuantizedLinear layer(w.data(), out, in, nullptr, QuantSpec::int4_per_group(32, 1), ip, op);
+  const QTensor& q = layer.weights();
+  const std::vector<int8_t> y = layer.forward(x);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t c = 0; c < out; ++c) {
+      double row_max = 0;
+      for (int g = 0; g < 3; ++g)
+        row_max = std::max(row_max, double{q.params.scales[static_cast<size_t>(c * 3 + g)]});
+      int64_t total = 0;
+      for (int g = 0; g < 3; ++g) {
+        int64_t acc = 0;
+        for (int64_t k = g * 32; k < std::min<int64_t>(in, (g + 1) * 32); ++k)
+          acc += int64_t{x[static_cast<size_t>(b * in + k)] - ip.zero_point} * q.value(c * in + k);
+        const int64_t r =
+            std::llround(q.params.scales[static_cast<size_t>(c * 3 + g)] / row_max * 32768.0);
+        total += acc * r;
+      }
+      const int32_t t = static_cast<int32_t>((total + (1 << 14)) >> 15);
+      int32_t mult = 0;
+      const int32_t shift = requant_oracle_inputs(ip.scale * row_max / op.scale, &mult);
+      const int32_t v = std::clamp(rt::requantize(t, mult, shift) + op.zero_point, -128, 127);
+      EXPECT_EQ(y[static_cast<size_t>(b * out + c)], v) << "b " << b << " c " << c;
+    }
+}
+
+TEST(QuantizedConv2d, MatchesDirectIntegerConvolution) {
+  const int32_t oc = 6, kh = 3, kw = 3, ic = 4, h = 7, wd = 6, batch = 2;
+  Conv2dGeometry geo;
+  geo.stride_h = 2;
+  geo.padding = Padding::kSame;
+  const std::vector<float> w = randn(static_cast<size_t>(oc * kh * kw * ic), 0.2f, 10);
+  const std::vector<float> bias = randn(static_cast<size_t>(oc), 0.3f, 11);
+  const ActivationParams ip{0.04f, -20}, op{0.1f, 4};
+  const QuantizedConv2d conv(w.data(), oc, kh, kw, ic, bias.data(), geo,
+                             QuantSpec::int8_weights_per_channel(0), ip, op, Activation::kRelu);
+  int32_t oh = 0, ow = 0;
+  conv.output_size(h, wd, &oh, &ow);
+  EXPECT_EQ(oh, 4);  // ceil(7 / 2)
+  EXPECT_EQ(ow, 6);
+  std::vector<int8_t> x(static_cast<size_t>(batch * h * wd * ic));
+  std::mt19937 rng(12);
+  for (int8_t& v : x) v = static_cast<int8_t>(static_cast<int>(rng() % 256) - 128);
+  // TFLite SAME: total padding (oh - 1) * s + k - h = 3 * 2 + 3 - 7 = 2 rows, 1 on top.
+  const int pad_top = 1, pad_left = 1;
+  const QTensor& q = conv.weights();
+  for (uint32_t p : path_list()) {
+    std::vector<int8_t> y(static_cast<size_t>(batch * oh * ow * oc));
+    conv.forward(x.data(), batch, h, wd, y.data(), static_cast<rt::Path>(p));
+    for (int b = 0; b < batch; ++b)
+      for (int oy = 0; oy < oh; ++oy)
+        for (int ox = 0; ox < ow; ++ox)
+          for (int c = 0; c < oc; ++c) {
+            const double ws = q.params.scales[static_cast<size_t>(c)];
+            int64_t acc = std::llround(bias[static_cast<size_t>(c)] / (ip.scale * ws));
+            for (int ky = 0; ky < kh; ++ky)
+              for (int kx = 0; kx < kw; ++kx) {
+                const int iy = oy * 2 - pad_top + ky, ix = ox - pad_left + kx;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;  // padding adds nothing
+                for (int ci = 0; ci < ic; ++ci)
+                  acc += int64_t{x[static_cast<size_t>(((b * h + iy) * wd + ix) * ic + ci)] -
+                                 ip.zero_point} *
+                         q.value(((c * kh + ky) * kw + kx) * ic + ci);
+              }
+            int32_t mult = 0;
+            const int32_t shift = requant_oracle_inputs(ip.scale * ws / op.scale, &mult);
+            const int32_t v =
+                std::clamp(rt::requantize(static_cast<int32_t>(acc), mult, shift) + op.zero_point,
+                           std::max(-128, op.zero_point), 127);
+            ASSERT_EQ(y[static_cast<size_t>(((b * oh + oy) * ow + ox) * oc + c)], v)
+                << "path " << rt::path_name(static_cast<rt::Path>(p)) << " at " << b << "," << oy
+                << "," << ox << "," << c;
+          }
+  }
+}
+
+TEST(Layers, BadArguments) {
+  const std::vector<float> w(12, 0.5f);
+  const ActivationParams ok{0.1f, 0};
+  auto expect_msg = [](auto fn, const char* text) {
+    try {
+      fn();
+      ADD_FAILURE() << "no exception, expected: " << text;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  expect_msg(
+      [&] {
+        QuantizedLinear(w.data(), 3, 4, nullptr, QuantSpec{}, {0.0f, 0}, ok);
+      },
+      "activation scale = 0");
+  expect_msg(
+      [&] {
+        QuantizedLinear(w.data(), 3, 4, nullptr, QuantSpec{}, ok, {0.1f, 300});
+      },
+      "zero point = 300");
+  QuantSpec affine_pc = QuantSpec::int8_weights_per_channel(0);
+  affine_pc.scheme = Scheme::kAffine;
+  expect_msg([&] { QuantizedLinear(w.data(), 3, 4, nullptr, affine_pc, ok, ok); },
+             "must be symmetric");
+  expect_msg([&] { QuantizedLinear(w.data(), 0, 4, nullptr, QuantSpec{}, ok, ok); },
+             "must be positive");
+  const QuantizedLinear l(w.data(), 3, 4, nullptr, QuantSpec::int8_weights_per_channel(0), ok, ok);
+  expect_msg([&] { l.forward(std::vector<int8_t>(5)); }, "not a positive multiple");
+  Conv2dGeometry g;
+  g.groups = 3;
+  expect_msg(
+      [&] {
+        QuantizedConv2d(w.data(), 2, 1, 1, 4, nullptr, g, QuantSpec::int8_weights_per_channel(0),
+                        ok, ok);
+      },
+      "groups = 3");
+  g.groups = 1;
+  g.padding = Padding::kValid;
+  const QuantizedConv2d c(w.data(), 3, 2, 2, 1, nullptr, g, QuantSpec::int8_weights_per_channel(0),
+                          ok, ok);
+  int32_t oh, ow;
+  expect_msg([&] { c.output_size(1, 5, &oh, &ow); }, "empty output");
+  // A runtime status surfaces as KernelError naming the status.
+  try {
+    check_kernel_status(rt::Status::kBadShift, "op", "shift[2] = 40");
+    FAIL();
+  } catch (const KernelError& e) {
+    EXPECT_EQ(e.status(), rt::Status::kBadShift);
+    EXPECT_NE(std::string(e.what()).find("bad_shift (shift[2] = 40)"), std::string::npos);
+  }
+}
+
+TEST(GroupedKernel, RejectsBadArgumentsAndLeavesOutputAlone) {
+  const int8_t x[4] = {1, 2, 3, 4};
+  const uint8_t w[2] = {0x21, 0x43};  // 1, 2, 3, 4
+  int32_t ratio[2] = {32768, 16384};
+  const int32_t mult = 1 << 30, shift = 0;
+  rt::Requant rq;
+  rq.multiplier = &mult;
+  rq.shift = &shift;
+  rt::GroupScales gs{2, ratio};
+  const rt::FcDims dims{1, 4, 1};
+  int8_t y = 99;
+  const rt::Context ctx;
+  // Group 0: 1*1 + 2*2 = 5 at ratio 1; group 1: 3*3 + 4*4 = 25 at ratio 1/2. t = 5 + 12.5 = 17.5,
+  // rounded half up to 18; the multiplier 2^30 with shift 0 is 0.5, so the output is 9.
+  ASSERT_EQ(rt::fully_connected_s4_grouped(ctx, rt::FcParams{}, rq, dims, gs, x, w, nullptr, &y),
+            rt::Status::kOk);
+  EXPECT_EQ(y, 9);
+  y = 99;
+  gs.group_size = 0;
+  EXPECT_EQ(rt::fully_connected_s4_grouped(ctx, rt::FcParams{}, rq, dims, gs, x, w, nullptr, &y),
+            rt::Status::kBadArgument);
+  gs.group_size = 2;
+  ratio[1] = 0;
+  EXPECT_EQ(rt::fully_connected_s4_grouped(ctx, rt::FcParams{}, rq, dims, gs, x, w, nullptr, &y),
+            rt::Status::kBadArgument);
+  ratio[1] = 40000;
+  EXPECT_EQ(rt::fully_connected_s4_grouped(ctx, rt::FcParams{}, rq, dims, gs, x, w, nullptr, &y),
+            rt::Status::kBadArgument);
+  ratio[1] = 1;
+  EXPECT_EQ(
+      rt::fully_connected_s4_grouped(ctx, rt::FcParams{}, rq, dims, gs, x, nullptr, nullptr, &y),
+      rt::Status::kNullPointer);
+  gs.ratio_q15 = nullptr;
+  EXPECT_EQ(rt::fully_connected_s4_grouped(ctx, rt::FcParams{}, rq, dims, gs, x, w, nullptr, &y),
+            rt::Status::kNullPointer);
+  EXPECT_EQ(y, 99);
+}
