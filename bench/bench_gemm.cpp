@@ -1,0 +1,366 @@
+// Integer GEMM throughput (GOP/s = 2 * M * N * K per call) of tinyquant's paths against peers
+// built into the same binary when CMake found them: gemmlowp (uint8, offsets, fixed-point
+// output pipeline), oneDNN (s8 x s8 -> s32 matmul, weights reordered once), Eigen (int32 product
+// of int8-cast data; float product as yardstick) and OpenBLAS (sgemm, float yardstick).
+// Shapes are M x K x N; tinyquant rows are fully_connected_s8 (int8 out, per-channel
+// requantization), its prepacked form, and gemm_s8s8_s32 (raw int32).
+// After the run a table of ratios (best tinyquant row / peer) for each shape is printed.
+// TINYQUANT_BENCH_SMOKE=1 caps every dimension at 32 so the CTest smoke run is quick.
+#include <benchmark/benchmark.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tinyquant/parallel.hpp"
+#include "tinyquant/rt/kernels.hpp"
+#include "tinyquant/rt/prepack.hpp"
+
+#if defined(TINYQUANT_HAVE_GEMMLOWP)
+#include <gemmlowp/public/gemmlowp.h>
+#endif
+#if defined(TINYQUANT_HAVE_DNNL)
+#include <omp.h>
+
+#include <dnnl.hpp>
+#endif
+#if defined(TINYQUANT_HAVE_OPENBLAS)
+#include <cblas.h>
+extern "C" void openblas_set_num_threads(int);
+#endif
+
+namespace rt = tinyquant::rt;
+
+namespace {
+
+struct Shape {
+  int m, k, n;
+};
+
+bool smoke() {
+  return std::getenv("TINYQUANT_BENCH_SMOKE") != nullptr;
+}
+
+std::string shape_name(const Shape& s) {
+  return std::to_string(s.m) + "x" + std::to_string(s.k) + "x" + std::to_string(s.n);
+}
+
+// Operands shared by every implementation of one shape.
+struct Problem {
+  Shape s;
+  std::vector<int8_t> a, b;  // a [m][k], b [n][k]
+  std::vector<int32_t> bias, mult, shift;
+  rt::FcParams params;
+  explicit Problem(Shape sh) : s(sh) {
+    std::mt19937 rng(static_cast<uint32_t>(sh.m * 131 + sh.k * 7 + sh.n));
+    a.resize(static_cast<size_t>(s.m) * s.k);
+    b.resize(static_cast<size_t>(s.n) * s.k);
+    for (auto& v : a) v = static_cast<int8_t>(static_cast<int32_t>(rng() % 256) - 128);
+    for (auto& v : b) v = static_cast<int8_t>(static_cast<int32_t>(rng() % 255) - 127);
+    for (int j = 0; j < s.n; ++j) {
+      bias.push_back(static_cast<int32_t>(rng() % 2001) - 1000);
+      mult.push_back(static_cast<int32_t>((1u << 30) + rng() % (1u << 30)));
+      shift.push_back(-12);
+    }
+    params.input_offset = 17;  // asymmetric activations, symmetric weights (TFLite's int8)
+    params.filter_offset = 0;
+    params.output_offset = -3;
+  }
+  rt::Requant requant() const { return {mult.data(), shift.data(), true, rt::Rounding::kDouble}; }
+  rt::FcDims dims() const { return {s.m, s.k, s.n}; }
+};
+
+void set_rate(benchmark::State& state, const Shape& s) {
+  state.counters["GOP/s"] =
+      benchmark::Counter(2.0 * s.m * s.n * s.k * static_cast<double>(state.iterations()) / 1e9,
+                         benchmark::Counter::kIsRate);
+}
+
+void tq_fc(benchmark::State& state, const Problem* p, rt::Path path, int threads) {
+  const rt::FcDims d = p->dims();
+  std::vector<uint8_t> scratch(static_cast<size_t>(rt::fully_connected_s8_scratch_size(d, path)));
+  std::vector<int8_t> out(static_cast<size_t>(p->s.m) * p->s.n);
+  const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
+  const rt::Requant rq = p->requant();
+  for (auto _ : state) {
+    if (threads == 1) {
+      const rt::Status st = rt::fully_connected_s8(ctx, p->params, rq, d, p->a.data(), p->b.data(),
+                                                   p->bias.data(), out.data());
+      if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
+    } else {
+      tinyquant::fully_connected_s8_parallel(threads, p->params, rq, d, p->a.data(), p->b.data(),
+                                             p->bias.data(), out.data(), path);
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  set_rate(state, p->s);
+}
+
+void tq_fc_prepacked(benchmark::State& state, const Problem* p, rt::Path path) {
+  const rt::FcDims d = p->dims();
+  std::vector<uint64_t> packed(
+      static_cast<size_t>(rt::fully_connected_s8_prepacked_size(d, path)) / 8 + 1);
+  if (rt::fully_connected_s8_prepack(p->params, d, p->b.data(), path, packed.data(),
+                                     static_cast<int32_t>(packed.size() * 8)) != rt::Status::kOk) {
+    state.SkipWithError("prepack failed");
+    return;
+  }
+  std::vector<uint8_t> scratch(
+      static_cast<size_t>(rt::fully_connected_s8_prepacked_scratch_size(d, packed.data())));
+  std::vector<int8_t> out(static_cast<size_t>(p->s.m) * p->s.n);
+  const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
+  const rt::Requant rq = p->requant();
+  for (auto _ : state) {
+    const rt::Status st = rt::fully_connected_s8_prepacked(
+        ctx, p->params, rq, d, p->a.data(), packed.data(), p->bias.data(), out.data());
+    if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  set_rate(state, p->s);
+}
+
+void tq_s32(benchmark::State& state, const Problem* p, rt::Path path, int threads) {
+  const rt::GemmDims d{p->s.m, p->s.n, p->s.k, 0, 0, 0};
+  std::vector<uint8_t> scratch(static_cast<size_t>(rt::gemm_s8s8_s32_scratch_size(d, path)));
+  std::vector<int32_t> out(static_cast<size_t>(p->s.m) * p->s.n);
+  const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
+  for (auto _ : state) {
+    if (threads == 1) {
+      rt::gemm_s8s8_s32(ctx, d, p->a.data(), 17, p->b.data(), 0, nullptr, p->bias.data(),
+                        out.data());
+    } else {
+      tinyquant::gemm_s8s8_s32_parallel(threads, d, p->a.data(), 17, p->b.data(), 0, nullptr,
+                                        p->bias.data(), out.data(), path);
+    }
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  set_rate(state, p->s);
+}
+
+#if defined(TINYQUANT_HAVE_GEMMLOWP)
+void gemmlowp_u8(benchmark::State& state, const Problem* p, int threads) {
+  std::vector<uint8_t> a(p->a.size()), b(p->b.size()), c(static_cast<size_t>(p->s.m) * p->s.n);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<uint8_t>(p->a[i] + 128);
+  for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<uint8_t>(p->b[i] + 128);
+  gemmlowp::GemmContext context;
+  context.set_max_num_threads(threads);
+  const gemmlowp::MatrixMap<const uint8_t, gemmlowp::MapOrder::RowMajor> lhs(a.data(), p->s.m,
+                                                                             p->s.k);
+  const gemmlowp::MatrixMap<const uint8_t, gemmlowp::MapOrder::ColMajor> rhs(b.data(), p->s.k,
+                                                                             p->s.n);
+  gemmlowp::MatrixMap<uint8_t, gemmlowp::MapOrder::RowMajor> res(c.data(), p->s.m, p->s.n);
+  gemmlowp::OutputStageQuantizeDownInt32ByFixedPoint quant;
+  quant.result_fixedpoint_multiplier = 1 << 30;
+  quant.result_shift = 12;
+  quant.result_offset_after_shift = 125;
+  const auto pipeline = std::make_tuple(quant, gemmlowp::OutputStageSaturatingCastToUint8());
+  for (auto _ : state) {
+    gemmlowp::GemmWithOutputPipeline<uint8_t, uint8_t, gemmlowp::DefaultL8R8BitDepthParams>(
+        &context, lhs, rhs, &res, -128 + 17, -128, pipeline);
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  set_rate(state, p->s);
+}
+#endif
+
+#if defined(TINYQUANT_HAVE_DNNL)
+void dnnl_s8s8s32(benchmark::State& state, const Problem* p, int threads) {
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  omp_set_num_threads(threads);
+  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream strm(eng);
+  const dnnl::memory::dim m = p->s.m, k = p->s.k, n = p->s.n;
+  const dnnl::memory::desc a_md({m, k}, dt::s8, tag::ab);
+  const dnnl::memory::desc b_user_md({k, n}, dt::s8, tag::ba);  // our [n][k] rows
+  const dnnl::memory::desc b_any_md({k, n}, dt::s8, tag::any);
+  const dnnl::memory::desc c_md({m, n}, dt::s32, tag::ab);
+  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_any_md, c_md), eng);
+  dnnl::memory a_mem(a_md, eng, const_cast<int8_t*>(p->a.data()));
+  dnnl::memory b_user(b_user_md, eng, const_cast<int8_t*>(p->b.data()));
+  dnnl::memory b_mem(pd.weights_desc(), eng);
+  dnnl::reorder(b_user, b_mem).execute(strm, b_user, b_mem);  // once, outside the timed loop
+  dnnl::memory c_mem(c_md, eng);
+  const dnnl::matmul prim(pd);
+  for (auto _ : state) {
+    prim.execute(strm, {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}});
+    strm.wait();
+  }
+  set_rate(state, p->s);
+}
+#endif
+
+void eigen_i32(benchmark::State& state, const Problem* p) {
+  using Mat = Eigen::Matrix<int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const Mat a =
+      Eigen::Map<const Eigen::Matrix<int8_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+          p->a.data(), p->s.m, p->s.k)
+          .cast<int32_t>();
+  const Mat b =
+      Eigen::Map<const Eigen::Matrix<int8_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+          p->b.data(), p->s.n, p->s.k)
+          .cast<int32_t>();
+  Mat c(p->s.m, p->s.n);
+  for (auto _ : state) {
+    c.noalias() = a * b.transpose();
+    benchmark::DoNotOptimize(c.data());
+  }
+  set_rate(state, p->s);
+}
+
+void eigen_f32(benchmark::State& state, const Problem* p) {
+  using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const Mat a = Mat::Random(p->s.m, p->s.k);
+  const Mat b = Mat::Random(p->s.n, p->s.k);
+  Mat c(p->s.m, p->s.n);
+  for (auto _ : state) {
+    c.noalias() = a * b.transpose();
+    benchmark::DoNotOptimize(c.data());
+  }
+  set_rate(state, p->s);
+}
+
+#if defined(TINYQUANT_HAVE_OPENBLAS)
+void openblas_f32(benchmark::State& state, const Problem* p, int threads) {
+  openblas_set_num_threads(threads);
+  std::vector<float> a(p->a.begin(), p->a.end()), b(p->b.begin(), p->b.end());
+  std::vector<float> c(static_cast<size_t>(p->s.m) * p->s.n);
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p->s.m, p->s.n, p->s.k, 1.0f, a.data(),
+                p->s.k, b.data(), p->s.k, 0.0f, c.data(), p->s.n);
+    benchmark::DoNotOptimize(c.data());
+  }
+  set_rate(state, p->s);
+}
+#endif
+
+// Console output as usual, plus the GOP/s of every row (mean when aggregated) for the ratios.
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  std::map<std::string, double> gops;
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& r : runs) {
+      if (r.run_type == Run::RT_Aggregate && r.aggregate_name != "mean") continue;
+      const auto it = r.counters.find("GOP/s");
+      if (it != r.counters.end()) gops[r.benchmark_name()] = it->second.value;
+    }
+  }
+};
+
+std::string row(const Shape& s, const std::string& impl, int threads) {
+  return "gemm/" + shape_name(s) + "/" + impl + "/threads:" + std::to_string(threads);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<Shape> shapes = {{1, 27, 128},    {1, 784, 128},     {1, 128, 64},
+                               {1, 256, 256},   {16, 256, 256},    {1024, 288, 64},
+                               {256, 256, 256}, {1024, 1024, 1024}};
+  if (smoke()) {
+    for (auto& s : shapes) s = {std::min(s.m, 32), std::min(s.k, 32), std::min(s.n, 32)};
+    shapes = {shapes[0], shapes[1], shapes[4], shapes[5], shapes[6], shapes[7]};  // distinct
+    shapes[4] = {4, 40, 24};
+    shapes[5] = {8, 24, 40};
+  }
+  // The two largest shapes also run on 2 threads.
+  const Shape two_thread[] = {shapes[smoke() ? 3 : 5], shapes[smoke() ? 5 : 7]};
+  std::vector<std::unique_ptr<Problem>> problems;
+  const uint32_t paths = rt::supported_paths();
+  std::vector<std::pair<rt::Path, std::string>> tq_paths;
+  for (rt::Path p :
+       {rt::Path::kReference, rt::Path::kSmlad, rt::Path::kAvx2, rt::Path::kAvx512Vnni}) {
+    if ((paths & rt::path_bits(p)) != 0) tq_paths.emplace_back(p, rt::path_name(p));
+  }
+  std::vector<std::string> tq_rows_all, peer_rows_all;
+  for (const Shape& s : shapes) {
+    problems.push_back(std::make_unique<Problem>(s));
+    const Problem* pr = problems.back().get();
+    const double ops = 2.0 * s.m * s.n * s.k;
+    for (int threads : {1, 2}) {
+      const bool big = std::any_of(std::begin(two_thread), std::end(two_thread),
+                                   [&](Shape t) { return t.m == s.m && t.k == s.k && t.n == s.n; });
+      if (threads == 2 && !big) continue;
+      for (const auto& [path, name] : tq_paths) {
+        const bool scalar = path == rt::Path::kReference || path == rt::Path::kSmlad;
+        if (scalar && (ops > 2e7 || threads > 1)) continue;  // scalar paths only at small sizes
+        benchmark::RegisterBenchmark(row(s, "tq_" + name, threads).c_str(), tq_fc, pr, path,
+                                     threads);
+        if (threads == 1 && !scalar) {
+          benchmark::RegisterBenchmark(row(s, "tq_" + name + "_prepacked", 1).c_str(),
+                                       tq_fc_prepacked, pr, path);
+        }
+        if (!scalar) {
+          benchmark::RegisterBenchmark(row(s, "tq_" + name + "_s32", threads).c_str(), tq_s32, pr,
+                                       path, threads);
+        }
+      }
+#if defined(TINYQUANT_HAVE_GEMMLOWP)
+      benchmark::RegisterBenchmark(row(s, "gemmlowp_u8", threads).c_str(), gemmlowp_u8, pr,
+                                   threads);
+#endif
+#if defined(TINYQUANT_HAVE_DNNL)
+      benchmark::RegisterBenchmark(row(s, "onednn_s8s8s32", threads).c_str(), dnnl_s8s8s32, pr,
+                                   threads);
+#endif
+#if defined(TINYQUANT_HAVE_OPENBLAS)
+      benchmark::RegisterBenchmark(row(s, "openblas_sgemm", threads).c_str(), openblas_f32, pr,
+                                   threads);
+#endif
+      if (threads == 1) {
+        benchmark::RegisterBenchmark(row(s, "eigen_i32", 1).c_str(), eigen_i32, pr);
+        benchmark::RegisterBenchmark(row(s, "eigen_f32", 1).c_str(), eigen_f32, pr);
+      }
+    }
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  RatioReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+
+  // Ratios: best tinyquant int8-out row (plain or prepacked) and the avx2 row, over each peer.
+  std::printf("\n%-22s %-24s %9s %11s %11s %11s\n", "shape/threads", "best tinyquant row", "GOP/s",
+              "vs oneDNN", "vs gemmlowp", "avx2/lowp");
+  for (const Shape& s : shapes) {
+    for (int threads : {1, 2}) {
+      double best = 0, avx2 = 0;
+      std::string best_name;
+      for (const auto& [name, v] : reporter.gops) {
+        const std::string prefix = "gemm/" + shape_name(s) + "/tq_";
+        const std::string suffix = "/threads:" + std::to_string(threads);
+        if (name.rfind(prefix, 0) != 0 || name.find(suffix) == std::string::npos) continue;
+        if (name.find("_s32") != std::string::npos) continue;
+        if (v > best)
+          best = v,
+          best_name = name.substr(prefix.size(), name.find('/', prefix.size()) - prefix.size());
+        if (name.find("tq_avx2/") != std::string::npos ||
+            name.find("tq_avx2_prepacked/") != std::string::npos)
+          avx2 = std::max(avx2, v);
+      }
+      if (best == 0) continue;
+      auto peer = [&](const char* impl) {
+        const auto it = reporter.gops.find(row(s, impl, threads));
+        return it == reporter.gops.end() || it->second == 0 ? 0.0 : it->second;
+      };
+      const double dnnl = peer("onednn_s8s8s32"), lowp = peer("gemmlowp_u8");
+      std::printf("%-22s %-24s %9.2f %11.2f %11.2f %11.2f\n",
+                  (shape_name(s) + "/t" + std::to_string(threads)).c_str(), best_name.c_str(), best,
+                  dnnl > 0 ? best / dnnl : 0.0, lowp > 0 ? best / lowp : 0.0,
+                  lowp > 0 ? avx2 / lowp : 0.0);
+    }
+  }
+  return 0;
+}

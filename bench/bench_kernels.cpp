@@ -1,0 +1,119 @@
+// Per-path throughput of the public rt kernels at TinyML layer shapes: every path this build and
+// CPU support (reference, smlad, avx2, avx512vnni) runs fully_connected_s8, conv2d_s8 and
+// depthwise_conv2d_s8, so the table reads across paths for one layer. GOP/s counts 2 * MACs.
+// TINYQUANT_BENCH_SMOKE=1 shrinks the layers so the CTest smoke run is quick.
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tinyquant/rt/kernels.hpp"
+
+namespace rt = tinyquant::rt;
+
+namespace {
+
+bool smoke() {
+  return std::getenv("TINYQUANT_BENCH_SMOKE") != nullptr;
+}
+
+std::vector<int8_t> random_s8(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int8_t> v(n);
+  for (auto& x : v) x = static_cast<int8_t>(static_cast<int32_t>(rng() % 255) - 127);
+  return v;
+}
+
+struct Requant {
+  std::vector<int32_t> mult, shift;
+  explicit Requant(int32_t channels)
+      : mult(static_cast<size_t>(channels), 1 << 30), shift(static_cast<size_t>(channels), -10) {}
+  rt::Requant get() const { return {mult.data(), shift.data(), true, rt::Rounding::kDouble}; }
+};
+
+void set_rate(benchmark::State& state, double macs) {
+  state.counters["GOP/s"] = benchmark::Counter(
+      2.0 * macs * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
+void fc(benchmark::State& state, rt::Path path, int32_t k, int32_t n) {
+  const rt::FcDims d{1, k, n};
+  const auto in = random_s8(static_cast<size_t>(k), 1);
+  const auto w = random_s8(static_cast<size_t>(k) * n, 2);
+  const std::vector<int32_t> bias(static_cast<size_t>(n), 100);
+  const Requant rq(n);
+  rt::FcParams p;
+  p.input_offset = 5;
+  std::vector<uint8_t> scratch(static_cast<size_t>(rt::fully_connected_s8_scratch_size(d, path)));
+  const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
+  std::vector<int8_t> out(static_cast<size_t>(n));
+  const rt::Requant r = rq.get();
+  for (auto _ : state) {
+    const rt::Status st =
+        rt::fully_connected_s8(ctx, p, r, d, in.data(), w.data(), bias.data(), out.data());
+    if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
+    benchmark::DoNotOptimize(out.data());
+  }
+  set_rate(state, double{1.0} * k * n);
+}
+
+// conv2d (depthwise when dw) over one NHWC image, SAME padding, stride 1.
+void conv(benchmark::State& state, rt::Path path, bool dw, int32_t h, int32_t w, int32_t cin,
+          int32_t cout, int32_t ksize) {
+  rt::ConvDims d;
+  d.in_h = d.out_h = h, d.in_w = d.out_w = w, d.in_c = cin, d.out_c = cout;
+  d.kernel_h = d.kernel_w = ksize;
+  rt::ConvParams p;
+  p.pad_top = p.pad_left = ksize / 2;
+  p.input_offset = 5;
+  p.depth_multiplier = dw ? cout / cin : 1;
+  const auto in = random_s8(static_cast<size_t>(h) * w * cin, 3);
+  const auto wt = random_s8(static_cast<size_t>(ksize) * ksize * (dw ? cout : cin * cout), 4);
+  const Requant rq(cout);
+  const int32_t need = dw ? rt::depthwise_conv2d_s8_scratch_size(p, d, path)
+                          : rt::conv2d_s8_scratch_size(p, d, path);
+  std::vector<uint8_t> scratch(static_cast<size_t>(need));
+  const rt::Context ctx{scratch.data(), need, path};
+  std::vector<int8_t> out(static_cast<size_t>(h) * w * cout);
+  const rt::Requant r = rq.get();
+  for (auto _ : state) {
+    const rt::Status st =
+        dw ? rt::depthwise_conv2d_s8(ctx, p, r, d, in.data(), wt.data(), nullptr, out.data())
+           : rt::conv2d_s8(ctx, p, r, d, in.data(), wt.data(), nullptr, out.data());
+    if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double macs = double{1.0} * h * w * cout * ksize * ksize * (dw ? 1 : cin);
+  set_rate(state, macs);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool s = smoke();
+  const uint32_t paths = rt::supported_paths();
+  for (rt::Path path :
+       {rt::Path::kReference, rt::Path::kSmlad, rt::Path::kAvx2, rt::Path::kAvx512Vnni}) {
+    if ((paths & rt::path_bits(path)) == 0) continue;
+    const std::string pn = rt::path_name(path);
+    const int32_t hw32 = s ? 8 : 32, hw16 = s ? 6 : 16;
+    benchmark::RegisterBenchmark(("fc/1x784x128/" + pn).c_str(), fc, path, s ? 64 : 784, 128);
+    benchmark::RegisterBenchmark(("fc/1x128x64/" + pn).c_str(), fc, path, 128, 64);
+    benchmark::RegisterBenchmark(("conv3x3/32x32x3->16/" + pn).c_str(), conv, path, false, hw32,
+                                 hw32, 3, 16, 3);
+    benchmark::RegisterBenchmark(("conv3x3/16x16x16->32/" + pn).c_str(), conv, path, false, hw16,
+                                 hw16, 16, 32, 3);
+    benchmark::RegisterBenchmark(("conv1x1/16x16x32->64/" + pn).c_str(), conv, path, false, hw16,
+                                 hw16, 32, 64, 1);
+    benchmark::RegisterBenchmark(("dwconv3x3/16x16x32/" + pn).c_str(), conv, path, true, hw16, hw16,
+                                 32, 32, 3);
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
