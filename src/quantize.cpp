@@ -20,24 +20,22 @@ using detail::fail;
 
 namespace {
 
-// x / scale is clamped to +-2^20 before rounding: far beyond any qmax - zero_point (< 2^17), so
-// the final clamp gives the same integer, and small enough that rounding tricks stay exact and
-// the float -> int32 conversion never overflows. NaN maps to +-2^20 (no undefined conversion);
-// NaN inputs are reported by the caller anyway.
+// fake_quant needs the integer before the clamp: x / scale is first limited to +-2^20, far
+// beyond any qmax - zero_point (< 2^17), so the in/out-of-range answer is unchanged, the rounding
+// tricks below stay exact and the float -> int32 conversion never overflows. NaN maps to +-2^20.
 constexpr float kQuotientLimit = 1048576.0f;
 
 inline float clamp_quotient(float v) {
-  // One comparison on |v| (a two-sided clamp defeats GCC's if-conversion); NaN fails it too.
   const float a = std::fabs(v);
   return std::copysign(a < kQuotientLimit ? a : kQuotientLimit, v);
 }
 
-// Half away from zero for |v| <= 2^20: truncate, then correct with the exact remainder
+// Half away from zero for |v| < 2^31: truncate, then correct with the exact remainder
 // (v - trunc(v) is exact in float), so 0.49999997f stays 0 where v + 0.5 would give 1.
 inline int32_t round_half_away(float v) {
   const int32_t t = static_cast<int32_t>(v);
-  const float d = v - static_cast<float>(t);
-  return t + static_cast<int32_t>(d >= 0.5f) - static_cast<int32_t>(d <= -0.5f);
+  const float d = v - static_cast<float>(t);  // in (-1, 1), exact
+  return t + static_cast<int32_t>(d + d);     // d + d exact: truncates to +-1 iff |d| >= 0.5
 }
 
 // Half to even for |v| <= 2^22: adding 1.5 * 2^23 moves v to where the float spacing is 1, so
@@ -77,14 +75,31 @@ struct Int16Out {
   }
 };
 
+template <RoundMode M>
+inline int32_t round_exact(float v) {
+  return M == RoundMode::kHalfToEven ? round_half_even(v) : round_half_away(v);
+}
+
+// clamp(round(v) + zp, qmin, qmax) == round(clamp(v, qmin - zp, qmax - zp)) + zp, because the
+// bounds are integers and rounding is monotone; clamping the float first keeps the loop short
+// and the conversion in range. Written so NaN becomes lo (no undefined conversion); NaN inputs
+// are reported by the caller anyway.
+template <RoundMode M>
+inline int32_t quantize_one(float v, float lo, float hi) {
+  v = v >= lo ? v : lo;
+  v = v <= hi ? v : hi;
+  return round_exact<M>(v);
+}
+
 // One run of n elements sharing one (scale, zero point). Returns 1 if any x is NaN / Inf.
 template <RoundMode M, class Out>
 inline uint32_t quantize_run_uniform(const float* x, int64_t n, float scale, int32_t zp,
                                      int32_t qmin, int32_t qmax, Out out) {
+  const float lo = static_cast<float>(qmin - zp), hi = static_cast<float>(qmax - zp);
   uint32_t bad = 0;
   for (int64_t i = 0; i < n; ++i) {
     bad |= non_finite_bit(x[i]);
-    out.put(i, clamp_int(round_quotient<M>(x[i] / scale) + zp, qmin, qmax));
+    out.put(i, quantize_one<M>(x[i] / scale, lo, hi) + zp);
   }
   return bad;
 }
@@ -96,7 +111,8 @@ inline uint32_t quantize_run_each(const float* x, int64_t n, const float* scale,
   uint32_t bad = 0;
   for (int64_t i = 0; i < n; ++i) {
     bad |= non_finite_bit(x[i]);
-    out.put(i, clamp_int(round_quotient<M>(x[i] / scale[i]) + zp[i], qmin, qmax));
+    const float lo = static_cast<float>(qmin - zp[i]), hi = static_cast<float>(qmax - zp[i]);
+    out.put(i, quantize_one<M>(x[i] / scale[i], lo, hi) + zp[i]);
   }
   return bad;
 }
