@@ -53,8 +53,10 @@ struct BRows {
   ptrdiff_t step;  // elements between k steps
 };
 
-// Raw sums D[i][r] = sum_k (a[i][k] + ao)(b[r][k] + bo) of an MR x NR tile, at out[i * ld + r].
-template <int MR, int NR, bool kPacked>
+// Raw sums of an MR x NR tile, at out[i * ld + r]: with kFold D[i][r] = sum_k (a + ao)(b + bo)
+// (offsets added in int16, packed b already holds b + bo); without it D = sum_k a * b, and the
+// caller adds the offset terms from row sums (two fewer vector adds per step, no spills at 2x4).
+template <int MR, int NR, bool kPacked, bool kFold>
 void dot_tile(const int8_t* a, int32_t lda, BRows<kPacked> b, int32_t k, int32_t a_offset,
               int32_t b_offset, int32_t* out, ptrdiff_t ld_out) {
   __m256i acc[MR][NR];
@@ -71,11 +73,13 @@ void dot_tile(const int8_t* a, int32_t lda, BRows<kPacked> b, int32_t k, int32_t
       if (kPacked) {
         bv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b16 + r * b.row));
       } else {
-        bv[r] = _mm256_add_epi16(load16_s8(b8 + r * b.row), bo);
+        bv[r] = load16_s8(b8 + r * b.row);
+        if (kFold) bv[r] = _mm256_add_epi16(bv[r], bo);
       }
     }
     for (int i = 0; i < MR; ++i) {
-      const __m256i av = _mm256_add_epi16(load16_s8(a + i * lda + kk), ao);
+      __m256i av = load16_s8(a + i * lda + kk);
+      if (kFold) av = _mm256_add_epi16(av, ao);
       for (int r = 0; r < NR; ++r)
         acc[i][r] = _mm256_add_epi32(acc[i][r], _mm256_madd_epi16(av, bv[r]));
     }
@@ -95,12 +99,14 @@ void dot_tile(const int8_t* a, int32_t lda, BRows<kPacked> b, int32_t k, int32_t
       if (kPacked) {
         bv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b16 + r * b.row));
       } else {
-        bv[r] = _mm256_add_epi16(load16_s8_partial(b8 + r * b.row, rem), bo);
+        bv[r] = load16_s8_partial(b8 + r * b.row, rem);
+        if (kFold) bv[r] = _mm256_add_epi16(bv[r], bo);
       }
     }
     for (int i = 0; i < MR; ++i) {
-      const __m256i av =
-          _mm256_and_si256(_mm256_add_epi16(load16_s8_partial(a + i * lda + kk, rem), ao), keep);
+      // Zero-filled lanes of a are 0 without the offset; with it they are masked back to 0.
+      __m256i av = load16_s8_partial(a + i * lda + kk, rem);
+      if (kFold) av = _mm256_and_si256(_mm256_add_epi16(av, ao), keep);
       for (int r = 0; r < NR; ++r)
         acc[i][r] = _mm256_add_epi32(acc[i][r], _mm256_madd_epi16(av, bv[r]));
     }
@@ -126,15 +132,35 @@ template <bool kPacked>
 using TileFn = void (*)(const int8_t*, int32_t, BRows<kPacked>, int32_t, int32_t, int32_t, int32_t*,
                         ptrdiff_t);
 
+// m > 1: plain rows use row sums (no fold); packed rows carry bo, so a gets ao added (fold).
 template <bool P>
 constexpr TileFn<P> kGemmTiles[kMr][kNr] = {
-    {dot_tile<1, 1, P>, dot_tile<1, 2, P>, dot_tile<1, 3, P>, dot_tile<1, 4, P>},
-    {dot_tile<2, 1, P>, dot_tile<2, 2, P>, dot_tile<2, 3, P>, dot_tile<2, 4, P>},
+    {dot_tile<1, 1, P, P>, dot_tile<1, 2, P, P>, dot_tile<1, 3, P, P>, dot_tile<1, 4, P, P>},
+    {dot_tile<2, 1, P, P>, dot_tile<2, 2, P, P>, dot_tile<2, 3, P, P>, dot_tile<2, 4, P, P>},
 };
+// m == 1: offsets folded (few registers in use, and no row-sum pass over b).
 template <bool P>
-constexpr TileFn<P> kGemvTiles[kGemvNr] = {dot_tile<1, 1, P>, dot_tile<1, 2, P>, dot_tile<1, 3, P>,
-                                           dot_tile<1, 4, P>, dot_tile<1, 5, P>, dot_tile<1, 6, P>,
-                                           dot_tile<1, 7, P>, dot_tile<1, 8, P>};
+constexpr TileFn<P> kGemvTiles[kGemvNr] = {dot_tile<1, 1, P, true>, dot_tile<1, 2, P, true>,
+                                           dot_tile<1, 3, P, true>, dot_tile<1, 4, P, true>,
+                                           dot_tile<1, 5, P, true>, dot_tile<1, 6, P, true>,
+                                           dot_tile<1, 7, P, true>, dot_tile<1, 8, P, true>};
+
+// sum_k p[k], via sum (p ^ 0x80) as unsigned bytes (vpsadbw) minus 128 per byte.
+int32_t row_sum(const int8_t* p, int32_t k) {
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  __m256i acc = _mm256_setzero_si256();
+  int32_t t = 0;
+  for (; t + 32 <= k; t += 32) {
+    const __m256i x =
+        _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + t)), flip);
+    acc = _mm256_add_epi64(acc, _mm256_sad_epu8(x, _mm256_setzero_si256()));
+  }
+  alignas(32) int64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
+  int64_t sum = lanes[0] + lanes[1] + lanes[2] + lanes[3] - int64_t{128} * t;
+  for (; t < k; ++t) sum += p[t];
+  return static_cast<int32_t>(sum);
+}
 
 // Nibble stream element `first + t` for t < k, sign-extended, into dst[0, k).
 void unpack_s4(const uint8_t* stream, int64_t first, int32_t k, int8_t* dst) {
@@ -234,12 +260,12 @@ inline int64_t align64(int64_t v) {
   return (v + 63) / 64 * 64;
 }
 
-// Scratch: acc[mc][n] int32 (int8 output only) | unpacked int4 rows [8][k].
+// Scratch: acc[mc][n] int32 (int8 output only) | unpacked int4 rows [8][k] | suma[m] | sumb[n].
 int64_t scratch_bytes(int32_t m, int32_t n, int32_t k, bool s4, bool need_acc) {
   int64_t bytes = 0;
   if (need_acc) bytes += align64(4 * int64_t{rows_per_block(m, k)} * n);
   if (s4) bytes += align64(int64_t{kGemvNr} * k);
-  return bytes;
+  return bytes + align64(4 * int64_t{m}) + align64(4 * int64_t{n});
 }
 
 // Runs the tiles; calls fin(i_first, rows, acc, ld) for each finished block of rows.
@@ -253,6 +279,28 @@ void drive(const Problem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, 
     ld_acc = p.n;
     unpacked += align64(4 * int64_t{mc} * p.n);
   }
+  auto* suma = reinterpret_cast<int32_t*>(
+      unpacked + (p.b_s4 != nullptr ? align64(int64_t{kGemvNr} * p.k) : 0));
+  int32_t* sumb = suma + align64(4 * int64_t{p.m}) / 4;
+  // Tiles without the fold (plain rows, m > 1) leave sum a * b; the offset terms are added here.
+  const bool unfolded = p.packed == nullptr && p.m > 1;
+  if (unfolded) {
+    for (int32_t i = 0; i < p.m; ++i) suma[i] = row_sum(p.a + int64_t{i} * p.lda, p.k);
+  }
+  const uint32_t kab = static_cast<uint32_t>(p.k) * static_cast<uint32_t>(p.a_offset) *
+                       static_cast<uint32_t>(p.b_offset);
+  auto add_offset_terms = [&](int32_t i_first, int32_t rows, int32_t* acc, ptrdiff_t ld) {
+    for (int32_t ii = 0; ii < rows; ++ii) {
+      const uint32_t row_term =
+          static_cast<uint32_t>(p.b_offset) * static_cast<uint32_t>(suma[i_first + ii]) + kab;
+      int32_t* r = acc + ii * ld;
+      for (int32_t j = 0; j < p.n; ++j) {
+        r[j] = static_cast<int32_t>(static_cast<uint32_t>(r[j]) + row_term +
+                                    static_cast<uint32_t>(p.a_offset) *
+                                        static_cast<uint32_t>(sumb[j]));
+      }
+    }
+  };
   const int64_t kc = (p.k + kKc - 1) / kKc;
 
   auto run = [&](auto packed_tag, int32_t j0, int32_t nr, auto&& call) {
@@ -295,6 +343,10 @@ void drive(const Problem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, 
       for (int32_t j0 = 0; j0 < p.n; j0 += kNr) {
         const int32_t nr = p.n - j0 < kNr ? p.n - j0 : kNr;
         run(packed_tag, j0, nr, [&](BRows<kPacked> rows) {
+          if (!kPacked && ic == 0) {
+            const auto* b8 = static_cast<const int8_t*>(rows.base);
+            for (int32_t r = 0; r < nr; ++r) sumb[j0 + r] = row_sum(b8 + r * rows.row, p.k);
+          }
           for (int32_t i0 = 0; i0 < mb; i0 += kMr) {
             const int32_t mr = mb - i0 < kMr ? mb - i0 : kMr;
             kGemmTiles<kPacked>[mr - 1][nr - 1](p.a + int64_t{ic + i0} * p.lda, p.lda, rows, p.k,
@@ -303,6 +355,7 @@ void drive(const Problem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, 
           }
         });
       }
+      if (unfolded) add_offset_terms(ic, mb, acc_blk, ld_acc);
       fin(ic, mb, acc_blk, ld_acc);
     }
   };
@@ -372,8 +425,8 @@ void gemm_s32(const GemmS32Args& g) {
 int32_t gemm_s8_scratch(int32_t m, int32_t n, int32_t k, bool s4) {
   return static_cast<int32_t>(scratch_bytes(m, n, k, s4, true));
 }
-int32_t gemm_s32_scratch(int32_t, int32_t, int32_t) {
-  return 0;
+int32_t gemm_s32_scratch(int32_t m, int32_t n, int32_t k) {
+  return static_cast<int32_t>(scratch_bytes(m, n, k, false, false));
 }
 
 // Prepacked b: int16 (b + bo) blocks [ceil(n / 8)][ceil(k / 16)][8][16], zero-padded.
