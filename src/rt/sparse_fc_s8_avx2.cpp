@@ -7,7 +7,8 @@
 //  - CSR u16: the indices are loaded and zero-extended in place;
 //  - CSR u8 deltas: 8 deltas are prefix-summed in 16-bit lanes (at most 8 * 255) and added to
 //    the running column;
-//  - bitmap: each bitmap byte becomes up to 8 columns through a 256-entry position table;
+//  - bitmap: no gather; every 16 columns the packed values are spread to their lanes with
+//    pshufb controls from a 256-entry table and multiplied with 16-bit activations (vpmaddwd);
 //  - N:M: indices are unpacked to columns with scalar code.
 // Integer sums wrap exactly as the reference's 32-bit accumulator does.
 #include <immintrin.h>
@@ -21,31 +22,29 @@ constexpr int64_t align8(int64_t n) noexcept {
   return (n + 7) & ~int64_t{7};
 }
 
-// Positions of the set bits of every byte value, lowest first; the rest of each row is 0.
-struct BitPositions {
-  uint8_t pos[256][8];
+// pshufb controls that spread the popcount(v) packed values of bitmap byte v to the 8 lanes of
+// its set bits (rank of the bit among the set ones); clear bits get 0x80, which pshufb zeroes.
+struct ExpandTable {
+  uint8_t ctl[256][8];
 };
-constexpr BitPositions make_bit_positions() noexcept {
-  BitPositions t{};
+constexpr ExpandTable make_expand_table() noexcept {
+  ExpandTable t{};
   for (int v = 0; v < 256; ++v) {
-    int n = 0;
-    for (int b = 0; b < 8; ++b) {
-      if ((v >> b) & 1) t.pos[v][n++] = static_cast<uint8_t>(b);
-    }
+    int rank = 0;
+    for (int b = 0; b < 8; ++b) t.ctl[v][b] = ((v >> b) & 1) ? static_cast<uint8_t>(rank++) : 0x80;
   }
   return t;
 }
-constexpr BitPositions kBitPositions = make_bit_positions();
+constexpr ExpandTable kExpand = make_expand_table();
 
 int32_t max_row_entries(const SparseMatrixS8& w) noexcept {
-  switch (w.format) {
-    case SparseFormat::kBitmap:
-      return w.cols;
-    case SparseFormat::kNm:
-      return nm_groups(w.cols, w.nm_m) * w.nm_n;
-    default:
-      return 0;  // CSR rows are read in place
-  }
+  // CSR rows are read in place and bitmap rows expanded in registers.
+  return w.format == SparseFormat::kNm ? nm_groups(w.cols, w.nm_m) * w.nm_n : 0;
+}
+
+// Bitmap rows are read 64 columns at a time: the int16 activations are zero padded to that.
+constexpr int64_t align64(int64_t n) noexcept {
+  return (n + 63) & ~int64_t{63};
 }
 
 inline int32_t hsum(__m256i v) noexcept {
@@ -92,18 +91,23 @@ int32_t dot_u16(const int32_t* xw, const uint16_t* idx, const int8_t* vals, int3
 int32_t dot_u8_delta(const int32_t* xw, const uint8_t* delta, const int8_t* vals,
                      int32_t n) noexcept {
   __m256i acc = _mm256_setzero_si256();
-  int32_t col = 0;
+  // The running column stays in a vector so the loop-carried chain is a single add; the prefix
+  // sums of each 8 deltas do not depend on it.
+  __m256i base = _mm256_setzero_si256();
+  const __m128i last =
+      _mm_setr_epi8(14, 15, -1, -1, 14, 15, -1, -1, 14, 15, -1, -1, 14, 15, -1, -1);
   int32_t j = 0;
   for (; j + 8 <= n; j += 8) {
     __m128i p = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(delta + j)));
     p = _mm_add_epi16(p, _mm_slli_si128(p, 2));
     p = _mm_add_epi16(p, _mm_slli_si128(p, 4));
     p = _mm_add_epi16(p, _mm_slli_si128(p, 8));
-    const __m256i cols = _mm256_add_epi32(_mm256_cvtepu16_epi32(p), _mm256_set1_epi32(col));
+    const __m256i cols = _mm256_add_epi32(_mm256_cvtepu16_epi32(p), base);
     acc = mac8(acc, xw, cols, vals + j);
-    col += _mm_extract_epi16(p, 7);
+    base = _mm256_add_epi32(base, _mm256_broadcastsi128_si256(_mm_shuffle_epi8(p, last)));
   }
   int32_t s = hsum(acc);
+  int32_t col = _mm_cvtsi128_si32(_mm256_castsi256_si128(base));
   for (; j < n; ++j) {
     col += delta[j];
     s = wrap_add(s, scalar_x(xw, col) * vals[j]);
@@ -111,20 +115,48 @@ int32_t dot_u8_delta(const int32_t* xw, const uint8_t* delta, const int8_t* vals
   return s;
 }
 
-int32_t decode_bitmap_row(const uint8_t* bm, int32_t cols, int32_t* out) noexcept {
-  int32_t n = 0;
-  const int32_t bytes = (cols + 7) / 8;
-  for (int32_t byte = 0; byte < bytes; ++byte) {
-    const uint32_t m = bm[byte];
-    if (m == 0) continue;
-    const __m256i pos = _mm256_cvtepu8_epi32(
-        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kBitPositions.pos[m])));
-    // out has 8 spare slots past the row's maximum, so a full 8-lane store is always in bounds.
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + n),
-                        _mm256_add_epi32(pos, _mm256_set1_epi32(byte * 8)));
-    n += __builtin_popcount(m);
+// 8 bytes at vals[v, v + 8), zero past `count` so the last values never read beyond the array.
+inline __m128i load8_bounded(const int8_t* vals, int64_t v, int64_t count) noexcept {
+  if (v + 8 <= count) return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(vals + v));
+  alignas(16) int8_t tmp[16] = {};
+  for (int64_t i = v; i < count; ++i) tmp[i - v] = vals[i];
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(tmp));
+}
+
+// Bitmap row x activations, gather-free: every 16 columns, the stored values are spread to
+// their columns with two pshufb and multiplied with the 16-bit activations by one vpmaddwd.
+// 64 columns are handled per step: the value offsets of their 16-column pieces come from
+// popcounts of the 64-bit mask, so the only loop-carried dependency is one popcount per step.
+int32_t dot_bitmap(const int16_t* x16, const uint8_t* bm, int32_t row_bytes, const int8_t* vals,
+                   int64_t v, int64_t count) noexcept {
+  __m256i acc = _mm256_setzero_si256();
+  for (int32_t byte = 0; byte < row_bytes; byte += 8) {
+    uint64_t m = 0;
+    if (byte + 8 <= row_bytes) {
+      __builtin_memcpy(&m, bm + byte, 8);
+    } else {
+      for (int32_t i = 0; byte + i < row_bytes; ++i)
+        m |= static_cast<uint64_t>(bm[byte + i]) << (8 * i);
+    }
+    for (int32_t c = 0; c < 4; ++c) {
+      const uint64_t below = c == 0 ? 0u : (m & ((uint64_t{1} << (16 * c)) - 1u));
+      const int64_t v0 = v + __builtin_popcountll(below);
+      const uint32_t m0 = static_cast<uint32_t>(m >> (16 * c)) & 0xFFu;
+      const uint32_t m1 = static_cast<uint32_t>(m >> (16 * c + 8)) & 0xFFu;
+      const __m128i w0 =
+          _mm_shuffle_epi8(load8_bounded(vals, v0, count),
+                           _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kExpand.ctl[m0])));
+      const __m128i w1 =
+          _mm_shuffle_epi8(load8_bounded(vals, v0 + __builtin_popcount(m0), count),
+                           _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kExpand.ctl[m1])));
+      const __m256i w16 = _mm256_cvtepi8_epi16(_mm_unpacklo_epi64(w0, w1));
+      const __m256i xv =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x16 + (byte + 2 * c) * 8));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(xv, w16));
+    }
+    v += __builtin_popcountll(m);
   }
-  return n;
+  return hsum(acc);
 }
 
 int32_t decode_nm_row(const SparseMatrixS8& w, int32_t row, int32_t* out) noexcept {
@@ -153,11 +185,15 @@ int32_t decode_nm_row(const SparseMatrixS8& w, int32_t row, int32_t* out) noexce
 
 }  // namespace
 
-// Scratch: widened activations [batch][cols] int32, per-batch sum(x + io), and one decoded row
-// of columns (+ 8 slots of slack), all 32-bit words.
+// Scratch: widened activations [batch][cols] int32, per-batch sum(x + io), one decoded N:M row
+// of columns (+ 8 slots of slack), all 32-bit words; for bitmaps also the activations as int16
+// [batch][cols rounded up to 64], zero padded.
 int32_t sparse_fc_s8_avx2_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept {
+  const int64_t x16_words = w.format == SparseFormat::kBitmap
+                                ? static_cast<int64_t>(dims.batch) * align64(dims.in_features) / 2
+                                : 0;
   const int64_t words = static_cast<int64_t>(dims.batch) * align8(dims.in_features) +
-                        align8(dims.batch) + align8(max_row_entries(w)) + 8;
+                        align8(dims.batch) + align8(max_row_entries(w)) + 8 + x16_words;
   const int64_t bytes = words * 4;
   return bytes > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int32_t>(bytes);
 }
@@ -170,6 +206,16 @@ void sparse_fc_s8_avx2(const SparseFcArgs& a) noexcept {
   int32_t* xw = static_cast<int32_t*>(a.scratch);
   int32_t* pruned = xw + static_cast<int64_t>(d.batch) * xstride;
   int32_t* cols = pruned + align8(d.batch);
+  int16_t* x16 = reinterpret_cast<int16_t*>(cols + align8(max_row_entries(w)) + 8);
+  const int64_t x16_stride = align64(d.in_features);
+  if (w.format == SparseFormat::kBitmap) {
+    for (int32_t b = 0; b < d.batch; ++b) {
+      const int8_t* x = a.input + static_cast<int64_t>(b) * d.in_features;
+      for (int64_t k = 0; k < x16_stride; ++k)
+        x16[b * x16_stride + k] =
+            k < d.in_features ? static_cast<int16_t>(x[k] + p.input_offset) : int16_t{0};
+    }
+  }
 
   for (int32_t b = 0; b < d.batch; ++b) {
     const int8_t* x = a.input + static_cast<int64_t>(b) * d.in_features;
@@ -196,9 +242,11 @@ void sparse_fc_s8_avx2(const SparseFcArgs& a) noexcept {
   int64_t cursor = 0;
   for (int32_t o = 0; o < d.out_features; ++o) {
     int32_t n = 0;
-    if (w.format == SparseFormat::kBitmap)
-      n = decode_bitmap_row(w.bitmap + static_cast<int64_t>(o) * ((w.cols + 7) / 8), w.cols, cols);
-    else if (w.format == SparseFormat::kNm)
+    const int32_t row_bytes = (w.cols + 7) / 8;
+    const uint8_t* bm = w.bitmap + static_cast<int64_t>(o) * row_bytes;
+    if (w.format == SparseFormat::kBitmap) {
+      for (int32_t i = 0; i < row_bytes; ++i) n += __builtin_popcount(bm[i]);
+    } else if (w.format == SparseFormat::kNm)
       n = decode_nm_row(w, o, cols);
     else
       n = w.row_nnz[o];
@@ -213,6 +261,9 @@ void sparse_fc_s8_avx2(const SparseFcArgs& a) noexcept {
           break;
         case SparseFormat::kCsrU16:
           dot = dot_u16(xb, w.col_index + cursor, vals, n);
+          break;
+        case SparseFormat::kBitmap:
+          dot = dot_bitmap(x16 + b * x16_stride, bm, row_bytes, w.values, cursor, w.value_count);
           break;
         default:
           dot = dot_list(xb, cols, vals, n);

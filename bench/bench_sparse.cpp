@@ -1,0 +1,136 @@
+// Sparse vs dense int8 fully-connected, batch 1, on the host's default path.
+// Args: {in_features, out_features, sparsity %}; counters: bytes of the weight format and its
+// ratio to dense int8. TINYQUANT_BENCH_SMOKE=1 shrinks the layers so a CTest run is quick.
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "tinyquant/prune.hpp"
+#include "tinyquant/rt/kernels.hpp"
+#include "tinyquant/rt/sparse.hpp"
+#include "tinyquant/sparse.hpp"
+
+namespace {
+
+using namespace tinyquant;
+
+bool smoke() {
+  return std::getenv("TINYQUANT_BENCH_SMOKE") != nullptr;
+}
+
+struct Layer {
+  int32_t k = 0, n = 0;
+  std::vector<int8_t> input, weights;  // weights [n][k], pruned by magnitude
+  std::vector<int32_t> bias, multiplier, shift;
+  rt::FcParams params;
+  rt::Requant requant;
+  rt::FcDims dims;
+};
+
+Layer make_layer(int32_t k, int32_t n, int sparsity_pct) {
+  if (smoke()) {
+    k = k > 64 ? 64 : k;
+    n = n > 16 ? 16 : n;
+  }
+  Layer l;
+  l.k = k;
+  l.n = n;
+  std::mt19937 rng(42);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> w(static_cast<size_t>(k) * static_cast<size_t>(n));
+  for (float& v : w) v = normal(rng);
+  const Mask mask = magnitude_mask({w.data(), {n, k}}, sparsity_pct / 100.0);
+  l.weights.resize(w.size());
+  for (size_t i = 0; i < w.size(); ++i) {
+    const float q = w[i] * 32.0f;
+    const float c = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
+    l.weights[i] = mask[i] ? static_cast<int8_t>(c >= 0 ? c + 0.5f : c - 0.5f) : int8_t{0};
+    if (mask[i] && l.weights[i] == 0) l.weights[i] = 1;  // keep the pruned count exact
+  }
+  std::uniform_int_distribution<int> i8(-128, 127);
+  l.input.resize(static_cast<size_t>(k));
+  for (auto& v : l.input) v = static_cast<int8_t>(i8(rng));
+  l.bias.assign(static_cast<size_t>(n), 1000);
+  l.multiplier.assign(static_cast<size_t>(n), 1 << 30);
+  l.shift.assign(static_cast<size_t>(n), -8);
+  l.params.input_offset = 3;
+  l.requant.multiplier = l.multiplier.data();
+  l.requant.shift = l.shift.data();
+  l.requant.per_channel = true;
+  l.dims.batch = 1;
+  l.dims.in_features = k;
+  l.dims.out_features = n;
+  return l;
+}
+
+void BM_DenseFc(benchmark::State& state, rt::Path path) {
+  const Layer l =
+      make_layer(static_cast<int32_t>(state.range(0)), static_cast<int32_t>(state.range(1)),
+                 static_cast<int>(state.range(2)));
+  std::vector<uint8_t> scratch(
+      static_cast<size_t>(rt::fully_connected_s8_scratch_size(l.dims, path)) + 1);
+  rt::Context ctx;
+  ctx.scratch = scratch.data();
+  ctx.scratch_size = static_cast<int32_t>(scratch.size());
+  ctx.path = path;
+  std::vector<int8_t> out(static_cast<size_t>(l.n));
+  for (auto _ : state) {
+    const rt::Status st = rt::fully_connected_s8(ctx, l.params, l.requant, l.dims, l.input.data(),
+                                                 l.weights.data(), l.bias.data(), out.data());
+    if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["bytes"] = static_cast<double>(l.weights.size());
+  state.counters["bytes_vs_dense"] = 1.0;
+  state.SetLabel(rt::path_name(path == rt::Path::kAuto ? rt::default_path() : path));
+}
+
+void BM_SparseFc(benchmark::State& state, StorageFormat format, rt::Path path) {
+  const Layer l =
+      make_layer(static_cast<int32_t>(state.range(0)), static_cast<int32_t>(state.range(1)),
+                 static_cast<int>(state.range(2)));
+  SparseOptions opt;
+  opt.format = format;
+  const SparseMatrix sm = SparseMatrix::from_dense(l.weights.data(), l.n, l.k, opt);
+  const rt::SparseMatrixS8 w = sm.view();
+  if (rt::validate_sparse_s8(w) != rt::Status::kOk) state.SkipWithError("invalid sparse data");
+  std::vector<uint8_t> scratch(
+      static_cast<size_t>(rt::sparse_fully_connected_s8_scratch_size(l.dims, w, path)) + 1);
+  rt::Context ctx;
+  ctx.scratch = scratch.data();
+  ctx.scratch_size = static_cast<int32_t>(scratch.size());
+  ctx.path = path;
+  std::vector<int8_t> out(static_cast<size_t>(l.n));
+  for (auto _ : state) {
+    const rt::Status st = rt::sparse_fully_connected_s8(
+        ctx, l.params, l.requant, l.dims, l.input.data(), w, l.bias.data(), out.data());
+    if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["bytes"] = static_cast<double>(sm.bytes());
+  state.counters["bytes_vs_dense"] =
+      static_cast<double>(sm.bytes()) / static_cast<double>(l.weights.size());
+}
+
+void shapes(benchmark::internal::Benchmark* b) {
+  for (int pct : {50, 70, 90, 95}) {
+    b->Args({784, 128, pct});
+    b->Args({1024, 1024, pct});
+  }
+}
+
+// Dense: the host's default path (the fastest the CPU has) and AVX2 for a same-ISA view.
+BENCHMARK_CAPTURE(BM_DenseFc, default_path, rt::Path::kAuto)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_DenseFc, avx2, rt::Path::kAvx2)->Apply(shapes);
+// Sparse: default path (AVX2 here), plus the scalar reference on CSR for comparison.
+BENCHMARK_CAPTURE(BM_SparseFc, csr_u8, StorageFormat::kCsrU8, rt::Path::kAuto)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_SparseFc, csr_u16, StorageFormat::kCsrU16, rt::Path::kAuto)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_SparseFc, bitmap, StorageFormat::kBitmap, rt::Path::kAuto)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_SparseFc, csr_u8_reference, StorageFormat::kCsrU8, rt::Path::kReference)
+    ->Apply(shapes);
+
+}  // namespace
+
+BENCHMARK_MAIN();
