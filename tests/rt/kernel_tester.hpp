@@ -13,12 +13,20 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "tinyquant/rt/fixed_point.hpp"
 #include "tinyquant/rt/kernels.hpp"
+
+namespace tinyquant::rt {
+// Readable test names and failure messages for parametrized suites.
+inline void PrintTo(Path p, std::ostream* os) {
+  *os << path_name(p);
+}
+}  // namespace tinyquant::rt
 
 namespace tinyquant_test {
 

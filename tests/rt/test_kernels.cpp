@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -462,4 +463,12 @@ TEST(Dispatch, PathNames) {
   EXPECT_STREQ(rt::path_name(Path::kNeon), "neon");
   EXPECT_STREQ(rt::path_name(Path::kNeonDot), "neondot");
   EXPECT_STREQ(rt::path_name(Path::kAuto), "auto");
+}
+
+// Run by the test_kernels.env_path CTest entry with TINYQUANT_PATH=smlad: the variable forces
+// the path at first use. Skipped in a plain run, where nothing sets it.
+TEST(DispatchEnv, EnvironmentForcesPathAtFirstUse) {
+  const char* env = std::getenv("TINYQUANT_PATH");
+  if (env == nullptr) GTEST_SKIP() << "TINYQUANT_PATH is not set";
+  EXPECT_STREQ(rt::path_name(rt::default_path()), env);
 }
