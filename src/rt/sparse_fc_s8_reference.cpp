@@ -19,8 +19,12 @@ bool avx2_supported() noexcept {
 #endif
 }
 
+// kAuto follows a globally forced scalar path (force_path / TINYQUANT_PATH), so forcing the
+// reference path checks sparse layers too; otherwise AVX2 when the CPU has it.
 Path resolve_path(Path requested) noexcept {
   if (requested != Path::kAuto) return requested;
+  const Path global = default_path();
+  if (global == Path::kReference || global == Path::kSmlad) return global;
   return avx2_supported() ? Path::kAvx2 : Path::kReference;
 }
 

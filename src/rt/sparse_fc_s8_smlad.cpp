@@ -1,17 +1,17 @@
 // Sparse fully-connected, Cortex-M DSP data flow: stored entries are taken two at a time, the
 // two activations (x + input_offset, in [-255, 255]) and the two weights packed as 16-bit halves
-// of one word each, and accumulated with one dual 16-bit multiply-accumulate (SMLAD). Off ARM the
-// SMLAD is emulated bit for bit; the data flow is the same, so this path is tested on the host.
+// of one word each, and accumulated with one dual 16-bit multiply-accumulate (dsp.hpp's SMLAD). Off
+// ARM it is emulated bit for bit; the data flow is the same, so this path is tested on the host.
+#include "tinyquant/rt/dsp.hpp"
 #include "tinyquant/rt/sparse.hpp"
 
 namespace tinyquant::rt::detail {
 namespace {
 
-// SMLAD: acc + lo16(a) * lo16(b) + hi16(a) * hi16(b), 32-bit wrapping (the Q flag is not used).
+// SMLAD: acc + lo16(a) * lo16(b) + hi16(a) * hi16(b), 32-bit wrapping (the Q flag is not used):
+// the real instruction on a core with the DSP extension, its bit-exact emulation elsewhere.
 inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) noexcept {
-  const int32_t lo = static_cast<int16_t>(a & 0xFFFFu) * static_cast<int16_t>(b & 0xFFFFu);
-  const int32_t hi = static_cast<int16_t>(a >> 16) * static_cast<int16_t>(b >> 16);
-  return wrap_add(wrap_add(acc, lo), hi);
+  return static_cast<int32_t>(dsp::smlad(a, b, static_cast<uint32_t>(acc)));
 }
 
 inline uint32_t pack16(int32_t lo, int32_t hi) noexcept {

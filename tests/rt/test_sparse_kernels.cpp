@@ -89,7 +89,7 @@ Case random_case(std::mt19937& rng, int32_t batch, int32_t k, int32_t n, double 
 }
 
 std::vector<Path> runnable_paths() {
-  std::vector<Path> paths = {Path::kReference, Path::kSmlad};
+  std::vector<Path> paths = {Path::kAuto, Path::kReference, Path::kSmlad};
 #if defined(__x86_64__)
   if (__builtin_cpu_supports("avx2") != 0) paths.push_back(Path::kAvx2);
 #endif

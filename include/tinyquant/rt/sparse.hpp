@@ -80,9 +80,10 @@ constexpr int32_t nm_row_index_bytes(int32_t cols, int32_t n, int32_t m) noexcep
 Status validate_sparse_s8(const SparseMatrixS8& w) noexcept;
 
 // output[b][o] for b < batch, o < out_features; input [batch][in_features]; bias
-// [out_features] or null. ctx.path: kAuto picks AVX2 on x86 CPUs that have it, else the
-// reference path; kReference, kSmlad and kAvx2 can be forced (kPathUnavailable if the build or
-// CPU lacks it; every other path is unavailable for sparse kernels).
+// [out_features] or null. ctx.path: kAuto follows a globally forced reference or smlad path
+// (force_path, TINYQUANT_PATH), else picks AVX2 on x86 CPUs that have it, else the reference;
+// kReference, kSmlad and kAvx2 can be forced (kPathUnavailable if the build or CPU lacks it; every
+// other path is unavailable for sparse kernels).
 Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, const Requant& requant,
                                  const FcDims& dims, const int8_t* input,
                                  const SparseMatrixS8& weights, const int32_t* bias,
