@@ -276,6 +276,30 @@ TEST(Quantize, TiesWithScaleAndZeroPoint) {
   }
 }
 
+// Every tie of the int16 range and the floats just around it, against std::round / nearbyint.
+TEST(Quantize, RoundingMatchesCLibraryAroundEveryTie) {
+  std::vector<float> x;
+  for (int k = -32769; k <= 32768; ++k) {
+    const float tie = static_cast<float>(k) + 0.5f;
+    x.push_back(tie);
+    x.push_back(std::nextafter(tie, 0.0f));
+    x.push_back(std::nextafter(tie, tie * 2.0f));
+    x.push_back(std::nextafter(std::nextafter(tie, 0.0f), 0.0f));
+    x.push_back(static_cast<float>(k));
+  }
+  const Shape shape{static_cast<int64_t>(x.size())};
+  const QuantParams p = per_tensor(16, 1.0f, 0);
+  for (RoundMode mode : {RoundMode::kHalfAwayFromZero, RoundMode::kHalfToEven}) {
+    const QTensor q = quantize(x.data(), shape, p, mode);
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double r = mode == RoundMode::kHalfToEven ? std::nearbyint(static_cast<double>(x[i]))
+                                                      : std::round(static_cast<double>(x[i]));
+      const int32_t want = static_cast<int32_t>(std::fmin(std::fmax(r, -32768.0), 32767.0));
+      ASSERT_EQ(q.value(static_cast<int64_t>(i)), want) << "x = " << x[i];
+    }
+  }
+}
+
 // The float division is what TFLite does; a reciprocal multiply differs on some inputs.
 TEST(Quantize, UsesDivisionNotReciprocal) {
   std::mt19937 rng(3);
