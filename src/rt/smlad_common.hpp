@@ -47,13 +47,18 @@ inline int32_t nibble_at(const uint8_t* stream, int64_t index) {
   return static_cast<int32_t>(nib ^ 8u) - 8;
 }
 
-// Four int4 values from nibble `index` on, offset added, as the same even/odd pairs.
+// Four int4 values from nibble `index` on, offset added, as the same even/odd pairs. The 16
+// bits holding them are spread to bytes 0 and 2 (n0|n1 and n2|n3); each nibble n is isolated
+// in a halfword and biased to n ^ 8 in [0, 15], so one SXTAB16 against (offset - 8) in both
+// halfwords gives offset + sext4(n) for two nibbles at once.
 inline Pairs widen4_s4(const uint8_t* stream, int64_t index, int32_t offset) {
-  const auto v0 = static_cast<uint32_t>(nibble_at(stream, index) + offset);
-  const auto v1 = static_cast<uint32_t>(nibble_at(stream, index + 1) + offset);
-  const auto v2 = static_cast<uint32_t>(nibble_at(stream, index + 2) + offset);
-  const auto v3 = static_cast<uint32_t>(nibble_at(stream, index + 3) + offset);
-  return {dsp::pkhbt<16>(v0, v2), dsp::pkhbt<16>(v1, v3)};
+  const uint8_t* p = stream + (index >> 1);
+  uint32_t v = p[0] | (uint32_t{p[1]} << 8);
+  if ((index & 1) != 0) v = (v >> 4) | (uint32_t{p[2]} << 12);  // start mid-byte
+  const uint32_t spread = (v & 0xFFu) | ((v & 0xFF00u) << 8);
+  const uint32_t bias = offset_pair(offset - 8);  // [-135, 120]: fits int16
+  return {dsp::sxtab16(bias, (spread & 0x000F000Fu) ^ 0x00080008u),
+          dsp::sxtab16(bias, ((spread >> 4) & 0x000F000Fu) ^ 0x00080008u)};
 }
 
 }  // namespace tinyquant::rt::detail::smlad
