@@ -48,13 +48,16 @@ void for_each_run(const ParamLayout& l, const float* data, int64_t n, F&& f) {
   }
 }
 
-// Min and max of p[0, n), plus whether any value is NaN or infinite. Independent lanes so the
-// compiler vectorises it without reassociating float math; the non-finite test reads the bits:
-// (bits & exponent) + 1 ulp of exponent reaches bit 31 only for an all-ones exponent.
+// Min and max of p[0, n), plus whether any value is NaN or infinite. 64 independent lanes in
+// local arrays: the lane loop is an element-wise loop the compiler vectorises (a plain min
+// reduction would need reassociation, which it refuses without -ffast-math). The non-finite
+// test reads the bits: (bits & exponent) + 1 ulp of exponent reaches bit 31 only for an all-ones
+// exponent.
 void minmax_run(const float* p, int64_t n, float* lo_out, float* hi_out, uint32_t* bad_out) {
-  constexpr int kLanes = 16;
-  float lo[kLanes], hi[kLanes];
-  uint32_t bad[kLanes];
+  constexpr int kLanes = 64;
+  alignas(64) float lo[kLanes];
+  alignas(64) float hi[kLanes];
+  alignas(64) uint32_t bad[kLanes];
   for (int j = 0; j < kLanes; ++j) {
     lo[j] = kInf;
     hi[j] = -kInf;
@@ -62,8 +65,9 @@ void minmax_run(const float* p, int64_t n, float* lo_out, float* hi_out, uint32_
   }
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
+    const float* q = p + i;
     for (int j = 0; j < kLanes; ++j) {
-      const float x = p[i + j];
+      const float x = q[j];
       uint32_t b;
       std::memcpy(&b, &x, sizeof b);
       lo[j] = x < lo[j] ? x : lo[j];
@@ -71,16 +75,16 @@ void minmax_run(const float* p, int64_t n, float* lo_out, float* hi_out, uint32_
       bad[j] |= (b & 0x7F800000u) + 0x00800000u;
     }
   }
+  float l = *lo_out, h = *hi_out;
+  uint32_t any = *bad_out;
   for (; i < n; ++i) {
     const float x = p[i];
     uint32_t b;
     std::memcpy(&b, &x, sizeof b);
-    lo[0] = x < lo[0] ? x : lo[0];
-    hi[0] = x > hi[0] ? x : hi[0];
-    bad[0] |= (b & 0x7F800000u) + 0x00800000u;
+    l = std::min(l, x);
+    h = std::max(h, x);
+    any |= (b & 0x7F800000u) + 0x00800000u;
   }
-  float l = *lo_out, h = *hi_out;
-  uint32_t any = *bad_out;
   for (int j = 0; j < kLanes; ++j) {
     l = std::min(l, lo[j]);
     h = std::max(h, hi[j]);
@@ -166,36 +170,22 @@ inline int32_t bin_of(float x, float scale, int32_t first, int32_t top) {
   return t > top ? top : t;
 }
 
-// Adds p[0, n) to h (whose grid already covers them). Long runs compute indices a block at a
-// time in a vectorisable loop, then count into 4 partial 32-bit histograms in turn, so that
-// consecutive increments of one bin do not wait on each other's store.
+// Counts p[0, n) (inside h's grid) into 4 partial 32-bit histograms of h.counts.size() bins each,
+// taken in turn so consecutive increments of one bin do not wait on each other's store. Indices
+// are computed a block at a time in a loop the compiler vectorises. n must stay below 2^32
+// between flushes.
 template <bool kMagnitude>
-void bin_run(Histogram* h, const float* p, int64_t n, std::vector<uint32_t>* partial) {
-  const float scale = std::ldexp(1.0f, -h->exponent);
-  const int32_t first = static_cast<int32_t>(h->first_bin);
-  const int64_t bins = static_cast<int64_t>(h->counts.size());
+void count_block(const Histogram& h, const float* p, int64_t n, uint32_t* partial) {
+  const float scale = std::ldexp(1.0f, -h.exponent);
+  const int32_t first = static_cast<int32_t>(h.first_bin);
+  const int64_t bins = static_cast<int64_t>(h.counts.size());
   const int32_t top = static_cast<int32_t>(bins - 1);
-  uint64_t* counts = h->counts.data();
-  h->total += static_cast<uint64_t>(n);
-  if (n < 4 * bins) {
-    for (int64_t i = 0; i < n; ++i) ++counts[bin_of<kMagnitude>(p[i], scale, first, top)];
-    return;
-  }
-  partial->assign(static_cast<size_t>(4 * bins), 0);
-  uint32_t* h0 = partial->data();
+  uint32_t* h0 = partial;
   uint32_t* h1 = h0 + bins;
   uint32_t* h2 = h1 + bins;
   uint32_t* h3 = h2 + bins;
-  auto flush = [&] {
-    for (int64_t b = 0; b < bins; ++b) {
-      counts[b] += uint64_t{h0[b]} + h1[b] + h2[b] + h3[b];
-      h0[b] = h1[b] = h2[b] = h3[b] = 0;
-    }
-  };
   constexpr int64_t kBlock = 1024;
-  constexpr int64_t kFlushEvery = int64_t{1} << 31;  // each partial then holds < 2^30
   int32_t idx[kBlock];
-  int64_t since_flush = 0;
   for (int64_t start = 0; start < n; start += kBlock) {
     const int64_t m = std::min(kBlock, n - start);
     const float* q = p + start;
@@ -208,13 +198,43 @@ void bin_run(Histogram* h, const float* p, int64_t n, std::vector<uint32_t>* par
       ++h3[idx[j + 3]];
     }
     for (; j < m; ++j) ++h0[idx[j]];
-    since_flush += m;
-    if (since_flush >= kFlushEvery) {
-      flush();
-      since_flush = 0;
-    }
   }
-  flush();
+}
+
+// Adds the partial histograms into h and clears them.
+void flush_partial(Histogram* h, uint32_t* partial) {
+  const size_t bins = h->counts.size();
+  uint64_t added = 0;
+  for (size_t b = 0; b < bins; ++b) {
+    const uint64_t c =
+        uint64_t{partial[b]} + partial[b + bins] + partial[b + 2 * bins] + partial[b + 3 * bins];
+    h->counts[b] += c;
+    added += c;
+    partial[b] = partial[b + bins] = partial[b + 2 * bins] = partial[b + 3 * bins] = 0;
+  }
+  h->total += added;
+}
+
+constexpr int64_t kFlushEvery = int64_t{1} << 30;  // each partial bin stays below 2^31
+
+// Adds p[0, n) to h (whose grid already covers them).
+template <bool kMagnitude>
+void bin_run(Histogram* h, const float* p, int64_t n, std::vector<uint32_t>* partial) {
+  const int64_t bins = static_cast<int64_t>(h->counts.size());
+  if (n < 4 * bins) {  // short run: the partials would cost more than they save
+    const float scale = std::ldexp(1.0f, -h->exponent);
+    const auto first = static_cast<int32_t>(h->first_bin);
+    const auto top = static_cast<int32_t>(bins - 1);
+    for (int64_t i = 0; i < n; ++i)
+      ++h->counts[static_cast<size_t>(bin_of<kMagnitude>(p[i], scale, first, top))];
+    h->total += static_cast<uint64_t>(n);
+    return;
+  }
+  partial->assign(static_cast<size_t>(4 * bins), 0);
+  for (int64_t start = 0; start < n; start += kFlushEvery) {
+    count_block<kMagnitude>(*h, p + start, std::min(kFlushEvery, n - start), partial->data());
+    flush_partial(h, partial->data());
+  }
 }
 
 }  // namespace
@@ -255,25 +275,67 @@ void ObserverBase::observe(const float* data, const Shape& shape) {
     fail<InvalidArgument>("{} observer: data is null for a batch of shape {}", name(),
                           to_string(shape));
   const ParamLayout layout = param_layout(spec_, shape);
+  if (layout.granularity == Granularity::kPerTensor && streams_per_tensor()) {
+    if (!absorb_per_tensor(data, n)) throw_non_finite(data, n, shape);
+    finish_batch(layout, shape, n);
+    return;
+  }
   std::vector<float> mins(static_cast<size_t>(layout.count), kInf);
   std::vector<float> maxs(static_cast<size_t>(layout.count), -kInf);
   uint32_t bad = 0;
-  for_each_run(layout, data, n, [&](int64_t slot, const float* p, int64_t len) {
-    const auto s = static_cast<size_t>(slot);
-    minmax_run(p, len, &mins[s], &maxs[s], &bad);
-  });
-  if (bad != 0) {
-    const int64_t i = detail::first_non_finite(data, n);
-    fail<DataError>("{} observer: non-finite value {} at index {} of a batch of shape {}", name(),
-                    data[i], i, to_string(shape));
+  if (layout.granularity == Granularity::kPerChannel && layout.inner < 16) {
+    // Channels on (nearly) the last axis: rows of axis_len * inner values, one element per
+    // (channel, inner) position, folded element-wise into a row of running mins and maxs.
+    const int64_t row = layout.axis_len * layout.inner;
+    std::vector<float> lo(static_cast<size_t>(row), kInf), hi(static_cast<size_t>(row), -kInf);
+    std::vector<uint32_t> flags(static_cast<size_t>(row), 0);
+    for (int64_t o = 0; o < layout.outer; ++o) {
+      const float* p = data + o * row;
+      for (int64_t j = 0; j < row; ++j) {
+        const float x = p[j];
+        uint32_t b;
+        std::memcpy(&b, &x, sizeof b);
+        lo[static_cast<size_t>(j)] =
+            x < lo[static_cast<size_t>(j)] ? x : lo[static_cast<size_t>(j)];
+        hi[static_cast<size_t>(j)] =
+            x > hi[static_cast<size_t>(j)] ? x : hi[static_cast<size_t>(j)];
+        flags[static_cast<size_t>(j)] |= (b & 0x7F800000u) + 0x00800000u;
+      }
+    }
+    for (int64_t j = 0; j < row; ++j) {
+      const auto s = static_cast<size_t>(j / layout.inner);
+      mins[s] = std::min(mins[s], lo[static_cast<size_t>(j)]);
+      maxs[s] = std::max(maxs[s], hi[static_cast<size_t>(j)]);
+      bad |= flags[static_cast<size_t>(j)] & 0x80000000u;
+    }
+  } else {
+    for_each_run(layout, data, n, [&](int64_t slot, const float* p, int64_t len) {
+      const auto s = static_cast<size_t>(slot);
+      minmax_run(p, len, &mins[s], &maxs[s], &bad);
+    });
   }
+  if (bad != 0) throw_non_finite(data, n, shape);
   absorb(data, layout, mins, maxs);
+  finish_batch(layout, shape, n);
+}
+
+void ObserverBase::throw_non_finite(const float* data, int64_t n, const Shape& shape) const {
+  const int64_t i = detail::first_non_finite(data, n);
+  fail<DataError>("{} observer: non-finite value {} at index {} of a batch of shape {}", name(),
+                  data[i], i, to_string(shape));
+}
+
+void ObserverBase::finish_batch(const ParamLayout& layout, const Shape& shape, int64_t n) {
   if (slots_ == 0) {
     shape_ = shape;
     slots_ = layout.count;
   }
   values_ += n;
   ++batches_;
+}
+
+bool ObserverBase::absorb_per_tensor(const float*, int64_t) {
+  return true;
 }
 
 void ObserverBase::require_data() const {
@@ -479,6 +541,63 @@ void HistogramObserver::absorb(const float* data, const ParamLayout& layout,
     else
       bin_run<false>(h, p, len, &partial_);
   });
+}
+
+bool HistogramObserver::absorb_per_tensor(const float* data, int64_t n) {
+  const bool fresh = hists_.empty();
+  if (fresh) {
+    hists_.resize(1);
+    mins_.assign(1, kInf);
+    maxs_.assign(1, -kInf);
+  }
+  Histogram* h = &hists_[0];
+  const Histogram backup = *h;  // bins * 8 bytes: restored if the batch turns out non-finite
+  const float backup_min = mins_[0], backup_max = maxs_[0];
+  partial_.assign(static_cast<size_t>(4 * bins_), 0);
+  uint32_t* partial = partial_.data();
+  constexpr int64_t kChunk = int64_t{1} << 14;  // 64 KiB: still in L2 for the binning pass
+  int64_t since_flush = 0;
+  for (int64_t start = 0; start < n; start += kChunk) {
+    const int64_t m = std::min(kChunk, n - start);
+    const float* p = data + start;
+    float lo = kInf, hi = -kInf;
+    uint32_t bad = 0;
+    minmax_run(p, m, &lo, &hi, &bad);
+    if (bad != 0) {
+      if (fresh) {
+        hists_.clear();
+        mins_.clear();
+        maxs_.clear();
+      } else {
+        *h = backup;
+        mins_[0] = backup_min;
+        maxs_[0] = backup_max;
+      }
+      return false;
+    }
+    if (lo < mins_[0] || hi > maxs_[0] || h->counts.empty()) {
+      mins_[0] = std::min(mins_[0], lo);
+      maxs_[0] = std::max(maxs_[0], hi);
+      if (!h->counts.empty()) flush_partial(h, partial);  // partials are on the old grid
+      since_flush = 0;
+      const double a = mins_[0], b = maxs_[0];
+      if (magnitude_)
+        fit_grid(h, 0.0, std::max(-a, b), bins_);
+      else
+        fit_grid(h, a, b, bins_);
+    }
+    if (magnitude_)
+      count_block<true>(*h, p, m, partial);
+    else
+      count_block<false>(*h, p, m, partial);
+    since_flush += m;
+    if (since_flush >= kFlushEvery) {
+      flush_partial(h, partial);
+      since_flush = 0;
+    }
+  }
+  flush_partial(h, partial);
+  return true;
 }
 
 void HistogramObserver::range_from_threshold(int64_t slot, double t, double* lo, double* hi) const {

@@ -561,6 +561,27 @@ TEST(Observers, NonFiniteValuesNameTheIndexAndLeaveStateUntouched) {
       EXPECT_EQ(obs->params().scales, before.scales) << obs->name();
     }
   }
+  // A long per-tensor batch is read chunk by chunk: a NaN far in, after chunks that already
+  // widened the range, must still leave the histogram as it was.
+  std::vector<float> big = normal_data(100000, 53);
+  for (size_t i = 0; i < 90000; ++i) big[i] *= 1000.0f;
+  big[99999] = NAN;
+  for (auto& obs : all_observers(QuantSpec{})) {
+    obs->observe(v.data(), Shape{300});
+    const QuantParams before = obs->params();
+    expect_error<DataError>([&] { obs->observe(big.data(), Shape{100000}); }, {"at index 99999"});
+    EXPECT_EQ(obs->params().scales, before.scales) << obs->name();
+    if (auto* h = dynamic_cast<HistogramObserver*>(obs.get())) {
+      EXPECT_EQ(h->histogram(0).total, 300u);
+      EXPECT_EQ(h->histogram(0).counts,
+                plain_histogram(v, h->histogram(0).exponent, h->histogram(0).first_bin, h->bins(),
+                                h->magnitude()));
+    }
+  }
+  PercentileObserver first(QuantSpec{});  // failing on the very first batch
+  expect_error<DataError>([&] { first.observe(big.data(), Shape{100000}); }, {"99999"});
+  expect_error<DataError>([&] { first.params(); }, {"empty calibration"});
+  EXPECT_EQ(first.param_count(), 0);
   // Per-channel along the last axis goes through the short-run path.
   std::vector<float> w = v;
   w[5] = NAN;

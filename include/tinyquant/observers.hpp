@@ -68,6 +68,11 @@ class ObserverBase : public Observer {
   // Called once per non-empty, finite, shape-checked batch with its per-parameter min and max.
   virtual void absorb(const float* data, const ParamLayout& layout, const std::vector<float>& mins,
                       const std::vector<float>& maxs) = 0;
+  // Per-tensor batches go to absorb_per_tensor() instead, in one pass, when this says so.
+  virtual bool streams_per_tensor() const noexcept { return false; }
+  // Folds in a per-tensor batch of n > 0 values; returns false, with the state unchanged, if the
+  // batch holds a NaN or infinity.
+  virtual bool absorb_per_tensor(const float* data, int64_t n);
   // Throws DataError if nothing was observed.
   void require_data() const;
   // Throws InvalidArgument if other is not the same type with the same spec, ShapeError if both
@@ -86,6 +91,8 @@ class ObserverBase : public Observer {
 
  private:
   void check_shape(const Shape& shape) const;
+  [[noreturn]] void throw_non_finite(const float* data, int64_t n, const Shape& shape) const;
+  void finish_batch(const ParamLayout& layout, const Shape& shape, int64_t n);
 };
 
 // Range = smallest and largest value seen, per parameter.
@@ -168,6 +175,10 @@ class HistogramObserver : public ObserverBase {
   HistogramObserver(const QuantSpec& spec, int64_t bins, bool magnitude, int64_t min_bins);
   void absorb(const float* data, const ParamLayout& layout, const std::vector<float>& mins,
               const std::vector<float>& maxs) final;
+  // Per-tensor batches are read once: chunk by chunk, min/max (growing the grid if needed),
+  // then binning while the chunk is still in cache.
+  bool streams_per_tensor() const noexcept final { return true; }
+  bool absorb_per_tensor(const float* data, int64_t n) final;
   // The clipping range chosen for one parameter; it is then clipped to [min, max] seen.
   virtual void choose_range(int64_t slot, double* lo, double* hi) const = 0;
   // Range for a magnitude threshold T: [-T, T] when symmetric, [min, max] clipped to it else.
