@@ -5,6 +5,9 @@
 #   armv7   ARMv7-A Linux, qemu-arm
 #   a64     AArch64 ARMv8-A, qemu-aarch64 -cpu cortex-a53 and -cpu cortex-a76
 #   a64dot  AArch64 ARMv8.2-A+dotprod, qemu-aarch64 -cpu cortex-a76
+#   m4cost  the Cortex-M4 cost harness (bench/arm/measure.sh --cross-check): builds every cost
+#           case at -O2 and -Os, runs them with the instruction-count plugin, and requires the
+#           plugin to agree with an exec trace; the table lands in build/arm-cost/results.md
 # Installs missing cross compilers and emulators first (apt-get, only when something is missing).
 # Usage: scripts/arm-tests.sh [target...]   (default: all). Exit status non-zero on any failure.
 # Build directories: build/arm-<target>. Jobs: $JOBS (default 2).
@@ -12,7 +15,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 JOBS=${JOBS:-2}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(m4 m7 armv7 a64 a64dot)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(m4 m7 armv7 a64 a64dot m4cost)
 
 need_pkgs=()
 need() { command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2"); }
@@ -25,6 +28,7 @@ need qemu-aarch64 qemu-user
 need cmake cmake
 need ninja ninja-build
 need g++ g++
+need python3 python3
 [ -d /usr/lib/arm-none-eabi/newlib ] || need_pkgs+=(libnewlib-arm-none-eabi)
 [ -d /usr/include/newlib/c++ ] || need_pkgs+=(libstdc++-arm-none-eabi-dev)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -43,6 +47,7 @@ toolchain_of() {
     armv7) echo arm-linux-gnueabihf ;;
     a64) echo aarch64-linux-gnu ;;
     a64dot) echo aarch64-linux-gnu-dotprod ;;
+    m4cost) echo cortex-m4 ;;
     *) return 1 ;;
   esac
 }
@@ -55,7 +60,16 @@ for t in "${TARGETS[@]}"; do
   dir="$ROOT/build/arm-$t"
   log="$dir.log"
   echo "== $t ($tc)"
+  if [ "$t" = m4cost ]; then
+    if "$ROOT/bench/arm/measure.sh" --cross-check >"$log" 2>&1; then
+      result[$t]="ok: $(grep -E '^cross-check' "$log")"
+    else
+      result[$t]="FAILED (see $log)"; failed=1; tail -20 "$log"
+    fi
+    continue
+  fi
   if ! cmake -S "$ROOT/tests/arm" -B "$dir" -G Ninja -DTINYQUANT_WERROR=ON \
+      -DTQ_HOST_TOOLS_DIR="$ROOT/build/arm-host" \
       -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchains/$tc.cmake" >"$log" 2>&1; then
     result[$t]="configure FAILED (see $log)"; failed=1; tail -20 "$log"; continue
   fi
