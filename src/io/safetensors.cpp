@@ -514,8 +514,9 @@ SafeTensors read_safetensors(const uint8_t* data, size_t size) {
   }
 
   // The tensors must tile [0, data_len) exactly: sorted by offset, each begins where the previous
-  // one ends, the last ends at the end of the file. Zero-byte tensors may share an offset.
-  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+  // one ends, the last ends at the end of the file. Zero-byte tensors may share an offset; the
+  // sort is stable so they keep their header order and a write -> read round trip is exact.
+  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
   uint64_t covered = 0;

@@ -181,6 +181,25 @@ TEST(SafetensorsRead, HeaderOrderIsNotOffsetOrder) {
   EXPECT_TRUE(st.at("s").shape.empty());
 }
 
+// Many zero-byte tensors at one offset keep their header order, so a write -> read round trip
+// gives back the same list (an unstable sort shuffled them).
+TEST(SafetensorsRead, ZeroByteTensorsKeepHeaderOrder) {
+  std::string json = "{";
+  for (int i = 0; i < 40; ++i) {
+    if (i) json += ",";
+    json += entry("t" + std::to_string(39 - i), "F32", "[0]", "[4,4]");
+  }
+  json += "," + entry("first", "F32", "[1]", "[0,4]") + "}";
+  const SafeTensors st = read_safetensors(st_file(json, {0, 0, 0, 0}));
+  ASSERT_EQ(st.tensors.size(), 41u);
+  EXPECT_EQ(st.tensors[0].name, "first");
+  for (int i = 0; i < 40; ++i)
+    EXPECT_EQ(st.tensors[static_cast<size_t>(i) + 1].name, "t" + std::to_string(39 - i));
+  const SafeTensors again = read_safetensors(write_safetensors(st));
+  for (size_t i = 0; i < st.tensors.size(); ++i)
+    EXPECT_EQ(again.tensors[i].name, st.tensors[i].name);
+}
+
 TEST(SafetensorsRead, EmptyFileHeaders) {
   EXPECT_TRUE(read_safetensors(st_file("{}", {})).tensors.empty());
   EXPECT_TRUE(read_safetensors(st_file("{\"__metadata__\":{}}  ", {})).metadata.empty());
