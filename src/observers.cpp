@@ -217,6 +217,74 @@ void flush_partial(Histogram* h, uint32_t* partial) {
 
 constexpr int64_t kFlushEvery = int64_t{1} << 30;  // each partial bin stays below 2^31
 
+// The per-tensor streaming kernel: bin indices of q[0, m) on h's grid and, in the same read, the
+// block's min, max and non-finite flag (see minmax_run for the lanes and the bit test).
+template <bool kMagnitude>
+void index_block(const Histogram& h, const float* q, int64_t m, int32_t* idx, float* lo_out,
+                 float* hi_out, uint32_t* bad_out) {
+  const float scale = std::ldexp(1.0f, -h.exponent);
+  const auto first = static_cast<int32_t>(h.first_bin);
+  const auto top = static_cast<int32_t>(h.counts.size()) - 1;
+  constexpr int kLanes = 64;
+  alignas(64) float lo[kLanes];
+  alignas(64) float hi[kLanes];
+  alignas(64) uint32_t bad[kLanes];
+  for (int j = 0; j < kLanes; ++j) {
+    lo[j] = kInf;
+    hi[j] = -kInf;
+    bad[j] = 0;
+  }
+  int64_t k = 0;
+  for (; k + kLanes <= m; k += kLanes) {
+    const float* p = q + k;
+    int32_t* out = idx + k;
+    for (int j = 0; j < kLanes; ++j) {
+      const float x = p[j];
+      uint32_t b;
+      std::memcpy(&b, &x, sizeof b);
+      lo[j] = x < lo[j] ? x : lo[j];
+      hi[j] = x > hi[j] ? x : hi[j];
+      bad[j] |= (b & 0x7F800000u) + 0x00800000u;
+      out[j] = bin_of<kMagnitude>(x, scale, first, top);
+    }
+  }
+  float l = kInf, hh = -kInf;
+  uint32_t any = 0;
+  for (; k < m; ++k) {
+    const float x = q[k];
+    uint32_t b;
+    std::memcpy(&b, &x, sizeof b);
+    l = std::min(l, x);
+    hh = std::max(hh, x);
+    any |= (b & 0x7F800000u) + 0x00800000u;
+    idx[k] = bin_of<kMagnitude>(x, scale, first, top);
+  }
+  for (int j = 0; j < kLanes; ++j) {
+    l = std::min(l, lo[j]);
+    hh = std::max(hh, hi[j]);
+    any |= bad[j];
+  }
+  *lo_out = l;
+  *hi_out = hh;
+  *bad_out = any & 0x80000000u;
+}
+
+// Counts precomputed indices into the 4 partial histograms in turn (see count_block).
+void scatter_block(const int32_t* idx, int64_t m, int64_t bins, uint32_t* partial) {
+  uint32_t* h0 = partial;
+  uint32_t* h1 = h0 + bins;
+  uint32_t* h2 = h1 + bins;
+  uint32_t* h3 = h2 + bins;
+  int64_t j = 0;
+  for (; j + 4 <= m; j += 4) {
+    ++h0[idx[j]];
+    ++h1[idx[j + 1]];
+    ++h2[idx[j + 2]];
+    ++h3[idx[j + 3]];
+  }
+  for (; j < m; ++j) ++h0[idx[j]];
+}
+
 // Adds p[0, n) to h (whose grid already covers them).
 template <bool kMagnitude>
 void bin_run(Histogram* h, const float* p, int64_t n, std::vector<uint32_t>* partial) {
@@ -544,6 +612,13 @@ void HistogramObserver::absorb(const float* data, const ParamLayout& layout,
 }
 
 bool HistogramObserver::absorb_per_tensor(const float* data, int64_t n) {
+  return magnitude_ ? stream_per_tensor<true>(data, n) : stream_per_tensor<false>(data, n);
+}
+
+// Reads the batch once, a block at a time: indices, min, max and the non-finite flag in one
+// loop; in the rare block that widens the range, the grid grows and the indices are redone.
+template <bool kMagnitude>
+bool HistogramObserver::stream_per_tensor(const float* data, int64_t n) {
   const bool fresh = hists_.empty();
   if (fresh) {
     hists_.resize(1);
@@ -555,14 +630,18 @@ bool HistogramObserver::absorb_per_tensor(const float* data, int64_t n) {
   const float backup_min = mins_[0], backup_max = maxs_[0];
   partial_.assign(static_cast<size_t>(4 * bins_), 0);
   uint32_t* partial = partial_.data();
-  constexpr int64_t kChunk = int64_t{1} << 14;  // 64 KiB: still in L2 for the binning pass
+  constexpr int64_t kBlock = 2048;
+  alignas(64) int32_t idx[kBlock];
   int64_t since_flush = 0;
-  for (int64_t start = 0; start < n; start += kChunk) {
-    const int64_t m = std::min(kChunk, n - start);
-    const float* p = data + start;
+  for (int64_t start = 0; start < n; start += kBlock) {
+    const int64_t m = std::min(kBlock, n - start);
+    const float* q = data + start;
     float lo = kInf, hi = -kInf;
     uint32_t bad = 0;
-    minmax_run(p, m, &lo, &hi, &bad);
+    if (!h->counts.empty())
+      index_block<kMagnitude>(*h, q, m, idx, &lo, &hi, &bad);
+    else
+      minmax_run(q, m, &lo, &hi, &bad);
     if (bad != 0) {
       if (fresh) {
         hists_.clear();
@@ -581,15 +660,13 @@ bool HistogramObserver::absorb_per_tensor(const float* data, int64_t n) {
       if (!h->counts.empty()) flush_partial(h, partial);  // partials are on the old grid
       since_flush = 0;
       const double a = mins_[0], b = maxs_[0];
-      if (magnitude_)
+      if (kMagnitude)
         fit_grid(h, 0.0, std::max(-a, b), bins_);
       else
         fit_grid(h, a, b, bins_);
+      index_block<kMagnitude>(*h, q, m, idx, &lo, &hi, &bad);
     }
-    if (magnitude_)
-      count_block<true>(*h, p, m, partial);
-    else
-      count_block<false>(*h, p, m, partial);
+    scatter_block(idx, m, bins_, partial);
     since_flush += m;
     if (since_flush >= kFlushEvery) {
       flush_partial(h, partial);

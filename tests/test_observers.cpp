@@ -661,8 +661,8 @@ TEST(Observers, BadConfiguration) {
 
 // ---- large streams -----------------------------------------------------------------------------
 
-// More than 2^31 values through min/max and a histogram in bounded memory. About 10 s on one core,
-// so it runs only when TINYQUANT_TEST_HUGE=1.
+// More than 2^31 values through min/max and a histogram in bounded memory (one 64 MiB batch
+// reused). About 5 s of CPU, longer on a busy machine, so it runs only when TINYQUANT_TEST_HUGE=1.
 TEST(Observers, StreamsMoreThan2To31Values) {
   const char* env = std::getenv("TINYQUANT_TEST_HUGE");
   if (env == nullptr || env[0] != '1') GTEST_SKIP() << "set TINYQUANT_TEST_HUGE=1 to run";

@@ -192,6 +192,8 @@ class HistogramObserver : public ObserverBase {
   std::vector<float> mins_, maxs_;
 
  private:
+  template <bool kMagnitude>
+  bool stream_per_tensor(const float* data, int64_t n);
   std::vector<uint32_t> partial_;  // scratch: 4 partial histograms for the binning loop
 };
 
