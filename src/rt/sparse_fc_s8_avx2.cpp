@@ -1,4 +1,5 @@
-// Sparse fully-connected, x86 AVX2 (compiled with -mavx2 only; chosen at run time).
+// Sparse fully-connected, x86 AVX2 (compiled with -mavx2 -mpopcnt only: every AVX2 CPU has
+// POPCNT, and without the flag each popcount is a library call; chosen at run time).
 //
 // The activations of every batch row are widened once into scratch as 32-bit words holding
 // (x + input_offset) in the low 16 bits and 0 above, so a vpgatherdd of 8 of them followed by
@@ -115,9 +116,11 @@ int32_t dot_u8_delta(const int32_t* xw, const uint8_t* delta, const int8_t* vals
   return s;
 }
 
-// 8 bytes at vals[v, v + 8), zero past `count` so the last values never read beyond the array.
-inline __m128i load8_bounded(const int8_t* vals, int64_t v, int64_t count) noexcept {
-  if (v + 8 <= count) return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(vals + v));
+// 8 bytes at vals[v, v + 8); kBounded: zero past `count`, for the last rows of the array.
+template <bool kBounded>
+inline __m128i load8(const int8_t* vals, int64_t v, int64_t count) noexcept {
+  if (!kBounded || v + 8 <= count)
+    return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(vals + v));
   alignas(16) int8_t tmp[16] = {};
   for (int64_t i = v; i < count; ++i) tmp[i - v] = vals[i];
   return _mm_load_si128(reinterpret_cast<const __m128i*>(tmp));
@@ -127,6 +130,7 @@ inline __m128i load8_bounded(const int8_t* vals, int64_t v, int64_t count) noexc
 // their columns with two pshufb and multiplied with the 16-bit activations by one vpmaddwd.
 // 64 columns are handled per step: the value offsets of their 16-column pieces come from
 // popcounts of the 64-bit mask, so the only loop-carried dependency is one popcount per step.
+template <bool kBounded>
 int32_t dot_bitmap(const int16_t* x16, const uint8_t* bm, int32_t row_bytes, const int8_t* vals,
                    int64_t v, int64_t count) noexcept {
   __m256i acc = _mm256_setzero_si256();
@@ -144,10 +148,10 @@ int32_t dot_bitmap(const int16_t* x16, const uint8_t* bm, int32_t row_bytes, con
       const uint32_t m0 = static_cast<uint32_t>(m >> (16 * c)) & 0xFFu;
       const uint32_t m1 = static_cast<uint32_t>(m >> (16 * c + 8)) & 0xFFu;
       const __m128i w0 =
-          _mm_shuffle_epi8(load8_bounded(vals, v0, count),
+          _mm_shuffle_epi8(load8<kBounded>(vals, v0, count),
                            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kExpand.ctl[m0])));
       const __m128i w1 =
-          _mm_shuffle_epi8(load8_bounded(vals, v0 + __builtin_popcount(m0), count),
+          _mm_shuffle_epi8(load8<kBounded>(vals, v0 + __builtin_popcount(m0), count),
                            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kExpand.ctl[m1])));
       const __m256i w16 = _mm256_cvtepi8_epi16(_mm_unpacklo_epi64(w0, w1));
       const __m256i xv =
@@ -263,7 +267,12 @@ void sparse_fc_s8_avx2(const SparseFcArgs& a) noexcept {
           dot = dot_u16(xb, w.col_index + cursor, vals, n);
           break;
         case SparseFormat::kBitmap:
-          dot = dot_bitmap(x16 + b * x16_stride, bm, row_bytes, w.values, cursor, w.value_count);
+          // Rows whose values end 8 bytes before the array's end may overread inside it.
+          dot = cursor + n + 8 <= w.value_count
+                    ? dot_bitmap<false>(x16 + b * x16_stride, bm, row_bytes, w.values, cursor,
+                                        w.value_count)
+                    : dot_bitmap<true>(x16 + b * x16_stride, bm, row_bytes, w.values, cursor,
+                                       w.value_count);
           break;
         default:
           dot = dot_list(xb, cols, vals, n);

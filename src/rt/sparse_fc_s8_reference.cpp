@@ -13,7 +13,7 @@ namespace {
 
 bool avx2_supported() noexcept {
 #if TINYQUANT_SPARSE_HAVE_AVX2
-  return __builtin_cpu_supports("avx2") != 0;
+  return __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("popcnt") != 0;
 #else
   return false;
 #endif
