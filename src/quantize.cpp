@@ -199,6 +199,16 @@ void for_each_run(const ParamLayout& l, int64_t n, F&& f) {
   }
 }
 
+// One run into int8, through the clone that fits (uniform: s and z point at the one pair).
+uint32_t quantize_s8_run(const float* x, int64_t c, const float* s, const int32_t* z, bool uniform,
+                         bool even, int32_t lo, int32_t hi, int8_t* q) {
+  if (uniform)
+    return even ? quantize_s8_uniform_even(x, c, *s, *z, lo, hi, q)
+                : quantize_s8_uniform_away(x, c, *s, *z, lo, hi, q);
+  return even ? quantize_s8_each_even(x, c, s, z, lo, hi, q)
+              : quantize_s8_each_away(x, c, s, z, lo, hi, q);
+}
+
 // Quantizes into int8 (bits <= 8) or int16 storage; returns 1 if any input was NaN / Inf.
 uint32_t quantize_unpacked(const float* x, int64_t n, const ParamLayout& l, const QuantParams& p,
                            RoundMode mode, uint8_t* out) {
@@ -210,13 +220,7 @@ uint32_t quantize_unpacked(const float* x, int64_t n, const ParamLayout& l, cons
   if (p.spec.bits <= 8) {
     int8_t* q = reinterpret_cast<int8_t*>(out);
     for_each_run(l, n, [&](int64_t e, int64_t c, int64_t k, bool uniform) {
-      if (uniform) {
-        bad |= even ? quantize_s8_uniform_even(x + e, c, s[k], z[k], lo, hi, q + e)
-                    : quantize_s8_uniform_away(x + e, c, s[k], z[k], lo, hi, q + e);
-      } else {
-        bad |= even ? quantize_s8_each_even(x + e, c, s + k, z + k, lo, hi, q + e)
-                    : quantize_s8_each_away(x + e, c, s + k, z + k, lo, hi, q + e);
-      }
+      bad |= quantize_s8_run(x + e, c, s + k, z + k, uniform, even, lo, hi, q + e);
     });
   } else {
     for_each_run(l, n, [&](int64_t e, int64_t c, int64_t k, bool uniform) {
@@ -243,6 +247,38 @@ TINYQUANT_HOT_CLONES void pack_int4_unchecked(const int8_t* v, int64_t n, uint8_
     packed[i] = static_cast<uint8_t>(low | high);
   }
   if (n % 2 != 0) packed[pairs] = static_cast<uint8_t>(static_cast<uint32_t>(v[n - 1]) & 0x0Fu);
+}
+
+// Quantizes into s4 nibbles through a small int8 buffer that stays in cache: runs (in increasing
+// element order) fill it, and every full buffer is packed. The buffer size is even, so each
+// flush starts on a byte boundary.
+uint32_t quantize_packed(const float* x, int64_t n, const ParamLayout& l, const QuantParams& p,
+                         RoundMode mode, uint8_t* out) {
+  constexpr int64_t kChunk = 16384;
+  std::vector<int8_t> buf(static_cast<size_t>(kChunk));
+  const int32_t lo = p.spec.qmin(), hi = p.spec.qmax();
+  const float* s = p.scales.data();
+  const int32_t* z = p.zero_points.data();
+  const bool even = mode == RoundMode::kHalfToEven;
+  uint32_t bad = 0;
+  int64_t start = 0, fill = 0;  // buf holds elements [start, start + fill)
+  for_each_run(l, n, [&](int64_t e, int64_t c, int64_t k, bool uniform) {
+    for (int64_t done = 0; done < c;) {
+      const int64_t take = std::min(c - done, kChunk - fill);
+      const int64_t pk = uniform ? k : k + done;
+      bad |= quantize_s8_run(x + e + done, take, s + pk, z + pk, uniform, even, lo, hi,
+                             buf.data() + fill);
+      fill += take;
+      done += take;
+      if (fill == kChunk) {
+        pack_int4_unchecked(buf.data(), fill, out + start / 2);
+        start += fill;
+        fill = 0;
+      }
+    }
+  });
+  pack_int4_unchecked(buf.data(), fill, out + start / 2);
+  return bad;
 }
 
 // Sign-extends a nibble: shift it to the top of a signed byte, then arithmetic-shift back.
@@ -351,9 +387,7 @@ void quantize(const float* data, const Shape& shape, const QuantParams& params, 
   if (n == 0) return;
   uint32_t bad = 0;
   if (bits <= 4) {
-    std::vector<int8_t> tmp(static_cast<size_t>(n));
-    bad = quantize_unpacked(data, n, l, params, mode, reinterpret_cast<uint8_t*>(tmp.data()));
-    if (bad == 0) pack_int4_unchecked(tmp.data(), n, out);
+    bad = quantize_packed(data, n, l, params, mode, out);
   } else {
     bad = quantize_unpacked(data, n, l, params, mode, out);
   }

@@ -245,6 +245,31 @@ TEST(Quantize, LongRunsMatchReference) {
   }
 }
 
+// Packed tensors larger than any internal buffer, with odd run lengths, so runs straddle buffer
+// and byte boundaries in every way.
+TEST(Quantize, PackedLargeTensorsMatchReference) {
+  std::mt19937 rng(13);
+  const Shape shape{3, 11001};
+  const std::vector<float> x = uniform_data(33003, 5.0f, rng);
+  for (int bits : {2, 3, 4}) {
+    for (Granularity g :
+         {Granularity::kPerTensor, Granularity::kPerChannel, Granularity::kPerGroup}) {
+      for (int axis : {0, 1}) {
+        QuantSpec spec;
+        spec.bits = bits;
+        spec.granularity = g;
+        spec.axis = axis;
+        spec.group_size = 7;
+        const QuantParams p = random_params(shape, spec, rng);
+        const std::vector<int32_t> want = ref_quantize(x, shape, p, RoundMode::kHalfAwayFromZero);
+        const QTensor q = quantize(x.data(), shape, p);
+        ASSERT_EQ(q.data, ref_bytes(want, bits)) << "bits " << bits << " axis " << axis;
+        ASSERT_EQ(dequantize(q), ref_dequantize(want, shape, p));
+      }
+    }
+  }
+}
+
 // ---- Rounding: exact ties, both modes, hand-computed ------------------------------------------
 TEST(Quantize, TiesRoundAsDocumented) {
   const std::vector<float> x{0.5f,        1.5f,         2.5f,        -0.5f,  -1.5f,   -2.5f,
