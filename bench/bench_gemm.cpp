@@ -254,10 +254,15 @@ class RatioReporter : public benchmark::ConsoleReporter {
     for (const Run& r : runs) {
       if (r.run_type == Run::RT_Aggregate && r.aggregate_name != "mean") continue;
       const auto it = r.counters.find("GOP/s");
-      if (it != r.counters.end()) gops[r.benchmark_name()] = it->second.value;
+      if (it != r.counters.end()) gops[r.run_name.str()] = it->second.value;
     }
   }
 };
+
+// Rows on 2 threads are timed by the wall clock: CPU time would count only the calling thread.
+void timed(int threads, benchmark::internal::Benchmark* b) {
+  if (threads > 1) b->UseRealTime();
+}
 
 std::string row(const Shape& s, const std::string& impl, int threads) {
   return "gemm/" + shape_name(s) + "/" + impl + "/threads:" + std::to_string(threads);
@@ -296,28 +301,29 @@ int main(int argc, char** argv) {
       for (const auto& [path, name] : tq_paths) {
         const bool scalar = path == rt::Path::kReference || path == rt::Path::kSmlad;
         if (scalar && (ops > 2e7 || threads > 1)) continue;  // scalar paths only at small sizes
-        benchmark::RegisterBenchmark(row(s, "tq_" + name, threads).c_str(), tq_fc, pr, path,
-                                     threads);
+        timed(threads, benchmark::RegisterBenchmark(row(s, "tq_" + name, threads).c_str(), tq_fc,
+                                                    pr, path, threads));
         if (threads == 1 && !scalar) {
           benchmark::RegisterBenchmark(row(s, "tq_" + name + "_prepacked", 1).c_str(),
                                        tq_fc_prepacked, pr, path);
         }
         if (!scalar) {
-          benchmark::RegisterBenchmark(row(s, "tq_" + name + "_s32", threads).c_str(), tq_s32, pr,
-                                       path, threads);
+          timed(threads,
+                benchmark::RegisterBenchmark(row(s, "tq_" + name + "_s32", threads).c_str(), tq_s32,
+                                             pr, path, threads));
         }
       }
 #if defined(TINYQUANT_HAVE_GEMMLOWP)
-      benchmark::RegisterBenchmark(row(s, "gemmlowp_u8", threads).c_str(), gemmlowp_u8, pr,
-                                   threads);
+      timed(threads, benchmark::RegisterBenchmark(row(s, "gemmlowp_u8", threads).c_str(),
+                                                  gemmlowp_u8, pr, threads));
 #endif
 #if defined(TINYQUANT_HAVE_DNNL)
-      benchmark::RegisterBenchmark(row(s, "onednn_s8s8s32", threads).c_str(), dnnl_s8s8s32, pr,
-                                   threads);
+      timed(threads, benchmark::RegisterBenchmark(row(s, "onednn_s8s8s32", threads).c_str(),
+                                                  dnnl_s8s8s32, pr, threads));
 #endif
 #if defined(TINYQUANT_HAVE_OPENBLAS)
-      benchmark::RegisterBenchmark(row(s, "openblas_sgemm", threads).c_str(), openblas_f32, pr,
-                                   threads);
+      timed(threads, benchmark::RegisterBenchmark(row(s, "openblas_sgemm", threads).c_str(),
+                                                  openblas_f32, pr, threads));
 #endif
       if (threads == 1) {
         benchmark::RegisterBenchmark(row(s, "eigen_i32", 1).c_str(), eigen_i32, pr);

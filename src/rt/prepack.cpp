@@ -176,6 +176,7 @@ Status fully_connected_s8_prepacked(const Context& ctx, const FcParams& params,
                               reinterpret_cast<const int8_t*>(payload), bias, output);
   }
   const int32_t need = fully_connected_s8_prepacked_scratch_size(dims, packed);
+  if (need == INT32_MAX) return Status::kBadDimension;  // scratch would not fit in int32
   s = detail::check_scratch(ctx, need);
   if (s != Status::kOk) return s;
   detail::GemmS8Args g;

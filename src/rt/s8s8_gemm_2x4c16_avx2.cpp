@@ -256,6 +256,10 @@ int32_t rows_per_block(int32_t m, int32_t k) {
   if (mc < kMr) mc = kMr;
   return mc < m ? mc : m;
 }
+// Sizes beyond int32 are reported as INT32_MAX, which the public kernels reject as too large.
+inline int32_t clamp32(int64_t v) {
+  return v > INT32_MAX ? INT32_MAX : static_cast<int32_t>(v);
+}
 inline int64_t align64(int64_t v) {
   return (v + 63) / 64 * 64;
 }
@@ -423,10 +427,10 @@ void gemm_s32(const GemmS32Args& g) {
 }
 
 int32_t gemm_s8_scratch(int32_t m, int32_t n, int32_t k, bool s4) {
-  return static_cast<int32_t>(scratch_bytes(m, n, k, s4, true));
+  return clamp32(scratch_bytes(m, n, k, s4, true));
 }
 int32_t gemm_s32_scratch(int32_t m, int32_t n, int32_t k) {
-  return static_cast<int32_t>(scratch_bytes(m, n, k, false, false));
+  return clamp32(scratch_bytes(m, n, k, false, false));
 }
 
 // Prepacked b: int16 (b + bo) blocks [ceil(n / 8)][ceil(k / 16)][8][16], zero-padded.
@@ -451,7 +455,7 @@ void gemm_s8_packed(const GemmS8Args& g, const void* packed) {
   gemm_s8_impl(g, static_cast<const int16_t*>(packed));
 }
 int32_t gemm_s8_packed_scratch(int32_t m, int32_t n, int32_t k) {
-  return static_cast<int32_t>(scratch_bytes(m, n, k, false, true));
+  return clamp32(scratch_bytes(m, n, k, false, true));
 }
 
 constexpr PackedGemmKernels kPackedTable{Path::kAvx2, packed_bytes, pack, gemm_s8_packed,

@@ -242,6 +242,10 @@ int32_t rows_per_block(int32_t m, int32_t k) {
   if (mc < kMr) mc = kMr;
   return mc < m ? mc : m;
 }
+// Sizes beyond int32 are reported as INT32_MAX, which the public kernels reject as too large.
+inline int32_t clamp32(int64_t v) {
+  return v > INT32_MAX ? INT32_MAX : static_cast<int32_t>(v);
+}
 inline int64_t align64(int64_t v) {
   return (v + 63) / 64 * 64;
 }
@@ -390,10 +394,10 @@ void gemm_s32(const GemmS32Args& g) {
 }
 
 int32_t gemm_s8_scratch(int32_t m, int32_t n, int32_t k, bool s4) {
-  return static_cast<int32_t>(scratch_bytes(m, n, k, s4, true));
+  return clamp32(scratch_bytes(m, n, k, s4, true));
 }
 int32_t gemm_s32_scratch(int32_t m, int32_t n, int32_t k) {
-  return static_cast<int32_t>(scratch_bytes(m, n, k, false, false));
+  return clamp32(scratch_bytes(m, n, k, false, false));
 }
 
 // Prepacked b: blocks [ceil(n / 8)][ceil(k / 64)][8][64] bytes, zero-padded, then the rowsums
@@ -426,13 +430,13 @@ void pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, int32_t /*b_offset
 
 void gemm_s8_packed(const GemmS8Args& g, const void* packed) {
   const auto* bytes = static_cast<const uint8_t*>(packed);
-  // The packed buffer may sit at any alignment; rowsums are read through a copy when needed.
+  // prepack.cpp guarantees a 4-byte aligned buffer; the row sums follow the 512-byte blocks.
   const auto* sumb = reinterpret_cast<const int32_t*>(bytes + packed_blocks_bytes(g.n, g.k));
   gemm_s8_impl(g, bytes, sumb);
 }
 
 int32_t gemm_s8_packed_scratch(int32_t m, int32_t n, int32_t k) {
-  return static_cast<int32_t>(scratch_bytes(m, n, k, false, true));
+  return clamp32(scratch_bytes(m, n, k, false, true));
 }
 
 constexpr PackedGemmKernels kPackedTable{Path::kAvx512Vnni, packed_bytes, pack, gemm_s8_packed,
