@@ -1,0 +1,11 @@
+/* Both exported headers compiled as C11: they must be valid C, and the arrays usable from C. */
+#include "exported.h"
+#include "exported_one.h"
+
+int cli_c_weight_sum(void);
+int cli_c_weight_sum(void) {
+  int sum = 0;
+  int i;
+  for (i = 0; i < NET_FC_WEIGHT_NUMEL; ++i) sum += net_fc_weight[i] - one_fc_weight[i];
+  return sum + (int)(sizeof(one_fc_weight) / sizeof(one_fc_weight[0]));
+}

@@ -1,0 +1,211 @@
+// Runs the built `tinyquant` command on files written by make_inputs and checks exit codes,
+// messages and the JSON of `inspect` against values computed here with plain loops.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tinyquant/io/npy.hpp"
+
+namespace {
+
+const std::string kData = TINYQUANT_CLI_DATA;
+const std::string kExe = TINYQUANT_CLI_EXE;
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+Result run(const std::string& args) {
+  const std::string err_path = kData + "/stderr.txt";
+  const std::string cmd = kExe + " " + args + " 2>" + err_path;
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.err = slurp(err_path);
+  return r;
+}
+
+nlohmann::json inspect_json(const std::string& model, const std::string& extra = "") {
+  const Result r = run("inspect " + model + " --json " + extra);
+  EXPECT_EQ(r.code, 0) << r.err;
+  return nlohmann::json::parse(r.out);
+}
+
+const nlohmann::json& tensor(const nlohmann::json& j, const std::string& name) {
+  for (const nlohmann::json& t : j["tensors"])
+    if (t["name"] == name) return t;
+  ADD_FAILURE() << "no tensor " << name;
+  static const nlohmann::json kNull;
+  return kNull;
+}
+
+std::vector<float> fc_weights() {
+  return tinyquant::io::load_npy(kData + "/fc.npy").as<float>();
+}
+
+TEST(Cli, QuantizeNpyPerChannelInt4ReportsBitsShapeAndError) {
+  const std::string out = kData + "/fc4.tqm";
+  const Result q = run("quantize " + kData + "/fc.npy " + out + " --bits 4");
+  ASSERT_EQ(q.code, 0) << q.err;
+  EXPECT_NE(q.out.find("fc "), std::string::npos) << q.out;
+  EXPECT_NE(q.out.find("SQNR"), std::string::npos) << q.out;
+
+  const nlohmann::json j = inspect_json(out, "--reference " + kData + "/fc.npy");
+  ASSERT_EQ(j["tensors"].size(), 1u);
+  const nlohmann::json& t = j["tensors"][0];
+  EXPECT_EQ(t["name"], "fc");  // the file stem
+  EXPECT_EQ(t["storage"], "int4");
+  EXPECT_EQ(t["bits"], 4);
+  EXPECT_EQ(t["scheme"], "symmetric");
+  EXPECT_EQ(t["granularity"], "per-channel");
+  EXPECT_EQ(t["shape"], (std::vector<int64_t>{8, 16}));
+  EXPECT_EQ(t["params"], 128);
+  EXPECT_EQ(t["scales"], 8);
+  EXPECT_GE(t["bytes"].get<int64_t>(), 64);  // 128 nibbles
+
+  // Reference: symmetric narrow 4-bit per row, scale = max|w| / 7, round half away from zero.
+  const std::vector<float> w = fc_weights();
+  double se = 0.0, max_abs = 0.0;
+  int64_t zeros = 0;
+  for (int r = 0; r < 8; ++r) {
+    float m = 0.0f;
+    for (int c = 0; c < 16; ++c) m = std::max(m, std::fabs(w[r * 16 + c]));
+    const float scale = m / 7.0f;
+    for (int c = 0; c < 16; ++c) {
+      const float x = w[r * 16 + c];
+      const float qv = std::min(7.0f, std::max(-7.0f, std::round(x / scale)));
+      const float d = scale * qv;
+      zeros += d == 0.0f ? 1 : 0;
+      se += (static_cast<double>(x) - d) * (static_cast<double>(x) - d);
+      max_abs = std::max(max_abs, std::fabs(static_cast<double>(x) - d));
+    }
+  }
+  EXPECT_NEAR(t["error"]["mse"].get<double>(), se / 128.0, 1e-9);
+  EXPECT_NEAR(t["error"]["max_abs"].get<double>(), max_abs, 1e-6);
+  EXPECT_DOUBLE_EQ(t["sparsity"].get<double>(), static_cast<double>(zeros) / 128.0);
+}
+
+TEST(Cli, QuantizeSafetensorsKeepsBiasFloatAndReadsBfloat16) {
+  const std::string out = kData + "/st.tqm";
+  const Result q = run("quantize " + kData + "/model.safetensors " + out +
+                       " --granularity tensor --scheme affine --bits 8");
+  ASSERT_EQ(q.code, 0) << q.err;
+  const nlohmann::json j = inspect_json(out);
+  ASSERT_EQ(j["tensors"].size(), 3u);
+  EXPECT_EQ(tensor(j, "fc.bias")["storage"], "float32");
+  EXPECT_FALSE(tensor(j, "fc.bias").contains("bits"));
+  EXPECT_EQ(tensor(j, "fc.weight")["granularity"], "per-tensor");
+  EXPECT_EQ(tensor(j, "fc.weight")["scheme"], "affine");
+  EXPECT_EQ(tensor(j, "emb")["shape"], (std::vector<int64_t>{4, 6}));
+  EXPECT_EQ(tensor(j, "emb")["bits"], 8);
+
+  const Result q1 = run("quantize " + kData + "/model.safetensors " + out + " --quantize-1d");
+  ASSERT_EQ(q1.code, 0) << q1.err;
+  EXPECT_EQ(tensor(inspect_json(out), "fc.bias")["storage"], "int8");
+}
+
+TEST(Cli, PruneMagnitudeAndNmGiveTheRequestedSparsity) {
+  const std::string out = kData + "/pruned.tqm";
+  // make_inputs writes no zeros, so the zeros after pruning are exactly the pruned weights.
+  Result r = run("prune " + kData + "/fc.npy " + out + " --sparsity 0.75");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("sparsity 0.750"), std::string::npos) << r.out;
+  EXPECT_DOUBLE_EQ(inspect_json(out)["tensors"][0]["sparsity"].get<double>(), 0.75);
+
+  r = run("prune " + kData + "/fc.npy " + out + " --method nm --n 1 --m 4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_DOUBLE_EQ(inspect_json(out)["tensors"][0]["sparsity"].get<double>(), 0.75);
+
+  r = run("prune " + kData + "/fc.npy " + out +
+          " --method structured --sparsity 0.5 --criterion l2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_DOUBLE_EQ(inspect_json(out)["tensors"][0]["sparsity"].get<double>(), 0.5);
+
+  r = run("prune " + kData + "/model.safetensors " + out + " --method global --sparsity 0.5");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json j = inspect_json(out);
+  EXPECT_DOUBLE_EQ(tensor(j, "fc.bias")["sparsity"].get<double>(), 0.0);  // biases untouched
+}
+
+TEST(Cli, UsageErrorsExitWith2) {
+  for (const std::string& args : std::vector<std::string>{
+           "quantize " + kData + "/fc.npy x.tqm --bits 9", "quantize " + kData + "/fc.npy",
+           "quantize " + kData + "/fc.npy x.tqm --scheme weird", "inspect", "frobnicate",
+           "prune " + kData + "/fc.npy x.tqm --sparsity 1.5",
+           "export-c a.tqm b.h --input-scale 0.1", "quantize a.npy b.tqm --no-such-option"}) {
+    const Result r = run(args);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.err;
+    EXPECT_FALSE(r.err.empty()) << args;
+  }
+}
+
+TEST(Cli, HelpExitsWith0AndDescribesEveryOption) {
+  Result r = run("--help");
+  EXPECT_EQ(r.code, 0);
+  for (const char* sub : {"quantize", "prune", "inspect", "export-c"})
+    EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
+  r = run("quantize --help");
+  EXPECT_EQ(r.code, 0);
+  for (const char* opt : {"--bits", "--scheme", "--granularity", "--axis", "--group-size",
+                          "--rounding", "--quantize-1d", "--name"})
+    EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
+  r = run("export-c --help");
+  EXPECT_EQ(r.code, 0);
+  for (const char* opt : {"--source", "--prefix", "--input-scale", "--output-zero-point"})
+    EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
+}
+
+TEST(Cli, DataErrorsExitWith1WithAMessage) {
+  struct Case {
+    std::string args, words;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"inspect " + kData + "/corrupt.tqm", "corrupt.tqm"},
+           {"inspect " + kData + "/not_a_model.tqm", "not_a_model.tqm"},
+           {"inspect " + kData + "/missing.tqm", "missing.tqm"},
+           {"quantize " + kData + "/fc.txt " + kData + "/x.tqm", "unknown input type"},
+           {"quantize " + kData + "/fc.npy " + kData + "/x.tqm --granularity group --axis 5",
+            "tensor 'fc'"},
+           {"export-c " + kData + "/corrupt.tqm " + kData + "/x.h", "corrupt.tqm"},
+       }) {
+    const Result r = run(c.args);
+    EXPECT_EQ(r.code, 1) << c.args;
+    EXPECT_EQ(r.err.rfind("tinyquant: error: ", 0), 0u) << r.err;
+    EXPECT_NE(r.err.find(c.words), std::string::npos) << c.args << "\n" << r.err;
+  }
+}
+
+TEST(Cli, ExportWithoutActivationParametersDocumentsTheLayerArithmetic) {
+  const std::string model = kData + "/exp.tqm";
+  ASSERT_EQ(run("quantize " + kData + "/model.safetensors " + model).code, 0);
+  const std::string h = kData + "/noact.h";
+  const Result r = run("export-c " + model + " " + h);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string text = slurp(h);
+  EXPECT_NE(text.find("no activation parameters given"), std::string::npos);
+  EXPECT_EQ(text.find("_multipliers"), std::string::npos);
+  EXPECT_NE(text.find("model_fc_weight_scales"), std::string::npos);
+}
+
+}  // namespace

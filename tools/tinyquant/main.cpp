@@ -1,0 +1,443 @@
+// The `tinyquant` command: quantize, prune, inspect and export models from the shell.
+//
+// Exit codes: 0 success, 1 a tinyquant::Error (bad data, unreadable or corrupt file), 2 a usage
+// error (unknown option, missing or out-of-range argument).
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <CLI/CLI.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tinyquant/error.hpp"
+#include "tinyquant/io/c_export.hpp"
+#include "tinyquant/io/model_file.hpp"
+#include "tinyquant/io/npy.hpp"
+#include "tinyquant/io/safetensors.hpp"
+#include "tinyquant/metrics.hpp"
+#include "tinyquant/prune.hpp"
+#include "tinyquant/quantize.hpp"
+
+namespace {
+
+using tinyquant::Shape;
+
+struct FloatTensor {
+  std::string name;
+  Shape shape;
+  std::vector<float> data;
+};
+
+bool has_extension(const std::string& path, const char* ext) {
+  return std::filesystem::path(path).extension() == ext;
+}
+
+bool is_float(tinyquant::io::DType d) {
+  using tinyquant::io::DType;
+  return d == DType::kFloat16 || d == DType::kBFloat16 || d == DType::kFloat32 ||
+         d == DType::kFloat64;
+}
+
+// The float tensors of a .npy (one, named `name` or the file stem) or .safetensors file.
+std::vector<FloatTensor> load_floats(const std::string& path, const std::string& name) {
+  std::vector<FloatTensor> out;
+  if (has_extension(path, ".npy")) {
+    const tinyquant::io::NpyArray a = tinyquant::io::load_npy(path);
+    if (!is_float(a.dtype))
+      throw tinyquant::InvalidArgument(
+          fmt::format("{}: dtype {} is not a float type (float16/32/64 expected)", path,
+                      tinyquant::io::to_string(a.dtype)));
+    out.push_back({name.empty() ? std::filesystem::path(path).stem().string() : name, a.shape,
+                   a.as<float>()});
+  } else if (has_extension(path, ".safetensors")) {
+    const tinyquant::io::SafeTensors f = tinyquant::io::load_safetensors(path);
+    for (const tinyquant::io::SafeTensor& t : f.tensors) {
+      if (!is_float(t.dtype)) {
+        fmt::print(stderr, "tinyquant: note: skipping '{}' ({}, not a float tensor)\n", t.name,
+                   tinyquant::io::safetensors_dtype_name(t.dtype));
+        continue;
+      }
+      out.push_back({t.name, t.shape, t.as<float>()});
+    }
+    if (out.empty())
+      throw tinyquant::DataError(fmt::format("{}: no float tensor to quantize", path));
+  } else {
+    throw tinyquant::InvalidArgument(
+        fmt::format("{}: unknown input type (expected a .npy or .safetensors file)", path));
+  }
+  return out;
+}
+
+struct QuantizeOptions {
+  int bits = 8;
+  std::string scheme = "symmetric";
+  std::string granularity = "channel";
+  std::optional<int> axis;
+  int64_t group_size = 32;
+  std::string rounding = "away";
+  bool quantize_1d = false;
+};
+
+void add_quantize_options(CLI::App* cmd, QuantizeOptions* o) {
+  cmd->add_option("--bits", o->bits, "Bit width of the quantized weights, 2..8 (default 8)")
+      ->check(CLI::Range(2, 8));
+  cmd->add_option("--scheme", o->scheme,
+                  "symmetric (zero point 0, narrow range [-(2^(b-1)-1), 2^(b-1)-1]) or affine "
+                  "(min/max mapped to the full range)")
+      ->check(CLI::IsMember({"symmetric", "affine"}));
+  cmd->add_option("--granularity", o->granularity,
+                  "One scale per tensor, per channel (along --axis) or per group of "
+                  "--group-size values along --axis (default channel)")
+      ->check(CLI::IsMember({"tensor", "channel", "group"}));
+  cmd->add_option("--axis", o->axis,
+                  "Channel / group axis; negative counts from the end (default 0 for channel, -1 "
+                  "for group)");
+  cmd->add_option("--group-size", o->group_size, "Values per group with --granularity group (>= 1)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--rounding", o->rounding,
+                  "Rounding of x / scale: away (half away from zero, as TFLite) or even (half to "
+                  "even)")
+      ->check(CLI::IsMember({"away", "even"}));
+  cmd->add_flag("--quantize-1d", o->quantize_1d,
+                "Also quantize tensors of rank < 2 (biases, norms); by default they stay float32");
+}
+
+tinyquant::QuantSpec make_spec(const QuantizeOptions& o) {
+  tinyquant::QuantSpec s;
+  s.bits = o.bits;
+  s.scheme = o.scheme == "affine" ? tinyquant::Scheme::kAffine : tinyquant::Scheme::kSymmetric;
+  s.narrow_range = s.scheme == tinyquant::Scheme::kSymmetric;
+  if (o.granularity == "tensor") {
+    s.granularity = tinyquant::Granularity::kPerTensor;
+  } else if (o.granularity == "channel") {
+    s.granularity = tinyquant::Granularity::kPerChannel;
+    s.axis = o.axis.value_or(0);
+  } else {
+    s.granularity = tinyquant::Granularity::kPerGroup;
+    s.axis = o.axis.value_or(-1);
+    s.group_size = o.group_size;
+  }
+  return s;
+}
+
+// Quantizes every tensor (rank >= 2, or all with --quantize-1d), saves the model and prints one
+// line per tensor. `sparsity` (optional, one per tensor) is the pruned fraction to report.
+void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOptions& o,
+                       const std::string& out_path, const std::vector<double>* sparsity) {
+  const tinyquant::QuantSpec base = make_spec(o);
+  const tinyquant::RoundMode mode = o.rounding == "even" ? tinyquant::RoundMode::kHalfToEven
+                                                         : tinyquant::RoundMode::kHalfAwayFromZero;
+  tinyquant::io::Model model;
+  int64_t total_float = 0, total_q = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const FloatTensor& t = tensors[i];
+    const std::string sp = sparsity ? fmt::format("  sparsity {:.3f}", (*sparsity)[i]) : "";
+    const int64_t fbytes = 4 * static_cast<int64_t>(t.data.size());
+    total_float += fbytes;
+    if (t.shape.size() < 2 && !o.quantize_1d) {
+      model.entries.push_back(tinyquant::io::make_entry(t.name, t.data.data(), t.shape));
+      total_q += fbytes;
+      fmt::print("{:<32} {:<16} float32  kept as float  {} bytes{}\n", t.name,
+                 tinyquant::to_string(t.shape), fbytes, sp);
+      continue;
+    }
+    tinyquant::QuantSpec spec = base;
+    if (t.shape.size() < 2 && spec.granularity != tinyquant::Granularity::kPerTensor &&
+        t.shape.size() == 1)
+      spec.axis = 0;
+    if (t.shape.empty()) spec.granularity = tinyquant::Granularity::kPerTensor;
+    tinyquant::QTensor q;
+    try {
+      q = tinyquant::quantize_weights(t.data.data(), t.shape, spec, mode);
+    } catch (const tinyquant::Error& e) {
+      throw tinyquant::DataError(
+          fmt::format("tensor '{}' {}: {}", t.name, tinyquant::to_string(t.shape), e.what()));
+    }
+    const tinyquant::SizeReport size = tinyquant::size_report(q);
+    const double sqnr = tinyquant::sqnr_db(t.data, tinyquant::dequantize(q));
+    total_q += size.quantized_bytes;
+    fmt::print("{:<32} {:<16} int{}  SQNR {:6.2f} dB  {} bytes  ratio {:.2f}x{}\n", t.name,
+               tinyquant::to_string(t.shape), spec.bits, sqnr, size.quantized_bytes, size.ratio,
+               sp);
+    model.entries.push_back(tinyquant::io::make_entry(t.name, q));
+  }
+  tinyquant::io::save_model(model, out_path);
+  fmt::print("wrote {}: {} tensors, {} -> {} bytes ({:.2f}x)\n", out_path, model.entries.size(),
+             total_float, total_q,
+             total_q > 0 ? static_cast<double>(total_float) / static_cast<double>(total_q) : 0.0);
+}
+
+struct PruneOptions {
+  std::string method = "magnitude";
+  double sparsity = 0.5;
+  int n = 2, m = 4;
+  std::string criterion = "l1";
+};
+
+// Masks the float weights of rank >= 2 in place; returns each tensor's fraction of zeros.
+std::vector<double> prune(std::vector<FloatTensor>* tensors, const PruneOptions& p) {
+  std::vector<size_t> idx;
+  for (size_t i = 0; i < tensors->size(); ++i)
+    if ((*tensors)[i].shape.size() >= 2) idx.push_back(i);
+  if (idx.empty()) throw tinyquant::DataError("prune: no tensor of rank >= 2 to prune");
+  std::vector<tinyquant::Mask> masks;
+  if (p.method == "global") {
+    std::vector<tinyquant::WeightView> views;
+    for (const size_t i : idx) views.push_back({(*tensors)[i].data.data(), (*tensors)[i].shape});
+    masks = tinyquant::global_magnitude_masks(views, p.sparsity);
+  } else {
+    for (const size_t i : idx) {
+      const tinyquant::WeightView w{(*tensors)[i].data.data(), (*tensors)[i].shape};
+      if (p.method == "magnitude") {
+        masks.push_back(tinyquant::magnitude_mask(w, p.sparsity));
+      } else if (p.method == "nm") {
+        masks.push_back(tinyquant::nm_mask(w, p.n, p.m));
+      } else {
+        const tinyquant::Criterion c = p.criterion == "l2" ? tinyquant::Criterion::kL2
+                                       : p.criterion == "fpgm"
+                                           ? tinyquant::Criterion::kGeometricMedian
+                                           : tinyquant::Criterion::kL1;
+        masks.push_back(tinyquant::expand_slice_mask(
+            tinyquant::structured_mask(w, 0, p.sparsity, c), w.shape, 0));
+      }
+    }
+  }
+  std::vector<double> zeros(tensors->size(), 0.0);
+  for (size_t k = 0; k < idx.size(); ++k) {
+    FloatTensor& t = (*tensors)[idx[k]];
+    tinyquant::apply_mask(t.data.data(), static_cast<int64_t>(t.data.size()), masks[k]);
+  }
+  for (size_t i = 0; i < tensors->size(); ++i) {
+    const FloatTensor& t = (*tensors)[i];
+    int64_t z = 0;
+    for (const float v : t.data) z += v == 0.0f ? 1 : 0;
+    zeros[i] = t.data.empty() ? 0.0 : static_cast<double>(z) / static_cast<double>(t.data.size());
+  }
+  return zeros;
+}
+
+int64_t entry_bytes(const tinyquant::io::ModelEntry& e) {
+  int64_t b = 0;
+  for (const tinyquant::io::ModelPart& p : e.parts) b += static_cast<int64_t>(p.bytes.size());
+  return b;
+}
+
+// Real values of a dense entry (float32, int32 or quantized), or nullopt for sparse storage.
+std::optional<std::vector<float>> real_values(const tinyquant::io::ModelEntry& e) {
+  if (e.format != 0) return std::nullopt;
+  if (e.params) return tinyquant::dequantize(tinyquant::io::to_qtensor(e));
+  if (e.storage == tinyquant::io::Storage::kFloat32) return tinyquant::io::to_floats(e);
+  if (e.storage == tinyquant::io::Storage::kInt32) {
+    const std::vector<int32_t> v = tinyquant::io::to_int32(e);
+    return std::vector<float>(v.begin(), v.end());
+  }
+  return std::nullopt;
+}
+
+nlohmann::json finite_or_null(double v) {
+  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json();
+}
+
+void inspect(const std::string& path, const std::string& reference, bool json) {
+  const tinyquant::io::Model model = tinyquant::io::load_model(path);
+  std::vector<FloatTensor> ref;
+  if (!reference.empty()) ref = load_floats(reference, "");
+  nlohmann::json out = {{"file", path}, {"tensors", nlohmann::json::array()}};
+  for (const tinyquant::io::ModelEntry& e : model.entries) {
+    nlohmann::json t = {{"name", e.name},
+                        {"storage", tinyquant::io::to_string(e.storage)},
+                        {"format", e.format},
+                        {"shape", e.shape},
+                        {"params", tinyquant::numel(e.shape)},
+                        {"bytes", entry_bytes(e)}};
+    if (e.params) {
+      const tinyquant::QuantSpec& s = e.params->spec;
+      t["bits"] = s.bits;
+      t["scheme"] = tinyquant::to_string(s.scheme);
+      t["granularity"] = tinyquant::to_string(s.granularity);
+      t["axis"] = s.axis;
+      if (s.granularity == tinyquant::Granularity::kPerGroup) t["group_size"] = s.group_size;
+      t["scales"] = e.params->scales.size();
+    }
+    const std::optional<std::vector<float>> values = real_values(e);
+    if (values) {
+      int64_t z = 0;
+      for (const float v : *values) z += v == 0.0f ? 1 : 0;
+      t["sparsity"] =
+          values->empty() ? 0.0 : static_cast<double>(z) / static_cast<double>(values->size());
+      if (!reference.empty()) {
+        const FloatTensor* r = nullptr;
+        for (const FloatTensor& c : ref)
+          if (c.name == e.name || ref.size() == 1) r = &c;
+        if (r == nullptr)
+          throw tinyquant::InvalidArgument(
+              fmt::format("--reference {}: no tensor named '{}'", reference, e.name));
+        if (r->shape != e.shape)
+          throw tinyquant::ShapeError(
+              fmt::format("--reference {}: tensor '{}' has shape {}, the model has {}", reference,
+                          r->name, tinyquant::to_string(r->shape), tinyquant::to_string(e.shape)));
+        const tinyquant::ErrorReport er = tinyquant::error_report(r->data, *values);
+        t["error"] = {{"mse", er.mse},
+                      {"max_abs", er.max_abs_error},
+                      {"sqnr_db", finite_or_null(er.sqnr_db)},
+                      {"cosine", er.cosine_similarity}};
+      }
+    }
+    out["tensors"].push_back(t);
+  }
+  if (json) {
+    std::cout << out.dump(2) << "\n";
+    return;
+  }
+  fmt::print("{}: {} tensors\n", path, model.entries.size());
+  for (const nlohmann::json& t : out["tensors"]) {
+    std::string q = "-";
+    if (t.contains("bits"))
+      q = fmt::format("int{} {} {} axis {}", t["bits"].get<int>(), t["scheme"].get<std::string>(),
+                      t["granularity"].get<std::string>(), t["axis"].get<int>());
+    fmt::print("{:<32} {:<8} {:<16} {:<36} params {:>9}  bytes {:>9}", t["name"].get<std::string>(),
+               t["storage"].get<std::string>(), tinyquant::to_string(t["shape"].get<Shape>()), q,
+               t["params"].get<int64_t>(), t["bytes"].get<int64_t>());
+    if (t.contains("sparsity")) fmt::print("  sparsity {:.3f}", t["sparsity"].get<double>());
+    if (t.contains("error")) {
+      const nlohmann::json& er = t["error"];
+      fmt::print("  mse {:.3g}  max_abs {:.3g}  SQNR {} dB  cos {:.6f}", er["mse"].get<double>(),
+                 er["max_abs"].get<double>(),
+                 er["sqnr_db"].is_null() ? std::string("inf")
+                                         : fmt::format("{:.2f}", er["sqnr_db"].get<double>()),
+                 er["cosine"].get<double>());
+    }
+    fmt::print("\n");
+  }
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{
+      "tinyquant: quantize, prune, inspect and export models for microcontrollers.\n"
+      "Exit codes: 0 success, 1 data or file error, 2 usage error."};
+  app.require_subcommand(1);
+
+  std::string in, out, name;
+  QuantizeOptions qo;
+  CLI::App* quantize = app.add_subcommand(
+      "quantize", "Quantize the float tensors of a .npy or .safetensors file into a .tqm model");
+  quantize->add_option("IN", in, "Input .npy (one tensor) or .safetensors (every float tensor)")
+      ->required();
+  quantize->add_option("OUT", out, "Output model file (.tqm)")->required();
+  quantize->add_option("--name", name, "Tensor name for a .npy input (default: the file stem)");
+  add_quantize_options(quantize, &qo);
+
+  PruneOptions po;
+  CLI::App* prune_cmd = app.add_subcommand(
+      "prune", "Prune the float weights (rank >= 2), then quantize them like `quantize`");
+  prune_cmd->add_option("IN", in, "Input .npy or .safetensors file")->required();
+  prune_cmd->add_option("OUT", out, "Output model file (.tqm)")->required();
+  prune_cmd->add_option("--name", name, "Tensor name for a .npy input (default: the file stem)");
+  prune_cmd
+      ->add_option("--method", po.method,
+                   "magnitude (smallest |w| per tensor), global (one threshold over all "
+                   "tensors), nm (N:M along the last axis), structured (whole output rows)")
+      ->check(CLI::IsMember({"magnitude", "global", "nm", "structured"}));
+  prune_cmd
+      ->add_option("--sparsity", po.sparsity,
+                   "Fraction of weights (or rows, for structured) to prune, in [0, 1)")
+      ->check(CLI::Range(0.0, 0.999999));
+  prune_cmd->add_option("--n", po.n, "N of N:M: values kept per group (1 <= n <= m)")
+      ->check(CLI::Range(1, 256));
+  prune_cmd->add_option("--m", po.m, "M of N:M: group length along the last axis (<= 256)")
+      ->check(CLI::Range(1, 256));
+  prune_cmd
+      ->add_option("--criterion", po.criterion,
+                   "Row score for structured pruning: l1, l2 or fpgm (geometric median)")
+      ->check(CLI::IsMember({"l1", "l2", "fpgm"}));
+  add_quantize_options(prune_cmd, &qo);
+
+  std::string reference;
+  bool json = false;
+  CLI::App* inspect_cmd = app.add_subcommand(
+      "inspect", "Describe every tensor of a .tqm model (and its error against a float source)");
+  inspect_cmd->add_option("FILE", in, "Model file (.tqm)")->required();
+  inspect_cmd->add_option("--reference", reference,
+                          "Float source (.npy or .safetensors) to report MSE, max abs error, "
+                          "SQNR and cosine similarity against, tensor by tensor");
+  inspect_cmd->add_flag("--json", json, "Print machine-readable JSON instead of a table");
+
+  std::string source, prefix = "model";
+  std::optional<float> in_scale, out_scale;
+  int in_zp = 0, out_zp = 0;
+  CLI::App* export_cmd = app.add_subcommand(
+      "export-c", "Write a model as C arrays (a header, or a header and a .c file)");
+  export_cmd->add_option("FILE", in, "Model file (.tqm)")->required();
+  export_cmd->add_option("OUT", out, "Output header (.h)")->required();
+  export_cmd->add_option("--source", source,
+                         "Also write the array definitions to this .c file; the header then "
+                         "only declares them");
+  export_cmd->add_option("--prefix", prefix,
+                         "Prefix of every C name (sanitised to an identifier, default model)");
+  CLI::Option* is = export_cmd->add_option(
+      "--input-scale", in_scale,
+      "Input activation scale of the fully-connected layers (X.weight [+ X.bias]); with "
+      "--output-scale emits per-channel multipliers, shifts and int32 bias. Without them, the "
+      "header documents how to compute those");
+  CLI::Option* os =
+      export_cmd->add_option("--output-scale", out_scale, "Output activation scale (> 0)");
+  is->needs(os);
+  os->needs(is);
+  export_cmd->add_option("--input-zero-point", in_zp, "Input activation zero point, -128..127")
+      ->check(CLI::Range(-128, 127));
+  export_cmd->add_option("--output-zero-point", out_zp, "Output activation zero point, -128..127")
+      ->check(CLI::Range(-128, 127));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+
+  try {
+    if (quantize->parsed()) {
+      quantize_and_save(load_floats(in, name), qo, out, nullptr);
+    } else if (prune_cmd->parsed()) {
+      std::vector<FloatTensor> tensors = load_floats(in, name);
+      const std::vector<double> zeros = prune(&tensors, po);
+      quantize_and_save(tensors, qo, out, &zeros);
+    } else if (inspect_cmd->parsed()) {
+      inspect(in, reference, json);
+    } else if (export_cmd->parsed()) {
+      const tinyquant::io::Model model = tinyquant::io::load_model(in);
+      tinyquant::io::CExportOptions opt;
+      opt.prefix = prefix;
+      if (in_scale) {
+        opt.input = tinyquant::ActivationParams{*in_scale, in_zp};
+        opt.output = tinyquant::ActivationParams{*out_scale, out_zp};
+        opt.input->validate("--input-scale / --input-zero-point");
+        opt.output->validate("--output-scale / --output-zero-point");
+      }
+      if (!source.empty()) opt.header_name = std::filesystem::path(out).filename().string();
+      const std::string header = tinyquant::io::export_c_header(model, opt);
+      tinyquant::io::write_file_bytes(out, std::vector<uint8_t>(header.begin(), header.end()));
+      if (!source.empty()) {
+        const std::string c = tinyquant::io::export_c_source(model, opt);
+        tinyquant::io::write_file_bytes(source, std::vector<uint8_t>(c.begin(), c.end()));
+      }
+      fmt::print("wrote {}{}\n", out, source.empty() ? "" : " and " + source);
+    }
+  } catch (const tinyquant::Error& e) {
+    fmt::print(stderr, "tinyquant: error: {}\n", e.what());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return run(argc, argv);
+}
