@@ -200,8 +200,22 @@ IdxArray parse_idx(const uint8_t* bytes, size_t size, const std::string& name) {
         "{}: IDX data truncated: the file ends at offset {} but shape {} needs {} data bytes from "
         "offset {} to {}",
         name, size, to_string(out.shape), expected, data_offset, data_offset + expected);
-  out.data.resize(expected);
-  const size_t got_data = in.read(out.data.data(), expected);
+  // Raw data is known to be all there (checked above). Compressed data is inflated in chunks so a
+  // few bytes of hostile gzip that declare a huge shape cannot make the reader allocate it all.
+  size_t got_data = 0;
+  if (!in.gzip()) {
+    out.data.resize(expected);
+    got_data = in.read(out.data.data(), expected);
+  } else {
+    constexpr size_t kChunk = size_t{1} << 24;
+    while (got_data < expected) {
+      const size_t want = expected - got_data < kChunk ? expected - got_data : kChunk;
+      out.data.resize(got_data + want);
+      const size_t got = in.read(out.data.data() + got_data, want);
+      got_data += got;
+      if (got < want) break;
+    }
+  }
   if (got_data < expected)
     fail<FormatError>(
         "{}: IDX data truncated: the data ends at offset {}{} but shape {} needs {} data bytes "

@@ -184,6 +184,10 @@ TEST(Idx, ImplausiblyLargeShape) {
   // 65536 * 65536 = 2^32 exactly is allowed by the header check and then fails as truncated.
   expect_format_error(make_idx({65536, 65536}, {1, 2, 3}),
                       {"data truncated", "[65536, 65536]", "4294967296"});
+  // The same header gzipped: a 40-byte file must not make the reader allocate 4 GiB up front
+  // (found by fuzzing); it inflates in chunks and stops at the real end of the data.
+  expect_format_error(gzip(make_idx({65536, 65536}, {1, 2, 3})),
+                      {"data truncated", "offset 15 of the decompressed data", "[65536, 65536]"});
 }
 
 TEST(Idx, TruncatedData) {
