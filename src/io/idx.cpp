@@ -211,9 +211,9 @@ IdxArray parse_idx(const uint8_t* bytes, size_t size, const std::string& name) {
     while (got_data < expected) {
       const size_t want = expected - got_data < kChunk ? expected - got_data : kChunk;
       out.data.resize(got_data + want);
-      const size_t got = in.read(out.data.data() + got_data, want);
-      got_data += got;
-      if (got < want) break;
+      const size_t chunk_got = in.read(out.data.data() + got_data, want);
+      got_data += chunk_got;
+      if (chunk_got < want) break;
     }
   }
   if (got_data < expected)
