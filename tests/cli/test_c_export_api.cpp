@@ -1,0 +1,131 @@
+// io::export_c_header / export_c_source without the command: literals, names and every error.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "tinyquant/error.hpp"
+#include "tinyquant/io/c_export.hpp"
+
+namespace {
+
+namespace io = tinyquant::io;
+using tinyquant::InvalidArgument;
+
+bool contains(const std::string& s, const std::string& what) {
+  return s.find(what) != std::string::npos;
+}
+
+template <class E, class F>
+void expect_error(F f, const std::vector<std::string>& words) {
+  try {
+    f();
+    ADD_FAILURE() << "no exception";
+  } catch (const E& e) {
+    for (const std::string& w : words) EXPECT_TRUE(contains(e.what(), w)) << e.what() << " / " << w;
+  }
+}
+
+io::Model float_model(const std::vector<float>& v, const std::string& name = "w") {
+  io::Model m;
+  m.entries.push_back(io::make_entry(name, v.data(), {static_cast<int64_t>(v.size())}));
+  return m;
+}
+
+TEST(CExport, IdentifiersAreSanitised) {
+  EXPECT_EQ(io::c_identifier("conv1.weight"), "conv1_weight");
+  EXPECT_EQ(io::c_identifier("0a-b"), "_0a_b");
+  EXPECT_EQ(io::c_identifier(""), "_");
+  EXPECT_EQ(io::c_identifier("a\xc3\xa9"), "a__");
+}
+
+TEST(CExport, FloatLiteralsReadBackExactly) {
+  const std::string h = io::export_c_header(float_model({1.0f, -2.5f, 1e-5f, 0.1f}), {});
+  EXPECT_TRUE(contains(h, "1.0f, -2.5f, 1e-05f, 0.1f")) << h;
+  EXPECT_TRUE(contains(h, "#define MODEL_W_NUMEL 4"));
+  EXPECT_TRUE(contains(h, "TQ_MODEL_ALIGN static const float model_w[4]"));
+}
+
+TEST(CExport, Int32MinAndNegativeMacrosAreParenthesised) {
+  io::Model m;
+  const std::vector<int32_t> v = {std::numeric_limits<int32_t>::min(), 5};
+  m.entries.push_back(io::make_entry("i", v.data(), {2}));
+  const std::string h = io::export_c_header(m, {});
+  EXPECT_TRUE(contains(h, "(-2147483647 - 1), 5")) << h;
+  EXPECT_FALSE(contains(h, "-2147483648"));
+}
+
+TEST(CExport, Int4DataIsTheNibbleStream) {
+  const std::vector<float> w = {1.0f, -1.0f, 0.6f, 0.0f, 0.25f, -0.75f};
+  tinyquant::QuantSpec spec;
+  spec.bits = 4;
+  spec.scheme = tinyquant::Scheme::kSymmetric;
+  spec.narrow_range = true;
+  // scale = 1 / 7: q = {7, -7, 4 (4.2), 0, 2 (1.75), -5 (-5.25)}
+  io::Model m;
+  m.entries.push_back(io::make_entry("w", tinyquant::quantize_weights(w.data(), {2, 3}, spec)));
+  const std::string h = io::export_c_header(m, {});
+  // bytes: (lo 7, hi -7=0x9) 0x97, (4, 0) 0x04, (2, -5=0xb) 0xb2
+  EXPECT_TRUE(contains(h, "static const uint8_t model_w[3]")) << h;
+  EXPECT_TRUE(contains(h, "0x97, 0x04, 0xb2")) << h;
+}
+
+TEST(CExport, SplitHeaderDeclaresAndSourceDefines) {
+  io::CExportOptions o;
+  o.prefix = "my net";
+  o.header_name = "net.h";
+  const io::Model m = float_model({1.0f, 2.0f});
+  const std::string h = io::export_c_header(m, o);
+  const std::string c = io::export_c_source(m, o);
+  EXPECT_TRUE(contains(h, "extern const float my_net_w[2];")) << h;
+  EXPECT_FALSE(contains(h, "= {"));
+  EXPECT_TRUE(contains(c, "#include \"net.h\""));
+  EXPECT_TRUE(contains(c, "TQ_MY_NET_ALIGN const float my_net_w[2] = {")) << c;
+}
+
+TEST(CExport, BadInputsThrowNamingTheEntry) {
+  expect_error<InvalidArgument>([] { io::export_c_header(io::Model{}, {}); }, {"no entries"});
+  expect_error<InvalidArgument>([] { io::export_c_source(float_model({1.0f}), {}); },
+                                {"header_name"});
+  io::Model clash = float_model({1.0f}, "a.b");
+  clash.entries.push_back(float_model({2.0f}, "a_b").entries[0]);
+  expect_error<InvalidArgument>([&] { io::export_c_header(clash, {}); },
+                                {"'a_b'", "model_a_b", "already used"});
+  io::Model sparse = float_model({1.0f}, "s");
+  sparse.entries[0].format = 2;
+  expect_error<InvalidArgument>([&] { io::export_c_header(sparse, {}); },
+                                {"'s'", "sparse", "format 2"});
+  io::Model empty;
+  empty.entries.push_back(io::make_entry("e", static_cast<const float*>(nullptr), {0, 3}));
+  expect_error<InvalidArgument>([&] { io::export_c_header(empty, {}); },
+                                {"'e'", "empty", "[0, 3]"});
+  expect_error<tinyquant::DataError>(
+      [] {
+        io::export_c_header(float_model({1.0f, std::nanf("")}), {});
+      },
+      {"w[1]", "non-finite", "nan"});
+}
+
+TEST(CExport, LayerBiasOfTheWrongShapeIsRejected) {
+  const std::vector<float> w = {1, 2, 3, 4, 5, 6};
+  const std::vector<float> b = {1, 2, 3};
+  io::Model m;
+  m.entries.push_back(io::make_entry(
+      "fc.weight", tinyquant::quantize_weights(w.data(), {2, 3},
+                                               tinyquant::QuantSpec::int8_weights_per_channel())));
+  m.entries.push_back(io::make_entry("fc.bias", b.data(), {3}));
+  io::CExportOptions o;
+  o.input = tinyquant::ActivationParams{0.1f, 0};
+  o.output = tinyquant::ActivationParams{0.2f, 0};
+  expect_error<InvalidArgument>([&] { io::export_c_header(m, o); },
+                                {"'fc.bias'", "shape [2]", "[3]"});
+  // Without activation parameters the layer arrays are left to the user, with a note.
+  m.entries.pop_back();
+  const std::string h = io::export_c_header(m, {});
+  EXPECT_TRUE(contains(h, "no activation parameters given"));
+  EXPECT_FALSE(contains(h, "_multipliers"));
+}
+
+}  // namespace
