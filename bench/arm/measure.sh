@@ -6,9 +6,11 @@
 # --cross-check also counts one case from a `-d in_asm,exec,nochain` trace (trace_count.py) and
 # requires it to equal the plugin's count.
 # Needs gcc, cmake, ninja, arm-none-eabi-gcc, qemu-system-arm >= 7 built with plugin support.
+# Build directories: $TQ_COST_BUILD-O2, $TQ_COST_BUILD-Os and results in $TQ_COST_BUILD
+# (default build/arm-cost), so several trees can be measured side by side.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-OUT="$ROOT/build/arm-cost"
+OUT="${TQ_COST_BUILD:-$ROOT/build/arm-cost}"
 mkdir -p "$OUT"
 CROSS_CHECK=0
 [ "${1:-}" = "--cross-check" ] && CROSS_CHECK=1
@@ -49,7 +51,7 @@ RESULTS="$OUT/results.md"
 } >"$RESULTS"
 
 for opt in O2 Os; do
-  dir="$ROOT/build/arm-cost-$opt"
+  dir="$OUT-$opt"
   cmake -S "$ROOT/bench/arm" -B "$dir" -G Ninja -DTINYQUANT_WERROR=ON -DTQ_COST_OPT=$opt \
     -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/toolchains/cortex-m4.cmake" >"$dir.log" 2>&1
   cmake --build "$dir" -j 2 >>"$dir.log" 2>&1
@@ -58,7 +60,7 @@ done
 for i in 0 1 2 3 4 5 6 7 8; do
   declare -A ipm=() text=()
   for opt in O2 Os; do
-    dir="$ROOT/build/arm-cost-$opt"
+    dir="$OUT-$opt"
     elf="$dir/cost_$i.elf"
     insns=$(count_insns "$elf")
     line=$(cat "$elf.out")
@@ -78,7 +80,7 @@ for i in 0 1 2 3 4 5 6 7 8; do
 done
 
 if [ $CROSS_CHECK = 1 ]; then
-  elf="$ROOT/build/arm-cost-O2/cost_2.elf"
+  elf="$OUT-O2/cost_2.elf"
   trace="$OUT/trace.log"
   "${QEMU[@]}" -d in_asm,exec,nochain -D "$trace" -kernel "$elf" >/dev/null
   from_trace=$(python3 "$ROOT/bench/arm/trace_count.py" "$trace" \
