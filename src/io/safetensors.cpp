@@ -624,7 +624,10 @@ std::vector<uint8_t> write_safetensors(const SafeTensors& file) {
     const auto item = static_cast<uint64_t>(itemsize(t.dtype));
     if (static_cast<uint64_t>(n) > std::numeric_limits<uint64_t>::max() / item ||
         static_cast<uint64_t>(n) * item != t.data.size())
-      t.as<float>();  // throws the ShapeError naming the tensor
+      fail<ShapeError>(
+          "write_safetensors: tensor \"{}\": data holds {} bytes but shape {} of {} needs {} x {} "
+          "bytes",
+          t.name, t.data.size(), to_string(t.shape), safetensors_dtype_name(t.dtype), n, item);
     if (header.size() > 1) header += ',';
     append_json_string(header, t.name);
     header += fmt::format(":{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",

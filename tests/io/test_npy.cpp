@@ -497,3 +497,22 @@ TEST(NpyCorrupt, TruncatedAndTrailingData) {
 TEST(NpyCorrupt, NullPointerWithSize) {
   expect_error<InvalidArgument>([] { read_npy(nullptr, 5); }, {"null", "size is 5"});
 }
+
+// The fuzz seeds stay meaningful: the valid ones parse, the ones named bad_* are rejected.
+#ifdef TINYQUANT_FUZZ_CORPUS
+TEST(NpySeeds, ValidSeedsParseBadSeedsFail) {
+  const std::string dir = std::string(TINYQUANT_FUZZ_CORPUS) + "/npy/";
+  for (const char* name : {"f4_c_v1.npy", "f4_f_v2.npy", "i1_v3.npy", "u1_scalar.npy", "i2_be.npy",
+                           "i4_f_rank3.npy", "f8_old16.npy", "f2.npy", "i8_empty.npy"})
+    EXPECT_NO_THROW(load_npy(dir + name)) << name;
+  // i4_f_rank3 holds 0..7 in Fortran order for shape (2, 2, 2): C element (i, j, k) = i + 2j + 4k.
+  const std::vector<int32_t> r = load_npy(dir + "i4_f_rank3.npy").as<int32_t>();
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 2; ++j)
+      for (int k = 0; k < 2; ++k)
+        EXPECT_EQ(r[static_cast<size_t>(4 * i + 2 * j + k)], i + 2 * j + 4 * k);
+  expect_error<FormatError>([&] { load_npy(dir + "bad_truncated.npy"); },
+                            {"truncated: expected 24 data bytes, found 21"});
+  expect_error<FormatError>([&] { load_npy(dir + "bad_descr.npy"); }, {"unsupported descr '<c8'"});
+}
+#endif

@@ -251,6 +251,8 @@ TEST(SafetensorsWrite, RejectsBadInput) {
   st.tensors[1].shape = {3};
   expect_error<ShapeError>([&] { write_safetensors(st); },
                            {"tensor \"y\"", "data holds 4 bytes", "[3]"});
+  expect_error<ShapeError>([&] { st.tensors[1].as<float>(); },
+                           {"tensor \"y\"", "data holds 4 bytes", "[3]"});
   st.tensors.pop_back();
   st.metadata = {{"a", "1"}, {"a", "2"}};
   expect_error<InvalidArgument>([&] { write_safetensors(st); }, {"duplicate metadata key \"a\""});
@@ -383,3 +385,19 @@ TEST(SafetensorsCorrupt, LayoutRules) {
 TEST(SafetensorsCorrupt, NullPointerWithSize) {
   expect_error<InvalidArgument>([] { read_safetensors(nullptr, 9); }, {"null", "size is 9"});
 }
+
+// The fuzz seeds stay meaningful: the valid ones parse, the ones named bad_* are rejected.
+#ifdef TINYQUANT_FUZZ_CORPUS
+TEST(SafetensorsSeeds, ValidSeedsParseBadSeedsFail) {
+  const std::string dir = std::string(TINYQUANT_FUZZ_CORPUS) + "/safetensors/";
+  for (const char* name : {"two.safetensors", "half.safetensors", "ints.safetensors",
+                           "escapes.safetensors", "empty.safetensors"})
+    EXPECT_NO_THROW(load_safetensors(dir + name)) << name;
+  EXPECT_EQ(load_safetensors(dir + "half.safetensors").at("h").as<float>(),
+            (std::vector<float>{1.0f, std::ldexp(1023.0f, -24)}));
+  expect_error<FormatError>([&] { load_safetensors(dir + "bad_trailing.safetensors"); },
+                            {"1 trailing bytes"});
+  expect_error<FormatError>([&] { load_safetensors(dir + "bad_overlap.safetensors"); },
+                            {"tensor \"b\"", "overlap tensor \"a\""});
+}
+#endif
