@@ -254,7 +254,11 @@ class RatioReporter : public benchmark::ConsoleReporter {
     for (const Run& r : runs) {
       if (r.run_type == Run::RT_Aggregate && r.aggregate_name != "mean") continue;
       const auto it = r.counters.find("GOP/s");
-      if (it != r.counters.end()) gops[r.run_name.str()] = it->second.value;
+      if (it == r.counters.end()) continue;
+      std::string name = r.run_name.str();  // without the aggregate suffix
+      const size_t rt_pos = name.find("/real_time");
+      if (rt_pos != std::string::npos) name.erase(rt_pos);
+      gops[name] = it->second.value;
     }
   }
 };
