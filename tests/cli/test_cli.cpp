@@ -125,6 +125,19 @@ TEST(Cli, QuantizeSafetensorsKeepsBiasFloatAndReadsBfloat16) {
   EXPECT_EQ(tensor(inspect_json(out), "fc.bias")["storage"], "int8");
 }
 
+TEST(Cli, QuantizePerGroupRecordsGroupSizeAndScaleCount) {
+  const std::string out = kData + "/group.tqm";
+  const Result q = run("quantize " + kData + "/fc.npy " + out +
+                       " --bits 4 --granularity group --group-size 4 --rounding even --name w");
+  ASSERT_EQ(q.code, 0) << q.err;
+  const nlohmann::json t = inspect_json(out)["tensors"][0];
+  EXPECT_EQ(t["name"], "w");
+  EXPECT_EQ(t["granularity"], "per-group");
+  EXPECT_EQ(t["group_size"], 4);
+  EXPECT_EQ(t["axis"], -1);
+  EXPECT_EQ(t["scales"], 8 * 16 / 4);
+}
+
 TEST(Cli, PruneMagnitudeAndNmGiveTheRequestedSparsity) {
   const std::string out = kData + "/pruned.tqm";
   // make_inputs writes no zeros, so the zeros after pruning are exactly the pruned weights.

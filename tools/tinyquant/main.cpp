@@ -322,6 +322,7 @@ int run(int argc, char** argv) {
       "tinyquant: quantize, prune, inspect and export models for microcontrollers.\n"
       "Exit codes: 0 success, 1 data or file error, 2 usage error."};
   app.require_subcommand(1);
+  app.option_defaults()->always_capture_default();  // show defaults in every --help
 
   std::string in, out, name;
   QuantizeOptions qo;
