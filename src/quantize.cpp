@@ -113,15 +113,15 @@ inline uint32_t quantize_run_uniform(const float* x, int64_t n, float scale, int
   return bad;
 }
 
-// One run of n elements with their own (scale[i], zp[i]).
+// One run of n elements with their own (scale[i], zp[i]) and float bounds lo[i] = qmin - zp[i],
+// hi[i] = qmax - zp[i] (precomputed once per call: two loads are cheaper than two conversions).
 template <RoundMode M, class Out>
 inline uint32_t quantize_run_each(const float* x, int64_t n, const float* scale, const int32_t* zp,
-                                  int32_t qmin, int32_t qmax, Out out) {
+                                  const float* lo, const float* hi, Out out) {
   uint32_t bad = 0;
   for (int64_t i = 0; i < n; ++i) {
     bad |= non_finite_bits(x[i]);
-    const float lo = static_cast<float>(qmin - zp[i]), hi = static_cast<float>(qmax - zp[i]);
-    out.put(i, quantize_one<M>(x[i] / scale[i], lo, hi) + zp[i]);
+    out.put(i, quantize_one<M>(x[i] / scale[i], lo[i], hi[i]) + zp[i]);
   }
   return bad;
 }
@@ -138,13 +138,13 @@ TINYQUANT_HOT_CLONES uint32_t quantize_s8_uniform_even(const float* x, int64_t n
   return quantize_run_uniform<RoundMode::kHalfToEven>(x, n, s, zp, lo, hi, Int8Out{out});
 }
 TINYQUANT_HOT_CLONES uint32_t quantize_s8_each_away(const float* x, int64_t n, const float* s,
-                                                    const int32_t* zp, int32_t lo, int32_t hi,
-                                                    int8_t* out) {
+                                                    const int32_t* zp, const float* lo,
+                                                    const float* hi, int8_t* out) {
   return quantize_run_each<RoundMode::kHalfAwayFromZero>(x, n, s, zp, lo, hi, Int8Out{out});
 }
 TINYQUANT_HOT_CLONES uint32_t quantize_s8_each_even(const float* x, int64_t n, const float* s,
-                                                    const int32_t* zp, int32_t lo, int32_t hi,
-                                                    int8_t* out) {
+                                                    const int32_t* zp, const float* lo,
+                                                    const float* hi, int8_t* out) {
   return quantize_run_each<RoundMode::kHalfToEven>(x, n, s, zp, lo, hi, Int8Out{out});
 }
 
@@ -199,30 +199,56 @@ void for_each_run(const ParamLayout& l, int64_t n, F&& f) {
   }
 }
 
-// One run into int8, through the clone that fits (uniform: s and z point at the one pair).
-uint32_t quantize_s8_run(const float* x, int64_t c, const float* s, const int32_t* z, bool uniform,
-                         bool even, int32_t lo, int32_t hi, int8_t* q) {
+// Everything a run needs: scales, zero points, the integer range and per-pair float bounds.
+struct ParamTable {
+  const float* s;
+  const int32_t* z;
+  int32_t qmin, qmax;
+  std::vector<float> lo, hi;  // qmin - z[k], qmax - z[k]
+  bool even;
+
+  ParamTable(const QuantParams& p, RoundMode mode)
+      : s(p.scales.data()),
+        z(p.zero_points.data()),
+        qmin(p.spec.qmin()),
+        qmax(p.spec.qmax()),
+        even(mode == RoundMode::kHalfToEven) {
+    lo.resize(p.zero_points.size());
+    hi.resize(p.zero_points.size());
+    for (size_t k = 0; k < lo.size(); ++k) {
+      lo[k] = static_cast<float>(qmin - z[k]);
+      hi[k] = static_cast<float>(qmax - z[k]);
+    }
+  }
+};
+
+// One run of c elements into int8 through the clone that fits; k is the first parameter index.
+uint32_t quantize_s8_run(const float* x, int64_t c, const ParamTable& t, int64_t k, bool uniform,
+                         int8_t* q) {
   if (uniform)
-    return even ? quantize_s8_uniform_even(x, c, *s, *z, lo, hi, q)
-                : quantize_s8_uniform_away(x, c, *s, *z, lo, hi, q);
-  return even ? quantize_s8_each_even(x, c, s, z, lo, hi, q)
-              : quantize_s8_each_away(x, c, s, z, lo, hi, q);
+    return t.even ? quantize_s8_uniform_even(x, c, t.s[k], t.z[k], t.qmin, t.qmax, q)
+                  : quantize_s8_uniform_away(x, c, t.s[k], t.z[k], t.qmin, t.qmax, q);
+  const float* lo = t.lo.data() + k;
+  const float* hi = t.hi.data() + k;
+  return t.even ? quantize_s8_each_even(x, c, t.s + k, t.z + k, lo, hi, q)
+                : quantize_s8_each_away(x, c, t.s + k, t.z + k, lo, hi, q);
 }
 
 // Quantizes into int8 (bits <= 8) or int16 storage; returns 1 if any input was NaN / Inf.
 uint32_t quantize_unpacked(const float* x, int64_t n, const ParamLayout& l, const QuantParams& p,
                            RoundMode mode, uint8_t* out) {
-  const int32_t lo = p.spec.qmin(), hi = p.spec.qmax();
-  const float* s = p.scales.data();
-  const int32_t* z = p.zero_points.data();
-  const bool even = mode == RoundMode::kHalfToEven;
+  const ParamTable t(p, mode);
   uint32_t bad = 0;
   if (p.spec.bits <= 8) {
     int8_t* q = reinterpret_cast<int8_t*>(out);
     for_each_run(l, n, [&](int64_t e, int64_t c, int64_t k, bool uniform) {
-      bad |= quantize_s8_run(x + e, c, s + k, z + k, uniform, even, lo, hi, q + e);
+      bad |= quantize_s8_run(x + e, c, t, k, uniform, q + e);
     });
   } else {
+    const int32_t lo = t.qmin, hi = t.qmax;
+    const float* s = t.s;
+    const int32_t* z = t.z;
+    const bool even = t.even;
     for_each_run(l, n, [&](int64_t e, int64_t c, int64_t k, bool uniform) {
       const Int16Out o{out + 2 * e};
       if (uniform) {
@@ -230,9 +256,11 @@ uint32_t quantize_unpacked(const float* x, int64_t n, const ParamLayout& l, cons
                     : quantize_run_uniform<RoundMode::kHalfAwayFromZero>(x + e, c, s[k], z[k], lo,
                                                                          hi, o);
       } else {
-        bad |= even ? quantize_run_each<RoundMode::kHalfToEven>(x + e, c, s + k, z + k, lo, hi, o)
-                    : quantize_run_each<RoundMode::kHalfAwayFromZero>(x + e, c, s + k, z + k, lo,
-                                                                      hi, o);
+        const float* fl = t.lo.data() + k;
+        const float* fh = t.hi.data() + k;
+        bad |= even ? quantize_run_each<RoundMode::kHalfToEven>(x + e, c, s + k, z + k, fl, fh, o)
+                    : quantize_run_each<RoundMode::kHalfAwayFromZero>(x + e, c, s + k, z + k, fl,
+                                                                      fh, o);
       }
     });
   }
@@ -256,18 +284,14 @@ uint32_t quantize_packed(const float* x, int64_t n, const ParamLayout& l, const 
                          RoundMode mode, uint8_t* out) {
   constexpr int64_t kChunk = 16384;
   std::vector<int8_t> buf(static_cast<size_t>(kChunk));
-  const int32_t lo = p.spec.qmin(), hi = p.spec.qmax();
-  const float* s = p.scales.data();
-  const int32_t* z = p.zero_points.data();
-  const bool even = mode == RoundMode::kHalfToEven;
+  const ParamTable t(p, mode);
   uint32_t bad = 0;
   int64_t start = 0, fill = 0;  // buf holds elements [start, start + fill)
   for_each_run(l, n, [&](int64_t e, int64_t c, int64_t k, bool uniform) {
     for (int64_t done = 0; done < c;) {
       const int64_t take = std::min(c - done, kChunk - fill);
       const int64_t pk = uniform ? k : k + done;
-      bad |= quantize_s8_run(x + e + done, take, s + pk, z + pk, uniform, even, lo, hi,
-                             buf.data() + fill);
+      bad |= quantize_s8_run(x + e + done, take, t, pk, uniform, buf.data() + fill);
       fill += take;
       done += take;
       if (fill == kChunk) {
