@@ -158,11 +158,20 @@ void fit_grid(Histogram* h, double lo, double hi, int64_t bins) {
   add_regridded(h, old.exponent, old.first_bin, old.counts);
 }
 
-// Bin of x on the grid: floor(x * 2^-e) - first, clamped; branch-free so it vectorises. The
-// product is exact (power-of-two scale, normal result) and below 2^30 in magnitude.
+// Bin of x on the grid: floor(x * 2^-e) - first, clamped; branch-free so it vectorises. For
+// values inside the grid the product is exact (power-of-two scale, normal result) and below 2^30
+// in magnitude. Others (in a block about to widen the range and be redone, or holding a NaN about
+// to be reported) must still be defined behaviour: a product of magnitude >= 2^30, infinite or
+// NaN is replaced by 0 through its exponent bits before the conversion (a float clamp here keeps
+// GCC from vectorising), so neither the conversion nor the subtraction can overflow.
 template <bool kMagnitude>
 inline int32_t bin_of(float x, float scale, int32_t first, int32_t top) {
-  const float v = (kMagnitude ? std::fabs(x) : x) * scale;
+  float v = (kMagnitude ? std::fabs(x) : x) * scale;
+  uint32_t b;
+  std::memcpy(&b, &v, sizeof b);
+  const uint32_t exponent = (b >> 23) & 0xFFu;
+  b &= 0u - static_cast<uint32_t>(exponent < 127u + 30u);
+  std::memcpy(&v, &b, sizeof v);
   int32_t t = static_cast<int32_t>(v);
   t -= static_cast<int32_t>(static_cast<float>(t) > v);
   t -= first;

@@ -523,6 +523,40 @@ TEST(Observers, MergeOfHalvesEqualsOnePassForEveryObserver) {
   }
 }
 
+TEST(Observers, PerChannelEqualsPerTensorOnEachSliceForEveryObserver) {
+  // Two batches of [n, 5, 30], channels along axis 1 with different spreads; a per-tensor
+  // observer per channel sees that channel's slice of each batch.
+  const Shape s1{4, 5, 30}, s2{3, 5, 30};
+  std::vector<float> b1 = laplace_data(4 * 5 * 30, 70, 1.0f),
+                     b2 = laplace_data(3 * 5 * 30, 71, 1.0f);
+  for (size_t i = 0; i < b1.size(); ++i) b1[i] *= static_cast<float>(1 + (i / 30) % 5);
+  for (size_t i = 0; i < b2.size(); ++i) b2[i] *= 0.5f * static_cast<float>(1 + (i / 30) % 5);
+  for (Scheme scheme : {Scheme::kAffine, Scheme::kSymmetric}) {
+    QuantSpec spec;
+    spec.scheme = scheme;
+    spec.granularity = Granularity::kPerChannel;
+    spec.axis = 1;
+    QuantSpec tensor_spec = spec;
+    tensor_spec.granularity = Granularity::kPerTensor;
+    auto pc = all_observers(spec);
+    for (auto& o : pc) {
+      o->observe(b1.data(), s1);
+      o->observe(b2.data(), s2);
+    }
+    for (int64_t c = 0; c < 5; ++c) {
+      const std::vector<float> x1 = slice3(b1, s1, 1, c), x2 = slice3(b2, s2, 1, c);
+      auto pt = all_observers(tensor_spec);
+      for (size_t k = 0; k < pt.size(); ++k) {
+        pt[k]->observe(x1.data(), Shape{static_cast<int64_t>(x1.size())});
+        pt[k]->observe(x2.data(), Shape{static_cast<int64_t>(x2.size())});
+        const QuantParams a = pc[k]->params(), b = pt[k]->params();
+        EXPECT_EQ(a.scales[static_cast<size_t>(c)], b.scales[0]) << pt[k]->name() << " " << c;
+        EXPECT_EQ(a.zero_points[static_cast<size_t>(c)], b.zero_points[0]) << pt[k]->name();
+      }
+    }
+  }
+}
+
 TEST(Observers, ResetForgetsEverything) {
   const std::vector<float> v = normal_data(1000, 41);
   for (auto& obs : all_observers(QuantSpec{})) {

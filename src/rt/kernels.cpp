@@ -27,9 +27,28 @@ using detail::PathKernels;
 constexpr int32_t kIm2colRows = 8;
 constexpr int64_t kAlign = 64;
 
+#if defined(TINYQUANT_RT_ONLY_SMLAD)
+// Single-path build (path_kernels.hpp): direct calls, no table.
+void (*gemm_s8_fn(const PathKernels*))(const GemmS8Args&) {
+  return detail::s8s8_gemm_smlad;
+}
+void (*gemm_s32_fn(const PathKernels*))(const GemmS32Args&) {
+  return detail::s8s8_s32_gemm_2x2c4_smlad;
+}
+void (*depthwise_fn(const PathKernels*))(const detail::DepthwiseArgs&) {
+  return detail::s8_dwconv_smlad;
+}
+#else
 void (*gemm_s8_fn(const PathKernels* t))(const GemmS8Args&) {
   return t->gemm_s8 != nullptr ? t->gemm_s8 : detail::reference_kernels()->gemm_s8;
 }
+void (*gemm_s32_fn(const PathKernels* t))(const GemmS32Args&) {
+  return t->gemm_s32 != nullptr ? t->gemm_s32 : detail::reference_kernels()->gemm_s32;
+}
+void (*depthwise_fn(const PathKernels* t))(const detail::DepthwiseArgs&) {
+  return t->depthwise_s8 != nullptr ? t->depthwise_s8 : detail::reference_kernels()->depthwise_s8;
+}
+#endif
 
 // Path gemm scratch, plus slack to align it to kAlign inside any caller buffer.
 int64_t gemm_s8_need(const PathKernels* t, int32_t m, int32_t n, int32_t k, bool s4) {
@@ -196,8 +215,12 @@ Status conv_run(const Context& ctx, const ConvParams& p, const Requant& rq, cons
     const int64_t nibble = first * c.kdim;
     g.b_s4 = w4 + nibble / 2;
     g.b_s4_first_nibble = static_cast<int32_t>(nibble % 2);
+#if defined(TINYQUANT_RT_ONLY_SMLAD)
+    return gemm_s8_fn(t);  // the smlad int4 kernel reads b_s4_first_nibble too
+#else
     // Only the reference path reads b_s4_first_nibble.
     return g.b_s4_first_nibble == 0 ? gemm_s8_fn(t) : detail::reference_kernels()->gemm_s8;
+#endif
   };
 
   if (c.direct) {
@@ -316,7 +339,7 @@ Status depthwise_conv2d_s8(const Context& ctx, const ConvParams& params, const R
   a.rounding = requant.rounding;
   a.output = output;
   a.scratch = nullptr;  // no path needs depthwise scratch
-  (t->depthwise_s8 != nullptr ? t->depthwise_s8 : detail::reference_kernels()->depthwise_s8)(a);
+  depthwise_fn(t)(a);
   return Status::kOk;
 }
 
@@ -354,7 +377,7 @@ Status gemm_s8s8_s32(const Context& ctx, const GemmDims& dims, const int8_t* a, 
   g.c = c;
   g.ldc = ldc;
   g.scratch = need > 0 ? align_up(ctx.scratch, 0) : nullptr;
-  (t->gemm_s32 != nullptr ? t->gemm_s32 : detail::reference_kernels()->gemm_s32)(g);
+  gemm_s32_fn(t)(g);
   return Status::kOk;
 }
 

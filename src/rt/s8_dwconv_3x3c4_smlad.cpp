@@ -36,7 +36,7 @@ inline void tap4(const int8_t* x, const int8_t* w, uint32_t x_off, uint32_t w_of
   const uint32_t xq = smlad::load4(x);
   const uint32_t wq = smlad::load4(w);
   const uint32_t xe = dsp::sxtab16(x_off, xq), we = dsp::sxtab16(w_off, wq);
-  const uint32_t xo = dsp::sxtab16<8>(x_off, xq), wo = dsp::sxtab16<8>(w_off, wq);
+  const uint32_t xo = smlad::sxtab16_ror8(x_off, xq), wo = smlad::sxtab16_ror8(w_off, wq);
   s.a0 = dsp::smlabb(xe, we, s.a0);
   s.a2 = mla_tt(xe, we, s.a2);
   s.a1 = dsp::smlabb(xo, wo, s.a1);
@@ -46,10 +46,8 @@ inline void tap4(const int8_t* x, const int8_t* w, uint32_t x_off, uint32_t w_of
 inline int8_t finish(const DepthwiseArgs& a, int32_t ch, uint32_t acc) {
   const ConvParams& p = *a.params;
   const int32_t q = a.per_channel ? ch : 0;
-  int32_t out = requantize(static_cast<int32_t>(acc), a.multiplier[q], a.shift[q], a.rounding);
-  out = wrap_add(out, p.output_offset);
-  out = out < p.act_min ? p.act_min : (out > p.act_max ? p.act_max : out);
-  return static_cast<int8_t>(out);
+  return smlad::output(static_cast<int32_t>(acc), a.multiplier[q], a.shift[q], a.rounding,
+                       p.output_offset, p.act_min, p.act_max);
 }
 
 inline uint32_t bias_at(const DepthwiseArgs& a, int32_t ch) {

@@ -7,11 +7,12 @@
 // so 8 MACs cost LDR + 2 AND + 4 SXTB16 + 4 SMLAD per weight row. The activations are widened
 // with their offset and repacked once per pass into the matching pairs (a0, a4) ... (a3, a7).
 // The accumulator holds 16x the dot product; it is shifted back (exact while |dot| < 2^27,
-// guaranteed by k < 2^16, see s8s4_gemm_1x2c8_smlad_fits) before the bias and the folded
+// guaranteed by k < 2^16) before the bias and the folded
 // weight-offset term are added with 32-bit wrap-around, as the reference does.
 // Two rows rather than four: the four repacked activation pairs, the accumulators, the weight
 // pointers and the unpacking temporaries of two rows already fill the Cortex-M4's registers.
-// k % 8 tail nibble by nibble with SMLABB; needs even k (every row starts on a byte).
+// k % 8 tail nibble by nibble with SMLABB. Odd k (rows starting mid-byte), a stream starting
+// mid-byte (a conv group) and k >= 2^16 take a plain nibble-by-nibble loop instead.
 #include <cstddef>
 #include <cstdint>
 
@@ -31,10 +32,10 @@ struct Quad {
 inline Quad widen8(const int8_t* x, uint32_t a_off) {
   const uint32_t q0 = smlad::load4(x);
   const uint32_t q1 = smlad::load4(x + 4);
-  const uint32_t e0 = dsp::sxtab16(a_off, q0);     // (a0, a2)
-  const uint32_t e1 = dsp::sxtab16(a_off, q1);     // (a4, a6)
-  const uint32_t o0 = dsp::sxtab16<8>(a_off, q0);  // (a1, a3)
-  const uint32_t o1 = dsp::sxtab16<8>(a_off, q1);  // (a5, a7)
+  const uint32_t e0 = dsp::sxtab16(a_off, q0);         // (a0, a2)
+  const uint32_t e1 = dsp::sxtab16(a_off, q1);         // (a4, a6)
+  const uint32_t o0 = smlad::sxtab16_ror8(a_off, q0);  // (a1, a3)
+  const uint32_t o1 = smlad::sxtab16_ror8(a_off, q1);  // (a5, a7)
   return {dsp::pkhbt<16>(e0, e1), dsp::pkhtb<16>(e1, e0), dsp::pkhbt<16>(o0, o1),
           dsp::pkhtb<16>(o1, o0)};
 }
@@ -43,9 +44,9 @@ inline uint32_t dot8(const Quad& x, uint32_t w, uint32_t acc) {
   const uint32_t hi = w & kHighNibbles;
   const uint32_t lo = (w << 4) & kHighNibbles;
   acc = dsp::smlad(x.x04, dsp::sxtb16(lo), acc);
-  acc = dsp::smlad(x.x26, dsp::sxtb16<8>(lo), acc);
+  acc = dsp::smlad(x.x26, smlad::sxtb16_ror8(lo), acc);
   acc = dsp::smlad(x.x15, dsp::sxtb16(hi), acc);
-  acc = dsp::smlad(x.x37, dsp::sxtb16<8>(hi), acc);
+  acc = dsp::smlad(x.x37, smlad::sxtb16_ror8(hi), acc);
   return acc;
 }
 
@@ -62,13 +63,32 @@ inline uint32_t unscale(uint32_t acc16) {
   return static_cast<uint32_t>(static_cast<int32_t>(acc16) >> 4);
 }
 
-}  // namespace
-
-bool s8s4_gemm_1x2c8_smlad_fits(const GemmS8Args& g) {
-  return g.b_s4 != nullptr && g.b_s4_first_nibble == 0 && (g.k & 1) == 0 && g.k < 65536;
+// Any layout (odd k, a stream starting mid-byte, k >= 2^16): nibble by nibble with SMLABB.
+void any_layout(const GemmS8Args& g) {
+  for (int32_t i = 0; i < g.m; ++i) {
+    const int8_t* x = g.a + i * static_cast<ptrdiff_t>(g.lda);
+    int8_t* c = g.c + i * static_cast<ptrdiff_t>(g.ldc);
+    for (int32_t j = 0; j < g.n; ++j) {
+      uint32_t acc = smlad::bias_at(g, j);
+      // Nibble index of (j, 0); the stream of a valid call is shorter than 2^31 nibbles.
+      const int32_t first = g.b_s4_first_nibble + j * g.k;
+      for (int32_t t = 0; t < g.k; ++t) {
+        const auto xv = static_cast<uint32_t>(x[t] + g.a_offset);
+        const auto wv = static_cast<uint32_t>(smlad::nibble_at(g.b_s4, first + t) + g.b_offset);
+        acc = dsp::smlabb(xv, wv, acc);
+      }
+      c[j] = smlad::finish(g, j, acc);
+    }
+  }
 }
 
+}  // namespace
+
 void s8s4_gemm_1x2c8_smlad(const GemmS8Args& g) {
+  if (g.b_s4_first_nibble != 0 || (g.k & 1) != 0 || g.k >= 65536) {
+    any_layout(g);
+    return;
+  }
   const uint32_t a_off = smlad::offset_pair(g.a_offset);
   const ptrdiff_t row_bytes = g.k >> 1;
   const int32_t k8 = g.k & ~7;

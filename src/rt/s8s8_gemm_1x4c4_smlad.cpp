@@ -17,11 +17,11 @@ namespace {
 // Weight rows j .. j + 3 against activation row x; acc_init = bias-free offset term.
 inline void quad(const GemmS8Args& g, const int8_t* __restrict x, int8_t* __restrict c, int32_t j,
                  uint32_t a_off, uint32_t init) {
+  // Two row pointers and the row stride (register-offset loads) instead of four pointers: the
+  // Cortex-M4 has 14 allocatable registers and this loop needs all of them.
   const ptrdiff_t ldb = g.ldb;
   const int8_t* __restrict w0 = g.b + j * ldb;
-  const int8_t* __restrict w1 = w0 + ldb;
-  const int8_t* __restrict w2 = w1 + ldb;
-  const int8_t* __restrict w3 = w2 + ldb;
+  const int8_t* __restrict w2 = w0 + 2 * ldb;
   uint32_t acc0 = init + smlad::bias_at(g, j);
   uint32_t acc1 = init + smlad::bias_at(g, j + 1);
   uint32_t acc2 = init + smlad::bias_at(g, j + 2);
@@ -30,24 +30,27 @@ inline void quad(const GemmS8Args& g, const int8_t* __restrict x, int8_t* __rest
     const uint32_t q = smlad::load4(x);
     x += 4;
     const uint32_t xe = dsp::sxtab16(a_off, q);
-    const uint32_t xo = dsp::sxtab16<8>(a_off, q);
+    const uint32_t xo = smlad::sxtab16_ror8(a_off, q);
     uint32_t w = smlad::load4(w0);
-    w0 += 4;
     acc0 = dsp::smlad(xe, dsp::sxtb16(w), acc0);
-    acc0 = dsp::smlad(xo, dsp::sxtb16<8>(w), acc0);
-    w = smlad::load4(w1);
-    w1 += 4;
+    acc0 = dsp::smlad(xo, smlad::sxtb16_ror8(w), acc0);
+    smlad::order_point();
+    w = smlad::load4(w0 + ldb);
+    w0 += 4;
     acc1 = dsp::smlad(xe, dsp::sxtb16(w), acc1);
-    acc1 = dsp::smlad(xo, dsp::sxtb16<8>(w), acc1);
+    acc1 = dsp::smlad(xo, smlad::sxtb16_ror8(w), acc1);
+    smlad::order_point();
     w = smlad::load4(w2);
-    w2 += 4;
     acc2 = dsp::smlad(xe, dsp::sxtb16(w), acc2);
-    acc2 = dsp::smlad(xo, dsp::sxtb16<8>(w), acc2);
-    w = smlad::load4(w3);
-    w3 += 4;
+    acc2 = dsp::smlad(xo, smlad::sxtb16_ror8(w), acc2);
+    smlad::order_point();
+    w = smlad::load4(w2 + ldb);
+    w2 += 4;
     acc3 = dsp::smlad(xe, dsp::sxtb16(w), acc3);
-    acc3 = dsp::smlad(xo, dsp::sxtb16<8>(w), acc3);
+    acc3 = dsp::smlad(xo, smlad::sxtb16_ror8(w), acc3);
   }
+  const int8_t* __restrict w1 = w0 + ldb;
+  const int8_t* __restrict w3 = w2 + ldb;
   for (int32_t t = g.k & 3; t > 0; --t) {
     const auto xv = static_cast<uint32_t>(*x++ + g.a_offset);
     acc0 = dsp::smlabb(xv, static_cast<uint32_t>(int32_t{*w0++}), acc0);
@@ -71,7 +74,7 @@ inline void single(const GemmS8Args& g, const int8_t* __restrict x, int8_t* __re
     const uint32_t w = smlad::load4(w0);
     w0 += 4;
     acc0 = dsp::smlad(dsp::sxtab16(a_off, q), dsp::sxtb16(w), acc0);
-    acc0 = dsp::smlad(dsp::sxtab16<8>(a_off, q), dsp::sxtb16<8>(w), acc0);
+    acc0 = dsp::smlad(smlad::sxtab16_ror8(a_off, q), smlad::sxtb16_ror8(w), acc0);
   }
   for (int32_t t = g.k & 3; t > 0; --t) {
     const auto xv = static_cast<uint32_t>(*x++ + g.a_offset);

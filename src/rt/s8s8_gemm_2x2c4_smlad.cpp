@@ -37,17 +37,17 @@ inline void tile2x2(const GemmS8Args& g, const RowPair& r, int32_t j, uint32_t a
     uint32_t w = smlad::load4(w0);
     w0 += 4;
     const uint32_t we0 = dsp::sxtb16(w);
-    const uint32_t wo0 = dsp::sxtb16<8>(w);
+    const uint32_t wo0 = smlad::sxtb16_ror8(w);
     w = smlad::load4(w1);
     w1 += 4;
     const uint32_t we1 = dsp::sxtb16(w);
-    const uint32_t wo1 = dsp::sxtb16<8>(w);
+    const uint32_t wo1 = smlad::sxtb16_ror8(w);
     uint32_t q = smlad::load4(x0);
     x0 += 4;
     uint32_t xv = dsp::sxtab16(a_off, q);
     acc00 = dsp::smlad(xv, we0, acc00);
     acc01 = dsp::smlad(xv, we1, acc01);
-    xv = dsp::sxtab16<8>(a_off, q);
+    xv = smlad::sxtab16_ror8(a_off, q);
     acc00 = dsp::smlad(xv, wo0, acc00);
     acc01 = dsp::smlad(xv, wo1, acc01);
     q = smlad::load4(x1);
@@ -55,7 +55,7 @@ inline void tile2x2(const GemmS8Args& g, const RowPair& r, int32_t j, uint32_t a
     xv = dsp::sxtab16(a_off, q);
     acc10 = dsp::smlad(xv, we0, acc10);
     acc11 = dsp::smlad(xv, we1, acc11);
-    xv = dsp::sxtab16<8>(a_off, q);
+    xv = smlad::sxtab16_ror8(a_off, q);
     acc10 = dsp::smlad(xv, wo0, acc10);
     acc11 = dsp::smlad(xv, wo1, acc11);
   }
@@ -89,11 +89,11 @@ inline void tile2x1(const GemmS8Args& g, const RowPair& r, int32_t j, uint32_t a
     const uint32_t q1 = smlad::load4(x1);
     x1 += 4;
     const uint32_t we = dsp::sxtb16(w);
-    const uint32_t wo = dsp::sxtb16<8>(w);
+    const uint32_t wo = smlad::sxtb16_ror8(w);
     acc00 = dsp::smlad(dsp::sxtab16(a_off, q0), we, acc00);
-    acc00 = dsp::smlad(dsp::sxtab16<8>(a_off, q0), wo, acc00);
+    acc00 = dsp::smlad(smlad::sxtab16_ror8(a_off, q0), wo, acc00);
     acc10 = dsp::smlad(dsp::sxtab16(a_off, q1), we, acc10);
-    acc10 = dsp::smlad(dsp::sxtab16<8>(a_off, q1), wo, acc10);
+    acc10 = dsp::smlad(smlad::sxtab16_ror8(a_off, q1), wo, acc10);
   }
   for (int32_t t = g.k & 3; t > 0; --t) {
     const auto wv0 = static_cast<uint32_t>(int32_t{*w0++});

@@ -30,9 +30,9 @@ namespace tinyquant::rt::detail {
 void s8s8_gemm_smlad(const GemmS8Args& g);
 void s8s8_gemm_1x4c4_smlad(const GemmS8Args& g);  // any m, one activation row per pass
 void s8s8_gemm_2x2c4_smlad(const GemmS8Args& g);  // m >= 2: two activation rows per pass
-void s8s4_gemm_1x2c8_smlad(const GemmS8Args& g);  // packed int4 weights
-bool s8s4_gemm_1x2c8_smlad_fits(const GemmS8Args& g);
+void s8s4_gemm_1x2c8_smlad(const GemmS8Args& g);  // packed int4 weights, any layout
 void s8s8_s32_gemm_2x2c4_smlad(const GemmS32Args& g);
+void s8_dwconv_smlad(const DepthwiseArgs& a);  // picks one of the two below
 void s8_dwconv_1x1c2_smlad(const DepthwiseArgs& a);
 void s8_dwconv_3x3c4_smlad(const DepthwiseArgs& a);
 bool s8_dwconv_3x3c4_smlad_fits(const DepthwiseArgs& a);
@@ -52,6 +52,38 @@ inline uint32_t load4(const void* p) {
   return v;
 }
 
+// SXTB16 / SXTAB16 of x rotated right by 8 (bytes 1 and 3), as one instruction. GCC 12 does
+// not fold the rotate into its __sxtb16 / __sxtab16 builtins and emits a separate MOV ROR per
+// use, which in the inner loops below is one extra instruction per four MACs.
+inline uint32_t sxtb16_ror8(uint32_t x) {
+#if defined(__ARM_FEATURE_DSP)
+  uint32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+  return r;
+#else
+  return dsp::sxtb16<8>(x);
+#endif
+}
+inline uint32_t sxtab16_ror8(uint32_t a, uint32_t x) {
+#if defined(__ARM_FEATURE_DSP)
+  uint32_t r;
+  __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
+  return r;
+#else
+  return dsp::sxtab16<8>(a, x);
+#endif
+}
+
+// Keeps the loads of the next weight row below this point. GCC's scheduler otherwise hoists
+// all of a loop body's loads to its top, which needs one more live register per row than the
+// Cortex-M4 has and makes the register allocator spill accumulators inside the loop. Values
+// in registers are unaffected; off the DSP target it is a no-op.
+inline void order_point() {
+#if defined(__ARM_FEATURE_DSP)
+  __asm__ volatile("" ::: "memory");
+#endif
+}
+
 struct Pairs {
   uint32_t even;
   uint32_t odd;
@@ -59,7 +91,7 @@ struct Pairs {
 
 inline Pairs widen4(const int8_t* p, uint32_t off) {
   const uint32_t q = load4(p);
-  return {dsp::sxtab16(off, q), dsp::sxtab16<8>(off, q)};
+  return {dsp::sxtab16(off, q), sxtab16_ror8(off, q)};
 }
 
 // Element `index` of a packed int4 stream (low nibble first), sign-extended.
@@ -77,7 +109,7 @@ inline int32_t row_sum(const int8_t* a, int32_t k, int32_t offset) {
   for (; i + 4 <= k; i += 4) {
     const uint32_t q = load4(a + i);
     s = dsp::smlad(dsp::sxtb16(q), ones, s);
-    s = dsp::smlad(dsp::sxtb16<8>(q), ones, s);
+    s = dsp::smlad(sxtb16_ror8(q), ones, s);
   }
   for (; i < k; ++i) s += static_cast<uint32_t>(int32_t{a[i]});
   return static_cast<int32_t>(s);
@@ -88,13 +120,33 @@ inline uint32_t bias_at(const GemmS8Args& g, int32_t j) {
   return g.bias != nullptr ? static_cast<uint32_t>(g.bias[j]) : 0u;
 }
 
-// requantize + output offset + clamp of channel j's accumulator, as every path does it.
+// rt::requantize, bit for bit, with the double-rounding divide done in 32-bit arithmetic: the
+// generic form builds its remainder mask in 64 bits, about 20 extra instructions per output
+// on a Cortex-M4, which matters when K is small (depthwise: 9 MACs per output).
+inline int32_t requant(int32_t x, int32_t multiplier, int32_t shift, Rounding rounding) {
+  if (rounding == Rounding::kSingle) return requantize(x, multiplier, shift, rounding);
+  const int32_t left = shift > 0 ? shift : 0;
+  const auto right = static_cast<uint32_t>(shift > 0 ? 0 : -shift);  // [0, 31]
+  const int32_t h = doubling_high_mul(wrap_shl(x, left), multiplier);
+  const uint32_t mask = (uint32_t{1} << right) - 1u;
+  const uint32_t remainder = static_cast<uint32_t>(h) & mask;
+  const uint32_t threshold = (mask >> 1) + (static_cast<uint32_t>(h) >> 31);
+  return (h >> right) + (remainder > threshold ? 1 : 0);
+}
+
+// Output stage of one accumulator: requantize, add the output offset (wrapping), clamp.
+inline int8_t output(int32_t acc, int32_t multiplier, int32_t shift, Rounding rounding,
+                     int32_t offset, int32_t act_min, int32_t act_max) {
+  int32_t out = wrap_add(requant(acc, multiplier, shift, rounding), offset);
+  out = out < act_min ? act_min : (out > act_max ? act_max : out);
+  return static_cast<int8_t>(out);
+}
+
+// The output stage of channel j's accumulator, as every path does it.
 inline int8_t finish(const GemmS8Args& g, int32_t j, uint32_t acc) {
   const int32_t ch = g.per_channel ? j : 0;
-  int32_t out = requantize(static_cast<int32_t>(acc), g.multiplier[ch], g.shift[ch], g.rounding);
-  out = wrap_add(out, g.c_offset);
-  out = out < g.act_min ? g.act_min : (out > g.act_max ? g.act_max : out);
-  return static_cast<int8_t>(out);
+  return output(static_cast<int32_t>(acc), g.multiplier[ch], g.shift[ch], g.rounding, g.c_offset,
+                g.act_min, g.act_max);
 }
 
 }  // namespace smlad

@@ -2,9 +2,9 @@
 // compiled for a core with the DSP extension, bit-exact emulation elsewhere. No scratch.
 // The gemm entry picks the kernel by shape: one activation row per pass for m == 1 (GEMV, four
 // weight rows share each activation load), 2x2 tiles for m >= 2 (weights reused across two
-// activation rows), the int4 kernel for packed weights with even k; packed int4 weights with
-// odd k (rows starting mid-byte) take the reference kernel. Depthwise: the 3x3, multiplier-1
-// kernel where it applies, the generic one elsewhere.
+// activation rows), the int4 kernel for packed weights (every layout). Depthwise: the 3x3,
+// multiplier-1 kernel where it applies, the generic one elsewhere. The path never falls back to
+// the reference path, so a single-path build (path_kernels.hpp) links no reference code.
 #include <cstdint>
 
 #include "path_kernels.hpp"
@@ -14,11 +14,7 @@ namespace tinyquant::rt::detail {
 
 void s8s8_gemm_smlad(const GemmS8Args& g) {
   if (g.b_s4 != nullptr) {
-    if (s8s4_gemm_1x2c8_smlad_fits(g)) {
-      s8s4_gemm_1x2c8_smlad(g);
-    } else {
-      reference_kernels()->gemm_s8(g);
-    }
+    s8s4_gemm_1x2c8_smlad(g);
   } else if (g.m == 1) {
     s8s8_gemm_1x4c4_smlad(g);
   } else {
@@ -26,8 +22,7 @@ void s8s8_gemm_smlad(const GemmS8Args& g) {
   }
 }
 
-namespace {
-void dwconv_smlad(const DepthwiseArgs& a) {
+void s8_dwconv_smlad(const DepthwiseArgs& a) {
   if (s8_dwconv_3x3c4_smlad_fits(a)) {
     s8_dwconv_3x3c4_smlad(a);
   } else {
@@ -35,6 +30,7 @@ void dwconv_smlad(const DepthwiseArgs& a) {
   }
 }
 
+namespace {
 int32_t no_gemm_s8_scratch(int32_t, int32_t, int32_t, bool) {
   return 0;
 }
@@ -43,8 +39,8 @@ int32_t no_gemm_s32_scratch(int32_t, int32_t, int32_t) {
 }
 
 constexpr PathKernels kSmladKernels = {
-    Path::kSmlad, s8s8_gemm_smlad,    s8s8_s32_gemm_2x2c4_smlad,
-    dwconv_smlad, no_gemm_s8_scratch, no_gemm_s32_scratch,
+    Path::kSmlad,    s8s8_gemm_smlad,    s8s8_s32_gemm_2x2c4_smlad,
+    s8_dwconv_smlad, no_gemm_s8_scratch, no_gemm_s32_scratch,
 };
 }  // namespace
 

@@ -1,0 +1,43 @@
+# Runs the Cortex-M example under QEMU with the instruction-count plugin, prints the firmware's
+# output and the instructions executed per inference (the plugin's marker regions minus the empty
+# first region), and fails if the firmware failed or a region is missing.
+#   cmake -DQEMU=... -DMACHINE=mps2-an386 -DELF=... -DNM=... -DPLUGIN=... -P run_example.cmake
+foreach(v QEMU MACHINE ELF NM PLUGIN)
+  if(NOT DEFINED ${v})
+    message(FATAL_ERROR "run_example.cmake: ${v} is not set")
+  endif()
+endforeach()
+execute_process(COMMAND ${NM} ${ELF} OUTPUT_VARIABLE syms RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "${NM} ${ELF} failed")
+endif()
+string(REGEX MATCH "([0-9a-f]+) T tq_region_begin" _ "${syms}")
+set(begin ${CMAKE_MATCH_1})
+string(REGEX MATCH "([0-9a-f]+) T tq_region_end" _ "${syms}")
+set(end ${CMAKE_MATCH_1})
+if(NOT begin OR NOT end)
+  message(FATAL_ERROR "marker functions not found in ${ELF}")
+endif()
+execute_process(
+  COMMAND ${QEMU} -M ${MACHINE} -nographic -semihosting -kernel ${ELF}
+          -plugin ${PLUGIN},begin=0x${begin},end=0x${end} -d plugin
+  OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc TIMEOUT 60)
+message("${out}")
+string(REGEX MATCHALL "insn_count: region [0-9]+ [0-9]+" regions "${out}${err}")
+list(LENGTH regions n)
+if(n LESS 2)
+  message(FATAL_ERROR "expected the plugin's region counts, got:\n${err}")
+endif()
+list(GET regions 0 empty)
+string(REGEX REPLACE ".* " "" empty "${empty}")
+math(EXPR last "${n} - 1")
+foreach(i RANGE 1 ${last})
+  list(GET regions ${i} r)
+  string(REGEX REPLACE ".* " "" count "${r}")
+  math(EXPR insns "${count} - ${empty}")
+  math(EXPR sample "${i} - 1")
+  message("sample ${sample}: ${insns} instructions for the inference")
+endforeach()
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "firmware exited with ${rc}")
+endif()
