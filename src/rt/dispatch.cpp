@@ -30,7 +30,17 @@ std::atomic<uint32_t> g_forced{0};
 std::atomic<uint32_t> g_forced{kEnvNotRead};
 #endif
 
+#if defined(TINYQUANT_RT_ONLY_SMLAD)
+// Single-path build (path_kernels.hpp): the smlad kernels are called directly; this table only
+// marks the path as present.
+constexpr detail::PathKernels kOnlySmlad = {Path::kSmlad, nullptr, nullptr,
+                                            nullptr,      nullptr, nullptr};
+#endif
+
 const detail::PathKernels* compiled_table(Path p) noexcept {
+#if defined(TINYQUANT_RT_ONLY_SMLAD)
+  return p == Path::kSmlad ? &kOnlySmlad : nullptr;
+#else
   switch (p) {
     case Path::kReference:
       return detail::reference_kernels();
@@ -48,6 +58,7 @@ const detail::PathKernels* compiled_table(Path p) noexcept {
     default:
       return nullptr;
   }
+#endif
 }
 
 constexpr Path kAllPaths[] = {Path::kReference,  Path::kSmlad, Path::kAvx2,
@@ -102,6 +113,9 @@ uint32_t supported_paths() noexcept {
 }
 
 Path default_path() noexcept {
+#if defined(TINYQUANT_RT_ONLY_SMLAD)
+  return Path::kSmlad;  // the only path compiled in
+#endif
   const uint32_t forced = forced_bits();
   if (forced != 0 && (supported_paths() & forced) != 0) return static_cast<Path>(forced);
   const uint32_t s = supported_paths();

@@ -108,4 +108,15 @@ const PackedGemmKernels* avx512vnni_packed_kernels() noexcept;  // x86 paths onl
 // through default_path() first.
 const PathKernels* path_kernels(Path p) noexcept;
 
+// Single-path builds for firmware: TINYQUANT_RT_ONLY_SMLAD (CMake TINYQUANT_RT_SINGLE_PATH=smlad)
+// compiles dispatch down to the smlad path. supported_paths() is then kSmlad alone, and the
+// public kernels call these entries directly instead of through a table: a table keeps every
+// entry of every path alive, so --gc-sections could drop nothing; direct calls let a firmware
+// link keep only the kernels it calls.
+#if defined(TINYQUANT_RT_ONLY_SMLAD)
+void s8s8_gemm_smlad(const GemmS8Args& g);
+void s8s8_s32_gemm_2x2c4_smlad(const GemmS32Args& g);
+void s8_dwconv_smlad(const DepthwiseArgs& a);
+#endif
+
 }  // namespace tinyquant::rt::detail
