@@ -29,7 +29,9 @@ struct Layer {
   rt::FcDims dims;
 };
 
-Layer make_layer(int32_t k, int32_t n, int sparsity_pct) {
+// block_rows 0: unstructured magnitude pruning; else block_rows x 16 blocks (block_mask, mean
+// |w| score), the block CSR kernels' tile.
+Layer make_layer(int32_t k, int32_t n, int sparsity_pct, int32_t block_rows = 0) {
   if (smoke()) {
     k = k > 64 ? 64 : k;
     n = n > 16 ? 16 : n;
@@ -41,7 +43,9 @@ Layer make_layer(int32_t k, int32_t n, int sparsity_pct) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> w(static_cast<size_t>(k) * static_cast<size_t>(n));
   for (float& v : w) v = normal(rng);
-  const Mask mask = magnitude_mask({w.data(), {n, k}}, sparsity_pct / 100.0);
+  const Mask mask = block_rows == 0
+                        ? magnitude_mask({w.data(), {n, k}}, sparsity_pct / 100.0)
+                        : block_mask({w.data(), {n, k}}, block_rows, 16, sparsity_pct / 100.0);
   l.weights.resize(w.size());
   for (size_t i = 0; i < w.size(); ++i) {
     const float q = w[i] * 32.0f;
@@ -114,6 +118,36 @@ void BM_SparseFc(benchmark::State& state, StorageFormat format, rt::Path path) {
       static_cast<double>(sm.bytes()) / static_cast<double>(l.weights.size());
 }
 
+// Block CSR with block_rows x 16 blocks on block-pruned weights at the same sparsity.
+void BM_BlockFc(benchmark::State& state, int32_t block_rows, rt::Path path) {
+  const Layer l =
+      make_layer(static_cast<int32_t>(state.range(0)), static_cast<int32_t>(state.range(1)),
+                 static_cast<int>(state.range(2)), block_rows);
+  SparseOptions opt;
+  opt.format = StorageFormat::kBlockCsr;
+  opt.block_rows = block_rows;
+  opt.block_cols = 16;
+  const SparseMatrix sm = SparseMatrix::from_dense(l.weights.data(), l.n, l.k, opt);
+  const rt::SparseMatrixS8 w = sm.view();
+  if (rt::validate_sparse_s8(w) != rt::Status::kOk) state.SkipWithError("invalid sparse data");
+  std::vector<uint8_t> scratch(
+      static_cast<size_t>(rt::sparse_fully_connected_s8_scratch_size(l.dims, w, path)) + 1);
+  rt::Context ctx;
+  ctx.scratch = scratch.data();
+  ctx.scratch_size = static_cast<int32_t>(scratch.size());
+  ctx.path = path;
+  std::vector<int8_t> out(static_cast<size_t>(l.n));
+  for (auto _ : state) {
+    const rt::Status st = rt::sparse_fully_connected_s8(
+        ctx, l.params, l.requant, l.dims, l.input.data(), w, l.bias.data(), out.data());
+    if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["bytes"] = static_cast<double>(sm.bytes());
+  state.counters["bytes_vs_dense"] =
+      static_cast<double>(sm.bytes()) / static_cast<double>(l.weights.size());
+}
+
 void shapes(benchmark::internal::Benchmark* b) {
   for (int pct : {50, 70, 90, 95}) {
     b->Args({784, 128, pct});
@@ -128,6 +162,12 @@ BENCHMARK_CAPTURE(BM_DenseFc, avx2, rt::Path::kAvx2)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_SparseFc, csr_u8, StorageFormat::kCsrU8, rt::Path::kAuto)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_SparseFc, csr_u16, StorageFormat::kCsrU16, rt::Path::kAuto)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_SparseFc, bitmap, StorageFormat::kBitmap, rt::Path::kAuto)->Apply(shapes);
+// Block CSR 1x16 and 4x16 (block-pruned weights): default path (AVX-512 VNNI where the CPU
+// has it), AVX2, and the smlad data flow for scale.
+BENCHMARK_CAPTURE(BM_BlockFc, bsr_1x16, 1, rt::Path::kAuto)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_BlockFc, bsr_4x16, 4, rt::Path::kAuto)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_BlockFc, bsr_1x16_avx2, 1, rt::Path::kAvx2)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_BlockFc, bsr_4x16_avx2, 4, rt::Path::kAvx2)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_SparseFc, csr_u8_reference, StorageFormat::kCsrU8, rt::Path::kReference)
     ->Apply(shapes);
 

@@ -464,7 +464,7 @@ std::vector<uint8_t> SparseMatrix::packed_values() const {
 }
 
 rt::SparseMatrixS8 SparseMatrix::view() const {
-  if (options_.value_type != ValueType::kInt8 || options_.format == StorageFormat::kBlockCsr)
+  if (options_.value_type != ValueType::kInt8)
     fail<InvalidArgument>("SparseMatrix::view: no int8 kernel view for {} {} values",
                           to_string(options_.format),
                           options_.value_type == ValueType::kInt4 ? "int4" : "int8");
@@ -480,6 +480,10 @@ rt::SparseMatrixS8 SparseMatrix::view() const {
   w.nm_index = arrays_.nm_index.data();
   w.nm_n = options_.nm_n;
   w.nm_m = options_.nm_m;
+  w.block_row_ptr = arrays_.block_row_ptr.data();
+  w.block_col = arrays_.block_col.data();
+  w.block_rows = static_cast<int32_t>(options_.block_rows);
+  w.block_cols = static_cast<int32_t>(options_.block_cols);
   switch (options_.format) {
     case StorageFormat::kCsrU8:
       w.format = rt::SparseFormat::kCsrU8Delta;
@@ -489,6 +493,9 @@ rt::SparseMatrixS8 SparseMatrix::view() const {
       break;
     case StorageFormat::kBitmap:
       w.format = rt::SparseFormat::kBitmap;
+      break;
+    case StorageFormat::kBlockCsr:
+      w.format = rt::SparseFormat::kBlockCsr;
       break;
     default:
       w.format = rt::SparseFormat::kNm;

@@ -12,6 +12,8 @@
 
 #include "tinyquant/error.hpp"
 #include "tinyquant/prune.hpp"
+#include "tinyquant/rt/kernels.hpp"
+#include "tinyquant/rt/sparse.hpp"
 #include "tinyquant/sparse.hpp"
 
 using namespace tinyquant;
@@ -311,4 +313,111 @@ TEST(ChooseFormat, MlpWeightSetAt50And90Percent) {
       EXPECT_LT(csr, dense / 4);
     }
   }
+}
+
+// End to end: 1x16 block pruning (the x86 kernels' tile) -> int8 per channel -> the chooser
+// picks block CSR at its exact byte count -> the sparse kernel on every path equals the dense
+// kernel on the same pruned weights and the dense formula written out here.
+TEST(BlockCsr, PruneChooseAndRunEndToEnd) {
+  std::mt19937 rng(404);
+  const int64_t rows = 32, cols = 784;
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  std::vector<float> wf(static_cast<size_t>(rows * cols));
+  for (float& v : wf) v = normal(rng);
+  const Mask mask = block_mask({wf.data(), {rows, cols}}, 1, 16, 0.9);
+  std::vector<int8_t> q(wf.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    float mx = 0.0f;
+    for (int64_t c = 0; c < cols; ++c)
+      mx = std::max(mx, std::fabs(wf[static_cast<size_t>(r * cols + c)]));
+    for (int64_t c = 0; c < cols; ++c) {
+      const size_t i = static_cast<size_t>(r * cols + c);
+      q[i] = mask[i] ? static_cast<int8_t>(std::lround(wf[i] / mx * 127.0f)) : int8_t{0};
+    }
+  }
+  // round(0.9 * 32 * 49) = 1411 of 1568 blocks pruned: 157 kept.
+  int64_t kept_blocks = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < cols / 16; ++b)
+      kept_blocks += mask[static_cast<size_t>(r * cols + b * 16)];
+  ASSERT_EQ(kept_blocks, 157);
+  const FormatChoice choice = choose_format(q.data(), rows, cols, SparseOptions{});
+  EXPECT_EQ(choice.best, StorageFormat::kBlockCsr);
+  // (32 + 1) uint32 row pointers + 157 uint16 block columns + 157 * 16 values.
+  EXPECT_EQ(choice.best_bytes, 33 * 4 + 157 * 2 + 157 * 16);
+  SparseOptions o;
+  o.format = StorageFormat::kBlockCsr;
+  const SparseMatrix sm = SparseMatrix::from_dense(q.data(), rows, cols, o);
+  EXPECT_EQ(sm.bytes(), choice.best_bytes);
+  const rt::SparseMatrixS8 w = sm.view();
+  ASSERT_EQ(rt::validate_sparse_s8(w), rt::Status::kOk);
+
+  const int32_t batch = 3;
+  std::uniform_int_distribution<int> i8(-128, 127);
+  std::vector<int8_t> x(static_cast<size_t>(batch * cols));
+  for (auto& v : x) v = static_cast<int8_t>(i8(rng));
+  std::vector<int32_t> bias(static_cast<size_t>(rows)), mult(static_cast<size_t>(rows)),
+      shift(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    bias[static_cast<size_t>(r)] = std::uniform_int_distribution<int32_t>(-5000, 5000)(rng);
+    mult[static_cast<size_t>(r)] = std::uniform_int_distribution<int32_t>(1 << 30, INT32_MAX)(rng);
+    shift[static_cast<size_t>(r)] = -9;
+  }
+  rt::FcParams p;
+  p.input_offset = 17;
+  p.output_offset = -3;
+  rt::Requant rq;
+  rq.multiplier = mult.data();
+  rq.shift = shift.data();
+  rq.per_channel = true;
+  rt::FcDims dims{batch, static_cast<int32_t>(cols), static_cast<int32_t>(rows)};
+  // Dense formula.
+  std::vector<int8_t> expect(static_cast<size_t>(batch * rows));
+  for (int32_t b = 0; b < batch; ++b) {
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t acc = bias[static_cast<size_t>(r)];
+      for (int64_t c = 0; c < cols; ++c)
+        acc += (x[static_cast<size_t>(b * cols + c)] + p.input_offset) *
+               q[static_cast<size_t>(r * cols + c)];
+      int32_t y = rt::requantize(static_cast<int32_t>(acc), mult[static_cast<size_t>(r)],
+                                 shift[static_cast<size_t>(r)], rq.rounding) +
+                  p.output_offset;
+      expect[static_cast<size_t>(b * rows + r)] = static_cast<int8_t>(std::clamp(y, -128, 127));
+    }
+  }
+  rt::Context dctx;
+  dctx.path = rt::Path::kReference;
+  std::vector<int8_t> dense_out(expect.size());
+  ASSERT_EQ(
+      rt::fully_connected_s8(dctx, p, rq, dims, x.data(), q.data(), bias.data(), dense_out.data()),
+      rt::Status::kOk);
+  EXPECT_EQ(dense_out, expect);
+  for (rt::Path path : {rt::Path::kAuto, rt::Path::kReference, rt::Path::kSmlad, rt::Path::kAvx2,
+                        rt::Path::kAvx512Vnni}) {
+    std::vector<uint8_t> scratch(
+        static_cast<size_t>(rt::sparse_fully_connected_s8_scratch_size(dims, w, path)));
+    rt::Context ctx;
+    ctx.path = path;
+    ctx.scratch = scratch.data();
+    ctx.scratch_size = static_cast<int32_t>(scratch.size());
+    std::vector<int8_t> out(expect.size(), 0);
+    const rt::Status st =
+        rt::sparse_fully_connected_s8(ctx, p, rq, dims, x.data(), w, bias.data(), out.data());
+    if (st == rt::Status::kPathUnavailable) continue;  // CPU lacks the ISA
+    ASSERT_EQ(st, rt::Status::kOk) << rt::path_name(path);
+    EXPECT_EQ(out, expect) << rt::path_name(path);
+  }
+}
+
+TEST(BlockCsr, OddWidthDoesNotTileAndIsRejected) {
+  std::vector<int8_t> d(4 * 33, 1);
+  SparseOptions o;
+  o.format = StorageFormat::kBlockCsr;  // default 1x16
+  const std::string msg =
+      expect_throw<InvalidArgument>([&] { SparseMatrix::from_dense(d.data(), 4, 33, o); });
+  EXPECT_TRUE(contains(msg, "block 1x16 does not tile the 4x33 matrix")) << msg;
+  // The chooser lists no block CSR entry for it, and still lists the others.
+  const FormatChoice c = choose_format(d.data(), 4, 33, SparseOptions{});
+  for (const auto& [f, b] : c.sizes) EXPECT_NE(f, StorageFormat::kBlockCsr);
+  EXPECT_EQ(c.best, StorageFormat::kDense);
 }

@@ -35,8 +35,10 @@ const char* to_string(StorageFormat f) noexcept;
 struct SparseOptions {
   StorageFormat format = StorageFormat::kCsrU8;
   ValueType value_type = ValueType::kInt8;
-  int nm_n = 2, nm_m = 4;                  // kNm: 1 <= n <= m <= 256
-  int64_t block_rows = 1, block_cols = 4;  // kBlockCsr: must tile the matrix
+  int nm_n = 2, nm_m = 4;  // kNm: 1 <= n <= m <= 256
+  // kBlockCsr: must tile the matrix (no partial blocks). 1x16 and 4x16 are the SIMD tiles of
+  // the x86 kernels (16 inputs = one xmm of int8); other shapes run scalar loops there.
+  int64_t block_rows = 1, block_cols = 16;
 };
 
 // The arrays of a sparse matrix; only those of its format are used. Values are unpacked here
@@ -74,7 +76,8 @@ class SparseMatrix {
   const SparseArrays& arrays() const noexcept { return arrays_; }
   // Stored values as shipped: int8 bytes, or the int4 nibble stream.
   std::vector<uint8_t> packed_values() const;
-  // Kernel view (int8 kCsrU8 / kCsrU16 / kBitmap / kNm); throws InvalidArgument otherwise.
+  // Kernel view (int8 kCsrU8 / kCsrU16 / kBlockCsr / kBitmap / kNm); throws InvalidArgument
+  // for int4 values.
   // Valid while this object lives and is not modified.
   rt::SparseMatrixS8 view() const;
 

@@ -10,7 +10,11 @@
 //    the running column;
 //  - bitmap: no gather; every 16 columns the packed values are spread to their lanes with
 //    pshufb controls from a 256-entry table and multiplied with 16-bit activations (vpmaddwd);
-//  - N:M: indices are unpacked to columns with scalar code.
+//  - N:M: indices are unpacked to columns with scalar code;
+//  - block CSR 1x16 / 4x16: no gather and no index decode per weight: each block's 16-byte
+//    activation slice (pre-widened to int16 with the input offset, once per call) is one ymm
+//    load, shared by the block's rows; each row slice is sign-extended and multiplied by one
+//    vpmaddwd. Other block shapes run the reference loops.
 // Integer sums wrap exactly as the reference's 32-bit accumulator does.
 #include <immintrin.h>
 
@@ -187,12 +191,104 @@ int32_t decode_nm_row(const SparseMatrixS8& w, int32_t row, int32_t* out) noexce
   return n;
 }
 
+bool block_simd_shape(const SparseMatrixS8& w) noexcept {
+  return w.format == SparseFormat::kBlockCsr && w.block_cols == 16 &&
+         (w.block_rows == 1 || w.block_rows == 4);
+}
+
+// Four ymm accumulators to their four horizontal sums, in order.
+inline __m128i hsum4(__m256i a0, __m256i a1, __m256i a2, __m256i a3) noexcept {
+  const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
+  return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+inline __m256i widen16(const int8_t* p) noexcept {
+  return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// Block CSR with 16-column blocks of 1 or 4 rows. Scratch: x16 [batch][cols] int16 holding
+// x + input_offset (in [-255, 255], so each vpmaddwd pair sum is exact), then pruned[batch].
+template <int kRows>
+void block_fc_x16(const SparseFcArgs& a) noexcept {
+  const FcParams& p = *a.params;
+  const FcDims& d = *a.dims;
+  const SparseMatrixS8& w = *a.weights;
+  int16_t* x16 = static_cast<int16_t*>(a.scratch);
+  int32_t* pruned = reinterpret_cast<int32_t*>(x16 + static_cast<int64_t>(d.batch) * d.in_features);
+  for (int32_t b = 0; b < d.batch; ++b) {
+    const int8_t* x = a.input + static_cast<int64_t>(b) * d.in_features;
+    int16_t* xr = x16 + static_cast<int64_t>(b) * d.in_features;
+    const __m256i io = _mm256_set1_epi16(static_cast<int16_t>(p.input_offset));
+    __m256i sum = _mm256_setzero_si256();
+    for (int32_t k = 0; k < d.in_features; k += 16) {  // cols % 16 == 0
+      const __m256i v = _mm256_add_epi16(widen16(x + k), io);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(xr + k), v);
+      sum = _mm256_add_epi32(sum, _mm256_madd_epi16(v, _mm256_set1_epi16(1)));
+    }
+    pruned[b] = wrap_mul(hsum(sum), p.filter_offset);
+  }
+  const int32_t block_rows = w.rows / kRows;
+  for (int32_t r = 0; r < block_rows; ++r) {
+    const uint32_t b0 = w.block_row_ptr[r], b1 = w.block_row_ptr[r + 1];
+    for (int32_t b = 0; b < d.batch; ++b) {
+      const int16_t* xr = x16 + static_cast<int64_t>(b) * d.in_features;
+      int32_t dot[4] = {0, 0, 0, 0};
+      if (kRows == 1) {
+        __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+        uint32_t j = b0;
+        for (; j + 2 <= b1; j += 2) {
+          const int8_t* v = w.values + static_cast<int64_t>(j) * 16;
+          const __m256i x0 = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(xr + int32_t{w.block_col[j]} * 16));
+          const __m256i x1 = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(xr + int32_t{w.block_col[j + 1]} * 16));
+          acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(x0, widen16(v)));
+          acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(x1, widen16(v + 16)));
+        }
+        if (j < b1) {
+          const __m256i x0 = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(xr + int32_t{w.block_col[j]} * 16));
+          acc0 = _mm256_add_epi32(
+              acc0, _mm256_madd_epi16(x0, widen16(w.values + static_cast<int64_t>(j) * 16)));
+        }
+        dot[0] = hsum(_mm256_add_epi32(acc0, acc1));
+      } else {
+        __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+        __m256i acc2 = _mm256_setzero_si256(), acc3 = _mm256_setzero_si256();
+        for (uint32_t j = b0; j < b1; ++j) {
+          const int8_t* v = w.values + static_cast<int64_t>(j) * 64;
+          const __m256i xv = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i*>(xr + int32_t{w.block_col[j]} * 16));
+          acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(xv, widen16(v)));
+          acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(xv, widen16(v + 16)));
+          acc2 = _mm256_add_epi32(acc2, _mm256_madd_epi16(xv, widen16(v + 32)));
+          acc3 = _mm256_add_epi32(acc3, _mm256_madd_epi16(xv, widen16(v + 48)));
+        }
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dot), hsum4(acc0, acc1, acc2, acc3));
+      }
+      for (int32_t i = 0; i < kRows; ++i) {
+        const int32_t o = r * kRows + i;
+        const int32_t acc =
+            wrap_add(wrap_add(a.bias != nullptr ? a.bias[o] : 0, pruned[b]), dot[i]);
+        a.output[static_cast<int64_t>(b) * d.out_features + o] =
+            sparse_fc_finish(acc, o, p, *a.requant);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // Scratch: widened activations [batch][cols] int32, per-batch sum(x + io), one decoded N:M row
 // of columns (+ 8 slots of slack), all 32-bit words; for bitmaps also the activations as int16
 // [batch][cols rounded up to 64], zero padded.
 int32_t sparse_fc_s8_avx2_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept {
+  if (w.format == SparseFormat::kBlockCsr) {
+    if (!block_simd_shape(w)) return 0;
+    const int64_t bytes = static_cast<int64_t>(dims.batch) * dims.in_features * 2 +
+                          static_cast<int64_t>(dims.batch) * 4;
+    return bytes > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int32_t>(bytes);
+  }
   const int64_t x16_words = w.format == SparseFormat::kBitmap
                                 ? static_cast<int64_t>(dims.batch) * align64(dims.in_features) / 2
                                 : 0;
@@ -203,6 +299,15 @@ int32_t sparse_fc_s8_avx2_scratch_size(const FcDims& dims, const SparseMatrixS8&
 }
 
 void sparse_fc_s8_avx2(const SparseFcArgs& a) noexcept {
+  if (a.weights->format == SparseFormat::kBlockCsr) {
+    if (!block_simd_shape(*a.weights))
+      sparse_fc_s8_reference(a);
+    else if (a.weights->block_rows == 1)
+      block_fc_x16<1>(a);
+    else
+      block_fc_x16<4>(a);
+    return;
+  }
   const FcParams& p = *a.params;
   const FcDims& d = *a.dims;
   const SparseMatrixS8& w = *a.weights;

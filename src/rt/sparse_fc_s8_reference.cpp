@@ -19,12 +19,24 @@ bool avx2_supported() noexcept {
 #endif
 }
 
-// kAuto follows a globally forced scalar path (force_path / TINYQUANT_PATH), so forcing the
-// reference path checks sparse layers too; otherwise AVX2 when the CPU has it.
+bool vnni_supported() noexcept {
+#if TINYQUANT_SPARSE_HAVE_AVX2
+  return avx2_supported() && __builtin_cpu_supports("avx512f") != 0 &&
+         __builtin_cpu_supports("avx512bw") != 0 && __builtin_cpu_supports("avx512vl") != 0 &&
+         __builtin_cpu_supports("avx512vnni") != 0;
+#else
+  return false;
+#endif
+}
+
+// kAuto follows a globally forced reference, smlad or avx2 path (force_path / TINYQUANT_PATH),
+// so forcing a path checks sparse layers too; otherwise the widest the CPU has.
 Path resolve_path(Path requested) noexcept {
   if (requested != Path::kAuto) return requested;
   const Path global = default_path();
   if (global == Path::kReference || global == Path::kSmlad) return global;
+  if (global == Path::kAvx2 && avx2_supported()) return Path::kAvx2;
+  if (vnni_supported()) return Path::kAvx512Vnni;
   return avx2_supported() ? Path::kAvx2 : Path::kReference;
 }
 
@@ -61,6 +73,21 @@ Status check_counts(const SparseMatrixS8& w) noexcept {
       if (w.nm_m < 1 || w.nm_m > 256 || w.nm_n < 1 || w.nm_n > w.nm_m) return Status::kBadArgument;
       if (w.nm_index == nullptr && nm_index_bits(w.nm_m) > 0) return Status::kNullPointer;
       const int64_t expect = int64_t{w.rows} * nm_groups(w.cols, w.nm_m) * w.nm_n;
+      return expect == w.value_count ? Status::kOk : Status::kBadSparseData;
+    }
+    case SparseFormat::kBlockCsr: {
+      if (w.block_rows < 1 || w.block_cols < 1) return Status::kBadArgument;
+      if (w.rows % w.block_rows != 0 || w.cols % w.block_cols != 0) return Status::kBadDimension;
+      if (w.cols / w.block_cols > 65536) return Status::kBadDimension;
+      if (w.block_row_ptr == nullptr) return Status::kNullPointer;
+      if (w.value_count > 0 && w.block_col == nullptr) return Status::kNullPointer;
+      const int32_t block_rows = w.rows / w.block_rows;
+      if (w.block_row_ptr[0] != 0) return Status::kBadSparseData;
+      for (int32_t r = 0; r < block_rows; ++r) {
+        if (w.block_row_ptr[r + 1] < w.block_row_ptr[r]) return Status::kBadSparseData;
+      }
+      const int64_t expect =
+          int64_t{w.block_row_ptr[block_rows]} * w.block_rows * int64_t{w.block_cols};
       return expect == w.value_count ? Status::kOk : Status::kBadSparseData;
     }
   }
@@ -144,6 +171,18 @@ Status validate_sparse_s8(const SparseMatrixS8& w) noexcept {
       }
       return Status::kOk;
     }
+    case SparseFormat::kBlockCsr: {
+      const int32_t block_cols = w.cols / w.block_cols;
+      for (int32_t r = 0; r < w.rows / w.block_rows; ++r) {
+        int32_t prev = -1;
+        for (uint32_t b = w.block_row_ptr[r]; b < w.block_row_ptr[r + 1]; ++b) {
+          const int32_t c = w.block_col[b];
+          if (c >= block_cols || c <= prev) return Status::kBadSparseData;
+          prev = c;
+        }
+      }
+      return Status::kOk;
+    }
   }
   return Status::kBadArgument;
 }
@@ -151,7 +190,10 @@ Status validate_sparse_s8(const SparseMatrixS8& w) noexcept {
 int32_t sparse_fully_connected_s8_scratch_size(const FcDims& dims, const SparseMatrixS8& weights,
                                                Path path) noexcept {
 #if TINYQUANT_SPARSE_HAVE_AVX2
-  if (resolve_path(path) == Path::kAvx2)
+  const Path p = resolve_path(path);
+  if (p == Path::kAvx512Vnni && weights.format == SparseFormat::kBlockCsr)
+    return detail::sparse_fc_s8_avx512vnni_scratch_size(dims, weights);
+  if (p == Path::kAvx2 || p == Path::kAvx512Vnni)
     return detail::sparse_fc_s8_avx2_scratch_size(dims, weights);
 #else
   (void)dims;
@@ -212,6 +254,23 @@ Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, con
       return Status::kPathUnavailable;
 #endif
     }
+    case Path::kAvx512Vnni: {
+#if TINYQUANT_SPARSE_HAVE_AVX2
+      if (!vnni_supported()) return Status::kPathUnavailable;
+      const bool block = weights.format == SparseFormat::kBlockCsr;
+      const int32_t need = block ? detail::sparse_fc_s8_avx512vnni_scratch_size(dims, weights)
+                                 : detail::sparse_fc_s8_avx2_scratch_size(dims, weights);
+      if (need > 0 && (ctx.scratch == nullptr || ctx.scratch_size < need))
+        return Status::kScratchTooSmall;
+      if (block)
+        detail::sparse_fc_s8_avx512vnni(args);
+      else
+        detail::sparse_fc_s8_avx2(args);
+      return Status::kOk;
+#else
+      return Status::kPathUnavailable;
+#endif
+    }
     default:
       return Status::kPathUnavailable;
   }
@@ -253,6 +312,16 @@ void for_each_entry(const SparseMatrixS8& w, int32_t row, int64_t* cursor, Visit
           const uint32_t p = bits > 0 ? read_bits(idx, slot * bits, bits) : 0u;
           visit(g * w.nm_m + static_cast<int32_t>(p), w.values[(*cursor)++]);
         }
+      }
+      return;
+    }
+    case SparseFormat::kBlockCsr: {
+      // Row `row` is row i of block row R: slice i of each of R's blocks, in block order.
+      const int32_t block_row = row / w.block_rows, i = row % w.block_rows;
+      const int64_t block_size = int64_t{w.block_rows} * w.block_cols;
+      for (uint32_t b = w.block_row_ptr[block_row]; b < w.block_row_ptr[block_row + 1]; ++b) {
+        const int8_t* v = w.values + b * block_size + int64_t{i} * w.block_cols;
+        for (int32_t j = 0; j < w.block_cols; ++j) visit(w.block_col[b] * w.block_cols + j, v[j]);
       }
       return;
     }

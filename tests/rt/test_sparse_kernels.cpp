@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "tinyquant/error.hpp"
 #include "tinyquant/rt/kernels.hpp"
 #include "tinyquant/rt/sparse.hpp"
 #include "tinyquant/sparse.hpp"
@@ -88,11 +89,21 @@ Case random_case(std::mt19937& rng, int32_t batch, int32_t k, int32_t n, double 
   return c;
 }
 
+bool vnni_supported() {
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx512f") != 0 && __builtin_cpu_supports("avx512bw") != 0 &&
+         __builtin_cpu_supports("avx512vl") != 0 && __builtin_cpu_supports("avx512vnni") != 0;
+#else
+  return false;
+#endif
+}
+
 std::vector<Path> runnable_paths() {
   std::vector<Path> paths = {Path::kAuto, Path::kReference, Path::kSmlad};
 #if defined(__x86_64__)
   if (__builtin_cpu_supports("avx2") != 0) paths.push_back(Path::kAvx2);
 #endif
+  if (vnni_supported()) paths.push_back(Path::kAvx512Vnni);
   return paths;
 }
 
@@ -140,6 +151,28 @@ void check_all_paths(const Case& c, const SparseOptions& opt, const std::string&
     ASSERT_EQ(run(c, w, p, &got), Status::kOk) << what << " path " << rt::path_name(p);
     ASSERT_EQ(got, expect) << what << " path " << rt::path_name(p);
   }
+}
+
+// Zeroes whole br x bc blocks with probability `sparsity` (kept blocks keep their random
+// values, zeros included), so the block format's sparsity is the requested one.
+void make_blocks(Case& c, int32_t br, int32_t bc, double sparsity, std::mt19937& rng) {
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (int32_t r = 0; r < c.n; r += br) {
+    for (int32_t k = 0; k < c.k; k += bc) {
+      if (u(rng) >= sparsity) continue;
+      for (int32_t i = r; i < std::min(c.n, r + br); ++i)
+        for (int32_t j = k; j < std::min(c.k, k + bc); ++j)
+          c.weights[static_cast<size_t>(i * c.k + j)] = 0;
+    }
+  }
+}
+
+SparseOptions block_opt(int32_t br, int32_t bc) {
+  SparseOptions o;
+  o.format = StorageFormat::kBlockCsr;
+  o.block_rows = br;
+  o.block_cols = bc;
+  return o;
 }
 
 SparseOptions fmt_opt(StorageFormat f, int n = 2, int m = 4) {
@@ -242,7 +275,8 @@ TEST(SparseFcS8, RejectsBadArguments) {
   EXPECT_EQ(run(off, w, Path::kReference, &out), Status::kBadMultiplier);
   // Paths the sparse kernels do not have.
   EXPECT_EQ(run(c, w, Path::kNeon, &out), Status::kPathUnavailable);
-  EXPECT_EQ(run(c, w, Path::kAvx512Vnni, &out), Status::kPathUnavailable);
+  EXPECT_EQ(run(c, w, Path::kAvx512Vnni, &out),
+            vnni_supported() ? Status::kOk : Status::kPathUnavailable);
   // N:M parameters out of range.
   SparseMatrix nm = SparseMatrix::from_dense(std::vector<int8_t>(80, 0).data(), 4, 20,
                                              fmt_opt(StorageFormat::kNm));
@@ -323,4 +357,147 @@ TEST(ValidateSparseS8, FindsCorruptIndexData) {
   EXPECT_EQ(rt::validate_sparse_s8(w), Status::kBadSparseData);
   w.nm_index = nullptr;
   EXPECT_EQ(rt::validate_sparse_s8(w), Status::kNullPointer);
+}
+
+// Block CSR: the SIMD tiles (1x16, 4x16), the word-load smlad tiles (bc % 4 == 0, <= 8 rows)
+// and shapes that take the scalar loops, over random block sparsity 0..100%, batches 1..5,
+// random and extreme offsets, both roundings, per-tensor and per-channel requantization.
+TEST(SparseFcS8, BlockCsrEveryShapeAndPathMatchesDenseFormula) {
+  std::mt19937 rng(99);
+  const int32_t shapes[][2] = {{1, 16}, {4, 16}, {2, 8}, {1, 4}, {8, 16},
+                               {16, 4}, {3, 5},  {1, 1}, {4, 4}, {1, 32}};
+  // {batch, block columns, block rows}: K and N are multiples of the block shape.
+  const int32_t dims[][3] = {{1, 4, 4}, {3, 6, 2}, {5, 10, 3}, {2, 49, 1}, {4, 1, 7}};
+  const double sparsities[] = {0.0, 0.3, 0.7, 0.9, 0.97, 1.0};
+  int cases = 0;
+  for (const auto& sh : shapes) {
+    for (const auto& dm : dims) {
+      for (double sp : sparsities) {
+        for (bool extreme : {false, true}) {
+          Case c = random_case(rng, dm[0], dm[1] * sh[1], dm[2] * sh[0], 0.2, extreme);
+          make_blocks(c, sh[0], sh[1], sp, rng);
+          const std::string what = "block " + std::to_string(sh[0]) + "x" + std::to_string(sh[1]) +
+                                   " batch " + std::to_string(c.batch) + " k " +
+                                   std::to_string(c.k) + " n " + std::to_string(c.n) +
+                                   " sparsity " + std::to_string(sp) + (extreme ? " extreme" : "");
+          check_all_paths(c, block_opt(sh[0], sh[1]), what);
+          ++cases;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(cases, 10 * 5 * 6 * 2);
+}
+
+// Odd K: blocks must tile, so 16-column blocks do not fit K = 33 (the toolkit refuses to build
+// them, the kernel refuses a view that claims them); 1x3 and 1x1 blocks tile it and run.
+TEST(SparseFcS8, BlockCsrOddK) {
+  std::mt19937 rng(17);
+  Case c = random_case(rng, 3, 33, 8, 0.0, true);
+  make_blocks(c, 1, 3, 0.6, rng);
+  check_all_paths(c, block_opt(1, 3), "1x3 k 33");
+  check_all_paths(c, block_opt(1, 1), "1x1 k 33");
+  check_all_paths(c, block_opt(8, 1), "8x1 k 33");
+  EXPECT_THROW(SparseMatrix::from_dense(c.weights.data(), 8, 33, block_opt(1, 16)),
+               InvalidArgument);
+  // A 1x3 view relabelled as 1x11 blocks still tiles 33 but the counts no longer match.
+  const SparseMatrix sm = SparseMatrix::from_dense(c.weights.data(), 8, 33, block_opt(1, 3));
+  rt::SparseMatrixS8 w = sm.view();
+  std::vector<int8_t> out;
+  for (Path p : runnable_paths()) {
+    rt::SparseMatrixS8 bad = w;
+    bad.block_cols = 16;  // 33 % 16 != 0
+    EXPECT_EQ(run(c, bad, p, &out), Status::kBadDimension) << rt::path_name(p);
+    bad = w;
+    bad.block_rows = 3;  // 8 % 3 != 0
+    EXPECT_EQ(run(c, bad, p, &out), Status::kBadDimension) << rt::path_name(p);
+    bad = w;
+    bad.block_cols = 11;
+    EXPECT_EQ(run(c, bad, p, &out), Status::kBadSparseData) << rt::path_name(p);
+    EXPECT_EQ(out, std::vector<int8_t>(3 * 8, int8_t{-99}));  // output untouched
+  }
+}
+
+TEST(SparseFcS8, BlockCsrRejectsCorruptBlockData) {
+  std::mt19937 rng(23);
+  Case c = random_case(rng, 2, 64, 8, 0.0, false);
+  make_blocks(c, 4, 16, 0.5, rng);
+  c.weights[0] = 5;             // block (0, 0) kept
+  c.weights[4 * 64 + 63] = -7;  // block (1, 3) kept
+  c.weights[4 * 64 + 16] = 0;   // (no effect on block presence beyond the random pattern)
+  const SparseMatrix sm = SparseMatrix::from_dense(c.weights.data(), 8, 64, block_opt(4, 16));
+  const rt::SparseMatrixS8 w = sm.view();
+  ASSERT_EQ(rt::validate_sparse_s8(w), Status::kOk);
+  std::vector<uint32_t> ptr = sm.arrays().block_row_ptr;
+  std::vector<uint16_t> col = sm.arrays().block_col;
+  ASSERT_EQ(ptr.size(), 3u);
+  ASSERT_GE(ptr[1], 1u);
+  ASSERT_GE(ptr[2], ptr[1] + 1);
+  std::vector<int8_t> out;
+  for (Path p : runnable_paths()) {
+    const std::string where = rt::path_name(p);
+    rt::SparseMatrixS8 bad = w;
+    std::vector<uint32_t> bp = ptr;
+    bad.block_row_ptr = bp.data();
+    bp[0] = 1;  // must start at 0
+    EXPECT_EQ(run(c, bad, p, &out), Status::kBadSparseData) << where;
+    bp = ptr;
+    bp[1] = ptr[2] + 1;  // not monotone
+    EXPECT_EQ(run(c, bad, p, &out), Status::kBadSparseData) << where;
+    bp = ptr;
+    bp[2] = ptr[2] - 1;  // block count disagrees with value_count
+    EXPECT_EQ(run(c, bad, p, &out), Status::kBadSparseData) << where;
+    bad = w;
+    bad.block_rows = 0;
+    EXPECT_EQ(run(c, bad, p, &out), Status::kBadArgument) << where;
+    bad = w;
+    bad.block_row_ptr = nullptr;
+    EXPECT_EQ(run(c, bad, p, &out), Status::kNullPointer) << where;
+    bad = w;
+    bad.block_col = nullptr;
+    EXPECT_EQ(run(c, bad, p, &out), Status::kNullPointer) << where;
+    EXPECT_EQ(out, std::vector<int8_t>(2 * 8, int8_t{-99})) << where;
+  }
+  // Block indices are O(blocks) data: validate_sparse_s8 checks them.
+  std::vector<uint16_t> bc = col;
+  rt::SparseMatrixS8 bad = w;
+  bad.block_col = bc.data();
+  bc[0] = 4;  // 64 / 16 = 4 block columns: 4 is out of range
+  EXPECT_EQ(rt::validate_sparse_s8(bad), Status::kBadSparseData);
+  bc = col;
+  if (ptr[1] >= 2) {
+    bc[1] = bc[0];  // repeated block column
+    EXPECT_EQ(rt::validate_sparse_s8(bad), Status::kBadSparseData);
+  }
+  bc = col;
+  bc[ptr[1]] = 65535;  // first block of block row 1
+  EXPECT_EQ(rt::validate_sparse_s8(bad), Status::kBadSparseData);
+  bc = col;
+  EXPECT_EQ(rt::validate_sparse_s8(bad), Status::kOk);
+  // Too many block columns for the uint16 index.
+  bad = w;
+  bad.cols = 65537 * 16;
+  EXPECT_EQ(rt::validate_sparse_s8(bad), Status::kBadDimension);
+}
+
+// batch > 1 with an all-pruned block row in the middle and an all-kept one, extreme offsets: the
+// pruned term (filter_offset * sum(x + io)) must be exact on every path.
+TEST(SparseFcS8, BlockCsrEmptyAndFullBlockRows) {
+  std::mt19937 rng(31);
+  Case c = random_case(rng, 4, 128, 12, 0.0, true);
+  for (int32_t o = 4; o < 8; ++o)
+    for (int32_t k = 0; k < 128; ++k) c.weights[static_cast<size_t>(o * 128 + k)] = 0;
+  for (int32_t o = 8; o < 12; ++o)
+    for (int32_t k = 0; k < 128; ++k)
+      c.weights[static_cast<size_t>(o * 128 + k)] = static_cast<int8_t>((k & 1) ? -128 : 127);
+  for (int8_t& x : c.input) x = -128;
+  c.params.input_offset = 128;
+  c.params.filter_offset = 128;
+  check_all_paths(c, block_opt(4, 16), "4x16 empty/full");
+  check_all_paths(c, block_opt(1, 16), "1x16 empty/full");
+  for (int8_t& x : c.input) x = 127;
+  c.params.input_offset = -127;
+  c.params.filter_offset = -127;
+  check_all_paths(c, block_opt(4, 16), "4x16 empty/full x 127");
+  check_all_paths(c, block_opt(1, 16), "1x16 empty/full x 127");
 }

@@ -23,6 +23,14 @@
 //    (value, index) slots, index = position inside the group in [0, group size). Unused slots
 //    hold value 0. Indices are packed LSB first, ceil(log2(nm_m)) bits each, each row's indices
 //    starting on a fresh byte: nm_row_index_bytes() bytes per row.
+//  - kBlockCsr: block_rows x block_cols blocks that must tile the matrix (rows % block_rows ==
+//    0 and cols % block_cols == 0, else kBadDimension: no partial blocks, so the kernels never
+//    test for a tail). block_row_ptr[rows / block_rows + 1] (uint32, [0] = 0, non-decreasing,
+//    last = block count); block_col[blocks] the block column in [0, cols / block_cols), strictly
+//    increasing inside a block row; values [blocks][block_rows][block_cols] (value_count =
+//    blocks * block_rows * block_cols, zeros inside a kept block included). The x86 paths run
+//    1x16 and 4x16 blocks as SIMD tiles (one 16-byte activation slice per block, shared by the
+//    block's rows) and every other shape through the reference loops.
 // Values are int8 in [-128, 127] (TFLite weights use [-127, 127]).
 //
 // Validation: the kernel checks pointers, dims, offsets, requantization and the O(rows) counts
@@ -42,22 +50,27 @@ enum class SparseFormat : uint8_t {
   kCsrU16 = 1,
   kBitmap = 2,
   kNm = 3,
+  kBlockCsr = 4,
 };
 
 // A non-owning view of one sparse int8 weight matrix. Only the arrays of `format` are read.
 struct SparseMatrixS8 {
   SparseFormat format = SparseFormat::kCsrU8Delta;
-  int32_t rows = 0;                     // >= 1, == out_features
-  int32_t cols = 0;                     // >= 1, == in_features
-  const int8_t* values = nullptr;       // [value_count]
-  int32_t value_count = 0;              // >= 0 (CSR: includes u8 padding entries)
-  const uint16_t* row_nnz = nullptr;    // CSR: [rows]
-  const uint8_t* col_delta = nullptr;   // kCsrU8Delta: [value_count]
-  const uint16_t* col_index = nullptr;  // kCsrU16: [value_count]
-  const uint8_t* bitmap = nullptr;      // kBitmap: [rows][(cols + 7) / 8]
-  const uint8_t* nm_index = nullptr;    // kNm: [rows][nm_row_index_bytes()]
-  int32_t nm_n = 0;                     // kNm: [1, nm_m]
-  int32_t nm_m = 0;                     // kNm: [1, 256]
+  int32_t rows = 0;                         // >= 1, == out_features
+  int32_t cols = 0;                         // >= 1, == in_features
+  const int8_t* values = nullptr;           // [value_count]
+  int32_t value_count = 0;                  // >= 0 (CSR: includes u8 padding entries)
+  const uint16_t* row_nnz = nullptr;        // CSR: [rows]
+  const uint8_t* col_delta = nullptr;       // kCsrU8Delta: [value_count]
+  const uint16_t* col_index = nullptr;      // kCsrU16: [value_count]
+  const uint8_t* bitmap = nullptr;          // kBitmap: [rows][(cols + 7) / 8]
+  const uint8_t* nm_index = nullptr;        // kNm: [rows][nm_row_index_bytes()]
+  int32_t nm_n = 0;                         // kNm: [1, nm_m]
+  int32_t nm_m = 0;                         // kNm: [1, 256]
+  const uint32_t* block_row_ptr = nullptr;  // kBlockCsr: [rows / block_rows + 1]
+  const uint16_t* block_col = nullptr;      // kBlockCsr: [blocks]
+  int32_t block_rows = 0;                   // kBlockCsr: >= 1, divides rows
+  int32_t block_cols = 0;                   // kBlockCsr: >= 1, divides cols
 };
 
 // Bits of one N:M index: ceil(log2(m)), 0 for m == 1. m in [1, 256].
@@ -74,16 +87,18 @@ constexpr int32_t nm_row_index_bytes(int32_t cols, int32_t n, int32_t m) noexcep
 }
 
 // O(nnz) check of the index data: every column in range and increasing (CSR), set bits and
-// value count agree and no bit past cols (bitmap), every N:M index inside its group and no two
+// value count agree and no bit past cols (bitmap), every block column in range and increasing
+// inside its block row (block CSR), every N:M index inside its group and no two
 // nonzero slots of a group on the same index. Returns kBadSparseData, kNullPointer,
 // kBadDimension or kOk. Reads nothing beyond the arrays the counts describe.
 Status validate_sparse_s8(const SparseMatrixS8& w) noexcept;
 
 // output[b][o] for b < batch, o < out_features; input [batch][in_features]; bias
-// [out_features] or null. ctx.path: kAuto follows a globally forced reference or smlad path
-// (force_path, TINYQUANT_PATH), else picks AVX2 on x86 CPUs that have it, else the reference;
-// kReference, kSmlad and kAvx2 can be forced (kPathUnavailable if the build or CPU lacks it; every
-// other path is unavailable for sparse kernels).
+// [out_features] or null. ctx.path: kAuto follows a globally forced reference, smlad or avx2
+// path (force_path, TINYQUANT_PATH), else picks AVX-512 VNNI on x86 CPUs that have it, else
+// AVX2, else the reference; kReference, kSmlad, kAvx2 and kAvx512Vnni can be forced
+// (kPathUnavailable if the build or CPU lacks it; every other path is unavailable for sparse
+// kernels). kAvx512Vnni runs block CSR on vpdpbusd and every other format on the AVX2 bodies.
 Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, const Requant& requant,
                                  const FcDims& dims, const int8_t* input,
                                  const SparseMatrixS8& weights, const int32_t* bias,
@@ -111,6 +126,9 @@ void sparse_fc_s8_reference(const SparseFcArgs& args) noexcept;
 void sparse_fc_s8_smlad(const SparseFcArgs& args) noexcept;
 void sparse_fc_s8_avx2(const SparseFcArgs& args) noexcept;  // x86-64 builds only
 int32_t sparse_fc_s8_avx2_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept;
+// Block CSR on AVX-512 VNNI (x86-64 builds only; the caller checked the CPU).
+void sparse_fc_s8_avx512vnni(const SparseFcArgs& args) noexcept;
+int32_t sparse_fc_s8_avx512vnni_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept;
 
 // Shared epilogue: requantize, add the output offset, clamp.
 inline int8_t sparse_fc_finish(int32_t acc, int32_t channel, const FcParams& p,
