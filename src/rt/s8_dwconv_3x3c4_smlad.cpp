@@ -43,11 +43,10 @@ inline void tap4(const int8_t* x, const int8_t* w, uint32_t x_off, uint32_t w_of
   s.a3 = mla_tt(xo, wo, s.a3);
 }
 
-inline int8_t finish(const DepthwiseArgs& a, int32_t ch, uint32_t acc) {
+inline smlad::OutStage out_stage(const DepthwiseArgs& a) {
   const ConvParams& p = *a.params;
-  const int32_t q = a.per_channel ? ch : 0;
-  return smlad::output(static_cast<int32_t>(acc), a.multiplier[q], a.shift[q], a.rounding,
-                       p.output_offset, p.act_min, p.act_max);
+  return {a.multiplier, a.shift,   a.per_channel ? -1 : 0, p.output_offset, p.act_min,
+          p.act_max,    a.rounding};
 }
 
 inline uint32_t bias_at(const DepthwiseArgs& a, int32_t ch) {
@@ -62,6 +61,7 @@ void pixel(const DepthwiseArgs& a, const Geometry& geo, const int8_t* image, ptr
   const ConvDims& d = *a.dims;
   const uint32_t x_off = smlad::offset_pair(a.params->input_offset);
   const uint32_t w_off = smlad::offset_pair(a.params->filter_offset);
+  const smlad::OutStage o = out_stage(a);
   int32_t c = 0;
   for (; c + 4 <= d.in_c; c += 4) {
     Acc4 s{bias_at(a, c), bias_at(a, c + 1), bias_at(a, c + 2), bias_at(a, c + 3)};
@@ -81,10 +81,10 @@ void pixel(const DepthwiseArgs& a, const Geometry& geo, const int8_t* image, ptr
         }
       }
     }
-    out[c] = finish(a, c, s.a0);
-    out[c + 1] = finish(a, c + 1, s.a1);
-    out[c + 2] = finish(a, c + 2, s.a2);
-    out[c + 3] = finish(a, c + 3, s.a3);
+    out[c] = smlad::finish(o, c, s.a0);
+    out[c + 1] = smlad::finish(o, c + 1, s.a1);
+    out[c + 2] = smlad::finish(o, c + 2, s.a2);
+    out[c + 3] = smlad::finish(o, c + 3, s.a3);
   }
   for (; c < d.in_c; ++c) {
     uint32_t acc = bias_at(a, c);
@@ -97,7 +97,7 @@ void pixel(const DepthwiseArgs& a, const Geometry& geo, const int8_t* image, ptr
         acc = dsp::smlabb(xv, wv, acc);
       }
     }
-    out[c] = finish(a, c, acc);
+    out[c] = smlad::finish(o, c, acc);
   }
 }
 

@@ -65,6 +65,7 @@ inline uint32_t unscale(uint32_t acc16) {
 
 // Any layout (odd k, a stream starting mid-byte, k >= 2^16): nibble by nibble with SMLABB.
 void any_layout(const GemmS8Args& g) {
+  const smlad::OutStage o = smlad::out_stage(g);
   for (int32_t i = 0; i < g.m; ++i) {
     const int8_t* x = g.a + i * static_cast<ptrdiff_t>(g.lda);
     int8_t* c = g.c + i * static_cast<ptrdiff_t>(g.ldc);
@@ -77,7 +78,7 @@ void any_layout(const GemmS8Args& g) {
         const auto wv = static_cast<uint32_t>(smlad::nibble_at(g.b_s4, first + t) + g.b_offset);
         acc = dsp::smlabb(xv, wv, acc);
       }
-      c[j] = smlad::finish(g, j, acc);
+      c[j] = smlad::finish(o, j, acc);
     }
   }
 }
@@ -90,6 +91,7 @@ void s8s4_gemm_1x2c8_smlad(const GemmS8Args& g) {
     return;
   }
   const uint32_t a_off = smlad::offset_pair(g.a_offset);
+  const smlad::OutStage o = smlad::out_stage(g);
   const ptrdiff_t row_bytes = g.k >> 1;
   const int32_t k8 = g.k & ~7;
   for (int32_t i = 0; i < g.m; ++i) {
@@ -115,8 +117,8 @@ void s8s4_gemm_1x2c8_smlad(const GemmS8Args& g) {
       }
       acc0 = tail(g, x + k8, w0, unscale(acc0) + init + smlad::bias_at(g, j));
       acc1 = tail(g, x + k8, w1, unscale(acc1) + init + smlad::bias_at(g, j + 1));
-      c[j] = smlad::finish(g, j, acc0);
-      c[j + 1] = smlad::finish(g, j + 1, acc1);
+      c[j] = smlad::finish(o, j, acc0);
+      c[j + 1] = smlad::finish(o, j + 1, acc1);
     }
     if (j < g.n) {
       const uint8_t* __restrict w0 = g.b_s4 + j * row_bytes;
@@ -128,7 +130,7 @@ void s8s4_gemm_1x2c8_smlad(const GemmS8Args& g) {
         w0 += 4;
       }
       acc0 = tail(g, x + k8, w0, unscale(acc0) + init + smlad::bias_at(g, j));
-      c[j] = smlad::finish(g, j, acc0);
+      c[j] = smlad::finish(o, j, acc0);
     }
   }
 }

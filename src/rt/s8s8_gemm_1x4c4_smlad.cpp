@@ -15,8 +15,8 @@ namespace tinyquant::rt::detail {
 namespace {
 
 // Weight rows j .. j + 3 against activation row x; acc_init = bias-free offset term.
-inline void quad(const GemmS8Args& g, const int8_t* __restrict x, int8_t* __restrict c, int32_t j,
-                 uint32_t a_off, uint32_t init) {
+inline void quad(const GemmS8Args& g, const smlad::OutStage& o, const int8_t* __restrict x,
+                 int8_t* __restrict c, int32_t j, uint32_t a_off, uint32_t init) {
   // Two row pointers and the row stride (register-offset loads) instead of four pointers: the
   // Cortex-M4 has 14 allocatable registers and this loop needs all of them.
   const ptrdiff_t ldb = g.ldb;
@@ -58,14 +58,14 @@ inline void quad(const GemmS8Args& g, const int8_t* __restrict x, int8_t* __rest
     acc2 = dsp::smlabb(xv, static_cast<uint32_t>(int32_t{*w2++}), acc2);
     acc3 = dsp::smlabb(xv, static_cast<uint32_t>(int32_t{*w3++}), acc3);
   }
-  c[j] = smlad::finish(g, j, acc0);
-  c[j + 1] = smlad::finish(g, j + 1, acc1);
-  c[j + 2] = smlad::finish(g, j + 2, acc2);
-  c[j + 3] = smlad::finish(g, j + 3, acc3);
+  c[j] = smlad::finish(o, j, acc0);
+  c[j + 1] = smlad::finish(o, j + 1, acc1);
+  c[j + 2] = smlad::finish(o, j + 2, acc2);
+  c[j + 3] = smlad::finish(o, j + 3, acc3);
 }
 
-inline void single(const GemmS8Args& g, const int8_t* __restrict x, int8_t* __restrict c, int32_t j,
-                   uint32_t a_off, uint32_t init) {
+inline void single(const GemmS8Args& g, const smlad::OutStage& o, const int8_t* __restrict x,
+                   int8_t* __restrict c, int32_t j, uint32_t a_off, uint32_t init) {
   const int8_t* __restrict w0 = g.b + j * static_cast<ptrdiff_t>(g.ldb);
   uint32_t acc0 = init + smlad::bias_at(g, j);
   for (int32_t steps = g.k >> 2; steps > 0; --steps) {
@@ -80,13 +80,14 @@ inline void single(const GemmS8Args& g, const int8_t* __restrict x, int8_t* __re
     const auto xv = static_cast<uint32_t>(*x++ + g.a_offset);
     acc0 = dsp::smlabb(xv, static_cast<uint32_t>(int32_t{*w0++}), acc0);
   }
-  c[j] = smlad::finish(g, j, acc0);
+  c[j] = smlad::finish(o, j, acc0);
 }
 
 }  // namespace
 
 void s8s8_gemm_1x4c4_smlad(const GemmS8Args& g) {
   const uint32_t a_off = smlad::offset_pair(g.a_offset);
+  const smlad::OutStage o = smlad::out_stage(g);
   for (int32_t i = 0; i < g.m; ++i) {
     const int8_t* x = g.a + i * static_cast<ptrdiff_t>(g.lda);
     int8_t* c = g.c + i * static_cast<ptrdiff_t>(g.ldc);
@@ -95,8 +96,8 @@ void s8s8_gemm_1x4c4_smlad(const GemmS8Args& g) {
                                     static_cast<uint32_t>(smlad::row_sum(x, g.k, g.a_offset))
                               : 0u;
     int32_t j = 0;
-    for (; j + 4 <= g.n; j += 4) quad(g, x, c, j, a_off, init);
-    for (; j < g.n; ++j) single(g, x, c, j, a_off, init);
+    for (; j + 4 <= g.n; j += 4) quad(g, o, x, c, j, a_off, init);
+    for (; j < g.n; ++j) single(g, o, x, c, j, a_off, init);
   }
 }
 

@@ -23,7 +23,8 @@ struct RowPair {
   uint32_t init0, init1;  // b_offset * activation row sum
 };
 
-inline void tile2x2(const GemmS8Args& g, const RowPair& r, int32_t j, uint32_t a_off) {
+inline void tile2x2(const GemmS8Args& g, const smlad::OutStage& o, const RowPair& r, int32_t j,
+                    uint32_t a_off) {
   const ptrdiff_t ldb = g.ldb;
   const int8_t* __restrict w0 = g.b + j * ldb;
   const int8_t* __restrict w1 = w0 + ldb;
@@ -69,13 +70,14 @@ inline void tile2x2(const GemmS8Args& g, const RowPair& r, int32_t j, uint32_t a
     acc10 = dsp::smlabb(xv1, wv0, acc10);
     acc11 = dsp::smlabb(xv1, wv1, acc11);
   }
-  r.c0[j] = smlad::finish(g, j, acc00);
-  r.c0[j + 1] = smlad::finish(g, j + 1, acc01);
-  r.c1[j] = smlad::finish(g, j, acc10);
-  r.c1[j + 1] = smlad::finish(g, j + 1, acc11);
+  r.c0[j] = smlad::finish(o, j, acc00);
+  r.c0[j + 1] = smlad::finish(o, j + 1, acc01);
+  r.c1[j] = smlad::finish(o, j, acc10);
+  r.c1[j + 1] = smlad::finish(o, j + 1, acc11);
 }
 
-inline void tile2x1(const GemmS8Args& g, const RowPair& r, int32_t j, uint32_t a_off) {
+inline void tile2x1(const GemmS8Args& g, const smlad::OutStage& o, const RowPair& r, int32_t j,
+                    uint32_t a_off) {
   const int8_t* __restrict w0 = g.b + j * static_cast<ptrdiff_t>(g.ldb);
   const int8_t* __restrict x0 = r.x0;
   const int8_t* __restrict x1 = r.x1;
@@ -100,8 +102,8 @@ inline void tile2x1(const GemmS8Args& g, const RowPair& r, int32_t j, uint32_t a
     acc00 = dsp::smlabb(static_cast<uint32_t>(*x0++ + g.a_offset), wv0, acc00);
     acc10 = dsp::smlabb(static_cast<uint32_t>(*x1++ + g.a_offset), wv0, acc10);
   }
-  r.c0[j] = smlad::finish(g, j, acc00);
-  r.c1[j] = smlad::finish(g, j, acc10);
+  r.c0[j] = smlad::finish(o, j, acc00);
+  r.c1[j] = smlad::finish(o, j, acc10);
 }
 
 uint32_t offset_term(const GemmS8Args& g, const int8_t* x) {
@@ -114,6 +116,7 @@ uint32_t offset_term(const GemmS8Args& g, const int8_t* x) {
 
 void s8s8_gemm_2x2c4_smlad(const GemmS8Args& g) {
   const uint32_t a_off = smlad::offset_pair(g.a_offset);
+  const smlad::OutStage o = smlad::out_stage(g);
   const ptrdiff_t lda = g.lda, ldc = g.ldc;
   int32_t i = 0;
   for (; i + 2 <= g.m; i += 2) {
@@ -125,8 +128,8 @@ void s8s8_gemm_2x2c4_smlad(const GemmS8Args& g) {
     r.init0 = offset_term(g, r.x0);
     r.init1 = offset_term(g, r.x1);
     int32_t j = 0;
-    for (; j + 2 <= g.n; j += 2) tile2x2(g, r, j, a_off);
-    if (j < g.n) tile2x1(g, r, j, a_off);
+    for (; j + 2 <= g.n; j += 2) tile2x2(g, o, r, j, a_off);
+    if (j < g.n) tile2x1(g, o, r, j, a_off);
   }
   if (i < g.m) {
     GemmS8Args last = g;

@@ -134,19 +134,28 @@ inline int32_t requant(int32_t x, int32_t multiplier, int32_t shift, Rounding ro
   return (h >> right) + (remainder > threshold ? 1 : 0);
 }
 
-// Output stage of one accumulator: requantize, add the output offset (wrapping), clamp.
-inline int8_t output(int32_t acc, int32_t multiplier, int32_t shift, Rounding rounding,
-                     int32_t offset, int32_t act_min, int32_t act_max) {
-  int32_t out = wrap_add(requant(acc, multiplier, shift, rounding), offset);
-  out = out < act_min ? act_min : (out > act_max ? act_max : out);
-  return static_cast<int8_t>(out);
+// The output stage's parameters, copied out of the kernel arguments once per call: kept in
+// locals, the compiler need not reload them after every int8 store (an int8_t* may alias them).
+struct OutStage {
+  const int32_t* multiplier;
+  const int32_t* shift;
+  int32_t channel_mask;  // -1 per-channel, 0 per-tensor: channel index = j & channel_mask
+  int32_t offset, act_min, act_max;
+  Rounding rounding;
+};
+
+inline OutStage out_stage(const GemmS8Args& g) {
+  return {g.multiplier, g.shift,   g.per_channel ? -1 : 0, g.c_offset, g.act_min,
+          g.act_max,    g.rounding};
 }
 
-// The output stage of channel j's accumulator, as every path does it.
-inline int8_t finish(const GemmS8Args& g, int32_t j, uint32_t acc) {
-  const int32_t ch = g.per_channel ? j : 0;
-  return output(static_cast<int32_t>(acc), g.multiplier[ch], g.shift[ch], g.rounding, g.c_offset,
-                g.act_min, g.act_max);
+// requantize, add the output offset (wrapping), clamp: channel j's int8 output.
+inline int8_t finish(const OutStage& o, int32_t j, uint32_t acc) {
+  const int32_t ch = j & o.channel_mask;
+  int32_t out = wrap_add(
+      requant(static_cast<int32_t>(acc), o.multiplier[ch], o.shift[ch], o.rounding), o.offset);
+  out = out < o.act_min ? o.act_min : (out > o.act_max ? o.act_max : out);
+  return static_cast<int8_t>(out);
 }
 
 }  // namespace smlad
