@@ -14,6 +14,10 @@
 #include <cstdlib>
 #include <cstring>
 #endif
+#if defined(TINYQUANT_HAVE_X86_PATHS) && !defined(TINYQUANT_RT_FREESTANDING) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "path_kernels.hpp"
 #include "tinyquant/rt/kernels.hpp"
@@ -37,6 +41,37 @@ constexpr detail::PathKernels kOnlySmlad = {Path::kSmlad, nullptr, nullptr,
                                             nullptr,      nullptr, nullptr};
 #endif
 
+#if defined(TINYQUANT_HAVE_X86_PATHS)
+bool avx512vnni_usable() noexcept {
+  return __builtin_cpu_supports("avx512vnni") != 0 && __builtin_cpu_supports("avx512bw") != 0 &&
+         __builtin_cpu_supports("avx512vl") != 0;
+}
+
+// AMX needs the CPU bits (AMX-TILE, AMX-INT8, plus AVX-512 VNNI for its small-m and packing
+// code) and, on Linux, the kernel's permission to use the 8 KiB tile state, asked once per
+// process (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA). Without an OS to grant that state
+// (freestanding builds) the path is reported unsupported. 0 = not asked yet, 1 = yes, -1 = no.
+std::atomic<int32_t> g_amx_state{0};
+
+bool amx_usable() noexcept {
+#if defined(TINYQUANT_RT_FREESTANDING)
+  return false;
+#else
+  const int32_t state = g_amx_state.load(std::memory_order_acquire);
+  if (state != 0) return state > 0;
+  bool ok = __builtin_cpu_supports("amx-tile") != 0 && __builtin_cpu_supports("amx-int8") != 0 &&
+            avx512vnni_usable();
+#if defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023;
+  constexpr long kXfeatureXtiledata = 18;
+  if (ok) ok = syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#endif
+  g_amx_state.store(ok ? 1 : -1, std::memory_order_release);
+  return ok;
+#endif
+}
+#endif
+
 const detail::PathKernels* compiled_table(Path p) noexcept {
 #if defined(TINYQUANT_RT_ONLY_SMLAD)
   return p == Path::kSmlad ? &kOnlySmlad : nullptr;
@@ -54,6 +89,8 @@ const detail::PathKernels* compiled_table(Path p) noexcept {
               __builtin_cpu_supports("avx512bw") != 0 && __builtin_cpu_supports("avx512vl") != 0)
                  ? detail::avx512vnni_kernels()
                  : nullptr;
+    case Path::kAmx:
+      return amx_usable() ? detail::amx_kernels() : nullptr;
 #endif
     default:
       return nullptr;
@@ -61,8 +98,8 @@ const detail::PathKernels* compiled_table(Path p) noexcept {
 #endif
 }
 
-constexpr Path kAllPaths[] = {Path::kReference,  Path::kSmlad, Path::kAvx2,
-                              Path::kAvx512Vnni, Path::kNeon,  Path::kNeonDot};
+constexpr Path kAllPaths[] = {Path::kReference, Path::kSmlad,   Path::kAvx2, Path::kAvx512Vnni,
+                              Path::kNeon,      Path::kNeonDot, Path::kAmx};
 
 uint32_t compute_supported() noexcept {
   uint32_t bits = 0;
@@ -119,6 +156,7 @@ Path default_path() noexcept {
   const uint32_t forced = forced_bits();
   if (forced != 0 && (supported_paths() & forced) != 0) return static_cast<Path>(forced);
   const uint32_t s = supported_paths();
+  if ((s & path_bits(Path::kAmx)) != 0) return Path::kAmx;  // hands m < 16 to VNNI kernels
   if ((s & path_bits(Path::kAvx512Vnni)) != 0) return Path::kAvx512Vnni;
   if ((s & path_bits(Path::kAvx2)) != 0) return Path::kAvx2;
   if ((s & path_bits(Path::kNeonDot)) != 0) return Path::kNeonDot;
@@ -154,6 +192,8 @@ const char* path_name(Path p) noexcept {
       return "neon";
     case Path::kNeonDot:
       return "neondot";
+    case Path::kAmx:
+      return "amx";
   }
   return "unknown";
 }

@@ -13,7 +13,7 @@ namespace tinyquant::rt {
 namespace {
 
 constexpr uint32_t kMagic = 0x4B505154u;  // "TQPK" little-endian
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;          // 2: AVX-512 VNNI moved to the k4 layout shared with AMX
 constexpr int64_t kHeaderBytes = 64;
 constexpr int64_t kAlign = 64;
 
@@ -53,6 +53,7 @@ const detail::PackedGemmKernels* packed_table(Path p) noexcept {
 #if defined(TINYQUANT_HAVE_X86_PATHS)
   if (p == Path::kAvx2) return detail::avx2_packed_kernels();
   if (p == Path::kAvx512Vnni) return detail::avx512vnni_packed_kernels();
+  if (p == Path::kAmx) return detail::amx_packed_kernels();
 #else
   (void)p;
 #endif

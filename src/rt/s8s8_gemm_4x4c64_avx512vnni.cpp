@@ -8,7 +8,9 @@
 //   sum_k (a + ao)(b + bo) = D + (ao - 128) * rowsum(b) + bo * rowsum(a) + k * ao * bo
 // with D = sum_k (a + 128) * b. Every term is taken mod 2^32, so the result is bit-exact with
 // the reference for any offsets. rowsum(b) is computed in the GEMV loop itself (one extra
-// vpdpbusd per load), in one pass for m > 1, or read from a prepacked buffer.
+// vpdpbusd per load) or in one pass for m > 1.
+// Prepacked weights use the k4 layout shared with the AMX path (see k4_tile below): broadcast a,
+// whole 64-byte lines of b, column sums stored with the weights.
 // The epilogue (offset terms, requantization, clamp) is vectorised over 8 output columns.
 #include <immintrin.h>
 
@@ -16,7 +18,15 @@
 #include <cstdint>
 #include <cstring>
 
+#include "avx512_epilogue.hpp"
 #include "path_kernels.hpp"
+
+// GCC 12's unmasked AVX-512 shift/multiply/min/max intrinsics merge into _mm512_undefined_*(),
+// which -Wmaybe-uninitialized flags wherever they are inlined: a false positive (every lane is
+// written), silenced for this file only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace tinyquant::rt::detail {
 namespace {
@@ -126,13 +136,10 @@ constexpr TileFn kGemmTiles[kMr][kNr] = {
     {dot_tile<3, 1, false>, dot_tile<3, 2, false>, dot_tile<3, 3, false>, dot_tile<3, 4, false>},
     {dot_tile<4, 1, false>, dot_tile<4, 2, false>, dot_tile<4, 3, false>, dot_tile<4, 4, false>},
 };
-// [nr - 1] for m == 1, rowsums in the loop; and the same without rowsums (prepacked).
+// [nr - 1] for m == 1, rowsums in the loop.
 constexpr TileFn kGemvTiles[kGemvNr] = {
     dot_tile<1, 1, true>, dot_tile<1, 2, true>, dot_tile<1, 3, true>, dot_tile<1, 4, true>,
     dot_tile<1, 5, true>, dot_tile<1, 6, true>, dot_tile<1, 7, true>, dot_tile<1, 8, true>};
-constexpr TileFn kGemvTilesNoSum[kGemvNr] = {
-    dot_tile<1, 1, false>, dot_tile<1, 2, false>, dot_tile<1, 3, false>, dot_tile<1, 4, false>,
-    dot_tile<1, 5, false>, dot_tile<1, 6, false>, dot_tile<1, 7, false>, dot_tile<1, 8, false>};
 
 // sum_k p[k] over one row, vectorised.
 int32_t row_sum(const int8_t* p, int32_t k) {
@@ -230,8 +237,6 @@ struct Problem {
   const int8_t* b;      // int8 rows, or null
   const uint8_t* b_s4;  // nibble stream, or null
   int32_t ldb;
-  const uint8_t* packed;  // prepacked blocks, or null
-  const int32_t* packed_sumb;
   int32_t a_offset, b_offset;
 };
 
@@ -274,17 +279,10 @@ void drive(const Problem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, 
   int8_t* unpacked =
       reinterpret_cast<int8_t*>(accbuf) + (acc_out == accbuf ? align64(4 * int64_t{mc} * p.n) : 0);
   for (int32_t i = 0; i < p.m; ++i) suma[i] = row_sum(p.a + int64_t{i} * p.lda, p.k);
-  if (p.packed_sumb != nullptr) sumb = const_cast<int32_t*>(p.packed_sumb);
 
   // Rows j0 .. j0 + nr of b as (pointer, row stride, step stride); unpacks int4 first.
   auto b_rows = [&](int32_t j0, int32_t nr, const int8_t** ptr, ptrdiff_t* row, ptrdiff_t* step) {
-    if (p.packed != nullptr) {
-      const int64_t kc = (p.k + kKc - 1) / kKc;
-      *ptr = reinterpret_cast<const int8_t*>(p.packed) + (j0 / kGemvNr) * kc * kKc * kGemvNr +
-             (j0 % kGemvNr) * kKc;
-      *row = kKc;
-      *step = kKc * kGemvNr;
-    } else if (p.b_s4 != nullptr) {
+    if (p.b_s4 != nullptr) {
       for (int32_t r = 0; r < nr; ++r)
         unpack_s4(p.b_s4, int64_t{j0 + r} * p.k, p.k, unpacked + int64_t{r} * p.k);
       *ptr = unpacked;
@@ -298,14 +296,12 @@ void drive(const Problem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, 
   };
 
   if (p.m == 1) {
-    const bool sum_in_loop = p.packed_sumb == nullptr;
     for (int32_t j0 = 0; j0 < p.n; j0 += kGemvNr) {
       const int32_t nr = p.n - j0 < kGemvNr ? p.n - j0 : kGemvNr;
       const int8_t* bp;
       ptrdiff_t row, step;
       b_rows(j0, nr, &bp, &row, &step);
-      (sum_in_loop ? kGemvTiles : kGemvTilesNoSum)[nr - 1](p.a, p.lda, bp, row, step, p.k,
-                                                           acc_out + j0, ld_acc, sumb + j0);
+      kGemvTiles[nr - 1](p.a, p.lda, bp, row, step, p.k, acc_out + j0, ld_acc, sumb + j0);
     }
     fin(0, 1, acc_out, ld_acc, suma, sumb);
     return;
@@ -318,7 +314,7 @@ void drive(const Problem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, 
       const int8_t* bp;
       ptrdiff_t row, step;
       b_rows(j0, nr, &bp, &row, &step);
-      if (ic == 0 && p.packed_sumb == nullptr) {
+      if (ic == 0) {
         for (int32_t r = 0; r < nr; ++r) sumb[j0 + r] = row_sum(bp + r * row, p.k);
       }
       for (int32_t i0 = 0; i0 < mb; i0 += kMr) {
@@ -331,9 +327,8 @@ void drive(const Problem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, 
   }
 }
 
-void gemm_s8_impl(const GemmS8Args& g, const uint8_t* packed, const int32_t* packed_sumb) {
-  Problem p{g.m,    g.n,   g.k,    g.a,         g.lda,      g.b,
-            g.b_s4, g.ldb, packed, packed_sumb, g.a_offset, g.b_offset};
+void gemm_s8(const GemmS8Args& g) {
+  Problem p{g.m, g.n, g.k, g.a, g.lda, g.b, g.b_s4, g.ldb, g.a_offset, g.b_offset};
   const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
   const __m256i v_sumb_coef = _mm256_set1_epi32(s32(u32(g.a_offset) - 128u));
   const __m256i v_cofs = _mm256_set1_epi32(g.c_offset);
@@ -363,13 +358,8 @@ void gemm_s8_impl(const GemmS8Args& g, const uint8_t* packed, const int32_t* pac
   drive(p, g.scratch, nullptr, 0, fin);
 }
 
-void gemm_s8(const GemmS8Args& g) {
-  gemm_s8_impl(g, nullptr, nullptr);
-}
-
 void gemm_s32(const GemmS32Args& g) {
-  Problem p{g.m,     g.n,   g.k,     g.a,     g.lda,      g.b,
-            nullptr, g.ldb, nullptr, nullptr, g.a_offset, g.b_offset};
+  Problem p{g.m, g.n, g.k, g.a, g.lda, g.b, nullptr, g.ldb, g.a_offset, g.b_offset};
   const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
   const __m256i v_sumb_coef = _mm256_set1_epi32(s32(u32(g.a_offset) - 128u));
   auto fin = [&](int32_t i_first, int32_t rows, const int32_t*, ptrdiff_t, const int32_t* suma,
@@ -400,43 +390,113 @@ int32_t gemm_s32_scratch(int32_t m, int32_t n, int32_t k) {
   return clamp32(scratch_bytes(m, n, k, false, false));
 }
 
-// Prepacked b: blocks [ceil(n / 8)][ceil(k / 64)][8][64] bytes, zero-padded, then the rowsums
-// int32 [ceil(n / 8) * 8]. Padding bytes are 0 in b and so add nothing to D or rowsum(b).
-int64_t packed_blocks_bytes(int32_t n, int32_t k) {
-  return int64_t{(n + kGemvNr - 1) / kGemvNr} * ((k + kKc - 1) / kKc) * kKc * kGemvNr;
+// Prepacked b: the k4 layout (path_kernels.hpp), shared with the AMX path. Here the a rows are
+// broadcast 4 bytes at a time and multiplied into whole 64-byte lines of b: one vpdpbusd per
+// weight load, 16 output columns per accumulator, no horizontal sums, and the column sums of b
+// come precomputed. GEMV passes cover 256 columns (16 accumulators); m > 1 runs 4x64 tiles.
+constexpr int32_t kK4Mr = 4;               // rows of a per tile (m > 1)
+constexpr int32_t kK4Nb = 4;               // 16-column blocks per tile (m > 1)
+constexpr int32_t kK4GemvNb = 16;          // 16-column blocks per GEMV pass
+constexpr int32_t kK4Ld = kK4GemvNb * 16;  // row stride (int32) of the raw tile buffer
+
+inline int32_t round_up(int32_t v, int32_t to) {
+  return (v + to - 1) / to * to;
 }
-int64_t packed_bytes(int32_t n, int32_t k) {
-  return packed_blocks_bytes(n, k) + 4 * int64_t{(n + kGemvNr - 1) / kGemvNr} * kGemvNr;
+
+// D[i][c] = sum_k (a[i][k] + 128) * b[j0 + c][k] for MR rows and NB blocks of 16 columns, into
+// d[i * kK4Ld + c]. af: the rows of a xor 0x80 (stride ld_af, readable to 4 * groups);
+// bp: the k4 line of group 0 at column j0; gs: bytes between groups.
+template <int MR, int NB>
+void k4_tile(const uint8_t* af, ptrdiff_t ld_af, const int8_t* bp, ptrdiff_t gs, int32_t groups,
+             int32_t* d) {
+  __m512i acc[MR][NB];
+  for (int i = 0; i < MR; ++i)
+    for (int nb = 0; nb < NB; ++nb) acc[i][nb] = _mm512_setzero_si512();
+  for (int32_t q = 0; q < groups; ++q, bp += gs) {
+    __m512i av[MR];
+    for (int i = 0; i < MR; ++i) {
+      int32_t w = 0;
+      std::memcpy(&w, af + i * ld_af + 4 * q, 4);
+      av[i] = _mm512_set1_epi32(w);
+    }
+    for (int nb = 0; nb < NB; ++nb) {
+      const __m512i bv = _mm512_loadu_si512(bp + nb * 64);
+      for (int i = 0; i < MR; ++i) acc[i][nb] = _mm512_dpbusd_epi32(acc[i][nb], av[i], bv);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int nb = 0; nb < NB; ++nb) _mm512_storeu_si512(d + i * kK4Ld + nb * 16, acc[i][nb]);
+}
+
+using K4TileFn = void (*)(const uint8_t*, ptrdiff_t, const int8_t*, ptrdiff_t, int32_t, int32_t*);
+constexpr K4TileFn kK4Tiles[kK4Mr][kK4Nb] = {
+    {k4_tile<1, 1>, k4_tile<1, 2>, k4_tile<1, 3>, k4_tile<1, 4>},
+    {k4_tile<2, 1>, k4_tile<2, 2>, k4_tile<2, 3>, k4_tile<2, 4>},
+    {k4_tile<3, 1>, k4_tile<3, 2>, k4_tile<3, 3>, k4_tile<3, 4>},
+    {k4_tile<4, 1>, k4_tile<4, 2>, k4_tile<4, 3>, k4_tile<4, 4>},
+};
+constexpr K4TileFn kK4Gemv[kK4GemvNb] = {
+    k4_tile<1, 1>,  k4_tile<1, 2>,  k4_tile<1, 3>,  k4_tile<1, 4>,  k4_tile<1, 5>,  k4_tile<1, 6>,
+    k4_tile<1, 7>,  k4_tile<1, 8>,  k4_tile<1, 9>,  k4_tile<1, 10>, k4_tile<1, 11>, k4_tile<1, 12>,
+    k4_tile<1, 13>, k4_tile<1, 14>, k4_tile<1, 15>, k4_tile<1, 16>};
+
+// Runs the tiles over k4-packed b and calls fin(i, j0, count, d, rowsum(a)[i]) for each run of
+// up to 16 finished outputs, d pointing at the raw D of (i, j0).
+template <class Finish>
+void k4_drive(const GemmS8Args& g, const void* packed, Finish&& fin) {
+  const int32_t n16 = round_up(g.n, 16);
+  const int32_t k64 = round_up(g.k, 64);
+  const int32_t groups = (g.k + 3) / 4;
+  const ptrdiff_t gs = 4 * ptrdiff_t{n16};
+  const auto* pb = static_cast<const int8_t*>(packed);
+  auto* af = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(g.scratch) + 63) / 64 * 64);
+  auto* d = reinterpret_cast<int32_t*>(af + int64_t{kK4Mr} * k64);
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i ones = _mm512_set1_epi8(1);
+  const int32_t mr_max = g.m == 1 ? 1 : kK4Mr;
+  for (int32_t i0 = 0; i0 < g.m; i0 += mr_max) {
+    const int32_t mr = g.m - i0 < mr_max ? g.m - i0 : mr_max;
+    int32_t suma[kK4Mr] = {};
+    for (int32_t r = 0; r < mr; ++r) {
+      const int8_t* src = g.a + int64_t{i0 + r} * g.lda;
+      uint8_t* dst = af + int64_t{r} * k64;
+      __m512i sum = _mm512_setzero_si512();
+      for (int32_t t = 0; t < g.k; t += 64) {
+        const __m512i v = _mm512_maskz_loadu_epi8(tail_mask(g.k - t), src + t);
+        sum = _mm512_dpbusd_epi32(sum, ones, v);
+        _mm512_storeu_si512(dst + t, _mm512_xor_si512(v, flip));
+      }
+      suma[r] = reduce1(sum);
+    }
+    const int32_t nb_max = g.m == 1 ? kK4GemvNb : kK4Nb;
+    for (int32_t j0 = 0; j0 < g.n; j0 += nb_max * 16) {
+      const int32_t nb = (n16 - j0) / 16 < nb_max ? (n16 - j0) / 16 : nb_max;
+      (g.m == 1 ? kK4Gemv[nb - 1] : kK4Tiles[mr - 1][nb - 1])(af, k64, pb + 4 * int64_t{j0}, gs,
+                                                              groups, d);
+      for (int32_t r = 0; r < mr; ++r) {
+        for (int32_t c = 0; c < nb * 16 && j0 + c < g.n; c += 16) {
+          const int32_t cnt = g.n - j0 - c < 16 ? g.n - j0 - c : 16;
+          fin(i0 + r, j0 + c, cnt, d + r * kK4Ld + c, suma[r]);
+        }
+      }
+    }
+  }
 }
 
 void pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, int32_t /*b_offset*/, void* out) {
-  auto* dst = static_cast<int8_t*>(out);
-  std::memset(dst, 0, static_cast<size_t>(packed_bytes(n, k)));
-  const int64_t kc = (k + kKc - 1) / kKc;
-  for (int32_t j = 0; j < n; ++j) {
-    int8_t* blk = dst + (j / kGemvNr) * kc * kKc * kGemvNr + (j % kGemvNr) * kKc;
-    for (int64_t c = 0; c < kc; ++c) {
-      const int64_t len = k - c * kKc < kKc ? k - c * kKc : kKc;
-      std::memcpy(blk + c * kKc * kGemvNr, b + int64_t{j} * ldb + c * kKc,
-                  static_cast<size_t>(len));
-    }
-  }
-  int32_t sums[1] = {0};
-  for (int32_t j = 0; j < n; ++j) {
-    sums[0] = row_sum(b + int64_t{j} * ldb, k);
-    std::memcpy(dst + packed_blocks_bytes(n, k) + 4 * int64_t{j}, sums, 4);
-  }
+  k4_pack(b, n, k, ldb, out);
 }
 
-void gemm_s8_packed(const GemmS8Args& g, const void* packed) {
-  const auto* bytes = static_cast<const uint8_t*>(packed);
-  // prepack.cpp guarantees a 4-byte aligned buffer; the row sums follow the 512-byte blocks.
-  const auto* sumb = reinterpret_cast<const int32_t*>(bytes + packed_blocks_bytes(g.n, g.k));
-  gemm_s8_impl(g, bytes, sumb);
+int64_t packed_bytes(int32_t n, int32_t k) {
+  return k4_packed_bytes(n, k);
 }
 
 int32_t gemm_s8_packed_scratch(int32_t m, int32_t n, int32_t k) {
-  return clamp32(scratch_bytes(m, n, k, false, true));
+  return k4_gemm_scratch_avx512vnni(m, n, k);
+}
+
+void gemm_s8_packed(const GemmS8Args& g, const void* packed) {
+  k4_gemm_s8_avx512vnni(g, packed);
 }
 
 constexpr PackedGemmKernels kPackedTable{Path::kAvx512Vnni, packed_bytes, pack, gemm_s8_packed,
@@ -452,6 +512,64 @@ const PathKernels* avx512vnni_kernels() noexcept {
 }
 const PackedGemmKernels* avx512vnni_packed_kernels() noexcept {
   return &kPackedTable;
+}
+
+int64_t k4_packed_bytes(int32_t n, int32_t k) noexcept {
+  const int64_t n16 = round_up(n, 16);
+  return int64_t{round_up(k, 64)} * n16 + 4 * n16;
+}
+
+// Gathers one dword (4 k of one column) from each of 16 rows of b per 64-byte line; the column
+// sums accumulate on the way (vpdpbusd with 1 as the unsigned operand). Rows past n and bytes
+// past k are zero.
+void k4_pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, void* out) noexcept {
+  const int32_t n16 = round_up(n, 16);
+  const int32_t kp = round_up(k, 64);
+  const ptrdiff_t gs = 4 * ptrdiff_t{n16};
+  auto* dst = static_cast<int8_t*>(out);
+  int8_t* colsum = dst + int64_t{kp} * n16;
+  const int32_t full = k / 4;
+  const bool gather = int64_t{ldb} * 15 <= INT32_MAX;
+  const __m512i ones = _mm512_set1_epi8(1);
+  const __m512i idx =
+      _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                         _mm512_set1_epi32(ldb));
+  for (int32_t j0 = 0; j0 < n16; j0 += 16) {
+    const int32_t cols = n - j0 < 16 ? n - j0 : 16;
+    const __mmask16 cm = lanes16(cols);
+    const int8_t* src = b + int64_t{j0} * ldb;
+    int8_t* line = dst + 4 * int64_t{j0};
+    __m512i sum = _mm512_setzero_si512();
+    for (int32_t q = 0; q < kp / 4; ++q, line += gs) {
+      __m512i v;
+      if (q < full && gather) {
+        v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cm, idx, src + 4 * q, 1);
+      } else {
+        alignas(64) int8_t tmp[64] = {};
+        const int32_t len = k - 4 * q < 4 ? k - 4 * q : 4;  // <= 0 past k: stays zero
+        for (int32_t c = 0; c < cols; ++c)
+          for (int32_t t = 0; t < len; ++t) tmp[4 * c + t] = src[int64_t{c} * ldb + 4 * q + t];
+        v = _mm512_load_si512(tmp);
+      }
+      sum = _mm512_dpbusd_epi32(sum, ones, v);
+      _mm512_storeu_si512(line, v);
+    }
+    _mm512_storeu_si512(colsum + 4 * int64_t{j0}, sum);
+  }
+}
+
+void k4_gemm_s8_avx512vnni(const GemmS8Args& g, const void* packed) noexcept {
+  const int32_t* colsum = reinterpret_cast<const int32_t*>(
+      static_cast<const int8_t*>(packed) + int64_t{round_up(g.k, 64)} * round_up(g.n, 16));
+  const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
+  const int32_t coef = s32(u32(g.a_offset) - 128u);
+  k4_drive(g, packed, [&](int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t suma) {
+    finish_s8_16(g, i, j0, cnt, d, s32(u32(g.b_offset) * u32(suma) + kab), coef, colsum);
+  });
+}
+
+int32_t k4_gemm_scratch_avx512vnni(int32_t /*m*/, int32_t /*n*/, int32_t k) noexcept {
+  return clamp32(int64_t{kK4Mr} * round_up(k, 64) + 4 * int64_t{kK4Mr} * kK4Ld + 64);
 }
 
 }  // namespace tinyquant::rt::detail

@@ -1,5 +1,5 @@
-// x86 paths (AVX2, AVX-512 VNNI): their tables called directly and through the public kernels,
-// checked against plain loops written here and against the reference path, tolerance 0.
+// x86 paths (AVX2, AVX-512 VNNI, AMX-INT8): their tables called directly and through the public
+// kernels, checked against plain loops written here and against the reference path, tolerance 0.
 // Also: prepacked weights == plain weights on every path, threaded == single-threaded.
 #include <gtest/gtest.h>
 
@@ -30,15 +30,20 @@ bool cpu_has(Path p) {
     return __builtin_cpu_supports("avx512vnni") != 0 && __builtin_cpu_supports("avx512bw") != 0 &&
            __builtin_cpu_supports("avx512vl") != 0;
   }
+  // AMX also needs the OS to grant the tile state: dispatch asks, so trust supported_paths().
+  if (p == Path::kAmx) return (rt::supported_paths() & rt::path_bits(Path::kAmx)) != 0;
   return true;
 }
 
 const rt::detail::PathKernels* table(Path p) {
+  if (p == Path::kAmx) return rt::detail::amx_kernels();
   return p == Path::kAvx2 ? rt::detail::avx2_kernels() : rt::detail::avx512vnni_kernels();
 }
 
-#define TQ_SKIP_UNLESS_CPU(p) \
-  if (!cpu_has(p)) GTEST_SKIP() << "CPU lacks " << rt::path_name(p) << " instructions"
+#define TQ_SKIP_UNLESS_CPU(p)                                                               \
+  if (!cpu_has(p))                                                                          \
+  GTEST_SKIP() << "CPU lacks " << rt::path_name(p) << " instructions (or, for amx, the OS " \
+               << "refused the tile state)"
 
 uint32_t u(int32_t v) {
   return static_cast<uint32_t>(v);
@@ -168,12 +173,15 @@ std::string describe(const Case& c) {
 
 class X86Path : public ::testing::TestWithParam<Path> {};
 
-// Shapes that hit every tail: 1xK GEMV, K % 4 / % 16 / % 64 != 0, N not a multiple of the tile.
+// Shapes that hit every tail: 1xK GEMV, K % 4 / % 16 / % 64 != 0, N not a multiple of the tile;
+// for AMX (m >= 16): m and n not multiples of 16 or 32, a second 128-row panel, k < 64 and
+// k > 64 with a tail.
 const int32_t kShapes[][3] = {
-    {1, 1, 1},   {1, 7, 3},     {1, 8, 16},   {1, 9, 17},    {1, 13, 27}, {1, 128, 27},
-    {1, 33, 64}, {1, 17, 65},   {1, 64, 127}, {1, 10, 784},  {2, 5, 5},   {3, 4, 63},
-    {4, 4, 64},  {5, 9, 129},   {7, 3, 200},  {8, 16, 255},  {9, 31, 31}, {16, 20, 256},
-    {33, 7, 1},  {6, 130, 300}, {1, 3, 1030}, {70, 19, 1100}};
+    {1, 1, 1},   {1, 7, 3},     {1, 8, 16},   {1, 9, 17},     {1, 13, 27},  {1, 128, 27},
+    {1, 33, 64}, {1, 17, 65},   {1, 64, 127}, {1, 10, 784},   {2, 5, 5},    {3, 4, 63},
+    {4, 4, 64},  {5, 9, 129},   {7, 3, 200},  {8, 16, 255},   {9, 31, 31},  {16, 20, 256},
+    {33, 7, 1},  {6, 130, 300}, {1, 3, 1030}, {70, 19, 1100}, {17, 33, 65}, {32, 48, 128},
+    {31, 2, 1},  {129, 47, 70}, {48, 16, 64}};
 
 TEST_P(X86Path, GemmS8TableMatchesLoops) {
   TQ_SKIP_UNLESS_CPU(GetParam());
@@ -245,7 +253,8 @@ TEST_P(X86Path, RequantizationEdges) {
   for (int32_t shift = rt::kMinShift; shift <= rt::kMaxShift; ++shift) {
     for (int32_t mult : {0, 1, (1 << 30) - 1, 1 << 30, (1 << 30) + 1, INT32_MAX - 1, INT32_MAX}) {
       for (auto rounding : {rt::Rounding::kDouble, rt::Rounding::kSingle}) {
-        Case c = random_case(rng, 1, 19, 5, false);
+        // 16 rows so the AMX path runs its tiles rather than the VNNI GEMV.
+        Case c = random_case(rng, GetParam() == Path::kAmx ? 16 : 1, 19, 5, false);
         c.per_channel = false;
         c.mult = {mult};
         c.shift = {shift};
@@ -339,7 +348,8 @@ TEST_P(X86Path, PublicKernelsMatchReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Paths, X86Path, ::testing::Values(Path::kAvx2, Path::kAvx512Vnni),
+INSTANTIATE_TEST_SUITE_P(Paths, X86Path,
+                         ::testing::Values(Path::kAvx2, Path::kAvx512Vnni, Path::kAmx),
                          [](const ::testing::TestParamInfo<Path>& param_info) {
                            return std::string(rt::path_name(param_info.param));
                          });
@@ -410,7 +420,7 @@ Status run_packed(const FcCase& f, const void* packed, Path ctx_path, int8_t* ou
 
 TEST(Prepack, PackedEqualsUnpackedOnEveryPath) {
   std::mt19937 rng(11);
-  for (Path p : {Path::kReference, Path::kSmlad, Path::kAvx2, Path::kAvx512Vnni}) {
+  for (Path p : {Path::kReference, Path::kSmlad, Path::kAvx2, Path::kAvx512Vnni, Path::kAmx}) {
     if ((rt::supported_paths() & rt::path_bits(p)) == 0) continue;  // not on this CPU
     for (const auto& s : kShapes) {
       const FcCase f = random_fc(rng, s[0], s[2], s[1]);
