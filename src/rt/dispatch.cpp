@@ -3,6 +3,7 @@
 // x86-64: the AVX2 and AVX-512 VNNI tables exist only when TINYQUANT_HAVE_X86_PATHS is defined
 // (their files are compiled in), and are supported only when the running CPU reports the
 // features. ARM: the smlad path is the default when the compiler targets the DSP extension.
+// AArch64 (TINYQUANT_HAVE_NEON_PATHS): neon always, neondot when the CPU has the dot product.
 // The reference and (emulated) smlad paths are supported everywhere.
 //
 // The forced path is one atomic word (std::atomic is part of freestanding C++17 and 32-bit
@@ -17,6 +18,9 @@
 #if defined(TINYQUANT_HAVE_X86_PATHS) && !defined(TINYQUANT_RT_FREESTANDING) && defined(__linux__)
 #include <sys/syscall.h>
 #include <unistd.h>
+#endif
+#if defined(TINYQUANT_HAVE_NEON_PATHS) && !defined(TINYQUANT_RT_FREESTANDING) && defined(__linux__)
+#include <sys/auxv.h>
 #endif
 
 #include "path_kernels.hpp"
@@ -72,6 +76,26 @@ bool amx_usable() noexcept {
 }
 #endif
 
+#if defined(TINYQUANT_HAVE_NEON_PATHS)
+// AArch64: Advanced SIMD is part of the base architecture. The dot product (SDOT) is optional
+// from ARMv8.2: hosted Linux builds ask the kernel (AT_HWCAP), so a baseline build still uses it
+// on a core that has it; elsewhere (freestanding, other OSes) the compiler flags decide.
+bool neon_dot_usable() noexcept {
+#if !defined(TINYQUANT_RT_FREESTANDING) && defined(__linux__)
+#if defined(HWCAP_ASIMDDP)
+  constexpr unsigned long kHwcapAsimdDp = HWCAP_ASIMDDP;
+#else
+  constexpr unsigned long kHwcapAsimdDp = 1ul << 20;  // the kernel's HWCAP_ASIMDDP bit
+#endif
+  return (getauxval(AT_HWCAP) & kHwcapAsimdDp) != 0;
+#elif defined(__ARM_FEATURE_DOTPROD)
+  return true;
+#else
+  return false;
+#endif
+}
+#endif
+
 const detail::PathKernels* compiled_table(Path p) noexcept {
 #if defined(TINYQUANT_RT_ONLY_SMLAD)
   return p == Path::kSmlad ? &kOnlySmlad : nullptr;
@@ -91,6 +115,12 @@ const detail::PathKernels* compiled_table(Path p) noexcept {
                  : nullptr;
     case Path::kAmx:
       return amx_usable() ? detail::amx_kernels() : nullptr;
+#endif
+#if defined(TINYQUANT_HAVE_NEON_PATHS)
+    case Path::kNeon:
+      return detail::neon_kernels();
+    case Path::kNeonDot:
+      return neon_dot_usable() ? detail::neondot_kernels() : nullptr;
 #endif
     default:
       return nullptr;
