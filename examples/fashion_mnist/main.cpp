@@ -1,9 +1,12 @@
-// Fashion-MNIST end to end: train a float 784-128-64-10 MLP (or load it from the cache),
-// quantize it to int8 (activation ranges calibrated on the validation split) and compare float
-// and integer-only accuracy on the 10k test images.
+// Fashion-MNIST end to end: train a float 784-128-64-10 MLP (or load it from the cache), then
+// quantize (int8 / int4, per-tensor / per-channel / per-group), prune (global magnitude with a
+// fine-tune, structured neurons) and compare every configuration's integer-only test accuracy,
+// bytes and latency in one table, with an SVG plot of accuracy against bytes. Activation ranges
+// are calibrated on the validation split only; the test images are only ever evaluated.
 //
 //   fashion_mnist [--data-dir DIR] [--cache-dir DIR] [--seed N] [--epochs N] [--batch N]
-//                 [--lr X] [--train-limit N] [--retrain] [--no-cache]
+//                 [--lr X] [--train-limit N] [--finetune-epochs N] [--eval-limit N]
+//                 [--plot PATH] [--retrain] [--no-cache]
 //
 // Exit status: 0 on success, 1 on an error, 2 on a bad command line, 77 if the dataset is not
 // installed (CTest reports the smoke test as skipped rather than failed).
@@ -13,12 +16,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "dataset.hpp"
 #include "float_mlp.hpp"
 #include "int8_mlp.hpp"
 #include "model_cache.hpp"
+#include "prune_mlp.hpp"
+#include "quant_mlp.hpp"
+#include "report.hpp"
 #include "tinyquant/error.hpp"
 #include "train.hpp"
 
@@ -27,6 +36,9 @@
 #endif
 #ifndef TINYQUANT_FMNIST_CACHE_DIR
 #define TINYQUANT_FMNIST_CACHE_DIR "."
+#endif
+#ifndef TINYQUANT_FMNIST_OUTPUT_DIR
+#define TINYQUANT_FMNIST_OUTPUT_DIR "."
 #endif
 
 namespace {
@@ -39,6 +51,10 @@ struct Options {
   std::string cache_dir;
   fmnist::TrainConfig train;
   int64_t train_limit = 0;  // 0: all 55000
+  int finetune_epochs = 2;
+  int64_t eval_limit = 0;  // 0: all 10000 test images
+  std::string plot_path = TINYQUANT_FMNIST_OUTPUT_DIR "/fashion_mnist_accuracy_vs_bytes.svg";
+  std::vector<double> sparsities = {0.5, 0.7, 0.9};
   bool retrain = false;
   bool no_cache = false;
 };
@@ -52,10 +68,16 @@ void usage(std::FILE* to) {
       "                     if set, else " TINYQUANT_FMNIST_CACHE_DIR
       ")\n"
       "  --seed N           init / shuffle seed (default 1)\n"
-      "  --epochs N         training epochs (default 12)\n"
+      "  --epochs N         training epochs (default 20; cosine decay, best validation epoch "
+      "kept)\n"
       "  --batch N          minibatch size (default 64)\n"
       "  --lr X             Adam step size (default 0.001)\n"
       "  --train-limit N    train on the first N of the 55000 training images\n"
+      "  --finetune-epochs N  epochs of each pruning fine-tune (default 2)\n"
+      "  --eval-limit N     evaluate on the first N test images only (default all 10000)\n"
+      "  --plot PATH        where the accuracy-vs-bytes SVG goes "
+      "(default " TINYQUANT_FMNIST_OUTPUT_DIR
+      "/fashion_mnist_accuracy_vs_bytes.svg)\n"
       "  --retrain          train even if a cached model exists (and refresh the cache)\n"
       "  --no-cache         neither read nor write the cache\n",
       to);
@@ -85,12 +107,18 @@ bool parse(int argc, char** argv, Options* o) {
     if (a == "--help" || a == "-h") {
       usage(stdout);
       std::exit(0);
-    } else if (a == "--data-dir" || a == "--cache-dir") {
+    } else if (a == "--data-dir" || a == "--cache-dir" || a == "--plot") {
       if (i + 1 >= argc) {
         std::fprintf(stderr, "fashion_mnist: %s needs a value\n", a.c_str());
         return false;
       }
-      (a == "--data-dir" ? o->data_dir : o->cache_dir) = argv[++i];
+      (a == "--data-dir" ? o->data_dir : a == "--plot" ? o->plot_path : o->cache_dir) = argv[++i];
+    } else if (a == "--finetune-epochs") {
+      if (!number(&i, "--finetune-epochs", 1, 1000, &v) || v != static_cast<int>(v)) return false;
+      o->finetune_epochs = static_cast<int>(v);
+    } else if (a == "--eval-limit") {
+      if (!number(&i, "--eval-limit", 1, 1e9, &v) || v != static_cast<int64_t>(v)) return false;
+      o->eval_limit = static_cast<int64_t>(v);
     } else if (a == "--seed") {
       if (!number(&i, "--seed", 0, 4294967295.0, &v) || v != static_cast<uint32_t>(v)) return false;
       o->train.seed = static_cast<uint32_t>(v);
@@ -128,7 +156,54 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+void flush() {
+  std::fflush(stdout);
+}
+
+// Loads the model of `key` from the cache, or builds it with `make` and caches it.
+template <class Make>
+fmnist::FloatMlp cached_model(const Options& o, const fmnist::TrainKey& key, const char* what,
+                              Make&& make) {
+  const std::string path = o.cache_dir + "/fashion_mnist_mlp_" + key.tag() + ".tqmlp";
+  if (!o.no_cache && !o.retrain) {
+    try {
+      if (std::optional<fmnist::FloatMlp> m = fmnist::load_model(path, key)) {
+        fmt::print("{}: loaded from cache {}\n", what, path);
+        return std::move(*m);
+      }
+    } catch (const tinyquant::Error& e) {
+      fmt::print("{}: ignoring the cache ({})\n", what, e.what());
+    }
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  fmnist::FloatMlp m = make();
+  fmt::print("{}: done in {:.1f} s\n", what, seconds_since(t0));
+  if (!o.no_cache) {
+    try {
+      fmnist::save_model(path, m, key);
+      fmt::print("{}: cached in {}\n", what, path);
+    } catch (const tinyquant::Error& e) {
+      fmt::print("{}: not cached ({})\n", what, e.what());
+    }
+  }
+  flush();
+  return m;
+}
+
+std::function<void(const fmnist::EpochStats&)> epoch_printer(int epochs) {
+  return [epochs](const fmnist::EpochStats& s) {
+    fmt::print("  epoch {:2d}/{}  lr {:.2e}  loss {:.4f}  val acc {:.2f}%  {:.2f} s\n", s.epoch,
+               epochs, s.lr, s.train_loss, 100.0 * s.val_accuracy, s.seconds);
+    flush();
+  };
+}
+
+std::string percent_tag(double fraction) {
+  return fmt::format("{}", static_cast<int>(std::lround(100.0 * fraction)));
+}
+
 int run(const Options& o) {
+  namespace tq = tinyquant;
   if (!fmnist::fashion_mnist_present(o.data_dir)) {
     std::printf(
         "Fashion-MNIST not found in %s (install Debian's dataset-fashion-mnist or pass "
@@ -136,13 +211,15 @@ int run(const Options& o) {
         o.data_dir.c_str());
     return kExitSkip;
   }
-  auto t0 = std::chrono::steady_clock::now();
+  const auto t_start = std::chrono::steady_clock::now();
+  auto t0 = t_start;
   const fmnist::FashionMnist data = fmnist::load_fashion_mnist(o.data_dir);
   const fmnist::TrainValSplit split =
       fmnist::split_train_val(data.train, fmnist::kValidationCount, o.train_limit);
   fmt::print("data: {} train / {} validation / {} test images from {} ({:.2f} s)\n",
              split.train.size(), split.val.size(), data.test.size(), o.data_dir, seconds_since(t0));
 
+  // 1. The float model (cosine learning-rate decay, weights of the best validation epoch).
   const fmnist::TrainConfig& c = o.train;
   fmnist::TrainKey key;
   key.sizes = {fmnist::kPixels, 128, 64, fmnist::kClasses};
@@ -151,67 +228,141 @@ int run(const Options& o) {
   key.batch = static_cast<uint32_t>(c.batch);
   key.lr = c.lr;
   key.train_count = static_cast<uint64_t>(split.train.size());
-  const std::string cache_path = o.cache_dir + "/fashion_mnist_mlp_" + key.tag() + ".tqmlp";
+  key.recipe = "cos-best";
+  const fmnist::FloatMlp mlp = cached_model(o, key, "float model", [&] {
+    fmt::print(
+        "float model: training {} for {} epochs (batch {}, Adam lr {} cosine to 0, keep the "
+        "best validation epoch, seed {})\n",
+        fmt::join(key.sizes, "-"), c.epochs, c.batch, c.lr, c.seed);
+    flush();
+    fmnist::FloatMlp m = fmnist::he_init(key.sizes, c.seed);
+    fmnist::train_mlp(&m, split.train, split.val, c, epoch_printer(c.epochs));
+    return m;
+  });
 
-  std::optional<fmnist::FloatMlp> mlp;
-  if (!o.no_cache && !o.retrain) {
-    try {
-      mlp = fmnist::load_model(cache_path, key);
-      if (mlp) fmt::print("float model: loaded from cache {}\n", cache_path);
-    } catch (const tinyquant::Error& e) {
-      fmt::print("float model: ignoring the cache ({})\n", e.what());
+  // Fine-tunes start from the float model: same seed, batch and data, fewer epochs, lower lr.
+  fmnist::TrainConfig ft = c;
+  ft.epochs = o.finetune_epochs;
+  ft.lr = 0.5f * c.lr;
+  ft.keep_best = false;
+  fmnist::TrainKey ft_key = key;
+  ft_key.epochs = static_cast<uint32_t>(ft.epochs);
+  ft_key.lr = ft.lr;
+  const std::string base = fmt::format("from-e{}-lr{}-{}", key.epochs, key.lr, key.recipe);
+
+  std::vector<fmnist::ResultRow> rows;
+  const int64_t limit = o.eval_limit;
+  const int64_t shown = limit > 0 ? std::min(limit, data.test.size()) : data.test.size();
+  auto add_row = [&](const std::string& name, const fmnist::EvalResult& r, int64_t bytes,
+                     std::string claim = {}, std::string reference = {}) {
+    fmt::print("  {:<44} {:6.2f}%  {:>8} bytes  {:7.1f} us/img\n", name, 100.0 * r.accuracy, bytes,
+               r.us_per_sample);
+    flush();
+    rows.push_back(
+        {name, r.accuracy, bytes, r.us_per_sample, std::move(claim), std::move(reference)});
+  };
+  auto eval_quant = [&](const std::string& name, const fmnist::FloatMlp& m,
+                        const tq::QuantSpec& spec, bool sparse, std::string claim = {},
+                        std::string reference = {}) {
+    // Activation ranges of this very model, from the validation images only.
+    const fmnist::QuantMlp q =
+        fmnist::quantize_mlp(m, fmnist::calibrate_ranges(m, split.val.images), spec, sparse);
+    std::string formats;
+    if (sparse) {
+      for (const fmnist::LayerBytes& b : q.bytes)
+        formats += std::string(formats.empty() ? "" : ", ") + tq::to_string(b.format);
+      formats = fmt::format(" [{}; {} of {} layers through the sparse kernel]", formats,
+                            q.sparse_layers(), q.layers.size());
     }
-  }
-  if (!mlp) {
-    fmt::print("float model: training {} for {} epochs (batch {}, Adam lr {}, seed {})\n",
-               fmt::join(key.sizes, "-"), c.epochs, c.batch, c.lr, c.seed);
-    std::fflush(stdout);
-    t0 = std::chrono::steady_clock::now();
-    mlp = fmnist::he_init(key.sizes, c.seed);
-    fmnist::train_mlp(&*mlp, split.train, split.val, c, [&](const fmnist::EpochStats& s) {
-      fmt::print("  epoch {:2d}/{}  loss {:.4f}  val acc {:.2f}%  {:.2f} s\n", s.epoch, c.epochs,
-                 s.train_loss, 100.0 * s.val_accuracy, s.seconds);
-      std::fflush(stdout);
+    fmt::print("evaluating {}{} ...\n", name, formats);
+    flush();
+    add_row(name, fmnist::evaluate_quant(q, data.test, limit), q.total_bytes(), std::move(claim),
+            std::move(reference));
+  };
+  auto eval_float = [&](const std::string& name, const fmnist::FloatMlp& m, int64_t bytes,
+                        std::string claim = {}) {
+    fmt::print("evaluating {} ...\n", name);
+    flush();
+    add_row(name, fmnist::evaluate_float(m, data.test, limit), bytes, std::move(claim));
+  };
+
+  const tq::QuantSpec int8_tensor{8, tq::Scheme::kSymmetric, true, tq::Granularity::kPerTensor, 0,
+                                  0};
+  const tq::QuantSpec int8_channel = tq::QuantSpec::int8_weights_per_channel(0);
+  const tq::QuantSpec int4_channel{4, tq::Scheme::kSymmetric, true, tq::Granularity::kPerChannel, 0,
+                                   0};
+  const tq::QuantSpec int4_group = tq::QuantSpec::int4_per_group(32, 1);
+  const char* kInt8Claim = "textbook INT8: ~4x at 1-3% loss";
+  const char* kInt4Claim = "textbook INT4: ~8x at 3-8% loss";
+
+  fmt::print("\ntest set: {} images, batch 1, integer-only through the runtime kernels (path {})\n",
+             shown, tq::rt::path_name(tq::rt::default_path()));
+  const int64_t fbytes = fmnist::float_bytes(mlp);
+  eval_float("float32", mlp, fbytes);
+  const double float_acc = rows.back().accuracy;
+  eval_quant("int8 per-tensor", mlp, int8_tensor, false, kInt8Claim);
+  eval_quant("int8 per-channel", mlp, int8_channel, false, kInt8Claim, "ref -0.02 pp @ 3.95x");
+  eval_quant("int4 per-channel", mlp, int4_channel, false, kInt4Claim);
+  eval_quant("int4 per-group 32", mlp, int4_group, false, kInt4Claim, "ref +0.49 pp @ 7.33x");
+
+  // 2. Global magnitude pruning with a polynomial-decay fine-tune, alone and quantized.
+  for (const double sparsity : o.sparsities) {
+    fmnist::PruneConfig pc;
+    pc.sparsity = sparsity;
+    fmnist::TrainKey k = ft_key;
+    k.recipe = fmt::format("global{}-f{}-p{}-r{}-cos_{}", percent_tag(sparsity), pc.frequency,
+                           pc.power, pc.ramp_fraction, base);
+    const std::string what = fmt::format("{}% global magnitude pruning", percent_tag(sparsity));
+    const fmnist::FloatMlp pruned = cached_model(o, k, what.c_str(), [&] {
+      fmt::print(
+          "{}: fine-tune {} epochs, sparsity 0 -> {} (polynomial decay, power {}, masks "
+          "updated every {} steps over the first {:.0f}% of the steps)\n",
+          what, ft.epochs, sparsity, pc.power, pc.frequency, 100.0 * pc.ramp_fraction);
+      flush();
+      fmnist::FloatMlp m = mlp;
+      fmnist::prune_finetune(&m, split.train, split.val, ft, pc, epoch_printer(ft.epochs));
+      return m;
     });
-    fmt::print("float model: trained in {:.1f} s\n", seconds_since(t0));
-    if (!o.no_cache) {
-      try {
-        fmnist::save_model(cache_path, *mlp, key);
-        fmt::print("float model: cached in {}\n", cache_path);
-      } catch (const tinyquant::Error& e) {
-        fmt::print("float model: not cached ({})\n", e.what());
-      }
-    }
+    const std::string p = "prune " + percent_tag(sparsity) + "%";
+    const bool seventy = percent_tag(sparsity) == "70";
+    eval_float(p + " + ft, float (sparse)", pruned, fmnist::sparse_float_bytes(pruned),
+               seventy ? "textbook 70% pruning: ~3x at < 2% loss" : "");
+    eval_quant(p + " + ft + int8 per-channel (sparse)", pruned, int8_channel, true, "",
+               seventy ? "ref +0.16 pp @ 9.11x" : "");
+    eval_quant(p + " + ft + int4 per-group 32 (sparse)", pruned, int4_group, true);
   }
 
-  t0 = std::chrono::steady_clock::now();
-  const double val_acc = fmnist::accuracy(*mlp, split.val);
-  const double test_acc = fmnist::accuracy(*mlp, data.test);
-  fmt::print("float accuracy: validation {:.2f}%, test {:.2f}% ({:.2f} s)\n", 100.0 * val_acc,
-             100.0 * test_acc, seconds_since(t0));
+  // 3. Structured: remove half of every hidden layer's neurons (L2 norm), fine-tune, int8.
+  {
+    const double fraction = 0.5;
+    fmnist::TrainKey k = ft_key;
+    fmnist::FloatMlp shrunk = fmnist::shrink_hidden(mlp, fraction, tq::Criterion::kL2);
+    k.sizes = shrunk.sizes();
+    k.recipe = fmt::format("neurons{}-l2-cos_{}", percent_tag(fraction), base);
+    const fmnist::FloatMlp tuned = cached_model(o, k, "structured pruning", [&] {
+      fmt::print("structured pruning: {} -> {}, fine-tune {} epochs\n", fmt::join(key.sizes, "-"),
+                 fmt::join(k.sizes, "-"), ft.epochs);
+      flush();
+      fmnist::train_mlp(&shrunk, split.train, split.val, ft, epoch_printer(ft.epochs));
+      return shrunk;
+    });
+    const std::string name =
+        fmt::format("neurons -{}% (L2) {} + ft", percent_tag(fraction), fmt::join(k.sizes, "-"));
+    eval_float(name + ", float", tuned, fmnist::float_bytes(tuned));
+    eval_quant(name + " + int8 per-channel", tuned, int8_channel, false);
+  }
 
-  // Integer-only: calibrate activation ranges on the validation images only, then run every
-  // layer through rt::fully_connected_s8.
-  t0 = std::chrono::steady_clock::now();
-  const std::vector<fmnist::ActRange> ranges = fmnist::calibrate_ranges(*mlp, split.val.images);
-  const fmnist::Int8Mlp q8 = fmnist::quantize_mlp_int8(*mlp, ranges);
-  for (size_t i = 0; i < ranges.size(); ++i)
-    fmt::print("  calibration: {} range [{:.4f}, {:.4f}]\n",
-               i == 0 ? std::string("input") : fmt::format("layer {} output", i - 1), ranges[i].min,
-               ranges[i].max);
-  const double val8 = fmnist::accuracy_int8(q8, split.val);
-  const double test8 = fmnist::accuracy_int8(q8, data.test);
-  fmt::print("int8 accuracy (path {}): validation {:.2f}%, test {:.2f}% ({:.2f} s)\n",
-             tinyquant::rt::path_name(tinyquant::rt::default_path()), 100.0 * val8, 100.0 * test8,
-             seconds_since(t0));
-
-  int64_t float_params = 0;
-  for (const fmnist::DenseLayer& l : mlp->layers) float_params += l.w.size() + l.b.size();
-  fmt::print("\n{:<34} {:>12} {:>10} {:>10}\n", "model", "param bytes", "val acc", "test acc");
-  fmt::print("{:<34} {:>12} {:>9.2f}% {:>9.2f}%\n", "float32", 4 * float_params, 100.0 * val_acc,
-             100.0 * test_acc);
-  fmt::print("{:<34} {:>12} {:>9.2f}% {:>9.2f}%\n", "int8 w per-channel / int8 act",
-             q8.parameter_bytes(), 100.0 * val8, 100.0 * test8);
+  fmt::print(
+      "\nFashion-MNIST test set ({} images), bytes = weights + biases + quantization "
+      "parameters as stored (sparse rows: the format choose_format() picked per layer), "
+      "ratio vs float32 {} bytes, latency batch 1 on this host:\n\n",
+      shown, fbytes);
+  fmt::print("{}", fmnist::format_table(rows, float_acc, fbytes));
+  const std::string svg = fmnist::accuracy_bytes_svg(
+      rows, float_acc,
+      fmt::format("Fashion-MNIST 784-128-64-10: test accuracy vs bytes (seed {})", c.seed));
+  fmnist::write_text_file(o.plot_path, svg);
+  fmt::print("\nplot: {}\ntotal time {:.1f} s\n", o.plot_path, seconds_since(t_start));
   return 0;
 }
 
@@ -220,6 +371,9 @@ int run(const Options& o) {
 int main(int argc, char** argv) {
   Options o;
   o.train.seed = kDefaultSeed;
+  o.train.epochs = 20;
+  o.train.schedule = fmnist::LrSchedule::kCosine;
+  o.train.keep_best = true;
   if (!parse(argc, argv, &o)) return 2;
   try {
     return run(o);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -56,6 +57,10 @@ class Reader {
     pos_ += 4;
     return v;
   }
+  uint8_t u8(const char* what) {
+    need(1, what);
+    return bytes_[pos_++];
+  }
   uint64_t u64(const char* what) {
     const uint64_t lo = u32(what);
     return lo | (uint64_t{u32(what)} << 32);
@@ -90,18 +95,22 @@ void write_key(Writer* w, const TrainKey& k) {
   w->u32(k.batch);
   w->f32(k.lr);
   w->u64(k.train_count);
+  w->u32(static_cast<uint32_t>(k.recipe.size()));
+  for (char ch : k.recipe) w->out.push_back(static_cast<uint8_t>(ch));
 }
 
 }  // namespace
 
 bool TrainKey::operator==(const TrainKey& o) const {
   return sizes == o.sizes && seed == o.seed && epochs == o.epochs && batch == o.batch &&
-         lr == o.lr && train_count == o.train_count;
+         lr == o.lr && train_count == o.train_count && recipe == o.recipe;
 }
 
 std::string TrainKey::tag() const {
-  return fmt::format("{}_s{}_e{}_b{}_lr{}_n{}", fmt::join(sizes, "-"), seed, epochs, batch, lr,
-                     train_count);
+  std::string t = fmt::format("{}_s{}_e{}_b{}_lr{}_n{}", fmt::join(sizes, "-"), seed, epochs, batch,
+                              lr, train_count);
+  if (!recipe.empty()) t += "_" + recipe;
+  return t;
 }
 
 std::vector<uint8_t> serialize_model(const FloatMlp& mlp, const TrainKey& key) {
@@ -109,6 +118,17 @@ std::vector<uint8_t> serialize_model(const FloatMlp& mlp, const TrainKey& key) {
     throw tinyquant::ShapeError(fmt::format("serialize_model: model sizes {} but key sizes {}",
                                             fmt::join(mlp.sizes(), "-"),
                                             fmt::join(key.sizes, "-")));
+  if (key.recipe.size() > 200)
+    throw tinyquant::InvalidArgument(
+        fmt::format("serialize_model: recipe of {} characters exceeds 200", key.recipe.size()));
+  for (size_t i = 0; i < key.recipe.size(); ++i) {
+    const char ch = key.recipe[i];
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '-' && ch != '_')
+      throw tinyquant::InvalidArgument(fmt::format(
+          "serialize_model: recipe '{}' has character '{}' at index {}: only letters, digits, "
+          "'.', '-', '_' are allowed",
+          key.recipe, std::string(1, ch), i));
+  }
   Writer w;
   w.out.assign(kMagic, kMagic + sizeof kMagic);
   w.u32(kCacheVersion);
@@ -158,6 +178,11 @@ FloatMlp parse_model(const std::vector<uint8_t>& bytes, const TrainKey& expected
   key.batch = r.u32("batch");
   key.lr = r.f32("lr");
   key.train_count = r.u64("train count");
+  const uint32_t recipe_len = r.u32("recipe length");
+  if (recipe_len > 200)
+    throw tinyquant::FormatError(fmt::format("{}: recipe length {} at offset {} exceeds 200", name,
+                                             recipe_len, r.pos() - 4));
+  for (uint32_t i = 0; i < recipe_len; ++i) key.recipe.push_back(static_cast<char>(r.u8("recipe")));
   if (!(key == expected))
     throw tinyquant::FormatError(
         fmt::format("{}: trained with {}, but {} was asked for", name, key.tag(), expected.tag()));

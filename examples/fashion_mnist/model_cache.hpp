@@ -2,7 +2,8 @@
 //
 // Layout, every integer little-endian, floats as their IEEE-754 bits:
 //   "TQMLPF32" | u32 version (1) | u32 n | u32 sizes[n]
-//   | u32 seed | u32 epochs | u32 batch | f32 lr | u64 train_count          (the TrainKey)
+//   | u32 seed | u32 epochs | u32 batch | f32 lr | u64 train_count
+//   | u32 recipe length | recipe bytes                                     (the TrainKey)
 //   | for each layer: f32 w[out][in] row-major, f32 b[out]
 //   | u32 CRC-32 (zlib's polynomial) of every byte before it
 // Written to a temporary file in the same directory and renamed over the target, so a reader
@@ -19,7 +20,7 @@
 
 namespace fmnist {
 
-inline constexpr uint32_t kCacheVersion = 1;
+inline constexpr uint32_t kCacheVersion = 2;
 
 // Everything that determines the trained weights (besides the data files themselves).
 struct TrainKey {
@@ -29,9 +30,12 @@ struct TrainKey {
   uint32_t batch = 0;
   float lr = 0.0f;
   uint64_t train_count = 0;
+  // What else shaped the weights: the schedule, or for a fine-tuned model its base model and
+  // pruning (file-name characters only: letters, digits, '.', '-', '_'; at most 200).
+  std::string recipe;
 
   bool operator==(const TrainKey& o) const;
-  // "784-128-64-10_s1_e12_b64_lr0.001_n55000"
+  // "784-128-64-10_s1_e12_b64_lr0.001_n55000", then "_<recipe>" if the recipe is not empty.
   std::string tag() const;
 };
 

@@ -5,20 +5,28 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <initializer_list>
+#include <numeric>
 #include <random>
+#include <regex>
 #include <string>
 
 #include "dataset.hpp"
 #include "float_mlp.hpp"
 #include "int8_mlp.hpp"
 #include "model_cache.hpp"
+#include "prune_mlp.hpp"
+#include "quant_mlp.hpp"
+#include "report.hpp"
 #include "tinyquant/error.hpp"
+#include "tinyquant/quantize.hpp"
 #include "tinyquant/rt/fixed_point.hpp"
+#include "tinyquant/sparse.hpp"
 #include "train.hpp"
 
 using namespace fmnist;
@@ -346,8 +354,8 @@ TEST(ModelCache, RoundTripIsExact) {
   key.lr = 1e-3f;
   key.train_count = 123;
   const std::vector<uint8_t> bytes = serialize_model(mlp, key);
-  // Header 8 + 4 + 4 + 3*4 + 4*3 + 4 + 8, floats 4*(28 + 4 + 8 + 2), CRC 4.
-  EXPECT_EQ(bytes.size(), 52u + 4u * 42u + 4u);
+  // Header 8 + 4 + 4 + 3*4 + 4*3 + 4 + 8 + 4 (empty recipe), floats 4*(28 + 4 + 8 + 2), CRC 4.
+  EXPECT_EQ(bytes.size(), 56u + 4u * 42u + 4u);
   const FloatMlp back = parse_model(bytes, key, "mem");
   ASSERT_EQ(back.layers.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
@@ -441,4 +449,414 @@ TEST(Dataset, SplitKeepsTheLastImagesForValidation) {
   expect_error<tinyquant::InvalidArgument>([&] { split_train_val(d, 10, 0); },
                                            {"val_count = 10", "[1, 9]"});
   expect_error<tinyquant::InvalidArgument>([&] { slice(d, 8, 3); }, {"[8, 11)", "10 rows"});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Learning-rate schedule, best-epoch weights, pruning, quantized / sparse networks, the report.
+
+TEST(Train, CosineScheduleFollowsTheFormula) {
+  TrainConfig c;
+  c.lr = 1e-3f;
+  c.lr_min = 1e-4f;
+  EXPECT_FLOAT_EQ(scheduled_lr(c, 5, 10), 1e-3f);  // constant by default
+  c.schedule = LrSchedule::kCosine;
+  EXPECT_FLOAT_EQ(scheduled_lr(c, 0, 10), 1e-3f);
+  EXPECT_FLOAT_EQ(scheduled_lr(c, 5, 10), 1e-4f + 0.9e-3f * 0.5f);  // cos(pi / 2) = 0
+  EXPECT_NEAR(scheduled_lr(c, 10, 10), 1e-4f, 1e-9f);
+  EXPECT_NEAR(scheduled_lr(c, 2, 10), 1e-4 + 0.9e-3 * 0.5 * (1.0 + std::cos(0.2 * M_PI)), 1e-9);
+}
+
+TEST(Train, KeepBestEndsWithTheBestValidationEpoch) {
+  Dataset d = tiny_dataset(300, 8, 5);
+  for (int r = 0; r < 300; ++r) {
+    Eigen::Index best;
+    d.images.row(r).head(3).maxCoeff(&best);
+    d.labels[static_cast<size_t>(r)] = static_cast<uint8_t>(best);
+  }
+  const Dataset train = slice(d, 0, 200), val = slice(d, 200, 100);
+  TrainConfig c;
+  c.epochs = 8;
+  c.batch = 16;
+  c.lr = 0.05f;  // large: validation accuracy wanders from epoch to epoch
+  c.schedule = LrSchedule::kCosine;
+  c.keep_best = true;
+  std::vector<double> val_acc;
+  FloatMlp m = he_init({8, 16, 3}, 4);
+  train_mlp(&m, train, val, c, [&](const EpochStats& s) { val_acc.push_back(s.val_accuracy); });
+  ASSERT_EQ(val_acc.size(), 8u);
+  EXPECT_DOUBLE_EQ(accuracy(m, val), *std::max_element(val_acc.begin(), val_acc.end()));
+
+  expect_error<tinyquant::InvalidArgument>([&] { train_mlp(&m, train, Dataset{}, c); },
+                                           {"keep_best", "empty validation"});
+  c.lr_min = 1.0f;
+  expect_error<tinyquant::InvalidArgument>([&] { train_mlp(&m, train, val, c); }, {"lr_min = 1"});
+}
+
+TEST(ModelCache, RecipeIsPartOfTheKey) {
+  const FloatMlp mlp = he_init({3, 2}, 1);
+  TrainKey key;
+  key.sizes = {3, 2};
+  key.seed = 1;
+  key.epochs = 1;
+  key.batch = 1;
+  key.lr = 0.5f;
+  key.train_count = 10;
+  key.recipe = "global70-f100_from-e20";
+  EXPECT_EQ(key.tag(), "3-2_s1_e1_b1_lr0.5_n10_global70-f100_from-e20");
+  const std::vector<uint8_t> bytes = serialize_model(mlp, key);
+  EXPECT_EQ(parse_model(bytes, key, "r").layers[0].w, mlp.layers[0].w);
+  TrainKey other = key;
+  other.recipe = "global50";
+  expect_error<tinyquant::FormatError>([&] { parse_model(bytes, other, "r"); },
+                                       {"global70", "but", "global50"});
+  other.recipe = "a/b";
+  expect_error<tinyquant::InvalidArgument>([&] { serialize_model(mlp, other); },
+                                           {"'a/b'", "'/'", "index 1"});
+  other.recipe.assign(201, 'x');
+  expect_error<tinyquant::InvalidArgument>([&] { serialize_model(mlp, other); },
+                                           {"201 characters"});
+}
+
+TEST(Prune, ScheduleIsThePolynomialDecay) {
+  PruneConfig p;
+  p.sparsity = 0.75;
+  p.frequency = 5;
+  p.ramp_fraction = 0.6;
+  const tinyquant::PolynomialDecay s = prune_schedule(p, 57);
+  EXPECT_EQ(s.end_step, 30);  // 0.6 * 57 = 34.2 -> 30, a multiple of 5
+  EXPECT_DOUBLE_EQ(s.sparsity(0), 0.0);
+  EXPECT_DOUBLE_EQ(s.sparsity(15), 0.75 * (1.0 - 0.125));  // (1 - 15/30)^3 = 1/8
+  EXPECT_DOUBLE_EQ(s.sparsity(40), 0.75);
+  EXPECT_TRUE(s.should_update(25));
+  EXPECT_FALSE(s.should_update(26));
+  EXPECT_FALSE(s.should_update(35));
+  p.sparsity = 1.0;
+  expect_error<tinyquant::InvalidArgument>([&] { prune_schedule(p, 57); }, {"sparsity = 1"});
+}
+
+TEST(Prune, FineTuneKeepsPrunedWeightsAtZeroAndEndsAtTheTarget) {
+  Dataset d = tiny_dataset(600, 8, 4);
+  for (int r = 0; r < 600; ++r) {
+    Eigen::Index best;
+    d.images.row(r).head(3).maxCoeff(&best);
+    d.labels[static_cast<size_t>(r)] = static_cast<uint8_t>(best);
+  }
+  FloatMlp m = he_init({8, 16, 3}, 2);
+  TrainConfig c;
+  c.epochs = 15;
+  c.batch = 32;
+  c.lr = 5e-3f;
+  train_mlp(&m, d, d, c);  // pretrain, as the demo prunes a trained model
+  c.epochs = 3;            // 19 steps an epoch, 57 in all; the ramp ends at step 30
+  PruneConfig p;
+  p.sparsity = 0.75;
+  p.frequency = 5;
+  const int total = 8 * 16 + 16 * 3;
+  const auto zeros = [](const FloatMlp& x) {
+    int z = 0;
+    for (const DenseLayer& l : x.layers)
+      for (Eigen::Index k = 0; k < l.w.size(); ++k) z += l.w.data()[k] == 0.0f;
+    return z;
+  };
+  std::vector<int> zeros_per_epoch;
+  const std::vector<tinyquant::Mask> masks = prune_finetune(
+      &m, d, d, c, p, [&](const EpochStats&) { zeros_per_epoch.push_back(zeros(m)); });
+  // End of epoch 1 = step 18: the last update was at step 15, sparsity 0.65625.
+  ASSERT_EQ(zeros_per_epoch.size(), 3u);
+  EXPECT_GE(zeros_per_epoch[0], static_cast<int>(std::lround(0.65625 * total)));
+  // After step 30 the masks are final: exactly round(0.75 * 176) = 132 zeros.
+  EXPECT_EQ(zeros_per_epoch[1], 132);
+  EXPECT_EQ(zeros_per_epoch[2], 132);
+  EXPECT_EQ(zeros(m), 132);
+  EXPECT_DOUBLE_EQ(weight_sparsity(m), 132.0 / total);
+  // The masks are the brute-force global magnitude ranking of the result: its 132 zeros.
+  ASSERT_EQ(masks.size(), 2u);
+  for (size_t i = 0; i < 2; ++i)
+    for (Eigen::Index k = 0; k < m.layers[i].w.size(); ++k)
+      EXPECT_EQ(masks[i][static_cast<size_t>(k)] == 0, m.layers[i].w.data()[k] == 0.0f);
+  EXPECT_GT(accuracy(m, d), 0.8);  // it still learns the problem
+  expect_error<tinyquant::ShapeError>([&] { apply_masks(&m, {masks[0]}); },
+                                      {"1 masks", "2 layers"});
+}
+
+TEST(Prune, ShrinkHiddenEqualsTheNetworkWithThoseNeuronsSilenced) {
+  const FloatMlp m = he_init({6, 8, 4, 3}, 9);
+  FloatMlp biased = m;
+  for (DenseLayer& l : biased.layers) l.b = Eigen::VectorXf::LinSpaced(l.b.size(), -0.1f, 0.2f);
+  const FloatMlp s = shrink_hidden(biased, 0.5, tinyquant::Criterion::kL2);
+  EXPECT_EQ(s.sizes(), (std::vector<int>{6, 4, 2, 3}));
+  // Reference: keep the neurons of largest L2 norm over their (remaining) inputs, lower index
+  // first on ties, by sorting; then run the full network with the others forced to 0.
+  std::vector<std::vector<bool>> alive;
+  std::vector<bool> inputs(6, true);
+  for (size_t li = 0; li + 1 < biased.layers.size(); ++li) {
+    const DenseLayer& l = biased.layers[li];
+    std::vector<double> norm(static_cast<size_t>(l.out_features()));
+    for (int o = 0; o < l.out_features(); ++o)
+      for (int k = 0; k < l.in_features(); ++k)
+        if (inputs[static_cast<size_t>(k)])
+          norm[static_cast<size_t>(o)] += static_cast<double>(l.w(o, k)) * l.w(o, k);
+    std::vector<int> order(norm.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+      return norm[static_cast<size_t>(a)] > norm[static_cast<size_t>(b)];
+    });
+    std::vector<bool> keep(norm.size(), false);
+    for (size_t r = 0; r < norm.size() / 2; ++r) keep[static_cast<size_t>(order[r])] = true;
+    alive.push_back(keep);
+    inputs = keep;
+  }
+  const MatrixRM x = random_matrix(5, 6, 3);
+  const MatrixRM got = forward(s, x);
+  for (int r = 0; r < 5; ++r) {
+    std::vector<double> a(x.row(r).data(), x.row(r).data() + 6);
+    for (size_t li = 0; li < biased.layers.size(); ++li) {
+      const DenseLayer& l = biased.layers[li];
+      std::vector<double> y(static_cast<size_t>(l.out_features()));
+      for (int o = 0; o < l.out_features(); ++o) {
+        double v = l.b[o];
+        for (int k = 0; k < l.in_features(); ++k) v += l.w(o, k) * a[static_cast<size_t>(k)];
+        if (li + 1 < biased.layers.size())
+          v = alive[li][static_cast<size_t>(o)] ? std::max(v, 0.0) : 0.0;
+        y[static_cast<size_t>(o)] = v;
+      }
+      a = y;
+    }
+    for (int o = 0; o < 3; ++o)
+      EXPECT_NEAR(got(r, o), a[static_cast<size_t>(o)], 1e-5) << r << "," << o;
+  }
+}
+
+namespace {
+
+// A {40, 64, 32, 5} network pruned globally to `sparsity`, and its calibration ranges.
+FloatMlp pruned_net(double sparsity, std::vector<ActRange>* ranges) {
+  FloatMlp m = he_init({40, 64, 32, 5}, 12);
+  for (DenseLayer& l : m.layers) l.b = Eigen::VectorXf::LinSpaced(l.b.size(), -0.05f, 0.05f);
+  apply_masks(&m, global_masks(m, sparsity));
+  *ranges = calibrate_ranges(m, random_matrix(64, 40, 8));
+  return m;
+}
+
+}  // namespace
+
+TEST(QuantMlp, SparseRowsEqualDenseIntegerInference) {
+  std::vector<ActRange> ranges;
+  const FloatMlp m = pruned_net(0.9, &ranges);
+  const tinyquant::QuantSpec spec = tinyquant::QuantSpec::int8_weights_per_channel(0);
+  const QuantMlp dense = quantize_mlp(m, ranges, spec, false);
+  const QuantMlp sparse = quantize_mlp(m, ranges, spec, true);
+  EXPECT_EQ(dense.sparse_layers(), 0);
+  EXPECT_GE(sparse.sparse_layers(), 2);  // 90% zeros: the chooser picks a sparse format
+  std::vector<int8_t> x(7 * 40);
+  std::mt19937 rng(5);
+  for (int8_t& v : x) v = static_cast<int8_t>(static_cast<int>(rng() % 256) - 128);
+  std::vector<int8_t> want, got;
+  forward_quant(dense, x.data(), 7, &want, rt::Path::kReference);
+  for (rt::Path p : {rt::Path::kReference, rt::Path::kAuto}) {
+    forward_quant(sparse, x.data(), 7, &got, p);
+    EXPECT_EQ(got, want) << rt::path_name(p);
+  }
+  // Also batch 1 at a time (what the demo times).
+  for (int b = 0; b < 7; ++b) {
+    forward_quant(sparse, x.data() + b * 40, 1, &got);
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), want.begin() + b * 5)) << "row " << b;
+  }
+}
+
+TEST(QuantMlp, BytesAreTheChoosersWeightsPlusBiasAndParameters) {
+  std::vector<ActRange> ranges;
+  const FloatMlp m = pruned_net(0.7, &ranges);
+  const std::vector<int> sizes = {40, 64, 32, 5};
+  for (const tinyquant::QuantSpec& spec : {tinyquant::QuantSpec::int8_weights_per_channel(0),
+                                           tinyquant::QuantSpec::int4_per_group(32, 1)}) {
+    const bool int4 = spec.bits == 4;
+    const QuantMlp q = quantize_mlp(m, ranges, spec, true);
+    int64_t want = 0;
+    for (size_t i = 0; i < 3; ++i) {
+      const int64_t out = sizes[i + 1], in = sizes[i];
+      const tinyquant::QTensor& w = q.layers[i].weights();
+      std::vector<int8_t> v(static_cast<size_t>(out * in));
+      for (int64_t k = 0; k < out * in; ++k)
+        v[static_cast<size_t>(k)] = static_cast<int8_t>(w.value(k));
+      tinyquant::SparseOptions opt;
+      opt.value_type = int4 ? tinyquant::ValueType::kInt4 : tinyquant::ValueType::kInt8;
+      const int64_t weights = tinyquant::choose_format(v.data(), out, in, opt).best_bytes;
+      const int64_t groups = int4 ? out * ((in + 31) / 32) : 0;
+      EXPECT_EQ(q.bytes[i].weights, weights) << i;
+      want += weights + 4 * out + 8 * out + 4 * groups;
+    }
+    EXPECT_EQ(q.total_bytes(), want) << spec.bits;
+  }
+  // Dense per-channel: the toolkit's own count; per-tensor: one multiplier / shift per layer.
+  const QuantMlp dense =
+      quantize_mlp(m, ranges, tinyquant::QuantSpec::int8_weights_per_channel(0), false);
+  int64_t toolkit = 0;
+  for (const auto& l : dense.layers) toolkit += l.bytes();
+  EXPECT_EQ(dense.total_bytes(), toolkit);
+  const tinyquant::QuantSpec per_tensor{
+      8, tinyquant::Scheme::kSymmetric, true, tinyquant::Granularity::kPerTensor, 0, 0};
+  EXPECT_EQ(quantize_mlp(m, ranges, per_tensor, false).total_bytes(),
+            (40 * 64 + 64 * 32 + 32 * 5) + 4 * (64 + 32 + 5) + 3 * 8);
+  expect_error<tinyquant::ShapeError>(
+      [&] { quantize_mlp(m, std::vector<ActRange>(3), per_tensor, false); },
+      {"3 ranges", "3 layers", "need 4"});
+}
+
+TEST(QuantMlp, SparseFloatBytesByHand) {
+  FloatMlp m;
+  DenseLayer l;
+  l.w = MatrixRM::Zero(4, 8);
+  l.w(0, 1) = 0.5f;
+  l.w(2, 5) = -1.0f;
+  l.b = Eigen::VectorXf::Zero(4);
+  m.layers.push_back(l);
+  // Dense 4*32 = 128; CSR u8 2*4 + 2 + 4*2 = 18; bitmap 4*1 + 4*2 = 12 (the smallest);
+  // N:M 2:4 16 slots * 4 + 4 index bytes = 68; plus 4 bytes of bias per output.
+  EXPECT_EQ(sparse_float_bytes(m), 12 + 16);
+  EXPECT_EQ(float_bytes(m), 128 + 16);
+}
+
+TEST(QuantMlp, EvaluationMatchesTheForwardPasses) {
+  std::vector<ActRange> ranges;
+  const FloatMlp m = pruned_net(0.5, &ranges);
+  Dataset d;
+  d.images = random_matrix(30, 40, 8);
+  for (int i = 0; i < 30; ++i) d.labels.push_back(static_cast<uint8_t>(i % 5));
+  const QuantMlp q =
+      quantize_mlp(m, ranges, tinyquant::QuantSpec::int8_weights_per_channel(0), true);
+  int correct_f = 0, correct_q = 0;
+  for (int i = 0; i < 20; ++i) {
+    const std::vector<double> z = reference_forward(m, d.images, i).back();
+    correct_f += static_cast<int>(std::max_element(z.begin(), z.end()) - z.begin()) ==
+                 d.labels[static_cast<size_t>(i)];
+    std::vector<int8_t> x(40), logits;
+    for (int k = 0; k < 40; ++k)
+      x[static_cast<size_t>(k)] = tinyquant::quantize_activation(d.images(i, k), q.input);
+    forward_quant(q, x.data(), 1, &logits);
+    correct_q += static_cast<int>(std::max_element(logits.begin(), logits.end()) -
+                                  logits.begin()) == d.labels[static_cast<size_t>(i)];
+  }
+  const EvalResult f = evaluate_float(m, d, 20), e = evaluate_quant(q, d, 20);
+  EXPECT_EQ(f.count, 20);
+  EXPECT_DOUBLE_EQ(f.accuracy, correct_f / 20.0);
+  EXPECT_DOUBLE_EQ(e.accuracy, correct_q / 20.0);
+  EXPECT_GT(e.us_per_sample, 0.0);
+  EXPECT_EQ(evaluate_quant(q, d, 0).count, 30);
+  Dataset wrong;
+  wrong.images = random_matrix(2, 39, 1);
+  wrong.labels = {0, 1};
+  expect_error<tinyquant::ShapeError>([&] { evaluate_quant(q, wrong, 0); },
+                                      {"39 pixels", "40 inputs"});
+}
+
+namespace {
+
+// Minimal XML well-formedness: every tag closes in order, attributes are quoted, no stray '<' or
+// '&' outside entities.
+bool well_formed(const std::string& s, std::string* why) {
+  std::vector<std::string> stack;
+  size_t i = 0;
+  if (s.rfind("<?xml", 0) == 0) i = s.find("?>") + 2;
+  while (i < s.size()) {
+    if (s[i] == '&') {
+      const size_t semi = s.find(';', i);
+      const std::string ent = s.substr(i, semi - i + 1);
+      if (ent != "&amp;" && ent != "&lt;" && ent != "&gt;" && ent != "&quot;" && ent != "&apos;") {
+        *why = "bad entity at " + std::to_string(i);
+        return false;
+      }
+      i = semi + 1;
+    } else if (s[i] == '<') {
+      size_t j = i + 1;
+      bool in_quote = false;
+      while (j < s.size() && (in_quote || s[j] != '>')) {
+        if (s[j] == '"') in_quote = !in_quote;
+        if (!in_quote && s[j] == '<') {
+          *why = "'<' inside a tag at " + std::to_string(j);
+          return false;
+        }
+        ++j;
+      }
+      if (j >= s.size()) {
+        *why = "unterminated tag";
+        return false;
+      }
+      const std::string tag = s.substr(i + 1, j - i - 1);
+      const std::string name =
+          tag.substr(tag[0] == '/' ? 1 : 0, tag.find_first_of(" /", 1) - (tag[0] == '/' ? 1 : 0));
+      if (tag[0] == '/') {
+        if (stack.empty() || stack.back() != name) {
+          *why = "mismatched </" + name + ">";
+          return false;
+        }
+        stack.pop_back();
+      } else if (tag.back() != '/') {
+        stack.push_back(name);
+      }
+      i = j + 1;
+    } else {
+      ++i;
+    }
+  }
+  if (!stack.empty()) *why = "unclosed <" + stack.back() + ">";
+  return stack.empty();
+}
+
+}  // namespace
+
+TEST(Report, TableShowsDropRatioAndNotes) {
+  const std::vector<ResultRow> rows = {{"float32", 0.895, 4000, 10.0, "", ""},
+                                       {"int8 per-channel", 0.9, 1000, 2.5, "claim X", "ref Y"}};
+  const std::string t = format_table(rows, 0.895, 4000);
+  EXPECT_NE(t.find("+0.50"), std::string::npos) << t;  // (0.9 - 0.895) * 100
+  EXPECT_NE(t.find("4.00x"), std::string::npos) << t;
+  EXPECT_NE(t.find("claim X | ref Y"), std::string::npos) << t;
+  EXPECT_NE(t.find("90.00%"), std::string::npos) << t;
+  expect_error<tinyquant::InvalidArgument>([&] { format_table(rows, 0.9, 0); },
+                                           {"float_bytes = 0"});
+}
+
+TEST(Report, SvgIsWellFormedWithALogBytesAxis) {
+  const std::vector<ResultRow> rows = {{"a<b&c", 0.80, 1000, 1, "", ""},
+                                       {"b", 0.85, 10000, 1, "", ""},
+                                       {"c", 0.90, 100000, 1, "", ""}};
+  const std::string svg = accuracy_bytes_svg(rows, 0.89, "title \"q\"");
+  std::string why;
+  EXPECT_TRUE(well_formed(svg, &why)) << why;
+  EXPECT_EQ(svg.rfind("<?xml", 0), 0u);
+  EXPECT_NE(svg.find("a&lt;b&amp;c"), std::string::npos);
+  EXPECT_NE(svg.find("title &quot;q&quot;"), std::string::npos);
+  const std::regex circle("<circle cx=\"([0-9.]+)\" cy=\"([0-9.]+)\"");
+  std::vector<double> cx, cy;
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), circle); it != std::sregex_iterator();
+       ++it) {
+    cx.push_back(std::stod((*it)[1]));
+    cy.push_back(std::stod((*it)[2]));
+  }
+  ASSERT_EQ(cx.size(), 3u);
+  // Equal ratios of bytes are equal distances; higher accuracy is higher up (smaller y).
+  EXPECT_NEAR(cx[1] - cx[0], cx[2] - cx[1], 0.15);
+  EXPECT_GT(cx[1], cx[0]);
+  EXPECT_LT(cy[2], cy[1]);
+  EXPECT_NEAR((cy[0] - cy[1]), (cy[1] - cy[2]), 0.15);
+  std::string bad;
+  EXPECT_FALSE(well_formed("<svg><g></svg>", &bad));  // the checker can fail
+  expect_error<tinyquant::InvalidArgument>([&] { accuracy_bytes_svg({}, 0.9, "t"); }, {"no rows"});
+  expect_error<tinyquant::InvalidArgument>(
+      [&] {
+        accuracy_bytes_svg({{"zero", 0.5, 0, 1, "", ""}}, 0.9, "t");
+      },
+      {"'zero'", "bytes = 0"});
+  const std::string path = temp_path("plot.svg");
+  write_text_file(path, svg);
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  ASSERT_NE(f, nullptr);
+  std::string back(svg.size() + 1, '\0');
+  back.resize(std::fread(&back[0], 1, back.size(), f));
+  std::fclose(f);
+  EXPECT_EQ(back, svg);
+  std::remove(path.c_str());
+  expect_error<tinyquant::IoError>([&] { write_text_file("/proc/no/such/dir/x.svg", "x"); },
+                                   {"/proc/no/such/dir"});
 }

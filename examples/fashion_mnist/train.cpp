@@ -45,6 +45,13 @@ void adam_step(P& p, const G& g, P& m, P& v, const TrainConfig& c, float lr_t, f
 
 }  // namespace
 
+float scheduled_lr(const TrainConfig& c, int64_t t, int64_t total_steps) {
+  if (c.schedule == LrSchedule::kConstant || total_steps <= 1) return c.lr;
+  const double kPi = 3.14159265358979323846;
+  const double frac = static_cast<double>(t) / static_cast<double>(total_steps);
+  return static_cast<float>(c.lr_min + (c.lr - c.lr_min) * 0.5 * (1.0 + std::cos(kPi * frac)));
+}
+
 double cross_entropy(const MatrixRM& logits, const uint8_t* labels) {
   double total = 0.0;
   for (Eigen::Index r = 0; r < logits.rows(); ++r) {
@@ -56,12 +63,17 @@ double cross_entropy(const MatrixRM& logits, const uint8_t* labels) {
 }
 
 void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const TrainConfig& c,
-               const std::function<void(const EpochStats&)>& on_epoch) {
+               const std::function<void(const EpochStats&)>& on_epoch, const StepHook& after_step) {
   if (c.epochs < 1 || c.batch < 1 || !(c.lr > 0.0f) || !(c.beta1 >= 0.0f && c.beta1 < 1.0f) ||
-      !(c.beta2 >= 0.0f && c.beta2 < 1.0f) || !(c.eps > 0.0f))
+      !(c.beta2 >= 0.0f && c.beta2 < 1.0f) || !(c.eps > 0.0f) ||
+      !(c.lr_min >= 0.0f && c.lr_min <= c.lr))
     throw tinyquant::InvalidArgument(fmt::format(
-        "train_mlp: bad config: epochs = {}, batch = {}, lr = {}, beta1 = {}, beta2 = {}, eps = {}",
-        c.epochs, c.batch, c.lr, c.beta1, c.beta2, c.eps));
+        "train_mlp: bad config: epochs = {}, batch = {}, lr = {}, beta1 = {}, beta2 = {}, "
+        "eps = {}, lr_min = {}",
+        c.epochs, c.batch, c.lr, c.beta1, c.beta2, c.eps, c.lr_min));
+  if (c.keep_best && val.size() == 0)
+    throw tinyquant::InvalidArgument(
+        "train_mlp: keep_best needs validation images, got an empty validation set");
   if (mlp->layers.empty() || train.size() == 0 ||
       train.images.cols() != mlp->layers.front().in_features())
     throw tinyquant::ShapeError(
@@ -82,6 +94,11 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
   std::vector<uint8_t> labels;
   MatrixRM delta, next_delta;
   int64_t step = 0;
+  const int64_t steps_per_epoch = (train.size() + c.batch - 1) / c.batch;
+  const int64_t total_steps = steps_per_epoch * c.epochs;
+  float lr = c.lr;
+  FloatMlp best;
+  double best_acc = -1.0;
 
   for (int epoch = 1; epoch <= c.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -120,10 +137,11 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
             fmt::format("train_mlp: loss became non-finite ({}) at epoch {}, batch {}", loss_sum,
                         epoch, batches));
 
+      lr = scheduled_lr(c, step, total_steps);
       ++step;
       const float b1t = 1.0f - std::pow(c.beta1, static_cast<float>(step));
       const float b2t = std::sqrt(1.0f - std::pow(c.beta2, static_cast<float>(step)));
-      const float lr_t = c.lr * b2t / b1t;
+      const float lr_t = lr * b2t / b1t;
       const float eps_t = c.eps * b2t;
       for (size_t i = nl; i-- > 0;) {
         DenseLayer& l = mlp->layers[i];
@@ -137,6 +155,7 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
         adam_step(l.b, gb, adam[i].mb, adam[i].vb, c, lr_t, eps_t);
         if (i > 0) delta.swap(next_delta);
       }
+      if (after_step) after_step(step - 1, mlp);
       ++batches;
     }
     EpochStats s;
@@ -144,8 +163,14 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
     s.train_loss = loss_sum / static_cast<double>(batches);
     s.val_accuracy = val.size() > 0 ? accuracy(*mlp, val) : 0.0;
     s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    s.lr = lr;
+    if (c.keep_best && s.val_accuracy > best_acc) {
+      best_acc = s.val_accuracy;
+      best = *mlp;
+    }
     if (on_epoch) on_epoch(s);
   }
+  if (c.keep_best) *mlp = std::move(best);
 }
 
 }  // namespace fmnist

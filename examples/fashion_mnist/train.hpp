@@ -12,6 +12,11 @@
 
 namespace fmnist {
 
+enum class LrSchedule : uint8_t {
+  kConstant,  // lr every step
+  kCosine,    // lr_min + (lr - lr_min) (1 + cos(pi t / T)) / 2 at step t of T (0-based)
+};
+
 struct TrainConfig {
   int epochs = 12;       // >= 1
   int batch = 64;        // >= 1; the last, shorter batch of an epoch is used too
@@ -20,6 +25,10 @@ struct TrainConfig {
   float beta2 = 0.999f;  // [0, 1)
   float eps = 1e-8f;     // > 0
   uint32_t seed = 1;
+  LrSchedule schedule = LrSchedule::kConstant;
+  float lr_min = 0.0f;     // cosine floor, [0, lr]
+  bool keep_best = false;  // end with the weights of the epoch of best validation accuracy
+                           // (the earliest on ties); needs a non-empty validation set
 };
 
 struct EpochStats {
@@ -27,13 +36,23 @@ struct EpochStats {
   double train_loss = 0.0;  // mean cross-entropy over the epoch's minibatches (as trained)
   double val_accuracy = 0.0;
   double seconds = 0.0;  // wall time of the epoch, evaluation included
+  float lr = 0.0f;       // step size of the epoch's last step
 };
 
+// Called after every optimizer step with the 0-based index of that step, e.g. to update and
+// apply pruning masks; it may change the weights (not their shapes).
+using StepHook = std::function<void(int64_t step, FloatMlp* mlp)>;
+
+// Step size of step t (0-based) out of total_steps for the config's schedule.
+float scheduled_lr(const TrainConfig& config, int64_t t, int64_t total_steps);
+
 // Trains mlp in place on `train`, reporting each epoch's stats (validation accuracy on `val`) to
-// on_epoch if given. Throws tinyquant::InvalidArgument for a bad config, tinyquant::ShapeError if
-// the data does not fit the model, tinyquant::DataError if the loss stops being finite.
+// on_epoch if given, calling after_step after every step. Throws tinyquant::InvalidArgument for a
+// bad config, tinyquant::ShapeError if the data does not fit the model, tinyquant::DataError if the
+// loss stops being finite.
 void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const TrainConfig& config,
-               const std::function<void(const EpochStats&)>& on_epoch = {});
+               const std::function<void(const EpochStats&)>& on_epoch = {},
+               const StepHook& after_step = {});
 
 // Mean softmax cross-entropy of logits [batch][classes] against labels (log-sum-exp, stable).
 double cross_entropy(const MatrixRM& logits, const uint8_t* labels);
