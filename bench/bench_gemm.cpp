@@ -6,6 +6,13 @@
 // requantization), its prepacked form, and gemm_s8s8_s32 (raw int32).
 // After the run a table of ratios (best tinyquant row / peer) for each shape is printed.
 // TINYQUANT_BENCH_SMOKE=1 caps every dimension at 32 so the CTest smoke run is quick.
+//
+// oneDNN picks its ISA once per process (AMX-INT8 where present). For a second set of oneDNN
+// rows capped at AVX-512 VNNI, run the binary once with TINYQUANT_BENCH_ONEDNN_CAP=vnni (only
+// the oneDNN rows run, named onednn_vnni_s8s8s32; dnnl::set_max_cpu_isa before any primitive)
+// and TINYQUANT_BENCH_ROWS_OUT=<file> (each row's median GOP/s is written there), then the
+// full run with TINYQUANT_BENCH_ROWS_IN=<file> so its ratio table has both oneDNN columns.
+// bench/run_gemm_bench.sh does exactly that.
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
@@ -13,6 +20,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -46,6 +54,12 @@ struct Shape {
 
 bool smoke() {
   return std::getenv("TINYQUANT_BENCH_SMOKE") != nullptr;
+}
+
+// True in the capped run: only oneDNN rows, limited to AVX-512 VNNI.
+bool onednn_capped() {
+  const char* cap = std::getenv("TINYQUANT_BENCH_ONEDNN_CAP");
+  return cap != nullptr && std::string(cap) == "vnni";
 }
 
 std::string shape_name(const Shape& s) {
@@ -245,14 +259,14 @@ void openblas_f32(benchmark::State& state, const Problem* p, int threads) {
 }
 #endif
 
-// Console output as usual, plus the GOP/s of every row (mean when aggregated) for the ratios.
+// Console output as usual, plus the GOP/s of every row (median when aggregated) for the ratios.
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
   std::map<std::string, double> gops;
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_name != "mean") continue;
+      if (r.run_type == Run::RT_Aggregate && r.aggregate_name != "median") continue;
       const auto it = r.counters.find("GOP/s");
       if (it == r.counters.end()) continue;
       std::string name = r.run_name.str();  // without the aggregate suffix
@@ -275,6 +289,15 @@ std::string row(const Shape& s, const std::string& impl, int threads) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const bool capped = onednn_capped();
+#if defined(TINYQUANT_HAVE_DNNL)
+  if (capped) dnnl::set_max_cpu_isa(dnnl::cpu_isa::avx512_core_vnni);  // before any primitive
+#else
+  if (capped) {
+    std::fprintf(stderr, "TINYQUANT_BENCH_ONEDNN_CAP: this build has no oneDNN rows\n");
+    return 0;
+  }
+#endif
   std::vector<Shape> shapes = {{1, 27, 128},    {1, 784, 128},     {1, 128, 64},
                                {1, 256, 256},   {16, 256, 256},    {1024, 288, 64},
                                {256, 256, 256}, {1024, 1024, 1024}};
@@ -289,9 +312,9 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<Problem>> problems;
   const uint32_t paths = rt::supported_paths();
   std::vector<std::pair<rt::Path, std::string>> tq_paths;
-  for (rt::Path p :
-       {rt::Path::kReference, rt::Path::kSmlad, rt::Path::kAvx2, rt::Path::kAvx512Vnni}) {
-    if ((paths & rt::path_bits(p)) != 0) tq_paths.emplace_back(p, rt::path_name(p));
+  for (rt::Path p : {rt::Path::kReference, rt::Path::kSmlad, rt::Path::kAvx2, rt::Path::kAvx512Vnni,
+                     rt::Path::kAmx}) {
+    if ((paths & rt::path_bits(p)) != 0 && !capped) tq_paths.emplace_back(p, rt::path_name(p));
   }
   std::vector<std::string> tq_rows_all, peer_rows_all;
   for (const Shape& s : shapes) {
@@ -317,13 +340,15 @@ int main(int argc, char** argv) {
                                              pr, path, threads));
         }
       }
+#if defined(TINYQUANT_HAVE_DNNL)
+      timed(threads, benchmark::RegisterBenchmark(
+                         row(s, capped ? "onednn_vnni_s8s8s32" : "onednn_s8s8s32", threads).c_str(),
+                         dnnl_s8s8s32, pr, threads));
+#endif
+      if (capped) continue;
 #if defined(TINYQUANT_HAVE_GEMMLOWP)
       timed(threads, benchmark::RegisterBenchmark(row(s, "gemmlowp_u8", threads).c_str(),
                                                   gemmlowp_u8, pr, threads));
-#endif
-#if defined(TINYQUANT_HAVE_DNNL)
-      timed(threads, benchmark::RegisterBenchmark(row(s, "onednn_s8s8s32", threads).c_str(),
-                                                  dnnl_s8s8s32, pr, threads));
 #endif
 #if defined(TINYQUANT_HAVE_OPENBLAS)
       timed(threads, benchmark::RegisterBenchmark(row(s, "openblas_sgemm", threads).c_str(),
@@ -341,9 +366,23 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 
-  // Ratios: best tinyquant int8-out row (plain or prepacked) and the avx2 row, over each peer.
-  std::printf("\n%-22s %-24s %9s %11s %11s %11s\n", "shape/threads", "best tinyquant row", "GOP/s",
-              "vs oneDNN", "vs gemmlowp", "avx2/lowp");
+  if (const char* out = std::getenv("TINYQUANT_BENCH_ROWS_OUT")) {
+    std::ofstream f(out);
+    for (const auto& [name, v] : reporter.gops) f << name << ' ' << v << '\n';
+  }
+  if (const char* in = std::getenv("TINYQUANT_BENCH_ROWS_IN")) {
+    std::ifstream f(in);
+    std::string name;
+    double v = 0;
+    while (f >> name >> v) reporter.gops.emplace(name, v);
+  }
+  if (capped) return 0;
+
+  // Ratios: best tinyquant int8-out row (plain or prepacked) and the avx2 row, over each peer;
+  // oneDNN as it runs by default (AMX where present) and capped at AVX-512 VNNI (when given).
+  std::printf("\n%-22s %-22s %8s %8s %7s %8s %7s %8s %7s %9s\n", "shape/threads",
+              "best tinyquant row", "GOP/s", "oneDNN", "ratio", "oDNNvnni", "ratio", "gemmlowp",
+              "ratio", "avx2/lowp");
   for (const Shape& s : shapes) {
     for (int threads : {1, 2}) {
       double best = 0, avx2 = 0;
@@ -365,11 +404,13 @@ int main(int argc, char** argv) {
         const auto it = reporter.gops.find(row(s, impl, threads));
         return it == reporter.gops.end() || it->second == 0 ? 0.0 : it->second;
       };
-      const double dnnl = peer("onednn_s8s8s32"), lowp = peer("gemmlowp_u8");
-      std::printf("%-22s %-24s %9.2f %11.2f %11.2f %11.2f\n",
+      const double dnnl = peer("onednn_s8s8s32"), vnni = peer("onednn_vnni_s8s8s32");
+      const double lowp = peer("gemmlowp_u8");
+      auto ratio = [](double x, double y) { return y > 0 ? x / y : 0.0; };
+      std::printf("%-22s %-22s %8.1f %8.1f %7.2f %8.1f %7.2f %8.1f %7.2f %9.2f\n",
                   (shape_name(s) + "/t" + std::to_string(threads)).c_str(), best_name.c_str(), best,
-                  dnnl > 0 ? best / dnnl : 0.0, lowp > 0 ? best / lowp : 0.0,
-                  lowp > 0 ? avx2 / lowp : 0.0);
+                  dnnl, ratio(best, dnnl), vnni, ratio(best, vnni), lowp, ratio(best, lowp),
+                  ratio(avx2, lowp));
     }
   }
   return 0;

@@ -95,8 +95,8 @@ void conv(benchmark::State& state, rt::Path path, bool dw, int32_t h, int32_t w,
 int main(int argc, char** argv) {
   const bool s = smoke();
   const uint32_t paths = rt::supported_paths();
-  for (rt::Path path :
-       {rt::Path::kReference, rt::Path::kSmlad, rt::Path::kAvx2, rt::Path::kAvx512Vnni}) {
+  for (rt::Path path : {rt::Path::kReference, rt::Path::kSmlad, rt::Path::kAvx2,
+                        rt::Path::kAvx512Vnni, rt::Path::kAmx}) {
     if ((paths & rt::path_bits(path)) == 0) continue;
     const std::string pn = rt::path_name(path);
     const int32_t hw32 = s ? 8 : 32, hw16 = s ? 6 : 16;

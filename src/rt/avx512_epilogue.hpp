@@ -5,7 +5,8 @@
 // its own flags and no inline function is shared between files of different ISAs.
 //
 // Given raw dot products D[i][j] of one row and the operand sums, the epilogue forms
-//   acc = D + coef * colsum(b)[j] + (b_offset * rowsum(a)[i] + k * a_offset * b_offset) + extra
+//   acc = D + (coef * colsum(b)[j] + extra[j]) + (b_offset * rowsum(a)[i] + k * ao * bo [+
+//   row_add])
 // (mod 2^32), where coef = a_offset for signed x signed D (AMX) or a_offset - 128 for
 // D = sum (a + 128) * b (vpdpbusd), then requantizes exactly as rt::requantize().
 // Not a public header: only src/rt/ includes it.
@@ -66,31 +67,74 @@ inline __m512i requantize16(__m512i x, __m512i mult, __m512i shift, Rounding rou
   return _mm512_mask_add_epi32(result, _mm512_cmpgt_epi32_mask(remainder, threshold), result, one);
 }
 
-// Row i, columns [j0, j0 + cnt) (cnt <= 16) of an int8-output gemm from raw D at d[0, cnt).
-inline void finish_s8_16(const GemmS8Args& g, int32_t i, int32_t j0, int32_t cnt, const int32_t* d,
-                         int32_t row_term, int32_t coef, const int32_t* colsum) {
-  __m512i v = load16(d, cnt);
-  v = _mm512_add_epi32(v, _mm512_mullo_epi32(_mm512_set1_epi32(coef), load16(colsum + j0, cnt)));
-  v = _mm512_add_epi32(v, _mm512_set1_epi32(row_term));
-  if (g.bias != nullptr) v = _mm512_add_epi32(v, load16(g.bias + j0, cnt));
-  const __m512i mult =
-      g.per_channel ? load16(g.multiplier + j0, cnt) : _mm512_set1_epi32(g.multiplier[0]);
-  const __m512i sh = g.per_channel ? load16(g.shift + j0, cnt) : _mm512_set1_epi32(g.shift[0]);
-  v = _mm512_add_epi32(requantize16(v, mult, sh, g.rounding), _mm512_set1_epi32(g.c_offset));
-  v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(g.act_min)),
-                       _mm512_set1_epi32(g.act_max));
-  _mm512_mask_cvtepi32_storeu_epi8(g.c + int64_t{i} * g.ldc + j0, lanes16(cnt), v);
+// Per-column constant of the epilogue: colterm[j] = coef * colsum[j] + extra[j] (extra = bias or
+// col_add, may be null), for j < n, into scratch of 4 * n bytes.
+inline void make_colterm(int32_t n, int32_t coef, const int32_t* colsum, const int32_t* extra,
+                         int32_t* colterm) {
+  const __m512i vc = _mm512_set1_epi32(coef);
+  for (int32_t j = 0; j < n; j += 16) {
+    const int32_t cnt = n - j < 16 ? n - j : 16;
+    __m512i v = _mm512_mullo_epi32(vc, load16(colsum + j, cnt));
+    if (extra != nullptr) v = _mm512_add_epi32(v, load16(extra + j, cnt));
+    _mm512_mask_storeu_epi32(colterm + j, lanes16(cnt), v);
+  }
 }
 
-// The same for int32 output (row_term already holds row_add[i]).
-inline void finish_s32_16(const GemmS32Args& g, int32_t i, int32_t j0, int32_t cnt,
-                          const int32_t* d, int32_t row_term, int32_t coef, const int32_t* colsum) {
-  __m512i v = load16(d, cnt);
-  v = _mm512_add_epi32(v, _mm512_mullo_epi32(_mm512_set1_epi32(coef), load16(colsum + j0, cnt)));
-  v = _mm512_add_epi32(v, _mm512_set1_epi32(row_term));
-  if (g.col_add != nullptr) v = _mm512_add_epi32(v, load16(g.col_add + j0, cnt));
-  _mm512_mask_storeu_epi32(g.c + int64_t{i} * g.ldc + j0, lanes16(cnt), v);
+// The int8-output epilogue with every argument copied out of GemmS8Args once per call: kept in
+// a local, its fields need no reload after each int8 store (which may alias anything).
+struct EpilogueS8 {
+  int8_t* c;
+  int64_t ldc;
+  const int32_t* colterm;
+  const int32_t* mult;  // per channel, or null
+  const int32_t* shift;
+  Rounding rounding;
+  int32_t mult0, shift0, c_offset, act_min, act_max;
+
+  // Row i, columns [j0, j0 + cnt) (cnt <= 16) from raw D at d[0, cnt).
+  void run(int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t row_term) const {
+    __m512i v = _mm512_add_epi32(load16(d, cnt), load16(colterm + j0, cnt));
+    v = _mm512_add_epi32(v, _mm512_set1_epi32(row_term));
+    const __m512i vm = mult != nullptr ? load16(mult + j0, cnt) : _mm512_set1_epi32(mult0);
+    const __m512i vs = shift != nullptr ? load16(shift + j0, cnt) : _mm512_set1_epi32(shift0);
+    v = _mm512_add_epi32(requantize16(v, vm, vs, rounding), _mm512_set1_epi32(c_offset));
+    v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(act_min)),
+                         _mm512_set1_epi32(act_max));
+    _mm512_mask_cvtepi32_storeu_epi8(c + i * ldc + j0, lanes16(cnt), v);
+  }
+};
+
+// colterm: 4 * n bytes of scratch, filled here (coef * colsum + bias).
+inline EpilogueS8 make_epilogue_s8(const GemmS8Args& g, int32_t coef, const int32_t* colsum,
+                                   int32_t* colterm) {
+  make_colterm(g.n, coef, colsum, g.bias, colterm);
+  EpilogueS8 e{};
+  e.c = g.c;
+  e.ldc = g.ldc;
+  e.colterm = colterm;
+  e.mult = g.per_channel ? g.multiplier : nullptr;
+  e.shift = g.per_channel ? g.shift : nullptr;
+  e.rounding = g.rounding;
+  e.mult0 = g.multiplier[0];
+  e.shift0 = g.shift[0];
+  e.c_offset = g.c_offset;
+  e.act_min = g.act_min;
+  e.act_max = g.act_max;
+  return e;
 }
+
+// The int32-output epilogue: c[i][j] = D + colterm[j] + row_term (row_add[i] included).
+struct EpilogueS32 {
+  int32_t* c;
+  int64_t ldc;
+  const int32_t* colterm;
+
+  void run(int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t row_term) const {
+    __m512i v = _mm512_add_epi32(load16(d, cnt), load16(colterm + j0, cnt));
+    v = _mm512_add_epi32(v, _mm512_set1_epi32(row_term));
+    _mm512_mask_storeu_epi32(c + i * ldc + j0, lanes16(cnt), v);
+  }
+};
 
 }  // namespace
 }  // namespace tinyquant::rt::detail

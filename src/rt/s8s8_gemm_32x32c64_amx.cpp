@@ -80,10 +80,10 @@ void configure_tiles() {
   _tile_loadconfig(&cfg);
 }
 
-// Raw D of a (16 * TA) x (16 * TB) block into c (row stride kBn int32).
+// Raw D of a (16 * TA) x (16 * TB) block, left in tmm0-3 (stored by amx_store).
 // ap: the panel rows of the block (stride kp); bp: k4 line of group 0 at the block's column.
 template <int TA, int TB>
-void amx_block(const int8_t* ap, int32_t kp, const int8_t* bp, ptrdiff_t gs, int32_t* c) {
+void amx_compute(const int8_t* ap, int32_t kp, const int8_t* bp, ptrdiff_t gs) {
   _tile_zero(0);
   if (TB > 1) _tile_zero(1);
   if (TA > 1) _tile_zero(2);
@@ -104,6 +104,11 @@ void amx_block(const int8_t* ap, int32_t kp, const int8_t* bp, ptrdiff_t gs, int
       if (TB > 1) _tile_dpbssd(3, 5, 7);
     }
   }
+}
+
+// tmm0-3 into c (row stride kBn int32).
+template <int TA, int TB>
+void amx_store(int32_t* c) {
   constexpr ptrdiff_t kLdc = kBn * 4;
   _tile_stored(0, c, kLdc);
   if (TB > 1) _tile_stored(1, c + 16, kLdc);
@@ -111,13 +116,22 @@ void amx_block(const int8_t* ap, int32_t kp, const int8_t* bp, ptrdiff_t gs, int
   if (TA > 1 && TB > 1) _tile_stored(3, c + 16 * kBn + 16, kLdc);
 }
 
-using BlockFn = void (*)(const int8_t*, int32_t, const int8_t*, ptrdiff_t, int32_t*);
-constexpr BlockFn kBlocks[2][2] = {{amx_block<1, 1>, amx_block<1, 2>},
-                                   {amx_block<2, 1>, amx_block<2, 2>}};
+using ComputeFn = void (*)(const int8_t*, int32_t, const int8_t*, ptrdiff_t);
+using StoreFn = void (*)(int32_t*);
+constexpr ComputeFn kCompute[2][2] = {{amx_compute<1, 1>, amx_compute<1, 2>},
+                                      {amx_compute<2, 1>, amx_compute<2, 2>}};
+constexpr StoreFn kStore[2][2] = {{amx_store<1, 1>, amx_store<1, 2>},
+                                  {amx_store<2, 1>, amx_store<2, 2>}};
 
-// Scratch after the (optional) packed b: panel [kPanelRows][kp] | C block [kBm][kBn] int32.
-int64_t panel_bytes(int32_t k) {
-  return int64_t{kPanelRows} * round_up(k, 64) + 4 * int64_t{kBm} * kBn;
+// Scratch after the (optional) packed b: panel [kPanelRows][kp] | two C blocks [kBm][kBn]
+// int32 | epilogue column terms [n16] int32.
+int64_t panel_bytes(int32_t n, int32_t k) {
+  return int64_t{kPanelRows} * round_up(k, 64) + 8 * int64_t{kBm} * kBn +
+         4 * int64_t{round_up(n, 16)};
+}
+int32_t* colterm_of(uint8_t* work, int32_t k) {
+  return reinterpret_cast<int32_t*>(work + int64_t{kPanelRows} * round_up(k, 64) +
+                                    8 * int64_t{kBm} * kBn);
 }
 
 // Runs the blocks over k4-packed b and calls fin(i, j0, count, d, rowsum(a)[i]) for each run of
@@ -129,9 +143,28 @@ void amx_drive(int32_t m, int32_t n, int32_t k, const int8_t* a, int32_t lda, co
   const int32_t n16 = round_up(n, 16);
   const ptrdiff_t gs = 4 * ptrdiff_t{n16};
   auto* panel = reinterpret_cast<int8_t*>(work);
-  auto* cbuf = reinterpret_cast<int32_t*>(work + int64_t{kPanelRows} * kp);
+  int32_t suma[kPanelRows];  // row sums of the panel's rows
+  int32_t* cbuf[2];
+  cbuf[0] = reinterpret_cast<int32_t*>(work + int64_t{kPanelRows} * kp);
+  cbuf[1] = cbuf[0] + kBm * kBn;
+  // The epilogue of each block runs while the tile unit computes the next one: block b's
+  // tdpbssd are issued, then block b - 1's outputs finished from the other buffer, then block
+  // b stored.
+  struct Pending {
+    int32_t i0, j0, rows, cols;
+  } pending{0, 0, 0, 0};
+  int cur = 0;
+  auto flush = [&](int32_t p0) {
+    const int32_t* cb = cbuf[1 - cur];
+    for (int32_t r = 0; r < pending.rows; ++r) {
+      for (int32_t c = 0; c < pending.cols; c += 16) {
+        fin(p0 + pending.i0 + r, pending.j0 + c, pending.cols - c < 16 ? pending.cols - c : 16,
+            cb + r * kBn + c, suma[pending.i0 + r]);
+      }
+    }
+    pending.rows = 0;
+  };
   const __m512i ones = _mm512_set1_epi8(1);
-  int32_t suma[kPanelRows];
   configure_tiles();
   for (int32_t p0 = 0; p0 < m; p0 += kPanelRows) {
     const int32_t prow = m - p0 < kPanelRows ? m - p0 : kPanelRows;
@@ -164,16 +197,15 @@ void amx_drive(int32_t m, int32_t n, int32_t k, const int8_t* a, int32_t lda, co
       const int32_t cols = n - j0 < kBn ? n - j0 : kBn;
       for (int32_t i0 = 0; i0 < prow; i0 += kBm) {
         const int32_t rows = prow - i0 < kBm ? prow - i0 : kBm;
-        kBlocks[rows > 16 ? 1 : 0][tb - 1](panel + int64_t{i0} * kp, kp, pb + 4 * int64_t{j0}, gs,
-                                           cbuf);
-        for (int32_t r = 0; r < rows; ++r) {
-          for (int32_t c = 0; c < cols; c += 16) {
-            fin(p0 + i0 + r, j0 + c, cols - c < 16 ? cols - c : 16, cbuf + r * kBn + c,
-                suma[i0 + r]);
-          }
-        }
+        const int ta = rows > 16 ? 2 : 1;
+        kCompute[ta - 1][tb - 1](panel + int64_t{i0} * kp, kp, pb + 4 * int64_t{j0}, gs);
+        flush(p0);
+        kStore[ta - 1][tb - 1](cbuf[cur]);
+        pending = {i0, j0, rows, cols};
+        cur = 1 - cur;
       }
     }
+    flush(p0);  // before the next panel overwrites suma
   }
   _tile_release();
 }
@@ -182,10 +214,11 @@ void amx_s8(const GemmS8Args& g, const int8_t* pb, uint8_t* work) {
   const int32_t* colsum =
       reinterpret_cast<const int32_t*>(pb + int64_t{round_up(g.k, 64)} * round_up(g.n, 16));
   const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
+  const uint32_t bo = u32(g.b_offset);
+  const EpilogueS8 e = make_epilogue_s8(g, g.a_offset, colsum, colterm_of(work, g.k));
   amx_drive(g.m, g.n, g.k, g.a, g.lda, pb, work,
-            [&](int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t suma) {
-              finish_s8_16(g, i, j0, cnt, d, s32(u32(g.b_offset) * u32(suma) + kab), g.a_offset,
-                           colsum);
+            [&e, kab, bo](int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t suma) {
+              e.run(i, j0, cnt, d, s32(bo * u32(suma) + kab));
             });
 }
 
@@ -213,23 +246,29 @@ void gemm_s32(const GemmS32Args& g) {
   const auto* colsum =
       reinterpret_cast<const int32_t*>(pb + int64_t{round_up(g.k, 64)} * round_up(g.n, 16));
   const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
-  amx_drive(g.m, g.n, g.k, g.a, g.lda, reinterpret_cast<const int8_t*>(pb),
-            pb + align64(k4_packed_bytes(g.n, g.k)),
-            [&](int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t suma) {
-              uint32_t row = u32(g.b_offset) * u32(suma) + kab;
-              if (g.row_add != nullptr) row += u32(g.row_add[i]);
-              finish_s32_16(g, i, j0, cnt, d, s32(row), g.a_offset, colsum);
-            });
+  const uint32_t bo = u32(g.b_offset);
+  uint8_t* work = pb + align64(k4_packed_bytes(g.n, g.k));
+  int32_t* colterm = colterm_of(work, g.k);
+  make_colterm(g.n, g.a_offset, colsum, g.col_add, colterm);
+  const EpilogueS32 e{g.c, g.ldc, colterm};
+  const int32_t* row_add = g.row_add;
+  amx_drive(
+      g.m, g.n, g.k, g.a, g.lda, reinterpret_cast<const int8_t*>(pb), work,
+      [&e, kab, bo, row_add](int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t suma) {
+        uint32_t row = bo * u32(suma) + kab;
+        if (row_add != nullptr) row += u32(row_add[i]);
+        e.run(i, j0, cnt, d, s32(row));
+      });
 }
 
 int32_t gemm_s8_scratch(int32_t m, int32_t n, int32_t k, bool s4) {
   if (use_vnni(m, s4)) return avx512vnni_kernels()->gemm_s8_scratch(m, n, k, s4);
-  return clamp32(align64(k4_packed_bytes(n, k)) + panel_bytes(k) + 64);
+  return clamp32(align64(k4_packed_bytes(n, k)) + panel_bytes(n, k) + 64);
 }
 
 int32_t gemm_s32_scratch(int32_t m, int32_t n, int32_t k) {
   if (use_vnni(m, false)) return avx512vnni_kernels()->gemm_s32_scratch(m, n, k);
-  return clamp32(align64(k4_packed_bytes(n, k)) + panel_bytes(k) + 64);
+  return clamp32(align64(k4_packed_bytes(n, k)) + panel_bytes(n, k) + 64);
 }
 
 void pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, int32_t /*b_offset*/, void* out) {
@@ -250,7 +289,7 @@ void gemm_s8_packed(const GemmS8Args& g, const void* packed) {
 
 int32_t gemm_s8_packed_scratch(int32_t m, int32_t n, int32_t k) {
   if (use_vnni(m, false)) return k4_gemm_scratch_avx512vnni(m, n, k);
-  return clamp32(panel_bytes(k) + 64);
+  return clamp32(panel_bytes(n, k) + 64);
 }
 
 constexpr PackedGemmKernels kPackedTable{Path::kAmx, packed_bytes, pack, gemm_s8_packed,

@@ -450,7 +450,7 @@ void k4_drive(const GemmS8Args& g, const void* packed, Finish&& fin) {
   const ptrdiff_t gs = 4 * ptrdiff_t{n16};
   const auto* pb = static_cast<const int8_t*>(packed);
   auto* af = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(g.scratch) + 63) / 64 * 64);
-  auto* d = reinterpret_cast<int32_t*>(af + int64_t{kK4Mr} * k64);
+  auto* d = reinterpret_cast<int32_t*>(af + int64_t{kK4Mr} * k64);  // then colterm [n]
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   const __m512i ones = _mm512_set1_epi8(1);
   const int32_t mr_max = g.m == 1 ? 1 : kK4Mr;
@@ -562,14 +562,21 @@ void k4_gemm_s8_avx512vnni(const GemmS8Args& g, const void* packed) noexcept {
   const int32_t* colsum = reinterpret_cast<const int32_t*>(
       static_cast<const int8_t*>(packed) + int64_t{round_up(g.k, 64)} * round_up(g.n, 16));
   const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
+  const uint32_t bo = u32(g.b_offset);
   const int32_t coef = s32(u32(g.a_offset) - 128u);
-  k4_drive(g, packed, [&](int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t suma) {
-    finish_s8_16(g, i, j0, cnt, d, s32(u32(g.b_offset) * u32(suma) + kab), coef, colsum);
-  });
+  auto* colterm = reinterpret_cast<int32_t*>(
+      (reinterpret_cast<uintptr_t>(g.scratch) + 63) / 64 * 64 +
+      uintptr_t{kK4Mr} * round_up(g.k, 64) + 4 * uintptr_t{kK4Mr} * kK4Ld);
+  const EpilogueS8 e = make_epilogue_s8(g, coef, colsum, colterm);
+  k4_drive(g, packed,
+           [&e, kab, bo](int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t suma) {
+             e.run(i, j0, cnt, d, s32(bo * u32(suma) + kab));
+           });
 }
 
-int32_t k4_gemm_scratch_avx512vnni(int32_t /*m*/, int32_t /*n*/, int32_t k) noexcept {
-  return clamp32(int64_t{kK4Mr} * round_up(k, 64) + 4 * int64_t{kK4Mr} * kK4Ld + 64);
+int32_t k4_gemm_scratch_avx512vnni(int32_t /*m*/, int32_t n, int32_t k) noexcept {
+  return clamp32(int64_t{kK4Mr} * round_up(k, 64) + 4 * int64_t{kK4Mr} * kK4Ld +
+                 4 * int64_t{round_up(n, 16)} + 64);
 }
 
 }  // namespace tinyquant::rt::detail
