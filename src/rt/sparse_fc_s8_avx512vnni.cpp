@@ -6,15 +6,23 @@
 //   sum_{stored k} (x + io) * w = sum (x + 128) * w + (io - 128) * sum_{stored k} w,
 // all mod 2^32 (bit-exact with the reference's wrapping accumulator). The weight sums come from
 // a second vpdpbusd against a vector of ones on the same loaded weights.
-// Tiles:
+// Row sums go to scratch and are requantized 16 outputs at a time (vector requantize, both
+// rounding modes, bit-exact). Tiles:
 //  - 4x16: one 16-byte activation slice is broadcast to the four 128-bit lanes of a zmm and
 //    meets the block's 64 weight bytes (4 rows x 16) in one vpdpbusd: lane i is row i.
 //  - 1x16: four consecutive blocks of a row fill one zmm of weights; their four activation
-//    slices are inserted lane by lane; a last group of 1-3 blocks uses xmm vpdpbusd.
+//    slices are inserted lane by lane; a last group of 1-3 blocks uses zero-masked weights.
 // Other block shapes run the reference loops.
 #include <immintrin.h>
 
 #include "tinyquant/rt/sparse.hpp"
+
+// GCC 12's unmasked AVX-512 intrinsics (shifts, multiplies, unpacks) merge into
+// _mm512_undefined_*(), which -Wmaybe-uninitialized flags wherever they are inlined: a false
+// positive (every lane is written), silenced for this file only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace tinyquant::rt::detail {
 namespace {
@@ -29,15 +37,6 @@ inline __m512i bcast16(__m128i v) noexcept {
   return _mm512_maskz_broadcast_i32x4(0xFFFF, v);
 }
 
-// Sum of each 128-bit lane of v: element i of the result is the sum of lane i.
-inline __m128i lane_sums(__m512i v) noexcept {
-  const __m128i l0 = _mm512_maskz_extracti32x4_epi32(0xF, v, 0),
-                l1 = _mm512_maskz_extracti32x4_epi32(0xF, v, 1);
-  const __m128i l2 = _mm512_maskz_extracti32x4_epi32(0xF, v, 2),
-                l3 = _mm512_maskz_extracti32x4_epi32(0xF, v, 3);
-  return _mm_hadd_epi32(_mm_hadd_epi32(l0, l1), _mm_hadd_epi32(l2, l3));
-}
-
 inline int32_t hsum128(__m128i s) noexcept {
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
@@ -48,11 +47,11 @@ inline __m128i load16(const void* p) noexcept {
   return _mm_loadu_si128(static_cast<const __m128i*>(p));
 }
 
-// Row dot products of one block row against one activation row (u8, x + 128), with the
-// (io - 128) * sum(w) correction folded in; dot[i] for the block row's rows.
+// sum_{stored} (x + 128) * w + (io - 128) * sum_{stored} w of one block row, not yet reduced:
+// 4x16: 128-bit lane i holds row i's four partial sums; 1x16: all 16 lanes belong to the row.
 template <int kRows>
-void block_row_dots(const SparseMatrixS8& w, int32_t r, const uint8_t* xu, __m512i comp,
-                    int32_t* dot) noexcept {
+__m512i block_row_acc(const SparseMatrixS8& w, int32_t r, const uint8_t* xu,
+                      __m512i comp) noexcept {
   const uint32_t b0 = w.block_row_ptr[r], b1 = w.block_row_ptr[r + 1];
   const __m512i ones = _mm512_set1_epi8(1);
   __m512i acc = _mm512_setzero_si512(), ws = _mm512_setzero_si512();
@@ -77,9 +76,7 @@ void block_row_dots(const SparseMatrixS8& w, int32_t r, const uint8_t* xu, __m51
     }
     acc = _mm512_add_epi32(acc, acc1);
     ws = _mm512_add_epi32(ws, ws1);
-    const __m512i t = _mm512_add_epi32(acc, _mm512_mullo_epi32(ws, comp));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dot), lane_sums(t));
-    return;
+    return _mm512_add_epi32(acc, _mm512_mullo_epi32(ws, comp));
   }
   uint32_t j = b0;
   for (; j + 4 <= b1; j += 4) {
@@ -91,17 +88,92 @@ void block_row_dots(const SparseMatrixS8& w, int32_t r, const uint8_t* xu, __m51
     acc = _mm512_dpbusd_epi32(acc, xv, wv);
     ws = _mm512_dpbusd_epi32(ws, ones, wv);
   }
-  __m128i acc4 = _mm_setzero_si128(), ws4 = _mm_setzero_si128();
-  const __m128i ones4 = _mm_set1_epi8(1);
-  for (; j < b1; ++j) {
-    const __m128i wv = load16(w.values + static_cast<int64_t>(j) * 16);
-    acc4 = _mm_dpbusd_epi32(acc4, load16(xu + int32_t{w.block_col[j]} * 16), wv);
-    ws4 = _mm_dpbusd_epi32(ws4, ones4, wv);
+  if (j < b1) {  // 1-3 blocks left: zero-masked weights make the unused lanes add nothing
+    const int32_t left = static_cast<int32_t>(b1 - j);
+    const __mmask64 m = (__mmask64{1} << (16 * left)) - 1;
+    const __m512i wv = _mm512_maskz_loadu_epi8(m, w.values + static_cast<int64_t>(j) * 16);
+    __m512i xv = _mm512_zextsi128_si512(load16(xu + int32_t{w.block_col[j]} * 16));
+    if (left > 1) xv = _mm512_inserti32x4(xv, load16(xu + int32_t{w.block_col[j + 1]} * 16), 1);
+    if (left > 2) xv = _mm512_inserti32x4(xv, load16(xu + int32_t{w.block_col[j + 2]} * 16), 2);
+    acc = _mm512_dpbusd_epi32(acc, xv, wv);
+    ws = _mm512_dpbusd_epi32(ws, ones, wv);
   }
-  const __m512i t = _mm512_add_epi32(acc, _mm512_mullo_epi32(ws, comp));
-  const __m128i t4 =
-      _mm_add_epi32(acc4, _mm_mullo_epi32(ws4, _mm512_maskz_extracti32x4_epi32(0xF, comp, 0)));
-  dot[0] = hsum128(_mm_add_epi32(lane_sums(t), t4));
+  return _mm512_add_epi32(acc, _mm512_mullo_epi32(ws, comp));
+}
+
+// Per 128-bit lane L: [sum of lane L of t0, of t1, of t2, of t3].
+inline __m512i lane_sums4(__m512i t0, __m512i t1, __m512i t2, __m512i t3) noexcept {
+  const __m512i a = _mm512_add_epi32(_mm512_unpacklo_epi32(t0, t1), _mm512_unpackhi_epi32(t0, t1));
+  const __m512i b = _mm512_add_epi32(_mm512_unpacklo_epi32(t2, t3), _mm512_unpackhi_epi32(t2, t3));
+  return _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+}
+
+// The four 128-bit lanes of v added together.
+inline __m128i add_lanes(__m512i v) noexcept {
+  return _mm_add_epi32(_mm_add_epi32(_mm512_maskz_extracti32x4_epi32(0xF, v, 0),
+                                     _mm512_maskz_extracti32x4_epi32(0xF, v, 1)),
+                       _mm_add_epi32(_mm512_maskz_extracti32x4_epi32(0xF, v, 2),
+                                     _mm512_maskz_extracti32x4_epi32(0xF, v, 3)));
+}
+
+// requantize() (fixed_point.hpp) on 16 lanes, bit for bit, both rounding modes.
+inline __m512i requantize16(__m512i x, __m512i mult, __m512i shift, Rounding rounding) noexcept {
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i one64 = _mm512_set1_epi64(1);
+  if (rounding == Rounding::kSingle) {
+    const __m512i t = _mm512_sub_epi32(_mm512_set1_epi32(31), shift);  // [1, 62]
+    const __m512i te = _mm512_srli_epi64(_mm512_slli_epi64(t, 32), 32);
+    const __m512i to = _mm512_srli_epi64(t, 32);
+    __m512i pe = _mm512_mul_epi32(x, mult);
+    __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(mult, 32));
+    pe = _mm512_add_epi64(pe, _mm512_sllv_epi64(one64, _mm512_sub_epi64(te, one64)));
+    po = _mm512_add_epi64(po, _mm512_sllv_epi64(one64, _mm512_sub_epi64(to, one64)));
+    pe = _mm512_srav_epi64(pe, te);
+    po = _mm512_srav_epi64(po, to);
+    return _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+  }
+  const __m512i left = _mm512_max_epi32(shift, zero);
+  const __m512i right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+  const __m512i xs = _mm512_sllv_epi32(x, left);
+  const __m512i half = _mm512_set1_epi64(int64_t{1} << 30);
+  const __m512i pe = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(xs, mult), half), 31);
+  const __m512i po = _mm512_srai_epi64(
+      _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(xs, 32), _mm512_srli_epi64(mult, 32)),
+                       half),
+      31);
+  const __m512i h = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+  // Divide by 2^right, ties away from zero.
+  const __m512i one = _mm512_set1_epi32(1);
+  const __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+  const __m512i remainder = _mm512_and_si512(h, mask);
+  const __m512i result = _mm512_srav_epi32(h, right);
+  const __m512i half_mask = _mm512_srli_epi32(mask, 1);
+  const __mmask16 neg = _mm512_cmplt_epi32_mask(result, zero);
+  const __m512i threshold = _mm512_mask_add_epi32(half_mask, neg, half_mask, one);
+  const __mmask16 up = _mm512_cmpgt_epi32_mask(remainder, threshold);
+  return _mm512_mask_add_epi32(result, up, result, one);
+}
+
+// out[o] = clamp(requantize(bias[o] + pruned + dot[o]) + output_offset) for o < out_features.
+void finish_row(const SparseFcArgs& a, const int32_t* dot, int32_t pruned, int8_t* out) noexcept {
+  const FcParams& p = *a.params;
+  const Requant& rq = *a.requant;
+  const int32_t n = a.dims->out_features;
+  const __m512i base = _mm512_set1_epi32(pruned);
+  const __m512i oo = _mm512_set1_epi32(p.output_offset);
+  const __m512i lo = _mm512_set1_epi32(p.act_min), hi = _mm512_set1_epi32(p.act_max);
+  const __m512i m1 = _mm512_set1_epi32(rq.multiplier[0]), s1 = _mm512_set1_epi32(rq.shift[0]);
+  for (int32_t o = 0; o < n; o += 16) {
+    const int32_t left = n - o;
+    const __mmask16 m = left >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << left) - 1);
+    __m512i acc = _mm512_add_epi32(_mm512_maskz_loadu_epi32(m, dot + o), base);
+    if (a.bias != nullptr) acc = _mm512_add_epi32(acc, _mm512_maskz_loadu_epi32(m, a.bias + o));
+    const __m512i mult = rq.per_channel ? _mm512_maskz_loadu_epi32(m, rq.multiplier + o) : m1;
+    const __m512i shift = rq.per_channel ? _mm512_maskz_loadu_epi32(m, rq.shift + o) : s1;
+    __m512i r = _mm512_add_epi32(requantize16(acc, mult, shift, rq.rounding), oo);
+    r = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
+    _mm_mask_storeu_epi8(out + o, m, _mm512_cvtepi32_epi8(r));
+  }
 }
 
 template <int kRows>
@@ -110,9 +182,13 @@ void block_fc(const SparseFcArgs& a) noexcept {
   const FcDims& d = *a.dims;
   const SparseMatrixS8& w = *a.weights;
   uint8_t* xu = static_cast<uint8_t*>(a.scratch);
-  int32_t* pruned = reinterpret_cast<int32_t*>(xu + static_cast<int64_t>(d.batch) * d.in_features);
+  int32_t* dot = reinterpret_cast<int32_t*>(xu + static_cast<int64_t>(d.batch) * d.in_features);
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   const __m512i ones = _mm512_set1_epi8(1);
+  const __m512i comp = _mm512_set1_epi32(p.input_offset - 128);
+  // Output 4j + L of four 4-row groups is element j of lane L of lane_sums4.
+  const __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m512i z = _mm512_setzero_si512();
   for (int32_t b = 0; b < d.batch; ++b) {
     const int8_t* x = a.input + static_cast<int64_t>(b) * d.in_features;
     uint8_t* xr = xu + static_cast<int64_t>(b) * d.in_features;
@@ -126,33 +202,43 @@ void block_fc(const SparseFcArgs& a) noexcept {
       sum = _mm512_dpbusd_epi32(sum, _mm512_maskz_mov_epi8(m, v), ones);
     }
     const int32_t xsum =
-        wrap_add(hsum128(lane_sums(sum)), wrap_mul(p.input_offset - 128, d.in_features));
-    pruned[b] = wrap_mul(xsum, p.filter_offset);
-  }
-  const __m512i comp = _mm512_set1_epi32(p.input_offset - 128);
-  for (int32_t r = 0; r < w.rows / kRows; ++r) {
-    for (int32_t b = 0; b < d.batch; ++b) {
-      int32_t dot[4];
-      block_row_dots<kRows>(w, r, xu + static_cast<int64_t>(b) * d.in_features, comp, dot);
-      for (int32_t i = 0; i < kRows; ++i) {
-        const int32_t o = r * kRows + i;
-        const int32_t acc =
-            wrap_add(wrap_add(a.bias != nullptr ? a.bias[o] : 0, pruned[b]), dot[i]);
-        a.output[static_cast<int64_t>(b) * d.out_features + o] =
-            sparse_fc_finish(acc, o, p, *a.requant);
+        wrap_add(hsum128(add_lanes(sum)), wrap_mul(p.input_offset - 128, d.in_features));
+    const int32_t pruned = wrap_mul(xsum, p.filter_offset);
+
+    if (kRows == 4) {
+      const int32_t groups = w.rows / 4;
+      for (int32_t r = 0; r < groups; r += 4) {
+        const __m512i t0 = block_row_acc<4>(w, r, xr, comp);
+        const __m512i t1 = r + 1 < groups ? block_row_acc<4>(w, r + 1, xr, comp) : z;
+        const __m512i t2 = r + 2 < groups ? block_row_acc<4>(w, r + 2, xr, comp) : z;
+        const __m512i t3 = r + 3 < groups ? block_row_acc<4>(w, r + 3, xr, comp) : z;
+        const __m512i s = _mm512_permutexvar_epi32(transpose, lane_sums4(t0, t1, t2, t3));
+        const int32_t cnt = (groups - r < 4 ? groups - r : 4) * 4;
+        _mm512_mask_storeu_epi32(dot + r * 4, static_cast<__mmask16>((1u << cnt) - 1), s);
+      }
+    } else {
+      for (int32_t o = 0; o < w.rows; o += 4) {
+        const __m512i t0 = block_row_acc<1>(w, o, xr, comp);
+        const __m512i t1 = o + 1 < w.rows ? block_row_acc<1>(w, o + 1, xr, comp) : z;
+        const __m512i t2 = o + 2 < w.rows ? block_row_acc<1>(w, o + 2, xr, comp) : z;
+        const __m512i t3 = o + 3 < w.rows ? block_row_acc<1>(w, o + 3, xr, comp) : z;
+        const __m128i s = add_lanes(lane_sums4(t0, t1, t2, t3));
+        const int32_t cnt = w.rows - o < 4 ? w.rows - o : 4;
+        _mm_mask_storeu_epi32(dot + o, static_cast<__mmask8>((1u << cnt) - 1), s);
       }
     }
+    finish_row(a, dot, pruned, a.output + static_cast<int64_t>(b) * d.out_features);
   }
 }
 
 }  // namespace
 
-// Scratch: the u8 activations [batch][cols], then pruned[batch] (int32). None for the shapes
-// that run the reference loops.
+// Scratch: the u8 activations [batch][cols], then the raw row sums of one batch row [rows]
+// (int32). None for the shapes that run the reference loops.
 int32_t sparse_fc_s8_avx512vnni_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept {
   if (!simd_shape(w)) return 0;
   const int64_t bytes =
-      static_cast<int64_t>(dims.batch) * dims.in_features + static_cast<int64_t>(dims.batch) * 4;
+      static_cast<int64_t>(dims.batch) * dims.in_features + static_cast<int64_t>(w.rows) * 4;
   return bytes > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int32_t>(bytes);
 }
 
