@@ -501,3 +501,29 @@ TEST(SparseFcS8, BlockCsrEmptyAndFullBlockRows) {
   check_all_paths(c, block_opt(4, 16), "4x16 empty/full x 127");
   check_all_paths(c, block_opt(1, 16), "1x16 empty/full x 127");
 }
+
+// The VNNI block path requantizes 16 outputs per vector: every shift in [-31, 30], multipliers
+// at both ends, both roundings, against the scalar formula (one channel per shift value).
+TEST(SparseFcS8, BlockCsrRequantizeExtremes) {
+  std::mt19937 rng(77);
+  for (rt::Rounding rounding : {rt::Rounding::kDouble, rt::Rounding::kSingle}) {
+    for (int32_t br : {1, 4}) {
+      Case c = random_case(rng, 2, 64, 64, 0.0, false);
+      make_blocks(c, br, 16, 0.5, rng);
+      c.per_channel = true;
+      c.rounding = rounding;
+      c.params.act_min = -128;
+      c.params.act_max = 127;
+      c.multiplier.resize(64);
+      c.shift.resize(64);
+      const int32_t mults[] = {0, 1, 1 << 30, INT32_MAX};
+      for (int32_t o = 0; o < 64; ++o) {
+        c.shift[static_cast<size_t>(o)] = -31 + o % 62;
+        c.multiplier[static_cast<size_t>(o)] = mults[(o / 7) % 4];
+      }
+      check_all_paths(c, block_opt(br, 16),
+                      "extremes " + std::to_string(br) + "x16 rounding " +
+                          std::to_string(static_cast<int>(rounding)));
+    }
+  }
+}
