@@ -37,15 +37,23 @@ constexpr int32_t kTileLd = 8;              // row stride of a tile's int32 resu
 constexpr int32_t kBlockBytes = 32 * 1024;  // a bytes kept hot across one sweep of b
 
 // Raw sums D[i][r] = sum_k a[i][k] * b[r][k] of an MR x NR tile, into out[i * kTileLd + r].
-template <int MR, int NR>
+// With kSumB (GEMV) also the column sums bsum[r] = sum_k b[r][k], from the b vectors already in
+// registers, instead of a second pass over b.
+template <int MR, int NR, bool kSumB>
 void dot_tile(const int8_t* a, ptrdiff_t lda, const int8_t* b, ptrdiff_t ldb, int32_t k,
-              int32_t* out) {
+              int32_t* out, int32_t* bsum) {
   int32x4_t acc[MR][NR];
+  int32x4_t sb[NR];
   for (int i = 0; i < MR; ++i)
     for (int r = 0; r < NR; ++r) acc[i][r] = vdupq_n_s32(0);
+  for (int r = 0; r < NR; ++r) sb[r] = vdupq_n_s32(0);
+  const int8x16_t ones = vdupq_n_s8(1);
   auto step = [&](const int8_t* const* ap, const int8_t* const* bp) {
     int8x16_t bv[NR];
-    for (int r = 0; r < NR; ++r) bv[r] = vld1q_s8(bp[r]);
+    for (int r = 0; r < NR; ++r) {
+      bv[r] = vld1q_s8(bp[r]);
+      if constexpr (kSumB) sb[r] = vdotq_s32(sb[r], bv[r], ones);
+    }
     for (int i = 0; i < MR; ++i) {
       const int8x16_t av = vld1q_s8(ap[i]);
       for (int r = 0; r < NR; ++r) acc[i][r] = vdotq_s32(acc[i][r], av, bv[r]);
@@ -75,19 +83,29 @@ void dot_tile(const int8_t* a, ptrdiff_t lda, const int8_t* b, ptrdiff_t ldb, in
   }
   for (int i = 0; i < MR; ++i)
     for (int r = 0; r < NR; ++r) out[i * kTileLd + r] = vaddvq_s32(acc[i][r]);
+  if constexpr (kSumB) {
+    for (int r = 0; r < NR; ++r) bsum[r] = vaddvq_s32(sb[r]);
+  } else {
+    static_cast<void>(bsum);
+  }
 }
 
-using TileFn = void (*)(const int8_t*, ptrdiff_t, const int8_t*, ptrdiff_t, int32_t, int32_t*);
+using TileFn = void (*)(const int8_t*, ptrdiff_t, const int8_t*, ptrdiff_t, int32_t, int32_t*,
+                        int32_t*);
 
 constexpr TileFn kGemmTiles[kMr][kNr] = {
-    {dot_tile<1, 1>, dot_tile<1, 2>, dot_tile<1, 3>, dot_tile<1, 4>},
-    {dot_tile<2, 1>, dot_tile<2, 2>, dot_tile<2, 3>, dot_tile<2, 4>},
-    {dot_tile<3, 1>, dot_tile<3, 2>, dot_tile<3, 3>, dot_tile<3, 4>},
-    {dot_tile<4, 1>, dot_tile<4, 2>, dot_tile<4, 3>, dot_tile<4, 4>},
+    {dot_tile<1, 1, false>, dot_tile<1, 2, false>, dot_tile<1, 3, false>, dot_tile<1, 4, false>},
+    {dot_tile<2, 1, false>, dot_tile<2, 2, false>, dot_tile<2, 3, false>, dot_tile<2, 4, false>},
+    {dot_tile<3, 1, false>, dot_tile<3, 2, false>, dot_tile<3, 3, false>, dot_tile<3, 4, false>},
+    {dot_tile<4, 1, false>, dot_tile<4, 2, false>, dot_tile<4, 3, false>, dot_tile<4, 4, false>},
 };
-constexpr TileFn kGemvTiles[kGemvNr] = {dot_tile<1, 1>, dot_tile<1, 2>, dot_tile<1, 3>,
-                                        dot_tile<1, 4>, dot_tile<1, 5>, dot_tile<1, 6>,
-                                        dot_tile<1, 7>, dot_tile<1, 8>};
+// [with column sums][nr - 1]
+constexpr TileFn kGemvTiles[2][kGemvNr] = {
+    {dot_tile<1, 1, false>, dot_tile<1, 2, false>, dot_tile<1, 3, false>, dot_tile<1, 4, false>,
+     dot_tile<1, 5, false>, dot_tile<1, 6, false>, dot_tile<1, 7, false>, dot_tile<1, 8, false>},
+    {dot_tile<1, 1, true>, dot_tile<1, 2, true>, dot_tile<1, 3, true>, dot_tile<1, 4, true>,
+     dot_tile<1, 5, true>, dot_tile<1, 6, true>, dot_tile<1, 7, true>, dot_tile<1, 8, true>},
+};
 
 // sum_k p[k] mod 2^32.
 int32_t row_sum(const int8_t* p, int32_t k) {
@@ -198,7 +216,7 @@ void drive(const Problem& p, void* scratch, Emit&& emit) {
   if (!need_sumb) std::memset(sumb, 0, sizeof(int32_t) * static_cast<size_t>(p.n));
 
   // Row pointers of b for columns [j0, j0 + nr): unpacked int4 rows or the int8 rows. Column
-  // sums are taken on the first pass (first_pass) while the rows are hot.
+  // sums are taken on the first pass (first_pass) while the rows are hot; GEMV tiles sum them.
   auto b_rows = [&](int32_t j0, int32_t nr, bool first_pass, ptrdiff_t* ld) -> const int8_t* {
     const int8_t* rows = nullptr;
     if (p.b_s4 != nullptr) {
@@ -223,8 +241,8 @@ void drive(const Problem& p, void* scratch, Emit&& emit) {
     for (int32_t j0 = 0; j0 < p.n; j0 += kGemvNr) {
       const int32_t nr = p.n - j0 < kGemvNr ? p.n - j0 : kGemvNr;
       ptrdiff_t ld = 0;
-      const int8_t* rows = b_rows(j0, nr, true, &ld);
-      kGemvTiles[nr - 1](p.a, p.lda, rows, ld, p.k, d);
+      const int8_t* rows = b_rows(j0, nr, false, &ld);
+      kGemvTiles[need_sumb ? 1 : 0][nr - 1](p.a, p.lda, rows, ld, p.k, d, sumb + j0);
       emit(0, j0, 1, nr, d, row_term, sumb);
     }
     return;
@@ -239,7 +257,7 @@ void drive(const Problem& p, void* scratch, Emit&& emit) {
       const int8_t* rows = b_rows(j0, nr, ic == 0, &ld);
       for (int32_t i0 = ic; i0 < ic + mb; i0 += kMr) {
         const int32_t mr = ic + mb - i0 < kMr ? ic + mb - i0 : kMr;
-        kGemmTiles[mr - 1][nr - 1](p.a + int64_t{i0} * p.lda, p.lda, rows, ld, p.k, d);
+        kGemmTiles[mr - 1][nr - 1](p.a + int64_t{i0} * p.lda, p.lda, rows, ld, p.k, d, nullptr);
         for (int32_t ii = 0; ii < mr; ++ii)
           row_term[ii] = (need_suma ? bo * static_cast<uint32_t>(suma[i0 + ii]) : 0u) + kab;
         emit(i0, j0, mr, nr, d, row_term, sumb);
