@@ -206,8 +206,82 @@ inline __m256i widen16(const int8_t* p) noexcept {
   return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
+// requantize() (fixed_point.hpp) on 8 lanes, bit for bit. AVX2 has no 64-bit arithmetic
+// shift: the even and odd products are shifted logically with their sign flipped around it
+// (x >> t == ~(~x >>> t) for x < 0).
+inline __m256i sra64(__m256i v, __m256i t) noexcept {
+  const __m256i sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), v);
+  return _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(v, sign), t), sign);
+}
+
+inline __m256i requantize8(__m256i x, __m256i mult, __m256i shift, Rounding rounding) noexcept {
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i x_odd = _mm256_srli_epi64(x, 32), m_odd = _mm256_srli_epi64(mult, 32);
+  if (rounding == Rounding::kSingle) {
+    const __m256i one = _mm256_set1_epi64x(1);
+    const __m256i t = _mm256_sub_epi32(_mm256_set1_epi32(31), shift);  // [1, 62]
+    const __m256i te = _mm256_srli_epi64(_mm256_slli_epi64(t, 32), 32);
+    const __m256i to = _mm256_srli_epi64(t, 32);
+    __m256i pe = _mm256_mul_epi32(x, mult);
+    __m256i po = _mm256_mul_epi32(x_odd, m_odd);
+    pe = sra64(_mm256_add_epi64(pe, _mm256_sllv_epi64(one, _mm256_sub_epi64(te, one))), te);
+    po = sra64(_mm256_add_epi64(po, _mm256_sllv_epi64(one, _mm256_sub_epi64(to, one))), to);
+    return _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+  }
+  const __m256i left = _mm256_max_epi32(shift, zero);
+  const __m256i right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+  const __m256i xs = _mm256_sllv_epi32(x, left);
+  const __m256i half = _mm256_set1_epi64x(int64_t{1} << 30);
+  // Low 32 bits of (p + 2^30) >> 31 are bits 31..62 of the sum: a logical shift gives them too.
+  const __m256i pe = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(xs, mult), half), 31);
+  const __m256i po = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(xs, 32), m_odd), half);
+  const __m256i h = _mm256_blend_epi32(pe, _mm256_slli_epi64(_mm256_srli_epi64(po, 31), 32), 0xAA);
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+  const __m256i remainder = _mm256_and_si256(h, mask);
+  const __m256i result = _mm256_srav_epi32(h, right);
+  // threshold = mask / 2 + (result < 0); cmpgt gives -1 where true, so subtract it.
+  const __m256i threshold =
+      _mm256_sub_epi32(_mm256_srli_epi32(mask, 1), _mm256_cmpgt_epi32(zero, result));
+  return _mm256_sub_epi32(result, _mm256_cmpgt_epi32(remainder, threshold));
+}
+
+// out[o] = clamp(requantize(bias[o] + pruned + dot[o]) + output_offset), 8 outputs a step,
+// the last 1-7 through the scalar epilogue.
+void finish_rows8(const SparseFcArgs& a, const int32_t* dot, int32_t pruned, int8_t* out) noexcept {
+  const FcParams& p = *a.params;
+  const Requant& rq = *a.requant;
+  const int32_t n = a.dims->out_features;
+  const __m256i base = _mm256_set1_epi32(pruned);
+  const __m256i oo = _mm256_set1_epi32(p.output_offset);
+  const __m256i lo = _mm256_set1_epi32(p.act_min), hi = _mm256_set1_epi32(p.act_max);
+  const __m256i m1 = _mm256_set1_epi32(rq.multiplier[0]), s1 = _mm256_set1_epi32(rq.shift[0]);
+  int32_t o = 0;
+  for (; o + 8 <= n; o += 8) {
+    __m256i acc =
+        _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(dot + o)), base);
+    if (a.bias != nullptr)
+      acc = _mm256_add_epi32(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bias + o)));
+    const __m256i mult =
+        rq.per_channel ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rq.multiplier + o))
+                       : m1;
+    const __m256i shift =
+        rq.per_channel ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rq.shift + o)) : s1;
+    __m256i r = _mm256_add_epi32(requantize8(acc, mult, shift, rq.rounding), oo);
+    r = _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
+    // 8 int32 in [-128, 127] -> 8 bytes.
+    const __m128i w16 = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + o), _mm_packs_epi16(w16, w16));
+  }
+  for (; o < n; ++o) {
+    const int32_t acc = wrap_add(wrap_add(a.bias != nullptr ? a.bias[o] : 0, pruned), dot[o]);
+    out[o] = sparse_fc_finish(acc, o, p, rq);
+  }
+}
+
 // Block CSR with 16-column blocks of 1 or 4 rows. Scratch: x16 [batch][cols] int16 holding
-// x + input_offset (in [-255, 255], so each vpmaddwd pair sum is exact), then pruned[batch].
+// x + input_offset (in [-255, 255], so each vpmaddwd pair sum is exact), then pruned[batch],
+// then the raw row sums [batch][rows], requantized 8 at a time at the end.
 template <int kRows>
 void block_fc_x16(const SparseFcArgs& a) noexcept {
   const FcParams& p = *a.params;
@@ -215,6 +289,7 @@ void block_fc_x16(const SparseFcArgs& a) noexcept {
   const SparseMatrixS8& w = *a.weights;
   int16_t* x16 = static_cast<int16_t*>(a.scratch);
   int32_t* pruned = reinterpret_cast<int32_t*>(x16 + static_cast<int64_t>(d.batch) * d.in_features);
+  int32_t* dots = pruned + d.batch;  // [batch][rows] raw row sums
   for (int32_t b = 0; b < d.batch; ++b) {
     const int8_t* x = a.input + static_cast<int64_t>(b) * d.in_features;
     int16_t* xr = x16 + static_cast<int64_t>(b) * d.in_features;
@@ -266,15 +341,13 @@ void block_fc_x16(const SparseFcArgs& a) noexcept {
         }
         _mm_storeu_si128(reinterpret_cast<__m128i*>(dot), hsum4(acc0, acc1, acc2, acc3));
       }
-      for (int32_t i = 0; i < kRows; ++i) {
-        const int32_t o = r * kRows + i;
-        const int32_t acc =
-            wrap_add(wrap_add(a.bias != nullptr ? a.bias[o] : 0, pruned[b]), dot[i]);
-        a.output[static_cast<int64_t>(b) * d.out_features + o] =
-            sparse_fc_finish(acc, o, p, *a.requant);
-      }
+      for (int32_t i = 0; i < kRows; ++i)
+        dots[static_cast<int64_t>(b) * w.rows + r * kRows + i] = dot[i];
     }
   }
+  for (int32_t b = 0; b < d.batch; ++b)
+    finish_rows8(a, dots + static_cast<int64_t>(b) * w.rows, pruned[b],
+                 a.output + static_cast<int64_t>(b) * d.out_features);
 }
 
 }  // namespace
@@ -286,7 +359,8 @@ int32_t sparse_fc_s8_avx2_scratch_size(const FcDims& dims, const SparseMatrixS8&
   if (w.format == SparseFormat::kBlockCsr) {
     if (!block_simd_shape(w)) return 0;
     const int64_t bytes = static_cast<int64_t>(dims.batch) * dims.in_features * 2 +
-                          static_cast<int64_t>(dims.batch) * 4;
+                          static_cast<int64_t>(dims.batch) * 4 +
+                          static_cast<int64_t>(dims.batch) * w.rows * 4;
     return bytes > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int32_t>(bytes);
   }
   const int64_t x16_words = w.format == SparseFormat::kBitmap
