@@ -109,10 +109,11 @@ const PathKernels* amx_kernels() noexcept;
 const PackedGemmKernels* amx_packed_kernels() noexcept;
 
 // The "k4" packed layout shared by the AVX-512 VNNI and AMX paths (x86 only, both need an
-// AVX-512 VNNI CPU): b [n][k] stored as [kp / 4][n16][4] bytes, n16 = n rounded up to 16,
-// kp = k rounded up to 64, zero padded: the 4 consecutive k of one column form one dword, 16
-// columns one 64-byte line, which is one vpdpbusd operand; 16 lines at stride 4 * n16 are one
-// AMX B tile. The column sums sum_k b[j][k] follow as int32 [n16].
+// AVX-512 VNNI CPU): b [n][k] stored as [n16 / 16][kp / 4][16][4] bytes, n16 = n rounded up
+// to 16, kp = k rounded up to 64, zero padded: the 4 consecutive k of one column form one
+// dword, 16 columns one 64-byte line (one vpdpbusd operand), and each 16-column block is one
+// contiguous run of kp / 4 lines, so 16 lines (1 KiB) are one AMX B tile. The column sums
+// sum_k b[j][k] follow as int32 [n16].
 int64_t k4_packed_bytes(int32_t n, int32_t k) noexcept;
 void k4_pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, void* out) noexcept;
 // AVX-512 VNNI gemm_s8 on k4-packed b (any m; b, b_s4, ldb of the args ignored), with

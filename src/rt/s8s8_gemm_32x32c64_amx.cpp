@@ -81,21 +81,21 @@ void configure_tiles() {
 }
 
 // Raw D of a (16 * TA) x (16 * TB) block, left in tmm0-3 (stored by amx_store).
-// ap: the panel rows of the block (stride kp); bp: k4 line of group 0 at the block's column.
+// ap: the panel rows of the block (stride kp); bp: the block's first 16-column k4 block.
 template <int TA, int TB>
-void amx_compute(const int8_t* ap, int32_t kp, const int8_t* bp, ptrdiff_t gs) {
+void amx_compute(const int8_t* ap, int32_t kp, const int8_t* bp) {
   _tile_zero(0);
   if (TB > 1) _tile_zero(1);
   if (TA > 1) _tile_zero(2);
   if (TA > 1 && TB > 1) _tile_zero(3);
   const ptrdiff_t ld_a = kp;
   for (int32_t kk = 0; kk < kp; kk += 64) {
-    const int8_t* bk = bp + (kk / 4) * gs;
+    const int8_t* bk = bp + kk * 16;  // 1 KiB per 64-k step of a 16-column block
     _tile_loadd(4, ap + kk, ld_a);
-    _tile_loadd(6, bk, gs);
+    _tile_loadd(6, bk, 64);
     _tile_dpbssd(0, 4, 6);
     if (TB > 1) {
-      _tile_loadd(7, bk + 64, gs);
+      _tile_loadd(7, bk + 16 * ld_a, 64);  // the next 16-column block
       _tile_dpbssd(1, 4, 7);
     }
     if (TA > 1) {
@@ -116,7 +116,7 @@ void amx_store(int32_t* c) {
   if (TA > 1 && TB > 1) _tile_stored(3, c + 16 * kBn + 16, kLdc);
 }
 
-using ComputeFn = void (*)(const int8_t*, int32_t, const int8_t*, ptrdiff_t);
+using ComputeFn = void (*)(const int8_t*, int32_t, const int8_t*);
 using StoreFn = void (*)(int32_t*);
 constexpr ComputeFn kCompute[2][2] = {{amx_compute<1, 1>, amx_compute<1, 2>},
                                       {amx_compute<2, 1>, amx_compute<2, 2>}};
@@ -124,10 +124,10 @@ constexpr StoreFn kStore[2][2] = {{amx_store<1, 1>, amx_store<1, 2>},
                                   {amx_store<2, 1>, amx_store<2, 2>}};
 
 // Scratch after the (optional) packed b: panel [kPanelRows][kp] | two C blocks [kBm][kBn]
-// int32 | epilogue column terms [n16] int32.
+// int32 | epilogue arrays [kEpilogueArrays][n16] int32.
 int64_t panel_bytes(int32_t n, int32_t k) {
   return int64_t{kPanelRows} * round_up(k, 64) + 8 * int64_t{kBm} * kBn +
-         4 * int64_t{round_up(n, 16)};
+         4 * int64_t{kEpilogueArrays} * round_up(n, 16);
 }
 int32_t* colterm_of(uint8_t* work, int32_t k) {
   return reinterpret_cast<int32_t*>(work + int64_t{kPanelRows} * round_up(k, 64) +
@@ -141,7 +141,6 @@ void amx_drive(int32_t m, int32_t n, int32_t k, const int8_t* a, int32_t lda, co
                uint8_t* work, Finish&& fin) {
   const int32_t kp = round_up(k, 64);
   const int32_t n16 = round_up(n, 16);
-  const ptrdiff_t gs = 4 * ptrdiff_t{n16};
   auto* panel = reinterpret_cast<int8_t*>(work);
   int32_t suma[kPanelRows];  // row sums of the panel's rows
   int32_t* cbuf[2];
@@ -198,7 +197,7 @@ void amx_drive(int32_t m, int32_t n, int32_t k, const int8_t* a, int32_t lda, co
       for (int32_t i0 = 0; i0 < prow; i0 += kBm) {
         const int32_t rows = prow - i0 < kBm ? prow - i0 : kBm;
         const int ta = rows > 16 ? 2 : 1;
-        kCompute[ta - 1][tb - 1](panel + int64_t{i0} * kp, kp, pb + 4 * int64_t{j0}, gs);
+        kCompute[ta - 1][tb - 1](panel + int64_t{i0} * kp, kp, pb + int64_t{j0} * kp);
         flush(p0);
         kStore[ta - 1][tb - 1](cbuf[cur]);
         pending = {i0, j0, rows, cols};

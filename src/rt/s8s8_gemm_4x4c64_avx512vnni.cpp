@@ -405,14 +405,14 @@ inline int32_t round_up(int32_t v, int32_t to) {
 
 // D[i][c] = sum_k (a[i][k] + 128) * b[j0 + c][k] for MR rows and NB blocks of 16 columns, into
 // d[i * kK4Ld + c]. af: the rows of a xor 0x80 (stride ld_af, readable to 4 * groups);
-// bp: the k4 line of group 0 at column j0; gs: bytes between groups.
+// bp: the k4 line of group 0 of the first block; bs: bytes between 16-column blocks.
 template <int MR, int NB>
-void k4_tile(const uint8_t* af, ptrdiff_t ld_af, const int8_t* bp, ptrdiff_t gs, int32_t groups,
+void k4_tile(const uint8_t* af, ptrdiff_t ld_af, const int8_t* bp, ptrdiff_t bs, int32_t groups,
              int32_t* d) {
   __m512i acc[MR][NB];
   for (int i = 0; i < MR; ++i)
     for (int nb = 0; nb < NB; ++nb) acc[i][nb] = _mm512_setzero_si512();
-  for (int32_t q = 0; q < groups; ++q, bp += gs) {
+  for (int32_t q = 0; q < groups; ++q, bp += 64) {
     __m512i av[MR];
     for (int i = 0; i < MR; ++i) {
       int32_t w = 0;
@@ -420,7 +420,7 @@ void k4_tile(const uint8_t* af, ptrdiff_t ld_af, const int8_t* bp, ptrdiff_t gs,
       av[i] = _mm512_set1_epi32(w);
     }
     for (int nb = 0; nb < NB; ++nb) {
-      const __m512i bv = _mm512_loadu_si512(bp + nb * 64);
+      const __m512i bv = _mm512_loadu_si512(bp + nb * bs);
       for (int i = 0; i < MR; ++i) acc[i][nb] = _mm512_dpbusd_epi32(acc[i][nb], av[i], bv);
     }
   }
@@ -447,7 +447,7 @@ void k4_drive(const GemmS8Args& g, const void* packed, Finish&& fin) {
   const int32_t n16 = round_up(g.n, 16);
   const int32_t k64 = round_up(g.k, 64);
   const int32_t groups = (g.k + 3) / 4;
-  const ptrdiff_t gs = 4 * ptrdiff_t{n16};
+  const ptrdiff_t bs = 16 * ptrdiff_t{k64};  // bytes per 16-column block
   const auto* pb = static_cast<const int8_t*>(packed);
   auto* af = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(g.scratch) + 63) / 64 * 64);
   auto* d = reinterpret_cast<int32_t*>(af + int64_t{kK4Mr} * k64);  // then colterm [n]
@@ -471,7 +471,7 @@ void k4_drive(const GemmS8Args& g, const void* packed, Finish&& fin) {
     const int32_t nb_max = g.m == 1 ? kK4GemvNb : kK4Nb;
     for (int32_t j0 = 0; j0 < g.n; j0 += nb_max * 16) {
       const int32_t nb = (n16 - j0) / 16 < nb_max ? (n16 - j0) / 16 : nb_max;
-      (g.m == 1 ? kK4Gemv[nb - 1] : kK4Tiles[mr - 1][nb - 1])(af, k64, pb + 4 * int64_t{j0}, gs,
+      (g.m == 1 ? kK4Gemv[nb - 1] : kK4Tiles[mr - 1][nb - 1])(af, k64, pb + j0 / 16 * bs, bs,
                                                               groups, d);
       for (int32_t r = 0; r < mr; ++r) {
         for (int32_t c = 0; c < nb * 16 && j0 + c < g.n; c += 16) {
@@ -525,7 +525,6 @@ int64_t k4_packed_bytes(int32_t n, int32_t k) noexcept {
 void k4_pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, void* out) noexcept {
   const int32_t n16 = round_up(n, 16);
   const int32_t kp = round_up(k, 64);
-  const ptrdiff_t gs = 4 * ptrdiff_t{n16};
   auto* dst = static_cast<int8_t*>(out);
   int8_t* colsum = dst + int64_t{kp} * n16;
   const int32_t full = k / 4;
@@ -538,9 +537,9 @@ void k4_pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, void* out) noex
     const int32_t cols = n - j0 < 16 ? n - j0 : 16;
     const __mmask16 cm = lanes16(cols);
     const int8_t* src = b + int64_t{j0} * ldb;
-    int8_t* line = dst + 4 * int64_t{j0};
+    int8_t* line = dst + int64_t{j0} * kp;  // block j0 / 16 of 16 * kp bytes
     __m512i sum = _mm512_setzero_si512();
-    for (int32_t q = 0; q < kp / 4; ++q, line += gs) {
+    for (int32_t q = 0; q < kp / 4; ++q, line += 64) {
       __m512i v;
       if (q < full && gather) {
         v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cm, idx, src + 4 * q, 1);
@@ -576,7 +575,7 @@ void k4_gemm_s8_avx512vnni(const GemmS8Args& g, const void* packed) noexcept {
 
 int32_t k4_gemm_scratch_avx512vnni(int32_t /*m*/, int32_t n, int32_t k) noexcept {
   return clamp32(int64_t{kK4Mr} * round_up(k, 64) + 4 * int64_t{kK4Mr} * kK4Ld +
-                 4 * int64_t{round_up(n, 16)} + 64);
+                 4 * int64_t{kEpilogueArrays} * round_up(n, 16) + 64);
 }
 
 }  // namespace tinyquant::rt::detail

@@ -505,6 +505,39 @@ TEST(Prepack, RejectsBadAndMismatchedBuffers) {
 
 // ---- Threads ----------------------------------------------------------------------------------
 
+// ---- AMX dispatch -----------------------------------------------------------------------------
+
+TEST(AmxPath, NamedForcedAndPreferredWhenSupported) {
+  EXPECT_STREQ(rt::path_name(Path::kAmx), "amx");
+  EXPECT_EQ(rt::path_bits(Path::kAmx), 1u << 6);
+  const bool supported = (rt::supported_paths() & rt::path_bits(Path::kAmx)) != 0;
+  if (!supported) {
+    EXPECT_EQ(rt::force_path(Path::kAmx), Status::kPathUnavailable);
+    GTEST_SKIP() << "CPU lacks AMX-INT8 (or the OS refused the tile state)";
+  }
+  EXPECT_EQ(rt::default_path(), Path::kAmx);  // fastest supported, unless a path is forced
+  ASSERT_EQ(rt::force_path(Path::kAvx2), Status::kOk);
+  EXPECT_EQ(rt::default_path(), Path::kAvx2);
+  ASSERT_EQ(rt::force_path(Path::kAmx), Status::kOk);
+  EXPECT_EQ(rt::default_path(), Path::kAmx);
+  ASSERT_EQ(rt::force_path(Path::kAuto), Status::kOk);
+}
+
+// Weights packed for AMX run only on AMX: the k4 layout is shared with the VNNI path, but the
+// header names the path and a mismatch is refused rather than run.
+TEST(AmxPath, PackedBufferBelongsToItsPath) {
+  TQ_SKIP_UNLESS_CPU(Path::kAmx);
+  std::mt19937 rng(21);
+  for (int32_t batch : {1, 15, 16, 40}) {
+    const FcCase f = random_fc(rng, batch, 100, 37);
+    Packed pk = pack_fc(f, Path::kAmx);
+    std::vector<int8_t> out(static_cast<size_t>(batch) * 37);
+    EXPECT_EQ(run_packed(f, pk.data(), Path::kAvx512Vnni, out.data()), Status::kBadArgument);
+    ASSERT_EQ(run_packed(f, pk.data(), Path::kAmx, out.data()), Status::kOk);
+    EXPECT_EQ(out, run_fc(f, Path::kReference)) << "batch " << batch;
+  }
+}
+
 TEST(Parallel, ThreadedEqualsSingleThreaded) {
   std::mt19937 rng(8);
   const int32_t shapes[][3] = {{1, 100, 200}, {3, 37, 65}, {16, 64, 256}, {2, 5, 1}, {5, 33, 17}};
