@@ -78,7 +78,7 @@ std::string accuracy_bytes_svg(const std::vector<ResultRow>& rows, double float_
   const double d0 = std::floor(std::log10(lo_b));
   const double d1 = std::max(d0 + 1.0, std::ceil(std::log10(hi_b)));
   const double a0 = std::floor(lo_a - 0.5), a1 = std::ceil(hi_a + 0.5);
-  const double w = 900, h = 560, left = 70, right = 230, top = 50, bottom = 60;
+  const double w = 1000, h = 560, left = 70, right = 330, top = 50, bottom = 60;
   const double pw = w - left - right, ph = h - top - bottom;
   auto x_of = [&](double bytes) { return left + (std::log10(bytes) - d0) / (d1 - d0) * pw; };
   auto y_of = [&](double acc) { return top + (a1 - acc) / (a1 - a0) * ph; };
