@@ -18,12 +18,6 @@
 namespace tinyquant::rt::detail {
 namespace {
 
-// acc + x.hi * y.hi (SMLATT; GCC selects it from the arithmetic-shift pattern).
-inline uint32_t mla_tt(uint32_t x, uint32_t y, uint32_t acc) {
-  return acc +
-         static_cast<uint32_t>((static_cast<int32_t>(x) >> 16) * (static_cast<int32_t>(y) >> 16));
-}
-
 struct Acc4 {
   uint32_t a0, a1, a2, a3;
 };
@@ -34,9 +28,9 @@ inline void tap4(const int8_t* x, const uint32_t* w, uint32_t x_off, Acc4& s) {
   const uint32_t xe = dsp::sxtab16(x_off, xq);
   const uint32_t xo = smlad::sxtab16_ror8(x_off, xq);
   s.a0 = dsp::smlabb(xe, w[0], s.a0);
-  s.a2 = mla_tt(xe, w[0], s.a2);
+  s.a2 = smlad::smlatt(xe, w[0], s.a2);
   s.a1 = dsp::smlabb(xo, w[1], s.a1);
-  s.a3 = mla_tt(xo, w[1], s.a3);
+  s.a3 = smlad::smlatt(xo, w[1], s.a3);
 }
 
 inline smlad::OutStage out_stage(const DepthwiseArgs& a) {

@@ -74,6 +74,20 @@ inline uint32_t sxtab16_ror8(uint32_t a, uint32_t x) {
 #endif
 }
 
+// acc + x.hi * y.hi (SMLATT). dsp.hpp has no SMLATT; written as plain arithmetic GCC does
+// select it, but also hoists a loop-invariant operand's ">> 16" out of the loop and falls
+// back to ASR + MUL + MLA, so on the DSP target it is one asm instruction.
+inline uint32_t smlatt(uint32_t x, uint32_t y, uint32_t acc) {
+#if defined(__ARM_FEATURE_DSP)
+  uint32_t r;
+  __asm__("smlatt %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(y), "r"(acc));
+  return r;
+#else
+  return acc +
+         static_cast<uint32_t>((static_cast<int32_t>(x) >> 16) * (static_cast<int32_t>(y) >> 16));
+#endif
+}
+
 // Keeps the loads of the next weight row below this point. GCC's scheduler otherwise hoists
 // all of a loop body's loads to its top, which needs one more live register per row than the
 // Cortex-M4 has and makes the register allocator spill accumulators inside the loop. Values

@@ -1,0 +1,134 @@
+// The smlad path's shape-specialised kernels against the reference path and the testers' direct
+// formula (tolerance 0): the cases that select each kernel and its edges. GEMV (m == 1, four
+// weight rows per pass, n % 4 leftovers, k % 4 tails), 2x2 tiles (odd m and n), int4 with 8
+// nibbles per load (k % 8 tails, odd k and conv groups starting mid-byte, which take the
+// nibble loop), depthwise 3x3 with four channels per load (leftover channels, stride, asymmetric
+// padding, border-only images, offsets at both ends), and the 32-bit output stage over the
+// whole shift and multiplier range.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <random>
+
+#include "rt/kernel_tester.hpp"
+#include "tinyquant/rt/fixed_point.hpp"
+#include "tinyquant/rt/kernels.hpp"
+
+namespace rt = tinyquant::rt;
+using rt::Path;
+using rt::Rounding;
+using tinyquant_test::ConvTester;
+using tinyquant_test::FcTester;
+
+TEST(SmladGemv, EveryRowRemainderAndKTail) {
+  for (int32_t out = 1; out <= 9; ++out) {
+    for (int32_t k : {1, 3, 4, 5, 8, 27, 33}) {
+      FcTester()
+          .batch(1)
+          .in(k)
+          .out(out)
+          .input_offset(128)
+          .seed(static_cast<uint32_t>(out * k))
+          .test(Path::kSmlad);
+    }
+  }
+}
+
+TEST(SmladGemv, OffsetsAtBothEnds) {
+  for (int32_t in_off : {-127, 0, 128}) {
+    for (int32_t w_off : {-127, 0, 128}) {
+      FcTester()
+          .batch(1)
+          .in(37)
+          .out(6)
+          .input_offset(in_off)
+          .filter_offset(w_off)
+          .output_offset(-128)
+          .per_channel(true)
+          .test(Path::kSmlad);
+    }
+  }
+}
+
+TEST(SmladGemm2x2, OddBatchAndOutputs) {
+  for (int32_t batch : {2, 3, 4, 5}) {
+    for (int32_t out : {1, 2, 3, 5}) {
+      FcTester()
+          .batch(batch)
+          .in(19)
+          .out(out)
+          .input_offset(-127)
+          .filter_offset(5)
+          .per_channel(true)
+          .rounding(Rounding::kSingle)
+          .test(Path::kSmlad);
+    }
+  }
+}
+
+TEST(SmladGemmS4, KTailsOddKAndLargeK) {
+  for (int32_t k : {2, 6, 8, 10, 16, 23, 24, 31, 784}) {
+    FcTester()
+        .batch(2)
+        .in(k)
+        .out(5)
+        .int4(true)
+        .input_offset(128)
+        .filter_offset(-3)
+        .per_channel(true)
+        .seed(static_cast<uint32_t>(k))
+        .test(Path::kSmlad);
+  }
+}
+
+TEST(SmladGemmS4, ConvGroupsStartingMidByte) {
+  // 3 input channels per group, 3x3: K = 27 nibbles per row, so every other group starts mid-byte.
+  ConvTester().input(5, 5, 6).kernel(3, 3).out_channels(6).groups(2).int4(true).test(Path::kSmlad);
+}
+
+TEST(SmladDepthwise3x3, ChannelsStridesAndPadding) {
+  for (int32_t c : {4, 5, 8, 13}) {
+    ConvTester().input(7, 6, c).kernel(3, 3).padding_same().per_channel(true).test_depthwise(
+        Path::kSmlad);
+    ConvTester()
+        .batch(2)
+        .input(9, 8, c)
+        .kernel(3, 3)
+        .stride(2, 2)
+        .padding(0, 1, 1, 0)
+        .input_offset(-127)
+        .filter_offset(128)
+        .test_depthwise(Path::kSmlad);
+  }
+}
+
+TEST(SmladDepthwise3x3, BorderOnlyAndValid) {
+  // 2x2 and 1x1 images: every output pixel is a border pixel.
+  ConvTester().input(2, 2, 8).kernel(3, 3).padding_same().input_offset(128).test_depthwise(
+      Path::kSmlad);
+  ConvTester().input(1, 1, 4).kernel(3, 3).padding(1, 1, 1, 1).test_depthwise(Path::kSmlad);
+  ConvTester()
+      .input(6, 6, 8)
+      .kernel(3, 3)
+      .padding_valid()
+      .rounding(Rounding::kSingle)
+      .test_depthwise(Path::kSmlad);
+}
+
+TEST(SmladRequant, OutputStageOverTheFullShiftAndMultiplierRange) {
+  // The kernels' 32-bit output stage against rt::requantize (reference path and the direct
+  // formula), every shift from -31 to 30 and multipliers up to INT32_MAX.
+  for (Rounding r : {Rounding::kDouble, Rounding::kSingle}) {
+    FcTester().batch(1).in(21).out(12).per_channel(true).shift_range(-31, 30).rounding(r).test(
+        Path::kSmlad);
+    FcTester()
+        .batch(3)
+        .in(9)
+        .out(7)
+        .per_channel(true)
+        .shift_range(-31, 30)
+        .multiplier_range(0, INT32_MAX)
+        .rounding(r)
+        .test(Path::kSmlad);
+  }
+}
