@@ -54,8 +54,10 @@ bool avx512vnni_usable() noexcept {
 // AMX needs the CPU bits (AMX-TILE, AMX-INT8, plus AVX-512 VNNI for its small-m and packing
 // code) and, on Linux, the kernel's permission to use the 8 KiB tile state, asked once per
 // process (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA). Without an OS to grant that state
-// (freestanding builds) the path is reported unsupported. 0 = not asked yet, 1 = yes, -1 = no.
-std::atomic<int32_t> g_amx_state{0};
+// (freestanding builds) the path is reported unsupported.
+#if !defined(TINYQUANT_RT_FREESTANDING)
+std::atomic<int32_t> g_amx_state{0};  // 0 = not asked yet, 1 = granted, -1 = refused
+#endif
 
 bool amx_usable() noexcept {
 #if defined(TINYQUANT_RT_FREESTANDING)
