@@ -1,8 +1,8 @@
 // Sparse storage for pruned int8 / int4 weight matrices [rows][cols], with exact byte accounting
 // and a round trip to dense.
 //
-// Formats (the index layouts of CSR, bitmap and N:M are those of rt/sparse.hpp, so a matrix
-// exposes a kernel view without copying):
+// Formats (the index layouts of CSR, block CSR, bitmap and N:M are those of rt/sparse.hpp, so
+// an int8 matrix exposes a kernel view without copying):
 //  - kCsrU8:   row_nnz uint16 [rows], col_delta uint8 [nnz], values. Gaps > 255 are bridged by
 //              padding entries (delta 255, value 0), counted in nnz and in bytes().
 //  - kCsrU16:  row_nnz uint16 [rows], col_index uint16 [nnz], values. cols <= 65536.
