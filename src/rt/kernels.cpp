@@ -29,8 +29,8 @@ constexpr int64_t kAlign = 64;
 
 #if defined(TINYQUANT_RT_ONLY_SMLAD)
 // Single-path build (path_kernels.hpp): direct calls, no table.
-void (*gemm_s8_fn(const PathKernels*))(const GemmS8Args&) {
-  return detail::s8s8_gemm_smlad;
+void (*gemm_s8_fn(const PathKernels*, bool s4))(const GemmS8Args&) {
+  return s4 ? detail::s8s4_gemm_1x2c8_smlad : detail::s8s8_gemm_smlad;
 }
 void (*gemm_s32_fn(const PathKernels*))(const GemmS32Args&) {
   return detail::s8s8_s32_gemm_2x2c4_smlad;
@@ -39,7 +39,7 @@ void (*depthwise_fn(const PathKernels*))(const detail::DepthwiseArgs&) {
   return detail::s8_dwconv_smlad;
 }
 #else
-void (*gemm_s8_fn(const PathKernels* t))(const GemmS8Args&) {
+void (*gemm_s8_fn(const PathKernels* t, bool /*s4*/))(const GemmS8Args&) {
   return t->gemm_s8 != nullptr ? t->gemm_s8 : detail::reference_kernels()->gemm_s8;
 }
 void (*gemm_s32_fn(const PathKernels* t))(const GemmS32Args&) {
@@ -79,9 +79,12 @@ int64_t fc_need(const FcDims& d, const PathKernels* t, bool s4) {
   return gemm_s8_need(t, d.batch, d.out_features, d.in_features, s4);
 }
 
-Status fc_run(const Context& ctx, const FcParams& p, const Requant& rq, const FcDims& d,
-              const int8_t* input, const int8_t* w8, const uint8_t* w4, const int32_t* bias,
-              int8_t* output) {
+// Inlined into the s8 and s4 entry points, where w8 / w4 are constants: a single-path firmware
+// build then links only the kernels of the weight type it calls.
+[[gnu::always_inline]] inline Status fc_run(const Context& ctx, const FcParams& p,
+                                            const Requant& rq, const FcDims& d, const int8_t* input,
+                                            const int8_t* w8, const uint8_t* w4,
+                                            const int32_t* bias, int8_t* output) {
   Status s = check_fc(p, rq, d);
   if (s != Status::kOk) return s;
   const PathKernels* t = detail::path_kernels(ctx.path);
@@ -112,7 +115,7 @@ Status fc_run(const Context& ctx, const FcParams& p, const Requant& rq, const Fc
   g.act_min = p.act_min;
   g.act_max = p.act_max;
   g.scratch = need > 0 ? align_up(ctx.scratch, 0) : nullptr;
-  gemm_s8_fn(t)(g);
+  gemm_s8_fn(t, w4 != nullptr)(g);
   return Status::kOk;
 }
 
@@ -171,9 +174,11 @@ void fill_im2col(const ConvParams& p, const ConvDims& d, const ConvPlan& c, cons
   }
 }
 
-Status conv_run(const Context& ctx, const ConvParams& p, const Requant& rq, const ConvDims& d,
-                const int8_t* input, const int8_t* w8, const uint8_t* w4, const int32_t* bias,
-                int8_t* output) {
+[[gnu::always_inline]] inline Status conv_run(const Context& ctx, const ConvParams& p,
+                                              const Requant& rq, const ConvDims& d,
+                                              const int8_t* input, const int8_t* w8,
+                                              const uint8_t* w4, const int32_t* bias,
+                                              int8_t* output) {
   Status s = detail::check_conv_dims(p, d);
   if (s == Status::kOk) s = detail::check_offsets(p.input_offset, p.filter_offset, p.output_offset);
   if (s == Status::kOk) s = detail::check_activation(p.act_min, p.act_max);
@@ -210,16 +215,16 @@ Status conv_run(const Context& ctx, const ConvParams& p, const Requant& rq, cons
     g.shift = rq.per_channel ? rq.shift + first : rq.shift;
     if (w4 == nullptr) {
       g.b = w8 + first * c.kdim;
-      return gemm_s8_fn(t);
+      return gemm_s8_fn(t, false);
     }
     const int64_t nibble = first * c.kdim;
     g.b_s4 = w4 + nibble / 2;
     g.b_s4_first_nibble = static_cast<int32_t>(nibble % 2);
 #if defined(TINYQUANT_RT_ONLY_SMLAD)
-    return gemm_s8_fn(t);  // the smlad int4 kernel reads b_s4_first_nibble too
+    return gemm_s8_fn(t, true);  // the smlad int4 kernel reads b_s4_first_nibble too
 #else
     // Only the reference path reads b_s4_first_nibble.
-    return g.b_s4_first_nibble == 0 ? gemm_s8_fn(t) : detail::reference_kernels()->gemm_s8;
+    return g.b_s4_first_nibble == 0 ? gemm_s8_fn(t, true) : detail::reference_kernels()->gemm_s8;
 #endif
   };
 

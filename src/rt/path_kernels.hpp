@@ -131,7 +131,8 @@ const PathKernels* path_kernels(Path p) noexcept;
 // entry of every path alive, so --gc-sections could drop nothing; direct calls let a firmware
 // link keep only the kernels it calls.
 #if defined(TINYQUANT_RT_ONLY_SMLAD)
-void s8s8_gemm_smlad(const GemmS8Args& g);
+void s8s8_gemm_smlad(const GemmS8Args& g);        // int8 weights
+void s8s4_gemm_1x2c8_smlad(const GemmS8Args& g);  // packed int4 weights
 void s8s8_s32_gemm_2x2c4_smlad(const GemmS32Args& g);
 void s8_dwconv_smlad(const DepthwiseArgs& a);
 #endif

@@ -26,7 +26,7 @@
 
 namespace tinyquant::rt::detail {
 
-// The smlad path's kernels (one file each); s8s8_gemm_smlad picks among the gemm ones.
+// The smlad path's kernels (one file each); s8s8_gemm_smlad picks among the int8 gemm ones.
 void s8s8_gemm_smlad(const GemmS8Args& g);
 void s8s8_gemm_1x4c4_smlad(const GemmS8Args& g);  // any m, one activation row per pass
 void s8s8_gemm_2x2c4_smlad(const GemmS8Args& g);  // m >= 2: two activation rows per pass

@@ -13,9 +13,7 @@
 namespace tinyquant::rt::detail {
 
 void s8s8_gemm_smlad(const GemmS8Args& g) {
-  if (g.b_s4 != nullptr) {
-    s8s4_gemm_1x2c8_smlad(g);
-  } else if (g.m == 1) {
+  if (g.m == 1) {
     s8s8_gemm_1x4c4_smlad(g);
   } else {
     s8s8_gemm_2x2c4_smlad(g);
@@ -31,6 +29,14 @@ void s8_dwconv_smlad(const DepthwiseArgs& a) {
 }
 
 namespace {
+void gemm_smlad(const GemmS8Args& g) {
+  if (g.b_s4 != nullptr) {
+    s8s4_gemm_1x2c8_smlad(g);
+  } else {
+    s8s8_gemm_smlad(g);
+  }
+}
+
 int32_t no_gemm_s8_scratch(int32_t, int32_t, int32_t, bool) {
   return 0;
 }
@@ -39,7 +45,7 @@ int32_t no_gemm_s32_scratch(int32_t, int32_t, int32_t) {
 }
 
 constexpr PathKernels kSmladKernels = {
-    Path::kSmlad,    s8s8_gemm_smlad,    s8s8_s32_gemm_2x2c4_smlad,
+    Path::kSmlad,    gemm_smlad,         s8s8_s32_gemm_2x2c4_smlad,
     s8_dwconv_smlad, no_gemm_s8_scratch, no_gemm_s32_scratch,
 };
 }  // namespace
