@@ -64,7 +64,7 @@ void usage(std::FILE* to) {
       "usage: fashion_mnist [options]\n"
       "  --data-dir DIR     Fashion-MNIST IDX files (default " TINYQUANT_FMNIST_DATA_DIR
       ")\n"
-      "  --cache-dir DIR    where the trained model is cached (default $XDG_CACHE_HOME/tinyquant\n"
+      "  --cache-dir DIR    where trained models are cached (default $XDG_CACHE_HOME/tinyquant\n"
       "                     if set, else " TINYQUANT_FMNIST_CACHE_DIR
       ")\n"
       "  --seed N           init / shuffle seed (default 1)\n"
