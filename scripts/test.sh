@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: release build (with -Werror) of the library, tests, examples and
 # benchmarks (each benchmark runs once, briefly), packaging tests, the same suite under
-# ASan + UBSan, the threaded tests under TSan, the ARM targets under QEMU and a short fuzzing run.
-# Set TINYQUANT_SKIP="asan tsan arm fuzz" (any subset) to skip stages while iterating.
+# ASan + UBSan, the threaded tests under TSan, the examples under valgrind memcheck, the ARM
+# targets under QEMU and a short fuzzing run.
+# Set TINYQUANT_SKIP="valgrind asan tsan arm fuzz" (any subset) to skip stages while iterating.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh test
@@ -17,6 +18,11 @@ cmake --build build/release -j"$jobs"
 stage "release tests"
 ctest --test-dir build/release -j"$jobs" --output-on-failure --timeout 900
 
+if [[ $skip != *" valgrind "* ]]; then
+  stage "valgrind memcheck on the examples"
+  bash scripts/valgrind-examples.sh build/release
+fi
+
 if [[ $skip != *" asan "* ]]; then
   stage "ASan + UBSan build"
   cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -25,6 +31,19 @@ if [[ $skip != *" asan "* ]]; then
   stage "ASan + UBSan tests"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build/asan -j"$jobs" --output-on-failure --timeout 900 -LE package
+fi
+
+if [[ $skip != *" tsan "* ]]; then
+  # Only what starts threads: the parallel GEMM / FC split (include/tinyquant/parallel.hpp, with
+  # the run-time dispatch it calls from every thread) and observers calibrated on several threads.
+  stage "TSan build (threaded tests)"
+  cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTINYQUANT_SANITIZE=thread \
+    -DTINYQUANT_BUILD_BENCH=OFF -DTINYQUANT_BUILD_EXAMPLES=OFF -DTINYQUANT_BUILD_CLI=OFF >/dev/null
+  cmake --build build/tsan -j"$jobs" --target test_x86_paths test_observer_threads
+  stage "TSan tests"
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    ctest --test-dir build/tsan -j"$jobs" --output-on-failure --timeout 600 \
+    -R '^(Parallel|ObserverThreads)\.'
 fi
 
 if [[ $skip != *" arm "* ]] && [ -f scripts/arm-tests.sh ]; then
