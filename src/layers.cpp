@@ -141,12 +141,12 @@ void QuantizedLinear::build(const float* bias) {
     }
   }
   if (grouped) {
-    group_scales_q15_.resize(out * static_cast<size_t>(groups));
+    group_ratios_.resize(out * static_cast<size_t>(groups));
     for (size_t c = 0; c < out; ++c)
       for (int64_t g = 0; g < groups; ++g) {
         const size_t i = c * static_cast<size_t>(groups) + static_cast<size_t>(g);
-        const double r = std::round(static_cast<double>(ws[i]) / row_scale[c] * 32768.0);
-        group_scales_q15_[i] = static_cast<int32_t>(std::clamp(r, 1.0, 32768.0));
+        const double r = std::round(static_cast<double>(ws[i]) / row_scale[c] * 256.0);
+        group_ratios_[i] = static_cast<uint8_t>(std::clamp(r, 1.0, 256.0) - 1.0);
       }
   }
 
@@ -214,7 +214,7 @@ void QuantizedLinear::forward(const int8_t* input, int64_t batch, int8_t* output
   if (spec.granularity == Granularity::kPerGroup) {
     rt::GroupScales gs;
     gs.group_size = static_cast<int32_t>(spec.group_size);
-    gs.ratio_q15 = group_scales_q15_.data();
+    gs.ratio = group_ratios_.data();
     st = spec.bits <= 4
              ? rt::fully_connected_s4_grouped(ctx, params_, rq, dims, gs, input,
                                               weights_.data.data(), kernel_bias_.data(), output)
@@ -254,9 +254,11 @@ std::vector<int8_t> QuantizedLinear::forward(const std::vector<int8_t>& input,
 }
 
 int64_t QuantizedLinear::bytes() const {
+  const bool per_tensor = weights_.params.spec.granularity == Granularity::kPerTensor;
+  const int64_t requant_pairs = per_tensor ? 1 : static_cast<int64_t>(multipliers_.size());
   return static_cast<int64_t>(weights_.data.size()) +
-         4 * static_cast<int64_t>(kernel_bias_.size() + multipliers_.size() + shifts_.size()) +
-         4 * static_cast<int64_t>(group_scales_q15_.size());
+         4 * static_cast<int64_t>(kernel_bias_.size()) + 8 * requant_pairs +
+         static_cast<int64_t>(group_ratios_.size());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ TEST(QuantizedLinear, ApproximatesTheFloatLayer) {
   std::vector<int8_t> xq(xf.size());
   for (size_t i = 0; i < xf.size(); ++i) xq[i] = quantize_activation(xf[i], ip);
   // Against the float layer evaluated with the layer's own dequantized weights and inputs, only
-  // the bias, requantization and (grouped) Q15 ratio roundings remain: about one output step.
+  // the bias, requantization and (grouped) 8-bit ratio roundings remain: about one output step.
   QuantSpec g4 = QuantSpec::int4_per_group(32, 1);
   for (const QuantSpec& spec : {QuantSpec::int8_weights_per_channel(0), g4}) {
     const QuantizedLinear layer(w.data(), out, in, bias.data(), spec, ip, op);
@@ -273,10 +273,10 @@ TEST(Layers, BadArguments) {
   }
 }
 
-TEST(GroupedKernel, RejectsBadArgumentsAndLeavesOutputAlone) {
+TEST(GroupedKernel, HandComputedAndBadArguments) {
   const int8_t x[4] = {1, 2, 3, 4};
-  const uint8_t w[2] = {0x21, 0x43};  // 1, 2, 3, 4
-  int32_t ratio[2] = {32768, 16384};
+  const uint8_t w[2] = {0x21, 0x43};    // 1, 2, 3, 4
+  const uint8_t ratio[2] = {255, 127};  // r = 256 (the row's largest scale) and 128 (half)
   const int32_t mult = 1 << 30, shift = 0;
   rt::Requant rq;
   rq.multiplier = &mult;
@@ -290,22 +290,26 @@ TEST(GroupedKernel, RejectsBadArgumentsAndLeavesOutputAlone) {
   ASSERT_EQ(rt::fully_connected_s4_grouped(ctx, rt::FcParams{}, rq, dims, gs, x, w, nullptr, &y),
             rt::Status::kOk);
   EXPECT_EQ(y, 9);
+  // The same through int8 weights.
+  const int8_t w8[4] = {1, 2, 3, 4};
+  y = 0;
+  ASSERT_EQ(rt::fully_connected_s8_grouped(ctx, rt::FcParams{}, rq, dims, gs, x, w8, nullptr, &y),
+            rt::Status::kOk);
+  EXPECT_EQ(y, 9);
   y = 99;
   gs.group_size = 0;
   EXPECT_EQ(rt::fully_connected_s4_grouped(ctx, rt::FcParams{}, rq, dims, gs, x, w, nullptr, &y),
             rt::Status::kBadArgument);
   gs.group_size = 2;
-  ratio[1] = 0;
-  EXPECT_EQ(rt::fully_connected_s4_grouped(ctx, rt::FcParams{}, rq, dims, gs, x, w, nullptr, &y),
-            rt::Status::kBadArgument);
-  ratio[1] = 40000;
-  EXPECT_EQ(rt::fully_connected_s4_grouped(ctx, rt::FcParams{}, rq, dims, gs, x, w, nullptr, &y),
-            rt::Status::kBadArgument);
-  ratio[1] = 1;
   EXPECT_EQ(
       rt::fully_connected_s4_grouped(ctx, rt::FcParams{}, rq, dims, gs, x, nullptr, nullptr, &y),
       rt::Status::kNullPointer);
-  gs.ratio_q15 = nullptr;
+  rt::FcParams bad;
+  bad.act_min = 5;
+  bad.act_max = 4;
+  EXPECT_EQ(rt::fully_connected_s4_grouped(ctx, bad, rq, dims, gs, x, w, nullptr, &y),
+            rt::Status::kBadActivationRange);
+  gs.ratio = nullptr;
   EXPECT_EQ(rt::fully_connected_s4_grouped(ctx, rt::FcParams{}, rq, dims, gs, x, w, nullptr, &y),
             rt::Status::kNullPointer);
   EXPECT_EQ(y, 99);

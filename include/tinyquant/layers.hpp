@@ -67,13 +67,17 @@ class QuantizedLinear {
   const QTensor& weights() const noexcept { return weights_; }
   const ActivationParams& input_params() const noexcept { return input_; }
   const ActivationParams& output_params() const noexcept { return output_; }
-  // Per output channel: the bias the kernel sees (input offset folded in), multiplier, shift.
+  // Per output channel: the bias the kernel sees (input offset folded in), multiplier, shift
+  // (per-tensor weights: every entry equal; the kernel reads the first).
   const std::vector<int32_t>& kernel_bias() const noexcept { return kernel_bias_; }
   const std::vector<int32_t>& multipliers() const noexcept { return multipliers_; }
   const std::vector<int32_t>& shifts() const noexcept { return shifts_; }
-  const std::vector<int32_t>& group_scales_q15() const noexcept { return group_scales_q15_; }
+  // Grouped weights: per group, its scale's ratio to the row's largest (see rt/grouped.hpp).
+  const std::vector<uint8_t>& group_ratios() const noexcept { return group_ratios_; }
+  rt::Rounding rounding() const noexcept { return rounding_; }
   const rt::FcParams& kernel_params() const noexcept { return params_; }
-  // Bytes a device stores: weights + int32 bias + multipliers and shifts (+ group scales).
+  // Bytes a device stores: weights + int32 bias + multipliers and shifts (one pair for
+  // per-tensor weights) + one ratio byte per group for grouped weights.
   int64_t bytes() const;
 
  private:
@@ -86,7 +90,7 @@ class QuantizedLinear {
   rt::FcParams params_;
   rt::Rounding rounding_ = rt::Rounding::kDouble;
   std::vector<int32_t> kernel_bias_, multipliers_, shifts_;
-  std::vector<int32_t> group_scales_q15_;  // grouped weights only
+  std::vector<uint8_t> group_ratios_;  // grouped weights only
 };
 
 enum class Padding : uint8_t { kValid = 0, kSame = 1 };

@@ -19,7 +19,7 @@ Status run(const Context& ctx, const FcParams& p, const Requant& rq, const FcDim
            const int32_t* bias, int8_t* output) noexcept {
   (void)ctx;
   if (input == nullptr || (w8 == nullptr && w4 == nullptr) || output == nullptr ||
-      g.ratio_q15 == nullptr) {
+      g.ratio == nullptr) {
     return Status::kNullPointer;
   }
   Status s = detail::check_fc_dims(d);
@@ -32,16 +32,13 @@ Status run(const Context& ctx, const FcParams& p, const Requant& rq, const FcDim
   s = detail::check_requant(rq, d.out_features);
   if (s != Status::kOk) return s;
   const int32_t groups = (d.in_features - 1) / g.group_size + 1;
-  for (int64_t i = 0; i < int64_t{d.out_features} * groups; ++i) {
-    if (g.ratio_q15[i] < 1 || g.ratio_q15[i] > (1 << 15)) return Status::kBadArgument;
-  }
 
   const int32_t k_total = d.in_features;
   for (int32_t b = 0; b < d.batch; ++b) {
     const int8_t* x = input + int64_t{b} * k_total;
     for (int32_t o = 0; o < d.out_features; ++o) {
       const int64_t row = int64_t{o} * k_total;
-      const int32_t* ratio = g.ratio_q15 + int64_t{o} * groups;
+      const uint8_t* ratio = g.ratio + int64_t{o} * groups;
       int64_t total = 0;
       for (int32_t gi = 0; gi < groups; ++gi) {
         const int32_t k0 = gi * g.group_size;
@@ -52,9 +49,9 @@ Status run(const Context& ctx, const FcParams& p, const Requant& rq, const FcDim
           const int32_t wv = weight_at(w8, w4, row + k) + p.filter_offset;
           acc = wrap_add(acc, wrap_mul(xv, wv));
         }
-        total += int64_t{acc} * ratio[gi];
+        total += int64_t{acc} * (int32_t{ratio[gi]} + 1);
       }
-      const int32_t t = static_cast<int32_t>((total + (int64_t{1} << 14)) >> 15);
+      const int32_t t = static_cast<int32_t>((total + (int64_t{1} << 7)) >> 8);
       const int32_t acc = wrap_add(bias != nullptr ? bias[o] : 0, t);
       const int32_t c = rq.per_channel ? o : 0;
       int32_t out = requantize(acc, rq.multiplier[c], rq.shift[c], rq.rounding) + p.output_offset;
