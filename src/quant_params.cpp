@@ -16,9 +16,12 @@ const char* to_string(Scheme s) noexcept {
 
 const char* to_string(Granularity g) noexcept {
   switch (g) {
-    case Granularity::kPerTensor: return "per-tensor";
-    case Granularity::kPerChannel: return "per-channel";
-    case Granularity::kPerGroup: return "per-group";
+    case Granularity::kPerTensor:
+      return "per-tensor";
+    case Granularity::kPerChannel:
+      return "per-channel";
+    case Granularity::kPerGroup:
+      return "per-group";
   }
   return "unknown";
 }
@@ -55,7 +58,9 @@ QuantSpec QuantSpec::int8_weights_per_channel(int axis) {
   return s;
 }
 
-QuantSpec QuantSpec::int8_activations() { return QuantSpec{}; }
+QuantSpec QuantSpec::int8_activations() {
+  return QuantSpec{};
+}
 
 QuantSpec QuantSpec::int4_per_group(int64_t group, int axis) {
   QuantSpec s;
@@ -97,8 +102,8 @@ void QuantParams::validate(const Shape& shape) const {
       static_cast<int64_t>(zero_points.size()) != l.count)
     fail<ShapeError>(
         "quant params: {} scales and {} zero points, but a {} {}-bit spec on shape {} needs {}",
-        scales.size(), zero_points.size(), to_string(spec.granularity), spec.bits,
-        to_string(shape), l.count);
+        scales.size(), zero_points.size(), to_string(spec.granularity), spec.bits, to_string(shape),
+        l.count);
   const int32_t lo = spec.qmin(), hi = spec.qmax();
   for (size_t i = 0; i < scales.size(); ++i) {
     if (!std::isfinite(scales[i]) || !(scales[i] > 0.0f))
@@ -171,9 +176,10 @@ QuantParams params_from_ranges(const QuantSpec& spec, const Shape& shape,
     p.zero_points[i] = sz.zero_point;
   }
   if (!any_nonzero)
-    fail<DataError>("params_from_ranges: zero range: every observed value is 0 (shape {}, {}), "
-                    "so there is no scale to calibrate",
-                    to_string(shape), to_string(spec.granularity));
+    fail<DataError>(
+        "params_from_ranges: zero range: every observed value is 0 (shape {}, {}), "
+        "so there is no scale to calibrate",
+        to_string(shape), to_string(spec.granularity));
   return p;
 }
 
@@ -226,6 +232,52 @@ void ranges_of(const float* data, const Shape& shape, const QuantSpec& spec,
 QuantParams params_for(const float* data, const Shape& shape, const QuantSpec& spec) {
   std::vector<float> mins, maxs;
   ranges_of(data, shape, spec, &mins, &maxs);
+  return params_from_ranges(spec, shape, mins, maxs);
+}
+
+QuantParams params_for_mse(const float* data, const Shape& shape, const QuantSpec& spec, int steps,
+                           float min_ratio) {
+  if (steps < 1) fail<InvalidArgument>("params_for_mse: steps = {} must be >= 1", steps);
+  if (!(min_ratio > 0.0f && min_ratio <= 1.0f))
+    fail<InvalidArgument>("params_for_mse: min_ratio = {} must be in (0, 1]", min_ratio);
+  std::vector<float> mins, maxs;
+  ranges_of(data, shape, spec, &mins, &maxs);
+  const ParamLayout l = param_layout(spec, shape);
+  const int64_t n = numel(shape);
+  // Bucket the elements by parameter (counting sort) so each search reads one contiguous run.
+  std::vector<int64_t> start(static_cast<size_t>(l.count) + 1, 0);
+  for (int64_t i = 0; i < n; ++i) ++start[static_cast<size_t>(l.param_index(i)) + 1];
+  for (size_t p = 1; p < start.size(); ++p) start[p] += start[p - 1];
+  std::vector<float> bucket(static_cast<size_t>(n));
+  {
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t i = 0; i < n; ++i)
+      bucket[static_cast<size_t>(fill[static_cast<size_t>(l.param_index(i))]++)] = data[i];
+  }
+  const double qmin = spec.qmin(), qmax = spec.qmax();
+  for (size_t p = 0; p < mins.size(); ++p) {
+    const float* v = bucket.data() + start[p];
+    const int64_t m = start[p + 1] - start[p];
+    double best_err = std::numeric_limits<double>::infinity();
+    float best_ratio = 1.0f;
+    for (int s = 0; s <= steps; ++s) {
+      const float a = 1.0f - (1.0f - min_ratio) * static_cast<float>(s) / static_cast<float>(steps);
+      const ScaleZeroPoint sz = choose_scale_zero_point(a * mins[p], a * maxs[p], spec);
+      const double scale = sz.scale;
+      double err = 0.0;
+      for (int64_t i = 0; i < m; ++i) {
+        const double q = std::clamp(std::round(v[i] / scale) + sz.zero_point, qmin, qmax);
+        const double d = scale * (q - sz.zero_point) - v[i];
+        err += d * d;
+      }
+      if (err < best_err) {
+        best_err = err;
+        best_ratio = a;
+      }
+    }
+    mins[p] *= best_ratio;
+    maxs[p] *= best_ratio;
+  }
   return params_from_ranges(spec, shape, mins, maxs);
 }
 

@@ -191,7 +191,8 @@ TEST(ParamsFor, PerChannelMatchesPlainLoops) {
         for (int64_t j = 0; j < 7; ++j)
           for (int64_t k = 0; k < 5; ++k) {
             const int64_t idx[3] = {i, j, k};
-            if (idx[axis] == c) amax = std::max(amax, std::fabs(w[static_cast<size_t>((i * 7 + j) * 5 + k)]));
+            if (idx[axis] == c)
+              amax = std::max(amax, std::fabs(w[static_cast<size_t>((i * 7 + j) * 5 + k)]));
           }
       EXPECT_FLOAT_EQ(p.scales[static_cast<size_t>(c)], amax / 127.0f);
       EXPECT_EQ(p.zero_points[static_cast<size_t>(c)], 0);
@@ -243,4 +244,62 @@ TEST(QuantParamsValidate, CatchesInconsistentParams) {
   p.scales[1] = 0.2f;
   p.zero_points[0] = 3;
   EXPECT_THROW(p.validate(Shape{2, 3}), InvalidArgument);  // symmetric needs 0
+}
+
+// The MSE search against a brute force written here: every grid ratio tried on each channel's
+// elements directly, the error computed from the definition.
+TEST(ParamsForMse, MatchesBruteForceAndNeverLosesToMinMax) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> n(0.0f, 1.0f);
+  const Shape shape{6, 64};
+  std::vector<float> w(6 * 64);
+  for (float& v : w) v = n(rng);
+  w[5] = 9.0f;        // an outlier in channel 0
+  w[64 + 7] = -7.5f;  // and in channel 1
+  for (int bits : {4, 8}) {
+    QuantSpec spec = QuantSpec::int8_weights_per_channel(0);
+    spec.bits = bits;
+    const QuantParams mse = params_for_mse(w.data(), shape, spec, 20, 0.4f);
+    const QuantParams plain = params_for(w.data(), shape, spec);
+    for (int c = 0; c < 6; ++c) {
+      auto err_at = [&](double scale) {
+        double e = 0;
+        for (int k = 0; k < 64; ++k) {
+          const double x = w[static_cast<size_t>(c * 64 + k)];
+          const double q = std::fmin(std::fmax(std::round(x / scale), spec.qmin()), spec.qmax());
+          e += (scale * q - x) * (scale * q - x);
+        }
+        return e;
+      };
+      float amax = 0;
+      for (int k = 0; k < 64; ++k)
+        amax = std::max(amax, std::fabs(w[static_cast<size_t>(c * 64 + k)]));
+      double best = 1e300;
+      float best_scale = 0;
+      for (int s = 0; s <= 20; ++s) {
+        const float a = 1.0f - 0.6f * static_cast<float>(s) / 20.0f;
+        const float scale = static_cast<float>(double{a * amax} / spec.qmax());
+        const double e = err_at(scale);
+        if (e < best) {
+          best = e;
+          best_scale = scale;
+        }
+      }
+      EXPECT_FLOAT_EQ(mse.scales[static_cast<size_t>(c)], best_scale)
+          << "bits " << bits << " c " << c;
+      EXPECT_LE(err_at(mse.scales[static_cast<size_t>(c)]),
+                err_at(plain.scales[static_cast<size_t>(c)]));
+    }
+    // The outlier channels are clipped at 4 bits: a real gain, not a tie.
+    if (bits == 4) {
+      EXPECT_LT(mse.scales[0], plain.scales[0]);
+    }
+  }
+  try {
+    params_for_mse(w.data(), shape, QuantSpec{}, 0);
+    FAIL();
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("steps = 0"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(params_for_mse(w.data(), shape, QuantSpec{}, 10, 0.0f), InvalidArgument);
 }

@@ -37,38 +37,40 @@ const char* to_string(Granularity g) noexcept;
 
 // What the user asks for; QuantParams adds the numbers.
 struct QuantSpec {
-  int bits = 8;                 // 2..8, or 16
+  int bits = 8;  // 2..8, or 16
   Scheme scheme = Scheme::kAffine;
-  bool narrow_range = false;    // qmin = -(2^(bits-1) - 1)
+  bool narrow_range = false;  // qmin = -(2^(bits-1) - 1)
   Granularity granularity = Granularity::kPerTensor;
-  int axis = 0;                 // channel / group axis; negative counts from the end
-  int64_t group_size = 0;       // per-group only, >= 1
+  int axis = 0;            // channel / group axis; negative counts from the end
+  int64_t group_size = 0;  // per-group only, >= 1
 
   int32_t qmin() const;
   int32_t qmax() const;
   // Throws InvalidArgument for bits outside {2..8, 16} or group_size < 1 with per-group.
   void validate() const;
 
-  static QuantSpec int8_weights_per_channel(int axis = 0);   // symmetric, narrow, per-channel
-  static QuantSpec int8_activations();                       // affine, per-tensor
+  static QuantSpec int8_weights_per_channel(int axis = 0);        // symmetric, narrow, per-channel
+  static QuantSpec int8_activations();                            // affine, per-tensor
   static QuantSpec int4_per_group(int64_t group, int axis = -1);  // symmetric, narrow
 };
 
 // Where each element's parameters live, for a given spec and shape (see the header comment).
 struct ParamLayout {
-  int64_t outer = 1;    // product of extents before the axis
-  int64_t axis_len = 1; // extent of the axis
-  int64_t inner = 1;    // product of extents after the axis
-  int64_t groups = 1;   // per-group: ceil(axis_len / group_size)
-  int64_t count = 1;    // number of (scale, zero point) pairs
+  int64_t outer = 1;     // product of extents before the axis
+  int64_t axis_len = 1;  // extent of the axis
+  int64_t inner = 1;     // product of extents after the axis
+  int64_t groups = 1;    // per-group: ceil(axis_len / group_size)
+  int64_t count = 1;     // number of (scale, zero point) pairs
   Granularity granularity = Granularity::kPerTensor;
   int64_t group_size = 1;
 
   // Parameter index of the element at flat row-major index i.
   int64_t param_index(int64_t i) const noexcept {
     switch (granularity) {
-      case Granularity::kPerTensor: return 0;
-      case Granularity::kPerChannel: return (i / inner) % axis_len;
+      case Granularity::kPerTensor:
+        return 0;
+      case Granularity::kPerChannel:
+        return (i / inner) % axis_len;
       case Granularity::kPerGroup: {
         const int64_t in = i % inner;
         const int64_t a = (i / inner) % axis_len;
@@ -115,5 +117,13 @@ void ranges_of(const float* data, const Shape& shape, const QuantSpec& spec,
 
 // Convenience: ranges_of + params_from_ranges (weights are their own calibration data).
 QuantParams params_for(const float* data, const Shape& shape, const QuantSpec& spec);
+
+// Like params_for, but each parameter's range [min, max] is shrunk to [a * min, a * max] with the
+// clip ratio a, from the grid 1, 1 - (1 - min_ratio) / steps, ..., min_ratio, that minimises the
+// squared error of quantizing that parameter's own elements (round half away from zero; the
+// first best ratio on ties). Clipping a few outliers buys finer steps for everything else: the
+// usual remedy for int4 weights. steps >= 1, min_ratio in (0, 1]; InvalidArgument otherwise.
+QuantParams params_for_mse(const float* data, const Shape& shape, const QuantSpec& spec,
+                           int steps = 40, float min_ratio = 0.5f);
 
 }  // namespace tinyquant
