@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <set>
 
 #include "../detail/check.hpp"
@@ -177,7 +178,12 @@ void validate_entry(const ModelEntry& e, const std::string& where) {
   }
   if (e.format == 0) {
     const ModelPart& d = e.part("data");
-    const uint64_t want = static_cast<uint64_t>((n * element_bits(e.storage) + 7) / 8);
+    const int64_t bits = element_bits(e.storage);
+    if (n > (std::numeric_limits<int64_t>::max() - 7) / bits)
+      fail<InvalidArgument>("{}: dense {} data of shape {} needs more than 2^63 bytes, has {}",
+                            where, to_string(e.storage), tinyquant::to_string(e.shape),
+                            d.bytes.size());
+    const uint64_t want = static_cast<uint64_t>((n * bits + 7) / 8);
     if (d.bytes.size() != want)
       fail<InvalidArgument>("{}: dense {} data of shape {} needs {} bytes, has {}", where,
                             to_string(e.storage), tinyquant::to_string(e.shape), want,
