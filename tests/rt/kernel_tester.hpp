@@ -54,8 +54,8 @@ inline std::string unsupported_reason(Path p) {
 
 // Every path that can exist, so a suite lists each (and skips the ones this machine lacks).
 inline std::vector<Path> all_paths() {
-  return {Path::kReference,  Path::kSmlad, Path::kAvx2,
-          Path::kAvx512Vnni, Path::kNeon,  Path::kNeonDot};
+  return {Path::kReference, Path::kSmlad, Path::kAvx2,    Path::kAvx512Vnni,
+          Path::kAmx,       Path::kNeon,  Path::kNeonDot};
 }
 
 constexpr size_t kGuard = 16;
