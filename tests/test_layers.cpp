@@ -139,35 +139,49 @@ TEST(QuantizedLinear, ApproximatesTheFloatLayer) {
 }
 
 TEST(QuantizedLinear, GroupedMatchesItsDefinition) {
-  const int64_t out = 9, in = 70, batch = 2;  // groups of 32: 32 + 32 + 6
-  const std::vector<float> w = randn(static_cast<size_t>(out * in), 0.2f, 8);
-  const ActivationParams ip{0.03f, 5}, op{0.2f, -3};
-  std::vector<int8_t> x(static_cast<size_t>(batch * in));
-  std::mt19937 rng(9);
-  for (int8_t& v : x) v = static_cast<int8_t>(static_cast<int>(rng() % 256) - 128);
-  const QuantizedLinear layer(w.data(), out, in, nullptr, QuantSpec::int4_per_group(32, 1), ip, op);
-  const QTensor& q = layer.weights();
-  const std::vector<int8_t> y = layer.forward(x);
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t c = 0; c < out; ++c) {
-      double row_max = 0;
-      for (int g = 0; g < 3; ++g)
-        row_max = std::max(row_max, double{q.params.scales[static_cast<size_t>(c * 3 + g)]});
-      int64_t total = 0;
-      for (int g = 0; g < 3; ++g) {
-        int64_t acc = 0;
-        for (int64_t k = g * 32; k < std::min<int64_t>(in, (g + 1) * 32); ++k)
-          acc += int64_t{x[static_cast<size_t>(b * in + k)] - ip.zero_point} * q.value(c * in + k);
-        const int64_t r =
-            std::llround(q.params.scales[static_cast<size_t>(c * 3 + g)] / row_max * 32768.0);
-        total += acc * r;
+  struct Config {
+    int64_t out, in, group;
+    int bits;
+  };
+  // Groups of 32 with a short tail (32 + 32 + 6); odd rows whose groups start mid-byte; and groups
+  // longer than the kernel's 256-weight decoding chunk, int4 and int8.
+  for (const Config cfg : {Config{9, 70, 32, 4}, Config{5, 71, 16, 4}, Config{3, 1300, 600, 4},
+                           Config{4, 777, 300, 8}}) {
+    const int64_t out = cfg.out, in = cfg.in, batch = 2, groups = (in + cfg.group - 1) / cfg.group;
+    const std::vector<float> w = randn(static_cast<size_t>(out * in), 0.2f, 8);
+    const ActivationParams ip{0.03f, 5}, op{0.2f, -3};
+    std::vector<int8_t> x(static_cast<size_t>(batch * in));
+    std::mt19937 rng(9);
+    for (int8_t& v : x) v = static_cast<int8_t>(static_cast<int>(rng() % 256) - 128);
+    QuantSpec spec = QuantSpec::int4_per_group(cfg.group, 1);
+    spec.bits = cfg.bits;
+    const QuantizedLinear layer(w.data(), out, in, nullptr, spec, ip, op);
+    const QTensor& q = layer.weights();
+    const std::vector<int8_t> y = layer.forward(x);
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t c = 0; c < out; ++c) {
+        double row_max = 0;
+        for (int64_t g = 0; g < groups; ++g)
+          row_max = std::max(row_max, double{q.params.scales[static_cast<size_t>(c * groups + g)]});
+        int64_t total = 0;
+        for (int64_t g = 0; g < groups; ++g) {
+          int64_t acc = 0;
+          for (int64_t k = g * cfg.group; k < std::min(in, (g + 1) * cfg.group); ++k)
+            acc +=
+                int64_t{x[static_cast<size_t>(b * in + k)] - ip.zero_point} * q.value(c * in + k);
+          const int64_t r = std::clamp<int64_t>(
+              std::llround(q.params.scales[static_cast<size_t>(c * groups + g)] / row_max * 256.0),
+              1, 256);
+          total += acc * r;
+        }
+        const int32_t t = static_cast<int32_t>((total + (1 << 7)) >> 8);
+        int32_t mult = 0;
+        const int32_t shift = requant_oracle_inputs(ip.scale * row_max / op.scale, &mult);
+        const int32_t v = std::clamp(rt::requantize(t, mult, shift) + op.zero_point, -128, 127);
+        EXPECT_EQ(y[static_cast<size_t>(b * out + c)], v)
+            << "in " << in << " group " << cfg.group << " b " << b << " c " << c;
       }
-      const int32_t t = static_cast<int32_t>((total + (1 << 14)) >> 15);
-      int32_t mult = 0;
-      const int32_t shift = requant_oracle_inputs(ip.scale * row_max / op.scale, &mult);
-      const int32_t v = std::clamp(rt::requantize(t, mult, shift) + op.zero_point, -128, 127);
-      EXPECT_EQ(y[static_cast<size_t>(b * out + c)], v) << "b " << b << " c " << c;
-    }
+  }
 }
 
 TEST(QuantizedConv2d, MatchesDirectIntegerConvolution) {

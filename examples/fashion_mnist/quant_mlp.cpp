@@ -55,8 +55,18 @@ QuantMlp quantize_mlp(const FloatMlp& mlp, const std::vector<ActRange>& ranges,
     const DenseLayer& f = mlp.layers[i];
     const tq::ActivationParams out =
         tq::ActivationParams::from_range(ranges[i + 1].min, ranges[i + 1].max);
-    q.layers.emplace_back(f.w.data(), f.w.rows(), f.w.cols(), f.b.data(), weight_spec, in, out,
-                          mlp.is_hidden(i) ? tq::Activation::kRelu : tq::Activation::kNone);
+    const tq::Activation act = mlp.is_hidden(i) ? tq::Activation::kRelu : tq::Activation::kNone;
+    if (weight_spec.bits <= 4) {
+      // 4-bit weights: each channel's / group's range clipped where that lowers its squared
+      // error, so a few outliers do not waste the 15 levels.
+      const tq::Shape shape{f.w.rows(), f.w.cols()};
+      tq::QTensor qw =
+          tq::quantize(f.w.data(), shape, tq::params_for_mse(f.w.data(), shape, weight_spec));
+      q.layers.emplace_back(std::move(qw), f.b.data(), in, out, act);
+    } else {
+      q.layers.emplace_back(f.w.data(), f.w.rows(), f.w.cols(), f.b.data(), weight_spec, in, out,
+                            act);
+    }
     const tq::QuantizedLinear& l = q.layers.back();
     const tq::QTensor& w = l.weights();
     const tq::QuantSpec& spec = w.params.spec;
@@ -65,7 +75,7 @@ QuantMlp quantize_mlp(const FloatMlp& mlp, const std::vector<ActRange>& ranges,
     b.bias = 4 * l.out_features();
     const int64_t requant_pairs =
         spec.granularity == tq::Granularity::kPerTensor ? 1 : l.out_features();
-    b.params = 8 * requant_pairs + 4 * static_cast<int64_t>(l.group_scales_q15().size());
+    b.params = 8 * requant_pairs + static_cast<int64_t>(l.group_ratios().size());
     std::optional<tq::SparseMatrix> sparse;
     if (sparse_storage) {
       const std::vector<int8_t> values = int_weights(w);

@@ -684,7 +684,7 @@ TEST(QuantMlp, BytesAreTheChoosersWeightsPlusBiasAndParameters) {
       const int64_t weights = tinyquant::choose_format(v.data(), out, in, opt).best_bytes;
       const int64_t groups = int4 ? out * ((in + 31) / 32) : 0;
       EXPECT_EQ(q.bytes[i].weights, weights) << i;
-      want += weights + 4 * out + 8 * out + 4 * groups;
+      want += weights + 4 * out + 8 * out + groups;  // one ratio byte per group
     }
     EXPECT_EQ(q.total_bytes(), want) << spec.bits;
   }

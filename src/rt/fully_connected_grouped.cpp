@@ -7,11 +7,28 @@
 namespace tinyquant::rt {
 namespace {
 
-inline int32_t weight_at(const int8_t* w8, const uint8_t* w4, int64_t i) noexcept {
-  if (w8 != nullptr) return w8[i];
-  const uint8_t byte = w4[i >> 1];
-  const int32_t nibble = (i & 1) ? (byte >> 4) : (byte & 0x0F);
-  return nibble >= 8 ? nibble - 16 : nibble;
+constexpr int32_t kChunk = 256;  // weights decoded per step: (255 * 255) * 256 < 2^31
+
+// Weights [i, i + n) of the row-major stream as int8, n <= kChunk. Branch-free so it vectorises.
+inline void decode(const int8_t* w8, const uint8_t* w4, int64_t i, int32_t n,
+                   int8_t* out) noexcept {
+  if (w8 != nullptr) {
+    for (int32_t t = 0; t < n; ++t) out[t] = w8[i + t];
+    return;
+  }
+  int32_t t = 0;
+  if ((i & 1) != 0) {  // starts on a high nibble
+    out[t++] = static_cast<int8_t>(((w4[i >> 1] >> 4) ^ 8) - 8);
+  }
+  const uint8_t* src = w4 + ((i + t) >> 1);
+  const int32_t pairs = (n - t) / 2;
+  for (int32_t j = 0; j < pairs; ++j) {  // two weights per byte, low nibble first
+    const int32_t byte = src[j];
+    out[t + 2 * j] = static_cast<int8_t>(((byte & 0x0F) ^ 8) - 8);
+    out[t + 2 * j + 1] = static_cast<int8_t>(((byte >> 4) ^ 8) - 8);
+  }
+  t += 2 * pairs;
+  if (t < n) out[t] = static_cast<int8_t>(((src[pairs] & 0x0F) ^ 8) - 8);
 }
 
 Status run(const Context& ctx, const FcParams& p, const Requant& rq, const FcDims& d,
@@ -44,10 +61,14 @@ Status run(const Context& ctx, const FcParams& p, const Requant& rq, const FcDim
         const int32_t k0 = gi * g.group_size;
         const int32_t k1 = k0 + g.group_size < k_total ? k0 + g.group_size : k_total;
         int32_t acc = 0;
-        for (int32_t k = k0; k < k1; ++k) {
-          const int32_t xv = x[k] + p.input_offset;
-          const int32_t wv = weight_at(w8, w4, row + k) + p.filter_offset;
-          acc = wrap_add(acc, wrap_mul(xv, wv));
+        for (int32_t c0 = k0; c0 < k1; c0 += kChunk) {
+          const int32_t n = k1 - c0 < kChunk ? k1 - c0 : kChunk;
+          int8_t wv[kChunk];
+          decode(w8, w4, row + c0, n, wv);
+          int32_t part = 0;  // |part| < 255 * 255 * kChunk: no overflow
+          for (int32_t t = 0; t < n; ++t)
+            part += (x[c0 + t] + p.input_offset) * (wv[t] + p.filter_offset);
+          acc = wrap_add(acc, part);
         }
         total += int64_t{acc} * (int32_t{ratio[gi]} + 1);
       }
