@@ -408,14 +408,9 @@ TEST(ErrorCatalogue, E49) {
                     "export-c: entry 'conv_w' maps to the C name 'model_conv_w' already used");
 }
 
-// Known open bug, found by fuzz_c_export: an entry name is copied into a C comment unescaped, so
-// "*/" in a name ends the comment and the rest of the name becomes code. Expected fix: reject
-// such names or escape them; until then the test is skipped unless TINYQUANT_KNOWN_BUGS=1.
+// Found by fuzz_c_export: an entry name is copied into a C comment, so "*/" in a name used to end
+// the comment and turn the rest of the name into code. Names are now escaped in comments.
 TEST(ErrorCatalogue, E65) {
-  const char* env = std::getenv("TINYQUANT_KNOWN_BUGS");
-  if (env == nullptr || env[0] != '1')
-    GTEST_SKIP() << "known bug: entry names are not escaped in export comments (see E65 in "
-                    "docs/errors.md); set TINYQUANT_KNOWN_BUGS=1 to run";
   io::Model m = small_model();
   m.entries[0].name = "w */ int x = 1; /*";
   std::string text;
@@ -439,23 +434,16 @@ TEST(ErrorCatalogue, E65) {
   EXPECT_EQ(code.find("int x = 1"), std::string::npos) << text;
 }
 
-// Known open bug, found by fuzz_model and fuzz_c_export: a dense entry whose shape has a huge
-// element count overflows int64 in the byte count check (src/io/model_file.cpp), undefined
-// behaviour that UBSan aborts on and that a release build turns into a wrong "needs N bytes".
-// Skipped unless TINYQUANT_KNOWN_BUGS=1 until the check is done without overflow.
+// Found by fuzz_model and fuzz_c_export: a dense entry whose shape has a huge element count used
+// to overflow int64 in the byte count check (src/io/model_file.cpp); it is now rejected first.
 TEST(ErrorCatalogue, E66) {
-  const char* env = std::getenv("TINYQUANT_KNOWN_BUGS");
-  if (env == nullptr || env[0] != '1')
-    GTEST_SKIP() << "known bug: element count x bits overflows in parse_model (see E66 in "
-                    "docs/errors.md); set TINYQUANT_KNOWN_BUGS=1 to run";
   const std::vector<uint8_t> b =
       io::read_file_bytes(TINYQUANT_FUZZ_DIR "/regressions/model_numel_overflow_1.tqm");
   const std::string what = message_of<FormatError>([&] { io::parse_model(b.data(), b.size()); });
   EXPECT_NE(what.find("entry 0 ('9 lives/x-y'): dense float32 data of shape [3530822107858468868]"),
             std::string::npos)
       << what;
-  EXPECT_NE(what.find("has 16"), std::string::npos) << what;
-  EXPECT_EQ(what.find("needs 288230376151711760 bytes"), std::string::npos) << "wrapped: " << what;
+  EXPECT_NE(what.find("needs more than 2^63 bytes, has 16"), std::string::npos) << what;
 }
 
 // ---- metrics, parallel ----------------------------------------------------------------------

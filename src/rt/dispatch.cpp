@@ -15,6 +15,9 @@
 #include <cstdlib>
 #include <cstring>
 #endif
+#if defined(TINYQUANT_HAVE_X86_PATHS)
+#include <cpuid.h>
+#endif
 #if defined(TINYQUANT_HAVE_X86_PATHS) && !defined(TINYQUANT_RT_FREESTANDING) && defined(__linux__)
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -65,8 +68,12 @@ bool amx_usable() noexcept {
 #else
   const int32_t state = g_amx_state.load(std::memory_order_acquire);
   if (state != 0) return state > 0;
-  bool ok = __builtin_cpu_supports("amx-tile") != 0 && __builtin_cpu_supports("amx-int8") != 0 &&
-            avx512vnni_usable();
+  // CPUID leaf 7, sub-leaf 0, EDX: bit 24 AMX-TILE, bit 25 AMX-INT8. Read directly because
+  // clang 14's __builtin_cpu_supports does not know the AMX feature names.
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool amx_bits = __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) != 0 &&
+                        ((edx >> 24) & 1u) != 0 && ((edx >> 25) & 1u) != 0;
+  bool ok = amx_bits && avx512vnni_usable();
 #if defined(__linux__)
   constexpr long kArchReqXcompPerm = 0x1023;
   constexpr long kXfeatureXtiledata = 18;
