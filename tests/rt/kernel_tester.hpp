@@ -54,7 +54,7 @@ inline std::string unsupported_reason(Path p) {
 
 // Every path that can exist, so a suite lists each (and skips the ones this machine lacks).
 inline std::vector<Path> all_paths() {
-  return {Path::kReference, Path::kSmlad, Path::kAvx2,    Path::kAvx512Vnni,
+  return {Path::kReference, Path::kSmlad, Path::kAvx2,   Path::kAvx512Vnni,
           Path::kAmx,       Path::kNeon,  Path::kNeonDot};
 }
 

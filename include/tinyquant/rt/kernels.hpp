@@ -29,17 +29,19 @@ namespace tinyquant::rt {
 
 // Kernel implementations, as bits so a set of them fits in one word.
 enum class Path : uint32_t {
-  kAuto = 0,               // let dispatch choose (forced path, else the fastest supported)
-  kReference = 1u << 0,    // obvious scalar loops: the oracle for every other path
-  kSmlad = 1u << 1,        // Cortex-M DSP data flow (SXTB16 + SMLAD); emulated off-ARM
-  kAvx2 = 1u << 2,         // x86 AVX2, vpmaddwd
-  kAvx512Vnni = 1u << 3,   // x86 AVX-512 VNNI, vpdpbusd
-  kNeon = 1u << 4,         // AArch64 Advanced SIMD
-  kNeonDot = 1u << 5,      // AArch64 with the dot-product extension
-  kAmx = 1u << 6,          // x86 AMX-INT8 tiles (tdpbssd) for m >= 16; AVX-512 VNNI below that
+  kAuto = 0,              // let dispatch choose (forced path, else the fastest supported)
+  kReference = 1u << 0,   // obvious scalar loops: the oracle for every other path
+  kSmlad = 1u << 1,       // Cortex-M DSP data flow (SXTB16 + SMLAD); emulated off-ARM
+  kAvx2 = 1u << 2,        // x86 AVX2, vpmaddwd
+  kAvx512Vnni = 1u << 3,  // x86 AVX-512 VNNI, vpdpbusd
+  kNeon = 1u << 4,        // AArch64 Advanced SIMD
+  kNeonDot = 1u << 5,     // AArch64 with the dot-product extension
+  kAmx = 1u << 6,         // x86 AMX-INT8 tiles (tdpbssd) for m >= 16; AVX-512 VNNI below that
 };
 
-constexpr uint32_t path_bits(Path p) noexcept { return static_cast<uint32_t>(p); }
+constexpr uint32_t path_bits(Path p) noexcept {
+  return static_cast<uint32_t>(p);
+}
 
 // Paths compiled into this build and runnable on this CPU, as a bit set.
 uint32_t supported_paths() noexcept;
@@ -67,17 +69,17 @@ struct Requant {
 };
 
 struct FcParams {
-  int32_t input_offset = 0;    // [-127, 128]
-  int32_t filter_offset = 0;   // [-127, 128]
-  int32_t output_offset = 0;   // [-128, 127]
-  int32_t act_min = -128;      // [-128, 127]
-  int32_t act_max = 127;       // [act_min, 127]
+  int32_t input_offset = 0;   // [-127, 128]
+  int32_t filter_offset = 0;  // [-127, 128]
+  int32_t output_offset = 0;  // [-128, 127]
+  int32_t act_min = -128;     // [-128, 127]
+  int32_t act_max = 127;      // [act_min, 127]
 };
 
 struct FcDims {
-  int32_t batch = 1;           // >= 1
-  int32_t in_features = 0;     // >= 1 (K)
-  int32_t out_features = 0;    // >= 1 (N)
+  int32_t batch = 1;         // >= 1
+  int32_t in_features = 0;   // >= 1 (K)
+  int32_t out_features = 0;  // >= 1 (N)
 };
 
 // output[b][o] for b < batch, o < out_features.
@@ -95,14 +97,14 @@ Status fully_connected_s4(const Context& ctx, const FcParams& params, const Requ
 int32_t fully_connected_s4_scratch_size(const FcDims& dims, Path path) noexcept;
 
 struct ConvParams {
-  int32_t input_offset = 0;    // [-127, 128]
-  int32_t filter_offset = 0;   // [-127, 128]
-  int32_t output_offset = 0;   // [-128, 127]
-  int32_t stride_h = 1, stride_w = 1;        // >= 1
-  int32_t pad_top = 0, pad_left = 0;         // >= 0; bottom/right padding follows from out_h/out_w
-  int32_t dilation_h = 1, dilation_w = 1;    // >= 1
-  int32_t groups = 1;          // conv2d: >= 1, divides in_c and out_c
-  int32_t depth_multiplier = 1;  // depthwise: out_c == in_c * depth_multiplier
+  int32_t input_offset = 0;                // [-127, 128]
+  int32_t filter_offset = 0;               // [-127, 128]
+  int32_t output_offset = 0;               // [-128, 127]
+  int32_t stride_h = 1, stride_w = 1;      // >= 1
+  int32_t pad_top = 0, pad_left = 0;       // >= 0; bottom/right padding follows from out_h/out_w
+  int32_t dilation_h = 1, dilation_w = 1;  // >= 1
+  int32_t groups = 1;                      // conv2d: >= 1, divides in_c and out_c
+  int32_t depth_multiplier = 1;            // depthwise: out_c == in_c * depth_multiplier
   int32_t act_min = -128;
   int32_t act_max = 127;
 };
@@ -135,9 +137,9 @@ int32_t depthwise_conv2d_s8_scratch_size(const ConvParams& params, const ConvDim
 
 struct GemmDims {
   int32_t m = 0, n = 0, k = 0;  // >= 1
-  int32_t lda = 0;  // >= k; 0 means k
-  int32_t ldb = 0;  // >= k; 0 means k
-  int32_t ldc = 0;  // >= n; 0 means n
+  int32_t lda = 0;              // >= k; 0 means k
+  int32_t ldb = 0;              // >= k; 0 means k
+  int32_t ldc = 0;              // >= n; 0 means n
 };
 
 // Raw accumulators: c[i][j] = sum_k (a[i][k] + a_offset) * (b[j][k] + b_offset)
