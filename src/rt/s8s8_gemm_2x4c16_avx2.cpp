@@ -162,75 +162,7 @@ int32_t row_sum(const int8_t* p, int32_t k) {
   return static_cast<int32_t>(sum);
 }
 
-// Nibble stream element `first + t` for t < k, sign-extended, into dst[0, k).
-void unpack_s4(const uint8_t* stream, int64_t first, int32_t k, int8_t* dst) {
-  int32_t t = 0;
-  if ((first & 1) != 0 && k > 0) {
-    const int32_t v = stream[first >> 1] >> 4;
-    dst[t++] = static_cast<int8_t>((v ^ 8) - 8);
-  }
-  const uint8_t* src = stream + ((first + t) >> 1);
-  const __m256i lo_mask = _mm256_set1_epi8(0x0F);
-  const __m256i eight = _mm256_set1_epi8(8);
-  for (; t + 64 <= k; t += 64, src += 32) {
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
-    const __m256i lo =
-        _mm256_sub_epi8(_mm256_xor_si256(_mm256_and_si256(x, lo_mask), eight), eight);
-    const __m256i hi = _mm256_sub_epi8(
-        _mm256_xor_si256(_mm256_and_si256(_mm256_srli_epi16(x, 4), lo_mask), eight), eight);
-    // Element 2i is the low nibble of byte i, 2i + 1 the high one.
-    const __m256i p0 = _mm256_unpacklo_epi8(lo, hi);  // bytes 0-7 | 16-23 of x
-    const __m256i p1 = _mm256_unpackhi_epi8(lo, hi);  // bytes 8-15 | 24-31 of x
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + t),
-                        _mm256_permute2x128_si256(p0, p1, 0x20));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + t + 32),
-                        _mm256_permute2x128_si256(p0, p1, 0x31));
-  }
-  for (; t < k; ++t) {
-    const int64_t e = first + t;
-    const int32_t byte = stream[e >> 1];
-    const int32_t v = (e & 1) != 0 ? byte >> 4 : byte & 0x0F;
-    dst[t] = static_cast<int8_t>((v ^ 8) - 8);
-  }
-}
-
-// requantize() on 8 lanes, exactly as the scalar definition (see fixed_point.hpp).
-inline __m256i requantize8(__m256i x, __m256i mult, __m256i shift, Rounding rounding) {
-  const __m256i zero = _mm256_setzero_si256();
-  if (rounding == Rounding::kSingle) {
-    const __m256i t = _mm256_sub_epi32(_mm256_set1_epi32(31), shift);  // [1, 62]
-    const __m256i one = _mm256_set1_epi64x(1);
-    const __m256i t_even = _mm256_srli_epi64(_mm256_slli_epi64(t, 32), 32);
-    const __m256i t_odd = _mm256_srli_epi64(t, 32);
-    __m256i pe = _mm256_mul_epi32(x, mult);
-    __m256i po = _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(mult, 32));
-    pe = _mm256_add_epi64(pe, _mm256_sllv_epi64(one, _mm256_sub_epi64(t_even, one)));
-    po = _mm256_add_epi64(po, _mm256_sllv_epi64(one, _mm256_sub_epi64(t_odd, one)));
-    // Arithmetic 64-bit shift from the logical one: complement negative values around it.
-    const __m256i se = _mm256_cmpgt_epi64(zero, pe);
-    const __m256i so = _mm256_cmpgt_epi64(zero, po);
-    pe = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(pe, se), t_even), se);
-    po = _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(po, so), t_odd), so);
-    return _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
-  }
-  const __m256i left = _mm256_max_epi32(shift, zero);
-  const __m256i right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
-  const __m256i xs = _mm256_sllv_epi32(x, left);
-  const __m256i half = _mm256_set1_epi64x(int64_t{1} << 30);
-  const __m256i pe = _mm256_add_epi64(_mm256_mul_epi32(xs, mult), half);
-  const __m256i po = _mm256_add_epi64(
-      _mm256_mul_epi32(_mm256_srli_epi64(xs, 32), _mm256_srli_epi64(mult, 32)), half);
-  // Bits 31..62 of each product: the low 32 bits of (p >> 31).
-  const __m256i h = _mm256_blend_epi32(_mm256_srli_epi64(pe, 31), _mm256_slli_epi64(po, 1), 0xAA);
-  const __m256i mask =
-      _mm256_sub_epi32(_mm256_sllv_epi32(_mm256_set1_epi32(1), right), _mm256_set1_epi32(1));
-  const __m256i remainder = _mm256_and_si256(h, mask);
-  __m256i result = _mm256_srav_epi32(h, right);
-  const __m256i threshold =
-      _mm256_sub_epi32(_mm256_srli_epi32(mask, 1), _mm256_cmpgt_epi32(zero, result));
-  result = _mm256_sub_epi32(result, _mm256_cmpgt_epi32(remainder, threshold));
-  return result;
-}
+#include "x86_avx2_common.inc"  // unpack_s4, requantize8: this file's flags
 
 inline __m256i load8(const int32_t* p, int32_t cnt) {
   if (cnt >= 8) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
