@@ -75,7 +75,8 @@ Status run(const Context& ctx, const FcParams& p, const Requant& rq, const FcDim
       const int32_t t = static_cast<int32_t>((total + (int64_t{1} << 7)) >> 8);
       const int32_t acc = wrap_add(bias != nullptr ? bias[o] : 0, t);
       const int32_t c = rq.per_channel ? o : 0;
-      int32_t out = requantize(acc, rq.multiplier[c], rq.shift[c], rq.rounding) + p.output_offset;
+      int32_t out = wrap_add(requantize(acc, rq.multiplier[c], rq.shift[c], rq.rounding),
+                             p.output_offset);  // wraps like the other kernels
       out = out < p.act_min ? p.act_min : (out > p.act_max ? p.act_max : out);
       output[int64_t{b} * d.out_features + o] = static_cast<int8_t>(out);
     }

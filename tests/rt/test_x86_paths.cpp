@@ -71,7 +71,7 @@ std::vector<int8_t> oracle_s8(const Case& c) {
       }
       const int32_t q = c.per_channel ? j : 0;
       int32_t v = rt::requantize(static_cast<int32_t>(acc), c.mult[q], c.shift[q], c.rounding);
-      v += c.c_offset;
+      v = rt::wrap_add(v, c.c_offset);  // the kernels' documented 32-bit wrap
       v = v < c.act_min ? c.act_min : (v > c.act_max ? c.act_max : v);
       out[i * c.ldc + j] = static_cast<int8_t>(v);
     }
