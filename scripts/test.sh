@@ -55,7 +55,7 @@ if [[ $skip != *" fuzz "* ]] && [ -f tests/fuzz/CMakeLists.txt ]; then
   stage "fuzzers (short run)"
   CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DTINYQUANT_BUILD_FUZZERS=ON -DTINYQUANT_BUILD_TESTS=OFF -DTINYQUANT_BUILD_BENCH=OFF \
-    -DTINYQUANT_BUILD_EXAMPLES=OFF >/dev/null
+    -DTINYQUANT_BUILD_EXAMPLES=OFF -DTINYQUANT_BUILD_CLI=OFF >/dev/null
   cmake --build build/fuzz -j"$jobs"
   ctest --test-dir build/fuzz -j"$jobs" --output-on-failure -L fuzz
 fi
