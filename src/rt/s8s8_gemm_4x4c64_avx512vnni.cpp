@@ -152,7 +152,7 @@ int32_t row_sum(const int8_t* p, int32_t k) {
   return reduce1(acc);
 }
 
-#include "x86_avx2_common.inc"  // unpack_s4, requantize8: this file's flags
+#include "x86_avx2_common.inc"  // unpack_s4, requantize8, blocking: this file's flags
 
 inline __m256i load8(const int32_t* p, int32_t cnt) {
   if (cnt >= 8) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
@@ -171,19 +171,6 @@ struct Problem {
 };
 
 // Scratch layout (bytes, 64-aligned pieces): suma[m] | sumb[n] | acc[mc][n] | unpacked b rows.
-int32_t rows_per_block(int32_t m, int32_t k) {
-  int32_t mc = kBlockBytes / (k > 0 ? k : 1);
-  mc = mc / kMr * kMr;
-  if (mc < kMr) mc = kMr;
-  return mc < m ? mc : m;
-}
-// Sizes beyond int32 are reported as INT32_MAX, which the public kernels reject as too large.
-inline int32_t clamp32(int64_t v) {
-  return v > INT32_MAX ? INT32_MAX : static_cast<int32_t>(v);
-}
-inline int64_t align64(int64_t v) {
-  return (v + 63) / 64 * 64;
-}
 
 int64_t scratch_bytes(int32_t m, int32_t n, int32_t k, bool s4, bool need_acc) {
   int64_t bytes = align64(4 * int64_t{m}) + align64(4 * int64_t{n});
