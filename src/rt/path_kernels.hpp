@@ -104,6 +104,20 @@ struct PackedGemmKernels {
 const PackedGemmKernels* avx2_packed_kernels() noexcept;        // x86 paths only
 const PackedGemmKernels* avx512vnni_packed_kernels() noexcept;  // x86 paths only
 
+// AVX2 path internals, shared by its two files (both built with the AVX2 flags only).
+// s8s8_gemm_6x16c2_avx2.cpp: the 6x16 outer-product kernel. It runs all prepacked avx2 weights
+// (avx2_packed_kernels(): 16-column panels of int16 (b + b_offset), k pairs interleaved) and the
+// plain int8-weight gemm_s8 / gemm_s32 calls with m >= kAvx2C2MinRows, packing b one panel at a
+// time into avx2_c2_scratch(m, k) bytes of scratch (b_s4 is not accepted).
+constexpr int32_t kAvx2C2MinRows = 8;
+void avx2_c2_gemm_s8(const GemmS8Args& g);
+void avx2_c2_gemm_s32(const GemmS32Args& g);
+int32_t avx2_c2_scratch(int32_t m, int32_t k);
+// s8s8_gemm_2x4c16_avx2.cpp: the path's int8 epilogue. acc[0, cnt) are the int32 sums of row
+// columns j0 .. j0 + cnt; writes out[0, cnt) = clamp(requantize(acc + bias) + c_offset).
+void avx2_requantize_row(const GemmS8Args& g, int32_t j0, int32_t cnt, const int32_t* acc,
+                         int8_t* out);
+
 // The AMX-INT8 path (s8s8_gemm_32x32c64_amx.cpp): null unless built for x86-64.
 const PathKernels* amx_kernels() noexcept;
 const PackedGemmKernels* amx_packed_kernels() noexcept;

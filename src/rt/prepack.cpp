@@ -13,7 +13,8 @@ namespace tinyquant::rt {
 namespace {
 
 constexpr uint32_t kMagic = 0x4B505154u;  // "TQPK" little-endian
-constexpr uint32_t kVersion = 2;          // 2: AVX-512 VNNI moved to the k4 layout shared with AMX
+// 2: AVX-512 VNNI moved to the k4 layout shared with AMX; 3: AVX2 moved to k-pair panels.
+constexpr uint32_t kVersion = 3;
 constexpr int64_t kHeaderBytes = 64;
 constexpr int64_t kAlign = 64;
 

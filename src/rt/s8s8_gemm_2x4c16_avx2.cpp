@@ -8,14 +8,14 @@
 // 2^32 like the reference. In the K tail, lanes past k are zeroed on the a side after the offset
 // is added, so they contribute 0 whatever b holds there.
 //
-// Prepacked b is stored as int16 (b + bo), zero-padded to a multiple of 16, 8 rows interleaved
-// per 16-k step: the inner loop then needs no widening or offset add on the b side.
+// These tiles serve the GEMV, small m and int4 weights; calls with m >= kAvx2C2MinRows on int8
+// weights, and all prepacked weights, run the 6x16 outer-product kernel of
+// s8s8_gemm_6x16c2_avx2.cpp. This file holds the path's requantization epilogue for both.
 #include <immintrin.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 
 #include "path_kernels.hpp"
 
@@ -25,7 +25,7 @@ namespace {
 constexpr int32_t kKc = 16;                 // k values per step
 constexpr int32_t kMr = 2;                  // rows of a per GEMM tile
 constexpr int32_t kNr = 4;                  // rows of b per GEMM tile
-constexpr int32_t kGemvNr = 8;              // rows of b per GEMV tile (and per packed block)
+constexpr int32_t kGemvNr = 8;              // rows of b per GEMV tile
 constexpr int32_t kBlockBytes = 64 * 1024;  // a bytes kept hot across one sweep of b
 
 inline __m256i load16_s8(const int8_t* p) {
@@ -44,38 +44,30 @@ inline __m128i reduce4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
   return _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
 }
 
-// How b rows are read: int8 rows (row r, step c at b8 + r * row + c * 16, widened and offset),
-// or packed int16 (b16 + r * 16 + c * 8 * 16, ready to use).
-template <bool kPacked>
+// How b rows are read: row r, step c at base + r * row + c * 16, widened and offset.
 struct BRows {
-  const void* base;
-  ptrdiff_t row;   // elements between rows
-  ptrdiff_t step;  // elements between k steps
+  const int8_t* base;
+  ptrdiff_t row;  // elements between rows
 };
 
 // Raw sums of an MR x NR tile, at out[i * ld + r]: with kFold D[i][r] = sum_k (a + ao)(b + bo)
-// (offsets added in int16, packed b already holds b + bo); without it D = sum_k a * b, and the
-// caller adds the offset terms from row sums (two fewer vector adds per step, no spills at 2x4).
-template <int MR, int NR, bool kPacked, bool kFold>
-void dot_tile(const int8_t* a, int32_t lda, BRows<kPacked> b, int32_t k, int32_t a_offset,
-              int32_t b_offset, int32_t* out, ptrdiff_t ld_out) {
+// (offsets added in int16); without it D = sum_k a * b, and the caller adds the offset terms
+// from row sums (two fewer vector adds per step, no spills at 2x4).
+template <int MR, int NR, bool kFold>
+void dot_tile(const int8_t* a, int32_t lda, BRows b, int32_t k, int32_t a_offset, int32_t b_offset,
+              int32_t* out, ptrdiff_t ld_out) {
   __m256i acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_setzero_si256();
   const __m256i ao = _mm256_set1_epi16(static_cast<int16_t>(a_offset));
   const __m256i bo = _mm256_set1_epi16(static_cast<int16_t>(b_offset));
-  const auto* b8 = static_cast<const int8_t*>(b.base);
-  const auto* b16 = static_cast<const int16_t*>(b.base);
+  const int8_t* b8 = b.base;
   int32_t kk = 0;
   for (; kk + kKc <= k; kk += kKc) {
     __m256i bv[NR];
     for (int r = 0; r < NR; ++r) {
-      if (kPacked) {
-        bv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b16 + r * b.row));
-      } else {
-        bv[r] = load16_s8(b8 + r * b.row);
-        if (kFold) bv[r] = _mm256_add_epi16(bv[r], bo);
-      }
+      bv[r] = load16_s8(b8 + r * b.row);
+      if (kFold) bv[r] = _mm256_add_epi16(bv[r], bo);
     }
     for (int i = 0; i < MR; ++i) {
       __m256i av = load16_s8(a + i * lda + kk);
@@ -83,11 +75,7 @@ void dot_tile(const int8_t* a, int32_t lda, BRows<kPacked> b, int32_t k, int32_t
       for (int r = 0; r < NR; ++r)
         acc[i][r] = _mm256_add_epi32(acc[i][r], _mm256_madd_epi16(av, bv[r]));
     }
-    if constexpr (kPacked) {
-      b16 += b.step;
-    } else {
-      b8 += b.step;
-    }
+    b8 += kKc;
   }
   if (kk < k) {
     const int32_t rem = k - kk;
@@ -96,12 +84,8 @@ void dot_tile(const int8_t* a, int32_t lda, BRows<kPacked> b, int32_t k, int32_t
     const __m256i keep = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask));
     __m256i bv[NR];
     for (int r = 0; r < NR; ++r) {
-      if (kPacked) {
-        bv[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b16 + r * b.row));
-      } else {
-        bv[r] = load16_s8_partial(b8 + r * b.row, rem);
-        if (kFold) bv[r] = _mm256_add_epi16(bv[r], bo);
-      }
+      bv[r] = load16_s8_partial(b8 + r * b.row, rem);
+      if (kFold) bv[r] = _mm256_add_epi16(bv[r], bo);
     }
     for (int i = 0; i < MR; ++i) {
       // Zero-filled lanes of a are 0 without the offset; with it they are masked back to 0.
@@ -128,22 +112,18 @@ void dot_tile(const int8_t* a, int32_t lda, BRows<kPacked> b, int32_t k, int32_t
   }
 }
 
-template <bool kPacked>
-using TileFn = void (*)(const int8_t*, int32_t, BRows<kPacked>, int32_t, int32_t, int32_t, int32_t*,
+using TileFn = void (*)(const int8_t*, int32_t, BRows, int32_t, int32_t, int32_t, int32_t*,
                         ptrdiff_t);
 
-// m > 1: plain rows use row sums (no fold); packed rows carry bo, so a gets ao added (fold).
-template <bool P>
-constexpr TileFn<P> kGemmTiles[kMr][kNr] = {
-    {dot_tile<1, 1, P, P>, dot_tile<1, 2, P, P>, dot_tile<1, 3, P, P>, dot_tile<1, 4, P, P>},
-    {dot_tile<2, 1, P, P>, dot_tile<2, 2, P, P>, dot_tile<2, 3, P, P>, dot_tile<2, 4, P, P>},
+// m > 1: row sums carry the offsets (no fold).
+constexpr TileFn kGemmTiles[kMr][kNr] = {
+    {dot_tile<1, 1, false>, dot_tile<1, 2, false>, dot_tile<1, 3, false>, dot_tile<1, 4, false>},
+    {dot_tile<2, 1, false>, dot_tile<2, 2, false>, dot_tile<2, 3, false>, dot_tile<2, 4, false>},
 };
 // m == 1: offsets folded (few registers in use, and no row-sum pass over b).
-template <bool P>
-constexpr TileFn<P> kGemvTiles[kGemvNr] = {dot_tile<1, 1, P, true>, dot_tile<1, 2, P, true>,
-                                           dot_tile<1, 3, P, true>, dot_tile<1, 4, P, true>,
-                                           dot_tile<1, 5, P, true>, dot_tile<1, 6, P, true>,
-                                           dot_tile<1, 7, P, true>, dot_tile<1, 8, P, true>};
+constexpr TileFn kGemvTiles[kGemvNr] = {
+    dot_tile<1, 1, true>, dot_tile<1, 2, true>, dot_tile<1, 3, true>, dot_tile<1, 4, true>,
+    dot_tile<1, 5, true>, dot_tile<1, 6, true>, dot_tile<1, 7, true>, dot_tile<1, 8, true>};
 
 // sum_k p[k], via sum (p ^ 0x80) as unsigned bytes (vpsadbw) minus 128 per byte.
 int32_t row_sum(const int8_t* p, int32_t k) {
@@ -178,7 +158,6 @@ struct Problem {
   const int8_t* b;      // int8 rows, or null
   const uint8_t* b_s4;  // nibble stream, or null
   int32_t ldb;
-  const int16_t* packed;  // prepacked int16 blocks, or null
   int32_t a_offset, b_offset;
 };
 
@@ -204,9 +183,8 @@ void drive(const Problem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, 
   auto* suma = reinterpret_cast<int32_t*>(
       unpacked + (p.b_s4 != nullptr ? align64(int64_t{kGemvNr} * p.k) : 0));
   int32_t* sumb = suma + align64(4 * int64_t{p.m}) / 4;
-  // Tiles without the fold (plain rows, m > 1) leave sum a * b; the offset terms are added here.
-  const bool unfolded = p.packed == nullptr && p.m > 1;
-  if (unfolded) {
+  // Tiles without the fold (m > 1) leave sum a * b; the offset terms are added here.
+  if (p.m > 1) {
     for (int32_t i = 0; i < p.m; ++i) suma[i] = row_sum(p.a + int64_t{i} * p.lda, p.k);
   }
   const uint32_t kab = static_cast<uint32_t>(p.k) * static_cast<uint32_t>(p.a_offset) *
@@ -223,108 +201,71 @@ void drive(const Problem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, 
       }
     }
   };
-  const int64_t kc = (p.k + kKc - 1) / kKc;
 
-  auto run = [&](auto packed_tag, int32_t j0, int32_t nr, auto&& call) {
-    constexpr bool kPacked = decltype(packed_tag)::value;
-    BRows<kPacked> rows{};
-    if (kPacked) {
-      rows.base = p.packed + (j0 / kGemvNr) * kc * kKc * kGemvNr + (j0 % kGemvNr) * kKc;
-      rows.row = kKc;
-      rows.step = kKc * kGemvNr;
-    } else if (p.b_s4 != nullptr) {
+  // b rows j0 .. j0 + nr as int8 rows (int4 ones unpacked into scratch first).
+  auto rows_at = [&](int32_t j0, int32_t nr) {
+    if (p.b_s4 != nullptr) {
       for (int32_t r = 0; r < nr; ++r)
         unpack_s4(p.b_s4, int64_t{j0 + r} * p.k, p.k, unpacked + int64_t{r} * p.k);
-      rows.base = unpacked;
-      rows.row = p.k;
-      rows.step = kKc;
-    } else {
-      rows.base = p.b + int64_t{j0} * p.ldb;
-      rows.row = p.ldb;
-      rows.step = kKc;
+      return BRows{unpacked, p.k};
     }
-    call(rows);
+    return BRows{p.b + int64_t{j0} * p.ldb, p.ldb};
   };
 
-  auto body = [&](auto packed_tag) {
-    constexpr bool kPacked = decltype(packed_tag)::value;
-    if (p.m == 1) {
-      for (int32_t j0 = 0; j0 < p.n; j0 += kGemvNr) {
-        const int32_t nr = p.n - j0 < kGemvNr ? p.n - j0 : kGemvNr;
-        run(packed_tag, j0, nr, [&](BRows<kPacked> rows) {
-          kGemvTiles<kPacked>[nr - 1](p.a, p.lda, rows, p.k, p.a_offset, p.b_offset, acc_out + j0,
-                                      ld_acc);
-        });
-      }
-      fin(0, 1, acc_out, ld_acc);
-      return;
+  if (p.m == 1) {
+    for (int32_t j0 = 0; j0 < p.n; j0 += kGemvNr) {
+      const int32_t nr = p.n - j0 < kGemvNr ? p.n - j0 : kGemvNr;
+      kGemvTiles[nr - 1](p.a, p.lda, rows_at(j0, nr), p.k, p.a_offset, p.b_offset, acc_out + j0,
+                         ld_acc);
     }
-    for (int32_t ic = 0; ic < p.m; ic += mc) {
-      const int32_t mb = p.m - ic < mc ? p.m - ic : mc;
-      int32_t* acc_blk = acc_out == accbuf ? accbuf : acc_out + int64_t{ic} * ld_acc;
-      for (int32_t j0 = 0; j0 < p.n; j0 += kNr) {
-        const int32_t nr = p.n - j0 < kNr ? p.n - j0 : kNr;
-        run(packed_tag, j0, nr, [&](BRows<kPacked> rows) {
-          if (!kPacked && ic == 0) {
-            const auto* b8 = static_cast<const int8_t*>(rows.base);
-            for (int32_t r = 0; r < nr; ++r) sumb[j0 + r] = row_sum(b8 + r * rows.row, p.k);
-          }
-          for (int32_t i0 = 0; i0 < mb; i0 += kMr) {
-            const int32_t mr = mb - i0 < kMr ? mb - i0 : kMr;
-            kGemmTiles<kPacked>[mr - 1][nr - 1](p.a + int64_t{ic + i0} * p.lda, p.lda, rows, p.k,
-                                                p.a_offset, p.b_offset,
-                                                acc_blk + int64_t{i0} * ld_acc + j0, ld_acc);
-          }
-        });
+    fin(0, 1, acc_out, ld_acc);
+    return;
+  }
+  for (int32_t ic = 0; ic < p.m; ic += mc) {
+    const int32_t mb = p.m - ic < mc ? p.m - ic : mc;
+    int32_t* acc_blk = acc_out == accbuf ? accbuf : acc_out + int64_t{ic} * ld_acc;
+    for (int32_t j0 = 0; j0 < p.n; j0 += kNr) {
+      const int32_t nr = p.n - j0 < kNr ? p.n - j0 : kNr;
+      const BRows rows = rows_at(j0, nr);
+      if (ic == 0) {
+        for (int32_t r = 0; r < nr; ++r) sumb[j0 + r] = row_sum(rows.base + r * rows.row, p.k);
       }
-      if (unfolded) add_offset_terms(ic, mb, acc_blk, ld_acc);
-      fin(ic, mb, acc_blk, ld_acc);
+      for (int32_t i0 = 0; i0 < mb; i0 += kMr) {
+        const int32_t mr = mb - i0 < kMr ? mb - i0 : kMr;
+        kGemmTiles[mr - 1][nr - 1](p.a + int64_t{ic + i0} * p.lda, p.lda, rows, p.k, p.a_offset,
+                                   p.b_offset, acc_blk + int64_t{i0} * ld_acc + j0, ld_acc);
+      }
     }
-  };
-  if (p.packed != nullptr) {
-    body(std::true_type{});
-  } else {
-    body(std::false_type{});
+    add_offset_terms(ic, mb, acc_blk, ld_acc);
+    fin(ic, mb, acc_blk, ld_acc);
   }
 }
 
-void gemm_s8_impl(const GemmS8Args& g, const int16_t* packed) {
-  const Problem p{g.m, g.n, g.k, g.a, g.lda, g.b, g.b_s4, g.ldb, packed, g.a_offset, g.b_offset};
-  const __m256i v_cofs = _mm256_set1_epi32(g.c_offset);
-  const __m256i v_min = _mm256_set1_epi32(g.act_min);
-  const __m256i v_max = _mm256_set1_epi32(g.act_max);
+// Plain int8 weights with this many rows or more go to the 6x16 kernel (b packed per call).
+bool use_c2(int32_t m, bool s4) {
+  return !s4 && m >= kAvx2C2MinRows;
+}
+
+void gemm_s8(const GemmS8Args& g) {
+  if (use_c2(g.m, g.b_s4 != nullptr)) {
+    avx2_c2_gemm_s8(g);
+    return;
+  }
+  const Problem p{g.m, g.n, g.k, g.a, g.lda, g.b, g.b_s4, g.ldb, g.a_offset, g.b_offset};
   auto fin = [&](int32_t i_first, int32_t rows, const int32_t* acc, ptrdiff_t ld) {
     for (int32_t ii = 0; ii < rows; ++ii) {
-      int8_t* crow = g.c + int64_t{i_first + ii} * g.ldc;
-      for (int32_t j = 0; j < g.n; j += 8) {
-        const int32_t cnt = g.n - j < 8 ? g.n - j : 8;
-        __m256i v = load8(acc + ii * ld + j, cnt);
-        if (g.bias != nullptr) v = _mm256_add_epi32(v, load8(g.bias + j, cnt));
-        const __m256i mult =
-            g.per_channel ? load8(g.multiplier + j, cnt) : _mm256_set1_epi32(g.multiplier[0]);
-        const __m256i sh = g.per_channel ? load8(g.shift + j, cnt) : _mm256_set1_epi32(g.shift[0]);
-        v = _mm256_add_epi32(requantize8(v, mult, sh, g.rounding), v_cofs);
-        v = _mm256_min_epi32(_mm256_max_epi32(v, v_min), v_max);
-        // 8 int32 in [-128, 127] to 8 bytes: byte 0 of each lane, then the two halves joined.
-        const __m256i bytes = _mm256_shuffle_epi8(
-            v, _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4,
-                                8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1));
-        const uint32_t lo = static_cast<uint32_t>(_mm256_extract_epi32(bytes, 0));
-        const uint32_t hi = static_cast<uint32_t>(_mm256_extract_epi32(bytes, 4));
-        const uint64_t packed8 = uint64_t{lo} | (uint64_t{hi} << 32);
-        std::memcpy(crow + j, &packed8, static_cast<size_t>(cnt));
-      }
+      avx2_requantize_row(g, 0, g.n, acc + ii * ld, g.c + int64_t{i_first + ii} * g.ldc);
     }
   };
   drive(p, g.scratch, nullptr, 0, fin);
 }
 
-void gemm_s8(const GemmS8Args& g) {
-  gemm_s8_impl(g, nullptr);
-}
-
 void gemm_s32(const GemmS32Args& g) {
-  const Problem p{g.m, g.n, g.k, g.a, g.lda, g.b, nullptr, g.ldb, nullptr, g.a_offset, g.b_offset};
+  if (use_c2(g.m, false)) {
+    avx2_c2_gemm_s32(g);
+    return;
+  }
+  const Problem p{g.m, g.n, g.k, g.a, g.lda, g.b, nullptr, g.ldb, g.a_offset, g.b_offset};
   auto fin = [&](int32_t i_first, int32_t rows, const int32_t*, ptrdiff_t) {
     if (g.row_add == nullptr && g.col_add == nullptr) return;
     for (int32_t ii = 0; ii < rows; ++ii) {
@@ -345,49 +286,47 @@ void gemm_s32(const GemmS32Args& g) {
 }
 
 int32_t gemm_s8_scratch(int32_t m, int32_t n, int32_t k, bool s4) {
+  if (use_c2(m, s4)) return avx2_c2_scratch(m, k);
   return clamp32(scratch_bytes(m, n, k, s4, true));
 }
 int32_t gemm_s32_scratch(int32_t m, int32_t n, int32_t k) {
+  if (use_c2(m, false)) return avx2_c2_scratch(m, k);
   return clamp32(scratch_bytes(m, n, k, false, false));
 }
 
-// Prepacked b: int16 (b + bo) blocks [ceil(n / 8)][ceil(k / 16)][8][16], zero-padded.
-int64_t packed_bytes(int32_t n, int32_t k) {
-  return 2 * int64_t{(n + kGemvNr - 1) / kGemvNr} * ((k + kKc - 1) / kKc) * kKc * kGemvNr;
-}
-
-void pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, int32_t b_offset, void* out) {
-  auto* dst = static_cast<int16_t*>(out);
-  std::memset(dst, 0, static_cast<size_t>(packed_bytes(n, k)));
-  const int64_t kc = (k + kKc - 1) / kKc;
-  for (int32_t j = 0; j < n; ++j) {
-    int16_t* blk = dst + (j / kGemvNr) * kc * kKc * kGemvNr + (j % kGemvNr) * kKc;
-    for (int32_t t = 0; t < k; ++t) {
-      blk[(t / kKc) * kKc * kGemvNr + t % kKc] =
-          static_cast<int16_t>(b[int64_t{j} * ldb + t] + b_offset);
-    }
-  }
-}
-
-void gemm_s8_packed(const GemmS8Args& g, const void* packed) {
-  gemm_s8_impl(g, static_cast<const int16_t*>(packed));
-}
-int32_t gemm_s8_packed_scratch(int32_t m, int32_t n, int32_t k) {
-  return clamp32(scratch_bytes(m, n, k, false, true));
-}
-
-constexpr PackedGemmKernels kPackedTable{Path::kAvx2, packed_bytes, pack, gemm_s8_packed,
-                                         gemm_s8_packed_scratch};
 constexpr PathKernels kTable{Path::kAvx2, gemm_s8,         gemm_s32,
                              nullptr,     gemm_s8_scratch, gemm_s32_scratch};
 
 }  // namespace
 
+void avx2_requantize_row(const GemmS8Args& g, int32_t j0, int32_t cnt, const int32_t* acc,
+                         int8_t* out) {
+  const __m256i v_cofs = _mm256_set1_epi32(g.c_offset);
+  const __m256i v_min = _mm256_set1_epi32(g.act_min);
+  const __m256i v_max = _mm256_set1_epi32(g.act_max);
+  for (int32_t j = 0; j < cnt; j += 8) {
+    const int32_t c = cnt - j < 8 ? cnt - j : 8;
+    const int32_t col = j0 + j;
+    __m256i v = load8(acc + j, c);
+    if (g.bias != nullptr) v = _mm256_add_epi32(v, load8(g.bias + col, c));
+    const __m256i mult =
+        g.per_channel ? load8(g.multiplier + col, c) : _mm256_set1_epi32(g.multiplier[0]);
+    const __m256i sh = g.per_channel ? load8(g.shift + col, c) : _mm256_set1_epi32(g.shift[0]);
+    v = _mm256_add_epi32(requantize8(v, mult, sh, g.rounding), v_cofs);
+    v = _mm256_min_epi32(_mm256_max_epi32(v, v_min), v_max);
+    // 8 int32 in [-128, 127] to 8 bytes: byte 0 of each lane, then the two halves joined.
+    const __m256i bytes = _mm256_shuffle_epi8(
+        v, _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8,
+                            12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1));
+    const uint32_t lo = static_cast<uint32_t>(_mm256_extract_epi32(bytes, 0));
+    const uint32_t hi = static_cast<uint32_t>(_mm256_extract_epi32(bytes, 4));
+    const uint64_t packed8 = uint64_t{lo} | (uint64_t{hi} << 32);
+    std::memcpy(out + j, &packed8, static_cast<size_t>(c));
+  }
+}
+
 const PathKernels* avx2_kernels() noexcept {
   return &kTable;
-}
-const PackedGemmKernels* avx2_packed_kernels() noexcept {
-  return &kPackedTable;
 }
 
 }  // namespace tinyquant::rt::detail
