@@ -7,11 +7,22 @@
 // harness can subtract the markers' own cost. Peak stack is measured by painting the stack below
 // the caller with a pattern and finding the deepest word the kernel overwrote.
 // Prints one line: "cost <name> macs <n> scratch <bytes> stack <bytes> status <name>".
+//
+// Sparse cases (-DTQ_COST_SPARSE=<index> instead of TQ_COST_CASE) prune one FC layer by
+// magnitude to an exact sparsity (sparse_build.hpp), store it in one sparse format and run two
+// regions after the empty one: the dense kernel on the pruned weights (the baseline), then
+// rt::sparse_fully_connected_s8 on the smlad path. Both outputs are compared on the target; any
+// difference, or a status other than ok, makes the status "mismatch" / the failing status.
+// Prints "sparse <name> macs <dense MACs> nnz <stored values> scratch <sparse scratch bytes>
+// stack <dense stack> <sparse stack> status <name>". -DTQ_COST_SPARSE_ONLY=1 leaves the dense
+// call and the validation out, so the ELF's .text is the sparse call's alone.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 
+#include "sparse_build.hpp"
 #include "tinyquant/rt/kernels.hpp"
+#include "tinyquant/rt/sparse.hpp"
 
 namespace rt = tinyquant::rt;
 
@@ -24,6 +35,12 @@ extern "C" __attribute__((noinline)) void tq_region_end() {
 
 #if !defined(TQ_COST_CASE)
 #define TQ_COST_CASE -1
+#endif
+#if !defined(TQ_COST_SPARSE)
+#define TQ_COST_SPARSE -1
+#endif
+#if !defined(TQ_COST_SPARSE_ONLY)
+#define TQ_COST_SPARSE_ONLY 0
 #endif
 
 namespace {
@@ -52,17 +69,67 @@ constexpr CostCase kCases[] = {
 };
 constexpr int kNumCases = static_cast<int>(sizeof kCases / sizeof kCases[0]);
 
+// Sparse cases: the layer out x in, pruned to `percent` % zeros, stored in `format` (a, b:
+// N:M n and m, or block rows and columns).
+struct SparseCase {
+  int32_t in, out, percent;
+  rt::SparseFormat format;
+  int32_t a, b;
+};
+
+constexpr int32_t kSparseLayers[][2] = {{784, 128}, {1024, 1024}};
+constexpr int32_t kSparsePercents[] = {50, 70, 90, 95};
+constexpr int32_t kPerLayer = 4 * 4 + 2;  // 4 sparsities x 4 formats, N:M 2:4 and 1:4
+constexpr int kNumSparseCases = 2 * kPerLayer;
+
+constexpr SparseCase sparse_case(int i) {
+  const int32_t in = kSparseLayers[i / kPerLayer][0], out = kSparseLayers[i / kPerLayer][1];
+  const int j = i % kPerLayer;
+  if (j == 16) return {in, out, 50, rt::SparseFormat::kNm, 2, 4};
+  if (j == 17) return {in, out, 75, rt::SparseFormat::kNm, 1, 4};
+  constexpr rt::SparseFormat kFormats[] = {rt::SparseFormat::kCsrU8Delta, rt::SparseFormat::kCsrU16,
+                                           rt::SparseFormat::kBitmap, rt::SparseFormat::kBlockCsr};
+  const rt::SparseFormat f = kFormats[j % 4];
+  return {in, out, kSparsePercents[j / 4], f, f == rt::SparseFormat::kBlockCsr ? 4 : 0, 16};
+}
+
+#if TQ_COST_SPARSE >= 0
+#if defined(TQ_COST_SPARSE_COUNT)
+static_assert(TQ_COST_SPARSE_COUNT == kNumSparseCases, "bench/arm/CMakeLists.txt case count");
+#endif
+static_assert(TQ_COST_SPARSE < kNumSparseCases, "no such sparse case");
+constexpr SparseCase kSparse = sparse_case(TQ_COST_SPARSE);
+constexpr int32_t kSparseWeights = kSparse.in * kSparse.out;
+// Stored values at most: the kept ones plus CSR u8 padding (one per 255 columns of gap).
+constexpr int32_t kValuesCap = kSparseWeights - kSparseWeights / 100 * kSparse.percent +
+                               kSparseWeights / 255 + kSparse.out + 64;
+constexpr int32_t kBitmapBytes = kSparse.out * ((kSparse.in + 7) / 8);
+constexpr int32_t kIndexCap = 2 * kValuesCap > kBitmapBytes ? 2 * kValuesCap : kBitmapBytes;
+#else
+constexpr int32_t kSparseWeights = 0;
+#endif
+
 constexpr int32_t kMaxInput = 16 * 256 + 32 * 32 * 3 + 16 * 16 * 32;
-constexpr int32_t kMaxWeights = 256 * 256;
+constexpr int32_t kDenseWeights = 256 * 256;  // what the dense cases fill
+constexpr int32_t kMaxWeights = kSparseWeights > kDenseWeights ? kSparseWeights : kDenseWeights;
 constexpr int32_t kMaxOutput = 32 * 32 * 16 + 16 * 256;
-constexpr int32_t kMaxChannels = 256;
+constexpr int32_t kDenseChannels = 256;  // what the dense cases fill
+constexpr int32_t kMaxChannels = 1024;
 constexpr int32_t kMaxScratch = 64 * 1024;
 
 int8_t g_input[kMaxInput];
 int8_t g_weights[kMaxWeights];
-int8_t g_output[kMaxOutput];
+[[maybe_unused]] int8_t g_output[kMaxOutput];  // unused by the sparse-only ELF
 int32_t g_bias[kMaxChannels], g_multiplier[kMaxChannels], g_shift[kMaxChannels];
 alignas(8) uint8_t g_scratch[kMaxScratch];
+
+#if TQ_COST_SPARSE >= 0
+int8_t g_values[kValuesCap];
+alignas(4) uint8_t g_index[kIndexCap];
+uint16_t g_row_nnz[kMaxChannels];
+uint32_t g_block_row_ptr[kMaxChannels + 1];
+int8_t g_sparse_output[kMaxChannels];
+#endif
 
 uint32_t g_rng = 2463534242u;
 uint32_t next_random() {
@@ -92,6 +159,26 @@ int32_t stack_used(const uint32_t* top) {
   return (kPaintWords - i) * 4;
 }
 
+void fill_weights_and_requant(int32_t weights, int32_t channels) {
+  for (int32_t i = 0; i < weights; ++i) {
+    g_weights[i] = static_cast<int8_t>(static_cast<int32_t>(next_random() % 255u) - 127);
+  }
+  for (int32_t i = 0; i < channels; ++i) {
+    g_bias[i] = static_cast<int32_t>(next_random() % 20001u) - 10000;
+    g_multiplier[i] = static_cast<int32_t>((1u << 30) + (next_random() >> 2));
+    g_shift[i] = -9 - static_cast<int32_t>(next_random() % 3u);
+  }
+}
+
+rt::Requant requant() {
+  rt::Requant rq;
+  rq.multiplier = g_multiplier;
+  rq.shift = g_shift;
+  rq.per_channel = true;
+  return rq;
+}
+
+#if TQ_COST_SPARSE < 0
 struct Result {
   rt::Status status = rt::Status::kOk;
   int64_t macs = 0;
@@ -101,18 +188,8 @@ struct Result {
 // Fills the inputs, then runs the kernel once between the markers.
 __attribute__((noinline)) Result run(const CostCase& c) {
   for (int32_t i = 0; i < kMaxInput; ++i) g_input[i] = static_cast<int8_t>(next_random());
-  for (int32_t i = 0; i < kMaxWeights; ++i) {
-    g_weights[i] = static_cast<int8_t>(static_cast<int32_t>(next_random() % 255u) - 127);
-  }
-  for (int32_t i = 0; i < kMaxChannels; ++i) {
-    g_bias[i] = static_cast<int32_t>(next_random() % 20001u) - 10000;
-    g_multiplier[i] = static_cast<int32_t>((1u << 30) + (next_random() >> 2));
-    g_shift[i] = -9 - static_cast<int32_t>(next_random() % 3u);
-  }
-  rt::Requant rq;
-  rq.multiplier = g_multiplier;
-  rq.shift = g_shift;
-  rq.per_channel = true;
+  fill_weights_and_requant(kDenseWeights, kDenseChannels);
+  const rt::Requant rq = requant();
   rt::Context ctx;
   ctx.scratch = g_scratch;
   ctx.path = rt::Path::kSmlad;
@@ -171,8 +248,133 @@ __attribute__((noinline)) Result run(const CostCase& c) {
   return r;
 }
 
+#else
+const char* format_name(rt::SparseFormat f) {
+  switch (f) {
+    case rt::SparseFormat::kCsrU8Delta:
+      return "csr_u8";
+    case rt::SparseFormat::kCsrU16:
+      return "csr_u16";
+    case rt::SparseFormat::kBitmap:
+      return "bitmap";
+    case rt::SparseFormat::kNm:
+      return "nm";
+    case rt::SparseFormat::kBlockCsr:
+      return "block";
+  }
+  return "?";
+}
+
+struct SparseRun {
+  rt::FcDims dims;
+  rt::FcParams params;
+  rt::Requant rq;
+  rt::SparseMatrixS8 w;
+  int32_t dense_scratch = 0, sparse_scratch = 0;
+};
+
+// Inputs as the dense cases make them; weights pruned and stored as the case says.
+rt::Status prepare_sparse(const SparseCase& c, SparseRun* s) {
+  for (int32_t i = 0; i < c.in; ++i) g_input[i] = static_cast<int8_t>(next_random());
+  fill_weights_and_requant(c.in * c.out, c.out);
+  const int32_t n = c.in * c.out;
+  // Entries (or blocks) kept of `total`: the rest, percent % of them, rounded down, pruned.
+  auto keep = [&c](int32_t total) {
+    return total - static_cast<int32_t>(int64_t{total} * c.percent / 100);
+  };
+  if (c.format == rt::SparseFormat::kNm)
+    tq::prune_nm(g_weights, c.out, c.in, c.a, c.b);
+  else if (c.format == rt::SparseFormat::kBlockCsr)
+    tq::prune_blocks(g_weights, c.out, c.in, c.a, c.b, keep(n / (c.a * c.b)));
+  else
+    tq::prune_magnitude(g_weights, n, keep(n));
+  const tq::SparseStore store{g_values, kValuesCap, g_index, kIndexCap, g_row_nnz, g_block_row_ptr};
+  if (!tq::encode_sparse(g_weights, c.out, c.in, c.format, c.a, c.b, store, &s->w))
+    return rt::Status::kBadSparseData;
+#if !TQ_COST_SPARSE_ONLY
+  const rt::Status valid = rt::validate_sparse_s8(s->w);
+  if (valid != rt::Status::kOk) return valid;
+#endif
+  s->dims.batch = 1;
+  s->dims.in_features = c.in;
+  s->dims.out_features = c.out;
+  s->params.input_offset = 128;
+  s->params.output_offset = -3;
+  s->rq = requant();
+  s->dense_scratch = rt::fully_connected_s8_scratch_size(s->dims, rt::Path::kSmlad);
+  s->sparse_scratch = rt::sparse_fully_connected_s8_scratch_size(s->dims, s->w, rt::Path::kSmlad);
+  if (s->dense_scratch > kMaxScratch || s->sparse_scratch > kMaxScratch)
+    return rt::Status::kScratchTooSmall;
+  return rt::Status::kOk;
+}
+
+rt::Context smlad_context(int32_t scratch) {
+  rt::Context ctx;
+  ctx.scratch = g_scratch;
+  ctx.scratch_size = scratch;
+  ctx.path = rt::Path::kSmlad;
+  return ctx;
+}
+
+#if !TQ_COST_SPARSE_ONLY
+__attribute__((noinline)) rt::Status run_dense(const SparseRun& s) {
+  const rt::Context ctx = smlad_context(s.dense_scratch);
+  tq_region_begin();
+  const rt::Status st =
+      rt::fully_connected_s8(ctx, s.params, s.rq, s.dims, g_input, g_weights, g_bias, g_output);
+  tq_region_end();
+  return st;
+}
+#endif
+
+__attribute__((noinline)) rt::Status run_sparse(const SparseRun& s) {
+  const rt::Context ctx = smlad_context(s.sparse_scratch);
+  tq_region_begin();
+  const rt::Status st = rt::sparse_fully_connected_s8(ctx, s.params, s.rq, s.dims, g_input, s.w,
+                                                      g_bias, g_sparse_output);
+  tq_region_end();
+  return st;
+}
+#endif
+
 }  // namespace
 
+#if TQ_COST_SPARSE >= 0
+int main() {
+  tq_region_begin();  // empty region: the markers' own cost
+  tq_region_end();
+  const SparseCase& c = kSparse;
+  SparseRun s;
+  rt::Status st = prepare_sparse(c, &s);
+  int32_t dense_stack = 0, sparse_stack = 0;
+  if (st == rt::Status::kOk) {
+#if !TQ_COST_SPARSE_ONLY
+    const uint32_t* top = paint_stack();
+    st = run_dense(s);
+    dense_stack = stack_used(top);
+#endif
+    const uint32_t* top2 = paint_stack();
+    const rt::Status sparse_st = run_sparse(s);
+    sparse_stack = stack_used(top2);
+    if (st == rt::Status::kOk) st = sparse_st;
+  }
+  bool match = st == rt::Status::kOk;
+#if !TQ_COST_SPARSE_ONLY
+  match = match && std::memcmp(g_output, g_sparse_output, static_cast<size_t>(c.out)) == 0;
+#endif
+  std::printf("sparse 1x%ldx%ld %ld%% %s", static_cast<long>(c.in), static_cast<long>(c.out),
+              static_cast<long>(c.percent), format_name(c.format));
+  if (c.format == rt::SparseFormat::kNm || c.format == rt::SparseFormat::kBlockCsr)
+    std::printf(" %ld%s%ld", static_cast<long>(c.a), c.format == rt::SparseFormat::kNm ? ":" : "x",
+                static_cast<long>(c.b));
+  std::printf(" macs %ld nnz %ld scratch %ld stack %ld %ld status %s\n",
+              static_cast<long>(c.in * c.out), static_cast<long>(s.w.value_count),
+              static_cast<long>(s.sparse_scratch), static_cast<long>(dense_stack),
+              static_cast<long>(sparse_stack),
+              st != rt::Status::kOk ? rt::status_name(st) : (match ? "ok" : "mismatch"));
+  return match ? 0 : 1;
+}
+#else
 int main() {
   tq_region_begin();  // empty region: the markers' own cost
   tq_region_end();
@@ -189,3 +391,4 @@ int main() {
               static_cast<long>(stack), rt::status_name(r.status));
   return r.status == rt::Status::kOk ? 0 : 1;
 }
+#endif

@@ -3,6 +3,8 @@
 # counting the instructions executed inside the kernel call), .text bytes of the runtime code each
 # kernel pulls in, and peak scratch + stack, for the smlad path built for Cortex-M4 at -O2 and -Os.
 #   bench/arm/measure.sh [--cross-check]
+# Then the sparse cases (bench/README.md "Pruning and sparse kernels"): sparse FC instructions per
+# call against the dense kernel on the same pruned weights, in $TQ_COST_BUILD/sparse.md.
 # --cross-check also counts one case from a `-d in_asm,exec,nochain` trace (trace_count.py) and
 # requires it to equal the plugin's count.
 # Needs gcc, cmake, ninja, arm-none-eabi-gcc, qemu-system-arm >= 7 built with plugin support.
@@ -20,17 +22,18 @@ gcc -O2 -shared -fPIC -Wall -Wextra -Werror -o "$PLUGIN" "$ROOT/tools/qemu-insn-
 
 QEMU=(qemu-system-arm -M mps2-an386 -nographic -semihosting)
 
-# Instructions between the markers, minus the empty region every ELF runs first.
-count_insns() {  # elf -> "insns program-output"
+# Instructions between the markers, minus the empty region every ELF runs first: one number per
+# kernel region (dense cases: one; sparse cases: dense baseline, then sparse). Program output in
+# $elf.out.
+count_insns() {  # elf
   local elf=$1 begin end log
   begin=$(arm-none-eabi-nm "$elf" | awk '$3 == "tq_region_begin" {print "0x" $1}')
   end=$(arm-none-eabi-nm "$elf" | awk '$3 == "tq_region_end" {print "0x" $1}')
   log=$("${QEMU[@]}" -plugin "$PLUGIN,begin=$begin,end=$end" -d plugin -kernel "$elf" 2>&1)
-  local empty kernel
-  empty=$(awk '$2 == "region" && $3 == 0 {print $4}' <<<"$log")
-  kernel=$(awk '$2 == "region" && $3 == 1 {print $4}' <<<"$log")
-  echo "$((kernel - empty))"
-  grep '^cost ' <<<"$log" >"$elf.out"
+  awk '$2 == "region" && $3 == 0 {empty = $4}
+       $2 == "region" && $3 > 0 {printf "%s%d", sep, $4 - empty; sep = " "}
+       END {print ""}' <<<"$log"
+  grep -E '^(cost|sparse) ' <<<"$log" >"$elf.out"
 }
 
 # Bytes of code from libtinyquant_rt.a that ended up in the ELF (kernel, path, helpers).
@@ -79,6 +82,45 @@ for i in 0 1 2 3 4 5 6 7 8; do
     | tee -a "$RESULTS"
 done
 
+# Sparse cases: per call instructions of rt::sparse_fully_connected_s8 (smlad path) and of the
+# dense kernel on the same pruned weights, in the same ELF and run; the ELF itself checked that
+# both outputs are equal (status ok). "per dense MAC" divides by in x out. .text of the sparse
+# call (the same code for every format) from cost_sparse_text, which makes no dense call.
+SPARSE="$OUT/sparse.md"
+declare -A stext=()
+for opt in O2 Os; do
+  stext[$opt]=$(rt_text_bytes "$OUT-$opt/cost_sparse_text.elf" \
+    "$OUT-$opt/tinyquant/src/rt/libtinyquant_rt.a")
+done
+{
+  echo "sparse .text B: -O2 ${stext[O2]}, -Os ${stext[Os]}"
+  echo
+  echo "| case | stored values | dense insn -O2 | sparse insn -O2 | per dense MAC -O2 | sparse/dense -O2 | per dense MAC -Os | sparse/dense -Os | scratch B | stack B dense / sparse |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+} >"$SPARSE"
+n_sparse=$(find "$OUT-O2" -maxdepth 1 -name 'cost_sparse_[0-9]*.elf' | wc -l)
+for ((i = 0; i < n_sparse; ++i)); do
+  declare -A per=() ratio=() dn=() sp=()
+  for opt in O2 Os; do
+    elf="$OUT-$opt/cost_sparse_$i.elf"
+    read -r dn[$opt] sp[$opt] < <(count_insns "$elf")
+    line=$(cat "$elf.out")
+    status=$(sed -E 's/.* status ([a-z_]+).*/\1/' <<<"$line")
+    [ "$status" = ok ] || { echo "sparse case $i ($opt): $line" >&2; exit 1; }
+    macs=$(sed -E 's/.* macs ([0-9]+).*/\1/' <<<"$line")
+    per[$opt]=$(awk -v n="${sp[$opt]}" -v m="$macs" 'BEGIN {printf "%.3f", n / m}')
+    ratio[$opt]=$(awk -v s="${sp[$opt]}" -v d="${dn[$opt]}" 'BEGIN {printf "%.3f", s / d}')
+    if [ $opt = O2 ]; then
+      name=$(sed -E 's/^sparse (.*) macs .*/\1/' <<<"$line")
+      nnz=$(sed -E 's/.* nnz ([0-9]+).*/\1/' <<<"$line")
+      scratch=$(sed -E 's/.* scratch ([0-9]+).*/\1/' <<<"$line")
+      stack=$(sed -E 's/.* stack ([0-9]+) ([0-9]+).*/\1 \/ \2/' <<<"$line")
+    fi
+  done
+  echo "| $name | $nnz | ${dn[O2]} | ${sp[O2]} | ${per[O2]} | ${ratio[O2]} | ${per[Os]} | ${ratio[Os]} | $scratch | $stack |" \
+    | tee -a "$SPARSE"
+done
+
 if [ $CROSS_CHECK = 1 ]; then
   elf="$OUT-O2/cost_2.elf"
   trace="$OUT/trace.log"
@@ -90,4 +132,4 @@ if [ $CROSS_CHECK = 1 ]; then
   echo "cross-check cost_2: plugin $from_plugin, trace $from_trace"
   [ "$from_plugin" = "$from_trace" ] || { echo "cross-check FAILED" >&2; exit 1; }
 fi
-echo "results: $RESULTS"
+echo "results: $RESULTS, $SPARSE"
