@@ -161,6 +161,36 @@ TEST(Cli, PruneMagnitudeAndNmGiveTheRequestedSparsity) {
   EXPECT_DOUBLE_EQ(tensor(j, "fc.bias")["sparsity"].get<double>(), 0.0);  // biases untouched
 }
 
+TEST(Cli, ProgressGoesToStderrOnlyAndLeavesStdoutUnchanged) {
+  const std::string st = kData + "/model.safetensors", model = kData + "/progress.tqm";
+  struct Case {
+    std::string args, step, total;
+  };
+  // model.safetensors: fc.weight 8x16 + fc.bias 8 float32, emb 4x6 bfloat16 read as float32.
+  for (const Case& c : std::vector<Case>{
+           {"quantize " + st + " " + model, "quantize", "/640 bytes"},
+           {"prune " + st + " " + model + " --sparsity 0.5", "prune", "/2 tensors"},
+           {"inspect " + model + " --json --reference " + st, "inspect", "/3 tensors"}}) {
+    const Result never = run(c.args + " --progress never");
+    const Result always = run(c.args + " --progress always");
+    const Result automatic = run(c.args);  // stderr is a file here, not a terminal
+    ASSERT_EQ(never.code, 0) << never.err;
+    ASSERT_EQ(always.code, 0) << always.err;
+    ASSERT_EQ(automatic.code, 0) << automatic.err;
+    EXPECT_EQ(always.out, never.out) << c.args;
+    EXPECT_EQ(automatic.out, never.out) << c.args;
+    EXPECT_EQ(never.err.find('\r'), std::string::npos) << never.err;
+    EXPECT_EQ(automatic.err.find('\r'), std::string::npos) << automatic.err;
+    EXPECT_EQ(always.err.find('\r'), 0u) << always.err;
+    EXPECT_NE(always.err.find("\r" + c.step + " ["), std::string::npos) << always.err;
+    EXPECT_NE(always.err.find(c.total), std::string::npos) << always.err;
+    EXPECT_NE(always.err.find("100%\n"), std::string::npos) << always.err;
+    EXPECT_EQ(always.out.find('\r'), std::string::npos);
+  }
+  const Result bad = run("inspect " + model + " --progress sometimes");
+  EXPECT_EQ(bad.code, 2) << bad.err;
+}
+
 TEST(Cli, UsageErrorsExitWith2) {
   for (const std::string& args : std::vector<std::string>{
            "quantize " + kData + "/fc.npy x.tqm --bits 9", "quantize " + kData + "/fc.npy",
@@ -181,7 +211,7 @@ TEST(Cli, HelpExitsWith0AndDescribesEveryOption) {
   r = run("quantize --help");
   EXPECT_EQ(r.code, 0);
   for (const char* opt : {"--bits", "--scheme", "--granularity", "--axis", "--group-size",
-                          "--rounding", "--quantize-1d", "--name"})
+                          "--rounding", "--quantize-1d", "--name", "--progress"})
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
   r = run("export-c --help");
   EXPECT_EQ(r.code, 0);

@@ -4,6 +4,7 @@
 // error (unknown option, missing or out-of-range argument).
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 
 #include <cmath>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "progress.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/io/c_export.hpp"
 #include "tinyquant/io/model_file.hpp"
@@ -27,6 +29,7 @@
 namespace {
 
 using tinyquant::Shape;
+using tinyquant::cli::ProgressBar;
 
 struct FloatTensor {
   std::string name;
@@ -108,6 +111,14 @@ void add_quantize_options(CLI::App* cmd, QuantizeOptions* o) {
                 "Also quantize tensors of rank < 2 (biases, norms); by default they stay float32");
 }
 
+void add_progress_option(CLI::App* cmd, std::string* mode) {
+  cmd->add_option("--progress", *mode,
+                  "Progress bar on stderr (never on stdout): auto draws it only when stderr is a "
+                  "terminal, always also into pipes and files, never not at all. Plain ASCII, "
+                  "redrawn at most 10 times a second")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
+}
+
 tinyquant::QuantSpec make_spec(const QuantizeOptions& o) {
   tinyquant::QuantSpec s;
   s.bits = o.bits;
@@ -129,22 +140,33 @@ tinyquant::QuantSpec make_spec(const QuantizeOptions& o) {
 // Quantizes every tensor (rank >= 2, or all with --quantize-1d), saves the model and prints one
 // line per tensor. `sparsity` (optional, one per tensor) is the pruned fraction to report.
 void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOptions& o,
-                       const std::string& out_path, const std::vector<double>* sparsity) {
+                       const std::string& out_path, const std::vector<double>* sparsity,
+                       ProgressBar* bar) {
   const tinyquant::QuantSpec base = make_spec(o);
   const tinyquant::RoundMode mode = o.rounding == "even" ? tinyquant::RoundMode::kHalfToEven
                                                          : tinyquant::RoundMode::kHalfAwayFromZero;
   tinyquant::io::Model model;
   int64_t total_float = 0, total_q = 0;
+  for (const FloatTensor& t : tensors) total_float += 4 * static_cast<int64_t>(t.data.size());
+  bar->start("quantize", total_float, "bytes");
+  int64_t done = 0;
+  const bool stdout_tty = isatty(STDOUT_FILENO) != 0;
+  // One table row on stdout, then the bar (blanked first when both share the terminal).
+  const auto row = [&](const std::string& text) {
+    if (stdout_tty) bar->clear();
+    fmt::print("{}\n", text);
+    bar->set(done);
+  };
   for (size_t i = 0; i < tensors.size(); ++i) {
     const FloatTensor& t = tensors[i];
     const std::string sp = sparsity ? fmt::format("  sparsity {:.3f}", (*sparsity)[i]) : "";
     const int64_t fbytes = 4 * static_cast<int64_t>(t.data.size());
-    total_float += fbytes;
+    done += fbytes;
     if (t.shape.size() < 2 && !o.quantize_1d) {
       model.entries.push_back(tinyquant::io::make_entry(t.name, t.data.data(), t.shape));
       total_q += fbytes;
-      fmt::print("{:<32} {:<16} float32  kept as float  {} bytes{}\n", t.name,
-                 tinyquant::to_string(t.shape), fbytes, sp);
+      row(fmt::format("{:<32} {:<16} float32  kept as float  {} bytes{}", t.name,
+                      tinyquant::to_string(t.shape), fbytes, sp));
       continue;
     }
     tinyquant::QuantSpec spec = base;
@@ -162,11 +184,12 @@ void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOp
     const tinyquant::SizeReport size = tinyquant::size_report(q);
     const double sqnr = tinyquant::sqnr_db(t.data, tinyquant::dequantize(q));
     total_q += size.quantized_bytes;
-    fmt::print("{:<32} {:<16} int{}  SQNR {:6.2f} dB  {} bytes  ratio {:.2f}x{}\n", t.name,
-               tinyquant::to_string(t.shape), spec.bits, sqnr, size.quantized_bytes, size.ratio,
-               sp);
     model.entries.push_back(tinyquant::io::make_entry(t.name, q));
+    row(fmt::format("{:<32} {:<16} int{}  SQNR {:6.2f} dB  {} bytes  ratio {:.2f}x{}", t.name,
+                    tinyquant::to_string(t.shape), spec.bits, sqnr, size.quantized_bytes,
+                    size.ratio, sp));
   }
+  bar->finish();
   tinyquant::io::save_model(model, out_path);
   fmt::print("wrote {}: {} tensors, {} -> {} bytes ({:.2f}x)\n", out_path, model.entries.size(),
              total_float, total_q,
@@ -181,12 +204,14 @@ struct PruneOptions {
 };
 
 // Masks the float weights of rank >= 2 in place; returns each tensor's fraction of zeros.
-std::vector<double> prune(std::vector<FloatTensor>* tensors, const PruneOptions& p) {
+std::vector<double> prune(std::vector<FloatTensor>* tensors, const PruneOptions& p,
+                          ProgressBar* bar) {
   std::vector<size_t> idx;
   for (size_t i = 0; i < tensors->size(); ++i)
     if ((*tensors)[i].shape.size() >= 2) idx.push_back(i);
   if (idx.empty()) throw tinyquant::DataError("prune: no tensor of rank >= 2 to prune");
   std::vector<tinyquant::Mask> masks;
+  bar->start("prune", static_cast<int64_t>(idx.size()), "tensors");
   if (p.method == "global") {
     std::vector<tinyquant::WeightView> views;
     for (const size_t i : idx) views.push_back({(*tensors)[i].data.data(), (*tensors)[i].shape});
@@ -206,8 +231,10 @@ std::vector<double> prune(std::vector<FloatTensor>* tensors, const PruneOptions&
         masks.push_back(tinyquant::expand_slice_mask(
             tinyquant::structured_mask(w, 0, p.sparsity, c), w.shape, 0));
       }
+      bar->advance();
     }
   }
+  bar->finish();
   std::vector<double> zeros(tensors->size(), 0.0);
   for (size_t k = 0; k < idx.size(); ++k) {
     FloatTensor& t = (*tensors)[idx[k]];
@@ -244,11 +271,12 @@ nlohmann::json finite_or_null(double v) {
   return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json();
 }
 
-void inspect(const std::string& path, const std::string& reference, bool json) {
+void inspect(const std::string& path, const std::string& reference, bool json, ProgressBar* bar) {
   const tinyquant::io::Model model = tinyquant::io::load_model(path);
   std::vector<FloatTensor> ref;
   if (!reference.empty()) ref = load_floats(reference, "");
   nlohmann::json out = {{"file", path}, {"tensors", nlohmann::json::array()}};
+  bar->start("inspect", static_cast<int64_t>(model.entries.size()), "tensors");
   for (const tinyquant::io::ModelEntry& e : model.entries) {
     nlohmann::json t = {{"name", e.name},
                         {"storage", tinyquant::io::to_string(e.storage)},
@@ -290,7 +318,9 @@ void inspect(const std::string& path, const std::string& reference, bool json) {
       }
     }
     out["tensors"].push_back(t);
+    bar->advance();
   }
+  bar->finish();
   if (json) {
     std::cout << out.dump(2) << "\n";
     return;
@@ -333,6 +363,8 @@ int run(int argc, char** argv) {
   quantize->add_option("OUT", out, "Output model file (.tqm)")->required();
   quantize->add_option("--name", name, "Tensor name for a .npy input (default: the file stem)");
   add_quantize_options(quantize, &qo);
+  std::string progress = "auto";
+  add_progress_option(quantize, &progress);
 
   PruneOptions po;
   CLI::App* prune_cmd = app.add_subcommand(
@@ -358,6 +390,7 @@ int run(int argc, char** argv) {
                    "Row score for structured pruning: l1, l2 or fpgm (geometric median)")
       ->check(CLI::IsMember({"l1", "l2", "fpgm"}));
   add_quantize_options(prune_cmd, &qo);
+  add_progress_option(prune_cmd, &progress);
 
   std::string reference;
   bool json = false;
@@ -368,6 +401,7 @@ int run(int argc, char** argv) {
                           "Float source (.npy or .safetensors) to report MSE, max abs error, "
                           "SQNR and cosine similarity against, tensor by tensor");
   inspect_cmd->add_flag("--json", json, "Print machine-readable JSON instead of a table");
+  add_progress_option(inspect_cmd, &progress);
 
   std::string source, prefix = "model";
   std::optional<float> in_scale, out_scale;
@@ -402,15 +436,26 @@ int run(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
 
+  const tinyquant::cli::ProgressMode mode =
+      progress == "always"  ? tinyquant::cli::ProgressMode::kAlways
+      : progress == "never" ? tinyquant::cli::ProgressMode::kNever
+                            : tinyquant::cli::ProgressMode::kAuto;
   try {
+    ProgressBar bar(
+        tinyquant::cli::progress_wanted(mode, isatty(STDERR_FILENO) != 0),
+        [](const std::string& text) {
+          std::fputs(text.c_str(), stderr);
+          std::fflush(stderr);
+        },
+        tinyquant::cli::terminal_width());
     if (quantize->parsed()) {
-      quantize_and_save(load_floats(in, name), qo, out, nullptr);
+      quantize_and_save(load_floats(in, name), qo, out, nullptr, &bar);
     } else if (prune_cmd->parsed()) {
       std::vector<FloatTensor> tensors = load_floats(in, name);
-      const std::vector<double> zeros = prune(&tensors, po);
-      quantize_and_save(tensors, qo, out, &zeros);
+      const std::vector<double> zeros = prune(&tensors, po, &bar);
+      quantize_and_save(tensors, qo, out, &zeros, &bar);
     } else if (inspect_cmd->parsed()) {
-      inspect(in, reference, json);
+      inspect(in, reference, json, &bar);
     } else if (export_cmd->parsed()) {
       const tinyquant::io::Model model = tinyquant::io::load_model(in);
       tinyquant::io::CExportOptions opt;
