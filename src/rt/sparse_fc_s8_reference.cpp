@@ -189,19 +189,25 @@ Status validate_sparse_s8(const SparseMatrixS8& w) noexcept {
 
 int32_t sparse_fully_connected_s8_scratch_size(const FcDims& dims, const SparseMatrixS8& weights,
                                                Path path) noexcept {
-#if TINYQUANT_SPARSE_HAVE_AVX2
   const Path p = resolve_path(path);
+  if (p == Path::kSmlad) return detail::sparse_fc_s8_smlad_scratch_size(dims, weights);
+#if TINYQUANT_SPARSE_HAVE_AVX2
   if (p == Path::kAvx512Vnni && weights.format == SparseFormat::kBlockCsr)
     return detail::sparse_fc_s8_avx512vnni_scratch_size(dims, weights);
   if (p == Path::kAvx2 || p == Path::kAvx512Vnni)
     return detail::sparse_fc_s8_avx2_scratch_size(dims, weights);
-#else
-  (void)dims;
-  (void)weights;
-  (void)path;
 #endif
   return 0;
 }
+
+namespace {
+
+// The path's scratch: `need` bytes at ctx.scratch.
+bool scratch_fits(const Context& ctx, int32_t need) noexcept {
+  return need <= 0 || (ctx.scratch != nullptr && ctx.scratch_size >= need);
+}
+
+}  // namespace
 
 Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, const Requant& requant,
                                  const FcDims& dims, const int8_t* input,
@@ -240,13 +246,14 @@ Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, con
       detail::sparse_fc_s8_reference(args);
       return Status::kOk;
     case Path::kSmlad:
+      if (!scratch_fits(ctx, detail::sparse_fc_s8_smlad_scratch_size(dims, weights)))
+        return Status::kScratchTooSmall;
       detail::sparse_fc_s8_smlad(args);
       return Status::kOk;
     case Path::kAvx2: {
 #if TINYQUANT_SPARSE_HAVE_AVX2
       if (!avx2_supported()) return Status::kPathUnavailable;
-      const int32_t need = detail::sparse_fc_s8_avx2_scratch_size(dims, weights);
-      if (need > 0 && (ctx.scratch == nullptr || ctx.scratch_size < need))
+      if (!scratch_fits(ctx, detail::sparse_fc_s8_avx2_scratch_size(dims, weights)))
         return Status::kScratchTooSmall;
       detail::sparse_fc_s8_avx2(args);
       return Status::kOk;
@@ -260,8 +267,7 @@ Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, con
       const bool block = weights.format == SparseFormat::kBlockCsr;
       const int32_t need = block ? detail::sparse_fc_s8_avx512vnni_scratch_size(dims, weights)
                                  : detail::sparse_fc_s8_avx2_scratch_size(dims, weights);
-      if (need > 0 && (ctx.scratch == nullptr || ctx.scratch_size < need))
-        return Status::kScratchTooSmall;
+      if (!scratch_fits(ctx, need)) return Status::kScratchTooSmall;
       if (block)
         detail::sparse_fc_s8_avx512vnni(args);
       else

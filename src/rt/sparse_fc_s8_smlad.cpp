@@ -1,11 +1,20 @@
-// Sparse fully-connected, Cortex-M DSP data flow: stored entries are taken two at a time, the
-// two activations (x + input_offset, in [-255, 255]) and the two weights packed as 16-bit halves
-// of one word each, and accumulated with one dual 16-bit multiply-accumulate (dsp.hpp's SMLAD). Off
-// ARM it is emulated bit for bit; the data flow is the same, so this path is tested on the host.
-// Block CSR with block_cols % 4 == 0 and at most 8 block rows takes the dense kernels' data flow
-// instead: per 4 columns one word load of x widened with SXTAB16 / SXTAB16-ROR8 (offset added),
-// shared by the block's rows, and per row one word load of weights, two SXTB16 and two SMLAD;
-// no index is decoded inside a block. Other shapes pair entries as above.
+// Sparse fully-connected, Cortex-M DSP data flow. Once per activation row, x + input_offset
+// (in [-255, 255]) is widened into an int16 row in scratch (one word load, SXTAB16 /
+// SXTAB16-ROR8 and two PKHBT / PKHTB per 4 values), its sum taken on the way with SMLAD. Then per
+// stored entry the kernels only decode a column and load one halfword:
+//  - CSR u8 / u16 and N:M take 4 entries per step with no per-entry branch: 4 columns (one word
+//    of u8 deltas summed with UXTAB, four u16 loads, or a byte of 2-bit N:M indices), 4 LDRSH,
+//    the 4 weights in one word load split with SXTB16 / SXTB16-ROR8 into (w0, w2), (w1, w3),
+//    the activations packed to match with two PKHBT, two SMLAD; 0..3 leftover entries of a row
+//    use a plain multiply-accumulate.
+//  - bitmap scans a row's bitmap a word (32 columns) at a time and visits the set bits.
+// Off ARM every instruction is emulated bit for bit (dsp.hpp); the data flow is the same, so the
+// path is tested on the host. Block CSR with block_cols % 4 == 0 and at most 8 block rows takes
+// the dense kernels' data flow and needs no scratch: per 4 columns one word load of x widened
+// with SXTAB16 / SXTAB16-ROR8 (offset added), shared by the block's rows, and per row one word
+// load of weights, two SXTB16 and two SMLAD. Other block shapes pair entries for SMLAD.
+#include <cstring>
+
 #include "smlad_common.hpp"
 #include "tinyquant/rt/dsp.hpp"
 #include "tinyquant/rt/sparse.hpp"
@@ -51,6 +60,139 @@ inline uint32_t read_bits(const uint8_t* base, int64_t bit, int32_t bits) noexce
   return (window >> off) & ((1u << bits) - 1u);
 }
 
+// The int16 activation row in scratch: 4-byte aligned start, in_features halfwords.
+int16_t* activation_row(void* scratch) noexcept {
+  const auto p = reinterpret_cast<uintptr_t>(scratch);
+  return reinterpret_cast<int16_t*>((p + 3u) & ~uintptr_t{3});
+}
+
+// xs[k] = x[k] + io for k < n; returns sum_k (x[k] + io), wrapping.
+int32_t widen_row(const int8_t* x, int32_t n, int32_t io, int16_t* xs) noexcept {
+  const uint32_t off = smlad::offset_pair(io);
+  uint32_t sum = 0;
+  int32_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    const smlad::Pairs p = smlad::widen4(x + k, off);   // (x0, x2), (x1, x3)
+    const uint32_t lo = dsp::pkhbt<16>(p.even, p.odd);  // (x0, x1)
+    const uint32_t hi = dsp::pkhtb<16>(p.odd, p.even);  // (x2, x3)
+    std::memcpy(xs + k, &lo, sizeof lo);
+    std::memcpy(xs + k + 2, &hi, sizeof hi);
+    sum = dsp::smlad(p.even, 0x00010001u, sum);
+    sum = dsp::smlad(p.odd, 0x00010001u, sum);
+  }
+  for (; k < n; ++k) {
+    xs[k] = static_cast<int16_t>(x[k] + io);
+    sum += static_cast<uint32_t>(x[k] + io);
+  }
+  return static_cast<int32_t>(sum);
+}
+
+inline uint32_t mla(int32_t x, int8_t w, uint32_t acc) noexcept {
+  return acc + static_cast<uint32_t>(x * w);
+}
+
+// acc + sum_j xs[col_j] * v[j] over n entries whose columns `dec` yields in order: dec.next4(c)
+// the next four, dec.next1() the next one.
+template <class Decoder>
+uint32_t gather_dot(const int16_t* xs, const int8_t* v, int32_t n, uint32_t acc,
+                    Decoder dec) noexcept {
+  int32_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    int32_t c[4];
+    dec.next4(c);
+    const uint32_t q = smlad::load4(v + j);
+    const uint32_t xe =
+        dsp::pkhbt<16>(static_cast<uint32_t>(xs[c[0]]), static_cast<uint32_t>(xs[c[2]]));
+    const uint32_t xo =
+        dsp::pkhbt<16>(static_cast<uint32_t>(xs[c[1]]), static_cast<uint32_t>(xs[c[3]]));
+    acc = dsp::smlad(xe, dsp::sxtb16(q), acc);
+    acc = dsp::smlad(xo, smlad::sxtb16_ror8(q), acc);
+  }
+  for (; j < n; ++j) acc = mla(xs[dec.next1()], v[j], acc);
+  return acc;
+}
+
+// Column distances, one byte each, from column 0 (CSR u8).
+struct DeltaDecoder {
+  const uint8_t* d;
+  int32_t col = 0;
+  void next4(int32_t* c) noexcept {
+    const uint32_t q = smlad::load4(d);
+    d += 4;
+    c[0] = col + static_cast<int32_t>(q & 0xFFu);
+    c[1] = c[0] + static_cast<int32_t>((q >> 8) & 0xFFu);
+    c[2] = c[1] + static_cast<int32_t>((q >> 16) & 0xFFu);
+    c[3] = c[2] + static_cast<int32_t>(q >> 24);
+    col = c[3];
+  }
+  int32_t next1() noexcept { return col += *d++; }
+};
+
+// Absolute uint16 columns (CSR u16).
+struct IndexDecoder {
+  const uint16_t* i;
+  void next4(int32_t* c) noexcept {
+    c[0] = i[0];
+    c[1] = i[1];
+    c[2] = i[2];
+    c[3] = i[3];
+    i += 4;
+  }
+  int32_t next1() noexcept { return *i++; }
+};
+
+// N:4 slots, N in {1, 2}: 2-bit indices, a byte holds four slots, of 4 / N consecutive groups.
+template <int32_t N>
+struct Nm4Decoder {
+  const uint8_t* idx;
+  int32_t base = 0;  // first column of the current byte's first group
+  int32_t slot = 0;  // slots taken from the current byte (next1 only)
+  void next4(int32_t* c) noexcept {
+    const uint32_t b = *idx++;
+    for (int32_t k = 0; k < 4; ++k)
+      c[k] = base + (k / N) * 4 + static_cast<int32_t>((b >> (2 * k)) & 3u);
+    base += 16 / N;
+  }
+  int32_t next1() noexcept {  // the row's last 1..3 slots
+    const int32_t c = base + (slot / N) * 4 + static_cast<int32_t>((*idx >> (2 * slot)) & 3u);
+    ++slot;
+    return c;
+  }
+};
+
+// Any N:M: indices read bit by bit.
+struct NmDecoder {
+  const uint8_t* idx;
+  int32_t n, m, bits;
+  int64_t slot = 0;
+  int32_t next1() noexcept {
+    const int32_t group = static_cast<int32_t>(slot / n);
+    const int32_t pos = bits > 0 ? static_cast<int32_t>(read_bits(idx, slot * bits, bits)) : 0;
+    ++slot;
+    return group * m + pos;
+  }
+  void next4(int32_t* c) noexcept {
+    for (int32_t k = 0; k < 4; ++k) c[k] = next1();
+  }
+};
+
+// One bitmap row: the set bits of every 32-column word, lowest first.
+uint32_t bitmap_dot(const int16_t* xs, const uint8_t* bm, int32_t row_bytes, const int8_t** v,
+                    uint32_t acc) noexcept {
+  const int8_t* w = *v;
+  int32_t byte = 0;
+  auto visit = [&](uint32_t m, const int16_t* xb) {
+    while (m != 0) {
+      acc = mla(xb[__builtin_ctz(m)], *w++, acc);
+      m &= m - 1u;
+    }
+  };
+  for (; byte + 4 <= row_bytes; byte += 4) visit(smlad::load4(bm + byte), xs + byte * 8);
+  for (; byte < row_bytes; ++byte) visit(bm[byte], xs + byte * 8);
+  *v = w;
+  return acc;
+}
+
 constexpr int32_t kMaxWordBlockRows = 8;
 
 // One block row of a block CSR matrix (block_cols % 4 == 0, block_rows <= 8) against one
@@ -90,27 +232,24 @@ int32_t block_slice_pairs(const SparseMatrixS8& w, int32_t r, int32_t i, const i
 
 }  // namespace
 
+int32_t sparse_fc_s8_smlad_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept {
+  if (w.format == SparseFormat::kBlockCsr) return 0;
+  const int64_t bytes = 2 * int64_t{dims.in_features} + 3;  // int16 row, aligned up to 4 bytes
+  return bytes > INT32_MAX ? INT32_MAX : static_cast<int32_t>(bytes);
+}
+
 void sparse_fc_s8_smlad(const SparseFcArgs& a) noexcept {
   const FcParams& p = *a.params;
   const FcDims& d = *a.dims;
   const SparseMatrixS8& w = *a.weights;
   const int32_t io = p.input_offset;
-  const int32_t row_bytes = (w.cols + 7) / 8;
-  const int32_t bits = w.format == SparseFormat::kNm ? nm_index_bits(w.nm_m) : 0;
-  const int32_t nm_bytes =
-      w.format == SparseFormat::kNm ? nm_row_index_bytes(w.cols, w.nm_n, w.nm_m) : 0;
   for (int32_t b = 0; b < d.batch; ++b) {
     const int8_t* x = a.input + static_cast<int64_t>(b) * d.in_features;
-    // sum(x + io) with SMLAD against a packed (1, 1), as the DSP kernels do.
-    int32_t xsum = 0;
-    int32_t k = 0;
-    for (; k + 1 < d.in_features; k += 2)
-      xsum = smlad_acc(pack16(x[k] + io, x[k + 1] + io), 0x00010001u, xsum);
-    if (k < d.in_features) xsum = wrap_add(xsum, x[k] + io);
-    const int32_t pruned_term = wrap_mul(xsum, p.filter_offset);
     int8_t* out = a.output + static_cast<int64_t>(b) * d.out_features;
 
     if (w.format == SparseFormat::kBlockCsr) {
+      // sum(x + io) with SMLAD against a packed (1, 1), as the DSP kernels do.
+      const int32_t pruned_term = wrap_mul(smlad::row_sum(x, d.in_features, io), p.filter_offset);
       const int32_t br = w.block_rows;
       const bool words = w.block_cols % 4 == 0 && br <= kMaxWordBlockRows;
       for (int32_t r = 0; r < w.rows / br; ++r) {
@@ -131,55 +270,52 @@ void sparse_fc_s8_smlad(const SparseFcArgs& a) noexcept {
       continue;
     }
 
-    int64_t cursor = 0;
+    int16_t* xs = activation_row(a.scratch);
+    const int32_t pruned_term = wrap_mul(widen_row(x, d.in_features, io, xs), p.filter_offset);
+    const int8_t* v = w.values;
+    const uint8_t* delta = w.col_delta;
+    const uint16_t* index = w.col_index;
+    const int32_t row_bytes = (w.cols + 7) / 8;
+    const bool nm4 = w.format == SparseFormat::kNm && w.nm_m == 4 && (w.nm_n == 1 || w.nm_n == 2);
+    const int32_t nm_bytes =
+        w.format == SparseFormat::kNm ? nm_row_index_bytes(w.cols, w.nm_n, w.nm_m) : 0;
+    const int32_t nm_slots = w.format == SparseFormat::kNm ? nm_groups(w.cols, w.nm_m) * w.nm_n : 0;
     for (int32_t o = 0; o < d.out_features; ++o) {
-      PairAccumulator pa{wrap_add(a.bias != nullptr ? a.bias[o] : 0, pruned_term)};
+      auto acc = static_cast<uint32_t>(wrap_add(a.bias != nullptr ? a.bias[o] : 0, pruned_term));
       switch (w.format) {
         case SparseFormat::kCsrU8Delta: {
-          int32_t col = 0;
-          const int64_t end = cursor + w.row_nnz[o];
-          for (; cursor < end; ++cursor) {
-            col += w.col_delta[cursor];
-            pa.add(x[col] + io, w.values[cursor]);
-          }
+          const int32_t n = w.row_nnz[o];
+          acc = gather_dot(xs, v, n, acc, DeltaDecoder{delta});
+          delta += n;
+          v += n;
           break;
         }
         case SparseFormat::kCsrU16: {
-          const int64_t end = cursor + w.row_nnz[o];
-          for (; cursor < end; ++cursor) pa.add(x[w.col_index[cursor]] + io, w.values[cursor]);
+          const int32_t n = w.row_nnz[o];
+          acc = gather_dot(xs, v, n, acc, IndexDecoder{index});
+          index += n;
+          v += n;
           break;
         }
-        case SparseFormat::kBitmap: {
-          const uint8_t* bm = w.bitmap + static_cast<int64_t>(o) * row_bytes;
-          for (int32_t byte = 0; byte < row_bytes; ++byte) {
-            uint32_t m = bm[byte];
-            while (m != 0) {  // visit set bits lowest first
-              const int32_t bit = __builtin_ctz(m);
-              m &= m - 1;
-              pa.add(x[byte * 8 + bit] + io, w.values[cursor++]);
-            }
-          }
+        case SparseFormat::kBitmap:
+          acc = bitmap_dot(xs, w.bitmap + static_cast<int64_t>(o) * row_bytes, row_bytes, &v, acc);
           break;
-        }
         case SparseFormat::kNm: {
           const uint8_t* idx = w.nm_index + static_cast<int64_t>(o) * nm_bytes;
-          const int32_t groups = nm_groups(w.cols, w.nm_m);
-          int64_t slot = 0;
-          for (int32_t g = 0; g < groups; ++g) {
-            const int32_t base = g * w.nm_m;
-            for (int32_t s = 0; s < w.nm_n; ++s, ++slot) {
-              const int32_t pos =
-                  bits > 0 ? static_cast<int32_t>(read_bits(idx, slot * bits, bits)) : 0;
-              pa.add(x[base + pos] + io, w.values[cursor++]);
-            }
-          }
+          if (nm4 && w.nm_n == 1)
+            acc = gather_dot(xs, v, nm_slots, acc, Nm4Decoder<1>{idx});
+          else if (nm4)
+            acc = gather_dot(xs, v, nm_slots, acc, Nm4Decoder<2>{idx});
+          else
+            acc = gather_dot(xs, v, nm_slots, acc,
+                             NmDecoder{idx, w.nm_n, w.nm_m, nm_index_bits(w.nm_m)});
+          v += nm_slots;
           break;
         }
         case SparseFormat::kBlockCsr:
           break;  // handled above
       }
-      a.output[static_cast<int64_t>(b) * d.out_features + o] =
-          sparse_fc_finish(pa.finish(), o, p, *a.requant);
+      out[o] = sparse_fc_finish(static_cast<int32_t>(acc), o, p, *a.requant);
     }
   }
 }

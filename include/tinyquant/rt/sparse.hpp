@@ -103,7 +103,9 @@ Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, con
                                  const FcDims& dims, const int8_t* input,
                                  const SparseMatrixS8& weights, const int32_t* bias,
                                  int8_t* output) noexcept;
-// Scratch bytes sparse_fully_connected_s8 needs on `path` (kAuto: the path it would pick).
+// Scratch bytes sparse_fully_connected_s8 needs on `path` (kAuto: the path it would pick). The
+// smlad path keeps x + input_offset as an int16 row there (2 * in_features + 3 bytes) for every
+// format but block CSR; without it the call returns kScratchTooSmall, as on the x86 paths.
 int32_t sparse_fully_connected_s8_scratch_size(const FcDims& dims, const SparseMatrixS8& weights,
                                                Path path) noexcept;
 
@@ -124,6 +126,8 @@ struct SparseFcArgs {
 
 void sparse_fc_s8_reference(const SparseFcArgs& args) noexcept;
 void sparse_fc_s8_smlad(const SparseFcArgs& args) noexcept;
+// The int16 row of x + input_offset (every format but block CSR).
+int32_t sparse_fc_s8_smlad_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept;
 void sparse_fc_s8_avx2(const SparseFcArgs& args) noexcept;  // x86-64 builds only
 int32_t sparse_fc_s8_avx2_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept;
 // Block CSR on AVX-512 VNNI (x86-64 builds only; the caller checked the CPU).
