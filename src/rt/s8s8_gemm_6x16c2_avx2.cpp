@@ -126,27 +126,77 @@ void pack_panel(const int8_t* b, int32_t ldb, int32_t cols, int32_t k, int32_t b
   }
 }
 
+// One widened row of a against one panel line (b0: columns 0-7, b1: 8-15) at pair t.
+inline void row_step(const int16_t* a_row, int64_t t, __m256i b0, __m256i b1, __m256i& c0,
+                     __m256i& c1) {
+  int32_t pair;
+  std::memcpy(&pair, a_row + 2 * t, sizeof pair);
+  const __m256i av = _mm256_set1_epi32(pair);
+  c0 = _mm256_add_epi32(c0, _mm256_madd_epi16(av, b0));
+  c1 = _mm256_add_epi32(c1, _mm256_madd_epi16(av, b1));
+}
+inline void store_row(int32_t* out, __m256i c0, __m256i c1) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), c0);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8), c1);
+}
+
 // The MR x 16 block of a (MR widened rows, stride lda elements) times one panel over `pairs` k
-// pairs, to out[MR][16].
+// pairs, to out[MR][16]. Accumulators are named variables, not an array, so that all twelve
+// stay in registers.
 template <int MR>
 void block(const int16_t* a, int64_t lda, const int16_t* panel, int64_t pairs, int32_t* out) {
-  __m256i c0[MR], c1[MR];
-  for (int r = 0; r < MR; ++r) c0[r] = c1[r] = _mm256_setzero_si256();
+  static_assert(MR >= 1 && MR <= kMr, "rows per block");
+  const __m256i z = _mm256_setzero_si256();
+  __m256i c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z;
+  __m256i c30 = z, c31 = z, c40 = z, c41 = z, c50 = z, c51 = z;
   for (int64_t t = 0; t < pairs; ++t) {
     const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + t * 32));
     const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + t * 32 + 16));
-    for (int r = 0; r < MR; ++r) {
-      int32_t pair;
-      std::memcpy(&pair, a + r * lda + 2 * t, sizeof pair);
-      const __m256i av = _mm256_set1_epi32(pair);
-      c0[r] = _mm256_add_epi32(c0[r], _mm256_madd_epi16(av, b0));
-      c1[r] = _mm256_add_epi32(c1[r], _mm256_madd_epi16(av, b1));
-    }
+    row_step(a, t, b0, b1, c00, c01);
+    if constexpr (MR > 1) row_step(a + lda, t, b0, b1, c10, c11);
+    if constexpr (MR > 2) row_step(a + 2 * lda, t, b0, b1, c20, c21);
+    if constexpr (MR > 3) row_step(a + 3 * lda, t, b0, b1, c30, c31);
+    if constexpr (MR > 4) row_step(a + 4 * lda, t, b0, b1, c40, c41);
+    if constexpr (MR > 5) row_step(a + 5 * lda, t, b0, b1, c50, c51);
   }
-  for (int r = 0; r < MR; ++r) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r * kNr), c0[r]);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r * kNr + 8), c1[r]);
+  store_row(out, c00, c01);
+  if constexpr (MR > 1) store_row(out + kNr, c10, c11);
+  if constexpr (MR > 2) store_row(out + 2 * kNr, c20, c21);
+  if constexpr (MR > 3) store_row(out + 3 * kNr, c30, c31);
+  if constexpr (MR > 4) store_row(out + 4 * kNr, c40, c41);
+  if constexpr (MR > 5) store_row(out + 5 * kNr, c50, c51);
+}
+
+// GEMV on prepacked b: the row of a times four consecutive panels (64 columns) at once, to
+// out[64]: eight accumulators and one broadcast per k pair instead of two and one.
+constexpr int32_t kGemvPanels = 4;
+void gemv_64(const int16_t* a, const int16_t* panel, int64_t pairs, int32_t* out) {
+  const __m256i z = _mm256_setzero_si256();
+  __m256i c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z;
+  const int64_t stride = 2 * kNr * pairs;
+  const int16_t* p1 = panel + stride;
+  const int16_t* p2 = p1 + stride;
+  const int16_t* p3 = p2 + stride;
+  auto mac = [](__m256i av, const int16_t* line, __m256i& c0, __m256i& c1) {
+    c0 = _mm256_add_epi32(
+        c0, _mm256_madd_epi16(av, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(line))));
+    c1 = _mm256_add_epi32(
+        c1,
+        _mm256_madd_epi16(av, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(line + 8 * 2))));
+  };
+  for (int64_t t = 0; t < pairs; ++t) {
+    int32_t pair;
+    std::memcpy(&pair, a + 2 * t, sizeof pair);
+    const __m256i av = _mm256_set1_epi32(pair);
+    mac(av, panel + t * 32, c00, c01);
+    mac(av, p1 + t * 32, c10, c11);
+    mac(av, p2 + t * 32, c20, c21);
+    mac(av, p3 + t * 32, c30, c31);
   }
+  store_row(out, c00, c01);
+  store_row(out + kNr, c10, c11);
+  store_row(out + 2 * kNr, c20, c21);
+  store_row(out + 3 * kNr, c30, c31);
 }
 
 using BlockFn = void (*)(const int16_t*, int64_t, const int16_t*, int64_t, int32_t*);
@@ -169,7 +219,8 @@ int64_t scratch_bytes(int32_t m, int32_t k, bool plain) {
   return align64(4 * int64_t{block_rows(m, k)} * pairs) + (plain ? align64(4 * kNr * pairs) : 0);
 }
 
-// Calls store(i0, rows, j0, cols, tile) for every finished block, tile[rows][16] (cols valid).
+// Calls store(i0, rows, j0, cols, tile) for every finished block, tile[rows][16] (cols valid;
+// a GEMV block is one row of up to 64 columns).
 template <class Store>
 void drive(const Problem& p, void* scratch, Store&& store) {
   const int64_t pairs = k_pairs(p.k);
@@ -177,10 +228,18 @@ void drive(const Problem& p, void* scratch, Store&& store) {
   auto* a16 = static_cast<int16_t*>(scratch);
   int16_t* panel_buf = a16 + align64(4 * int64_t{mc} * pairs) / 2;
   alignas(32) int32_t tile[kMr * kNr];
+  static_assert(kMr * kNr >= kGemvPanels * kNr, "a GEMV block fits the tile");
   for (int32_t ic = 0; ic < p.m; ic += mc) {
     const int32_t mb = p.m - ic < mc ? p.m - ic : mc;
     widen_rows(p.a + int64_t{ic} * p.lda, p.lda, mb, p.k, p.a_offset, a16);
-    for (int32_t j0 = 0; j0 < p.n; j0 += kNr) {
+    int32_t j0 = 0;
+    if (p.m == 1 && p.packed != nullptr) {  // GEMV: four panels a pass while whole ones remain
+      for (; j0 + kGemvPanels * kNr <= p.n; j0 += kGemvPanels * kNr) {
+        gemv_64(a16, p.packed + (j0 / kNr) * pairs * 2 * kNr, pairs, tile);
+        store(0, 1, j0, kGemvPanels * kNr, tile);
+      }
+    }
+    for (; j0 < p.n; j0 += kNr) {
       const int32_t cols = p.n - j0 < kNr ? p.n - j0 : kNr;
       const int16_t* panel = panel_buf;
       if (p.packed != nullptr) {

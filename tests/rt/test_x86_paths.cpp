@@ -205,9 +205,43 @@ TEST_P(X86Path, GemmS4TableMatchesLoops) {
   }
 }
 
+// Plain loops for gemm_s32: c = row_add[i] + col_add[j] + sum (a + ao)(b + bo) mod 2^32 (either
+// add may be absent); entries outside the n columns of each row keep `fill`.
+std::vector<int32_t> oracle_s32(const Case& c, const int32_t* row_add, const int32_t* col_add,
+                                int32_t fill) {
+  std::vector<int32_t> want(static_cast<size_t>(c.m) * c.ldc, fill);
+  for (int32_t i = 0; i < c.m; ++i) {
+    for (int32_t j = 0; j < c.n; ++j) {
+      uint32_t acc =
+          (row_add != nullptr ? u(row_add[i]) : 0u) + (col_add != nullptr ? u(col_add[j]) : 0u);
+      for (int32_t q = 0; q < c.k; ++q) {
+        acc += u(c.a[i * c.lda + q] + c.a_offset) * u(c.b[j * c.ldb + q] + c.b_offset);
+      }
+      want[i * c.ldc + j] = static_cast<int32_t>(acc);
+    }
+  }
+  return want;
+}
+
+// The path's gemm_s32 table entry on the case, with exactly the scratch it asks for.
+std::vector<int32_t> run_table_s32(Path p, const Case& c, const int32_t* row_add,
+                                   const int32_t* col_add, int32_t fill) {
+  const rt::detail::PathKernels* t = table(p);
+  std::vector<int32_t> got(static_cast<size_t>(c.m) * c.ldc, fill);
+  std::vector<uint8_t> scratch(static_cast<size_t>(t->gemm_s32_scratch(c.m, c.n, c.k)) + 64);
+  const auto addr = reinterpret_cast<uintptr_t>(scratch.data());
+  rt::detail::GemmS32Args g;
+  g.m = c.m, g.n = c.n, g.k = c.k, g.a = c.a.data(), g.lda = c.lda, g.b = c.b.data();
+  g.ldb = c.ldb, g.a_offset = c.a_offset, g.b_offset = c.b_offset;
+  g.row_add = row_add, g.col_add = col_add;
+  g.c = got.data(), g.ldc = c.ldc;
+  g.scratch = reinterpret_cast<void*>((addr + 63) / 64 * 64);
+  t->gemm_s32(g);
+  return got;
+}
+
 TEST_P(X86Path, GemmS32TableMatchesLoops) {
   TQ_SKIP_UNLESS_CPU(GetParam());
-  const rt::detail::PathKernels* t = table(GetParam());
   std::mt19937 rng(7);
   for (const auto& s : kShapes) {
     for (int rep = 0; rep < 4; ++rep) {
@@ -218,29 +252,10 @@ TEST_P(X86Path, GemmS32TableMatchesLoops) {
       std::vector<int32_t> row_add(static_cast<size_t>(c.m)), col_add(static_cast<size_t>(c.n));
       for (auto& v : row_add) v = static_cast<int32_t>(rng());
       for (auto& v : col_add) v = static_cast<int32_t>(rng());
-      const bool use_row = rep % 2 == 0, use_col = rep % 3 != 2;
-      std::vector<int32_t> want(static_cast<size_t>(c.m) * c.ldc, 77);
-      for (int32_t i = 0; i < c.m; ++i) {
-        for (int32_t j = 0; j < c.n; ++j) {
-          uint32_t acc = (use_row ? u(row_add[i]) : 0u) + (use_col ? u(col_add[j]) : 0u);
-          for (int32_t q = 0; q < c.k; ++q) {
-            acc += u(c.a[i * c.lda + q] + c.a_offset) * u(c.b[j * c.ldb + q] + c.b_offset);
-          }
-          want[i * c.ldc + j] = static_cast<int32_t>(acc);
-        }
-      }
-      std::vector<int32_t> got(want.size(), 77);
-      std::vector<uint8_t> scratch(static_cast<size_t>(t->gemm_s32_scratch(c.m, c.n, c.k)) + 64);
-      const auto addr = reinterpret_cast<uintptr_t>(scratch.data());
-      rt::detail::GemmS32Args g;
-      g.m = c.m, g.n = c.n, g.k = c.k, g.a = c.a.data(), g.lda = c.lda, g.b = c.b.data();
-      g.ldb = c.ldb, g.a_offset = c.a_offset, g.b_offset = c.b_offset;
-      g.row_add = use_row ? row_add.data() : nullptr;
-      g.col_add = use_col ? col_add.data() : nullptr;
-      g.c = got.data(), g.ldc = c.ldc;
-      g.scratch = reinterpret_cast<void*>((addr + 63) / 64 * 64);
-      t->gemm_s32(g);
-      ASSERT_EQ(got, want) << describe(c);
+      const int32_t* row = rep % 2 == 0 ? row_add.data() : nullptr;
+      const int32_t* col = rep % 3 != 2 ? col_add.data() : nullptr;
+      ASSERT_EQ(run_table_s32(GetParam(), c, row, col, 77), oracle_s32(c, row, col, 77))
+          << describe(c);
     }
   }
 }
@@ -501,6 +516,81 @@ TEST(Prepack, RejectsBadAndMismatchedBuffers) {
   EXPECT_EQ(rt::fully_connected_s8_prepack(f.params, f.dims, f.weights.data(), Path::kNeon,
                                            buf.data(), size),
             Status::kPathUnavailable);
+}
+
+// The avx2 path's 6x16 outer-product kernel (plain int8 calls with m >= kAvx2C2MinRows, and every
+// prepacked call): row counts of every residue mod 6 around the hand-over from the 2x4 tiles,
+// two blocks of widened rows, every column residue mod 16 and k from 1 (one padded pair) up.
+TEST(Avx2Kernel6x16, EveryTailMatchesLoops) {
+  TQ_SKIP_UNLESS_CPU(Path::kAvx2);
+  constexpr int32_t kMin = rt::detail::kAvx2C2MinRows;
+  std::mt19937 rng(616);
+  int32_t cases = 0;
+  for (int32_t m : {kMin - 1, kMin, kMin + 1, 6, 11, 13, 24, 47}) {
+    for (int32_t n = 1; n <= 34; n += n < 18 ? 1 : 15) {
+      for (int32_t k : {1, 2, 3, 16, 17, 34}) {
+        Case c = random_case(rng, m, n, k, false);
+        if (cases % 5 == 0) c.a_offset = -128, c.b_offset = -128;  // gemm_s32 extremes
+        ASSERT_EQ(run_table_s8(Path::kAvx2, c), oracle_s8(c)) << describe(c);
+        std::vector<int32_t> col_add(static_cast<size_t>(n), -3 * n);
+        std::vector<int32_t> row_add(static_cast<size_t>(m), 1 << 30);
+        ASSERT_EQ(run_table_s32(Path::kAvx2, c, row_add.data(), col_add.data(), 7),
+                  oracle_s32(c, row_add.data(), col_add.data(), 7))
+            << describe(c);
+        ++cases;
+      }
+    }
+  }
+  // k large enough that the widened rows of a come in several blocks (and the last is short).
+  for (int32_t m : {kMin, 50, 97}) {
+    Case c = random_case(rng, m, 21, 1601, false);
+    ASSERT_EQ(run_table_s8(Path::kAvx2, c), oracle_s8(c)) << describe(c);
+    ASSERT_EQ(run_table_s32(Path::kAvx2, c, nullptr, nullptr, 7),
+              oracle_s32(c, nullptr, nullptr, 7))
+        << describe(c);
+  }
+  // Prepacked weights run the same kernel at every m, GEMV included.
+  for (int32_t m : {1, 2, 5, 6, 7, 13, 50}) {
+    for (int32_t n : {1, 15, 16, 17, 40, 64, 81, 130}) {  // GEMV: 4 panels a pass, then single ones
+      for (int32_t k : {1, 2, 17, 33, 1601}) {
+        const FcCase f = random_fc(rng, m, k, n);
+        Packed pk = pack_fc(f, Path::kAvx2);
+        std::vector<int8_t> got(static_cast<size_t>(m) * n);
+        ASSERT_EQ(run_packed(f, pk.data(), Path::kAvx2, got.data()), Status::kOk);
+        ASSERT_EQ(got, run_fc(f, Path::kReference)) << "m=" << m << " n=" << n << " k=" << k;
+      }
+    }
+  }
+}
+
+// Weights packed in the previous avx2 layout (format version 2) are refused, not misread. The
+// header is rewritten with a valid check word, so only the version differs.
+TEST(Prepack, RefusesOlderFormatVersion) {
+  TQ_SKIP_UNLESS_CPU(Path::kAvx2);
+  std::mt19937 rng(2);
+  const FcCase f = random_fc(rng, 3, 40, 24);
+  Packed pk = pack_fc(f, Path::kAvx2);
+  auto* words = reinterpret_cast<uint32_t*>(pk.data());
+  auto set_version = [&](uint32_t version) {
+    words[1] = version;
+    uint32_t x = 2166136261u;  // FNV-1a over the bytes of header words 0-6, stored in word 7
+    for (int w = 0; w < 7; ++w) {
+      for (int b = 0; b < 4; ++b) {
+        x ^= (words[w] >> (8 * b)) & 0xFFu;
+        x *= 16777619u;
+      }
+    }
+    words[7] = x;
+  };
+  const uint32_t current = words[1];
+  std::vector<int8_t> out(static_cast<size_t>(3) * 24, 9);
+  set_version(2);
+  EXPECT_EQ(run_packed(f, pk.data(), Path::kAuto, out.data()), Status::kBadArgument);
+  EXPECT_EQ(rt::fully_connected_s8_prepacked_path(pk.data()), Path::kAuto);
+  EXPECT_EQ(out, std::vector<int8_t>(out.size(), 9));
+  set_version(current);  // the same rewrite with the current version is accepted
+  ASSERT_EQ(run_packed(f, pk.data(), Path::kAuto, out.data()), Status::kOk);
+  EXPECT_EQ(out, run_fc(f, Path::kReference));
 }
 
 // ---- Threads ----------------------------------------------------------------------------------
