@@ -74,6 +74,39 @@ inline uint32_t sxtab16_ror8(uint32_t a, uint32_t x) {
 #endif
 }
 
+// (lo.lo, hi.lo) as one PKHBT lo, hi, LSL #16. GCC 12 does not match dsp::pkhbt's mask-and-or
+// pattern when an operand comes straight from an LDRSH, and emits UXTH + ORR.
+inline uint32_t pack_lo16(uint32_t lo, uint32_t hi) {
+#if defined(__ARM_FEATURE_DSP)
+  uint32_t r;
+  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
+  return r;
+#else
+  return dsp::pkhbt<16>(lo, hi);
+#endif
+}
+
+// a + byte `Byte` (0..3) of q, zero-extended: one UXTAB with ROR (GCC 12 folds only byte 0 and
+// emits UBFX + ADD for the others).
+template <unsigned Byte>
+inline uint32_t add_byte(uint32_t a, uint32_t q) {
+  static_assert(Byte < 4, "a word has bytes 0..3");
+#if defined(__ARM_FEATURE_DSP)
+  uint32_t r;
+  if (Byte == 0)
+    __asm__("uxtab %0, %1, %2" : "=r"(r) : "r"(a), "r"(q));
+  else if (Byte == 1)
+    __asm__("uxtab %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(q));
+  else if (Byte == 2)
+    __asm__("uxtab %0, %1, %2, ror #16" : "=r"(r) : "r"(a), "r"(q));
+  else
+    __asm__("uxtab %0, %1, %2, ror #24" : "=r"(r) : "r"(a), "r"(q));
+  return r;
+#else
+  return a + ((q >> (8 * Byte)) & 0xFFu);
+#endif
+}
+
 // acc + x.hi * y.hi (SMLATT). dsp.hpp has no SMLATT; written as plain arithmetic GCC does
 // select it, but also hoists a loop-invariant operand's ">> 16" out of the loop and falls
 // back to ASR + MUL + MLA, so on the DSP target it is one asm instruction.

@@ -91,22 +91,31 @@ inline uint32_t mla(int32_t x, int8_t w, uint32_t acc) noexcept {
   return acc + static_cast<uint32_t>(x * w);
 }
 
+// Four entries: columns c, weights in one word (w0..w3) split as (w0, w2), (w1, w3).
+inline uint32_t dot4(const int16_t* xs, const int32_t* c, const int8_t* v, uint32_t acc) noexcept {
+  const uint32_t q = smlad::load4(v);
+  auto x = [xs, c](int32_t k) { return static_cast<uint32_t>(xs[c[k]]); };
+  acc = dsp::smlad(smlad::pack_lo16(x(0), x(2)), dsp::sxtb16(q), acc);
+  return dsp::smlad(smlad::pack_lo16(x(1), x(3)), smlad::sxtb16_ror8(q), acc);
+}
+
 // acc + sum_j xs[col_j] * v[j] over n entries whose columns `dec` yields in order: dec.next4(c)
-// the next four, dec.next1() the next one.
+// the next four, dec.next1() the next one. Eight entries per loop step, then 4, then 0..3.
 template <class Decoder>
 uint32_t gather_dot(const int16_t* xs, const int8_t* v, int32_t n, uint32_t acc,
                     Decoder dec) noexcept {
   int32_t j = 0;
-  for (; j + 4 <= n; j += 4) {
-    int32_t c[4];
+  int32_t c[4];
+  for (; j + 8 <= n; j += 8) {
     dec.next4(c);
-    const uint32_t q = smlad::load4(v + j);
-    const uint32_t xe =
-        dsp::pkhbt<16>(static_cast<uint32_t>(xs[c[0]]), static_cast<uint32_t>(xs[c[2]]));
-    const uint32_t xo =
-        dsp::pkhbt<16>(static_cast<uint32_t>(xs[c[1]]), static_cast<uint32_t>(xs[c[3]]));
-    acc = dsp::smlad(xe, dsp::sxtb16(q), acc);
-    acc = dsp::smlad(xo, smlad::sxtb16_ror8(q), acc);
+    acc = dot4(xs, c, v + j, acc);
+    dec.next4(c);
+    acc = dot4(xs, c, v + j + 4, acc);
+  }
+  if (j + 4 <= n) {
+    dec.next4(c);
+    acc = dot4(xs, c, v + j, acc);
+    j += 4;
   }
   for (; j < n; ++j) acc = mla(xs[dec.next1()], v[j], acc);
   return acc;
@@ -115,17 +124,19 @@ uint32_t gather_dot(const int16_t* xs, const int8_t* v, int32_t n, uint32_t acc,
 // Column distances, one byte each, from column 0 (CSR u8).
 struct DeltaDecoder {
   const uint8_t* d;
-  int32_t col = 0;
+  uint32_t col = 0;
   void next4(int32_t* c) noexcept {
     const uint32_t q = smlad::load4(d);
     d += 4;
-    c[0] = col + static_cast<int32_t>(q & 0xFFu);
-    c[1] = c[0] + static_cast<int32_t>((q >> 8) & 0xFFu);
-    c[2] = c[1] + static_cast<int32_t>((q >> 16) & 0xFFu);
-    c[3] = c[2] + static_cast<int32_t>(q >> 24);
-    col = c[3];
+    const uint32_t c0 = smlad::add_byte<0>(col, q), c1 = smlad::add_byte<1>(c0, q);
+    const uint32_t c2 = smlad::add_byte<2>(c1, q);
+    col = smlad::add_byte<3>(c2, q);
+    c[0] = static_cast<int32_t>(c0);
+    c[1] = static_cast<int32_t>(c1);
+    c[2] = static_cast<int32_t>(c2);
+    c[3] = static_cast<int32_t>(col);
   }
-  int32_t next1() noexcept { return col += *d++; }
+  int32_t next1() noexcept { return static_cast<int32_t>(col += *d++); }
 };
 
 // Absolute uint16 columns (CSR u16).
@@ -148,13 +159,15 @@ struct Nm4Decoder {
   int32_t base = 0;  // first column of the current byte's first group
   int32_t slot = 0;  // slots taken from the current byte (next1 only)
   void next4(int32_t* c) noexcept {
-    const uint32_t b = *idx++;
-    for (int32_t k = 0; k < 4; ++k)
-      c[k] = base + (k / N) * 4 + static_cast<int32_t>((b >> (2 * k)) & 3u);
+    const auto b = static_cast<int32_t>(*idx++);
+    c[0] = base + (b & 3);
+    c[1] = base + (1 / N) * 4 + ((b >> 2) & 3);
+    c[2] = base + (2 / N) * 4 + ((b >> 4) & 3);
+    c[3] = base + (3 / N) * 4 + (b >> 6);
     base += 16 / N;
   }
   int32_t next1() noexcept {  // the row's last 1..3 slots
-    const int32_t c = base + (slot / N) * 4 + static_cast<int32_t>((*idx >> (2 * slot)) & 3u);
+    const int32_t c = base + (slot / N) * 4 + ((*idx >> (2 * slot)) & 3);
     ++slot;
     return c;
   }
@@ -180,15 +193,12 @@ struct NmDecoder {
 uint32_t bitmap_dot(const int16_t* xs, const uint8_t* bm, int32_t row_bytes, const int8_t** v,
                     uint32_t acc) noexcept {
   const int8_t* w = *v;
-  int32_t byte = 0;
   auto visit = [&](uint32_t m, const int16_t* xb) {
-    while (m != 0) {
-      acc = mla(xb[__builtin_ctz(m)], *w++, acc);
-      m &= m - 1u;
-    }
+    for (; m != 0; m &= m - 1u) acc = mla(xb[__builtin_ctz(m)], *w++, acc);
   };
-  for (; byte + 4 <= row_bytes; byte += 4) visit(smlad::load4(bm + byte), xs + byte * 8);
-  for (; byte < row_bytes; ++byte) visit(bm[byte], xs + byte * 8);
+  const uint8_t* end = bm + row_bytes;
+  for (; end - bm >= 4; bm += 4, xs += 32) visit(smlad::load4(bm), xs);
+  for (; bm < end; ++bm, xs += 8) visit(*bm, xs);
   *v = w;
   return acc;
 }
