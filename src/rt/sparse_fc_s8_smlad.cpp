@@ -189,12 +189,32 @@ struct NmDecoder {
   }
 };
 
-// One bitmap row: the set bits of every 32-column word, lowest first.
+// Bit-reverses a word (one RBIT on the DSP target).
+inline uint32_t reverse_bits(uint32_t m) noexcept {
+#if defined(__ARM_FEATURE_DSP)
+  uint32_t r;
+  __asm__("rbit %0, %1" : "=r"(r) : "r"(m));
+  return r;
+#else
+  m = ((m >> 1) & 0x55555555u) | ((m & 0x55555555u) << 1);
+  m = ((m >> 2) & 0x33333333u) | ((m & 0x33333333u) << 2);
+  m = ((m >> 4) & 0x0F0F0F0Fu) | ((m & 0x0F0F0F0Fu) << 4);
+  m = ((m >> 8) & 0x00FF00FFu) | ((m & 0x00FF00FFu) << 8);
+  return (m >> 16) | (m << 16);
+#endif
+}
+
+// One bitmap row: the set bits of every 32-column word, lowest first. The word is bit-reversed
+// once, so per set bit CLZ gives the column and LSR + BIC clear it.
 uint32_t bitmap_dot(const int16_t* xs, const uint8_t* bm, int32_t row_bytes, const int8_t** v,
                     uint32_t acc) noexcept {
   const int8_t* w = *v;
   auto visit = [&](uint32_t m, const int16_t* xb) {
-    for (; m != 0; m &= m - 1u) acc = mla(xb[__builtin_ctz(m)], *w++, acc);
+    for (uint32_t r = reverse_bits(m); r != 0;) {
+      const int32_t bit = __builtin_clz(r);
+      acc = mla(xb[bit], *w++, acc);
+      r &= ~(0x80000000u >> bit);
+    }
   };
   const uint8_t* end = bm + row_bytes;
   for (; end - bm >= 4; bm += 4, xs += 32) visit(smlad::load4(bm), xs);

@@ -527,3 +527,95 @@ TEST(SparseFcS8, BlockCsrRequantizeExtremes) {
     }
   }
 }
+
+// Every entry count per row from 0 to 19 (the smlad path's 8-entry steps, its 4-entry step and
+// its 0..3 leftover entries), columns at both ends of the row, bitmap rows of whole words plus
+// tail bytes, extreme and random offsets, both roundings: every path against the dense formula.
+TEST(SparseFcS8, EveryRowLengthAndTail) {
+  std::mt19937 rng(4242);
+  for (int32_t k : {19, 20, 40, 97, 300}) {
+    for (bool extreme : {false, true}) {
+      for (rt::Rounding rounding : {rt::Rounding::kDouble, rt::Rounding::kSingle}) {
+        Case c = random_case(rng, 2, k, 20, 1.0, extreme);
+        c.rounding = rounding;
+        std::uniform_int_distribution<int> nonzero(-128, 126);  // 0 maps to 127
+        for (int32_t o = 0; o < c.n; ++o) {
+          const int32_t want = std::min(o, k);
+          // The first and last columns, then random ones, until the row holds `want` entries.
+          for (int32_t placed = 0; placed < want;) {
+            const int32_t col = placed == 0 ? 0
+                                : placed == 1
+                                    ? k - 1
+                                    : std::uniform_int_distribution<int32_t>(0, k - 1)(rng);
+            int8_t& v = c.weights[static_cast<size_t>(o * k + col)];
+            if (v != 0) continue;
+            const int r = nonzero(rng);
+            v = static_cast<int8_t>(r == 0 ? 127 : r);
+            ++placed;
+          }
+        }
+        const std::string what = "k " + std::to_string(k) + (extreme ? " extreme" : "") +
+                                 " rounding " + std::to_string(static_cast<int>(rounding));
+        check_all_paths(c, fmt_opt(StorageFormat::kCsrU8), what + " csr-u8");
+        check_all_paths(c, fmt_opt(StorageFormat::kCsrU16), what + " csr-u16");
+        check_all_paths(c, fmt_opt(StorageFormat::kBitmap), what + " bitmap");
+      }
+    }
+  }
+  // N:4 rows of 1..40 slots (k = 1..40 columns, tail groups of 1..3 columns included).
+  for (int32_t k = 1; k <= 40; ++k) {
+    for (int n : {1, 2}) {
+      Case c = random_case(rng, 2, k, 3, 0.1, (k & 1) != 0);
+      c.rounding = (k & 2) != 0 ? rt::Rounding::kSingle : rt::Rounding::kDouble;
+      make_nm(c, n, 4);
+      check_all_paths(c, fmt_opt(StorageFormat::kNm, n, 4),
+                      "nm " + std::to_string(n) + ":4 k " + std::to_string(k));
+    }
+  }
+}
+
+// The smlad path keeps x + input_offset in scratch for every format but block CSR: it reports
+// that size, refuses less, and takes a buffer at any alignment.
+TEST(SparseFcS8, SmladScratch) {
+  std::mt19937 rng(5);
+  Case c = random_case(rng, 2, 37, 6, 0.6, true);
+  const std::vector<int8_t> expect = dense_oracle(c);
+  rt::FcDims dims{c.batch, c.k, c.n};
+  rt::Requant rq;
+  rq.multiplier = c.multiplier.data();
+  rq.shift = c.shift.data();
+  rq.per_channel = c.per_channel;
+  rq.rounding = c.rounding;
+  const int32_t* bias = c.with_bias ? c.bias.data() : nullptr;
+  for (auto f : {StorageFormat::kCsrU8, StorageFormat::kCsrU16, StorageFormat::kBitmap}) {
+    const SparseMatrix sm = SparseMatrix::from_dense(c.weights.data(), c.n, c.k, fmt_opt(f));
+    const rt::SparseMatrixS8 w = sm.view();
+    const int32_t need = rt::sparse_fully_connected_s8_scratch_size(dims, w, Path::kSmlad);
+    EXPECT_GE(need, 2 * c.k) << to_string(f);
+    std::vector<int8_t> out(expect.size(), int8_t{-99});
+    rt::Context ctx;
+    ctx.path = Path::kSmlad;
+    EXPECT_EQ(
+        rt::sparse_fully_connected_s8(ctx, c.params, rq, dims, c.input.data(), w, bias, out.data()),
+        Status::kScratchTooSmall)
+        << to_string(f);
+    EXPECT_EQ(out, std::vector<int8_t>(expect.size(), int8_t{-99}));
+    std::vector<uint8_t> buf(static_cast<size_t>(need) + 8);
+    for (size_t misalign = 0; misalign < 4; ++misalign) {
+      ctx.scratch = buf.data() + misalign;
+      ctx.scratch_size = need - 1;
+      EXPECT_EQ(rt::sparse_fully_connected_s8(ctx, c.params, rq, dims, c.input.data(), w, bias,
+                                              out.data()),
+                Status::kScratchTooSmall);
+      ctx.scratch_size = need;
+      ASSERT_EQ(rt::sparse_fully_connected_s8(ctx, c.params, rq, dims, c.input.data(), w, bias,
+                                              out.data()),
+                Status::kOk);
+      EXPECT_EQ(out, expect) << to_string(f) << " misaligned by " << misalign;
+    }
+  }
+  Case b = random_case(rng, 2, 32, 8, 0.0, false);
+  make_blocks(b, 4, 16, 0.5, rng);
+  const SparseMatrix sm = SparseMatrix::from_dense(b.weights.data(), 8, 32, block_opt(4, 16));
+  EXPECT_EQ(rt::sparse_fully_connected_s8_scratch_size(dims, sm.view(), Path::kSmlad), 0);
+}
