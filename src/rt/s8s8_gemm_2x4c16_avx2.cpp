@@ -28,15 +28,7 @@ constexpr int32_t kNr = 4;                  // rows of b per GEMM tile
 constexpr int32_t kGemvNr = 8;              // rows of b per GEMV tile
 constexpr int32_t kBlockBytes = 64 * 1024;  // a bytes kept hot across one sweep of b
 
-inline __m256i load16_s8(const int8_t* p) {
-  return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-// Bytes p[0, count) widened, zeros after; count in [1, 16]; reads nothing past p + count.
-inline __m256i load16_s8_partial(const int8_t* p, int32_t count) {
-  alignas(16) int8_t tmp[16] = {};
-  std::memcpy(tmp, p, static_cast<size_t>(count));
-  return load16_s8(tmp);
-}
+#include "x86_avx2_common.inc"  // loads, unpack_s4, requantize8, blocking: this file's flags
 
 // Four ymm accumulators to their four horizontal sums.
 inline __m128i reduce4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
@@ -141,8 +133,6 @@ int32_t row_sum(const int8_t* p, int32_t k) {
   for (; t < k; ++t) sum += p[t];
   return static_cast<int32_t>(sum);
 }
-
-#include "x86_avx2_common.inc"  // unpack_s4, requantize8, blocking: this file's flags
 
 inline __m256i load8(const int32_t* p, int32_t cnt) {
   if (cnt >= 8) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));

@@ -25,32 +25,19 @@
 namespace tinyquant::rt::detail {
 namespace {
 
-constexpr int32_t kMr = 6;                   // rows of a per register block
-constexpr int32_t kNr = 16;                  // columns (rows of b) per panel
-constexpr int64_t kABlockBytes = 96 * 1024;  // widened a rows kept hot across a sweep of b
+constexpr int32_t kMr = 6;                  // rows of a per register block
+constexpr int32_t kNr = 16;                 // columns (rows of b) per panel
+constexpr int32_t kBlockBytes = 96 * 1024;  // widened a rows kept hot across a sweep of b
 
-inline int64_t align64(int64_t v) {
-  return (v + 63) / 64 * 64;
-}
-inline int32_t clamp32(int64_t v) {
-  return v > INT32_MAX ? INT32_MAX : static_cast<int32_t>(v);
-}
+#include "x86_avx2_common.inc"  // loads, blocking, size helpers: this file's flags
+
 // k rounded up to the pair size.
 inline int64_t k_pairs(int32_t k) {
   return (int64_t{k} + 1) / 2;
 }
-// Rows of a widened per block: a multiple of kMr (at least one block), at most m.
+// Rows of a widened per block (4 bytes per k pair each).
 int32_t block_rows(int32_t m, int32_t k) {
-  int64_t mc = kABlockBytes / (4 * k_pairs(k)) / kMr * kMr;
-  if (mc < kMr) mc = kMr;
-  return mc < m ? static_cast<int32_t>(mc) : m;
-}
-
-// Bytes p[0, count) widened to int16, zeros after; count in [1, 16]; reads nothing past p + count.
-inline __m256i load16_s8_partial(const int8_t* p, int32_t count) {
-  alignas(16) int8_t tmp[16] = {};
-  std::memcpy(tmp, p, static_cast<size_t>(count));
-  return _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(tmp)));
+  return rows_per_block(m, clamp32(4 * k_pairs(k)));
 }
 // 16 int16 lanes: all ones for lanes below count, zero from count on.
 inline __m256i lanes_below(int32_t count) {
@@ -60,8 +47,7 @@ inline __m256i lanes_below(int32_t count) {
 // 16 values of p from kk on (k in total), widened, plus `offset`; lanes at or past k are 0.
 inline __m256i widen16(const int8_t* p, int32_t kk, int32_t k, __m256i offset) {
   if (kk + 16 <= k) {
-    return _mm256_add_epi16(
-        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kk))), offset);
+    return _mm256_add_epi16(load16_s8(p + kk), offset);
   }
   const int32_t rem = k - kk;
   return _mm256_and_si256(_mm256_add_epi16(load16_s8_partial(p + kk, rem), offset),
