@@ -3,11 +3,13 @@
 // SXTAB16-ROR8 and two PKHBT / PKHTB per 4 values), its sum taken on the way with SMLAD. Then per
 // stored entry the kernels only decode a column and load one halfword:
 //  - CSR u8 / u16 and N:M take 4 entries per step with no per-entry branch: 4 columns (one word
-//    of u8 deltas summed with UXTAB, four u16 loads, or a byte of 2-bit N:M indices), 4 LDRSH,
+//    of u8 deltas summed with UXTAB-ROR, four u16 loads, or a byte of 2-bit N:4 indices added
+//    to an activation pointer that moves with the groups; other N:M read bit fields), 4 LDRSH,
 //    the 4 weights in one word load split with SXTB16 / SXTB16-ROR8 into (w0, w2), (w1, w3),
-//    the activations packed to match with two PKHBT, two SMLAD; 0..3 leftover entries of a row
-//    use a plain multiply-accumulate.
-//  - bitmap scans a row's bitmap a word (32 columns) at a time and visits the set bits.
+//    the activations packed to match with two PKHBT, two SMLAD. CSR runs two such steps per
+//    loop iteration; 0..3 leftover entries of a row use a plain multiply-accumulate.
+//  - bitmap scans a row's bitmap a word (32 columns) at a time: RBIT once, then per set bit CLZ
+//    for the column, LSR + BIC to clear it, and a multiply-accumulate.
 // Off ARM every instruction is emulated bit for bit (dsp.hpp); the data flow is the same, so the
 // path is tested on the host. Block CSR with block_cols % 4 == 0 and at most 8 block rows takes
 // the dense kernels' data flow and needs no scratch: per 4 columns one word load of x widened
@@ -152,26 +154,22 @@ struct IndexDecoder {
   int32_t next1() noexcept { return *i++; }
 };
 
-// N:4 slots, N in {1, 2}: 2-bit indices, a byte holds four slots, of 4 / N consecutive groups.
+// N:4 rows, N in {1, 2}: 2-bit indices, a byte holds four slots, of 4 / N consecutive groups.
+// The activation pointer moves with the groups, so a column is (k / N) * 4 + index.
 template <int32_t N>
-struct Nm4Decoder {
-  const uint8_t* idx;
-  int32_t base = 0;  // first column of the current byte's first group
-  int32_t slot = 0;  // slots taken from the current byte (next1 only)
-  void next4(int32_t* c) noexcept {
+uint32_t nm4_dot(const int16_t* xs, const uint8_t* idx, const int8_t* v, int32_t slots,
+                 uint32_t acc) noexcept {
+  int32_t j = 0;
+  for (; j + 4 <= slots; j += 4, xs += 16 / N) {
     const auto b = static_cast<int32_t>(*idx++);
-    c[0] = base + (b & 3);
-    c[1] = base + (1 / N) * 4 + ((b >> 2) & 3);
-    c[2] = base + (2 / N) * 4 + ((b >> 4) & 3);
-    c[3] = base + (3 / N) * 4 + (b >> 6);
-    base += 16 / N;
+    const int32_t c[4] = {b & 3, (1 / N) * 4 + ((b >> 2) & 3), (2 / N) * 4 + ((b >> 4) & 3),
+                          (3 / N) * 4 + (b >> 6)};
+    acc = dot4(xs, c, v + j, acc);
   }
-  int32_t next1() noexcept {  // the row's last 1..3 slots
-    const int32_t c = base + (slot / N) * 4 + ((*idx >> (2 * slot)) & 3);
-    ++slot;
-    return c;
-  }
-};
+  for (int32_t s = 0; j < slots; ++j, ++s)
+    acc = mla(xs[(s / N) * 4 + ((*idx >> (2 * s)) & 3)], v[j], acc);
+  return acc;
+}
 
 // Any N:M: indices read bit by bit.
 struct NmDecoder {
@@ -333,9 +331,9 @@ void sparse_fc_s8_smlad(const SparseFcArgs& a) noexcept {
         case SparseFormat::kNm: {
           const uint8_t* idx = w.nm_index + static_cast<int64_t>(o) * nm_bytes;
           if (nm4 && w.nm_n == 1)
-            acc = gather_dot(xs, v, nm_slots, acc, Nm4Decoder<1>{idx});
+            acc = nm4_dot<1>(xs, idx, v, nm_slots, acc);
           else if (nm4)
-            acc = gather_dot(xs, v, nm_slots, acc, Nm4Decoder<2>{idx});
+            acc = nm4_dot<2>(xs, idx, v, nm_slots, acc);
           else
             acc = gather_dot(xs, v, nm_slots, acc,
                              NmDecoder{idx, w.nm_n, w.nm_m, nm_index_bits(w.nm_m)});
