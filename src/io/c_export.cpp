@@ -69,6 +69,71 @@ std::vector<std::string> float_values(const std::vector<float>& v, const std::st
   return out;
 }
 
+template <class T>
+std::vector<std::string> unsigned_values(const std::vector<T>& v) {
+  std::vector<std::string> out;
+  out.reserve(v.size());
+  for (const T x : v) out.push_back(std::to_string(x) + (sizeof(T) == 4 ? "u" : ""));
+  return out;
+}
+
+std::vector<std::string> int8_values(const std::vector<uint8_t>& bytes) {
+  std::vector<std::string> out;
+  out.reserve(bytes.size());
+  for (const uint8_t b : bytes) out.push_back(std::to_string(static_cast<int8_t>(b)));
+  return out;
+}
+
+std::vector<std::string> hex_values(const std::vector<uint8_t>& bytes) {
+  std::vector<std::string> out;
+  out.reserve(bytes.size());
+  for (const uint8_t b : bytes) out.push_back(fmt::format("0x{:02x}", b));
+  return out;
+}
+
+// Little-endian bytes of unsigned integers, and back (a sparse entry's parts).
+template <class T>
+std::vector<uint8_t> le_bytes(const std::vector<T>& v) {
+  std::vector<uint8_t> out(v.size() * sizeof(T));
+  for (size_t i = 0; i < v.size(); ++i)
+    for (size_t b = 0; b < sizeof(T); ++b)
+      out[i * sizeof(T) + b] = static_cast<uint8_t>(static_cast<uint64_t>(v[i]) >> (8 * b));
+  return out;
+}
+
+template <class T>
+std::vector<T> le_part(const ModelEntry& e, const char* name) {
+  const std::vector<uint8_t>& bytes = e.part(name).bytes;
+  if (bytes.size() % sizeof(T) != 0)
+    fail<FormatError>("sparse entry '{}': part '{}' has {} bytes, not a multiple of {}", e.name,
+                      name, bytes.size(), sizeof(T));
+  std::vector<T> out(bytes.size() / sizeof(T));
+  for (size_t i = 0; i < out.size(); ++i) {
+    uint64_t v = 0;
+    for (size_t b = 0; b < sizeof(T); ++b)
+      v |= static_cast<uint64_t>(bytes[i * sizeof(T) + b]) << (8 * b);
+    out[i] = static_cast<T>(v);
+  }
+  return out;
+}
+
+rt::SparseFormat rt_format(StorageFormat f) {
+  switch (f) {
+    case StorageFormat::kCsrU16:
+      return rt::SparseFormat::kCsrU16;
+    case StorageFormat::kBitmap:
+      return rt::SparseFormat::kBitmap;
+    case StorageFormat::kNm:
+      return rt::SparseFormat::kNm;
+    case StorageFormat::kBlockCsr:
+      return rt::SparseFormat::kBlockCsr;
+    case StorageFormat::kCsrU8:
+    case StorageFormat::kDense:
+      break;
+  }
+  return rt::SparseFormat::kCsrU8Delta;
+}
+
 const ModelEntry* find_entry(const Model& model, const std::string& name) {
   for (const ModelEntry& e : model.entries)
     if (e.name == name) return &e;
@@ -127,6 +192,87 @@ void add_layer(CModel* out, const Model& model, const ModelEntry& e, const QTens
                          int_values(layer->kernel_bias())});
 }
 
+// A 2-D "X.weight" the fully-connected kernels run: bits <= 8, per-tensor or symmetric
+// per-channel along the output axis.
+bool is_linear_weight(const ModelEntry& e, const QuantSpec& s) {
+  return e.shape.size() == 2 && e.name.size() > 7 &&
+         e.name.compare(e.name.size() - 7, 7, ".weight") == 0 && s.bits <= 8 &&
+         (s.granularity == Granularity::kPerTensor ||
+          (s.scheme == Scheme::kSymmetric && s.granularity == Granularity::kPerChannel &&
+           normalize_axis(s.axis, e.shape, "axis") == 0));
+}
+
+void add_params(CModel* out, const std::string& id, const std::string& mac, const ModelEntry& e) {
+  const QuantParams& p = *e.params;
+  out->arrays.push_back(
+      {"float", id + "_scales", "scale per parameter", float_values(p.scales, e.name + " scales")});
+  out->arrays.push_back(
+      {"int32_t", id + "_zero_points", "zero point per parameter", int_values(p.zero_points)});
+  out->macros.emplace_back(mac + "_NPARAMS", std::to_string(p.scales.size()));
+}
+
+void add_sparse(CModel* out, const Model& model, const ModelEntry& e, const std::string& id,
+                const std::string& mac, const std::string& comment, const CExportOptions& opt) {
+  const SparseMatrix m = sparse_matrix(e);
+  const SparseOptions& o = m.options();
+  const SparseArrays& a = m.arrays();
+  const bool int8 = o.value_type == ValueType::kInt8;
+  out->macros.emplace_back(mac + "_BITS", std::to_string(e.params->spec.bits));
+  out->macros.emplace_back(mac + "_SPARSE_FORMAT",
+                           std::to_string(static_cast<int>(rt_format(o.format))));
+  out->macros.emplace_back(mac + "_ROWS", std::to_string(m.rows()));
+  out->macros.emplace_back(mac + "_COLS", std::to_string(m.cols()));
+  out->macros.emplace_back(mac + "_VALUE_COUNT", std::to_string(a.values.size()));
+  out->macros.emplace_back(mac + "_SPARSE_BYTES", std::to_string(m.bytes()));
+  const std::string what = fmt::format("{}, {} {}", comment, to_string(o.format),
+                                       int8 ? "int8 values" : "s4 nibble stream of values");
+  out->arrays.push_back({int8 ? "int8_t" : "uint8_t", id + "_values", what,
+                         int8 ? int8_values(m.packed_values()) : hex_values(m.packed_values())});
+  switch (o.format) {
+    case StorageFormat::kCsrU8:
+      out->arrays.push_back(
+          {"uint16_t", id + "_row_nnz", "entries per row", unsigned_values(a.row_nnz)});
+      out->arrays.push_back({"uint8_t", id + "_col_delta", "column step from the previous entry",
+                             unsigned_values(a.col_delta)});
+      break;
+    case StorageFormat::kCsrU16:
+      out->arrays.push_back(
+          {"uint16_t", id + "_row_nnz", "entries per row", unsigned_values(a.row_nnz)});
+      out->arrays.push_back(
+          {"uint16_t", id + "_col_index", "column of each entry", unsigned_values(a.col_index)});
+      break;
+    case StorageFormat::kBitmap:
+      out->arrays.push_back(
+          {"uint8_t", id + "_bitmap", "stored columns, LSB first, per row", hex_values(a.bitmap)});
+      break;
+    case StorageFormat::kNm:
+      out->macros.emplace_back(mac + "_NM_N", std::to_string(o.nm_n));
+      out->macros.emplace_back(mac + "_NM_M", std::to_string(o.nm_m));
+      out->arrays.push_back({"uint8_t", id + "_nm_index", "slot positions, packed LSB first",
+                             hex_values(a.nm_index)});
+      break;
+    case StorageFormat::kBlockCsr:
+      out->macros.emplace_back(mac + "_BLOCK_ROWS", std::to_string(o.block_rows));
+      out->macros.emplace_back(mac + "_BLOCK_COLS", std::to_string(o.block_cols));
+      out->arrays.push_back({"uint32_t", id + "_block_row_ptr", "first block of each block row",
+                             unsigned_values(a.block_row_ptr)});
+      out->arrays.push_back({"uint16_t", id + "_block_col", "block column of each block",
+                             unsigned_values(a.block_col)});
+      break;
+    case StorageFormat::kDense:
+      break;
+  }
+  add_params(out, id, mac, e);
+  if (int8 && is_linear_weight(e, e.params->spec)) {
+    const std::vector<int8_t> dense = m.to_dense();
+    QTensor q;
+    q.shape = e.shape;
+    q.params = *e.params;
+    q.data.assign(dense.begin(), dense.end());
+    add_layer(out, model, e, q, id, opt);
+  }
+}
+
 CModel collect(const Model& model, const CExportOptions& opt) {
   if (model.entries.empty()) fail<InvalidArgument>("export-c: the model has no entries");
   CModel out;
@@ -134,10 +280,6 @@ CModel collect(const Model& model, const CExportOptions& opt) {
   out.guard = upper(out.prefix);
   std::set<std::string> ids;
   for (const ModelEntry& e : model.entries) {
-    if (e.format != 0)
-      fail<InvalidArgument>(
-          "export-c: entry '{}' is stored sparse (format {}); only dense entries can be exported",
-          e.name, static_cast<int>(e.format));
     const int64_t n = numel(e.shape);
     if (n == 0)
       fail<InvalidArgument>("export-c: entry '{}' is empty (shape {})", e.name, to_string(e.shape));
@@ -152,6 +294,10 @@ CModel collect(const Model& model, const CExportOptions& opt) {
     out.macros.emplace_back(mac + "_NUMEL", std::to_string(n));
     const std::string comment =
         fmt::format("'{}' {} {}", e.name, to_string(e.storage), to_string(e.shape));
+    if (e.format != 0) {
+      add_sparse(&out, model, e, id, mac, comment, opt);
+      continue;
+    }
     if (!e.params) {
       out.macros.emplace_back(mac + "_BITS", e.storage == Storage::kInt32 ? "32" : "0");
       if (e.storage == Storage::kFloat32)
@@ -170,10 +316,10 @@ CModel collect(const Model& model, const CExportOptions& opt) {
     std::string ctype;
     if (s.bits <= 4) {
       ctype = "uint8_t";
-      for (const uint8_t b : q.data) values.push_back(fmt::format("0x{:02x}", b));
+      values = hex_values(q.data);
     } else if (s.bits <= 8) {
       ctype = "int8_t";
-      for (const uint8_t b : q.data) values.push_back(std::to_string(static_cast<int8_t>(b)));
+      values = int8_values(q.data);
     } else {
       ctype = "int16_t";
       for (int64_t i = 0; i < n; ++i) values.push_back(std::to_string(q.value(i)));
@@ -183,18 +329,13 @@ CModel collect(const Model& model, const CExportOptions& opt) {
                                       to_string(s.granularity), s.axis,
                                       s.bits <= 4 ? ", s4 nibbles: element 2i = low nibble" : ""),
                           std::move(values)});
-    out.arrays.push_back({"float", id + "_scales", "scale per parameter",
-                          float_values(q.params.scales, e.name + " scales")});
-    out.arrays.push_back({"int32_t", id + "_zero_points", "zero point per parameter",
-                          int_values(q.params.zero_points)});
-    out.macros.emplace_back(mac + "_NPARAMS", std::to_string(q.params.scales.size()));
-    const bool layer_like =
-        e.shape.size() == 2 && e.name.size() > 7 &&
-        e.name.compare(e.name.size() - 7, 7, ".weight") == 0 && s.bits <= 8 &&
-        (s.granularity == Granularity::kPerTensor ||
-         (s.scheme == Scheme::kSymmetric && s.granularity == Granularity::kPerChannel &&
-          normalize_axis(s.axis, e.shape, "axis") == 0));
-    if (layer_like) add_layer(&out, model, e, q, id, opt);
+    add_params(&out, id, mac, e);
+    if (is_linear_weight(e, s)) add_layer(&out, model, e, q, id, opt);
+  }
+  for (CArray& a : out.arrays) {
+    if (!a.values.empty()) continue;
+    a.values.push_back("0");  // C has no empty arrays
+    a.comment += " (empty: one unused element)";
   }
   return out;
 }
@@ -251,6 +392,122 @@ void append_definition(std::string* s, const CModel& m, const CArray& a, bool is
 
 }  // namespace
 
+ModelEntry make_sparse_entry(const std::string& name, const SparseMatrix& matrix,
+                             const QuantParams& params) {
+  const SparseOptions& o = matrix.options();
+  if (o.format == StorageFormat::kDense)
+    fail<InvalidArgument>("make_sparse_entry: '{}': the matrix is dense", name);
+  const bool int8 = o.value_type == ValueType::kInt8;
+  const int bits = params.spec.bits;
+  if (int8 ? (bits < 5 || bits > 8) : (bits < 2 || bits > 4))
+    fail<InvalidArgument>("make_sparse_entry: '{}': {}-bit parameters for {} values", name, bits,
+                          int8 ? "int8" : "int4");
+  ModelEntry e;
+  e.name = name;
+  e.storage = int8 ? Storage::kInt8 : Storage::kInt4;
+  e.shape = {matrix.rows(), matrix.cols()};
+  params.validate(e.shape);
+  e.params = params;
+  e.format = static_cast<uint8_t>(o.format);
+  const SparseArrays& a = matrix.arrays();
+  e.parts.push_back(
+      {"layout", le_bytes(std::vector<uint32_t>{
+                     static_cast<uint32_t>(a.values.size()), static_cast<uint32_t>(o.nm_n),
+                     static_cast<uint32_t>(o.nm_m), static_cast<uint32_t>(o.block_rows),
+                     static_cast<uint32_t>(o.block_cols)})});
+  e.parts.push_back({"values", matrix.packed_values()});
+  switch (o.format) {
+    case StorageFormat::kCsrU8:
+      e.parts.push_back({"row_nnz", le_bytes(a.row_nnz)});
+      e.parts.push_back({"col_delta", a.col_delta});
+      break;
+    case StorageFormat::kCsrU16:
+      e.parts.push_back({"row_nnz", le_bytes(a.row_nnz)});
+      e.parts.push_back({"col_index", le_bytes(a.col_index)});
+      break;
+    case StorageFormat::kBitmap:
+      e.parts.push_back({"bitmap", a.bitmap});
+      break;
+    case StorageFormat::kNm:
+      e.parts.push_back({"nm_index", a.nm_index});
+      break;
+    case StorageFormat::kBlockCsr:
+      e.parts.push_back({"block_row_ptr", le_bytes(a.block_row_ptr)});
+      e.parts.push_back({"block_col", le_bytes(a.block_col)});
+      break;
+    case StorageFormat::kDense:
+      break;
+  }
+  return e;
+}
+
+SparseMatrix sparse_matrix(const ModelEntry& e) {
+  if (e.format == 0 || e.format > static_cast<uint8_t>(StorageFormat::kNm))
+    fail<FormatError>("sparse entry '{}': format {} is not a sparse format (1..5)", e.name,
+                      static_cast<int>(e.format));
+  if ((e.storage != Storage::kInt8 && e.storage != Storage::kInt4) || !e.params ||
+      e.shape.size() != 2)
+    fail<FormatError>(
+        "sparse entry '{}': {} {}{}: sparse weights are a quantized int8 / int4 matrix", e.name,
+        to_string(e.storage), to_string(e.shape), e.params ? "" : " without parameters");
+  const std::vector<uint32_t> layout = le_part<uint32_t>(e, "layout");
+  if (layout.size() != 5)
+    fail<FormatError>("sparse entry '{}': part 'layout' holds {} values, expected 5", e.name,
+                      layout.size());
+  SparseOptions o;
+  o.format = static_cast<StorageFormat>(e.format);
+  o.value_type = e.storage == Storage::kInt8 ? ValueType::kInt8 : ValueType::kInt4;
+  const auto as_int = [&](uint32_t v, const char* what) {
+    if (v > static_cast<uint32_t>(INT32_MAX))
+      fail<FormatError>("sparse entry '{}': layout {} = {} is out of range", e.name, what, v);
+    return static_cast<int32_t>(v);
+  };
+  const int64_t count = as_int(layout[0], "value count");
+  o.nm_n = as_int(layout[1], "nm_n");
+  o.nm_m = as_int(layout[2], "nm_m");
+  o.block_rows = as_int(layout[3], "block_rows");
+  o.block_cols = as_int(layout[4], "block_cols");
+  SparseArrays a;
+  const std::vector<uint8_t>& values = e.part("values").bytes;
+  const int64_t want = o.value_type == ValueType::kInt8 ? count : (count + 1) / 2;
+  if (static_cast<int64_t>(values.size()) != want)
+    fail<FormatError>("sparse entry '{}': part 'values' has {} bytes, {} values need {}", e.name,
+                      values.size(), count, want);
+  if (o.value_type == ValueType::kInt8)
+    a.values.assign(values.begin(), values.end());
+  else
+    a.values = unpack_int4(values, count);
+  switch (o.format) {
+    case StorageFormat::kCsrU8:
+      a.row_nnz = le_part<uint16_t>(e, "row_nnz");
+      a.col_delta = e.part("col_delta").bytes;
+      break;
+    case StorageFormat::kCsrU16:
+      a.row_nnz = le_part<uint16_t>(e, "row_nnz");
+      a.col_index = le_part<uint16_t>(e, "col_index");
+      break;
+    case StorageFormat::kBitmap:
+      a.bitmap = e.part("bitmap").bytes;
+      break;
+    case StorageFormat::kNm:
+      a.nm_index = e.part("nm_index").bytes;
+      break;
+    case StorageFormat::kBlockCsr:
+      a.block_row_ptr = le_part<uint32_t>(e, "block_row_ptr");
+      a.block_col = le_part<uint16_t>(e, "block_col");
+      break;
+    case StorageFormat::kDense:
+      break;
+  }
+  try {
+    return SparseMatrix::from_arrays(e.shape[0], e.shape[1], o, std::move(a));
+  } catch (const FormatError& err) {
+    fail<FormatError>("sparse entry '{}': {}", e.name, err.what());
+  } catch (const InvalidArgument& err) {
+    fail<FormatError>("sparse entry '{}': {}", e.name, err.what());
+  }
+}
+
 std::string c_identifier(const std::string& name) {
   std::string id;
   id.reserve(name.size() + 1);
@@ -268,7 +525,9 @@ std::string export_c_header(const Model& model, const CExportOptions& options) {
   std::string s;
   s += "/* Generated by tinyquant from a .tqm model; do not edit.\n";
   s += " * Quantized values: real = scale * (q - zero_point). Fully-connected layers run with\n";
-  s += " * rt::fully_connected_s8 (or _s4 for the uint8 nibble arrays) on [out][in] weights. */\n";
+  s += " * rt::fully_connected_s8 (or _s4 for the uint8 nibble arrays) on [out][in] weights,\n";
+  s += " * sparse ones with rt::sparse_fully_connected_s8 on an rt::SparseMatrixS8 filled from\n";
+  s += " * the _values / index arrays and the _SPARSE_FORMAT, _ROWS, _COLS, ... constants. */\n";
   for (const std::string& note : m.notes)
     fmt::format_to(std::back_inserter(s), "/* {} */\n", comment_safe(note));
   fmt::format_to(std::back_inserter(s),

@@ -1,6 +1,11 @@
 /* Both exported headers compiled as C11: they must be valid C, and the arrays usable from C. */
 #include "exported.h"
 #include "exported_one.h"
+#include "sparse_blk.h"
+#include "sparse_bmp.h"
+#include "sparse_csr16.h"
+#include "sparse_csr8.h"
+#include "sparse_nm.h"
 
 int cli_c_weight_sum(void);
 int cli_c_weight_sum(void) {

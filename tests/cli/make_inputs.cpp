@@ -1,6 +1,8 @@
 // Writes the small input files the command-line tests run on, into the directory argv[1]:
 //   fc.npy             float32 [8][16] weights
 //   model.safetensors  fc.weight float32 [8][16], fc.bias float32 [8], emb bfloat16 [4][6]
+//   layer.safetensors  fc.weight float32 [16][48], fc.bias float32 [16]: pruned and stored in
+//                      each sparse format by the export tests
 //   corrupt.tqm        a model file with one payload byte flipped (the CRC must catch it)
 //   not_a_model.tqm    text, not a model
 #include <cmath>
@@ -49,6 +51,11 @@ int main(int argc, char** argv) {
   }
   st.tensors.push_back(io::SafeTensor::raw("emb", io::DType::kBFloat16, {4, 6}, f16));
   io::save_safetensors(dir + "/model.safetensors", st);
+
+  io::SafeTensors layer;
+  layer.tensors.push_back(io::SafeTensor::from("fc.weight", values(16 * 48, 4), {16, 48}));
+  layer.tensors.push_back(io::SafeTensor::from("fc.bias", values(16, 5), {16}));
+  io::save_safetensors(dir + "/layer.safetensors", layer);
 
   io::Model m;
   m.entries.push_back(io::make_entry("w", w.data(), {8, 16}));

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -95,8 +96,8 @@ TEST(CExport, BadInputsThrowNamingTheEntry) {
                                 {"'a_b'", "model_a_b", "already used"});
   io::Model sparse = float_model({1.0f}, "s");
   sparse.entries[0].format = 2;
-  expect_error<InvalidArgument>([&] { io::export_c_header(sparse, {}); },
-                                {"'s'", "sparse", "format 2"});
+  expect_error<tinyquant::FormatError>([&] { io::export_c_header(sparse, {}); },
+                                       {"sparse entry 's'", "float32 [1]", "without parameters"});
   io::Model empty;
   empty.entries.push_back(io::make_entry("e", static_cast<const float*>(nullptr), {0, 3}));
   expect_error<InvalidArgument>([&] { io::export_c_header(empty, {}); },
@@ -126,6 +127,111 @@ TEST(CExport, LayerBiasOfTheWrongShapeIsRejected) {
   const std::string h = io::export_c_header(m, {});
   EXPECT_TRUE(contains(h, "no activation parameters given"));
   EXPECT_FALSE(contains(h, "_multipliers"));
+}
+
+// A 4x8 int8 matrix with zeros: row 1 empty, row 3 dense, 2 nonzeros per group of 4 elsewhere.
+std::vector<int8_t> pruned_matrix() {
+  return {5, 0, -3, 0, 0, 7, 0, 1,   //
+          0, 0, 0,  0, 0, 0, 0, 0,   //
+          0, 0, -8, 6, 2, 0, 0, -1,  //
+          1, 2, 3,  4, 5, 6, 7, -7};
+}
+
+tinyquant::QuantParams params_for(int bits) {
+  tinyquant::QuantSpec spec;
+  spec.bits = bits;
+  spec.scheme = tinyquant::Scheme::kSymmetric;
+  spec.narrow_range = true;
+  spec.granularity = tinyquant::Granularity::kPerChannel;
+  spec.axis = 0;
+  tinyquant::QuantParams p;
+  p.spec = spec;
+  p.scales = {0.5f, 0.25f, 0.125f, 1.0f};
+  p.zero_points = {0, 0, 0, 0};
+  return p;
+}
+
+TEST(CExport, SparseEntriesSurviveTheFileInEveryFormatAndValueType) {
+  const std::vector<int8_t> dense = pruned_matrix();
+  for (const tinyquant::ValueType vt : {tinyquant::ValueType::kInt8, tinyquant::ValueType::kInt4}) {
+    for (const tinyquant::StorageFormat f :
+         {tinyquant::StorageFormat::kCsrU8, tinyquant::StorageFormat::kCsrU16,
+          tinyquant::StorageFormat::kBlockCsr, tinyquant::StorageFormat::kBitmap,
+          tinyquant::StorageFormat::kNm}) {
+      SCOPED_TRACE(tinyquant::to_string(f));
+      tinyquant::SparseOptions o;
+      o.format = f;
+      o.value_type = vt;
+      o.nm_n = 4;  // row 3 is dense: 4 of 4
+      o.nm_m = 4;
+      o.block_rows = 2;
+      o.block_cols = 4;
+      const tinyquant::SparseMatrix m = tinyquant::SparseMatrix::from_dense(dense.data(), 4, 8, o);
+      io::Model model;
+      model.entries.push_back(io::make_sparse_entry(
+          "fc.weight", m, params_for(vt == tinyquant::ValueType::kInt8 ? 8 : 4)));
+      EXPECT_EQ(model.entries[0].format, static_cast<uint8_t>(f));
+      const std::vector<uint8_t> bytes = io::serialize_model(model);
+      const io::Model back = io::parse_model(bytes.data(), bytes.size());
+      const tinyquant::SparseMatrix r = io::sparse_matrix(back.entries[0]);
+      EXPECT_EQ(r.to_dense(), dense);  // the matrix written, element by element
+      EXPECT_EQ(r.bytes(), m.bytes());
+      EXPECT_EQ(r.options().nm_n, 4);
+      EXPECT_EQ(r.options().block_cols, 4);
+      const std::string h = io::export_c_header(back, {});
+      EXPECT_TRUE(contains(h, "#define MODEL_FC_WEIGHT_SPARSE_BYTES " + std::to_string(m.bytes())))
+          << h;
+      EXPECT_TRUE(contains(h, vt == tinyquant::ValueType::kInt8
+                                  ? "static const int8_t model_fc_weight_values["
+                                  : "static const uint8_t model_fc_weight_values["))
+          << h;
+    }
+  }
+}
+
+TEST(CExport, AFullyPrunedMatrixGetsOneUnusedElementPerEmptyArray) {
+  const std::vector<int8_t> zeros(2 * 3, 0);
+  tinyquant::SparseOptions o;  // CSR u8
+  const tinyquant::SparseMatrix m = tinyquant::SparseMatrix::from_dense(zeros.data(), 2, 3, o);
+  tinyquant::QuantParams p = params_for(8);
+  p.scales.resize(2);
+  p.zero_points.resize(2);
+  io::Model model;
+  model.entries.push_back(io::make_sparse_entry("w", m, p));
+  const std::string h = io::export_c_header(model, {});
+  EXPECT_TRUE(contains(h, "#define MODEL_W_VALUE_COUNT 0")) << h;
+  EXPECT_TRUE(contains(h, "model_w_values[1] TQ_MODEL_UNUSED = {\n    0\n};")) << h;
+  EXPECT_TRUE(contains(h, "(empty: one unused element)")) << h;
+  EXPECT_TRUE(contains(h, "model_w_row_nnz[2] TQ_MODEL_UNUSED = {\n    0, 0\n};")) << h;
+}
+
+TEST(CExport, BadSparseEntriesThrowNamingTheEntryAndThePart) {
+  const std::vector<int8_t> dense = pruned_matrix();
+  tinyquant::SparseOptions o;
+  o.format = tinyquant::StorageFormat::kCsrU16;
+  const tinyquant::SparseMatrix m = tinyquant::SparseMatrix::from_dense(dense.data(), 4, 8, o);
+  expect_error<InvalidArgument>([&] { io::make_sparse_entry("w", m, params_for(4)); },
+                                {"'w'", "4-bit parameters for int8 values"});
+  const io::ModelEntry good = io::make_sparse_entry("w", m, params_for(8));
+  const auto broken = [&](const std::function<void(io::ModelEntry*)>& edit) {
+    io::ModelEntry e = good;
+    edit(&e);
+    return [e] { io::sparse_matrix(e); };
+  };
+  expect_error<tinyquant::FormatError>(broken([](io::ModelEntry* e) { e->format = 9; }),
+                                       {"'w'", "format 9"});
+  expect_error<tinyquant::FormatError>(
+      broken([](io::ModelEntry* e) { e->parts[0].bytes.resize(16); }),
+      {"'w'", "'layout' holds 4 values, expected 5"});
+  expect_error<tinyquant::FormatError>(
+      broken([](io::ModelEntry* e) { e->parts[1].bytes.pop_back(); }),
+      {"'w'", "'values'", "need 16"});
+  expect_error<tinyquant::FormatError>(
+      broken([](io::ModelEntry* e) { e->parts[3].bytes.pop_back(); }),
+      {"'w'", "'col_index'", "not a multiple of 2"});
+  expect_error<tinyquant::FormatError>(
+      broken([](io::ModelEntry* e) { e->parts[3].bytes[0] = 8; }),  // column 8 of 8
+      {"sparse entry 'w'", "column"});
 }
 
 }  // namespace

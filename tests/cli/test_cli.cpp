@@ -191,6 +191,37 @@ TEST(Cli, ProgressGoesToStderrOnlyAndLeavesStdoutUnchanged) {
   EXPECT_EQ(bad.code, 2) << bad.err;
 }
 
+TEST(Cli, PruneStoresTheMatrixInTheAskedSparseFormat) {
+  const std::string in = kData + "/layer.safetensors", out = kData + "/stored.tqm";
+  // 1x16 blocks of a 16x48 matrix: 48 blocks, round(0.5 * 48) = 24 pruned.
+  Result r = run("prune " + in + " " + out + " --method block --block 1x16 --sparsity 0.5 " +
+                 "--storage block-csr");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("sparsity 0.500  block-csr"), std::string::npos) << r.out;
+  nlohmann::json t = tensor(inspect_json(out), "fc.weight");
+  EXPECT_EQ(t["format"], 3);  // StorageFormat::kBlockCsr
+  // int8 values of 24 blocks (384) + block_row_ptr 17 * 4 + block_col 24 * 2 = 500 bytes; the
+  // file also holds the 20-byte layout part.
+  EXPECT_EQ(t["bytes"], 384 + 68 + 48 + 20);
+  EXPECT_EQ(tensor(inspect_json(out), "fc.bias")["format"], 0);
+
+  r = run("prune " + in + " " + out + " --method nm --n 1 --m 4 --storage auto --bits 4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  t = tensor(inspect_json(out), "fc.weight");
+  EXPECT_NE(t["format"], 0);  // 75% zeros: some sparse format beats dense int4
+  EXPECT_EQ(t["storage"], "int4");
+  EXPECT_DOUBLE_EQ(t["sparsity"].get<double>(), 0.75);  // decoded from the sparse arrays
+
+  // A format the pruned matrix does not fit is a data error naming the tensor.
+  r = run("prune " + in + " " + out + " --sparsity 0.3 --storage nm");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("tensor 'fc.weight' [16, 48]: --storage nm"), std::string::npos) << r.err;
+  for (const char* bad : {"--block 0x16", "--block 1x", "--block 4", "--storage csr"}) {
+    r = run("prune " + in + " " + out + " " + bad);
+    EXPECT_EQ(r.code, 2) << bad;
+  }
+}
+
 TEST(Cli, UsageErrorsExitWith2) {
   for (const std::string& args : std::vector<std::string>{
            "quantize " + kData + "/fc.npy x.tqm --bits 9", "quantize " + kData + "/fc.npy",

@@ -1,17 +1,28 @@
 // Compiles against the C arrays that `tinyquant export-c` wrote from model.tqm (see
 // CMakeLists.txt), checks every value against the model file read at run time, and runs the
 // exported fully-connected layer through rt::fully_connected_s8 against a float reference.
+// The sparse exports (sparse_*.h, one per storage format of a pruned layer) run through
+// rt::sparse_fully_connected_s8 and must match tinyquant::QuantizedLinear on the same pruned
+// weights stored dense, bit for bit.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <set>
 #include <vector>
 
 #include "exported.h"
 #include "exported_one.h"
 #include "exported_s4.h"
+#include "sparse_blk.h"
+#include "sparse_bmp.h"
+#include "sparse_csr16.h"
+#include "sparse_csr8.h"
+#include "sparse_nm.h"
 #include "tinyquant/io/model_file.hpp"
+#include "tinyquant/layers.hpp"
 #include "tinyquant/rt/kernels.hpp"
+#include "tinyquant/rt/sparse.hpp"
 
 extern "C" int cli_c_weight_sum(void);
 
@@ -141,6 +152,125 @@ TEST(ExportC, ExportedLayerMatchesAFloatReference) {
              (x[static_cast<size_t>(k)] - in_zp);
     const double q = std::fmin(127.0, std::fmax(-128.0, std::round(acc / out_scale) + out_zp));
     EXPECT_NEAR(y[o], q, 1.0) << "output " << o;
+  }
+}
+
+// One exported sparse layer: the rt view and requantization filled from the header alone.
+struct SparseLayer {
+  const char* name;
+  tinyquant::rt::SparseMatrixS8 w;
+  tinyquant::rt::FcParams p;
+  tinyquant::rt::Requant rq;
+  const int32_t* bias;
+  int64_t shipped_bytes;  // sizeof of every array of the format
+  int64_t sparse_bytes;   // the header's _SPARSE_BYTES
+};
+
+// The parts every format shares; P / U are the lower / upper case prefix.
+#define TQ_SPARSE_LAYER(P, U, extra_bytes)                                              \
+  SparseLayer l;                                                                        \
+  l.name = #P;                                                                          \
+  l.w.format = static_cast<tinyquant::rt::SparseFormat>(U##_FC_WEIGHT_SPARSE_FORMAT);   \
+  l.w.rows = U##_FC_WEIGHT_ROWS;                                                        \
+  l.w.cols = U##_FC_WEIGHT_COLS;                                                        \
+  l.w.values = P##_fc_weight_values;                                                    \
+  l.w.value_count = U##_FC_WEIGHT_VALUE_COUNT;                                          \
+  l.p.input_offset = U##_FC_INPUT_OFFSET;                                               \
+  l.p.filter_offset = U##_FC_FILTER_OFFSET;                                             \
+  l.p.output_offset = U##_FC_OUTPUT_OFFSET;                                             \
+  l.p.act_min = U##_FC_ACT_MIN;                                                         \
+  l.p.act_max = U##_FC_ACT_MAX;                                                         \
+  l.rq.multiplier = P##_fc_multipliers;                                                 \
+  l.rq.shift = P##_fc_shifts;                                                           \
+  l.rq.per_channel = U##_FC_PER_CHANNEL != 0;                                           \
+  l.bias = P##_fc_kernel_bias;                                                          \
+  l.shipped_bytes = static_cast<int64_t>(sizeof(P##_fc_weight_values)) + (extra_bytes); \
+  l.sparse_bytes = U##_FC_WEIGHT_SPARSE_BYTES
+
+std::vector<SparseLayer> sparse_layers() {
+  std::vector<SparseLayer> out;
+  {
+    TQ_SPARSE_LAYER(csr8, CSR8, sizeof(csr8_fc_weight_row_nnz) + sizeof(csr8_fc_weight_col_delta));
+    l.w.row_nnz = csr8_fc_weight_row_nnz;
+    l.w.col_delta = csr8_fc_weight_col_delta;
+    out.push_back(l);
+  }
+  {
+    TQ_SPARSE_LAYER(csr16, CSR16,
+                    sizeof(csr16_fc_weight_row_nnz) + sizeof(csr16_fc_weight_col_index));
+    l.w.row_nnz = csr16_fc_weight_row_nnz;
+    l.w.col_index = csr16_fc_weight_col_index;
+    out.push_back(l);
+  }
+  {
+    TQ_SPARSE_LAYER(blk, BLK,
+                    sizeof(blk_fc_weight_block_row_ptr) + sizeof(blk_fc_weight_block_col));
+    l.w.block_row_ptr = blk_fc_weight_block_row_ptr;
+    l.w.block_col = blk_fc_weight_block_col;
+    l.w.block_rows = BLK_FC_WEIGHT_BLOCK_ROWS;
+    l.w.block_cols = BLK_FC_WEIGHT_BLOCK_COLS;
+    out.push_back(l);
+  }
+  {
+    TQ_SPARSE_LAYER(bmp, BMP, sizeof(bmp_fc_weight_bitmap));
+    l.w.bitmap = bmp_fc_weight_bitmap;
+    out.push_back(l);
+  }
+  {
+    TQ_SPARSE_LAYER(nm, NM, sizeof(nm_fc_weight_nm_index));
+    l.w.nm_index = nm_fc_weight_nm_index;
+    l.w.nm_n = NM_FC_WEIGHT_NM_N;
+    l.w.nm_m = NM_FC_WEIGHT_NM_M;
+    out.push_back(l);
+  }
+  return out;
+}
+
+TEST(ExportC, SparseLayersMatchTheToolkitLayerBitExactly) {
+  static_assert(CSR8_FC_WEIGHT_SPARSE_FORMAT == 0 && CSR16_FC_WEIGHT_SPARSE_FORMAT == 1 &&
+                    BMP_FC_WEIGHT_SPARSE_FORMAT == 2 && NM_FC_WEIGHT_SPARSE_FORMAT == 3 &&
+                    BLK_FC_WEIGHT_SPARSE_FORMAT == 4,
+                "rt::SparseFormat values");
+  static_assert(NM_FC_WEIGHT_NM_N == 2 && NM_FC_WEIGHT_NM_M == 4, "prune's default 2:4");
+  static_assert(BLK_FC_WEIGHT_BLOCK_ROWS == 1 && BLK_FC_WEIGHT_BLOCK_COLS == 16, "1x16 blocks");
+  constexpr int kBatch = 3, kIn = 48, kOut = 16;
+  std::vector<int8_t> x(kBatch * kIn);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = static_cast<int8_t>(static_cast<int>(i * 37 % 256) - 128);
+  namespace rt = tinyquant::rt;
+  for (const SparseLayer& l : sparse_layers()) {
+    SCOPED_TRACE(l.name);
+    // The reference: the toolkit's integer layer on the same pruned weights stored dense.
+    const io::Model dense =
+        io::load_model(std::string(TINYQUANT_CLI_DATA "/sparse_") + l.name + "_dense.tqm");
+    const std::vector<float> bias = io::to_floats(dense.find("fc.bias"));
+    const tinyquant::QuantizedLinear layer(io::to_qtensor(dense.find("fc.weight")), bias.data(),
+                                           tinyquant::ActivationParams{0.02f, -3},
+                                           tinyquant::ActivationParams{0.05f, 4});
+    std::vector<int8_t> want(kBatch * kOut);
+    layer.forward(x.data(), kBatch, want.data(), rt::Path::kReference);
+    // Not a test of clamping: the outputs spread over many levels.
+    EXPECT_GT(std::set<int8_t>(want.begin(), want.end()).size(), 10u);
+
+    ASSERT_EQ(rt::validate_sparse_s8(l.w), rt::Status::kOk);
+    EXPECT_EQ(l.shipped_bytes, l.sparse_bytes);
+    EXPECT_LT(l.sparse_bytes, kIn * kOut);  // 70% pruned: smaller than the dense int8 weights
+    rt::FcDims d;
+    d.batch = kBatch;
+    d.in_features = kIn;
+    d.out_features = kOut;
+    for (const rt::Path path : {rt::Path::kReference, rt::Path::kAuto}) {
+      rt::Context ctx;
+      ctx.path = path;
+      std::vector<uint8_t> scratch(
+          static_cast<size_t>(rt::sparse_fully_connected_s8_scratch_size(d, l.w, path)) + 1);
+      ctx.scratch = scratch.data();
+      ctx.scratch_size = static_cast<int32_t>(scratch.size());
+      std::vector<int8_t> got(kBatch * kOut, 0);
+      ASSERT_EQ(rt::sparse_fully_connected_s8(ctx, l.p, l.rq, d, x.data(), l.w, l.bias, got.data()),
+                rt::Status::kOk);
+      EXPECT_EQ(got, want) << "path " << static_cast<int>(path);
+    }
   }
 }
 

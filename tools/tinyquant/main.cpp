@@ -25,6 +25,7 @@
 #include "tinyquant/metrics.hpp"
 #include "tinyquant/prune.hpp"
 #include "tinyquant/quantize.hpp"
+#include "tinyquant/sparse.hpp"
 
 namespace {
 
@@ -119,6 +120,60 @@ void add_progress_option(CLI::App* cmd, std::string* mode) {
       ->check(CLI::IsMember({"auto", "always", "never"}));
 }
 
+// How prune stores the quantized 2-D weights: "dense", "auto" (the smallest format
+// tinyquant::choose_format finds, dense included) or one sparse format.
+struct SparseStorage {
+  std::string storage = "dense";
+  tinyquant::SparseOptions options;  // N:M and block shape
+};
+
+const std::vector<std::pair<std::string, tinyquant::StorageFormat>>& storage_names() {
+  static const std::vector<std::pair<std::string, tinyquant::StorageFormat>> kNames = {
+      {"csr-u8", tinyquant::StorageFormat::kCsrU8},
+      {"csr-u16", tinyquant::StorageFormat::kCsrU16},
+      {"block-csr", tinyquant::StorageFormat::kBlockCsr},
+      {"bitmap", tinyquant::StorageFormat::kBitmap},
+      {"nm", tinyquant::StorageFormat::kNm}};
+  return kNames;
+}
+
+struct StoredEntry {
+  tinyquant::io::ModelEntry entry;
+  std::string format = "dense";
+  int64_t data_bytes = 0;  // the values and, if sparse, every index array
+};
+
+// The model entry of a quantized tensor: sparse when `sparse` asks for it and the tensor is a
+// matrix, else dense.
+StoredEntry stored_entry(const std::string& name, const tinyquant::QTensor& q,
+                         const SparseStorage* sparse) {
+  const StoredEntry dense_entry{tinyquant::io::make_entry(name, q), "dense",
+                                static_cast<int64_t>(q.data.size())};
+  if (sparse == nullptr || sparse->storage == "dense" || q.shape.size() != 2) return dense_entry;
+  tinyquant::SparseOptions o = sparse->options;
+  o.value_type = q.bits() <= 4 ? tinyquant::ValueType::kInt4 : tinyquant::ValueType::kInt8;
+  std::vector<int8_t> dense(static_cast<size_t>(q.numel()));
+  for (int64_t i = 0; i < q.numel(); ++i)
+    dense[static_cast<size_t>(i)] = static_cast<int8_t>(q.value(i));
+  try {
+    if (sparse->storage == "auto") {
+      o.format = tinyquant::choose_format(dense.data(), q.shape[0], q.shape[1], o).best;
+      if (o.format == tinyquant::StorageFormat::kDense) return dense_entry;
+    } else {
+      for (const auto& [n, f] : storage_names())
+        if (n == sparse->storage) o.format = f;
+    }
+    const tinyquant::SparseMatrix m =
+        tinyquant::SparseMatrix::from_dense(dense.data(), q.shape[0], q.shape[1], o);
+    return {tinyquant::io::make_sparse_entry(name, m, q.params), tinyquant::to_string(o.format),
+            m.bytes()};
+  } catch (const tinyquant::InvalidArgument& e) {
+    throw tinyquant::DataError(fmt::format("tensor '{}' {}: --storage {}: {}", name,
+                                           tinyquant::to_string(q.shape), sparse->storage,
+                                           e.what()));
+  }
+}
+
 tinyquant::QuantSpec make_spec(const QuantizeOptions& o) {
   tinyquant::QuantSpec s;
   s.bits = o.bits;
@@ -141,7 +196,7 @@ tinyquant::QuantSpec make_spec(const QuantizeOptions& o) {
 // line per tensor. `sparsity` (optional, one per tensor) is the pruned fraction to report.
 void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOptions& o,
                        const std::string& out_path, const std::vector<double>* sparsity,
-                       ProgressBar* bar) {
+                       const SparseStorage* sparse, ProgressBar* bar) {
   const tinyquant::QuantSpec base = make_spec(o);
   const tinyquant::RoundMode mode = o.rounding == "even" ? tinyquant::RoundMode::kHalfToEven
                                                          : tinyquant::RoundMode::kHalfAwayFromZero;
@@ -183,11 +238,17 @@ void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOp
     }
     const tinyquant::SizeReport size = tinyquant::size_report(q);
     const double sqnr = tinyquant::sqnr_db(t.data, tinyquant::dequantize(q));
-    total_q += size.quantized_bytes;
-    model.entries.push_back(tinyquant::io::make_entry(t.name, q));
-    row(fmt::format("{:<32} {:<16} int{}  SQNR {:6.2f} dB  {} bytes  ratio {:.2f}x{}", t.name,
-                    tinyquant::to_string(t.shape), spec.bits, sqnr, size.quantized_bytes,
-                    size.ratio, sp));
+    StoredEntry stored = stored_entry(t.name, q, sparse);
+    model.entries.push_back(std::move(stored.entry));
+    const std::string& format = stored.format;
+    // Sparse: the dense data bytes replaced by every array of the sparse format.
+    const int64_t qbytes =
+        size.quantized_bytes - static_cast<int64_t>(q.data.size()) + stored.data_bytes;
+    total_q += qbytes;
+    row(fmt::format("{:<32} {:<16} int{}  SQNR {:6.2f} dB  {} bytes  ratio {:.2f}x{}{}", t.name,
+                    tinyquant::to_string(t.shape), spec.bits, sqnr, qbytes,
+                    qbytes > 0 ? static_cast<double>(fbytes) / static_cast<double>(qbytes) : 0.0,
+                    sp, format == "dense" ? "" : "  " + format));
   }
   bar->finish();
   tinyquant::io::save_model(model, out_path);
@@ -200,6 +261,7 @@ struct PruneOptions {
   std::string method = "magnitude";
   double sparsity = 0.5;
   int n = 2, m = 4;
+  int64_t block_rows = 1, block_cols = 16;
   std::string criterion = "l1";
 };
 
@@ -223,6 +285,8 @@ std::vector<double> prune(std::vector<FloatTensor>* tensors, const PruneOptions&
         masks.push_back(tinyquant::magnitude_mask(w, p.sparsity));
       } else if (p.method == "nm") {
         masks.push_back(tinyquant::nm_mask(w, p.n, p.m));
+      } else if (p.method == "block") {
+        masks.push_back(tinyquant::block_mask(w, p.block_rows, p.block_cols, p.sparsity));
       } else {
         const tinyquant::Criterion c = p.criterion == "l2" ? tinyquant::Criterion::kL2
                                        : p.criterion == "fpgm"
@@ -255,9 +319,18 @@ int64_t entry_bytes(const tinyquant::io::ModelEntry& e) {
   return b;
 }
 
-// Real values of a dense entry (float32, int32 or quantized), or nullopt for sparse storage.
+// Real values of an entry (float32, int32, quantized dense or sparse), or nullopt for storage
+// that has none.
 std::optional<std::vector<float>> real_values(const tinyquant::io::ModelEntry& e) {
-  if (e.format != 0) return std::nullopt;
+  if (e.format != 0) {
+    const std::vector<int8_t> dense = tinyquant::io::sparse_matrix(e).to_dense();
+    tinyquant::QTensor q;
+    q.shape = e.shape;
+    q.params = *e.params;
+    q.data = q.bits() <= 4 ? tinyquant::pack_int4(dense)
+                           : std::vector<uint8_t>(dense.begin(), dense.end());
+    return tinyquant::dequantize(q);
+  }
   if (e.params) return tinyquant::dequantize(tinyquant::io::to_qtensor(e));
   if (e.storage == tinyquant::io::Storage::kFloat32) return tinyquant::io::to_floats(e);
   if (e.storage == tinyquant::io::Storage::kInt32) {
@@ -375,8 +448,9 @@ int run(int argc, char** argv) {
   prune_cmd
       ->add_option("--method", po.method,
                    "magnitude (smallest |w| per tensor), global (one threshold over all "
-                   "tensors), nm (N:M along the last axis), structured (whole output rows)")
-      ->check(CLI::IsMember({"magnitude", "global", "nm", "structured"}));
+                   "tensors), nm (N:M along the last axis), structured (whole output rows), "
+                   "block (--block blocks of lowest mean |w|)")
+      ->check(CLI::IsMember({"magnitude", "global", "nm", "structured", "block"}));
   prune_cmd
       ->add_option("--sparsity", po.sparsity,
                    "Fraction of weights (or rows, for structured) to prune, in [0, 1)")
@@ -389,6 +463,29 @@ int run(int argc, char** argv) {
       ->add_option("--criterion", po.criterion,
                    "Row score for structured pruning: l1, l2 or fpgm (geometric median)")
       ->check(CLI::IsMember({"l1", "l2", "fpgm"}));
+  prune_cmd->add_option_function<std::string>(
+      "--block",
+      [&po](const std::string& v) {
+        char x = 0;
+        char rest = 0;
+        long r = 0, c = 0;
+        if (std::sscanf(v.c_str(), "%ld%c%ld%c", &r, &x, &c, &rest) != 3 || x != 'x' || r < 1 ||
+            c < 1 || r > 65536 || c > 65536)
+          throw CLI::ValidationError("--block", "expected ROWSxCOLS, e.g. 1x16, got " + v);
+        po.block_rows = r;
+        po.block_cols = c;
+      },
+      "Block shape ROWSxCOLS for --method block and --storage block-csr; must tile every "
+      "pruned matrix (default 1x16: 16 inputs of one output, the x86 SIMD tile)");
+  SparseStorage storage;
+  prune_cmd
+      ->add_option("--storage", storage.storage,
+                   "How the pruned 2-D weights are stored: dense; a sparse format (csr-u8, "
+                   "csr-u16, block-csr with --block, bitmap, nm with --n/--m) for every matrix, "
+                   "an error naming the tensor if it does not fit; or auto, the smallest of "
+                   "dense and the formats that fit, per matrix. export-c writes the sparse "
+                   "arrays for rt::sparse_fully_connected_s8 (int8 values)")
+      ->check(CLI::IsMember({"dense", "auto", "csr-u8", "csr-u16", "block-csr", "bitmap", "nm"}));
   add_quantize_options(prune_cmd, &qo);
   add_progress_option(prune_cmd, &progress);
 
@@ -449,11 +546,15 @@ int run(int argc, char** argv) {
         },
         tinyquant::cli::terminal_width());
     if (quantize->parsed()) {
-      quantize_and_save(load_floats(in, name), qo, out, nullptr, &bar);
+      quantize_and_save(load_floats(in, name), qo, out, nullptr, nullptr, &bar);
     } else if (prune_cmd->parsed()) {
       std::vector<FloatTensor> tensors = load_floats(in, name);
       const std::vector<double> zeros = prune(&tensors, po, &bar);
-      quantize_and_save(tensors, qo, out, &zeros, &bar);
+      storage.options.nm_n = po.n;
+      storage.options.nm_m = po.m;
+      storage.options.block_rows = po.block_rows;
+      storage.options.block_cols = po.block_cols;
+      quantize_and_save(tensors, qo, out, &zeros, &storage, &bar);
     } else if (inspect_cmd->parsed()) {
       inspect(in, reference, json, &bar);
     } else if (export_cmd->parsed()) {

@@ -14,8 +14,20 @@
 //    _kernel_bias (int32) as tinyquant::QuantizedLinear computes them, with the input offset
 //    folded into the bias, so rt::fully_connected_s8 / _s4 run with input_offset 0 and
 //    output_offset = output zero point. A float "X.bias" entry, if present, is used.
-// Errors: sparse entries, an empty model, clashing C names and bad layer parameters throw
-// InvalidArgument naming the entry.
+//  - for every sparse entry (see "Sparse entries" below): _values (int8, or the uint8 s4 nibble
+//    stream for int4), the index arrays of its format (_row_nnz uint16, _col_delta uint8,
+//    _col_index uint16, _bitmap uint8, _nm_index uint8, _block_row_ptr uint32, _block_col
+//    uint16, named as rt::SparseMatrixS8's fields), _scales and _zero_points, and the constants
+//    that fill an rt::SparseMatrixS8: _SPARSE_FORMAT (the rt::SparseFormat value), _ROWS,
+//    _COLS, _VALUE_COUNT, _NM_N / _NM_M (N:M), _BLOCK_ROWS / _BLOCK_COLS (block CSR), and
+//    _SPARSE_BYTES (every shipped array of the format, as SparseMatrix::bytes() counts).
+//    An int8 "X.weight" sparse entry quantized as above also gets the layer arrays, for
+//    rt::sparse_fully_connected_s8 (bit-identical to the dense kernel on the same weights).
+//  - C has no empty arrays: an array with no element (a fully pruned matrix) is emitted with one
+//    unused 0 and its count macro says 0.
+// Errors: an empty model, clashing C names and bad layer parameters throw InvalidArgument
+// naming the entry; sparse entries whose arrays do not describe a valid matrix throw
+// FormatError naming the entry.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +36,7 @@
 
 #include "tinyquant/io/model_file.hpp"
 #include "tinyquant/layers.hpp"
+#include "tinyquant/sparse.hpp"
 
 namespace tinyquant::io {
 
@@ -37,6 +50,23 @@ struct CExportOptions {
   // the source then #includes this header name.
   std::string header_name;
 };
+
+// Sparse entries: how a .tqm entry holds a pruned [rows][cols] weight matrix in the storage of
+// tinyquant/sparse.hpp (the container is unchanged; this gives its format byte and parts a
+// meaning for sparse weights):
+//   format   static_cast<uint8_t>(StorageFormat): 1 CSR u8, 2 CSR u16, 3 block CSR, 4 bitmap,
+//            5 N:M (0 is dense)
+//   storage  kInt8 (int8 values) or kInt4 (values as the s4 nibble stream), with the
+//            quantization parameters of the dense matrix; shape [rows, cols]
+//   parts    "layout": 5 little-endian uint32 (value count, nm_n, nm_m, block_rows,
+//            block_cols); "values"; and the index arrays of the format, little-endian, named
+//            after SparseArrays' fields ("row_nnz", "col_delta", "col_index", "bitmap",
+//            "nm_index", "block_row_ptr", "block_col").
+ModelEntry make_sparse_entry(const std::string& name, const SparseMatrix& matrix,
+                             const QuantParams& params);
+// The matrix of a sparse entry, checked by SparseMatrix::from_arrays; FormatError naming the
+// entry for a dense entry, an unknown format, a missing or misaligned part or bad arrays.
+SparseMatrix sparse_matrix(const ModelEntry& entry);
 
 // "conv1.weight" -> "conv1_weight"; a leading digit gets a '_' prefix.
 std::string c_identifier(const std::string& name);
