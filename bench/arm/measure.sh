@@ -103,7 +103,8 @@ for ((i = 0; i < n_sparse; ++i)); do
   declare -A per=() ratio=() dn=() sp=()
   for opt in O2 Os; do
     elf="$OUT-$opt/cost_sparse_$i.elf"
-    read -r dn[$opt] sp[$opt] < <(count_insns "$elf")
+    counts=$(count_insns "$elf")  # waits for $elf.out, unlike a process substitution
+    read -r "dn[$opt]" "sp[$opt]" <<<"$counts"
     line=$(cat "$elf.out")
     status=$(sed -E 's/.* status ([a-z_]+).*/\1/' <<<"$line")
     [ "$status" = ok ] || { echo "sparse case $i ($opt): $line" >&2; exit 1; }
