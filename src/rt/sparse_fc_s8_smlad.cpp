@@ -16,6 +16,7 @@
 // with SXTAB16 / SXTAB16-ROR8 (offset added), shared by the block's rows, and per row one word
 // load of weights, two SXTB16 and two SMLAD. Other block shapes pair entries for SMLAD.
 #include <cstring>
+#include <utility>
 
 #include "smlad_common.hpp"
 #include "tinyquant/rt/dsp.hpp"
@@ -223,25 +224,40 @@ uint32_t bitmap_dot(const int16_t* xs, const uint8_t* bm, int32_t row_bytes, con
 
 constexpr int32_t kMaxWordBlockRows = 8;
 
+// f(0), f(1), ... f(N - 1), written out.
+template <class F, int32_t... I>
+inline void unrolled(F& f, std::integer_sequence<int32_t, I...>) noexcept {
+  (f(I), ...);
+}
+
 // One block row of a block CSR matrix (block_cols % 4 == 0, block_rows <= 8) against one
-// activation row; acc[i] holds row i's accumulator and receives the stored products.
+// activation row; acc[i] holds row i's accumulator and receives the stored products. BR > 0 is
+// the block height known at compile time (accumulators then live in registers), 0 reads it
+// from w.
+template <int32_t BR>
 void block_row_words(const SparseMatrixS8& w, int32_t r, const int8_t* x, uint32_t off,
-                     int32_t* acc) noexcept {
-  const int32_t br = w.block_rows, bc = w.block_cols;
+                     int32_t* acc_io) noexcept {
+  const int32_t br = BR > 0 ? BR : w.block_rows, bc = w.block_cols;
   const int64_t block_size = int64_t{br} * bc;
+  uint32_t acc[BR > 0 ? BR : kMaxWordBlockRows];
+  for (int32_t i = 0; i < br; ++i) acc[i] = static_cast<uint32_t>(acc_io[i]);
   for (uint32_t j = w.block_row_ptr[r]; j < w.block_row_ptr[r + 1]; ++j) {
     const int8_t* xs = x + int32_t{w.block_col[j]} * bc;
     const int8_t* v = w.values + j * block_size;
     for (int32_t c = 0; c < bc; c += 4) {
       const smlad::Pairs xp = smlad::widen4(xs + c, off);
-      for (int32_t i = 0; i < br; ++i) {
+      auto row = [&](int32_t i) {
         const uint32_t q = smlad::load4(v + i * bc + c);
-        uint32_t t = dsp::smlad(xp.even, dsp::sxtb16(q), static_cast<uint32_t>(acc[i]));
-        t = dsp::smlad(xp.odd, smlad::sxtb16_ror8(q), t);
-        acc[i] = static_cast<int32_t>(t);
-      }
+        acc[i] = dsp::smlad(xp.even, dsp::sxtb16(q), acc[i]);
+        acc[i] = dsp::smlad(xp.odd, smlad::sxtb16_ror8(q), acc[i]);
+      };
+      if constexpr (BR > 0)
+        unrolled(row, std::make_integer_sequence<int32_t, BR>{});
+      else
+        for (int32_t i = 0; i < br; ++i) row(i);
     }
   }
+  for (int32_t i = 0; i < br; ++i) acc_io[i] = static_cast<int32_t>(acc[i]);
 }
 
 // Row i of block row r, entries paired for SMLAD (any block shape).
@@ -291,7 +307,13 @@ void sparse_fc_s8_smlad(const SparseFcArgs& a) noexcept {
             out[o] = sparse_fc_finish(block_slice_pairs(w, r, i, x, io, init), o, p, *a.requant);
         }
         if (!words) continue;
-        block_row_words(w, r, x, smlad::offset_pair(io), acc);
+        const uint32_t off = smlad::offset_pair(io);
+        if (br == 4)
+          block_row_words<4>(w, r, x, off, acc);
+        else if (br == 1)
+          block_row_words<1>(w, r, x, off, acc);
+        else
+          block_row_words<0>(w, r, x, off, acc);
         for (int32_t i = 0; i < br; ++i)
           out[r * br + i] = sparse_fc_finish(acc[i], r * br + i, p, *a.requant);
       }
