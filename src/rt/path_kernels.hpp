@@ -118,6 +118,11 @@ int32_t avx2_c2_scratch(int32_t m, int32_t k);
 void avx2_requantize_row(const GemmS8Args& g, int32_t j0, int32_t cnt, const int32_t* acc,
                          int8_t* out);
 
+// x86 depthwise kernels (s8_dwconv_x86.inc): one output pixel, channels across the lanes, taps
+// in pairs on vpmaddwd. The AVX-512 one also serves the AMX path.
+void s8_dwconv_1x16c2_avx2(const DepthwiseArgs& a);
+void s8_dwconv_1x32c2_avx512vnni(const DepthwiseArgs& a);
+
 // The AMX-INT8 path (s8s8_gemm_32x32c64_amx.cpp): null unless built for x86-64.
 const PathKernels* amx_kernels() noexcept;
 const PackedGemmKernels* amx_packed_kernels() noexcept;

@@ -284,8 +284,8 @@ int32_t gemm_s32_scratch(int32_t m, int32_t n, int32_t k) {
   return clamp32(scratch_bytes(m, n, k, false, false));
 }
 
-constexpr PathKernels kTable{Path::kAvx2, gemm_s8,         gemm_s32,
-                             nullptr,     gemm_s8_scratch, gemm_s32_scratch};
+constexpr PathKernels kTable{Path::kAvx2,           gemm_s8,         gemm_s32,
+                             s8_dwconv_1x16c2_avx2, gemm_s8_scratch, gemm_s32_scratch};
 
 }  // namespace
 

@@ -294,8 +294,8 @@ int32_t gemm_s8_packed_scratch(int32_t m, int32_t n, int32_t k) {
 constexpr PackedGemmKernels kPackedTable{Path::kAmx, packed_bytes, pack, gemm_s8_packed,
                                          gemm_s8_packed_scratch};
 
-constexpr PathKernels kTable{Path::kAmx, gemm_s8,         gemm_s32,
-                             nullptr,    gemm_s8_scratch, gemm_s32_scratch};
+constexpr PathKernels kTable{
+    Path::kAmx, gemm_s8, gemm_s32, s8_dwconv_1x32c2_avx512vnni, gemm_s8_scratch, gemm_s32_scratch};
 
 }  // namespace
 

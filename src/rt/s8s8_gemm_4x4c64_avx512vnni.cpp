@@ -419,8 +419,8 @@ void gemm_s8_packed(const GemmS8Args& g, const void* packed) {
 constexpr PackedGemmKernels kPackedTable{Path::kAvx512Vnni, packed_bytes, pack, gemm_s8_packed,
                                          gemm_s8_packed_scratch};
 
-constexpr PathKernels kTable{Path::kAvx512Vnni, gemm_s8,         gemm_s32,
-                             nullptr,           gemm_s8_scratch, gemm_s32_scratch};
+constexpr PathKernels kTable{Path::kAvx512Vnni,           gemm_s8,         gemm_s32,
+                             s8_dwconv_1x32c2_avx512vnni, gemm_s8_scratch, gemm_s32_scratch};
 
 }  // namespace
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "rt/kernel_tester.hpp"
 #include "rt/path_kernels.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/parallel.hpp"
@@ -360,6 +361,94 @@ TEST_P(X86Path, PublicKernelsMatchReference) {
                 Status::kOk);
     }
     ASSERT_EQ(got, want) << describe(c);
+  }
+}
+
+// Depthwise through the public kernel, forced path == reference path == the tester's own loops:
+// 3x3 / 5x5 / 1x1 kernels, stride 1 and 2, SAME / VALID / explicit padding, dilation 2, channel
+// multipliers 1-3, channel counts around both kernels' 16- and 32-lane blocks, batch 2, the
+// extreme offsets, both roundings, null bias, narrow clamps.
+TEST_P(X86Path, DepthwiseMatchesReference) {
+  TQ_SKIP_UNLESS_CPU(GetParam());
+  using tinyquant_test::ConvTester;
+  struct Geometry {
+    int32_t h, w, k, stride, dilation;
+    bool same;
+  };
+  const Geometry geometries[] = {{7, 6, 3, 1, 1, true},  {9, 8, 5, 2, 1, false},
+                                 {4, 5, 1, 1, 1, false}, {8, 9, 3, 2, 2, true},
+                                 {6, 7, 3, 1, 2, false}, {5, 5, 5, 1, 1, true}};
+  const int32_t offsets[][2] = {{0, 0},      {-127, 0},  {0, 128},    {128, -127},
+                                {-127, 128}, {128, 128}, {-127, -127}};
+  uint32_t seed = 0;
+  for (int32_t channels : {1, 7, 8, 15, 16, 17, 31, 32, 33}) {
+    for (int32_t mult : {1, 2, 3}) {
+      for (const Geometry& g : geometries) {
+        ++seed;
+        const auto& off = offsets[seed % 7];
+        ConvTester t;
+        t.batch(seed % 4 == 0 ? 2 : 1)
+            .input(g.h, g.w, channels)
+            .kernel(g.k, g.k)
+            .stride(g.stride, g.stride)
+            .dilation(g.dilation, g.dilation)
+            .depth_multiplier(mult)
+            .input_offset(off[0])
+            .filter_offset(off[1])
+            .output_offset(static_cast<int32_t>(seed % 7) * 40 - 128)
+            .per_channel(seed % 2 == 0)
+            .rounding(seed % 3 == 0 ? rt::Rounding::kSingle : rt::Rounding::kDouble)
+            .bias(seed % 5 != 1)
+            .seed(seed);
+        if (seed % 6 == 2) t.act(-3, 7);
+        // Both offsets extreme: every product has one sign, so scale the sums (mean about
+        // -+16000 a tap) into the output range instead of saturating them all.
+        if (off[0] != 0 && off[1] != 0) {
+          const int32_t s = g.k == 1 ? -8 : (g.k == 3 ? -11 : -12);
+          t.shift_range(s, s);
+        }
+        if (g.same) {
+          t.padding_same();
+        } else {
+          t.padding_valid();
+        }
+        SCOPED_TRACE(::testing::Message()
+                     << "channels " << channels << " multiplier " << mult << " kernel " << g.k
+                     << " stride " << g.stride << " dilation " << g.dilation << " seed " << seed);
+        t.test_depthwise(GetParam());
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+  // Asymmetric explicit padding (bottom/right negative: rows and columns left unread) and a
+  // padding larger than the kernel reach, so whole output rows see no input.
+  ConvTester().input(7, 8, 17).kernel(3, 3).padding(2, 0, -1, 3).test_depthwise(GetParam());
+  ConvTester()
+      .input(3, 4, 33)
+      .kernel(3, 3)
+      .depth_multiplier(2)
+      .padding(4, 4, 4, 4)
+      .test_depthwise(GetParam());
+  // Requantization edges: every shift with multipliers near 2^31, per channel and per tensor,
+  // on small accumulators so large left shifts do not saturate every output.
+  for (int32_t shift = rt::kMinShift; shift <= rt::kMaxShift; ++shift) {
+    for (auto rounding : {rt::Rounding::kDouble, rt::Rounding::kSingle}) {
+      ConvTester()
+          .input(4, 3, 19)
+          .kernel(3, 3)
+          .padding_same()
+          .depth_multiplier(shift % 2 == 0 ? 1 : 2)
+          .input_offset(shift % 3 == 0 ? 128 : -127)
+          .filter_offset(-5)
+          .small_values(true)
+          .per_channel(shift % 2 != 0)
+          .shift_range(shift, shift)
+          .multiplier_range(INT32_MAX - 3, INT32_MAX)
+          .rounding(rounding)
+          .seed(static_cast<uint32_t>(shift + 100))
+          .test_depthwise(GetParam());
+      if (HasFatalFailure()) return;
+    }
   }
 }
 
@@ -721,6 +810,45 @@ TEST(Parallel, BadArgumentsThrowTypedErrors) {
                                           f.weights.data(), 0, nullptr, nullptr, c.data());
       },
       {"n = 0"});
+}
+
+// The AMX path's blocks and tails (m >= 16 runs the tiles): 32-row blocks and the last <= 16 rows
+// in 16-row blocks 16 to 64 columns wide, m around every tile edge and past one and two 128-row
+// panels, n tails, k of every residue mod 64 (the last 64-k step padded); a read in place (b
+// offset 0, no row terms) or copied, tight and padded rows; full activation range (the saturating
+// int8 store) and narrowed ones; the int8, int32 and prepacked entries.
+TEST(AmxTiles, EveryBlockAndTailMatchesLoops) {
+  TQ_SKIP_UNLESS_CPU(Path::kAmx);
+  std::mt19937 rng(2611);
+  int32_t cases = 0;
+  auto check = [&](int32_t m, int32_t n, int32_t k) {
+    Case c = random_case(rng, m, n, k, false);
+    if (cases % 2 == 0) c.b_offset = 0;
+    if (cases % 3 == 0) c.lda = k;
+    if (cases % 4 < 2) c.act_min = -128, c.act_max = 127;
+    ASSERT_EQ(run_table_s8(Path::kAmx, c), oracle_s8(c)) << describe(c);
+    std::vector<int32_t> col_add(static_cast<size_t>(n), 1 << 29);
+    std::vector<int32_t> row_add(static_cast<size_t>(m), -5);
+    const int32_t* row = cases % 5 == 0 ? row_add.data() : nullptr;
+    ASSERT_EQ(run_table_s32(Path::kAmx, c, row, col_add.data(), 9),
+              oracle_s32(c, row, col_add.data(), 9))
+        << describe(c);
+    FcCase f = random_fc(rng, m, k, n);
+    if (cases % 2 == 0) f.params.filter_offset = 0;
+    if (cases % 4 == 3) f.params.act_min = -20, f.params.act_max = 100;
+    Packed pk = pack_fc(f, Path::kAmx);
+    std::vector<int8_t> got(static_cast<size_t>(m) * n);
+    ASSERT_EQ(run_packed(f, pk.data(), Path::kAmx, got.data()), Status::kOk);
+    ASSERT_EQ(got, run_fc(f, Path::kReference)) << "packed m=" << m << " n=" << n << " k=" << k;
+    ++cases;
+  };
+  for (int32_t m : {16, 17, 20, 31, 32, 33, 47, 48, 49, 64, 127, 128, 129, 144, 257}) {
+    for (int32_t n : {1, 16, 17, 31, 33, 48, 63, 64, 65, 100}) {
+      check(m, n, cases % 2 == 0 ? 64 : 100);
+    }
+  }
+  const int32_t mn[][2] = {{16, 17}, {33, 64}, {48, 20}, {130, 50}};
+  for (int32_t k = 1; k <= 130; ++k) check(mn[k % 4][0], mn[k % 4][1], k);
 }
 
 }  // namespace
