@@ -13,7 +13,7 @@
 //
 // Bytes per layer = weights (dense bytes or the chosen format's bytes) + int32 bias [out]
 // + int32 multiplier and shift, one pair per channel (one in total for per-tensor weights, which
-// is all the kernel reads) + int32 group ratios for per-group weights.
+// is all the kernel reads) + one ratio byte per group for per-group weights (rt/grouped.hpp).
 #pragma once
 
 #include <cstdint>

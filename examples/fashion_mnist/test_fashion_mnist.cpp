@@ -21,6 +21,7 @@
 #include "int8_mlp.hpp"
 #include "model_cache.hpp"
 #include "prune_mlp.hpp"
+#include "qat_mlp.hpp"
 #include "quant_mlp.hpp"
 #include "report.hpp"
 #include "tinyquant/error.hpp"
@@ -173,15 +174,16 @@ TEST(Train, CrossEntropyMatchesFormula) {
   EXPECT_NEAR(cross_entropy(z, labels), (row0 + std::log1p(std::exp(-100.0))) / 2, 1e-6);
 }
 
+namespace {
+
 // One full-batch Adam step with eps = 1 moves each parameter by -lr g / (|g| + 1), so the step
-// reveals every gradient, which must match central finite differences of the plain-loop loss.
-TEST(Train, OneAdamStepFollowsFiniteDifferenceGradients) {
-  const FloatMlp before = he_init({4, 5, 3}, 21);
-  const Dataset d = tiny_dataset(6, 4, 9);
+// reveals every gradient, which must match central finite differences of `loss` (plain loops,
+// double). Returns how many parameters were checked.
+int expect_step_follows_gradients(const FloatMlp& before, const Dataset& d, TrainConfig c,
+                                  const std::function<double(const FloatMlp&)>& loss) {
   FloatMlp after = before;
-  TrainConfig c;
   c.epochs = 1;
-  c.batch = 6;
+  c.batch = static_cast<int>(d.size());
   c.lr = 0.1f;
   c.eps = 1.0f;
   train_mlp(&after, d, Dataset{}, c);
@@ -197,9 +199,7 @@ TEST(Train, OneAdamStepFollowsFiniteDifferenceGradients) {
       const float h = 1e-3f;
       param(plus) += h;
       param(minus) -= h;
-      const double g =
-          (reference_loss(plus, d.images, d.labels) - reference_loss(minus, d.images, d.labels)) /
-          (2.0 * static_cast<double>(h));
+      const double g = (loss(plus) - loss(minus)) / (2.0 * static_cast<double>(h));
       FloatMlp copy = before;
       const double step = static_cast<double>(param(after)) - static_cast<double>(param(copy));
       const double u = -step / static_cast<double>(c.lr);  // = g / (|g| + 1)
@@ -208,7 +208,70 @@ TEST(Train, OneAdamStepFollowsFiniteDifferenceGradients) {
       ++checked;
     }
   }
+  return checked;
+}
+
+// (1 - a) cross-entropy + a T^2 KL(softmax(teacher / T) || softmax(student / T)), plain loops.
+double reference_distill_loss(const FloatMlp& student, const FloatMlp& teacher, const Dataset& d,
+                              double a, double t) {
+  double kl = 0.0;
+  for (int r = 0; r < d.images.rows(); ++r) {
+    const std::vector<double> zs = reference_forward(student, d.images, r).back();
+    const std::vector<double> zt = reference_forward(teacher, d.images, r).back();
+    double ss = 0.0, st = 0.0;
+    for (size_t i = 0; i < zs.size(); ++i) {
+      ss += std::exp(zs[i] / t);
+      st += std::exp(zt[i] / t);
+    }
+    for (size_t i = 0; i < zs.size(); ++i) {
+      const double log_pt = zt[i] / t - std::log(st), log_ps = zs[i] / t - std::log(ss);
+      kl += std::exp(log_pt) * (log_pt - log_ps);
+    }
+  }
+  kl /= static_cast<double>(d.images.rows());
+  return (1.0 - a) * reference_loss(student, d.images, d.labels) + a * t * t * kl;
+}
+
+}  // namespace
+
+TEST(Train, OneAdamStepFollowsFiniteDifferenceGradients) {
+  const Dataset d = tiny_dataset(6, 4, 9);
+  const int checked = expect_step_follows_gradients(
+      he_init({4, 5, 3}, 21), d, TrainConfig{},
+      [&](const FloatMlp& m) { return reference_loss(m, d.images, d.labels); });
   EXPECT_EQ(checked, 4 * 5 + 5 + 5 * 3 + 3);
+}
+
+TEST(Train, DistillationStepFollowsTheSoftTargetLoss) {
+  const Dataset d = tiny_dataset(6, 4, 9);
+  const FloatMlp teacher = he_init({4, 7, 3}, 5);  // another width: only the logits matter
+  for (const double a : {0.3, 1.0}) {
+    TrainConfig c;
+    c.teacher = &teacher;
+    c.distill_weight = static_cast<float>(a);
+    c.temperature = 2.5f;
+    const int checked = expect_step_follows_gradients(
+        he_init({4, 5, 3}, 21), d, c,
+        [&](const FloatMlp& m) { return reference_distill_loss(m, teacher, d, a, 2.5); });
+    EXPECT_EQ(checked, 4 * 5 + 5 + 5 * 3 + 3) << "weight " << a;
+  }
+  // Weight 0 is plain training, bit for bit.
+  FloatMlp plain = he_init({4, 5, 3}, 3), kd0 = plain;
+  TrainConfig c;
+  c.epochs = 2;
+  c.batch = 4;
+  train_mlp(&plain, d, d, c);
+  c.teacher = &teacher;
+  c.distill_weight = 0.0f;
+  train_mlp(&kd0, d, d, c);
+  EXPECT_EQ(plain.layers[0].w, kd0.layers[0].w);
+  EXPECT_EQ(plain.layers[1].b, kd0.layers[1].b);
+  c.distill_weight = 1.5f;
+  expect_error<tinyquant::InvalidArgument>([&] { train_mlp(&kd0, d, d, c); }, {"weight = 1.5"});
+  c.distill_weight = 0.5f;
+  const FloatMlp wrong = he_init({5, 3}, 1);
+  c.teacher = &wrong;
+  expect_error<tinyquant::InvalidArgument>([&] { train_mlp(&kd0, d, d, c); }, {"teacher 5-3"});
 }
 
 TEST(Train, DeterministicAndLearnsASeparableProblem) {
@@ -515,6 +578,61 @@ TEST(ModelCache, RecipeIsPartOfTheKey) {
   other.recipe.assign(201, 'x');
   expect_error<tinyquant::InvalidArgument>([&] { serialize_model(mlp, other); },
                                            {"201 characters"});
+}
+
+// One QAT step is the straight-through estimator written out: the optimizer step taken at the
+// fake-quantized weights (tinyquant::params_for_mse + fake_quant, called directly here), applied
+// to the float weights where the clipped-STE mask is 1; biases take the step as is.
+TEST(Qat, OneStepIsTheStraightThroughEstimator) {
+  const Dataset d = tiny_dataset(8, 6, 3);
+  const FloatMlp before = he_init({6, 12, 3}, 4);
+  // Per tensor, so the MSE-optimal range clips the Gaussian tails and the mask matters.
+  const tinyquant::QuantSpec spec{4, tinyquant::Scheme::kSymmetric, true,
+                                  tinyquant::Granularity::kPerTensor, 0, 0};
+  TrainConfig c;
+  c.epochs = 1;
+  c.batch = 8;
+  c.lr = 0.05f;
+
+  FloatMlp fake = before;
+  std::vector<tinyquant::FakeQuantResult> fq;
+  for (DenseLayer& l : fake.layers) {
+    const tinyquant::Shape shape{l.w.rows(), l.w.cols()};
+    fq.push_back(tinyquant::fake_quant(l.w.data(), shape,
+                                       tinyquant::params_for_mse(l.w.data(), shape, spec)));
+    l.w = Eigen::Map<const MatrixRM>(fq.back().values.data(), l.w.rows(), l.w.cols());
+  }
+  FloatMlp stepped = fake;
+  train_mlp(&stepped, d, Dataset{}, c);
+
+  FloatMlp qat = before;
+  qat_finetune(&qat, d, Dataset{}, c, spec);
+  int moved = 0, held = 0;
+  for (size_t li = 0; li < before.layers.size(); ++li) {
+    for (Eigen::Index k = 0; k < before.layers[li].w.size(); ++k) {
+      const bool pass = fq[li].mask[static_cast<size_t>(k)] != 0;
+      const float expect =
+          before.layers[li].w.data()[k] +
+          (pass ? stepped.layers[li].w.data()[k] - fake.layers[li].w.data()[k] : 0.0f);
+      EXPECT_FLOAT_EQ(qat.layers[li].w.data()[k], expect) << "layer " << li << " weight " << k;
+      (pass ? moved : held) += 1;
+    }
+    EXPECT_EQ(qat.layers[li].b, stepped.layers[li].b) << "layer " << li;
+  }
+  EXPECT_GT(moved, 0);
+  EXPECT_GT(held, 0);
+}
+
+TEST(Qat, RejectsKeepBestAndABadRefreshPeriod) {
+  FloatMlp m = he_init({4, 3}, 1);
+  const Dataset d = tiny_dataset(5, 4, 1);
+  TrainConfig c;
+  c.keep_best = true;
+  const tinyquant::QuantSpec spec = tinyquant::QuantSpec::int4_per_group(2, 1);
+  expect_error<tinyquant::InvalidArgument>([&] { qat_finetune(&m, d, d, c, spec); }, {"keep_best"});
+  c.keep_best = false;
+  expect_error<tinyquant::InvalidArgument>([&] { qat_finetune(&m, d, d, c, spec, 0); },
+                                           {"refresh_every = 0"});
 }
 
 TEST(Prune, ScheduleIsThePolynomialDecay) {

@@ -1,6 +1,7 @@
 #include "train.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cmath>
@@ -43,6 +44,12 @@ void adam_step(P& p, const G& g, P& m, P& v, const TrainConfig& c, float lr_t, f
   p.array() -= lr_t * m.array() / (v.array().sqrt() + eps_t);
 }
 
+// softmax of one row of logits, shifted by its maximum for stability.
+Eigen::RowVectorXf softmax_row(const Eigen::RowVectorXf& z) {
+  Eigen::RowVectorXf e = (z.array() - z.maxCoeff()).exp().matrix();
+  return e / e.sum();
+}
+
 }  // namespace
 
 float scheduled_lr(const TrainConfig& c, int64_t t, int64_t total_steps) {
@@ -71,6 +78,14 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
         "train_mlp: bad config: epochs = {}, batch = {}, lr = {}, beta1 = {}, beta2 = {}, "
         "eps = {}, lr_min = {}",
         c.epochs, c.batch, c.lr, c.beta1, c.beta2, c.eps, c.lr_min));
+  if (c.teacher != nullptr &&
+      (!(c.distill_weight >= 0.0f && c.distill_weight <= 1.0f) || !(c.temperature > 0.0f) ||
+       c.teacher->layers.empty() || c.teacher->sizes().front() != mlp->sizes().front() ||
+       c.teacher->sizes().back() != mlp->sizes().back()))
+    throw tinyquant::InvalidArgument(fmt::format(
+        "train_mlp: bad distillation: weight = {}, temperature = {}, teacher {} for student {}",
+        c.distill_weight, c.temperature, fmt::join(c.teacher->sizes(), "-"),
+        fmt::join(mlp->sizes(), "-")));
   if (c.keep_best && val.size() == 0)
     throw tinyquant::InvalidArgument(
         "train_mlp: keep_best needs validation images, got an empty validation set");
@@ -130,6 +145,16 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
         delta.row(r) = (logits.row(r).array() - mx).exp().matrix();
         delta.row(r) /= delta.row(r).sum();
         delta(r, labels[static_cast<size_t>(r)]) -= 1.0f;
+      }
+      if (c.teacher != nullptr) {
+        // d/dz of a T^2 KL(p_t || p_s) with p = softmax(z / T) is a T (p_s - p_t).
+        const float t = c.temperature, a = c.distill_weight;
+        const MatrixRM teacher_logits = forward(*c.teacher, acts[0]);
+        for (int64_t r = 0; r < bs; ++r) {
+          const Eigen::RowVectorXf ps = softmax_row(logits.row(r) / t);
+          const Eigen::RowVectorXf pt = softmax_row(teacher_logits.row(r) / t);
+          delta.row(r) = (1.0f - a) * delta.row(r) + a * t * (ps - pt);
+        }
       }
       delta *= 1.0f / static_cast<float>(bs);
       if (!std::isfinite(loss_sum))

@@ -29,6 +29,13 @@ struct TrainConfig {
   float lr_min = 0.0f;     // cosine floor, [0, lr]
   bool keep_best = false;  // end with the weights of the epoch of best validation accuracy
                            // (the earliest on ties); needs a non-empty validation set
+  // Knowledge distillation: when set, the loss is (1 - distill_weight) * cross-entropy on the
+  // labels + distill_weight * T^2 * KL(softmax(teacher / T) || softmax(student / T)), with
+  // T = temperature (Hinton et al.'s soft targets); the teacher must take the same input and
+  // give as many logits. It is only read, never trained.
+  const FloatMlp* teacher = nullptr;
+  float distill_weight = 0.5f;  // [0, 1]
+  float temperature = 2.0f;     // > 0
 };
 
 struct EpochStats {
