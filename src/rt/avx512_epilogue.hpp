@@ -18,6 +18,14 @@
 
 #include "path_kernels.hpp"
 
+// GCC 12's unmasked AVX-512 intrinsics merge into _mm512_undefined_*(), which
+// -Wmaybe-uninitialized flags wherever they are inlined: a false positive (every lane is
+// written), silenced for the code of this header.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace tinyquant::rt::detail {
 namespace {
 
@@ -67,26 +75,62 @@ inline __m512i requantize16(__m512i x, __m512i mult, __m512i shift, Rounding rou
   return _mm512_mask_add_epi32(result, _mm512_cmpgt_epi32_mask(remainder, threshold), result, one);
 }
 
-// Per-column constant of the epilogue: colterm[j] = coef * colsum[j] + extra[j] (extra = bias or
-// col_add, may be null) for j < n, 0 up to n16 = n rounded up to 16; scratch of 4 * n16 bytes.
+// Per-column constant of the epilogue: colterm[j] = coef * colsum[j] + extra[j] + add (extra =
+// bias or col_add, may be null; add: a term common to every output) for j < n, 0 up to n16 = n
+// rounded up to 16; scratch of 4 * n16 bytes.
 inline void make_colterm(int32_t n, int32_t coef, const int32_t* colsum, const int32_t* extra,
-                         int32_t* colterm) {
+                         int32_t* colterm, int32_t add = 0) {
   const __m512i vc = _mm512_set1_epi32(coef);
+  const __m512i va = _mm512_set1_epi32(add);
   for (int32_t j = 0; j < n; j += 16) {
     const int32_t cnt = n - j < 16 ? n - j : 16;
-    __m512i v = _mm512_mullo_epi32(vc, load16(colsum + j, cnt));
+    __m512i v = _mm512_add_epi32(_mm512_mullo_epi32(vc, load16(colsum + j, cnt)), va);
     if (extra != nullptr) v = _mm512_add_epi32(v, load16(extra + j, cnt));
     _mm512_storeu_si512(colterm + j, _mm512_maskz_mov_epi32(lanes16(cnt), v));
   }
 }
 
 // Scratch int32 [kEpilogueArrays][n16] of the int8-output epilogue.
-constexpr int32_t kEpilogueArrays = 7;
+constexpr int32_t kEpilogueArrays = 10;
+
+// The per-column parts of requantize() for Rounding::kDouble, 16 columns. Even columns sit in
+// the 64-bit lanes of the *_even vectors, odd ones in those of *_odd.
+//
+// requantize() with kDouble is h = (xs * m + 2^30) >> 31 (xs = x << left, wrapping), then
+// h / 2^e rounded half away from zero (e = right shift): (h + 2^(e-1) - [h < 0]) >> e for
+// e >= 1, h for e = 0. Both floor divisions nest into one on the 64-bit product:
+//   result = (xs * m + 2^30 + 2^31 * (2^(e-1) - [h < 0])) >> (31 + e),  h < 0 <=> xs * m < -2^30
+// exact in 64 bits (|xs * m| < 2^62). So per 64-bit lane: multiply, add bias, subtract corr
+// where the product is below -2^30, arithmetic shift.
+struct DoubleParams {
+  __m512i mult, mult_odd;  // multiplier (in the low half of each 64-bit lane for mult_odd)
+  __m512i left;            // left shift per column (32-bit lanes)
+  __m512i bias_even, bias_odd, corr_even, corr_odd, shift_even, shift_odd;  // 64-bit lanes
+};
+
+// requantize() with Rounding::kDouble on 16 lanes from the precomputed per-column parts; kLeft
+// false when no channel shifts left (left is then 0 in every lane).
+template <bool kLeft>
+inline __m512i requantize16_double(__m512i v, const DoubleParams& p) {
+  const __m512i below = _mm512_set1_epi64(-(int64_t{1} << 30));
+  const __m512i xs = kLeft ? _mm512_sllv_epi32(v, p.left) : v;
+  const __m512i pe = _mm512_mul_epi32(xs, p.mult);
+  const __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(xs, 32), p.mult_odd);
+  __m512i qe = _mm512_add_epi64(pe, p.bias_even);
+  __m512i qo = _mm512_add_epi64(po, p.bias_odd);
+  qe = _mm512_mask_sub_epi64(qe, _mm512_cmplt_epi64_mask(pe, below), qe, p.corr_even);
+  qo = _mm512_mask_sub_epi64(qo, _mm512_cmplt_epi64_mask(po, below), qo, p.corr_odd);
+  qe = _mm512_srav_epi64(qe, p.shift_even);
+  qo = _mm512_srav_epi64(qo, p.shift_odd);
+  // The low 32 bits of each 64-bit lane, even and odd columns interleaved again.
+  const __m512i idx = _mm512_set_epi32(30, 14, 28, 12, 26, 10, 24, 8, 22, 6, 20, 4, 18, 2, 16, 0);
+  return _mm512_permutex2var_epi32(qe, idx, qo);
+}
 
 // The int8-output epilogue with every argument copied out of GemmS8Args once per call: kept in
 // a local, its fields need no reload after each int8 store (which may alias anything). For
-// Rounding::kDouble the per-column parts of requantize() (the multiplier of the odd lanes, the
-// left and right shifts, the remainder mask and its half) are precomputed over n16 columns.
+// Rounding::kDouble the per-column parts of requantize() (DoubleParams) are precomputed over
+// n16 columns.
 struct EpilogueS8 {
   int8_t* c;
   int64_t ldc;
@@ -94,57 +138,99 @@ struct EpilogueS8 {
   const int32_t* mult;
   const int32_t* mult_odd;
   const int32_t* left;
-  const int32_t* right;
-  const int32_t* mask;
-  const int32_t* half;
+  const int32_t* bias_even;  // [n16 / 2] 64-bit lanes each
+  const int32_t* bias_odd;
+  const int32_t* corr_even;
+  const int32_t* corr_odd;
+  const int32_t* shift_even;
+  const int32_t* shift_odd;
   const int32_t* shift;  // per channel or null (kSingle only)
   Rounding rounding;
+  bool any_left;    // some channel shifts left (kDouble)
+  bool full_range;  // act_min -128 and act_max 127: the saturating int8 store clamps
   int32_t shift0, c_offset, act_min, act_max;
+
+  DoubleParams double_params(int32_t j0) const {
+    DoubleParams p;
+    p.mult = _mm512_loadu_si512(mult + j0);
+    p.mult_odd = _mm512_loadu_si512(mult_odd + j0);
+    p.left = _mm512_loadu_si512(left + j0);
+    p.bias_even = _mm512_loadu_si512(bias_even + j0);
+    p.bias_odd = _mm512_loadu_si512(bias_odd + j0);
+    p.corr_even = _mm512_loadu_si512(corr_even + j0);
+    p.corr_odd = _mm512_loadu_si512(corr_odd + j0);
+    p.shift_even = _mm512_loadu_si512(shift_even + j0);
+    p.shift_odd = _mm512_loadu_si512(shift_odd + j0);
+    return p;
+  }
+
+  // + c_offset (wrapping), clamp, store lanes [0, cnt) at dst.
+  void finish(__m512i v, int8_t* dst, __mmask16 lanes) const {
+    v = _mm512_add_epi32(v, _mm512_set1_epi32(c_offset));
+    if (!full_range) {
+      v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(act_min)),
+                           _mm512_set1_epi32(act_max));
+    }
+    _mm512_mask_cvtsepi32_storeu_epi8(dst, lanes, v);
+  }
 
   // Row i, columns [j0, j0 + cnt) (cnt <= 16, j0 % 16 == 0) from raw D at d[0, 16).
   void run(int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t row_term) const {
     __m512i v = _mm512_add_epi32(_mm512_loadu_si512(d), _mm512_loadu_si512(colterm + j0));
     v = _mm512_add_epi32(v, _mm512_set1_epi32(row_term));
-    const __m512i vm = _mm512_loadu_si512(mult + j0);
     if (rounding == Rounding::kDouble) {
-      const __m512i one = _mm512_set1_epi32(1);
-      const __m512i rnd = _mm512_set1_epi64(int64_t{1} << 30);
-      const __m512i xs = _mm512_sllv_epi32(v, _mm512_loadu_si512(left + j0));
-      const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(xs, vm), rnd);
-      const __m512i po = _mm512_add_epi64(
-          _mm512_mul_epi32(_mm512_srli_epi64(xs, 32), _mm512_loadu_si512(mult_odd + j0)), rnd);
-      const __m512i h =
-          _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
-      const __m512i remainder = _mm512_and_si512(h, _mm512_loadu_si512(mask + j0));
-      v = _mm512_srav_epi32(h, _mm512_loadu_si512(right + j0));
-      __m512i threshold = _mm512_loadu_si512(half + j0);
-      threshold = _mm512_mask_add_epi32(
-          threshold, _mm512_cmplt_epi32_mask(v, _mm512_setzero_si512()), threshold, one);
-      v = _mm512_mask_add_epi32(v, _mm512_cmpgt_epi32_mask(remainder, threshold), v, one);
+      v = requantize16_double<true>(v, double_params(j0));
     } else {
       const __m512i vs = shift != nullptr ? load16(shift + j0, cnt) : _mm512_set1_epi32(shift0);
-      v = requantize16(v, vm, vs, rounding);
+      v = requantize16(v, _mm512_loadu_si512(mult + j0), vs, rounding);
     }
-    v = _mm512_add_epi32(v, _mm512_set1_epi32(c_offset));
-    v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(act_min)),
-                         _mm512_set1_epi32(act_max));
-    _mm512_mask_cvtepi32_storeu_epi8(c + i * ldc + j0, lanes16(cnt), v);
+    finish(v, c + i * ldc + j0, lanes16(cnt));
+  }
+
+  // Rows [i, i + rows) of columns [j0, j0 + cnt) from raw D at d (row stride ldd int32);
+  // row_term[r] is added to row i + r, or nothing when row_term is null.
+  void rows(int32_t i, int32_t rows, int32_t j0, int32_t cnt, const int32_t* d, int32_t ldd,
+            const int32_t* row_term) const {
+    if (rounding != Rounding::kDouble) {
+      for (int32_t r = 0; r < rows; ++r) {
+        run(i + r, j0, cnt, d + int64_t{r} * ldd, row_term != nullptr ? row_term[r] : 0);
+      }
+    } else if (any_left) {
+      rows_double<true>(i, rows, j0, cnt, d, ldd, row_term);
+    } else {
+      rows_double<false>(i, rows, j0, cnt, d, ldd, row_term);
+    }
+  }
+
+  // rows() for Rounding::kDouble with every per-column operand held in registers.
+  template <bool kLeft>
+  void rows_double(int32_t i, int32_t rows, int32_t j0, int32_t cnt, const int32_t* d, int32_t ldd,
+                   const int32_t* row_term) const {
+    const DoubleParams p = double_params(j0);
+    const __m512i ct = _mm512_loadu_si512(colterm + j0);
+    const __mmask16 lanes = lanes16(cnt);
+    int8_t* dst = c + i * ldc + j0;
+    const int64_t ld = ldc;
+    for (int32_t r = 0; r < rows; ++r, d += ldd, dst += ld) {
+      __m512i v = _mm512_add_epi32(_mm512_loadu_si512(d), ct);
+      if (row_term != nullptr) v = _mm512_add_epi32(v, _mm512_set1_epi32(row_term[r]));
+      finish(requantize16_double<kLeft>(v, p), dst, lanes);
+    }
   }
 };
 
-// arrays: kEpilogueArrays * n16 int32 of scratch, filled here.
+// arrays: kEpilogueArrays * n16 int32 of scratch, filled here. add: a term common to every
+// output, folded into colterm.
 inline EpilogueS8 make_epilogue_s8(const GemmS8Args& g, int32_t coef, const int32_t* colsum,
-                                   int32_t* arrays) {
+                                   int32_t* arrays, int32_t add = 0) {
   const int32_t n16 = (g.n + 15) / 16 * 16;
   EpilogueS8 e{};
-  int32_t* colterm = arrays;
-  int32_t* mult = arrays + n16;
-  int32_t* mult_odd = arrays + 2 * n16;
-  int32_t* left = arrays + 3 * n16;
-  int32_t* right = arrays + 4 * n16;
-  int32_t* mask = arrays + 5 * n16;
-  int32_t* half = arrays + 6 * n16;
-  make_colterm(g.n, coef, colsum, g.bias, colterm);
+  int32_t* out[kEpilogueArrays];
+  for (int32_t a = 0; a < kEpilogueArrays; ++a) out[a] = arrays + a * n16;
+  make_colterm(g.n, coef, colsum, g.bias, out[0], add);
+  __m512i any_left = _mm512_setzero_si512();
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i one = _mm512_set1_epi64(1);
   for (int32_t j = 0; j < n16; j += 16) {
     const int32_t cnt = g.n - j < 16 ? g.n - j : 16;
     const __mmask16 in = lanes16(cnt);
@@ -153,28 +239,44 @@ inline EpilogueS8 make_epilogue_s8(const GemmS8Args& g, int32_t coef, const int3
     const __m512i s0 = _mm512_set1_epi32(g.shift[0]);
     const __m512i vm = g.per_channel ? _mm512_mask_loadu_epi32(m0, in, g.multiplier + j) : m0;
     const __m512i vs = g.per_channel ? _mm512_mask_loadu_epi32(s0, in, g.shift + j) : s0;
-    const __m512i zero = _mm512_setzero_si512();
-    const __m512i one = _mm512_set1_epi32(1);
-    const __m512i r = _mm512_max_epi32(_mm512_sub_epi32(zero, vs), zero);
-    const __m512i mk = _mm512_sub_epi32(_mm512_sllv_epi32(one, r), one);
-    _mm512_storeu_si512(mult + j, vm);
-    _mm512_storeu_si512(mult_odd + j, _mm512_srli_epi64(vm, 32));
-    _mm512_storeu_si512(left + j, _mm512_max_epi32(vs, zero));
-    _mm512_storeu_si512(right + j, r);
-    _mm512_storeu_si512(mask + j, mk);
-    _mm512_storeu_si512(half + j, _mm512_srli_epi32(mk, 1));
+    const __m512i l = _mm512_max_epi32(vs, zero);
+    const __m512i r = _mm512_max_epi32(_mm512_sub_epi32(zero, vs), zero);  // e
+    any_left = _mm512_or_si512(any_left, l);
+    _mm512_storeu_si512(out[1] + j, vm);
+    _mm512_storeu_si512(out[2] + j, _mm512_srli_epi64(vm, 32));
+    _mm512_storeu_si512(out[3] + j, l);
+    // e of the even and odd columns in 64-bit lanes; per lane: bias 2^30 + 2^(e-1) * 2^31 and
+    // corr 2^31 for e >= 1, bias 2^30 and corr 0 for e = 0; shift 31 + e.
+    const __m512i e_lanes[2] = {_mm512_and_si512(r, _mm512_set1_epi64(0xFFFFFFFF)),
+                                _mm512_srli_epi64(r, 32)};
+    for (int h = 0; h < 2; ++h) {
+      const __m512i eh = e_lanes[h];
+      const __mmask8 pos = _mm512_cmpgt_epi64_mask(eh, _mm512_setzero_si512());
+      const __m512i half = _mm512_sllv_epi64(one, _mm512_add_epi64(eh, _mm512_set1_epi64(30)));
+      const __m512i corr = _mm512_maskz_mov_epi64(pos, _mm512_set1_epi64(int64_t{1} << 31));
+      const __m512i bias =
+          _mm512_add_epi64(_mm512_set1_epi64(int64_t{1} << 30), _mm512_maskz_mov_epi64(pos, half));
+      _mm512_storeu_si512(out[4 + h] + j, bias);
+      _mm512_storeu_si512(out[6 + h] + j, corr);
+      _mm512_storeu_si512(out[8 + h] + j, _mm512_add_epi64(eh, _mm512_set1_epi64(31)));
+    }
   }
   e.c = g.c;
   e.ldc = g.ldc;
-  e.colterm = colterm;
-  e.mult = mult;
-  e.mult_odd = mult_odd;
-  e.left = left;
-  e.right = right;
-  e.mask = mask;
-  e.half = half;
+  e.colterm = out[0];
+  e.mult = out[1];
+  e.mult_odd = out[2];
+  e.left = out[3];
+  e.bias_even = out[4];
+  e.bias_odd = out[5];
+  e.corr_even = out[6];
+  e.corr_odd = out[7];
+  e.shift_even = out[8];
+  e.shift_odd = out[9];
   e.shift = g.per_channel ? g.shift : nullptr;
   e.rounding = g.rounding;
+  e.any_left = _mm512_test_epi32_mask(any_left, any_left) != 0;
+  e.full_range = g.act_min == -128 && g.act_max == 127;
   e.shift0 = g.shift[0];
   e.c_offset = g.c_offset;
   e.act_min = g.act_min;
@@ -193,7 +295,24 @@ struct EpilogueS32 {
     v = _mm512_add_epi32(v, _mm512_set1_epi32(row_term));
     _mm512_mask_storeu_epi32(c + i * ldc + j0, lanes16(cnt), v);
   }
+
+  // As EpilogueS8::rows.
+  void rows(int32_t i, int32_t rows, int32_t j0, int32_t cnt, const int32_t* d, int32_t ldd,
+            const int32_t* row_term) const {
+    const __m512i ct = _mm512_loadu_si512(colterm + j0);
+    const __mmask16 out = lanes16(cnt);
+    int32_t* dst = c + i * ldc + j0;
+    for (int32_t r = 0; r < rows; ++r, d += ldd, dst += ldc) {
+      __m512i v = _mm512_add_epi32(_mm512_loadu_si512(d), ct);
+      if (row_term != nullptr) v = _mm512_add_epi32(v, _mm512_set1_epi32(row_term[r]));
+      _mm512_mask_storeu_epi32(dst, out, v);
+    }
+  }
 };
 
 }  // namespace
 }  // namespace tinyquant::rt::detail
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif

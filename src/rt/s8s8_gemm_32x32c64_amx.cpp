@@ -2,14 +2,21 @@
 //
 // Tiles: tmm0-3 accumulate C (16 rows x 16 int32 each), tmm4-5 hold two 16-row x 64-byte panels
 // of a, tmm6-7 two B tiles of b in the k4 layout (path_kernels.hpp: 16 groups of 4 k x 16
-// columns). Each 64-k step is 4 tile loads and 4 tdpbssd. tdpbssd multiplies signed by signed
-// bytes, so no +128 trick is needed:
+// columns). Each 64-k step is 4 tile loads and 4 tdpbssd. The last <= 16 rows of a panel (all
+// of them when m <= 16) run 16-row blocks up to 64 columns wide instead, so no padding rows are
+// computed. tdpbssd multiplies signed by signed bytes, so no +128 trick is needed:
 //   sum_k (a + ao)(b + bo) = D + ao * colsum(b) + bo * rowsum(a) + k * ao * bo,  D = sum_k a * b
-// all mod 2^32, bit-exact with the reference for any offsets.
+// all mod 2^32, bit-exact with the reference for any offsets; ao * colsum(b) + k * ao * bo
+// (+ bias) is one per-column term.
 //
-// a is copied 128 rows at a time into a zero-padded panel (k rounded up to 64), its row sums
-// taken on the way; b is packed into the k4 layout in scratch per call (k4_pack), or comes
-// prepacked. Zero padding adds nothing to D or to the sums, so any m, n, k work.
+// a is taken 128 rows at a time. With b_offset 0 (symmetric weights) and no row_add there is no
+// row term, and the tiles read a in place (stride lda) wherever the panel is whole 16-row tiles
+// and the kp = k rounded up to 64 bytes read from its last row stay inside a: the bytes past k
+// meet zero weights. Otherwise the panel is copied, zero padded, its row sums taken on the way.
+// b is packed into the k4 layout in scratch per call (k4_pack), or comes prepacked.
+//
+// The epilogue of each block (C tiles stored, then requantized on the vector units) is spread
+// over the 64-k steps of the next block, between its tdpbssd, so both units work at once.
 //
 // AMX only pays once the 16-row tiles are mostly full: calls with m < kAmxMinM (GEMV, small
 // batches) and int4 weights run the AVX-512 VNNI kernels instead, with their scratch. The
@@ -35,7 +42,7 @@ namespace tinyquant::rt::detail {
 namespace {
 
 constexpr int32_t kAmxMinM = 16;     // below: AVX-512 VNNI kernels
-constexpr int32_t kPanelRows = 128;  // rows of a copied per panel
+constexpr int32_t kPanelRows = 128;  // rows of a per panel
 constexpr int32_t kBm = 32;          // output block: rows
 constexpr int32_t kBn = 32;          // output block: columns
 
@@ -80,48 +87,97 @@ void configure_tiles() {
   _tile_loadconfig(&cfg);
 }
 
-// Raw D of a (16 * TA) x (16 * TB) block, left in tmm0-3 (stored by amx_store).
-// ap: the panel rows of the block (stride kp); bp: the block's first 16-column k4 block.
-template <int TA, int TB>
-void amx_compute(const int8_t* ap, int32_t kp, const int8_t* bp) {
+// Raw D of a (16 * TA) x (16 * TB) block, left in tmm0-3, C tile (r, c) in tmm(r * TB + c)
+// (stored by amx_store). ap: the block's rows of a (stride ld_a, kp bytes read of each: any
+// bytes past k meet zero weights); bp: the block's first
+// 16-column k4 block (the next ones follow at 16 * kp bytes each). Shapes: 32x16, 32x32 (TA 2)
+// and 16x16 .. 16x64 (TA 1, for the last <= 16 rows: no padding rows computed, and four
+// independent accumulators); with TA 1 and TB 4 the fourth B tile reuses tmm6 once the first
+// tdpbssd has read it. After each 64-k step's tdpbssd are issued, work(step, steps) runs on the
+// vector units (the previous block's epilogue) while the tile unit computes.
+template <int TA, int TB, class Work>
+void amx_compute(const int8_t* ap, int64_t ld_a, int32_t kp, const int8_t* bp, Work& work) {
+  static_assert(TA * TB <= 4 && (TA == 1 || TB <= 2), "four C tiles, two A or four B tiles");
   _tile_zero(0);
-  if (TB > 1) _tile_zero(1);
-  if (TA > 1) _tile_zero(2);
-  if (TA > 1 && TB > 1) _tile_zero(3);
-  const ptrdiff_t ld_a = kp;
-  for (int32_t kk = 0; kk < kp; kk += 64) {
+  if constexpr (TA * TB > 1) _tile_zero(1);
+  if constexpr (TA * TB > 2) _tile_zero(2);
+  if constexpr (TA * TB > 3) _tile_zero(3);
+  const ptrdiff_t nb = int64_t{16} * kp;  // bytes of one 16-column k4 block
+  const int32_t steps = kp / 64;
+  for (int32_t s = 0; s < steps; ++s) {
+    const int32_t kk = 64 * s;
     const int8_t* bk = bp + kk * 16;  // 1 KiB per 64-k step of a 16-column block
     _tile_loadd(4, ap + kk, ld_a);
     _tile_loadd(6, bk, 64);
     _tile_dpbssd(0, 4, 6);
-    if (TB > 1) {
-      _tile_loadd(7, bk + 16 * ld_a, 64);  // the next 16-column block
+    if constexpr (TB > 1) {
+      _tile_loadd(7, bk + nb, 64);
       _tile_dpbssd(1, 4, 7);
     }
-    if (TA > 1) {
+    if constexpr (TA > 1) {
       _tile_loadd(5, ap + 16 * ld_a + kk, ld_a);
-      _tile_dpbssd(2, 5, 6);
-      if (TB > 1) _tile_dpbssd(3, 5, 7);
+      if constexpr (TB == 1) {
+        _tile_dpbssd(1, 5, 6);
+      } else {
+        _tile_dpbssd(2, 5, 6);
+        _tile_dpbssd(3, 5, 7);
+      }
     }
+    if constexpr (TA == 1 && TB > 2) {
+      _tile_loadd(5, bk + 2 * nb, 64);
+      _tile_dpbssd(2, 4, 5);
+    }
+    if constexpr (TA == 1 && TB > 3) {
+      _tile_loadd(6, bk + 3 * nb, 64);
+      _tile_dpbssd(3, 4, 6);
+    }
+    work(s, steps);
   }
 }
 
-// tmm0-3 into c (row stride kBn int32).
+// tmm0-3 into c (row stride 16 * TB int32), C tile t at block position (t / TB, t % TB). The
+// tile number is spelled out: the intrinsics paste it into the instruction text.
 template <int TA, int TB>
 void amx_store(int32_t* c) {
-  constexpr ptrdiff_t kLdc = kBn * 4;
-  _tile_stored(0, c, kLdc);
-  if (TB > 1) _tile_stored(1, c + 16, kLdc);
-  if (TA > 1) _tile_stored(2, c + 16 * kBn, kLdc);
-  if (TA > 1 && TB > 1) _tile_stored(3, c + 16 * kBn + 16, kLdc);
+  constexpr int32_t kLd = 16 * TB;
+  auto at = [c](int t) { return c + (t / TB) * 16 * kLd + (t % TB) * 16; };
+  _tile_stored(0, at(0), 4 * kLd);
+  if constexpr (TA * TB > 1) _tile_stored(1, at(1), 4 * kLd);
+  if constexpr (TA * TB > 2) _tile_stored(2, at(2), 4 * kLd);
+  if constexpr (TA * TB > 3) _tile_stored(3, at(3), 4 * kLd);
 }
 
-using ComputeFn = void (*)(const int8_t*, int32_t, const int8_t*);
-using StoreFn = void (*)(int32_t*);
-constexpr ComputeFn kCompute[2][2] = {{amx_compute<1, 1>, amx_compute<1, 2>},
-                                      {amx_compute<2, 1>, amx_compute<2, 2>}};
-constexpr StoreFn kStore[2][2] = {{amx_store<1, 1>, amx_store<1, 2>},
-                                  {amx_store<2, 1>, amx_store<2, 2>}};
+// One (16 * ta) x (16 * tb) block: computed (running work on the way), then stored to c.
+template <class Work>
+void amx_block(int ta, int tb, const int8_t* ap, int64_t ld_a, int32_t kp, const int8_t* bp,
+               Work& work, int32_t* c) {
+  switch (ta * 4 + tb) {
+    case 5:
+      amx_compute<1, 1>(ap, ld_a, kp, bp, work);
+      amx_store<1, 1>(c);
+      break;
+    case 6:
+      amx_compute<1, 2>(ap, ld_a, kp, bp, work);
+      amx_store<1, 2>(c);
+      break;
+    case 7:
+      amx_compute<1, 3>(ap, ld_a, kp, bp, work);
+      amx_store<1, 3>(c);
+      break;
+    case 8:
+      amx_compute<1, 4>(ap, ld_a, kp, bp, work);
+      amx_store<1, 4>(c);
+      break;
+    case 9:
+      amx_compute<2, 1>(ap, ld_a, kp, bp, work);
+      amx_store<2, 1>(c);
+      break;
+    default:
+      amx_compute<2, 2>(ap, ld_a, kp, bp, work);
+      amx_store<2, 2>(c);
+      break;
+  }
+}
 
 // Scratch after the (optional) packed b: panel [kPanelRows][kp] | two C blocks [kBm][kBn]
 // int32 | epilogue arrays [kEpilogueArrays][n16] int32.
@@ -134,77 +190,124 @@ int32_t* colterm_of(uint8_t* work, int32_t k) {
                                     8 * int64_t{kBm} * kBn);
 }
 
-// Runs the blocks over k4-packed b and calls fin(i, j0, count, d, rowsum(a)[i]) for each run of
-// up to 16 finished outputs, d pointing at the raw D of (i, j0).
+// The per-row part of the offsets: b_offset * rowsum(a)[i] (+ row_add[i] for gemm_s32). With
+// b_offset 0 and no row_add there is none, and the panel copy skips the row sums.
+struct RowTerms {
+  uint32_t b_offset;
+  const int32_t* row_add;  // [m] or null
+};
+
+// Copies rows [p0, p0 + prow) of a into the panel (rows up to prow16 zero, bytes past k zero)
+// and, when rows.b_offset or rows.row_add is set, their row terms into term; returns whether it
+// did.
+bool copy_panel(const int8_t* a, int32_t lda, int32_t k, int32_t p0, int32_t prow, int8_t* panel,
+                int32_t kp, RowTerms rows, int32_t* term) {
+  const int32_t prow16 = round_up(prow, 16);
+  const bool sums = rows.b_offset != 0;
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int32_t r = 0; r < prow16; ++r) {
+    int8_t* dst = panel + int64_t{r} * kp;
+    if (r >= prow) {  // rows past m: zero, their outputs are dropped
+      std::memset(dst, 0, static_cast<size_t>(kp));
+      continue;
+    }
+    const int8_t* src = a + int64_t{p0 + r} * lda;
+    __m512i sum = _mm512_setzero_si512();
+    for (int32_t t = 0; t < kp; t += 64) {
+      const int32_t left = k - t;
+      const __mmask64 mk = left >= 64 ? ~__mmask64{0}
+                           : left > 0 ? (__mmask64{1} << left) - 1
+                                      : __mmask64{0};
+      const __m512i v = _mm512_maskz_loadu_epi8(mk, src + t);
+      if (sums) sum = _mm512_dpbusd_epi32(sum, ones, v);
+      _mm512_storeu_si512(dst + t, v);
+    }
+    if (sums || rows.row_add != nullptr) {
+      uint32_t t = sums ? rows.b_offset * u32(_mm512_reduce_add_epi32(sum)) : 0u;
+      if (rows.row_add != nullptr) t += u32(rows.row_add[p0 + r]);
+      term[r] = s32(t);
+    }
+  }
+  return sums || rows.row_add != nullptr;
+}
+
+// Runs the blocks over k4-packed b and calls fin(i, rows, j0, cnt, d, ldd, term) for each
+// finished run of rows [i, i + rows) x columns [j0, j0 + cnt) (cnt <= 16), d pointing at the raw
+// D of (i, j0) with row stride ldd, term at the rows' terms or null.
 template <class Finish>
 void amx_drive(int32_t m, int32_t n, int32_t k, const int8_t* a, int32_t lda, const int8_t* pb,
-               uint8_t* work, Finish&& fin) {
+               uint8_t* work, RowTerms rows, Finish&& fin) {
   const int32_t kp = round_up(k, 64);
   const int32_t n16 = round_up(n, 16);
   auto* panel = reinterpret_cast<int8_t*>(work);
-  int32_t suma[kPanelRows];  // row sums of the panel's rows
+  int32_t term[kPanelRows];  // row terms of the panel's rows
+  bool with_terms = false;
   int32_t* cbuf[2];
   cbuf[0] = reinterpret_cast<int32_t*>(work + int64_t{kPanelRows} * kp);
   cbuf[1] = cbuf[0] + kBm * kBn;
-  // The epilogue of each block runs while the tile unit computes the next one: block b's
-  // tdpbssd are issued, then block b - 1's outputs finished from the other buffer, then block
-  // b stored.
+  // The epilogue of each block runs while the tile unit computes the next one: after each
+  // 64-k step of block b, a share of block b - 1's rows is finished from the other buffer; then
+  // block b is stored.
   struct Pending {
-    int32_t i0, j0, rows, cols;
-  } pending{0, 0, 0, 0};
+    int32_t i, pr, rows, j0, cols, ldd;  // pr: first row within the panel
+  } pending{0, 0, 0, 0, 0, 0};
   int cur = 0;
-  auto flush = [&](int32_t p0) {
-    const int32_t* cb = cbuf[1 - cur];
-    for (int32_t r = 0; r < pending.rows; ++r) {
-      for (int32_t c = 0; c < pending.cols; c += 16) {
-        fin(p0 + pending.i0 + r, pending.j0 + c, pending.cols - c < 16 ? pending.cols - c : 16,
-            cb + r * kBn + c, suma[pending.i0 + r]);
-      }
+  auto finish_rows = [&](int32_t r0, int32_t r1) {
+    const int32_t* cb = cbuf[1 - cur] + int64_t{r0} * pending.ldd;
+    for (int32_t c = 0; c < pending.cols && r1 > r0; c += 16) {
+      fin(pending.i + r0, r1 - r0, pending.j0 + c, pending.cols - c < 16 ? pending.cols - c : 16,
+          cb + c, pending.ldd, with_terms ? term + pending.pr + r0 : nullptr);
     }
+  };
+  auto overlap = [&](int32_t step, int32_t steps) {
+    finish_rows(pending.rows * step / steps, pending.rows * (step + 1) / steps);
+  };
+  auto flush = [&]() {
+    finish_rows(0, pending.rows);
     pending.rows = 0;
   };
-  const __m512i ones = _mm512_set1_epi8(1);
+  const int8_t* ap = panel;  // rows of the current panel
+  int64_t ld_a = kp;
+  auto block = [&](int32_t p0, int32_t i0, int32_t rows_in, int32_t j0, int ta, int tb) {
+    amx_block(ta, tb, ap + i0 * ld_a, ld_a, kp, pb + int64_t{j0} * kp, overlap, cbuf[cur]);
+    const int32_t cols = n - j0 < 16 * tb ? n - j0 : 16 * tb;
+    pending = {p0 + i0, i0, rows_in, j0, cols, 16 * tb};
+    cur = 1 - cur;
+  };
   configure_tiles();
   for (int32_t p0 = 0; p0 < m; p0 += kPanelRows) {
     const int32_t prow = m - p0 < kPanelRows ? m - p0 : kPanelRows;
-    const int32_t prow16 = round_up(prow, 16);
-    for (int32_t r = 0; r < prow16; ++r) {
-      int8_t* dst = panel + int64_t{r} * kp;
-      if (r >= prow) {  // rows past m: zero, their outputs are dropped
-        std::memset(dst, 0, static_cast<size_t>(kp));
-        continue;
-      }
-      const int8_t* src = a + int64_t{p0 + r} * lda;
-      __m512i sum = _mm512_setzero_si512();
-      for (int32_t t = 0; t < kp; t += 64) {
-        const int32_t left = k - t;
-        const __mmask64 mk = left >= 64 ? ~__mmask64{0}
-                             : left > 0 ? (__mmask64{1} << left) - 1
-                                        : __mmask64{0};
-        const __m512i v = _mm512_maskz_loadu_epi8(mk, src + t);
-        sum = _mm512_dpbusd_epi32(sum, ones, v);
-        _mm512_storeu_si512(dst + t, v);
-      }
-      alignas(64) int32_t lanes[16];
-      _mm512_store_si512(lanes, sum);
-      uint32_t total = 0;
-      for (int32_t v : lanes) total += u32(v);
-      suma[r] = s32(total);
+    // The tiles read a in place when no row terms are needed, the panel is whole 16-row tiles
+    // and kp bytes from its last row stay inside a ((m - 1) * lda + k bytes); otherwise the
+    // panel is copied (zero padded, row terms taken on the way).
+    if (rows.b_offset == 0 && rows.row_add == nullptr && prow % 16 == 0 &&
+        int64_t{m - p0 - prow} * lda + k >= kp) {
+      ap = a + int64_t{p0} * lda;
+      ld_a = lda;
+      with_terms = false;
+    } else {
+      ap = panel;
+      ld_a = kp;
+      with_terms = copy_panel(a, lda, k, p0, prow, panel, kp, rows, term);
     }
+    // Rows [0, i2) in 32-row blocks (the last one may have 17..31 rows), the rest (<= 16 rows)
+    // in 16-row blocks up to 64 columns wide.
+    int32_t i2 = 0;
+    while (prow - i2 > 16) i2 += kBm;
+    if (i2 > prow) i2 = prow;
     for (int32_t j0 = 0; j0 < n16; j0 += kBn) {
       const int tb = n16 - j0 >= 32 ? 2 : 1;
-      const int32_t cols = n - j0 < kBn ? n - j0 : kBn;
-      for (int32_t i0 = 0; i0 < prow; i0 += kBm) {
-        const int32_t rows = prow - i0 < kBm ? prow - i0 : kBm;
-        const int ta = rows > 16 ? 2 : 1;
-        kCompute[ta - 1][tb - 1](panel + int64_t{i0} * kp, kp, pb + int64_t{j0} * kp);
-        flush(p0);
-        kStore[ta - 1][tb - 1](cbuf[cur]);
-        pending = {i0, j0, rows, cols};
-        cur = 1 - cur;
+      for (int32_t i0 = 0; i0 < i2; i0 += kBm) {
+        block(p0, i0, prow - i0 < kBm ? prow - i0 : kBm, j0, 2, tb);
       }
     }
-    flush(p0);  // before the next panel overwrites suma
+    if (i2 < prow) {
+      for (int32_t j0 = 0; j0 < n16; j0 += 64) {
+        const int32_t tb = (n16 - j0) / 16 < 4 ? (n16 - j0) / 16 : 4;
+        block(p0, i2, prow - i2, j0, 1, tb);
+      }
+    }
+    flush();  // before the next panel overwrites term
   }
   _tile_release();
 }
@@ -213,12 +316,10 @@ void amx_s8(const GemmS8Args& g, const int8_t* pb, uint8_t* work) {
   const int32_t* colsum =
       reinterpret_cast<const int32_t*>(pb + int64_t{round_up(g.k, 64)} * round_up(g.n, 16));
   const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
-  const uint32_t bo = u32(g.b_offset);
-  const EpilogueS8 e = make_epilogue_s8(g, g.a_offset, colsum, colterm_of(work, g.k));
-  amx_drive(g.m, g.n, g.k, g.a, g.lda, pb, work,
-            [&e, kab, bo](int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t suma) {
-              e.run(i, j0, cnt, d, s32(bo * u32(suma) + kab));
-            });
+  const EpilogueS8 e = make_epilogue_s8(g, g.a_offset, colsum, colterm_of(work, g.k), s32(kab));
+  amx_drive(g.m, g.n, g.k, g.a, g.lda, pb, work, RowTerms{u32(g.b_offset), nullptr},
+            [&e](int32_t i, int32_t rows, int32_t j0, int32_t cnt, const int32_t* d, int32_t ldd,
+                 const int32_t* term) { e.rows(i, rows, j0, cnt, d, ldd, term); });
 }
 
 bool use_vnni(int32_t m, bool s4) {
@@ -245,19 +346,14 @@ void gemm_s32(const GemmS32Args& g) {
   const auto* colsum =
       reinterpret_cast<const int32_t*>(pb + int64_t{round_up(g.k, 64)} * round_up(g.n, 16));
   const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
-  const uint32_t bo = u32(g.b_offset);
   uint8_t* work = pb + align64(k4_packed_bytes(g.n, g.k));
   int32_t* colterm = colterm_of(work, g.k);
-  make_colterm(g.n, g.a_offset, colsum, g.col_add, colterm);
+  make_colterm(g.n, g.a_offset, colsum, g.col_add, colterm, s32(kab));
   const EpilogueS32 e{g.c, g.ldc, colterm};
-  const int32_t* row_add = g.row_add;
-  amx_drive(
-      g.m, g.n, g.k, g.a, g.lda, reinterpret_cast<const int8_t*>(pb), work,
-      [&e, kab, bo, row_add](int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t suma) {
-        uint32_t row = bo * u32(suma) + kab;
-        if (row_add != nullptr) row += u32(row_add[i]);
-        e.run(i, j0, cnt, d, s32(row));
-      });
+  amx_drive(g.m, g.n, g.k, g.a, g.lda, reinterpret_cast<const int8_t*>(pb), work,
+            RowTerms{u32(g.b_offset), g.row_add},
+            [&e](int32_t i, int32_t rows, int32_t j0, int32_t cnt, const int32_t* d, int32_t ldd,
+                 const int32_t* term) { e.rows(i, rows, j0, cnt, d, ldd, term); });
 }
 
 int32_t gemm_s8_scratch(int32_t m, int32_t n, int32_t k, bool s4) {
