@@ -215,6 +215,11 @@ void QuantizedLinear::forward(const int8_t* input, int64_t batch, int8_t* output
     rt::GroupScales gs;
     gs.group_size = static_cast<int32_t>(spec.group_size);
     gs.ratio = group_ratios_.data();
+    scratch.resize(static_cast<size_t>(
+        spec.bits <= 4 ? rt::fully_connected_s4_grouped_scratch_size(dims, gs, path)
+                       : rt::fully_connected_s8_grouped_scratch_size(dims, gs, path)));
+    ctx.scratch = scratch.data();
+    ctx.scratch_size = static_cast<int32_t>(scratch.size());
     st = spec.bits <= 4
              ? rt::fully_connected_s4_grouped(ctx, params_, rq, dims, gs, input,
                                               weights_.data.data(), kernel_bias_.data(), output)

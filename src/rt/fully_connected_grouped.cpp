@@ -1,7 +1,9 @@
-// Portable implementation of the grouped fully-connected kernels (see grouped.hpp). Scalar on
-// purpose: it is the definition, and on a Cortex-M the nibble unpacking dominates anyway.
+// Grouped fully-connected kernels (see grouped.hpp): argument checks, path choice, the portable
+// scalar definition, and the per-batch-row preparation the SIMD and smlad bodies share
+// (grouped_paths.hpp). Every path is bit-identical to the scalar loops below.
 #include "tinyquant/rt/grouped.hpp"
 
+#include "grouped_paths.hpp"
 #include "validate.hpp"
 
 namespace tinyquant::rt {
@@ -31,10 +33,278 @@ inline void decode(const int8_t* w8, const uint8_t* w4, int64_t i, int32_t n,
   if (t < n) out[t] = static_cast<int8_t>(((src[pairs] & 0x0F) ^ 8) - 8);
 }
 
+int32_t group_count(const FcDims& d, const GroupScales& g) noexcept {
+  return (d.in_features - 1) / g.group_size + 1;
+}
+
+// The longest group of a row.
+int32_t longest_group(const FcDims& d, const GroupScales& g) noexcept {
+  return g.group_size < d.in_features ? g.group_size : d.in_features;
+}
+
+// bias + t, requantized, offset and clamped: the same for every path.
+inline int8_t finish(const FcParams& p, const Requant& rq, const int32_t* bias, int32_t o,
+                     int32_t t) noexcept {
+  const int32_t acc = wrap_add(bias != nullptr ? bias[o] : 0, t);
+  const int32_t c = rq.per_channel ? o : 0;
+  int32_t out = wrap_add(requantize(acc, rq.multiplier[c], rq.shift[c], rq.rounding),
+                         p.output_offset);  // wraps like the other kernels
+  out = out < p.act_min ? p.act_min : (out > p.act_max ? p.act_max : out);
+  return static_cast<int8_t>(out);
+}
+
+// The definition: one output row at a time, each group's sum in wrapping 32 bits.
+void run_scalar(const FcParams& p, const Requant& rq, const FcDims& d, const GroupScales& g,
+                const int8_t* input, const int8_t* w8, const uint8_t* w4, const int32_t* bias,
+                int8_t* output) noexcept {
+  const int32_t groups = group_count(d, g);
+  const int32_t k_total = d.in_features;
+  for (int32_t b = 0; b < d.batch; ++b) {
+    const int8_t* x = input + int64_t{b} * k_total;
+    for (int32_t o = 0; o < d.out_features; ++o) {
+      const int64_t row = int64_t{o} * k_total;
+      const uint8_t* ratio = g.ratio + int64_t{o} * groups;
+      int64_t total = 0;
+      for (int32_t gi = 0; gi < groups; ++gi) {
+        const int32_t k0 = gi * g.group_size;
+        const int32_t k1 = k_total - k0 > g.group_size ? k0 + g.group_size : k_total;
+        int32_t acc = 0;
+        for (int32_t c0 = k0; c0 < k1; c0 += kChunk) {
+          const int32_t n = k1 - c0 < kChunk ? k1 - c0 : kChunk;
+          int8_t wv[kChunk];
+          decode(w8, w4, row + c0, n, wv);
+          int32_t part = 0;  // |part| < 255 * 255 * kChunk: no overflow
+          for (int32_t t = 0; t < n; ++t)
+            part += (x[c0 + t] + p.input_offset) * (wv[t] + p.filter_offset);
+          acc = wrap_add(acc, part);
+        }
+        total += int64_t{acc} * (int32_t{ratio[gi]} + 1);
+      }
+      const auto t = static_cast<int32_t>((total + (int64_t{1} << 7)) >> 8);
+      output[int64_t{b} * d.out_features + o] = finish(p, rq, bias, o, t);
+    }
+  }
+}
+
+bool available(Path p) noexcept {
+  return p == Path::kReference || (supported_paths() & path_bits(p)) != 0;
+}
+
+// kAuto follows a forced reference, smlad or avx2 path (force_path / TINYQUANT_PATH), else
+// takes the widest x86 path the CPU has (AMX CPUs run the AVX-512 VNNI body), else the
+// reference.
+Path resolve(Path requested) noexcept {
+  if (requested != Path::kAuto) return requested;
+  const Path global = default_path();
+  if (global == Path::kReference || global == Path::kSmlad || global == Path::kAvx2) return global;
+  if (available(Path::kAvx512Vnni)) return Path::kAvx512Vnni;
+  return available(Path::kAvx2) ? Path::kAvx2 : Path::kReference;
+}
+
+int32_t chunk_of(Path p) noexcept {
+  return p == Path::kAvx512Vnni ? detail::kGroupedChunkAvx512 : detail::kGroupedChunkAvx2;
+}
+
+// Scratch carving: parts 64-byte aligned (4 for smlad) from an aligned base.
+struct Carver {
+  int64_t used = 0;
+  int64_t align = 64;
+  int64_t take(int64_t bytes) noexcept {
+    const int64_t at = (used + align - 1) / align * align;
+    used = at + bytes;
+    return at;
+  }
+  int64_t total() const noexcept { return used + align - 1; }  // any base alignment
+};
+
+struct LaneLayout {
+  int64_t x_even, x_odd, group_x, chunk_group, lane_group, ratio_row, t, bytes;
+};
+
+LaneLayout lane_layout(const FcDims& d, const GroupScales& g, int32_t chunk) noexcept {
+  const int64_t chunks = (int64_t{d.in_features} + chunk - 1) / chunk;
+  const int64_t lanes = chunk / 8;
+  const int64_t groups = group_count(d, g);
+  Carver c;
+  LaneLayout l{};
+  l.x_even = c.take(chunks * chunk / 2);
+  l.x_odd = c.take(chunks * chunk / 2);
+  l.group_x = c.take((groups + lanes) * 4);
+  l.chunk_group = c.take(chunks * 4);
+  l.lane_group = c.take(chunks * lanes * 4);
+  l.ratio_row = c.take((groups + lanes) * 4);
+  l.t = c.take(int64_t{d.out_features} * 4);
+  l.bytes = c.total();
+  return l;
+}
+
+// Whether the x86 lane bodies run this int4 shape (grouped_paths.hpp); others run scalar.
+bool lane_fits(const FcDims& d, const GroupScales& g, int32_t chunk) noexcept {
+  return d.in_features % 2 == 0 && (g.group_size % 8 == 0 || g.group_size >= d.in_features) &&
+         longest_group(d, g) <= detail::kGroupedLaneMaxGroup &&
+         lane_layout(d, g, chunk).bytes <= INT32_MAX;
+}
+
+struct SmladLayout {
+  int64_t quads, group_fx, t, bytes;
+};
+
+SmladLayout smlad_layout(const FcDims& d, const GroupScales& g) noexcept {
+  Carver c;
+  c.align = 4;
+  SmladLayout l{};
+  l.quads = c.take((int64_t{d.in_features} + 7) / 8 * 16);
+  l.group_fx = c.take(int64_t{group_count(d, g)} * 4);
+  l.t = c.take(int64_t{d.out_features} * 4);
+  l.bytes = c.total();
+  return l;
+}
+
+bool smlad_fits(const FcDims& d, const GroupScales& g) noexcept {
+  return longest_group(d, g) < detail::kGroupedSmladMaxGroup &&
+         smlad_layout(d, g).bytes <= INT32_MAX;
+}
+
+// Scratch bytes of `path` (already resolved) for this shape; 0 when it runs the scalar loops.
+int32_t scratch_bytes(const FcDims& d, const GroupScales& g, Path path, bool s4) noexcept {
+  if (!s4 || d.in_features < 1 || d.out_features < 1 || g.group_size < 1) return 0;
+  if (path == Path::kSmlad) {
+    return smlad_fits(d, g) ? static_cast<int32_t>(smlad_layout(d, g).bytes) : 0;
+  }
+#if defined(TINYQUANT_HAVE_X86_PATHS)
+  if (path == Path::kAvx2 || path == Path::kAvx512Vnni) {
+    const int32_t chunk = chunk_of(path);
+    return lane_fits(d, g, chunk) ? static_cast<int32_t>(lane_layout(d, g, chunk).bytes) : 0;
+  }
+#endif
+  return 0;
+}
+
+template <class T>
+T* at(uint8_t* base, int64_t offset) noexcept {
+  return reinterpret_cast<T*>(base + offset);
+}
+
+uint8_t* aligned_base(void* scratch, int64_t align) noexcept {
+  const auto a = reinterpret_cast<uintptr_t>(scratch);
+  return static_cast<uint8_t*>(scratch) + ((align - static_cast<int64_t>(a % align)) % align);
+}
+
+// X_g = sum_{k in g} (x + io), g < groups.
+void group_sums(const int8_t* x, const FcDims& d, const GroupScales& g, int32_t io,
+                int32_t* out) noexcept {
+  const int32_t groups = group_count(d, g);
+  for (int32_t gi = 0; gi < groups; ++gi) {
+    const int32_t k0 = gi * g.group_size;
+    const int32_t k1 = d.in_features - k0 > g.group_size ? k0 + g.group_size : d.in_features;
+    int32_t s = 0;  // |s| <= 255 * longest group, which the callers bound
+    for (int32_t k = k0; k < k1; ++k) s += x[k] + io;
+    out[gi] = s;
+  }
+}
+
+#if defined(TINYQUANT_HAVE_X86_PATHS)
+void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, const FcDims& d,
+               const GroupScales& g, const int8_t* input, const uint8_t* w4, const int32_t* bias,
+               int8_t* output) noexcept {
+  const int32_t chunk = chunk_of(path);
+  const LaneLayout l = lane_layout(d, g, chunk);
+  uint8_t* base = aligned_base(scratch, 64);
+  detail::GroupedLaneArgs a;
+  a.n = d.out_features;
+  a.k = d.in_features;
+  a.groups = group_count(d, g);
+  a.chunks = (d.in_features + chunk - 1) / chunk;
+  a.lanes = chunk / 8;
+  a.w4 = w4;
+  a.ratio = g.ratio;
+  auto* x_even = at<int8_t>(base, l.x_even);
+  auto* x_odd = at<int8_t>(base, l.x_odd);
+  auto* group_x = at<int32_t>(base, l.group_x);
+  auto* chunk_group = at<int32_t>(base, l.chunk_group);
+  auto* lane_group = at<int32_t>(base, l.lane_group);
+  a.x_even = x_even;
+  a.x_odd = x_odd;
+  a.group_x = group_x;
+  a.chunk_group = chunk_group;
+  a.lane_group = lane_group;
+  a.ratio_row = at<int32_t>(base, l.ratio_row);
+  a.input_offset = p.input_offset;
+  a.x_scale = p.filter_offset - 8;
+  a.t = at<int32_t>(base, l.t);
+  for (int32_t c = 0; c < a.chunks; ++c) {
+    const int32_t first = c * chunk / g.group_size;
+    chunk_group[c] = first;
+    for (int32_t lane = 0; lane < a.lanes; ++lane) {
+      int32_t gi = (c * chunk + 8 * lane) / g.group_size;
+      gi = gi < a.groups ? gi : a.groups - 1;  // lanes past k read a valid ratio (times 0)
+      lane_group[c * a.lanes + lane] = gi - first;
+    }
+  }
+  for (int32_t i = 0; i < a.lanes; ++i) group_x[a.groups + i] = 0;
+  const int32_t half = a.chunks * chunk / 2;
+  for (int32_t b = 0; b < d.batch; ++b) {
+    const int8_t* x = input + int64_t{b} * d.in_features;
+    for (int32_t j = 0; j < half; ++j) {
+      x_even[j] = 2 * j < d.in_features ? x[2 * j] : 0;
+      x_odd[j] = 2 * j + 1 < d.in_features ? x[2 * j + 1] : 0;
+    }
+    group_sums(x, d, g, p.input_offset, group_x);
+    if (path == Path::kAvx512Vnni)
+      detail::s8s4_grouped_fc_1x1c128_avx512vnni(a);
+    else
+      detail::s8s4_grouped_fc_1x1c64_avx2(a);
+    int8_t* out = output + int64_t{b} * d.out_features;
+    for (int32_t o = 0; o < d.out_features; ++o) out[o] = finish(p, rq, bias, o, a.t[o]);
+  }
+}
+#endif
+
+void run_smlad(void* scratch, const FcParams& p, const Requant& rq, const FcDims& d,
+               const GroupScales& g, const int8_t* input, const uint8_t* w4, const int32_t* bias,
+               int8_t* output) noexcept {
+  const SmladLayout l = smlad_layout(d, g);
+  uint8_t* base = aligned_base(scratch, 4);
+  detail::GroupedSmladArgs a;
+  a.n = d.out_features;
+  a.k = d.in_features;
+  a.group_size = g.group_size;
+  a.groups = group_count(d, g);
+  a.w4 = w4;
+  a.ratio = g.ratio;
+  a.input_offset = p.input_offset;
+  auto* quads = at<uint32_t>(base, l.quads);
+  auto* group_fx = at<uint32_t>(base, l.group_fx);
+  a.quads = quads;
+  a.group_fx = group_fx;
+  a.t = at<int32_t>(base, l.t);
+  const int32_t blocks = (d.in_features + 7) / 8;
+  for (int32_t b = 0; b < d.batch; ++b) {
+    const int8_t* x = input + int64_t{b} * d.in_features;
+    a.x = x;
+    for (int32_t q = 0; q < blocks; ++q) {  // (a0, a4) (a2, a6) (a1, a5) (a3, a7)
+      uint32_t v[8];
+      for (int32_t i = 0; i < 8; ++i) {
+        const int32_t k = 8 * q + i;
+        v[i] = static_cast<uint16_t>(k < d.in_features ? x[k] + p.input_offset : 0);
+      }
+      quads[4 * q + 0] = v[0] | (v[4] << 16);
+      quads[4 * q + 1] = v[2] | (v[6] << 16);
+      quads[4 * q + 2] = v[1] | (v[5] << 16);
+      quads[4 * q + 3] = v[3] | (v[7] << 16);
+    }
+    group_sums(x, d, g, p.input_offset, reinterpret_cast<int32_t*>(group_fx));
+    for (int32_t gi = 0; gi < a.groups; ++gi)
+      group_fx[gi] *= static_cast<uint32_t>(p.filter_offset);  // wraps like the sums
+    detail::s8s4_grouped_fc_1x1c8_smlad(a);
+    int8_t* out = output + int64_t{b} * d.out_features;
+    for (int32_t o = 0; o < d.out_features; ++o) out[o] = finish(p, rq, bias, o, a.t[o]);
+  }
+}
+
 Status run(const Context& ctx, const FcParams& p, const Requant& rq, const FcDims& d,
            const GroupScales& g, const int8_t* input, const int8_t* w8, const uint8_t* w4,
            const int32_t* bias, int8_t* output) noexcept {
-  (void)ctx;
   if (input == nullptr || (w8 == nullptr && w4 == nullptr) || output == nullptr ||
       g.ratio == nullptr) {
     return Status::kNullPointer;
@@ -48,38 +318,24 @@ Status run(const Context& ctx, const FcParams& p, const Requant& rq, const FcDim
   if (s != Status::kOk) return s;
   s = detail::check_requant(rq, d.out_features);
   if (s != Status::kOk) return s;
-  const int32_t groups = (d.in_features - 1) / g.group_size + 1;
 
-  const int32_t k_total = d.in_features;
-  for (int32_t b = 0; b < d.batch; ++b) {
-    const int8_t* x = input + int64_t{b} * k_total;
-    for (int32_t o = 0; o < d.out_features; ++o) {
-      const int64_t row = int64_t{o} * k_total;
-      const uint8_t* ratio = g.ratio + int64_t{o} * groups;
-      int64_t total = 0;
-      for (int32_t gi = 0; gi < groups; ++gi) {
-        const int32_t k0 = gi * g.group_size;
-        const int32_t k1 = k0 + g.group_size < k_total ? k0 + g.group_size : k_total;
-        int32_t acc = 0;
-        for (int32_t c0 = k0; c0 < k1; c0 += kChunk) {
-          const int32_t n = k1 - c0 < kChunk ? k1 - c0 : kChunk;
-          int8_t wv[kChunk];
-          decode(w8, w4, row + c0, n, wv);
-          int32_t part = 0;  // |part| < 255 * 255 * kChunk: no overflow
-          for (int32_t t = 0; t < n; ++t)
-            part += (x[c0 + t] + p.input_offset) * (wv[t] + p.filter_offset);
-          acc = wrap_add(acc, part);
-        }
-        total += int64_t{acc} * (int32_t{ratio[gi]} + 1);
-      }
-      const int32_t t = static_cast<int32_t>((total + (int64_t{1} << 7)) >> 8);
-      const int32_t acc = wrap_add(bias != nullptr ? bias[o] : 0, t);
-      const int32_t c = rq.per_channel ? o : 0;
-      int32_t out = wrap_add(requantize(acc, rq.multiplier[c], rq.shift[c], rq.rounding),
-                             p.output_offset);  // wraps like the other kernels
-      out = out < p.act_min ? p.act_min : (out > p.act_max ? p.act_max : out);
-      output[int64_t{b} * d.out_features + o] = static_cast<int8_t>(out);
-    }
+  const Path path = resolve(ctx.path);
+  if (path != Path::kReference && path != Path::kSmlad && path != Path::kAvx2 &&
+      path != Path::kAvx512Vnni) {
+    return Status::kPathUnavailable;
+  }
+  if (!available(path)) return Status::kPathUnavailable;
+  const int32_t need = scratch_bytes(d, g, path, w4 != nullptr);
+  if (need > 0 && (ctx.scratch == nullptr || ctx.scratch_size < need))
+    return Status::kScratchTooSmall;
+  if (need == 0) {
+    run_scalar(p, rq, d, g, input, w8, w4, bias, output);
+  } else if (path == Path::kSmlad) {
+    run_smlad(ctx.scratch, p, rq, d, g, input, w4, bias, output);
+  } else {
+#if defined(TINYQUANT_HAVE_X86_PATHS)
+    run_lanes(path, ctx.scratch, p, rq, d, g, input, w4, bias, output);
+#endif
   }
   return Status::kOk;
 }
@@ -102,6 +358,16 @@ Status fully_connected_s8_grouped(const Context& ctx, const FcParams& params,
                                   int8_t* output) noexcept {
   if (weights == nullptr) return Status::kNullPointer;
   return run(ctx, params, requant, dims, groups, input, weights, nullptr, bias, output);
+}
+
+int32_t fully_connected_s4_grouped_scratch_size(const FcDims& dims, const GroupScales& groups,
+                                                Path path) noexcept {
+  return scratch_bytes(dims, groups, resolve(path), true);
+}
+
+int32_t fully_connected_s8_grouped_scratch_size(const FcDims& dims, const GroupScales& groups,
+                                                Path path) noexcept {
+  return scratch_bytes(dims, groups, resolve(path), false);
 }
 
 }  // namespace tinyquant::rt

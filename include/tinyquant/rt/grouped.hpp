@@ -15,6 +15,16 @@
 // scale would cost four). Value ranges are those of kernels.hpp; group_size >= 1 (the last group
 // of a row may be shorter); every byte value of ratio is valid. Weights use the s4 nibble stream
 // over [out][in] (fully_connected_s4_grouped) or int8 [out][in] (fully_connected_s8_grouped).
+//
+// Paths (ctx.path): kAuto follows a forced reference, smlad or avx2 path (force_path,
+// TINYQUANT_PATH), else runs AVX-512 VNNI on CPUs that have it, else AVX2, else the reference.
+// kReference, kSmlad, kAvx2 and kAvx512Vnni can be asked for (kPathUnavailable if the build or
+// CPU lacks one; every other path is unavailable here). All are bit-identical to the
+// reference. The SIMD and smlad bodies run int4 weights; int8 grouped weights run the
+// reference loops on every path. The x86 bodies take int4 shapes with in_features even,
+// group_size % 8 == 0 (or group_size >= in_features) and min(group_size, in_features) <=
+// 32768; the smlad body takes every shape with min(group_size, in_features) < 65536. Other
+// shapes run the reference loops and need no scratch.
 #pragma once
 
 #include <cstdint>
@@ -39,5 +49,13 @@ Status fully_connected_s8_grouped(const Context& ctx, const FcParams& params,
                                   const GroupScales& groups, const int8_t* input,
                                   const int8_t* weights, const int32_t* bias,
                                   int8_t* output) noexcept;
+
+// Scratch bytes the call needs on `path` (kAuto: the path it would take), 0 if none: x + offset
+// rearranged once per batch row, per-group input sums and per-call tables. A call given less
+// returns kScratchTooSmall. Any alignment.
+int32_t fully_connected_s4_grouped_scratch_size(const FcDims& dims, const GroupScales& groups,
+                                                Path path) noexcept;
+int32_t fully_connected_s8_grouped_scratch_size(const FcDims& dims, const GroupScales& groups,
+                                                Path path) noexcept;
 
 }  // namespace tinyquant::rt

@@ -1,0 +1,67 @@
+// Internal: the per-path bodies of the grouped fully-connected kernels (grouped.hpp).
+//
+// fully_connected_grouped.cpp validates the arguments, picks the path and prepares, per batch
+// row, what the bodies share; a body computes for every output row o
+//   t[o] = (sum_g int64(acc_g) * r[o][g] + 2^7) >> 8
+// and the caller finishes (bias, requantize, output offset, clamp). Not a public header.
+#pragma once
+
+#include <cstdint>
+
+#include "tinyquant/rt/kernels.hpp"
+
+namespace tinyquant::rt::detail {
+
+// x86 lane bodies (int4 weights). A chunk is kGroupedChunk[path] consecutive k of a row (one
+// weight vector, two k per byte); its int32 lanes each own 8 consecutive k, so every lane lies
+// in one group when group_size % 8 == 0 (or one group covers the row), rows start on a byte
+// (in_features even), and no group wraps its 32-bit sum (min(group_size, in_features) <=
+// kGroupedLaneMaxGroup). With w = u - 8 (u = nibble ^ 8 in [0, 15], an unsigned byte):
+//   acc_g = sum_{k in g} u * (x + io) + (fo - 8) * X_g,   X_g = sum_{k in g} (x + io)
+// so the vector loops multiply raw int8 x by unsigned u and add io * sum u, and the group sums
+// X_g (one per batch row) carry the filter offset. Exact in int64 because no acc_g wraps.
+constexpr int32_t kGroupedLaneMaxGroup = 32768;
+
+struct GroupedLaneArgs {
+  int32_t n = 0;       // output rows
+  int32_t k = 0;       // in_features (even)
+  int32_t groups = 0;  // per row
+  int32_t chunks = 0;  // ceil(k / chunk)
+  int32_t lanes = 0;   // int32 lanes per chunk (chunk / 8)
+  const uint8_t* w4 = nullptr;
+  const uint8_t* ratio = nullptr;        // [n][groups]
+  const int8_t* x_even = nullptr;        // [chunks][chunk / 2]: x[c * chunk + 2j], 0 past k
+  const int8_t* x_odd = nullptr;         // [chunks][chunk / 2]: x[c * chunk + 2j + 1], 0 past k
+  const int32_t* group_x = nullptr;      // X_g [groups], then `lanes` zeros
+  const int32_t* chunk_group = nullptr;  // [chunks] group of the chunk's first k
+  const int32_t* lane_group = nullptr;   // [chunks][lanes] lane's group - chunk_group (< lanes)
+  int32_t* ratio_row = nullptr;          // scratch: r = ratio + 1 of one row, [groups + lanes]
+  int32_t input_offset = 0;
+  int32_t x_scale = 0;   // filter_offset - 8
+  int32_t* t = nullptr;  // out: [n]
+};
+
+// The two x86 bodies (x86-64 builds only; the caller checked the CPU).
+void s8s4_grouped_fc_1x1c64_avx2(const GroupedLaneArgs& a) noexcept;
+void s8s4_grouped_fc_1x1c128_avx512vnni(const GroupedLaneArgs& a) noexcept;
+constexpr int32_t kGroupedChunkAvx2 = 64;
+constexpr int32_t kGroupedChunkAvx512 = 128;
+
+// smlad body (int4 weights, any shape with min(group_size, in_features) < kGroupedSmladMaxGroup).
+// Per batch row the caller stores x + io as the (a0, a4) (a2, a6) (a1, a5) (a3, a7) int16 pairs
+// of each 8 k (quads, [ceil(k / 8)][4] words, zero past k) and fo * X_g (wrapping) per group.
+constexpr int32_t kGroupedSmladMaxGroup = 65536;
+
+struct GroupedSmladArgs {
+  int32_t n = 0, k = 0, group_size = 0, groups = 0;
+  const uint8_t* w4 = nullptr;
+  const uint8_t* ratio = nullptr;
+  const int8_t* x = nullptr;  // the batch row
+  int32_t input_offset = 0;
+  const uint32_t* quads = nullptr;     // [ceil(k / 8) * 4]
+  const uint32_t* group_fx = nullptr;  // fo * X_g, [groups]
+  int32_t* t = nullptr;                // out: [n]
+};
+void s8s4_grouped_fc_1x1c8_smlad(const GroupedSmladArgs& a) noexcept;
+
+}  // namespace tinyquant::rt::detail

@@ -1,0 +1,113 @@
+// Grouped fully-connected, int4 weights, x86 AVX-512 VNNI (vpdpbusd; compiled with only the
+// AVX-512 F/BW/VL/VNNI flags, chosen at run time after a CPU check). One output row at a time,
+// 128 k (one 64-byte weight vector) per step; the arithmetic is in grouped_paths.hpp.
+//
+// Per step the 64 weight bytes are flipped to u = nibble ^ 8 (b ^ 0x88, then the low and the
+// high nibbles), and three vpdpbusd give each int32 lane (8 consecutive k, one group)
+//   sum u_lo * x_even + sum u_hi * x_odd + io * sum (u_lo + u_hi)
+// (io = 128 does not fit a byte and goes in as 64 + 64). The lane is multiplied by its group's
+// r = ratio + 1, gathered with one vpermd from the row's expanded ratios, and summed in int32
+// (at most 256 steps: |lane| <= 8 * 15 * 255 and r <= 256 keep it below 2^31) before widening
+// to int64.
+#include <immintrin.h>
+
+#include "grouped_paths.hpp"
+
+// GCC 12's unmasked AVX-512 intrinsics merge into _mm512_undefined_*(), which
+// -Wmaybe-uninitialized flags wherever they are inlined: a false positive, silenced here only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace tinyquant::rt::detail {
+namespace {
+
+constexpr int32_t kBytes = kGroupedChunkAvx512 / 2;  // weight bytes per step
+constexpr int32_t kLanes = 16;
+constexpr int32_t kFlushSteps = 256;  // int32 lane sums widen to int64 this often
+
+inline __m512i widen_add(__m512i acc64, __m512i v32) noexcept {
+  acc64 = _mm512_add_epi64(acc64, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v32)));
+  return _mm512_add_epi64(acc64, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v32, 1)));
+}
+
+struct Consts {
+  __m512i flip, low, io_a, io_b;
+};
+
+// The lanes of step c, times their group's r. b holds the flipped weight bytes (0 past k).
+template <bool kSplit>
+inline __m512i step(const GroupedLaneArgs& a, const Consts& k, __m512i b, int32_t c) noexcept {
+  const __m512i lo = _mm512_and_si512(b, k.low);
+  const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), k.low);
+  const __m512i both = _mm512_add_epi8(lo, hi);
+  const __m512i xe = _mm512_load_si512(a.x_even + int64_t{c} * kBytes);
+  const __m512i xo = _mm512_load_si512(a.x_odd + int64_t{c} * kBytes);
+  __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xe);
+  p = _mm512_dpbusd_epi32(p, hi, xo);
+  p = _mm512_dpbusd_epi32(p, both, k.io_a);
+  if (kSplit) p = _mm512_dpbusd_epi32(p, both, k.io_b);
+  const __m512i idx = _mm512_loadu_si512(a.lane_group + int64_t{c} * kLanes);
+  const __m512i r =
+      _mm512_permutexvar_epi32(idx, _mm512_loadu_si512(a.ratio_row + a.chunk_group[c]));
+  return _mm512_mullo_epi32(p, r);
+}
+
+template <bool kSplit>
+void rows(const GroupedLaneArgs& a) noexcept {
+  const int32_t row_bytes = a.k / 2;
+  const int32_t tail = row_bytes - (a.chunks - 1) * kBytes;  // bytes of the last step, 1..64
+  const __mmask64 tail_mask = tail == kBytes ? ~__mmask64{0} : (__mmask64{1} << tail) - 1;
+  const int32_t io_a = kSplit ? a.input_offset / 2 : a.input_offset;
+  Consts k;
+  k.flip = _mm512_set1_epi8(static_cast<char>(0x88));
+  k.low = _mm512_set1_epi8(0x0F);
+  k.io_a = _mm512_set1_epi8(static_cast<char>(io_a));
+  k.io_b = _mm512_set1_epi8(static_cast<char>(a.input_offset - io_a));
+  const __m512i one = _mm512_set1_epi32(1);
+  for (int32_t o = 0; o < a.n; ++o) {
+    const uint8_t* w = a.w4 + int64_t{o} * row_bytes;
+    const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
+    // r = ratio + 1 of the row into scratch, and sum_g r_g * X_g (each product < 2^31).
+    __m512i xr = _mm512_setzero_si512();
+    for (int32_t g = 0; g < a.groups; g += kLanes) {
+      const int32_t left = a.groups - g;
+      const __mmask16 m =
+          left >= kLanes ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << left) - 1);
+      const __m512i r =
+          _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, ratio + g)), one);
+      _mm512_storeu_si512(a.ratio_row + g, r);
+      xr = widen_add(xr, _mm512_mullo_epi32(r, _mm512_maskz_loadu_epi32(m, a.group_x + g)));
+    }
+    __m512i acc64 = _mm512_setzero_si512();
+    for (int32_t c0 = 0; c0 < a.chunks; c0 += kFlushSteps) {
+      const int32_t c1 = a.chunks - c0 > kFlushSteps ? c0 + kFlushSteps : a.chunks;
+      const int32_t full = c1 < a.chunks ? c1 : a.chunks - 1;
+      __m512i acc = _mm512_setzero_si512();
+      for (int32_t c = c0; c < full; ++c) {
+        const __m512i b = _mm512_xor_si512(_mm512_loadu_si512(w + int64_t{c} * kBytes), k.flip);
+        acc = _mm512_add_epi32(acc, step<kSplit>(a, k, b, c));
+      }
+      if (full < c1) {  // the row's last step: bytes past the row become u = 0
+        const __m512i raw = _mm512_maskz_loadu_epi8(tail_mask, w + int64_t{full} * kBytes);
+        const __m512i b = _mm512_maskz_mov_epi8(tail_mask, _mm512_xor_si512(raw, k.flip));
+        acc = _mm512_add_epi32(acc, step<kSplit>(a, k, b, full));
+      }
+      acc64 = widen_add(acc64, acc);
+    }
+    const int64_t total =
+        _mm512_reduce_add_epi64(acc64) + int64_t{a.x_scale} * _mm512_reduce_add_epi64(xr);
+    a.t[o] = static_cast<int32_t>((total + (int64_t{1} << 7)) >> 8);
+  }
+}
+
+}  // namespace
+
+void s8s4_grouped_fc_1x1c128_avx512vnni(const GroupedLaneArgs& a) noexcept {
+  if (a.input_offset == 128)
+    rows<true>(a);
+  else
+    rows<false>(a);
+}
+
+}  // namespace tinyquant::rt::detail

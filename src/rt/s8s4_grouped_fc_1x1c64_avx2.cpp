@@ -1,0 +1,123 @@
+// Grouped fully-connected, int4 weights, x86 AVX2 (compiled with only the AVX2 flags, chosen at
+// run time after a CPU check). One output row at a time, 64 k (one 32-byte weight vector) per
+// step; the arithmetic is in grouped_paths.hpp.
+//
+// Per step the weight bytes are flipped to u = nibble ^ 8 (b ^ 0x88, then the low and the high
+// nibbles) and vpmaddubsw forms, per int16 pair,
+//   u_lo * x_even + u_hi * x_odd + io * (u_lo + u_hi)
+// (each term at most 2 * 30 * 128 in size, so the int16 sums stay below 2^15; io = 128 goes in
+// as 64 + 64), vpmaddwd against ones makes int32 lanes of 8 consecutive k (one group each).
+// A lane is multiplied by its group's r = ratio + 1 (one vpermd from the row's expanded
+// ratios) and summed in int32 for at most 256 steps (|lane| <= 8 * 15 * 255, r <= 256), then
+// widened to int64.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "grouped_paths.hpp"
+
+namespace tinyquant::rt::detail {
+namespace {
+
+constexpr int32_t kBytes = kGroupedChunkAvx2 / 2;  // weight bytes per step
+constexpr int32_t kLanes = 8;
+constexpr int32_t kFlushSteps = 256;  // int32 lane sums widen to int64 this often
+
+inline __m256i widen_add(__m256i acc64, __m256i v32) noexcept {
+  acc64 = _mm256_add_epi64(acc64, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v32)));
+  return _mm256_add_epi64(acc64, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v32, 1)));
+}
+
+inline int64_t hsum64(__m256i v) noexcept {
+  const __m128i s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  return _mm_cvtsi128_si64(_mm_add_epi64(s, _mm_unpackhi_epi64(s, s)));
+}
+
+struct Consts {
+  __m256i flip, low, ones, io_a, io_b;
+};
+
+// The lanes of step c, times their group's r. b holds the flipped weight bytes (0 past k).
+template <bool kSplit>
+inline __m256i step(const GroupedLaneArgs& a, const Consts& k, __m256i b, int32_t c) noexcept {
+  const __m256i lo = _mm256_and_si256(b, k.low);
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), k.low);
+  const __m256i both = _mm256_add_epi8(lo, hi);
+  const auto* xe = reinterpret_cast<const __m256i*>(a.x_even + int64_t{c} * kBytes);
+  const auto* xo = reinterpret_cast<const __m256i*>(a.x_odd + int64_t{c} * kBytes);
+  __m256i p16 = _mm256_maddubs_epi16(lo, _mm256_load_si256(xe));
+  p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(hi, _mm256_load_si256(xo)));
+  p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(both, k.io_a));
+  if (kSplit) p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(both, k.io_b));
+  const __m256i p = _mm256_madd_epi16(p16, k.ones);
+  const __m256i idx =
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.lane_group + int64_t{c} * kLanes));
+  const __m256i rr =
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.ratio_row + a.chunk_group[c]));
+  return _mm256_mullo_epi32(p, _mm256_permutevar8x32_epi32(rr, idx));
+}
+
+template <bool kSplit>
+void rows(const GroupedLaneArgs& a) noexcept {
+  const int32_t row_bytes = a.k / 2;
+  const int32_t tail = row_bytes - (a.chunks - 1) * kBytes;  // bytes of the last step, 1..32
+  const int32_t io_a = kSplit ? a.input_offset / 2 : a.input_offset;
+  Consts k;
+  k.flip = _mm256_set1_epi8(static_cast<char>(0x88));
+  k.low = _mm256_set1_epi8(0x0F);
+  k.ones = _mm256_set1_epi16(1);
+  k.io_a = _mm256_set1_epi8(static_cast<char>(io_a));
+  k.io_b = _mm256_set1_epi8(static_cast<char>(a.input_offset - io_a));
+  const int32_t full_groups = a.groups / kLanes * kLanes;
+  for (int32_t o = 0; o < a.n; ++o) {
+    const uint8_t* w = a.w4 + int64_t{o} * row_bytes;
+    const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
+    // r = ratio + 1 of the row into scratch (0 past the row's groups), then sum_g r_g * X_g
+    // (each product < 2^31).
+    for (int32_t g = 0; g < full_groups; g += kLanes) {
+      const __m128i r8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(ratio + g));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.ratio_row + g),
+                          _mm256_add_epi32(_mm256_cvtepu8_epi32(r8), _mm256_set1_epi32(1)));
+    }
+    for (int32_t g = full_groups; g < a.groups + kLanes; ++g)
+      a.ratio_row[g] = g < a.groups ? int32_t{ratio[g]} + 1 : 0;
+    __m256i xr = _mm256_setzero_si256();
+    for (int32_t g = 0; g < a.groups; g += kLanes) {
+      const __m256i r = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.ratio_row + g));
+      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.group_x + g));
+      xr = widen_add(xr, _mm256_mullo_epi32(r, x));
+    }
+    __m256i acc64 = _mm256_setzero_si256();
+    for (int32_t c0 = 0; c0 < a.chunks; c0 += kFlushSteps) {
+      const int32_t c1 = a.chunks - c0 > kFlushSteps ? c0 + kFlushSteps : a.chunks;
+      const int32_t full = c1 < a.chunks ? c1 : a.chunks - 1;
+      __m256i acc = _mm256_setzero_si256();
+      for (int32_t c = c0; c < full; ++c) {
+        const __m256i raw =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + int64_t{c} * kBytes));
+        acc = _mm256_add_epi32(acc, step<kSplit>(a, k, _mm256_xor_si256(raw, k.flip), c));
+      }
+      if (full < c1) {  // the row's last step: bytes past the row flip to u = 0
+        alignas(32) uint8_t last[kBytes];
+        std::memset(last, 0x88, sizeof last);
+        std::memcpy(last, w + int64_t{full} * kBytes, static_cast<size_t>(tail));
+        const __m256i raw = _mm256_load_si256(reinterpret_cast<const __m256i*>(last));
+        acc = _mm256_add_epi32(acc, step<kSplit>(a, k, _mm256_xor_si256(raw, k.flip), full));
+      }
+      acc64 = widen_add(acc64, acc);
+    }
+    const int64_t total = hsum64(acc64) + int64_t{a.x_scale} * hsum64(xr);
+    a.t[o] = static_cast<int32_t>((total + (int64_t{1} << 7)) >> 8);
+  }
+}
+
+}  // namespace
+
+void s8s4_grouped_fc_1x1c64_avx2(const GroupedLaneArgs& a) noexcept {
+  if (a.input_offset == 128)
+    rows<true>(a);
+  else
+    rows<false>(a);
+}
+
+}  // namespace tinyquant::rt::detail

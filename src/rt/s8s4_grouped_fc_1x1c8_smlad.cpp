@@ -1,0 +1,76 @@
+// Grouped fully-connected, int4 weights, smlad path (Cortex-M DSP data flow, emulated off-ARM
+// through dsp.hpp). One output row at a time, each group 8 k per step where the group allows.
+//
+// Eight nibbles come from one 32-bit load, as in s8s4_gemm_1x2c8_smlad.cpp:
+//   hi = w & 0xF0F0F0F0, lo = (w << 4) & 0xF0F0F0F0
+// and SXTB16 / SXTB16-ROR8 give 16 * (n0, n4), (n2, n6), (n1, n5), (n3, n7), met by SMLAD with
+// the activation pairs (x + io) the caller repacked once per batch row. The 16x sum is shifted
+// back (exact: |sum| < 255 * 8 * 2^16 = 2^27 for a group shorter than 2^16); the k before the
+// first 8-aligned k of a group and after its last full step go nibble by nibble (SMLABB), as do
+// rows starting mid-byte (odd in_features). The filter offset enters through the caller's
+// fo * X_g per group; acc_g * r is an SMLAL.
+#include <cstdint>
+
+#include "grouped_paths.hpp"
+#include "smlad_common.hpp"
+#include "tinyquant/rt/dsp.hpp"
+
+namespace tinyquant::rt::detail {
+namespace {
+
+constexpr uint32_t kHighNibbles = 0xF0F0F0F0u;
+
+// 16 * the dot product of 8 nibbles (word w) with the quad q, added to acc.
+inline uint32_t dot8(const uint32_t* q, uint32_t w, uint32_t acc) noexcept {
+  const uint32_t hi = w & kHighNibbles;
+  const uint32_t lo = (w << 4) & kHighNibbles;
+  acc = dsp::smlad(q[0], dsp::sxtb16(lo), acc);
+  acc = dsp::smlad(q[1], smlad::sxtb16_ror8(lo), acc);
+  acc = dsp::smlad(q[2], dsp::sxtb16(hi), acc);
+  acc = dsp::smlad(q[3], smlad::sxtb16_ror8(hi), acc);
+  return acc;
+}
+
+// acc + sum_{k in [k0, k1)} (x[k] + io) * w[k], nibble by nibble.
+inline uint32_t singles(const GroupedSmladArgs& a, const uint8_t* row, int32_t first_nibble,
+                        int32_t k0, int32_t k1, uint32_t acc) noexcept {
+  for (int32_t k = k0; k < k1; ++k) {
+    const auto xv = static_cast<uint32_t>(a.x[k] + a.input_offset);
+    acc = dsp::smlabb(xv, static_cast<uint32_t>(smlad::nibble_at(row, first_nibble + k)), acc);
+  }
+  return acc;
+}
+
+// sum_{k in [k0, k1)} (x[k] + io) * w[k] of a row starting on a byte, wrapping.
+inline uint32_t group_dot(const GroupedSmladArgs& a, const uint8_t* row, int32_t k0,
+                          int32_t k1) noexcept {
+  int32_t k = (k0 + 7) & ~7;
+  if (k > k1) k = k1;
+  uint32_t acc = singles(a, row, 0, k0, k, 0);
+  uint32_t acc16 = 0;
+  for (; k + 8 <= k1; k += 8) acc16 = dot8(a.quads + k / 2, smlad::load4(row + k / 2), acc16);
+  acc += static_cast<uint32_t>(static_cast<int32_t>(acc16) >> 4);
+  return singles(a, row, 0, k, k1, acc);
+}
+
+}  // namespace
+
+void s8s4_grouped_fc_1x1c8_smlad(const GroupedSmladArgs& a) noexcept {
+  for (int32_t o = 0; o < a.n; ++o) {
+    const int64_t start = int64_t{o} * a.k;  // the row's first nibble
+    const uint8_t* row = a.w4 + (start >> 1);
+    const int32_t first = static_cast<int32_t>(start & 1);
+    const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
+    int64_t total = 0;
+    for (int32_t gi = 0; gi < a.groups; ++gi) {
+      const int32_t k0 = gi * a.group_size;
+      const int32_t k1 = a.k - k0 > a.group_size ? k0 + a.group_size : a.k;
+      const uint32_t dot = first == 0 ? group_dot(a, row, k0, k1) : singles(a, row, 1, k0, k1, 0);
+      const uint32_t acc = dot + a.group_fx[gi];
+      total += int64_t{static_cast<int32_t>(acc)} * (int32_t{ratio[gi]} + 1);
+    }
+    a.t[o] = static_cast<int32_t>((total + (int64_t{1} << 7)) >> 8);
+  }
+}
+
+}  // namespace tinyquant::rt::detail
