@@ -2,7 +2,9 @@
 // taps in pairs on vpmaddwd, from the same driver as the AVX2 kernel (s8_dwconv_x86.inc) with
 // 512-bit registers. Partial channel blocks load with byte masks; the channel-multiplier
 // rearrangement is one vpermw on the widened values (indices up to 16, so it crosses 128-bit
-// lanes, which pshufb cannot). The epilogue is requantize16 of avx512_epilogue.hpp.
+// lanes, which pshufb cannot). The epilogue is requantize16 of avx512_epilogue.hpp on the
+// accumulators as they are (the block's constants are arranged to match once per block), then
+// vpackssdw puts the channels back in order.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -55,12 +57,24 @@ inline Wide load_wide(const int8_t* p, int32_t n, Shuffle shuffle, Wide offset) 
   return _mm512_add_epi16(x, offset);
 }
 
-inline void mac2(Acc& acc, Wide x0, Wide x1, Wide w0, Wide w1) {
-  acc.lo = _mm512_add_epi32(
-      acc.lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(x0, x1), _mm512_unpacklo_epi16(w0, w1)));
-  acc.hi = _mm512_add_epi32(
-      acc.hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(x0, x1), _mm512_unpackhi_epi16(w0, w1)));
+// Two taps interleaved per channel: 128-bit lane L of lo has channels 8L .. 8L + 3, of hi
+// 8L + 4 .. 8L + 7.
+struct Pair {
+  __m512i lo, hi;
+};
+inline Pair make_pair(Wide t0, Wide t1) {
+  return {_mm512_unpacklo_epi16(t0, t1), _mm512_unpackhi_epi16(t0, t1)};
 }
+inline void mac2(Acc& acc, const Pair& x, const Pair& w) {
+  acc.lo = _mm512_add_epi32(acc.lo, _mm512_madd_epi16(x.lo, w.lo));
+  acc.hi = _mm512_add_epi32(acc.hi, _mm512_madd_epi16(x.hi, w.hi));
+}
+
+// The requantization constants of one 32-channel block in the accumulators' channel order
+// (128-bit lane L of lo: channels 8L .. 8L + 3, of hi: 8L + 4 .. 8L + 7).
+struct Block {
+  __m512i bias_lo, bias_hi, mult_lo, mult_hi, shift_lo, shift_hi;
+};
 
 class Epilogue {
  public:
@@ -74,29 +88,46 @@ class Epilogue {
         act_min_(a.params->act_min),
         act_max_(a.params->act_max) {}
 
-  void store(const Acc& acc, int32_t oc0, int32_t cnt, int8_t* out) const {
-    // 128-bit lane L of lo holds channels 8L .. 8L + 3, of hi 8L + 4 .. 8L + 7.
-    const __m512i first = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
-    const __m512i second = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
-    store16(_mm512_permutex2var_epi64(acc.lo, first, acc.hi), oc0, cnt, out);
-    if (cnt > 16) {
-      store16(_mm512_permutex2var_epi64(acc.lo, second, acc.hi), oc0 + 16, cnt - 16, out + 16);
+  Block block(int32_t oc0, int32_t cnt) const {
+    Block b{};
+    split(bias_, oc0, cnt, &b.bias_lo, &b.bias_hi);
+    if (per_channel_) {
+      split(mult_, oc0, cnt, &b.mult_lo, &b.mult_hi);
+      split(shift_, oc0, cnt, &b.shift_lo, &b.shift_hi);
+    } else {
+      b.mult_lo = b.mult_hi = _mm512_set1_epi32(mult_[0]);
+      b.shift_lo = b.shift_hi = _mm512_set1_epi32(shift_[0]);
     }
+    return b;
+  }
+
+  void store(const Block& b, const Acc& acc, int32_t cnt, int8_t* out) const {
+    const __m512i lo = finish(_mm512_add_epi32(acc.lo, b.bias_lo), b.mult_lo, b.shift_lo);
+    const __m512i hi = finish(_mm512_add_epi32(acc.hi, b.bias_hi), b.mult_hi, b.shift_hi);
+    // Channels 0 .. 31 in order as int16 (already in [-128, 127], so no pack saturates).
+    _mm512_mask_cvtepi16_storeu_epi8(out, lanes32(cnt), _mm512_packs_epi32(lo, hi));
   }
 
  private:
-  // Channels [oc, oc + cnt), cnt in [1, 16].
-  void store16(__m512i v, int32_t oc, int32_t cnt, int8_t* out) const {
-    const __mmask16 m = lanes16(cnt);
-    if (bias_ != nullptr) v = _mm512_add_epi32(v, _mm512_maskz_loadu_epi32(m, bias_ + oc));
-    const __m512i vm =
-        per_channel_ ? _mm512_maskz_loadu_epi32(m, mult_ + oc) : _mm512_set1_epi32(mult_[0]);
-    const __m512i vs =
-        per_channel_ ? _mm512_maskz_loadu_epi32(m, shift_ + oc) : _mm512_set1_epi32(shift_[0]);
-    v = _mm512_add_epi32(requantize16(v, vm, vs, rounding_), _mm512_set1_epi32(c_offset_));
-    v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(act_min_)),
-                         _mm512_set1_epi32(act_max_));
-    _mm512_mask_cvtepi32_storeu_epi8(out, m, v);
+  static __mmask32 lanes32(int32_t cnt) { return static_cast<__mmask32>((uint64_t{1} << cnt) - 1); }
+  // v[oc0, oc0 + cnt) (zeros past cnt, or all zeros when v is null) in the accumulator order.
+  static void split(const int32_t* v, int32_t oc0, int32_t cnt, __m512i* lo, __m512i* hi) {
+    __m512i a = _mm512_setzero_si512(), c = _mm512_setzero_si512();
+    if (v != nullptr) {
+      a = _mm512_maskz_loadu_epi32(lanes16(cnt), v + oc0);
+      if (cnt > 16) c = _mm512_maskz_loadu_epi32(lanes16(cnt - 16), v + oc0 + 16);
+    }
+    // permutex2var index i < 16 takes a[i] (channel i), 16 + i takes c[i] (channel 16 + i).
+    *lo = _mm512_permutex2var_epi32(
+        a, _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27), c);
+    *hi = _mm512_permutex2var_epi32(
+        a, _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31), c);
+  }
+  // requantize, + output offset (wrapping), clamp.
+  __m512i finish(__m512i v, __m512i mult, __m512i shift) const {
+    v = _mm512_add_epi32(requantize16(v, mult, shift, rounding_), _mm512_set1_epi32(c_offset_));
+    return _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(act_min_)),
+                            _mm512_set1_epi32(act_max_));
   }
 
   const int32_t* bias_;

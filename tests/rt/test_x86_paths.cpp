@@ -423,6 +423,22 @@ TEST_P(X86Path, DepthwiseMatchesReference) {
   // Asymmetric explicit padding (bottom/right negative: rows and columns left unread) and a
   // padding larger than the kernel reach, so whole output rows see no input.
   ConvTester().input(7, 8, 17).kernel(3, 3).padding(2, 0, -1, 3).test_depthwise(GetParam());
+  // Non-square kernels, and one past the kernels' interior weight table (7x7 = 49 taps).
+  ConvTester().input(6, 9, 20).kernel(2, 5).padding_valid().test_depthwise(GetParam());
+  ConvTester()
+      .input(5, 6, 9)
+      .kernel(5, 2)
+      .depth_multiplier(2)
+      .stride(1, 2)
+      .padding_same()
+      .test_depthwise(GetParam());
+  ConvTester()
+      .input(10, 9, 18)
+      .kernel(7, 7)
+      .depth_multiplier(2)
+      .padding_same()
+      .shift_range(-14, -10)
+      .test_depthwise(GetParam());
   ConvTester()
       .input(3, 4, 33)
       .kernel(3, 3)
