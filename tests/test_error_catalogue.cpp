@@ -581,6 +581,63 @@ TEST(ErrorCatalogue, E64) {
   EXPECT_EQ(text, "--bits: Value 9 not in range 2 to 8\nRun with --help for more information.\n");
 }
 
+// ---- sparse model entries, per-layer export parameters ---------------------------------------
+
+io::Model sparse_model() {
+  const int8_t dense[4] = {1, 0, 0, 2};
+  const SparseMatrix m = SparseMatrix::from_dense(dense, 2, 2, SparseOptions{});
+  QuantParams p;
+  p.spec = QuantSpec::int8_weights_per_channel(0);
+  p.scales = {0.5f, 0.25f};
+  p.zero_points = {0, 0};
+  io::Model model;
+  model.entries.push_back(io::make_sparse_entry("fc.weight", m, p));
+  return model;
+}
+
+TEST(ErrorCatalogue, E67) {
+  const int8_t dense[4] = {1, 0, 0, 2};
+  const SparseMatrix m = SparseMatrix::from_dense(dense, 2, 2, SparseOptions{});
+  QuantParams p;
+  p.spec = QuantSpec::int8_weights_per_channel(0);
+  p.spec.bits = 4;
+  p.scales = {0.5f, 0.25f};
+  p.zero_points = {0, 0};
+  TQ_EXPECT_MESSAGE(InvalidArgument, io::make_sparse_entry("w", m, p),
+                    "make_sparse_entry: 'w': 4-bit parameters for int8 values");
+}
+TEST(ErrorCatalogue, E68) {
+  io::ModelEntry e = sparse_model().entries[0];
+  e.name = "w";
+  e.parts[0].bytes.resize(16);  // "layout"
+  TQ_EXPECT_MESSAGE(FormatError, io::sparse_matrix(e),
+                    "sparse entry 'w': part 'layout' holds 4 values, expected 5");
+}
+TEST(ErrorCatalogue, E69) {
+  io::CExportOptions o;
+  o.layers["fd"] = io::LayerActivations{{0.02f, -3}, {0.05f, 4}};
+  TQ_EXPECT_MESSAGE(InvalidArgument, io::export_c_header(sparse_model(), o),
+                    "export-c: activation parameters given for layer 'fd', but the model has no "
+                    "layer 'fd.weight' the kernels run");
+}
+TEST(ErrorCatalogue, E70) {
+  io::CExportOptions o;
+  o.conv["fc"] = Conv2dGeometry{};
+  TQ_EXPECT_MESSAGE(InvalidArgument, io::export_c_header(sparse_model(), o),
+                    "export-c: a convolution geometry given for layer 'fc', but the model has no "
+                    "4-D 'fc.weight' the conv kernels run");
+}
+TEST(ErrorCatalogue, E71) {
+#ifndef TINYQUANT_CLI
+  GTEST_SKIP() << "the tinyquant command is not built (TINYQUANT_BUILD_CLI=OFF)";
+#endif
+  std::string text;
+  EXPECT_EQ(run_cli("export-c m.tqm m.h --act fc1:0.02", &text), 2);
+  EXPECT_EQ(text,
+            "--act: expected LAYER:in_scale,in_zero_point,out_scale,out_zero_point, e.g. "
+            "fc1:0.02,-3,0.05,4, got 'fc1:0.02'\nRun with --help for more information.\n");
+}
+
 // ---- the table and the tests stay in sync ---------------------------------------------------
 
 TEST(ErrorCatalogue, EveryRowOfTheTableHasItsTest) {

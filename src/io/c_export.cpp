@@ -32,6 +32,8 @@ struct CModel {
   std::vector<std::pair<std::string, std::string>> macros;
   std::vector<std::string> notes;  // comment lines for the header top
   std::vector<CArray> arrays;
+  std::set<std::string> layers;       // base names of the layers found
+  std::set<std::string> conv_layers;  // those given a geometry
 };
 
 std::string upper(std::string s) {
@@ -140,65 +142,165 @@ const ModelEntry* find_entry(const Model& model, const std::string& name) {
   return nullptr;
 }
 
-void add_layer(CModel* out, const Model& model, const ModelEntry& e, const QTensor& q,
-               const std::string& id, const CExportOptions& opt) {
-  const std::string base = e.name.substr(0, e.name.size() - std::strlen(".weight"));
-  const ModelEntry* bias_entry = find_entry(model, base + ".bias");
-  std::vector<float> bias;
-  if (bias_entry != nullptr) {
-    if (bias_entry->storage != Storage::kFloat32 || bias_entry->format != 0 ||
-        bias_entry->shape != Shape{e.shape[0]})
-      fail<InvalidArgument>(
-          "export-c: entry '{}': expected a dense float32 bias of shape [{}] for layer '{}', got "
-          "{} {}",
-          bias_entry->name, e.shape[0], base, to_string(bias_entry->storage),
-          to_string(bias_entry->shape));
-    bias = to_floats(*bias_entry);
-  }
-  const std::string lid = out->prefix + "_" + c_identifier(base);
-  const std::string lmac = upper(lid);
-  if (!opt.input || !opt.output) {
-    out->notes.push_back(fmt::format(
-        "layer {}: no activation parameters given; compute multiplier/shift per channel from "
-        "input_scale * {}_scales[c] / output_scale and the int32 bias with scale input_scale * "
-        "{}_scales[c]",
-        base, id, id));
-    return;
-  }
-  std::optional<QuantizedLinear> layer;
+// The float bias "<base>.bias" of a layer with `channels` outputs, or empty when absent.
+std::vector<float> layer_bias(const Model& model, const std::string& base, int64_t channels) {
+  const ModelEntry* b = find_entry(model, base + ".bias");
+  if (b == nullptr) return {};
+  if (b->storage != Storage::kFloat32 || b->format != 0 || b->shape != Shape{channels})
+    fail<InvalidArgument>(
+        "export-c: entry '{}': expected a dense float32 bias of shape [{}] for layer '{}', got {} "
+        "{}",
+        b->name, channels, base, to_string(b->storage), to_string(b->shape));
+  return to_floats(*b);
+}
+
+// The activation parameters of layer `base`: its own (options.layers), else the common pair,
+// else none (the header then says how to compute the layer arrays).
+std::optional<LayerActivations> activations_for(CModel* out, const CExportOptions& opt,
+                                                const std::string& base, const std::string& id) {
+  out->layers.insert(base);
+  const auto it = opt.layers.find(base);
+  if (it != opt.layers.end()) return it->second;
+  if (opt.input && opt.output) return LayerActivations{*opt.input, *opt.output};
+  out->notes.push_back(fmt::format(
+      "layer {}: no activation parameters given; compute multiplier/shift per channel from "
+      "input_scale * {}_scales[c] / output_scale and the int32 bias with scale input_scale * "
+      "{}_scales[c]",
+      base, id, id));
+  return std::nullopt;
+}
+
+// QuantizedLinear on q, its errors reported as the export's.
+QuantizedLinear make_linear(const QTensor& q, const std::vector<float>& bias,
+                            const LayerActivations& act, const std::string& base,
+                            const ModelEntry& e) {
   try {
-    layer.emplace(q, bias.empty() ? nullptr : bias.data(), *opt.input, *opt.output);
+    return QuantizedLinear(q, bias.empty() ? nullptr : bias.data(), act.input, act.output);
   } catch (const Error& err) {
     fail<InvalidArgument>("export-c: layer '{}' (entry '{}'): {}", base, e.name, err.what());
   }
-  const rt::FcParams& p = layer->kernel_params();
-  out->macros.emplace_back(lmac + "_IN_FEATURES", std::to_string(layer->in_features()));
-  out->macros.emplace_back(lmac + "_OUT_FEATURES", std::to_string(layer->out_features()));
+}
+
+void add_requant(CModel* out, const std::string& lid, const QuantizedLinear& layer,
+                 const std::string& bias_comment) {
+  out->arrays.push_back({"int32_t", lid + "_multipliers",
+                         "requantization multipliers, Q31, [0, 2^31 - 1]",
+                         int_values(layer.multipliers())});
+  out->arrays.push_back(
+      {"int32_t", lid + "_shifts", "requantization shifts, [-31, 30]", int_values(layer.shifts())});
+  out->arrays.push_back(
+      {"int32_t", lid + "_kernel_bias", bias_comment, int_values(layer.kernel_bias())});
+}
+
+// A fully-connected layer "X.weight" [out][in] (dense, sparse or per-group): its kernel
+// parameters as tinyquant::QuantizedLinear computes them.
+void add_layer(CModel* out, const Model& model, const ModelEntry& e, const QTensor& q,
+               const std::string& id, const CExportOptions& opt) {
+  const std::string base = e.name.substr(0, e.name.size() - std::strlen(".weight"));
+  const std::vector<float> bias = layer_bias(model, base, e.shape[0]);
+  const std::string lid = out->prefix + "_" + c_identifier(base);
+  const std::string lmac = upper(lid);
+  const std::optional<LayerActivations> act = activations_for(out, opt, base, id);
+  if (!act) return;
+  const QuantizedLinear layer = make_linear(q, bias, *act, base, e);
+  const rt::FcParams& p = layer.kernel_params();
+  const bool grouped = q.params.spec.granularity == Granularity::kPerGroup;
+  out->macros.emplace_back(lmac + "_IN_FEATURES", std::to_string(layer.in_features()));
+  out->macros.emplace_back(lmac + "_OUT_FEATURES", std::to_string(layer.out_features()));
   out->macros.emplace_back(lmac + "_INPUT_OFFSET", int_literal(p.input_offset));
   out->macros.emplace_back(lmac + "_FILTER_OFFSET", int_literal(p.filter_offset));
   out->macros.emplace_back(lmac + "_OUTPUT_OFFSET", int_literal(p.output_offset));
   out->macros.emplace_back(lmac + "_ACT_MIN", int_literal(p.act_min));
   out->macros.emplace_back(lmac + "_ACT_MAX", int_literal(p.act_max));
-  out->macros.emplace_back(
-      lmac + "_PER_CHANNEL",
-      layer->multipliers().size() == static_cast<size_t>(e.shape[0]) ? "1" : "0");
-  out->arrays.push_back({"int32_t", lid + "_multipliers",
-                         "requantization multipliers, Q31, [0, 2^31 - 1]",
-                         int_values(layer->multipliers())});
-  out->arrays.push_back({"int32_t", lid + "_shifts", "requantization shifts, [-31, 30]",
-                         int_values(layer->shifts())});
-  out->arrays.push_back({"int32_t", lid + "_kernel_bias",
-                         "int32 bias with the input offset folded in (run with input_offset 0)",
-                         int_values(layer->kernel_bias())});
+  out->macros.emplace_back(lmac + "_PER_CHANNEL",
+                           q.params.spec.granularity == Granularity::kPerTensor ? "0" : "1");
+  if (grouped) {
+    out->macros.emplace_back(lmac + "_GROUP_SIZE", std::to_string(q.params.spec.group_size));
+    out->macros.emplace_back(
+        lmac + "_GROUPS_PER_ROW",
+        std::to_string(layer.group_ratios().size() / static_cast<size_t>(layer.out_features())));
+    out->arrays.push_back(
+        {"uint8_t", lid + "_group_ratios",
+         "per [out][group]: round(group scale / row's largest * 256) - 1 (rt::GroupScales)",
+         unsigned_values(layer.group_ratios())});
+  }
+  add_requant(out, lid, layer,
+              grouped ? "int32 bias, scale input_scale * the row's largest group scale (run with "
+                        "_INPUT_OFFSET)"
+                      : "int32 bias with the input offset folded in (run with input_offset 0)");
 }
 
-// A 2-D "X.weight" the fully-connected kernels run: bits <= 8, per-tensor or symmetric
-// per-channel along the output axis.
+// A convolution "X.weight" [out_c][kh][kw][in_c / groups]: multipliers, shifts and int32 bias
+// as tinyquant::QuantizedConv2d computes them (the same per-channel formula as the linear
+// layer, so QuantizedLinear on the flattened [out_c][kh * kw * in] weights with input zero
+// point 0 gives them without folding anything into the bias), the offsets and clamps, and the
+// geometry when it was given.
+void add_conv(CModel* out, const Model& model, const ModelEntry& e, const QTensor& q,
+              const std::string& id, const CExportOptions& opt) {
+  const std::string base = e.name.substr(0, e.name.size() - std::strlen(".weight"));
+  const std::vector<float> bias = layer_bias(model, base, e.shape[0]);
+  const std::string lid = out->prefix + "_" + c_identifier(base);
+  const std::string lmac = upper(lid);
+  out->macros.emplace_back(lmac + "_OUT_C", std::to_string(e.shape[0]));
+  out->macros.emplace_back(lmac + "_KERNEL_H", std::to_string(e.shape[1]));
+  out->macros.emplace_back(lmac + "_KERNEL_W", std::to_string(e.shape[2]));
+  out->macros.emplace_back(lmac + "_IN_C_PER_GROUP", std::to_string(e.shape[3]));
+  const auto geo = opt.conv.find(base);
+  if (geo == opt.conv.end()) {
+    out->notes.push_back(fmt::format(
+        "layer {}: convolution; stride, padding, dilation and groups are not in the model file "
+        "and were not given, so the header has no _STRIDE_* / _PAD* / _DILATION_* / _GROUPS",
+        base));
+  } else {
+    const Conv2dGeometry& g = geo->second;
+    out->conv_layers.insert(base);
+    out->macros.emplace_back(lmac + "_STRIDE_H", std::to_string(g.stride_h));
+    out->macros.emplace_back(lmac + "_STRIDE_W", std::to_string(g.stride_w));
+    out->macros.emplace_back(lmac + "_DILATION_H", std::to_string(g.dilation_h));
+    out->macros.emplace_back(lmac + "_DILATION_W", std::to_string(g.dilation_w));
+    out->macros.emplace_back(lmac + "_GROUPS", std::to_string(g.groups));
+    out->macros.emplace_back(lmac + "_PADDING_SAME", g.padding == Padding::kSame ? "1" : "0");
+  }
+  const std::optional<LayerActivations> act = activations_for(out, opt, base, id);
+  if (!act) return;
+  QTensor flat = q;
+  flat.shape = {e.shape[0], e.shape[1] * e.shape[2] * e.shape[3]};
+  const QuantizedLinear layer =
+      make_linear(flat, bias, LayerActivations{{act->input.scale, 0}, act->output}, base, e);
+  int32_t act_min = 0, act_max = 0;
+  activation_range(Activation::kNone, act->output, &act_min, &act_max);
+  out->macros.emplace_back(lmac + "_INPUT_OFFSET", int_literal(-act->input.zero_point));
+  out->macros.emplace_back(lmac + "_FILTER_OFFSET", "0");
+  out->macros.emplace_back(lmac + "_OUTPUT_OFFSET", int_literal(act->output.zero_point));
+  out->macros.emplace_back(lmac + "_ACT_MIN", int_literal(act_min));
+  out->macros.emplace_back(lmac + "_ACT_MAX", int_literal(act_max));
+  add_requant(out, lid, layer,
+              "int32 bias, scale input_scale * weight scale (run with _INPUT_OFFSET: padding "
+              "makes folding it inexact)");
+}
+
+bool is_weight_name(const std::string& name) {
+  return name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
+}
+
+// A 2-D "X.weight" the fully-connected kernels run: bits <= 8, per-tensor, symmetric
+// per-channel along the output axis, or symmetric per-group along the input axis.
 bool is_linear_weight(const ModelEntry& e, const QuantSpec& s) {
-  return e.shape.size() == 2 && e.name.size() > 7 &&
-         e.name.compare(e.name.size() - 7, 7, ".weight") == 0 && s.bits <= 8 &&
+  if (e.shape.size() != 2 || !is_weight_name(e.name) || s.bits > 8) return false;
+  if (s.granularity == Granularity::kPerTensor) return true;
+  const int axis = normalize_axis(s.axis, e.shape, "axis");
+  return s.scheme == Scheme::kSymmetric &&
+         ((s.granularity == Granularity::kPerChannel && axis == 0) ||
+          (s.granularity == Granularity::kPerGroup && axis == 1));
+}
+
+// A 4-D "X.weight" [out][kh][kw][in] the conv kernels run: 8 or 4 bits, symmetric per-tensor or
+// per-channel along axis 0.
+bool is_conv_weight(const ModelEntry& e, const QuantSpec& s) {
+  return e.shape.size() == 4 && is_weight_name(e.name) && (s.bits == 8 || s.bits == 4) &&
+         s.scheme == Scheme::kSymmetric &&
          (s.granularity == Granularity::kPerTensor ||
-          (s.scheme == Scheme::kSymmetric && s.granularity == Granularity::kPerChannel &&
+          (s.granularity == Granularity::kPerChannel &&
            normalize_axis(s.axis, e.shape, "axis") == 0));
 }
 
@@ -331,7 +433,20 @@ CModel collect(const Model& model, const CExportOptions& opt) {
                           std::move(values)});
     add_params(&out, id, mac, e);
     if (is_linear_weight(e, s)) add_layer(&out, model, e, q, id, opt);
+    if (is_conv_weight(e, s)) add_conv(&out, model, e, q, id, opt);
   }
+  for (const auto& [name, act] : opt.layers)
+    if (out.layers.count(name) == 0)
+      fail<InvalidArgument>(
+          "export-c: activation parameters given for layer '{}', but the model has no layer "
+          "'{}.weight' the kernels run",
+          name, name);
+  for (const auto& [name, geometry] : opt.conv)
+    if (out.conv_layers.count(name) == 0)
+      fail<InvalidArgument>(
+          "export-c: a convolution geometry given for layer '{}', but the model has no 4-D "
+          "'{}.weight' the conv kernels run",
+          name, name);
   for (CArray& a : out.arrays) {
     if (!a.values.empty()) continue;
     a.values.push_back("0");  // C has no empty arrays

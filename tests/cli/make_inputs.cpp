@@ -3,6 +3,8 @@
 //   model.safetensors  fc.weight float32 [8][16], fc.bias float32 [8], emb bfloat16 [4][6]
 //   layer.safetensors  fc.weight float32 [16][48], fc.bias float32 [16]: pruned and stored in
 //                      each sparse format by the export tests
+//   net.safetensors    fc1 [16][48] -> fc2 [8][16] (+ biases) and conv.weight [8][3][3][4] OHWI
+//                      (+ conv.bias [8]): a model with several layers and a convolution
 //   corrupt.tqm        a model file with one payload byte flipped (the CRC must catch it)
 //   not_a_model.tqm    text, not a model
 #include <cmath>
@@ -56,6 +58,16 @@ int main(int argc, char** argv) {
   layer.tensors.push_back(io::SafeTensor::from("fc.weight", values(16 * 48, 4), {16, 48}));
   layer.tensors.push_back(io::SafeTensor::from("fc.bias", values(16, 5), {16}));
   io::save_safetensors(dir + "/layer.safetensors", layer);
+
+  io::SafeTensors net;
+  net.tensors.push_back(io::SafeTensor::from("fc1.weight", values(16 * 48, 6), {16, 48}));
+  net.tensors.push_back(io::SafeTensor::from("fc1.bias", values(16, 7), {16}));
+  net.tensors.push_back(io::SafeTensor::from("fc2.weight", values(8 * 16, 8), {8, 16}));
+  net.tensors.push_back(io::SafeTensor::from("fc2.bias", values(8, 9), {8}));
+  net.tensors.push_back(
+      io::SafeTensor::from("conv.weight", values(8 * 3 * 3 * 4, 10), {8, 3, 3, 4}));
+  net.tensors.push_back(io::SafeTensor::from("conv.bias", values(8, 11), {8}));
+  io::save_safetensors(dir + "/net.safetensors", net);
 
   io::Model m;
   m.entries.push_back(io::make_entry("w", w.data(), {8, 16}));

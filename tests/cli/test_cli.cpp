@@ -244,9 +244,19 @@ TEST(Cli, HelpExitsWith0AndDescribesEveryOption) {
   for (const char* opt : {"--bits", "--scheme", "--granularity", "--axis", "--group-size",
                           "--rounding", "--quantize-1d", "--name", "--progress"})
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
+  r = run("prune --help");
+  EXPECT_EQ(r.code, 0);
+  for (const char* opt :
+       {"--method", "--sparsity", "--block", "--storage", "block-csr", "auto", "--progress"})
+    EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
+  r = run("inspect --help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("--progress"), std::string::npos);
   r = run("export-c --help");
   EXPECT_EQ(r.code, 0);
-  for (const char* opt : {"--source", "--prefix", "--input-scale", "--output-zero-point"})
+  for (const char* opt :
+       {"--source", "--prefix", "--input-scale", "--output-zero-point", "--act", "--conv",
+        "LAYER:in_scale,in_zero_point,out_scale,out_zero_point", "padding=same|valid"})
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
 }
 

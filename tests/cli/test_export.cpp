@@ -3,24 +3,32 @@
 // exported fully-connected layer through rt::fully_connected_s8 against a float reference.
 // The sparse exports (sparse_*.h, one per storage format of a pruned layer) run through
 // rt::sparse_fully_connected_s8 and must match tinyquant::QuantizedLinear on the same pruned
-// weights stored dense, bit for bit.
+// weights stored dense, bit for bit. So do a two-layer model exported with per-layer activation
+// parameters, a convolution (rt::conv2d_s8 against QuantizedConv2d) and an int4 per-group layer
+// (rt::fully_connected_s4_grouped against QuantizedLinear).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "exported.h"
 #include "exported_one.h"
 #include "exported_s4.h"
+#include "grouped.h"
+#include "mlp.h"
 #include "sparse_blk.h"
 #include "sparse_bmp.h"
 #include "sparse_csr16.h"
 #include "sparse_csr8.h"
 #include "sparse_nm.h"
 #include "tinyquant/io/model_file.hpp"
+#include "tinyquant/io/safetensors.hpp"
 #include "tinyquant/layers.hpp"
+#include "tinyquant/rt/grouped.hpp"
 #include "tinyquant/rt/kernels.hpp"
 #include "tinyquant/rt/sparse.hpp"
 
@@ -272,6 +280,197 @@ TEST(ExportC, SparseLayersMatchTheToolkitLayerBitExactly) {
       EXPECT_EQ(got, want) << "path " << static_cast<int>(path);
     }
   }
+}
+
+std::vector<int8_t> test_input(size_t n, int seed) {
+  std::vector<int8_t> x(n);
+  for (size_t i = 0; i < n; ++i)
+    x[i] = static_cast<int8_t>(static_cast<int>((i * 37 + static_cast<size_t>(seed) * 11) % 256) -
+                               128);
+  return x;
+}
+
+// Runs rt::fully_connected_s8 on exported arrays (reference path).
+std::vector<int8_t> run_fc(const tinyquant::rt::FcParams& p, const int32_t* mult,
+                           const int32_t* shift, int in, int out, const std::vector<int8_t>& x,
+                           const int8_t* w, const int32_t* bias) {
+  namespace rt = tinyquant::rt;
+  rt::Requant rq;
+  rq.multiplier = mult;
+  rq.shift = shift;
+  rq.per_channel = true;
+  rt::FcDims d;
+  d.batch = static_cast<int32_t>(x.size()) / in;
+  d.in_features = in;
+  d.out_features = out;
+  rt::Context ctx;
+  ctx.path = rt::Path::kReference;
+  std::vector<uint8_t> scratch(
+      static_cast<size_t>(rt::fully_connected_s8_scratch_size(d, ctx.path)) + 1);
+  ctx.scratch = scratch.data();
+  ctx.scratch_size = static_cast<int32_t>(scratch.size());
+  std::vector<int8_t> y(static_cast<size_t>(d.batch * out));
+  EXPECT_EQ(rt::fully_connected_s8(ctx, p, rq, d, x.data(), w, bias, y.data()), rt::Status::kOk);
+  return y;
+}
+
+#define TQ_FC_PARAMS(U)                  \
+  [] {                                   \
+    tinyquant::rt::FcParams p;           \
+    p.input_offset = U##_INPUT_OFFSET;   \
+    p.filter_offset = U##_FILTER_OFFSET; \
+    p.output_offset = U##_OUTPUT_OFFSET; \
+    p.act_min = U##_ACT_MIN;             \
+    p.act_max = U##_ACT_MAX;             \
+    return p;                            \
+  }()
+
+const io::Model& net_model() {
+  static const io::Model m = io::load_model(TINYQUANT_CLI_DATA "/net.tqm");
+  return m;
+}
+
+tinyquant::QuantizedLinear net_linear(const std::string& name, tinyquant::ActivationParams in,
+                                      tinyquant::ActivationParams out) {
+  const std::vector<float> bias = io::to_floats(net_model().find(name + ".bias"));
+  return tinyquant::QuantizedLinear(io::to_qtensor(net_model().find(name + ".weight")), bias.data(),
+                                    in, out);
+}
+
+TEST(ExportC, TwoLayersWithTheirOwnActivationParametersMatchQuantizedLinear) {
+  // --act fc1:0.02,-3,0.05,4 --act fc2:0.05,4,0.1,-2 (CMakeLists.txt)
+  static_assert(MLP_FC1_OUTPUT_OFFSET == 4 && MLP_FC2_OUTPUT_OFFSET == -2, "per-layer output");
+  static_assert(MLP_FC1_IN_FEATURES == 48 && MLP_FC2_IN_FEATURES == MLP_FC1_OUT_FEATURES, "chain");
+  const tinyquant::QuantizedLinear fc1 = net_linear("fc1", {0.02f, -3}, {0.05f, 4});
+  const tinyquant::QuantizedLinear fc2 = net_linear("fc2", {0.05f, 4}, {0.1f, -2});
+  const std::vector<int8_t> x = test_input(2 * 48, 1);
+  const std::vector<int8_t> want_h = fc1.forward(x, tinyquant::rt::Path::kReference);
+  const std::vector<int8_t> want_y = fc2.forward(want_h, tinyquant::rt::Path::kReference);
+  const std::vector<int8_t> h = run_fc(TQ_FC_PARAMS(MLP_FC1), mlp_fc1_multipliers, mlp_fc1_shifts,
+                                       48, 16, x, mlp_fc1_weight, mlp_fc1_kernel_bias);
+  const std::vector<int8_t> y = run_fc(TQ_FC_PARAMS(MLP_FC2), mlp_fc2_multipliers, mlp_fc2_shifts,
+                                       16, 8, h, mlp_fc2_weight, mlp_fc2_kernel_bias);
+  EXPECT_EQ(h, want_h);
+  EXPECT_EQ(y, want_y);
+  EXPECT_GT(std::set<int8_t>(y.begin(), y.end()).size(), 6u);
+  // The second layer's parameters differ from the first's: one shared pair could not give both.
+  EXPECT_NE(mlp_fc1_multipliers[0], mlp_fc2_multipliers[0]);
+}
+
+TEST(ExportC, ConvolutionMatchesQuantizedConv2d) {
+  // --act conv:0.03,5,0.04,-7 --conv conv:stride=2x1,padding=same
+  static_assert(MLP_CONV_OUT_C == 8 && MLP_CONV_KERNEL_H == 3 && MLP_CONV_KERNEL_W == 3 &&
+                    MLP_CONV_IN_C_PER_GROUP == 4,
+                "OHWI shape");
+  static_assert(MLP_CONV_STRIDE_H == 2 && MLP_CONV_STRIDE_W == 1 && MLP_CONV_DILATION_H == 1 &&
+                    MLP_CONV_GROUPS == 1 && MLP_CONV_PADDING_SAME == 1,
+                "geometry from --conv");
+  static_assert(MLP_CONV_INPUT_OFFSET == -5 && MLP_CONV_OUTPUT_OFFSET == -7, "offsets");
+  namespace rt = tinyquant::rt;
+  const io::SafeTensors st = io::load_safetensors(TINYQUANT_CLI_DATA "/net.safetensors");
+  std::vector<float> w, b;
+  for (const io::SafeTensor& t : st.tensors) {
+    if (t.name == "conv.weight") w = t.as<float>();
+    if (t.name == "conv.bias") b = t.as<float>();
+  }
+  ASSERT_EQ(w.size(), 288u);
+  tinyquant::Conv2dGeometry g;
+  g.stride_h = 2;
+  g.padding = tinyquant::Padding::kSame;
+  const tinyquant::QuantizedConv2d conv(w.data(), 8, 3, 3, 4, b.data(), g,
+                                        net_model().find("conv.weight").params->spec, {0.03f, 5},
+                                        {0.04f, -7});
+  // The exported weights are the ones QuantizedConv2d quantizes from the float source.
+  for (int i = 0; i < MLP_CONV_WEIGHT_NUMEL; ++i)
+    ASSERT_EQ(mlp_conv_weight[i], conv.weights().value(i)) << i;
+
+  const int batch = 2, in_h = 7, in_w = 5;
+  int32_t out_h = 0, out_w = 0;
+  conv.output_size(in_h, in_w, &out_h, &out_w);
+  const std::vector<int8_t> x = test_input(static_cast<size_t>(batch * in_h * in_w * 4), 2);
+  std::vector<int8_t> want(static_cast<size_t>(batch * out_h * out_w * 8));
+  conv.forward(x.data(), batch, in_h, in_w, want.data(), rt::Path::kReference);
+
+  // The firmware's side: SAME padding from the macros and the input size (extra row at the
+  // bottom / right, as TFLite).
+  rt::ConvParams p;
+  p.input_offset = MLP_CONV_INPUT_OFFSET;
+  p.filter_offset = MLP_CONV_FILTER_OFFSET;
+  p.output_offset = MLP_CONV_OUTPUT_OFFSET;
+  p.stride_h = MLP_CONV_STRIDE_H;
+  p.stride_w = MLP_CONV_STRIDE_W;
+  p.dilation_h = MLP_CONV_DILATION_H;
+  p.dilation_w = MLP_CONV_DILATION_W;
+  p.groups = MLP_CONV_GROUPS;
+  p.act_min = MLP_CONV_ACT_MIN;
+  p.act_max = MLP_CONV_ACT_MAX;
+  rt::ConvDims d;
+  d.batch = batch;
+  d.in_h = in_h;
+  d.in_w = in_w;
+  d.in_c = MLP_CONV_IN_C_PER_GROUP * MLP_CONV_GROUPS;
+  d.kernel_h = MLP_CONV_KERNEL_H;
+  d.kernel_w = MLP_CONV_KERNEL_W;
+  d.out_c = MLP_CONV_OUT_C;
+  d.out_h = (in_h + p.stride_h - 1) / p.stride_h;
+  d.out_w = (in_w + p.stride_w - 1) / p.stride_w;
+  ASSERT_EQ(d.out_h, out_h);
+  ASSERT_EQ(d.out_w, out_w);
+  p.pad_top = std::max(0, (d.out_h - 1) * p.stride_h + d.kernel_h - in_h) / 2;
+  p.pad_left = std::max(0, (d.out_w - 1) * p.stride_w + d.kernel_w - in_w) / 2;
+  rt::Requant rq;
+  rq.multiplier = mlp_conv_multipliers;
+  rq.shift = mlp_conv_shifts;
+  rq.per_channel = true;
+  rt::Context ctx;
+  ctx.path = rt::Path::kReference;
+  std::vector<uint8_t> scratch(static_cast<size_t>(rt::conv2d_s8_scratch_size(p, d, ctx.path)) + 1);
+  ctx.scratch = scratch.data();
+  ctx.scratch_size = static_cast<int32_t>(scratch.size());
+  std::vector<int8_t> got(want.size());
+  ASSERT_EQ(
+      rt::conv2d_s8(ctx, p, rq, d, x.data(), mlp_conv_weight, mlp_conv_kernel_bias, got.data()),
+      rt::Status::kOk);
+  EXPECT_EQ(got, want);
+  EXPECT_GT(std::set<int8_t>(got.begin(), got.end()).size(), 10u);
+}
+
+TEST(ExportC, Int4PerGroupLayerMatchesQuantizedLinear) {
+  static_assert(GRP_FC_WEIGHT_BITS == 4 && GRP_FC_GROUP_SIZE == 16 && GRP_FC_GROUPS_PER_ROW == 3,
+                "48 inputs in groups of 16");
+  static_assert(sizeof(grp_fc_group_ratios) == 16 * 3, "one ratio byte per group");
+  static_assert(GRP_FC_INPUT_OFFSET == 3, "grouped rows keep the input offset");
+  namespace rt = tinyquant::rt;
+  const io::Model m = io::load_model(TINYQUANT_CLI_DATA "/grouped.tqm");
+  const std::vector<float> bias = io::to_floats(m.find("fc.bias"));
+  const tinyquant::QuantizedLinear layer(io::to_qtensor(m.find("fc.weight")), bias.data(),
+                                         {0.02f, -3}, {0.05f, 4});
+  const std::vector<int8_t> x = test_input(3 * 48, 3);
+  const std::vector<int8_t> want = layer.forward(x, rt::Path::kReference);
+
+  rt::Requant rq;
+  rq.multiplier = grp_fc_multipliers;
+  rq.shift = grp_fc_shifts;
+  rq.per_channel = GRP_FC_PER_CHANNEL != 0;
+  rt::FcDims d;
+  d.batch = 3;
+  d.in_features = GRP_FC_IN_FEATURES;
+  d.out_features = GRP_FC_OUT_FEATURES;
+  rt::GroupScales gs;
+  gs.group_size = GRP_FC_GROUP_SIZE;
+  gs.ratio = grp_fc_group_ratios;
+  rt::Context ctx;
+  ctx.path = rt::Path::kReference;
+  std::vector<int8_t> got(want.size());
+  ASSERT_EQ(rt::fully_connected_s4_grouped(ctx, TQ_FC_PARAMS(GRP_FC), rq, d, gs, x.data(),
+                                           grp_fc_weight, grp_fc_kernel_bias, got.data()),
+            rt::Status::kOk);
+  EXPECT_EQ(got, want);
+  EXPECT_GT(std::set<int8_t>(got.begin(), got.end()).size(), 10u);
+  // The ratios are not all 255 (every group at the row's largest scale): the test exercises them.
+  int below = 0;
+  for (const uint8_t r : grp_fc_group_ratios) below += r < 255 ? 1 : 0;
+  EXPECT_GT(below, 8);
 }
 
 }  // namespace

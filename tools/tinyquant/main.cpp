@@ -174,6 +174,94 @@ StoredEntry stored_entry(const std::string& name, const tinyquant::QTensor& q,
   }
 }
 
+// "NAME:rest" -> (NAME, rest); a usage error naming `option` without a ':' or a name.
+std::pair<std::string, std::string> split_layer(const std::string& v, const char* option) {
+  const size_t colon = v.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    throw CLI::ValidationError(option, "expected LAYER:..., got '" + v + "'");
+  return {v.substr(0, colon), v.substr(colon + 1)};
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out(1);
+  for (const char c : s) {
+    if (c == sep)
+      out.emplace_back();
+    else
+      out.back() += c;
+  }
+  return out;
+}
+
+// --act LAYER:in_scale,in_zero_point,out_scale,out_zero_point
+void parse_act(const std::string& v, tinyquant::io::CExportOptions* opt) {
+  const auto [layer, rest] = split_layer(v, "--act");
+  const std::vector<std::string> f = split(rest, ',');
+  tinyquant::io::LayerActivations a;
+  try {
+    size_t used = 0;
+    if (f.size() != 4) throw std::invalid_argument("count");
+    a.input.scale = std::stof(f[0], &used);
+    if (used != f[0].size()) throw std::invalid_argument(f[0]);
+    a.input.zero_point = std::stoi(f[1], &used);
+    if (used != f[1].size()) throw std::invalid_argument(f[1]);
+    a.output.scale = std::stof(f[2], &used);
+    if (used != f[2].size()) throw std::invalid_argument(f[2]);
+    a.output.zero_point = std::stoi(f[3], &used);
+    if (used != f[3].size()) throw std::invalid_argument(f[3]);
+  } catch (const std::logic_error&) {
+    throw CLI::ValidationError("--act",
+                               "expected LAYER:in_scale,in_zero_point,out_scale,"
+                               "out_zero_point, e.g. fc1:0.02,-3,0.05,4, got '" +
+                                   v + "'");
+  }
+  try {
+    a.input.validate(("--act " + layer + " input").c_str());
+    a.output.validate(("--act " + layer + " output").c_str());
+  } catch (const tinyquant::Error& e) {
+    throw CLI::ValidationError("--act", e.what());
+  }
+  if (!opt->layers.emplace(layer, a).second)
+    throw CLI::ValidationError("--act", "layer '" + layer + "' is given twice");
+}
+
+// --conv LAYER:stride=SHxSW,dilation=DHxDW,padding=same|valid,groups=G (every key optional)
+void parse_conv(const std::string& v, tinyquant::io::CExportOptions* opt) {
+  const auto [layer, rest] = split_layer(v, "--conv");
+  tinyquant::Conv2dGeometry g;
+  const auto bad = [&v](const std::string& why) {
+    throw CLI::ValidationError("--conv", why + " in '" + v +
+                                             "' (expected LAYER:stride=SHxSW,dilation=DHxDW,"
+                                             "padding=same|valid,groups=G)");
+  };
+  const auto pair = [&](const std::string& text, int32_t* a, int32_t* b) {
+    char x = 0, extra = 0;
+    if (std::sscanf(text.c_str(), "%d%c%d%c", a, &x, b, &extra) != 3 || x != 'x' || *a < 1 ||
+        *b < 1)
+      bad("bad pair '" + text + "'");
+  };
+  for (const std::string& kv : split(rest, ',')) {
+    const size_t eq = kv.find('=');
+    const std::string key = kv.substr(0, eq),
+                      value = eq == std::string::npos ? "" : kv.substr(eq + 1);
+    if (key == "stride") {
+      pair(value, &g.stride_h, &g.stride_w);
+    } else if (key == "dilation") {
+      pair(value, &g.dilation_h, &g.dilation_w);
+    } else if (key == "padding" && (value == "same" || value == "valid")) {
+      g.padding = value == "same" ? tinyquant::Padding::kSame : tinyquant::Padding::kValid;
+    } else if (key == "groups") {
+      char extra = 0;
+      if (std::sscanf(value.c_str(), "%d%c", &g.groups, &extra) != 1 || g.groups < 1)
+        bad("bad groups '" + value + "'");
+    } else {
+      bad("unknown setting '" + kv + "'");
+    }
+  }
+  if (!opt->conv.emplace(layer, g).second)
+    throw CLI::ValidationError("--conv", "layer '" + layer + "' is given twice");
+}
+
 tinyquant::QuantSpec make_spec(const QuantizeOptions& o) {
   tinyquant::QuantSpec s;
   s.bits = o.bits;
@@ -514,17 +602,41 @@ int run(int argc, char** argv) {
                          "Prefix of every C name (sanitised to an identifier, default model)");
   CLI::Option* is = export_cmd->add_option(
       "--input-scale", in_scale,
-      "Input activation scale of the fully-connected layers (X.weight [+ X.bias]); with "
-      "--output-scale emits per-channel multipliers, shifts and int32 bias. Without them, the "
-      "header documents how to compute those");
-  CLI::Option* os =
-      export_cmd->add_option("--output-scale", out_scale, "Output activation scale (> 0)");
+      "Input activation scale of every layer (X.weight [+ X.bias]: fully-connected, dense, "
+      "sparse or per-group, and 4-D convolutions) that has no --act of its own; with "
+      "--output-scale emits per-channel multipliers, shifts and int32 bias. A layer with "
+      "neither gets a comment saying how to compute those");
+  CLI::Option* os = export_cmd->add_option("--output-scale", out_scale,
+                                           "Output activation scale (> 0), as --input-scale");
   is->needs(os);
   os->needs(is);
   export_cmd->add_option("--input-zero-point", in_zp, "Input activation zero point, -128..127")
       ->check(CLI::Range(-128, 127));
   export_cmd->add_option("--output-zero-point", out_zp, "Output activation zero point, -128..127")
       ->check(CLI::Range(-128, 127));
+  tinyquant::io::CExportOptions export_opt;
+  export_cmd
+      ->add_option_function<std::vector<std::string>>(
+          "--act",
+          [&export_opt](const std::vector<std::string>& values) {
+            for (const std::string& v : values) parse_act(v, &export_opt);
+          },
+          "Activation parameters of one layer, repeatable: "
+          "LAYER:in_scale,in_zero_point,out_scale,out_zero_point (e.g. --act fc1:0.02,-3,0.05,4 "
+          "--act fc2:0.05,4,0.1,0; LAYER is the name before .weight). Overrides --input-scale "
+          "and friends for that layer; a layer the model does not have is an error")
+      ->allow_extra_args(false);
+  export_cmd
+      ->add_option_function<std::vector<std::string>>(
+          "--conv",
+          [&export_opt](const std::vector<std::string>& values) {
+            for (const std::string& v : values) parse_conv(v, &export_opt);
+          },
+          "Geometry of one convolution (4-D LAYER.weight [out][kh][kw][in]), repeatable: "
+          "LAYER:stride=SHxSW,dilation=DHxDW,padding=same|valid,groups=G, each setting optional "
+          "(defaults 1x1, 1x1, same, 1). The model file does not hold it; without it the header "
+          "has no stride / padding / dilation / groups macros for the layer")
+      ->allow_extra_args(false);
 
   try {
     app.parse(argc, argv);
@@ -559,7 +671,7 @@ int run(int argc, char** argv) {
       inspect(in, reference, json, &bar);
     } else if (export_cmd->parsed()) {
       const tinyquant::io::Model model = tinyquant::io::load_model(in);
-      tinyquant::io::CExportOptions opt;
+      tinyquant::io::CExportOptions& opt = export_opt;
       opt.prefix = prefix;
       if (in_scale) {
         opt.input = tinyquant::ActivationParams{*in_scale, in_zp};

@@ -10,10 +10,23 @@
 //    for quantized entries the _scales (float) and _zero_points (int32) arrays. Names are
 //    sanitised into C identifiers (every character outside [A-Za-z0-9_] becomes '_');
 //  - for every 2-D entry named "X.weight" quantized symmetric per-channel (axis 0) or
-//    per-tensor with bits 2..8, when layer parameters are given: _multipliers, _shifts and
-//    _kernel_bias (int32) as tinyquant::QuantizedLinear computes them, with the input offset
-//    folded into the bias, so rt::fully_connected_s8 / _s4 run with input_offset 0 and
-//    output_offset = output zero point. A float "X.bias" entry, if present, is used.
+//    per-tensor with bits 2..8, when layer parameters are given (options.layers["X"], else
+//    options.input / output): _multipliers, _shifts and _kernel_bias (int32) as
+//    tinyquant::QuantizedLinear computes them, with the input offset folded into the bias, so
+//    rt::fully_connected_s8 / _s4 run with input_offset 0 and output_offset = output zero point,
+//    and X_IN_FEATURES, X_OUT_FEATURES, X_INPUT_OFFSET, X_FILTER_OFFSET, X_OUTPUT_OFFSET,
+//    X_ACT_MIN, X_ACT_MAX, X_PER_CHANNEL. A float "X.bias" entry, if present, is used.
+//    Symmetric per-group weights (axis 1) also get _group_ratios (uint8 [out][groups], the
+//    rt::GroupScales ratio bytes), X_GROUP_SIZE and X_GROUPS_PER_ROW for
+//    rt::fully_connected_s4_grouped / _s8_grouped; their bias keeps the input offset
+//    (X_INPUT_OFFSET is the negated input zero point), as QuantizedLinear runs them.
+//  - for every 4-D "X.weight" [out_c][kh][kw][in_c / groups], 8 or 4 bits, symmetric
+//    per-channel (axis 0) or per-tensor: X_OUT_C, X_KERNEL_H, X_KERNEL_W, X_IN_C_PER_GROUP and,
+//    with layer parameters, _multipliers, _shifts, _kernel_bias (no input offset folded: the
+//    kernel pads with it) and the offsets / clamps of rt::conv2d_s8 / _s4, as
+//    tinyquant::QuantizedConv2d computes them. Stride, dilation, padding and groups are not in
+//    the model file: X_STRIDE_H/W, X_DILATION_H/W, X_GROUPS and X_PADDING_SAME (1 SAME, 0
+//    VALID) appear only when options.conv["X"] gives them, else the header says so.
 //  - for every sparse entry (see "Sparse entries" below): _values (int8, or the uint8 s4 nibble
 //    stream for int4), the index arrays of its format (_row_nnz uint16, _col_delta uint8,
 //    _col_index uint16, _bitmap uint8, _nm_index uint8, _block_row_ptr uint32, _block_col
@@ -31,6 +44,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -40,12 +54,21 @@
 
 namespace tinyquant::io {
 
+struct LayerActivations {
+  ActivationParams input, output;
+};
+
 struct CExportOptions {
   std::string prefix = "model";  // C identifier prefix; sanitised like entry names
-  // Activation parameters of the fully-connected layers; when absent no requantization arrays
-  // are emitted and the header says how to compute them.
+  // Activation parameters of every layer without its own entry in `layers`; when a layer has
+  // neither, no requantization arrays are emitted for it and the header says how to compute them.
   std::optional<ActivationParams> input;
   std::optional<ActivationParams> output;
+  // Per layer, by base name ("fc1" for "fc1.weight"). A name with no such layer throws.
+  std::map<std::string, LayerActivations> layers;
+  // Convolution geometry per layer (not stored in the model file); a name with no 4-D layer of
+  // that name throws. Without it the header has no stride / padding / dilation / groups macros.
+  std::map<std::string, Conv2dGeometry> conv;
   // When set, export_c_header emits declarations only and export_c_source the definitions;
   // the source then #includes this header name.
   std::string header_name;
