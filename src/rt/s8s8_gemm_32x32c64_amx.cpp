@@ -9,11 +9,12 @@
 // all mod 2^32, bit-exact with the reference for any offsets; ao * colsum(b) + k * ao * bo
 // (+ bias) is one per-column term.
 //
-// a is taken 128 rows at a time. With b_offset 0 (symmetric weights) and no row_add there is no
-// row term, and the tiles read a in place (stride lda) wherever the panel is whole 16-row tiles
-// and the kp = k rounded up to 64 bytes read from its last row stay inside a: the bytes past k
-// meet zero weights. Otherwise the panel is copied, zero padded, its row sums taken on the way.
-// b is packed into the k4 layout in scratch per call (k4_pack), or comes prepacked.
+// a is taken 32 rows at a time (one row of blocks, whose a stays in L1 while b streams past).
+// With b_offset 0 (symmetric weights) and no row_add there is no row term, and the tiles read a
+// in place (stride lda) wherever the panel is whole 16-row tiles and the kp = k rounded up to 64
+// bytes read from its last row stay inside a: the bytes past k meet zero weights. Otherwise the
+// panel is copied, zero padded, its row sums taken on the way. b is packed into the k4 layout in
+// scratch per call (k4_pack), or comes prepacked.
 //
 // The epilogue of each block (C tiles stored, then requantized on the vector units) is spread
 // over the 64-k steps of the next block, between its tdpbssd, so both units work at once.
@@ -41,10 +42,10 @@
 namespace tinyquant::rt::detail {
 namespace {
 
-constexpr int32_t kAmxMinM = 16;     // below: AVX-512 VNNI kernels
-constexpr int32_t kPanelRows = 128;  // rows of a per panel
-constexpr int32_t kBm = 32;          // output block: rows
-constexpr int32_t kBn = 32;          // output block: columns
+constexpr int32_t kAmxMinM = 16;    // below: AVX-512 VNNI kernels
+constexpr int32_t kPanelRows = 32;  // rows of a per panel
+constexpr int32_t kBm = 32;         // output block: rows
+constexpr int32_t kBn = 32;         // output block: columns
 
 inline uint32_t u32(int32_t v) {
   return static_cast<uint32_t>(v);
