@@ -216,6 +216,12 @@ TEST(Cli, PruneStoresTheMatrixInTheAskedSparseFormat) {
   r = run("prune " + in + " " + out + " --sparsity 0.3 --storage nm");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("tensor 'fc.weight' [16, 48]: --storage nm"), std::string::npos) << r.err;
+  // Blocks that do not tile a matrix: the tensor is named.
+  r = run("prune " + kData + "/net.safetensors " + out + " --method block --block 1x16");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("prune: tensor 'conv.weight' [8, 3, 3, 4]: block_mask: block 1x16"),
+            std::string::npos)
+      << r.err;
   for (const char* bad : {"--block 0x16", "--block 1x", "--block 4", "--storage csr"}) {
     r = run("prune " + in + " " + out + " " + bad);
     EXPECT_EQ(r.code, 2) << bad;

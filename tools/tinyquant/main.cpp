@@ -368,20 +368,26 @@ std::vector<double> prune(std::vector<FloatTensor>* tensors, const PruneOptions&
     masks = tinyquant::global_magnitude_masks(views, p.sparsity);
   } else {
     for (const size_t i : idx) {
-      const tinyquant::WeightView w{(*tensors)[i].data.data(), (*tensors)[i].shape};
-      if (p.method == "magnitude") {
-        masks.push_back(tinyquant::magnitude_mask(w, p.sparsity));
-      } else if (p.method == "nm") {
-        masks.push_back(tinyquant::nm_mask(w, p.n, p.m));
-      } else if (p.method == "block") {
-        masks.push_back(tinyquant::block_mask(w, p.block_rows, p.block_cols, p.sparsity));
-      } else {
-        const tinyquant::Criterion c = p.criterion == "l2" ? tinyquant::Criterion::kL2
-                                       : p.criterion == "fpgm"
-                                           ? tinyquant::Criterion::kGeometricMedian
-                                           : tinyquant::Criterion::kL1;
-        masks.push_back(tinyquant::expand_slice_mask(
-            tinyquant::structured_mask(w, 0, p.sparsity, c), w.shape, 0));
+      const FloatTensor& t = (*tensors)[i];
+      const tinyquant::WeightView w{t.data.data(), t.shape};
+      try {
+        if (p.method == "magnitude") {
+          masks.push_back(tinyquant::magnitude_mask(w, p.sparsity));
+        } else if (p.method == "nm") {
+          masks.push_back(tinyquant::nm_mask(w, p.n, p.m));
+        } else if (p.method == "block") {
+          masks.push_back(tinyquant::block_mask(w, p.block_rows, p.block_cols, p.sparsity));
+        } else {
+          const tinyquant::Criterion c = p.criterion == "l2" ? tinyquant::Criterion::kL2
+                                         : p.criterion == "fpgm"
+                                             ? tinyquant::Criterion::kGeometricMedian
+                                             : tinyquant::Criterion::kL1;
+          masks.push_back(tinyquant::expand_slice_mask(
+              tinyquant::structured_mask(w, 0, p.sparsity, c), w.shape, 0));
+        }
+      } catch (const tinyquant::Error& e) {
+        throw tinyquant::DataError(fmt::format("prune: tensor '{}' {}: {}", t.name,
+                                               tinyquant::to_string(t.shape), e.what()));
       }
       bar->advance();
     }
