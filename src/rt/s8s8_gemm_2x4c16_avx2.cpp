@@ -275,13 +275,19 @@ void gemm_s32(const GemmS32Args& g) {
   drive(p, g.scratch, g.c, g.ldc, fin);
 }
 
+// Callers size scratch for their largest call and may then run smaller ones (conv2d's last
+// im2col block), so a size for the 6x16 kernel also covers every smaller m on these tiles.
+int32_t scratch_for(int32_t m, int32_t n, int32_t k, bool s4, bool need_acc) {
+  if (!use_c2(m, s4)) return clamp32(scratch_bytes(m, n, k, s4, need_acc));
+  const int64_t tiles = scratch_bytes(kAvx2C2MinRows - 1, n, k, s4, need_acc);
+  const int32_t c2 = avx2_c2_scratch(m, k);
+  return tiles > c2 ? clamp32(tiles) : c2;
+}
 int32_t gemm_s8_scratch(int32_t m, int32_t n, int32_t k, bool s4) {
-  if (use_c2(m, s4)) return avx2_c2_scratch(m, k);
-  return clamp32(scratch_bytes(m, n, k, s4, true));
+  return scratch_for(m, n, k, s4, true);
 }
 int32_t gemm_s32_scratch(int32_t m, int32_t n, int32_t k) {
-  if (use_c2(m, false)) return avx2_c2_scratch(m, k);
-  return clamp32(scratch_bytes(m, n, k, false, false));
+  return scratch_for(m, n, k, false, false);
 }
 
 constexpr PathKernels kTable{Path::kAvx2,           gemm_s8,         gemm_s32,

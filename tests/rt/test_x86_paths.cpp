@@ -668,6 +668,62 @@ TEST(Avx2Kernel6x16, EveryTailMatchesLoops) {
   }
 }
 
+// Callers size scratch once for the largest call and then run smaller ones (conv2d: the last,
+// shorter im2col block), so a path's reported scratch must not shrink as m shrinks, also across
+// the avx2 hand-over between the 2x4 tiles and the 6x16 kernel.
+TEST_P(X86Path, ScratchNeverShrinksWithM) {
+  TQ_SKIP_UNLESS_CPU(GetParam());
+  const rt::detail::PathKernels* t = table(GetParam());
+  for (int32_t n : {1, 16, 64, 300, 1000}) {
+    for (int32_t k : {1, 9, 27, 300, 2000}) {
+      int32_t prev_s8 = 0, prev_s4 = 0, prev_s32 = 0;
+      for (int32_t m = 1; m <= 40; ++m) {
+        const int32_t s8 = t->gemm_s8_scratch(m, n, k, false);
+        const int32_t s4 = t->gemm_s8_scratch(m, n, k, true);
+        const int32_t s32 = t->gemm_s32_scratch(m, n, k);
+        ASSERT_GE(s8, prev_s8) << "m=" << m << " n=" << n << " k=" << k;
+        ASSERT_GE(s4, prev_s4) << "m=" << m << " n=" << n << " k=" << k;
+        ASSERT_GE(s32, prev_s32) << "m=" << m << " n=" << n << " k=" << k;
+        prev_s8 = s8, prev_s4 = s4, prev_s32 = s32;
+      }
+    }
+  }
+}
+
+// conv2d sizes its scratch for full im2col blocks of 8 rows (the 6x16 kernel on avx2) and runs
+// the last, shorter block on the 2x4 tiles: that call must stay inside the reported scratch.
+// Guard bytes after it must come back untouched, and the output must match the reference.
+TEST(Avx2Kernel6x16, ConvShortLastBlockStaysInScratch) {
+  TQ_SKIP_UNLESS_CPU(Path::kAvx2);
+  std::mt19937 rng(77);
+  for (int32_t out_c : {16, 64, 200}) {
+    rt::ConvDims d;
+    d.in_h = 2, d.in_w = 5, d.in_c = 1, d.kernel_h = d.kernel_w = 3;  // 10 pixels: 8 + 2
+    d.out_h = 2, d.out_w = 5, d.out_c = out_c;
+    rt::ConvParams cp;
+    cp.pad_top = cp.pad_left = 1;
+    cp.input_offset = 5;
+    std::vector<int8_t> in(10), w(static_cast<size_t>(out_c) * 9);
+    for (auto& v : in) v = pick_s8(rng, true);
+    for (auto& v : w) v = pick_s8(rng, true);
+    std::vector<int32_t> mult(static_cast<size_t>(out_c), 1 << 30), shift(mult.size(), -7);
+    const rt::Requant rq{mult.data(), shift.data(), true, rt::Rounding::kDouble};
+    std::vector<int8_t> got(static_cast<size_t>(10) * out_c), want(got.size());
+    for (Path p : {Path::kAvx2, Path::kReference}) {
+      const int32_t need = rt::conv2d_s8_scratch_size(cp, d, p);
+      std::vector<uint8_t> scratch(static_cast<size_t>(need) + 256, 0xA5);
+      rt::Context ctx{scratch.data(), need, p};
+      ASSERT_EQ(rt::conv2d_s8(ctx, cp, rq, d, in.data(), w.data(), nullptr,
+                              p == Path::kReference ? want.data() : got.data()),
+                Status::kOk);
+      for (size_t i = static_cast<size_t>(need); i < scratch.size(); ++i) {
+        ASSERT_EQ(scratch[i], 0xA5) << rt::path_name(p) << " out_c=" << out_c << " byte " << i;
+      }
+    }
+    ASSERT_EQ(got, want) << "out_c=" << out_c;
+  }
+}
+
 // Weights packed in the previous avx2 layout (format version 2) are refused, not misread. The
 // header is rewritten with a valid check word, so only the version differs.
 TEST(Prepack, RefusesOlderFormatVersion) {
