@@ -5,7 +5,8 @@
 // are calibrated on the validation split only; the test images are only ever evaluated.
 //
 //   fashion_mnist [--data-dir DIR] [--cache-dir DIR] [--seed N] [--epochs N] [--batch N]
-//                 [--lr X] [--train-limit N] [--finetune-epochs N] [--eval-limit N]
+//                 [--lr X] [--train-limit N] [--finetune-epochs N] [--finetune-lr X]
+//                 [--distill A] [--eval-limit N]
 //                 [--plot PATH] [--retrain] [--no-cache]
 //
 // Exit status: 0 on success, 1 on an error, 2 on a bad command line, 77 if the dataset is not
@@ -53,8 +54,8 @@ struct Options {
   std::string cache_dir;
   fmnist::TrainConfig train;
   int64_t train_limit = 0;  // 0: all 55000
-  int finetune_epochs = 2;
-  float finetune_lr = 0.0f;  // 0: half the training lr
+  int finetune_epochs = 4;
+  float finetune_lr = 0.0f;  // 0: the training lr
   float distill = 0.0f;      // weight of the float model's soft targets in the fine-tunes
   int64_t eval_limit = 0;    // 0: all 10000 test images
   std::string plot_path = TINYQUANT_FMNIST_OUTPUT_DIR "/fashion_mnist_accuracy_vs_bytes.svg";
@@ -77,8 +78,10 @@ void usage(std::FILE* to) {
       "  --batch N          minibatch size (default 64)\n"
       "  --lr X             Adam step size (default 0.001)\n"
       "  --train-limit N    train on the first N of the 55000 training images\n"
-      "  --finetune-epochs N  epochs of each fine-tune (pruning, QAT; default 2)\n"
-      "  --finetune-lr X    Adam step size of the fine-tunes (default half of --lr)\n"
+      "  --finetune-epochs N  epochs of each fine-tune (pruning, QAT; default 4)\n"
+      "  --finetune-lr X    Adam step size of the fine-tunes (default --lr)\n"
+      "  --distill A        fine-tunes also learn the float model's soft targets (temperature\n"
+      "                     2) with weight A in [0, 1] (default 0: off)\n"
       "  --eval-limit N     evaluate on the first N test images only (default all 10000)\n"
       "  --plot PATH        where the accuracy-vs-bytes SVG goes "
       "(default " TINYQUANT_FMNIST_OUTPUT_DIR
@@ -251,10 +254,11 @@ int run(const Options& o) {
     return m;
   });
 
-  // Fine-tunes start from the float model: same seed, batch and data, fewer epochs, lower lr.
+  // Fine-tunes start from the float model: same seed, batch, data and peak lr (cosine-decayed to
+  // 0), fewer epochs; optionally distilled from the float model.
   fmnist::TrainConfig ft = c;
   ft.epochs = o.finetune_epochs;
-  ft.lr = o.finetune_lr > 0.0f ? o.finetune_lr : 0.5f * c.lr;
+  ft.lr = o.finetune_lr > 0.0f ? o.finetune_lr : c.lr;
   ft.keep_best = false;
   if (o.distill > 0.0f) {
     ft.teacher = &mlp;
