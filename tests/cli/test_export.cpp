@@ -20,6 +20,7 @@
 #include "exported_s4.h"
 #include "grouped.h"
 #include "mlp.h"
+#include "mlp4.h"
 #include "sparse_blk.h"
 #include "sparse_bmp.h"
 #include "sparse_csr16.h"
@@ -357,15 +358,53 @@ TEST(ExportC, TwoLayersWithTheirOwnActivationParametersMatchQuantizedLinear) {
   EXPECT_NE(mlp_fc1_multipliers[0], mlp_fc2_multipliers[0]);
 }
 
-TEST(ExportC, ConvolutionMatchesQuantizedConv2d) {
-  // --act conv:0.03,5,0.04,-7 --conv conv:stride=2x1,padding=same
-  static_assert(MLP_CONV_OUT_C == 8 && MLP_CONV_KERNEL_H == 3 && MLP_CONV_KERNEL_W == 3 &&
-                    MLP_CONV_IN_C_PER_GROUP == 4,
-                "OHWI shape");
-  static_assert(MLP_CONV_STRIDE_H == 2 && MLP_CONV_STRIDE_W == 1 && MLP_CONV_DILATION_H == 1 &&
-                    MLP_CONV_GROUPS == 1 && MLP_CONV_PADDING_SAME == 1,
-                "geometry from --conv");
-  static_assert(MLP_CONV_INPUT_OFFSET == -5 && MLP_CONV_OUTPUT_OFFSET == -7, "offsets");
+// One exported convolution, filled from its header's macros and arrays alone.
+struct ConvExport {
+  tinyquant::rt::ConvParams p;  // everything but the padding, which depends on the input size
+  tinyquant::rt::ConvDims d;    // kernel and channels; batch and spatial sizes set per run
+  bool same = false;
+  const int32_t* multipliers;
+  const int32_t* shifts;
+  const int32_t* bias;
+  const uint8_t* weights;  // int8 or the s4 nibble stream
+  size_t weight_bytes;
+  bool s4;
+};
+
+#define TQ_CONV_EXPORT(P, U)                                  \
+  [] {                                                        \
+    ConvExport c;                                             \
+    c.p.input_offset = U##_INPUT_OFFSET;                      \
+    c.p.filter_offset = U##_FILTER_OFFSET;                    \
+    c.p.output_offset = U##_OUTPUT_OFFSET;                    \
+    c.p.stride_h = U##_STRIDE_H;                              \
+    c.p.stride_w = U##_STRIDE_W;                              \
+    c.p.dilation_h = U##_DILATION_H;                          \
+    c.p.dilation_w = U##_DILATION_W;                          \
+    c.p.groups = U##_GROUPS;                                  \
+    c.p.act_min = U##_ACT_MIN;                                \
+    c.p.act_max = U##_ACT_MAX;                                \
+    c.d.in_c = U##_IN_C_PER_GROUP * U##_GROUPS;               \
+    c.d.kernel_h = U##_KERNEL_H;                              \
+    c.d.kernel_w = U##_KERNEL_W;                              \
+    c.d.out_c = U##_OUT_C;                                    \
+    c.same = U##_PADDING_SAME != 0;                           \
+    c.multipliers = P##_multipliers;                          \
+    c.shifts = P##_shifts;                                    \
+    c.bias = P##_kernel_bias;                                 \
+    c.weights = reinterpret_cast<const uint8_t*>(P##_weight); \
+    c.weight_bytes = sizeof(P##_weight);                      \
+    c.s4 = U##_WEIGHT_BITS == 4;                              \
+    return c;                                                 \
+  }()
+
+// Runs the exported conv through rt::conv2d_s8 / _s4 as firmware would (output size and padding
+// from the macros and the input size: TFLite's SAME puts the extra row at the bottom / right)
+// and compares with QuantizedConv2d built from the float source with the geometry and
+// activation parameters given on the export's command line.
+void check_conv(const ConvExport& c, const std::string& model_file,
+                const tinyquant::Conv2dGeometry& g, tinyquant::ActivationParams in,
+                tinyquant::ActivationParams out) {
   namespace rt = tinyquant::rt;
   const io::SafeTensors st = io::load_safetensors(TINYQUANT_CLI_DATA "/net.safetensors");
   std::vector<float> w, b;
@@ -373,66 +412,87 @@ TEST(ExportC, ConvolutionMatchesQuantizedConv2d) {
     if (t.name == "conv.weight") w = t.as<float>();
     if (t.name == "conv.bias") b = t.as<float>();
   }
-  ASSERT_EQ(w.size(), 288u);
-  tinyquant::Conv2dGeometry g;
-  g.stride_h = 2;
-  g.padding = tinyquant::Padding::kSame;
-  const tinyquant::QuantizedConv2d conv(w.data(), 8, 3, 3, 4, b.data(), g,
-                                        net_model().find("conv.weight").params->spec, {0.03f, 5},
-                                        {0.04f, -7});
+  ASSERT_EQ(w.size(), 288u);  // [8][3][3][4]
+  const io::Model model = io::load_model(std::string(TINYQUANT_CLI_DATA "/") + model_file);
+  const tinyquant::QuantizedConv2d conv(w.data(), 8, 3, 3, 4 * g.groups, b.data(), g,
+                                        model.find("conv.weight").params->spec, in, out);
   // The exported weights are the ones QuantizedConv2d quantizes from the float source.
-  for (int i = 0; i < MLP_CONV_WEIGHT_NUMEL; ++i)
-    ASSERT_EQ(mlp_conv_weight[i], conv.weights().value(i)) << i;
+  ASSERT_EQ(c.weight_bytes, conv.weights().data.size());
+  EXPECT_TRUE(std::equal(c.weights, c.weights + c.weight_bytes, conv.weights().data.begin()));
 
-  const int batch = 2, in_h = 7, in_w = 5;
+  const int batch = 2, in_h = 9, in_w = 8;
   int32_t out_h = 0, out_w = 0;
   conv.output_size(in_h, in_w, &out_h, &out_w);
-  const std::vector<int8_t> x = test_input(static_cast<size_t>(batch * in_h * in_w * 4), 2);
-  std::vector<int8_t> want(static_cast<size_t>(batch * out_h * out_w * 8));
+  const std::vector<int8_t> x = test_input(static_cast<size_t>(batch * in_h * in_w * c.d.in_c), 2);
+  std::vector<int8_t> want(static_cast<size_t>(batch * out_h * out_w * c.d.out_c));
   conv.forward(x.data(), batch, in_h, in_w, want.data(), rt::Path::kReference);
 
-  // The firmware's side: SAME padding from the macros and the input size (extra row at the
-  // bottom / right, as TFLite).
-  rt::ConvParams p;
-  p.input_offset = MLP_CONV_INPUT_OFFSET;
-  p.filter_offset = MLP_CONV_FILTER_OFFSET;
-  p.output_offset = MLP_CONV_OUTPUT_OFFSET;
-  p.stride_h = MLP_CONV_STRIDE_H;
-  p.stride_w = MLP_CONV_STRIDE_W;
-  p.dilation_h = MLP_CONV_DILATION_H;
-  p.dilation_w = MLP_CONV_DILATION_W;
-  p.groups = MLP_CONV_GROUPS;
-  p.act_min = MLP_CONV_ACT_MIN;
-  p.act_max = MLP_CONV_ACT_MAX;
-  rt::ConvDims d;
+  rt::ConvParams p = c.p;
+  rt::ConvDims d = c.d;
   d.batch = batch;
   d.in_h = in_h;
   d.in_w = in_w;
-  d.in_c = MLP_CONV_IN_C_PER_GROUP * MLP_CONV_GROUPS;
-  d.kernel_h = MLP_CONV_KERNEL_H;
-  d.kernel_w = MLP_CONV_KERNEL_W;
-  d.out_c = MLP_CONV_OUT_C;
-  d.out_h = (in_h + p.stride_h - 1) / p.stride_h;
-  d.out_w = (in_w + p.stride_w - 1) / p.stride_w;
+  const int eff_h = (d.kernel_h - 1) * p.dilation_h + 1,
+            eff_w = (d.kernel_w - 1) * p.dilation_w + 1;
+  if (c.same) {
+    d.out_h = (in_h + p.stride_h - 1) / p.stride_h;
+    d.out_w = (in_w + p.stride_w - 1) / p.stride_w;
+    p.pad_top = std::max(0, (d.out_h - 1) * p.stride_h + eff_h - in_h) / 2;
+    p.pad_left = std::max(0, (d.out_w - 1) * p.stride_w + eff_w - in_w) / 2;
+  } else {
+    d.out_h = (in_h - eff_h) / p.stride_h + 1;
+    d.out_w = (in_w - eff_w) / p.stride_w + 1;
+  }
   ASSERT_EQ(d.out_h, out_h);
   ASSERT_EQ(d.out_w, out_w);
-  p.pad_top = std::max(0, (d.out_h - 1) * p.stride_h + d.kernel_h - in_h) / 2;
-  p.pad_left = std::max(0, (d.out_w - 1) * p.stride_w + d.kernel_w - in_w) / 2;
   rt::Requant rq;
-  rq.multiplier = mlp_conv_multipliers;
-  rq.shift = mlp_conv_shifts;
+  rq.multiplier = c.multipliers;
+  rq.shift = c.shifts;
   rq.per_channel = true;
   rt::Context ctx;
   ctx.path = rt::Path::kReference;
-  std::vector<uint8_t> scratch(static_cast<size_t>(rt::conv2d_s8_scratch_size(p, d, ctx.path)) + 1);
+  std::vector<uint8_t> scratch(
+      static_cast<size_t>(c.s4 ? rt::conv2d_s4_scratch_size(p, d, ctx.path)
+                               : rt::conv2d_s8_scratch_size(p, d, ctx.path)) +
+      1);
   ctx.scratch = scratch.data();
   ctx.scratch_size = static_cast<int32_t>(scratch.size());
   std::vector<int8_t> got(want.size());
-  ASSERT_EQ(
-      rt::conv2d_s8(ctx, p, rq, d, x.data(), mlp_conv_weight, mlp_conv_kernel_bias, got.data()),
-      rt::Status::kOk);
+  const rt::Status status =
+      c.s4 ? rt::conv2d_s4(ctx, p, rq, d, x.data(), c.weights, c.bias, got.data())
+           : rt::conv2d_s8(ctx, p, rq, d, x.data(), reinterpret_cast<const int8_t*>(c.weights),
+                           c.bias, got.data());
+  ASSERT_EQ(status, rt::Status::kOk);
   EXPECT_EQ(got, want);
   EXPECT_GT(std::set<int8_t>(got.begin(), got.end()).size(), 10u);
+}
+
+TEST(ExportC, ConvolutionMatchesQuantizedConv2d) {
+  // --act conv:0.03,5,0.04,-7 --conv conv:stride=2x1,padding=same (CMakeLists.txt)
+  static_assert(MLP_CONV_OUT_C == 8 && MLP_CONV_KERNEL_H == 3 && MLP_CONV_KERNEL_W == 3 &&
+                    MLP_CONV_IN_C_PER_GROUP == 4,
+                "OHWI shape");
+  static_assert(MLP_CONV_STRIDE_H == 2 && MLP_CONV_STRIDE_W == 1 && MLP_CONV_DILATION_H == 1 &&
+                    MLP_CONV_GROUPS == 1 && MLP_CONV_PADDING_SAME == 1,
+                "geometry from --conv");
+  static_assert(MLP_CONV_INPUT_OFFSET == -5 && MLP_CONV_OUTPUT_OFFSET == -7, "offsets");
+  tinyquant::Conv2dGeometry g;
+  g.stride_h = 2;
+  g.padding = tinyquant::Padding::kSame;
+  check_conv(TQ_CONV_EXPORT(mlp_conv, MLP_CONV), "net.tqm", g, {0.03f, 5}, {0.04f, -7});
+}
+
+TEST(ExportC, Int4GroupedDilatedValidConvolutionMatchesQuantizedConv2d) {
+  // --act conv:0.03,5,0.04,-7 --conv conv:stride=1x2,dilation=2x1,padding=valid,groups=2
+  static_assert(MLP4_CONV_WEIGHT_BITS == 4 && sizeof(mlp4_conv_weight) == 288 / 2, "s4 stream");
+  static_assert(MLP4_CONV_GROUPS == 2 && MLP4_CONV_PADDING_SAME == 0 && MLP4_CONV_DILATION_H == 2,
+                "geometry from --conv");
+  tinyquant::Conv2dGeometry g;
+  g.stride_w = 2;
+  g.dilation_h = 2;
+  g.padding = tinyquant::Padding::kValid;
+  g.groups = 2;
+  check_conv(TQ_CONV_EXPORT(mlp4_conv, MLP4_CONV), "net4.tqm", g, {0.03f, 5}, {0.04f, -7});
 }
 
 TEST(ExportC, Int4PerGroupLayerMatchesQuantizedLinear) {
