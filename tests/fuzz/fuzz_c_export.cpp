@@ -3,7 +3,7 @@
 // `... const <type> <name>[<count>] ... = { v, v, ... };`). Every entry's data, scales and zero
 // points must come back as the same values (floats bit for bit), every array name must be
 // unique, and the declared count must match the literal count. Export may reject a model with a
-// tinyquant::Error (sparse entries, clashing C names, bad layer parameters); nothing else.
+// tinyquant::Error (bad sparse entries, clashing C names, bad layer parameters); nothing else.
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -176,6 +176,19 @@ void check_model(const io::Model& m, const std::string& prefix,
                  const std::map<std::string, CArrayText>& arrays) {
   for (const io::ModelEntry& e : m.entries) {
     const std::string id = prefix + "_" + io::c_identifier(e.name);
+    if (e.format != 0) {  // sparse: the shipped values (from_arrays checked the index arrays)
+      const std::vector<uint8_t> v = io::sparse_matrix(e).packed_values();
+      const bool int8 = e.storage == io::Storage::kInt8;
+      const CArrayText& a = find(arrays, id + "_values", int8 ? "int8_t" : "uint8_t");
+      if (v.empty()) {  // C has no empty arrays: one unused 0
+        if (a.values.size() != 1 || a.values[0] != "0") bug();
+      } else if (int8) {
+        check_ints(a, std::vector<int8_t>(v.begin(), v.end()));
+      } else {
+        check_ints(a, v);
+      }
+      continue;
+    }
     if (!e.params) {
       if (e.storage == io::Storage::kFloat32)
         check_floats(find(arrays, id, "float"), io::to_floats(e));
