@@ -365,7 +365,9 @@ void add_sparse(CModel* out, const Model& model, const ModelEntry& e, const std:
       break;
   }
   add_params(out, id, mac, e);
-  if (int8 && is_linear_weight(e, e.params->spec)) {
+  // The sparse kernel runs int8 per-tensor or per-channel rows (no per-group ratios).
+  if (int8 && e.params->spec.granularity != Granularity::kPerGroup &&
+      is_linear_weight(e, e.params->spec)) {
     const std::vector<int8_t> dense = m.to_dense();
     QTensor q;
     q.shape = e.shape;

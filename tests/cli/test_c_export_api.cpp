@@ -189,6 +189,35 @@ TEST(CExport, SparseEntriesSurviveTheFileInEveryFormatAndValueType) {
   }
 }
 
+TEST(CExport, SparseLayersGetTheSparseKernelsRequantizationButNotPerGroupRatios) {
+  const std::vector<int8_t> dense = pruned_matrix();
+  tinyquant::SparseOptions o;  // CSR u8
+  const tinyquant::SparseMatrix m = tinyquant::SparseMatrix::from_dense(dense.data(), 4, 8, o);
+  io::CExportOptions opt;
+  opt.input = tinyquant::ActivationParams{0.1f, 2};
+  opt.output = tinyquant::ActivationParams{0.2f, -1};
+  io::Model model;
+  model.entries.push_back(io::make_sparse_entry("fc.weight", m, params_for(8)));
+  std::string h = io::export_c_header(model, opt);
+  EXPECT_TRUE(contains(h, "model_fc_multipliers[4]")) << h;
+  EXPECT_TRUE(contains(h, "#define MODEL_FC_INPUT_OFFSET 0")) << h;  // folded into the bias
+  // Per-group int8 weights: the sparse kernel has no group ratios, so no layer arrays.
+  tinyquant::QuantParams grouped;
+  grouped.spec.bits = 8;
+  grouped.spec.scheme = tinyquant::Scheme::kSymmetric;
+  grouped.spec.narrow_range = true;
+  grouped.spec.granularity = tinyquant::Granularity::kPerGroup;
+  grouped.spec.axis = 1;
+  grouped.spec.group_size = 4;
+  grouped.scales.assign(8, 0.5f);
+  grouped.zero_points.assign(8, 0);
+  model.entries[0] = io::make_sparse_entry("fc.weight", m, grouped);
+  h = io::export_c_header(model, opt);
+  EXPECT_FALSE(contains(h, "_multipliers")) << h;
+  EXPECT_FALSE(contains(h, "_group_ratios")) << h;
+  EXPECT_TRUE(contains(h, "model_fc_weight_values[")) << h;
+}
+
 TEST(CExport, AFullyPrunedMatrixGetsOneUnusedElementPerEmptyArray) {
   const std::vector<int8_t> zeros(2 * 3, 0);
   tinyquant::SparseOptions o;  // CSR u8
