@@ -287,6 +287,12 @@ void sparse_fc_s8_smlad(const SparseFcArgs& a) noexcept {
   const FcDims& d = *a.dims;
   const SparseMatrixS8& w = *a.weights;
   const int32_t io = p.input_offset;
+  const Requant& rq = *a.requant;
+  // The dense smlad kernels' output stage (32-bit double-rounding divide), bit for bit
+  // sparse_fc_finish.
+  const smlad::OutStage os{rq.multiplier,   rq.shift,  rq.per_channel ? -1 : 0,
+                           p.output_offset, p.act_min, p.act_max,
+                           rq.rounding};
   for (int32_t b = 0; b < d.batch; ++b) {
     const int8_t* x = a.input + static_cast<int64_t>(b) * d.in_features;
     int8_t* out = a.output + static_cast<int64_t>(b) * d.out_features;
@@ -304,7 +310,8 @@ void sparse_fc_s8_smlad(const SparseFcArgs& a) noexcept {
           if (words)
             acc[i] = init;
           else
-            out[o] = sparse_fc_finish(block_slice_pairs(w, r, i, x, io, init), o, p, *a.requant);
+            out[o] = smlad::finish(os, o,
+                                   static_cast<uint32_t>(block_slice_pairs(w, r, i, x, io, init)));
         }
         if (!words) continue;
         const uint32_t off = smlad::offset_pair(io);
@@ -315,7 +322,7 @@ void sparse_fc_s8_smlad(const SparseFcArgs& a) noexcept {
         else
           block_row_words<0>(w, r, x, off, acc);
         for (int32_t i = 0; i < br; ++i)
-          out[r * br + i] = sparse_fc_finish(acc[i], r * br + i, p, *a.requant);
+          out[r * br + i] = smlad::finish(os, r * br + i, static_cast<uint32_t>(acc[i]));
       }
       continue;
     }
@@ -365,7 +372,7 @@ void sparse_fc_s8_smlad(const SparseFcArgs& a) noexcept {
         case SparseFormat::kBlockCsr:
           break;  // handled above
       }
-      out[o] = sparse_fc_finish(static_cast<int32_t>(acc), o, p, *a.requant);
+      out[o] = smlad::finish(os, o, acc);
     }
   }
 }
