@@ -368,6 +368,12 @@ void add_sparse(CModel* out, const Model& model, const ModelEntry& e, const std:
   // The sparse kernel runs int8 per-tensor or per-channel rows (no per-group ratios).
   if (int8 && e.params->spec.granularity != Granularity::kPerGroup &&
       is_linear_weight(e, e.params->spec)) {
+    // The layer arrays come from QuantizedLinear on the dense matrix; past the kernels' int32
+    // element count there is no layer to run (and the dense copy would be huge).
+    if (m.rows() * m.cols() > INT32_MAX)
+      fail<InvalidArgument>(
+          "export-c: layer entry '{}': {}x{} weights exceed the kernels' int32 element count",
+          e.name, m.rows(), m.cols());
     const std::vector<int8_t> dense = m.to_dense();
     QTensor q;
     q.shape = e.shape;
@@ -618,9 +624,7 @@ SparseMatrix sparse_matrix(const ModelEntry& e) {
   }
   try {
     return SparseMatrix::from_arrays(e.shape[0], e.shape[1], o, std::move(a));
-  } catch (const FormatError& err) {
-    fail<FormatError>("sparse entry '{}': {}", e.name, err.what());
-  } catch (const InvalidArgument& err) {
+  } catch (const Error& err) {  // bad arrays, or options no matrix can have
     fail<FormatError>("sparse entry '{}': {}", e.name, err.what());
   }
 }

@@ -261,6 +261,22 @@ TEST(CExport, BadSparseEntriesThrowNamingTheEntryAndThePart) {
   expect_error<tinyquant::FormatError>(
       broken([](io::ModelEntry* e) { e->parts[3].bytes[0] = 8; }),  // column 8 of 8
       {"sparse entry 'w'", "column"});
+  // A few bytes describing a huge empty matrix: valid, but no layer the kernels can run, and
+  // the export does not build a dense copy of it.
+  tinyquant::SparseArrays none;
+  none.row_nnz = {0, 0};
+  const tinyquant::SparseMatrix huge = tinyquant::SparseMatrix::from_arrays(
+      2, (int64_t{1} << 30) + 1, tinyquant::SparseOptions{}, none);
+  tinyquant::QuantParams p = params_for(8);
+  p.scales.resize(2);
+  p.zero_points.resize(2);
+  io::Model model;
+  model.entries.push_back(io::make_sparse_entry("fc.weight", huge, p));
+  io::CExportOptions opt;
+  opt.input = tinyquant::ActivationParams{0.1f, 0};
+  opt.output = tinyquant::ActivationParams{0.2f, 0};
+  expect_error<InvalidArgument>([&] { io::export_c_header(model, opt); },
+                                {"'fc.weight'", "2x1073741825", "int32 element count"});
 }
 
 }  // namespace
