@@ -14,10 +14,11 @@
 #include "path_kernels.hpp"
 
 // GCC 12's unmasked AVX-512 min/max intrinsics merge into _mm512_undefined_*(), which
-// -Wmaybe-uninitialized flags wherever they are inlined: a false positive (every lane is
-// written), silenced for this file only.
+// -Wmaybe-uninitialized (and, at -O2 with the sanitizers, -Wuninitialized) flags wherever they
+// are inlined: a false positive (every lane is written), silenced for this file only.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace tinyquant::rt::detail {
