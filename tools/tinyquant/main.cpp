@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -417,7 +418,9 @@ int64_t entry_bytes(const tinyquant::io::ModelEntry& e) {
 // that has none.
 std::optional<std::vector<float>> real_values(const tinyquant::io::ModelEntry& e) {
   if (e.format != 0) {
-    const std::vector<int8_t> dense = tinyquant::io::sparse_matrix(e).to_dense();
+    const tinyquant::SparseMatrix m = tinyquant::io::sparse_matrix(e);
+    if (m.rows() * m.cols() > INT32_MAX) return std::nullopt;  // no dense copy of a huge matrix
+    const std::vector<int8_t> dense = m.to_dense();
     tinyquant::QTensor q;
     q.shape = e.shape;
     q.params = *e.params;
