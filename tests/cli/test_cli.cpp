@@ -1,7 +1,10 @@
 // Runs the built `tinyquant` command on files written by make_inputs and checks exit codes,
 // messages and the JSON of `inspect` against values computed here with plain loops.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <pty.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -189,6 +192,55 @@ TEST(Cli, ProgressGoesToStderrOnlyAndLeavesStdoutUnchanged) {
   }
   const Result bad = run("inspect " + model + " --progress sometimes");
   EXPECT_EQ(bad.code, 2) << bad.err;
+}
+
+// Runs the command with stderr on a pseudo-terminal and stdout into `out_path`; returns what the
+// terminal received.
+std::string run_on_terminal(const std::vector<std::string>& args, const std::string& out_path) {
+  int master = -1;
+  const pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+  if (pid < 0) return "forkpty failed";
+  if (pid == 0) {  // child: stdin/stdout/stderr are the terminal; send stdout to the file
+    const int fd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0) _exit(127);
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(kExe.c_str()));
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(kExe.c_str(), argv.data());
+    _exit(127);
+  }
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = read(master, buf, sizeof buf);
+    if (n <= 0) break;  // EIO once the child has exited and closed the terminal
+    text.append(buf, static_cast<size_t>(n));
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  close(master);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    text += "[exit status " + std::to_string(status) + "]";
+  return text;
+}
+
+TEST(Cli, ProgressAutoDrawsOnATerminal) {
+  const std::string model = kData + "/tty.tqm";
+  ASSERT_EQ(run("quantize " + kData + "/model.safetensors " + model).code, 0);
+  const std::string json_path = kData + "/tty.json";
+  const std::string tty = run_on_terminal(
+      {"inspect", model, "--json", "--reference", kData + "/model.safetensors"}, json_path);
+  EXPECT_NE(tty.find("\rinspect [...."), std::string::npos) << tty;
+  EXPECT_NE(tty.find("3/3 tensors 100%"), std::string::npos) << tty;
+  EXPECT_EQ(tty.find("exit status"), std::string::npos) << tty;
+  // stdout (a file here) holds the same JSON as without a terminal.
+  EXPECT_EQ(slurp(json_path),
+            run("inspect " + model + " --json --reference " + kData + "/model.safetensors").out);
+  // --progress never stays silent even on a terminal.
+  const std::string quiet =
+      run_on_terminal({"inspect", model, "--json", "--progress", "never"}, json_path);
+  EXPECT_EQ(quiet.find("inspect ["), std::string::npos) << quiet;
 }
 
 TEST(Cli, PruneStoresTheMatrixInTheAskedSparseFormat) {
