@@ -101,10 +101,6 @@ Path resolve(Path requested) noexcept {
   return available(Path::kAvx2) ? Path::kAvx2 : Path::kReference;
 }
 
-int32_t chunk_of(Path p) noexcept {
-  return p == Path::kAvx512Vnni ? detail::kGroupedChunkAvx512 : detail::kGroupedChunkAvx2;
-}
-
 // Scratch carving: parts 64-byte aligned (4 for smlad) from an aligned base.
 struct Carver {
   int64_t used = 0;
@@ -116,6 +112,11 @@ struct Carver {
   }
   int64_t total() const noexcept { return used + align - 1; }  // any base alignment
 };
+
+#if defined(TINYQUANT_HAVE_X86_PATHS)
+int32_t chunk_of(Path p) noexcept {
+  return p == Path::kAvx512Vnni ? detail::kGroupedChunkAvx512 : detail::kGroupedChunkAvx2;
+}
 
 struct LaneLayout {
   int64_t x_even, x_odd, group_x, chunk_group, lane_group, ratio_row, t, bytes;
@@ -144,6 +145,7 @@ bool lane_fits(const FcDims& d, const GroupScales& g, int32_t chunk) noexcept {
          longest_group(d, g) <= detail::kGroupedLaneMaxGroup &&
          lane_layout(d, g, chunk).bytes <= INT32_MAX;
 }
+#endif
 
 struct SmladLayout {
   int64_t quads, group_fx, t, bytes;

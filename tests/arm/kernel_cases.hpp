@@ -10,13 +10,14 @@
 #include <cstring>
 
 #include "check.hpp"
+#include "tinyquant/rt/grouped.hpp"
 #include "tinyquant/rt/kernels.hpp"
 
 namespace tq {
 
 namespace rt = tinyquant::rt;
 
-enum class Op { kFcS8, kFcS4, kConv, kDepthwise, kGemmS32 };
+enum class Op { kFcS8, kFcS4, kConv, kDepthwise, kGemmS32, kFcS4Grouped };
 
 struct KernelCase {
   const char* name;
@@ -29,6 +30,7 @@ struct KernelCase {
   bool per_channel, with_bias;
   rt::Rounding rounding;
   uint32_t seed;
+  int32_t group_size = 0;  // Op::kFcS4Grouped only
 };
 
 inline rt::ConvParams geometry(int32_t stride, int32_t pad, int32_t groups, int32_t mult) {
@@ -121,6 +123,88 @@ inline const KernelCase kKernelCases[] = {
      kDbl,
      4},
     {"fc_s4 2x64x9", Op::kFcS4, {2, 64, 9}, {}, {}, {}, 1, 0, 12, -128, 127, false, true, kSgl, 5},
+    // Grouped int4: rows starting mid-byte (odd K), a short last group, group 1 and 3, a group
+    // longer than the row, the extreme offsets (input offset 128 is the x86 bodies' 64 + 64).
+    {"fc_s4_grouped 1x75x13 g8",
+     Op::kFcS4Grouped,
+     {1, 75, 13},
+     {},
+     {},
+     {},
+     128,
+     3,
+     -3,
+     -128,
+     127,
+     true,
+     true,
+     kDbl,
+     21,
+     8},
+    {"fc_s4_grouped 2x64x9 g32",
+     Op::kFcS4Grouped,
+     {2, 64, 9},
+     {},
+     {},
+     {},
+     -127,
+     -127,
+     5,
+     -128,
+     127,
+     false,
+     false,
+     kSgl,
+     22,
+     32},
+    {"fc_s4_grouped 1x40x6 g3",
+     Op::kFcS4Grouped,
+     {1, 40, 6},
+     {},
+     {},
+     {},
+     7,
+     128,
+     0,
+     -20,
+     40,
+     true,
+     true,
+     kDbl,
+     23,
+     3},
+    {"fc_s4_grouped 3x17x5 g1",
+     Op::kFcS4Grouped,
+     {3, 17, 5},
+     {},
+     {},
+     {},
+     -5,
+     0,
+     2,
+     -128,
+     127,
+     true,
+     true,
+     kSgl,
+     24,
+     1},
+    {"fc_s4_grouped 1x96x4 g128",
+     Op::kFcS4Grouped,
+     {1, 96, 4},
+     {},
+     {},
+     {},
+     0,
+     8,
+     -1,
+     -128,
+     127,
+     true,
+     true,
+     kDbl,
+     25,
+     128},
     {"conv 7x7x3->5 3x3 same",
      Op::kConv,
      {},
@@ -241,6 +325,7 @@ struct KernelBuffers {
   int32_t shift[256];
   int8_t output[kMaxBytes];
   int32_t output32[kMaxBytes / 4];
+  uint8_t ratio[256];  // grouped: [out][groups]
   alignas(16) uint8_t scratch[kMaxScratch];
 };
 
@@ -248,6 +333,7 @@ inline int32_t output_bytes(const KernelCase& c) {
   switch (c.op) {
     case Op::kFcS8:
     case Op::kFcS4:
+    case Op::kFcS4Grouped:
       return c.fc.batch * c.fc.out_features;
     case Op::kConv:
     case Op::kDepthwise:
@@ -264,7 +350,9 @@ inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b)
   XorShift32 rng;
   rng.s = 0x1234567u * c.seed + 1u;
   for (int32_t i = 0; i < kMaxBytes; ++i) b.input[i] = static_cast<int8_t>(rng.range(-128, 127));
-  const int32_t wlo = c.op == Op::kFcS4 ? -128 : -127;  // int4: any byte pattern is valid
+  const int32_t wlo = c.op == Op::kFcS4 || c.op == Op::kFcS4Grouped
+                          ? -128
+                          : -127;  // int4: any byte pattern is valid
   for (int32_t i = 0; i < kMaxBytes; ++i) b.weights[i] = static_cast<int8_t>(rng.range(wlo, 127));
   for (int32_t i = 0; i < 256; ++i) {
     b.bias[i] = rng.range(-20000, 20000);
@@ -272,6 +360,7 @@ inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b)
     b.multiplier[i] = rng.range(1 << 30, INT32_MAX);
     b.shift[i] = rng.range(-12, -7);
   }
+  for (int32_t i = 0; i < 256; ++i) b.ratio[i] = static_cast<uint8_t>(rng.range(0, 255));
   std::memset(b.output, 0x55, sizeof b.output);
   std::memset(b.output32, 0x55, sizeof b.output32);
 
@@ -288,7 +377,8 @@ inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b)
 
   switch (c.op) {
     case Op::kFcS8:
-    case Op::kFcS4: {
+    case Op::kFcS4:
+    case Op::kFcS4Grouped: {
       rt::FcParams p;
       p.input_offset = c.input_offset;
       p.filter_offset = c.filter_offset;
@@ -297,6 +387,12 @@ inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b)
       p.act_max = c.act_max;
       if (c.op == Op::kFcS8) {
         return rt::fully_connected_s8(ctx, p, rq, c.fc, b.input, b.weights, bias, b.output);
+      }
+      if (c.op == Op::kFcS4Grouped) {
+        const rt::GroupScales gs{c.group_size, b.ratio};
+        return rt::fully_connected_s4_grouped(ctx, p, rq, c.fc, gs, b.input,
+                                              reinterpret_cast<const uint8_t*>(b.weights), bias,
+                                              b.output);
       }
       return rt::fully_connected_s4(ctx, p, rq, c.fc, b.input,
                                     reinterpret_cast<const uint8_t*>(b.weights), bias, b.output);
