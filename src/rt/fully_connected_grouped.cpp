@@ -234,12 +234,17 @@ void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, c
   a.input_offset = p.input_offset;
   a.x_scale = p.filter_offset - 8;
   a.t = at<int32_t>(base, l.t);
-  for (int32_t c = 0; c < a.chunks; ++c) {
+  for (int32_t c = 0; c < a.chunks; ++c) {  // one division per chunk, then steps
     const int32_t first = c * chunk / g.group_size;
     chunk_group[c] = first;
+    int32_t gi = first;
+    int64_t next = int64_t{first + 1} * g.group_size;  // first k of group gi + 1
     for (int32_t lane = 0; lane < a.lanes; ++lane) {
-      int32_t gi = (c * chunk + 8 * lane) / g.group_size;
-      gi = gi < a.groups ? gi : a.groups - 1;  // lanes past k read a valid ratio (times 0)
+      const int32_t k = c * chunk + 8 * lane;
+      while (k >= next && gi + 1 < a.groups) {  // lanes past k keep the last group (times 0)
+        ++gi;
+        next += g.group_size;
+      }
       lane_group[c * a.lanes + lane] = gi - first;
     }
   }
@@ -247,10 +252,12 @@ void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, c
   const int32_t half = a.chunks * chunk / 2;
   for (int32_t b = 0; b < d.batch; ++b) {
     const int8_t* x = input + int64_t{b} * d.in_features;
-    for (int32_t j = 0; j < half; ++j) {
-      x_even[j] = 2 * j < d.in_features ? x[2 * j] : 0;
-      x_odd[j] = 2 * j + 1 < d.in_features ? x[2 * j + 1] : 0;
+    const int32_t pairs = d.in_features / 2;  // in_features is even here
+    for (int32_t j = 0; j < pairs; ++j) {
+      x_even[j] = x[2 * j];
+      x_odd[j] = x[2 * j + 1];
     }
+    for (int32_t j = pairs; j < half; ++j) x_even[j] = x_odd[j] = 0;
     group_sums(x, d, g, p.input_offset, group_x);
     if (path == Path::kAvx512Vnni)
       detail::s8s4_grouped_fc_1x1c128_avx512vnni(a);
