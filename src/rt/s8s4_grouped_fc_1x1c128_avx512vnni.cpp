@@ -6,9 +6,9 @@
 // high nibbles), and three vpdpbusd give each int32 lane (8 consecutive k, one group)
 //   sum u_lo * x_even + sum u_hi * x_odd + io * sum (u_lo + u_hi)
 // (io = 128 does not fit a byte and goes in as 64 + 64). The lane is multiplied by its group's
-// r = ratio + 1, gathered with one vpermd from the row's expanded ratios, and summed in int32
-// (at most 256 steps: |lane| <= 8 * 15 * 255 and r <= 256 keep it below 2^31) before widening
-// to int64.
+// r = ratio + 1, gathered with one vpermd from the row's expanded ratios, and multiplied and
+// summed in int32 by one vpdpwssd (at most 256 steps: |lane| <= 8 * 15 * 255 and r <= 256 keep it
+// below 2^31) before widening to int64.
 #include <immintrin.h>
 
 #include "grouped_paths.hpp"
@@ -35,9 +35,12 @@ struct Consts {
   __m512i flip, low, io_a, io_b;
 };
 
-// The lanes of step c, times their group's r. b holds the flipped weight bytes (0 past k).
+// acc + the lanes of step c times their group's r. b holds the flipped weight bytes (0 past
+// k). A lane is at most 8 * 15 * 255 = 30600 in size and r <= 256, so both are int16 in the low
+// half of their dword (r's high half is 0) and one vpdpwssd multiplies and adds exactly.
 template <bool kSplit>
-inline __m512i step(const GroupedLaneArgs& a, const Consts& k, __m512i b, int32_t c) noexcept {
+inline __m512i step(const GroupedLaneArgs& a, const Consts& k, __m512i b, int32_t c,
+                    __m512i acc) noexcept {
   const __m512i lo = _mm512_and_si512(b, k.low);
   const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), k.low);
   const __m512i both = _mm512_add_epi8(lo, hi);
@@ -50,7 +53,7 @@ inline __m512i step(const GroupedLaneArgs& a, const Consts& k, __m512i b, int32_
   const __m512i idx = _mm512_loadu_si512(a.lane_group + int64_t{c} * kLanes);
   const __m512i r =
       _mm512_permutexvar_epi32(idx, _mm512_loadu_si512(a.ratio_row + a.chunk_group[c]));
-  return _mm512_mullo_epi32(p, r);
+  return _mm512_dpwssd_epi32(acc, p, r);
 }
 
 template <bool kSplit>
@@ -86,12 +89,12 @@ void rows(const GroupedLaneArgs& a) noexcept {
       __m512i acc = _mm512_setzero_si512();
       for (int32_t c = c0; c < full; ++c) {
         const __m512i b = _mm512_xor_si512(_mm512_loadu_si512(w + int64_t{c} * kBytes), k.flip);
-        acc = _mm512_add_epi32(acc, step<kSplit>(a, k, b, c));
+        acc = step<kSplit>(a, k, b, c, acc);
       }
       if (full < c1) {  // the row's last step: bytes past the row become u = 0
         const __m512i raw = _mm512_maskz_loadu_epi8(tail_mask, w + int64_t{full} * kBytes);
         const __m512i b = _mm512_maskz_mov_epi8(tail_mask, _mm512_xor_si512(raw, k.flip));
-        acc = _mm512_add_epi32(acc, step<kSplit>(a, k, b, full));
+        acc = step<kSplit>(a, k, b, full, acc);
       }
       acc64 = widen_add(acc64, acc);
     }

@@ -8,8 +8,8 @@
 // (each term at most 2 * 30 * 128 in size, so the int16 sums stay below 2^15; io = 128 goes in
 // as 64 + 64), vpmaddwd against ones makes int32 lanes of 8 consecutive k (one group each).
 // A lane is multiplied by its group's r = ratio + 1 (one vpermd from the row's expanded
-// ratios) and summed in int32 for at most 256 steps (|lane| <= 8 * 15 * 255, r <= 256), then
-// widened to int64.
+// ratios, one vpmaddwd) and summed in int32 for at most 256 steps (|lane| <= 8 * 15 * 255, r <=
+// 256), then widened to int64.
 #include <immintrin.h>
 
 #include <cstring>
@@ -54,7 +54,9 @@ inline __m256i step(const GroupedLaneArgs& a, const Consts& k, __m256i b, int32_
       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.lane_group + int64_t{c} * kLanes));
   const __m256i rr =
       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.ratio_row + a.chunk_group[c]));
-  return _mm256_mullo_epi32(p, _mm256_permutevar8x32_epi32(rr, idx));
+  // |p| <= 8 * 15 * 255 = 30600 and r <= 256: both are int16 in the low half of their dword
+  // (r's high half is 0), so vpmaddwd is the exact product.
+  return _mm256_madd_epi16(p, _mm256_permutevar8x32_epi32(rr, idx));
 }
 
 template <bool kSplit>
