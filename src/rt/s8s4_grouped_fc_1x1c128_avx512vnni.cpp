@@ -1,6 +1,6 @@
 // Grouped fully-connected, int4 weights, x86 AVX-512 VNNI (vpdpbusd; compiled with only the
-// AVX-512 F/BW/VL/VNNI flags, chosen at run time after a CPU check). One output row at a time,
-// 128 k (one 64-byte weight vector) per step; the arithmetic is in grouped_paths.hpp.
+// AVX-512 F/BW/VL/VNNI flags, chosen at run time after a CPU check). 128 k (one 64-byte weight
+// vector) per step, two output rows per pass; the arithmetic is in grouped_paths.hpp.
 //
 // Per step the 64 weight bytes are flipped to u = nibble ^ 8 (b ^ 0x88, then the low and the
 // high nibbles), and three vpdpbusd give each int32 lane (8 consecutive k, one group)
@@ -33,75 +33,101 @@ inline __m512i widen_add(__m512i acc64, __m512i v32) noexcept {
 
 struct Consts {
   __m512i flip, low, io_a, io_b;
+  __mmask64 tail_mask;  // bytes of a row's last step
 };
 
-// acc + the lanes of step c times their group's r. b holds the flipped weight bytes (0 past
-// k). A lane is at most 8 * 15 * 255 = 30600 in size and r <= 256, so both are int16 in the low
-// half of their dword (r's high half is 0) and one vpdpwssd multiplies and adds exactly.
-template <bool kSplit>
-inline __m512i step(const GroupedLaneArgs& a, const Consts& k, __m512i b, int32_t c,
-                    __m512i acc) noexcept {
-  const __m512i lo = _mm512_and_si512(b, k.low);
-  const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), k.low);
-  const __m512i both = _mm512_add_epi8(lo, hi);
+// R rows' accumulators + the lanes of step c times their group's r. b[i] holds row i's
+// flipped weight bytes (0 past k); the rows share the activation, lane-table and ratio-index
+// loads. A lane is at most 8 * 15 * 255 = 30600 in size and r <= 256, so both are int16 in the
+// low half of their dword (r's high half is 0) and one vpdpwssd multiplies and adds exactly.
+template <bool kSplit, int R>
+inline void step(const GroupedLaneArgs& a, const Consts& k, const __m512i* b, int32_t c,
+                 int32_t ratio_stride, __m512i* acc) noexcept {
   const __m512i xe = _mm512_load_si512(a.x_even + int64_t{c} * kBytes);
   const __m512i xo = _mm512_load_si512(a.x_odd + int64_t{c} * kBytes);
-  __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xe);
-  p = _mm512_dpbusd_epi32(p, hi, xo);
-  p = _mm512_dpbusd_epi32(p, both, k.io_a);
-  if (kSplit) p = _mm512_dpbusd_epi32(p, both, k.io_b);
   const __m512i idx = _mm512_loadu_si512(a.lane_group + int64_t{c} * kLanes);
-  const __m512i r =
-      _mm512_permutexvar_epi32(idx, _mm512_loadu_si512(a.ratio_row + a.chunk_group[c]));
-  return _mm512_dpwssd_epi32(acc, p, r);
+  const int32_t* ratios = a.ratio_row + a.chunk_group[c];
+  for (int i = 0; i < R; ++i) {
+    const __m512i lo = _mm512_and_si512(b[i], k.low);
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(b[i], 4), k.low);
+    const __m512i both = _mm512_add_epi8(lo, hi);
+    __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xe);
+    p = _mm512_dpbusd_epi32(p, hi, xo);
+    p = _mm512_dpbusd_epi32(p, both, k.io_a);
+    if (kSplit) p = _mm512_dpbusd_epi32(p, both, k.io_b);
+    const __m512i r = _mm512_permutexvar_epi32(idx, _mm512_loadu_si512(ratios + i * ratio_stride));
+    acc[i] = _mm512_dpwssd_epi32(acc[i], p, r);
+  }
+}
+
+// r = ratio + 1 of row o into dst ([groups] then padding), and sum_g r_g * X_g as int64 lanes
+// (each product < 2^31).
+inline __m512i expand_ratios(const GroupedLaneArgs& a, int32_t o, int32_t* dst) noexcept {
+  const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
+  const __m512i one = _mm512_set1_epi32(1);
+  __m512i xr = _mm512_setzero_si512();
+  for (int32_t g = 0; g < a.groups; g += kLanes) {
+    const int32_t left = a.groups - g;
+    const __mmask16 m =
+        left >= kLanes ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << left) - 1);
+    const __m512i r =
+        _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, ratio + g)), one);
+    _mm512_storeu_si512(dst + g, r);
+    xr = widen_add(xr, _mm512_mullo_epi32(r, _mm512_maskz_loadu_epi32(m, a.group_x + g)));
+  }
+  return xr;
+}
+
+// Output rows o .. o + R - 1.
+template <bool kSplit, int R>
+void row_block(const GroupedLaneArgs& a, const Consts& k, int32_t o) noexcept {
+  const int32_t row_bytes = a.k / 2;
+  const int32_t stride = a.groups + kLanes;
+  const uint8_t* w[R];
+  __m512i xr[R], acc64[R], acc[R], b[R];
+  for (int i = 0; i < R; ++i) {
+    w[i] = a.w4 + int64_t{o + i} * row_bytes;
+    xr[i] = expand_ratios(a, o + i, a.ratio_row + i * stride);
+    acc64[i] = _mm512_setzero_si512();
+  }
+  for (int32_t c0 = 0; c0 < a.chunks; c0 += kFlushSteps) {
+    const int32_t c1 = a.chunks - c0 > kFlushSteps ? c0 + kFlushSteps : a.chunks;
+    const int32_t full = c1 < a.chunks ? c1 : a.chunks - 1;
+    for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_si512();
+    for (int32_t c = c0; c < full; ++c) {
+      for (int i = 0; i < R; ++i)
+        b[i] = _mm512_xor_si512(_mm512_loadu_si512(w[i] + int64_t{c} * kBytes), k.flip);
+      step<kSplit, R>(a, k, b, c, stride, acc);
+    }
+    if (full < c1) {  // the row's last step: bytes past the row become u = 0
+      for (int i = 0; i < R; ++i) {
+        const __m512i raw = _mm512_maskz_loadu_epi8(k.tail_mask, w[i] + int64_t{full} * kBytes);
+        b[i] = _mm512_maskz_mov_epi8(k.tail_mask, _mm512_xor_si512(raw, k.flip));
+      }
+      step<kSplit, R>(a, k, b, full, stride, acc);
+    }
+    for (int i = 0; i < R; ++i) acc64[i] = widen_add(acc64[i], acc[i]);
+  }
+  for (int i = 0; i < R; ++i) {
+    const int64_t total =
+        _mm512_reduce_add_epi64(acc64[i]) + int64_t{a.x_scale} * _mm512_reduce_add_epi64(xr[i]);
+    a.t[o + i] = static_cast<int32_t>((total + (int64_t{1} << 7)) >> 8);
+  }
 }
 
 template <bool kSplit>
 void rows(const GroupedLaneArgs& a) noexcept {
-  const int32_t row_bytes = a.k / 2;
-  const int32_t tail = row_bytes - (a.chunks - 1) * kBytes;  // bytes of the last step, 1..64
-  const __mmask64 tail_mask = tail == kBytes ? ~__mmask64{0} : (__mmask64{1} << tail) - 1;
+  const int32_t tail = a.k / 2 - (a.chunks - 1) * kBytes;  // bytes of the last step, 1..64
   const int32_t io_a = kSplit ? a.input_offset / 2 : a.input_offset;
   Consts k;
   k.flip = _mm512_set1_epi8(static_cast<char>(0x88));
   k.low = _mm512_set1_epi8(0x0F);
   k.io_a = _mm512_set1_epi8(static_cast<char>(io_a));
   k.io_b = _mm512_set1_epi8(static_cast<char>(a.input_offset - io_a));
-  const __m512i one = _mm512_set1_epi32(1);
-  for (int32_t o = 0; o < a.n; ++o) {
-    const uint8_t* w = a.w4 + int64_t{o} * row_bytes;
-    const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
-    // r = ratio + 1 of the row into scratch, and sum_g r_g * X_g (each product < 2^31).
-    __m512i xr = _mm512_setzero_si512();
-    for (int32_t g = 0; g < a.groups; g += kLanes) {
-      const int32_t left = a.groups - g;
-      const __mmask16 m =
-          left >= kLanes ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << left) - 1);
-      const __m512i r =
-          _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, ratio + g)), one);
-      _mm512_storeu_si512(a.ratio_row + g, r);
-      xr = widen_add(xr, _mm512_mullo_epi32(r, _mm512_maskz_loadu_epi32(m, a.group_x + g)));
-    }
-    __m512i acc64 = _mm512_setzero_si512();
-    for (int32_t c0 = 0; c0 < a.chunks; c0 += kFlushSteps) {
-      const int32_t c1 = a.chunks - c0 > kFlushSteps ? c0 + kFlushSteps : a.chunks;
-      const int32_t full = c1 < a.chunks ? c1 : a.chunks - 1;
-      __m512i acc = _mm512_setzero_si512();
-      for (int32_t c = c0; c < full; ++c) {
-        const __m512i b = _mm512_xor_si512(_mm512_loadu_si512(w + int64_t{c} * kBytes), k.flip);
-        acc = step<kSplit>(a, k, b, c, acc);
-      }
-      if (full < c1) {  // the row's last step: bytes past the row become u = 0
-        const __m512i raw = _mm512_maskz_loadu_epi8(tail_mask, w + int64_t{full} * kBytes);
-        const __m512i b = _mm512_maskz_mov_epi8(tail_mask, _mm512_xor_si512(raw, k.flip));
-        acc = step<kSplit>(a, k, b, full, acc);
-      }
-      acc64 = widen_add(acc64, acc);
-    }
-    const int64_t total =
-        _mm512_reduce_add_epi64(acc64) + int64_t{a.x_scale} * _mm512_reduce_add_epi64(xr);
-    a.t[o] = static_cast<int32_t>((total + (int64_t{1} << 7)) >> 8);
-  }
+  k.tail_mask = tail == kBytes ? ~__mmask64{0} : (__mmask64{1} << tail) - 1;
+  int32_t o = 0;
+  for (; o + 2 <= a.n; o += 2) row_block<kSplit, 2>(a, k, o);
+  if (o < a.n) row_block<kSplit, 1>(a, k, o);
 }
 
 }  // namespace
