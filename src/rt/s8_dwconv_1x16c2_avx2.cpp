@@ -21,8 +21,9 @@ constexpr int32_t kBlockBytes = 64 * 1024;
 #include "x86_avx2_common.inc"  // requantize8: this file's flags
 
 constexpr int32_t kLanes = 16;
-using Wide = __m256i;     // 16 int16
-using Shuffle = __m128i;  // pshufb indices
+constexpr bool kMaskedLoads = false;  // partial loads copy through a zeroed buffer
+using Wide = __m256i;                 // 16 int16
+using Shuffle = __m128i;              // pshufb indices
 
 struct Acc {
   __m256i lo, hi;

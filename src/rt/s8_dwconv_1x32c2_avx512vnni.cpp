@@ -25,8 +25,9 @@ namespace tinyquant::rt::detail {
 namespace {
 
 constexpr int32_t kLanes = 32;
-using Wide = __m512i;     // 32 int16
-using Shuffle = __m512i;  // vpermw indices
+constexpr bool kMaskedLoads = true;  // vmovdqu8 with a byte mask
+using Wide = __m512i;                // 32 int16
+using Shuffle = __m512i;             // vpermw indices
 
 struct Acc {
   __m512i lo, hi;
