@@ -114,22 +114,28 @@ struct Carver {
 };
 
 #if defined(TINYQUANT_HAVE_X86_PATHS)
-int32_t chunk_of(Path p) noexcept {
+int32_t chunk_of(Path p, bool s4) noexcept {
+  if (!s4) return detail::kGroupedChunkAvx512S8;
   return p == Path::kAvx512Vnni ? detail::kGroupedChunkAvx512 : detail::kGroupedChunkAvx2;
+}
+
+// k per int32 lane: two nibbles per byte, four bytes per lane.
+int32_t lane_k(bool s4) noexcept {
+  return s4 ? 8 : 4;
 }
 
 struct LaneLayout {
   int64_t x_even, x_odd, group_x, chunk_group, lane_group, ratio_row, t, bytes;
 };
 
-LaneLayout lane_layout(const FcDims& d, const GroupScales& g, int32_t chunk) noexcept {
+LaneLayout lane_layout(const FcDims& d, const GroupScales& g, int32_t chunk, bool s4) noexcept {
   const int64_t chunks = (int64_t{d.in_features} + chunk - 1) / chunk;
-  const int64_t lanes = chunk / 8;
+  const int64_t lanes = chunk / lane_k(s4);
   const int64_t groups = group_count(d, g);
   Carver c;
   LaneLayout l{};
-  l.x_even = c.take(chunks * chunk / 2);
-  l.x_odd = c.take(chunks * chunk / 2);
+  l.x_even = c.take(s4 ? chunks * chunk / 2 : chunks * chunk);
+  l.x_odd = c.take(s4 ? chunks * chunk / 2 : 0);
   l.group_x = c.take((groups + lanes) * 4);
   l.chunk_group = c.take(chunks * 4);
   l.lane_group = c.take(chunks * lanes * 4);
@@ -139,11 +145,12 @@ LaneLayout lane_layout(const FcDims& d, const GroupScales& g, int32_t chunk) noe
   return l;
 }
 
-// Whether the x86 lane bodies run this int4 shape (grouped_paths.hpp); others run scalar.
-bool lane_fits(const FcDims& d, const GroupScales& g, int32_t chunk) noexcept {
-  return d.in_features % 2 == 0 && (g.group_size % 8 == 0 || g.group_size >= d.in_features) &&
+// Whether the x86 lane bodies run this shape (grouped_paths.hpp); others run scalar.
+bool lane_fits(const FcDims& d, const GroupScales& g, int32_t chunk, bool s4) noexcept {
+  return (!s4 || d.in_features % 2 == 0) &&
+         (g.group_size % lane_k(s4) == 0 || g.group_size >= d.in_features) &&
          longest_group(d, g) <= detail::kGroupedLaneMaxGroup &&
-         lane_layout(d, g, chunk).bytes <= INT32_MAX;
+         lane_layout(d, g, chunk, s4).bytes <= INT32_MAX;
 }
 #endif
 
@@ -169,14 +176,16 @@ bool smlad_fits(const FcDims& d, const GroupScales& g) noexcept {
 
 // Scratch bytes of `path` (already resolved) for this shape; 0 when it runs the scalar loops.
 int32_t scratch_bytes(const FcDims& d, const GroupScales& g, Path path, bool s4) noexcept {
-  if (!s4 || d.in_features < 1 || d.out_features < 1 || g.group_size < 1) return 0;
+  if (d.in_features < 1 || d.out_features < 1 || g.group_size < 1) return 0;
   if (path == Path::kSmlad) {
+    if (!s4) return 0;
     return smlad_fits(d, g) ? static_cast<int32_t>(smlad_layout(d, g).bytes) : 0;
   }
 #if defined(TINYQUANT_HAVE_X86_PATHS)
-  if (path == Path::kAvx2 || path == Path::kAvx512Vnni) {
-    const int32_t chunk = chunk_of(path);
-    return lane_fits(d, g, chunk) ? static_cast<int32_t>(lane_layout(d, g, chunk).bytes) : 0;
+  if ((path == Path::kAvx2 && s4) || path == Path::kAvx512Vnni) {
+    const int32_t chunk = chunk_of(path, s4);
+    return lane_fits(d, g, chunk, s4) ? static_cast<int32_t>(lane_layout(d, g, chunk, s4).bytes)
+                                      : 0;
   }
 #endif
   return 0;
@@ -207,18 +216,20 @@ void group_sums(const int8_t* x, const FcDims& d, const GroupScales& g, int32_t 
 
 #if defined(TINYQUANT_HAVE_X86_PATHS)
 void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, const FcDims& d,
-               const GroupScales& g, const int8_t* input, const uint8_t* w4, const int32_t* bias,
-               int8_t* output) noexcept {
-  const int32_t chunk = chunk_of(path);
-  const LaneLayout l = lane_layout(d, g, chunk);
+               const GroupScales& g, const int8_t* input, const int8_t* w8, const uint8_t* w4,
+               const int32_t* bias, int8_t* output) noexcept {
+  const bool s4 = w4 != nullptr;
+  const int32_t chunk = chunk_of(path, s4);
+  const LaneLayout l = lane_layout(d, g, chunk, s4);
   uint8_t* base = aligned_base(scratch, 64);
   detail::GroupedLaneArgs a;
   a.n = d.out_features;
   a.k = d.in_features;
   a.groups = group_count(d, g);
   a.chunks = (d.in_features + chunk - 1) / chunk;
-  a.lanes = chunk / 8;
+  a.lanes = chunk / lane_k(s4);
   a.w4 = w4;
+  a.w8 = w8;
   a.ratio = g.ratio;
   auto* x_even = at<int8_t>(base, l.x_even);
   auto* x_odd = at<int8_t>(base, l.x_odd);
@@ -232,7 +243,7 @@ void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, c
   a.lane_group = lane_group;
   a.ratio_row = at<int32_t>(base, l.ratio_row);
   a.input_offset = p.input_offset;
-  a.x_scale = p.filter_offset - 8;
+  a.x_scale = p.filter_offset - (s4 ? 8 : 128);
   a.t = at<int32_t>(base, l.t);
   for (int32_t c = 0; c < a.chunks; ++c) {  // one division per chunk, then steps
     const int32_t first = c * chunk / g.group_size;
@@ -240,7 +251,7 @@ void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, c
     int32_t gi = first;
     int64_t next = int64_t{first + 1} * g.group_size;  // first k of group gi + 1
     for (int32_t lane = 0; lane < a.lanes; ++lane) {
-      const int32_t k = c * chunk + 8 * lane;
+      const int32_t k = c * chunk + lane_k(s4) * lane;
       while (k >= next && gi + 1 < a.groups) {  // lanes past k keep the last group (times 0)
         ++gi;
         next += g.group_size;
@@ -252,14 +263,21 @@ void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, c
   const int32_t half = a.chunks * chunk / 2;
   for (int32_t b = 0; b < d.batch; ++b) {
     const int8_t* x = input + int64_t{b} * d.in_features;
-    const int32_t pairs = d.in_features / 2;  // in_features is even here
-    for (int32_t j = 0; j < pairs; ++j) {
-      x_even[j] = x[2 * j];
-      x_odd[j] = x[2 * j + 1];
+    if (s4) {
+      const int32_t pairs = d.in_features / 2;  // in_features is even here
+      for (int32_t j = 0; j < pairs; ++j) {
+        x_even[j] = x[2 * j];
+        x_odd[j] = x[2 * j + 1];
+      }
+      for (int32_t j = pairs; j < half; ++j) x_even[j] = x_odd[j] = 0;
+    } else {
+      for (int32_t j = 0; j < d.in_features; ++j) x_even[j] = x[j];
+      for (int32_t j = d.in_features; j < a.chunks * chunk; ++j) x_even[j] = 0;
     }
-    for (int32_t j = pairs; j < half; ++j) x_even[j] = x_odd[j] = 0;
     group_sums(x, d, g, p.input_offset, group_x);
-    if (path == Path::kAvx512Vnni)
+    if (!s4)
+      detail::s8s8_grouped_fc_1x1c64_avx512vnni(a);
+    else if (path == Path::kAvx512Vnni)
       detail::s8s4_grouped_fc_1x1c128_avx512vnni(a);
     else
       detail::s8s4_grouped_fc_1x1c64_avx2(a);
@@ -343,7 +361,7 @@ Status run(const Context& ctx, const FcParams& p, const Requant& rq, const FcDim
     run_smlad(ctx.scratch, p, rq, d, g, input, w4, bias, output);
   } else {
 #if defined(TINYQUANT_HAVE_X86_PATHS)
-    run_lanes(path, ctx.scratch, p, rq, d, g, input, w4, bias, output);
+    run_lanes(path, ctx.scratch, p, rq, d, g, input, w8, w4, bias, output);
 #endif
   }
   return Status::kOk;

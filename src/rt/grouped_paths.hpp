@@ -20,6 +20,9 @@ namespace tinyquant::rt::detail {
 //   acc_g = sum_{k in g} u * (x + io) + (fo - 8) * X_g,   X_g = sum_{k in g} (x + io)
 // so the vector loops multiply raw int8 x by unsigned u and add io * sum u, and the group sums
 // X_g (one per batch row) carry the filter offset. Exact in int64 because no acc_g wraps.
+// int8 weights (AVX-512 VNNI only) use the same frame with u = w + 128 = w ^ 0x80 in [0, 255],
+// fo - 128 for fo - 8, 64 k per chunk and lanes of 4 k (group_size % 4 == 0, any in_features);
+// x_even then holds x itself ([chunks][64], 0 past k) and x_odd is unused.
 constexpr int32_t kGroupedLaneMaxGroup = 32768;
 
 struct GroupedLaneArgs {
@@ -27,8 +30,9 @@ struct GroupedLaneArgs {
   int32_t k = 0;       // in_features (even)
   int32_t groups = 0;  // per row
   int32_t chunks = 0;  // ceil(k / chunk)
-  int32_t lanes = 0;   // int32 lanes per chunk (chunk / 8)
+  int32_t lanes = 0;   // int32 lanes per chunk (chunk / 8; int8 weights: chunk / 4)
   const uint8_t* w4 = nullptr;
+  const int8_t* w8 = nullptr;            // int8 weights (s8s8 body)
   const uint8_t* ratio = nullptr;        // [n][groups]
   const int8_t* x_even = nullptr;        // [chunks][chunk / 2]: x[c * chunk + 2j], 0 past k
   const int8_t* x_odd = nullptr;         // [chunks][chunk / 2]: x[c * chunk + 2j + 1], 0 past k
@@ -37,15 +41,18 @@ struct GroupedLaneArgs {
   const int32_t* lane_group = nullptr;   // [chunks][lanes] lane's group - chunk_group (< lanes)
   int32_t* ratio_row = nullptr;          // scratch: r = ratio + 1 of two rows, [2][groups + lanes]
   int32_t input_offset = 0;
-  int32_t x_scale = 0;   // filter_offset - 8
+  int32_t x_scale = 0;   // filter_offset - 8 (int8 weights: - 128)
   int32_t* t = nullptr;  // out: [n]
 };
 
-// The two x86 bodies (x86-64 builds only; the caller checked the CPU).
+// The x86 bodies (x86-64 builds only; the caller checked the CPU). The int8-weight one lives
+// in the AVX-512 int4 body's file, whose loops it shares.
 void s8s4_grouped_fc_1x1c64_avx2(const GroupedLaneArgs& a) noexcept;
 void s8s4_grouped_fc_1x1c128_avx512vnni(const GroupedLaneArgs& a) noexcept;
+void s8s8_grouped_fc_1x1c64_avx512vnni(const GroupedLaneArgs& a) noexcept;
 constexpr int32_t kGroupedChunkAvx2 = 64;
 constexpr int32_t kGroupedChunkAvx512 = 128;
+constexpr int32_t kGroupedChunkAvx512S8 = 64;
 
 // smlad body (int4 weights, any shape with min(group_size, in_features) < kGroupedSmladMaxGroup).
 // Per batch row the caller stores x + io as the (a0, a4) (a2, a6) (a1, a5) (a3, a7) int16 pairs

@@ -9,6 +9,8 @@
 // r = ratio + 1, gathered with one vpermd from the row's expanded ratios, and multiplied and
 // summed in int32 by one vpdpwssd (at most 256 steps: |lane| <= 8 * 15 * 255 and r <= 256 keep it
 // below 2^31) before widening to int64.
+// int8 weights (s8s8_grouped_fc_1x1c64_avx512vnni, here because it shares these loops): 64 k
+// per step, u = w ^ 0x80, lanes of 4 k, vpmulld for the ratio.
 #include <immintrin.h>
 
 #include "grouped_paths.hpp"
@@ -22,9 +24,16 @@
 namespace tinyquant::rt::detail {
 namespace {
 
-constexpr int32_t kBytes = kGroupedChunkAvx512 / 2;  // weight bytes per step
+constexpr int32_t kBytes = 64;  // weight bytes per step: 128 int4 or 64 int8 weights
+static_assert(kGroupedChunkAvx512 / 2 == kBytes && kGroupedChunkAvx512S8 == kBytes, "one zmm");
 constexpr int32_t kLanes = 16;
-constexpr int32_t kFlushSteps = 256;  // int32 lane sums widen to int64 this often
+
+// Steps whose int32 lane sums (times r) stay below 2^31 before they widen to int64: int4
+// lanes are at most 8 * 15 * 255, int8 lanes 4 * 255 * 255, and r <= 256.
+template <bool kS8>
+constexpr int32_t flush_steps() noexcept {
+  return kS8 ? 32 : 256;
+}
 
 inline __m512i widen_add(__m512i acc64, __m512i v32) noexcept {
   acc64 = _mm512_add_epi64(acc64, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(v32)));
@@ -40,19 +49,31 @@ struct Consts {
 // flipped weight bytes (0 past k); the rows share the activation, lane-table and ratio-index
 // loads. A lane is at most 8 * 15 * 255 = 30600 in size and r <= 256, so both are int16 in the
 // low half of their dword (r's high half is 0) and one vpdpwssd multiplies and adds exactly.
-template <bool kSplit, int R>
+// int8 weights (kS8): b[i] holds u = w + 128, one vpdpbusd against x and one against io give
+// the lane, and the product with r (up to 2^26) needs vpmulld.
+template <bool kSplit, bool kS8, int R>
 inline void step(const GroupedLaneArgs& a, const Consts& k, const __m512i* b, int32_t c,
                  int32_t ratio_stride, __m512i* acc) noexcept {
   const __m512i xe = _mm512_load_si512(a.x_even + int64_t{c} * kBytes);
-  const __m512i xo = _mm512_load_si512(a.x_odd + int64_t{c} * kBytes);
   const __m512i idx = _mm512_loadu_si512(a.lane_group + int64_t{c} * kLanes);
   const int32_t* ratios = a.ratio_row + a.chunk_group[c];
+  if (kS8) {
+    for (int i = 0; i < R; ++i) {
+      __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), b[i], xe);
+      p = _mm512_dpbusd_epi32(p, b[i], k.io_a);
+      if (kSplit) p = _mm512_dpbusd_epi32(p, b[i], k.io_b);
+      const __m512i r =
+          _mm512_permutexvar_epi32(idx, _mm512_loadu_si512(ratios + i * ratio_stride));
+      acc[i] = _mm512_add_epi32(acc[i], _mm512_mullo_epi32(p, r));
+    }
+    return;
+  }
   for (int i = 0; i < R; ++i) {
     const __m512i lo = _mm512_and_si512(b[i], k.low);
     const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(b[i], 4), k.low);
     const __m512i both = _mm512_add_epi8(lo, hi);
     __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xe);
-    p = _mm512_dpbusd_epi32(p, hi, xo);
+    p = _mm512_dpbusd_epi32(p, hi, _mm512_load_si512(a.x_odd + int64_t{c} * kBytes));
     p = _mm512_dpbusd_epi32(p, both, k.io_a);
     if (kSplit) p = _mm512_dpbusd_epi32(p, both, k.io_b);
     const __m512i r = _mm512_permutexvar_epi32(idx, _mm512_loadu_si512(ratios + i * ratio_stride));
@@ -79,14 +100,16 @@ inline __m512i expand_ratios(const GroupedLaneArgs& a, int32_t o, int32_t* dst) 
 }
 
 // Output rows o .. o + R - 1.
-template <bool kSplit, int R>
+template <bool kSplit, bool kS8, int R>
 void row_block(const GroupedLaneArgs& a, const Consts& k, int32_t o) noexcept {
-  const int32_t row_bytes = a.k / 2;
+  constexpr int32_t kFlushSteps = flush_steps<kS8>();
+  const int32_t row_bytes = kS8 ? a.k : a.k / 2;
+  const auto* weights = kS8 ? reinterpret_cast<const uint8_t*>(a.w8) : a.w4;
   const int32_t stride = a.groups + kLanes;
   const uint8_t* w[R];
   __m512i xr[R], acc64[R], acc[R], b[R];
   for (int i = 0; i < R; ++i) {
-    w[i] = a.w4 + int64_t{o + i} * row_bytes;
+    w[i] = weights + int64_t{o + i} * row_bytes;
     xr[i] = expand_ratios(a, o + i, a.ratio_row + i * stride);
     acc64[i] = _mm512_setzero_si512();
   }
@@ -97,14 +120,14 @@ void row_block(const GroupedLaneArgs& a, const Consts& k, int32_t o) noexcept {
     for (int32_t c = c0; c < full; ++c) {
       for (int i = 0; i < R; ++i)
         b[i] = _mm512_xor_si512(_mm512_loadu_si512(w[i] + int64_t{c} * kBytes), k.flip);
-      step<kSplit, R>(a, k, b, c, stride, acc);
+      step<kSplit, kS8, R>(a, k, b, c, stride, acc);
     }
     if (full < c1) {  // the row's last step: bytes past the row become u = 0
       for (int i = 0; i < R; ++i) {
         const __m512i raw = _mm512_maskz_loadu_epi8(k.tail_mask, w[i] + int64_t{full} * kBytes);
         b[i] = _mm512_maskz_mov_epi8(k.tail_mask, _mm512_xor_si512(raw, k.flip));
       }
-      step<kSplit, R>(a, k, b, full, stride, acc);
+      step<kSplit, kS8, R>(a, k, b, full, stride, acc);
     }
     for (int i = 0; i < R; ++i) acc64[i] = widen_add(acc64[i], acc[i]);
   }
@@ -115,28 +138,36 @@ void row_block(const GroupedLaneArgs& a, const Consts& k, int32_t o) noexcept {
   }
 }
 
-template <bool kSplit>
+template <bool kSplit, bool kS8>
 void rows(const GroupedLaneArgs& a) noexcept {
-  const int32_t tail = a.k / 2 - (a.chunks - 1) * kBytes;  // bytes of the last step, 1..64
+  const int32_t row_bytes = kS8 ? a.k : a.k / 2;
+  const int32_t tail = row_bytes - (a.chunks - 1) * kBytes;  // bytes of the last step, 1..64
   const int32_t io_a = kSplit ? a.input_offset / 2 : a.input_offset;
   Consts k;
-  k.flip = _mm512_set1_epi8(static_cast<char>(0x88));
+  k.flip = _mm512_set1_epi8(static_cast<char>(kS8 ? 0x80 : 0x88));
   k.low = _mm512_set1_epi8(0x0F);
   k.io_a = _mm512_set1_epi8(static_cast<char>(io_a));
   k.io_b = _mm512_set1_epi8(static_cast<char>(a.input_offset - io_a));
   k.tail_mask = tail == kBytes ? ~__mmask64{0} : (__mmask64{1} << tail) - 1;
   int32_t o = 0;
-  for (; o + 2 <= a.n; o += 2) row_block<kSplit, 2>(a, k, o);
-  if (o < a.n) row_block<kSplit, 1>(a, k, o);
+  for (; o + 2 <= a.n; o += 2) row_block<kSplit, kS8, 2>(a, k, o);
+  if (o < a.n) row_block<kSplit, kS8, 1>(a, k, o);
 }
 
 }  // namespace
 
 void s8s4_grouped_fc_1x1c128_avx512vnni(const GroupedLaneArgs& a) noexcept {
   if (a.input_offset == 128)
-    rows<true>(a);
+    rows<true, false>(a);
   else
-    rows<false>(a);
+    rows<false, false>(a);
+}
+
+void s8s8_grouped_fc_1x1c64_avx512vnni(const GroupedLaneArgs& a) noexcept {
+  if (a.input_offset == 128)
+    rows<true, true>(a);
+  else
+    rows<false, true>(a);
 }
 
 }  // namespace tinyquant::rt::detail

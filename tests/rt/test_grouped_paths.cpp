@@ -217,8 +217,8 @@ TEST_P(GroupedPaths, RandomShapes) {
     c.batch = uni(0, 2) == 0 ? 1 : uni(2, 5);
     c.in = uni(0, 3) == 0 ? uni(1, 40) : uni(41, 700);
     c.out = uni(1, 19);
-    const int32_t sizes[] = {1, 2, 3, 8, 16, 24, 32, 40, 64, 96, 128, 256, c.in, c.in + 3};
-    c.group = sizes[uni(0, 13)];
+    const int32_t sizes[] = {1, 2, 3, 4, 12, 8, 16, 24, 32, 40, 64, 96, 128, 256, c.in, c.in + 3};
+    c.group = sizes[uni(0, 15)];
     c.io = uni(0, 1) == 0 ? offsets[uni(0, 5)] : uni(-127, 128);
     c.fo = uni(0, 1) == 0 ? offsets[uni(0, 5)] : uni(-127, 128);
     c.oo = uni(0, 2) == 0 ? (uni(0, 1) == 0 ? -128 : 127) : uni(-128, 127);
@@ -231,7 +231,7 @@ TEST_P(GroupedPaths, RandomShapes) {
     c.rounding = uni(0, 1) == 0 ? rt::Rounding::kDouble : rt::Rounding::kSingle;
     const int32_t r = uni(0, 5);
     c.ratio = r == 0 ? 0 : (r == 1 ? 255 : -1);
-    c.s8 = uni(0, 5) == 0;
+    c.s8 = uni(0, 3) == 0;
     c.centered = uni(0, 2) == 0;
     c.null_bias = c.null_bias && !c.centered;
     check(c, GetParam());
@@ -240,26 +240,30 @@ TEST_P(GroupedPaths, RandomShapes) {
 }
 
 // Every x and weight at an end of its range with the offsets that maximise the products: the
-// bounds the SIMD bodies rely on (int16 pair sums, int32 lane sums, 64 + 64 for io = 128).
+// bounds the SIMD bodies rely on (int16 pair sums, int32 lane sums, 64 + 64 for io = 128), for
+// int4 and int8 weights.
 TEST_P(GroupedPaths, ExtremeValues) {
   for (const Fill x : {Fill::kMin, Fill::kMax}) {
     for (const Fill w : {Fill::kMin, Fill::kMax}) {
       for (const int32_t io : {-127, 128}) {
         for (const int32_t fo : {-127, 128}) {
-          for (const int32_t group : {8, 32, 64, 600}) {
-            Case c;
-            c.batch = 2;
-            c.in = 600;
-            c.out = 3;
-            c.group = group;
-            c.io = io;
-            c.fo = fo;
-            c.x = x;
-            c.w = w;
-            c.ratio = 255;
-            c.centered = true;
-            check(c, GetParam());
-            if (HasFatalFailure()) return;
+          for (const int32_t group : {4, 8, 32, 64, 600}) {
+            for (const bool s8 : {false, true}) {
+              Case c;
+              c.s8 = s8;
+              c.batch = 2;
+              c.in = 600;
+              c.out = 3;
+              c.group = group;
+              c.io = io;
+              c.fo = fo;
+              c.x = x;
+              c.w = w;
+              c.ratio = 255;
+              c.centered = true;
+              check(c, GetParam());
+              if (HasFatalFailure()) return;
+            }
           }
         }
       }
@@ -276,19 +280,22 @@ TEST_P(GroupedPaths, LongGroups) {
                                {34000, 34000}, {70001, 70001}, {66000, 65535}};
   for (const auto& s : shapes) {
     for (const Fill f : {Fill::kMin, Fill::kRandom}) {
-      Case c;
-      c.in = s[0];
-      c.group = s[1];
-      c.out = 4;
-      c.io = -127;
-      c.fo = -127;
-      c.x = f;
-      c.w = f;
-      c.shift_lo = -26;  // t reaches 2^31 here
-      c.shift_hi = -22;
-      c.centered = f == Fill::kRandom;
-      check(c, GetParam());
-      if (HasFatalFailure()) return;
+      for (const bool s8 : {false, true}) {
+        Case c;
+        c.s8 = s8;
+        c.in = s[0];
+        c.group = s[1];
+        c.out = 4;
+        c.io = -127;
+        c.fo = -127;
+        c.x = f;
+        c.w = f;
+        c.shift_lo = -26;  // t reaches 2^31 here
+        c.shift_hi = -22;
+        c.centered = f == Fill::kRandom;
+        check(c, GetParam());
+        if (HasFatalFailure()) return;
+      }
     }
   }
 }
@@ -315,8 +322,8 @@ TEST(GroupedScratch, SizesAndRefusals) {
     EXPECT_EQ(run(c, op, p, &y, need - 1), rt::Status::kScratchTooSmall) << rt::path_name(p);
     EXPECT_EQ(run(c, op, p, &y, need), rt::Status::kOk) << rt::path_name(p);
   }
-  // Shapes a path runs with the reference loops need no scratch: odd in_features or a group
-  // size that is not a multiple of 8 on x86, int8 weights everywhere.
+  // Shapes a path runs with the reference loops need no scratch: int4 with odd in_features or a
+  // group size that is not a multiple of 8 on x86, int8 weights on every path but AVX-512 VNNI.
   Case odd = c;
   odd.in = 785;
   Case g12 = c;
@@ -328,8 +335,18 @@ TEST(GroupedScratch, SizesAndRefusals) {
     EXPECT_EQ(scratch_size(odd, make(odd), p), 0);
     EXPECT_EQ(scratch_size(g12, make(g12), p), 0);
   }
-  for (const Path p : {Path::kReference, Path::kSmlad, Path::kAvx2, Path::kAvx512Vnni})
+  for (const Path p : {Path::kReference, Path::kSmlad, Path::kAvx2})
     EXPECT_EQ(scratch_size(s8, make(s8), p), 0);
+  // int8 weights take the AVX-512 VNNI lanes from group_size % 4 == 0, any in_features.
+  if (available(Path::kAvx512Vnni)) {
+    Case s8odd = s8;
+    s8odd.in = 785;
+    s8odd.group = 4;
+    EXPECT_GT(scratch_size(s8odd, make(s8odd), Path::kAvx512Vnni), 0);
+    Case s8g6 = s8;
+    s8g6.group = 6;
+    EXPECT_EQ(scratch_size(s8g6, make(s8g6), Path::kAvx512Vnni), 0);
+  }
   EXPECT_EQ(scratch_size(c, op, Path::kReference), 0);
   // kAuto asks for what the path it resolves to needs, and runs.
   const int32_t need = scratch_size(c, op, Path::kAuto);

@@ -20,11 +20,11 @@
 // TINYQUANT_PATH), else runs AVX-512 VNNI on CPUs that have it, else AVX2, else the reference.
 // kReference, kSmlad, kAvx2 and kAvx512Vnni can be asked for (kPathUnavailable if the build or
 // CPU lacks one; every other path is unavailable here). All are bit-identical to the
-// reference. The SIMD and smlad bodies run int4 weights; int8 grouped weights run the
-// reference loops on every path. The x86 bodies take int4 shapes with in_features even,
-// group_size % 8 == 0 (or group_size >= in_features) and min(group_size, in_features) <=
-// 32768; the smlad body takes every shape with min(group_size, in_features) < 65536. Other
-// shapes run the reference loops and need no scratch.
+// reference. The x86 bodies take int4 shapes with in_features even, group_size % 8 == 0 (or
+// group_size >= in_features) and min(group_size, in_features) <= 32768, and on AVX-512 VNNI
+// also int8 shapes with group_size % 4 == 0 (or >= in_features) under the same bound; the
+// smlad body takes every int4 shape with min(group_size, in_features) < 65536. Other shapes
+// (int8 weights on smlad and AVX2 among them) run the reference loops and need no scratch.
 #pragma once
 
 #include <cstdint>
