@@ -23,6 +23,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -50,6 +51,27 @@ namespace {
 
 struct Shape {
   int m, k, n;
+};
+
+// Caller memory as the runtime recommends it (prepack.hpp, kernels.hpp): 64-byte aligned, so the
+// packed weights and scratch start on a cache line, as a firmware section or an aligned arena
+// would give them.
+class AlignedBytes {
+ public:
+  explicit AlignedBytes(size_t bytes)
+      : size_(bytes),
+        data_(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64))) {
+    if (data_ == nullptr) throw std::bad_alloc();
+  }
+  ~AlignedBytes() { std::free(data_); }
+  AlignedBytes(const AlignedBytes&) = delete;
+  AlignedBytes& operator=(const AlignedBytes&) = delete;
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  size_t size_;
+  uint8_t* data_;
 };
 
 bool smoke() {
@@ -99,7 +121,7 @@ void set_rate(benchmark::State& state, const Shape& s) {
 
 void tq_fc(benchmark::State& state, const Problem* p, rt::Path path, int threads) {
   const rt::FcDims d = p->dims();
-  std::vector<uint8_t> scratch(static_cast<size_t>(rt::fully_connected_s8_scratch_size(d, path)));
+  AlignedBytes scratch(static_cast<size_t>(rt::fully_connected_s8_scratch_size(d, path)));
   std::vector<int8_t> out(static_cast<size_t>(p->s.m) * p->s.n);
   const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
   const rt::Requant rq = p->requant();
@@ -120,14 +142,13 @@ void tq_fc(benchmark::State& state, const Problem* p, rt::Path path, int threads
 
 void tq_fc_prepacked(benchmark::State& state, const Problem* p, rt::Path path) {
   const rt::FcDims d = p->dims();
-  std::vector<uint64_t> packed(
-      static_cast<size_t>(rt::fully_connected_s8_prepacked_size(d, path)) / 8 + 1);
+  AlignedBytes packed(static_cast<size_t>(rt::fully_connected_s8_prepacked_size(d, path)));
   if (rt::fully_connected_s8_prepack(p->params, d, p->b.data(), path, packed.data(),
-                                     static_cast<int32_t>(packed.size() * 8)) != rt::Status::kOk) {
+                                     static_cast<int32_t>(packed.size())) != rt::Status::kOk) {
     state.SkipWithError("prepack failed");
     return;
   }
-  std::vector<uint8_t> scratch(
+  AlignedBytes scratch(
       static_cast<size_t>(rt::fully_connected_s8_prepacked_scratch_size(d, packed.data())));
   std::vector<int8_t> out(static_cast<size_t>(p->s.m) * p->s.n);
   const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
@@ -144,7 +165,7 @@ void tq_fc_prepacked(benchmark::State& state, const Problem* p, rt::Path path) {
 
 void tq_s32(benchmark::State& state, const Problem* p, rt::Path path, int threads) {
   const rt::GemmDims d{p->s.m, p->s.n, p->s.k, 0, 0, 0};
-  std::vector<uint8_t> scratch(static_cast<size_t>(rt::gemm_s8s8_s32_scratch_size(d, path)));
+  AlignedBytes scratch(static_cast<size_t>(rt::gemm_s8s8_s32_scratch_size(d, path)));
   std::vector<int32_t> out(static_cast<size_t>(p->s.m) * p->s.n);
   const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
   for (auto _ : state) {
