@@ -62,11 +62,13 @@ void fc(benchmark::State& state, rt::Path path, int32_t k, int32_t n) {
   set_rate(state, double{1.0} * k * n);
 }
 
-// fully_connected_s4_grouped (int4 weights, one ratio byte per group of `group` inputs), GEMV.
-void fc_grouped(benchmark::State& state, rt::Path path, int32_t k, int32_t n, int32_t group) {
+// fully_connected_s4_grouped (int4 weights, one ratio byte per group of `group` inputs), or
+// fully_connected_s8_grouped (int8 weights) when s8, GEMV.
+void fc_grouped(benchmark::State& state, rt::Path path, int32_t k, int32_t n, int32_t group,
+                bool s8) {
   const rt::FcDims d{1, k, n};
   const auto in = random_s8(static_cast<size_t>(k), 1);
-  const auto w = random_s8(static_cast<size_t>(k) * n / 2, 2);  // two nibbles per byte
+  const auto w = random_s8(static_cast<size_t>(k) * n / (s8 ? 1 : 2), 2);  // int4: 2 per byte
   const auto r = random_s8(static_cast<size_t>(n) * ((k - 1) / group + 1), 5);
   const std::vector<uint8_t> ratio(r.begin(), r.end());
   const rt::GroupScales gs{group, ratio.data()};
@@ -75,14 +77,17 @@ void fc_grouped(benchmark::State& state, rt::Path path, int32_t k, int32_t n, in
   rt::FcParams p;
   p.input_offset = 5;
   std::vector<uint8_t> scratch(
-      static_cast<size_t>(rt::fully_connected_s4_grouped_scratch_size(d, gs, path)));
+      static_cast<size_t>(s8 ? rt::fully_connected_s8_grouped_scratch_size(d, gs, path)
+                             : rt::fully_connected_s4_grouped_scratch_size(d, gs, path)));
   const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
   std::vector<int8_t> out(static_cast<size_t>(n));
   const rt::Requant req = rq.get();
   const auto* wb = reinterpret_cast<const uint8_t*>(w.data());
   for (auto _ : state) {
-    const rt::Status st =
-        rt::fully_connected_s4_grouped(ctx, p, req, d, gs, in.data(), wb, bias.data(), out.data());
+    const rt::Status st = s8 ? rt::fully_connected_s8_grouped(ctx, p, req, d, gs, in.data(),
+                                                              w.data(), bias.data(), out.data())
+                             : rt::fully_connected_s4_grouped(ctx, p, req, d, gs, in.data(), wb,
+                                                              bias.data(), out.data());
     if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
     benchmark::DoNotOptimize(out.data());
   }
@@ -140,16 +145,19 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark(("dwconv3x3/16x16x32/" + pn).c_str(), conv, path, true, hw16, hw16,
                                  32, 32, 3);
   }
-  // Grouped int4 GEMV (group 32) on each path it has, with int8 fully_connected_s8 on the
-  // default path as the yardstick.
+  // Grouped int4 and int8 GEMV (group 32) on each path they have, with int8 fully_connected_s8
+  // on the default path as the yardstick.
   for (rt::Path path :
        {rt::Path::kReference, rt::Path::kSmlad, rt::Path::kAvx2, rt::Path::kAvx512Vnni}) {
     if ((paths & rt::path_bits(path)) == 0) continue;
     const std::string pn = rt::path_name(path);
-    benchmark::RegisterBenchmark(("fc_s4_grouped32/1x784x128/" + pn).c_str(), fc_grouped, path,
-                                 s ? 64 : 784, 128, 32);
-    benchmark::RegisterBenchmark(("fc_s4_grouped32/1x128x64/" + pn).c_str(), fc_grouped, path, 128,
-                                 64, 32);
+    for (const bool s8 : {false, true}) {
+      const std::string name = s8 ? "fc_s8_grouped32/" : "fc_s4_grouped32/";
+      benchmark::RegisterBenchmark((name + "1x784x128/" + pn).c_str(), fc_grouped, path,
+                                   s ? 64 : 784, 128, 32, s8);
+      benchmark::RegisterBenchmark((name + "1x128x64/" + pn).c_str(), fc_grouped, path, 128, 64, 32,
+                                   s8);
+    }
   }
   benchmark::RegisterBenchmark("fc/1x784x128/auto", fc, rt::Path::kAuto, s ? 64 : 784, 128);
   benchmark::RegisterBenchmark("fc/1x128x64/auto", fc, rt::Path::kAuto, 128, 64);
