@@ -82,6 +82,13 @@ Status read_header(const void* packed, Header* h) noexcept {
   return Status::kOk;
 }
 
+// Scratch of a packed path's call on checked dims and header, INT32_MAX when it would not fit.
+int32_t packed_scratch(const detail::PackedGemmKernels& t, const FcDims& dims,
+                       const Header& h) noexcept {
+  const int64_t bytes = int64_t{t.gemm_s8_packed_scratch(dims.batch, h.n, h.k)} + kAlign - 1;
+  return bytes > INT32_MAX ? INT32_MAX : static_cast<int32_t>(bytes);
+}
+
 }  // namespace
 
 int32_t fully_connected_s8_prepacked_size(const FcDims& dims, Path path) noexcept {
@@ -143,8 +150,7 @@ int32_t fully_connected_s8_prepacked_scratch_size(const FcDims& dims, const void
   const auto p = static_cast<Path>(h.path);
   const detail::PackedGemmKernels* t = packed_table(p);
   if (t == nullptr) return fully_connected_s8_scratch_size(dims, p);
-  const int64_t bytes = int64_t{t->gemm_s8_packed_scratch(dims.batch, h.n, h.k)} + kAlign - 1;
-  return bytes > INT32_MAX ? INT32_MAX : static_cast<int32_t>(bytes);
+  return packed_scratch(*t, dims, h);
 }
 
 Status fully_connected_s8_prepacked(const Context& ctx, const FcParams& params,
@@ -177,7 +183,7 @@ Status fully_connected_s8_prepacked(const Context& ctx, const FcParams& params,
     return fully_connected_s8(c, params, requant, dims, input,
                               reinterpret_cast<const int8_t*>(payload), bias, output);
   }
-  const int32_t need = fully_connected_s8_prepacked_scratch_size(dims, packed);
+  const int32_t need = packed_scratch(*t, dims, h);     // header and dims checked above
   if (need == INT32_MAX) return Status::kBadDimension;  // scratch would not fit in int32
   s = detail::check_scratch(ctx, need);
   if (s != Status::kOk) return s;

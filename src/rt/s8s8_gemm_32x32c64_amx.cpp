@@ -16,8 +16,10 @@
 // panel is copied, zero padded, its row sums taken on the way. b is packed into the k4 layout in
 // scratch per call (k4_pack), or comes prepacked.
 //
-// The epilogue of each block (C tiles stored, then requantized on the vector units) is spread
-// over the 64-k steps of the next block, between its tdpbssd, so both units work at once.
+// Each block's C tiles are stored and requantized on the vector units right away. Spreading
+// that epilogue over the 64-k steps of the next block (between its tdpbssd, as before) did not
+// overlap the two units and was 2-4 % slower at 16x256x256 and 256x256x256, and so was
+// interleaving it after every tdpbssd or deferring it to the end of each 32-row panel.
 //
 // AMX only pays once the 16-row tiles are mostly full: calls with m < kAmxMinM (GEMV, small
 // batches) and int4 weights run the AVX-512 VNNI kernels instead, with their scratch. The
@@ -94,10 +96,9 @@ void configure_tiles() {
 // 16-column k4 block (the next ones follow at 16 * kp bytes each). Shapes: 32x16, 32x32 (TA 2)
 // and 16x16 .. 16x64 (TA 1, for the last <= 16 rows: no padding rows computed, and four
 // independent accumulators); with TA 1 and TB 4 the fourth B tile reuses tmm6 once the first
-// tdpbssd has read it. After each 64-k step's tdpbssd are issued, work(step, steps) runs on the
-// vector units (the previous block's epilogue) while the tile unit computes.
-template <int TA, int TB, class Work>
-void amx_compute(const int8_t* ap, int64_t ld_a, int32_t kp, const int8_t* bp, Work& work) {
+// tdpbssd has read it.
+template <int TA, int TB>
+void amx_compute(const int8_t* ap, int64_t ld_a, int32_t kp, const int8_t* bp) {
   static_assert(TA * TB <= 4 && (TA == 1 || TB <= 2), "four C tiles, two A or four B tiles");
   _tile_zero(0);
   if constexpr (TA * TB > 1) _tile_zero(1);
@@ -132,7 +133,6 @@ void amx_compute(const int8_t* ap, int64_t ld_a, int32_t kp, const int8_t* bp, W
       _tile_loadd(6, bk + 3 * nb, 64);
       _tile_dpbssd(3, 4, 6);
     }
-    work(s, steps);
   }
 }
 
@@ -148,47 +148,46 @@ void amx_store(int32_t* c) {
   if constexpr (TA * TB > 3) _tile_stored(3, at(3), 4 * kLd);
 }
 
-// One (16 * ta) x (16 * tb) block: computed (running work on the way), then stored to c.
-template <class Work>
+// One (16 * ta) x (16 * tb) block: computed, then stored to c.
 void amx_block(int ta, int tb, const int8_t* ap, int64_t ld_a, int32_t kp, const int8_t* bp,
-               Work& work, int32_t* c) {
+               int32_t* c) {
   switch (ta * 4 + tb) {
     case 5:
-      amx_compute<1, 1>(ap, ld_a, kp, bp, work);
+      amx_compute<1, 1>(ap, ld_a, kp, bp);
       amx_store<1, 1>(c);
       break;
     case 6:
-      amx_compute<1, 2>(ap, ld_a, kp, bp, work);
+      amx_compute<1, 2>(ap, ld_a, kp, bp);
       amx_store<1, 2>(c);
       break;
     case 7:
-      amx_compute<1, 3>(ap, ld_a, kp, bp, work);
+      amx_compute<1, 3>(ap, ld_a, kp, bp);
       amx_store<1, 3>(c);
       break;
     case 8:
-      amx_compute<1, 4>(ap, ld_a, kp, bp, work);
+      amx_compute<1, 4>(ap, ld_a, kp, bp);
       amx_store<1, 4>(c);
       break;
     case 9:
-      amx_compute<2, 1>(ap, ld_a, kp, bp, work);
+      amx_compute<2, 1>(ap, ld_a, kp, bp);
       amx_store<2, 1>(c);
       break;
     default:
-      amx_compute<2, 2>(ap, ld_a, kp, bp, work);
+      amx_compute<2, 2>(ap, ld_a, kp, bp);
       amx_store<2, 2>(c);
       break;
   }
 }
 
-// Scratch after the (optional) packed b: panel [kPanelRows][kp] | two C blocks [kBm][kBn]
+// Scratch after the (optional) packed b: panel [kPanelRows][kp] | C block [kBm][kBn]
 // int32 | epilogue arrays [kEpilogueArrays][n16] int32.
 int64_t panel_bytes(int32_t n, int32_t k) {
-  return int64_t{kPanelRows} * round_up(k, 64) + 8 * int64_t{kBm} * kBn +
+  return int64_t{kPanelRows} * round_up(k, 64) + 4 * int64_t{kBm} * kBn +
          4 * int64_t{kEpilogueArrays} * round_up(n, 16);
 }
 int32_t* colterm_of(uint8_t* work, int32_t k) {
   return reinterpret_cast<int32_t*>(work + int64_t{kPanelRows} * round_up(k, 64) +
-                                    8 * int64_t{kBm} * kBn);
+                                    4 * int64_t{kBm} * kBn);
 }
 
 // The per-row part of the offsets: b_offset * rowsum(a)[i] (+ row_add[i] for gemm_s32). With
@@ -243,37 +242,16 @@ void amx_drive(int32_t m, int32_t n, int32_t k, const int8_t* a, int32_t lda, co
   auto* panel = reinterpret_cast<int8_t*>(work);
   int32_t term[kPanelRows];  // row terms of the panel's rows
   bool with_terms = false;
-  int32_t* cbuf[2];
-  cbuf[0] = reinterpret_cast<int32_t*>(work + int64_t{kPanelRows} * kp);
-  cbuf[1] = cbuf[0] + kBm * kBn;
-  // The epilogue of each block runs while the tile unit computes the next one: after each
-  // 64-k step of block b, a share of block b - 1's rows is finished from the other buffer; then
-  // block b is stored.
-  struct Pending {
-    int32_t i, pr, rows, j0, cols, ldd;  // pr: first row within the panel
-  } pending{0, 0, 0, 0, 0, 0};
-  int cur = 0;
-  auto finish_rows = [&](int32_t r0, int32_t r1) {
-    const int32_t* cb = cbuf[1 - cur] + int64_t{r0} * pending.ldd;
-    for (int32_t c = 0; c < pending.cols && r1 > r0; c += 16) {
-      fin(pending.i + r0, r1 - r0, pending.j0 + c, pending.cols - c < 16 ? pending.cols - c : 16,
-          cb + c, pending.ldd, with_terms ? term + pending.pr + r0 : nullptr);
-    }
-  };
-  auto overlap = [&](int32_t step, int32_t steps) {
-    finish_rows(pending.rows * step / steps, pending.rows * (step + 1) / steps);
-  };
-  auto flush = [&]() {
-    finish_rows(0, pending.rows);
-    pending.rows = 0;
-  };
+  auto* cbuf = reinterpret_cast<int32_t*>(work + int64_t{kPanelRows} * kp);
   const int8_t* ap = panel;  // rows of the current panel
   int64_t ld_a = kp;
   auto block = [&](int32_t p0, int32_t i0, int32_t rows_in, int32_t j0, int ta, int tb) {
-    amx_block(ta, tb, ap + i0 * ld_a, ld_a, kp, pb + int64_t{j0} * kp, overlap, cbuf[cur]);
+    amx_block(ta, tb, ap + i0 * ld_a, ld_a, kp, pb + int64_t{j0} * kp, cbuf);
     const int32_t cols = n - j0 < 16 * tb ? n - j0 : 16 * tb;
-    pending = {p0 + i0, i0, rows_in, j0, cols, 16 * tb};
-    cur = 1 - cur;
+    for (int32_t c = 0; c < cols; c += 16) {
+      fin(p0 + i0, rows_in, j0 + c, cols - c < 16 ? cols - c : 16, cbuf + c, 16 * tb,
+          with_terms ? term + i0 : nullptr);
+    }
   };
   configure_tiles();
   for (int32_t p0 = 0; p0 < m; p0 += kPanelRows) {
@@ -310,7 +288,6 @@ void amx_drive(int32_t m, int32_t n, int32_t k, const int8_t* a, int32_t lda, co
         block(p0, i2, prow - i2, j0, 1, tb);
       }
     }
-    flush();  // before the next panel overwrites term
   }
   _tile_release();
 }
