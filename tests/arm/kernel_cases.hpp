@@ -19,14 +19,20 @@ namespace rt = tinyquant::rt;
 
 enum class Op { kFcS8, kFcS4, kConv, kDepthwise, kGemmS32, kFcS4Grouped };
 
+// The offsets and activation range of a case; most cases keep the full int8 range.
+struct Quant {
+  int32_t input_offset, filter_offset, output_offset;
+  int32_t act_min = -128, act_max = 127;
+};
+
 struct KernelCase {
   const char* name;
   Op op;
   rt::FcDims fc;
   rt::ConvDims conv;
-  rt::ConvParams conv_params;  // geometry only; offsets and activation range set below
+  rt::ConvParams conv_params;  // geometry only; offsets and activation range come from q
   rt::GemmDims gemm;
-  int32_t input_offset, filter_offset, output_offset, act_min, act_max;
+  Quant q;
   bool per_channel, with_bias;
   rt::Rounding rounding;
   uint32_t seed;
@@ -59,257 +65,63 @@ inline rt::ConvDims conv_dims(int32_t n, int32_t h, int32_t w, int32_t c, int32_
 constexpr rt::Rounding kDbl = rt::Rounding::kDouble;
 constexpr rt::Rounding kSgl = rt::Rounding::kSingle;
 
-// {name, op, fc, conv, geometry, gemm, in_off, w_off, out_off, act_min, act_max, per_channel,
-//  bias, rounding, seed}
+// Requantization and data of a case: per-channel or per-tensor, with or without bias, rounding,
+// input seed.
+struct Setup {
+  bool per_channel, with_bias;
+  rt::Rounding rounding;
+  uint32_t seed;
+};
+
+// Op::kFcS8, kFcS4 and kFcS4Grouped (group_size for the last only).
+inline KernelCase fc_case(const char* name, Op op, rt::FcDims fc, Quant q, Setup s,
+                          int32_t group_size = 0) {
+  return {name, op, fc, {}, {}, {}, q, s.per_channel, s.with_bias, s.rounding, s.seed, group_size};
+}
+// Op::kConv and kDepthwise.
+inline KernelCase conv_case(const char* name, Op op, rt::ConvDims d, rt::ConvParams g, Quant q,
+                            Setup s) {
+  return {name, op, {}, d, g, {}, q, s.per_channel, s.with_bias, s.rounding, s.seed};
+}
+// Op::kGemmS32: q.output_offset and the activation range are unused; with_bias adds col_add.
+inline KernelCase gemm_case(const char* name, rt::GemmDims d, Quant q, Setup s) {
+  return {name, Op::kGemmS32, {}, {}, {}, d, q, s.per_channel, s.with_bias, s.rounding, s.seed};
+}
+
+// Quant: {in_off, w_off, out_off[, act_min, act_max]}; Setup: {per_channel, bias, rounding, seed}.
 inline const KernelCase kKernelCases[] = {
-    {"fc_s8 1x27x13",
-     Op::kFcS8,
-     {1, 27, 13},
-     {},
-     {},
-     {},
-     128,
-     0,
-     -3,
-     -128,
-     127,
-     true,
-     true,
-     kDbl,
-     1},
-    {"fc_s8 3x64x17",
-     Op::kFcS8,
-     {3, 64, 17},
-     {},
-     {},
-     {},
-     -127,
-     0,
-     5,
-     -100,
-     90,
-     false,
-     true,
-     kSgl,
-     2},
-    {"fc_s8 2x33x8 w_off",
-     Op::kFcS8,
-     {2, 33, 8},
-     {},
-     {},
-     {},
-     7,
-     -3,
-     0,
-     -128,
-     127,
-     true,
-     false,
-     kDbl,
-     3},
-    {"fc_s4 1x27x13",
-     Op::kFcS4,
-     {1, 27, 13},
-     {},
-     {},
-     {},
-     128,
-     0,
-     -3,
-     -128,
-     127,
-     true,
-     true,
-     kDbl,
-     4},
-    {"fc_s4 2x64x9", Op::kFcS4, {2, 64, 9}, {}, {}, {}, 1, 0, 12, -128, 127, false, true, kSgl, 5},
+    fc_case("fc_s8 1x27x13", Op::kFcS8, {1, 27, 13}, {128, 0, -3}, {true, true, kDbl, 1}),
+    fc_case("fc_s8 3x64x17", Op::kFcS8, {3, 64, 17}, {-127, 0, 5, -100, 90},
+            {false, true, kSgl, 2}),
+    fc_case("fc_s8 2x33x8 w_off", Op::kFcS8, {2, 33, 8}, {7, -3, 0}, {true, false, kDbl, 3}),
+    fc_case("fc_s4 1x27x13", Op::kFcS4, {1, 27, 13}, {128, 0, -3}, {true, true, kDbl, 4}),
+    fc_case("fc_s4 2x64x9", Op::kFcS4, {2, 64, 9}, {1, 0, 12}, {false, true, kSgl, 5}),
     // Grouped int4: rows starting mid-byte (odd K), a short last group, group 1 and 3, a group
     // longer than the row, the extreme offsets (input offset 128 is the x86 bodies' 64 + 64).
-    {"fc_s4_grouped 1x75x13 g8",
-     Op::kFcS4Grouped,
-     {1, 75, 13},
-     {},
-     {},
-     {},
-     128,
-     3,
-     -3,
-     -128,
-     127,
-     true,
-     true,
-     kDbl,
-     21,
-     8},
-    {"fc_s4_grouped 2x64x9 g32",
-     Op::kFcS4Grouped,
-     {2, 64, 9},
-     {},
-     {},
-     {},
-     -127,
-     -127,
-     5,
-     -128,
-     127,
-     false,
-     false,
-     kSgl,
-     22,
-     32},
-    {"fc_s4_grouped 1x40x6 g3",
-     Op::kFcS4Grouped,
-     {1, 40, 6},
-     {},
-     {},
-     {},
-     7,
-     128,
-     0,
-     -20,
-     40,
-     true,
-     true,
-     kDbl,
-     23,
-     3},
-    {"fc_s4_grouped 3x17x5 g1",
-     Op::kFcS4Grouped,
-     {3, 17, 5},
-     {},
-     {},
-     {},
-     -5,
-     0,
-     2,
-     -128,
-     127,
-     true,
-     true,
-     kSgl,
-     24,
-     1},
-    {"fc_s4_grouped 1x96x4 g128",
-     Op::kFcS4Grouped,
-     {1, 96, 4},
-     {},
-     {},
-     {},
-     0,
-     8,
-     -1,
-     -128,
-     127,
-     true,
-     true,
-     kDbl,
-     25,
-     128},
-    {"conv 7x7x3->5 3x3 same",
-     Op::kConv,
-     {},
-     conv_dims(1, 7, 7, 3, 3, 7, 7, 5),
-     geometry(1, 1, 1, 1),
-     {},
-     128,
-     0,
-     -1,
-     -128,
-     127,
-     true,
-     true,
-     kDbl,
-     6},
-    {"conv 8x6x8->16 3x3 s2",
-     Op::kConv,
-     {},
-     conv_dims(2, 8, 6, 8, 3, 4, 3, 16),
-     geometry(2, 1, 1, 1),
-     {},
-     3,
-     0,
-     2,
-     -128,
-     127,
-     true,
-     true,
-     kSgl,
-     7},
-    {"conv 1x1 5x5x16->8",
-     Op::kConv,
-     {},
-     conv_dims(1, 5, 5, 16, 1, 5, 5, 8),
-     geometry(1, 0, 1, 1),
-     {},
-     -5,
-     0,
-     0,
-     -64,
-     64,
-     false,
-     false,
-     kDbl,
-     8},
-    {"conv 6x6x8->8 3x3 g2",
-     Op::kConv,
-     {},
-     conv_dims(1, 6, 6, 8, 3, 6, 6, 8),
-     geometry(1, 1, 2, 1),
-     {},
-     128,
-     2,
-     -7,
-     -128,
-     127,
-     true,
-     true,
-     kDbl,
-     9},
-    {"dw 7x7x8 3x3 same",
-     Op::kDepthwise,
-     {},
-     conv_dims(1, 7, 7, 8, 3, 7, 7, 8),
-     geometry(1, 1, 1, 1),
-     {},
-     128,
-     0,
-     1,
-     -128,
-     127,
-     true,
-     true,
-     kDbl,
-     10},
-    {"dw 6x6x5 m2 3x3 s2",
-     Op::kDepthwise,
-     {},
-     conv_dims(1, 6, 6, 5, 3, 3, 3, 10),
-     geometry(2, 1, 1, 2),
-     {},
-     -9,
-     0,
-     -2,
-     -128,
-     127,
-     true,
-     false,
-     kSgl,
-     11},
-    {"gemm_s32 5x7x19",
-     Op::kGemmS32,
-     {},
-     {},
-     {},
-     {5, 7, 19, 0, 0, 0},
-     128,
-     -128,
-     0,
-     0,
-     0,
-     false,
-     true,
-     kDbl,
-     12},
+    fc_case("fc_s4_grouped 1x75x13 g8", Op::kFcS4Grouped, {1, 75, 13}, {128, 3, -3},
+            {true, true, kDbl, 21}, 8),
+    fc_case("fc_s4_grouped 2x64x9 g32", Op::kFcS4Grouped, {2, 64, 9}, {-127, -127, 5},
+            {false, false, kSgl, 22}, 32),
+    fc_case("fc_s4_grouped 1x40x6 g3", Op::kFcS4Grouped, {1, 40, 6}, {7, 128, 0, -20, 40},
+            {true, true, kDbl, 23}, 3),
+    fc_case("fc_s4_grouped 3x17x5 g1", Op::kFcS4Grouped, {3, 17, 5}, {-5, 0, 2},
+            {true, true, kSgl, 24}, 1),
+    fc_case("fc_s4_grouped 1x96x4 g128", Op::kFcS4Grouped, {1, 96, 4}, {0, 8, -1},
+            {true, true, kDbl, 25}, 128),
+    conv_case("conv 7x7x3->5 3x3 same", Op::kConv, conv_dims(1, 7, 7, 3, 3, 7, 7, 5),
+              geometry(1, 1, 1, 1), {128, 0, -1}, {true, true, kDbl, 6}),
+    conv_case("conv 8x6x8->16 3x3 s2", Op::kConv, conv_dims(2, 8, 6, 8, 3, 4, 3, 16),
+              geometry(2, 1, 1, 1), {3, 0, 2}, {true, true, kSgl, 7}),
+    conv_case("conv 1x1 5x5x16->8", Op::kConv, conv_dims(1, 5, 5, 16, 1, 5, 5, 8),
+              geometry(1, 0, 1, 1), {-5, 0, 0, -64, 64}, {false, false, kDbl, 8}),
+    conv_case("conv 6x6x8->8 3x3 g2", Op::kConv, conv_dims(1, 6, 6, 8, 3, 6, 6, 8),
+              geometry(1, 1, 2, 1), {128, 2, -7}, {true, true, kDbl, 9}),
+    conv_case("dw 7x7x8 3x3 same", Op::kDepthwise, conv_dims(1, 7, 7, 8, 3, 7, 7, 8),
+              geometry(1, 1, 1, 1), {128, 0, 1}, {true, true, kDbl, 10}),
+    conv_case("dw 6x6x5 m2 3x3 s2", Op::kDepthwise, conv_dims(1, 6, 6, 5, 3, 3, 3, 10),
+              geometry(2, 1, 1, 2), {-9, 0, -2}, {true, false, kSgl, 11}),
+    gemm_case("gemm_s32 5x7x19", {5, 7, 19, 0, 0, 0}, {128, -128, 0, 0, 0},
+              {false, true, kDbl, 12}),
 };
 constexpr int kNumKernelCases = static_cast<int>(sizeof kKernelCases / sizeof kKernelCases[0]);
 
@@ -342,6 +154,17 @@ inline int32_t output_bytes(const KernelCase& c) {
       return c.gemm.m * c.gemm.n * 4;
   }
   return 0;
+}
+
+// p (rt::FcParams or rt::ConvParams) with the offsets and activation range of q.
+template <class Params>
+Params with_quant(Params p, const Quant& q) {
+  p.input_offset = q.input_offset;
+  p.filter_offset = q.filter_offset;
+  p.output_offset = q.output_offset;
+  p.act_min = q.act_min;
+  p.act_max = q.act_max;
+  return p;
 }
 
 // Runs case c on `path` into b.output (or b.output32), inputs regenerated from c.seed.
@@ -379,12 +202,7 @@ inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b)
     case Op::kFcS8:
     case Op::kFcS4:
     case Op::kFcS4Grouped: {
-      rt::FcParams p;
-      p.input_offset = c.input_offset;
-      p.filter_offset = c.filter_offset;
-      p.output_offset = c.output_offset;
-      p.act_min = c.act_min;
-      p.act_max = c.act_max;
+      const auto p = with_quant(rt::FcParams{}, c.q);
       if (c.op == Op::kFcS8) {
         return rt::fully_connected_s8(ctx, p, rq, c.fc, b.input, b.weights, bias, b.output);
       }
@@ -399,19 +217,14 @@ inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b)
     }
     case Op::kConv:
     case Op::kDepthwise: {
-      rt::ConvParams p = c.conv_params;
-      p.input_offset = c.input_offset;
-      p.filter_offset = c.filter_offset;
-      p.output_offset = c.output_offset;
-      p.act_min = c.act_min;
-      p.act_max = c.act_max;
+      const auto p = with_quant(c.conv_params, c.q);
       if (c.op == Op::kConv) {
         return rt::conv2d_s8(ctx, p, rq, c.conv, b.input, b.weights, bias, b.output);
       }
       return rt::depthwise_conv2d_s8(ctx, p, rq, c.conv, b.input, b.weights, bias, b.output);
     }
     case Op::kGemmS32:
-      return rt::gemm_s8s8_s32(ctx, c.gemm, b.input, c.input_offset, b.weights, c.filter_offset,
+      return rt::gemm_s8s8_s32(ctx, c.gemm, b.input, c.q.input_offset, b.weights, c.q.filter_offset,
                                b.row_add, c.with_bias ? b.bias : nullptr, b.output32);
   }
   return rt::Status::kBadArgument;
@@ -421,6 +234,12 @@ inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b)
 inline const uint8_t* case_output(const KernelCase& c, const KernelBuffers& b) {
   return c.op == Op::kGemmS32 ? reinterpret_cast<const uint8_t*>(b.output32)
                               : reinterpret_cast<const uint8_t*>(b.output);
+}
+
+// Whether c's kernel has a body for `path` at all: the grouped FC kernels have none for the
+// AArch64 paths and answer Status::kPathUnavailable there (grouped.hpp).
+inline bool offers_path(const KernelCase& c, rt::Path path) {
+  return c.op != Op::kFcS4Grouped || (path != rt::Path::kNeon && path != rt::Path::kNeonDot);
 }
 
 // The paths to exercise on this build: every supported one except kAuto.
