@@ -69,83 +69,68 @@ Layer make_layer(int32_t k, int32_t n, int sparsity_pct, int32_t block_rows = 0)
   return l;
 }
 
-void BM_DenseFc(benchmark::State& state, rt::Path path) {
-  const Layer l =
-      make_layer(static_cast<int32_t>(state.range(0)), static_cast<int32_t>(state.range(1)),
-                 static_cast<int>(state.range(2)));
-  std::vector<uint8_t> scratch(
-      static_cast<size_t>(rt::fully_connected_s8_scratch_size(l.dims, path)) + 1);
+Layer layer_of(const benchmark::State& state, int32_t block_rows = 0) {
+  return make_layer(static_cast<int32_t>(state.range(0)), static_cast<int32_t>(state.range(1)),
+                    static_cast<int>(state.range(2)), block_rows);
+}
+
+// The timed loop every format shares: call(ctx, out) runs the layer once on `path` with
+// scratch_bytes of scratch; weight_bytes is the size of the weight format.
+template <class Call>
+void time_fc(benchmark::State& state, const Layer& l, rt::Path path, int32_t scratch_bytes,
+             size_t weight_bytes, Call&& call) {
+  std::vector<uint8_t> scratch(static_cast<size_t>(scratch_bytes) + 1);
   rt::Context ctx;
   ctx.scratch = scratch.data();
   ctx.scratch_size = static_cast<int32_t>(scratch.size());
   ctx.path = path;
   std::vector<int8_t> out(static_cast<size_t>(l.n));
   for (auto _ : state) {
-    const rt::Status st = rt::fully_connected_s8(ctx, l.params, l.requant, l.dims, l.input.data(),
-                                                 l.weights.data(), l.bias.data(), out.data());
+    const rt::Status st = call(ctx, out.data());
     if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["bytes"] = static_cast<double>(l.weights.size());
-  state.counters["bytes_vs_dense"] = 1.0;
+  state.counters["bytes"] = static_cast<double>(weight_bytes);
+  state.counters["bytes_vs_dense"] =
+      static_cast<double>(weight_bytes) / static_cast<double>(l.weights.size());
+}
+
+void BM_DenseFc(benchmark::State& state, rt::Path path) {
+  const Layer l = layer_of(state);
+  time_fc(state, l, path, rt::fully_connected_s8_scratch_size(l.dims, path), l.weights.size(),
+          [&](const rt::Context& ctx, int8_t* out) {
+            return rt::fully_connected_s8(ctx, l.params, l.requant, l.dims, l.input.data(),
+                                          l.weights.data(), l.bias.data(), out);
+          });
   state.SetLabel(rt::path_name(path == rt::Path::kAuto ? rt::default_path() : path));
 }
 
-void BM_SparseFc(benchmark::State& state, StorageFormat format, rt::Path path) {
-  const Layer l =
-      make_layer(static_cast<int32_t>(state.range(0)), static_cast<int32_t>(state.range(1)),
-                 static_cast<int>(state.range(2)));
-  SparseOptions opt;
-  opt.format = format;
+// The sparse kernel on l's weights stored as opt says.
+void time_sparse_fc(benchmark::State& state, const Layer& l, const SparseOptions& opt,
+                    rt::Path path) {
   const SparseMatrix sm = SparseMatrix::from_dense(l.weights.data(), l.n, l.k, opt);
   const rt::SparseMatrixS8 w = sm.view();
   if (rt::validate_sparse_s8(w) != rt::Status::kOk) state.SkipWithError("invalid sparse data");
-  std::vector<uint8_t> scratch(
-      static_cast<size_t>(rt::sparse_fully_connected_s8_scratch_size(l.dims, w, path)) + 1);
-  rt::Context ctx;
-  ctx.scratch = scratch.data();
-  ctx.scratch_size = static_cast<int32_t>(scratch.size());
-  ctx.path = path;
-  std::vector<int8_t> out(static_cast<size_t>(l.n));
-  for (auto _ : state) {
-    const rt::Status st = rt::sparse_fully_connected_s8(
-        ctx, l.params, l.requant, l.dims, l.input.data(), w, l.bias.data(), out.data());
-    if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
-    benchmark::DoNotOptimize(out.data());
-  }
-  state.counters["bytes"] = static_cast<double>(sm.bytes());
-  state.counters["bytes_vs_dense"] =
-      static_cast<double>(sm.bytes()) / static_cast<double>(l.weights.size());
+  time_fc(state, l, path, rt::sparse_fully_connected_s8_scratch_size(l.dims, w, path), sm.bytes(),
+          [&](const rt::Context& ctx, int8_t* out) {
+            return rt::sparse_fully_connected_s8(ctx, l.params, l.requant, l.dims, l.input.data(),
+                                                 w, l.bias.data(), out);
+          });
+}
+
+void BM_SparseFc(benchmark::State& state, StorageFormat format, rt::Path path) {
+  SparseOptions opt;
+  opt.format = format;
+  time_sparse_fc(state, layer_of(state), opt, path);
 }
 
 // Block CSR with block_rows x 16 blocks on block-pruned weights at the same sparsity.
 void BM_BlockFc(benchmark::State& state, int32_t block_rows, rt::Path path) {
-  const Layer l =
-      make_layer(static_cast<int32_t>(state.range(0)), static_cast<int32_t>(state.range(1)),
-                 static_cast<int>(state.range(2)), block_rows);
   SparseOptions opt;
   opt.format = StorageFormat::kBlockCsr;
   opt.block_rows = block_rows;
   opt.block_cols = 16;
-  const SparseMatrix sm = SparseMatrix::from_dense(l.weights.data(), l.n, l.k, opt);
-  const rt::SparseMatrixS8 w = sm.view();
-  if (rt::validate_sparse_s8(w) != rt::Status::kOk) state.SkipWithError("invalid sparse data");
-  std::vector<uint8_t> scratch(
-      static_cast<size_t>(rt::sparse_fully_connected_s8_scratch_size(l.dims, w, path)) + 1);
-  rt::Context ctx;
-  ctx.scratch = scratch.data();
-  ctx.scratch_size = static_cast<int32_t>(scratch.size());
-  ctx.path = path;
-  std::vector<int8_t> out(static_cast<size_t>(l.n));
-  for (auto _ : state) {
-    const rt::Status st = rt::sparse_fully_connected_s8(
-        ctx, l.params, l.requant, l.dims, l.input.data(), w, l.bias.data(), out.data());
-    if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
-    benchmark::DoNotOptimize(out.data());
-  }
-  state.counters["bytes"] = static_cast<double>(sm.bytes());
-  state.counters["bytes_vs_dense"] =
-      static_cast<double>(sm.bytes()) / static_cast<double>(l.weights.size());
+  time_sparse_fc(state, layer_of(state, block_rows), opt, path);
 }
 
 void shapes(benchmark::internal::Benchmark* b) {
