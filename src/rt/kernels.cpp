@@ -63,6 +63,8 @@ void* align_up(void* base, int64_t offset) {
                                  ~static_cast<uintptr_t>(kAlign - 1));
 }
 
+// Saturates a scratch size for the *_scratch_size() queries: not the output clamp, which each
+// path applies in its epilogue (e.g. EpilogueS8::finish in avx512_epilogue.hpp).
 int32_t clamp_scratch(int64_t bytes) {
   return bytes > INT32_MAX ? INT32_MAX : static_cast<int32_t>(bytes);
 }
