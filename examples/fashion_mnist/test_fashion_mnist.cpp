@@ -587,8 +587,8 @@ TEST(Qat, OneStepIsTheStraightThroughEstimator) {
   const Dataset d = tiny_dataset(8, 6, 3);
   const FloatMlp before = he_init({6, 12, 3}, 4);
   // Per tensor, so the MSE-optimal range clips the Gaussian tails and the mask matters.
-  const tinyquant::QuantSpec spec{4, tinyquant::Scheme::kSymmetric, true,
-                                  tinyquant::Granularity::kPerTensor, 0, 0};
+  const tinyquant::QuantSpec spec{
+      4, tinyquant::Scheme::kSymmetric, true, tinyquant::Granularity::kPerTensor, 0, 0};
   TrainConfig c;
   c.epochs = 1;
   c.batch = 8;
