@@ -25,12 +25,31 @@ constexpr bool kMaskedLoads = false;  // partial loads copy through a zeroed buf
 using Wide = __m256i;                 // 16 int16
 using Shuffle = __m128i;              // pshufb indices
 
-struct Acc {
-  __m256i lo, hi;
-};
+using Vec = __m256i;  // 8 int32 or 16 int16
 
-inline Acc acc_zero() {
-  return {_mm256_setzero_si256(), _mm256_setzero_si256()};
+inline Vec vzero() {
+  return _mm256_setzero_si256();
+}
+inline Vec add32(Vec a, Vec b) {
+  return _mm256_add_epi32(a, b);
+}
+inline Vec madd16(Vec a, Vec b) {
+  return _mm256_madd_epi16(a, b);
+}
+inline Vec unpacklo16(Vec a, Vec b) {
+  return _mm256_unpacklo_epi16(a, b);
+}
+inline Vec unpackhi16(Vec a, Vec b) {
+  return _mm256_unpackhi_epi16(a, b);
+}
+inline Vec set1_32(int32_t v) {
+  return _mm256_set1_epi32(v);
+}
+inline Vec clamp32(Vec v, Vec lo, Vec hi) {
+  return _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
+}
+inline Vec requant(Vec v, Vec mult, Vec shift, Rounding r) {
+  return requantize8(v, mult, shift, r);
 }
 inline Wide wide_set1(int32_t v) {
   return _mm256_set1_epi16(static_cast<int16_t>(v));
@@ -57,89 +76,29 @@ inline Wide load_wide(const int8_t* p, int32_t n, Shuffle shuffle, Wide offset) 
   return _mm256_add_epi16(_mm256_cvtepi8_epi16(v), offset);
 }
 
-// Two taps interleaved per channel: lo has channels 0-3 / 8-11, hi 4-7 / 12-15.
-struct Pair {
-  __m256i lo, hi;
-};
-inline Pair make_pair(Wide t0, Wide t1) {
-  return {_mm256_unpacklo_epi16(t0, t1), _mm256_unpackhi_epi16(t0, t1)};
+// Accumulator and constant order: lo has channels 0-3 / 8-11, hi 4-7 / 12-15.
+// v[oc0, oc0 + cnt) (zeros past cnt, or all zeros when v is null) in that order.
+inline void split(const int32_t* v, int32_t oc0, int32_t cnt, Vec* lo, Vec* hi) {
+  alignas(32) int32_t tmp[16] = {};
+  if (v != nullptr) std::memcpy(tmp, v + oc0, sizeof(int32_t) * static_cast<size_t>(cnt));
+  const __m256i a = _mm256_load_si256(reinterpret_cast<const __m256i*>(tmp));
+  const __m256i c = _mm256_load_si256(reinterpret_cast<const __m256i*>(tmp + 8));
+  *lo = _mm256_permute2x128_si256(a, c, 0x20);
+  *hi = _mm256_permute2x128_si256(a, c, 0x31);
 }
-inline void mac2(Acc& acc, const Pair& x, const Pair& w) {
-  acc.lo = _mm256_add_epi32(acc.lo, _mm256_madd_epi16(x.lo, w.lo));
-  acc.hi = _mm256_add_epi32(acc.hi, _mm256_madd_epi16(x.hi, w.hi));
+// Writes out[0, cnt) from finished int32 values in the accumulator order.
+inline void store_channels(Vec lo, Vec hi, int32_t cnt, int8_t* out) {
+  // Channels 0-7 | 8-15 as int16 (already in [-128, 127], so no pack saturates).
+  const __m256i h = _mm256_packs_epi32(lo, hi);
+  const __m128i bytes = _mm_packs_epi16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  if (cnt == 16) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), bytes);
+  } else {
+    alignas(16) int8_t tmp[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
+    std::memcpy(out, tmp, static_cast<size_t>(cnt));
+  }
 }
-
-// The requantization constants of one 16-channel block in the accumulators' channel order
-// (lo: channels 0-3 / 8-11, hi: 4-7 / 12-15), so the accumulators need no reordering.
-struct Block {
-  __m256i bias_lo, bias_hi, mult_lo, mult_hi, shift_lo, shift_hi;
-};
-
-class Epilogue {
- public:
-  explicit Epilogue(const DepthwiseArgs& a)
-      : bias_(a.bias),
-        mult_(a.multiplier),
-        shift_(a.shift),
-        per_channel_(a.per_channel),
-        rounding_(a.rounding),
-        c_offset_(a.params->output_offset),
-        act_min_(a.params->act_min),
-        act_max_(a.params->act_max) {}
-
-  Block block(int32_t oc0, int32_t cnt) const {
-    Block b{};
-    split(bias_, oc0, cnt, &b.bias_lo, &b.bias_hi);
-    if (per_channel_) {
-      split(mult_, oc0, cnt, &b.mult_lo, &b.mult_hi);
-      split(shift_, oc0, cnt, &b.shift_lo, &b.shift_hi);
-    } else {
-      b.mult_lo = b.mult_hi = _mm256_set1_epi32(mult_[0]);
-      b.shift_lo = b.shift_hi = _mm256_set1_epi32(shift_[0]);
-    }
-    return b;
-  }
-
-  void store(const Block& b, const Acc& acc, int32_t cnt, int8_t* out) const {
-    const __m256i lo = finish(_mm256_add_epi32(acc.lo, b.bias_lo), b.mult_lo, b.shift_lo);
-    const __m256i hi = finish(_mm256_add_epi32(acc.hi, b.bias_hi), b.mult_hi, b.shift_hi);
-    // Channels 0-7 | 8-15 as int16 (already in [-128, 127], so no pack saturates).
-    const __m256i h = _mm256_packs_epi32(lo, hi);
-    const __m128i bytes =
-        _mm_packs_epi16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-    if (cnt == 16) {
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(out), bytes);
-    } else {
-      alignas(16) int8_t tmp[16];
-      _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
-      std::memcpy(out, tmp, static_cast<size_t>(cnt));
-    }
-  }
-
- private:
-  // v[oc0, oc0 + cnt) (zeros past cnt, or all zeros when v is null) in the accumulator order.
-  static void split(const int32_t* v, int32_t oc0, int32_t cnt, __m256i* lo, __m256i* hi) {
-    alignas(32) int32_t tmp[16] = {};
-    if (v != nullptr) std::memcpy(tmp, v + oc0, sizeof(int32_t) * static_cast<size_t>(cnt));
-    const __m256i a = _mm256_load_si256(reinterpret_cast<const __m256i*>(tmp));
-    const __m256i c = _mm256_load_si256(reinterpret_cast<const __m256i*>(tmp + 8));
-    *lo = _mm256_permute2x128_si256(a, c, 0x20);
-    *hi = _mm256_permute2x128_si256(a, c, 0x31);
-  }
-  // requantize, + output offset (wrapping), clamp.
-  __m256i finish(__m256i v, __m256i mult, __m256i shift) const {
-    v = _mm256_add_epi32(requantize8(v, mult, shift, rounding_), _mm256_set1_epi32(c_offset_));
-    return _mm256_min_epi32(_mm256_max_epi32(v, _mm256_set1_epi32(act_min_)),
-                            _mm256_set1_epi32(act_max_));
-  }
-
-  const int32_t* bias_;
-  const int32_t* mult_;
-  const int32_t* shift_;
-  bool per_channel_;
-  Rounding rounding_;
-  int32_t c_offset_, act_min_, act_max_;
-};
 
 #include "s8_dwconv_x86.inc"  // the driver, built with this file's flags
 

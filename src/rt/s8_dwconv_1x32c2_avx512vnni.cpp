@@ -29,12 +29,31 @@ constexpr bool kMaskedLoads = true;  // vmovdqu8 with a byte mask
 using Wide = __m512i;                // 32 int16
 using Shuffle = __m512i;             // vpermw indices
 
-struct Acc {
-  __m512i lo, hi;
-};
+using Vec = __m512i;  // 16 int32 or 32 int16
 
-inline Acc acc_zero() {
-  return {_mm512_setzero_si512(), _mm512_setzero_si512()};
+inline Vec vzero() {
+  return _mm512_setzero_si512();
+}
+inline Vec add32(Vec a, Vec b) {
+  return _mm512_add_epi32(a, b);
+}
+inline Vec madd16(Vec a, Vec b) {
+  return _mm512_madd_epi16(a, b);
+}
+inline Vec unpacklo16(Vec a, Vec b) {
+  return _mm512_unpacklo_epi16(a, b);
+}
+inline Vec unpackhi16(Vec a, Vec b) {
+  return _mm512_unpackhi_epi16(a, b);
+}
+inline Vec set1_32(int32_t v) {
+  return _mm512_set1_epi32(v);
+}
+inline Vec clamp32(Vec v, Vec lo, Vec hi) {
+  return _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+}
+inline Vec requant(Vec v, Vec mult, Vec shift, Rounding r) {
+  return requantize16(v, mult, shift, r);
 }
 inline Wide wide_set1(int32_t v) {
   return _mm512_set1_epi16(static_cast<int16_t>(v));
@@ -59,86 +78,29 @@ inline Wide load_wide(const int8_t* p, int32_t n, Shuffle shuffle, Wide offset) 
   return _mm512_add_epi16(x, offset);
 }
 
-// Two taps interleaved per channel: 128-bit lane L of lo has channels 8L .. 8L + 3, of hi
-// 8L + 4 .. 8L + 7.
-struct Pair {
-  __m512i lo, hi;
-};
-inline Pair make_pair(Wide t0, Wide t1) {
-  return {_mm512_unpacklo_epi16(t0, t1), _mm512_unpackhi_epi16(t0, t1)};
+inline __mmask32 lanes32(int32_t cnt) {
+  return static_cast<__mmask32>((uint64_t{1} << cnt) - 1);
 }
-inline void mac2(Acc& acc, const Pair& x, const Pair& w) {
-  acc.lo = _mm512_add_epi32(acc.lo, _mm512_madd_epi16(x.lo, w.lo));
-  acc.hi = _mm512_add_epi32(acc.hi, _mm512_madd_epi16(x.hi, w.hi));
+// Accumulator and constant order: 128-bit lane L of lo has channels 8L .. 8L + 3, of hi
+// 8L + 4 .. 8L + 7. v[oc0, oc0 + cnt) (zeros past cnt, or all zeros when v is null) in that
+// order.
+inline void split(const int32_t* v, int32_t oc0, int32_t cnt, Vec* lo, Vec* hi) {
+  __m512i a = _mm512_setzero_si512(), c = _mm512_setzero_si512();
+  if (v != nullptr) {
+    a = _mm512_maskz_loadu_epi32(lanes16(cnt), v + oc0);
+    if (cnt > 16) c = _mm512_maskz_loadu_epi32(lanes16(cnt - 16), v + oc0 + 16);
+  }
+  // permutex2var index i < 16 takes a[i] (channel i), 16 + i takes c[i] (channel 16 + i).
+  *lo = _mm512_permutex2var_epi32(
+      a, _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27), c);
+  *hi = _mm512_permutex2var_epi32(
+      a, _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31), c);
 }
-
-// The requantization constants of one 32-channel block in the accumulators' channel order
-// (128-bit lane L of lo: channels 8L .. 8L + 3, of hi: 8L + 4 .. 8L + 7).
-struct Block {
-  __m512i bias_lo, bias_hi, mult_lo, mult_hi, shift_lo, shift_hi;
-};
-
-class Epilogue {
- public:
-  explicit Epilogue(const DepthwiseArgs& a)
-      : bias_(a.bias),
-        mult_(a.multiplier),
-        shift_(a.shift),
-        per_channel_(a.per_channel),
-        rounding_(a.rounding),
-        c_offset_(a.params->output_offset),
-        act_min_(a.params->act_min),
-        act_max_(a.params->act_max) {}
-
-  Block block(int32_t oc0, int32_t cnt) const {
-    Block b{};
-    split(bias_, oc0, cnt, &b.bias_lo, &b.bias_hi);
-    if (per_channel_) {
-      split(mult_, oc0, cnt, &b.mult_lo, &b.mult_hi);
-      split(shift_, oc0, cnt, &b.shift_lo, &b.shift_hi);
-    } else {
-      b.mult_lo = b.mult_hi = _mm512_set1_epi32(mult_[0]);
-      b.shift_lo = b.shift_hi = _mm512_set1_epi32(shift_[0]);
-    }
-    return b;
-  }
-
-  void store(const Block& b, const Acc& acc, int32_t cnt, int8_t* out) const {
-    const __m512i lo = finish(_mm512_add_epi32(acc.lo, b.bias_lo), b.mult_lo, b.shift_lo);
-    const __m512i hi = finish(_mm512_add_epi32(acc.hi, b.bias_hi), b.mult_hi, b.shift_hi);
-    // Channels 0 .. 31 in order as int16 (already in [-128, 127], so no pack saturates).
-    _mm512_mask_cvtepi16_storeu_epi8(out, lanes32(cnt), _mm512_packs_epi32(lo, hi));
-  }
-
- private:
-  static __mmask32 lanes32(int32_t cnt) { return static_cast<__mmask32>((uint64_t{1} << cnt) - 1); }
-  // v[oc0, oc0 + cnt) (zeros past cnt, or all zeros when v is null) in the accumulator order.
-  static void split(const int32_t* v, int32_t oc0, int32_t cnt, __m512i* lo, __m512i* hi) {
-    __m512i a = _mm512_setzero_si512(), c = _mm512_setzero_si512();
-    if (v != nullptr) {
-      a = _mm512_maskz_loadu_epi32(lanes16(cnt), v + oc0);
-      if (cnt > 16) c = _mm512_maskz_loadu_epi32(lanes16(cnt - 16), v + oc0 + 16);
-    }
-    // permutex2var index i < 16 takes a[i] (channel i), 16 + i takes c[i] (channel 16 + i).
-    *lo = _mm512_permutex2var_epi32(
-        a, _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27), c);
-    *hi = _mm512_permutex2var_epi32(
-        a, _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31), c);
-  }
-  // requantize, + output offset (wrapping), clamp.
-  __m512i finish(__m512i v, __m512i mult, __m512i shift) const {
-    v = _mm512_add_epi32(requantize16(v, mult, shift, rounding_), _mm512_set1_epi32(c_offset_));
-    return _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(act_min_)),
-                            _mm512_set1_epi32(act_max_));
-  }
-
-  const int32_t* bias_;
-  const int32_t* mult_;
-  const int32_t* shift_;
-  bool per_channel_;
-  Rounding rounding_;
-  int32_t c_offset_, act_min_, act_max_;
-};
+// Writes out[0, cnt) from finished int32 values in the accumulator order.
+inline void store_channels(Vec lo, Vec hi, int32_t cnt, int8_t* out) {
+  // Channels 0 .. 31 in order as int16 (already in [-128, 127], so no pack saturates).
+  _mm512_mask_cvtepi16_storeu_epi8(out, lanes32(cnt), _mm512_packs_epi32(lo, hi));
+}
 
 #include "s8_dwconv_x86.inc"  // the driver, built with this file's flags
 
