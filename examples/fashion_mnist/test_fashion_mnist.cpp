@@ -406,6 +406,22 @@ TEST(Int8Mlp, QuantizationParametersFollowTheConventions) {
                                       {"2 ranges", "2 layers", "need 3"});
 }
 
+namespace {
+
+// The key of a 3-2 model, as the cache tests write and read it.
+TrainKey small_key() {
+  TrainKey key;
+  key.sizes = {3, 2};
+  key.seed = 1;
+  key.epochs = 1;
+  key.batch = 1;
+  key.lr = 0.5f;
+  key.train_count = 10;
+  return key;
+}
+
+}  // namespace
+
 TEST(ModelCache, RoundTripIsExact) {
   FloatMlp mlp = he_init({7, 4, 2}, 3);
   mlp.layers[1].b << 0.25f, -1e-30f;
@@ -442,13 +458,7 @@ TEST(ModelCache, RoundTripIsExact) {
 
 TEST(ModelCache, RejectsCorruptionAndOtherKeys) {
   const FloatMlp mlp = he_init({3, 2}, 1);
-  TrainKey key;
-  key.sizes = {3, 2};
-  key.seed = 1;
-  key.epochs = 1;
-  key.batch = 1;
-  key.lr = 0.5f;
-  key.train_count = 10;
+  TrainKey key = small_key();
   const std::vector<uint8_t> good = serialize_model(mlp, key);
   std::vector<uint8_t> flipped = good;
   flipped[40] ^= 0x10;
@@ -557,13 +567,7 @@ TEST(Train, KeepBestEndsWithTheBestValidationEpoch) {
 
 TEST(ModelCache, RecipeIsPartOfTheKey) {
   const FloatMlp mlp = he_init({3, 2}, 1);
-  TrainKey key;
-  key.sizes = {3, 2};
-  key.seed = 1;
-  key.epochs = 1;
-  key.batch = 1;
-  key.lr = 0.5f;
-  key.train_count = 10;
+  TrainKey key = small_key();
   key.recipe = "global70-f100_from-e20";
   EXPECT_EQ(key.tag(), "3-2_s1_e1_b1_lr0.5_n10_global70-f100_from-e20");
   const std::vector<uint8_t> bytes = serialize_model(mlp, key);
