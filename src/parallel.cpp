@@ -162,7 +162,8 @@ void fully_connected_s8_parallel(int threads, const rt::FcParams& params,
   for (size_t s = 0; s < slices.size(); ++s) {
     const rt::FcDims d{dims.batch, dims.in_features, slices[s].count};
     scratch[s].resize(static_cast<size_t>(std::max(0, rt::fully_connected_s8_scratch_size(d, p))));
-    if (!direct) staged[s].resize(static_cast<size_t>(dims.batch) * slices[s].count);
+    if (!direct)
+      staged[s].resize(static_cast<size_t>(dims.batch) * static_cast<size_t>(slices[s].count));
   }
   run_slices(slices.size(), [&](size_t s) {
     const Slice& sl = slices[s];

@@ -142,8 +142,9 @@ TEST(NmMask, KeepsNLargestPerGroupIncludingTail) {
 
 TEST(NmMask, RejectsBadNm) {
   const std::vector<float> w(8, 1.0f);
-  for (auto [n, m] :
+  for (const auto& nm :
        {std::pair{5, 4}, std::pair{0, 4}, std::pair{-1, 4}, std::pair{2, 0}, std::pair{1, 300}}) {
+    const int n = nm.first, m = nm.second;  // plain locals: lambdas may not capture bindings
     const std::string msg = message_of<InvalidArgument>([&] { nm_mask({w.data(), {2, 4}}, n, m); });
     EXPECT_TRUE(has(msg, "N:M = " + std::to_string(n) + ":" + std::to_string(m))) << msg;
   }

@@ -198,7 +198,8 @@ T* at(uint8_t* base, int64_t offset) noexcept {
 
 uint8_t* aligned_base(void* scratch, int64_t align) noexcept {
   const auto a = reinterpret_cast<uintptr_t>(scratch);
-  return static_cast<uint8_t*>(scratch) + ((align - static_cast<int64_t>(a % align)) % align);
+  const auto u = static_cast<uintptr_t>(align);
+  return static_cast<uint8_t*>(scratch) + (u - a % u) % u;
 }
 
 // X_g = sum_{k in g} (x + io), g < groups.

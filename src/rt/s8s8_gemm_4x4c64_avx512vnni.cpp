@@ -482,7 +482,7 @@ void k4_gemm_s8_avx512vnni(const GemmS8Args& g, const void* packed) noexcept {
   const int32_t coef = s32(u32(g.a_offset) - 128u);
   auto* colterm = reinterpret_cast<int32_t*>(
       (reinterpret_cast<uintptr_t>(g.scratch) + 63) / 64 * 64 +
-      uintptr_t{kK4Mr} * round_up(g.k, 64) + 4 * uintptr_t{kK4Mr} * kK4Ld);
+      uintptr_t{kK4Mr} * static_cast<uintptr_t>(round_up(g.k, 64)) + 4 * uintptr_t{kK4Mr} * kK4Ld);
   const EpilogueS8 e = make_epilogue_s8(g, coef, colsum, colterm);
   k4_drive(g, packed,
            [&e, kab, bo](int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t suma) {
