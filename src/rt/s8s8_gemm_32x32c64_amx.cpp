@@ -148,35 +148,21 @@ void amx_store(int32_t* c) {
   if constexpr (TA * TB > 3) _tile_stored(3, at(3), 4 * kLd);
 }
 
-// One (16 * ta) x (16 * tb) block: computed, then stored to c.
+// One (16 * TA) x (16 * TB) block: computed, then stored to c.
+template <int TA, int TB>
+void amx_block_of(const int8_t* ap, int64_t ld_a, int32_t kp, const int8_t* bp, int32_t* c) {
+  amx_compute<TA, TB>(ap, ld_a, kp, bp);
+  amx_store<TA, TB>(c);
+}
+
+// The block shapes the driver uses: 16 x 16..64 (ta = 1) and 32 x 16 / 32 x 32 (ta = 2).
 void amx_block(int ta, int tb, const int8_t* ap, int64_t ld_a, int32_t kp, const int8_t* bp,
                int32_t* c) {
-  switch (ta * 4 + tb) {
-    case 5:
-      amx_compute<1, 1>(ap, ld_a, kp, bp);
-      amx_store<1, 1>(c);
-      break;
-    case 6:
-      amx_compute<1, 2>(ap, ld_a, kp, bp);
-      amx_store<1, 2>(c);
-      break;
-    case 7:
-      amx_compute<1, 3>(ap, ld_a, kp, bp);
-      amx_store<1, 3>(c);
-      break;
-    case 8:
-      amx_compute<1, 4>(ap, ld_a, kp, bp);
-      amx_store<1, 4>(c);
-      break;
-    case 9:
-      amx_compute<2, 1>(ap, ld_a, kp, bp);
-      amx_store<2, 1>(c);
-      break;
-    default:
-      amx_compute<2, 2>(ap, ld_a, kp, bp);
-      amx_store<2, 2>(c);
-      break;
-  }
+  using Block = void (*)(const int8_t*, int64_t, int32_t, const int8_t*, int32_t*);
+  static constexpr Block kOneRow[] = {amx_block_of<1, 1>, amx_block_of<1, 2>, amx_block_of<1, 3>,
+                                      amx_block_of<1, 4>};
+  const Block f = ta == 1 ? kOneRow[tb - 1] : tb == 1 ? amx_block_of<2, 1> : amx_block_of<2, 2>;
+  f(ap, ld_a, kp, bp, c);
 }
 
 // Scratch after the (optional) packed b: panel [kPanelRows][kp] | C block [kBm][kBn]
