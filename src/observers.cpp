@@ -48,12 +48,22 @@ void for_each_run(const ParamLayout& l, const float* data, int64_t n, F&& f) {
   }
 }
 
-// Min and max of p[0, n), plus whether any value is NaN or infinite. 64 independent lanes in
-// local arrays: the lane loop is an element-wise loop the compiler vectorises (a plain min
-// reduction would need reassociation, which it refuses without -ffast-math). The non-finite
-// test reads the bits: (bits & exponent) + 1 ulp of exponent reaches bit 31 only for an all-ones
-// exponent.
-void minmax_run(const float* p, int64_t n, float* lo_out, float* hi_out, uint32_t* bad_out) {
+// Non-zero in bit 31 exactly when x is NaN or infinite: (bits & exponent) + 1 ulp of exponent
+// reaches bit 31 only for an all-ones exponent.
+inline uint32_t nonfinite_bit(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, sizeof b);
+  return (b & 0x7F800000u) + 0x00800000u;
+}
+
+// Folds the min and max of p[0, n) into *lo_out and *hi_out and sets bit 31 of *bad_out when any
+// value is NaN or infinite, calling each(i, x) for every element too. 64 independent lanes in
+// local arrays: the lane loop is an element-wise loop the compiler vectorises, each() inlined
+// into it (a plain min reduction would need reassociation, which it refuses without
+// -ffast-math).
+template <typename Each>
+void minmax_scan(const float* p, int64_t n, float* lo_out, float* hi_out, uint32_t* bad_out,
+                 Each each) {
   constexpr int kLanes = 64;
   alignas(64) float lo[kLanes];
   alignas(64) float hi[kLanes];
@@ -68,22 +78,20 @@ void minmax_run(const float* p, int64_t n, float* lo_out, float* hi_out, uint32_
     const float* q = p + i;
     for (int j = 0; j < kLanes; ++j) {
       const float x = q[j];
-      uint32_t b;
-      std::memcpy(&b, &x, sizeof b);
       lo[j] = x < lo[j] ? x : lo[j];
       hi[j] = x > hi[j] ? x : hi[j];
-      bad[j] |= (b & 0x7F800000u) + 0x00800000u;
+      bad[j] |= nonfinite_bit(x);
+      each(i + j, x);
     }
   }
   float l = *lo_out, h = *hi_out;
   uint32_t any = *bad_out;
   for (; i < n; ++i) {
     const float x = p[i];
-    uint32_t b;
-    std::memcpy(&b, &x, sizeof b);
     l = std::min(l, x);
     h = std::max(h, x);
-    any |= (b & 0x7F800000u) + 0x00800000u;
+    any |= nonfinite_bit(x);
+    each(i, x);
   }
   for (int j = 0; j < kLanes; ++j) {
     l = std::min(l, lo[j]);
@@ -93,6 +101,10 @@ void minmax_run(const float* p, int64_t n, float* lo_out, float* hi_out, uint32_
   *lo_out = l;
   *hi_out = h;
   *bad_out = any & 0x80000000u;
+}
+
+void minmax_run(const float* p, int64_t n, float* lo_out, float* hi_out, uint32_t* bad_out) {
+  minmax_scan(p, n, lo_out, hi_out, bad_out, [](int64_t, float) {});
 }
 
 bool same_spec(const QuantSpec& a, const QuantSpec& b) {
@@ -227,55 +239,19 @@ void flush_partial(Histogram* h, uint32_t* partial) {
 constexpr int64_t kFlushEvery = int64_t{1} << 30;  // each partial bin stays below 2^31
 
 // The per-tensor streaming kernel: bin indices of q[0, m) on h's grid and, in the same read, the
-// block's min, max and non-finite flag (see minmax_run for the lanes and the bit test).
+// block's min, max and non-finite flag (see minmax_scan).
 template <bool kMagnitude>
 void index_block(const Histogram& h, const float* q, int64_t m, int32_t* idx, float* lo_out,
                  float* hi_out, uint32_t* bad_out) {
   const float scale = std::ldexp(1.0f, -h.exponent);
   const auto first = static_cast<int32_t>(h.first_bin);
   const auto top = static_cast<int32_t>(h.counts.size()) - 1;
-  constexpr int kLanes = 64;
-  alignas(64) float lo[kLanes];
-  alignas(64) float hi[kLanes];
-  alignas(64) uint32_t bad[kLanes];
-  for (int j = 0; j < kLanes; ++j) {
-    lo[j] = kInf;
-    hi[j] = -kInf;
-    bad[j] = 0;
-  }
-  int64_t k = 0;
-  for (; k + kLanes <= m; k += kLanes) {
-    const float* p = q + k;
-    int32_t* out = idx + k;
-    for (int j = 0; j < kLanes; ++j) {
-      const float x = p[j];
-      uint32_t b;
-      std::memcpy(&b, &x, sizeof b);
-      lo[j] = x < lo[j] ? x : lo[j];
-      hi[j] = x > hi[j] ? x : hi[j];
-      bad[j] |= (b & 0x7F800000u) + 0x00800000u;
-      out[j] = bin_of<kMagnitude>(x, scale, first, top);
-    }
-  }
-  float l = kInf, hh = -kInf;
-  uint32_t any = 0;
-  for (; k < m; ++k) {
-    const float x = q[k];
-    uint32_t b;
-    std::memcpy(&b, &x, sizeof b);
-    l = std::min(l, x);
-    hh = std::max(hh, x);
-    any |= (b & 0x7F800000u) + 0x00800000u;
-    idx[k] = bin_of<kMagnitude>(x, scale, first, top);
-  }
-  for (int j = 0; j < kLanes; ++j) {
-    l = std::min(l, lo[j]);
-    hh = std::max(hh, hi[j]);
-    any |= bad[j];
-  }
-  *lo_out = l;
-  *hi_out = hh;
-  *bad_out = any & 0x80000000u;
+  *lo_out = kInf;
+  *hi_out = -kInf;
+  *bad_out = 0;
+  minmax_scan(q, m, lo_out, hi_out, bad_out, [idx, scale, first, top](int64_t i, float x) {
+    idx[i] = bin_of<kMagnitude>(x, scale, first, top);
+  });
 }
 
 // Counts precomputed indices into the 4 partial histograms in turn (see count_block).
