@@ -39,19 +39,28 @@ constexpr Status check_activation(int32_t act_min, int32_t act_max) noexcept {
 }
 
 // Pointers present; every multiplier in [0, 2^31 - 1] (i.e. >= 0) and every shift in
-// [kMinShift, kMaxShift], over `channels` entries when per-channel, else over one.
+// [kMinShift, kMaxShift], over `channels` entries when per-channel, else over one. A negative
+// multiplier anywhere gives kBadMultiplier, else a shift out of range kBadShift.
+// One pass without early exits, so the compiler vectorizes it (it runs on every call, over up
+// to out_features channels): the bad entries are only or-ed together, and which status to
+// return is decided after the loop.
 constexpr Status check_requant(const Requant& rq, int32_t channels) noexcept {
   if (rq.multiplier == nullptr || rq.shift == nullptr) return Status::kNullPointer;
   if (rq.rounding != Rounding::kDouble && rq.rounding != Rounding::kSingle) {
     return Status::kBadArgument;
   }
   const int32_t count = rq.per_channel ? channels : 1;
+  constexpr uint32_t kShiftSpan = static_cast<uint32_t>(kMaxShift - kMinShift);
+  uint32_t bad_mult = 0;
+  uint32_t bad_shift = 0;
   for (int32_t i = 0; i < count; ++i) {
-    if (rq.multiplier[i] < 0) return Status::kBadMultiplier;
+    bad_mult |= static_cast<uint32_t>(rq.multiplier[i]) >> 31;  // the sign bit
+    // shift - kMinShift as unsigned: below kMinShift wraps past the span.
+    const uint32_t from_min = static_cast<uint32_t>(rq.shift[i]) - static_cast<uint32_t>(kMinShift);
+    bad_shift |= static_cast<uint32_t>(from_min > kShiftSpan);
   }
-  for (int32_t i = 0; i < count; ++i) {
-    if (!shift_in_range(rq.shift[i])) return Status::kBadShift;
-  }
+  if (bad_mult != 0) return Status::kBadMultiplier;
+  if (bad_shift != 0) return Status::kBadShift;
   return Status::kOk;
 }
 
