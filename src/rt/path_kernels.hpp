@@ -94,12 +94,16 @@ const PathKernels* neondot_kernels() noexcept;     // null unless built for AArc
 // with whatever per-row data the path wants (row sums, offsets folded in). gemm_s8_packed then
 // runs GemmS8Args (b and b_s4 ignored) on it, with gemm_s8_packed_scratch(m, n, k) bytes of
 // 64-aligned scratch. pack() may fold b_offset in, so the run must use the same b_offset.
+// gemm_s32_packed runs GemmS32Args (b and ldb ignored) on the same packed b: the raw
+// accumulators, through the same tiles with an int32-out epilogue, in at most
+// gemm_s8_packed_scratch(m, n, k) bytes of scratch.
 struct PackedGemmKernels {
   Path path;
   int64_t (*packed_bytes)(int32_t n, int32_t k);
   void (*pack)(const int8_t* b, int32_t n, int32_t k, int32_t ldb, int32_t b_offset, void* out);
   void (*gemm_s8_packed)(const GemmS8Args& args, const void* packed);
   int32_t (*gemm_s8_packed_scratch)(int32_t m, int32_t n, int32_t k);
+  void (*gemm_s32_packed)(const GemmS32Args& args, const void* packed);
 };
 const PackedGemmKernels* avx2_packed_kernels() noexcept;        // x86 paths only
 const PackedGemmKernels* avx512vnni_packed_kernels() noexcept;  // x86 paths only
@@ -138,6 +142,8 @@ void k4_pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, void* out) noex
 // AVX-512 VNNI gemm_s8 on k4-packed b (any m; b, b_s4, ldb of the args ignored), with
 // k4_gemm_scratch_avx512vnni() bytes of 64-aligned scratch.
 void k4_gemm_s8_avx512vnni(const GemmS8Args& g, const void* packed) noexcept;
+// The same for gemm_s32 (b and ldb of the args ignored), in no more scratch.
+void k4_gemm_s32_avx512vnni(const GemmS32Args& g, const void* packed) noexcept;
 int32_t k4_gemm_scratch_avx512vnni(int32_t m, int32_t n, int32_t k) noexcept;
 
 // The table of a compiled-in path the CPU supports, or null (dispatch.cpp). kAuto is resolved

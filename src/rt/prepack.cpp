@@ -142,15 +142,63 @@ Path fully_connected_s8_prepacked_path(const void* packed) noexcept {
   return static_cast<Path>(h.path);
 }
 
-int32_t fully_connected_s8_prepacked_scratch_size(const FcDims& dims, const void* packed) noexcept {
+namespace {
+
+// Scratch of either run on a packed buffer (s32: the raw-int32 one), 0 for bad dims or buffer.
+int32_t scratch_query(const FcDims& dims, const void* packed, bool s32) noexcept {
   Header h{};
   if (read_header(packed, &h) != Status::kOk || detail::check_fc_dims(dims) != Status::kOk) {
     return 0;
   }
   const auto p = static_cast<Path>(h.path);
   const detail::PackedGemmKernels* t = packed_table(p);
-  if (t == nullptr) return fully_connected_s8_scratch_size(dims, p);
-  return packed_scratch(*t, dims, h);
+  if (t != nullptr) return packed_scratch(*t, dims, h);  // covers both runs
+  if (!s32) return fully_connected_s8_scratch_size(dims, p);
+  return gemm_s8s8_s32_scratch_size(GemmDims{dims.batch, dims.out_features, dims.in_features}, p);
+}
+
+// The checked header matches the call (dims, filter_offset, ctx.path, payload size) and its
+// path runs on this CPU.
+Status check_match(const Context& ctx, const FcParams& params, const FcDims& dims,
+                   const Header& h) noexcept {
+  const auto p = static_cast<Path>(h.path);
+  if (h.n != dims.out_features || h.k != dims.in_features ||
+      h.filter_offset != params.filter_offset || (ctx.path != Path::kAuto && ctx.path != p) ||
+      h.payload_bytes != payload_bytes(dims, p)) {
+    return Status::kBadArgument;
+  }
+  if (detail::path_kernels(p) == nullptr) return Status::kPathUnavailable;
+  return Status::kOk;
+}
+
+// Checks the caller's scratch for a packed path's run on checked dims and header; on kOk,
+// *scratch is its 64-aligned start (null when none is needed).
+Status packed_scratch_of(const Context& ctx, const detail::PackedGemmKernels& t, const FcDims& dims,
+                         const Header& h, void** scratch) noexcept {
+  const int32_t need = packed_scratch(t, dims, h);
+  if (need == INT32_MAX) return Status::kBadDimension;  // scratch would not fit in int32
+  const Status s = detail::check_scratch(ctx, need);
+  if (s != Status::kOk) return s;
+  const auto addr = reinterpret_cast<uintptr_t>(ctx.scratch);
+  *scratch = need > 0 ? reinterpret_cast<void*>((addr + static_cast<uintptr_t>(kAlign - 1)) &
+                                                ~static_cast<uintptr_t>(kAlign - 1))
+                      : nullptr;
+  return Status::kOk;
+}
+
+const int8_t* payload_of(const void* packed) noexcept {
+  return static_cast<const int8_t*>(packed) + kHeaderBytes;
+}
+
+}  // namespace
+
+int32_t fully_connected_s8_prepacked_scratch_size(const FcDims& dims, const void* packed) noexcept {
+  return scratch_query(dims, packed, false);
+}
+
+int32_t fully_connected_s8_prepacked_s32_scratch_size(const FcDims& dims,
+                                                      const void* packed) noexcept {
+  return scratch_query(dims, packed, true);
 }
 
 Status fully_connected_s8_prepacked(const Context& ctx, const FcParams& params,
@@ -167,25 +215,17 @@ Status fully_connected_s8_prepacked(const Context& ctx, const FcParams& params,
   }
   if (s == Status::kOk) s = detail::check_activation(params.act_min, params.act_max);
   if (s == Status::kOk) s = detail::check_requant(requant, dims.out_features);
+  if (s == Status::kOk) s = check_match(ctx, params, dims, h);
   if (s != Status::kOk) return s;
   const auto p = static_cast<Path>(h.path);
-  if (h.n != dims.out_features || h.k != dims.in_features ||
-      h.filter_offset != params.filter_offset || (ctx.path != Path::kAuto && ctx.path != p) ||
-      h.payload_bytes != payload_bytes(dims, p)) {
-    return Status::kBadArgument;
-  }
-  if (detail::path_kernels(p) == nullptr) return Status::kPathUnavailable;
-  const auto* payload = static_cast<const uint8_t*>(packed) + kHeaderBytes;
   const detail::PackedGemmKernels* t = packed_table(p);
   if (t == nullptr) {
     Context c = ctx;
     c.path = p;
-    return fully_connected_s8(c, params, requant, dims, input,
-                              reinterpret_cast<const int8_t*>(payload), bias, output);
+    return fully_connected_s8(c, params, requant, dims, input, payload_of(packed), bias, output);
   }
-  const int32_t need = packed_scratch(*t, dims, h);     // header and dims checked above
-  if (need == INT32_MAX) return Status::kBadDimension;  // scratch would not fit in int32
-  s = detail::check_scratch(ctx, need);
+  void* scratch = nullptr;
+  s = packed_scratch_of(ctx, *t, dims, h, &scratch);  // header and dims checked above
   if (s != Status::kOk) return s;
   detail::GemmS8Args g;
   g.m = dims.batch;
@@ -205,11 +245,50 @@ Status fully_connected_s8_prepacked(const Context& ctx, const FcParams& params,
   g.c_offset = params.output_offset;
   g.act_min = params.act_min;
   g.act_max = params.act_max;
-  const auto addr = reinterpret_cast<uintptr_t>(ctx.scratch);
-  g.scratch = need > 0 ? reinterpret_cast<void*>((addr + static_cast<uintptr_t>(kAlign - 1)) &
-                                                 ~static_cast<uintptr_t>(kAlign - 1))
-                       : nullptr;
-  t->gemm_s8_packed(g, payload);
+  g.scratch = scratch;
+  t->gemm_s8_packed(g, payload_of(packed));
+  return Status::kOk;
+}
+
+Status fully_connected_s8_prepacked_s32(const Context& ctx, const FcParams& params,
+                                        const FcDims& dims, const int8_t* input, const void* packed,
+                                        const int32_t* bias, int32_t* acc) noexcept {
+  if (input == nullptr || acc == nullptr) return Status::kNullPointer;
+  Header h{};
+  Status s = read_header(packed, &h);
+  if (s != Status::kOk) return s;
+  s = detail::check_fc_dims(dims);
+  if (s == Status::kOk && (!detail::in_range(params.input_offset, -127, 128) ||
+                           !detail::in_range(params.filter_offset, -127, 128))) {
+    s = Status::kBadOffset;
+  }
+  if (s == Status::kOk) s = check_match(ctx, params, dims, h);
+  if (s != Status::kOk) return s;
+  const auto p = static_cast<Path>(h.path);
+  const detail::PackedGemmKernels* t = packed_table(p);
+  if (t == nullptr) {  // plain weights: the path's int32 GEMM on them
+    Context c = ctx;
+    c.path = p;
+    return gemm_s8s8_s32(c, GemmDims{dims.batch, dims.out_features, dims.in_features}, input,
+                         params.input_offset, payload_of(packed), params.filter_offset, nullptr,
+                         bias, acc);
+  }
+  void* scratch = nullptr;
+  s = packed_scratch_of(ctx, *t, dims, h, &scratch);
+  if (s != Status::kOk) return s;
+  detail::GemmS32Args g;
+  g.m = dims.batch;
+  g.n = dims.out_features;
+  g.k = dims.in_features;
+  g.a = input;
+  g.lda = dims.in_features;
+  g.a_offset = params.input_offset;
+  g.b_offset = params.filter_offset;
+  g.col_add = bias;
+  g.c = acc;
+  g.ldc = dims.out_features;
+  g.scratch = scratch;
+  t->gemm_s32_packed(g, payload_of(packed));
   return Status::kOk;
 }
 

@@ -302,6 +302,20 @@ void gemm_s8(const GemmS8Args& g) {
   amx_s8(g, reinterpret_cast<const int8_t*>(pb), pb + align64(k4_packed_bytes(g.n, g.k)));
 }
 
+// The int32-out run on k4-packed b: each block's tiles stored, plus the column term (k * ao *
+// bo and col_add folded in) and the row terms, as they are.
+void amx_s32(const GemmS32Args& g, const int8_t* pb, uint8_t* work) {
+  const auto* colsum =
+      reinterpret_cast<const int32_t*>(pb + int64_t{round_up(g.k, 64)} * round_up(g.n, 16));
+  const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
+  int32_t* colterm = colterm_of(work, g.k);
+  make_colterm(g.n, g.a_offset, colsum, g.col_add, colterm, s32(kab));
+  const EpilogueS32 e{g.c, g.ldc, colterm};
+  amx_drive(g.m, g.n, g.k, g.a, g.lda, pb, work, RowTerms{u32(g.b_offset), g.row_add},
+            [&e](int32_t i, int32_t rows, int32_t j0, int32_t cnt, const int32_t* d, int32_t ldd,
+                 const int32_t* term) { e.rows(i, rows, j0, cnt, d, ldd, term); });
+}
+
 void gemm_s32(const GemmS32Args& g) {
   if (use_vnni(g.m, false)) {
     avx512vnni_kernels()->gemm_s32(g);
@@ -309,17 +323,7 @@ void gemm_s32(const GemmS32Args& g) {
   }
   uint8_t* pb = align_ptr(g.scratch);
   k4_pack(g.b, g.n, g.k, g.ldb, pb);
-  const auto* colsum =
-      reinterpret_cast<const int32_t*>(pb + int64_t{round_up(g.k, 64)} * round_up(g.n, 16));
-  const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
-  uint8_t* work = pb + align64(k4_packed_bytes(g.n, g.k));
-  int32_t* colterm = colterm_of(work, g.k);
-  make_colterm(g.n, g.a_offset, colsum, g.col_add, colterm, s32(kab));
-  const EpilogueS32 e{g.c, g.ldc, colterm};
-  amx_drive(g.m, g.n, g.k, g.a, g.lda, reinterpret_cast<const int8_t*>(pb), work,
-            RowTerms{u32(g.b_offset), g.row_add},
-            [&e](int32_t i, int32_t rows, int32_t j0, int32_t cnt, const int32_t* d, int32_t ldd,
-                 const int32_t* term) { e.rows(i, rows, j0, cnt, d, ldd, term); });
+  amx_s32(g, reinterpret_cast<const int8_t*>(pb), pb + align64(k4_packed_bytes(g.n, g.k)));
 }
 
 int32_t gemm_s8_scratch(int32_t m, int32_t n, int32_t k, bool s4) {
@@ -353,8 +357,16 @@ int32_t gemm_s8_packed_scratch(int32_t m, int32_t n, int32_t k) {
   return clamp32(panel_bytes(n, k) + 64);
 }
 
-constexpr PackedGemmKernels kPackedTable{Path::kAmx, packed_bytes, pack, gemm_s8_packed,
-                                         gemm_s8_packed_scratch};
+void gemm_s32_packed(const GemmS32Args& g, const void* packed) {
+  if (use_vnni(g.m, false)) {
+    k4_gemm_s32_avx512vnni(g, packed);
+    return;
+  }
+  amx_s32(g, static_cast<const int8_t*>(packed), align_ptr(g.scratch));
+}
+
+constexpr PackedGemmKernels kPackedTable{Path::kAmx,     packed_bytes,           pack,
+                                         gemm_s8_packed, gemm_s8_packed_scratch, gemm_s32_packed};
 
 constexpr PathKernels kTable{
     Path::kAmx, gemm_s8, gemm_s32, s8_dwconv_1x32c2_avx512vnni, gemm_s8_scratch, gemm_s32_scratch};

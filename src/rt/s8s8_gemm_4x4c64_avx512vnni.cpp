@@ -357,10 +357,30 @@ constexpr K4TileFn kK4Gemv[kK4GemvNb] = {
     k4_tile<1, 7>,  k4_tile<1, 8>,  k4_tile<1, 9>,  k4_tile<1, 10>, k4_tile<1, 11>, k4_tile<1, 12>,
     k4_tile<1, 13>, k4_tile<1, 14>, k4_tile<1, 15>, k4_tile<1, 16>};
 
+// What k4_drive reads of a call: the same for the int8-output and int32-output runs.
+struct K4Call {
+  int32_t m, n, k;
+  const int8_t* a;
+  int32_t lda;
+  void* scratch;  // k4_gemm_scratch_avx512vnni() bytes
+};
+
+// Scratch: a rows xor 0x80 [kK4Mr][k64] | raw D [kK4Mr][kK4Ld] int32 | epilogue arrays.
+int32_t* k4_epilogue_arrays(void* scratch, int32_t k) {
+  return reinterpret_cast<int32_t*>((reinterpret_cast<uintptr_t>(scratch) + 63) / 64 * 64 +
+                                    uintptr_t{kK4Mr} * static_cast<uintptr_t>(round_up(k, 64)) +
+                                    4 * uintptr_t{kK4Mr} * kK4Ld);
+}
+
+const int32_t* k4_colsum(const void* packed, int32_t n, int32_t k) {
+  return reinterpret_cast<const int32_t*>(static_cast<const int8_t*>(packed) +
+                                          int64_t{round_up(k, 64)} * round_up(n, 16));
+}
+
 // Runs the tiles over k4-packed b and calls fin(i, j0, count, d, rowsum(a)[i]) for each run of
 // up to 16 finished outputs, d pointing at the raw D of (i, j0).
 template <class Finish>
-void k4_drive(const GemmS8Args& g, const void* packed, Finish&& fin) {
+void k4_drive(const K4Call& g, const void* packed, Finish&& fin) {
   const int32_t n16 = round_up(g.n, 16);
   const int32_t k64 = round_up(g.k, 64);
   const int32_t groups = (g.k + 3) / 4;
@@ -416,8 +436,12 @@ void gemm_s8_packed(const GemmS8Args& g, const void* packed) {
   k4_gemm_s8_avx512vnni(g, packed);
 }
 
-constexpr PackedGemmKernels kPackedTable{Path::kAvx512Vnni, packed_bytes, pack, gemm_s8_packed,
-                                         gemm_s8_packed_scratch};
+void gemm_s32_packed(const GemmS32Args& g, const void* packed) {
+  k4_gemm_s32_avx512vnni(g, packed);
+}
+
+constexpr PackedGemmKernels kPackedTable{
+    Path::kAvx512Vnni, packed_bytes, pack, gemm_s8_packed, gemm_s8_packed_scratch, gemm_s32_packed};
 
 constexpr PathKernels kTable{Path::kAvx512Vnni,           gemm_s8,         gemm_s32,
                              s8_dwconv_1x32c2_avx512vnni, gemm_s8_scratch, gemm_s32_scratch};
@@ -475,18 +499,32 @@ void k4_pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, void* out) noex
 }
 
 void k4_gemm_s8_avx512vnni(const GemmS8Args& g, const void* packed) noexcept {
-  const int32_t* colsum = reinterpret_cast<const int32_t*>(
-      static_cast<const int8_t*>(packed) + int64_t{round_up(g.k, 64)} * round_up(g.n, 16));
   const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
   const uint32_t bo = u32(g.b_offset);
   const int32_t coef = s32(u32(g.a_offset) - 128u);
-  auto* colterm = reinterpret_cast<int32_t*>(
-      (reinterpret_cast<uintptr_t>(g.scratch) + 63) / 64 * 64 +
-      uintptr_t{kK4Mr} * static_cast<uintptr_t>(round_up(g.k, 64)) + 4 * uintptr_t{kK4Mr} * kK4Ld);
-  const EpilogueS8 e = make_epilogue_s8(g, coef, colsum, colterm);
-  k4_drive(g, packed,
+  const EpilogueS8 e =
+      make_epilogue_s8(g, coef, k4_colsum(packed, g.n, g.k), k4_epilogue_arrays(g.scratch, g.k));
+  k4_drive(K4Call{g.m, g.n, g.k, g.a, g.lda, g.scratch}, packed,
            [&e, kab, bo](int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t suma) {
              e.run(i, j0, cnt, d, s32(bo * u32(suma) + kab));
+           });
+}
+
+// The int32-out run: the same tiles, the raw sum plus the column term (k * ao * bo and col_add
+// folded in) and the row term stored as they are.
+void k4_gemm_s32_avx512vnni(const GemmS32Args& g, const void* packed) noexcept {
+  const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
+  const uint32_t bo = u32(g.b_offset);
+  const int32_t coef = s32(u32(g.a_offset) - 128u);
+  int32_t* colterm = k4_epilogue_arrays(g.scratch, g.k);
+  make_colterm(g.n, coef, k4_colsum(packed, g.n, g.k), g.col_add, colterm, s32(kab));
+  const EpilogueS32 e{g.c, g.ldc, colterm};
+  const int32_t* row_add = g.row_add;
+  k4_drive(K4Call{g.m, g.n, g.k, g.a, g.lda, g.scratch}, packed,
+           [&e, bo, row_add](int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t suma) {
+             uint32_t t = bo * u32(suma);
+             if (row_add != nullptr) t += u32(row_add[i]);
+             e.run(i, j0, cnt, d, s32(t));
            });
 }
 

@@ -251,6 +251,28 @@ void run_s8(const GemmS8Args& g, const int16_t* packed) {
   });
 }
 
+// The int32-out run: both offsets are already in the operands, so each block is stored as it
+// is, plus col_add and row_add.
+void run_s32(const GemmS32Args& g, const int16_t* packed) {
+  const Problem p{g.m, g.n, g.k, g.a, g.lda, g.a_offset, packed, g.b, g.ldb, g.b_offset};
+  drive(p, g.scratch, [&](int32_t i0, int32_t rows, int32_t j0, int32_t cols, const int32_t* t) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int32_t h = 0; h < cols; h += 8) {
+      // Lanes of this half inside [0, cols): masked loads and stores touch nothing else.
+      const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - h), lane);
+      const __m256i col = g.col_add != nullptr ? _mm256_maskload_epi32(g.col_add + j0 + h, keep)
+                                               : _mm256_setzero_si256();
+      for (int32_t r = 0; r < rows; ++r) {
+        const int32_t i = i0 + r;
+        __m256i v = _mm256_add_epi32(
+            _mm256_load_si256(reinterpret_cast<const __m256i*>(t + r * kNr + h)), col);
+        if (g.row_add != nullptr) v = _mm256_add_epi32(v, _mm256_set1_epi32(g.row_add[i]));
+        _mm256_maskstore_epi32(g.c + int64_t{i} * g.ldc + j0 + h, keep, v);
+      }
+    }
+  });
+}
+
 // Prepacked b: panels [ceil(n / 16)][ceil(k / 2)][16][2] int16 (b + bo), zero-padded.
 int64_t packed_bytes(int32_t n, int32_t k) {
   return 4 * int64_t{(n + kNr - 1) / kNr} * kNr * k_pairs(k);
@@ -272,8 +294,12 @@ int32_t gemm_s8_packed_scratch(int32_t m, int32_t, int32_t k) {
   return clamp32(scratch_bytes(m, k, false));
 }
 
-constexpr PackedGemmKernels kPackedTable{Path::kAvx2, packed_bytes, pack, gemm_s8_packed,
-                                         gemm_s8_packed_scratch};
+void gemm_s32_packed(const GemmS32Args& g, const void* packed) {
+  run_s32(g, static_cast<const int16_t*>(packed));
+}
+
+constexpr PackedGemmKernels kPackedTable{Path::kAvx2,    packed_bytes,           pack,
+                                         gemm_s8_packed, gemm_s8_packed_scratch, gemm_s32_packed};
 
 }  // namespace
 
@@ -282,23 +308,7 @@ void avx2_c2_gemm_s8(const GemmS8Args& g) {
 }
 
 void avx2_c2_gemm_s32(const GemmS32Args& g) {
-  const Problem p{g.m, g.n, g.k, g.a, g.lda, g.a_offset, nullptr, g.b, g.ldb, g.b_offset};
-  drive(p, g.scratch, [&](int32_t i0, int32_t rows, int32_t j0, int32_t cols, const int32_t* t) {
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int32_t h = 0; h < cols; h += 8) {
-      // Lanes of this half inside [0, cols): masked loads and stores touch nothing else.
-      const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - h), lane);
-      const __m256i col = g.col_add != nullptr ? _mm256_maskload_epi32(g.col_add + j0 + h, keep)
-                                               : _mm256_setzero_si256();
-      for (int32_t r = 0; r < rows; ++r) {
-        const int32_t i = i0 + r;
-        __m256i v = _mm256_add_epi32(
-            _mm256_load_si256(reinterpret_cast<const __m256i*>(t + r * kNr + h)), col);
-        if (g.row_add != nullptr) v = _mm256_add_epi32(v, _mm256_set1_epi32(g.row_add[i]));
-        _mm256_maskstore_epi32(g.c + int64_t{i} * g.ldc + j0 + h, keep, v);
-      }
-    }
-  });
+  run_s32(g, nullptr);
 }
 
 int32_t avx2_c2_scratch(int32_t m, int32_t k) {

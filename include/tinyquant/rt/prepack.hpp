@@ -44,4 +44,21 @@ Status fully_connected_s8_prepacked(const Context& ctx, const FcParams& params,
                                     const void* packed, const int32_t* bias,
                                     int8_t* output) noexcept;
 
+// Raw accumulators on the packed weights, no requantization:
+//   acc[b][o] = (bias ? bias[o] : 0) + sum_k (input[b][k] + input_offset) * (w[o][k] +
+//   filter_offset)
+// wrapping at 32 bits, acc [batch][out_features] int32. The acc of fully_connected_s8_prepacked()
+// before requantize(), for a caller with its own output stage (or a float one). Of params only
+// input_offset and filter_offset are read (both in [-127, 128]; filter_offset must match the
+// packing); the output fields are ignored. Every path runs it on its own packed layout, through
+// the same tiles as the int8 run with an int32-out epilogue (reference and smlad: the path's
+// gemm_s8s8_s32() on the stored weights). Scratch:
+// fully_connected_s8_prepacked_s32_scratch_size() bytes (never more than the int8 run needs on
+// the packed layouts). Errors as for fully_connected_s8_prepacked().
+Status fully_connected_s8_prepacked_s32(const Context& ctx, const FcParams& params,
+                                        const FcDims& dims, const int8_t* input, const void* packed,
+                                        const int32_t* bias, int32_t* acc) noexcept;
+int32_t fully_connected_s8_prepacked_s32_scratch_size(const FcDims& dims,
+                                                      const void* packed) noexcept;
+
 }  // namespace tinyquant::rt
