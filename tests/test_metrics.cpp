@@ -7,26 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "expect_error.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/metrics.hpp"
 
 using namespace tinyquant;
+using namespace tq_test;
 
-namespace {
-
-template <class E, class F>
-void expect_error(F&& f, const std::vector<std::string>& words) {
-  try {
-    f();
-    FAIL() << "no exception";
-  } catch (const E& e) {
-    for (const std::string& w : words)
-      EXPECT_NE(std::string(e.what()).find(w), std::string::npos)
-          << "'" << w << "' not in: " << e.what();
-  }
-}
-
-}  // namespace
+namespace {}  // namespace
 
 TEST(Metrics, HandComputed) {
   const std::vector<float> r{1, 2, 3, 4}, a{1, 2, 3, 5};

@@ -11,10 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "expect_error.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/observers.hpp"
 
 using namespace tinyquant;
+using namespace tq_test;
 
 namespace {
 
@@ -40,19 +42,6 @@ QuantSpec symmetric_spec() {
   s.scheme = Scheme::kSymmetric;
   s.narrow_range = true;
   return s;
-}
-
-// Expects `f` to throw E with every key in the message.
-template <class E, class F>
-void expect_error(F&& f, std::initializer_list<const char*> keys) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception";
-  } catch (const E& e) {
-    for (const char* k : keys)
-      EXPECT_NE(std::string(e.what()).find(k), std::string::npos)
-          << "missing '" << k << "' in: " << e.what();
-  }
 }
 
 // The slice of a row-major [d0, d1, d2] tensor at index c along axis, copied out.

@@ -10,10 +10,12 @@
 #include <string>
 #include <vector>
 
+#include "expect_error.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/prune.hpp"
 
 using namespace tinyquant;
+using namespace tq_test;
 
 namespace {
 
@@ -37,21 +39,6 @@ std::vector<float> tie_heavy(std::mt19937& rng, size_t n) {
   std::vector<float> w(n);
   for (float& x : w) x = 0.25f * static_cast<float>(v(rng));
   return w;
-}
-
-template <class E>
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no exception";
-  return {};
-}
-
-bool has(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
 }
 
 }  // namespace
@@ -95,18 +82,18 @@ TEST(MagnitudeMask, GlobalUsesOneThresholdAcrossTensors) {
 TEST(MagnitudeMask, RejectsBadInput) {
   const std::vector<float> w = {1, 2, 3};
   for (double s : {-0.1, 1.0, 1.5, std::nan("")}) {
-    const std::string msg = message_of<InvalidArgument>([&] {
+    const std::string msg = thrown_message<InvalidArgument>([&] {
       magnitude_mask({w.data(), {3}}, s);
     });
-    EXPECT_TRUE(has(msg, "sparsity =") && has(msg, "outside [0, 1)")) << msg;
+    EXPECT_TRUE(contains(msg, "sparsity =") && contains(msg, "outside [0, 1)")) << msg;
   }
-  std::string msg = message_of<InvalidArgument>([&] { global_magnitude_masks({}, 0.5); });
-  EXPECT_TRUE(has(msg, "tensor list is empty")) << msg;
+  std::string msg = thrown_message<InvalidArgument>([&] { global_magnitude_masks({}, 0.5); });
+  EXPECT_TRUE(contains(msg, "tensor list is empty")) << msg;
   const std::vector<float> bad = {1, std::nanf(""), 3};
   EXPECT_THROW(magnitude_mask({bad.data(), {3}}, 0.5), DataError);
   std::vector<float> x = {1, 2, 3};
-  msg = message_of<ShapeError>([&] { apply_mask(x.data(), 3, Mask{1, 0}); });
-  EXPECT_TRUE(has(msg, "mask has 2 entries but the tensor has 3")) << msg;
+  msg = thrown_message<ShapeError>([&] { apply_mask(x.data(), 3, Mask{1, 0}); });
+  EXPECT_TRUE(contains(msg, "mask has 2 entries but the tensor has 3")) << msg;
   apply_mask(x.data(), 3, Mask{1, 0, 1});
   EXPECT_EQ(x, (std::vector<float>{1, 0, 3}));
   EXPECT_DOUBLE_EQ(mask_sparsity(Mask{1, 0, 1, 0}), 0.5);
@@ -145,8 +132,10 @@ TEST(NmMask, RejectsBadNm) {
   for (const auto& nm :
        {std::pair{5, 4}, std::pair{0, 4}, std::pair{-1, 4}, std::pair{2, 0}, std::pair{1, 300}}) {
     const int n = nm.first, m = nm.second;  // plain locals: lambdas may not capture bindings
-    const std::string msg = message_of<InvalidArgument>([&] { nm_mask({w.data(), {2, 4}}, n, m); });
-    EXPECT_TRUE(has(msg, "N:M = " + std::to_string(n) + ":" + std::to_string(m))) << msg;
+    const std::string msg = thrown_message<InvalidArgument>([&] {
+      nm_mask({w.data(), {2, 4}}, n, m);
+    });
+    EXPECT_TRUE(contains(msg, "N:M = " + std::to_string(n) + ":" + std::to_string(m))) << msg;
   }
 }
 
@@ -187,12 +176,12 @@ TEST(BlockMask, ScoresBlocksByMeanOrMax) {
 
 TEST(BlockMask, RejectsBlocksThatDoNotTile) {
   const std::vector<float> w(6 * 10, 1.0f);
-  std::string msg = message_of<InvalidArgument>([&] {
+  std::string msg = thrown_message<InvalidArgument>([&] {
     block_mask({w.data(), {6, 10}}, 4, 4, 0.5);
   });
-  EXPECT_TRUE(has(msg, "block 4x4 does not tile the 6x10 matrix")) << msg;
-  msg = message_of<InvalidArgument>([&] { block_mask({w.data(), {6, 10}}, 1, 0, 0.5); });
-  EXPECT_TRUE(has(msg, "block 1x0")) << msg;
+  EXPECT_TRUE(contains(msg, "block 4x4 does not tile the 6x10 matrix")) << msg;
+  msg = thrown_message<InvalidArgument>([&] { block_mask({w.data(), {6, 10}}, 1, 0, 0.5); });
+  EXPECT_TRUE(contains(msg, "block 1x0")) << msg;
 }
 
 TEST(StructuredMask, L1L2AndGeometricMedian) {
@@ -218,10 +207,10 @@ TEST(StructuredMask, L1L2AndGeometricMedian) {
   const Mask ch = structured_mask({c.data(), {2, 1, 1, 3}}, -1, 0.34, Criterion::kL1);
   EXPECT_EQ(ch, (Mask{1, 0, 1}));
   EXPECT_EQ(expand_slice_mask(ch, {2, 1, 1, 3}, -1), (Mask{1, 0, 1, 1, 0, 1}));
-  const std::string msg = message_of<ShapeError>([&] {
+  const std::string msg = thrown_message<ShapeError>([&] {
     expand_slice_mask(Mask{1, 0}, {2, 1, 1, 3}, -1);
   });
-  EXPECT_TRUE(has(msg, "mask has 2 entries but axis -1")) << msg;
+  EXPECT_TRUE(contains(msg, "mask has 2 entries but axis -1")) << msg;
   EXPECT_THROW(structured_mask({c.data(), {2, 1, 1, 3}}, 4, 0.5, Criterion::kL1), InvalidArgument);
 }
 
@@ -262,18 +251,19 @@ TEST(Shrink, RemovesRowsBiasAndNextInputs) {
 
 TEST(Shrink, RejectsBadShapes) {
   const std::vector<float> w(6, 1.0f), next(6, 1.0f);
-  std::string msg = message_of<ShapeError>([&] {
+  std::string msg = thrown_message<ShapeError>([&] {
     shrink({w.data(), {3, 2}}, nullptr, {}, Mask{1, 0});
   });
-  EXPECT_TRUE(has(msg, "mask has 2 entries but the layer of shape [3, 2] has 3 outputs")) << msg;
-  msg = message_of<ShapeError>([&] {
+  EXPECT_TRUE(contains(msg, "mask has 2 entries but the layer of shape [3, 2] has 3 outputs"))
+      << msg;
+  msg = thrown_message<ShapeError>([&] {
     shrink({w.data(), {3, 2}}, nullptr, {next.data(), {3, 2}}, Mask{1, 0, 1});
   });
-  EXPECT_TRUE(has(msg, "next layer of shape [3, 2] must have 3 inputs")) << msg;
-  msg = message_of<InvalidArgument>([&] {
+  EXPECT_TRUE(contains(msg, "next layer of shape [3, 2] must have 3 inputs")) << msg;
+  msg = thrown_message<InvalidArgument>([&] {
     shrink({w.data(), {3, 2}}, nullptr, {}, Mask{0, 0, 0});
   });
-  EXPECT_TRUE(has(msg, "keeps none of the 3 outputs")) << msg;
+  EXPECT_TRUE(contains(msg, "keeps none of the 3 outputs")) << msg;
 }
 
 TEST(Schedules, PolynomialDecayFollowsTheFormula) {
@@ -311,26 +301,26 @@ TEST(Schedules, PolynomialDecayFollowsTheFormula) {
 TEST(Schedules, RejectBadParameters) {
   PolynomialDecay p;
   p.end_step = 0;
-  std::string msg = message_of<InvalidArgument>([&] { p.sparsity(0); });
-  EXPECT_TRUE(has(msg, "end_step = 0 must be > begin_step = 0")) << msg;
+  std::string msg = thrown_message<InvalidArgument>([&] { p.sparsity(0); });
+  EXPECT_TRUE(contains(msg, "end_step = 0 must be > begin_step = 0")) << msg;
   p.end_step = 100;
   p.frequency = 0;
-  msg = message_of<InvalidArgument>([&] { p.should_update(0); });
-  EXPECT_TRUE(has(msg, "frequency = 0 must be >= 1")) << msg;
+  msg = thrown_message<InvalidArgument>([&] { p.should_update(0); });
+  EXPECT_TRUE(contains(msg, "frequency = 0 must be >= 1")) << msg;
   p.frequency = 10;
   p.final = 1.0;
-  msg = message_of<InvalidArgument>([&] { p.validate(); });
-  EXPECT_TRUE(has(msg, "final: sparsity = 1")) << msg;
+  msg = thrown_message<InvalidArgument>([&] { p.validate(); });
+  EXPECT_TRUE(contains(msg, "final: sparsity = 1")) << msg;
   p.final = 0.5;
   p.power = 0;
   EXPECT_THROW(p.validate(), InvalidArgument);
   ConstantSparsity c;
   c.begin_step = 50;
   c.end_step = 20;
-  msg = message_of<InvalidArgument>([&] { c.validate(); });
-  EXPECT_TRUE(has(msg, "end_step = 20 must be > begin_step = 50")) << msg;
+  msg = thrown_message<InvalidArgument>([&] { c.validate(); });
+  EXPECT_TRUE(contains(msg, "end_step = 20 must be > begin_step = 50")) << msg;
   c.end_step = 60;
   c.frequency = -3;
-  msg = message_of<InvalidArgument>([&] { c.should_update(55); });
-  EXPECT_TRUE(has(msg, "frequency = -3")) << msg;
+  msg = thrown_message<InvalidArgument>([&] { c.should_update(55); });
+  EXPECT_TRUE(contains(msg, "frequency = -3")) << msg;
 }

@@ -9,10 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "expect_error.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/quantize.hpp"
 
 using namespace tinyquant;
+using namespace tq_test;
 
 namespace {
 
@@ -131,18 +133,6 @@ int64_t count(const Shape& s) {
   int64_t n = 1;
   for (int64_t e : s) n *= e;
   return n;
-}
-
-template <class E, class F>
-void expect_error(F&& f, const std::vector<std::string>& words) {
-  try {
-    f();
-    FAIL() << "no exception";
-  } catch (const E& e) {
-    for (const std::string& w : words)
-      EXPECT_NE(std::string(e.what()).find(w), std::string::npos)
-          << "'" << w << "' not in: " << e.what();
-  }
 }
 
 QuantParams per_tensor(int bits, float scale, int32_t zp, bool narrow = false) {

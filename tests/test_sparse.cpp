@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "expect_error.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/prune.hpp"
 #include "tinyquant/rt/kernels.hpp"
@@ -17,6 +18,7 @@
 #include "tinyquant/sparse.hpp"
 
 using namespace tinyquant;
+using namespace tq_test;
 
 namespace {
 
@@ -34,21 +36,6 @@ std::vector<int8_t> random_dense(std::mt19937& rng, int64_t rows, int64_t cols, 
   std::vector<int8_t> d(static_cast<size_t>(rows * cols));
   for (auto& x : d) x = u(rng) < sparsity ? int8_t{0} : static_cast<int8_t>(v(rng));
   return d;
-}
-
-template <class E>
-std::string expect_throw(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no exception";
-  return {};
-}
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
 }
 
 }  // namespace
@@ -129,7 +116,7 @@ TEST(SparseMatrix, Int4ValuesShipAsNibbleStream) {
       SparseMatrix::from_dense(d.data(), 1, 6, opt(StorageFormat::kCsrU8, ValueType::kInt4));
   // values -8, 7, -1, 3 -> bytes (7 << 4 | 0x8), (3 << 4 | 0xF)
   EXPECT_EQ(m.packed_values(), (std::vector<uint8_t>{0x78, 0x3F}));
-  const std::string msg = expect_throw<InvalidArgument>([&] {
+  const std::string msg = thrown_message<InvalidArgument>([&] {
     const std::vector<int8_t> bad = {0, 8};
     SparseMatrix::from_dense(bad.data(), 1, 2, opt(StorageFormat::kBitmap, ValueType::kInt4));
   });
@@ -143,16 +130,16 @@ TEST(SparseMatrix, RejectsBadOptions) {
   o.block_rows = 2;
   o.block_cols = 5;
   std::string msg =
-      expect_throw<InvalidArgument>([&] { SparseMatrix::from_dense(d.data(), 2, 6, o); });
+      thrown_message<InvalidArgument>([&] { SparseMatrix::from_dense(d.data(), 2, 6, o); });
   EXPECT_TRUE(contains(msg, "block 2x5 does not tile the 2x6")) << msg;
   o = opt(StorageFormat::kNm);
   o.nm_n = 5;
-  msg = expect_throw<InvalidArgument>([&] { SparseMatrix::from_dense(d.data(), 2, 6, o); });
+  msg = thrown_message<InvalidArgument>([&] { SparseMatrix::from_dense(d.data(), 2, 6, o); });
   EXPECT_TRUE(contains(msg, "N:M = 5:4")) << msg;
   o.nm_n = 2;
-  msg = expect_throw<InvalidArgument>([&] { SparseMatrix::from_dense(d.data(), 2, 6, o); });
+  msg = thrown_message<InvalidArgument>([&] { SparseMatrix::from_dense(d.data(), 2, 6, o); });
   EXPECT_TRUE(contains(msg, "row 0 group at column 0 has more than 2 nonzeros")) << msg;
-  msg = expect_throw<InvalidArgument>(
+  msg = thrown_message<InvalidArgument>(
       [&] { SparseMatrix::from_dense(d.data(), 0, 6, opt(StorageFormat::kCsrU8)); });
   EXPECT_TRUE(contains(msg, "0x6")) << msg;
 }
@@ -166,35 +153,36 @@ TEST(SparseMatrix, CorruptArraysThrowFormatError) {
   EXPECT_EQ(SparseMatrix::from_arrays(2, 10, csr, a).to_dense()[7], -3);
   SparseArrays bad = a;
   bad.col_index[2] = 10;
-  std::string msg = expect_throw<FormatError>([&] { SparseMatrix::from_arrays(2, 10, csr, bad); });
+  std::string msg =
+      thrown_message<FormatError>([&] { SparseMatrix::from_arrays(2, 10, csr, bad); });
   EXPECT_TRUE(contains(msg, "row 1 entry 0: column 10 is out of range")) << msg;
   bad = a;
   bad.col_index[1] = 2;
-  msg = expect_throw<FormatError>([&] { SparseMatrix::from_arrays(2, 10, csr, bad); });
+  msg = thrown_message<FormatError>([&] { SparseMatrix::from_arrays(2, 10, csr, bad); });
   EXPECT_TRUE(contains(msg, "row 0 entry 1: column 2 does not increase")) << msg;
   bad = a;
   bad.row_nnz = {2, 2};
-  msg = expect_throw<FormatError>([&] { SparseMatrix::from_arrays(2, 10, csr, bad); });
+  msg = thrown_message<FormatError>([&] { SparseMatrix::from_arrays(2, 10, csr, bad); });
   EXPECT_TRUE(contains(msg, "row counts sum to 4 but there are 3 indices and 3 values")) << msg;
 
   SparseArrays u8;
   u8.row_nnz = {2, 1};
   u8.col_delta = {2, 0, 9};
   u8.values = {5, -3, 1};
-  msg = expect_throw<FormatError>(
+  msg = thrown_message<FormatError>(
       [&] { SparseMatrix::from_arrays(2, 10, opt(StorageFormat::kCsrU8), u8); });
   EXPECT_TRUE(contains(msg, "row 0 entry 1 repeats column 2")) << msg;
 
   SparseArrays bm;
   bm.bitmap = {0x84, 0x00, 0x00, 0x02};  // row 0: columns 2, 7; row 1: column 9
   bm.values = {5, -3};
-  msg = expect_throw<FormatError>(
+  msg = thrown_message<FormatError>(
       [&] { SparseMatrix::from_arrays(2, 10, opt(StorageFormat::kBitmap), bm); });
   EXPECT_TRUE(contains(msg, "popcount 3 differs from the value count 2")) << msg;
   bm.values.push_back(1);
   EXPECT_EQ(SparseMatrix::from_arrays(2, 10, opt(StorageFormat::kBitmap), bm).to_dense()[19], 1);
   bm.bitmap[3] = 0x06;  // column 10 of 10
-  msg = expect_throw<FormatError>(
+  msg = thrown_message<FormatError>(
       [&] { SparseMatrix::from_arrays(2, 10, opt(StorageFormat::kBitmap), bm); });
   EXPECT_TRUE(contains(msg, "row 1 sets bits past column 9")) << msg;
 
@@ -205,11 +193,11 @@ TEST(SparseMatrix, CorruptArraysThrowFormatError) {
   blk.block_row_ptr = {0, 2, 1};
   blk.block_col = {1, 3};
   blk.values = {0, 5, 0, -3};
-  msg = expect_throw<FormatError>([&] { SparseMatrix::from_arrays(2, 10, b, blk); });
+  msg = thrown_message<FormatError>([&] { SparseMatrix::from_arrays(2, 10, b, blk); });
   EXPECT_TRUE(contains(msg, "not monotone at block row 1 (1 after 2)")) << msg;
   blk.block_row_ptr = {0, 1, 2};
   blk.block_col = {1, 5};
-  msg = expect_throw<FormatError>([&] { SparseMatrix::from_arrays(2, 10, b, blk); });
+  msg = thrown_message<FormatError>([&] { SparseMatrix::from_arrays(2, 10, b, blk); });
   EXPECT_TRUE(contains(msg, "block row 1: block column 5 is out of range [0, 5)")) << msg;
 
   SparseArrays nm;
@@ -218,11 +206,11 @@ TEST(SparseMatrix, CorruptArraysThrowFormatError) {
   EXPECT_EQ(SparseMatrix::from_arrays(2, 4, opt(StorageFormat::kNm), nm).to_dense(),
             (std::vector<int8_t>{0, 5, 0, -3, 0, 0, 0, 0}));
   nm.nm_index = {0x05, 0x00};  // slot 0 and 1 both index 1
-  msg = expect_throw<FormatError>(
+  msg = thrown_message<FormatError>(
       [&] { SparseMatrix::from_arrays(2, 4, opt(StorageFormat::kNm), nm); });
   EXPECT_TRUE(contains(msg, "row 0 group 0 slot 1: index 1 is used twice")) << msg;
   nm.values.pop_back();
-  msg = expect_throw<FormatError>(
+  msg = thrown_message<FormatError>(
       [&] { SparseMatrix::from_arrays(2, 4, opt(StorageFormat::kNm), nm); });
   EXPECT_TRUE(contains(msg, "3 values, expected 2 and 4")) << msg;
 }
@@ -414,7 +402,7 @@ TEST(BlockCsr, OddWidthDoesNotTileAndIsRejected) {
   SparseOptions o;
   o.format = StorageFormat::kBlockCsr;  // default 1x16
   const std::string msg =
-      expect_throw<InvalidArgument>([&] { SparseMatrix::from_dense(d.data(), 4, 33, o); });
+      thrown_message<InvalidArgument>([&] { SparseMatrix::from_dense(d.data(), 4, 33, o); });
   EXPECT_TRUE(contains(msg, "block 1x16 does not tile the 4x33 matrix")) << msg;
   // The chooser lists no block CSR entry for it, and still lists the others.
   const FormatChoice c = choose_format(d.data(), 4, 33, SparseOptions{});

@@ -9,10 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "../expect_error.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/io/idx.hpp"
 
 using namespace tinyquant;
+using namespace tq_test;
 using Bytes = std::vector<uint8_t>;
 
 namespace {
@@ -59,21 +61,6 @@ std::string write_temp(const std::string& name, const Bytes& bytes) {
     std::fclose(f);
   }
   return path;
-}
-
-// Runs fn, expects E, and that the message contains every one of `words`.
-template <class E>
-void expect_error(const std::function<void()>& fn, std::initializer_list<std::string> words) {
-  try {
-    fn();
-    ADD_FAILURE() << "no exception";
-  } catch (const E& e) {
-    const std::string msg = e.what();
-    for (const std::string& w : words)
-      EXPECT_NE(msg.find(w), std::string::npos) << "missing '" << w << "' in: " << msg;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
 }
 
 void expect_format_error(const Bytes& bytes, std::initializer_list<std::string> words) {

@@ -8,11 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "../expect_error.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/io/float16.hpp"
 #include "tinyquant/io/npy.hpp"
 
 using namespace tinyquant;
+using namespace tq_test;
 using namespace tinyquant::io;
 
 namespace {
@@ -48,21 +50,6 @@ std::vector<uint8_t> npy_file(int major, const std::string& dict,
 std::string dict(const std::string& descr, bool fortran, const std::string& shape) {
   return "{'descr': '" + descr + "', 'fortran_order': " + (fortran ? "True" : "False") +
          ", 'shape': " + shape + ", }";
-}
-
-// Runs f, which must throw exactly E with every one of words in its message.
-template <class E, class F>
-void expect_error(F&& f, std::initializer_list<const char*> words) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one with '" << *words.begin() << "'";
-  } catch (const E& e) {
-    const std::string what = e.what();
-    for (const char* w : words)
-      EXPECT_NE(what.find(w), std::string::npos) << "missing '" << w << "' in: " << what;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
 }
 
 void expect_format_error(const std::vector<uint8_t>& file,

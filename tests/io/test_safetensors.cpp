@@ -8,10 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "../expect_error.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/io/safetensors.hpp"
 
 using namespace tinyquant;
+using namespace tq_test;
 using namespace tinyquant::io;
 
 namespace {
@@ -36,20 +38,6 @@ std::string entry(const std::string& name, const std::string& dtype, const std::
                   const std::string& offsets) {
   return "\"" + name + "\":{\"dtype\":\"" + dtype + "\",\"shape\":" + shape +
          ",\"data_offsets\":" + offsets + "}";
-}
-
-template <class E, class F>
-void expect_error(F&& f, std::initializer_list<const char*> words) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one with '" << *words.begin() << "'";
-  } catch (const E& e) {
-    const std::string what = e.what();
-    for (const char* w : words)
-      EXPECT_NE(what.find(w), std::string::npos) << "missing '" << w << "' in: " << what;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-  }
 }
 
 void expect_format_error(const std::vector<uint8_t>& file,
