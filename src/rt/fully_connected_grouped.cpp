@@ -90,13 +90,16 @@ bool available(Path p) noexcept {
   return p == Path::kReference || (supported_paths() & path_bits(p)) != 0;
 }
 
-// kAuto follows a forced reference, smlad or avx2 path (force_path / TINYQUANT_PATH), else
-// takes the widest x86 path the CPU has (AMX CPUs run the AVX-512 VNNI body), else the
-// reference.
+// kAuto follows a forced reference, smlad or avx2 path (force_path / TINYQUANT_PATH) and the
+// AArch64 paths (forced or default), else takes the widest x86 path the CPU has (AMX CPUs run
+// the AVX-512 VNNI body), else the reference.
 Path resolve(Path requested) noexcept {
   if (requested != Path::kAuto) return requested;
   const Path global = default_path();
-  if (global == Path::kReference || global == Path::kSmlad || global == Path::kAvx2) return global;
+  if (global == Path::kReference || global == Path::kSmlad || global == Path::kAvx2 ||
+      global == Path::kNeon || global == Path::kNeonDot) {
+    return global;
+  }
   if (available(Path::kAvx512Vnni)) return Path::kAvx512Vnni;
   return available(Path::kAvx2) ? Path::kAvx2 : Path::kReference;
 }
@@ -115,26 +118,35 @@ struct Carver {
 
 #if defined(TINYQUANT_HAVE_X86_PATHS)
 int32_t chunk_of(Path p, bool s4) noexcept {
-  if (!s4) return detail::kGroupedChunkAvx512S8;
-  return p == Path::kAvx512Vnni ? detail::kGroupedChunkAvx512 : detail::kGroupedChunkAvx2;
+  if (p == Path::kAvx512Vnni)
+    return s4 ? detail::kGroupedChunkAvx512 : detail::kGroupedChunkAvx512S8;
+  return s4 ? detail::kGroupedChunkAvx2 : detail::kGroupedChunkAvx2S8;
 }
 
-// k per int32 lane: two nibbles per byte, four bytes per lane.
+// k per int32 lane: int4 8 (two nibbles per byte, four bytes per lane), int8 4.
 int32_t lane_k(bool s4) noexcept {
   return s4 ? 8 : 4;
+}
+
+// Bytes of x_even per k: int4 half a byte (x_odd has the other half), int8 one byte, AVX2 int8
+// two (x + io as int16).
+int64_t x_bytes(Path p, bool s4, int64_t k) noexcept {
+  if (s4) return k / 2;
+  return p == Path::kAvx2 ? 2 * k : k;
 }
 
 struct LaneLayout {
   int64_t x_even, x_odd, group_x, chunk_group, lane_group, ratio_row, t, bytes;
 };
 
-LaneLayout lane_layout(const FcDims& d, const GroupScales& g, int32_t chunk, bool s4) noexcept {
+LaneLayout lane_layout(const FcDims& d, const GroupScales& g, Path p, bool s4) noexcept {
+  const int32_t chunk = chunk_of(p, s4);
   const int64_t chunks = (int64_t{d.in_features} + chunk - 1) / chunk;
   const int64_t lanes = chunk / lane_k(s4);
   const int64_t groups = group_count(d, g);
   Carver c;
   LaneLayout l{};
-  l.x_even = c.take(s4 ? chunks * chunk / 2 : chunks * chunk);
+  l.x_even = c.take(x_bytes(p, s4, chunks * chunk));
   l.x_odd = c.take(s4 ? chunks * chunk / 2 : 0);
   l.group_x = c.take((groups + lanes) * 4);
   l.chunk_group = c.take(chunks * 4);
@@ -146,46 +158,54 @@ LaneLayout lane_layout(const FcDims& d, const GroupScales& g, int32_t chunk, boo
 }
 
 // Whether the x86 lane bodies run this shape (grouped_paths.hpp); others run scalar.
-bool lane_fits(const FcDims& d, const GroupScales& g, int32_t chunk, bool s4) noexcept {
+bool lane_fits(const FcDims& d, const GroupScales& g, Path p, bool s4) noexcept {
   return (!s4 || d.in_features % 2 == 0) &&
          (g.group_size % lane_k(s4) == 0 || g.group_size >= d.in_features) &&
          longest_group(d, g) <= detail::kGroupedLaneMaxGroup &&
-         lane_layout(d, g, chunk, s4).bytes <= INT32_MAX;
+         lane_layout(d, g, p, s4).bytes <= INT32_MAX;
 }
 #endif
 
-struct SmladLayout {
-  int64_t quads, group_fx, t, bytes;
+// The row bodies' scratch (smlad, NEON): smlad's x + io pairs (2 bytes per k, in blocks of 8),
+// fo * X_g, t; NEON's unpacked int4 rows.
+struct RowLayout {
+  int64_t quads, group_fx, unpacked, t, bytes;
 };
 
-SmladLayout smlad_layout(const FcDims& d, const GroupScales& g) noexcept {
+RowLayout row_layout(const FcDims& d, const GroupScales& g, Path p, bool s4) noexcept {
   Carver c;
-  c.align = 4;
-  SmladLayout l{};
-  l.quads = c.take((int64_t{d.in_features} + 7) / 8 * 16);
+  c.align = p == Path::kSmlad ? 4 : 16;
+  RowLayout l{};
+  l.quads = c.take(p == Path::kSmlad ? (int64_t{d.in_features} + 7) / 8 * 16 : 0);
   l.group_fx = c.take(int64_t{group_count(d, g)} * 4);
+  l.unpacked =
+      c.take(p != Path::kSmlad && s4 ? int64_t{detail::kGroupedNeonRows} * d.in_features : 0);
   l.t = c.take(int64_t{d.out_features} * 4);
   l.bytes = c.total();
   return l;
 }
 
-bool smlad_fits(const FcDims& d, const GroupScales& g) noexcept {
-  return longest_group(d, g) < detail::kGroupedSmladMaxGroup &&
-         smlad_layout(d, g).bytes <= INT32_MAX;
+bool row_fits(const FcDims& d, const GroupScales& g, Path p, bool s4) noexcept {
+  return (p != Path::kSmlad || !s4 || longest_group(d, g) < detail::kGroupedSmladMaxGroup) &&
+         row_layout(d, g, p, s4).bytes <= INT32_MAX;
+}
+
+bool row_path(Path p) noexcept {
+#if defined(TINYQUANT_HAVE_NEON_PATHS)
+  if (p == Path::kNeon || p == Path::kNeonDot) return true;
+#endif
+  return p == Path::kSmlad;
 }
 
 // Scratch bytes of `path` (already resolved) for this shape; 0 when it runs the scalar loops.
 int32_t scratch_bytes(const FcDims& d, const GroupScales& g, Path path, bool s4) noexcept {
   if (d.in_features < 1 || d.out_features < 1 || g.group_size < 1) return 0;
-  if (path == Path::kSmlad) {
-    if (!s4) return 0;
-    return smlad_fits(d, g) ? static_cast<int32_t>(smlad_layout(d, g).bytes) : 0;
+  if (row_path(path)) {
+    return row_fits(d, g, path, s4) ? static_cast<int32_t>(row_layout(d, g, path, s4).bytes) : 0;
   }
 #if defined(TINYQUANT_HAVE_X86_PATHS)
-  if ((path == Path::kAvx2 && s4) || path == Path::kAvx512Vnni) {
-    const int32_t chunk = chunk_of(path, s4);
-    return lane_fits(d, g, chunk, s4) ? static_cast<int32_t>(lane_layout(d, g, chunk, s4).bytes)
-                                      : 0;
+  if (path == Path::kAvx2 || path == Path::kAvx512Vnni) {
+    return lane_fits(d, g, path, s4) ? static_cast<int32_t>(lane_layout(d, g, path, s4).bytes) : 0;
   }
 #endif
   return 0;
@@ -215,13 +235,22 @@ void group_sums(const int8_t* x, const FcDims& d, const GroupScales& g, int32_t 
   }
 }
 
+// fo * X_g per group (wrapping), g < groups.
+void group_fx(const int8_t* x, const FcDims& d, const GroupScales& g, const FcParams& p,
+              uint32_t* out) noexcept {
+  group_sums(x, d, g, p.input_offset, reinterpret_cast<int32_t*>(out));
+  const int32_t groups = group_count(d, g);
+  for (int32_t gi = 0; gi < groups; ++gi) out[gi] *= static_cast<uint32_t>(p.filter_offset);
+}
+
 #if defined(TINYQUANT_HAVE_X86_PATHS)
 void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, const FcDims& d,
                const GroupScales& g, const int8_t* input, const int8_t* w8, const uint8_t* w4,
                const int32_t* bias, int8_t* output) noexcept {
   const bool s4 = w4 != nullptr;
+  const bool avx2_s8 = !s4 && path == Path::kAvx2;
   const int32_t chunk = chunk_of(path, s4);
-  const LaneLayout l = lane_layout(d, g, chunk, s4);
+  const LaneLayout l = lane_layout(d, g, path, s4);
   uint8_t* base = aligned_base(scratch, 64);
   detail::GroupedLaneArgs a;
   a.n = d.out_features;
@@ -244,24 +273,28 @@ void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, c
   a.lane_group = lane_group;
   a.ratio_row = at<int32_t>(base, l.ratio_row);
   a.input_offset = p.input_offset;
-  a.x_scale = p.filter_offset - (s4 ? 8 : 128);
+  a.x_scale = p.filter_offset - (s4 ? 8 : (avx2_s8 ? 0 : 128));
   a.t = at<int32_t>(base, l.t);
   for (int32_t c = 0; c < a.chunks; ++c) {  // one division per chunk, then steps
     const int32_t first = c * chunk / g.group_size;
     chunk_group[c] = first;
     int32_t gi = first;
-    int64_t next = int64_t{first + 1} * g.group_size;  // first k of group gi + 1
-    for (int32_t lane = 0; lane < a.lanes; ++lane) {
-      const int32_t k = c * chunk + lane_k(s4) * lane;
+    int64_t next = int64_t{first + 1} * g.group_size;    // first k of group gi + 1
+    for (int32_t block = 0; block < a.lanes; ++block) {  // the chunk's k blocks in k order
+      const int32_t k = c * chunk + lane_k(s4) * block;
       while (k >= next && gi + 1 < a.groups) {  // lanes past k keep the last group (times 0)
         ++gi;
         next += g.group_size;
+      }
+      int32_t lane = block;
+      for (int32_t i = 0; avx2_s8 && i < a.lanes; ++i) {
+        if (detail::kGroupedAvx2S8LaneBlock[i] == block) lane = i;
       }
       lane_group[c * a.lanes + lane] = gi - first;
     }
   }
   for (int32_t i = 0; i < a.lanes; ++i) group_x[a.groups + i] = 0;
-  const int32_t half = a.chunks * chunk / 2;
+  const int32_t padded = a.chunks * chunk;
   for (int32_t b = 0; b < d.batch; ++b) {
     const int8_t* x = input + int64_t{b} * d.in_features;
     if (s4) {
@@ -270,13 +303,20 @@ void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, c
         x_even[j] = x[2 * j];
         x_odd[j] = x[2 * j + 1];
       }
-      for (int32_t j = pairs; j < half; ++j) x_even[j] = x_odd[j] = 0;
+      for (int32_t j = pairs; j < padded / 2; ++j) x_even[j] = x_odd[j] = 0;
+    } else if (avx2_s8) {
+      auto* xw = at<int16_t>(base, l.x_even);
+      for (int32_t j = 0; j < d.in_features; ++j)
+        xw[j] = static_cast<int16_t>(x[j] + p.input_offset);
+      for (int32_t j = d.in_features; j < padded; ++j) xw[j] = 0;
     } else {
       for (int32_t j = 0; j < d.in_features; ++j) x_even[j] = x[j];
-      for (int32_t j = d.in_features; j < a.chunks * chunk; ++j) x_even[j] = 0;
+      for (int32_t j = d.in_features; j < padded; ++j) x_even[j] = 0;
     }
     group_sums(x, d, g, p.input_offset, group_x);
-    if (!s4)
+    if (avx2_s8)
+      detail::s8s8_grouped_fc_1x1c32_avx2(a);
+    else if (!s4)
       detail::s8s8_grouped_fc_1x1c64_avx512vnni(a);
     else if (path == Path::kAvx512Vnni)
       detail::s8s4_grouped_fc_1x1c128_avx512vnni(a);
@@ -288,43 +328,60 @@ void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, c
 }
 #endif
 
-void run_smlad(void* scratch, const FcParams& p, const Requant& rq, const FcDims& d,
-               const GroupScales& g, const int8_t* input, const uint8_t* w4, const int32_t* bias,
-               int8_t* output) noexcept {
-  const SmladLayout l = smlad_layout(d, g);
-  uint8_t* base = aligned_base(scratch, 4);
-  detail::GroupedSmladArgs a;
+// x + io of one batch row as smlad's int16 pairs (grouped_paths.hpp): each block of 8 k in the
+// order `order` (int4: (a0, a4) (a2, a6) (a1, a5) (a3, a7); int8: (a0, a2) (a1, a3) twice).
+void smlad_pairs(const int8_t* x, int32_t k, int32_t io, bool s4, uint32_t* quads) noexcept {
+  static constexpr int32_t kS4[8] = {0, 4, 2, 6, 1, 5, 3, 7};
+  static constexpr int32_t kS8[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+  const int32_t* order = s4 ? kS4 : kS8;
+  const int32_t blocks = (k + 7) / 8;
+  for (int32_t q = 0; q < blocks; ++q) {
+    for (int32_t i = 0; i < 4; ++i) {
+      const int32_t k0 = 8 * q + order[2 * i];
+      const int32_t k1 = 8 * q + order[2 * i + 1];
+      const auto v0 = static_cast<uint16_t>(k0 < k ? x[k0] + io : 0);
+      const auto v1 = static_cast<uint16_t>(k1 < k ? x[k1] + io : 0);
+      quads[4 * q + i] = v0 | (uint32_t{v1} << 16);
+    }
+  }
+}
+
+// The row bodies: smlad, NEON, NEON dot product.
+void run_rows(Path path, void* scratch, const FcParams& p, const Requant& rq, const FcDims& d,
+              const GroupScales& g, const int8_t* input, const int8_t* w8, const uint8_t* w4,
+              const int32_t* bias, int8_t* output) noexcept {
+  const bool s4 = w4 != nullptr;
+  const RowLayout l = row_layout(d, g, path, s4);
+  uint8_t* base = aligned_base(scratch, path == Path::kSmlad ? 4 : 16);
+  detail::GroupedRowArgs a;
   a.n = d.out_features;
   a.k = d.in_features;
   a.group_size = g.group_size;
   a.groups = group_count(d, g);
   a.w4 = w4;
+  a.w8 = w8;
   a.ratio = g.ratio;
   a.input_offset = p.input_offset;
   auto* quads = at<uint32_t>(base, l.quads);
-  auto* group_fx = at<uint32_t>(base, l.group_fx);
+  auto* fx = at<uint32_t>(base, l.group_fx);
   a.quads = quads;
-  a.group_fx = group_fx;
+  a.group_fx = fx;
+  a.unpacked = at<int8_t>(base, l.unpacked);
   a.t = at<int32_t>(base, l.t);
-  const int32_t blocks = (d.in_features + 7) / 8;
+  void (*body)(const detail::GroupedRowArgs&) noexcept =
+      s4 ? detail::s8s4_grouped_fc_1x1c8_smlad : detail::s8s8_grouped_fc_1x1c4_smlad;
+#if defined(TINYQUANT_HAVE_NEON_PATHS)
+  if (path == Path::kNeon)
+    body = s4 ? detail::s8s4_grouped_fc_1x4c16_neon : detail::s8s8_grouped_fc_1x4c16_neon;
+  if (path == Path::kNeonDot)
+    body = s4 ? detail::s8s4_grouped_fc_1x4c16_neondot : detail::s8s8_grouped_fc_1x4c16_neondot;
+#endif
   for (int32_t b = 0; b < d.batch; ++b) {
     const int8_t* x = input + int64_t{b} * d.in_features;
     a.x = x;
-    for (int32_t q = 0; q < blocks; ++q) {  // (a0, a4) (a2, a6) (a1, a5) (a3, a7)
-      uint32_t v[8];
-      for (int32_t i = 0; i < 8; ++i) {
-        const int32_t k = 8 * q + i;
-        v[i] = static_cast<uint16_t>(k < d.in_features ? x[k] + p.input_offset : 0);
-      }
-      quads[4 * q + 0] = v[0] | (v[4] << 16);
-      quads[4 * q + 1] = v[2] | (v[6] << 16);
-      quads[4 * q + 2] = v[1] | (v[5] << 16);
-      quads[4 * q + 3] = v[3] | (v[7] << 16);
-    }
-    group_sums(x, d, g, p.input_offset, reinterpret_cast<int32_t*>(group_fx));
-    for (int32_t gi = 0; gi < a.groups; ++gi)
-      group_fx[gi] *= static_cast<uint32_t>(p.filter_offset);  // wraps like the sums
-    detail::s8s4_grouped_fc_1x1c8_smlad(a);
+    if (path == Path::kSmlad) smlad_pairs(x, d.in_features, p.input_offset, s4, quads);
+    group_fx(x, d, g, p, fx);
+    body(a);
     int8_t* out = output + int64_t{b} * d.out_features;
     for (int32_t o = 0; o < d.out_features; ++o) out[o] = finish(p, rq, bias, o, a.t[o]);
   }
@@ -348,18 +405,15 @@ Status run(const Context& ctx, const FcParams& p, const Requant& rq, const FcDim
   if (s != Status::kOk) return s;
 
   const Path path = resolve(ctx.path);
-  if (path != Path::kReference && path != Path::kSmlad && path != Path::kAvx2 &&
-      path != Path::kAvx512Vnni) {
-    return Status::kPathUnavailable;
-  }
+  if (path == Path::kAmx) return Status::kPathUnavailable;
   if (!available(path)) return Status::kPathUnavailable;
   const int32_t need = scratch_bytes(d, g, path, w4 != nullptr);
   if (need > 0 && (ctx.scratch == nullptr || ctx.scratch_size < need))
     return Status::kScratchTooSmall;
   if (need == 0) {
     run_scalar(p, rq, d, g, input, w8, w4, bias, output);
-  } else if (path == Path::kSmlad) {
-    run_smlad(ctx.scratch, p, rq, d, g, input, w4, bias, output);
+  } else if (row_path(path)) {
+    run_rows(path, ctx.scratch, p, rq, d, g, input, w8, w4, bias, output);
   } else {
 #if defined(TINYQUANT_HAVE_X86_PATHS)
     run_lanes(path, ctx.scratch, p, rq, d, g, input, w8, w4, bias, output);

@@ -1,8 +1,8 @@
-// Grouped fully-connected, int4 weights, x86 AVX2 (compiled with only the AVX2 flags, chosen at
-// run time after a CPU check). One output row at a time, 64 k (one 32-byte weight vector) per
-// step; the arithmetic is in grouped_paths.hpp.
+// Grouped fully-connected, int4 and int8 weights, x86 AVX2 (compiled with only the AVX2 flags,
+// chosen at run time after a CPU check). One output row at a time, one 32-byte weight vector
+// (64 int4 or 32 int8 k) per step; the arithmetic is in grouped_paths.hpp.
 //
-// Per step the weight bytes are flipped to u = nibble ^ 8 (b ^ 0x88, then the low and the high
+// int4: the weight bytes are flipped to u = nibble ^ 8 (b ^ 0x88, then the low and the high
 // nibbles) and vpmaddubsw forms, per int16 pair,
 //   u_lo * x_even + u_hi * x_odd + io * (u_lo + u_hi)
 // (each term at most 2 * 30 * 128 in size, so the int16 sums stay below 2^15; io = 128 goes in
@@ -10,6 +10,10 @@
 // A lane is multiplied by its group's r = ratio + 1 (one vpermd from the row's expanded
 // ratios, one vpmaddwd) and summed in int32 for at most 256 steps (|lane| <= 8 * 15 * 255, r <=
 // 256), then widened to int64.
+// int8 (s8s8_grouped_fc_1x1c32_avx2): the two 16-byte halves are widened to int16 (vpmovsxbw)
+// and vpmaddwd multiplies them by x + io (int16, from the caller), vphaddd joins neighbouring
+// pairs into lanes of 4 k (|lane| <= 4 * 128 * 255), vpmulld multiplies by r, and the lanes sum
+// in int32 for at most 64 steps (64 * 130560 * 256 < 2^31).
 #include <immintrin.h>
 
 #include <cstring>
@@ -19,9 +23,9 @@
 namespace tinyquant::rt::detail {
 namespace {
 
-constexpr int32_t kBytes = kGroupedChunkAvx2 / 2;  // weight bytes per step
+constexpr int32_t kBytes = 32;  // weight bytes per step
+static_assert(kGroupedChunkAvx2 / 2 == kBytes && kGroupedChunkAvx2S8 == kBytes, "one ymm");
 constexpr int32_t kLanes = 8;
-constexpr int32_t kFlushSteps = 256;  // int32 lane sums widen to int64 this often
 
 inline __m256i widen_add(__m256i acc64, __m256i v32) noexcept {
   acc64 = _mm256_add_epi64(acc64, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(v32)));
@@ -33,46 +37,78 @@ inline int64_t hsum64(__m256i v) noexcept {
   return _mm_cvtsi128_si64(_mm_add_epi64(s, _mm_unpackhi_epi64(s, s)));
 }
 
-struct Consts {
-  __m256i flip, low, ones, io_a, io_b;
-};
-
-// The lanes of step c, times their group's r. b holds the flipped weight bytes (0 past k).
-template <bool kSplit>
-inline __m256i step(const GroupedLaneArgs& a, const Consts& k, __m256i b, int32_t c) noexcept {
-  const __m256i lo = _mm256_and_si256(b, k.low);
-  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), k.low);
-  const __m256i both = _mm256_add_epi8(lo, hi);
-  const auto* xe = reinterpret_cast<const __m256i*>(a.x_even + int64_t{c} * kBytes);
-  const auto* xo = reinterpret_cast<const __m256i*>(a.x_odd + int64_t{c} * kBytes);
-  __m256i p16 = _mm256_maddubs_epi16(lo, _mm256_load_si256(xe));
-  p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(hi, _mm256_load_si256(xo)));
-  p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(both, k.io_a));
-  if (kSplit) p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(both, k.io_b));
-  const __m256i p = _mm256_madd_epi16(p16, k.ones);
+// The r of step c's lanes: one vpermd of the row's expanded ratios by the lane table.
+inline __m256i lane_ratios(const GroupedLaneArgs& a, int32_t c) noexcept {
   const __m256i idx =
       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.lane_group + int64_t{c} * kLanes));
   const __m256i rr =
       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.ratio_row + a.chunk_group[c]));
-  // |p| <= 8 * 15 * 255 = 30600 and r <= 256: both are int16 in the low half of their dword
-  // (r's high half is 0), so vpmaddwd is the exact product.
-  return _mm256_madd_epi16(p, _mm256_permutevar8x32_epi32(rr, idx));
+  return _mm256_permutevar8x32_epi32(rr, idx);
 }
 
+// int4 weights; kSplit: io = 128 enters as 64 + 64.
 template <bool kSplit>
+struct S4 {
+  static constexpr int32_t kFlushSteps = 256;  // int32 lane sums widen to int64 this often
+  static constexpr uint8_t kFlip = 0x88;       // u = nibble ^ 8 of both nibbles
+  __m256i low, ones, io_a, io_b;
+
+  explicit S4(int32_t io) noexcept {
+    const int32_t io_a_v = kSplit ? io / 2 : io;
+    low = _mm256_set1_epi8(0x0F);
+    ones = _mm256_set1_epi16(1);
+    io_a = _mm256_set1_epi8(static_cast<char>(io_a_v));
+    io_b = _mm256_set1_epi8(static_cast<char>(io - io_a_v));
+  }
+  static int32_t row_bytes(const GroupedLaneArgs& a) noexcept { return a.k / 2; }
+
+  // The lanes of step c, times their group's r. b holds the flipped weight bytes (0 past k).
+  __m256i step(const GroupedLaneArgs& a, __m256i b, int32_t c) const noexcept {
+    const __m256i lo = _mm256_and_si256(b, low);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), low);
+    const __m256i both = _mm256_add_epi8(lo, hi);
+    const auto* xe = reinterpret_cast<const __m256i*>(a.x_even + int64_t{c} * kBytes);
+    const auto* xo = reinterpret_cast<const __m256i*>(a.x_odd + int64_t{c} * kBytes);
+    __m256i p16 = _mm256_maddubs_epi16(lo, _mm256_load_si256(xe));
+    p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(hi, _mm256_load_si256(xo)));
+    p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(both, io_a));
+    if (kSplit) p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(both, io_b));
+    const __m256i p = _mm256_madd_epi16(p16, ones);
+    // |p| <= 8 * 15 * 255 = 30600 and r <= 256: both are int16 in the low half of their dword
+    // (r's high half is 0), so vpmaddwd is the exact product.
+    return _mm256_madd_epi16(p, lane_ratios(a, c));
+  }
+};
+
+// int8 weights, used as they are (no flip); x_even holds int16 x + io.
+struct S8 {
+  static constexpr int32_t kFlushSteps = 64;
+  static constexpr uint8_t kFlip = 0;
+
+  explicit S8(int32_t) noexcept {}
+  static int32_t row_bytes(const GroupedLaneArgs& a) noexcept { return a.k; }
+
+  __m256i step(const GroupedLaneArgs& a, __m256i b, int32_t c) const noexcept {
+    const auto* x = reinterpret_cast<const __m256i*>(a.x_even + int64_t{c} * 2 * kBytes);
+    const __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(b));
+    const __m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(b, 1));
+    const __m256i p0 = _mm256_madd_epi16(w0, _mm256_load_si256(x));      // k pairs 0..15
+    const __m256i p1 = _mm256_madd_epi16(w1, _mm256_load_si256(x + 1));  // k pairs 16..31
+    // Lanes of 4 k in kGroupedAvx2S8LaneBlock order: 0-3, 4-7, 16-19, 20-23 | 8-11, ...
+    return _mm256_mullo_epi32(_mm256_hadd_epi32(p0, p1), lane_ratios(a, c));
+  }
+};
+
+template <class Kind>
 void rows(const GroupedLaneArgs& a) noexcept {
-  const int32_t row_bytes = a.k / 2;
+  const Kind kind(a.input_offset);
+  const int32_t row_bytes = Kind::row_bytes(a);
   const int32_t tail = row_bytes - (a.chunks - 1) * kBytes;  // bytes of the last step, 1..32
-  const int32_t io_a = kSplit ? a.input_offset / 2 : a.input_offset;
-  Consts k;
-  k.flip = _mm256_set1_epi8(static_cast<char>(0x88));
-  k.low = _mm256_set1_epi8(0x0F);
-  k.ones = _mm256_set1_epi16(1);
-  k.io_a = _mm256_set1_epi8(static_cast<char>(io_a));
-  k.io_b = _mm256_set1_epi8(static_cast<char>(a.input_offset - io_a));
+  const auto* weights = a.w4 != nullptr ? a.w4 : reinterpret_cast<const uint8_t*>(a.w8);
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(Kind::kFlip));
   const int32_t full_groups = a.groups / kLanes * kLanes;
   for (int32_t o = 0; o < a.n; ++o) {
-    const uint8_t* w = a.w4 + int64_t{o} * row_bytes;
+    const uint8_t* w = weights + int64_t{o} * row_bytes;
     const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
     // r = ratio + 1 of the row into scratch (0 past the row's groups), then sum_g r_g * X_g
     // (each product < 2^31).
@@ -90,21 +126,21 @@ void rows(const GroupedLaneArgs& a) noexcept {
       xr = widen_add(xr, _mm256_mullo_epi32(r, x));
     }
     __m256i acc64 = _mm256_setzero_si256();
-    for (int32_t c0 = 0; c0 < a.chunks; c0 += kFlushSteps) {
-      const int32_t c1 = a.chunks - c0 > kFlushSteps ? c0 + kFlushSteps : a.chunks;
+    for (int32_t c0 = 0; c0 < a.chunks; c0 += Kind::kFlushSteps) {
+      const int32_t c1 = a.chunks - c0 > Kind::kFlushSteps ? c0 + Kind::kFlushSteps : a.chunks;
       const int32_t full = c1 < a.chunks ? c1 : a.chunks - 1;
       __m256i acc = _mm256_setzero_si256();
       for (int32_t c = c0; c < full; ++c) {
         const __m256i raw =
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + int64_t{c} * kBytes));
-        acc = _mm256_add_epi32(acc, step<kSplit>(a, k, _mm256_xor_si256(raw, k.flip), c));
+        acc = _mm256_add_epi32(acc, kind.step(a, _mm256_xor_si256(raw, flip), c));
       }
-      if (full < c1) {  // the row's last step: bytes past the row flip to u = 0
+      if (full < c1) {  // the row's last step: bytes past the row become weight (u) 0
         alignas(32) uint8_t last[kBytes];
-        std::memset(last, 0x88, sizeof last);
+        std::memset(last, Kind::kFlip, sizeof last);
         std::memcpy(last, w + int64_t{full} * kBytes, static_cast<size_t>(tail));
         const __m256i raw = _mm256_load_si256(reinterpret_cast<const __m256i*>(last));
-        acc = _mm256_add_epi32(acc, step<kSplit>(a, k, _mm256_xor_si256(raw, k.flip), full));
+        acc = _mm256_add_epi32(acc, kind.step(a, _mm256_xor_si256(raw, flip), full));
       }
       acc64 = widen_add(acc64, acc);
     }
@@ -117,9 +153,13 @@ void rows(const GroupedLaneArgs& a) noexcept {
 
 void s8s4_grouped_fc_1x1c64_avx2(const GroupedLaneArgs& a) noexcept {
   if (a.input_offset == 128)
-    rows<true>(a);
+    rows<S4<true>>(a);
   else
-    rows<false>(a);
+    rows<S4<false>>(a);
+}
+
+void s8s8_grouped_fc_1x1c32_avx2(const GroupedLaneArgs& a) noexcept {
+  rows<S8>(a);
 }
 
 }  // namespace tinyquant::rt::detail

@@ -1,5 +1,6 @@
-// Grouped fully-connected, int4 weights, smlad path (Cortex-M DSP data flow, emulated off-ARM
-// through dsp.hpp). One output row at a time, each group 8 k per step where the group allows.
+// Grouped fully-connected, int4 and int8 weights, smlad path (Cortex-M DSP data flow, emulated
+// off-ARM through dsp.hpp). One output row at a time, each group 8 k (int8: 4 k) per step where
+// the group allows.
 //
 // Eight nibbles come from one 32-bit load, as in s8s4_gemm_1x2c8_smlad.cpp:
 //   hi = w & 0xF0F0F0F0, lo = (w << 4) & 0xF0F0F0F0
@@ -9,6 +10,8 @@
 // first 8-aligned k of a group and after its last full step go nibble by nibble (SMLABB), as do
 // rows starting mid-byte (odd in_features). The filter offset enters through the caller's
 // fo * X_g per group; acc_g * r is an SMLAL.
+// int8 weights (s8s8_grouped_fc_1x1c4_smlad): one word holds 4 weights, SXTB16 / SXTB16-ROR8 give
+// (w0, w2), (w1, w3), met by the (a0, a2), (a1, a3) pairs; no scaling, so any group length.
 #include <cstdint>
 
 #include "grouped_paths.hpp"
@@ -31,46 +34,79 @@ inline uint32_t dot8(const uint32_t* q, uint32_t w, uint32_t acc) noexcept {
   return acc;
 }
 
-// acc + sum_{k in [k0, k1)} (x[k] + io) * w[k], nibble by nibble.
-inline uint32_t singles(const GroupedSmladArgs& a, const uint8_t* row, int32_t first_nibble,
-                        int32_t k0, int32_t k1, uint32_t acc) noexcept {
+// The dot product of 4 int8 weights (word w) with the pairs q, added to acc.
+inline uint32_t dot4(const uint32_t* q, uint32_t w, uint32_t acc) noexcept {
+  acc = dsp::smlad(q[0], dsp::sxtb16(w), acc);
+  return dsp::smlad(q[1], smlad::sxtb16_ror8(w), acc);
+}
+
+// acc + sum_{k in [k0, k1)} (x[k] + io) * w[k], one k at a time; weight(k) reads w[k].
+template <class Weight>
+inline uint32_t singles(const GroupedRowArgs& a, Weight weight, int32_t k0, int32_t k1,
+                        uint32_t acc) noexcept {
   for (int32_t k = k0; k < k1; ++k) {
     const auto xv = static_cast<uint32_t>(a.x[k] + a.input_offset);
-    acc = dsp::smlabb(xv, static_cast<uint32_t>(smlad::nibble_at(row, first_nibble + k)), acc);
+    acc = dsp::smlabb(xv, static_cast<uint32_t>(weight(k)), acc);
   }
   return acc;
 }
 
-// sum_{k in [k0, k1)} (x[k] + io) * w[k] of a row starting on a byte, wrapping.
-inline uint32_t group_dot(const GroupedSmladArgs& a, const uint8_t* row, int32_t k0,
-                          int32_t k1) noexcept {
+// sum_{k in [k0, k1)} (x[k] + io) * w[k] of an int4 row starting on a byte, wrapping.
+inline uint32_t group_dot_s4(const GroupedRowArgs& a, const uint8_t* row, int32_t k0,
+                             int32_t k1) noexcept {
+  const auto weight = [row](int32_t k) { return smlad::nibble_at(row, k); };
   int32_t k = (k0 + 7) & ~7;
   if (k > k1) k = k1;
-  uint32_t acc = singles(a, row, 0, k0, k, 0);
+  uint32_t acc = singles(a, weight, k0, k, 0);
   uint32_t acc16 = 0;
   for (; k + 8 <= k1; k += 8) acc16 = dot8(a.quads + k / 2, smlad::load4(row + k / 2), acc16);
   acc += static_cast<uint32_t>(static_cast<int32_t>(acc16) >> 4);
-  return singles(a, row, 0, k, k1, acc);
+  return singles(a, weight, k, k1, acc);
 }
 
-}  // namespace
+// The same for an int8 row, 4 k per step.
+inline uint32_t group_dot_s8(const GroupedRowArgs& a, const int8_t* row, int32_t k0,
+                             int32_t k1) noexcept {
+  const auto weight = [row](int32_t k) { return int32_t{row[k]}; };
+  int32_t k = (k0 + 3) & ~3;
+  if (k > k1) k = k1;
+  uint32_t acc = singles(a, weight, k0, k, 0);
+  for (; k + 4 <= k1; k += 4) acc = dot4(a.quads + k / 2, smlad::load4(row + k), acc);
+  return singles(a, weight, k, k1, acc);
+}
 
-void s8s4_grouped_fc_1x1c8_smlad(const GroupedSmladArgs& a) noexcept {
+// t[o] for every row; dot(o, k0, k1) is the row's sum_{k in [k0, k1)} (x[k] + io) * w[k].
+template <class Dot>
+void rows(const GroupedRowArgs& a, Dot dot) noexcept {
   for (int32_t o = 0; o < a.n; ++o) {
-    const int64_t start = int64_t{o} * a.k;  // the row's first nibble
-    const uint8_t* row = a.w4 + (start >> 1);
-    const int32_t first = static_cast<int32_t>(start & 1);
     const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
     int64_t total = 0;
     for (int32_t gi = 0; gi < a.groups; ++gi) {
       const int32_t k0 = gi * a.group_size;
       const int32_t k1 = a.k - k0 > a.group_size ? k0 + a.group_size : a.k;
-      const uint32_t dot = first == 0 ? group_dot(a, row, k0, k1) : singles(a, row, 1, k0, k1, 0);
-      const uint32_t acc = dot + a.group_fx[gi];
+      const uint32_t acc = dot(o, k0, k1) + a.group_fx[gi];
       total += int64_t{static_cast<int32_t>(acc)} * (int32_t{ratio[gi]} + 1);
     }
     a.t[o] = static_cast<int32_t>((total + (int64_t{1} << 7)) >> 8);
   }
+}
+
+}  // namespace
+
+void s8s4_grouped_fc_1x1c8_smlad(const GroupedRowArgs& a) noexcept {
+  rows(a, [&a](int32_t o, int32_t k0, int32_t k1) {
+    const int64_t start = int64_t{o} * a.k;  // the row's first nibble
+    const uint8_t* row = a.w4 + (start >> 1);
+    if ((start & 1) == 0) return group_dot_s4(a, row, k0, k1);
+    const auto weight = [row](int32_t k) { return smlad::nibble_at(row, 1 + k); };
+    return singles(a, weight, k0, k1, 0);
+  });
+}
+
+void s8s8_grouped_fc_1x1c4_smlad(const GroupedRowArgs& a) noexcept {
+  rows(a, [&a](int32_t o, int32_t k0, int32_t k1) {
+    return group_dot_s8(a, a.w8 + int64_t{o} * a.k, k0, k1);
+  });
 }
 
 }  // namespace tinyquant::rt::detail

@@ -17,7 +17,7 @@ namespace tq {
 
 namespace rt = tinyquant::rt;
 
-enum class Op { kFcS8, kFcS4, kConv, kDepthwise, kGemmS32, kFcS4Grouped };
+enum class Op { kFcS8, kFcS4, kConv, kDepthwise, kGemmS32, kFcS4Grouped, kFcS8Grouped };
 
 // The offsets and activation range of a case; most cases keep the full int8 range.
 struct Quant {
@@ -36,7 +36,7 @@ struct KernelCase {
   bool per_channel, with_bias;
   rt::Rounding rounding;
   uint32_t seed;
-  int32_t group_size = 0;  // Op::kFcS4Grouped only
+  int32_t group_size = 0;  // Op::kFcS4Grouped and kFcS8Grouped only
 };
 
 inline rt::ConvParams geometry(int32_t stride, int32_t pad, int32_t groups, int32_t mult) {
@@ -73,7 +73,7 @@ struct Setup {
   uint32_t seed;
 };
 
-// Op::kFcS8, kFcS4 and kFcS4Grouped (group_size for the last only).
+// Op::kFcS8, kFcS4, kFcS4Grouped and kFcS8Grouped (group_size for the grouped ones).
 inline KernelCase fc_case(const char* name, Op op, rt::FcDims fc, Quant q, Setup s,
                           int32_t group_size = 0) {
   return {name, op, fc, {}, {}, {}, q, s.per_channel, s.with_bias, s.rounding, s.seed, group_size};
@@ -108,6 +108,26 @@ inline const KernelCase kKernelCases[] = {
             {true, true, kSgl, 24}, 1),
     fc_case("fc_s4_grouped 1x96x4 g128", Op::kFcS4Grouped, {1, 96, 4}, {0, 8, -1},
             {true, true, kDbl, 25}, 128),
+    // Groups of 16 k steps, an 8 k step and single k (NEON), rows in blocks of 4 and fewer.
+    fc_case("fc_s4_grouped 1x300x9 g40", Op::kFcS4Grouped, {1, 300, 9}, {-127, 5, 3},
+            {true, true, kSgl, 26}, 40),
+    fc_case("fc_s4_grouped 2x71x6 g20", Op::kFcS4Grouped, {2, 71, 6}, {128, -127, 0},
+            {true, true, kDbl, 27}, 20),
+    // Grouped int8: the same kinds of shapes.
+    fc_case("fc_s8_grouped 1x75x13 g8", Op::kFcS8Grouped, {1, 75, 13}, {128, 3, -3},
+            {true, true, kDbl, 31}, 8),
+    fc_case("fc_s8_grouped 2x64x9 g32", Op::kFcS8Grouped, {2, 64, 9}, {-127, -127, 5},
+            {false, false, kSgl, 32}, 32),
+    fc_case("fc_s8_grouped 1x40x6 g3", Op::kFcS8Grouped, {1, 40, 6}, {7, 128, 0, -20, 40},
+            {true, true, kDbl, 33}, 3),
+    fc_case("fc_s8_grouped 3x17x5 g1", Op::kFcS8Grouped, {3, 17, 5}, {-5, 0, 2},
+            {true, true, kSgl, 34}, 1),
+    fc_case("fc_s8_grouped 1x100x4 g128", Op::kFcS8Grouped, {1, 100, 4}, {0, 8, -1},
+            {true, true, kDbl, 35}, 128),
+    fc_case("fc_s8_grouped 1x300x9 g40", Op::kFcS8Grouped, {1, 300, 9}, {-127, 5, 3},
+            {true, true, kSgl, 36}, 40),
+    fc_case("fc_s8_grouped 2x71x6 g20", Op::kFcS8Grouped, {2, 71, 6}, {128, -127, 0},
+            {true, true, kDbl, 37}, 20),
     conv_case("conv 7x7x3->5 3x3 same", Op::kConv, conv_dims(1, 7, 7, 3, 3, 7, 7, 5),
               geometry(1, 1, 1, 1), {128, 0, -1}, {true, true, kDbl, 6}),
     conv_case("conv 8x6x8->16 3x3 s2", Op::kConv, conv_dims(2, 8, 6, 8, 3, 4, 3, 16),
@@ -146,6 +166,7 @@ inline int32_t output_bytes(const KernelCase& c) {
     case Op::kFcS8:
     case Op::kFcS4:
     case Op::kFcS4Grouped:
+    case Op::kFcS8Grouped:
       return c.fc.batch * c.fc.out_features;
     case Op::kConv:
     case Op::kDepthwise:
@@ -201,15 +222,20 @@ inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b)
   switch (c.op) {
     case Op::kFcS8:
     case Op::kFcS4:
-    case Op::kFcS4Grouped: {
+    case Op::kFcS4Grouped:
+    case Op::kFcS8Grouped: {
       const auto p = with_quant(rt::FcParams{}, c.q);
       if (c.op == Op::kFcS8) {
         return rt::fully_connected_s8(ctx, p, rq, c.fc, b.input, b.weights, bias, b.output);
       }
+      const rt::GroupScales gs{c.group_size, b.ratio};
       if (c.op == Op::kFcS4Grouped) {
-        const rt::GroupScales gs{c.group_size, b.ratio};
         return rt::fully_connected_s4_grouped(ctx, p, rq, c.fc, gs, b.input,
                                               reinterpret_cast<const uint8_t*>(b.weights), bias,
+                                              b.output);
+      }
+      if (c.op == Op::kFcS8Grouped) {
+        return rt::fully_connected_s8_grouped(ctx, p, rq, c.fc, gs, b.input, b.weights, bias,
                                               b.output);
       }
       return rt::fully_connected_s4(ctx, p, rq, c.fc, b.input,
@@ -234,12 +260,6 @@ inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b)
 inline const uint8_t* case_output(const KernelCase& c, const KernelBuffers& b) {
   return c.op == Op::kGemmS32 ? reinterpret_cast<const uint8_t*>(b.output32)
                               : reinterpret_cast<const uint8_t*>(b.output);
-}
-
-// Whether c's kernel has a body for `path` at all: the grouped FC kernels have none for the
-// AArch64 paths and answer Status::kPathUnavailable there (grouped.hpp).
-inline bool offers_path(const KernelCase& c, rt::Path path) {
-  return c.op != Op::kFcS4Grouped || (path != rt::Path::kNeon && path != rt::Path::kNeonDot);
 }
 
 // The paths to exercise on this build: every supported one except kAuto.

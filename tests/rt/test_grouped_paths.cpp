@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "tinyquant/rt/grouped.hpp"
@@ -302,7 +304,7 @@ TEST_P(GroupedPaths, LongGroups) {
 
 INSTANTIATE_TEST_SUITE_P(AllPaths, GroupedPaths,
                          ::testing::Values(Path::kReference, Path::kSmlad, Path::kAvx2,
-                                           Path::kAvx512Vnni),
+                                           Path::kAvx512Vnni, Path::kNeon, Path::kNeonDot),
                          [](const ::testing::TestParamInfo<Path>& param) {
                            return std::string(rt::path_name(param.param));
                          });
@@ -314,47 +316,60 @@ TEST(GroupedScratch, SizesAndRefusals) {
   c.group = 32;
   const Operands op = make(c);
   std::vector<int8_t> y;
-  for (const Path p : {Path::kSmlad, Path::kAvx2, Path::kAvx512Vnni}) {
+  Case s8 = c;
+  s8.s8 = true;
+  const Operands op8 = make(s8);
+  for (const Path p : {Path::kSmlad, Path::kAvx2, Path::kAvx512Vnni, Path::kNeon, Path::kNeonDot}) {
     if (!available(p)) continue;
-    const int32_t need = scratch_size(c, op, p);
-    ASSERT_GT(need, 0) << rt::path_name(p);
-    EXPECT_EQ(run(c, op, p, &y, 0), rt::Status::kScratchTooSmall) << rt::path_name(p);
-    EXPECT_EQ(run(c, op, p, &y, need - 1), rt::Status::kScratchTooSmall) << rt::path_name(p);
-    EXPECT_EQ(run(c, op, p, &y, need), rt::Status::kOk) << rt::path_name(p);
+    for (const auto& [cc, o] : {std::pair<const Case&, const Operands&>{c, op}, {s8, op8}}) {
+      const int32_t need = scratch_size(cc, o, p);
+      ASSERT_GT(need, 0) << rt::path_name(p) << ": " << describe(cc);
+      EXPECT_EQ(run(cc, o, p, &y, 0), rt::Status::kScratchTooSmall) << rt::path_name(p);
+      EXPECT_EQ(run(cc, o, p, &y, need - 1), rt::Status::kScratchTooSmall) << rt::path_name(p);
+      EXPECT_EQ(run(cc, o, p, &y, need), rt::Status::kOk) << rt::path_name(p);
+      EXPECT_EQ(y, oracle(cc, o)) << rt::path_name(p) << ": " << describe(cc);
+    }
   }
-  // Shapes a path runs with the reference loops need no scratch: int4 with odd in_features or a
-  // group size that is not a multiple of 8 on x86, int8 weights on every path but AVX-512 VNNI.
+  // Shapes a path runs with the reference loops need no scratch: on x86 int4 with odd
+  // in_features or a group size that is not a multiple of 8, int8 with one not a multiple of 4.
   Case odd = c;
   odd.in = 785;
   Case g12 = c;
   g12.group = 12;
-  Case s8 = c;
-  s8.s8 = true;
+  Case s8g6 = s8;
+  s8g6.group = 6;
   for (const Path p : {Path::kAvx2, Path::kAvx512Vnni}) {
     if (!available(p)) continue;
     EXPECT_EQ(scratch_size(odd, make(odd), p), 0);
     EXPECT_EQ(scratch_size(g12, make(g12), p), 0);
-  }
-  for (const Path p : {Path::kReference, Path::kSmlad, Path::kAvx2})
-    EXPECT_EQ(scratch_size(s8, make(s8), p), 0);
-  // int8 weights take the AVX-512 VNNI lanes from group_size % 4 == 0, any in_features.
-  if (available(Path::kAvx512Vnni)) {
+    EXPECT_EQ(scratch_size(s8g6, make(s8g6), p), 0);
+    // int8 weights take the lanes from group_size % 4 == 0, any in_features.
     Case s8odd = s8;
     s8odd.in = 785;
     s8odd.group = 4;
-    EXPECT_GT(scratch_size(s8odd, make(s8odd), Path::kAvx512Vnni), 0);
-    Case s8g6 = s8;
-    s8g6.group = 6;
-    EXPECT_EQ(scratch_size(s8g6, make(s8g6), Path::kAvx512Vnni), 0);
+    EXPECT_GT(scratch_size(s8odd, make(s8odd), p), 0);
+  }
+  // The row bodies (smlad, NEON) take every shape, int8 weights with any group length.
+  for (const Path p : {Path::kSmlad, Path::kNeon, Path::kNeonDot}) {
+    if (!available(p)) continue;
+    EXPECT_GT(scratch_size(odd, make(odd), p), 0);
+    EXPECT_GT(scratch_size(g12, make(g12), p), 0);
+    Case s8long = s8;
+    s8long.in = 70001;
+    s8long.group = 70001;
+    EXPECT_GT(scratch_size(s8long, make(s8long), p), 0);
   }
   EXPECT_EQ(scratch_size(c, op, Path::kReference), 0);
+  EXPECT_EQ(scratch_size(s8, op8, Path::kReference), 0);
   // kAuto asks for what the path it resolves to needs, and runs.
   const int32_t need = scratch_size(c, op, Path::kAuto);
   EXPECT_EQ(run(c, op, Path::kAuto, &y, need), rt::Status::kOk);
   EXPECT_EQ(y, oracle(c, op));
-  // Paths the grouped kernels do not have.
-  for (const Path p : {Path::kNeon, Path::kNeonDot, Path::kAmx})
+  // Paths the grouped kernels do not have, or this build or CPU lacks.
+  for (const Path p : {Path::kAvx2, Path::kAvx512Vnni, Path::kNeon, Path::kNeonDot, Path::kAmx}) {
+    if (p != Path::kAmx && available(p)) continue;
     EXPECT_EQ(run(c, op, p, &y, 1 << 16), rt::Status::kPathUnavailable) << rt::path_name(p);
+  }
 }
 
 }  // namespace

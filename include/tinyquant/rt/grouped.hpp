@@ -17,14 +17,15 @@
 // over [out][in] (fully_connected_s4_grouped) or int8 [out][in] (fully_connected_s8_grouped).
 //
 // Paths (ctx.path): kAuto follows a forced reference, smlad or avx2 path (force_path,
-// TINYQUANT_PATH), else runs AVX-512 VNNI on CPUs that have it, else AVX2, else the reference.
-// kReference, kSmlad, kAvx2 and kAvx512Vnni can be asked for (kPathUnavailable if the build or
-// CPU lacks one; every other path is unavailable here). All are bit-identical to the
-// reference. The x86 bodies take int4 shapes with in_features even, group_size % 8 == 0 (or
-// group_size >= in_features) and min(group_size, in_features) <= 32768, and on AVX-512 VNNI
-// also int8 shapes with group_size % 4 == 0 (or >= in_features) under the same bound; the
-// smlad body takes every int4 shape with min(group_size, in_features) < 65536. Other shapes
-// (int8 weights on smlad and AVX2 among them) run the reference loops and need no scratch.
+// TINYQUANT_PATH) and on AArch64 the neon or neondot path dispatch picks (or a forced one), else
+// runs AVX-512 VNNI on CPUs that have it, else AVX2, else the reference. kReference, kSmlad,
+// kAvx2, kAvx512Vnni, kNeon and kNeonDot can be asked for (kPathUnavailable if the build or CPU
+// lacks one; kAmx is unavailable here). All are bit-identical to the reference. The x86 bodies
+// take int4 shapes with in_features even, group_size % 8 == 0 (or group_size >= in_features)
+// and int8 shapes with group_size % 4 == 0 (or >= in_features, any in_features), both with
+// min(group_size, in_features) <= 32768. The smlad body takes every int4 shape with
+// min(group_size, in_features) < 65536 and every int8 shape; the AArch64 bodies take every
+// shape. Other shapes run the reference loops and need no scratch.
 #pragma once
 
 #include <cstdint>
@@ -51,8 +52,8 @@ Status fully_connected_s8_grouped(const Context& ctx, const FcParams& params,
                                   int8_t* output) noexcept;
 
 // Scratch bytes the call needs on `path` (kAuto: the path it would take), 0 if none: x + offset
-// rearranged once per batch row, per-group input sums and per-call tables. A call given less
-// returns kScratchTooSmall. Any alignment.
+// rearranged once per batch row, per-group input sums, per-call tables and (AArch64, int4) rows
+// unpacked to int8. A call given less returns kScratchTooSmall. Any alignment.
 int32_t fully_connected_s4_grouped_scratch_size(const FcDims& dims, const GroupScales& groups,
                                                 Path path) noexcept;
 int32_t fully_connected_s8_grouped_scratch_size(const FcDims& dims, const GroupScales& groups,
