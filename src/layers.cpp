@@ -49,19 +49,21 @@ void check_kernel_status(rt::Status st, const char* op, const char* detail) {
 
 namespace {
 
-void to_multipliers(const std::vector<double>& real, std::vector<int32_t>* mult,
+// Per output channel, the multiplier and shift of input_scale * channel_scales[c] / output_scale
+// (one channel scale for per-tensor weights), by the runtime's own init-time function, so a
+// firmware that computes them from shipped float scales gets the same pairs.
+void to_multipliers(float input_scale, const std::vector<float>& channel_scales, bool per_channel,
+                    float output_scale, size_t channels, std::vector<int32_t>* mult,
                     std::vector<int32_t>* shift, const char* what) {
-  mult->resize(real.size());
-  shift->resize(real.size());
-  for (size_t c = 0; c < real.size(); ++c) {
-    rt::QuantizedMultiplier qm;
-    const rt::Status st = rt::quantize_multiplier(real[c], &qm);
-    if (st != rt::Status::kOk)
-      fail<InvalidArgument>("{}: effective scale of channel {} = {} is not finite and >= 0", what,
-                            c, real[c]);
-    (*mult)[c] = qm.multiplier;
-    (*shift)[c] = qm.shift;
-  }
+  mult->resize(channels);
+  shift->resize(channels);
+  const rt::Status st =
+      rt::multipliers_from_scales(input_scale, channel_scales.data(), per_channel, output_scale,
+                                  static_cast<int32_t>(channels), mult->data(), shift->data());
+  if (st != rt::Status::kOk)
+    fail<InvalidArgument>(
+        "{}: no requantization multipliers for input scale {}, output scale {}: {}", what,
+        input_scale, output_scale, rt::status_name(st));
 }
 
 int32_t quantize_bias(float b, double scale, size_t c, const char* what) {
@@ -125,27 +127,21 @@ void QuantizedLinear::build(const float* bias) {
   const std::vector<float>& ws = weights_.params.scales;
   const size_t out = static_cast<size_t>(out_);
   const int64_t groups = grouped ? param_layout(spec, weights_.shape).groups : 1;
-  // Per output channel: the scale the accumulator carries (the row's largest group scale).
-  std::vector<double> row_scale(out);
-  for (size_t c = 0; c < out; ++c) {
-    if (spec.granularity == Granularity::kPerTensor) {
-      row_scale[c] = ws[0];
-    } else if (!grouped) {
-      row_scale[c] = ws[c];
-    } else {
-      double m = 0.0;
-      for (int64_t g = 0; g < groups; ++g)
-        m = std::max(
-            m, static_cast<double>(ws[c * static_cast<size_t>(groups) + static_cast<size_t>(g)]));
-      row_scale[c] = m;
-    }
-  }
+  const bool per_tensor = spec.granularity == Granularity::kPerTensor;
+  // Per output channel: the scale the accumulator carries (per-group: the row's largest group
+  // scale, rt::group_row_scales); per-tensor weights have one.
+  std::vector<float> row_scale = ws;
   if (grouped) {
+    row_scale.resize(out);
+    check_kernel_status(rt::group_row_scales(ws.data(), static_cast<int32_t>(out_),
+                                             static_cast<int32_t>(groups), row_scale.data()),
+                        kWhat, "group_row_scales");
     group_ratios_.resize(out * static_cast<size_t>(groups));
     for (size_t c = 0; c < out; ++c)
       for (int64_t g = 0; g < groups; ++g) {
         const size_t i = c * static_cast<size_t>(groups) + static_cast<size_t>(g);
-        const double r = std::round(static_cast<double>(ws[i]) / row_scale[c] * 256.0);
+        const double r =
+            std::round(static_cast<double>(ws[i]) / static_cast<double>(row_scale[c]) * 256.0);
         group_ratios_[i] = static_cast<uint8_t>(std::clamp(r, 1.0, 256.0) - 1.0);
       }
   }
@@ -157,17 +153,15 @@ void QuantizedLinear::build(const float* bias) {
   params_.output_offset = output_.zero_point;
   activation_range(act_, output_, &params_.act_min, &params_.act_max);
 
-  std::vector<double> real(out);
-  for (size_t c = 0; c < out; ++c)
-    real[c] = static_cast<double>(input_.scale) * row_scale[c] / static_cast<double>(output_.scale);
-  to_multipliers(real, &multipliers_, &shifts_, kWhat);
+  to_multipliers(input_.scale, row_scale, !per_tensor, output_.scale, out, &multipliers_, &shifts_,
+                 kWhat);
 
   kernel_bias_.assign(out, 0);
   if (bias != nullptr) {
     detail::check_finite(bias, out_, "QuantizedLinear bias");
     for (size_t c = 0; c < out; ++c)
-      kernel_bias_[c] =
-          quantize_bias(bias[c], static_cast<double>(input_.scale) * row_scale[c], c, kWhat);
+      kernel_bias_[c] = quantize_bias(
+          bias[c], static_cast<double>(input_.scale) * row_scale[per_tensor ? 0 : c], c, kWhat);
   }
   // Sub-8-bit weights stored one per byte (bits 5..7) run through the int8 kernel as they are;
   // bits <= 4 are nibble-packed and run through the s4 kernels.
@@ -305,23 +299,16 @@ QuantizedConv2d::QuantizedConv2d(const float* weights, int32_t out_c, int32_t ke
   const Shape shape{out_c, kernel_h, kernel_w, in_c / geo_.groups};
   weights_ = quantize_weights(weights, shape, spec);
 
-  std::vector<double> real(static_cast<size_t>(out_c));
-  for (size_t c = 0; c < real.size(); ++c) {
-    const float ws = weights_.params.scales[spec.granularity == Granularity::kPerTensor ? 0 : c];
-    real[c] = static_cast<double>(input_.scale) * ws / static_cast<double>(output_.scale);
-  }
-  to_multipliers(real, &multipliers_, &shifts_, kWhat);
-  bias_.assign(real.size(), 0);
+  const size_t channels = static_cast<size_t>(out_c);
+  to_multipliers(input_.scale, weights_.params.scales, spec.granularity != Granularity::kPerTensor,
+                 output_.scale, channels, &multipliers_, &shifts_, kWhat);
+  bias_.assign(channels, 0);
   if (bias != nullptr) {
     detail::check_finite(bias, out_c, "QuantizedConv2d bias");
-    for (size_t c = 0; c < real.size(); ++c) {
+    for (size_t c = 0; c < channels; ++c) {
       const float ws = weights_.params.scales[spec.granularity == Granularity::kPerTensor ? 0 : c];
       bias_[c] = quantize_bias(bias[c], static_cast<double>(input_.scale) * ws, c, kWhat);
     }
-  }
-  if (spec.granularity == Granularity::kPerTensor) {
-    multipliers_.assign(multipliers_.size(), multipliers_[0]);
-    shifts_.assign(shifts_.size(), shifts_[0]);
   }
   activation_range(act, output_, &act_min_, &act_max_);
 }

@@ -4,7 +4,10 @@
 //   weights     QTensor (int8, or int4 packed in the s4 nibble stream), symmetric per-channel
 //               along the output axis or per-tensor; int4 per-group runs the grouped kernel
 //   bias        int32 with scale input_scale * weight_scale[c] (round half away from zero)
-//   multiplier  rt::quantize_multiplier(input_scale * weight_scale[c] / output_scale), in double
+//   multiplier  rt::multipliers_from_scales: rt::quantize_multiplier(input_scale *
+//               weight_scale[c] / output_scale), in double; weight_scale[c] is the row's largest
+//               group scale for per-group weights. A firmware that ships the float scales
+//               (export-c --requant scales) calls the same function at init and gets the same pairs
 //   kernel sums for fully-connected layers the input offset is folded into the bias once:
 //               bias'[c] = bias[c] + input_offset * sum_k (w[c][k] + filter_offset)   (wraps)
 //               so the kernel runs with input_offset 0 (exact: all arithmetic is mod 2^32)

@@ -1,11 +1,16 @@
 // Requantization checked against hand-computed values (the TFLite/CMSIS-NN cases) and against an
-// independent exact-arithmetic formula over edges and random inputs.
+// independent exact-arithmetic formula over edges and random inputs; the init-time multipliers
+// from float scales against the formula written out and against the toolkit's layers.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
+#include <vector>
 
+#include "tinyquant/layers.hpp"
 #include "tinyquant/rt/fixed_point.hpp"
 
 namespace rt = tinyquant::rt;
@@ -23,14 +28,17 @@ i128 floor_div_pot(i128 n, int e) {
   return q;
 }
 
-int32_t wrap32(i128 v) { return static_cast<int32_t>(static_cast<uint32_t>(v & 0xFFFFFFFF)); }
+int32_t wrap32(i128 v) {
+  return static_cast<int32_t>(static_cast<uint32_t>(v & 0xFFFFFFFF));
+}
 
 // Double rounding written from the definition: x' = x * 2^left mod 2^32; h = round_half_up(2 x' m
 // / 2^32) (as 32-bit); r = h / 2^right rounded half away from zero.
 int32_t oracle_double(int32_t x, int32_t m, int32_t shift) {
   const int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
   const int32_t xs = wrap32(static_cast<i128>(x) * (static_cast<i128>(1) << left));
-  const int32_t h = wrap32(floor_div_pot(static_cast<i128>(xs) * m + (static_cast<i128>(1) << 30), 31));
+  const int32_t h =
+      wrap32(floor_div_pot(static_cast<i128>(xs) * m + (static_cast<i128>(1) << 30), 31));
   if (right == 0) return h;
   // |h| / 2^right rounded half up in magnitude, sign restored.
   const i128 mag = h < 0 ? -static_cast<i128>(h) : h;
@@ -47,11 +55,11 @@ i128 oracle_single_exact(int32_t x, int32_t m, int32_t shift) {
 }  // namespace
 
 TEST(Requantize, HandComputedDoubleRounding) {
-  EXPECT_EQ(rt::requantize(3, 1 << 30, 0), 2);        // 1.5 -> 2
-  EXPECT_EQ(rt::requantize(-3, 1 << 30, 0), -1);      // -1.5 -> -1 (high mul rounds half up)
-  EXPECT_EQ(rt::requantize(5, 1 << 30, -1), 2);       // 3 / 2 -> 2 (away from zero)
-  EXPECT_EQ(rt::requantize(-5, 1 << 30, -1), -1);     // -2 / 2 -> -1
-  EXPECT_EQ(rt::requantize(-6, 1 << 30, -1), -2);     // -3 / 2 -> -2 (away from zero)
+  EXPECT_EQ(rt::requantize(3, 1 << 30, 0), 2);     // 1.5 -> 2
+  EXPECT_EQ(rt::requantize(-3, 1 << 30, 0), -1);   // -1.5 -> -1 (high mul rounds half up)
+  EXPECT_EQ(rt::requantize(5, 1 << 30, -1), 2);    // 3 / 2 -> 2 (away from zero)
+  EXPECT_EQ(rt::requantize(-5, 1 << 30, -1), -1);  // -2 / 2 -> -1
+  EXPECT_EQ(rt::requantize(-6, 1 << 30, -1), -2);  // -3 / 2 -> -2 (away from zero)
   EXPECT_EQ(rt::requantize(INT32_MAX, INT32_MAX, -31), 1);
   EXPECT_EQ(rt::requantize(1000, INT32_MAX, 30), 0);  // 1000 << 30 wraps to 0
   EXPECT_EQ(rt::requantize(0, INT32_MAX, 30), 0);
@@ -59,11 +67,11 @@ TEST(Requantize, HandComputedDoubleRounding) {
 }
 
 TEST(Requantize, HandComputedSingleRounding) {
-  EXPECT_EQ(rt::requantize(3, 1 << 30, 0, Rounding::kSingle), 2);   // 1.5 -> 2
-  EXPECT_EQ(rt::requantize(-3, 1 << 30, 0, Rounding::kSingle), -1); // -1.5 -> -1
-  EXPECT_EQ(rt::requantize(5, 1 << 30, -1, Rounding::kSingle), 1);  // 1.25 -> 1 (one rounding)
-  EXPECT_EQ(rt::requantize(-6, 1 << 30, -1, Rounding::kSingle), -1); // -1.5 -> -1
-  EXPECT_EQ(rt::requantize(7, 1 << 30, -1, Rounding::kSingle), 2);  // 1.75 -> 2
+  EXPECT_EQ(rt::requantize(3, 1 << 30, 0, Rounding::kSingle), 2);     // 1.5 -> 2
+  EXPECT_EQ(rt::requantize(-3, 1 << 30, 0, Rounding::kSingle), -1);   // -1.5 -> -1
+  EXPECT_EQ(rt::requantize(5, 1 << 30, -1, Rounding::kSingle), 1);    // 1.25 -> 1 (one rounding)
+  EXPECT_EQ(rt::requantize(-6, 1 << 30, -1, Rounding::kSingle), -1);  // -1.5 -> -1
+  EXPECT_EQ(rt::requantize(7, 1 << 30, -1, Rounding::kSingle), 2);    // 1.75 -> 2
 }
 
 TEST(Requantize, DoubleRoundingDiffersFromSingleWhereExpected) {
@@ -74,10 +82,27 @@ TEST(Requantize, DoubleRoundingDiffersFromSingleWhereExpected) {
 }
 
 TEST(Requantize, EdgeTableMatchesOracle) {
-  const int32_t xs[] = {0, 1, -1, 2, -2, 3, -3, 127, -128, 255, 65535, -65536, 1 << 20,
-                        INT32_MAX, INT32_MIN, INT32_MAX - 1, INT32_MIN + 1, 1 << 30, -(1 << 30)};
-  const int32_t ms[] = {0, 1, 1 << 30, (1 << 30) + 1, INT32_MAX, INT32_MAX - 1, 1518500250,
-                        1073741823};
+  const int32_t xs[] = {0,
+                        1,
+                        -1,
+                        2,
+                        -2,
+                        3,
+                        -3,
+                        127,
+                        -128,
+                        255,
+                        65535,
+                        -65536,
+                        1 << 20,
+                        INT32_MAX,
+                        INT32_MIN,
+                        INT32_MAX - 1,
+                        INT32_MIN + 1,
+                        1 << 30,
+                        -(1 << 30)};
+  const int32_t ms[] = {0,          1,         1 << 30, (1 << 30) + 1, INT32_MAX, INT32_MAX - 1,
+                        1518500250, 1073741823};
   for (int32_t shift = rt::kMinShift; shift <= rt::kMaxShift; ++shift)
     for (int32_t x : xs)
       for (int32_t m : ms) {
@@ -112,7 +137,8 @@ TEST(Requantize, RandomMatchesOracle) {
 TEST(Requantize, CheckedRejectsBadShiftAndMultiplier) {
   int32_t out = 77;
   EXPECT_EQ(rt::requantize_checked(1, 1 << 30, 31, Rounding::kDouble, &out), rt::Status::kBadShift);
-  EXPECT_EQ(rt::requantize_checked(1, 1 << 30, -32, Rounding::kDouble, &out), rt::Status::kBadShift);
+  EXPECT_EQ(rt::requantize_checked(1, 1 << 30, -32, Rounding::kDouble, &out),
+            rt::Status::kBadShift);
   EXPECT_EQ(rt::requantize_checked(1, -5, 0, Rounding::kDouble, &out), rt::Status::kBadMultiplier);
   EXPECT_EQ(rt::requantize_checked(1, 1, 0, Rounding::kDouble, nullptr), rt::Status::kNullPointer);
   EXPECT_EQ(out, 77);
@@ -183,6 +209,199 @@ TEST(QuantizeMultiplier, MatchesFrexpFormula) {
   }
   // Subnormals flush to zero like any value below 2^-32.
   rt::QuantizedMultiplier got;
-  ASSERT_EQ(rt::quantize_multiplier(std::numeric_limits<double>::denorm_min(), &got), rt::Status::kOk);
+  ASSERT_EQ(rt::quantize_multiplier(std::numeric_limits<double>::denorm_min(), &got),
+            rt::Status::kOk);
   EXPECT_EQ(got.multiplier, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// multipliers_from_scales: the init-time computation a firmware runs on shipped float scales.
+
+namespace {
+
+// The real multiplier written out: the float scales widened to double, product, then quotient.
+double real_multiplier(float in, float w, float out) {
+  const double product = static_cast<double>(in) * static_cast<double>(w);
+  return product / static_cast<double>(out);
+}
+
+// Float scales spread over many binades, with the ends of the float range mixed in.
+float random_scale(std::mt19937_64& rng) {
+  const float edges[] = {std::numeric_limits<float>::denorm_min(),
+                         std::numeric_limits<float>::min(),
+                         std::numeric_limits<float>::max(),
+                         1.0f,
+                         0.5f,
+                         std::nextafter(1.0f, 0.0f),
+                         std::nextafter(1.0f, 2.0f),
+                         1.0f / 255.0f,
+                         1.0f / 127.0f};
+  std::uniform_int_distribution<int> pick(0, 9);
+  const int i = pick(rng);
+  if (i < 9) return edges[i];
+  std::uniform_real_distribution<float> mant(0.5f, 1.0f);
+  std::uniform_int_distribution<int> ex(-40, 20);
+  return std::ldexp(mant(rng), ex(rng));
+}
+
+}  // namespace
+
+TEST(MultipliersFromScales, MatchTheWrittenOutFormulaOverRandomAndEdgeScales) {
+  std::mt19937_64 rng(2026);
+  std::uniform_int_distribution<int32_t> count(1, 9);
+  int saturated = 0, flushed = 0, normal = 0;
+  for (int trial = 0; trial < 20000; ++trial) {
+    const int32_t n = count(rng);
+    const bool per_channel = (trial & 1) != 0;
+    const float in = random_scale(rng), out = random_scale(rng);
+    std::vector<float> w(static_cast<size_t>(n));
+    for (float& s : w) s = random_scale(rng);
+    std::vector<int32_t> mult(static_cast<size_t>(n), -1), shift(static_cast<size_t>(n), -99);
+    ASSERT_EQ(
+        rt::multipliers_from_scales(in, w.data(), per_channel, out, n, mult.data(), shift.data()),
+        rt::Status::kOk);
+    for (int32_t c = 0; c < n; ++c) {
+      const rt::QuantizedMultiplier want =
+          oracle_qm(real_multiplier(in, w[static_cast<size_t>(per_channel ? c : 0)], out));
+      ASSERT_EQ(mult[static_cast<size_t>(c)], want.multiplier)
+          << "in " << in << " w " << w[static_cast<size_t>(c)] << " out " << out;
+      ASSERT_EQ(shift[static_cast<size_t>(c)], want.shift);
+      if (want.multiplier == INT32_MAX && want.shift == 30)
+        ++saturated;
+      else if (want.multiplier == 0)
+        ++flushed;
+      else
+        ++normal;
+    }
+  }
+  // The draw reaches both clamps of QuantizeMultiplier as well as the ordinary range.
+  EXPECT_GT(saturated, 100);
+  EXPECT_GT(flushed, 100);
+  EXPECT_GT(normal, 10000);
+}
+
+TEST(MultipliersFromScales, HandComputedAndRoundingToTwoToThe31) {
+  int32_t m[2] = {0, 0}, s[2] = {0, 0};
+  const float w[2] = {0.25f, 0.75f};
+  ASSERT_EQ(rt::multipliers_from_scales(0.5f, w, true, 0.125f, 2, m, s), rt::Status::kOk);
+  EXPECT_EQ(m[0], 1 << 30);  // 0.5 * 0.25 / 0.125 = 1 = 0.5 * 2^1
+  EXPECT_EQ(s[0], 1);
+  EXPECT_EQ(m[1], 3 << 29);  // 3 = 0.75 * 2^2
+  EXPECT_EQ(s[1], 2);
+  // Per-tensor: every channel gets the pair of the one scale.
+  ASSERT_EQ(rt::multipliers_from_scales(0.5f, w + 1, false, 0.125f, 2, m, s), rt::Status::kOk);
+  EXPECT_EQ(m[0], 3 << 29);
+  EXPECT_EQ(m[1], 3 << 29);
+  EXPECT_EQ(s[0], 2);
+  EXPECT_EQ(s[1], 2);
+  // (1 - 2^-24) * 0.25 / 0.25: q * 2^31 = 2^31 - 2^7 exactly.
+  const float below_one = std::nextafter(1.0f, 0.0f);
+  ASSERT_EQ(rt::multipliers_from_scales(below_one, w, true, 0.25f, 1, m, s), rt::Status::kOk);
+  EXPECT_EQ(m[0], INT32_MAX - 127);
+  EXPECT_EQ(s[0], 0);
+  // (1 + 2^-23) * (1 - 2^-23) / 1 = 1 - 2^-46 in double (not in float): q * 2^31 rounds to
+  // 2^31, which is halved with the shift incremented.
+  const float up = 1.0f + std::ldexp(1.0f, -23), down = 1.0f - std::ldexp(1.0f, -23);
+  ASSERT_EQ(rt::multipliers_from_scales(up, &down, false, 1.0f, 1, m, s), rt::Status::kOk);
+  EXPECT_EQ(m[0], 1 << 30);
+  EXPECT_EQ(s[0], 1);
+}
+
+TEST(MultipliersFromScales, RejectsBadArgumentsWithoutWriting) {
+  const float w[2] = {0.5f, 0.25f};
+  int32_t m[2] = {7, 7}, s[2] = {7, 7};
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
+  EXPECT_EQ(rt::multipliers_from_scales(1.0f, nullptr, true, 1.0f, 2, m, s),
+            rt::Status::kNullPointer);
+  EXPECT_EQ(rt::multipliers_from_scales(1.0f, w, true, 1.0f, 2, nullptr, s),
+            rt::Status::kNullPointer);
+  EXPECT_EQ(rt::multipliers_from_scales(1.0f, w, true, 1.0f, 2, m, nullptr),
+            rt::Status::kNullPointer);
+  EXPECT_EQ(rt::multipliers_from_scales(1.0f, w, true, 1.0f, 0, m, s), rt::Status::kBadDimension);
+  EXPECT_EQ(rt::multipliers_from_scales(1.0f, w, true, 1.0f, -3, m, s), rt::Status::kBadDimension);
+  for (const float bad : {0.0f, -0.0f, -1.0f, inf, -inf, nan}) {
+    SCOPED_TRACE(bad);
+    EXPECT_EQ(rt::multipliers_from_scales(bad, w, true, 1.0f, 2, m, s), rt::Status::kBadMultiplier);
+    EXPECT_EQ(rt::multipliers_from_scales(1.0f, w, true, bad, 2, m, s), rt::Status::kBadMultiplier);
+    const float bad_w[2] = {0.5f, bad};  // the last channel's scale
+    EXPECT_EQ(rt::multipliers_from_scales(1.0f, bad_w, true, 1.0f, 2, m, s),
+              rt::Status::kBadMultiplier);
+    // Per-tensor reads only the first scale.
+    EXPECT_EQ(rt::multipliers_from_scales(1.0f, bad_w, false, 1.0f, 2, m, s), rt::Status::kOk);
+    m[0] = m[1] = s[0] = s[1] = 7;
+  }
+  EXPECT_EQ(m[0], 7);
+  EXPECT_EQ(s[1], 7);
+}
+
+TEST(GroupRowScales, AreTheLargestScaleOfEachRow) {
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<float> u(1e-4f, 1.0f);
+  for (const int32_t groups : {1, 2, 7}) {
+    const int32_t rows = 5;
+    std::vector<float> s(static_cast<size_t>(rows * groups));
+    for (float& v : s) v = u(rng);
+    std::vector<float> got(static_cast<size_t>(rows), -1.0f);
+    ASSERT_EQ(rt::group_row_scales(s.data(), rows, groups, got.data()), rt::Status::kOk);
+    for (int32_t o = 0; o < rows; ++o) {
+      float want = 0.0f;
+      for (int32_t g = 0; g < groups; ++g)
+        want = std::max(want, s[static_cast<size_t>(o * groups + g)]);
+      EXPECT_EQ(got[static_cast<size_t>(o)], want) << o;
+    }
+  }
+  float one = 1.0f, out = 0.0f;
+  EXPECT_EQ(rt::group_row_scales(nullptr, 1, 1, &out), rt::Status::kNullPointer);
+  EXPECT_EQ(rt::group_row_scales(&one, 1, 1, nullptr), rt::Status::kNullPointer);
+  EXPECT_EQ(rt::group_row_scales(&one, 0, 1, &out), rt::Status::kBadDimension);
+  EXPECT_EQ(rt::group_row_scales(&one, 1, 0, &out), rt::Status::kBadDimension);
+}
+
+// The toolkit's layer and the init-time function give the same pairs, for per-tensor,
+// per-channel and per-group weights of random layers (per-group: from the row's largest scale,
+// computed here by a plain loop).
+TEST(MultipliersFromScales, EqualWhatQuantizedLinearUses) {
+  namespace tq = tinyquant;
+  std::mt19937_64 rng(77);
+  std::uniform_real_distribution<float> val(-1.0f, 1.0f);
+  std::uniform_real_distribution<float> act_scale(1e-3f, 0.5f);
+  std::uniform_int_distribution<int> dim(1, 40);
+  const tq::QuantSpec per_tensor{8, tq::Scheme::kSymmetric, true, tq::Granularity::kPerTensor, 0,
+                                 0};
+  for (int trial = 0; trial < 60; ++trial) {
+    const tq::QuantSpec spec = trial % 3 == 0   ? per_tensor
+                               : trial % 3 == 1 ? tq::QuantSpec::int8_weights_per_channel(0)
+                                                : tq::QuantSpec::int4_per_group(8, 1);
+    const int out = dim(rng), in = dim(rng);
+    std::vector<float> w(static_cast<size_t>(out * in));
+    for (float& v : w) v = val(rng) * (1.0f + static_cast<float>(v > 0.9f) * 20.0f);
+    const tq::ActivationParams ai{act_scale(rng), 3}, ao{act_scale(rng), -5};
+    const tq::QuantizedLinear layer(w.data(), out, in, nullptr, spec, ai, ao);
+    const std::vector<float>& s = layer.weights().params.scales;
+    std::vector<float> channel(static_cast<size_t>(out));
+    for (int o = 0; o < out; ++o) {
+      if (spec.granularity == tq::Granularity::kPerTensor) {
+        channel[static_cast<size_t>(o)] = s[0];
+      } else if (spec.granularity == tq::Granularity::kPerChannel) {
+        channel[static_cast<size_t>(o)] = s[static_cast<size_t>(o)];
+      } else {
+        const size_t groups = s.size() / static_cast<size_t>(out);
+        float m = 0.0f;
+        for (size_t g = 0; g < groups; ++g) m = std::max(m, s[static_cast<size_t>(o) * groups + g]);
+        channel[static_cast<size_t>(o)] = m;
+      }
+    }
+    std::vector<int32_t> mult(static_cast<size_t>(out)), shift(static_cast<size_t>(out));
+    ASSERT_EQ(rt::multipliers_from_scales(ai.scale, channel.data(), true, ao.scale, out,
+                                          mult.data(), shift.data()),
+              rt::Status::kOk);
+    EXPECT_EQ(mult, layer.multipliers()) << "trial " << trial;
+    EXPECT_EQ(shift, layer.shifts()) << "trial " << trial;
+    for (int o = 0; o < out; ++o) {  // and the formula written out
+      const rt::QuantizedMultiplier want =
+          oracle_qm(real_multiplier(ai.scale, channel[static_cast<size_t>(o)], ao.scale));
+      EXPECT_EQ(layer.multipliers()[static_cast<size_t>(o)], want.multiplier);
+      EXPECT_EQ(layer.shifts()[static_cast<size_t>(o)], want.shift);
+    }
+  }
 }

@@ -82,8 +82,8 @@ constexpr int32_t requantize(int32_t x, int32_t multiplier, int32_t shift,
 }
 
 // Checked form for callers outside the kernels.
-constexpr Status requantize_checked(int32_t x, int32_t multiplier, int32_t shift,
-                                    Rounding rounding, int32_t* out) noexcept {
+constexpr Status requantize_checked(int32_t x, int32_t multiplier, int32_t shift, Rounding rounding,
+                                    int32_t* out) noexcept {
   if (out == nullptr) return Status::kNullPointer;
   if (!shift_in_range(shift)) return Status::kBadShift;
   if (multiplier < 0) return Status::kBadMultiplier;
@@ -98,5 +98,25 @@ constexpr Status requantize_checked(int32_t x, int32_t multiplier, int32_t shift
 // Computed from the bits of the double, so it needs no libm and behaves the same on every target.
 // Returns kBadMultiplier for m < 0, NaN or infinity.
 Status quantize_multiplier(double m, QuantizedMultiplier* out) noexcept;
+
+// Per-group weights (rt/grouped.hpp): the scale each row's accumulator carries,
+// row_scale[o] = max_g group_scales[o * groups + g], for o in [0, rows). Errors: kNullPointer,
+// kBadDimension (rows or groups < 1); the scales themselves are not checked.
+Status group_row_scales(const float* group_scales, int32_t rows, int32_t groups,
+                        float* row_scale) noexcept;
+
+// Per-channel multipliers and shifts from the scales a TFLite model ships (what TFLite Micro
+// computes once at init, into RAM), with the arithmetic the toolkit's layers use:
+//   real[c] = double(input_scale) * double(weight_scales[per_channel ? c : 0])
+//             / double(output_scale)                    (IEEE double, the product first)
+//   multiplier[c], shift[c] = quantize_multiplier(real[c]),     c in [0, n)
+// weight_scales holds n values when per_channel, else one (every channel then gets the same
+// pair; a kernel with Requant::per_channel false reads only the first). For per-group weights
+// pass the row scales S[o] = max_g s[o][g] (group_row_scales). Needs no libm (a soft-float target
+// uses the compiler's double helpers). Errors, with nothing written: kNullPointer (a null
+// array), kBadDimension (n < 1), kBadMultiplier (a scale that is not finite and > 0).
+Status multipliers_from_scales(float input_scale, const float* weight_scales, bool per_channel,
+                               float output_scale, int32_t n, int32_t* multiplier,
+                               int32_t* shift) noexcept;
 
 }  // namespace tinyquant::rt
