@@ -30,6 +30,7 @@
 #include "tinyquant/prune.hpp"
 #include "tinyquant/quant_params.hpp"
 #include "tinyquant/quantize.hpp"
+#include "tinyquant/rt/fixed_point.hpp"
 #include "tinyquant/rt/kernels.hpp"
 #include "tinyquant/rt/sparse.hpp"
 #include "tinyquant/shape.hpp"
@@ -634,8 +635,25 @@ TEST(ErrorCatalogue, E71) {
   std::string text;
   EXPECT_EQ(run_cli("export-c m.tqm m.h --act fc1:0.02", &text), 2);
   EXPECT_EQ(text,
-            "--act: expected LAYER:in_scale,in_zero_point,out_scale,out_zero_point, e.g. "
-            "fc1:0.02,-3,0.05,4, got 'fc1:0.02'\nRun with --help for more information.\n");
+            "--act: expected LAYER:in_scale,in_zero_point,out_scale,out_zero_point[,relu|relu6], "
+            "e.g. fc1:0.02,-3,0.05,4, got 'fc1:0.02'\nRun with --help for more information.\n");
+}
+TEST(ErrorCatalogue, E72) {
+#ifndef TINYQUANT_CLI
+  GTEST_SKIP() << "the tinyquant command is not built (TINYQUANT_BUILD_CLI=OFF)";
+#endif
+  std::string text;
+  EXPECT_EQ(run_cli("export-c m.tqm m.h --act fc1:0.02,-3,0.05,4,gelu", &text), 2);
+  EXPECT_EQ(text,
+            "--act: unknown activation 'gelu' in 'fc1:0.02,-3,0.05,4,gelu' (expected relu or "
+            "relu6)\nRun with --help for more information.\n");
+}
+TEST(ErrorCatalogue, E73) {
+  const float w = 0.5f;
+  int32_t m = 0, s = 0;
+  EXPECT_EQ(rt::multipliers_from_scales(0.02f, &w, true, 0.0f, 1, &m, &s),
+            rt::Status::kBadMultiplier);
+  EXPECT_STREQ(rt::status_name(rt::Status::kBadMultiplier), "bad_multiplier");
 }
 
 // ---- the table and the tests stay in sync ---------------------------------------------------

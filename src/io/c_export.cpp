@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../detail/check.hpp"
+#include "tinyquant/rt/fixed_point.hpp"
 
 namespace tinyquant::io {
 namespace {
@@ -175,19 +176,47 @@ QuantizedLinear make_linear(const QTensor& q, const std::vector<float>& bias,
                             const LayerActivations& act, const std::string& base,
                             const ModelEntry& e) {
   try {
-    return QuantizedLinear(q, bias.empty() ? nullptr : bias.data(), act.input, act.output);
+    return QuantizedLinear(q, bias.empty() ? nullptr : bias.data(), act.input, act.output, act.act);
   } catch (const Error& err) {
     fail<InvalidArgument>("export-c: layer '{}' (entry '{}'): {}", base, e.name, err.what());
   }
 }
 
+// The scale per output channel that the layer's multipliers encode with its input and output
+// scales: the weight scale (one for per-tensor weights), or for per-group weights the row's
+// largest group scale, by the runtime's rt::group_row_scales as QuantizedLinear computes it.
+std::vector<float> requant_scales(const QuantizedLinear& layer) {
+  const QuantParams& p = layer.weights().params;
+  if (p.spec.granularity != Granularity::kPerGroup) return p.scales;
+  const auto rows = static_cast<int32_t>(layer.out_features());
+  const auto groups = static_cast<int32_t>(p.scales.size() / static_cast<size_t>(rows));
+  std::vector<float> row(static_cast<size_t>(rows));
+  check_kernel_status(rt::group_row_scales(p.scales.data(), rows, groups, row.data()), "export-c",
+                      "group_row_scales");
+  return row;
+}
+
+// The requantization in the chosen form, and the int32 kernel bias.
 void add_requant(CModel* out, const std::string& lid, const QuantizedLinear& layer,
-                 const std::string& bias_comment) {
-  out->arrays.push_back({"int32_t", lid + "_multipliers",
-                         "requantization multipliers, Q31, [0, 2^31 - 1]",
-                         int_values(layer.multipliers())});
-  out->arrays.push_back(
-      {"int32_t", lid + "_shifts", "requantization shifts, [-31, 30]", int_values(layer.shifts())});
+                 const std::string& bias_comment, RequantForm form) {
+  if (form == RequantForm::kScales) {
+    const std::string lmac = upper(lid);
+    out->macros.emplace_back(lmac + "_INPUT_SCALE",
+                             float_literal(layer.input_params().scale, lid + " input scale"));
+    out->macros.emplace_back(lmac + "_OUTPUT_SCALE",
+                             float_literal(layer.output_params().scale, lid + " output scale"));
+    out->arrays.push_back({"float", lid + "_requant_scales",
+                           "requantization scale per output channel (one if _PER_CHANNEL is 0): "
+                           "the multiplier / shift of _INPUT_SCALE * it / _OUTPUT_SCALE, computed "
+                           "at init by rt::multipliers_from_scales",
+                           float_values(requant_scales(layer), lid + "_requant_scales")});
+  } else {
+    out->arrays.push_back({"int32_t", lid + "_multipliers",
+                           "requantization multipliers, Q31, [0, 2^31 - 1]",
+                           int_values(layer.multipliers())});
+    out->arrays.push_back({"int32_t", lid + "_shifts", "requantization shifts, [-31, 30]",
+                           int_values(layer.shifts())});
+  }
   out->arrays.push_back(
       {"int32_t", lid + "_kernel_bias", bias_comment, int_values(layer.kernel_bias())});
 }
@@ -227,7 +256,8 @@ void add_layer(CModel* out, const Model& model, const ModelEntry& e, const QTens
   add_requant(out, lid, layer,
               grouped ? "int32 bias, scale input_scale * the row's largest group scale (run with "
                         "_INPUT_OFFSET)"
-                      : "int32 bias with the input offset folded in (run with input_offset 0)");
+                      : "int32 bias with the input offset folded in (run with input_offset 0)",
+              opt.requant);
 }
 
 // A convolution "X.weight" [out_c][kh][kw][in_c / groups]: multipliers, shifts and int32 bias
@@ -265,18 +295,20 @@ void add_conv(CModel* out, const Model& model, const ModelEntry& e, const QTenso
   if (!act) return;
   QTensor flat = q;
   flat.shape = {e.shape[0], e.shape[1] * e.shape[2] * e.shape[3]};
-  const QuantizedLinear layer =
-      make_linear(flat, bias, LayerActivations{{act->input.scale, 0}, act->output}, base, e);
-  int32_t act_min = 0, act_max = 0;
-  activation_range(Activation::kNone, act->output, &act_min, &act_max);
+  const QuantizedLinear layer = make_linear(
+      flat, bias, LayerActivations{{act->input.scale, 0}, act->output, act->act}, base, e);
+  const rt::FcParams& p = layer.kernel_params();  // its clamp is the conv's
   out->macros.emplace_back(lmac + "_INPUT_OFFSET", int_literal(-act->input.zero_point));
   out->macros.emplace_back(lmac + "_FILTER_OFFSET", "0");
   out->macros.emplace_back(lmac + "_OUTPUT_OFFSET", int_literal(act->output.zero_point));
-  out->macros.emplace_back(lmac + "_ACT_MIN", int_literal(act_min));
-  out->macros.emplace_back(lmac + "_ACT_MAX", int_literal(act_max));
+  out->macros.emplace_back(lmac + "_ACT_MIN", int_literal(p.act_min));
+  out->macros.emplace_back(lmac + "_ACT_MAX", int_literal(p.act_max));
+  out->macros.emplace_back(lmac + "_PER_CHANNEL",
+                           q.params.spec.granularity == Granularity::kPerTensor ? "0" : "1");
   add_requant(out, lid, layer,
               "int32 bias, scale input_scale * weight scale (run with _INPUT_OFFSET: padding "
-              "makes folding it inexact)");
+              "makes folding it inexact)",
+              opt.requant);
 }
 
 bool is_weight_name(const std::string& name) {
@@ -648,7 +680,22 @@ std::string export_c_header(const Model& model, const CExportOptions& options) {
   s += " * Quantized values: real = scale * (q - zero_point). Fully-connected layers run with\n";
   s += " * rt::fully_connected_s8 (or _s4 for the uint8 nibble arrays) on [out][in] weights,\n";
   s += " * sparse ones with rt::sparse_fully_connected_s8 on an rt::SparseMatrixS8 filled from\n";
-  s += " * the _values / index arrays and the _SPARSE_FORMAT, _ROWS, _COLS, ... constants. */\n";
+  s += " * the _values / index arrays and the _SPARSE_FORMAT, _ROWS, _COLS, ... constants.";
+  if (options.requant == RequantForm::kScales)
+    s += "\n *\n"
+         " * Requantization as TFLite Micro ships it: per layer X, X_requant_scales (float, one "
+         "per\n"
+         " * output channel, one when X_PER_CHANNEL is 0) and the float X_INPUT_SCALE and\n"
+         " * X_OUTPUT_SCALE. The firmware computes the int32 multipliers and shifts once at init\n"
+         " * into its own RAM arrays (N = X_OUT_FEATURES, or X_OUT_C for a convolution):\n"
+         " *   static int32_t x_mult[N], x_shift[N];\n"
+         " *   tinyquant::rt::Status st = tinyquant::rt::multipliers_from_scales(X_INPUT_SCALE,\n"
+         " *       x_requant_scales, X_PER_CHANNEL != 0, X_OUTPUT_SCALE, N, x_mult, x_shift);\n"
+         " * (include/tinyquant/rt/fixed_point.hpp; st is kOk for every layer written here) and\n"
+         " * passes x_mult / x_shift as rt::Requant::multiplier / shift. The pairs are "
+         "bit-identical\n"
+         " * to what `--requant multipliers` would have shipped.";
+  s += " */\n";
   for (const std::string& note : m.notes)
     fmt::format_to(std::back_inserter(s), "/* {} */\n", comment_safe(note));
   fmt::format_to(std::back_inserter(s),

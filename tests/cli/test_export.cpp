@@ -5,7 +5,11 @@
 // rt::sparse_fully_connected_s8 and must match tinyquant::QuantizedLinear on the same pruned
 // weights stored dense, bit for bit. So do a two-layer model exported with per-layer activation
 // parameters, a convolution (rt::conv2d_s8 against QuantizedConv2d) and an int4 per-group layer
-// (rt::fully_connected_s4_grouped against QuantizedLinear).
+// (rt::fully_connected_s4_grouped against QuantizedLinear). Layers exported with fused ReLU /
+// ReLU6 match QuantizedLinear / QuantizedConv2d with that activation, and layers exported with
+// --requant scales (per-tensor, per-channel, per-group, convolution), their multipliers computed
+// from the shipped scales as firmware does at init, match the --requant multipliers export and
+// the toolkit's layers bit for bit.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -19,16 +23,22 @@
 #include "exported_one.h"
 #include "exported_s4.h"
 #include "grouped.h"
+#include "grouped_scales.h"
 #include "mlp.h"
 #include "mlp4.h"
+#include "relu.h"
+#include "relu_scales.h"
 #include "sparse_blk.h"
 #include "sparse_bmp.h"
 #include "sparse_csr16.h"
 #include "sparse_csr8.h"
 #include "sparse_nm.h"
+#include "tensor.h"
+#include "tensor_scales.h"
 #include "tinyquant/io/model_file.hpp"
 #include "tinyquant/io/safetensors.hpp"
 #include "tinyquant/layers.hpp"
+#include "tinyquant/rt/fixed_point.hpp"
 #include "tinyquant/rt/grouped.hpp"
 #include "tinyquant/rt/kernels.hpp"
 #include "tinyquant/rt/sparse.hpp"
@@ -332,10 +342,11 @@ const io::Model& net_model() {
 }
 
 tinyquant::QuantizedLinear net_linear(const std::string& name, tinyquant::ActivationParams in,
-                                      tinyquant::ActivationParams out) {
+                                      tinyquant::ActivationParams out,
+                                      tinyquant::Activation act = tinyquant::Activation::kNone) {
   const std::vector<float> bias = io::to_floats(net_model().find(name + ".bias"));
   return tinyquant::QuantizedLinear(io::to_qtensor(net_model().find(name + ".weight")), bias.data(),
-                                    in, out);
+                                    in, out, act);
 }
 
 TEST(ExportC, TwoLayersWithTheirOwnActivationParametersMatchQuantizedLinear) {
@@ -371,8 +382,9 @@ struct ConvExport {
   bool s4;
 };
 
-#define TQ_CONV_EXPORT(P, U)                                  \
-  [] {                                                        \
+// MULT / SHIFT: the requantization arrays (exported, or computed at init from exported scales).
+#define TQ_CONV_EXPORT(P, U, MULT, SHIFT)                     \
+  [&] {                                                       \
     ConvExport c;                                             \
     c.p.input_offset = U##_INPUT_OFFSET;                      \
     c.p.filter_offset = U##_FILTER_OFFSET;                    \
@@ -389,8 +401,8 @@ struct ConvExport {
     c.d.kernel_w = U##_KERNEL_W;                              \
     c.d.out_c = U##_OUT_C;                                    \
     c.same = U##_PADDING_SAME != 0;                           \
-    c.multipliers = P##_multipliers;                          \
-    c.shifts = P##_shifts;                                    \
+    c.multipliers = MULT;                                     \
+    c.shifts = SHIFT;                                         \
     c.bias = P##_kernel_bias;                                 \
     c.weights = reinterpret_cast<const uint8_t*>(P##_weight); \
     c.weight_bytes = sizeof(P##_weight);                      \
@@ -404,7 +416,8 @@ struct ConvExport {
 // activation parameters given on the export's command line.
 void check_conv(const ConvExport& c, const std::string& model_file,
                 const tinyquant::Conv2dGeometry& g, tinyquant::ActivationParams in,
-                tinyquant::ActivationParams out) {
+                tinyquant::ActivationParams out,
+                tinyquant::Activation act = tinyquant::Activation::kNone) {
   namespace rt = tinyquant::rt;
   const io::SafeTensors st = io::load_safetensors(TINYQUANT_CLI_DATA "/net.safetensors");
   std::vector<float> w, b;
@@ -415,7 +428,7 @@ void check_conv(const ConvExport& c, const std::string& model_file,
   ASSERT_EQ(w.size(), 288u);  // [8][3][3][4]
   const io::Model model = io::load_model(std::string(TINYQUANT_CLI_DATA "/") + model_file);
   const tinyquant::QuantizedConv2d conv(w.data(), 8, 3, 3, 4 * g.groups, b.data(), g,
-                                        model.find("conv.weight").params->spec, in, out);
+                                        model.find("conv.weight").params->spec, in, out, act);
   // The exported weights are the ones QuantizedConv2d quantizes from the float source.
   ASSERT_EQ(c.weight_bytes, conv.weights().data.size());
   EXPECT_TRUE(std::equal(c.weights, c.weights + c.weight_bytes, conv.weights().data.begin()));
@@ -479,7 +492,8 @@ TEST(ExportC, ConvolutionMatchesQuantizedConv2d) {
   tinyquant::Conv2dGeometry g;
   g.stride_h = 2;
   g.padding = tinyquant::Padding::kSame;
-  check_conv(TQ_CONV_EXPORT(mlp_conv, MLP_CONV), "net.tqm", g, {0.03f, 5}, {0.04f, -7});
+  check_conv(TQ_CONV_EXPORT(mlp_conv, MLP_CONV, mlp_conv_multipliers, mlp_conv_shifts), "net.tqm",
+             g, {0.03f, 5}, {0.04f, -7});
 }
 
 TEST(ExportC, Int4GroupedDilatedValidConvolutionMatchesQuantizedConv2d) {
@@ -492,7 +506,40 @@ TEST(ExportC, Int4GroupedDilatedValidConvolutionMatchesQuantizedConv2d) {
   g.dilation_h = 2;
   g.padding = tinyquant::Padding::kValid;
   g.groups = 2;
-  check_conv(TQ_CONV_EXPORT(mlp4_conv, MLP4_CONV), "net4.tqm", g, {0.03f, 5}, {0.04f, -7});
+  check_conv(TQ_CONV_EXPORT(mlp4_conv, MLP4_CONV, mlp4_conv_multipliers, mlp4_conv_shifts),
+             "net4.tqm", g, {0.03f, 5}, {0.04f, -7});
+}
+
+// Runs rt::fully_connected_s4_grouped on exported arrays (reference path); P / U are the lower /
+// upper case layer prefix, MULT / SHIFT the requantization arrays.
+#define TQ_RUN_GROUPED(P, U, MULT, SHIFT, x)                                              \
+  [&] {                                                                                   \
+    namespace rt = tinyquant::rt;                                                         \
+    rt::Requant rq;                                                                       \
+    rq.multiplier = MULT;                                                                 \
+    rq.shift = SHIFT;                                                                     \
+    rq.per_channel = U##_PER_CHANNEL != 0;                                                \
+    rt::FcDims d;                                                                         \
+    d.in_features = U##_IN_FEATURES;                                                      \
+    d.out_features = U##_OUT_FEATURES;                                                    \
+    d.batch = static_cast<int32_t>((x).size()) / d.in_features;                           \
+    rt::GroupScales gs;                                                                   \
+    gs.group_size = U##_GROUP_SIZE;                                                       \
+    gs.ratio = P##_group_ratios;                                                          \
+    rt::Context ctx;                                                                      \
+    ctx.path = rt::Path::kReference;                                                      \
+    std::vector<int8_t> y(static_cast<size_t>(d.batch * d.out_features));                 \
+    EXPECT_EQ(rt::fully_connected_s4_grouped(ctx, TQ_FC_PARAMS(U), rq, d, gs, (x).data(), \
+                                             P##_weight, P##_kernel_bias, y.data()),      \
+              rt::Status::kOk);                                                           \
+    return y;                                                                             \
+  }()
+
+tinyquant::QuantizedLinear grouped_linear() {
+  const io::Model m = io::load_model(TINYQUANT_CLI_DATA "/grouped.tqm");
+  const std::vector<float> bias = io::to_floats(m.find("fc.bias"));
+  return tinyquant::QuantizedLinear(io::to_qtensor(m.find("fc.weight")), bias.data(), {0.02f, -3},
+                                    {0.05f, 4});
 }
 
 TEST(ExportC, Int4PerGroupLayerMatchesQuantizedLinear) {
@@ -500,37 +547,184 @@ TEST(ExportC, Int4PerGroupLayerMatchesQuantizedLinear) {
                 "48 inputs in groups of 16");
   static_assert(sizeof(grp_fc_group_ratios) == 16 * 3, "one ratio byte per group");
   static_assert(GRP_FC_INPUT_OFFSET == 3, "grouped rows keep the input offset");
-  namespace rt = tinyquant::rt;
-  const io::Model m = io::load_model(TINYQUANT_CLI_DATA "/grouped.tqm");
-  const std::vector<float> bias = io::to_floats(m.find("fc.bias"));
-  const tinyquant::QuantizedLinear layer(io::to_qtensor(m.find("fc.weight")), bias.data(),
-                                         {0.02f, -3}, {0.05f, 4});
+  const tinyquant::QuantizedLinear layer = grouped_linear();
   const std::vector<int8_t> x = test_input(3 * 48, 3);
-  const std::vector<int8_t> want = layer.forward(x, rt::Path::kReference);
-
-  rt::Requant rq;
-  rq.multiplier = grp_fc_multipliers;
-  rq.shift = grp_fc_shifts;
-  rq.per_channel = GRP_FC_PER_CHANNEL != 0;
-  rt::FcDims d;
-  d.batch = 3;
-  d.in_features = GRP_FC_IN_FEATURES;
-  d.out_features = GRP_FC_OUT_FEATURES;
-  rt::GroupScales gs;
-  gs.group_size = GRP_FC_GROUP_SIZE;
-  gs.ratio = grp_fc_group_ratios;
-  rt::Context ctx;
-  ctx.path = rt::Path::kReference;
-  std::vector<int8_t> got(want.size());
-  ASSERT_EQ(rt::fully_connected_s4_grouped(ctx, TQ_FC_PARAMS(GRP_FC), rq, d, gs, x.data(),
-                                           grp_fc_weight, grp_fc_kernel_bias, got.data()),
-            rt::Status::kOk);
+  const std::vector<int8_t> want = layer.forward(x, tinyquant::rt::Path::kReference);
+  const std::vector<int8_t> got =
+      TQ_RUN_GROUPED(grp_fc, GRP_FC, grp_fc_multipliers, grp_fc_shifts, x);
   EXPECT_EQ(got, want);
   EXPECT_GT(std::set<int8_t>(got.begin(), got.end()).size(), 10u);
   // The ratios are not all 255 (every group at the row's largest scale): the test exercises them.
   int below = 0;
   for (const uint8_t r : grp_fc_group_ratios) below += r < 255 ? 1 : 0;
   EXPECT_GT(below, 8);
+}
+
+// ---- fused activations and the requantization shipped as scales ---------------------------
+
+TEST(ExportC, FusedReluAndRelu6ClampAsQuantizedLinearAndQuantizedConv2d) {
+  // --act fc1:0.02,-3,0.05,4,relu --act fc2:0.05,4,0.1,-2,relu6 --act conv:0.03,5,0.04,-7,relu
+  static_assert(RELU_FC1_ACT_MIN == 4 && RELU_FC1_ACT_MAX == 127, "ReLU: from the zero point");
+  static_assert(RELU_FC2_ACT_MIN == -2 && RELU_FC2_ACT_MAX == 58, "ReLU6: 6 / 0.1 - 2 = 58");
+  static_assert(RELU_CONV_ACT_MIN == -7 && RELU_CONV_ACT_MAX == 127, "ReLU on the conv");
+  static_assert(MLP_FC1_ACT_MIN == -128 && MLP_FC1_ACT_MAX == 127, "no activation: int8 range");
+  namespace tq = tinyquant;
+  const tq::QuantizedLinear fc1 = net_linear("fc1", {0.02f, -3}, {0.05f, 4}, tq::Activation::kRelu);
+  const tq::QuantizedLinear fc2 = net_linear("fc2", {0.05f, 4}, {0.1f, -2}, tq::Activation::kRelu6);
+  const std::vector<int8_t> x = test_input(4 * 48, 5);
+  const std::vector<int8_t> want_h = fc1.forward(x, tq::rt::Path::kReference);
+  const std::vector<int8_t> want_y = fc2.forward(want_h, tq::rt::Path::kReference);
+  const std::vector<int8_t> h =
+      run_fc(TQ_FC_PARAMS(RELU_FC1), relu_fc1_multipliers, relu_fc1_shifts, 48, 16, x,
+             relu_fc1_weight, relu_fc1_kernel_bias);
+  const std::vector<int8_t> y =
+      run_fc(TQ_FC_PARAMS(RELU_FC2), relu_fc2_multipliers, relu_fc2_shifts, 16, 8, h,
+             relu_fc2_weight, relu_fc2_kernel_bias);
+  EXPECT_EQ(h, want_h);
+  EXPECT_EQ(y, want_y);
+  // The clamps bite: without the activation the same layers give values outside them.
+  const std::vector<int8_t> free_h =
+      net_linear("fc1", {0.02f, -3}, {0.05f, 4}).forward(x, tq::rt::Path::kReference);
+  EXPECT_LT(*std::min_element(free_h.begin(), free_h.end()), RELU_FC1_ACT_MIN);
+  EXPECT_EQ(*std::min_element(h.begin(), h.end()), RELU_FC1_ACT_MIN);
+  const std::vector<int8_t> free_y =
+      net_linear("fc2", {0.05f, 4}, {0.1f, -2}).forward(h, tq::rt::Path::kReference);
+  EXPECT_NE(free_y, y);
+  EXPECT_GT(std::set<int8_t>(h.begin(), h.end()).size(), 6u);
+
+  tq::Conv2dGeometry g;
+  g.stride_h = 2;
+  g.padding = tq::Padding::kSame;
+  check_conv(TQ_CONV_EXPORT(relu_conv, RELU_CONV, relu_conv_multipliers, relu_conv_shifts),
+             "net.tqm", g, {0.03f, 5}, {0.04f, -7}, tq::Activation::kRelu);
+}
+
+// What a firmware does at init with a layer exported with --requant scales: its own RAM arrays,
+// filled by rt::multipliers_from_scales from the shipped scales.
+struct InitRequant {
+  std::vector<int32_t> mult, shift;
+};
+
+InitRequant init_requant(float in_scale, const float* scales, int per_channel, float out_scale,
+                         int channels) {
+  InitRequant r;
+  r.mult.assign(static_cast<size_t>(channels), -1);
+  r.shift.assign(static_cast<size_t>(channels), -99);
+  EXPECT_EQ(tinyquant::rt::multipliers_from_scales(in_scale, scales, per_channel != 0, out_scale,
+                                                   channels, r.mult.data(), r.shift.data()),
+            tinyquant::rt::Status::kOk);
+  return r;
+}
+
+template <size_t N>
+std::vector<int32_t> as_vector(const int32_t (&a)[N]) {
+  return std::vector<int32_t>(a, a + N);
+}
+
+TEST(ExportC, PerChannelScalesFormIsBitIdenticalToTheMultipliersForm) {
+  static_assert(RELUS_FC1_PER_CHANNEL == 1 && sizeof(relus_fc1_requant_scales) == 16 * 4,
+                "one float per output channel");
+  static_assert(RELUS_FC2_ACT_MAX == RELU_FC2_ACT_MAX && RELUS_FC1_ACT_MIN == RELU_FC1_ACT_MIN,
+                "the same clamps in both forms");
+  EXPECT_EQ(RELUS_FC1_INPUT_SCALE, 0.02f);
+  EXPECT_EQ(RELUS_FC1_OUTPUT_SCALE, 0.05f);
+  EXPECT_EQ(RELUS_FC2_INPUT_SCALE, 0.05f);
+  EXPECT_EQ(RELUS_FC2_OUTPUT_SCALE, 0.1f);
+  // The shipped scales are the weight scales of the model file.
+  const tinyquant::QTensor w1 = io::to_qtensor(net_model().find("fc1.weight"));
+  ASSERT_EQ(w1.params.scales.size(), 16u);
+  for (size_t c = 0; c < 16; ++c) EXPECT_EQ(relus_fc1_requant_scales[c], w1.params.scales[c]);
+
+  const InitRequant r1 =
+      init_requant(RELUS_FC1_INPUT_SCALE, relus_fc1_requant_scales, RELUS_FC1_PER_CHANNEL,
+                   RELUS_FC1_OUTPUT_SCALE, RELUS_FC1_OUT_FEATURES);
+  const InitRequant r2 =
+      init_requant(RELUS_FC2_INPUT_SCALE, relus_fc2_requant_scales, RELUS_FC2_PER_CHANNEL,
+                   RELUS_FC2_OUTPUT_SCALE, RELUS_FC2_OUT_FEATURES);
+  EXPECT_EQ(r1.mult, as_vector(relu_fc1_multipliers));
+  EXPECT_EQ(r1.shift, as_vector(relu_fc1_shifts));
+  EXPECT_EQ(r2.mult, as_vector(relu_fc2_multipliers));
+  EXPECT_EQ(r2.shift, as_vector(relu_fc2_shifts));
+
+  const std::vector<int8_t> x = test_input(4 * 48, 5);
+  const std::vector<int8_t> h = run_fc(TQ_FC_PARAMS(RELUS_FC1), r1.mult.data(), r1.shift.data(), 48,
+                                       16, x, relus_fc1_weight, relus_fc1_kernel_bias);
+  const std::vector<int8_t> y = run_fc(TQ_FC_PARAMS(RELUS_FC2), r2.mult.data(), r2.shift.data(), 16,
+                                       8, h, relus_fc2_weight, relus_fc2_kernel_bias);
+  const std::vector<int8_t> mh =
+      run_fc(TQ_FC_PARAMS(RELU_FC1), relu_fc1_multipliers, relu_fc1_shifts, 48, 16, x,
+             relu_fc1_weight, relu_fc1_kernel_bias);
+  EXPECT_EQ(h, mh);
+  const tinyquant::QuantizedLinear fc1 =
+      net_linear("fc1", {0.02f, -3}, {0.05f, 4}, tinyquant::Activation::kRelu);
+  const tinyquant::QuantizedLinear fc2 =
+      net_linear("fc2", {0.05f, 4}, {0.1f, -2}, tinyquant::Activation::kRelu6);
+  EXPECT_EQ(h, fc1.forward(x, tinyquant::rt::Path::kReference));
+  EXPECT_EQ(y, fc2.forward(h, tinyquant::rt::Path::kReference));
+
+  // The convolution in the scales form.
+  static_assert(RELUS_CONV_PER_CHANNEL == 1 && sizeof(relus_conv_requant_scales) == 8 * 4,
+                "per-channel conv");
+  const InitRequant rc =
+      init_requant(RELUS_CONV_INPUT_SCALE, relus_conv_requant_scales, RELUS_CONV_PER_CHANNEL,
+                   RELUS_CONV_OUTPUT_SCALE, RELUS_CONV_OUT_C);
+  EXPECT_EQ(rc.mult, as_vector(relu_conv_multipliers));
+  EXPECT_EQ(rc.shift, as_vector(relu_conv_shifts));
+  tinyquant::Conv2dGeometry g;
+  g.stride_h = 2;
+  g.padding = tinyquant::Padding::kSame;
+  check_conv(TQ_CONV_EXPORT(relus_conv, RELUS_CONV, rc.mult.data(), rc.shift.data()), "net.tqm", g,
+             {0.03f, 5}, {0.04f, -7}, tinyquant::Activation::kRelu);
+}
+
+TEST(ExportC, PerTensorScalesFormIsBitIdenticalToTheMultipliersForm) {
+  static_assert(PTS_FC_PER_CHANNEL == 0 && PT_FC_PER_CHANNEL == 0, "per-tensor weights");
+  static_assert(sizeof(pts_fc_requant_scales) == 4, "one scale for the layer");
+  static_assert(sizeof(pt_fc_multipliers) == 16 * 4, "the multipliers form repeats the pair");
+  const io::Model m = io::load_model(TINYQUANT_CLI_DATA "/tensor.tqm");
+  const tinyquant::QTensor w = io::to_qtensor(m.find("fc.weight"));
+  ASSERT_EQ(w.params.scales.size(), 1u);
+  EXPECT_EQ(pts_fc_requant_scales[0], w.params.scales[0]);
+  const InitRequant r = init_requant(PTS_FC_INPUT_SCALE, pts_fc_requant_scales, PTS_FC_PER_CHANNEL,
+                                     PTS_FC_OUTPUT_SCALE, PTS_FC_OUT_FEATURES);
+  EXPECT_EQ(r.mult, as_vector(pt_fc_multipliers));
+  EXPECT_EQ(r.shift, as_vector(pt_fc_shifts));
+
+  const std::vector<float> bias = io::to_floats(m.find("fc.bias"));
+  const tinyquant::QuantizedLinear layer(w, bias.data(), {0.02f, -3}, {0.05f, 4});
+  const std::vector<int8_t> x = test_input(3 * 48, 7);
+  const std::vector<int8_t> want = layer.forward(x, tinyquant::rt::Path::kReference);
+  // Firmware may also keep just one pair for a per-tensor layer: the kernel reads the first.
+  const InitRequant one = init_requant(PTS_FC_INPUT_SCALE, pts_fc_requant_scales,
+                                       PTS_FC_PER_CHANNEL, PTS_FC_OUTPUT_SCALE, 1);
+  EXPECT_EQ(run_fc(TQ_FC_PARAMS(PTS_FC), r.mult.data(), r.shift.data(), 48, 16, x, pts_fc_weight,
+                   pts_fc_kernel_bias),
+            want);
+  EXPECT_EQ(run_fc(TQ_FC_PARAMS(PT_FC), pt_fc_multipliers, pt_fc_shifts, 48, 16, x, pt_fc_weight,
+                   pt_fc_kernel_bias),
+            want);
+  EXPECT_EQ(one.mult[0], r.mult[0]);
+  EXPECT_GT(std::set<int8_t>(want.begin(), want.end()).size(), 10u);
+}
+
+TEST(ExportC, PerGroupScalesFormShipsTheRowsLargestScaleAndIsBitIdentical) {
+  static_assert(GRPS_FC_PER_CHANNEL == 1 && sizeof(grps_fc_requant_scales) == 16 * 4,
+                "one scale per row: S[o] = max_g s[o][g]");
+  const tinyquant::QuantizedLinear layer = grouped_linear();
+  const std::vector<float>& s = layer.weights().params.scales;  // [16][3]
+  ASSERT_EQ(s.size(), 48u);
+  for (size_t o = 0; o < 16; ++o)
+    EXPECT_EQ(grps_fc_requant_scales[o], std::max({s[3 * o], s[3 * o + 1], s[3 * o + 2]})) << o;
+  const InitRequant r =
+      init_requant(GRPS_FC_INPUT_SCALE, grps_fc_requant_scales, GRPS_FC_PER_CHANNEL,
+                   GRPS_FC_OUTPUT_SCALE, GRPS_FC_OUT_FEATURES);
+  EXPECT_EQ(r.mult, as_vector(grp_fc_multipliers));
+  EXPECT_EQ(r.shift, as_vector(grp_fc_shifts));
+  const std::vector<int8_t> x = test_input(3 * 48, 3);
+  const std::vector<int8_t> got =
+      TQ_RUN_GROUPED(grps_fc, GRPS_FC, r.mult.data(), r.shift.data(), x);
+  EXPECT_EQ(got, layer.forward(x, tinyquant::rt::Path::kReference));
+  EXPECT_EQ(got, TQ_RUN_GROUPED(grp_fc, GRP_FC, grp_fc_multipliers, grp_fc_shifts, x));
 }
 
 }  // namespace

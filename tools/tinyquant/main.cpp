@@ -194,14 +194,14 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
-// --act LAYER:in_scale,in_zero_point,out_scale,out_zero_point
+// --act LAYER:in_scale,in_zero_point,out_scale,out_zero_point[,relu|relu6]
 void parse_act(const std::string& v, tinyquant::io::CExportOptions* opt) {
   const auto [layer, rest] = split_layer(v, "--act");
   const std::vector<std::string> f = split(rest, ',');
   tinyquant::io::LayerActivations a;
   try {
     size_t used = 0;
-    if (f.size() != 4) throw std::invalid_argument("count");
+    if (f.size() != 4 && f.size() != 5) throw std::invalid_argument("count");
     a.input.scale = std::stof(f[0], &used);
     if (used != f[0].size()) throw std::invalid_argument(f[0]);
     a.input.zero_point = std::stoi(f[1], &used);
@@ -213,8 +213,17 @@ void parse_act(const std::string& v, tinyquant::io::CExportOptions* opt) {
   } catch (const std::logic_error&) {
     throw CLI::ValidationError("--act",
                                "expected LAYER:in_scale,in_zero_point,out_scale,"
-                               "out_zero_point, e.g. fc1:0.02,-3,0.05,4, got '" +
+                               "out_zero_point[,relu|relu6], e.g. fc1:0.02,-3,0.05,4, got '" +
                                    v + "'");
+  }
+  if (f.size() == 5) {
+    if (f[4] == "relu")
+      a.act = tinyquant::Activation::kRelu;
+    else if (f[4] == "relu6")
+      a.act = tinyquant::Activation::kRelu6;
+    else
+      throw CLI::ValidationError(
+          "--act", "unknown activation '" + f[4] + "' in '" + v + "' (expected relu or relu6)");
   }
   try {
     a.input.validate(("--act " + layer + " input").c_str());
@@ -631,9 +640,11 @@ int run(int argc, char** argv) {
             for (const std::string& v : values) parse_act(v, &export_opt);
           },
           "Activation parameters of one layer, repeatable: "
-          "LAYER:in_scale,in_zero_point,out_scale,out_zero_point (e.g. --act fc1:0.02,-3,0.05,4 "
-          "--act fc2:0.05,4,0.1,0; LAYER is the name before .weight). Overrides --input-scale "
-          "and friends for that layer; a layer the model does not have is an error")
+          "LAYER:in_scale,in_zero_point,out_scale,out_zero_point[,relu|relu6] (e.g. --act "
+          "fc1:0.02,-3,0.05,4,relu --act fc2:0.05,4,0.1,0; LAYER is the name before .weight). "
+          "A fused relu / relu6 clamps _ACT_MIN / _ACT_MAX as the toolkit's layers do (default: "
+          "none, the whole int8 range). Overrides --input-scale and friends for that layer; a "
+          "layer the model does not have is an error")
       ->allow_extra_args(false);
   export_cmd
       ->add_option_function<std::vector<std::string>>(
@@ -646,6 +657,17 @@ int run(int argc, char** argv) {
           "(defaults 1x1, 1x1, same, 1). The model file does not hold it; without it the header "
           "has no stride / padding / dilation / groups macros for the layer")
       ->allow_extra_args(false);
+
+  std::string requant = "multipliers";
+  export_cmd
+      ->add_option("--requant", requant,
+                   "How each layer's requantization is shipped: multipliers (default) writes the "
+                   "int32 _multipliers and _shifts (8 bytes per output channel); scales writes "
+                   "what a TFLite flatbuffer holds, one float _requant_scales per output channel "
+                   "and the layer's _INPUT_SCALE / _OUTPUT_SCALE (4 bytes per channel + 8), from "
+                   "which the firmware computes the same multipliers and shifts once at init "
+                   "with rt::multipliers_from_scales (the header says how)")
+      ->check(CLI::IsMember({"multipliers", "scales"}));
 
   try {
     app.parse(argc, argv);
@@ -682,6 +704,8 @@ int run(int argc, char** argv) {
       const tinyquant::io::Model model = tinyquant::io::load_model(in);
       tinyquant::io::CExportOptions& opt = export_opt;
       opt.prefix = prefix;
+      opt.requant = requant == "scales" ? tinyquant::io::RequantForm::kScales
+                                        : tinyquant::io::RequantForm::kMultipliers;
       if (in_scale) {
         opt.input = tinyquant::ActivationParams{*in_scale, in_zp};
         opt.output = tinyquant::ActivationParams{*out_scale, out_zp};

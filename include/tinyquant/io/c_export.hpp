@@ -16,6 +16,8 @@
 //    rt::fully_connected_s8 / _s4 run with input_offset 0 and output_offset = output zero point,
 //    and X_IN_FEATURES, X_OUT_FEATURES, X_INPUT_OFFSET, X_FILTER_OFFSET, X_OUTPUT_OFFSET,
 //    X_ACT_MIN, X_ACT_MAX, X_PER_CHANNEL. A float "X.bias" entry, if present, is used.
+//    X_ACT_MIN / X_ACT_MAX are the clamp of the layer's fused activation (LayerActivations::act:
+//    none gives the int8 range, ReLU / ReLU6 clamp as tinyquant::activation_range does).
 //    Symmetric per-group weights (axis 1) also get _group_ratios (uint8 [out][groups], the
 //    rt::GroupScales ratio bytes), X_GROUP_SIZE and X_GROUPS_PER_ROW for
 //    rt::fully_connected_s4_grouped / _s8_grouped; their bias keeps the input offset
@@ -23,7 +25,7 @@
 //  - for every 4-D "X.weight" [out_c][kh][kw][in_c / groups], 8 or 4 bits, symmetric
 //    per-channel (axis 0) or per-tensor: X_OUT_C, X_KERNEL_H, X_KERNEL_W, X_IN_C_PER_GROUP and,
 //    with layer parameters, _multipliers, _shifts, _kernel_bias (no input offset folded: the
-//    kernel pads with it) and the offsets / clamps of rt::conv2d_s8 / _s4, as
+//    kernel pads with it), X_PER_CHANNEL and the offsets / clamps of rt::conv2d_s8 / _s4, as
 //    tinyquant::QuantizedConv2d computes them. Stride, dilation, padding and groups are not in
 //    the model file: X_STRIDE_H/W, X_DILATION_H/W, X_GROUPS and X_PADDING_SAME (1 SAME, 0
 //    VALID) appear only when options.conv["X"] gives them, else the header says so.
@@ -36,6 +38,13 @@
 //    _SPARSE_BYTES (every shipped array of the format, as SparseMatrix::bytes() counts).
 //    An int8 "X.weight" sparse entry quantized as above also gets the layer arrays, for
 //    rt::sparse_fully_connected_s8 (bit-identical to the dense kernel on the same weights).
+//  - requantization form (options.requant): kMultipliers ships the int32 _multipliers and
+//    _shifts above (8 bytes per output channel); kScales ships what a TFLite flatbuffer does
+//    instead: X_requant_scales (float, per output channel the weight scale, for per-group
+//    weights the row's largest group scale S[o], one value when X_PER_CHANNEL is 0) and the
+//    float X_INPUT_SCALE / X_OUTPUT_SCALE macros; the firmware computes the pairs once at init
+//    with rt::multipliers_from_scales into its own int32 arrays (the header says how), and gets
+//    exactly the _multipliers / _shifts the other form ships.
 //  - C has no empty arrays: an array with no element (a fully pruned matrix) is emitted with one
 //    unused 0 and its count macro says 0.
 // Errors: an empty model, clashing C names and bad layer parameters throw InvalidArgument
@@ -56,6 +65,13 @@ namespace tinyquant::io {
 
 struct LayerActivations {
   ActivationParams input, output;
+  Activation act = Activation::kNone;  // fused into X_ACT_MIN / X_ACT_MAX
+};
+
+// How a layer's requantization is shipped (see the contract above).
+enum class RequantForm : uint8_t {
+  kMultipliers = 0,  // int32 multiplier + int32 shift per output channel
+  kScales = 1,       // float scales; rt::multipliers_from_scales at init (TFLite Micro's form)
 };
 
 struct CExportOptions {
@@ -69,6 +85,7 @@ struct CExportOptions {
   // Convolution geometry per layer (not stored in the model file); a name with no 4-D layer of
   // that name throws. Without it the header has no stride / padding / dilation / groups macros.
   std::map<std::string, Conv2dGeometry> conv;
+  RequantForm requant = RequantForm::kMultipliers;
   // When set, export_c_header emits declarations only and export_c_source the definitions;
   // the source then #includes this header name.
   std::string header_name;
