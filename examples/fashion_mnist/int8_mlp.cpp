@@ -33,7 +33,7 @@ int64_t Int8Mlp::parameter_bytes() const {
   int64_t bytes = 0;
   for (const Int8Layer& l : layers)
     bytes += static_cast<int64_t>(l.w.size()) +
-             4 * static_cast<int64_t>(l.bias.size() + l.multiplier.size() + l.shift.size());
+             4 * static_cast<int64_t>(l.bias.size() + l.w_scale.size()) + 4 + 4;
   return bytes;
 }
 

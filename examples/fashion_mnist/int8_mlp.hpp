@@ -49,7 +49,9 @@ struct Int8Mlp {
   int32_t in_zero_point = 0;
   std::vector<Int8Layer> layers;
 
-  // Bytes a device would store: int8 weights, int32 biases, int32 multipliers and shifts.
+  // Bytes a device would store: int8 weights, int32 biases, one float32 weight scale per output
+  // channel and the layer's float32 input and output scales (TFLite Micro's form: the int32
+  // multipliers and shifts are computed from them at init, into RAM).
   int64_t parameter_bytes() const;
 };
 

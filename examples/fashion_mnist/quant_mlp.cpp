@@ -73,9 +73,9 @@ QuantMlp quantize_mlp(const FloatMlp& mlp, const std::vector<ActRange>& ranges,
     LayerBytes b;
     b.weights = static_cast<int64_t>(w.data.size());
     b.bias = 4 * l.out_features();
-    const int64_t requant_pairs =
+    const int64_t requant_scales =
         spec.granularity == tq::Granularity::kPerTensor ? 1 : l.out_features();
-    b.params = 8 * requant_pairs + static_cast<int64_t>(l.group_ratios().size());
+    b.params = 4 * requant_scales + 4 + 4 + static_cast<int64_t>(l.group_ratios().size());
     std::optional<tq::SparseMatrix> sparse;
     if (sparse_storage) {
       const std::vector<int8_t> values = int_weights(w);

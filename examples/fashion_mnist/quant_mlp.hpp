@@ -12,8 +12,12 @@
 // otherwise (dense, block CSR, or int4 values) it runs through the layer's dense kernel.
 //
 // Bytes per layer = weights (dense bytes or the chosen format's bytes) + int32 bias [out]
-// + int32 multiplier and shift, one pair per channel (one in total for per-tensor weights, which
-// is all the kernel reads) + one ratio byte per group for per-group weights (rt/grouped.hpp).
+// + the TFLite-Micro requantization form: one float32 scale per channel (the weight scale, or the
+// row's largest group scale for per-group weights; one in total for per-tensor weights) and the
+// layer's float32 input and output scales, from which the firmware computes the int32
+// multiplier and shift once at init into RAM (rt::multipliers_from_scales, what `tinyquant
+// export-c --requant scales` writes) + one ratio byte per group for per-group weights
+// (rt/grouped.hpp).
 #pragma once
 
 #include <cstdint>
@@ -31,7 +35,7 @@ struct LayerBytes {
   tinyquant::StorageFormat format = tinyquant::StorageFormat::kDense;
   int64_t weights = 0;  // in `format`
   int64_t bias = 0;
-  int64_t params = 0;  // multipliers, shifts, group ratios
+  int64_t params = 0;  // requantization scales, input / output scale, group ratios
 
   int64_t total() const { return weights + bias + params; }
 };

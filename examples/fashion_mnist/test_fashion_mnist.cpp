@@ -401,7 +401,8 @@ TEST(Int8Mlp, QuantizationParametersFollowTheConventions) {
                      std::ldexp(1.0, l.shift[static_cast<size_t>(o)] - 31);
     EXPECT_NEAR(m, acc_scale / l.out_scale, 1e-9 * acc_scale / l.out_scale);
   }
-  EXPECT_EQ(q.parameter_bytes(), 60 + 18 + 4 * 3 * (6 + 3));
+  // Weights, then per layer int32 bias + float32 weight scale per channel + input / output scale.
+  EXPECT_EQ(q.parameter_bytes(), 60 + 18 + 4 * 2 * (6 + 3) + 2 * 8);
   expect_error<tinyquant::ShapeError>([&] { quantize_mlp_int8(mlp, std::vector<ActRange>(2)); },
                                       {"2 ranges", "2 layers", "need 3"});
 }
@@ -806,20 +807,24 @@ TEST(QuantMlp, BytesAreTheChoosersWeightsPlusBiasAndParameters) {
       const int64_t weights = tinyquant::choose_format(v.data(), out, in, opt).best_bytes;
       const int64_t groups = int4 ? out * ((in + 31) / 32) : 0;
       EXPECT_EQ(q.bytes[i].weights, weights) << i;
-      want += weights + 4 * out + 8 * out + groups;  // one ratio byte per group
+      // int32 bias and one float32 requantization scale per output, the layer's input and output
+      // scales, one ratio byte per group.
+      want += weights + 4 * out + 4 * out + 8 + groups;
     }
     EXPECT_EQ(q.total_bytes(), want) << spec.bits;
   }
-  // Dense per-channel: the toolkit's own count; per-tensor: one multiplier / shift per layer.
+  // Dense per-channel: the toolkit's own count (an int32 multiplier and shift per channel) with
+  // one float32 scale per channel instead, plus the input and output scales; per-tensor: one
+  // requantization scale per layer.
   const QuantMlp dense =
       quantize_mlp(m, ranges, tinyquant::QuantSpec::int8_weights_per_channel(0), false);
   int64_t toolkit = 0;
-  for (const auto& l : dense.layers) toolkit += l.bytes();
+  for (const auto& l : dense.layers) toolkit += l.bytes() - 4 * l.out_features() + 8;
   EXPECT_EQ(dense.total_bytes(), toolkit);
   const tinyquant::QuantSpec per_tensor{
       8, tinyquant::Scheme::kSymmetric, true, tinyquant::Granularity::kPerTensor, 0, 0};
   EXPECT_EQ(quantize_mlp(m, ranges, per_tensor, false).total_bytes(),
-            (40 * 64 + 64 * 32 + 32 * 5) + 4 * (64 + 32 + 5) + 3 * 8);
+            (40 * 64 + 64 * 32 + 32 * 5) + 4 * (64 + 32 + 5) + 3 * (4 + 8));
   expect_error<tinyquant::ShapeError>(
       [&] { quantize_mlp(m, std::vector<ActRange>(3), per_tensor, false); },
       {"3 ranges", "3 layers", "need 4"});
