@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "tinyquant/error.hpp"
+#include "tinyquant/observers.hpp"
 #include "tinyquant/quant_params.hpp"
 #include "tinyquant/quantize.hpp"
 #include "tinyquant/rt/fixed_point.hpp"
@@ -25,6 +27,46 @@ std::vector<ActRange> calibrate_ranges(const FloatMlp& mlp, const MatrixRM& x, i
       ranges[i].min = std::min(ranges[i].min, acts[i].minCoeff());
       ranges[i].max = std::max(ranges[i].max, acts[i].maxCoeff());
     }
+  }
+  return ranges;
+}
+
+std::string ActCalibration::tag() const {
+  switch (kind) {
+    case kPercentile:
+      return fmt::format("p{}", percentile);
+    case kMse:
+      return "mse";
+    case kMinMax:
+      break;
+  }
+  return "minmax";
+}
+
+std::vector<ActRange> calibrate_ranges(const FloatMlp& mlp, const MatrixRM& x,
+                                       const ActCalibration& how, int64_t batch) {
+  std::vector<ActRange> ranges = calibrate_ranges(mlp, x, batch);
+  if (how.kind == ActCalibration::kMinMax) return ranges;
+  const tinyquant::QuantSpec spec = tinyquant::QuantSpec::int8_activations();
+  std::vector<std::unique_ptr<tinyquant::Observer>> obs;
+  for (size_t i = 0; i + 1 < mlp.layers.size(); ++i) {
+    if (how.kind == ActCalibration::kPercentile)
+      obs.push_back(std::make_unique<tinyquant::PercentileObserver>(spec, how.percentile));
+    else
+      obs.push_back(std::make_unique<tinyquant::MseObserver>(spec));
+  }
+  for (Eigen::Index start = 0; start < x.rows(); start += batch) {
+    const Eigen::Index n = std::min<Eigen::Index>(batch, x.rows() - start);
+    const std::vector<MatrixRM> acts = layer_activations(mlp, x.middleRows(start, n));
+    for (size_t i = 0; i < obs.size(); ++i)
+      obs[i]->observe(acts[i + 1].data(), tinyquant::Shape{acts[i + 1].rows(), acts[i + 1].cols()});
+  }
+  for (size_t i = 0; i < obs.size(); ++i) {
+    const tinyquant::QuantParams p = obs[i]->params();
+    const float s = p.scales[0];
+    const auto zp = static_cast<float>(p.zero_points[0]);
+    ranges[i + 1] = {(static_cast<float>(spec.qmin()) - zp) * s,
+                     (static_cast<float>(spec.qmax()) - zp) * s};
   }
   return ranges;
 }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "float_mlp.hpp"
@@ -30,6 +31,22 @@ struct ActRange {
 // ranges[i + 1] the output of layer i (post-ReLU for hidden layers, the logits for the last).
 std::vector<ActRange> calibrate_ranges(const FloatMlp& mlp, const MatrixRM& x,
                                        int64_t batch = 1000);
+
+// How the hidden layers' output ranges are chosen (the input and the logits always keep their
+// min / max: clipping the logits could tie the largest ones).
+struct ActCalibration {
+  enum Kind : uint8_t { kMinMax, kPercentile, kMse } kind = kMinMax;
+  double percentile = 99.99;  // kPercentile: tinyquant::PercentileObserver's p
+
+  // "minmax", "p99.99", "mse" (file-name characters only, for cache keys and tables).
+  std::string tag() const;
+};
+
+// Like calibrate_ranges, each hidden output's range from the int8 affine per-tensor observer of
+// `how` (tinyquant::PercentileObserver / MseObserver over every value of that tensor), turned back
+// into the range its (scale, zero point) represents.
+std::vector<ActRange> calibrate_ranges(const FloatMlp& mlp, const MatrixRM& x,
+                                       const ActCalibration& how, int64_t batch = 1000);
 
 struct Int8Layer {
   int32_t in_features = 0;

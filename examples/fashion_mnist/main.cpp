@@ -340,7 +340,9 @@ int run(const Options& o) {
           ft.epochs, kQatRefresh);
       flush();
       fmnist::FloatMlp m = mlp;
-      fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, kQatRefresh,
+      fmnist::QatConfig qc;
+      qc.refresh_every = kQatRefresh;
+      fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc,
                            epoch_printer(ft.epochs));
       return m;
     });

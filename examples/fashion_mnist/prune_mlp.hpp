@@ -42,7 +42,9 @@ struct PruneConfig {
 tinyquant::PolynomialDecay prune_schedule(const PruneConfig& prune, int64_t total_steps);
 
 // Fine-tunes mlp in place while pruning it globally to prune.sparsity; returns the final masks.
-// Throws tinyquant::InvalidArgument for a bad prune or train config.
+// With config.keep_best, ends with the weights of the best validation epoch among those that end
+// after the ramp (at the final sparsity; the last epoch if none does). Throws
+// tinyquant::InvalidArgument for a bad prune or train config.
 std::vector<tinyquant::Mask> prune_finetune(
     FloatMlp* mlp, const Dataset& train, const Dataset& val, const TrainConfig& config,
     const PruneConfig& prune, const std::function<void(const EpochStats&)>& on_epoch = {});

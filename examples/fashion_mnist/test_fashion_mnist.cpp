@@ -337,6 +337,47 @@ TEST(Int8Mlp, CalibrationIsTheBruteForceMinMax) {
   EXPECT_EQ(r[1].min, 0.0f);  // post-ReLU
 }
 
+// Percentile calibration: each hidden output's upper end is the p-th percentile of its values
+// (sorted brute force over the plain-loop activations; the observer's histogram estimate is
+// within a bin, 1/1024 of the maximum here), the lower end stays 0 (post-ReLU), the input and the
+// logits keep their min / max. p = 100 gives the maximum itself.
+TEST(Int8Mlp, PercentileCalibrationIsTheSortedQuantile) {
+  const FloatMlp mlp = he_init({6, 40, 3}, 8);
+  const MatrixRM x = random_matrix(500, 6, 2);
+  const std::vector<ActRange> minmax = calibrate_ranges(mlp, x);
+  std::vector<double> hidden;
+  for (int row = 0; row < x.rows(); ++row) {
+    const std::vector<std::vector<double>> acts = reference_forward(mlp, x, row);
+    hidden.insert(hidden.end(), acts[1].begin(), acts[1].end());
+  }
+  std::sort(hidden.begin(), hidden.end());
+  const double top = hidden.back();
+  for (const double p : {99.0, 99.9, 100.0}) {
+    ActCalibration how;
+    how.kind = ActCalibration::kPercentile;
+    how.percentile = p;
+    const std::vector<ActRange> r = calibrate_ranges(mlp, x, how, 64);
+    ASSERT_EQ(r.size(), 3u);
+    const auto k = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(hidden.size())));
+    EXPECT_NEAR(r[1].max, hidden[k - 1], top / 1024.0 + 1e-5) << "p " << p;
+    EXPECT_NEAR(r[1].min, 0.0f, 1e-6) << "p " << p;
+    EXPECT_LE(r[1].max, minmax[1].max * (1.0f + 1e-6f));
+    for (const size_t i : {size_t{0}, size_t{2}}) {
+      EXPECT_EQ(r[i].min, minmax[i].min) << i;
+      EXPECT_EQ(r[i].max, minmax[i].max) << i;
+    }
+  }
+  EXPECT_LT(calibrate_ranges(mlp, x, {ActCalibration::kPercentile, 99.0})[1].max,
+            0.99f * minmax[1].max);  // the case above clips something
+  const ActCalibration mse{ActCalibration::kMse, 0.0};
+  EXPECT_EQ(mse.tag(), "mse");
+  EXPECT_EQ((ActCalibration{ActCalibration::kPercentile, 99.99}).tag(), "p99.99");
+  EXPECT_EQ(ActCalibration{}.tag(), "minmax");
+  const std::vector<ActRange> r = calibrate_ranges(mlp, x, mse);
+  EXPECT_GT(r[1].max, 0.0f);
+  EXPECT_LE(r[1].max, minmax[1].max * (1.0f + 1e-6f));
+}
+
 TEST(Int8Mlp, KernelForwardMatchesPlainIntegerLoops) {
   FloatMlp mlp = he_init({20, 12, 7, 4}, 31);
   for (DenseLayer& l : mlp.layers) l.b = Eigen::VectorXf::LinSpaced(l.b.size(), -0.3f, 0.4f);
@@ -585,47 +626,132 @@ TEST(ModelCache, RecipeIsPartOfTheKey) {
                                            {"201 characters"});
 }
 
+namespace {
+
 // One QAT step is the straight-through estimator written out: the optimizer step taken at the
-// fake-quantized weights (tinyquant::params_for_mse + fake_quant, called directly here), applied
-// to the float weights where the clipped-STE mask is 1; biases take the step as is.
-TEST(Qat, OneStepIsTheStraightThroughEstimator) {
+// fake-quantized weights (the spec's parameters from `params_of` + fake_quant, called directly
+// here), applied to the float weights where the clipped-STE mask is 1; biases take the step as
+// is. With pruning masks the start is the masked model and pruned weights end at exactly 0.
+void expect_one_ste_step(const tinyquant::QuantSpec& spec,
+                         tinyquant::QuantParams (*params_of)(const float*, const tinyquant::Shape&,
+                                                             const tinyquant::QuantSpec&),
+                         double sparsity) {
   const Dataset d = tiny_dataset(8, 6, 3);
-  const FloatMlp before = he_init({6, 12, 3}, 4);
-  // Per tensor, so the MSE-optimal range clips the Gaussian tails and the mask matters.
-  const tinyquant::QuantSpec spec{
-      4, tinyquant::Scheme::kSymmetric, true, tinyquant::Granularity::kPerTensor, 0, 0};
+  FloatMlp before = he_init({6, 12, 3}, 4);
+  const std::vector<tinyquant::Mask> masks = global_masks(before, sparsity);
   TrainConfig c;
   c.epochs = 1;
   c.batch = 8;
   c.lr = 0.05f;
 
+  FloatMlp qat = before;  // unmasked: qat_finetune applies the masks itself
+  QatConfig q;
+  q.masks = sparsity > 0.0 ? &masks : nullptr;
+  qat_finetune(&qat, d, Dataset{}, c, spec, q);
+
+  apply_masks(&before, masks);
   FloatMlp fake = before;
   std::vector<tinyquant::FakeQuantResult> fq;
   for (DenseLayer& l : fake.layers) {
     const tinyquant::Shape shape{l.w.rows(), l.w.cols()};
-    fq.push_back(tinyquant::fake_quant(l.w.data(), shape,
-                                       tinyquant::params_for_mse(l.w.data(), shape, spec)));
+    fq.push_back(tinyquant::fake_quant(l.w.data(), shape, params_of(l.w.data(), shape, spec)));
     l.w = Eigen::Map<const MatrixRM>(fq.back().values.data(), l.w.rows(), l.w.cols());
   }
   FloatMlp stepped = fake;
   train_mlp(&stepped, d, Dataset{}, c);
 
-  FloatMlp qat = before;
-  qat_finetune(&qat, d, Dataset{}, c, spec);
-  int moved = 0, held = 0;
+  int moved = 0, held = 0, pruned = 0;
   for (size_t li = 0; li < before.layers.size(); ++li) {
     for (Eigen::Index k = 0; k < before.layers[li].w.size(); ++k) {
-      const bool pass = fq[li].mask[static_cast<size_t>(k)] != 0;
-      const float expect =
-          before.layers[li].w.data()[k] +
-          (pass ? stepped.layers[li].w.data()[k] - fake.layers[li].w.data()[k] : 0.0f);
-      EXPECT_FLOAT_EQ(qat.layers[li].w.data()[k], expect) << "layer " << li << " weight " << k;
-      (pass ? moved : held) += 1;
+      const auto kk = static_cast<size_t>(k);
+      const bool pass = fq[li].mask[kk] != 0;
+      float expect = before.layers[li].w.data()[k] +
+                     (pass ? stepped.layers[li].w.data()[k] - fake.layers[li].w.data()[k] : 0.0f);
+      if (masks[li][kk] == 0) {
+        expect = 0.0f;
+        ++pruned;
+      } else {
+        (pass ? moved : held) += 1;
+      }
+      EXPECT_EQ(qat.layers[li].w.data()[k], expect) << "layer " << li << " weight " << k;
     }
     EXPECT_EQ(qat.layers[li].b, stepped.layers[li].b) << "layer " << li;
   }
   EXPECT_GT(moved, 0);
-  EXPECT_GT(held, 0);
+  if (spec.bits <= 4) {
+    EXPECT_GT(held, 0);  // MSE ranges clip; min / max ranges never do
+  }
+  EXPECT_EQ(pruned, static_cast<int>(std::lround(sparsity * (6 * 12 + 12 * 3))));
+}
+
+}  // namespace
+
+TEST(Qat, OneStepIsTheStraightThroughEstimator) {
+  // Per tensor, so the MSE-optimal range clips the Gaussian tails and the mask matters.
+  const tinyquant::QuantSpec spec{
+      4, tinyquant::Scheme::kSymmetric, true, tinyquant::Granularity::kPerTensor, 0, 0};
+  expect_one_ste_step(
+      spec,
+      [](const float* w, const tinyquant::Shape& shape, const tinyquant::QuantSpec& sp) {
+        return tinyquant::params_for_mse(w, shape, sp);
+      },
+      0.0);
+}
+
+// The int8 per-channel QAT of a pruned model: min / max parameters per output channel, the
+// pruning masks kept.
+TEST(Qat, Int8PerChannelStepKeepsThePruningMasks) {
+  expect_one_ste_step(
+      tinyquant::QuantSpec::int8_weights_per_channel(0),
+      [](const float* w, const tinyquant::Shape& shape, const tinyquant::QuantSpec& sp) {
+        return tinyquant::params_for(w, shape, sp);
+      },
+      0.5);
+}
+
+// quantized_weights() is fake_quant with weight_params per layer; the epochs report its
+// validation accuracy on the master weights, and keep_best ends with the best of them.
+TEST(Qat, KeepBestEndsWithTheBestWeightQuantizedEpoch) {
+  Dataset d = tiny_dataset(300, 8, 5);
+  for (int r = 0; r < 300; ++r) {
+    Eigen::Index best;
+    d.images.row(r).head(3).maxCoeff(&best);
+    d.labels[static_cast<size_t>(r)] = static_cast<uint8_t>(best);
+  }
+  const Dataset train = slice(d, 0, 200), val = slice(d, 200, 100);
+  const tinyquant::QuantSpec spec = tinyquant::QuantSpec::int4_per_group(4, 1);
+  const FloatMlp start = he_init({8, 16, 3}, 4);
+  const FloatMlp fq = quantized_weights(start, spec);
+  for (size_t li = 0; li < start.layers.size(); ++li) {
+    const MatrixRM& w = start.layers[li].w;
+    const tinyquant::Shape shape{w.rows(), w.cols()};
+    const std::vector<float> v =
+        tinyquant::fake_quant(w.data(), shape, tinyquant::params_for_mse(w.data(), shape, spec))
+            .values;
+    EXPECT_EQ(fq.layers[li].w, Eigen::Map<const MatrixRM>(v.data(), w.rows(), w.cols()));
+    EXPECT_EQ(fq.layers[li].b, start.layers[li].b);
+  }
+  TrainConfig c;
+  c.epochs = 8;
+  c.batch = 16;
+  c.lr = 0.05f;  // large: validation accuracy wanders from epoch to epoch
+  c.schedule = LrSchedule::kCosine;
+  QatConfig q;
+  q.refresh_every = 3;
+  for (const bool keep : {false, true}) {
+    q.keep_best = keep;
+    std::vector<double> val_acc;
+    FloatMlp m = start;
+    qat_finetune(&m, train, val, c, spec, q,
+                 [&](const EpochStats& s) { val_acc.push_back(s.val_accuracy); });
+    ASSERT_EQ(val_acc.size(), 8u);
+    const double got = accuracy(quantized_weights(m, spec), val);
+    EXPECT_DOUBLE_EQ(got,
+                     keep ? *std::max_element(val_acc.begin(), val_acc.end()) : val_acc.back());
+    if (keep) {
+      EXPECT_GT(got, val_acc.back()) << "the case should wander";
+    }
+  }
 }
 
 TEST(Qat, RejectsKeepBestAndABadRefreshPeriod) {
@@ -636,8 +762,14 @@ TEST(Qat, RejectsKeepBestAndABadRefreshPeriod) {
   const tinyquant::QuantSpec spec = tinyquant::QuantSpec::int4_per_group(2, 1);
   expect_error<tinyquant::InvalidArgument>([&] { qat_finetune(&m, d, d, c, spec); }, {"keep_best"});
   c.keep_best = false;
-  expect_error<tinyquant::InvalidArgument>([&] { qat_finetune(&m, d, d, c, spec, 0); },
+  QatConfig q;
+  q.refresh_every = 0;
+  expect_error<tinyquant::InvalidArgument>([&] { qat_finetune(&m, d, d, c, spec, q); },
                                            {"refresh_every = 0"});
+  q.refresh_every = 1;
+  q.keep_best = true;
+  expect_error<tinyquant::InvalidArgument>([&] { qat_finetune(&m, d, Dataset{}, c, spec, q); },
+                                           {"keep_best", "empty validation"});
 }
 
 TEST(Prune, ScheduleIsThePolynomialDecay) {
@@ -700,6 +832,48 @@ TEST(Prune, FineTuneKeepsPrunedWeightsAtZeroAndEndsAtTheTarget) {
   EXPECT_GT(accuracy(m, d), 0.8);  // it still learns the problem
   expect_error<tinyquant::ShapeError>([&] { apply_masks(&m, {masks[0]}); },
                                       {"1 masks", "2 layers"});
+}
+
+// keep_best picks the best validation epoch among those that end after the ramp (epochs 2 and 3
+// of 3 here; epoch 1 ends below the final sparsity and is never taken).
+TEST(Prune, KeepBestOnlyAmongEpochsAtTheFinalSparsity) {
+  Dataset d = tiny_dataset(600, 8, 4);
+  for (int r = 0; r < 600; ++r) {
+    Eigen::Index best;
+    d.images.row(r).head(3).maxCoeff(&best);
+    d.labels[static_cast<size_t>(r)] = static_cast<uint8_t>(best);
+  }
+  const Dataset train = slice(d, 0, 500), val = slice(d, 500, 100);
+  FloatMlp start = he_init({8, 16, 3}, 2);
+  TrainConfig c;
+  c.epochs = 15;
+  c.batch = 32;
+  c.lr = 5e-3f;
+  train_mlp(&start, train, val, c);
+  c.epochs = 4;  // 16 steps an epoch, 64 in all; the ramp ends at step 35 (0.6 * 64 -> 35)
+  c.lr = 0.08f;  // large: validation accuracy wanders
+  PruneConfig p;
+  p.sparsity = 0.75;
+  p.frequency = 5;
+  std::vector<double> val_acc;
+  FloatMlp m = start;
+  c.keep_best = true;
+  prune_finetune(&m, train, val, c, p,
+                 [&](const EpochStats& s) { val_acc.push_back(s.val_accuracy); });
+  ASSERT_EQ(val_acc.size(), 4u);
+  // Epochs 3 and 4 end at steps 47 and 63, after the ramp; epochs 1 and 2 (15, 31) before it.
+  EXPECT_DOUBLE_EQ(accuracy(m, val), std::max(val_acc[2], val_acc[3]));
+  EXPECT_DOUBLE_EQ(weight_sparsity(m), 132.0 / (8 * 16 + 16 * 3));
+  FloatMlp last = start;
+  c.keep_best = false;
+  prune_finetune(&last, train, val, c, p);
+  EXPECT_DOUBLE_EQ(accuracy(last, val), val_acc[3]);
+  expect_error<tinyquant::InvalidArgument>(
+      [&] {
+        c.keep_best = true;
+        prune_finetune(&m, train, Dataset{}, c, p);
+      },
+      {"keep_best", "empty validation"});
 }
 
 TEST(Prune, ShrinkHiddenEqualsTheNetworkWithThoseNeuronsSilenced) {

@@ -1,0 +1,191 @@
+// Recipe exploration for the demo's fine-tuned rows: runs variants of the int4 per-group 32 QAT
+// and of the 70 % pruning + int8 fine-tune for one seed and prints, per variant and activation
+// calibration, the integer-only accuracy on the validation images (what choices are made on)
+// and on the test images (reported only).
+//
+//   fashion_mnist_explore --seed N --cache-dir DIR [--qat LIST] [--prune LIST] [--int8qat LIST]
+//
+// LIST is comma-separated "epochs:lr:refresh:distill" specs (--qat, --int8qat) or
+// "epochs:lr:keep_best" (--prune). The float and 70 % models come from the demo's cache (the
+// same keys) and are trained if missing.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dataset.hpp"
+#include "float_mlp.hpp"
+#include "int8_mlp.hpp"
+#include "model_cache.hpp"
+#include "prune_mlp.hpp"
+#include "qat_mlp.hpp"
+#include "quant_mlp.hpp"
+#include "train.hpp"
+
+namespace {
+
+namespace tq = tinyquant;
+
+std::vector<std::vector<double>> parse_list(const std::string& s) {
+  std::vector<std::vector<double>> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    std::vector<double> v;
+    std::stringstream is(item);
+    std::string f;
+    while (std::getline(is, f, ':')) v.push_back(std::strtod(f.c_str(), nullptr));
+    out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  uint32_t seed = 1;
+  std::string cache_dir = ".", qat_list, prune_list, int8_list;
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i], v = argv[i + 1];
+    if (a == "--seed") seed = static_cast<uint32_t>(std::stoul(v));
+    if (a == "--cache-dir") cache_dir = v;
+    if (a == "--qat") qat_list = v;
+    if (a == "--prune") prune_list = v;
+    if (a == "--int8qat") int8_list = v;
+  }
+  const fmnist::FashionMnist data = fmnist::load_fashion_mnist(data_dir);
+  const fmnist::TrainValSplit split =
+      fmnist::split_train_val(data.train, fmnist::kValidationCount, 0);
+  fmnist::TrainConfig c;
+  c.seed = seed;
+  c.epochs = 20;
+  c.schedule = fmnist::LrSchedule::kCosine;
+  c.keep_best = true;
+  fmnist::TrainKey key;
+  key.sizes = {fmnist::kPixels, 128, 64, fmnist::kClasses};
+  key.seed = seed;
+  key.epochs = 20;
+  key.batch = 64;
+  key.lr = c.lr;
+  key.train_count = static_cast<uint64_t>(split.train.size());
+  key.recipe = "cos-best";
+  auto load_or = [&](const fmnist::TrainKey& k, auto make) {
+    const std::string path = cache_dir + "/fashion_mnist_mlp_" + k.tag() + ".tqmlp";
+    if (auto m = fmnist::load_model(path, k)) return std::move(*m);
+    fmnist::FloatMlp m = make();
+    fmnist::save_model(path, m, k);
+    return m;
+  };
+  const fmnist::FloatMlp mlp = load_or(key, [&] {
+    fmnist::FloatMlp m = fmnist::he_init(key.sizes, seed);
+    fmnist::train_mlp(&m, split.train, split.val, c);
+    return m;
+  });
+  const std::vector<fmnist::ActCalibration> calibs = {{fmnist::ActCalibration::kMinMax, 0},
+                                                      {fmnist::ActCalibration::kPercentile, 99.99},
+                                                      {fmnist::ActCalibration::kPercentile, 99.999},
+                                                      {fmnist::ActCalibration::kMse, 0}};
+  auto report = [&](const std::string& row, const std::string& variant, const fmnist::FloatMlp& m,
+                    const tq::QuantSpec& spec) {
+    fmt::print("RESULT seed={} row={} variant={} calib=float val={:.2f} test={:.2f}\n", seed, row,
+               variant, 100.0 * fmnist::accuracy(m, split.val),
+               100.0 * fmnist::accuracy(m, data.test));
+    for (const fmnist::ActCalibration& cal : calibs) {
+      const fmnist::QuantMlp q =
+          fmnist::quantize_mlp(m, fmnist::calibrate_ranges(m, split.val.images, cal), spec, false);
+      fmt::print("RESULT seed={} row={} variant={} calib={} val={:.2f} test={:.2f}\n", seed, row,
+                 variant, cal.tag(), 100.0 * fmnist::evaluate_quant(q, split.val, 0).accuracy,
+                 100.0 * fmnist::evaluate_quant(q, data.test, 0).accuracy);
+    }
+    std::fflush(stdout);
+  };
+  const tq::QuantSpec int4_group = tq::QuantSpec::int4_per_group(32, 1);
+  const tq::QuantSpec int8_channel = tq::QuantSpec::int8_weights_per_channel(0);
+  auto printer = [](const fmnist::EpochStats& s) {
+    fmt::print("  epoch {} val {:.2f} {:.1f} s\n", s.epoch, 100.0 * s.val_accuracy, s.seconds);
+    std::fflush(stdout);
+  };
+  if (qat_list == "base") {
+    report("float", "base", mlp, int8_channel);
+    report("int4g32", "ptq", mlp, int4_group);
+    fmnist::TrainKey k = key;
+    k.epochs = 4;
+    k.recipe = "qat-int4-g32-r100-cos_from-e20-lr0.001-cos-best";
+    const fmnist::FloatMlp qat = load_or(k, [&] {
+      fmnist::TrainConfig ft = c;
+      ft.epochs = 4;
+      ft.keep_best = false;
+      fmnist::FloatMlp m = mlp;
+      fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, {}, printer);
+      return m;
+    });
+    report("qat4", "e4-lr0.001-r100-kd0-last", qat, int4_group);
+    qat_list.clear();
+  }
+  for (const std::vector<double>& v : parse_list(qat_list)) {
+    fmnist::TrainConfig ft = c;
+    ft.epochs = static_cast<int>(v.at(0));
+    ft.lr = static_cast<float>(v.at(1));
+    ft.keep_best = false;
+    fmnist::QatConfig qc;
+    qc.refresh_every = static_cast<int64_t>(v.at(2));
+    qc.keep_best = true;
+    if (v.size() > 3 && v[3] > 0) {
+      ft.teacher = &mlp;
+      ft.distill_weight = static_cast<float>(v[3]);
+    }
+    fmnist::FloatMlp m = mlp;
+    fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc, printer);
+    report("qat4",
+           fmt::format("e{}-lr{}-r{}-kd{}-kb", ft.epochs, ft.lr, qc.refresh_every,
+                       v.size() > 3 ? v[3] : 0.0),
+           m, int4_group);
+  }
+  for (const std::vector<double>& pv : parse_list(prune_list)) {
+    fmnist::TrainConfig ft = c;
+    ft.epochs = static_cast<int>(pv.at(0));
+    ft.lr = static_cast<float>(pv.at(1));
+    ft.keep_best = pv.at(2) > 0;
+    fmnist::PruneConfig pc;
+    pc.sparsity = 0.7;
+    fmnist::TrainKey k = key;
+    k.epochs = static_cast<uint32_t>(ft.epochs);
+    k.lr = ft.lr;
+    k.recipe = fmt::format("global70-f{}-p{}-r{}-cos{}_from-e20-lr0.001-cos-best", pc.frequency,
+                           pc.power, pc.ramp_fraction, ft.keep_best ? "-best" : "");
+    const fmnist::FloatMlp pruned = load_or(k, [&] {
+      fmnist::FloatMlp m = mlp;
+      fmnist::prune_finetune(&m, split.train, split.val, ft, pc, printer);
+      return m;
+    });
+    const std::string pname = fmt::format("e{}-lr{}-kb{}", ft.epochs, ft.lr, pv[2]);
+    report("p70int8", pname, pruned, int8_channel);
+    const std::vector<tq::Mask> masks = fmnist::global_masks(pruned, 0.7);
+    for (const std::vector<double>& v : parse_list(int8_list)) {
+      fmnist::TrainConfig qt = c;
+      qt.epochs = static_cast<int>(v.at(0));
+      qt.lr = static_cast<float>(v.at(1));
+      qt.keep_best = false;
+      fmnist::QatConfig qc;
+      qc.refresh_every = static_cast<int64_t>(v.at(2));
+      qc.keep_best = true;
+      qc.masks = &masks;
+      if (v.size() > 3 && v[3] > 0) {
+        qt.teacher = &mlp;
+        qt.distill_weight = static_cast<float>(v[3]);
+      }
+      fmnist::FloatMlp m = pruned;
+      fmnist::qat_finetune(&m, split.train, split.val, qt, int8_channel, qc, printer);
+      fmt::print("sparsity {:.4f}\n", fmnist::weight_sparsity(m));
+      report("p70int8",
+             fmt::format("{}+qat8-e{}-lr{}-r{}-kd{}", pname, qt.epochs, qt.lr, qc.refresh_every,
+                         v.size() > 3 ? v[3] : 0.0),
+             m, int8_channel);
+    }
+  }
+  return 0;
+}
