@@ -1,15 +1,18 @@
 // Integer GEMM throughput (GOP/s = 2 * M * N * K per call) of tinyquant's paths against peers
 // built into the same binary when CMake found them: gemmlowp (uint8, offsets, fixed-point
-// output pipeline), oneDNN (s8 x s8 -> s32 matmul, weights reordered once), Eigen (int32 product
-// of int8-cast data; float product as yardstick) and OpenBLAS (sgemm, float yardstick).
-// Shapes are M x K x N; tinyquant rows are fully_connected_s8 (int8 out, per-channel
-// requantization), its prepacked form, and gemm_s8s8_s32 (raw int32).
-// After the run a table of ratios (best tinyquant row / peer) for each shape is printed.
+// output pipeline), oneDNN (two matmuls, weights reordered once outside the timed loop: s8 x s8
+// -> s8 doing the job of the tinyquant int8 rows, and s8 x s8 -> s32 raw accumulators), Eigen
+// (int32 product of int8-cast data; float product as yardstick) and OpenBLAS (sgemm, float
+// yardstick). Shapes are M x K x N; tinyquant rows are fully_connected_s8 (int8 out,
+// per-channel requantization), its prepacked form, gemm_s8s8_s32 (raw int32, weights packed per
+// call) and fully_connected_s8_prepacked_s32 (raw int32 on prepacked weights).
+// After the run a table of ratios (best tinyquant row / peer) for each shape is printed: int8
+// rows against oneDNN's s8 output, int32 rows against its s32 output.
 // TINYQUANT_BENCH_SMOKE=1 caps every dimension at 32 so the CTest smoke run is quick.
 //
 // oneDNN picks its ISA once per process (AMX-INT8 where present). For a second set of oneDNN
 // rows capped at AVX-512 VNNI, run the binary once with TINYQUANT_BENCH_ONEDNN_CAP=vnni (only
-// the oneDNN rows run, named onednn_vnni_s8s8s32; dnnl::set_max_cpu_isa before any primitive)
+// the oneDNN rows run, named onednn_vnni_*; dnnl::set_max_cpu_isa before any primitive)
 // and TINYQUANT_BENCH_ROWS_OUT=<file> (each row's median GOP/s is written there), then the
 // full run with TINYQUANT_BENCH_ROWS_IN=<file> so its ratio table has both oneDNN columns.
 // bench/run_gemm_bench.sh does exactly that.
@@ -17,6 +20,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -26,6 +30,7 @@
 #include <new>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "tinyquant/parallel.hpp"
@@ -110,6 +115,14 @@ struct Problem {
     params.output_offset = -3;
   }
   rt::Requant requant() const { return {mult.data(), shift.data(), true, rt::Rounding::kDouble}; }
+  // The real per-channel scale of the requantization: multiplier * 2^(shift - 31).
+  std::vector<float> real_scales() const {
+    std::vector<float> r;
+    for (size_t j = 0; j < mult.size(); ++j) {
+      r.push_back(static_cast<float>(std::ldexp(static_cast<double>(mult[j]), shift[j] - 31)));
+    }
+    return r;
+  }
   rt::FcDims dims() const { return {s.m, s.k, s.n}; }
 };
 
@@ -140,7 +153,9 @@ void tq_fc(benchmark::State& state, const Problem* p, rt::Path path, int threads
   set_rate(state, p->s);
 }
 
-void tq_fc_prepacked(benchmark::State& state, const Problem* p, rt::Path path) {
+// fully_connected_s8_prepacked (int8 out) or, with s32, fully_connected_s8_prepacked_s32 (raw
+// int32) on weights packed once outside the timed loop.
+void tq_fc_prepacked(benchmark::State& state, const Problem* p, rt::Path path, bool s32) {
   const rt::FcDims d = p->dims();
   AlignedBytes packed(static_cast<size_t>(rt::fully_connected_s8_prepacked_size(d, path)));
   if (rt::fully_connected_s8_prepack(p->params, d, p->b.data(), path, packed.data(),
@@ -149,15 +164,21 @@ void tq_fc_prepacked(benchmark::State& state, const Problem* p, rt::Path path) {
     return;
   }
   AlignedBytes scratch(
-      static_cast<size_t>(rt::fully_connected_s8_prepacked_scratch_size(d, packed.data())));
+      static_cast<size_t>(s32 ? rt::fully_connected_s8_prepacked_s32_scratch_size(d, packed.data())
+                              : rt::fully_connected_s8_prepacked_scratch_size(d, packed.data())));
   std::vector<int8_t> out(static_cast<size_t>(p->s.m) * p->s.n);
+  std::vector<int32_t> acc(s32 ? out.size() : 0);
   const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
   const rt::Requant rq = p->requant();
   for (auto _ : state) {
-    const rt::Status st = rt::fully_connected_s8_prepacked(
-        ctx, p->params, rq, d, p->a.data(), packed.data(), p->bias.data(), out.data());
+    const rt::Status st =
+        s32 ? rt::fully_connected_s8_prepacked_s32(ctx, p->params, d, p->a.data(), packed.data(),
+                                                   p->bias.data(), acc.data())
+            : rt::fully_connected_s8_prepacked(ctx, p->params, rq, d, p->a.data(), packed.data(),
+                                               p->bias.data(), out.data());
     if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
     benchmark::DoNotOptimize(out.data());
+    benchmark::DoNotOptimize(acc.data());
     benchmark::ClobberMemory();
   }
   set_rate(state, p->s);
@@ -210,7 +231,12 @@ void gemmlowp_u8(benchmark::State& state, const Problem* p, int threads) {
 #endif
 
 #if defined(TINYQUANT_HAVE_DNNL)
-void dnnl_s8s8s32(benchmark::State& state, const Problem* p, int threads) {
+// oneDNN matmul, weights reordered once to the primitive's layout outside the timed loop.
+// s8 out: the job of the tinyquant int8 rows: src zero point -17 (input offset 17), symmetric
+// s8 weights, s32 bias, per-channel output scales equal to the requantization's real
+// multipliers, dst zero point -3 (the output offset), s8 saturation. s32 out: raw
+// sum_k a * b only (no zero point, bias or scale).
+void onednn_matmul(benchmark::State& state, const Problem* p, int threads, bool s8_out) {
   using dt = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
   omp_set_num_threads(threads);
@@ -220,19 +246,47 @@ void dnnl_s8s8s32(benchmark::State& state, const Problem* p, int threads) {
   const dnnl::memory::desc a_md({m, k}, dt::s8, tag::ab);
   const dnnl::memory::desc b_user_md({k, n}, dt::s8, tag::ba);  // our [n][k] rows
   const dnnl::memory::desc b_any_md({k, n}, dt::s8, tag::any);
-  const dnnl::memory::desc c_md({m, n}, dt::s32, tag::ab);
-  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_any_md, c_md), eng);
+  const dnnl::memory::desc bias_md({1, n}, dt::s32, tag::ab);
+  const dnnl::memory::desc c_md({m, n}, s8_out ? dt::s8 : dt::s32, tag::ab);
+  dnnl::primitive_attr attr;
+  if (s8_out) {
+    attr.set_output_scales(1 << 1, p->real_scales());
+    attr.set_zero_points(DNNL_ARG_SRC, 0, {-p->params.input_offset});
+    attr.set_zero_points(DNNL_ARG_DST, 0, {p->params.output_offset});
+  }
+  const dnnl::matmul::desc desc = s8_out ? dnnl::matmul::desc(a_md, b_any_md, bias_md, c_md)
+                                         : dnnl::matmul::desc(a_md, b_any_md, c_md);
+  const dnnl::matmul::primitive_desc pd(desc, attr, eng);
   dnnl::memory a_mem(a_md, eng, const_cast<int8_t*>(p->a.data()));
   dnnl::memory b_user(b_user_md, eng, const_cast<int8_t*>(p->b.data()));
   dnnl::memory b_mem(pd.weights_desc(), eng);
   dnnl::reorder(b_user, b_mem).execute(strm, b_user, b_mem);  // once, outside the timed loop
+  dnnl::memory bias_mem(bias_md, eng, const_cast<int32_t*>(p->bias.data()));
   dnnl::memory c_mem(c_md, eng);
   const dnnl::matmul prim(pd);
+  std::unordered_map<int, dnnl::memory> args = {
+      {DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}};
+  if (s8_out) args.emplace(DNNL_ARG_BIAS, bias_mem);
   for (auto _ : state) {
-    prim.execute(strm, {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}});
+    prim.execute(strm, args);
     strm.wait();
   }
   set_rate(state, p->s);
+  if (s8_out) {
+    // The same job: the largest difference from tinyquant's int8 output (float scales against
+    // fixed-point multipliers: 0 or 1 is expected).
+    const rt::FcDims d = p->dims();
+    std::vector<uint8_t> scratch(
+        static_cast<size_t>(rt::fully_connected_s8_scratch_size(d, rt::Path::kAuto)));
+    std::vector<int8_t> ours(static_cast<size_t>(m * n));
+    const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), rt::Path::kAuto};
+    rt::fully_connected_s8(ctx, p->params, p->requant(), d, p->a.data(), p->b.data(),
+                           p->bias.data(), ours.data());
+    const auto* theirs = static_cast<const int8_t*>(c_mem.get_data_handle());
+    int diff = 0;
+    for (size_t i = 0; i < ours.size(); ++i) diff = std::max(diff, std::abs(ours[i] - theirs[i]));
+    state.counters["max_diff"] = diff;
+  }
 }
 #endif
 
@@ -353,7 +407,9 @@ int main(int argc, char** argv) {
                                                     pr, path, threads));
         if (threads == 1 && !scalar) {
           benchmark::RegisterBenchmark(row(s, "tq_" + name + "_prepacked", 1).c_str(),
-                                       tq_fc_prepacked, pr, path);
+                                       tq_fc_prepacked, pr, path, false);
+          benchmark::RegisterBenchmark(row(s, "tq_" + name + "_prepacked_s32", 1).c_str(),
+                                       tq_fc_prepacked, pr, path, true);
         }
         if (!scalar) {
           timed(threads,
@@ -362,9 +418,12 @@ int main(int argc, char** argv) {
         }
       }
 #if defined(TINYQUANT_HAVE_DNNL)
-      timed(threads, benchmark::RegisterBenchmark(
-                         row(s, capped ? "onednn_vnni_s8s8s32" : "onednn_s8s8s32", threads).c_str(),
-                         dnnl_s8s8s32, pr, threads));
+      for (const bool s8_out : {true, false}) {
+        const std::string impl =
+            std::string(capped ? "onednn_vnni_" : "onednn_") + (s8_out ? "s8s8s8" : "s8s8s32");
+        timed(threads, benchmark::RegisterBenchmark(row(s, impl, threads).c_str(), onednn_matmul,
+                                                    pr, threads, s8_out));
+      }
 #endif
       if (capped) continue;
 #if defined(TINYQUANT_HAVE_GEMMLOWP)
@@ -399,39 +458,55 @@ int main(int argc, char** argv) {
   }
   if (capped) return 0;
 
-  // Ratios: best tinyquant int8-out row (plain or prepacked) and the avx2 row, over each peer;
-  // oneDNN as it runs by default (AMX where present) and capped at AVX-512 VNNI (when given).
-  std::printf("\n%-22s %-22s %8s %8s %7s %8s %7s %8s %7s %9s\n", "shape/threads",
-              "best tinyquant row", "GOP/s", "oneDNN", "ratio", "oDNNvnni", "ratio", "gemmlowp",
-              "ratio", "avx2/lowp");
+  // Ratios, like for like: the best tinyquant int8-out row (plain or prepacked, any path) over
+  // oneDNN's s8-out matmul, the best raw-int32 row over its s32-out matmul, each against oneDNN
+  // as it runs by default (AMX where present) and capped at AVX-512 VNNI (when given); then
+  // the best int8 row over oneDNN's s32 (less work than ours; kept for continuity) and over
+  // gemmlowp, and the better avx2 int8 row over gemmlowp.
+  std::printf("\n%-20s %-20s %7s %7s %6s %7s %6s  %-22s %7s %7s %6s %7s %6s  %8s %6s %6s\n",
+              "shape/threads", "best tq int8 row", "GOP/s", "dnn_s8", "ratio", "vnni_s8", "ratio",
+              "best tq s32 row", "GOP/s", "dnn_s32", "ratio", "vnni_32", "ratio", "i8/dnn32",
+              "/lowp", "avx2/l");
   for (const Shape& s : shapes) {
     for (int threads : {1, 2}) {
-      double best = 0, avx2 = 0;
-      std::string best_name;
-      for (const auto& [name, v] : reporter.gops) {
-        const std::string prefix = "gemm/" + shape_name(s) + "/tq_";
-        const std::string suffix = "/threads:" + std::to_string(threads);
-        if (name.rfind(prefix, 0) != 0 || name.find(suffix) == std::string::npos) continue;
-        if (name.find("_s32") != std::string::npos) continue;
-        if (v > best)
-          best = v,
-          best_name = name.substr(prefix.size(), name.find('/', prefix.size()) - prefix.size());
-        if (name.find("tq_avx2/") != std::string::npos ||
-            name.find("tq_avx2_prepacked/") != std::string::npos)
-          avx2 = std::max(avx2, v);
-      }
+      const std::string prefix = "gemm/" + shape_name(s) + "/tq_";
+      const std::string suffix = "/threads:" + std::to_string(threads);
+      // The fastest tinyquant row of one kind (raw int32 or int8 out), and its name.
+      auto best_of = [&](bool s32, std::string* best_name) {
+        double best = 0;
+        for (const auto& [name, v] : reporter.gops) {
+          if (name.rfind(prefix, 0) != 0 || name.find(suffix) == std::string::npos) continue;
+          if ((name.find("_s32") != std::string::npos) != s32) continue;
+          if (v > best) {
+            best = v;
+            *best_name = name.substr(prefix.size(), name.find('/', prefix.size()) - prefix.size());
+          }
+        }
+        return best;
+      };
+      std::string int8_name, s32_name;
+      const double best = best_of(false, &int8_name), best32 = best_of(true, &s32_name);
       if (best == 0) continue;
+      double avx2 = 0;
+      for (const char* impl : {"tq_avx2", "tq_avx2_prepacked"}) {
+        const auto it = reporter.gops.find(row(s, impl, threads));
+        if (it != reporter.gops.end()) avx2 = std::max(avx2, it->second);
+      }
       auto peer = [&](const char* impl) {
         const auto it = reporter.gops.find(row(s, impl, threads));
         return it == reporter.gops.end() || it->second == 0 ? 0.0 : it->second;
       };
-      const double dnnl = peer("onednn_s8s8s32"), vnni = peer("onednn_vnni_s8s8s32");
+      const double dnn8 = peer("onednn_s8s8s8"), vnni8 = peer("onednn_vnni_s8s8s8");
+      const double dnn32 = peer("onednn_s8s8s32"), vnni32 = peer("onednn_vnni_s8s8s32");
       const double lowp = peer("gemmlowp_u8");
       auto ratio = [](double x, double y) { return y > 0 ? x / y : 0.0; };
-      std::printf("%-22s %-22s %8.1f %8.1f %7.2f %8.1f %7.2f %8.1f %7.2f %9.2f\n",
-                  (shape_name(s) + "/t" + std::to_string(threads)).c_str(), best_name.c_str(), best,
-                  dnnl, ratio(best, dnnl), vnni, ratio(best, vnni), lowp, ratio(best, lowp),
-                  ratio(avx2, lowp));
+      std::printf(
+          "%-20s %-20s %7.1f %7.1f %6.2f %7.1f %6.2f  %-22s %7.1f %7.1f %6.2f %7.1f %6.2f  %8.2f "
+          "%6.2f %6.2f\n",
+          (shape_name(s) + "/t" + std::to_string(threads)).c_str(), int8_name.c_str(), best, dnn8,
+          ratio(best, dnn8), vnni8, ratio(best, vnni8), s32_name.c_str(), best32, dnn32,
+          ratio(best32, dnn32), vnni32, ratio(best32, vnni32), ratio(best, dnn32),
+          ratio(best, lowp), ratio(avx2, lowp));
     }
   }
   return 0;

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs bench_gemm twice so its ratio table compares against oneDNN both as it runs by default
 # (AMX-INT8 where the CPU has it) and capped at AVX-512 VNNI: oneDNN fixes its ISA once per
-# process, so the capped rows come from a separate process and are handed over in a file.
+# process, so the capped rows (both matmuls: s8 out with zero points and scales, and raw s32)
+# come from a separate process and are handed over in a file.
 #
 # usage: bench/run_gemm_bench.sh <build>/bench/bench_gemm [more Google Benchmark flags]
 # Pinned to CPU 1, single-thread rows, 3 repetitions, medians (set TINYQUANT_BENCH_CPU to pin
