@@ -655,6 +655,14 @@ TEST(ErrorCatalogue, E73) {
             rt::Status::kBadMultiplier);
   EXPECT_STREQ(rt::status_name(rt::Status::kBadMultiplier), "bad_multiplier");
 }
+TEST(ErrorCatalogue, E74) {
+  io::CExportOptions o;
+  o.depthwise["fc"] = 2;
+  TQ_EXPECT_MESSAGE(InvalidArgument, io::export_c_header(sparse_model(), o),
+                    "export-c: depthwise multiplier 2 given for layer 'fc', but the model has no "
+                    "8-bit 'fc.weight' [out_c][kh][kw][1] with out_c a multiple of 2 and a "
+                    "convolution geometry");
+}
 
 // ---- the table and the tests stay in sync ---------------------------------------------------
 

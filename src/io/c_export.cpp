@@ -33,8 +33,9 @@ struct CModel {
   std::vector<std::pair<std::string, std::string>> macros;
   std::vector<std::string> notes;  // comment lines for the header top
   std::vector<CArray> arrays;
-  std::set<std::string> layers;       // base names of the layers found
-  std::set<std::string> conv_layers;  // those given a geometry
+  std::set<std::string> layers;            // base names of the layers found
+  std::set<std::string> conv_layers;       // those given a geometry
+  std::set<std::string> depthwise_layers;  // those exported as depthwise
 };
 
 std::string upper(std::string s) {
@@ -276,6 +277,10 @@ void add_conv(CModel* out, const Model& model, const ModelEntry& e, const QTenso
   out->macros.emplace_back(lmac + "_KERNEL_W", std::to_string(e.shape[2]));
   out->macros.emplace_back(lmac + "_IN_C_PER_GROUP", std::to_string(e.shape[3]));
   const auto geo = opt.conv.find(base);
+  const auto dw = opt.depthwise.find(base);
+  const int64_t mult = dw == opt.depthwise.end() ? 0 : dw->second;
+  const bool depthwise = geo != opt.conv.end() && mult >= 1 && q.params.spec.bits == 8 &&
+                         e.shape[3] == 1 && e.shape[0] % mult == 0;
   if (geo == opt.conv.end()) {
     out->notes.push_back(fmt::format(
         "layer {}: convolution; stride, padding, dilation and groups are not in the model file "
@@ -288,8 +293,24 @@ void add_conv(CModel* out, const Model& model, const ModelEntry& e, const QTenso
     out->macros.emplace_back(lmac + "_STRIDE_W", std::to_string(g.stride_w));
     out->macros.emplace_back(lmac + "_DILATION_H", std::to_string(g.dilation_h));
     out->macros.emplace_back(lmac + "_DILATION_W", std::to_string(g.dilation_w));
-    out->macros.emplace_back(lmac + "_GROUPS", std::to_string(g.groups));
+    out->macros.emplace_back(lmac + "_GROUPS",
+                             std::to_string(depthwise ? e.shape[0] / mult : g.groups));
     out->macros.emplace_back(lmac + "_PADDING_SAME", g.padding == Padding::kSame ? "1" : "0");
+  }
+  if (depthwise) {
+    // OHWI [out_c][kh][kw][1] -> [kh][kw][out_c]: output channel c * M + m stays channel o.
+    out->depthwise_layers.insert(base);
+    out->macros.emplace_back(lmac + "_DEPTH_MULTIPLIER", std::to_string(mult));
+    out->macros.emplace_back(lmac + "_IN_C", std::to_string(e.shape[0] / mult));
+    const int64_t oc = e.shape[0], taps = e.shape[1] * e.shape[2];
+    std::vector<uint8_t> hwc(q.data.size());
+    for (int64_t o = 0; o < oc; ++o)
+      for (int64_t t = 0; t < taps; ++t)
+        hwc[static_cast<size_t>(t * oc + o)] = q.data[static_cast<size_t>(o * taps + t)];
+    out->arrays.push_back({"int8_t", lid + "_depthwise_weight",
+                           "the weights as [kh][kw][in_c * depth multiplier] for "
+                           "rt::depthwise_conv2d_s8",
+                           int8_values(hwc)});
   }
   const std::optional<LayerActivations> act = activations_for(out, opt, base, id);
   if (!act) return;
@@ -487,6 +508,12 @@ CModel collect(const Model& model, const CExportOptions& opt) {
           "export-c: a convolution geometry given for layer '{}', but the model has no 4-D "
           "'{}.weight' the conv kernels run",
           name, name);
+  for (const auto& [name, mult] : opt.depthwise)
+    if (out.depthwise_layers.count(name) == 0)
+      fail<InvalidArgument>(
+          "export-c: depthwise multiplier {} given for layer '{}', but the model has no 8-bit "
+          "'{}.weight' [out_c][kh][kw][1] with out_c a multiple of {} and a convolution geometry",
+          mult, name, name, mult);
   for (CArray& a : out.arrays) {
     if (!a.values.empty()) continue;
     a.values.push_back("0");  // C has no empty arrays

@@ -5,6 +5,8 @@
 //                      each sparse format by the export tests
 //   net.safetensors    fc1 [16][48] -> fc2 [8][16] (+ biases) and conv.weight [8][3][3][4] OHWI
 //                      (+ conv.bias [8]): a model with several layers and a convolution
+//   dw.safetensors     dw.weight float32 [8][3][3][1] (+ dw.bias [8]): a depthwise convolution
+//                      over 4 channels with channel multiplier 2, stored as a grouped conv
 //   corrupt.tqm        a model file with one payload byte flipped (the CRC must catch it)
 //   not_a_model.tqm    text, not a model
 #include <cmath>
@@ -68,6 +70,11 @@ int main(int argc, char** argv) {
       io::SafeTensor::from("conv.weight", values(8 * 3 * 3 * 4, 10), {8, 3, 3, 4}));
   net.tensors.push_back(io::SafeTensor::from("conv.bias", values(8, 11), {8}));
   io::save_safetensors(dir + "/net.safetensors", net);
+
+  io::SafeTensors dw;
+  dw.tensors.push_back(io::SafeTensor::from("dw.weight", values(8 * 3 * 3, 12), {8, 3, 3, 1}));
+  dw.tensors.push_back(io::SafeTensor::from("dw.bias", values(8, 13), {8}));
+  io::save_safetensors(dir + "/dw.safetensors", dw);
 
   io::Model m;
   m.entries.push_back(io::make_entry("w", w.data(), {8, 16}));

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "dw.h"
+#include "dw_scales.h"
 #include "exported.h"
 #include "exported_one.h"
 #include "exported_s4.h"
@@ -380,6 +382,7 @@ struct ConvExport {
   const uint8_t* weights;  // int8 or the s4 nibble stream
   size_t weight_bytes;
   bool s4;
+  const int8_t* depthwise = nullptr;  // depthwise layers: the [kh][kw][out_c] weights
 };
 
 // MULT / SHIFT: the requantization arrays (exported, or computed at init from exported scales).
@@ -410,25 +413,30 @@ struct ConvExport {
     return c;                                                 \
   }()
 
-// Runs the exported conv through rt::conv2d_s8 / _s4 as firmware would (output size and padding
-// from the macros and the input size: TFLite's SAME puts the extra row at the bottom / right)
-// and compares with QuantizedConv2d built from the float source with the geometry and
-// activation parameters given on the export's command line.
+// Runs the exported conv through rt::conv2d_s8 / _s4 (or rt::depthwise_conv2d_s8 on the
+// depthwise layout) as firmware would (output size and padding from the macros and the input
+// size: TFLite's SAME puts the extra row at the bottom / right) and compares with
+// QuantizedConv2d built from the float source "<layer>.weight" / "<layer>.bias" of `source` with
+// the geometry and activation parameters given on the export's command line (a depthwise layer
+// is the grouped conv with one input channel per group).
 void check_conv(const ConvExport& c, const std::string& model_file,
                 const tinyquant::Conv2dGeometry& g, tinyquant::ActivationParams in,
                 tinyquant::ActivationParams out,
-                tinyquant::Activation act = tinyquant::Activation::kNone) {
+                tinyquant::Activation act = tinyquant::Activation::kNone,
+                const std::string& source = "net.safetensors", const std::string& layer = "conv") {
   namespace rt = tinyquant::rt;
-  const io::SafeTensors st = io::load_safetensors(TINYQUANT_CLI_DATA "/net.safetensors");
+  const io::SafeTensors st = io::load_safetensors(std::string(TINYQUANT_CLI_DATA "/") + source);
   std::vector<float> w, b;
   for (const io::SafeTensor& t : st.tensors) {
-    if (t.name == "conv.weight") w = t.as<float>();
-    if (t.name == "conv.bias") b = t.as<float>();
+    if (t.name == layer + ".weight") w = t.as<float>();
+    if (t.name == layer + ".bias") b = t.as<float>();
   }
-  ASSERT_EQ(w.size(), 288u);  // [8][3][3][4]
+  ASSERT_EQ(w.size(), static_cast<size_t>(c.d.out_c * c.d.kernel_h * c.d.kernel_w * c.d.in_c /
+                                          g.groups));  // OHWI [out][kh][kw][in / groups]
   const io::Model model = io::load_model(std::string(TINYQUANT_CLI_DATA "/") + model_file);
-  const tinyquant::QuantizedConv2d conv(w.data(), 8, 3, 3, 4 * g.groups, b.data(), g,
-                                        model.find("conv.weight").params->spec, in, out, act);
+  const tinyquant::QuantizedConv2d conv(w.data(), c.d.out_c, c.d.kernel_h, c.d.kernel_w, c.d.in_c,
+                                        b.data(), g, model.find(layer + ".weight").params->spec, in,
+                                        out, act);
   // The exported weights are the ones QuantizedConv2d quantizes from the float source.
   ASSERT_EQ(c.weight_bytes, conv.weights().data.size());
   EXPECT_TRUE(std::equal(c.weights, c.weights + c.weight_bytes, conv.weights().data.begin()));
@@ -465,16 +473,20 @@ void check_conv(const ConvExport& c, const std::string& model_file,
   rt::Context ctx;
   ctx.path = rt::Path::kReference;
   std::vector<uint8_t> scratch(
-      static_cast<size_t>(c.s4 ? rt::conv2d_s4_scratch_size(p, d, ctx.path)
-                               : rt::conv2d_s8_scratch_size(p, d, ctx.path)) +
+      static_cast<size_t>(c.depthwise != nullptr
+                              ? rt::depthwise_conv2d_s8_scratch_size(p, d, ctx.path)
+                          : c.s4 ? rt::conv2d_s4_scratch_size(p, d, ctx.path)
+                                 : rt::conv2d_s8_scratch_size(p, d, ctx.path)) +
       1);
   ctx.scratch = scratch.data();
   ctx.scratch_size = static_cast<int32_t>(scratch.size());
   std::vector<int8_t> got(want.size());
   const rt::Status status =
-      c.s4 ? rt::conv2d_s4(ctx, p, rq, d, x.data(), c.weights, c.bias, got.data())
-           : rt::conv2d_s8(ctx, p, rq, d, x.data(), reinterpret_cast<const int8_t*>(c.weights),
-                           c.bias, got.data());
+      c.depthwise != nullptr
+          ? rt::depthwise_conv2d_s8(ctx, p, rq, d, x.data(), c.depthwise, c.bias, got.data())
+      : c.s4 ? rt::conv2d_s4(ctx, p, rq, d, x.data(), c.weights, c.bias, got.data())
+             : rt::conv2d_s8(ctx, p, rq, d, x.data(), reinterpret_cast<const int8_t*>(c.weights),
+                             c.bias, got.data());
   ASSERT_EQ(status, rt::Status::kOk);
   EXPECT_EQ(got, want);
   EXPECT_GT(std::set<int8_t>(got.begin(), got.end()).size(), 10u);
@@ -725,6 +737,48 @@ TEST(ExportC, PerGroupScalesFormShipsTheRowsLargestScaleAndIsBitIdentical) {
       TQ_RUN_GROUPED(grps_fc, GRPS_FC, r.mult.data(), r.shift.data(), x);
   EXPECT_EQ(got, layer.forward(x, tinyquant::rt::Path::kReference));
   EXPECT_EQ(got, TQ_RUN_GROUPED(grp_fc, GRP_FC, grp_fc_multipliers, grp_fc_shifts, x));
+}
+
+// ---- depthwise convolution -------------------------------------------------------------
+
+TEST(ExportC, DepthwiseConvolutionMatchesTheGroupedQuantizedConv2d) {
+  // --act dw:0.03,5,0.1,-7,relu6 --conv dw:stride=2x1,padding=same,depthwise=2
+  static_assert(DW_DW_DEPTH_MULTIPLIER == 2 && DW_DW_IN_C == 4 && DW_DW_OUT_C == 8 &&
+                    DW_DW_GROUPS == 4 && DW_DW_IN_C_PER_GROUP == 1,
+                "4 channels, multiplier 2: groups = in_c");
+  static_assert(sizeof(dw_dw_depthwise_weight) == 3 * 3 * 8, "[kh][kw][in_c * multiplier]");
+  static_assert(DW_DW_ACT_MIN == -7 && DW_DW_ACT_MAX == 53, "ReLU6: 6 / 0.1 - 7");
+  // The depthwise layout is the OHWI array transposed: [y][x][o] = [o][y][x].
+  for (int o = 0; o < 8; ++o)
+    for (int t = 0; t < 9; ++t)
+      ASSERT_EQ(dw_dw_depthwise_weight[t * 8 + o], dw_dw_weight[o * 9 + t]) << o << " " << t;
+  tinyquant::Conv2dGeometry g;
+  g.stride_h = 2;
+  g.padding = tinyquant::Padding::kSame;
+  g.groups = 4;
+  ConvExport c = TQ_CONV_EXPORT(dw_dw, DW_DW, dw_dw_multipliers, dw_dw_shifts);
+  c.p.depth_multiplier = DW_DW_DEPTH_MULTIPLIER;
+  c.depthwise = dw_dw_depthwise_weight;
+  check_conv(c, "dw.tqm", g, {0.03f, 5}, {0.1f, -7}, tinyquant::Activation::kRelu6,
+             "dw.safetensors", "dw");
+}
+
+TEST(ExportC, DepthwiseScalesFormWithDilationAndValidPaddingMatches) {
+  // --act dw:0.03,5,0.04,-7 --conv dw:stride=1x2,dilation=2x1,padding=valid,depthwise=2
+  //   --requant scales
+  static_assert(DWS_DW_PER_CHANNEL == 1 && sizeof(dws_dw_requant_scales) == 8 * 4, "scales");
+  const InitRequant r = init_requant(DWS_DW_INPUT_SCALE, dws_dw_requant_scales, DWS_DW_PER_CHANNEL,
+                                     DWS_DW_OUTPUT_SCALE, DWS_DW_OUT_C);
+  tinyquant::Conv2dGeometry g;
+  g.stride_w = 2;
+  g.dilation_h = 2;
+  g.padding = tinyquant::Padding::kValid;
+  g.groups = 4;
+  ConvExport c = TQ_CONV_EXPORT(dws_dw, DWS_DW, r.mult.data(), r.shift.data());
+  c.p.depth_multiplier = DWS_DW_DEPTH_MULTIPLIER;
+  c.depthwise = dws_dw_depthwise_weight;
+  check_conv(c, "dw.tqm", g, {0.03f, 5}, {0.04f, -7}, tinyquant::Activation::kNone,
+             "dw.safetensors", "dw");
 }
 
 }  // namespace

@@ -235,15 +235,17 @@ void parse_act(const std::string& v, tinyquant::io::CExportOptions* opt) {
     throw CLI::ValidationError("--act", "layer '" + layer + "' is given twice");
 }
 
-// --conv LAYER:stride=SHxSW,dilation=DHxDW,padding=same|valid,groups=G (every key optional)
+// --conv LAYER:stride=SHxSW,dilation=DHxDW,padding=same|valid,groups=G,depthwise=M (every key
+// optional)
 void parse_conv(const std::string& v, tinyquant::io::CExportOptions* opt) {
   const auto [layer, rest] = split_layer(v, "--conv");
   tinyquant::Conv2dGeometry g;
   const auto bad = [&v](const std::string& why) {
     throw CLI::ValidationError("--conv", why + " in '" + v +
                                              "' (expected LAYER:stride=SHxSW,dilation=DHxDW,"
-                                             "padding=same|valid,groups=G)");
+                                             "padding=same|valid,groups=G,depthwise=M)");
   };
+  int32_t depth_multiplier = 0;
   const auto pair = [&](const std::string& text, int32_t* a, int32_t* b) {
     char x = 0, extra = 0;
     if (std::sscanf(text.c_str(), "%d%c%d%c", a, &x, b, &extra) != 3 || x != 'x' || *a < 1 ||
@@ -260,16 +262,18 @@ void parse_conv(const std::string& v, tinyquant::io::CExportOptions* opt) {
       pair(value, &g.dilation_h, &g.dilation_w);
     } else if (key == "padding" && (value == "same" || value == "valid")) {
       g.padding = value == "same" ? tinyquant::Padding::kSame : tinyquant::Padding::kValid;
-    } else if (key == "groups") {
+    } else if (key == "groups" || key == "depthwise") {
+      int32_t* n = key == "groups" ? &g.groups : &depth_multiplier;
       char extra = 0;
-      if (std::sscanf(value.c_str(), "%d%c", &g.groups, &extra) != 1 || g.groups < 1)
-        bad("bad groups '" + value + "'");
+      if (std::sscanf(value.c_str(), "%d%c", n, &extra) != 1 || *n < 1)
+        bad("bad " + key + " '" + value + "'");
     } else {
       bad("unknown setting '" + kv + "'");
     }
   }
   if (!opt->conv.emplace(layer, g).second)
     throw CLI::ValidationError("--conv", "layer '" + layer + "' is given twice");
+  if (depth_multiplier > 0) opt->depthwise[layer] = depth_multiplier;
 }
 
 tinyquant::QuantSpec make_spec(const QuantizeOptions& o) {
@@ -653,9 +657,12 @@ int run(int argc, char** argv) {
             for (const std::string& v : values) parse_conv(v, &export_opt);
           },
           "Geometry of one convolution (4-D LAYER.weight [out][kh][kw][in]), repeatable: "
-          "LAYER:stride=SHxSW,dilation=DHxDW,padding=same|valid,groups=G, each setting optional "
-          "(defaults 1x1, 1x1, same, 1). The model file does not hold it; without it the header "
-          "has no stride / padding / dilation / groups macros for the layer")
+          "LAYER:stride=SHxSW,dilation=DHxDW,padding=same|valid,groups=G,depthwise=M, each "
+          "setting optional (defaults 1x1, 1x1, same, 1). The model file does not hold it; "
+          "without it the header has no stride / padding / dilation / groups macros for the "
+          "layer. depthwise=M marks an 8-bit [in_c * M][kh][kw][1] weight as a depthwise "
+          "convolution with channel multiplier M (groups = in_c): the header then also holds "
+          "its weights in rt::depthwise_conv2d_s8's [kh][kw][in_c * M] layout")
       ->allow_extra_args(false);
 
   std::string requant = "multipliers";

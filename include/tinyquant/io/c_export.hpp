@@ -29,6 +29,10 @@
 //    tinyquant::QuantizedConv2d computes them. Stride, dilation, padding and groups are not in
 //    the model file: X_STRIDE_H/W, X_DILATION_H/W, X_GROUPS and X_PADDING_SAME (1 SAME, 0
 //    VALID) appear only when options.conv["X"] gives them, else the header says so.
+//    A depthwise convolution (options.depthwise["X"] = channel multiplier M, with a geometry) is
+//    stored as a grouped conv with one input channel per group, 8-bit [in_c * M][kh][kw][1];
+//    it also gets X_depthwise_weight, the same weights in rt::depthwise_conv2d_s8's layout
+//    [kh][kw][in_c * M], X_DEPTH_MULTIPLIER and X_IN_C, and X_GROUPS = in_c (implied).
 //  - for every sparse entry (see "Sparse entries" below): _values (int8, or the uint8 s4 nibble
 //    stream for int4), the index arrays of its format (_row_nnz uint16, _col_delta uint8,
 //    _col_index uint16, _bitmap uint8, _nm_index uint8, _block_row_ptr uint32, _block_col
@@ -85,6 +89,10 @@ struct CExportOptions {
   // Convolution geometry per layer (not stored in the model file); a name with no 4-D layer of
   // that name throws. Without it the header has no stride / padding / dilation / groups macros.
   std::map<std::string, Conv2dGeometry> conv;
+  // Depthwise convolutions, by layer: the channel multiplier (see the contract above). A layer
+  // without a geometry in `conv`, or whose weight is not 8-bit [out_c][kh][kw][1] with out_c a
+  // multiple of the multiplier, throws.
+  std::map<std::string, int32_t> depthwise;
   RequantForm requant = RequantForm::kMultipliers;
   // When set, export_c_header emits declarations only and export_c_source the definitions;
   // the source then #includes this header name.
