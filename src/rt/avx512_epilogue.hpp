@@ -108,6 +108,46 @@ struct DoubleParams {
   __m512i bias_even, bias_odd, corr_even, corr_odd, shift_even, shift_odd;  // 64-bit lanes
 };
 
+// The DoubleParams of columns [j, j + 16) straight from the multipliers and shifts ([n] when
+// per_channel, else [1]); past n the values of channel 0, so every lane computes something
+// defined.
+inline DoubleParams make_double_params(const int32_t* multiplier, const int32_t* shift,
+                                       bool per_channel, int32_t n, int32_t j) {
+  const __mmask16 in = lanes16(n - j);
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i one = _mm512_set1_epi64(1);
+  const __m512i m0 = _mm512_set1_epi32(multiplier[0]);
+  const __m512i s0 = _mm512_set1_epi32(shift[0]);
+  const __m512i vs = per_channel ? _mm512_mask_loadu_epi32(s0, in, shift + j) : s0;
+  DoubleParams p;
+  p.mult = per_channel ? _mm512_mask_loadu_epi32(m0, in, multiplier + j) : m0;
+  p.mult_odd = _mm512_srli_epi64(p.mult, 32);
+  p.left = _mm512_max_epi32(vs, zero);
+  const __m512i r = _mm512_max_epi32(_mm512_sub_epi32(zero, vs), zero);  // e
+  // e of the even and odd columns in 64-bit lanes; per lane: bias 2^30 + 2^(e-1) * 2^31 and
+  // corr 2^31 for e >= 1, bias 2^30 and corr 0 for e = 0; shift 31 + e.
+  const __m512i e_lanes[2] = {_mm512_and_si512(r, _mm512_set1_epi64(0xFFFFFFFF)),
+                              _mm512_srli_epi64(r, 32)};
+  __m512i* const bias[2] = {&p.bias_even, &p.bias_odd};
+  __m512i* const corr[2] = {&p.corr_even, &p.corr_odd};
+  __m512i* const total[2] = {&p.shift_even, &p.shift_odd};
+  for (int h = 0; h < 2; ++h) {
+    const __m512i eh = e_lanes[h];
+    const __mmask8 pos = _mm512_cmpgt_epi64_mask(eh, zero);
+    const __m512i half = _mm512_sllv_epi64(one, _mm512_add_epi64(eh, _mm512_set1_epi64(30)));
+    *corr[h] = _mm512_maskz_mov_epi64(pos, _mm512_set1_epi64(int64_t{1} << 31));
+    *bias[h] =
+        _mm512_add_epi64(_mm512_set1_epi64(int64_t{1} << 30), _mm512_maskz_mov_epi64(pos, half));
+    *total[h] = _mm512_add_epi64(eh, _mm512_set1_epi64(31));
+  }
+  return p;
+}
+
+// Whether some lane shifts left.
+inline bool any_left(const DoubleParams& p) {
+  return _mm512_test_epi32_mask(p.left, p.left) != 0;
+}
+
 // requantize() with Rounding::kDouble on 16 lanes from the precomputed per-column parts; kLeft
 // false when no channel shifts left (left is then 0 in every lane).
 template <bool kLeft>
@@ -129,12 +169,19 @@ inline __m512i requantize16_double(__m512i v, const DoubleParams& p) {
 
 // The int8-output epilogue with every argument copied out of GemmS8Args once per call: kept in
 // a local, its fields need no reload after each int8 store (which may alias anything). For
-// Rounding::kDouble the per-column parts of requantize() (DoubleParams) are precomputed over
-// n16 columns.
+// Rounding::kDouble the per-column parts of requantize() (DoubleParams) are either precomputed
+// over n16 columns (a driver that finishes each 16 columns many times) or built from the
+// multipliers and shifts where a group of 16 columns is finished (one that finishes each group
+// once per call, e.g. a single panel of rows: no arrays written and read back).
 struct EpilogueS8 {
   int8_t* c;
   int64_t ldc;
-  const int32_t* colterm;  // [n16] each, 0 or the last channel's values past n
+  const int32_t* colterm;     // [n16] each, 0 or the last channel's values past n
+  bool precomputed;           // kDouble: the arrays below hold DoubleParams
+  const int32_t* multiplier;  // as in GemmS8Args, read when not precomputed
+  const int32_t* shift_in;
+  bool per_channel;
+  int32_t n;
   const int32_t* mult;
   const int32_t* mult_odd;
   const int32_t* left;
@@ -146,11 +193,11 @@ struct EpilogueS8 {
   const int32_t* shift_odd;
   const int32_t* shift;  // per channel or null (kSingle only)
   Rounding rounding;
-  bool any_left;    // some channel shifts left (kDouble)
   bool full_range;  // act_min -128 and act_max 127: the saturating int8 store clamps
   int32_t shift0, c_offset, act_min, act_max;
 
   DoubleParams double_params(int32_t j0) const {
+    if (!precomputed) return make_double_params(multiplier, shift_in, per_channel, n, j0);
     DoubleParams p;
     p.mult = _mm512_loadu_si512(mult + j0);
     p.mult_odd = _mm512_loadu_si512(mult_odd + j0);
@@ -182,7 +229,9 @@ struct EpilogueS8 {
       v = requantize16_double<true>(v, double_params(j0));
     } else {
       const __m512i vs = shift != nullptr ? load16(shift + j0, cnt) : _mm512_set1_epi32(shift0);
-      v = requantize16(v, _mm512_loadu_si512(mult + j0), vs, rounding);
+      const __m512i vm =
+          per_channel ? load16(multiplier + j0, cnt) : _mm512_set1_epi32(multiplier[0]);
+      v = requantize16(v, vm, vs, rounding);
     }
     finish(v, c + i * ldc + j0, lanes16(cnt));
   }
@@ -195,18 +244,20 @@ struct EpilogueS8 {
       for (int32_t r = 0; r < rows; ++r) {
         run(i + r, j0, cnt, d + int64_t{r} * ldd, row_term != nullptr ? row_term[r] : 0);
       }
-    } else if (any_left) {
-      rows_double<true>(i, rows, j0, cnt, d, ldd, row_term);
+      return;
+    }
+    const DoubleParams p = double_params(j0);
+    if (any_left(p)) {
+      rows_double<true>(p, i, rows, j0, cnt, d, ldd, row_term);
     } else {
-      rows_double<false>(i, rows, j0, cnt, d, ldd, row_term);
+      rows_double<false>(p, i, rows, j0, cnt, d, ldd, row_term);
     }
   }
 
   // rows() for Rounding::kDouble with every per-column operand held in registers.
   template <bool kLeft>
-  void rows_double(int32_t i, int32_t rows, int32_t j0, int32_t cnt, const int32_t* d, int32_t ldd,
-                   const int32_t* row_term) const {
-    const DoubleParams p = double_params(j0);
+  void rows_double(const DoubleParams& p, int32_t i, int32_t rows, int32_t j0, int32_t cnt,
+                   const int32_t* d, int32_t ldd, const int32_t* row_term) const {
     const __m512i ct = _mm512_loadu_si512(colterm + j0);
     const __mmask16 lanes = lanes16(cnt);
     int8_t* dst = c + i * ldc + j0;
@@ -219,51 +270,30 @@ struct EpilogueS8 {
   }
 };
 
-// arrays: kEpilogueArrays * n16 int32 of scratch, filled here. add: a term common to every
-// output, folded into colterm.
+// arrays: kEpilogueArrays * n16 int32 of scratch, filled here (only colterm unless
+// `precompute`). add: a term common to every output, folded into colterm.
 inline EpilogueS8 make_epilogue_s8(const GemmS8Args& g, int32_t coef, const int32_t* colsum,
-                                   int32_t* arrays, int32_t add = 0) {
+                                   int32_t* arrays, bool precompute, int32_t add = 0) {
   const int32_t n16 = (g.n + 15) / 16 * 16;
   EpilogueS8 e{};
   int32_t* out[kEpilogueArrays];
   for (int32_t a = 0; a < kEpilogueArrays; ++a) out[a] = arrays + a * n16;
   make_colterm(g.n, coef, colsum, g.bias, out[0], add);
-  __m512i any_left = _mm512_setzero_si512();
-  const __m512i zero = _mm512_setzero_si512();
-  const __m512i one = _mm512_set1_epi64(1);
-  for (int32_t j = 0; j < n16; j += 16) {
-    const int32_t cnt = g.n - j < 16 ? g.n - j : 16;
-    const __mmask16 in = lanes16(cnt);
-    // Past n: the values of channel 0, so every lane computes something defined.
-    const __m512i m0 = _mm512_set1_epi32(g.multiplier[0]);
-    const __m512i s0 = _mm512_set1_epi32(g.shift[0]);
-    const __m512i vm = g.per_channel ? _mm512_mask_loadu_epi32(m0, in, g.multiplier + j) : m0;
-    const __m512i vs = g.per_channel ? _mm512_mask_loadu_epi32(s0, in, g.shift + j) : s0;
-    const __m512i l = _mm512_max_epi32(vs, zero);
-    const __m512i r = _mm512_max_epi32(_mm512_sub_epi32(zero, vs), zero);  // e
-    any_left = _mm512_or_si512(any_left, l);
-    _mm512_storeu_si512(out[1] + j, vm);
-    _mm512_storeu_si512(out[2] + j, _mm512_srli_epi64(vm, 32));
-    _mm512_storeu_si512(out[3] + j, l);
-    // e of the even and odd columns in 64-bit lanes; per lane: bias 2^30 + 2^(e-1) * 2^31 and
-    // corr 2^31 for e >= 1, bias 2^30 and corr 0 for e = 0; shift 31 + e.
-    const __m512i e_lanes[2] = {_mm512_and_si512(r, _mm512_set1_epi64(0xFFFFFFFF)),
-                                _mm512_srli_epi64(r, 32)};
-    for (int h = 0; h < 2; ++h) {
-      const __m512i eh = e_lanes[h];
-      const __mmask8 pos = _mm512_cmpgt_epi64_mask(eh, _mm512_setzero_si512());
-      const __m512i half = _mm512_sllv_epi64(one, _mm512_add_epi64(eh, _mm512_set1_epi64(30)));
-      const __m512i corr = _mm512_maskz_mov_epi64(pos, _mm512_set1_epi64(int64_t{1} << 31));
-      const __m512i bias =
-          _mm512_add_epi64(_mm512_set1_epi64(int64_t{1} << 30), _mm512_maskz_mov_epi64(pos, half));
-      _mm512_storeu_si512(out[4 + h] + j, bias);
-      _mm512_storeu_si512(out[6 + h] + j, corr);
-      _mm512_storeu_si512(out[8 + h] + j, _mm512_add_epi64(eh, _mm512_set1_epi64(31)));
-    }
+  e.precomputed = precompute && g.rounding == Rounding::kDouble;
+  for (int32_t j = 0; e.precomputed && j < n16; j += 16) {
+    const DoubleParams p = make_double_params(g.multiplier, g.shift, g.per_channel, g.n, j);
+    const __m512i fields[kEpilogueArrays - 1] = {p.mult,      p.mult_odd,   p.left,
+                                                 p.bias_even, p.bias_odd,   p.corr_even,
+                                                 p.corr_odd,  p.shift_even, p.shift_odd};
+    for (int32_t a = 1; a < kEpilogueArrays; ++a) _mm512_storeu_si512(out[a] + j, fields[a - 1]);
   }
   e.c = g.c;
   e.ldc = g.ldc;
   e.colterm = out[0];
+  e.multiplier = g.multiplier;
+  e.shift_in = g.shift;
+  e.per_channel = g.per_channel;
+  e.n = g.n;
   e.mult = out[1];
   e.mult_odd = out[2];
   e.left = out[3];
@@ -275,7 +305,6 @@ inline EpilogueS8 make_epilogue_s8(const GemmS8Args& g, int32_t coef, const int3
   e.shift_odd = out[9];
   e.shift = g.per_channel ? g.shift : nullptr;
   e.rounding = g.rounding;
-  e.any_left = _mm512_test_epi32_mask(any_left, any_left) != 0;
   e.full_range = g.act_min == -128 && g.act_max == 127;
   e.shift0 = g.shift[0];
   e.c_offset = g.c_offset;

@@ -282,7 +282,10 @@ void amx_s8(const GemmS8Args& g, const int8_t* pb, uint8_t* work) {
   const int32_t* colsum =
       reinterpret_cast<const int32_t*>(pb + int64_t{round_up(g.k, 64)} * round_up(g.n, 16));
   const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
-  const EpilogueS8 e = make_epilogue_s8(g, g.a_offset, colsum, colterm_of(work, g.k), s32(kab));
+  // One panel of rows finishes each 16 columns once: its requantization constants are built
+  // where they are used instead of precomputed into scratch.
+  const EpilogueS8 e =
+      make_epilogue_s8(g, g.a_offset, colsum, colterm_of(work, g.k), g.m > kPanelRows, s32(kab));
   amx_drive(g.m, g.n, g.k, g.a, g.lda, pb, work, RowTerms{u32(g.b_offset), nullptr},
             [&e](int32_t i, int32_t rows, int32_t j0, int32_t cnt, const int32_t* d, int32_t ldd,
                  const int32_t* term) { e.rows(i, rows, j0, cnt, d, ldd, term); });

@@ -503,7 +503,8 @@ void k4_gemm_s8_avx512vnni(const GemmS8Args& g, const void* packed) noexcept {
   const uint32_t bo = u32(g.b_offset);
   const int32_t coef = s32(u32(g.a_offset) - 128u);
   const EpilogueS8 e =
-      make_epilogue_s8(g, coef, k4_colsum(packed, g.n, g.k), k4_epilogue_arrays(g.scratch, g.k));
+      make_epilogue_s8(g, coef, k4_colsum(packed, g.n, g.k), k4_epilogue_arrays(g.scratch, g.k),
+                       g.m > 1);  // a GEMV finishes each 16 columns once
   k4_drive(K4Call{g.m, g.n, g.k, g.a, g.lda, g.scratch}, packed,
            [&e, kab, bo](int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t suma) {
              e.run(i, j0, cnt, d, s32(bo * u32(suma) + kab));
