@@ -51,6 +51,7 @@ template <bool kSplit>
 struct S4 {
   static constexpr int32_t kFlushSteps = 256;  // int32 lane sums widen to int64 this often
   static constexpr uint8_t kFlip = 0x88;       // u = nibble ^ 8 of both nibbles
+  static constexpr bool kAnyPad = false;       // bytes past a row add io * u: must be u = 0
   __m256i low, ones, io_a, io_b;
 
   explicit S4(int32_t io) noexcept {
@@ -84,6 +85,7 @@ struct S4 {
 struct S8 {
   static constexpr int32_t kFlushSteps = 64;
   static constexpr uint8_t kFlip = 0;
+  static constexpr bool kAnyPad = true;  // bytes past a row meet x + io = 0
 
   explicit S8(int32_t) noexcept {}
   static int32_t row_bytes(const GroupedLaneArgs& a) noexcept { return a.k; }
@@ -109,6 +111,9 @@ void rows(const GroupedLaneArgs& a) noexcept {
   const int32_t full_groups = a.groups / kLanes * kLanes;
   for (int32_t o = 0; o < a.n; ++o) {
     const uint8_t* w = weights + int64_t{o} * row_bytes;
+    // The row's last step goes through a padded copy when it is partial and what lies past the
+    // row matters (int4) or is not there (the last row).
+    const bool copy_last = tail < kBytes && (!Kind::kAnyPad || o == a.n - 1);
     const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
     // r = ratio + 1 of the row into scratch (0 past the row's groups), then sum_g r_g * X_g
     // (each product < 2^31).
@@ -128,7 +133,7 @@ void rows(const GroupedLaneArgs& a) noexcept {
     __m256i acc64 = _mm256_setzero_si256();
     for (int32_t c0 = 0; c0 < a.chunks; c0 += Kind::kFlushSteps) {
       const int32_t c1 = a.chunks - c0 > Kind::kFlushSteps ? c0 + Kind::kFlushSteps : a.chunks;
-      const int32_t full = c1 < a.chunks ? c1 : a.chunks - 1;
+      const int32_t full = c1 < a.chunks || !copy_last ? c1 : a.chunks - 1;
       __m256i acc = _mm256_setzero_si256();
       for (int32_t c = c0; c < full; ++c) {
         const __m256i raw =
