@@ -147,8 +147,8 @@ int main(int argc, char** argv) {
   }
   // Grouped int4 and int8 GEMV (group 32) on each path they have, with int8 fully_connected_s8
   // on the default path as the yardstick.
-  for (rt::Path path :
-       {rt::Path::kReference, rt::Path::kSmlad, rt::Path::kAvx2, rt::Path::kAvx512Vnni}) {
+  for (rt::Path path : {rt::Path::kReference, rt::Path::kSmlad, rt::Path::kAvx2,
+                        rt::Path::kAvx512Vnni, rt::Path::kNeon, rt::Path::kNeonDot}) {
     if ((paths & rt::path_bits(path)) == 0) continue;
     const std::string pn = rt::path_name(path);
     for (const bool s8 : {false, true}) {
