@@ -109,11 +109,14 @@ void rows(const GroupedLaneArgs& a) noexcept {
   const auto* weights = a.w4 != nullptr ? a.w4 : reinterpret_cast<const uint8_t*>(a.w8);
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(Kind::kFlip));
   const int32_t full_groups = a.groups / kLanes * kLanes;
+  const int64_t all_bytes = int64_t{a.n} * row_bytes;
   for (int32_t o = 0; o < a.n; ++o) {
     const uint8_t* w = weights + int64_t{o} * row_bytes;
     // The row's last step goes through a padded copy when it is partial and what lies past the
-    // row matters (int4) or is not there (the last row).
-    const bool copy_last = tail < kBytes && (!Kind::kAnyPad || o == a.n - 1);
+    // row matters (int4) or is not all there (the weights end within the step).
+    const bool copy_last =
+        tail < kBytes &&
+        (!Kind::kAnyPad || int64_t{o} * row_bytes + int64_t{a.chunks} * kBytes > all_bytes);
     const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
     // r = ratio + 1 of the row into scratch (0 past the row's groups), then sum_g r_g * X_g
     // (each product < 2^31).
