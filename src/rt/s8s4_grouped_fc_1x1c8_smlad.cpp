@@ -64,27 +64,36 @@ inline uint32_t group_dot_s4(const GroupedRowArgs& a, const uint8_t* row, int32_
   return singles(a, weight, k, k1, acc);
 }
 
-// The same for an int8 row, 4 k per step.
+// The same for an int8 row, 8 k per step, then 4.
 inline uint32_t group_dot_s8(const GroupedRowArgs& a, const int8_t* row, int32_t k0,
                              int32_t k1) noexcept {
   const auto weight = [row](int32_t k) { return int32_t{row[k]}; };
   int32_t k = (k0 + 3) & ~3;
   if (k > k1) k = k1;
   uint32_t acc = singles(a, weight, k0, k, 0);
-  for (; k + 4 <= k1; k += 4) acc = dot4(a.quads + k / 2, smlad::load4(row + k), acc);
-  return singles(a, weight, k, k1, acc);
+  const auto span = static_cast<uint32_t>(k1 - k);
+  const uint32_t* q = a.quads + static_cast<uint32_t>(k) / 2;
+  const int8_t* w = row + k;
+  for (const int8_t* const end = w + (span & ~7u); w != end; w += 8, q += 4) {
+    acc = dot4(q, smlad::load4(w), acc);
+    acc = dot4(q + 2, smlad::load4(w + 4), acc);
+  }
+  if ((span & 4u) != 0) acc = dot4(q, smlad::load4(w), acc);
+  return singles(a, weight, k + static_cast<int32_t>(span & ~3u), k1, acc);
 }
 
-// t[o] for every row; dot(o, k0, k1) is the row's sum_{k in [k0, k1)} (x[k] + io) * w[k].
-template <class Dot>
-void rows(const GroupedRowArgs& a, Dot dot) noexcept {
+// t[o] for every row; row_dot(o) gives the row's dot(k0, k1) = sum_{k in [k0, k1)}
+// (x[k] + io) * w[k].
+template <class RowDot>
+void rows(const GroupedRowArgs& a, RowDot row_dot) noexcept {
   for (int32_t o = 0; o < a.n; ++o) {
     const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
+    const auto dot = row_dot(o);
     int64_t total = 0;
     for (int32_t gi = 0; gi < a.groups; ++gi) {
       const int32_t k0 = gi * a.group_size;
       const int32_t k1 = a.k - k0 > a.group_size ? k0 + a.group_size : a.k;
-      const uint32_t acc = dot(o, k0, k1) + a.group_fx[gi];
+      const uint32_t acc = dot(k0, k1) + a.group_fx[gi];
       total += int64_t{static_cast<int32_t>(acc)} * (int32_t{ratio[gi]} + 1);
     }
     a.t[o] = static_cast<int32_t>((total + (int64_t{1} << 7)) >> 8);
@@ -94,18 +103,22 @@ void rows(const GroupedRowArgs& a, Dot dot) noexcept {
 }  // namespace
 
 void s8s4_grouped_fc_1x1c8_smlad(const GroupedRowArgs& a) noexcept {
-  rows(a, [&a](int32_t o, int32_t k0, int32_t k1) {
+  rows(a, [&a](int32_t o) {
     const int64_t start = int64_t{o} * a.k;  // the row's first nibble
     const uint8_t* row = a.w4 + (start >> 1);
-    if ((start & 1) == 0) return group_dot_s4(a, row, k0, k1);
-    const auto weight = [row](int32_t k) { return smlad::nibble_at(row, 1 + k); };
-    return singles(a, weight, k0, k1, 0);
+    const bool odd = (start & 1) != 0;
+    return [&a, row, odd](int32_t k0, int32_t k1) {
+      if (!odd) return group_dot_s4(a, row, k0, k1);
+      const auto weight = [row](int32_t k) { return smlad::nibble_at(row, 1 + k); };
+      return singles(a, weight, k0, k1, 0);
+    };
   });
 }
 
 void s8s8_grouped_fc_1x1c4_smlad(const GroupedRowArgs& a) noexcept {
-  rows(a, [&a](int32_t o, int32_t k0, int32_t k1) {
-    return group_dot_s8(a, a.w8 + int64_t{o} * a.k, k0, k1);
+  rows(a, [&a](int32_t o) {
+    const int8_t* row = a.w8 + int64_t{o} * a.k;
+    return [&a, row](int32_t k0, int32_t k1) { return group_dot_s8(a, row, k0, k1); };
   });
 }
 
