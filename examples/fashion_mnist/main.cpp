@@ -6,7 +6,7 @@
 //
 //   fashion_mnist [--data-dir DIR] [--cache-dir DIR] [--seed N] [--epochs N] [--batch N]
 //                 [--lr X] [--train-limit N] [--finetune-epochs N] [--finetune-lr X]
-//                 [--distill A] [--eval-limit N]
+//                 [--distill A] [--calibration C] [--eval-limit N]
 //                 [--plot PATH] [--retrain] [--no-cache]
 //
 // Exit status: 0 on success, 1 on an error, 2 on a bad command line, 77 if the dataset is not
@@ -55,9 +55,10 @@ struct Options {
   fmnist::TrainConfig train;
   int64_t train_limit = 0;  // 0: all 55000
   int finetune_epochs = 4;
-  float finetune_lr = 0.0f;  // 0: the training lr
-  float distill = 0.0f;      // weight of the float model's soft targets in the fine-tunes
-  int64_t eval_limit = 0;    // 0: all 10000 test images
+  float finetune_lr = 0.0f;            // 0: the training lr
+  fmnist::ActCalibration calibration;  // of the hidden activations
+  float distill = 0.0f;                // weight of the float model's soft targets in the fine-tunes
+  int64_t eval_limit = 0;              // 0: all 10000 test images
   std::string plot_path = TINYQUANT_FMNIST_OUTPUT_DIR "/fashion_mnist_accuracy_vs_bytes.svg";
   std::vector<double> sparsities = {0.5, 0.7, 0.9};
   bool retrain = false;
@@ -80,6 +81,8 @@ void usage(std::FILE* to) {
       "  --train-limit N    train on the first N of the 55000 training images\n"
       "  --finetune-epochs N  epochs of each fine-tune (pruning, QAT; default 4)\n"
       "  --finetune-lr X    Adam step size of the fine-tunes (default --lr)\n"
+      "  --calibration C    hidden activation ranges: minmax (default), mse, or pP (percentile\n"
+      "                     P of the values, e.g. p99.99), from the validation images\n"
       "  --distill A        fine-tunes also learn the float model's soft targets (temperature\n"
       "                     2) with weight A in [0, 1] (default 0: off)\n"
       "  --eval-limit N     evaluate on the first N test images only (default all 10000)\n"
@@ -148,6 +151,28 @@ bool parse(int argc, char** argv, Options* o) {
     } else if (a == "--train-limit") {
       if (!number(&i, "--train-limit", 1, 1e9, &v) || v != static_cast<int64_t>(v)) return false;
       o->train_limit = static_cast<int64_t>(v);
+    } else if (a == "--calibration") {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "fashion_mnist: --calibration needs a value\n");
+        return false;
+      }
+      const std::string m = argv[++i];
+      char* end = nullptr;
+      const double p = m.size() > 1 && m[0] == 'p' ? std::strtod(m.c_str() + 1, &end) : 0.0;
+      if (m == "minmax") {
+        o->calibration.kind = fmnist::ActCalibration::kMinMax;
+      } else if (m == "mse") {
+        o->calibration.kind = fmnist::ActCalibration::kMse;
+      } else if (end != nullptr && *end == '\0' && p >= 50.0 && p <= 100.0) {
+        o->calibration.kind = fmnist::ActCalibration::kPercentile;
+        o->calibration.percentile = p;
+      } else {
+        std::fprintf(stderr,
+                     "fashion_mnist: --calibration '%s' is not minmax, mse or pP with P in "
+                     "[50, 100]\n",
+                     m.c_str());
+        return false;
+      }
     } else if (a == "--retrain") {
       o->retrain = true;
     } else if (a == "--no-cache") {
@@ -288,8 +313,8 @@ int run(const Options& o) {
                         const tq::QuantSpec& spec, bool sparse, std::string claim = {},
                         std::string reference = {}) {
     // Activation ranges of this very model, from the validation images only.
-    const fmnist::QuantMlp q =
-        fmnist::quantize_mlp(m, fmnist::calibrate_ranges(m, split.val.images), spec, sparse);
+    const fmnist::QuantMlp q = fmnist::quantize_mlp(
+        m, fmnist::calibrate_ranges(m, split.val.images, o.calibration), spec, sparse);
     std::string formats;
     if (sparse) {
       for (const fmnist::LayerBytes& b : q.bytes)
@@ -318,8 +343,10 @@ int run(const Options& o) {
   const char* kInt8Claim = "textbook INT8: ~4x at 1-3% loss";
   const char* kInt4Claim = "textbook INT4: ~8x at 3-8% loss";
 
-  fmt::print("\ntest set: {} images, batch 1, integer-only through the runtime kernels (path {})\n",
-             shown, tq::rt::path_name(tq::rt::default_path()));
+  fmt::print(
+      "\ntest set: {} images, batch 1, integer-only through the runtime kernels (path {}); "
+      "hidden activation ranges: {} over the validation images\n",
+      shown, tq::rt::path_name(tq::rt::default_path()), o.calibration.tag());
   const int64_t fbytes = fmnist::float_bytes(mlp);
   eval_float("float32", mlp, fbytes);
   const double float_acc = rows.back().accuracy;
