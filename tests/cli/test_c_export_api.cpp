@@ -129,6 +129,32 @@ TEST(CExport, LayerBiasOfTheWrongShapeIsRejected) {
   EXPECT_FALSE(contains(h, "_multipliers"));
 }
 
+TEST(CExport, ScalesFormReplacesMultipliersAndShiftsAndReluSetsTheClamp) {
+  const std::vector<float> w = {1, 2, 3, 4, 5, 6};
+  io::Model m;
+  m.entries.push_back(io::make_entry(
+      "fc.weight", tinyquant::quantize_weights(w.data(), {2, 3},
+                                               tinyquant::QuantSpec::int8_weights_per_channel())));
+  io::CExportOptions o;
+  o.layers["fc"] = io::LayerActivations{{0.1f, 0}, {0.2f, -1}, tinyquant::Activation::kRelu};
+  std::string h = io::export_c_header(m, o);  // default: the multipliers form
+  EXPECT_TRUE(contains(h, "model_fc_multipliers[2]")) << h;
+  EXPECT_TRUE(contains(h, "model_fc_shifts[2]")) << h;
+  EXPECT_FALSE(contains(h, "_requant_scales")) << h;
+  EXPECT_FALSE(contains(h, "MODEL_FC_INPUT_SCALE")) << h;
+  EXPECT_TRUE(contains(h, "#define MODEL_FC_ACT_MIN (-1)\n#define MODEL_FC_ACT_MAX 127")) << h;
+  o.requant = io::RequantForm::kScales;
+  h = io::export_c_header(m, o);
+  EXPECT_TRUE(contains(h, "static const float model_fc_requant_scales[2]")) << h;
+  EXPECT_TRUE(contains(h, "#define MODEL_FC_INPUT_SCALE 0.1f\n#define MODEL_FC_OUTPUT_SCALE 0.2f"))
+      << h;
+  EXPECT_TRUE(contains(h, "multipliers_from_scales(X_INPUT_SCALE")) << h;  // the init call
+  EXPECT_FALSE(contains(h, "_multipliers[")) << h;
+  EXPECT_FALSE(contains(h, "_shifts[")) << h;
+  EXPECT_TRUE(contains(h, "model_fc_kernel_bias[2]")) << h;
+  EXPECT_TRUE(contains(h, "#define MODEL_FC_ACT_MIN (-1)")) << h;
+}
+
 // A 4x8 int8 matrix with zeros: row 1 empty, row 3 dense, 2 nonzeros per group of 4 elsewhere.
 std::vector<int8_t> pruned_matrix() {
   return {5, 0, -3, 0, 0, 7, 0, 1,   //
