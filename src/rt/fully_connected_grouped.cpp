@@ -229,9 +229,9 @@ void group_sums(const int8_t* x, const FcDims& d, const GroupScales& g, int32_t 
   for (int32_t gi = 0; gi < groups; ++gi) {
     const int32_t k0 = gi * g.group_size;
     const int32_t k1 = d.in_features - k0 > g.group_size ? k0 + g.group_size : d.in_features;
-    int32_t s = 0;  // |s| <= 255 * longest group, which the callers bound
-    for (int32_t k = k0; k < k1; ++k) s += x[k] + io;
-    out[gi] = s;
+    uint32_t s = 0;  // wraps like the definition's sums (the lane bodies bound the groups)
+    for (int32_t k = k0; k < k1; ++k) s += static_cast<uint32_t>(x[k] + io);
+    out[gi] = static_cast<int32_t>(s);
   }
 }
 
@@ -328,8 +328,8 @@ void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, c
 }
 #endif
 
-// x + io of one batch row as smlad's int16 pairs (grouped_paths.hpp): each block of 8 k in the
-// order `order` (int4: (a0, a4) (a2, a6) (a1, a5) (a3, a7); int8: (a0, a2) (a1, a3) twice).
+// x + io of one batch row as smlad's int16 pairs (grouped_paths.hpp), four words per block of
+// 8 k: int4 (a0, a4) (a2, a6) (a1, a5) (a3, a7), int8 (a0, a2) (a1, a3) (a4, a6) (a5, a7).
 void smlad_pairs(const int8_t* x, int32_t k, int32_t io, bool s4, uint32_t* quads) noexcept {
   static constexpr int32_t kS4[8] = {0, 4, 2, 6, 1, 5, 3, 7};
   static constexpr int32_t kS8[8] = {0, 2, 1, 3, 4, 6, 5, 7};
