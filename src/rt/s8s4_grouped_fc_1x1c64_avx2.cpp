@@ -108,7 +108,8 @@ void rows(const GroupedLaneArgs& a) noexcept {
   const int32_t tail = row_bytes - (a.chunks - 1) * kBytes;  // bytes of the last step, 1..32
   const auto* weights = a.w4 != nullptr ? a.w4 : reinterpret_cast<const uint8_t*>(a.w8);
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(Kind::kFlip));
-  const int32_t full_groups = a.groups / kLanes * kLanes;
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const int64_t all_bytes = int64_t{a.n} * row_bytes;
   for (int32_t o = 0; o < a.n; ++o) {
     const uint8_t* w = weights + int64_t{o} * row_bytes;
@@ -118,21 +119,27 @@ void rows(const GroupedLaneArgs& a) noexcept {
         tail < kBytes &&
         (!Kind::kAnyPad || int64_t{o} * row_bytes + int64_t{a.chunks} * kBytes > all_bytes);
     const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
-    // r = ratio + 1 of the row into scratch (0 past the row's groups), then sum_g r_g * X_g
-    // (each product < 2^31).
-    for (int32_t g = 0; g < full_groups; g += kLanes) {
-      const __m128i r8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(ratio + g));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.ratio_row + g),
-                          _mm256_add_epi32(_mm256_cvtepu8_epi32(r8), _mm256_set1_epi32(1)));
-    }
-    for (int32_t g = full_groups; g < a.groups + kLanes; ++g)
-      a.ratio_row[g] = g < a.groups ? int32_t{ratio[g]} + 1 : 0;
+    // r = ratio + 1 of the row into scratch (0 past the row's groups), vector stores only,
+    // and sum_g r_g * X_g from the same registers (each product < 2^31).
     __m256i xr = _mm256_setzero_si256();
-    for (int32_t g = 0; g < a.groups; g += kLanes) {
-      const __m256i r = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.ratio_row + g));
+    int32_t g = 0;
+    for (; g < a.groups; g += kLanes) {
+      const int32_t left = a.groups - g;
+      __m128i r8;
+      if (left >= kLanes) {
+        r8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(ratio + g));
+      } else {  // gathered in a register: a reload of bytes just stored would stall
+        uint64_t v = 0;
+        for (int32_t i = 0; i < left; ++i) v |= uint64_t{ratio[g + i]} << (8 * i);
+        r8 = _mm_cvtsi64_si128(static_cast<long long>(v));
+      }
+      __m256i r = _mm256_add_epi32(_mm256_cvtepu8_epi32(r8), one);
+      r = _mm256_and_si256(r, _mm256_cmpgt_epi32(_mm256_set1_epi32(left), lane_index));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.ratio_row + g), r);
       const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.group_x + g));
       xr = widen_add(xr, _mm256_mullo_epi32(r, x));
     }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.ratio_row + g), _mm256_setzero_si256());
     __m256i acc64 = _mm256_setzero_si256();
     for (int32_t c0 = 0; c0 < a.chunks; c0 += Kind::kFlushSteps) {
       const int32_t c1 = a.chunks - c0 > Kind::kFlushSteps ? c0 + Kind::kFlushSteps : a.chunks;
