@@ -6,10 +6,11 @@
 //   fashion_mnist_explore --seed N --cache-dir DIR [--qat LIST] [--prune LIST] [--int8qat LIST]
 //
 // LIST is comma-separated "epochs:lr:refresh:distill" specs (--qat, --int8qat) or
-// "epochs:lr:keep_best" (--prune). The float and 70 % models come from the demo's cache (the
-// same keys) and are trained if missing.
+// "epochs:lr:keep_best[:sparsity]" (--prune; sparsity 0.7 by default). The float and 70 % models
+// come from the demo's cache (the same keys) and are trained if missing.
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -151,20 +152,22 @@ int main(int argc, char** argv) {
     ft.lr = static_cast<float>(pv.at(1));
     ft.keep_best = pv.at(2) > 0;
     fmnist::PruneConfig pc;
-    pc.sparsity = 0.7;
+    pc.sparsity = pv.size() > 3 ? pv[3] : 0.7;
+    const int pct = static_cast<int>(std::lround(100.0 * pc.sparsity));
     fmnist::TrainKey k = key;
     k.epochs = static_cast<uint32_t>(ft.epochs);
     k.lr = ft.lr;
-    k.recipe = fmt::format("global70-f{}-p{}-r{}-cos{}_from-e20-lr0.001-cos-best", pc.frequency,
-                           pc.power, pc.ramp_fraction, ft.keep_best ? "-best" : "");
+    k.recipe = fmt::format("global{}-f{}-p{}-r{}-cos{}_from-e20-lr0.001-cos-best", pct,
+                           pc.frequency, pc.power, pc.ramp_fraction, ft.keep_best ? "-best" : "");
     const fmnist::FloatMlp pruned = load_or(k, [&] {
       fmnist::FloatMlp m = mlp;
       fmnist::prune_finetune(&m, split.train, split.val, ft, pc, printer);
       return m;
     });
     const std::string pname = fmt::format("e{}-lr{}-kb{}", ft.epochs, ft.lr, pv[2]);
-    report("p70int8", pname, pruned, int8_channel);
-    const std::vector<tq::Mask> masks = fmnist::global_masks(pruned, 0.7);
+    const std::string prow = fmt::format("p{}int8", pct);
+    report(prow, pname, pruned, int8_channel);
+    const std::vector<tq::Mask> masks = fmnist::global_masks(pruned, pc.sparsity);
     for (const std::vector<double>& v : parse_list(int8_list)) {
       fmnist::TrainConfig qt = c;
       qt.epochs = static_cast<int>(v.at(0));
@@ -181,7 +184,7 @@ int main(int argc, char** argv) {
       fmnist::FloatMlp m = pruned;
       fmnist::qat_finetune(&m, split.train, split.val, qt, int8_channel, qc, printer);
       fmt::print("sparsity {:.4f}\n", fmnist::weight_sparsity(m));
-      report("p70int8",
+      report(prow,
              fmt::format("{}+qat8-e{}-lr{}-r{}-kd{}", pname, qt.epochs, qt.lr, qc.refresh_every,
                          v.size() > 3 ? v[3] : 0.0),
              m, int8_channel);

@@ -48,6 +48,9 @@ namespace {
 constexpr int kExitSkip = 77;
 constexpr uint32_t kDefaultSeed = 1;
 constexpr int64_t kQatRefresh = 100;  // steps between QAT range re-fits
+// Global pruning fine-tunes: epochs (unless --finetune-epochs), the best validation epoch at the
+// final sparsity kept; chosen on the validation images (README, "What was tried").
+constexpr int kPruneEpochs = 6;
 
 struct Options {
   std::string data_dir = TINYQUANT_FMNIST_DATA_DIR;
@@ -55,6 +58,7 @@ struct Options {
   fmnist::TrainConfig train;
   int64_t train_limit = 0;  // 0: all 55000
   int finetune_epochs = 4;
+  bool finetune_epochs_given = false;  // then the pruning fine-tunes use it too
   float finetune_lr = 0.0f;            // 0: the training lr
   fmnist::ActCalibration calibration;  // of the hidden activations
   float distill = 0.0f;                // weight of the float model's soft targets in the fine-tunes
@@ -79,7 +83,8 @@ void usage(std::FILE* to) {
       "  --batch N          minibatch size (default 64)\n"
       "  --lr X             Adam step size (default 0.001)\n"
       "  --train-limit N    train on the first N of the 55000 training images\n"
-      "  --finetune-epochs N  epochs of each fine-tune (pruning, QAT; default 4)\n"
+      "  --finetune-epochs N  epochs of each fine-tune (default 4 for QAT and structured\n"
+      "                     pruning, 6 for global pruning)\n"
       "  --finetune-lr X    Adam step size of the fine-tunes (default --lr)\n"
       "  --calibration C    hidden activation ranges: minmax (default), mse, or pP (percentile\n"
       "                     P of the values, e.g. p99.99), from the validation images\n"
@@ -127,6 +132,7 @@ bool parse(int argc, char** argv, Options* o) {
     } else if (a == "--finetune-epochs") {
       if (!number(&i, "--finetune-epochs", 1, 1000, &v) || v != static_cast<int>(v)) return false;
       o->finetune_epochs = static_cast<int>(v);
+      o->finetune_epochs_given = true;
     } else if (a == "--eval-limit") {
       if (!number(&i, "--eval-limit", 1, 1e9, &v) || v != static_cast<int64_t>(v)) return false;
       o->eval_limit = static_cast<int64_t>(v);
@@ -381,18 +387,23 @@ int run(const Options& o) {
   for (const double sparsity : o.sparsities) {
     fmnist::PruneConfig pc;
     pc.sparsity = sparsity;
+    fmnist::TrainConfig pt = ft;
+    pt.epochs = o.finetune_epochs_given ? ft.epochs : kPruneEpochs;
+    pt.keep_best = true;
     fmnist::TrainKey k = ft_key;
-    k.recipe = fmt::format("global{}-f{}-p{}-r{}-cos_{}", percent_tag(sparsity), pc.frequency,
+    k.epochs = static_cast<uint32_t>(pt.epochs);
+    k.recipe = fmt::format("global{}-f{}-p{}-r{}-cos-best_{}", percent_tag(sparsity), pc.frequency,
                            pc.power, pc.ramp_fraction, base);
     const std::string what = fmt::format("{}% global magnitude pruning", percent_tag(sparsity));
     const fmnist::FloatMlp pruned = cached_model(o, k, what.c_str(), [&] {
       fmt::print(
           "{}: fine-tune {} epochs, sparsity 0 -> {} (polynomial decay, power {}, masks "
-          "updated every {} steps over the first {:.0f}% of the steps)\n",
-          what, ft.epochs, sparsity, pc.power, pc.frequency, 100.0 * pc.ramp_fraction);
+          "updated every {} steps over the first {:.0f}% of the steps; the best validation epoch "
+          "at the final sparsity kept)\n",
+          what, pt.epochs, sparsity, pc.power, pc.frequency, 100.0 * pc.ramp_fraction);
       flush();
       fmnist::FloatMlp m = mlp;
-      fmnist::prune_finetune(&m, split.train, split.val, ft, pc, epoch_printer(ft.epochs));
+      fmnist::prune_finetune(&m, split.train, split.val, pt, pc, epoch_printer(pt.epochs));
       return m;
     });
     const std::string p = "prune " + percent_tag(sparsity) + "%";
