@@ -50,13 +50,23 @@ int main(int argc, char** argv) {
   uint32_t seed = 1;
   std::string cache_dir = ".", qat_list, prune_list, int8_list;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i], v = argv[i + 1];
-    if (a == "--seed") seed = static_cast<uint32_t>(std::stoul(v));
-    if (a == "--cache-dir") cache_dir = v;
-    if (a == "--qat") qat_list = v;
-    if (a == "--prune") prune_list = v;
-    if (a == "--int8qat") int8_list = v;
+  for (int i = 1; i < argc; i += 2) {
+    const std::string a = argv[i], v = i + 1 < argc ? argv[i + 1] : "";
+    if (a == "--seed") {
+      seed = static_cast<uint32_t>(std::stoul(v));
+    } else if (a == "--cache-dir") {
+      cache_dir = v;
+    } else if (a == "--qat") {
+      qat_list = v;
+    } else if (a == "--prune") {
+      prune_list = v;
+    } else if (a == "--int8qat") {
+      int8_list = v;
+    } else {
+      std::fprintf(stderr, "fashion_mnist_explore: unknown option '%s' (see explore.cpp)\n",
+                   a.c_str());
+      return 2;
+    }
   }
   const fmnist::FashionMnist data = fmnist::load_fashion_mnist(data_dir);
   const fmnist::TrainValSplit split =
