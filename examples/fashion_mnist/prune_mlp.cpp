@@ -74,21 +74,17 @@ std::vector<tinyquant::Mask> prune_finetune(
   // keep_best only among the epochs that end at the final sparsity (after the ramp).
   TrainConfig c = config;
   c.keep_best = false;
-  FloatMlp best;
-  double best_acc = -1.0;
+  BestEpoch best;
   auto epoch_end = [&](const EpochStats& s) {
     const int64_t last_step = static_cast<int64_t>(s.epoch) * steps_per_epoch - 1;
-    if (config.keep_best && last_step >= schedule.end_step && s.val_accuracy > best_acc) {
-      best_acc = s.val_accuracy;
-      best = *mlp;
-    }
+    if (config.keep_best && last_step >= schedule.end_step) best.offer(s.val_accuracy, *mlp);
     if (on_epoch) on_epoch(s);
   };
   train_mlp(mlp, train, val, c, epoch_end, [&](int64_t step, FloatMlp* m) {
     if (schedule.should_update(step)) masks = global_masks(*m, schedule.sparsity(step));
     apply_masks(m, masks);
   });
-  if (best_acc >= 0.0) *mlp = std::move(best);
+  if (best.found()) *mlp = std::move(best.weights);
   masks = global_masks(*mlp, prune.sparsity);
   apply_masks(mlp, masks);
   return masks;

@@ -66,14 +66,10 @@ void qat_finetune(FloatMlp* mlp, const Dataset& train, const Dataset& val,
       set_weights(&m->layers[i], fake[i].values);
     }
   };
-  FloatMlp best;
-  double best_acc = -1.0;
+  BestEpoch best;
   auto epoch_end = [&](EpochStats s) {
     s.val_accuracy = val.size() > 0 ? accuracy(quantized_weights(master, spec), val) : 0.0;
-    if (qat.keep_best && s.val_accuracy > best_acc) {
-      best_acc = s.val_accuracy;
-      best = master;
-    }
+    if (qat.keep_best) best.offer(s.val_accuracy, master);
     if (on_epoch) on_epoch(s);
   };
   refresh_params();
@@ -94,7 +90,7 @@ void qat_finetune(FloatMlp* mlp, const Dataset& train, const Dataset& val,
     if ((step + 1) % qat.refresh_every == 0) refresh_params();
     load_fake(m);
   });
-  *mlp = std::move(qat.keep_best ? best : master);
+  *mlp = std::move(qat.keep_best ? best.weights : master);
 }
 
 }  // namespace fmnist

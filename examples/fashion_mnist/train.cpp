@@ -112,8 +112,7 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
   const int64_t steps_per_epoch = (train.size() + c.batch - 1) / c.batch;
   const int64_t total_steps = steps_per_epoch * c.epochs;
   float lr = c.lr;
-  FloatMlp best;
-  double best_acc = -1.0;
+  BestEpoch best;
 
   for (int epoch = 1; epoch <= c.epochs; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -189,13 +188,10 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
     s.val_accuracy = val.size() > 0 ? accuracy(*mlp, val) : 0.0;
     s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     s.lr = lr;
-    if (c.keep_best && s.val_accuracy > best_acc) {
-      best_acc = s.val_accuracy;
-      best = *mlp;
-    }
+    if (c.keep_best) best.offer(s.val_accuracy, *mlp);
     if (on_epoch) on_epoch(s);
   }
-  if (c.keep_best) *mlp = std::move(best);
+  if (c.keep_best) *mlp = std::move(best.weights);
 }
 
 }  // namespace fmnist

@@ -50,6 +50,21 @@ struct EpochStats {
 // apply pruning masks; it may change the weights (not their shapes).
 using StepHook = std::function<void(int64_t step, FloatMlp* mlp)>;
 
+// The weights of the epoch with the best validation accuracy seen so far (the earliest on ties).
+struct BestEpoch {
+  FloatMlp weights;
+  double accuracy = -1.0;
+
+  bool found() const { return accuracy >= 0.0; }
+  // Keeps m if val_accuracy beats every earlier offer.
+  void offer(double val_accuracy, const FloatMlp& m) {
+    if (val_accuracy > accuracy) {
+      accuracy = val_accuracy;
+      weights = m;
+    }
+  }
+};
+
 // Step size of step t (0-based) out of total_steps for the config's schedule.
 float scheduled_lr(const TrainConfig& config, int64_t t, int64_t total_steps);
 
