@@ -3,6 +3,8 @@
 //  2. the host's results for the same inputs (fixed_point_vectors.h, written by host/gen_vectors),
 //  3. an independent formula evaluated on the target: floor division and round-half-away written
 //     with int64 division, and quantize_multiplier through libm's frexp/ldexp (TFLite's method).
+// multipliers_from_scales, which firmware shipping float scales runs at init, must give the
+// host's pairs too: on the Cortex-M4 its double arithmetic is the compiler's soft-float.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -63,6 +65,12 @@ rt::QuantizedMultiplier oracle_quantize_multiplier(double m) {
   return {static_cast<int32_t>(qf), e};
 }
 
+float float_of(int32_t bits) {
+  float f = 0;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
 void hand_computed() {
   TQ_CHECK_EQ(rt::requantize(3, 1 << 30, 0), 2, "1.5 -> 2");
   TQ_CHECK_EQ(rt::requantize(-3, 1 << 30, 0), -1, "-1.5 -> -1");
@@ -89,6 +97,20 @@ void against_host() {
                 "requantize double vs host");
     TQ_CHECK_EQ(rt::requantize(kRqX[i], kRqM[i], kRqShift[i], rt::Rounding::kSingle), kRqSingle[i],
                 "requantize single vs host");
+  }
+  for (int i = 0; i < TQ_MS_COUNT; ++i) {
+    const float in = float_of(kMsInputBits[i]), w = float_of(kMsWeightBits[i]),
+                out = float_of(kMsOutputBits[i]);
+    int32_t m = -1, s = -99;
+    TQ_CHECK_EQ(static_cast<int>(rt::multipliers_from_scales(in, &w, false, out, 1, &m, &s)), 0,
+                "multipliers_from_scales status");
+    TQ_CHECK_EQ(m, kMsMultiplier[i], "multipliers_from_scales multiplier vs host");
+    TQ_CHECK_EQ(s, kMsShift[i], "multipliers_from_scales shift vs host");
+    // And against the formula on the target: the double product and quotient, then the oracle.
+    const rt::QuantizedMultiplier want = oracle_quantize_multiplier(
+        static_cast<double>(in) * static_cast<double>(w) / static_cast<double>(out));
+    TQ_CHECK_EQ(m, want.multiplier, "multipliers_from_scales multiplier vs formula");
+    TQ_CHECK_EQ(s, want.shift, "multipliers_from_scales shift vs formula");
   }
   for (int i = 0; i < TQ_QM_COUNT; ++i) {
     double d = 0;

@@ -47,6 +47,21 @@ void write_u64_array(FILE* f, const char* name, const uint64_t* v, int n) {
 // the full range and from the small range real accumulators live in.
 constexpr int kRqCount = 4096;
 constexpr int kQmCount = 1024;
+// multipliers_from_scales inputs: (input, weight, output) scale triples.
+constexpr int kMsCount = 512;
+
+// A positive float 2^e * (1 + u), u in [0, 1), e in [lo, hi], as its bits.
+int32_t random_scale_bits(tq::XorShift32& rng, int32_t lo, int32_t hi) {
+  const uint32_t exp = static_cast<uint32_t>(127 + rng.range(lo, hi));
+  const uint32_t bits = exp << 23 | (rng.next() & 0x7FFFFFu);
+  return static_cast<int32_t>(bits);
+}
+
+float float_of(int32_t bits) {
+  float f = 0;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
 
 int gen_fixed_point(const std::string& dir) {
   static RqCase cases[kRqCount];
@@ -134,6 +149,22 @@ int gen_fixed_point(const std::string& dir) {
     qs[i] = out.shift;
   }
 
+  // Scale triples: activation scales around 2^-8..2^1, weight scales 2^-14..2^-1, some ranges
+  // wide enough to reach both clamps of quantize_multiplier; the pairs the host computes.
+  static int32_t ms_in[kMsCount], ms_w[kMsCount], ms_out[kMsCount], ms_m[kMsCount], ms_s[kMsCount];
+  for (int i = 0; i < kMsCount; ++i) {
+    const bool wide = i % 8 == 7;
+    ms_in[i] = random_scale_bits(rng, wide ? -60 : -8, wide ? 60 : 1);
+    ms_w[i] = random_scale_bits(rng, wide ? -60 : -14, wide ? 60 : -1);
+    ms_out[i] = random_scale_bits(rng, wide ? -60 : -8, wide ? 60 : 1);
+    const float w = float_of(ms_w[i]);
+    if (rt::multipliers_from_scales(float_of(ms_in[i]), &w, false, float_of(ms_out[i]), 1, &ms_m[i],
+                                    &ms_s[i]) != rt::Status::kOk) {
+      std::fprintf(stderr, "gen_vectors: multipliers_from_scales failed on the host\n");
+      return 1;
+    }
+  }
+
   const std::string path = dir + "/fixed_point_vectors.h";
   FILE* f = std::fopen(path.c_str(), "w");
   if (f == nullptr) {
@@ -152,6 +183,12 @@ int gen_fixed_point(const std::string& dir) {
   write_u64_array(f, "kQmBits", bits, kQmCount);
   write_i32_array(f, "kQmMultiplier", qm, kQmCount);
   write_i32_array(f, "kQmShift", qs, kQmCount);
+  std::fprintf(f, "#define TQ_MS_COUNT %d\n", kMsCount);
+  write_i32_array(f, "kMsInputBits", ms_in, kMsCount);
+  write_i32_array(f, "kMsWeightBits", ms_w, kMsCount);
+  write_i32_array(f, "kMsOutputBits", ms_out, kMsCount);
+  write_i32_array(f, "kMsMultiplier", ms_m, kMsCount);
+  write_i32_array(f, "kMsShift", ms_s, kMsCount);
   return std::fclose(f) == 0 ? 0 : 1;
 }
 
