@@ -58,6 +58,13 @@ inline std::vector<Path> all_paths() {
           Path::kAmx,       Path::kNeon,  Path::kNeonDot};
 }
 
+// A product of non-negative dimensions (or one index) as a size_t, for buffer sizes and vector
+// subscripts.
+template <typename... T>
+constexpr size_t elems(T... d) {
+  return static_cast<size_t>((int64_t{1} * ... * static_cast<int64_t>(d)));
+}
+
 constexpr size_t kGuard = 16;
 constexpr int8_t kSentinel = 0x5A;
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "rt/kernel_tester.hpp"
 #include "rt/validate.hpp"
 #include "tinyquant/rt/fixed_point.hpp"
 #include "tinyquant/rt/kernels.hpp"
@@ -16,6 +17,7 @@
 namespace rt = tinyquant::rt;
 using rt::Path;
 using rt::Status;
+using tinyquant_test::elems;
 
 namespace {
 
@@ -43,8 +45,8 @@ S32Case make_case(std::mt19937& rng, int32_t batch, int32_t out, int32_t in, int
   c.params.input_offset = in_off;
   c.params.filter_offset = w_off;
   c.params.output_offset = 5;  // ignored by the s32 run
-  c.input.resize(static_cast<size_t>(batch) * in);
-  c.weights.resize(static_cast<size_t>(out) * in);
+  c.input.resize(elems(batch, in));
+  c.weights.resize(elems(out, in));
   for (auto& v : c.input) v = draw(rng, extreme);
   for (auto& v : c.weights) v = draw(rng, extreme);
   if (with_bias) {
@@ -62,18 +64,16 @@ S32Case make_case(std::mt19937& rng, int32_t batch, int32_t out, int32_t in, int
 // The definition, term by term, in uint32 (wrapping).
 std::vector<int32_t> slow_acc(const S32Case& c) {
   const rt::FcDims& d = c.dims;
-  std::vector<int32_t> acc(static_cast<size_t>(d.batch) * d.out_features);
+  std::vector<int32_t> acc(elems(d.batch, d.out_features));
   for (int32_t b = 0; b < d.batch; ++b) {
     for (int32_t o = 0; o < d.out_features; ++o) {
       uint32_t s = c.bias.empty() ? 0u : static_cast<uint32_t>(c.bias[static_cast<size_t>(o)]);
       for (int32_t k = 0; k < d.in_features; ++k) {
-        const int32_t x =
-            c.input[static_cast<size_t>(b) * d.in_features + k] + c.params.input_offset;
-        const int32_t w =
-            c.weights[static_cast<size_t>(o) * d.in_features + k] + c.params.filter_offset;
+        const int32_t x = c.input[elems(b * d.in_features + k)] + c.params.input_offset;
+        const int32_t w = c.weights[elems(o * d.in_features + k)] + c.params.filter_offset;
         s += static_cast<uint32_t>(x * w);
       }
-      acc[static_cast<size_t>(b) * d.out_features + o] = static_cast<int32_t>(s);
+      acc[elems(b * d.out_features + o)] = static_cast<int32_t>(s);
     }
   }
   return acc;
@@ -104,7 +104,7 @@ Status run(const S32Case& c, const void* packed, Path ctx_path, std::vector<int3
   std::vector<uint8_t> scratch(
       static_cast<size_t>(rt::fully_connected_s8_prepacked_s32_scratch_size(c.dims, packed)));
   const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), ctx_path};
-  const size_t n = static_cast<size_t>(c.dims.batch) * c.dims.out_features;
+  const size_t n = elems(c.dims.batch, c.dims.out_features);
   acc->assign(n + kGuard, kGuardValue);
   const Status s = rt::fully_connected_s8_prepacked_s32(ctx, c.params, c.dims, c.input.data(),
                                                         packed, c.bias_ptr(), acc->data());

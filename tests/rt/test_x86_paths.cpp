@@ -22,6 +22,7 @@
 namespace rt = tinyquant::rt;
 using rt::Path;
 using rt::Status;
+using tinyquant_test::elems;
 
 namespace {
 
@@ -63,18 +64,20 @@ struct Case {
 
 // Plain loops: acc = bias + sum (a + ao)(b + bo) mod 2^32, requantize, + c_offset, clamp.
 std::vector<int8_t> oracle_s8(const Case& c) {
-  std::vector<int8_t> out(static_cast<size_t>(c.m) * c.ldc, 0x55);
+  std::vector<int8_t> out(elems(c.m, c.ldc), 0x55);
   for (int32_t i = 0; i < c.m; ++i) {
     for (int32_t j = 0; j < c.n; ++j) {
-      uint32_t acc = c.with_bias ? u(c.bias[j]) : 0u;
+      uint32_t acc = c.with_bias ? u(c.bias[elems(j)]) : 0u;
       for (int32_t t = 0; t < c.k; ++t) {
-        acc += u(c.a[i * c.lda + t] + c.a_offset) * u(c.b[j * c.ldb + t] + c.b_offset);
+        acc +=
+            u(c.a[elems(i * c.lda + t)] + c.a_offset) * u(c.b[elems(j * c.ldb + t)] + c.b_offset);
       }
       const int32_t q = c.per_channel ? j : 0;
-      int32_t v = rt::requantize(static_cast<int32_t>(acc), c.mult[q], c.shift[q], c.rounding);
+      int32_t v = rt::requantize(static_cast<int32_t>(acc), c.mult[elems(q)], c.shift[elems(q)],
+                                 c.rounding);
       v = rt::wrap_add(v, c.c_offset);  // the kernels' documented 32-bit wrap
       v = v < c.act_min ? c.act_min : (v > c.act_max ? c.act_max : v);
-      out[i * c.ldc + j] = static_cast<int8_t>(v);
+      out[elems(i * c.ldc + j)] = static_cast<int8_t>(v);
     }
   }
   return out;
@@ -102,14 +105,14 @@ Case random_case(std::mt19937& rng, int32_t m, int32_t n, int32_t k, bool s4) {
   c.with_bias = rng() % 4 != 0;
   c.rounding = rng() % 2 != 0 ? rt::Rounding::kSingle : rt::Rounding::kDouble;
   const bool extremes = rng() % 2 != 0;
-  c.a.resize(static_cast<size_t>(m) * c.lda);
+  c.a.resize(elems(m, c.lda));
   for (auto& v : c.a) v = pick_s8(rng, extremes);
-  c.b.resize(static_cast<size_t>(n) * c.ldb);
+  c.b.resize(elems(n, c.ldb));
   for (auto& v : c.b) {
     v = s4 ? static_cast<int8_t>(static_cast<int32_t>(rng() % 16) - 8) : pick_s8(rng, extremes);
   }
   if (s4) {
-    c.b_s4.assign((static_cast<size_t>(n) * k + 1) / 2, 0);
+    c.b_s4.assign((elems(n, k) + 1) / 2, 0);
     for (size_t e = 0; e < c.b.size(); ++e) {
       const auto nib = static_cast<uint8_t>(c.b[e] & 0x0F);
       c.b_s4[e / 2] = static_cast<uint8_t>(c.b_s4[e / 2] | (e % 2 != 0 ? nib << 4 : nib));
@@ -155,7 +158,7 @@ std::vector<int8_t> run_table_s8(Path p, const Case& c) {
   }
   g.bias = c.with_bias ? c.bias.data() : nullptr;
   g.a_offset = c.a_offset, g.b_offset = c.b_offset;
-  std::vector<int8_t> out(static_cast<size_t>(c.m) * c.ldc, 0x55);
+  std::vector<int8_t> out(elems(c.m, c.ldc), 0x55);
   g.c = out.data(), g.ldc = c.ldc;
   g.multiplier = c.mult.data(), g.shift = c.shift.data();
   g.per_channel = c.per_channel, g.rounding = c.rounding;
@@ -210,15 +213,16 @@ TEST_P(X86Path, GemmS4TableMatchesLoops) {
 // add may be absent); entries outside the n columns of each row keep `fill`.
 std::vector<int32_t> oracle_s32(const Case& c, const int32_t* row_add, const int32_t* col_add,
                                 int32_t fill) {
-  std::vector<int32_t> want(static_cast<size_t>(c.m) * c.ldc, fill);
+  std::vector<int32_t> want(elems(c.m, c.ldc), fill);
   for (int32_t i = 0; i < c.m; ++i) {
     for (int32_t j = 0; j < c.n; ++j) {
       uint32_t acc =
           (row_add != nullptr ? u(row_add[i]) : 0u) + (col_add != nullptr ? u(col_add[j]) : 0u);
       for (int32_t q = 0; q < c.k; ++q) {
-        acc += u(c.a[i * c.lda + q] + c.a_offset) * u(c.b[j * c.ldb + q] + c.b_offset);
+        acc +=
+            u(c.a[elems(i * c.lda + q)] + c.a_offset) * u(c.b[elems(j * c.ldb + q)] + c.b_offset);
       }
-      want[i * c.ldc + j] = static_cast<int32_t>(acc);
+      want[elems(i * c.ldc + j)] = static_cast<int32_t>(acc);
     }
   }
   return want;
@@ -228,7 +232,7 @@ std::vector<int32_t> oracle_s32(const Case& c, const int32_t* row_add, const int
 std::vector<int32_t> run_table_s32(Path p, const Case& c, const int32_t* row_add,
                                    const int32_t* col_add, int32_t fill) {
   const rt::detail::PathKernels* t = table(p);
-  std::vector<int32_t> got(static_cast<size_t>(c.m) * c.ldc, fill);
+  std::vector<int32_t> got(elems(c.m, c.ldc), fill);
   std::vector<uint8_t> scratch(static_cast<size_t>(t->gemm_s32_scratch(c.m, c.n, c.k)) + 64);
   const auto addr = reinterpret_cast<uintptr_t>(scratch.data());
   rt::detail::GemmS32Args g;
@@ -298,13 +302,13 @@ TEST_P(X86Path, PublicKernelsMatchReference) {
       if (fp.filter_offset < -127) fp.filter_offset = -127;
       rt::Requant rq{c.mult.data(), c.shift.data(), c.per_channel, c.rounding};
       const rt::FcDims d{c.m, c.k, c.n};
-      std::vector<int8_t> a(static_cast<size_t>(c.m) * c.k);
+      std::vector<int8_t> a(elems(c.m, c.k));
       for (int32_t i = 0; i < c.m; ++i)
-        std::memcpy(&a[i * c.k], &c.a[i * c.lda], static_cast<size_t>(c.k));
-      std::vector<int8_t> w(static_cast<size_t>(c.n) * c.k);
+        std::memcpy(&a[elems(i * c.k)], &c.a[elems(i * c.lda)], elems(c.k));
+      std::vector<int8_t> w(elems(c.n, c.k));
       for (int32_t j = 0; j < c.n; ++j)
-        std::memcpy(&w[j * c.k], &c.b[j * c.ldb], static_cast<size_t>(c.k));
-      std::vector<int8_t> got(static_cast<size_t>(c.m) * c.n, 1), want(got.size(), 2);
+        std::memcpy(&w[elems(j * c.k)], &c.b[elems(j * c.ldb)], elems(c.k));
+      std::vector<int8_t> got(elems(c.m, c.n), 1), want(got.size(), 2);
       for (Path p : {GetParam(), Path::kReference}) {
         std::vector<uint8_t> scratch(
             static_cast<size_t>(s4 ? rt::fully_connected_s4_scratch_size(d, p)
@@ -333,13 +337,13 @@ TEST_P(X86Path, PublicKernelsMatchReference) {
     cp.input_offset = static_cast<int32_t>(rng() % 256) - 127;
     cp.filter_offset = rep == 1 ? 128 : 0;
     cp.output_offset = -5;
-    std::vector<int8_t> in(static_cast<size_t>(d.in_h) * d.in_w * d.in_c);
-    std::vector<int8_t> w(static_cast<size_t>(d.out_c) * d.kernel_h * d.kernel_w * d.in_c);
+    std::vector<int8_t> in(elems(d.in_h, d.in_w, d.in_c));
+    std::vector<int8_t> w(elems(d.out_c, d.kernel_h, d.kernel_w, d.in_c));
     for (auto& v : in) v = pick_s8(rng, true);
     for (auto& v : w) v = pick_s8(rng, true);
     std::vector<int32_t> mult(static_cast<size_t>(d.out_c), 1 << 30), shift(mult.size(), -9);
     const rt::Requant rq{mult.data(), shift.data(), true, rt::Rounding::kDouble};
-    std::vector<int8_t> got(static_cast<size_t>(d.out_h) * d.out_w * d.out_c), want(got.size());
+    std::vector<int8_t> got(elems(d.out_h, d.out_w, d.out_c)), want(got.size());
     for (Path p : {GetParam(), Path::kReference}) {
       std::vector<uint8_t> scratch(static_cast<size_t>(rt::conv2d_s8_scratch_size(cp, d, p)));
       rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), p};
@@ -352,7 +356,7 @@ TEST_P(X86Path, PublicKernelsMatchReference) {
   for (const auto& s : kShapes) {
     const Case c = random_case(rng, s[0], s[1], s[2], false);
     const rt::GemmDims d{c.m, c.n, c.k, c.lda, c.ldb, c.ldc};
-    std::vector<int32_t> got(static_cast<size_t>(c.m) * c.ldc, 3), want(got.size(), 3);
+    std::vector<int32_t> got(elems(c.m, c.ldc), 3), want(got.size(), 3);
     for (Path p : {GetParam(), Path::kReference}) {
       std::vector<uint8_t> scratch(static_cast<size_t>(rt::gemm_s8s8_s32_scratch_size(d, p)));
       rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), p};
@@ -490,8 +494,8 @@ FcCase random_fc(std::mt19937& rng, int32_t batch, int32_t k, int32_t n) {
   f.params.input_offset = static_cast<int32_t>(rng() % 256) - 127;
   f.params.filter_offset = static_cast<int32_t>(rng() % 256) - 127;
   f.params.output_offset = 3;
-  f.input.resize(static_cast<size_t>(batch) * k);
-  f.weights.resize(static_cast<size_t>(n) * k);
+  f.input.resize(elems(batch, k));
+  f.weights.resize(elems(n, k));
   for (auto& v : f.input) v = pick_s8(rng, true);
   for (auto& v : f.weights) v = pick_s8(rng, true);
   for (int32_t j = 0; j < n; ++j) {
@@ -505,7 +509,7 @@ FcCase random_fc(std::mt19937& rng, int32_t batch, int32_t k, int32_t n) {
 std::vector<int8_t> run_fc(const FcCase& f, Path p) {
   std::vector<uint8_t> scratch(static_cast<size_t>(rt::fully_connected_s8_scratch_size(f.dims, p)));
   rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), p};
-  std::vector<int8_t> out(static_cast<size_t>(f.dims.batch) * f.dims.out_features);
+  std::vector<int8_t> out(elems(f.dims.batch, f.dims.out_features));
   const rt::Requant rq = f.requant();
   EXPECT_EQ(rt::fully_connected_s8(ctx, f.params, rq, f.dims, f.input.data(), f.weights.data(),
                                    f.bias.data(), out.data()),
@@ -546,7 +550,7 @@ TEST(Prepack, PackedEqualsUnpackedOnEveryPath) {
       const FcCase f = random_fc(rng, s[0], s[2], s[1]);
       Packed pk = pack_fc(f, p);
       EXPECT_EQ(rt::fully_connected_s8_prepacked_path(pk.data()), p);
-      std::vector<int8_t> got(static_cast<size_t>(s[0]) * s[1]);
+      std::vector<int8_t> got(elems(s[0], s[1]));
       ASSERT_EQ(run_packed(f, pk.data(), Path::kAuto, got.data()), Status::kOk);
       ASSERT_EQ(got, run_fc(f, Path::kReference))
           << rt::path_name(p) << " m=" << s[0] << " n=" << s[1] << " k=" << s[2];
@@ -660,7 +664,7 @@ TEST(Avx2Kernel6x16, EveryTailMatchesLoops) {
       for (int32_t k : {1, 2, 17, 33, 1601}) {
         const FcCase f = random_fc(rng, m, k, n);
         Packed pk = pack_fc(f, Path::kAvx2);
-        std::vector<int8_t> got(static_cast<size_t>(m) * n);
+        std::vector<int8_t> got(elems(m, n));
         ASSERT_EQ(run_packed(f, pk.data(), Path::kAvx2, got.data()), Status::kOk);
         ASSERT_EQ(got, run_fc(f, Path::kReference)) << "m=" << m << " n=" << n << " k=" << k;
       }
@@ -703,12 +707,12 @@ TEST(Avx2Kernel6x16, ConvShortLastBlockStaysInScratch) {
     rt::ConvParams cp;
     cp.pad_top = cp.pad_left = 1;
     cp.input_offset = 5;
-    std::vector<int8_t> in(10), w(static_cast<size_t>(out_c) * 9);
+    std::vector<int8_t> in(10), w(elems(out_c, 9));
     for (auto& v : in) v = pick_s8(rng, true);
     for (auto& v : w) v = pick_s8(rng, true);
     std::vector<int32_t> mult(static_cast<size_t>(out_c), 1 << 30), shift(mult.size(), -7);
     const rt::Requant rq{mult.data(), shift.data(), true, rt::Rounding::kDouble};
-    std::vector<int8_t> got(static_cast<size_t>(10) * out_c), want(got.size());
+    std::vector<int8_t> got(elems(10, out_c)), want(got.size());
     for (Path p : {Path::kAvx2, Path::kReference}) {
       const int32_t need = rt::conv2d_s8_scratch_size(cp, d, p);
       std::vector<uint8_t> scratch(static_cast<size_t>(need) + 256, 0xA5);
@@ -744,7 +748,7 @@ TEST(Prepack, RefusesOlderFormatVersion) {
     words[7] = x;
   };
   const uint32_t current = words[1];
-  std::vector<int8_t> out(static_cast<size_t>(3) * 24, 9);
+  std::vector<int8_t> out(elems(3, 24), 9);
   set_version(2);
   EXPECT_EQ(run_packed(f, pk.data(), Path::kAuto, out.data()), Status::kBadArgument);
   EXPECT_EQ(rt::fully_connected_s8_prepacked_path(pk.data()), Path::kAuto);
@@ -782,7 +786,7 @@ TEST(AmxPath, PackedBufferBelongsToItsPath) {
   for (int32_t batch : {1, 15, 16, 40}) {
     const FcCase f = random_fc(rng, batch, 100, 37);
     Packed pk = pack_fc(f, Path::kAmx);
-    std::vector<int8_t> out(static_cast<size_t>(batch) * 37);
+    std::vector<int8_t> out(elems(batch, 37));
     EXPECT_EQ(run_packed(f, pk.data(), Path::kAvx512Vnni, out.data()), Status::kBadArgument);
     ASSERT_EQ(run_packed(f, pk.data(), Path::kAmx, out.data()), Status::kOk);
     EXPECT_EQ(out, run_fc(f, Path::kReference)) << "batch " << batch;
@@ -807,7 +811,7 @@ TEST(Parallel, ThreadedEqualsSingleThreaded) {
     // gemm: a = input [batch][k], b = weights [n][k], with a padded ldc.
     const rt::GemmDims d{s[0], s[2], s[1], 0, 0, s[2] + 3};
     std::vector<int32_t> col(static_cast<size_t>(s[2]), 5), row(static_cast<size_t>(s[0]), -7);
-    std::vector<int32_t> want(static_cast<size_t>(s[0]) * (s[2] + 3), 1), got(want.size(), 1);
+    std::vector<int32_t> want(elems(s[0], s[2] + 3), 1), got(want.size(), 1);
     rt::Context ctx{nullptr, 0, Path::kReference};
     ASSERT_EQ(rt::gemm_s8s8_s32(ctx, d, f.input.data(), -128, f.weights.data(), 128, row.data(),
                                 col.data(), want.data()),
@@ -909,7 +913,7 @@ TEST(AmxTiles, EveryBlockAndTailMatchesLoops) {
     if (cases % 2 == 0) f.params.filter_offset = 0;
     if (cases % 4 == 3) f.params.act_min = -20, f.params.act_max = 100;
     Packed pk = pack_fc(f, Path::kAmx);
-    std::vector<int8_t> got(static_cast<size_t>(m) * n);
+    std::vector<int8_t> got(elems(m, n));
     ASSERT_EQ(run_packed(f, pk.data(), Path::kAmx, got.data()), Status::kOk);
     ASSERT_EQ(got, run_fc(f, Path::kReference)) << "packed m=" << m << " n=" << n << " k=" << k;
     ++cases;
