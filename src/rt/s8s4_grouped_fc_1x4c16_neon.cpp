@@ -11,14 +11,7 @@
 namespace tinyquant::rt::detail {
 namespace {
 
-// SMULL/SMULL2 form int16 products (at most 2^14), SADALP pair-sums each into int32 at once.
-inline int32x4_t mac16(int32x4_t acc, int8x16_t a, int8x16_t b) {
-  acc = vpadalq_s16(acc, vmull_s8(vget_low_s8(a), vget_low_s8(b)));
-  return vpadalq_s16(acc, vmull_high_s8(a, b));
-}
-inline int32x4_t sum16(int32x4_t acc, int8x16_t b) {
-  return vpadalq_s16(acc, vpaddlq_s8(b));
-}
+#include "neon_mac16.inc"  // mac16 / sum16
 
 #include "grouped_fc_neon_common.inc"  // the body, compiled with this file's flags
 

@@ -17,12 +17,7 @@
 namespace tinyquant::rt::detail {
 namespace {
 
-inline int32x4_t mac16(int32x4_t acc, int8x16_t a, int8x16_t b) {
-  return vdotq_s32(acc, a, b);
-}
-inline int32x4_t sum16(int32x4_t acc, int8x16_t b) {
-  return vdotq_s32(acc, b, vdupq_n_s8(1));
-}
+#include "neondot_mac16.inc"  // mac16 / sum16
 
 #include "grouped_fc_neon_common.inc"  // the body, compiled with this file's flags
 

@@ -29,14 +29,7 @@
 namespace tinyquant::rt::detail {
 namespace {
 
-// The multiply step of the shared tiles (neon_gemm_common.inc): one SDOT adds four products
-// into each int32 lane; sums are SDOT against a vector of ones.
-inline int32x4_t mac16(int32x4_t acc, int8x16_t a, int8x16_t b) {
-  return vdotq_s32(acc, a, b);
-}
-inline int32x4_t sum16(int32x4_t acc, int8x16_t b) {
-  return vdotq_s32(acc, b, vdupq_n_s8(1));
-}
+#include "neondot_mac16.inc"  // mac16 / sum16
 
 #include "neon_gemm_common.inc"  // shared tiles and driver, compiled with this file's flags
 
