@@ -95,6 +95,17 @@ Dataset tiny_dataset(int n, int pixels, uint32_t seed) {
   return d;
 }
 
+// Label = index of the largest of the first three pixels: learnable, so training must gain.
+Dataset learnable_dataset(int n, int pixels, uint32_t seed) {
+  Dataset d = tiny_dataset(n, pixels, seed);
+  for (int r = 0; r < n; ++r) {
+    Eigen::Index best;
+    d.images.row(r).head(3).maxCoeff(&best);
+    d.labels[static_cast<size_t>(r)] = static_cast<uint8_t>(best);
+  }
+  return d;
+}
+
 std::string temp_path(const std::string& name) {
   return ::testing::TempDir() + "tinyquant_fmnist_" + std::to_string(::getpid()) + "_" + name;
 }
@@ -275,13 +286,7 @@ TEST(Train, DistillationStepFollowsTheSoftTargetLoss) {
 }
 
 TEST(Train, DeterministicAndLearnsASeparableProblem) {
-  // Label = index of the largest of the first three pixels: learnable, so the loss must fall.
-  Dataset d = tiny_dataset(600, 8, 4);
-  for (int r = 0; r < 600; ++r) {
-    Eigen::Index best;
-    d.images.row(r).head(3).maxCoeff(&best);
-    d.labels[static_cast<size_t>(r)] = static_cast<uint8_t>(best);
-  }
+  Dataset d = learnable_dataset(600, 8, 4);
   TrainConfig c;
   c.epochs = 15;
   c.batch = 32;
@@ -582,12 +587,7 @@ TEST(Train, CosineScheduleFollowsTheFormula) {
 }
 
 TEST(Train, KeepBestEndsWithTheBestValidationEpoch) {
-  Dataset d = tiny_dataset(300, 8, 5);
-  for (int r = 0; r < 300; ++r) {
-    Eigen::Index best;
-    d.images.row(r).head(3).maxCoeff(&best);
-    d.labels[static_cast<size_t>(r)] = static_cast<uint8_t>(best);
-  }
+  Dataset d = learnable_dataset(300, 8, 5);
   const Dataset train = slice(d, 0, 200), val = slice(d, 200, 100);
   TrainConfig c;
   c.epochs = 8;
@@ -712,12 +712,7 @@ TEST(Qat, Int8PerChannelStepKeepsThePruningMasks) {
 // quantized_weights() is fake_quant with weight_params per layer; the epochs report its
 // validation accuracy on the master weights, and keep_best ends with the best of them.
 TEST(Qat, KeepBestEndsWithTheBestWeightQuantizedEpoch) {
-  Dataset d = tiny_dataset(300, 8, 5);
-  for (int r = 0; r < 300; ++r) {
-    Eigen::Index best;
-    d.images.row(r).head(3).maxCoeff(&best);
-    d.labels[static_cast<size_t>(r)] = static_cast<uint8_t>(best);
-  }
+  Dataset d = learnable_dataset(300, 8, 5);
   const Dataset train = slice(d, 0, 200), val = slice(d, 200, 100);
   const tinyquant::QuantSpec spec = tinyquant::QuantSpec::int4_per_group(4, 1);
   const FloatMlp start = he_init({8, 16, 3}, 4);
@@ -790,12 +785,7 @@ TEST(Prune, ScheduleIsThePolynomialDecay) {
 }
 
 TEST(Prune, FineTuneKeepsPrunedWeightsAtZeroAndEndsAtTheTarget) {
-  Dataset d = tiny_dataset(600, 8, 4);
-  for (int r = 0; r < 600; ++r) {
-    Eigen::Index best;
-    d.images.row(r).head(3).maxCoeff(&best);
-    d.labels[static_cast<size_t>(r)] = static_cast<uint8_t>(best);
-  }
+  Dataset d = learnable_dataset(600, 8, 4);
   FloatMlp m = he_init({8, 16, 3}, 2);
   TrainConfig c;
   c.epochs = 15;
@@ -837,12 +827,7 @@ TEST(Prune, FineTuneKeepsPrunedWeightsAtZeroAndEndsAtTheTarget) {
 // keep_best picks the best validation epoch among those that end after the ramp (epochs 3 and 4
 // of 4 here; epochs 1 and 2 end below the final sparsity and are never taken).
 TEST(Prune, KeepBestOnlyAmongEpochsAtTheFinalSparsity) {
-  Dataset d = tiny_dataset(600, 8, 4);
-  for (int r = 0; r < 600; ++r) {
-    Eigen::Index best;
-    d.images.row(r).head(3).maxCoeff(&best);
-    d.labels[static_cast<size_t>(r)] = static_cast<uint8_t>(best);
-  }
+  Dataset d = learnable_dataset(600, 8, 4);
   const Dataset train = slice(d, 0, 500), val = slice(d, 500, 100);
   FloatMlp start = he_init({8, 16, 3}, 2);
   TrainConfig c;
