@@ -43,6 +43,32 @@ struct GemmS8Args {
   void* scratch = nullptr;
 };
 
+// A fully-connected call as a GEMM: a = input [batch][in_features], c = output
+// [batch][out_features], with the call's offsets, bias, requantization and clamps. The weights
+// (b or b_s4, ldb) and the scratch are the caller's to fill.
+inline GemmS8Args fc_gemm_args(const FcParams& p, const Requant& rq, const FcDims& d,
+                               const int8_t* input, const int32_t* bias, int8_t* output) noexcept {
+  GemmS8Args g;
+  g.m = d.batch;
+  g.n = d.out_features;
+  g.k = d.in_features;
+  g.a = input;
+  g.lda = d.in_features;
+  g.bias = bias;
+  g.a_offset = p.input_offset;
+  g.b_offset = p.filter_offset;
+  g.c = output;
+  g.ldc = d.out_features;
+  g.multiplier = rq.multiplier;
+  g.shift = rq.shift;
+  g.per_channel = rq.per_channel;
+  g.rounding = rq.rounding;
+  g.c_offset = p.output_offset;
+  g.act_min = p.act_min;
+  g.act_max = p.act_max;
+  return g;
+}
+
 struct GemmS32Args {
   int32_t m = 0, n = 0, k = 0;
   const int8_t* a = nullptr;

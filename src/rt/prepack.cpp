@@ -227,24 +227,7 @@ Status fully_connected_s8_prepacked(const Context& ctx, const FcParams& params,
   void* scratch = nullptr;
   s = packed_scratch_of(ctx, *t, dims, h, &scratch);  // header and dims checked above
   if (s != Status::kOk) return s;
-  detail::GemmS8Args g;
-  g.m = dims.batch;
-  g.n = dims.out_features;
-  g.k = dims.in_features;
-  g.a = input;
-  g.lda = dims.in_features;
-  g.bias = bias;
-  g.a_offset = params.input_offset;
-  g.b_offset = params.filter_offset;
-  g.c = output;
-  g.ldc = dims.out_features;
-  g.multiplier = requant.multiplier;
-  g.shift = requant.shift;
-  g.per_channel = requant.per_channel;
-  g.rounding = requant.rounding;
-  g.c_offset = params.output_offset;
-  g.act_min = params.act_min;
-  g.act_max = params.act_max;
+  detail::GemmS8Args g = detail::fc_gemm_args(params, requant, dims, input, bias, output);
   g.scratch = scratch;
   t->gemm_s8_packed(g, payload_of(packed));
   return Status::kOk;
