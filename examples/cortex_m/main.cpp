@@ -6,7 +6,8 @@
 // run_example.cmake reports the count per inference.
 //
 // Firmware shape: no heap, one static activation buffer per layer, no scratch (the smlad path's
-// fully-connected kernels need none; the size query below checks that), path chosen at build time.
+// fully-connected kernels need none at batch 1; the size query below checks that), path chosen at
+// build time.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>

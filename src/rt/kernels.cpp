@@ -7,7 +7,8 @@
 //
 // Scratch layout: [im2col block: rows * K bytes][pad to 64][path gemm scratch]. Peak scratch of
 // a non-direct conv is min(out_h * out_w, kIm2colRows) * kernel_h * kernel_w * in_c / groups
-// bytes plus whatever the path's gemm asks (0 for reference and smlad) plus 63 alignment bytes.
+// bytes plus whatever the path's gemm asks (0 for reference; smlad with int8 weights and m >= 2:
+// one widened activation row pair, 4 * round_up(K, 4) bytes) plus 63 alignment bytes.
 #include <cstdint>
 #include <cstring>
 
@@ -52,8 +53,13 @@ void (*depthwise_fn(const PathKernels* t))(const detail::DepthwiseArgs&) {
 
 // Path gemm scratch, plus slack to align it to kAlign inside any caller buffer.
 int64_t gemm_s8_need(const PathKernels* t, int32_t m, int32_t n, int32_t k, bool s4) {
+#if defined(TINYQUANT_RT_ONLY_SMLAD)
+  static_cast<void>(t);
+  const int32_t bytes = detail::s8s8_gemm_smlad_scratch(m, n, k, s4);
+#else
   if (t->gemm_s8 == nullptr || t->gemm_s8_scratch == nullptr) return 0;
   const int32_t bytes = t->gemm_s8_scratch(m, n, k, s4);
+#endif
   return bytes > 0 ? bytes + kAlign - 1 : 0;
 }
 
@@ -133,28 +139,68 @@ ConvPlan plan_conv(const ConvParams& p, const ConvDims& d, const PathKernels* t,
   return c;
 }
 
+// dst[0, n) = src[0, n) (or v). A call to memcpy / memset costs more than the copy itself for
+// the few bytes of an im2col tap or window row with few channels (3 for an RGB input), so short
+// runs are copied inline, a word at a time.
+inline void copy_run(int8_t* dst, const int8_t* src, int32_t n) {
+  if (n > 32) {
+    std::memcpy(dst, src, static_cast<size_t>(n));
+    return;
+  }
+  for (; n >= 4; n -= 4, dst += 4, src += 4) std::memcpy(dst, src, 4);
+  for (; n > 0; --n) *dst++ = *src++;
+}
+inline void fill_run(int8_t* dst, int8_t v, int32_t n) {
+  if (n > 32) {
+    std::memset(dst, v, static_cast<size_t>(n));
+    return;
+  }
+  for (; n > 0; --n) *dst++ = v;
+}
+
 // Copies the receptive fields of output pixels [p0, p0 + rows) of image b, group g, into col.
+// A window row that lies inside the image with contiguous taps (one group, no dilation) is one
+// run of kernel_w * in_c bytes; otherwise tap by tap. The parameters live in locals (an int8
+// store may alias them) and offsets are ptrdiff_t: every one stays inside the input or the block.
 void fill_im2col(const ConvParams& p, const ConvDims& d, const ConvPlan& c, const int8_t* input,
                  int32_t b, int32_t g, int32_t p0, int32_t rows, int8_t* col) {
   const auto pad_value = static_cast<int8_t>(-p.input_offset);  // [-128, 127]
-  const auto n = static_cast<size_t>(c.in_cg);
+  const int32_t n = c.in_cg, in_c = d.in_c, in_w = d.in_w, in_h = d.in_h;
+  const int32_t kw = d.kernel_w, kh = d.kernel_h, out_w = d.out_w;
+  const int32_t sw = p.stride_w, sh = p.stride_h, dw = p.dilation_w, dh = p.dilation_h;
+  const int32_t pad_left = p.pad_left, pad_top = p.pad_top;
+  const bool runs = n == in_c && dw == 1;
+  const ptrdiff_t row_stride = ptrdiff_t{in_w} * in_c;
+  const int8_t* image = input + ptrdiff_t{b} * in_h * row_stride + ptrdiff_t{g} * n;
+  int32_t oy = p0 / out_w;
+  int32_t ox = p0 % out_w;
+  int8_t* dst = col;
   for (int32_t r = 0; r < rows; ++r) {
-    const int32_t oy = (p0 + r) / d.out_w;
-    const int32_t ox = (p0 + r) % d.out_w;
-    int8_t* dst = col + int64_t{r} * c.kdim;
-    for (int32_t ky = 0; ky < d.kernel_h; ++ky) {
-      const int32_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
-      for (int32_t kx = 0; kx < d.kernel_w; ++kx, dst += c.in_cg) {
-        const int32_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
-        if (iy < 0 || iy >= d.in_h || ix < 0 || ix >= d.in_w) {
-          std::memset(dst, pad_value, n);
+    const int32_t ix0 = ox * sw - pad_left;
+    const bool whole_rows = runs && ix0 >= 0 && ix0 + kw <= in_w;
+    for (int32_t ky = 0, iy = oy * sh - pad_top; ky < kh; ++ky, iy += dh) {
+      if (iy < 0 || iy >= in_h) {
+        fill_run(dst, pad_value, kw * n);
+        dst += kw * n;
+        continue;
+      }
+      const int8_t* src_row = image + ptrdiff_t{iy} * row_stride;
+      if (whole_rows) {
+        copy_run(dst, src_row + ptrdiff_t{ix0} * in_c, kw * n);
+        dst += kw * n;
+        continue;
+      }
+      for (int32_t kx = 0, ix = ix0; kx < kw; ++kx, ix += dw, dst += n) {
+        if (ix >= 0 && ix < in_w) {
+          copy_run(dst, src_row + ptrdiff_t{ix} * in_c, n);
         } else {
-          std::memcpy(
-              dst,
-              input + ((int64_t{b} * d.in_h + iy) * d.in_w + ix) * d.in_c + int64_t{g} * c.in_cg,
-              n);
+          fill_run(dst, pad_value, n);
         }
       }
+    }
+    if (++ox == out_w) {
+      ox = 0;
+      ++oy;
     }
   }
 }

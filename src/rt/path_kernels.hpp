@@ -186,6 +186,8 @@ void s8s8_gemm_smlad(const GemmS8Args& g);        // int8 weights
 void s8s4_gemm_1x2c8_smlad(const GemmS8Args& g);  // packed int4 weights
 void s8s8_s32_gemm_2x2c4_smlad(const GemmS32Args& g);
 void s8_dwconv_smlad(const DepthwiseArgs& a);
+// The smlad table's gemm_s8_scratch.
+int32_t s8s8_gemm_smlad_scratch(int32_t m, int32_t n, int32_t k, bool s4);
 #endif
 
 }  // namespace tinyquant::rt::detail

@@ -28,9 +28,11 @@ namespace tinyquant::rt::detail {
 
 // The smlad path's kernels (one file each); s8s8_gemm_smlad picks among the int8 gemm ones.
 void s8s8_gemm_smlad(const GemmS8Args& g);
+int32_t s8s8_gemm_smlad_scratch(int32_t m, int32_t n, int32_t k, bool s4);  // its scratch bytes
 void s8s8_gemm_1x4c4_smlad(const GemmS8Args& g);  // any m, one activation row per pass
 void s8s8_gemm_2x2c4_smlad(const GemmS8Args& g);  // m >= 2: two activation rows per pass
-void s8s4_gemm_1x2c8_smlad(const GemmS8Args& g);  // packed int4 weights, any layout
+int32_t s8s8_gemm_2x2c4_smlad_scratch(int32_t m, int32_t k);  // bytes it widens a row pair into
+void s8s4_gemm_1x2c8_smlad(const GemmS8Args& g);              // packed int4 weights, any layout
 void s8s8_s32_gemm_2x2c4_smlad(const GemmS32Args& g);
 void s8_dwconv_smlad(const DepthwiseArgs& a);  // picks one of the two below
 void s8_dwconv_1x1c2_smlad(const DepthwiseArgs& a);
@@ -167,18 +169,37 @@ inline uint32_t bias_at(const GemmS8Args& g, int32_t j) {
   return g.bias != nullptr ? static_cast<uint32_t>(g.bias[j]) : 0u;
 }
 
+// One output channel's requantization parameters, decoded once for every output of that channel
+// a tile produces (the shift split into its left and right parts, the remainder mask).
+struct Channel {
+  int32_t multiplier, shift, left;
+  uint32_t right, mask;
+};
+
+inline Channel channel(int32_t multiplier, int32_t shift) {
+  const auto right = static_cast<uint32_t>(shift > 0 ? 0 : -shift);  // [0, 31]
+  return {multiplier, shift, shift > 0 ? shift : 0, right, (uint32_t{1} << right) - 1u};
+}
+
 // rt::requantize, bit for bit, with the double-rounding divide done in 32-bit arithmetic: the
 // generic form builds its remainder mask in 64 bits, about 20 extra instructions per output
 // on a Cortex-M4, which matters when K is small (depthwise: 9 MACs per output).
+// round_shift is that divide: h / 2^right, ties away from zero, mask = 2^right - 1.
+inline int32_t round_shift(int32_t h, uint32_t right, uint32_t mask) {
+  const uint32_t remainder = static_cast<uint32_t>(h) & mask;
+  const uint32_t threshold = (mask >> 1) + (static_cast<uint32_t>(h) >> 31);
+  return (h >> right) + (remainder > threshold ? 1 : 0);
+}
 inline int32_t requant(int32_t x, int32_t multiplier, int32_t shift, Rounding rounding) {
   if (rounding == Rounding::kSingle) return requantize(x, multiplier, shift, rounding);
   const int32_t left = shift > 0 ? shift : 0;
   const auto right = static_cast<uint32_t>(shift > 0 ? 0 : -shift);  // [0, 31]
   const int32_t h = doubling_high_mul(wrap_shl(x, left), multiplier);
-  const uint32_t mask = (uint32_t{1} << right) - 1u;
-  const uint32_t remainder = static_cast<uint32_t>(h) & mask;
-  const uint32_t threshold = (mask >> 1) + (static_cast<uint32_t>(h) >> 31);
-  return (h >> right) + (remainder > threshold ? 1 : 0);
+  return round_shift(h, right, (uint32_t{1} << right) - 1u);
+}
+inline int32_t requant(int32_t x, const Channel& c, Rounding rounding) {
+  if (rounding == Rounding::kSingle) return requantize(x, c.multiplier, c.shift, rounding);
+  return round_shift(doubling_high_mul(wrap_shl(x, c.left), c.multiplier), c.right, c.mask);
 }
 
 // The output stage's parameters, copied out of the kernel arguments once per call: kept in
@@ -196,13 +217,26 @@ inline OutStage out_stage(const GemmS8Args& g) {
           g.act_max,    g.rounding};
 }
 
-// requantize, add the output offset (wrapping), clamp: channel j's int8 output.
+inline int8_t clamp_out(const OutStage& o, int32_t out) {
+  out = out < o.act_min ? o.act_min : (out > o.act_max ? o.act_max : out);
+  return static_cast<int8_t>(out);
+}
+
+// Channel j's requantization parameters.
+inline Channel channel(const OutStage& o, int32_t j) {
+  const int32_t ch = j & o.channel_mask;
+  return channel(o.multiplier[ch], o.shift[ch]);
+}
+
+// requantize, add the output offset (wrapping), clamp: the int8 output of channel c.
+inline int8_t finish(const OutStage& o, const Channel& c, uint32_t acc) {
+  return clamp_out(o, wrap_add(requant(static_cast<int32_t>(acc), c, o.rounding), o.offset));
+}
 inline int8_t finish(const OutStage& o, int32_t j, uint32_t acc) {
   const int32_t ch = j & o.channel_mask;
   int32_t out = wrap_add(
       requant(static_cast<int32_t>(acc), o.multiplier[ch], o.shift[ch], o.rounding), o.offset);
-  out = out < o.act_min ? o.act_min : (out > o.act_max ? o.act_max : out);
-  return static_cast<int8_t>(out);
+  return clamp_out(o, out);
 }
 
 }  // namespace smlad

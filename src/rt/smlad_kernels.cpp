@@ -1,8 +1,9 @@
 // The smlad path's table: the Cortex-M DSP data flow (SXTB16 + SMLAD), real instructions when
-// compiled for a core with the DSP extension, bit-exact emulation elsewhere. No scratch.
+// compiled for a core with the DSP extension, bit-exact emulation elsewhere.
 // The gemm entry picks the kernel by shape: one activation row per pass for m == 1 (GEMV, four
-// weight rows share each activation load), 2x2 tiles for m >= 2 (weights reused across two
-// activation rows), the int4 kernel for packed weights (every layout). Depthwise: the 3x3,
+// weight rows share each activation load, no scratch), 2x2 tiles for m >= 2 (weights reused
+// across two activation rows, which are widened once per pair into 4 * round_up(k, 4) bytes of
+// scratch), the int4 kernel for packed weights (every layout, no scratch). Depthwise: the 3x3,
 // multiplier-1 kernel where it applies, the generic one elsewhere. The path never falls back to
 // the reference path, so a single-path build (path_kernels.hpp) links no reference code.
 #include <cstdint>
@@ -18,6 +19,10 @@ void s8s8_gemm_smlad(const GemmS8Args& g) {
   } else {
     s8s8_gemm_2x2c4_smlad(g);
   }
+}
+
+int32_t s8s8_gemm_smlad_scratch(int32_t m, int32_t /*n*/, int32_t k, bool s4) {
+  return s4 ? 0 : s8s8_gemm_2x2c4_smlad_scratch(m, k);
 }
 
 void s8_dwconv_smlad(const DepthwiseArgs& a) {
@@ -37,16 +42,17 @@ void gemm_smlad(const GemmS8Args& g) {
   }
 }
 
-int32_t no_gemm_s8_scratch(int32_t, int32_t, int32_t, bool) {
-  return 0;
-}
 int32_t no_gemm_s32_scratch(int32_t, int32_t, int32_t) {
   return 0;
 }
 
 constexpr PathKernels kSmladKernels = {
-    Path::kSmlad,    gemm_smlad,         s8s8_s32_gemm_2x2c4_smlad,
-    s8_dwconv_smlad, no_gemm_s8_scratch, no_gemm_s32_scratch,
+    Path::kSmlad,
+    gemm_smlad,
+    s8s8_s32_gemm_2x2c4_smlad,
+    s8_dwconv_smlad,
+    s8s8_gemm_smlad_scratch,
+    no_gemm_s32_scratch,
 };
 }  // namespace
 

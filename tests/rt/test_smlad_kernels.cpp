@@ -1,6 +1,7 @@
 // The smlad path's shape-specialised kernels against the reference path and the testers' direct
 // formula (tolerance 0): the cases that select each kernel and its edges. GEMV (m == 1, four
-// weight rows per pass, n % 4 leftovers, k % 4 tails), 2x2 tiles (odd m and n), int4 with 8
+// weight rows per pass, n % 4 leftovers, k % 4 tails), 2x2 tiles over a widened activation
+// pair (odd m and n, every k % 4 tail, K = 1..7 convs, 1x1 with stride and padding), int4 with 8
 // nibbles per load (k % 8 tails, odd k and conv groups starting mid-byte, which take the
 // nibble loop), depthwise 3x3 with four channels per load (leftover channels, stride, asymmetric
 // padding, border-only images, offsets at both ends), and the 32-bit output stage over the
@@ -64,6 +65,61 @@ TEST(SmladGemm2x2, OddBatchAndOutputs) {
           .test(Path::kSmlad);
     }
   }
+}
+
+// The 2x2 tile over a widened activation pair: every k % 4 tail (its weight bytes read one by
+// one, its activation halves zeroed), both offsets at their ends, odd batch and outputs.
+TEST(SmladGemm2x2, KTailsAndOffsetsOfTheWidenedPair) {
+  for (int32_t k : {1, 2, 3, 4, 5, 6, 7, 9, 27, 33}) {
+    for (int32_t in_off : {-127, 128}) {
+      for (int32_t w_off : {0, -127, 128}) {
+        FcTester()
+            .batch(k % 2 == 0 ? 4 : 3)
+            .in(k)
+            .out(k % 3 + 2)
+            .input_offset(in_off)
+            .filter_offset(w_off)
+            .output_offset(-128)
+            .per_channel(k % 2 == 1)
+            .seed(static_cast<uint32_t>(k * 7 + in_off + w_off))
+            .test(Path::kSmlad);
+      }
+    }
+  }
+}
+
+// Conv shapes that go through the widened 2x2 tile: K = 1, 2, 3, 5 (1x1 over 1, 2, 3, 5
+// channels, with and without stride and padding), 3-channel 3x3 (K = 27), odd channel counts,
+// batches, groups.
+TEST(SmladGemm2x2, ConvSmallAndOddK) {
+  for (int32_t c : {1, 2, 3, 5}) {
+    ConvTester().batch(2).input(5, 4, c).kernel(1, 1).out_channels(3).test(Path::kSmlad);
+    ConvTester()
+        .input(6, 5, c)
+        .kernel(1, 1)
+        .out_channels(5)
+        .stride(2, 2)
+        .padding(1, 0, 1, 1)
+        .input_offset(-127)
+        .test(Path::kSmlad);
+  }
+  ConvTester()
+      .batch(3)
+      .input(7, 7, 3)
+      .kernel(3, 3)
+      .out_channels(16)
+      .padding_same()
+      .input_offset(128)
+      .test(Path::kSmlad);
+  ConvTester()
+      .input(5, 6, 7)
+      .kernel(3, 3)
+      .out_channels(9)
+      .stride(2, 1)
+      .padding_same()
+      .filter_offset(-127)
+      .test(Path::kSmlad);
+  ConvTester().batch(2).input(4, 4, 6).kernel(1, 1).out_channels(6).groups(3).test(Path::kSmlad);
 }
 
 TEST(SmladGemmS4, KTailsOddKAndLargeK) {
