@@ -191,34 +191,39 @@ inline int32_t bin_of(float x, float scale, int32_t first, int32_t top) {
   return t > top ? top : t;
 }
 
-// Counts p[0, n) (inside h's grid) into 4 partial 32-bit histograms of h.counts.size() bins each,
-// taken in turn so consecutive increments of one bin do not wait on each other's store. Indices
-// are computed a block at a time in a loop the compiler vectorises. n must stay below 2^32
-// between flushes.
+// Counts precomputed indices into 4 partial 32-bit histograms of `bins` bins each, taken in
+// turn so consecutive increments of one bin do not wait on each other's store.
+void scatter_block(const int32_t* idx, int64_t m, int64_t bins, uint32_t* partial) {
+  uint32_t* h0 = partial;
+  uint32_t* h1 = h0 + bins;
+  uint32_t* h2 = h1 + bins;
+  uint32_t* h3 = h2 + bins;
+  int64_t j = 0;
+  for (; j + 4 <= m; j += 4) {
+    ++h0[idx[j]];
+    ++h1[idx[j + 1]];
+    ++h2[idx[j + 2]];
+    ++h3[idx[j + 3]];
+  }
+  for (; j < m; ++j) ++h0[idx[j]];
+}
+
+// Counts p[0, n) (inside h's grid) into the 4 partial histograms of h.counts.size() bins each
+// (scatter_block). Indices are computed a block at a time in a loop the compiler vectorises. n
+// must stay below 2^32 between flushes.
 template <bool kMagnitude>
 void count_block(const Histogram& h, const float* p, int64_t n, uint32_t* partial) {
   const float scale = std::ldexp(1.0f, -h.exponent);
   const int32_t first = static_cast<int32_t>(h.first_bin);
   const int64_t bins = static_cast<int64_t>(h.counts.size());
   const int32_t top = static_cast<int32_t>(bins - 1);
-  uint32_t* h0 = partial;
-  uint32_t* h1 = h0 + bins;
-  uint32_t* h2 = h1 + bins;
-  uint32_t* h3 = h2 + bins;
   constexpr int64_t kBlock = 1024;
   int32_t idx[kBlock];
   for (int64_t start = 0; start < n; start += kBlock) {
     const int64_t m = std::min(kBlock, n - start);
     const float* q = p + start;
     for (int64_t j = 0; j < m; ++j) idx[j] = bin_of<kMagnitude>(q[j], scale, first, top);
-    int64_t j = 0;
-    for (; j + 4 <= m; j += 4) {
-      ++h0[idx[j]];
-      ++h1[idx[j + 1]];
-      ++h2[idx[j + 2]];
-      ++h3[idx[j + 3]];
-    }
-    for (; j < m; ++j) ++h0[idx[j]];
+    scatter_block(idx, m, bins, partial);
   }
 }
 
@@ -252,22 +257,6 @@ void index_block(const Histogram& h, const float* q, int64_t m, int32_t* idx, fl
   minmax_scan(q, m, lo_out, hi_out, bad_out, [idx, scale, first, top](int64_t i, float x) {
     idx[i] = bin_of<kMagnitude>(x, scale, first, top);
   });
-}
-
-// Counts precomputed indices into the 4 partial histograms in turn (see count_block).
-void scatter_block(const int32_t* idx, int64_t m, int64_t bins, uint32_t* partial) {
-  uint32_t* h0 = partial;
-  uint32_t* h1 = h0 + bins;
-  uint32_t* h2 = h1 + bins;
-  uint32_t* h3 = h2 + bins;
-  int64_t j = 0;
-  for (; j + 4 <= m; j += 4) {
-    ++h0[idx[j]];
-    ++h1[idx[j + 1]];
-    ++h2[idx[j + 2]];
-    ++h3[idx[j + 3]];
-  }
-  for (; j < m; ++j) ++h0[idx[j]];
 }
 
 // Adds p[0, n) to h (whose grid already covers them).

@@ -139,38 +139,27 @@ void expect_rejected(Status want, const std::function<void(Case&)>& breaker, Cas
 
 }  // namespace
 
-// Copies of a case must point at their own buffers.
 namespace {
-struct FcCase : Fc {
-  void* scratch_ptr() { return scratch.data(); }
-  FcCase() = default;
-  FcCase(const FcCase& o) : Fc(o) { rebind(); }
-  FcCase& operator=(const FcCase& o) {
-    Fc::operator=(o);
+// Fc or Conv, whose copies point at their own buffers.
+template <class Base>
+struct Rebound : Base {
+  using Base::Base;
+  Rebound() = default;
+  Rebound(const Rebound& o) : Base(o) { rebind(); }
+  Rebound& operator=(const Rebound& o) {
+    Base::operator=(o);
     rebind();
     return *this;
   }
+  void* scratch_ptr() { return this->scratch.data(); }
   void rebind() {
-    rq.multiplier = mult.data();
-    rq.shift = shift.data();
-    ctx.scratch = scratch.data();
+    this->rq.multiplier = this->mult.data();
+    this->rq.shift = this->shift.data();
+    this->ctx.scratch = this->scratch.data();
   }
 };
-struct ConvCase : Conv {
-  void* scratch_ptr() { return scratch.data(); }
-  explicit ConvCase(Kind k = kS8) : Conv(k) {}
-  ConvCase(const ConvCase& o) : Conv(o) { rebind(); }
-  ConvCase& operator=(const ConvCase& o) {
-    Conv::operator=(o);
-    rebind();
-    return *this;
-  }
-  void rebind() {
-    rq.multiplier = mult.data();
-    rq.shift = shift.data();
-    ctx.scratch = scratch.data();
-  }
-};
+using FcCase = Rebound<Fc>;
+using ConvCase = Rebound<Conv>;
 using FcFix = std::function<void(FcCase&)>;
 using ConvFix = std::function<void(ConvCase&)>;
 }  // namespace
