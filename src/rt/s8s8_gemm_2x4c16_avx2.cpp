@@ -141,16 +141,6 @@ inline __m256i load8(const int32_t* p, int32_t cnt) {
   return _mm256_load_si256(reinterpret_cast<const __m256i*>(tmp));
 }
 
-struct Problem {
-  int32_t m, n, k;
-  const int8_t* a;
-  int32_t lda;
-  const int8_t* b;      // int8 rows, or null
-  const uint8_t* b_s4;  // nibble stream, or null
-  int32_t ldb;
-  int32_t a_offset, b_offset;
-};
-
 // Scratch: acc[mc][n] int32 (int8 output only) | unpacked int4 rows [8][k] | suma[m] | sumb[n].
 int64_t scratch_bytes(int32_t m, int32_t n, int32_t k, bool s4, bool need_acc) {
   int64_t bytes = 0;
@@ -161,7 +151,7 @@ int64_t scratch_bytes(int32_t m, int32_t n, int32_t k, bool s4, bool need_acc) {
 
 // Runs the tiles; calls fin(i_first, rows, acc, ld) for each finished block of rows.
 template <class Finish>
-void drive(const Problem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, Finish&& fin) {
+void drive(const TileProblem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, Finish&& fin) {
   auto* accbuf = static_cast<int32_t*>(scratch);
   const int32_t mc = rows_per_block(p.m, p.k);
   int8_t* unpacked = static_cast<int8_t*>(scratch);
@@ -241,7 +231,7 @@ void gemm_s8(const GemmS8Args& g) {
     avx2_c2_gemm_s8(g);
     return;
   }
-  const Problem p{g.m, g.n, g.k, g.a, g.lda, g.b, g.b_s4, g.ldb, g.a_offset, g.b_offset};
+  const TileProblem p{g.m, g.n, g.k, g.a, g.lda, g.b, g.b_s4, g.ldb, g.a_offset, g.b_offset};
   auto fin = [&](int32_t i_first, int32_t rows, const int32_t* acc, ptrdiff_t ld) {
     for (int32_t ii = 0; ii < rows; ++ii) {
       avx2_requantize_row(g, 0, g.n, acc + ii * ld, g.c + int64_t{i_first + ii} * g.ldc);
@@ -255,7 +245,7 @@ void gemm_s32(const GemmS32Args& g) {
     avx2_c2_gemm_s32(g);
     return;
   }
-  const Problem p{g.m, g.n, g.k, g.a, g.lda, g.b, nullptr, g.ldb, g.a_offset, g.b_offset};
+  const TileProblem p{g.m, g.n, g.k, g.a, g.lda, g.b, nullptr, g.ldb, g.a_offset, g.b_offset};
   auto fin = [&](int32_t i_first, int32_t rows, const int32_t*, ptrdiff_t) {
     if (g.row_add == nullptr && g.col_add == nullptr) return;
     for (int32_t ii = 0; ii < rows; ++ii) {

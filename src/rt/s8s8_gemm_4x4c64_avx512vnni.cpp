@@ -159,17 +159,6 @@ inline __m256i load8(const int32_t* p, int32_t cnt) {
   return _mm256_maskz_loadu_epi32(static_cast<__mmask8>((1u << cnt) - 1), p);
 }
 
-// The shape of one call, shared by the int8-output and int32-output drivers.
-struct Problem {
-  int32_t m, n, k;
-  const int8_t* a;
-  int32_t lda;
-  const int8_t* b;      // int8 rows, or null
-  const uint8_t* b_s4;  // nibble stream, or null
-  int32_t ldb;
-  int32_t a_offset, b_offset;
-};
-
 // Scratch layout (bytes, 64-aligned pieces): suma[m] | sumb[n] | acc[mc][n] | unpacked b rows.
 
 int64_t scratch_bytes(int32_t m, int32_t n, int32_t k, bool s4, bool need_acc) {
@@ -182,7 +171,7 @@ int64_t scratch_bytes(int32_t m, int32_t n, int32_t k, bool s4, bool need_acc) {
 // Runs the tiles and calls fin(i, row_acc, row_first_j, count, suma_i, sumb) per finished row
 // block: row_acc points at D for (i, j0..j0+count).
 template <class Finish>
-void drive(const Problem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, Finish&& fin) {
+void drive(const TileProblem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, Finish&& fin) {
   auto base = reinterpret_cast<uintptr_t>(scratch);
   base = (base + 63) / 64 * 64;
   int32_t* suma = reinterpret_cast<int32_t*>(base);
@@ -245,7 +234,7 @@ void drive(const Problem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_acc, 
 }
 
 void gemm_s8(const GemmS8Args& g) {
-  Problem p{g.m, g.n, g.k, g.a, g.lda, g.b, g.b_s4, g.ldb, g.a_offset, g.b_offset};
+  TileProblem p{g.m, g.n, g.k, g.a, g.lda, g.b, g.b_s4, g.ldb, g.a_offset, g.b_offset};
   const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
   const __m256i v_sumb_coef = _mm256_set1_epi32(s32(u32(g.a_offset) - 128u));
   const __m256i v_cofs = _mm256_set1_epi32(g.c_offset);
@@ -276,7 +265,7 @@ void gemm_s8(const GemmS8Args& g) {
 }
 
 void gemm_s32(const GemmS32Args& g) {
-  Problem p{g.m, g.n, g.k, g.a, g.lda, g.b, nullptr, g.ldb, g.a_offset, g.b_offset};
+  TileProblem p{g.m, g.n, g.k, g.a, g.lda, g.b, nullptr, g.ldb, g.a_offset, g.b_offset};
   const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
   const __m256i v_sumb_coef = _mm256_set1_epi32(s32(u32(g.a_offset) - 128u));
   auto fin = [&](int32_t i_first, int32_t rows, const int32_t*, ptrdiff_t, const int32_t* suma,
