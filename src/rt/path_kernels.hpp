@@ -186,8 +186,12 @@ void s8s8_gemm_smlad(const GemmS8Args& g);        // int8 weights
 void s8s4_gemm_1x2c8_smlad(const GemmS8Args& g);  // packed int4 weights
 void s8s8_s32_gemm_2x2c4_smlad(const GemmS32Args& g);
 void s8_dwconv_smlad(const DepthwiseArgs& a);
-// The smlad table's gemm_s8_scratch.
-int32_t s8s8_gemm_smlad_scratch(int32_t m, int32_t n, int32_t k, bool s4);
 #endif
+
+// The smlad path's gemm_s8_scratch: for m >= 2 with int8 weights, the 2x2 tile's activation row
+// pair widened to int16 (two rows of round_up(k, 4)); nothing otherwise.
+inline int32_t s8s8_gemm_smlad_scratch(int32_t m, int32_t /*n*/, int32_t k, bool s4) {
+  return s4 || m < 2 ? 0 : 4 * ((k + 3) & ~3);
+}
 
 }  // namespace tinyquant::rt::detail

@@ -1,13 +1,14 @@
 // gemm with requantized int8 output, smlad path, for m >= 2 (batched fully-connected, conv):
 // a 2x2 tile (two activation rows x two weight rows) with its four accumulators in registers.
 //
-// Each pair of activation rows is widened once into scratch (s8s8_gemm_2x2c4_smlad_scratch
-// bytes): per 4 k, the SXTAB16 / SXTAB16-ROR8 pairs (a + a_offset) of row 0, then those of
-// row 1, four words. The tile's inner loop then runs over every weight row pair with one
+// Each pair of activation rows is widened once into scratch (s8s8_gemm_smlad_scratch bytes,
+// path_kernels.hpp): per 4 k, the SXTAB16 / SXTAB16-ROR8 pairs (a + a_offset) of row 0, then those
+// of row 1, four words. The tile's inner loop then runs over every weight row pair with one
 // activation pointer and no offset register: per 4 k, 2 weight loads + 4 SXTB16 + 4 activation
-// loads + 8 SMLAD for 16 MACs, and the loop fits the Cortex-M4's registers (with the activations
-// widened in the loop, two pointers spilled). The k % 4 tail is one more step: its activation
-// words are zero past k, and its weight bytes are read one by one (never past the row).
+// loads + 8 SMLAD for 16 MACs, and only the loop bound is spilled (20 instructions; with the
+// activations widened in the loop it was 29, two pointers spilled). The k % 4 tail is one more
+// step: its activation words are zero past k, and its weight bytes are read one by one (never
+// past the row).
 // The weight offset is folded out (b_offset * activation row sum, see smlad_common.hpp).
 // An odd last weight row goes through a 2x1 tile, an odd last activation row through
 // s8s8_gemm_1x4c4_smlad, as does every row when no scratch is given.
@@ -153,11 +154,6 @@ inline void tile2x1(const GemmS8Args& g, const smlad::OutStage& o, const RowPair
 }
 
 }  // namespace
-
-int32_t s8s8_gemm_2x2c4_smlad_scratch(int32_t m, int32_t k) {
-  if (m < 2) return 0;
-  return 4 * ((k + 3) & ~3);  // two rows of round_up(k, 4) int16
-}
 
 void s8s8_gemm_2x2c4_smlad(const GemmS8Args& g) {
   if (g.scratch == nullptr) {

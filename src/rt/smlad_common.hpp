@@ -28,11 +28,9 @@ namespace tinyquant::rt::detail {
 
 // The smlad path's kernels (one file each); s8s8_gemm_smlad picks among the int8 gemm ones.
 void s8s8_gemm_smlad(const GemmS8Args& g);
-int32_t s8s8_gemm_smlad_scratch(int32_t m, int32_t n, int32_t k, bool s4);  // its scratch bytes
 void s8s8_gemm_1x4c4_smlad(const GemmS8Args& g);  // any m, one activation row per pass
 void s8s8_gemm_2x2c4_smlad(const GemmS8Args& g);  // m >= 2: two activation rows per pass
-int32_t s8s8_gemm_2x2c4_smlad_scratch(int32_t m, int32_t k);  // bytes it widens a row pair into
-void s8s4_gemm_1x2c8_smlad(const GemmS8Args& g);              // packed int4 weights, any layout
+void s8s4_gemm_1x2c8_smlad(const GemmS8Args& g);  // packed int4 weights, any layout
 void s8s8_s32_gemm_2x2c4_smlad(const GemmS32Args& g);
 void s8_dwconv_smlad(const DepthwiseArgs& a);  // picks one of the two below
 void s8_dwconv_1x1c2_smlad(const DepthwiseArgs& a);

@@ -21,10 +21,6 @@ void s8s8_gemm_smlad(const GemmS8Args& g) {
   }
 }
 
-int32_t s8s8_gemm_smlad_scratch(int32_t m, int32_t /*n*/, int32_t k, bool s4) {
-  return s4 ? 0 : s8s8_gemm_2x2c4_smlad_scratch(m, k);
-}
-
 void s8_dwconv_smlad(const DepthwiseArgs& a) {
   if (s8_dwconv_3x3c4_smlad_fits(a)) {
     s8_dwconv_3x3c4_smlad(a);
