@@ -5,8 +5,12 @@
 //
 //   fashion_mnist_explore --seed N --cache-dir DIR [--qat LIST] [--prune LIST] [--int8qat LIST]
 //
-// LIST is comma-separated "epochs:lr:refresh:distill" specs (--qat, --int8qat) or
-// "epochs:lr:keep_best[:sparsity]" (--prune; sparsity 0.7 by default). The float and 70 % models
+// "--qat base" runs the demo's recipe (snapped group scales, the last epoch), cached like the
+// demo's. Otherwise LIST is comma-separated "epochs:lr:refresh:distill" specs (--qat, --int8qat;
+// --qat takes optional further fields ":snap:scale_lr:freeze:keep_best": snapped group scales (0 /
+// 1), learned (LSQ) group scales with that Adam step size (0: not learned), no re-fit or learning
+// in the last epoch (0 / 1), and keeping the best epoch (1 by default; 0: the last, as the demo)),
+// or "epochs:lr:keep_best[:sparsity]" (--prune; sparsity 0.7 by default). The float and 70 % models
 // come from the demo's cache (the same keys) and are trained if missing.
 #include <fmt/format.h>
 
@@ -101,13 +105,13 @@ int main(int argc, char** argv) {
                                                       {fmnist::ActCalibration::kPercentile, 99.999},
                                                       {fmnist::ActCalibration::kMse, 0}};
   auto report = [&](const std::string& row, const std::string& variant, const fmnist::FloatMlp& m,
-                    const tq::QuantSpec& spec) {
+                    const tq::QuantSpec& spec, const fmnist::WeightParamsChoice& wp = {}) {
     fmt::print("RESULT seed={} row={} variant={} calib=float val={:.2f} test={:.2f}\n", seed, row,
                variant, 100.0 * fmnist::accuracy(m, split.val),
                100.0 * fmnist::accuracy(m, data.test));
     for (const fmnist::ActCalibration& cal : calibs) {
-      const fmnist::QuantMlp q =
-          fmnist::quantize_mlp(m, fmnist::calibrate_ranges(m, split.val.images, cal), spec, false);
+      const fmnist::QuantMlp q = fmnist::quantize_mlp(
+          m, fmnist::calibrate_ranges(m, split.val.images, cal), spec, false, wp);
       fmt::print("RESULT seed={} row={} variant={} calib={} val={:.2f} test={:.2f}\n", seed, row,
                  variant, cal.tag(), 100.0 * fmnist::evaluate_quant(q, split.val, 0).accuracy,
                  100.0 * fmnist::evaluate_quant(q, data.test, 0).accuracy);
@@ -120,21 +124,30 @@ int main(int argc, char** argv) {
     fmt::print("  epoch {} val {:.2f} {:.1f} s\n", s.epoch, 100.0 * s.val_accuracy, s.seconds);
     std::fflush(stdout);
   };
+  if (!qat_list.empty()) {
+    report("int4g32", "ptq", mlp, int4_group);
+    fmnist::WeightParamsChoice snapped;
+    snapped.snap = true;
+    report("int4g32", "ptq-snap", mlp, int4_group, snapped);
+  }
   if (qat_list == "base") {
     report("float", "base", mlp, int8_channel);
-    report("int4g32", "ptq", mlp, int4_group);
     fmnist::TrainKey k = key;
     k.epochs = 4;
-    k.recipe = "qat-int4-g32-r100-cos_from-e20-lr0.001-cos-best";
+    k.recipe = "qat-int4-g32-r100-snap-cos_from-e20-lr0.001-cos-best";
+    fmnist::QatConfig qc;
+    qc.snap_scales = true;
     const fmnist::FloatMlp qat = load_or(k, [&] {
       fmnist::TrainConfig ft = c;
       ft.epochs = 4;
       ft.keep_best = false;
       fmnist::FloatMlp m = mlp;
-      fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, {}, printer);
+      fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc, printer);
       return m;
     });
-    report("qat4", "e4-lr0.001-r100-kd0-last", qat, int4_group);
+    fmnist::WeightParamsChoice snapped;
+    snapped.snap = true;
+    report("qat4", "e4-lr0.001-r100-kd0-snap1-last", qat, int4_group, snapped);
     qat_list.clear();
   }
   for (const std::vector<double>& v : parse_list(qat_list)) {
@@ -144,17 +157,26 @@ int main(int argc, char** argv) {
     ft.keep_best = false;
     fmnist::QatConfig qc;
     qc.refresh_every = static_cast<int64_t>(v.at(2));
-    qc.keep_best = true;
-    if (v.size() > 3 && v[3] > 0) {
+    auto field = [&](size_t i) { return v.size() > i ? v[i] : 0.0; };
+    qc.keep_best = v.size() <= 7 || v[7] > 0;
+    if (field(3) > 0) {
       ft.teacher = &mlp;
       ft.distill_weight = static_cast<float>(v[3]);
     }
+    qc.snap_scales = field(4) > 0;
+    qc.learn_scales = field(5) > 0;
+    if (qc.learn_scales) qc.scale_lr = static_cast<float>(v[5]);
+    qc.freeze_last_epoch = field(6) > 0;
     fmnist::FloatMlp m = mlp;
-    fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc, printer);
+    const std::vector<tq::QuantParams> params =
+        fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc, printer);
+    fmnist::WeightParamsChoice wp;
+    wp.given = &params;
     report("qat4",
-           fmt::format("e{}-lr{}-r{}-kd{}-kb", ft.epochs, ft.lr, qc.refresh_every,
-                       v.size() > 3 ? v[3] : 0.0),
-           m, int4_group);
+           fmt::format("e{}-lr{}-r{}-kd{}-snap{}-lsq{}-freeze{}-{}", ft.epochs, ft.lr,
+                       qc.refresh_every, field(3), field(4), field(5), field(6),
+                       qc.keep_best ? "kb" : "last"),
+           m, int4_group, wp);
   }
   for (const std::vector<double>& pv : parse_list(prune_list)) {
     fmnist::TrainConfig ft = c;

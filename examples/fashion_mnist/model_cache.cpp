@@ -6,6 +6,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -113,7 +114,8 @@ std::string TrainKey::tag() const {
   return t;
 }
 
-std::vector<uint8_t> serialize_model(const FloatMlp& mlp, const TrainKey& key) {
+std::vector<uint8_t> serialize_model(const FloatMlp& mlp, const TrainKey& key,
+                                     const std::vector<tinyquant::QuantParams>* params) {
   if (mlp.sizes() != key.sizes)
     throw tinyquant::ShapeError(fmt::format("serialize_model: model sizes {} but key sizes {}",
                                             fmt::join(mlp.sizes(), "-"),
@@ -137,12 +139,35 @@ std::vector<uint8_t> serialize_model(const FloatMlp& mlp, const TrainKey& key) {
     for (Eigen::Index i = 0; i < l.w.size(); ++i) w.f32(l.w.data()[i]);
     for (Eigen::Index i = 0; i < l.b.size(); ++i) w.f32(l.b[i]);
   }
+  w.u32(params != nullptr ? static_cast<uint32_t>(mlp.layers.size()) : 0u);
+  if (params != nullptr) {
+    if (params->size() != mlp.layers.size())
+      throw tinyquant::InvalidArgument(
+          fmt::format("serialize_model: {} weight parameters for {} layers", params->size(),
+                      mlp.layers.size()));
+    for (size_t i = 0; i < params->size(); ++i) {
+      const tinyquant::QuantParams& p = (*params)[i];
+      const DenseLayer& l = mlp.layers[i];
+      const tinyquant::QuantSpec& s = p.spec;
+      if (s.granularity != tinyquant::Granularity::kPerGroup ||
+          s.scheme != tinyquant::Scheme::kSymmetric || !s.narrow_range || s.bits > 8 ||
+          (s.axis != 1 && s.axis != -1))
+        throw tinyquant::InvalidArgument(fmt::format(
+            "serialize_model: layer {} parameters are not per-group symmetric narrow-range "
+            "weights grouped along the inputs",
+            i));
+      p.validate(tinyquant::Shape{l.w.rows(), l.w.cols()});
+      w.u32(static_cast<uint32_t>(s.bits));
+      w.u32(static_cast<uint32_t>(s.group_size));
+      for (float v : p.scales) w.f32(v);
+    }
+  }
   w.u32(crc32_of(w.out.data(), w.out.size()));
   return std::move(w.out);
 }
 
 FloatMlp parse_model(const std::vector<uint8_t>& bytes, const TrainKey& expected,
-                     const std::string& name) {
+                     const std::string& name, std::vector<tinyquant::QuantParams>* params) {
   if (bytes.size() < sizeof kMagic + 8)
     throw tinyquant::FormatError(
         fmt::format("{}: {} bytes is too short for a model cache file", name, bytes.size()));
@@ -159,9 +184,9 @@ FloatMlp parse_model(const std::vector<uint8_t>& bytes, const TrainKey& expected
                     name, body, stored, actual));
   Reader r(bytes, body, name);
   const uint32_t version = r.u32("version");
-  if (version != kCacheVersion)
-    throw tinyquant::FormatError(fmt::format("{}: version {} at offset 8, this build reads {}",
-                                             name, version, kCacheVersion));
+  if (version != kCacheVersion && version != 2)
+    throw tinyquant::FormatError(fmt::format(
+        "{}: version {} at offset 8, this build reads 2 and {}", name, version, kCacheVersion));
   TrainKey key;
   const uint32_t n = r.u32("layer count");
   if (n < 2 || n > 64)
@@ -195,14 +220,47 @@ FloatMlp parse_model(const std::vector<uint8_t>& bytes, const TrainKey& expected
     for (Eigen::Index k = 0; k < l.b.size(); ++k) l.b[k] = r.f32("biases");
     mlp.layers.push_back(std::move(l));
   }
+  std::vector<tinyquant::QuantParams> stored_params;
+  const uint32_t p = version >= 3 ? r.u32("parameter layer count") : 0;
+  if (p != 0 && p != mlp.layers.size())
+    throw tinyquant::FormatError(fmt::format("{}: {} parameter layers at offset {} for {} layers",
+                                             name, p, r.pos() - 4, mlp.layers.size()));
+  for (uint32_t i = 0; i < p; ++i) {
+    const DenseLayer& l = mlp.layers[i];
+    const uint32_t bits = r.u32("parameter bits");
+    if (bits < 2 || bits > 8)
+      throw tinyquant::FormatError(
+          fmt::format("{}: layer {} parameter bits {} at offset {}", name, i, bits, r.pos() - 4));
+    const uint32_t group = r.u32("group size");
+    if (group < 1 || group > static_cast<uint32_t>(l.w.cols()))
+      throw tinyquant::FormatError(
+          fmt::format("{}: layer {} group size {} at offset {} (inputs {})", name, i, group,
+                      r.pos() - 4, l.w.cols()));
+    tinyquant::QuantParams q;
+    q.spec = tinyquant::QuantSpec::int4_per_group(group, 1);
+    q.spec.bits = static_cast<int>(bits);
+    const int64_t count = l.w.rows() * ((l.w.cols() + group - 1) / group);
+    for (int64_t k = 0; k < count; ++k) {
+      const float s = r.f32("group scales");
+      if (!std::isfinite(s) || !(s > 0.0f))
+        throw tinyquant::FormatError(fmt::format("{}: layer {} group scale {} = {} at offset {}",
+                                                 name, i, k, s, r.pos() - 4));
+      q.scales.push_back(s);
+    }
+    q.zero_points.assign(static_cast<size_t>(count), 0);
+    stored_params.push_back(std::move(q));
+  }
+  if (params != nullptr) *params = std::move(stored_params);
   if (r.pos() != body)
-    throw tinyquant::FormatError(fmt::format(
-        "{}: {} unexpected bytes after the weights at offset {}", name, body - r.pos(), r.pos()));
+    throw tinyquant::FormatError(
+        fmt::format("{}: {} unexpected bytes after the weights and parameters at offset {}", name,
+                    body - r.pos(), r.pos()));
   return mlp;
 }
 
-void save_model(const std::string& path, const FloatMlp& mlp, const TrainKey& key) {
-  const std::vector<uint8_t> bytes = serialize_model(mlp, key);
+void save_model(const std::string& path, const FloatMlp& mlp, const TrainKey& key,
+                const std::vector<tinyquant::QuantParams>* params) {
+  const std::vector<uint8_t> bytes = serialize_model(mlp, key, params);
   const std::filesystem::path target(path);
   std::error_code ec;
   if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path(), ec);
@@ -230,7 +288,8 @@ void save_model(const std::string& path, const FloatMlp& mlp, const TrainKey& ke
   }
 }
 
-std::optional<FloatMlp> load_model(const std::string& path, const TrainKey& expected) {
+std::optional<FloatMlp> load_model(const std::string& path, const TrainKey& expected,
+                                   std::vector<tinyquant::QuantParams>* params) {
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (!f) {
     if (errno == ENOENT) return std::nullopt;
@@ -245,7 +304,7 @@ std::optional<FloatMlp> load_model(const std::string& path, const TrainKey& expe
   }
   if (std::ferror(f.get()))
     throw tinyquant::IoError(fmt::format("error reading '{}': {}", path, std::strerror(errno)));
-  return parse_model(bytes, expected, path);
+  return parse_model(bytes, expected, path, params);
 }
 
 }  // namespace fmnist

@@ -3,9 +3,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "prune_mlp.hpp"
+#include "quant_mlp.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/quantize.hpp"
 
@@ -25,10 +27,19 @@ void set_weights(DenseLayer* l, const std::vector<float>& values) {
 
 }  // namespace
 
-tq::QuantParams weight_params(const MatrixRM& w, const tq::QuantSpec& spec) {
+float lsq_scale_grad(float w, float s, int32_t qmin, int32_t qmax) {
+  const float v = w / s;
+  const float q = std::round(v);
+  if (q < static_cast<float>(qmin)) return static_cast<float>(qmin);
+  if (q > static_cast<float>(qmax)) return static_cast<float>(qmax);
+  return q - v;
+}
+
+tq::QuantParams weight_params(const MatrixRM& w, const tq::QuantSpec& spec, bool snap) {
   const tq::Shape shape{w.rows(), w.cols()};
-  return spec.bits <= 4 ? tq::params_for_mse(w.data(), shape, spec)
-                        : tq::params_for(w.data(), shape, spec);
+  tq::QuantParams p = spec.bits <= 4 ? tq::params_for_mse(w.data(), shape, spec)
+                                     : tq::params_for(w.data(), shape, spec);
+  return snap ? snap_group_scales(std::move(p), shape) : p;
 }
 
 FloatMlp quantized_weights(const FloatMlp& mlp, const tq::QuantSpec& spec) {
@@ -38,9 +49,51 @@ FloatMlp quantized_weights(const FloatMlp& mlp, const tq::QuantSpec& spec) {
   return out;
 }
 
-void qat_finetune(FloatMlp* mlp, const Dataset& train, const Dataset& val,
-                  const TrainConfig& config, const tq::QuantSpec& spec, const QatConfig& qat,
-                  const std::function<void(const EpochStats&)>& on_epoch) {
+namespace {
+
+// Learned per-group scales: the raw values Adam moves, its moments, and the step count.
+struct LearnedScales {
+  std::vector<float> raw, m, v, grad;
+  int64_t t = 0;
+};
+
+// Adds LSQ's gradient of each group scale to ls->grad: grad_w = dL / d w_hat for the layer's
+// master weights w quantized with p (whose scales are the ones the forward pass used).
+void accumulate_scale_grad(const MatrixRM& w, const MatrixRM& grad_w, const tq::QuantParams& p,
+                           LearnedScales* ls) {
+  const tq::ParamLayout layout = tq::param_layout(p.spec, tq::Shape{w.rows(), w.cols()});
+  const int32_t qmin = p.spec.qmin(), qmax = p.spec.qmax();
+  const float* wd = w.data();
+  const float* gd = grad_w.data();
+  for (int64_t k = 0; k < w.size(); ++k) {
+    const size_t j = static_cast<size_t>(layout.param_index(k));
+    ls->grad[j] += gd[k] * lsq_scale_grad(wd[k], p.scales[j], qmin, qmax);
+  }
+}
+
+// One Adam step of the scales on their accumulated gradient (times LSQ's gradient scale), then
+// clears it. beta1 / beta2 / eps as the weights'.
+void step_scales(LearnedScales* ls, float grad_scale, float lr, const TrainConfig& c) {
+  constexpr float kFloor = 1e-8f;
+  ++ls->t;
+  const float b1t = 1.0f - std::pow(c.beta1, static_cast<float>(ls->t));
+  const float b2t = std::sqrt(1.0f - std::pow(c.beta2, static_cast<float>(ls->t)));
+  const float lr_t = lr * b2t / b1t, eps_t = c.eps * b2t;
+  for (size_t j = 0; j < ls->raw.size(); ++j) {
+    const float g = grad_scale * ls->grad[j];
+    ls->m[j] = c.beta1 * ls->m[j] + (1.0f - c.beta1) * g;
+    ls->v[j] = c.beta2 * ls->v[j] + (1.0f - c.beta2) * g * g;
+    ls->raw[j] = std::max(kFloor, ls->raw[j] - lr_t * ls->m[j] / (std::sqrt(ls->v[j]) + eps_t));
+    ls->grad[j] = 0.0f;
+  }
+}
+
+}  // namespace
+
+std::vector<tq::QuantParams> qat_finetune(FloatMlp* mlp, const Dataset& train, const Dataset& val,
+                                          const TrainConfig& config, const tq::QuantSpec& spec,
+                                          const QatConfig& qat,
+                                          const std::function<void(const EpochStats&)>& on_epoch) {
   if (config.keep_best)
     throw tq::InvalidArgument(
         "qat_finetune: config.keep_best would keep fake-quantized weights (use QatConfig)");
@@ -50,14 +103,44 @@ void qat_finetune(FloatMlp* mlp, const Dataset& train, const Dataset& val,
   if (qat.keep_best && val.size() == 0)
     throw tq::InvalidArgument(
         "qat_finetune: keep_best needs validation images, got an empty validation set");
+  if (qat.learn_scales && (spec.granularity != tq::Granularity::kPerGroup || !(qat.scale_lr > 0)))
+    throw tq::InvalidArgument(fmt::format(
+        "qat_finetune: learn_scales needs a per-group spec and scale_lr > 0 (got {}, {})",
+        tq::to_string(spec.granularity), qat.scale_lr));
   const size_t n = mlp->layers.size();
   FloatMlp master = *mlp;
   if (qat.masks != nullptr) apply_masks(&master, *qat.masks);
   std::vector<tq::QuantParams> params;
   std::vector<tq::FakeQuantResult> fake(n);
+  std::vector<LearnedScales> learned(qat.learn_scales ? n : 0);
+  std::vector<MatrixRM> grads(qat.learn_scales ? n : 0);
+  const int64_t steps_per_epoch = (train.size() + config.batch - 1) / config.batch;
+  const int64_t total_steps = steps_per_epoch * config.epochs;
+  const int64_t freeze_from =
+      qat.freeze_last_epoch ? steps_per_epoch * (config.epochs - 1) : total_steps;
+  bool frozen = freeze_from <= 0;
   auto refresh_params = [&] {
     params.clear();
-    for (const DenseLayer& l : master.layers) params.push_back(weight_params(l.w, spec));
+    for (const DenseLayer& l : master.layers)
+      params.push_back(weight_params(l.w, spec, qat.snap_scales));
+  };
+  // params from the learned raw scales (snapped if asked).
+  auto load_learned = [&] {
+    for (size_t i = 0; i < n; ++i) {
+      params[i].scales = learned[i].raw;
+      if (qat.snap_scales)
+        params[i] = snap_group_scales(
+            std::move(params[i]), tq::Shape{master.layers[i].w.rows(), master.layers[i].w.cols()});
+    }
+  };
+  // The parameters the master weights would be quantized with now: the ones in use when they
+  // are learned or frozen, else a re-fit.
+  auto result_params = [&] {
+    if (qat.learn_scales || frozen) return params;
+    std::vector<tq::QuantParams> p;
+    for (const DenseLayer& l : master.layers)
+      p.push_back(weight_params(l.w, spec, qat.snap_scales));
+    return p;
   };
   // Puts fake_quant(master) into m and remembers it (and its mask) for the next update.
   auto load_fake = [&](FloatMlp* m) {
@@ -67,17 +150,37 @@ void qat_finetune(FloatMlp* mlp, const Dataset& train, const Dataset& val,
     }
   };
   BestEpoch best;
+  std::vector<tq::QuantParams> best_params;
   auto epoch_end = [&](EpochStats s) {
-    s.val_accuracy = val.size() > 0 ? accuracy(quantized_weights(master, spec), val) : 0.0;
+    std::vector<tq::QuantParams> p = result_params();
+    if (val.size() > 0) {
+      FloatMlp q = master;
+      for (size_t i = 0; i < n; ++i)
+        set_weights(&q.layers[i], fake_layer(q.layers[i].w, p[i]).values);
+      s.val_accuracy = accuracy(q, val);
+    }
+    if (qat.keep_best && s.val_accuracy > best.accuracy) best_params = p;
     if (qat.keep_best) best.offer(s.val_accuracy, master);
     if (on_epoch) on_epoch(s);
   };
   refresh_params();
+  for (size_t i = 0; i < learned.size(); ++i) {
+    const size_t count = params[i].scales.size();
+    learned[i].raw = params[i].scales;
+    learned[i].m.assign(count, 0.0f);
+    learned[i].v.assign(count, 0.0f);
+    learned[i].grad.assign(count, 0.0f);
+  }
   load_fake(mlp);
+  const float grad_scale =
+      1.0f / std::sqrt(static_cast<float>(spec.group_size) * static_cast<float>(spec.qmax()));
   // Validation runs on the master weights in epoch_end, not on train_mlp's fake-quantized ones.
-  train_mlp(mlp, train, Dataset{}, config, epoch_end, [&](int64_t step, FloatMlp* m) {
+  auto after_step = [&](int64_t step, FloatMlp* m) {
+    frozen = step >= freeze_from;
+    const bool learn = qat.learn_scales && !frozen;
     for (size_t i = 0; i < n; ++i) {
       DenseLayer& ml = master.layers[i];
+      if (learn) accumulate_scale_grad(ml.w, grads[i], params[i], &learned[i]);
       const float* after = m->layers[i].w.data();
       const std::vector<float>& before = fake[i].values;
       const std::vector<uint8_t>& mask = fake[i].mask;
@@ -87,10 +190,21 @@ void qat_finetune(FloatMlp* mlp, const Dataset& train, const Dataset& val,
       ml.b = m->layers[i].b;
     }
     if (qat.masks != nullptr) apply_masks(&master, *qat.masks);
-    if ((step + 1) % qat.refresh_every == 0) refresh_params();
+    if (learn) {
+      const float lr = qat.scale_lr * scheduled_lr(config, step, total_steps) / config.lr;
+      for (LearnedScales& ls : learned) step_scales(&ls, grad_scale, lr, config);
+      load_learned();
+    } else if (!qat.learn_scales && !frozen && (step + 1) % qat.refresh_every == 0) {
+      refresh_params();
+    }
     load_fake(m);
-  });
+  };
+  GradHook on_grad;
+  if (qat.learn_scales) on_grad = [&](size_t i, const MatrixRM& g) { grads[i] = g; };
+  train_mlp(mlp, train, Dataset{}, config, epoch_end, after_step, on_grad);
+  std::vector<tq::QuantParams> out = qat.keep_best ? best_params : result_params();
   *mlp = std::move(qat.keep_best ? best.weights : master);
+  return out;
 }
 
 }  // namespace fmnist

@@ -12,8 +12,24 @@
 // Pruned models: with masks given, master weights where the mask is 0 are reset to exactly 0
 // after every step (symmetric quantization maps 0 to 0), so the sparsity pattern is kept.
 //
-// The result is the master weights: quantize them with the same spec (quantize_mlp) to get the
-// integer network the fine-tune was aiming at.
+// Options (QatConfig):
+// - snap_scales: the fake quantization uses per-group scales snapped to the grid the integer
+//   layer applies (snap_group_scales), so the forward pass sees the deployed weights exactly.
+// - learn_scales (LSQ, Esser et al. 2020): the per-group scales start from the re-fit above and
+//   are then trained, never re-fitted. For w_hat = s * clamp(round(w / s), qmin, qmax):
+//     d w_hat / d s = round(w / s) - w / s where round(w / s) lies in [qmin, qmax], else the
+//     bound it is clamped to (lsq_scale_grad); d w_hat / d w is the clipped STE above.
+//   A group's gradient, sum over its weights of dL/dw_hat * d w_hat / d s, is multiplied by
+//   1 / sqrt(group_size * qmax) as LSQ does, and the scales take Adam steps of their own (own
+//   moments, step size scale_lr following the config's schedule): Adam's steps do not depend on
+//   the gradient's magnitude, which differs by orders between layers and from the weights'.
+//   Scales stay >= 1e-8 (and snapped, with snap_scales, before every use).
+// - freeze_last_epoch: in the last epoch the weight parameters neither re-fit nor learn.
+//
+// The result is the master weights and the weight parameters they are meant to be quantized
+// with: quantize_mlp(..., {&params}) gives the integer network the fine-tune was aiming at (without
+// learned scales, snapping or freezing, these are weight_params() of the result, what
+// quantize_mlp fits by itself).
 #pragma once
 
 #include <cstdint>
@@ -34,10 +50,20 @@ struct QatConfig {
   bool keep_best = false;
   // Pruning masks (one per layer, 0 = pruned), or null for a dense model.
   const std::vector<tinyquant::Mask>* masks = nullptr;
+  bool snap_scales = false;   // per-group scales on the deployed grid (see above)
+  bool learn_scales = false;  // LSQ per-group scales (needs a per-group spec)
+  float scale_lr = 1e-4f;     // > 0: Adam step size of learned scales (before the schedule)
+  bool freeze_last_epoch = false;
 };
 
-// The weight QuantParams quantize_mlp would use for this layer's weights.
-tinyquant::QuantParams weight_params(const MatrixRM& w, const tinyquant::QuantSpec& spec);
+// LSQ's straight-through derivative of w_hat = s * clamp(round(w / s), qmin, qmax) with respect
+// to s (round half away from zero): round(w / s) - w / s inside [qmin, qmax], else the bound.
+float lsq_scale_grad(float w, float s, int32_t qmin, int32_t qmax);
+
+// The weight QuantParams quantize_mlp would use for this layer's weights (snapped per-group
+// scales with snap, as quantize_mlp's WeightParamsChoice::snap).
+tinyquant::QuantParams weight_params(const MatrixRM& w, const tinyquant::QuantSpec& spec,
+                                     bool snap = false);
 
 // mlp with every layer's weights replaced by fake_quant(w, weight_params(w, spec)): the float
 // model of what quantize_mlp stores (activations still in float).
@@ -46,11 +72,13 @@ FloatMlp quantized_weights(const FloatMlp& mlp, const tinyquant::QuantSpec& spec
 // Fine-tunes mlp in place with fake-quantized weights (see above). on_epoch's val_accuracy is
 // that of quantized_weights() of the master weights at the end of the epoch. config.keep_best
 // must be false (use qat.keep_best: an epoch's snapshot must be the master weights). Throws
-// tinyquant::InvalidArgument for a bad config, refresh_every < 1, or keep_best without
-// validation data; tinyquant::ShapeError if the masks do not fit the layers.
-void qat_finetune(FloatMlp* mlp, const Dataset& train, const Dataset& val,
-                  const TrainConfig& config, const tinyquant::QuantSpec& spec,
-                  const QatConfig& qat = {},
-                  const std::function<void(const EpochStats&)>& on_epoch = {});
+// tinyquant::InvalidArgument for a bad config, refresh_every < 1, keep_best without validation
+// data, learn_scales without a per-group spec or scale_lr <= 0; tinyquant::ShapeError if the
+// masks do not fit the layers. Returns the weight parameters per layer (see above); with
+// keep_best, those of the kept epoch.
+std::vector<tinyquant::QuantParams> qat_finetune(
+    FloatMlp* mlp, const Dataset& train, const Dataset& val, const TrainConfig& config,
+    const tinyquant::QuantSpec& spec, const QatConfig& qat = {},
+    const std::function<void(const EpochStats&)>& on_epoch = {});
 
 }  // namespace fmnist

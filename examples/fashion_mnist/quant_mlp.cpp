@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <limits>
 
 #include "tinyquant/error.hpp"
@@ -43,11 +44,32 @@ int QuantMlp::sparse_layers() const {
       std::count_if(sparse.begin(), sparse.end(), [](const auto& s) { return s.has_value(); }));
 }
 
+tq::QuantParams snap_group_scales(tq::QuantParams params, const tq::Shape& shape) {
+  if (params.spec.granularity != tq::Granularity::kPerGroup) return params;
+  const tq::ParamLayout layout = tq::param_layout(params.spec, shape);
+  if (layout.inner != 1)
+    throw tq::InvalidArgument("snap_group_scales: groups must run along the last axis");
+  const size_t groups = static_cast<size_t>(layout.groups);
+  for (size_t row = 0; row < static_cast<size_t>(layout.outer); ++row) {
+    float* s = params.scales.data() + row * groups;
+    const double top = *std::max_element(s, s + groups);
+    for (size_t g = 0; g < groups; ++g) {
+      const double r = std::clamp(std::round(static_cast<double>(s[g]) / top * 256.0), 1.0, 256.0);
+      s[g] = static_cast<float>(top * r / 256.0);
+    }
+  }
+  return params;
+}
+
 QuantMlp quantize_mlp(const FloatMlp& mlp, const std::vector<ActRange>& ranges,
-                      const tq::QuantSpec& weight_spec, bool sparse_storage) {
+                      const tq::QuantSpec& weight_spec, bool sparse_storage,
+                      const WeightParamsChoice& wp) {
   if (ranges.size() != mlp.layers.size() + 1)
     throw tq::ShapeError(fmt::format("quantize_mlp: {} ranges for {} layers (need {})",
                                      ranges.size(), mlp.layers.size(), mlp.layers.size() + 1));
+  if (wp.given != nullptr && wp.given->size() != mlp.layers.size())
+    throw tq::ShapeError(fmt::format("quantize_mlp: {} given weight parameters for {} layers",
+                                     wp.given->size(), mlp.layers.size()));
   QuantMlp q;
   q.input = tq::ActivationParams::from_range(ranges[0].min, ranges[0].max);
   tq::ActivationParams in = q.input;
@@ -59,9 +81,12 @@ QuantMlp quantize_mlp(const FloatMlp& mlp, const std::vector<ActRange>& ranges,
     if (weight_spec.bits <= 4) {
       // 4-bit weights: each channel's / group's range clipped where that lowers its squared
       // error, so a few outliers do not waste the 15 levels.
+      // Given parameters (learned scales) are used as they are.
       const tq::Shape shape{f.w.rows(), f.w.cols()};
-      tq::QTensor qw =
-          tq::quantize(f.w.data(), shape, tq::params_for_mse(f.w.data(), shape, weight_spec));
+      tq::QuantParams p =
+          wp.given != nullptr ? (*wp.given)[i] : tq::params_for_mse(f.w.data(), shape, weight_spec);
+      if (wp.given == nullptr && wp.snap) p = snap_group_scales(std::move(p), shape);
+      tq::QTensor qw = tq::quantize(f.w.data(), shape, p);
       q.layers.emplace_back(std::move(qw), f.b.data(), in, out, act);
     } else {
       q.layers.emplace_back(f.w.data(), f.w.rows(), f.w.cols(), f.b.data(), weight_spec, in, out,

@@ -52,9 +52,28 @@ struct QuantMlp {
   int sparse_layers() const;
 };
 
-// Throws the toolkit's errors (bad ranges, unsupported spec) naming the layer.
+// Per-group weight parameters of a [out][in] matrix grouped along the inputs, with every group
+// scale s moved onto the grid the integer layer applies (rt/grouped.hpp): S * r / 256 with S the
+// row's largest group scale and r = clamp(round(s / S * 256), 1, 256). Idempotent; the row's
+// largest scale is kept exactly; other granularities are returned unchanged.
+tinyquant::QuantParams snap_group_scales(tinyquant::QuantParams params,
+                                         const tinyquant::Shape& shape);
+
+// How quantize_mlp chooses the weight parameters of <= 4-bit layers.
+struct WeightParamsChoice {
+  // Per layer, the parameters to quantize with as given (e.g. learned by qat_finetune), or null
+  // to fit them with params_for_mse.
+  const std::vector<tinyquant::QuantParams>* given = nullptr;
+  // Snap fitted per-group scales to the deployed grid (snap_group_scales) before rounding the
+  // weights, so the integers are rounded against the scales the kernel applies.
+  bool snap = false;
+};
+
+// Throws the toolkit's errors (bad ranges, unsupported spec, given parameters that do not fit)
+// naming the layer.
 QuantMlp quantize_mlp(const FloatMlp& mlp, const std::vector<ActRange>& ranges,
-                      const tinyquant::QuantSpec& weight_spec, bool sparse_storage);
+                      const tinyquant::QuantSpec& weight_spec, bool sparse_storage,
+                      const WeightParamsChoice& wp = {});
 
 // Integer-only forward of `batch` rows of quantized input [batch][in]; logits [batch][classes].
 void forward_quant(const QuantMlp& q, const int8_t* input, int32_t batch,

@@ -4,6 +4,7 @@
 // vs its own corruptions, and the dataset helpers vs hand-built IDX files.
 #include <gtest/gtest.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cmath>
@@ -480,8 +481,9 @@ TEST(ModelCache, RoundTripIsExact) {
   key.lr = 1e-3f;
   key.train_count = 123;
   const std::vector<uint8_t> bytes = serialize_model(mlp, key);
-  // Header 8 + 4 + 4 + 3*4 + 4*3 + 4 + 8 + 4 (empty recipe), floats 4*(28 + 4 + 8 + 2), CRC 4.
-  EXPECT_EQ(bytes.size(), 56u + 4u * 42u + 4u);
+  // Header 8 + 4 + 4 + 3*4 + 4*3 + 4 + 8 + 4 (empty recipe), floats 4*(28 + 4 + 8 + 2), no
+  // parameters 4, CRC 4.
+  EXPECT_EQ(bytes.size(), 56u + 4u * 42u + 4u + 4u);
   const FloatMlp back = parse_model(bytes, key, "mem");
   ASSERT_EQ(back.layers.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
@@ -529,6 +531,152 @@ TEST(ModelCache, RejectsCorruptionAndOtherKeys) {
   std::filesystem::create_directories(dir);
   expect_error<tinyquant::IoError>([&] { load_model(dir, other); }, {dir});
   std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+// The little-endian CRC-32 trailer recomputed after an edit, so only the edited field is wrong.
+void fix_crc(std::vector<uint8_t>* b) {
+  const size_t body = b->size() - 4;
+  uLong crc = crc32(0L, Z_NULL, 0);
+  crc = crc32(crc, b->data(), static_cast<uInt>(body));
+  for (size_t i = 0; i < 4; ++i) (*b)[body + i] = static_cast<uint8_t>(crc >> (8 * i));
+}
+
+void put_u32(std::vector<uint8_t>* b, size_t at, uint32_t v) {
+  for (size_t i = 0; i < 4; ++i) (*b)[at + i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+// Per-group int4 parameters of a [rows][cols] matrix with scales 0.01, 0.02, ...
+tinyquant::QuantParams group_params(int64_t rows, int64_t cols, int64_t group) {
+  tinyquant::QuantParams p;
+  p.spec = tinyquant::QuantSpec::int4_per_group(group, 1);
+  const int64_t count = rows * ((cols + group - 1) / group);
+  for (int64_t k = 0; k < count; ++k) p.scales.push_back(0.01f * static_cast<float>(k + 1));
+  p.zero_points.assign(static_cast<size_t>(count), 0);
+  return p;
+}
+
+}  // namespace
+
+TEST(ModelCache, WeightParametersRoundTripAndAreChecked) {
+  const FloatMlp mlp = he_init({7, 4, 2}, 3);
+  const TrainKey key = small_key();
+  TrainKey k = key;
+  k.sizes = {7, 4, 2};
+  // Layer 0: 4 rows x 2 groups of 4 (the last one 3 wide); layer 1: 2 rows x 1 group.
+  const std::vector<tinyquant::QuantParams> params = {group_params(4, 7, 4), group_params(2, 4, 4)};
+  const std::vector<uint8_t> plain = serialize_model(mlp, k);
+  const std::vector<uint8_t> good = serialize_model(mlp, k, &params);
+  // Count 4 + per layer bits 4, group size 4, scales 4 * (8 and 2).
+  ASSERT_EQ(good.size(), plain.size() + 8u + 4u * 8u + 8u + 4u * 2u);
+  std::vector<tinyquant::QuantParams> back;
+  const FloatMlp m = parse_model(good, k, "mem", &back);
+  EXPECT_EQ(m.layers[1].w, mlp.layers[1].w);
+  ASSERT_EQ(back.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(back[i].scales, params[i].scales);
+    EXPECT_EQ(back[i].zero_points, params[i].zero_points);
+    EXPECT_EQ(back[i].spec.bits, 4);
+    EXPECT_EQ(back[i].spec.group_size, 4);
+    EXPECT_EQ(back[i].spec.granularity, tinyquant::Granularity::kPerGroup);
+    EXPECT_EQ(back[i].spec.scheme, tinyquant::Scheme::kSymmetric);
+    EXPECT_TRUE(back[i].spec.narrow_range);
+  }
+  // A file without parameters gives none; the caller may ignore stored ones.
+  parse_model(plain, k, "mem", &back);
+  EXPECT_TRUE(back.empty());
+  EXPECT_EQ(parse_model(good, k, "mem").layers[0].w, mlp.layers[0].w);
+  // Through a file.
+  const std::string path = temp_path("params.tqmlp");
+  save_model(path, mlp, k, &params);
+  ASSERT_TRUE(load_model(path, k, &back).has_value());
+  EXPECT_EQ(back[0].scales, params[0].scales);
+  std::remove(path.c_str());
+
+  // The parameter section starts after the plain file's body, where its count (0) was.
+  const size_t section = plain.size() - 8;
+  const size_t first_scale = section + 12;
+  std::vector<uint8_t> bad = good;
+  bad[first_scale + 4 * 3] ^= 0x01;  // a bit flip in a scale: the checksum catches it
+  expect_error<tinyquant::FormatError>([&] { parse_model(bad, k, "p"); }, {"checksum mismatch"});
+  // Checksum fixed, so the field checks speak: a negative, a zero, a NaN scale.
+  for (const uint32_t bits : {0xbf800000u, 0x00000000u, 0x7fc00000u}) {
+    bad = good;
+    put_u32(&bad, first_scale + 4 * 5, bits);
+    fix_crc(&bad);
+    expect_error<tinyquant::FormatError>([&] { parse_model(bad, k, "p"); },
+                                         {"layer 0 group scale 5", "offset"});
+  }
+  bad = good;
+  put_u32(&bad, section + 8, 8);  // group size 8 > 7 inputs
+  fix_crc(&bad);
+  expect_error<tinyquant::FormatError>([&] { parse_model(bad, k, "p"); },
+                                       {"layer 0 group size 8", "inputs 7"});
+  bad = good;
+  put_u32(&bad, section + 4, 9);  // 9 bits
+  fix_crc(&bad);
+  expect_error<tinyquant::FormatError>([&] { parse_model(bad, k, "p"); }, {"parameter bits 9"});
+  bad = good;
+  put_u32(&bad, section, 1);  // parameters for 1 of 2 layers
+  fix_crc(&bad);
+  expect_error<tinyquant::FormatError>([&] { parse_model(bad, k, "p"); },
+                                       {"1 parameter layers", "for 2 layers"});
+  // Truncated: the last scale cut off (checksum recomputed over what is left).
+  bad.assign(good.begin(), good.end() - 8);
+  bad.resize(bad.size() + 4);
+  fix_crc(&bad);
+  expect_error<tinyquant::FormatError>([&] { parse_model(bad, k, "p"); },
+                                       {"truncated", "group scales"});
+  // Trailing bytes after the section.
+  bad.assign(good.begin(), good.end() - 4);
+  bad.insert(bad.end(), {1, 2, 3, 4, 0, 0, 0, 0});
+  fix_crc(&bad);
+  expect_error<tinyquant::FormatError>([&] { parse_model(bad, k, "p"); }, {"4 unexpected bytes"});
+  // A version-2 file (no section) still reads; an unknown version does not.
+  std::vector<uint8_t> v2(plain.begin(), plain.end() - 8);
+  v2.resize(v2.size() + 4);
+  put_u32(&v2, 8, 2);
+  fix_crc(&v2);
+  back = params;
+  EXPECT_EQ(parse_model(v2, k, "v2", &back).layers[1].b, mlp.layers[1].b);
+  EXPECT_TRUE(back.empty());
+  bad = good;
+  put_u32(&bad, 8, 4);
+  fix_crc(&bad);
+  expect_error<tinyquant::FormatError>([&] { parse_model(bad, k, "p"); }, {"version 4"});
+  // Writing checks the parameters too.
+  std::vector<tinyquant::QuantParams> wrong = params;
+  wrong.pop_back();
+  expect_error<tinyquant::InvalidArgument>([&] { serialize_model(mlp, k, &wrong); },
+                                           {"1 weight parameters for 2 layers"});
+  wrong = params;
+  wrong[1].spec = tinyquant::QuantSpec::int8_weights_per_channel(0);
+  expect_error<tinyquant::InvalidArgument>([&] { serialize_model(mlp, k, &wrong); },
+                                           {"layer 1", "per-group"});
+}
+
+TEST(QuantMlp, SnappedScalesAreOnTheKernelsRatioGrid) {
+  tinyquant::QuantParams p = group_params(2, 12, 4);  // 2 rows x 3 groups
+  p.scales = {1.0f, 0.3f, 0.001f, 0.5f, 0.5f, 0.25f};
+  const tinyquant::Shape shape{2, 12};
+  const tinyquant::QuantParams s = snap_group_scales(p, shape);
+  // Row 0: S = 1; 0.3 * 256 = 76.8 -> 77; 0.001 * 256 = 0.256 -> 0 -> clamped to 1.
+  // Row 1: S = 0.5; 0.25 / 0.5 * 256 = 128 exactly.
+  const std::vector<float> want = {1.0f, 77.0f / 256.0f, 1.0f / 256.0f, 0.5f, 0.5f, 0.25f};
+  EXPECT_EQ(s.scales, want);
+  EXPECT_EQ(snap_group_scales(s, shape).scales, s.scales);
+  // The integer layer stores exactly these ratios (r - 1).
+  const MatrixRM w = random_matrix(2, 12, 3, -0.5f, 0.5f);
+  const tinyquant::QuantizedLinear l(tinyquant::quantize(w.data(), shape, s), nullptr,
+                                     tinyquant::ActivationParams::from_range(-1.0f, 1.0f),
+                                     tinyquant::ActivationParams::from_range(-1.0f, 1.0f),
+                                     tinyquant::Activation::kNone);
+  EXPECT_EQ(l.group_ratios(), (std::vector<uint8_t>{255, 76, 0, 255, 255, 127}));
+  // Other granularities pass through.
+  const tinyquant::QuantParams pc =
+      tinyquant::params_for(w.data(), shape, tinyquant::QuantSpec::int8_weights_per_channel(0));
+  EXPECT_EQ(snap_group_scales(pc, shape).scales, pc.scales);
 }
 
 TEST(Dataset, LoadsAnIdxPairAndScalesPixels) {
@@ -765,6 +913,220 @@ TEST(Qat, RejectsKeepBestAndABadRefreshPeriod) {
   q.keep_best = true;
   expect_error<tinyquant::InvalidArgument>([&] { qat_finetune(&m, d, Dataset{}, c, spec, q); },
                                            {"keep_best", "empty validation"});
+}
+
+// LSQ's d w_hat / d s on hand values (int4 narrow: [-7, 7]); exact binary fractions, so w / s
+// is exact. Clipped values: w_hat = s * bound, whose derivative a finite difference of
+// fake_quant confirms; inside the range the mask of fake_quant agrees that nothing clips.
+TEST(Qat, LsqScaleGradientOnHandValues) {
+  const tinyquant::QuantSpec spec = tinyquant::QuantSpec::int4_per_group(1, 0);
+  ASSERT_EQ(spec.qmin(), -7);
+  ASSERT_EQ(spec.qmax(), 7);
+  struct Case {
+    float w, s, want;
+    bool clipped;
+  };
+  const Case cases[] = {
+      {0.5625f, 0.25f, 2.0f - 2.25f, false},    // w / s = 2.25 -> 2
+      {-0.6875f, 0.25f, -3.0f + 2.75f, false},  // -2.75 -> -3
+      {0.625f, 0.25f, 3.0f - 2.5f, false},      // 2.5, a rounding boundary: half away -> 3
+      {-0.625f, 0.25f, -3.0f + 2.5f, false},    // -2.5 -> -3
+      {1.8125f, 0.25f, 7.0f - 7.25f, false},    // 7.25 -> 7, inside
+      {1.875f, 0.25f, 7.0f, true},              // 7.5 -> 8: clipped above
+      {3.0f, 0.25f, 7.0f, true},                // 12
+      {-1.875f, 0.25f, -7.0f, true},            // -7.5 -> -8: clipped below
+      {-5.0f, 0.5f, -7.0f, true},               // -10
+      {0.0f, 0.25f, 0.0f, false},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(lsq_scale_grad(c.w, c.s, -7, 7), c.want) << "w " << c.w << " s " << c.s;
+    auto fq = [&](float s) {
+      tinyquant::QuantParams p;
+      p.spec = spec;
+      p.scales = {s};
+      p.zero_points = {0};
+      return tinyquant::fake_quant(&c.w, tinyquant::Shape{1}, p);
+    };
+    EXPECT_EQ(fq(c.s).mask[0] == 0, c.clipped) << "w " << c.w;
+    if (c.clipped) {
+      const float h = 1e-3f;
+      const double fd = (static_cast<double>(fq(c.s + h).values[0]) - fq(c.s - h).values[0]) /
+                        (2.0 * static_cast<double>(h));
+      EXPECT_NEAR(fd, c.want, 1e-3) << "w " << c.w;
+    }
+  }
+}
+
+// One QAT step with learned scales on the whole dataset: each group scale moves by Adam's first
+// step, lr * G / (|G| + 1) with eps = 1, where G = sum over the group's weights of dL/dw_hat
+// (central finite differences of the plain-loop loss at the fake-quantized weights) times
+// round(w / s) - w / s (or the bound), times 1 / sqrt(group_size * qmax).
+TEST(Qat, OneLsqStepFollowsFiniteDifferenceGradients) {
+  const Dataset d = learnable_dataset(24, 8, 7);
+  const tinyquant::QuantSpec spec = tinyquant::QuantSpec::int4_per_group(4, 1);
+  const FloatMlp start = he_init({8, 6, 3}, 11);
+  TrainConfig c;
+  c.epochs = 1;
+  c.batch = static_cast<int>(d.size());
+  c.lr = 0.01f;
+  c.eps = 1.0f;
+  QatConfig q;
+  q.learn_scales = true;
+  q.scale_lr = 0.002f;
+  FloatMlp m = start;
+  const std::vector<tinyquant::QuantParams> learned = qat_finetune(&m, d, Dataset{}, c, spec, q);
+  ASSERT_EQ(learned.size(), 2u);
+  FloatMlp fake = start;
+  std::vector<tinyquant::QuantParams> p0;
+  for (DenseLayer& l : fake.layers) {
+    const tinyquant::Shape shape{l.w.rows(), l.w.cols()};
+    p0.push_back(tinyquant::params_for_mse(l.w.data(), shape, spec));
+    const std::vector<float> v = tinyquant::fake_quant(l.w.data(), shape, p0.back()).values;
+    l.w = Eigen::Map<const MatrixRM>(v.data(), l.w.rows(), l.w.cols());
+  }
+  int checked = 0;
+  for (size_t li = 0; li < 2; ++li) {
+    const MatrixRM& w = start.layers[li].w;
+    std::vector<double> g(p0[li].scales.size(), 0.0);
+    for (Eigen::Index r = 0; r < w.rows(); ++r)
+      for (Eigen::Index k = 0; k < w.cols(); ++k) {
+        FloatMlp plus = fake, minus = fake;
+        const float h = 1e-3f;
+        plus.layers[li].w(r, k) += h;
+        minus.layers[li].w(r, k) -= h;
+        const double dl =
+            (reference_loss(plus, d.images, d.labels) - reference_loss(minus, d.images, d.labels)) /
+            (2.0 * static_cast<double>(h));
+        const size_t j = static_cast<size_t>(r * 2 + k / 4);
+        const double v = static_cast<double>(w(r, k)) / static_cast<double>(p0[li].scales[j]);
+        const double rv = std::round(v);
+        g[j] += dl * (rv > 7.0 ? 7.0 : rv < -7.0 ? -7.0 : rv - v);
+      }
+    for (size_t j = 0; j < g.size(); ++j) {
+      const double big_g = g[j] / std::sqrt(4.0 * 7.0);
+      const double step = static_cast<double>(learned[li].scales[j]) - p0[li].scales[j];
+      EXPECT_NEAR(step, -0.002 * big_g / (std::fabs(big_g) + 1.0), 2e-8 + 2e-2 * std::fabs(step))
+          << "layer " << li << " group " << j;
+      checked += std::fabs(step) > 1e-7 ? 1 : 0;
+    }
+  }
+  EXPECT_GE(checked, 10) << "most groups should move";
+}
+
+// Learned, snapped scales after a fine-tune with a large scale step size: all positive, on the
+// deployed grid, not the re-fit ones; and the integer network quantize_mlp builds from them runs
+// exactly the QAT forward's fake-quantized weights: the kernel formula of rt/grouped.hpp with
+// integers and ratios recovered from those weights and scales equals forward_quant bit for bit.
+TEST(Qat, LearnedScalesGiveTheIntegerModelOfTheQatForward) {
+  const Dataset d = learnable_dataset(200, 8, 3);
+  const tinyquant::QuantSpec spec = tinyquant::QuantSpec::int4_per_group(4, 1);
+  FloatMlp m = he_init({8, 12, 3}, 6);
+  TrainConfig c;
+  c.epochs = 3;
+  c.batch = 16;
+  c.lr = 0.01f;
+  QatConfig q;
+  q.learn_scales = true;
+  q.snap_scales = true;
+  q.scale_lr = 0.01f;  // large: scales move by up to ~30 %
+  std::vector<double> val_acc;
+  const std::vector<tinyquant::QuantParams> p = qat_finetune(
+      &m, d, d, c, spec, q, [&](const EpochStats& s) { val_acc.push_back(s.val_accuracy); });
+  ASSERT_EQ(p.size(), 2u);
+  int changed = 0;
+  FloatMlp fake = m;
+  for (size_t li = 0; li < 2; ++li) {
+    const MatrixRM& w = m.layers[li].w;
+    const tinyquant::Shape shape{w.rows(), w.cols()};
+    for (float s : p[li].scales) {
+      EXPECT_TRUE(std::isfinite(s));
+      EXPECT_GT(s, 0.0f);
+    }
+    EXPECT_EQ(snap_group_scales(p[li], shape).scales, p[li].scales) << "layer " << li;
+    const tinyquant::QuantParams refit = weight_params(w, spec, true);
+    for (size_t j = 0; j < refit.scales.size(); ++j)
+      changed += refit.scales[j] != p[li].scales[j] ? 1 : 0;
+    const std::vector<float> v = tinyquant::fake_quant(w.data(), shape, p[li]).values;
+    fake.layers[li].w = Eigen::Map<const MatrixRM>(v.data(), w.rows(), w.cols());
+  }
+  EXPECT_GT(changed, 5);
+  // The last epoch's reported accuracy is the fake-quantized model with these scales.
+  EXPECT_DOUBLE_EQ(val_acc.back(), accuracy(fake, d));
+
+  const std::vector<ActRange> ranges = calibrate_ranges(m, d.images);
+  WeightParamsChoice wp;
+  wp.given = &p;
+  const QuantMlp qm = quantize_mlp(m, ranges, spec, false, wp);
+  const MatrixRM x = d.images.topRows(10);
+  std::vector<int32_t> a;
+  for (Eigen::Index b = 0; b < x.rows(); ++b)
+    for (Eigen::Index k = 0; k < x.cols(); ++k)
+      a.push_back(tinyquant::quantize_activation(x(b, k), qm.input));
+  const std::vector<int8_t> input(a.begin(), a.end());
+  for (size_t li = 0; li < 2; ++li) {
+    const tinyquant::QuantizedLinear& l = qm.layers[li];
+    const MatrixRM& wf = fake.layers[li].w;
+    const int64_t out = wf.rows(), in = wf.cols(), groups = (in + 3) / 4;
+    EXPECT_EQ(tinyquant::dequantize(l.weights()),
+              std::vector<float>(wf.data(), wf.data() + wf.size()));
+    std::vector<int32_t> y;
+    for (Eigen::Index b = 0; b < x.rows(); ++b)
+      for (int64_t o = 0; o < out; ++o) {
+        const float* s = p[li].scales.data() + o * groups;
+        const double top = *std::max_element(s, s + groups);
+        int64_t t = 0;
+        for (int64_t g = 0; g < groups; ++g) {
+          const double r = std::round(static_cast<double>(s[g]) / top * 256.0);
+          ASSERT_EQ(static_cast<float>(top * r / 256.0), s[g]) << "scale off the ratio grid";
+          ASSERT_EQ(l.group_ratios()[static_cast<size_t>(o * groups + g)] + 1, r);
+          int64_t acc = 0;
+          for (int64_t k = 4 * g; k < std::min(in, 4 * g + 4); ++k) {
+            const float wq = std::round(wf(o, k) / s[g]);
+            ASSERT_EQ(s[g] * wq, wf(o, k)) << "fake weight not an integer times its scale";
+            acc += (a[static_cast<size_t>(b * in + k)] + l.kernel_params().input_offset) *
+                   static_cast<int64_t>(wq);
+          }
+          t += acc * static_cast<int64_t>(r);
+        }
+        const int32_t total =
+            l.kernel_bias()[static_cast<size_t>(o)] + static_cast<int32_t>((t + 128) >> 8);
+        int32_t v = rt::requantize(total, l.multipliers()[static_cast<size_t>(o)],
+                                   l.shifts()[static_cast<size_t>(o)]) +
+                    l.kernel_params().output_offset;
+        y.push_back(std::min(std::max(v, l.kernel_params().act_min), l.kernel_params().act_max));
+      }
+    a = y;
+  }
+  std::vector<int8_t> logits;
+  forward_quant(qm, input.data(), static_cast<int32_t>(x.rows()), &logits);
+  EXPECT_EQ(std::vector<int32_t>(logits.begin(), logits.end()), a);
+}
+
+TEST(Qat, FrozenLastEpochKeepsTheParametersOfTheEpochBefore) {
+  Dataset d = learnable_dataset(160, 8, 5);
+  const tinyquant::QuantSpec spec = tinyquant::QuantSpec::int4_per_group(4, 1);
+  TrainConfig c;
+  c.epochs = 2;
+  c.batch = 16;
+  c.lr = 0.02f;
+  QatConfig q;
+  q.refresh_every = 1;
+  q.freeze_last_epoch = true;
+  // Epoch 1 ends with a re-fit (every step); epoch 2 keeps those parameters, so the result's
+  // parameters are the re-fit of the master weights after epoch 1.
+  FloatMlp one = he_init({8, 12, 3}, 2);
+  TrainConfig c1 = c;
+  FloatMlp m = one;
+  const std::vector<tinyquant::QuantParams> p = qat_finetune(&m, d, Dataset{}, c, spec, q);
+  // The same epoch 1 alone (the cosine-free constant schedule and the shuffle of seed 1 match).
+  c1.epochs = 1;
+  QatConfig q1;
+  q1.refresh_every = 1;
+  qat_finetune(&one, d, Dataset{}, c1, spec, q1);
+  for (size_t li = 0; li < 2; ++li) {
+    EXPECT_EQ(p[li].scales, weight_params(one.layers[li].w, spec).scales) << "layer " << li;
+    EXPECT_NE(p[li].scales, weight_params(m.layers[li].w, spec).scales) << "layer " << li;
+  }
 }
 
 TEST(Prune, ScheduleIsThePolynomialDecay) {

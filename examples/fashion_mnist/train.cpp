@@ -70,7 +70,8 @@ double cross_entropy(const MatrixRM& logits, const uint8_t* labels) {
 }
 
 void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const TrainConfig& c,
-               const std::function<void(const EpochStats&)>& on_epoch, const StepHook& after_step) {
+               const std::function<void(const EpochStats&)>& on_epoch, const StepHook& after_step,
+               const GradHook& on_grad) {
   if (c.epochs < 1 || c.batch < 1 || !(c.lr > 0.0f) || !(c.beta1 >= 0.0f && c.beta1 < 1.0f) ||
       !(c.beta2 >= 0.0f && c.beta2 < 1.0f) || !(c.eps > 0.0f) ||
       !(c.lr_min >= 0.0f && c.lr_min <= c.lr))
@@ -175,6 +176,7 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
         }
         const MatrixRM gw = delta.transpose() * acts[i];
         const Eigen::VectorXf gb = delta.colwise().sum().transpose();
+        if (on_grad) on_grad(i, gw);
         adam_step(l.w, gw, adam[i].mw, adam[i].vw, c, lr_t, eps_t);
         adam_step(l.b, gb, adam[i].mb, adam[i].vb, c, lr_t, eps_t);
         if (i > 0) delta.swap(next_delta);

@@ -5,6 +5,7 @@
 // between standard libraries); Eigen's single-threaded GEMM gives the same sums run to run.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 
@@ -49,6 +50,9 @@ struct EpochStats {
 // Called after every optimizer step with the 0-based index of that step, e.g. to update and
 // apply pruning masks; it may change the weights (not their shapes).
 using StepHook = std::function<void(int64_t step, FloatMlp* mlp)>;
+// Called during every step's backward pass with a layer's index and the loss gradient of its
+// weights [out][in] (before the optimizer uses it), e.g. to train quantization scales.
+using GradHook = std::function<void(size_t layer, const MatrixRM& grad_w)>;
 
 // The weights of the epoch with the best validation accuracy seen so far (the earliest on ties).
 struct BestEpoch {
@@ -69,12 +73,13 @@ struct BestEpoch {
 float scheduled_lr(const TrainConfig& config, int64_t t, int64_t total_steps);
 
 // Trains mlp in place on `train`, reporting each epoch's stats (validation accuracy on `val`) to
-// on_epoch if given, calling after_step after every step. Throws tinyquant::InvalidArgument for a
+// on_epoch if given, calling on_grad with each layer's weight gradient in every step and
+// after_step after every step. Throws tinyquant::InvalidArgument for a
 // bad config, tinyquant::ShapeError if the data does not fit the model, tinyquant::DataError if the
 // loss stops being finite.
 void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const TrainConfig& config,
                const std::function<void(const EpochStats&)>& on_epoch = {},
-               const StepHook& after_step = {});
+               const StepHook& after_step = {}, const GradHook& on_grad = {});
 
 // Mean softmax cross-entropy of logits [batch][classes] against labels (log-sum-exp, stable).
 double cross_entropy(const MatrixRM& logits, const uint8_t* labels);
