@@ -119,11 +119,14 @@ std::vector<tq::QuantParams> qat_finetune(FloatMlp* mlp, const Dataset& train, c
   const int64_t freeze_from =
       qat.freeze_last_epoch ? steps_per_epoch * (config.epochs - 1) : total_steps;
   bool frozen = freeze_from <= 0;
-  auto refresh_params = [&] {
-    params.clear();
+  // The re-fit of every layer's parameters to the current master weights.
+  auto refit = [&] {
+    std::vector<tq::QuantParams> p;
     for (const DenseLayer& l : master.layers)
-      params.push_back(weight_params(l.w, spec, qat.snap_scales));
+      p.push_back(weight_params(l.w, spec, qat.snap_scales));
+    return p;
   };
+  auto refresh_params = [&] { params = refit(); };
   // params from the learned raw scales (snapped if asked).
   auto load_learned = [&] {
     for (size_t i = 0; i < n; ++i) {
@@ -135,13 +138,7 @@ std::vector<tq::QuantParams> qat_finetune(FloatMlp* mlp, const Dataset& train, c
   };
   // The parameters the master weights would be quantized with now: the ones in use when they
   // are learned or frozen, else a re-fit.
-  auto result_params = [&] {
-    if (qat.learn_scales || frozen) return params;
-    std::vector<tq::QuantParams> p;
-    for (const DenseLayer& l : master.layers)
-      p.push_back(weight_params(l.w, spec, qat.snap_scales));
-    return p;
-  };
+  auto result_params = [&] { return qat.learn_scales || frozen ? params : refit(); };
   // Puts fake_quant(master) into m and remembers it (and its mask) for the next update.
   auto load_fake = [&](FloatMlp* m) {
     for (size_t i = 0; i < n; ++i) {
