@@ -96,6 +96,9 @@ void s8_dwconv_3x3c4_smlad(const DepthwiseArgs& a) {
         w[2 * t + 1] = smlad::sxtab16_ror8(w_off, q);
       }
       const Acc4 bias{bias_at(a, c), bias_at(a, c + 1), bias_at(a, c + 2), bias_at(a, c + 3)};
+      // Requantization decoded once per channel group, not per output pixel.
+      const smlad::Channel ch[4] = {smlad::channel(o, c), smlad::channel(o, c + 1),
+                                    smlad::channel(o, c + 2), smlad::channel(o, c + 3)};
       const int8_t* const base = image + c;
       for_each_pixel(p, d, row, [&](ptrdiff_t out, const Window& win) {
         Acc4 s = bias;
@@ -120,10 +123,10 @@ void s8_dwconv_3x3c4_smlad(const DepthwiseArgs& a) {
           }
         }
         int8_t* y = out_image + out + c;
-        y[0] = smlad::finish(o, c, s.a0);
-        y[1] = smlad::finish(o, c + 1, s.a1);
-        y[2] = smlad::finish(o, c + 2, s.a2);
-        y[3] = smlad::finish(o, c + 3, s.a3);
+        y[0] = smlad::finish(o, ch[0], s.a0);
+        y[1] = smlad::finish(o, ch[1], s.a1);
+        y[2] = smlad::finish(o, ch[2], s.a2);
+        y[3] = smlad::finish(o, ch[3], s.a3);
       });
     }
     for (; c < d.in_c; ++c) {

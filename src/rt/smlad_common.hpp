@@ -174,26 +174,27 @@ struct Channel {
   uint32_t right, mask;
 };
 
+// Branch-free: `negative` is all ones when shift < 0, so left = max(shift, 0) and
+// right = max(-shift, 0) are one AND each (shift in [kMinShift, kMaxShift]).
 inline Channel channel(int32_t multiplier, int32_t shift) {
-  const auto right = static_cast<uint32_t>(shift > 0 ? 0 : -shift);  // [0, 31]
-  return {multiplier, shift, shift > 0 ? shift : 0, right, (uint32_t{1} << right) - 1u};
+  const auto negative = static_cast<uint32_t>(shift >> 31);
+  const auto left = static_cast<int32_t>(static_cast<uint32_t>(shift) & ~negative);
+  const uint32_t right = (0u - static_cast<uint32_t>(shift)) & negative;  // [0, 31]
+  return {multiplier, shift, left, right, (uint32_t{1} << right) - 1u};
 }
 
 // rt::requantize, bit for bit, with the double-rounding divide done in 32-bit arithmetic: the
 // generic form builds its remainder mask in 64 bits, about 20 extra instructions per output
 // on a Cortex-M4, which matters when K is small (depthwise: 9 MACs per output).
 // round_shift is that divide: h / 2^right, ties away from zero, mask = 2^right - 1.
+// remainder > threshold is taken from the sign of threshold - remainder (both below 2^31), so
+// the round-up is one ADD with LSR #31 instead of a compare and two conditional moves;
+// threshold - remainder = (mask >> 1) - remainder - (h >> 31), an RSB and a SUB with shifted
+// operands.
 inline int32_t round_shift(int32_t h, uint32_t right, uint32_t mask) {
   const uint32_t remainder = static_cast<uint32_t>(h) & mask;
-  const uint32_t threshold = (mask >> 1) + (static_cast<uint32_t>(h) >> 31);
-  return (h >> right) + (remainder > threshold ? 1 : 0);
-}
-inline int32_t requant(int32_t x, int32_t multiplier, int32_t shift, Rounding rounding) {
-  if (rounding == Rounding::kSingle) return requantize(x, multiplier, shift, rounding);
-  const int32_t left = shift > 0 ? shift : 0;
-  const auto right = static_cast<uint32_t>(shift > 0 ? 0 : -shift);  // [0, 31]
-  const int32_t h = doubling_high_mul(wrap_shl(x, left), multiplier);
-  return round_shift(h, right, (uint32_t{1} << right) - 1u);
+  const uint32_t below = (mask >> 1) - remainder - static_cast<uint32_t>(h >> 31);
+  return (h >> right) + static_cast<int32_t>(below >> 31);
 }
 inline int32_t requant(int32_t x, const Channel& c, Rounding rounding) {
   if (rounding == Rounding::kSingle) return requantize(x, c.multiplier, c.shift, rounding);
@@ -231,10 +232,7 @@ inline int8_t finish(const OutStage& o, const Channel& c, uint32_t acc) {
   return clamp_out(o, wrap_add(requant(static_cast<int32_t>(acc), c, o.rounding), o.offset));
 }
 inline int8_t finish(const OutStage& o, int32_t j, uint32_t acc) {
-  const int32_t ch = j & o.channel_mask;
-  int32_t out = wrap_add(
-      requant(static_cast<int32_t>(acc), o.multiplier[ch], o.shift[ch], o.rounding), o.offset);
-  return clamp_out(o, out);
+  return finish(o, channel(o, j), acc);
 }
 
 }  // namespace smlad

@@ -171,6 +171,29 @@ TEST(SmladDepthwise3x3, BorderOnlyAndValid) {
       .test_depthwise(Path::kSmlad);
 }
 
+TEST(SmladDepthwise3x3, OutputStageOverTheFullShiftAndMultiplierRange) {
+  // Requantization decoded once per channel group: per-channel and per-tensor, both roundings,
+  // every shift from -31 to 30, leftover channels (5, 13) and border pixels.
+  for (Rounding r : {Rounding::kDouble, Rounding::kSingle}) {
+    for (bool per_channel : {true, false}) {
+      for (int32_t c : {4, 5, 13}) {
+        ConvTester()
+            .input(5, 6, c)
+            .kernel(3, 3)
+            .padding_same()
+            .per_channel(per_channel)
+            .shift_range(-31, 30)
+            .multiplier_range(0, INT32_MAX)
+            .input_offset(128)
+            .filter_offset(-127)
+            .rounding(r)
+            .seed(static_cast<uint32_t>(c * 7 + (per_channel ? 1 : 0)))
+            .test_depthwise(Path::kSmlad);
+      }
+    }
+  }
+}
+
 TEST(SmladRequant, OutputStageOverTheFullShiftAndMultiplierRange) {
   // The kernels' 32-bit output stage against rt::requantize (reference path and the direct
   // formula), every shift from -31 to 30 and multipliers up to INT32_MAX.
