@@ -43,22 +43,29 @@ struct GemmS8Args {
   void* scratch = nullptr;
 };
 
-// A fully-connected call as a GEMM: a = input [batch][in_features], c = output
-// [batch][out_features], with the call's offsets, bias, requantization and clamps. The weights
-// (b or b_s4, ldb) and the scratch are the caller's to fill.
+// What every fully-connected call as a GEMM shares (GemmS8Args or GemmS32Args): a = input
+// [batch][in_features], c = output [batch][out_features], the input and filter offsets.
+template <class Args, class Out>
+inline void set_fc_shape(Args* g, const FcParams& p, const FcDims& d, const int8_t* input,
+                         Out* output) noexcept {
+  g->m = d.batch;
+  g->n = d.out_features;
+  g->k = d.in_features;
+  g->a = input;
+  g->lda = d.in_features;
+  g->a_offset = p.input_offset;
+  g->b_offset = p.filter_offset;
+  g->c = output;
+  g->ldc = d.out_features;
+}
+
+// A fully-connected call as a GEMM (set_fc_shape) with the call's bias, requantization and
+// clamps. The weights (b or b_s4, ldb) and the scratch are the caller's to fill.
 inline GemmS8Args fc_gemm_args(const FcParams& p, const Requant& rq, const FcDims& d,
                                const int8_t* input, const int32_t* bias, int8_t* output) noexcept {
   GemmS8Args g;
-  g.m = d.batch;
-  g.n = d.out_features;
-  g.k = d.in_features;
-  g.a = input;
-  g.lda = d.in_features;
+  set_fc_shape(&g, p, d, input, output);
   g.bias = bias;
-  g.a_offset = p.input_offset;
-  g.b_offset = p.filter_offset;
-  g.c = output;
-  g.ldc = d.out_features;
   g.multiplier = rq.multiplier;
   g.shift = rq.shift;
   g.per_channel = rq.per_channel;

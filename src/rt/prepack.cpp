@@ -260,16 +260,8 @@ Status fully_connected_s8_prepacked_s32(const Context& ctx, const FcParams& para
   s = packed_scratch_of(ctx, *t, dims, h, &scratch);
   if (s != Status::kOk) return s;
   detail::GemmS32Args g;
-  g.m = dims.batch;
-  g.n = dims.out_features;
-  g.k = dims.in_features;
-  g.a = input;
-  g.lda = dims.in_features;
-  g.a_offset = params.input_offset;
-  g.b_offset = params.filter_offset;
+  detail::set_fc_shape(&g, params, dims, input, acc);
   g.col_add = bias;
-  g.c = acc;
-  g.ldc = dims.out_features;
   g.scratch = scratch;
   t->gemm_s32_packed(g, payload_of(packed));
   return Status::kOk;
