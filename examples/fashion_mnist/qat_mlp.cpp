@@ -75,17 +75,13 @@ void accumulate_scale_grad(const MatrixRM& w, const MatrixRM& grad_w, const tq::
 // clears it. beta1 / beta2 / eps as the weights'.
 void step_scales(LearnedScales* ls, float grad_scale, float lr, const TrainConfig& c) {
   constexpr float kFloor = 1e-8f;
-  ++ls->t;
-  const float b1t = 1.0f - std::pow(c.beta1, static_cast<float>(ls->t));
-  const float b2t = std::sqrt(1.0f - std::pow(c.beta2, static_cast<float>(ls->t)));
-  const float lr_t = lr * b2t / b1t, eps_t = c.eps * b2t;
-  for (size_t j = 0; j < ls->raw.size(); ++j) {
-    const float g = grad_scale * ls->grad[j];
-    ls->m[j] = c.beta1 * ls->m[j] + (1.0f - c.beta1) * g;
-    ls->v[j] = c.beta2 * ls->v[j] + (1.0f - c.beta2) * g * g;
-    ls->raw[j] = std::max(kFloor, ls->raw[j] - lr_t * ls->m[j] / (std::sqrt(ls->v[j]) + eps_t));
-    ls->grad[j] = 0.0f;
-  }
+  using Vec = Eigen::Map<Eigen::VectorXf>;
+  const auto count = static_cast<Eigen::Index>(ls->raw.size());
+  Vec raw(ls->raw.data(), count), m(ls->m.data(), count), v(ls->v.data(), count);
+  Vec grad(ls->grad.data(), count);
+  adam_step(raw, grad_scale * grad, m, v, c, adam_correction(c, lr, ++ls->t));
+  raw = raw.cwiseMax(kFloor);
+  grad.setZero();
 }
 
 }  // namespace
@@ -156,8 +152,7 @@ std::vector<tq::QuantParams> qat_finetune(FloatMlp* mlp, const Dataset& train, c
         set_weights(&q.layers[i], fake_layer(q.layers[i].w, p[i]).values);
       s.val_accuracy = accuracy(q, val);
     }
-    if (qat.keep_best && s.val_accuracy > best.accuracy) best_params = p;
-    if (qat.keep_best) best.offer(s.val_accuracy, master);
+    if (qat.keep_best && best.offer(s.val_accuracy, master)) best_params = std::move(p);
     if (on_epoch) on_epoch(s);
   };
   refresh_params();

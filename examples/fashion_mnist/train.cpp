@@ -35,15 +35,6 @@ struct AdamState {
   Eigen::VectorXf mb, vb;
 };
 
-// m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  p -= lr_t m / (sqrt(v) + eps_t), with the bias
-// corrections folded into lr_t = lr sqrt(1 - b2^t) / (1 - b1^t) and eps_t = eps sqrt(1 - b2^t).
-template <class P, class G>
-void adam_step(P& p, const G& g, P& m, P& v, const TrainConfig& c, float lr_t, float eps_t) {
-  m = c.beta1 * m + (1.0f - c.beta1) * g;
-  v = c.beta2 * v + (1.0f - c.beta2) * g.cwiseProduct(g);
-  p.array() -= lr_t * m.array() / (v.array().sqrt() + eps_t);
-}
-
 // softmax of one row of logits, shifted by its maximum for stability.
 Eigen::RowVectorXf softmax_row(const Eigen::RowVectorXf& z) {
   Eigen::RowVectorXf e = (z.array() - z.maxCoeff()).exp().matrix();
@@ -51,6 +42,12 @@ Eigen::RowVectorXf softmax_row(const Eigen::RowVectorXf& z) {
 }
 
 }  // namespace
+
+AdamCorrection adam_correction(const TrainConfig& c, float lr, int64_t t) {
+  const float b1t = 1.0f - std::pow(c.beta1, static_cast<float>(t));
+  const float b2t = std::sqrt(1.0f - std::pow(c.beta2, static_cast<float>(t)));
+  return {lr * b2t / b1t, c.eps * b2t};
+}
 
 float scheduled_lr(const TrainConfig& c, int64_t t, int64_t total_steps) {
   if (c.schedule == LrSchedule::kConstant || total_steps <= 1) return c.lr;
@@ -164,10 +161,7 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
 
       lr = scheduled_lr(c, step, total_steps);
       ++step;
-      const float b1t = 1.0f - std::pow(c.beta1, static_cast<float>(step));
-      const float b2t = std::sqrt(1.0f - std::pow(c.beta2, static_cast<float>(step)));
-      const float lr_t = lr * b2t / b1t;
-      const float eps_t = c.eps * b2t;
+      const AdamCorrection corr = adam_correction(c, lr, step);
       for (size_t i = nl; i-- > 0;) {
         DenseLayer& l = mlp->layers[i];
         if (i > 0) {  // propagate before W changes; the input layer needs no gradient
@@ -177,8 +171,8 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
         const MatrixRM gw = delta.transpose() * acts[i];
         const Eigen::VectorXf gb = delta.colwise().sum().transpose();
         if (on_grad) on_grad(i, gw);
-        adam_step(l.w, gw, adam[i].mw, adam[i].vw, c, lr_t, eps_t);
-        adam_step(l.b, gb, adam[i].mb, adam[i].vb, c, lr_t, eps_t);
+        adam_step(l.w, gw, adam[i].mw, adam[i].vw, c, corr);
+        adam_step(l.b, gb, adam[i].mb, adam[i].vb, c, corr);
         if (i > 0) delta.swap(next_delta);
       }
       if (after_step) after_step(step - 1, mlp);

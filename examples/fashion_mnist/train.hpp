@@ -60,14 +60,30 @@ struct BestEpoch {
   double accuracy = -1.0;
 
   bool found() const { return accuracy >= 0.0; }
-  // Keeps m if val_accuracy beats every earlier offer.
-  void offer(double val_accuracy, const FloatMlp& m) {
-    if (val_accuracy > accuracy) {
-      accuracy = val_accuracy;
-      weights = m;
-    }
+  // Keeps m if val_accuracy beats every earlier offer; returns whether it did.
+  bool offer(double val_accuracy, const FloatMlp& m) {
+    if (!(val_accuracy > accuracy)) return false;
+    accuracy = val_accuracy;
+    weights = m;
+    return true;
   }
 };
+
+// Adam's bias corrections for step t (1-based) folded into the step size and epsilon:
+// lr_t = lr sqrt(1 - b2^t) / (1 - b1^t), eps_t = eps sqrt(1 - b2^t).
+struct AdamCorrection {
+  float lr_t, eps_t;
+};
+AdamCorrection adam_correction(const TrainConfig& c, float lr, int64_t t);
+
+// One Adam update of parameters p (Eigen vectors, matrices or maps of them) from gradient g:
+// m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  p -= lr_t m / (sqrt(v) + eps_t).
+template <class P, class G>
+void adam_step(P& p, const G& g, P& m, P& v, const TrainConfig& c, const AdamCorrection& corr) {
+  m = c.beta1 * m + (1.0f - c.beta1) * g;
+  v = c.beta2 * v + (1.0f - c.beta2) * g.cwiseProduct(g);
+  p.array() -= corr.lr_t * m.array() / (v.array().sqrt() + corr.eps_t);
+}
 
 // Step size of step t (0-based) out of total_steps for the config's schedule.
 float scheduled_lr(const TrainConfig& config, int64_t t, int64_t total_steps);
