@@ -65,11 +65,7 @@ inline uint32_t dot4(const smlad::Pairs& x, uint32_t w, uint32_t acc) {
 // first rem bytes, zero above.
 template <bool Whole>
 inline uint32_t tail_word(const int8_t* p, int32_t rem) {
-  if (Whole) return smlad::load4(p);
-  uint32_t v = static_cast<uint8_t>(p[0]);
-  if (rem > 1) v |= static_cast<uint32_t>(static_cast<uint8_t>(p[1])) << 8;
-  if (rem > 2) v |= static_cast<uint32_t>(static_cast<uint8_t>(p[2])) << 16;
-  return v;
+  return Whole ? smlad::load4(p) : smlad::load_tail(p, rem);
 }
 
 // The tails of weight rows w0, w0 + ldb, w2, w2 + ldb.

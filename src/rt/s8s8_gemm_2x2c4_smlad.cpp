@@ -22,16 +22,6 @@
 namespace tinyquant::rt::detail {
 namespace {
 
-// Bytes 0 .. rem - 1 of p (rem in 1..3), zero above: the k % 4 tail of a row, read without
-// touching the bytes after it.
-inline uint32_t load_tail(const int8_t* p, int32_t rem) {
-  const auto* u = reinterpret_cast<const uint8_t*>(p);
-  uint32_t v = u[0];
-  if (rem > 1) v |= uint32_t{u[1]} << 8;
-  if (rem > 2) v |= uint32_t{u[2]} << 16;
-  return v;
-}
-
 // Widens activation rows x0, x1 (k bytes each, offset added) into w: per 4 k the words
 // (even, odd) of row 0, then of row 1. The tail group's halves past k are 0.
 void widen_pair(const int8_t* x0, const int8_t* x1, int32_t k, uint32_t a_off, uint32_t* w) {
@@ -51,8 +41,8 @@ void widen_pair(const int8_t* x0, const int8_t* x1, int32_t k, uint32_t a_off, u
   // Even word: k0 (low), k2 (high); odd word: k1 (low), k3 (high, never in a tail).
   const uint32_t even_mask = rem > 2 ? 0xFFFFFFFFu : 0x0000FFFFu;
   const uint32_t odd_mask = rem > 1 ? 0x0000FFFFu : 0u;
-  const uint32_t q0 = load_tail(x0, rem);
-  const uint32_t q1 = load_tail(x1, rem);
+  const uint32_t q0 = smlad::load_tail(x0, rem);
+  const uint32_t q1 = smlad::load_tail(x1, rem);
   w[0] = dsp::sxtab16(a_off, q0) & even_mask;
   w[1] = smlad::sxtab16_ror8(a_off, q0) & odd_mask;
   w[2] = dsp::sxtab16(a_off, q1) & even_mask;
@@ -118,7 +108,7 @@ inline void tile2x2(const GemmS8Args& g, const smlad::OutStage& o, const RowPair
     step2x2(a, q0, q1, x);
   }
   const int32_t rem = g.k & 3;
-  if (rem != 0) step2x2(a, load_tail(w0, rem), load_tail(w1, rem), x);
+  if (rem != 0) step2x2(a, smlad::load_tail(w0, rem), smlad::load_tail(w1, rem), x);
   // Each channel's parameters are decoded once for both rows (an int8 store may alias them).
   const smlad::Channel ch0 = smlad::channel(o, j);
   r.c0[j] = smlad::finish(o, ch0, a.a00);
@@ -147,7 +137,7 @@ inline void tile2x1(const GemmS8Args& g, const smlad::OutStage& o, const RowPair
     step2x1(a0, a1, q, x);
   }
   const int32_t rem = g.k & 3;
-  if (rem != 0) step2x1(a0, a1, load_tail(w0, rem), x);
+  if (rem != 0) step2x1(a0, a1, smlad::load_tail(w0, rem), x);
   const smlad::Channel ch = smlad::channel(o, j);
   r.c0[j] = smlad::finish(o, ch, a0);
   r.c1[j] = smlad::finish(o, ch, a1);

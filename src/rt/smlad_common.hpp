@@ -52,6 +52,16 @@ inline uint32_t load4(const void* p) {
   return v;
 }
 
+// Bytes 0 .. rem - 1 of p (rem in 1..3), zero above: the k % 4 tail of a row, read without
+// touching the bytes after it.
+inline uint32_t load_tail(const int8_t* p, int32_t rem) {
+  const auto* u = reinterpret_cast<const uint8_t*>(p);
+  uint32_t v = u[0];
+  if (rem > 1) v |= uint32_t{u[1]} << 8;
+  if (rem > 2) v |= uint32_t{u[2]} << 16;
+  return v;
+}
+
 // SXTB16 / SXTAB16 of x rotated right by 8 (bytes 1 and 3), as one instruction. GCC 12 does
 // not fold the rotate into its __sxtb16 / __sxtab16 builtins and emits a separate MOV ROR per
 // use, which in the inner loops below is one extra instruction per four MACs.
