@@ -915,6 +915,21 @@ TEST(Qat, RejectsKeepBestAndABadRefreshPeriod) {
                                            {"keep_best", "empty validation"});
 }
 
+TEST(Qat, RejectsLearnedScalesWithoutGroupsOrStepSize) {
+  FloatMlp m = he_init({4, 3}, 1);
+  const Dataset d = tiny_dataset(5, 4, 1);
+  const TrainConfig c;
+  QatConfig q;
+  q.learn_scales = true;
+  expect_error<tinyquant::InvalidArgument>(
+      [&] { qat_finetune(&m, d, d, c, tinyquant::QuantSpec::int8_weights_per_channel(0), q); },
+      {"learn_scales", "per-group spec", "(got per-channel"});
+  q.scale_lr = 0.0f;
+  expect_error<tinyquant::InvalidArgument>(
+      [&] { qat_finetune(&m, d, d, c, tinyquant::QuantSpec::int4_per_group(2, 1), q); },
+      {"scale_lr > 0", "(got per-group, 0)"});
+}
+
 // LSQ's d w_hat / d s on hand values (int4 narrow: [-7, 7]); exact binary fractions, so w / s
 // is exact. Clipped values: w_hat = s * bound, whose derivative a finite difference of
 // fake_quant confirms; inside the range the mask of fake_quant agrees that nothing clips.
