@@ -24,6 +24,22 @@ namespace {
 constexpr int32_t kUnitMultiplier = 1 << 30;
 constexpr int32_t kUnitShift = 1;
 
+// conv2d_s8 on the reference path with requantization 1.0 and no bias, into out.
+rt::Status reference_conv_unit(const rt::ConvParams& p, const rt::ConvDims& d, const int8_t* x,
+                               const int8_t* w, int8_t* out) {
+  const int32_t mult = kUnitMultiplier, shift = kUnitShift;
+  rt::Requant rq;
+  rq.multiplier = &mult;
+  rq.shift = &shift;
+  std::vector<uint8_t> scratch(
+      static_cast<size_t>(rt::conv2d_s8_scratch_size(p, d, Path::kReference)));
+  rt::Context ctx;
+  ctx.path = Path::kReference;
+  ctx.scratch = scratch.data();
+  ctx.scratch_size = static_cast<int32_t>(scratch.size());
+  return rt::conv2d_s8(ctx, p, rq, d, x, w, nullptr, out);
+}
+
 }  // namespace
 
 // ---- the reference path on hand-computed cases ---------------------------------------------
@@ -62,22 +78,12 @@ TEST(ReferenceByHand, Conv3x3SamePaddingContributesZero) {
   for (int i = 0; i < 9; ++i) x[i] = static_cast<int8_t>(i + 1 - 10);
   int8_t w[9];
   for (auto& v : w) v = 1;
-  const int32_t mult = kUnitMultiplier, shift = kUnitShift;
-  rt::Requant rq;
-  rq.multiplier = &mult;
-  rq.shift = &shift;
   rt::ConvParams p;
   p.input_offset = 10;
   p.pad_top = p.pad_left = 1;
   const rt::ConvDims d{1, 3, 3, 1, 3, 3, 3, 3, 1};
-  std::vector<uint8_t> scratch(
-      static_cast<size_t>(rt::conv2d_s8_scratch_size(p, d, Path::kReference)));
-  rt::Context ctx;
-  ctx.path = Path::kReference;
-  ctx.scratch = scratch.data();
-  ctx.scratch_size = static_cast<int32_t>(scratch.size());
   int8_t out[9] = {};
-  ASSERT_EQ(rt::conv2d_s8(ctx, p, rq, d, x, w, nullptr, out), rt::Status::kOk);
+  ASSERT_EQ(reference_conv_unit(p, d, x, w, out), rt::Status::kOk);
   const int8_t expected[9] = {12, 21, 16, 27, 45, 33, 24, 39, 28};
   for (int i = 0; i < 9; ++i) EXPECT_EQ(out[i], expected[i]) << "output " << i;
 }
@@ -90,22 +96,12 @@ TEST(ReferenceByHand, TfliteSamePaddingStride2IsAsymmetric) {
   for (int i = 0; i < 16; ++i) x[i] = static_cast<int8_t>(i + 1 + 3);
   int8_t w[9];
   for (auto& v : w) v = 1;
-  const int32_t mult = kUnitMultiplier, shift = kUnitShift;
-  rt::Requant rq;
-  rq.multiplier = &mult;
-  rq.shift = &shift;
   rt::ConvParams p;
   p.input_offset = -3;
   p.stride_h = p.stride_w = 2;
   const rt::ConvDims d{1, 4, 4, 1, 3, 3, 2, 2, 1};
-  std::vector<uint8_t> scratch(
-      static_cast<size_t>(rt::conv2d_s8_scratch_size(p, d, Path::kReference)));
-  rt::Context ctx;
-  ctx.path = Path::kReference;
-  ctx.scratch = scratch.data();
-  ctx.scratch_size = static_cast<int32_t>(scratch.size());
   int8_t out[4] = {};
-  ASSERT_EQ(rt::conv2d_s8(ctx, p, rq, d, x, w, nullptr, out), rt::Status::kOk);
+  ASSERT_EQ(reference_conv_unit(p, d, x, w, out), rt::Status::kOk);
   EXPECT_EQ(out[0], 54);
   EXPECT_EQ(out[1], 45);
   EXPECT_EQ(out[2], 72);
