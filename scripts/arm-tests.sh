@@ -8,6 +8,9 @@
 #   m4cost  the Cortex-M4 cost harness (bench/arm/measure.sh --cross-check): builds every cost
 #           case at -O2 and -Os, runs them with the instruction-count plugin, and requires the
 #           plugin to agree with an exec trace; the table lands in build/arm-cost/results.md
+#   a64count the AArch64 instruction counts (bench/arm/a64/count.sh): reference, neon, neondot
+#           and gemmlowp per GEMM shape under qemu-aarch64; every path's output must equal the
+#           reference path's; the table lands in build/a64-count/results.md
 # Installs missing cross compilers and emulators first (apt-get, only when something is missing).
 # Usage: scripts/arm-tests.sh [target...]   (default: all). Exit status non-zero on any failure.
 # Build directories: build/arm-<target>. Jobs: $JOBS (default 2).
@@ -15,7 +18,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 JOBS=${JOBS:-2}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(m4 m7 armv7 a64 a64dot m4cost)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(m4 m7 armv7 a64 a64dot m4cost a64count)
 
 need_pkgs=()
 need() { command -v "$1" >/dev/null 2>&1 || need_pkgs+=("$2"); }
@@ -48,6 +51,7 @@ toolchain_of() {
     a64) echo aarch64-linux-gnu ;;
     a64dot) echo aarch64-linux-gnu-dotprod ;;
     m4cost) echo cortex-m4 ;;
+    a64count) echo aarch64-linux-gnu ;;
     *) return 1 ;;
   esac
 }
@@ -63,6 +67,14 @@ for t in "${TARGETS[@]}"; do
   if [ "$t" = m4cost ]; then
     if "$ROOT/bench/arm/measure.sh" --cross-check >"$log" 2>&1; then
       result[$t]="ok: $(grep -E '^cross-check' "$log")"
+    else
+      result[$t]="FAILED (see $log)"; failed=1; tail -20 "$log"
+    fi
+    continue
+  fi
+  if [ "$t" = a64count ]; then
+    if "$ROOT/bench/arm/a64/count.sh" >"$log" 2>&1; then
+      result[$t]="ok: $(grep -c '^| [0-9]' "$log") shapes, every path equal to the reference"
     else
       result[$t]="FAILED (see $log)"; failed=1; tail -20 "$log"
     fi
