@@ -37,9 +37,9 @@ struct Shape {
 };
 
 // The bench_gemm shapes that fit a QEMU run, and two batched FC shapes of the earlier table.
-constexpr Shape kShapes[] = {{1, 27, 128},  {1, 128, 64},   {1, 256, 256},   {1, 784, 128},
-                             {1, 1024, 1000}, {8, 256, 256}, {16, 256, 256}, {32, 512, 128},
-                             {256, 256, 256}};
+constexpr Shape kShapes[] = {{1, 27, 128},   {1, 128, 64},    {1, 256, 256},
+                             {1, 784, 128},  {1, 1024, 1000}, {8, 256, 256},
+                             {16, 256, 256}, {32, 512, 128},  {256, 256, 256}};
 
 constexpr int32_t kInputOffset = 17;  // as bench_gemm: zero point -17
 
@@ -153,8 +153,7 @@ int main() {
     for (const auto& e : paths) {
       if ((have & rt::path_bits(e.path)) == 0) continue;
       if (!run_tq(p, e.path, e.label, &got) || got != ref) {
-        std::fprintf(stderr, "%s differs from the reference at %dx%dx%d\n", e.label, s.m, s.k,
-                     s.n);
+        std::fprintf(stderr, "%s differs from the reference at %dx%dx%d\n", e.label, s.m, s.k, s.n);
         ++failures;
       }
     }
