@@ -1,0 +1,86 @@
+// GPTQ (Frantar et al. 2022): weight quantization that looks at the layer's inputs.
+//
+// For a fully-connected layer y = W x with W [out][in] (row-major, the runtime's layout) and
+// calibration inputs X [samples][in], GPTQ chooses integer weights Q that keep the layer's
+// output error ||X W^T - X Q^T||_F small, not each weight's own error. With the Hessian of that
+// error, H = 2 X^T X / samples, it quantizes the input columns one at a time and spreads each
+// column's rounding error over the columns not yet quantized:
+//   H' = H + damp * mean(diag(H)) * I                        (dead inputs first: see below)
+//   U  = upper Cholesky factor of H'^-1                       (H'^-1 = U^T U)
+//   for each column i in order:
+//     q_i   = quantize(w_i)                                   (every row at once)
+//     e     = (w_i - dequantize(q_i)) / U[i][i]
+//     w_j  -= e * U[i][j]   for every later column j
+// H = identity (or any diagonal H) moves nothing: the result is plain round-to-nearest.
+// Dead inputs (H[i][i] == 0: the input is 0 on every sample) get weight 0 and H[i][i] = 1, as
+// GPTQ does: they contribute nothing to the output on the calibration data.
+//
+// Rounding is that of tinyquant::quantize (x / scale a float division, half away from zero,
+// clamp to [qmin, qmax]); the arithmetic of the error feedback is double.
+//
+// Quantization parameters, by spec (symmetric or affine):
+//   per-tensor         fitted once from the original weights
+//   per-channel        axis 0 (one per output row), fitted from the original weights
+//   per-group          along the inputs (axis 1 or -1): each row's group is fitted when the
+//                      column pass reaches the group's first column, from that group's current,
+//                      error-updated weights (GPTQ's "groups fitted as you go")
+// each from its own values with params_for_mse (the default) or their min / max (params_for).
+// act_order (columns in order of decreasing H[i][i], GPTQ's "act order") would let a group be
+// reached at any of its columns, so with it every parameter is fitted beforehand from the
+// original weights ("static groups").
+//
+// snap_group_scales (per-group only): the grouped int4 kernel applies each group scale as
+// S * r / 256, S the row's largest group scale and r = clamp(round(s / S * 256), 1, 256)
+// (rt/grouped.hpp). GPTQ must round against those scales, so with this option S is fixed
+// beforehand as the row's largest scale of a fit of the original weights (that group keeps it:
+// r = 256) and every group scale is moved onto the grid when it is fitted. The returned scales
+// are then exactly those QuantizedLinear deploys.
+//
+// Errors: W or X null, a dimension < 1, X with no samples -> InvalidArgument / DataError;
+// NaN / Inf in W, X or H -> DataError naming the argument and index; H not [in][in] symmetric
+// positive semi-definite enough to factor after damping -> DataError; a spec the layer cannot
+// use (bits, group size, axis) -> InvalidArgument; damp < 0 or not finite, mse_steps < 1 ->
+// InvalidArgument. Messages start with "gptq:".
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tinyquant/quant_params.hpp"
+#include "tinyquant/quantize.hpp"
+
+namespace tinyquant {
+
+struct GptqOptions {
+  double damp = 0.01;      // >= 0: fraction of mean(diag(H)) added to the diagonal
+  bool act_order = false;  // columns by decreasing H[i][i]; parameters fitted beforehand
+  bool mse_params = true;  // params_for_mse (true) or min / max (false) for each fit
+  int mse_steps = 40;      // params_for_mse's clip-ratio grid
+  float mse_min_ratio = 0.5f;
+  bool snap_group_scales = false;  // per-group scales on the grouped kernel's grid (see above)
+};
+
+struct GptqResult {
+  // Integer weights [out][in] with their parameters: QuantizedLinear(weights, ...) takes them.
+  QTensor weights;
+  // dequantize(weights), [out][in] row-major.
+  std::vector<float> dequantized;
+};
+
+// H = 2 X^T X / samples for X [samples][in] row-major ([in][in], row-major, double).
+std::vector<double> gptq_hessian(const float* x, int64_t samples, int64_t in);
+
+// GPTQ of W [out][in] against calibration inputs X [samples][in].
+GptqResult gptq_quantize(const float* w, int64_t out, int64_t in, const float* x, int64_t samples,
+                         const QuantSpec& spec, const GptqOptions& options = {});
+
+// The same from the Hessian H [in][in] (row-major), e.g. gptq_hessian's or one accumulated over
+// several batches.
+GptqResult gptq_quantize_hessian(const float* w, int64_t out, int64_t in, const double* h,
+                                 const QuantSpec& spec, const GptqOptions& options = {});
+
+// The scale the grouped kernel applies for a group scale s in a row whose largest group scale is
+// row_scale (rt/grouped.hpp): row_scale * clamp(round(s / row_scale * 256), 1, 256) / 256.
+float snap_group_scale(float s, float row_scale);
+
+}  // namespace tinyquant

@@ -1,0 +1,258 @@
+#include "tinyquant/gptq.hpp"
+
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "detail/check.hpp"
+
+namespace tinyquant {
+
+using detail::fail;
+
+namespace {
+
+using MatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic>;  // column-major
+using RowMatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// The spec for one run of values sharing one (scale, zero point).
+QuantSpec per_tensor(QuantSpec spec) {
+  spec.granularity = Granularity::kPerTensor;
+  spec.axis = 0;
+  spec.group_size = 0;
+  return spec;
+}
+
+// What the column pass needs to know about the parameters.
+struct Plan {
+  QuantSpec one;  // per-tensor form of the spec, for each fit
+  int64_t out = 0, in = 0;
+  int64_t group = 0;   // per-group: inputs per group; else 0
+  int64_t groups = 1;  // per-group: groups per row
+  bool lazy = false;   // per-group fitted when the pass reaches the group
+  bool snap = false;
+  std::vector<float> row_top;      // snap: each row's largest group scale
+  std::vector<int64_t> top_group;  // snap: the group that keeps it
+};
+
+// (scale, zero point) of n values with the options' rule; all-zero values get {1, 0}.
+ScaleZeroPoint fit(const float* v, int64_t n, const QuantSpec& one, const GptqOptions& o) {
+  if (std::all_of(v, v + n, [](float x) { return x == 0.0f; })) return ScaleZeroPoint{1.0f, 0};
+  const Shape shape{n};
+  const QuantParams p = o.mse_params ? params_for_mse(v, shape, one, o.mse_steps, o.mse_min_ratio)
+                                     : params_for(v, shape, one);
+  return ScaleZeroPoint{p.scales[0], p.zero_points[0]};
+}
+
+// Parameter index of weight (row, col) in the QuantParams of the spec.
+int64_t param_of(const Plan& plan, const QuantSpec& spec, int64_t row, int64_t col) {
+  switch (spec.granularity) {
+    case Granularity::kPerTensor:
+      return 0;
+    case Granularity::kPerChannel:
+      return row;
+    case Granularity::kPerGroup:
+      return row * plan.groups + col / plan.group;
+  }
+  return 0;
+}
+
+// Fits the parameters of every row's group g (columns [g * group, ...)) from the current
+// weights W (column-major, original column order), snapping when asked.
+void fit_group(const Plan& plan, const GptqOptions& o, const MatrixD& w, int64_t g,
+               QuantParams* p) {
+  const int64_t c0 = g * plan.group, n = std::min(plan.group, plan.in - c0);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (int64_t r = 0; r < plan.out; ++r) {
+    const size_t k = static_cast<size_t>(r * plan.groups + g);
+    if (plan.snap && plan.top_group[static_cast<size_t>(r)] == g) continue;  // keeps the top
+    for (int64_t j = 0; j < n; ++j) v[static_cast<size_t>(j)] = static_cast<float>(w(r, c0 + j));
+    const ScaleZeroPoint sz = fit(v.data(), n, plan.one, o);
+    p->scales[k] =
+        plan.snap ? snap_group_scale(sz.scale, plan.row_top[static_cast<size_t>(r)]) : sz.scale;
+    p->zero_points[k] = sz.zero_point;
+  }
+}
+
+void check_options(const GptqOptions& o) {
+  if (!std::isfinite(o.damp) || o.damp < 0.0)
+    fail<InvalidArgument>("gptq: damp = {} must be finite and >= 0", o.damp);
+  if (o.mse_params && o.mse_steps < 1)
+    fail<InvalidArgument>("gptq: mse_steps = {} must be >= 1", o.mse_steps);
+  if (o.mse_params && !(o.mse_min_ratio > 0.0f && o.mse_min_ratio <= 1.0f))
+    fail<InvalidArgument>("gptq: mse_min_ratio = {} must be in (0, 1]", o.mse_min_ratio);
+}
+
+// Validates the spec against [out][in] and fits whatever is fitted beforehand, from the weights
+// w0 (dead inputs already zeroed).
+Plan make_plan(const MatrixD& w0, const QuantSpec& spec, const GptqOptions& o, QuantParams* p) {
+  const int64_t out = w0.rows(), in = w0.cols();
+  const Shape shape{out, in};
+  const ParamLayout layout = param_layout(spec, shape);  // bits, group size, axis range
+  Plan plan;
+  plan.one = per_tensor(spec);
+  plan.out = out;
+  plan.in = in;
+  if (spec.granularity == Granularity::kPerChannel && layout.axis_len != out)
+    fail<InvalidArgument>(
+        "gptq: per-channel parameters must run along the outputs (axis 0), got axis {}", spec.axis);
+  if (spec.granularity == Granularity::kPerGroup) {
+    if (layout.inner != 1)
+      fail<InvalidArgument>(
+          "gptq: per-group parameters must group the inputs (axis 1 or -1), got axis {}",
+          spec.axis);
+    plan.group = spec.group_size;
+    plan.groups = layout.groups;
+    plan.lazy = !o.act_order;
+  }
+  if (o.snap_group_scales &&
+      (spec.granularity != Granularity::kPerGroup || spec.scheme != Scheme::kSymmetric))
+    fail<InvalidArgument>("gptq: snap_group_scales needs symmetric per-group weights, got {} {}",
+                          to_string(spec.scheme), to_string(spec.granularity));
+  p->spec = spec;
+  p->scales.assign(static_cast<size_t>(layout.count), 1.0f);
+  p->zero_points.assign(static_cast<size_t>(layout.count), 0);
+  if (plan.lazy && !o.snap_group_scales) return plan;
+  // Fitted from the original weights: everything (static), or the snapping rows' tops.
+  if (spec.granularity != Granularity::kPerGroup) {
+    const RowMatrixF wf = w0.cast<float>();
+    const bool tensor = spec.granularity == Granularity::kPerTensor;
+    for (int64_t r = 0; r < (tensor ? 1 : out); ++r) {
+      const ScaleZeroPoint sz = fit(wf.data() + r * in, tensor ? out * in : in, plan.one, o);
+      p->scales[static_cast<size_t>(r)] = sz.scale;
+      p->zero_points[static_cast<size_t>(r)] = sz.zero_point;
+    }
+    return plan;
+  }
+  for (int64_t g = 0; g < plan.groups; ++g) fit_group(plan, o, w0, g, p);
+  if (!o.snap_group_scales) return plan;
+  plan.snap = true;
+  plan.row_top.resize(static_cast<size_t>(out));
+  plan.top_group.resize(static_cast<size_t>(out));
+  for (int64_t r = 0; r < out; ++r) {
+    const float* s = p->scales.data() + r * plan.groups;
+    const float* top = std::max_element(s, s + plan.groups);
+    plan.row_top[static_cast<size_t>(r)] = *top;
+    plan.top_group[static_cast<size_t>(r)] = top - s;
+  }
+  // Static groups are snapped now; lazy ones when they are reached (the tops are kept).
+  if (!plan.lazy)
+    for (size_t k = 0; k < p->scales.size(); ++k)
+      p->scales[k] =
+          snap_group_scale(p->scales[k], plan.row_top[k / static_cast<size_t>(plan.groups)]);
+  return plan;
+}
+
+void check_dims(const float* w, int64_t out, int64_t in) {
+  if (w == nullptr) fail<InvalidArgument>("gptq: weights are null");
+  if (out < 1 || in < 1)
+    fail<InvalidArgument>("gptq: weights are [{}][{}]: both dimensions must be >= 1", out, in);
+  detail::check_finite(w, out * in, "gptq: weights");
+}
+
+}  // namespace
+
+float snap_group_scale(float s, float row_scale) {
+  const double top = row_scale;
+  const double r = std::clamp(std::round(static_cast<double>(s) / top * 256.0), 1.0, 256.0);
+  return static_cast<float>(top * r / 256.0);
+}
+
+std::vector<double> gptq_hessian(const float* x, int64_t samples, int64_t in) {
+  if (x == nullptr) fail<InvalidArgument>("gptq: calibration inputs are null");
+  if (samples < 1)
+    fail<DataError>("gptq: calibration inputs are empty ({} samples of {} inputs)", samples, in);
+  if (in < 1) fail<InvalidArgument>("gptq: calibration inputs have {} features (>= 1)", in);
+  detail::check_finite(x, samples * in, "gptq: calibration inputs");
+  const MatrixD xd = Eigen::Map<const RowMatrixF>(x, samples, in).cast<double>();
+  RowMatrixD h(in, in);
+  h.setZero();
+  h.selfadjointView<Eigen::Lower>().rankUpdate(xd.transpose(), 2.0 / static_cast<double>(samples));
+  h.triangularView<Eigen::StrictlyUpper>() = h.transpose();
+  return std::vector<double>(h.data(), h.data() + h.size());
+}
+
+GptqResult gptq_quantize(const float* w, int64_t out, int64_t in, const float* x, int64_t samples,
+                         const QuantSpec& spec, const GptqOptions& options) {
+  check_dims(w, out, in);
+  const std::vector<double> h = gptq_hessian(x, samples, in);
+  return gptq_quantize_hessian(w, out, in, h.data(), spec, options);
+}
+
+GptqResult gptq_quantize_hessian(const float* w, int64_t out, int64_t in, const double* h,
+                                 const QuantSpec& spec, const GptqOptions& options) {
+  check_dims(w, out, in);
+  check_options(options);
+  if (h == nullptr) fail<InvalidArgument>("gptq: Hessian is null");
+  for (int64_t i = 0; i < in * in; ++i)
+    if (!std::isfinite(h[i]))
+      fail<DataError>("gptq: Hessian: non-finite value {} at index {} (row {}, column {})", h[i], i,
+                      i / in, i % in);
+  MatrixD wd = Eigen::Map<const RowMatrixF>(w, out, in).cast<double>();
+  MatrixD hd = Eigen::Map<const RowMatrixD>(h, in, in);
+  for (int64_t i = 0; i < in; ++i) {
+    if (hd(i, i) < 0.0)
+      fail<DataError>("gptq: Hessian: diagonal entry {} is {} (a Gram matrix has none < 0)", i,
+                      hd(i, i));
+    if (hd(i, i) == 0.0) {  // dead input
+      hd(i, i) = 1.0;
+      wd.col(i).setZero();
+    }
+  }
+  QuantParams params;
+  const Plan plan = make_plan(wd, spec, options, &params);
+  // Column order: natural, or by decreasing H[i][i] (stable, so ties keep their order).
+  std::vector<int64_t> order(static_cast<size_t>(in));
+  std::iota(order.begin(), order.end(), 0);
+  if (options.act_order)
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int64_t a, int64_t b) { return hd(a, a) > hd(b, b); });
+  Eigen::PermutationMatrix<Eigen::Dynamic, Eigen::Dynamic, int64_t> perm(in);
+  for (int64_t k = 0; k < in; ++k) perm.indices()[k] = order[static_cast<size_t>(k)];
+  // Permuted copies: column k of wp is original column order[k].
+  MatrixD wp = wd * perm;
+  MatrixD hp = perm.transpose() * hd * perm;
+  hp.diagonal().array() += options.damp * hp.diagonal().mean();
+  const Eigen::LLT<MatrixD> llt_h(hp);
+  if (llt_h.info() != Eigen::Success)
+    fail<DataError>(
+        "gptq: Hessian + {} * mean(diag) is not positive definite ({} inputs); raise damp",
+        options.damp, in);
+  const MatrixD hinv = llt_h.solve(MatrixD::Identity(in, in));
+  const Eigen::LLT<MatrixD> llt_inv(hinv);
+  if (llt_inv.info() != Eigen::Success)
+    fail<DataError>("gptq: the inverse Hessian is not positive definite ({} inputs); raise damp",
+                    in);
+  const MatrixD u = llt_inv.matrixU();
+
+  const int32_t qmin = spec.qmin(), qmax = spec.qmax();
+  GptqResult result;
+  result.dequantized.assign(static_cast<size_t>(out * in), 0.0f);
+  Eigen::VectorXd err(out);
+  for (int64_t k = 0; k < in; ++k) {
+    const int64_t col = order[static_cast<size_t>(k)];
+    if (plan.lazy && col % plan.group == 0) {
+      // Natural order (no act_order): wp's columns are the original ones.
+      fit_group(plan, options, wp, col / plan.group, &params);
+    }
+    for (int64_t r = 0; r < out; ++r) {
+      const size_t pi = static_cast<size_t>(param_of(plan, spec, r, col));
+      const float scale = params.scales[pi];
+      const int32_t zp = params.zero_points[pi];
+      const float v = static_cast<float>(wp(r, k));
+      const int32_t q = std::clamp(static_cast<int32_t>(std::round(v / scale)) + zp, qmin, qmax);
+      const float dq = scale * static_cast<float>(q - zp);
+      result.dequantized[static_cast<size_t>(r * in + col)] = dq;
+      err[r] = (wp(r, k) - static_cast<double>(dq)) / u(k, k);
+    }
+    const int64_t rest = in - k - 1;
+    if (rest > 0) wp.rightCols(rest).noalias() -= err * u.row(k).tail(rest);
+  }
+  result.weights = quantize(result.dequantized.data(), Shape{out, in}, params);
+  return result;
+}
+
+}  // namespace tinyquant
