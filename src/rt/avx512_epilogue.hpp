@@ -91,7 +91,7 @@ inline void make_colterm(int32_t n, int32_t coef, const int32_t* colsum, const i
 }
 
 // Scratch int32 [kEpilogueArrays][n16] of the int8-output epilogue.
-constexpr int32_t kEpilogueArrays = 10;
+constexpr int32_t kEpilogueArrays = 12;
 
 // The per-column parts of requantize() for Rounding::kDouble, 16 columns. Even columns sit in
 // the 64-bit lanes of the *_even vectors, odd ones in those of *_odd.
@@ -102,17 +102,64 @@ constexpr int32_t kEpilogueArrays = 10;
 //   result = (xs * m + 2^30 + 2^31 * (2^(e-1) - [h < 0])) >> (31 + e),  h < 0 <=> xs * m < -2^30
 // exact in 64 bits (|xs * m| < 2^62). So per 64-bit lane: multiply, add bias, subtract corr
 // where the product is below -2^30, arithmetic shift.
+//
+// The output offset c can ride in the bias too: with T = 31 + e and q the sum above,
+// (q + c * 2^T) >> T = (q >> T) + c exactly (floor division of a sum with a multiple of 2^T),
+// and the low 32 bits of that are the reference's wrapping 32-bit add, provided the 64-bit sum
+// does not overflow. |xs| <= 2^31 and 0 <= m < 2^31 give |p| <= 2^62 - 2^31; the bias lies in
+// [2^30, 2^30 + 2^(30+e)] and corr in {0, 2^31}, so
+//   |p + bias - corr + c * 2^T| < 2^62 + 2^(30+e) + |c| * 2^(31+e) = 2^62 + 2^(30+e) (1 + 2|c|)
+// which is <= 2^63 whenever 1 + 2|c| <= 2^(32-e): for |c| <= 128 (the output offsets
+// validate.hpp admits) every e <= 23. c_offset_foldable() checks it per call.
+//
+// So can the column term ct (x = D + ct): with no left shift and D + ct inside int32 (no wrap),
+// x * m = D * m + ct * m, so the bias takes ct * m and the multiplies read raw D; the half-away
+// test x * m < -2^30 becomes D * m < -2^30 - ct * m (below, per column). Same product, same
+// bound.
 struct DoubleParams {
   __m512i mult, mult_odd;  // multiplier (in the low half of each 64-bit lane for mult_odd)
   __m512i left;            // left shift per column (32-bit lanes)
   __m512i bias_even, bias_odd, corr_even, corr_odd, shift_even, shift_odd;  // 64-bit lanes
+  __m512i below_even, below_odd;  // -2^30 (- ct * m), 64-bit lanes
 };
+
+// Whether c_offset * 2^(31 + e) fits in the 64-bit bias of every channel (see DoubleParams):
+// 1 + 2|c_offset| <= 2^(32 - e) for the largest right shift e = -lowest (lowest: the lowest of
+// the call's shifts and 0).
+inline bool c_offset_foldable(int32_t lowest, int32_t c_offset) {
+  const uint64_t c = c_offset < 0 ? uint64_t{0} - static_cast<uint64_t>(int64_t{c_offset})
+                                  : static_cast<uint64_t>(c_offset);
+  return lowest >= -32 && 2 * c + 1 <= (uint64_t{1} << 32) >> -lowest;
+}
+
+// The lowest and the highest of v[0, cnt) and 0.
+inline void range_with_zero(const int32_t* v, int32_t cnt, int32_t* lowest, int32_t* highest) {
+  __m512i lo = _mm512_setzero_si512();
+  __m512i hi = lo;
+  for (int32_t j = 0; j < cnt; j += 16) {
+    const __m512i x = load16(v + j, cnt - j);  // zero past cnt
+    lo = _mm512_min_epi32(lo, x);
+    hi = _mm512_max_epi32(hi, x);
+  }
+  *lowest = _mm512_reduce_min_epi32(lo);
+  *highest = _mm512_reduce_max_epi32(hi);
+}
+
+// Whether D + colterm[j] stays inside int32 for every |D| <= d_bound and j < n.
+inline bool colterm_fits(const int32_t* colterm, int32_t n, int64_t d_bound) {
+  if (d_bound < 0 || d_bound > INT32_MAX) return false;
+  int32_t lowest = 0, highest = 0;
+  range_with_zero(colterm, n, &lowest, &highest);
+  return lowest >= d_bound - INT32_MAX && highest <= INT32_MAX - d_bound;
+}
 
 // The DoubleParams of columns [j, j + 16) straight from the multipliers and shifts ([n] when
 // per_channel, else [1]); past n the values of channel 0, so every lane computes something
-// defined.
+// defined. c_fold: the output offset folded into the bias (c_offset_foldable) or 0; ct: the
+// column terms of these columns to fold into the bias, or null.
 inline DoubleParams make_double_params(const int32_t* multiplier, const int32_t* shift,
-                                       bool per_channel, int32_t n, int32_t j) {
+                                       bool per_channel, int32_t n, int32_t j, int32_t c_fold,
+                                       const int32_t* ct) {
   const __mmask16 in = lanes16(n - j);
   const __m512i zero = _mm512_setzero_si512();
   const __m512i one = _mm512_set1_epi64(1);
@@ -124,21 +171,28 @@ inline DoubleParams make_double_params(const int32_t* multiplier, const int32_t*
   p.mult_odd = _mm512_srli_epi64(p.mult, 32);
   p.left = _mm512_max_epi32(vs, zero);
   const __m512i r = _mm512_max_epi32(_mm512_sub_epi32(zero, vs), zero);  // e
-  // e of the even and odd columns in 64-bit lanes; per lane: bias 2^30 + 2^(e-1) * 2^31 and
-  // corr 2^31 for e >= 1, bias 2^30 and corr 0 for e = 0; shift 31 + e.
+  // e of the even and odd columns in 64-bit lanes; per lane: bias 2^30 + 2^(e-1) * 2^31
+  // (+ c_fold * 2^(31 + e)) and corr 2^31 for e >= 1, bias 2^30 (+ c_fold * 2^31) and corr 0
+  // for e = 0; shift 31 + e.
   const __m512i e_lanes[2] = {_mm512_and_si512(r, _mm512_set1_epi64(0xFFFFFFFF)),
                               _mm512_srli_epi64(r, 32)};
   __m512i* const bias[2] = {&p.bias_even, &p.bias_odd};
   __m512i* const corr[2] = {&p.corr_even, &p.corr_odd};
   __m512i* const total[2] = {&p.shift_even, &p.shift_odd};
+  __m512i* const below[2] = {&p.below_even, &p.below_odd};
+  const __m512i vct = ct != nullptr ? _mm512_loadu_si512(ct) : zero;
+  const __m512i ct_m[2] = {_mm512_mul_epi32(vct, p.mult),
+                           _mm512_mul_epi32(_mm512_srli_epi64(vct, 32), p.mult_odd)};
   for (int h = 0; h < 2; ++h) {
     const __m512i eh = e_lanes[h];
     const __mmask8 pos = _mm512_cmpgt_epi64_mask(eh, zero);
     const __m512i half = _mm512_sllv_epi64(one, _mm512_add_epi64(eh, _mm512_set1_epi64(30)));
     *corr[h] = _mm512_maskz_mov_epi64(pos, _mm512_set1_epi64(int64_t{1} << 31));
-    *bias[h] =
-        _mm512_add_epi64(_mm512_set1_epi64(int64_t{1} << 30), _mm512_maskz_mov_epi64(pos, half));
     *total[h] = _mm512_add_epi64(eh, _mm512_set1_epi64(31));
+    const __m512i offset = _mm512_sllv_epi64(_mm512_set1_epi64(c_fold), *total[h]);
+    *bias[h] = _mm512_add_epi64(_mm512_add_epi64(_mm512_set1_epi64(int64_t{1} << 30), offset),
+                                _mm512_add_epi64(_mm512_maskz_mov_epi64(pos, half), ct_m[h]));
+    *below[h] = _mm512_sub_epi64(_mm512_set1_epi64(-(int64_t{1} << 30)), ct_m[h]);
   }
   return p;
 }
@@ -148,23 +202,30 @@ inline bool any_left(const DoubleParams& p) {
   return _mm512_test_epi32_mask(p.left, p.left) != 0;
 }
 
-// requantize() with Rounding::kDouble on 16 lanes from the precomputed per-column parts; kLeft
-// false when no channel shifts left (left is then 0 in every lane).
-template <bool kLeft>
-inline __m512i requantize16_double(__m512i v, const DoubleParams& p) {
-  const __m512i below = _mm512_set1_epi64(-(int64_t{1} << 30));
-  const __m512i xs = kLeft ? _mm512_sllv_epi32(v, p.left) : v;
-  const __m512i pe = _mm512_mul_epi32(xs, p.mult);
-  const __m512i po = _mm512_mul_epi32(_mm512_srli_epi64(xs, 32), p.mult_odd);
+// requantize() with Rounding::kDouble on 16 lanes, already shifted left, from the per-column
+// parts: x_even holds the even columns' values in the low 32 bits of its 64-bit lanes, x_odd the
+// odd ones' (vpmuldq reads only those, so x_odd may be the same 16 values loaded one int32
+// further on).
+inline __m512i requantize16_double_split(__m512i x_even, __m512i x_odd, const DoubleParams& p) {
+  const __m512i pe = _mm512_mul_epi32(x_even, p.mult);
+  const __m512i po = _mm512_mul_epi32(x_odd, p.mult_odd);
   __m512i qe = _mm512_add_epi64(pe, p.bias_even);
   __m512i qo = _mm512_add_epi64(po, p.bias_odd);
-  qe = _mm512_mask_sub_epi64(qe, _mm512_cmplt_epi64_mask(pe, below), qe, p.corr_even);
-  qo = _mm512_mask_sub_epi64(qo, _mm512_cmplt_epi64_mask(po, below), qo, p.corr_odd);
+  qe = _mm512_mask_sub_epi64(qe, _mm512_cmplt_epi64_mask(pe, p.below_even), qe, p.corr_even);
+  qo = _mm512_mask_sub_epi64(qo, _mm512_cmplt_epi64_mask(po, p.below_odd), qo, p.corr_odd);
   qe = _mm512_srav_epi64(qe, p.shift_even);
   qo = _mm512_srav_epi64(qo, p.shift_odd);
   // The low 32 bits of each 64-bit lane, even and odd columns interleaved again.
   const __m512i idx = _mm512_set_epi32(30, 14, 28, 12, 26, 10, 24, 8, 22, 6, 20, 4, 18, 2, 16, 0);
   return _mm512_permutex2var_epi32(qe, idx, qo);
+}
+
+// requantize() with Rounding::kDouble on 16 lanes from the per-column parts; kLeft false when
+// no channel shifts left (left is then 0 in every lane).
+template <bool kLeft>
+inline __m512i requantize16_double(__m512i v, const DoubleParams& p) {
+  const __m512i xs = kLeft ? _mm512_sllv_epi32(v, p.left) : v;
+  return requantize16_double_split(xs, _mm512_srli_epi64(xs, 32), p);
 }
 
 // The int8-output epilogue with every argument copied out of GemmS8Args once per call: kept in
@@ -177,6 +238,8 @@ struct EpilogueS8 {
   int8_t* c;
   int64_t ldc;
   const int32_t* colterm;     // [n16] each, 0 or the last channel's values past n
+  bool fold_c;                // kDouble: c_offset is in the bias (c_offset_foldable)
+  bool fold_ct;               // kDouble: colterm is in the bias, d holds raw D (DoubleParams)
   bool precomputed;           // kDouble: the arrays below hold DoubleParams
   const int32_t* multiplier;  // as in GemmS8Args, read when not precomputed
   const int32_t* shift_in;
@@ -191,13 +254,18 @@ struct EpilogueS8 {
   const int32_t* corr_odd;
   const int32_t* shift_even;
   const int32_t* shift_odd;
+  const int32_t* below_even;  // read when fold_ct
+  const int32_t* below_odd;
   const int32_t* shift;  // per channel or null (kSingle only)
   Rounding rounding;
   bool full_range;  // act_min -128 and act_max 127: the saturating int8 store clamps
   int32_t shift0, c_offset, act_min, act_max;
 
   DoubleParams double_params(int32_t j0) const {
-    if (!precomputed) return make_double_params(multiplier, shift_in, per_channel, n, j0);
+    if (!precomputed) {
+      return make_double_params(multiplier, shift_in, per_channel, n, j0, fold_c ? c_offset : 0,
+                                fold_ct ? colterm + j0 : nullptr);
+    }
     DoubleParams p;
     p.mult = _mm512_loadu_si512(mult + j0);
     p.mult_odd = _mm512_loadu_si512(mult_odd + j0);
@@ -208,12 +276,17 @@ struct EpilogueS8 {
     p.corr_odd = _mm512_loadu_si512(corr_odd + j0);
     p.shift_even = _mm512_loadu_si512(shift_even + j0);
     p.shift_odd = _mm512_loadu_si512(shift_odd + j0);
+    const __m512i below = _mm512_set1_epi64(-(int64_t{1} << 30));
+    p.below_even = fold_ct ? _mm512_loadu_si512(below_even + j0) : below;
+    p.below_odd = fold_ct ? _mm512_loadu_si512(below_odd + j0) : below;
     return p;
   }
 
-  // + c_offset (wrapping), clamp, store lanes [0, cnt) at dst.
+  // + c_offset (wrapping) unless folded into the requantization, clamp, store lanes [0, cnt) at
+  // dst.
+  template <bool kAddOffset>
   void finish(__m512i v, int8_t* dst, __mmask16 lanes) const {
-    v = _mm512_add_epi32(v, _mm512_set1_epi32(c_offset));
+    if (kAddOffset) v = _mm512_add_epi32(v, _mm512_set1_epi32(c_offset));
     if (!full_range) {
       v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(act_min)),
                            _mm512_set1_epi32(act_max));
@@ -223,17 +296,23 @@ struct EpilogueS8 {
 
   // Row i, columns [j0, j0 + cnt) (cnt <= 16, j0 % 16 == 0) from raw D at d[0, 16).
   void run(int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t row_term) const {
-    __m512i v = _mm512_add_epi32(_mm512_loadu_si512(d), _mm512_loadu_si512(colterm + j0));
+    __m512i v = _mm512_loadu_si512(d);
+    if (!fold_ct) v = _mm512_add_epi32(v, _mm512_loadu_si512(colterm + j0));
     v = _mm512_add_epi32(v, _mm512_set1_epi32(row_term));
+    int8_t* const dst = c + i * ldc + j0;
     if (rounding == Rounding::kDouble) {
       v = requantize16_double<true>(v, double_params(j0));
+      if (fold_c) {
+        finish<false>(v, dst, lanes16(cnt));
+        return;
+      }
     } else {
       const __m512i vs = shift != nullptr ? load16(shift + j0, cnt) : _mm512_set1_epi32(shift0);
       const __m512i vm =
           per_channel ? load16(multiplier + j0, cnt) : _mm512_set1_epi32(multiplier[0]);
       v = requantize16(v, vm, vs, rounding);
     }
-    finish(v, c + i * ldc + j0, lanes16(cnt));
+    finish<true>(v, dst, lanes16(cnt));
   }
 
   // Rows [i, i + rows) of columns [j0, j0 + cnt) from raw D at d (row stride ldd int32);
@@ -247,15 +326,31 @@ struct EpilogueS8 {
       return;
     }
     const DoubleParams p = double_params(j0);
-    if (any_left(p)) {
-      rows_double<true>(p, i, rows, j0, cnt, d, ldd, row_term);
+    if (fold_ct) {  // no left shift, no row term
+      rows_double_fold<false, true>(p, i, rows, j0, cnt, d, ldd, row_term);
+    } else if (any_left(p)) {
+      rows_double_fold<true, false>(p, i, rows, j0, cnt, d, ldd, row_term);
     } else {
-      rows_double<false>(p, i, rows, j0, cnt, d, ldd, row_term);
+      rows_double_fold<false, false>(p, i, rows, j0, cnt, d, ldd, row_term);
     }
   }
 
-  // rows() for Rounding::kDouble with every per-column operand held in registers.
-  template <bool kLeft>
+  // rows_double() with kFold = fold_c.
+  template <bool kLeft, bool kDirect>
+  void rows_double_fold(const DoubleParams& p, int32_t i, int32_t rows, int32_t j0, int32_t cnt,
+                        const int32_t* d, int32_t ldd, const int32_t* row_term) const {
+    if (fold_c) {
+      rows_double<kLeft, kDirect, true>(p, i, rows, j0, cnt, d, ldd, row_term);
+    } else {
+      rows_double<kLeft, kDirect, false>(p, i, rows, j0, cnt, d, ldd, row_term);
+    }
+  }
+
+  // rows() for Rounding::kDouble with every per-column operand held in registers. kDirect
+  // (fold_ct): the multiplies read raw D, the even columns from d and the odd ones from d + 1
+  // (the 16th of those reads d[16]: the caller's buffer has 4 bytes past every row). kFold:
+  // c_offset is in the bias.
+  template <bool kLeft, bool kDirect, bool kFold>
   void rows_double(const DoubleParams& p, int32_t i, int32_t rows, int32_t j0, int32_t cnt,
                    const int32_t* d, int32_t ldd, const int32_t* row_term) const {
     const __m512i ct = _mm512_loadu_si512(colterm + j0);
@@ -263,28 +358,44 @@ struct EpilogueS8 {
     int8_t* dst = c + i * ldc + j0;
     const int64_t ld = ldc;
     for (int32_t r = 0; r < rows; ++r, d += ldd, dst += ld) {
-      __m512i v = _mm512_add_epi32(_mm512_loadu_si512(d), ct);
-      if (row_term != nullptr) v = _mm512_add_epi32(v, _mm512_set1_epi32(row_term[r]));
-      finish(requantize16_double<kLeft>(v, p), dst, lanes);
+      __m512i q;
+      if (kDirect) {
+        q = requantize16_double_split(_mm512_loadu_si512(d), _mm512_loadu_si512(d + 1), p);
+      } else {
+        __m512i v = _mm512_add_epi32(_mm512_loadu_si512(d), ct);
+        if (row_term != nullptr) v = _mm512_add_epi32(v, _mm512_set1_epi32(row_term[r]));
+        q = requantize16_double<kLeft>(v, p);
+      }
+      finish<!kFold>(q, dst, lanes);
     }
   }
 };
 
 // arrays: kEpilogueArrays * n16 int32 of scratch, filled here (only colterm unless
-// `precompute`). add: a term common to every output, folded into colterm.
+// `precompute`). add: a term common to every output, folded into colterm. d_bound >= 0: the
+// caller hands rows() raw D with |D| <= d_bound, no row terms, and 4 readable bytes past each
+// row of d (colterm may then go into the requantization's bias); -1: D is not raw.
 inline EpilogueS8 make_epilogue_s8(const GemmS8Args& g, int32_t coef, const int32_t* colsum,
-                                   int32_t* arrays, bool precompute, int32_t add = 0) {
+                                   int32_t* arrays, bool precompute, int32_t add = 0,
+                                   int64_t d_bound = -1) {
   const int32_t n16 = (g.n + 15) / 16 * 16;
   EpilogueS8 e{};
   int32_t* out[kEpilogueArrays];
   for (int32_t a = 0; a < kEpilogueArrays; ++a) out[a] = arrays + a * n16;
   make_colterm(g.n, coef, colsum, g.bias, out[0], add);
-  e.precomputed = precompute && g.rounding == Rounding::kDouble;
+  int32_t lowest = 0, highest = 0;
+  range_with_zero(g.shift, g.per_channel ? g.n : 1, &lowest, &highest);
+  const bool dbl = g.rounding == Rounding::kDouble;
+  e.fold_c = dbl && c_offset_foldable(lowest, g.c_offset);
+  e.fold_ct = dbl && highest == 0 && colterm_fits(out[0], g.n, d_bound);
+  e.precomputed = precompute && dbl;
   for (int32_t j = 0; e.precomputed && j < n16; j += 16) {
-    const DoubleParams p = make_double_params(g.multiplier, g.shift, g.per_channel, g.n, j);
-    const __m512i fields[kEpilogueArrays - 1] = {p.mult,      p.mult_odd,   p.left,
-                                                 p.bias_even, p.bias_odd,   p.corr_even,
-                                                 p.corr_odd,  p.shift_even, p.shift_odd};
+    const DoubleParams p =
+        make_double_params(g.multiplier, g.shift, g.per_channel, g.n, j, e.fold_c ? g.c_offset : 0,
+                           e.fold_ct ? out[0] + j : nullptr);
+    const __m512i fields[kEpilogueArrays - 1] = {
+        p.mult,     p.mult_odd,   p.left,      p.bias_even,  p.bias_odd, p.corr_even,
+        p.corr_odd, p.shift_even, p.shift_odd, p.below_even, p.below_odd};
     for (int32_t a = 1; a < kEpilogueArrays; ++a) _mm512_storeu_si512(out[a] + j, fields[a - 1]);
   }
   e.c = g.c;
@@ -303,6 +414,8 @@ inline EpilogueS8 make_epilogue_s8(const GemmS8Args& g, int32_t coef, const int3
   e.corr_odd = out[7];
   e.shift_even = out[8];
   e.shift_odd = out[9];
+  e.below_even = out[10];
+  e.below_odd = out[11];
   e.shift = g.per_channel ? g.shift : nullptr;
   e.rounding = g.rounding;
   e.full_range = g.act_min == -128 && g.act_max == 127;

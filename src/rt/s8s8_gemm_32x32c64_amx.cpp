@@ -165,15 +165,16 @@ void amx_block(int ta, int tb, const int8_t* ap, int64_t ld_a, int32_t kp, const
   f(ap, ld_a, kp, bp, c);
 }
 
-// Scratch after the (optional) packed b: panel [kPanelRows][kp] | C block [kBm][kBn]
-// int32 | epilogue arrays [kEpilogueArrays][n16] int32.
+// Scratch after the (optional) packed b: panel [kPanelRows][kp] | C block [kBm][kBn] int32 and
+// 64 bytes (the int8 epilogue may read each 16 int32 of a row again from one int32 further on,
+// so up to 4 bytes past the block) | epilogue arrays [kEpilogueArrays][n16] int32.
+constexpr int64_t kCBlockBytes = 4 * int64_t{kBm} * kBn + 64;
 int64_t panel_bytes(int32_t n, int32_t k) {
-  return int64_t{kPanelRows} * round_up(k, 64) + 4 * int64_t{kBm} * kBn +
+  return int64_t{kPanelRows} * round_up(k, 64) + kCBlockBytes +
          4 * int64_t{kEpilogueArrays} * round_up(n, 16);
 }
 int32_t* colterm_of(uint8_t* work, int32_t k) {
-  return reinterpret_cast<int32_t*>(work + int64_t{kPanelRows} * round_up(k, 64) +
-                                    4 * int64_t{kBm} * kBn);
+  return reinterpret_cast<int32_t*>(work + int64_t{kPanelRows} * round_up(k, 64) + kCBlockBytes);
 }
 
 // The per-row part of the offsets: b_offset * rowsum(a)[i] (+ row_add[i] for gemm_s32). With
@@ -283,9 +284,12 @@ void amx_s8(const GemmS8Args& g, const int8_t* pb, uint8_t* work) {
       reinterpret_cast<const int32_t*>(pb + int64_t{round_up(g.k, 64)} * round_up(g.n, 16));
   const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
   // One panel of rows finishes each 16 columns once: its requantization constants are built
-  // where they are used instead of precomputed into scratch.
+  // where they are used instead of precomputed into scratch. Without row terms (b_offset 0) the
+  // blocks hand over raw D, |D| <= k * 128 * 128 (s8 x s8), with the 4 bytes past each row of
+  // the C block buffer readable.
   const EpilogueS8 e =
-      make_epilogue_s8(g, g.a_offset, colsum, colterm_of(work, g.k), g.m > kPanelRows, s32(kab));
+      make_epilogue_s8(g, g.a_offset, colsum, colterm_of(work, g.k), g.m > kPanelRows, s32(kab),
+                       g.b_offset == 0 ? int64_t{g.k} * 128 * 128 : -1);
   amx_drive(g.m, g.n, g.k, g.a, g.lda, pb, work, RowTerms{u32(g.b_offset), nullptr},
             [&e](int32_t i, int32_t rows, int32_t j0, int32_t cnt, const int32_t* d, int32_t ldd,
                  const int32_t* term) { e.rows(i, rows, j0, cnt, d, ldd, term); });
