@@ -4,6 +4,7 @@
 // and on the test images (reported only).
 //
 //   fashion_mnist_explore --seed N --cache-dir DIR [--qat LIST] [--prune LIST] [--int8qat LIST]
+//                         [--gptq LIST]
 //
 // "--qat base" runs the demo's recipe (snapped group scales, the last epoch), cached like the
 // demo's. Otherwise LIST is comma-separated "epochs:lr:refresh:distill" specs (--qat, --int8qat;
@@ -12,8 +13,14 @@
 // in the last epoch (0 / 1), and keeping the best epoch (1 by default; 0: the last, as the demo)),
 // or "epochs:lr:keep_best[:sparsity]" (--prune; sparsity 0.7 by default). The float and 70 % models
 // come from the demo's cache (the same keys) and are trained if missing.
+// --gptq takes "sequential:mse:act_order[:damp[:qat_epochs]]" specs: int4 per-group 32 GPTQ
+// (snapped group scales, calibrated on the validation images) with the layer inputs of the
+// float model (sequential 0) or of the already-quantized earlier layers (1), params_for_mse (1)
+// or min / max (0) group fits, act order (1) or not (0), damping (0.01 by default); with
+// qat_epochs > 0 also the demo's QAT recipe started from the GPTQ weights (cached).
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -52,7 +59,7 @@ std::vector<std::vector<double>> parse_list(const std::string& s) {
 
 int main(int argc, char** argv) {
   uint32_t seed = 1;
-  std::string cache_dir = ".", qat_list, prune_list, int8_list;
+  std::string cache_dir = ".", qat_list, prune_list, int8_list, gptq_list;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i], v = i + 1 < argc ? argv[i + 1] : "";
@@ -66,6 +73,8 @@ int main(int argc, char** argv) {
       prune_list = v;
     } else if (a == "--int8qat") {
       int8_list = v;
+    } else if (a == "--gptq") {
+      gptq_list = v;
     } else {
       std::fprintf(stderr, "fashion_mnist_explore: unknown option '%s' (see explore.cpp)\n",
                    a.c_str());
@@ -124,7 +133,7 @@ int main(int argc, char** argv) {
     fmt::print("  epoch {} val {:.2f} {:.1f} s\n", s.epoch, 100.0 * s.val_accuracy, s.seconds);
     std::fflush(stdout);
   };
-  if (!qat_list.empty()) {
+  if (!qat_list.empty() || !gptq_list.empty()) {
     report("int4g32", "ptq", mlp, int4_group);
     fmnist::WeightParamsChoice snapped;
     snapped.snap = true;
@@ -177,6 +186,40 @@ int main(int argc, char** argv) {
                        qc.refresh_every, field(3), field(4), field(5), field(6),
                        qc.keep_best ? "kb" : "last"),
            m, int4_group, wp);
+  }
+  for (const std::vector<double>& v : parse_list(gptq_list)) {
+    tq::GptqOptions go = fmnist::demo_gptq_options();  // snapped; the rest as the spec says
+    go.mse_params = v.at(1) > 0;
+    go.act_order = v.at(2) > 0;
+    if (v.size() > 3) go.damp = v[3];
+    const bool sequential = v.at(0) > 0;
+    const int qat_epochs = v.size() > 4 ? static_cast<int>(v[4]) : 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    const fmnist::GptqMlp g = fmnist::gptq_mlp(mlp, split.val.images, int4_group, go, sequential);
+    const std::string name = fmt::format("seq{}-mse{}-act{}-damp{}", v[0], v[1], v[2], go.damp);
+    fmt::print("gptq {}: {:.2f} s\n", name,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    fmnist::WeightParamsChoice wp;
+    wp.given = &g.params;
+    report("int4g32", "gptq-" + name, g.model, int4_group, wp);
+    if (qat_epochs <= 0) continue;
+    fmnist::TrainKey k = key;
+    k.epochs = static_cast<uint32_t>(qat_epochs);
+    k.recipe = fmt::format("qat-int4-g32-r100-snap-cos_from-gptq-{}_e20-lr0.001-cos-best", name);
+    const fmnist::FloatMlp qat = load_or(k, [&] {
+      fmnist::TrainConfig ft = c;
+      ft.epochs = qat_epochs;
+      ft.keep_best = false;
+      fmnist::QatConfig qc;
+      qc.snap_scales = true;
+      fmnist::FloatMlp m = g.model;
+      fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc, printer);
+      return m;
+    });
+    fmnist::WeightParamsChoice snapped;
+    snapped.snap = true;
+    report("qat4", fmt::format("from-gptq-{}-e{}-lr0.001-r100-kd0-snap1-last", name, qat_epochs),
+           qat, int4_group, snapped);
   }
   for (const std::vector<double>& pv : parse_list(prune_list)) {
     fmnist::TrainConfig ft = c;

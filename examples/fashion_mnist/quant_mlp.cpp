@@ -52,13 +52,35 @@ tq::QuantParams snap_group_scales(tq::QuantParams params, const tq::Shape& shape
   const size_t groups = static_cast<size_t>(layout.groups);
   for (size_t row = 0; row < static_cast<size_t>(layout.outer); ++row) {
     float* s = params.scales.data() + row * groups;
-    const double top = *std::max_element(s, s + groups);
-    for (size_t g = 0; g < groups; ++g) {
-      const double r = std::clamp(std::round(static_cast<double>(s[g]) / top * 256.0), 1.0, 256.0);
-      s[g] = static_cast<float>(top * r / 256.0);
-    }
+    const float top = *std::max_element(s, s + groups);
+    for (size_t g = 0; g < groups; ++g) s[g] = tq::snap_group_scale(s[g], top);
   }
   return params;
+}
+
+GptqMlp gptq_mlp(const FloatMlp& mlp, const MatrixRM& x, const tq::QuantSpec& spec,
+                 const tq::GptqOptions& options, bool sequential) {
+  GptqMlp g;
+  g.model = mlp;
+  const std::vector<MatrixRM> float_inputs = layer_activations(mlp, x);
+  for (size_t i = 0; i < mlp.layers.size(); ++i) {
+    MatrixRM seq_inputs;
+    if (sequential && i > 0) seq_inputs = layer_activations(g.model, x)[i];
+    const MatrixRM& in = sequential && i > 0 ? seq_inputs : float_inputs[i];
+    MatrixRM& w = g.model.layers[i].w;
+    tq::GptqResult r =
+        tq::gptq_quantize(w.data(), w.rows(), w.cols(), in.data(), in.rows(), spec, options);
+    std::copy(r.dequantized.begin(), r.dequantized.end(), w.data());
+    g.params.push_back(std::move(r.weights.params));
+  }
+  return g;
+}
+
+tq::GptqOptions demo_gptq_options() {
+  tq::GptqOptions o;
+  o.snap_group_scales = true;
+  o.mse_params = false;
+  return o;
 }
 
 QuantMlp quantize_mlp(const FloatMlp& mlp, const std::vector<ActRange>& ranges,

@@ -26,6 +26,7 @@
 
 #include "float_mlp.hpp"
 #include "int8_mlp.hpp"
+#include "tinyquant/gptq.hpp"
 #include "tinyquant/layers.hpp"
 #include "tinyquant/sparse.hpp"
 
@@ -68,6 +69,24 @@ struct WeightParamsChoice {
   // weights, so the integers are rounded against the scales the kernel applies.
   bool snap = false;
 };
+
+// GPTQ of every layer (tinyquant/gptq.hpp) with calibration inputs x [samples][pixels]: layer i's
+// inputs are the float model's (sequential false) or those of the model whose earlier layers
+// already hold their GPTQ weights (sequential true; activations stay float either way).
+struct GptqMlp {
+  // The model with every layer's weights replaced by their GPTQ values (dequantized).
+  FloatMlp model;
+  // Per layer, the parameters GPTQ rounded against: quantize_mlp(model, ..., {&params}) stores
+  // exactly GPTQ's integers.
+  std::vector<tinyquant::QuantParams> params;
+};
+GptqMlp gptq_mlp(const FloatMlp& mlp, const MatrixRM& x, const tinyquant::QuantSpec& spec,
+                 const tinyquant::GptqOptions& options, bool sequential);
+
+// The demo's GPTQ (chosen on validation, README "What was tried"): group scales snapped to the
+// kernel's grid, each group fitted from its min / max when the column pass reaches it, columns
+// in their natural order, damping 0.01; used with sequential inputs.
+tinyquant::GptqOptions demo_gptq_options();
 
 // Throws the toolkit's errors (bad ranges, unsupported spec, given parameters that do not fit)
 // naming the layer.

@@ -679,6 +679,45 @@ TEST(QuantMlp, SnappedScalesAreOnTheKernelsRatioGrid) {
   EXPECT_EQ(snap_group_scales(pc, shape).scales, pc.scales);
 }
 
+TEST(QuantMlp, GptqLayersSeeTheirOwnInputsAndQuantizeToGptqsIntegers) {
+  const FloatMlp mlp = he_init({40, 16, 8, 3}, 7);
+  const MatrixRM x = random_matrix(60, 40, 9);
+  const tinyquant::QuantSpec spec = tinyquant::QuantSpec::int4_per_group(8, 1);
+  tinyquant::GptqOptions o;
+  o.snap_group_scales = true;
+  for (const bool sequential : {false, true}) {
+    SCOPED_TRACE(sequential ? "sequential" : "float inputs");
+    const GptqMlp g = gptq_mlp(mlp, x, spec, o, sequential);
+    // Reference: layer i's inputs from the float model, or from the model whose layers before it
+    // hold their GPTQ weights, then the toolkit's GPTQ on that layer alone.
+    FloatMlp ref = mlp;
+    MatrixRM in = x;
+    const std::vector<ActRange> ranges = calibrate_ranges(g.model, x);
+    WeightParamsChoice wp;
+    wp.given = &g.params;
+    const QuantMlp q = quantize_mlp(g.model, ranges, spec, false, wp);
+    for (size_t i = 0; i < mlp.layers.size(); ++i) {
+      const MatrixRM& w = mlp.layers[i].w;
+      const tinyquant::GptqResult r =
+          tinyquant::gptq_quantize(w.data(), w.rows(), w.cols(), in.data(), in.rows(), spec, o);
+      EXPECT_EQ(g.params[i].scales, r.weights.params.scales) << "layer " << i;
+      const MatrixRM& gw = g.model.layers[i].w;
+      EXPECT_TRUE(std::equal(r.dequantized.begin(), r.dequantized.end(), gw.data()))
+          << "layer " << i;
+      // quantize_mlp with the given parameters stores GPTQ's integers.
+      std::vector<int32_t> stored, want;
+      for (int64_t k = 0; k < w.size(); ++k) {
+        stored.push_back(q.layers[i].weights().value(k));
+        want.push_back(r.weights.value(k));
+      }
+      EXPECT_EQ(stored, want) << "layer " << i;
+      // The next layer's inputs: the float model's, or with this layer's GPTQ weights in place.
+      if (sequential) std::copy(r.dequantized.begin(), r.dequantized.end(), ref.layers[i].w.data());
+      in = layer_activations(ref, x)[i + 1];
+    }
+  }
+}
+
 TEST(Dataset, LoadsAnIdxPairAndScalesPixels) {
   const std::string img = temp_path("img.idx"), lab = temp_path("lab.idx");
   std::vector<uint8_t> pixels(2 * 28 * 28);
