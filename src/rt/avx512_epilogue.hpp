@@ -181,18 +181,26 @@ inline DoubleParams make_double_params(const int32_t* multiplier, const int32_t*
   __m512i* const total[2] = {&p.shift_even, &p.shift_odd};
   __m512i* const below[2] = {&p.below_even, &p.below_odd};
   const __m512i vct = ct != nullptr ? _mm512_loadu_si512(ct) : zero;
-  const __m512i ct_m[2] = {_mm512_mul_epi32(vct, p.mult),
-                           _mm512_mul_epi32(_mm512_srli_epi64(vct, 32), p.mult_odd)};
+  const __m512i x_lanes[2] = {vct, _mm512_srli_epi64(vct, 32)};
+  const __m512i* const m_lanes[2] = {&p.mult, &p.mult_odd};
   for (int h = 0; h < 2; ++h) {
     const __m512i eh = e_lanes[h];
     const __mmask8 pos = _mm512_cmpgt_epi64_mask(eh, zero);
     const __m512i half = _mm512_sllv_epi64(one, _mm512_add_epi64(eh, _mm512_set1_epi64(30)));
     *corr[h] = _mm512_maskz_mov_epi64(pos, _mm512_set1_epi64(int64_t{1} << 31));
     *total[h] = _mm512_add_epi64(eh, _mm512_set1_epi64(31));
-    const __m512i offset = _mm512_sllv_epi64(_mm512_set1_epi64(c_fold), *total[h]);
-    *bias[h] = _mm512_add_epi64(_mm512_add_epi64(_mm512_set1_epi64(int64_t{1} << 30), offset),
-                                _mm512_add_epi64(_mm512_maskz_mov_epi64(pos, half), ct_m[h]));
-    *below[h] = _mm512_sub_epi64(_mm512_set1_epi64(-(int64_t{1} << 30)), ct_m[h]);
+    *bias[h] =
+        _mm512_add_epi64(_mm512_set1_epi64(int64_t{1} << 30), _mm512_maskz_mov_epi64(pos, half));
+    *below[h] = _mm512_set1_epi64(-(int64_t{1} << 30));
+    if (c_fold != 0) {
+      *bias[h] =
+          _mm512_add_epi64(*bias[h], _mm512_sllv_epi64(_mm512_set1_epi64(c_fold), *total[h]));
+    }
+    if (ct != nullptr) {
+      const __m512i ct_m = _mm512_mul_epi32(x_lanes[h], *m_lanes[h]);
+      *bias[h] = _mm512_add_epi64(*bias[h], ct_m);
+      *below[h] = _mm512_sub_epi64(*below[h], ct_m);
+    }
   }
   return p;
 }
@@ -374,7 +382,8 @@ struct EpilogueS8 {
 // arrays: kEpilogueArrays * n16 int32 of scratch, filled here (only colterm unless
 // `precompute`). add: a term common to every output, folded into colterm. d_bound >= 0: the
 // caller hands rows() raw D with |D| <= d_bound, no row terms, and 4 readable bytes past each
-// row of d (colterm may then go into the requantization's bias); -1: D is not raw.
+// row of d (colterm and c_offset may then go into the requantization's bias); -1: D is not raw
+// (and the per-call checks for those folds would cost more than they save).
 inline EpilogueS8 make_epilogue_s8(const GemmS8Args& g, int32_t coef, const int32_t* colsum,
                                    int32_t* arrays, bool precompute, int32_t add = 0,
                                    int64_t d_bound = -1) {
@@ -383,11 +392,13 @@ inline EpilogueS8 make_epilogue_s8(const GemmS8Args& g, int32_t coef, const int3
   int32_t* out[kEpilogueArrays];
   for (int32_t a = 0; a < kEpilogueArrays; ++a) out[a] = arrays + a * n16;
   make_colterm(g.n, coef, colsum, g.bias, out[0], add);
-  int32_t lowest = 0, highest = 0;
-  range_with_zero(g.shift, g.per_channel ? g.n : 1, &lowest, &highest);
   const bool dbl = g.rounding == Rounding::kDouble;
-  e.fold_c = dbl && c_offset_foldable(lowest, g.c_offset);
-  e.fold_ct = dbl && highest == 0 && colterm_fits(out[0], g.n, d_bound);
+  if (dbl && d_bound >= 0) {  // raw D (the caller has m >= 16 rows: the folds pay for the checks)
+    int32_t lowest = 0, highest = 0;
+    range_with_zero(g.shift, g.per_channel ? g.n : 1, &lowest, &highest);
+    e.fold_c = c_offset_foldable(lowest, g.c_offset);
+    e.fold_ct = highest == 0 && colterm_fits(out[0], g.n, d_bound);
+  }
   e.precomputed = precompute && dbl;
   for (int32_t j = 0; e.precomputed && j < n16; j += 16) {
     const DoubleParams p =
