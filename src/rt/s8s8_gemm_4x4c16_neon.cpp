@@ -24,6 +24,10 @@ namespace {
 
 #include "neon_mac16.inc"  // mac16 / sum16
 
+// No packed kernel: ARMv8.0 has no multiply by element that reduces 4 int8 products.
+constexpr int32_t kPackedMinRows = 0;
+struct LaneMac;
+
 #include "neon_gemm_common.inc"  // shared tiles and driver, compiled with this file's flags
 
 constexpr PathKernels kTable{Path::kNeon, gemm_s8,         gemm_s32,

@@ -36,7 +36,8 @@ struct KernelCase {
   bool per_channel, with_bias;
   rt::Rounding rounding;
   uint32_t seed;
-  int32_t group_size = 0;  // Op::kFcS4Grouped and kFcS8Grouped only
+  int32_t group_size = 0;                 // Op::kFcS4Grouped and kFcS8Grouped only
+  int32_t shift_lo = -12, shift_hi = -7;  // range of the random shifts
 };
 
 inline rt::ConvParams geometry(int32_t stride, int32_t pad, int32_t groups, int32_t mult) {
@@ -86,6 +87,14 @@ inline KernelCase conv_case(const char* name, Op op, rt::ConvDims d, rt::ConvPar
 // Op::kGemmS32: q.output_offset and the activation range are unused; with_bias adds col_add.
 inline KernelCase gemm_case(const char* name, rt::GemmDims d, Quant q, Setup s) {
   return {name, Op::kGemmS32, {}, {}, {}, d, q, s.per_channel, s.with_bias, s.rounding, s.seed};
+}
+
+// c with its shifts drawn from the whole valid range instead of [-12, -7]: most outputs then
+// saturate or round to the output offset, through every left and right shift of the epilogue.
+inline KernelCase all_shifts(KernelCase c) {
+  c.shift_lo = rt::kMinShift;
+  c.shift_hi = rt::kMaxShift;
+  return c;
 }
 
 // Quant: {in_off, w_off, out_off[, act_min, act_max]}; Setup: {per_channel, bias, rounding, seed}.
@@ -142,6 +151,28 @@ inline const KernelCase kKernelCases[] = {
               geometry(2, 1, 1, 2), {-9, 0, -2}, {true, false, kSgl, 11}),
     gemm_case("gemm_s32 5x7x19", {5, 7, 19, 0, 0, 0}, {128, -128, 0, 0, 0},
               {false, true, kDbl, 12}),
+    // m >= 8 (the packed AArch64 dot-product kernel): every count of rows in the last 8-row
+    // tile, columns past the last multiple of 4 and 8, K tails of 1-15 and multiples of 16.
+    all_shifts(
+        fc_case("fc_s8 9x27x13", Op::kFcS8, {9, 27, 13}, {128, -127, -3}, {true, true, kDbl, 41})),
+    fc_case("fc_s8 10x100x12", Op::kFcS8, {10, 100, 12}, {-127, 128, 4, -100, 90},
+            {false, true, kSgl, 42}),
+    all_shifts(
+        fc_case("fc_s8 11x33x23", Op::kFcS8, {11, 33, 23}, {17, 0, 0}, {true, false, kSgl, 43})),
+    fc_case("fc_s8 12x16x8", Op::kFcS8, {12, 16, 8}, {0, 0, -1}, {false, true, kDbl, 44}),
+    fc_case("fc_s8 13x130x5", Op::kFcS8, {13, 130, 5}, {-5, 3, 2}, {true, true, kDbl, 45}),
+    fc_case("fc_s8 14x7x30", Op::kFcS8, {14, 7, 30}, {128, 128, 0}, {true, true, kSgl, 46}),
+    all_shifts(fc_case("fc_s8 39x64x17", Op::kFcS8, {39, 64, 17}, {-127, -127, 5, -20, 40},
+                       {true, true, kDbl, 47})),
+    fc_case("fc_s8 40x200x16", Op::kFcS8, {40, 200, 16}, {3, 0, -2}, {false, true, kSgl, 48}),
+    all_shifts(
+        fc_case("fc_s8 33x48x40", Op::kFcS8, {33, 48, 40}, {128, -1, 1}, {true, true, kDbl, 49})),
+    all_shifts(
+        fc_case("fc_s4 9x45x19", Op::kFcS4, {9, 45, 19}, {128, 0, 2}, {true, true, kDbl, 50})),
+    fc_case("fc_s4 16x64x8", Op::kFcS4, {16, 64, 8}, {-127, 0, -3}, {false, true, kSgl, 51}),
+    gemm_case("gemm_s32 19x33x10 lda 40 ldb 35", {19, 33, 10, 40, 35, 0}, {-127, 128, 0, 0, 0},
+              {false, true, kDbl, 52}),
+    gemm_case("gemm_s32 8x16x8", {8, 16, 8, 0, 0, 0}, {0, 0, 0, 0, 0}, {false, false, kDbl, 53}),
 };
 constexpr int kNumKernelCases = static_cast<int>(sizeof kKernelCases / sizeof kKernelCases[0]);
 
@@ -202,7 +233,7 @@ inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b)
     b.bias[i] = rng.range(-20000, 20000);
     b.row_add[i] = rng.range(-100000, 100000);
     b.multiplier[i] = rng.range(1 << 30, INT32_MAX);
-    b.shift[i] = rng.range(-12, -7);
+    b.shift[i] = rng.range(c.shift_lo, c.shift_hi);
   }
   for (int32_t i = 0; i < 256; ++i) b.ratio[i] = static_cast<uint8_t>(rng.range(0, 255));
   std::memset(b.output, 0x55, sizeof b.output);
