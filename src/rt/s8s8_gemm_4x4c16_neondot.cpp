@@ -4,13 +4,14 @@
 // (HWCAP_ASIMDDP), so everything here stays in an anonymous namespace: no inline function of a
 // shared header is instantiated with these flags and merged into code that runs anywhere.
 //
-// Micro-kernels 1x8c16 (GEMV) and 4x4c16 (1 < m < kPackedMinRows): each accumulator holds the
-// partial dot product of one row of a with one row of b; vdotq_s32 adds four signed int8 x int8
-// products into each int32 lane, 16 k values a step, with no intermediate that can overflow
-// (4 * 2^14 < 2^31). From kPackedMinRows rows on, 8x8 tiles on b packed 8 columns at a time in
-// groups of 4 k (column sums taken while packing): vdotq_laneq_s32 multiplies 4 k of one row of
-// a (one 32-bit lane of a 16-k load) with the same 4 k of 4 columns, so each accumulator holds 4
-// outputs and the 4-lane epilogue reads them with no horizontal sum.
+// Micro-kernels 1x8c16 (GEMV) and, for every m > 1 (kPackedMinRows), 8x8 tiles on b packed 8
+// columns at a time in groups of 4 k, column sums taken while packing; the 4x4c16 tiles of
+// neon_gemm_common.inc, on b in place, are left to the baseline path. In the GEMV each
+// accumulator holds the partial dot product of the row of a with one row of b; vdotq_s32 adds
+// four signed int8 x int8 products into each int32 lane, 16 k values a step, with no
+// intermediate that can overflow (4 * 2^14 < 2^31). In the 8x8 tiles vdotq_laneq_s32 multiplies
+// 4 k of one row of a (one 32-bit lane of a 16-k load) with the same 4 k of 4 columns, so each
+// accumulator holds 4 outputs and the 4-lane epilogue reads them with no horizontal sum.
 // Signed x signed, so no +128 bias trick is needed: the offsets enter afterwards through row and
 // column sums (themselves SDOT against a vector of ones), mod 2^32 like the reference:
 //   sum (a + ao)(b + bo) = sum a*b + bo * sum a + ao * sum b + k * ao * bo.
@@ -35,9 +36,10 @@ namespace {
 
 #include "neondot_mac16.inc"  // mac16 / sum16
 
-// From this many rows on, gemm packs b and runs the 8x8 SDOT-by-element kernel (see
-// bench/README.md, "AArch64 paths"); below, the 4x4c16 tiles on b in place.
-constexpr int32_t kPackedMinRows = 8;
+// From this many rows on, gemm packs b and runs the 8x8 SDOT-by-element kernel. Counted under
+// QEMU (Cortex-A76, k = n = 256), it issues fewer instructions than the 4x4c16 tiles from
+// m = 2 on (0.88x at m = 2, 0.75x at m = 8; bench/README.md, "AArch64 paths").
+constexpr int32_t kPackedMinRows = 2;
 struct LaneMac {
   template <int G>
   static int32x4_t mac(int32x4_t acc, int8x16_t b, int8x16_t a) {
