@@ -38,7 +38,7 @@ namespace {
 
 // From this many rows on, gemm packs b and runs the 8x8 SDOT-by-element kernel. Counted under
 // QEMU (Cortex-A76, k = n = 256), it issues fewer instructions than the 4x4c16 tiles from
-// m = 2 on (0.88x at m = 2, 0.75x at m = 8; bench/README.md, "AArch64 paths").
+// m = 2 on (0.87x at m = 2, 0.72x at m = 5-12; bench/README.md, "AArch64 paths").
 constexpr int32_t kPackedMinRows = 2;
 struct LaneMac {
   template <int G>
