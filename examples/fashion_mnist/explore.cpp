@@ -13,11 +13,12 @@
 // in the last epoch (0 / 1), and keeping the best epoch (1 by default; 0: the last, as the demo)),
 // or "epochs:lr:keep_best[:sparsity]" (--prune; sparsity 0.7 by default). The float and 70 % models
 // come from the demo's cache (the same keys) and are trained if missing.
-// --gptq takes "sequential:mse:act_order[:damp[:qat_epochs]]" specs: int4 per-group 32 GPTQ
-// (snapped group scales, calibrated on the validation images) with the layer inputs of the
+// --gptq takes "sequential:mse:act_order[:damp[:qat_epochs[:qat_lr]]]" specs: int4 per-group 32
+// GPTQ (snapped group scales, calibrated on the validation images) with the layer inputs of the
 // float model (sequential 0) or of the already-quantized earlier layers (1), params_for_mse (1)
 // or min / max (0) group fits, act order (1) or not (0), damping (0.01 by default); with
-// qat_epochs > 0 also the demo's QAT recipe started from the GPTQ weights (cached).
+// qat_epochs > 0 also the demo's QAT recipe started from the GPTQ weights, at Adam step qat_lr
+// (the training lr by default; cached).
 #include <fmt/format.h>
 
 #include <chrono>
@@ -194,6 +195,7 @@ int main(int argc, char** argv) {
     if (v.size() > 3) go.damp = v[3];
     const bool sequential = v.at(0) > 0;
     const int qat_epochs = v.size() > 4 ? static_cast<int>(v[4]) : 0;
+    const float qat_lr = v.size() > 5 ? static_cast<float>(v[5]) : c.lr;
     const auto t0 = std::chrono::steady_clock::now();
     const fmnist::GptqMlp g = fmnist::gptq_mlp(mlp, split.val.images, int4_group, go, sequential);
     const std::string name = fmt::format("seq{}-mse{}-act{}-damp{}", v[0], v[1], v[2], go.damp);
@@ -205,10 +207,12 @@ int main(int argc, char** argv) {
     if (qat_epochs <= 0) continue;
     fmnist::TrainKey k = key;
     k.epochs = static_cast<uint32_t>(qat_epochs);
+    k.lr = qat_lr;
     k.recipe = fmt::format("qat-int4-g32-r100-snap-cos_from-gptq-{}_e20-lr0.001-cos-best", name);
     const fmnist::FloatMlp qat = load_or(k, [&] {
       fmnist::TrainConfig ft = c;
       ft.epochs = qat_epochs;
+      ft.lr = qat_lr;
       ft.keep_best = false;
       fmnist::QatConfig qc;
       qc.snap_scales = true;
@@ -218,8 +222,9 @@ int main(int argc, char** argv) {
     });
     fmnist::WeightParamsChoice snapped;
     snapped.snap = true;
-    report("qat4", fmt::format("from-gptq-{}-e{}-lr0.001-r100-kd0-snap1-last", name, qat_epochs),
-           qat, int4_group, snapped);
+    report("qat4",
+           fmt::format("from-gptq-{}-e{}-lr{}-r100-kd0-snap1-last", name, qat_epochs, qat_lr), qat,
+           int4_group, snapped);
   }
   for (const std::vector<double>& pv : parse_list(prune_list)) {
     fmnist::TrainConfig ft = c;
