@@ -91,7 +91,7 @@ inline void make_colterm(int32_t n, int32_t coef, const int32_t* colsum, const i
 }
 
 // Scratch int32 [kEpilogueArrays][n16] of the int8-output epilogue.
-constexpr int32_t kEpilogueArrays = 12;
+constexpr int32_t kEpilogueArrays = 13;
 
 // The per-column parts of requantize() for Rounding::kDouble, 16 columns. Even columns sit in
 // the 64-bit lanes of the *_even vectors, odd ones in those of *_odd.
@@ -116,11 +116,17 @@ constexpr int32_t kEpilogueArrays = 12;
 // x * m = D * m + ct * m, so the bias takes ct * m and the multiplies read raw D; the half-away
 // test x * m < -2^30 becomes D * m < -2^30 - ct * m (below, per column). Same product, same
 // bound.
+//
+// Where every column shifts right (e >= 1, T >= 32) the final shift can run on 32-bit lanes:
+// q >> T = (q >> 32) >> (e - 1), and q >> 32, the high half of q, is an int32 (|q| < 2^63), as
+// is the result; so one permute gathers the high halves of the even and odd products and one
+// 16-lane shift by e - 1 finishes, instead of two 64-bit shifts and the permute.
 struct DoubleParams {
   __m512i mult, mult_odd;  // multiplier (in the low half of each 64-bit lane for mult_odd)
   __m512i left;            // left shift per column (32-bit lanes)
   __m512i bias_even, bias_odd, corr_even, corr_odd, shift_even, shift_odd;  // 64-bit lanes
   __m512i below_even, below_odd;  // -2^30 (- ct * m), 64-bit lanes
+  __m512i right_m1;               // e - 1 per column (32-bit lanes)
 };
 
 // Whether c_offset * 2^(31 + e) fits in the 64-bit bias of every channel (see DoubleParams):
@@ -171,6 +177,7 @@ inline DoubleParams make_double_params(const int32_t* multiplier, const int32_t*
   p.mult_odd = _mm512_srli_epi64(p.mult, 32);
   p.left = _mm512_max_epi32(vs, zero);
   const __m512i r = _mm512_max_epi32(_mm512_sub_epi32(zero, vs), zero);  // e
+  p.right_m1 = _mm512_sub_epi32(r, _mm512_set1_epi32(1));
   // e of the even and odd columns in 64-bit lanes; per lane: bias 2^30 + 2^(e-1) * 2^31
   // (+ c_fold * 2^(31 + e)) and corr 2^31 for e >= 1, bias 2^30 (+ c_fold * 2^31) and corr 0
   // for e = 0; shift 31 + e.
@@ -210,10 +217,16 @@ inline bool any_left(const DoubleParams& p) {
   return _mm512_test_epi32_mask(p.left, p.left) != 0;
 }
 
+// Whether every lane shifts right (e >= 1).
+inline bool all_right(const DoubleParams& p) {
+  return _mm512_cmplt_epi32_mask(p.right_m1, _mm512_setzero_si512()) == 0;
+}
+
 // requantize() with Rounding::kDouble on 16 lanes, already shifted left, from the per-column
 // parts: x_even holds the even columns' values in the low 32 bits of its 64-bit lanes, x_odd the
 // odd ones' (vpmuldq reads only those, so x_odd may be the same 16 values loaded one int32
-// further on).
+// further on). kHigh: every lane shifts right (all_right), the last shift on 32-bit lanes.
+template <bool kHigh = false>
 inline __m512i requantize16_double_split(__m512i x_even, __m512i x_odd, const DoubleParams& p) {
   const __m512i pe = _mm512_mul_epi32(x_even, p.mult);
   const __m512i po = _mm512_mul_epi32(x_odd, p.mult_odd);
@@ -221,6 +234,11 @@ inline __m512i requantize16_double_split(__m512i x_even, __m512i x_odd, const Do
   __m512i qo = _mm512_add_epi64(po, p.bias_odd);
   qe = _mm512_mask_sub_epi64(qe, _mm512_cmplt_epi64_mask(pe, p.below_even), qe, p.corr_even);
   qo = _mm512_mask_sub_epi64(qo, _mm512_cmplt_epi64_mask(po, p.below_odd), qo, p.corr_odd);
+  if (kHigh) {
+    // The high 32 bits of each 64-bit lane, even and odd columns interleaved again.
+    const __m512i hi = _mm512_set_epi32(31, 15, 29, 13, 27, 11, 25, 9, 23, 7, 21, 5, 19, 3, 17, 1);
+    return _mm512_srav_epi32(_mm512_permutex2var_epi32(qe, hi, qo), p.right_m1);
+  }
   qe = _mm512_srav_epi64(qe, p.shift_even);
   qo = _mm512_srav_epi64(qo, p.shift_odd);
   // The low 32 bits of each 64-bit lane, even and odd columns interleaved again.
@@ -264,6 +282,7 @@ struct EpilogueS8 {
   const int32_t* shift_odd;
   const int32_t* below_even;  // read when fold_ct
   const int32_t* below_odd;
+  const int32_t* right_m1;
   const int32_t* shift;  // per channel or null (kSingle only)
   Rounding rounding;
   bool full_range;  // act_min -128 and act_max 127: the saturating int8 store clamps
@@ -287,6 +306,7 @@ struct EpilogueS8 {
     const __m512i below = _mm512_set1_epi64(-(int64_t{1} << 30));
     p.below_even = fold_ct ? _mm512_loadu_si512(below_even + j0) : below;
     p.below_odd = fold_ct ? _mm512_loadu_si512(below_odd + j0) : below;
+    p.right_m1 = _mm512_loadu_si512(right_m1 + j0);
     return p;
   }
 
@@ -334,31 +354,33 @@ struct EpilogueS8 {
       return;
     }
     const DoubleParams p = double_params(j0);
-    if (fold_ct) {  // no left shift, no row term
-      rows_double_fold<false, true>(p, i, rows, j0, cnt, d, ldd, row_term);
+    if (fold_ct && all_right(p)) {  // no left shift, no row term
+      rows_double_fold<false, true, true>(p, i, rows, j0, cnt, d, ldd, row_term);
+    } else if (fold_ct) {
+      rows_double_fold<false, true, false>(p, i, rows, j0, cnt, d, ldd, row_term);
     } else if (any_left(p)) {
-      rows_double_fold<true, false>(p, i, rows, j0, cnt, d, ldd, row_term);
+      rows_double_fold<true, false, false>(p, i, rows, j0, cnt, d, ldd, row_term);
     } else {
-      rows_double_fold<false, false>(p, i, rows, j0, cnt, d, ldd, row_term);
+      rows_double_fold<false, false, false>(p, i, rows, j0, cnt, d, ldd, row_term);
     }
   }
 
   // rows_double() with kFold = fold_c.
-  template <bool kLeft, bool kDirect>
+  template <bool kLeft, bool kDirect, bool kHigh>
   void rows_double_fold(const DoubleParams& p, int32_t i, int32_t rows, int32_t j0, int32_t cnt,
                         const int32_t* d, int32_t ldd, const int32_t* row_term) const {
     if (fold_c) {
-      rows_double<kLeft, kDirect, true>(p, i, rows, j0, cnt, d, ldd, row_term);
+      rows_double<kLeft, kDirect, kHigh, true>(p, i, rows, j0, cnt, d, ldd, row_term);
     } else {
-      rows_double<kLeft, kDirect, false>(p, i, rows, j0, cnt, d, ldd, row_term);
+      rows_double<kLeft, kDirect, kHigh, false>(p, i, rows, j0, cnt, d, ldd, row_term);
     }
   }
 
   // rows() for Rounding::kDouble with every per-column operand held in registers. kDirect
   // (fold_ct): the multiplies read raw D, the even columns from d and the odd ones from d + 1
   // (the 16th of those reads d[16]: the caller's buffer has 4 bytes past every row). kFold:
-  // c_offset is in the bias.
-  template <bool kLeft, bool kDirect, bool kFold>
+  // c_offset is in the bias. kHigh (with kDirect): every lane shifts right (all_right).
+  template <bool kLeft, bool kDirect, bool kHigh, bool kFold>
   void rows_double(const DoubleParams& p, int32_t i, int32_t rows, int32_t j0, int32_t cnt,
                    const int32_t* d, int32_t ldd, const int32_t* row_term) const {
     const __m512i ct = _mm512_loadu_si512(colterm + j0);
@@ -368,7 +390,7 @@ struct EpilogueS8 {
     for (int32_t r = 0; r < rows; ++r, d += ldd, dst += ld) {
       __m512i q;
       if (kDirect) {
-        q = requantize16_double_split(_mm512_loadu_si512(d), _mm512_loadu_si512(d + 1), p);
+        q = requantize16_double_split<kHigh>(_mm512_loadu_si512(d), _mm512_loadu_si512(d + 1), p);
       } else {
         __m512i v = _mm512_add_epi32(_mm512_loadu_si512(d), ct);
         if (row_term != nullptr) v = _mm512_add_epi32(v, _mm512_set1_epi32(row_term[r]));
@@ -405,8 +427,8 @@ inline EpilogueS8 make_epilogue_s8(const GemmS8Args& g, int32_t coef, const int3
         make_double_params(g.multiplier, g.shift, g.per_channel, g.n, j, e.fold_c ? g.c_offset : 0,
                            e.fold_ct ? out[0] + j : nullptr);
     const __m512i fields[kEpilogueArrays - 1] = {
-        p.mult,     p.mult_odd,   p.left,      p.bias_even,  p.bias_odd, p.corr_even,
-        p.corr_odd, p.shift_even, p.shift_odd, p.below_even, p.below_odd};
+        p.mult,     p.mult_odd,   p.left,      p.bias_even,  p.bias_odd,  p.corr_even,
+        p.corr_odd, p.shift_even, p.shift_odd, p.below_even, p.below_odd, p.right_m1};
     for (int32_t a = 1; a < kEpilogueArrays; ++a) _mm512_storeu_si512(out[a] + j, fields[a - 1]);
   }
   e.c = g.c;
@@ -427,6 +449,7 @@ inline EpilogueS8 make_epilogue_s8(const GemmS8Args& g, int32_t coef, const int3
   e.shift_odd = out[9];
   e.below_even = out[10];
   e.below_odd = out[11];
+  e.right_m1 = out[12];
   e.shift = g.per_channel ? g.shift : nullptr;
   e.rounding = g.rounding;
   e.full_range = g.act_min == -128 && g.act_max == 127;

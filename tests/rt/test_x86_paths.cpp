@@ -292,33 +292,46 @@ TEST_P(X86Path, RequantizationEdges) {
 }
 
 // The output offset may ride in the 64-bit requantization bias (where 1 + 2|c_offset| <=
-// 2^(32 - e) for the call's largest right shift e): every right shift with the extreme offsets
-// and accumulators, per tensor and per channel (the other channels shifting less or as much),
-// one panel of rows and several (the AMX path's two ways of building its constants).
+// 2^(32 - e) for the call's largest right shift e), and with b_offset 0 the column term too
+// (where D + column term cannot leave int32): every right shift with the extreme offsets, per
+// tensor and per channel (the other channels shifting less or as much), one panel of rows and
+// several (the AMX path's two ways of building its constants); accumulators up to the int32 ends
+// through the bias, or, with b_offset 0, up to the largest column term that still folds.
 TEST_P(X86Path, OutputOffsetWithEveryRightShift) {
   TQ_SKIP_UNLESS_CPU(GetParam());
   std::mt19937 rng(11);
+  const int32_t k = 9;
+  const int32_t near = INT32_MAX - 2 * k * 128 * 128;  // + a_offset * colsum stays foldable
   for (int32_t shift = rt::kMinShift; shift <= 1; ++shift) {
     for (int32_t c_offset : {-128, 127, -1}) {
       for (int32_t m : {16, 40}) {
-        Case c = random_case(rng, GetParam() == Path::kAmx ? m : m / 8, 35, 9, false);
-        c.rounding = rt::Rounding::kDouble;
-        c.c_offset = c_offset;
-        c.with_bias = true;
-        c.per_channel = (shift + m / 8) % 2 != 0;
-        const size_t channels = c.per_channel ? elems(c.n) : 1;
-        c.mult.assign(channels, INT32_MAX);
-        c.shift.assign(channels, shift);
-        for (size_t q = 1; q < channels; q += 2) {
-          c.mult[q] = rng() % 2 != 0 ? 1 << 30 : static_cast<int32_t>(rng() % (1u << 31));
-          c.shift[q] = shift < 0 ? shift + static_cast<int32_t>(rng() % 3) : shift;
+        for (bool raw : {false, true}) {
+          Case c = random_case(rng, GetParam() == Path::kAmx ? m : m / 8, 35, k, false);
+          c.rounding = rt::Rounding::kDouble;
+          c.c_offset = c_offset;
+          c.with_bias = true;
+          c.per_channel = (shift + m / 8) % 2 != 0;
+          const size_t channels = c.per_channel ? elems(c.n) : 1;
+          c.mult.assign(channels, INT32_MAX);
+          c.shift.assign(channels, shift);
+          for (size_t q = 1; q < channels; q += 2) {
+            c.mult[q] = rng() % 2 != 0 ? 1 << 30 : static_cast<int32_t>(rng() % (1u << 31));
+            c.shift[q] = shift < 0 ? shift + static_cast<int32_t>(rng() % 3) : shift;
+          }
+          const int32_t wide[] = {INT32_MIN, INT32_MAX, -1, 1, 0, 1 << 20, -(1 << 20), 3, -3};
+          const int32_t folding[] = {-near, near, -1, 1, 0, near - 1, 1 - near, 3, -3};
+          for (size_t j = 0; j < c.bias.size(); ++j) {
+            if (j < 9) {
+              c.bias[j] = raw ? folding[j] : wide[j];
+            } else {
+              c.bias[j] =
+                  raw ? static_cast<int32_t>(rng() % 2001) - 1000 : static_cast<int32_t>(rng());
+            }
+          }
+          if (raw || c_offset == -1) c.b_offset = 0;  // wide biases: the column term can wrap
+          ASSERT_EQ(run_table_s8(GetParam(), c), oracle_s8(c))
+              << "shift " << shift << " c_offset " << c_offset << " " << describe(c);
         }
-        const int32_t ends[] = {INT32_MIN, INT32_MAX, -1, 1, 0, 1 << 20, -(1 << 20), 3, -3};
-        for (size_t j = 0; j < c.bias.size(); ++j) {
-          c.bias[j] = j < 9 ? ends[j] : static_cast<int32_t>(rng());
-        }
-        ASSERT_EQ(run_table_s8(GetParam(), c), oracle_s8(c))
-            << "shift " << shift << " c_offset " << c_offset << " " << describe(c);
       }
     }
   }
