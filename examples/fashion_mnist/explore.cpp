@@ -15,7 +15,8 @@
 // come from the demo's cache (the same keys) and are trained if missing.
 // --gptq takes "sequential:mse:act_order[:damp[:qat_epochs[:qat_lr]]]" specs: int4 per-group 32
 // GPTQ (snapped group scales, calibrated on the validation images) with the layer inputs of the
-// float model (sequential 0) or of the already-quantized earlier layers (1), params_for_mse (1)
+// float model (sequential 0), of the already-quantized earlier layers (1) or the same with every
+// layer input quantized to int8 and back (2), params_for_mse (1)
 // or min / max (0) group fits, act order (1) or not (0), damping (0.01 by default); with
 // qat_epochs > 0 also the demo's QAT recipe started from the GPTQ weights, at Adam step qat_lr
 // (the training lr by default; cached).
@@ -193,11 +194,11 @@ int main(int argc, char** argv) {
     go.mse_params = v.at(1) > 0;
     go.act_order = v.at(2) > 0;
     if (v.size() > 3) go.damp = v[3];
-    const bool sequential = v.at(0) > 0;
+    const auto inputs = static_cast<fmnist::GptqInputs>(static_cast<int>(v.at(0)));
     const int qat_epochs = v.size() > 4 ? static_cast<int>(v[4]) : 0;
     const float qat_lr = v.size() > 5 ? static_cast<float>(v[5]) : c.lr;
     const auto t0 = std::chrono::steady_clock::now();
-    const fmnist::GptqMlp g = fmnist::gptq_mlp(mlp, split.val.images, int4_group, go, sequential);
+    const fmnist::GptqMlp g = fmnist::gptq_mlp(mlp, split.val.images, int4_group, go, inputs);
     const std::string name = fmt::format("seq{}-mse{}-act{}-damp{}", v[0], v[1], v[2], go.damp);
     fmt::print("gptq {}: {:.2f} s\n", name,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

@@ -370,7 +370,8 @@ int run(const Options& o) {
              mlp.layers.size(), split.val.size());
   flush();
   const fmnist::GptqMlp gptq =
-      fmnist::gptq_mlp(mlp, split.val.images, int4_group, fmnist::demo_gptq_options(), true);
+      fmnist::gptq_mlp(mlp, split.val.images, int4_group, fmnist::demo_gptq_options(),
+                       fmnist::GptqInputs::kSequential);
   fmt::print("int4 per-group 32 GPTQ: done in {:.1f} s\n", seconds_since(t0));
   {
     fmnist::WeightParamsChoice given;

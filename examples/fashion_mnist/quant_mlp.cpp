@@ -59,14 +59,19 @@ tq::QuantParams snap_group_scales(tq::QuantParams params, const tq::Shape& shape
 }
 
 GptqMlp gptq_mlp(const FloatMlp& mlp, const MatrixRM& x, const tq::QuantSpec& spec,
-                 const tq::GptqOptions& options, bool sequential) {
+                 const tq::GptqOptions& options, GptqInputs inputs) {
   GptqMlp g;
   g.model = mlp;
-  const std::vector<MatrixRM> float_inputs = layer_activations(mlp, x);
   for (size_t i = 0; i < mlp.layers.size(); ++i) {
-    MatrixRM seq_inputs;
-    if (sequential && i > 0) seq_inputs = layer_activations(g.model, x)[i];
-    const MatrixRM& in = sequential && i > 0 ? seq_inputs : float_inputs[i];
+    const FloatMlp& source = inputs == GptqInputs::kFloat ? mlp : g.model;
+    MatrixRM in = layer_activations(source, x)[i];
+    if (inputs == GptqInputs::kSequentialQuantized) {
+      const ActRange range = calibrate_ranges(source, x)[i];
+      const tq::ActivationParams p = tq::ActivationParams::from_range(range.min, range.max);
+      in = in.unaryExpr([&](float v) {
+        return p.scale * static_cast<float>(tq::quantize_activation(v, p) - p.zero_point);
+      });
+    }
     MatrixRM& w = g.model.layers[i].w;
     tq::GptqResult r =
         tq::gptq_quantize(w.data(), w.rows(), w.cols(), in.data(), in.rows(), spec, options);

@@ -70,9 +70,15 @@ struct WeightParamsChoice {
   bool snap = false;
 };
 
-// GPTQ of every layer (tinyquant/gptq.hpp) with calibration inputs x [samples][pixels]: layer i's
-// inputs are the float model's (sequential false) or those of the model whose earlier layers
-// already hold their GPTQ weights (sequential true; activations stay float either way).
+// Which inputs GPTQ sees for layer i, from calibration images x:
+enum class GptqInputs {
+  kFloat,       // the float model's activations
+  kSequential,  // the float activations of the model whose layers before i hold their GPTQ weights
+  kSequentialQuantized,  // the same, each layer input quantized to int8 and back with the
+                         // min / max ranges of that model on x (what the integer layer reads)
+};
+
+// GPTQ of every layer (tinyquant/gptq.hpp) with calibration inputs x [samples][pixels].
 struct GptqMlp {
   // The model with every layer's weights replaced by their GPTQ values (dequantized).
   FloatMlp model;
@@ -81,11 +87,11 @@ struct GptqMlp {
   std::vector<tinyquant::QuantParams> params;
 };
 GptqMlp gptq_mlp(const FloatMlp& mlp, const MatrixRM& x, const tinyquant::QuantSpec& spec,
-                 const tinyquant::GptqOptions& options, bool sequential);
+                 const tinyquant::GptqOptions& options, GptqInputs inputs);
 
 // The demo's GPTQ (chosen on validation, README "What was tried"): group scales snapped to the
 // kernel's grid, each group fitted from its min / max when the column pass reaches it, columns
-// in their natural order, damping 0.01; used with sequential inputs.
+// in their natural order, damping 0.01; used with GptqInputs::kSequential.
 tinyquant::GptqOptions demo_gptq_options();
 
 // Throws the toolkit's errors (bad ranges, unsupported spec, given parameters that do not fit)

@@ -681,22 +681,37 @@ TEST(QuantMlp, SnappedScalesAreOnTheKernelsRatioGrid) {
 
 TEST(QuantMlp, GptqLayersSeeTheirOwnInputsAndQuantizeToGptqsIntegers) {
   const FloatMlp mlp = he_init({40, 16, 8, 3}, 7);
-  const MatrixRM x = random_matrix(60, 40, 9);
+  MatrixRM x = random_matrix(60, 40, 9);
+  x(0, 0) = 60.0f;  // an outlier: int8 inputs are coarse, so GPTQ on them differs from float
   const tinyquant::QuantSpec spec = tinyquant::QuantSpec::int4_per_group(8, 1);
   tinyquant::GptqOptions o;
   o.snap_group_scales = true;
-  for (const bool sequential : {false, true}) {
-    SCOPED_TRACE(sequential ? "sequential" : "float inputs");
-    const GptqMlp g = gptq_mlp(mlp, x, spec, o, sequential);
+  for (const GptqInputs inputs :
+       {GptqInputs::kFloat, GptqInputs::kSequential, GptqInputs::kSequentialQuantized}) {
+    SCOPED_TRACE(static_cast<int>(inputs));
+    const bool sequential = inputs != GptqInputs::kFloat;
+    const GptqMlp g = gptq_mlp(mlp, x, spec, o, inputs);
     // Reference: layer i's inputs from the float model, or from the model whose layers before it
-    // hold their GPTQ weights, then the toolkit's GPTQ on that layer alone.
+    // hold their GPTQ weights (then, for kSequentialQuantized, rounded to int8 with that model's
+    // min / max range of them: TFLite's affine parameters, written out), then the toolkit's GPTQ
+    // on that layer alone.
     FloatMlp ref = mlp;
-    MatrixRM in = x;
     const std::vector<ActRange> ranges = calibrate_ranges(g.model, x);
     WeightParamsChoice wp;
     wp.given = &g.params;
     const QuantMlp q = quantize_mlp(g.model, ranges, spec, false, wp);
     for (size_t i = 0; i < mlp.layers.size(); ++i) {
+      MatrixRM in = layer_activations(ref, x)[i];
+      if (inputs == GptqInputs::kSequentialQuantized) {
+        const double lo = std::min(0.0f, in.minCoeff()), hi = std::max(0.0f, in.maxCoeff());
+        const double scale = static_cast<float>((hi - lo) / 255.0);
+        const double zp = std::clamp(-128.0 - std::round(lo / scale), -128.0, 127.0);
+        for (int r = 0; r < in.rows(); ++r)
+          for (int c = 0; c < in.cols(); ++c) {
+            const double v = std::clamp(std::round(in(r, c) / scale) + zp, -128.0, 127.0);
+            in(r, c) = static_cast<float>(scale) * static_cast<float>(v - zp);
+          }
+      }
       const MatrixRM& w = mlp.layers[i].w;
       const tinyquant::GptqResult r =
           tinyquant::gptq_quantize(w.data(), w.rows(), w.cols(), in.data(), in.rows(), spec, o);
@@ -711,9 +726,8 @@ TEST(QuantMlp, GptqLayersSeeTheirOwnInputsAndQuantizeToGptqsIntegers) {
         want.push_back(r.weights.value(k));
       }
       EXPECT_EQ(stored, want) << "layer " << i;
-      // The next layer's inputs: the float model's, or with this layer's GPTQ weights in place.
+      // The next layer sees this one's GPTQ weights when sequential.
       if (sequential) std::copy(r.dequantized.begin(), r.dequantized.end(), ref.layers[i].w.data());
-      in = layer_activations(ref, x)[i + 1];
     }
   }
 }
