@@ -132,11 +132,22 @@ Plan make_plan(const MatrixD& w0, const QuantSpec& spec, const GptqOptions& o, Q
   plan.snap = true;
   plan.row_top.resize(static_cast<size_t>(out));
   plan.top_group.resize(static_cast<size_t>(out));
+  // The top is the largest scale among the row's groups that hold a nonzero weight: an all-zero
+  // group's placeholder scale 1 must not coarsen the row's grid (any scale represents zeros; it
+  // gets a scale on the grid when snapped). A row of zeros keeps group 0 at 1.
   for (int64_t r = 0; r < out; ++r) {
-    const float* s = p->scales.data() + r * plan.groups;
-    const float* top = std::max_element(s, s + plan.groups);
-    plan.row_top[static_cast<size_t>(r)] = *top;
-    plan.top_group[static_cast<size_t>(r)] = top - s;
+    float top = 0.0f;
+    int64_t top_g = 0;
+    for (int64_t g = 0; g < plan.groups; ++g) {
+      const int64_t c0 = g * plan.group, n = std::min(plan.group, in - c0);
+      const float s = p->scales[static_cast<size_t>(r * plan.groups + g)];
+      if (s > top && (w0.row(r).segment(c0, n).array() != 0.0).any()) {
+        top = s;
+        top_g = g;
+      }
+    }
+    plan.row_top[static_cast<size_t>(r)] = top > 0.0f ? top : 1.0f;
+    plan.top_group[static_cast<size_t>(r)] = top_g;
   }
   // Static groups are snapped now; lazy ones when they are reached (the tops are kept).
   if (!plan.lazy)

@@ -272,6 +272,11 @@ TEST(Gptq, SnappedScalesAreTheDeployedOnes) {
     }
   }
   for (int64_t k = 0; k < 32; ++k) EXPECT_EQ(r.weights.value(k), 0);
+  // The all-zero group does not set row 0's grid: its largest scale is that of a group with
+  // weights (N(0, 0.1) weights: scales near 0.3 / 7), and the zero group sits on the grid.
+  const float top0 = *std::max_element(s.begin(), s.begin() + groups);
+  EXPECT_LT(top0, 0.2f);
+  EXPECT_EQ(top0, std::max(s[1], s[2]));
 }
 
 TEST(Gptq, DeadInputsGetZeroWeight) {

@@ -33,8 +33,8 @@
 // S * r / 256, S the row's largest group scale and r = clamp(round(s / S * 256), 1, 256)
 // (rt/grouped.hpp). GPTQ must round against those scales, so with this option S is fixed
 // beforehand as the row's largest scale of a fit of the original weights (that group keeps it:
-// r = 256) and every group scale is moved onto the grid when it is fitted. The returned scales
-// are then exactly those QuantizedLinear deploys.
+// r = 256; groups whose weights are all 0 do not count) and every group scale is moved onto the
+// grid when it is fitted. The returned scales are then exactly those QuantizedLinear deploys.
 //
 // Errors: W or X null, a dimension < 1, X with no samples -> InvalidArgument / DataError;
 // NaN / Inf in W, X or H -> DataError naming the argument and index; H not [in][in] symmetric
