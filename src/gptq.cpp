@@ -193,6 +193,25 @@ GptqResult gptq_quantize(const float* w, int64_t out, int64_t in, const float* x
   return gptq_quantize_hessian(w, out, in, h.data(), spec, options);
 }
 
+GptqResult gptq_quantize(const std::vector<float>& w, const Shape& w_shape,
+                         const std::vector<float>& x, const Shape& x_shape, const QuantSpec& spec,
+                         const GptqOptions& options) {
+  if (w_shape.size() != 2 || x_shape.size() != 2)
+    fail<ShapeError>("gptq: weights {} and calibration inputs {} must both be 2-D",
+                     to_string(w_shape), to_string(x_shape));
+  if (static_cast<int64_t>(w.size()) != numel(w_shape))
+    fail<ShapeError>("gptq: weights hold {} values, shape {} needs {}", w.size(),
+                     to_string(w_shape), numel(w_shape));
+  if (static_cast<int64_t>(x.size()) != numel(x_shape))
+    fail<ShapeError>("gptq: calibration inputs hold {} values, shape {} needs {}", x.size(),
+                     to_string(x_shape), numel(x_shape));
+  if (x_shape[1] != w_shape[1])
+    fail<ShapeError>(
+        "gptq: calibration inputs {} have {} features but the weights {} take {} inputs",
+        to_string(x_shape), x_shape[1], to_string(w_shape), w_shape[1]);
+  return gptq_quantize(w.data(), w_shape[0], w_shape[1], x.data(), x_shape[0], spec, options);
+}
+
 GptqResult gptq_quantize_hessian(const float* w, int64_t out, int64_t in, const double* h,
                                  const QuantSpec& spec, const GptqOptions& options) {
   check_dims(w, out, in);

@@ -333,6 +333,26 @@ TEST(Gptq, BadInputsThrowNamingWhatAndWhere) {
                                 {"gptq", "weights", "null"});
   expect_error<InvalidArgument>([&] { gptq_quantize(w.data(), 2, 4, nullptr, 3, g4); },
                                 {"gptq", "calibration", "null"});
+  // The shape-checked overload.
+  const std::vector<float> x9(9, 1.0f);
+  expect_error<ShapeError>(
+      [&] {
+        gptq_quantize(w, {2, 4}, x9, {3, 3}, g4);
+      },
+      {"gptq", "[3, 3] have 3 features", "[2, 4] take 4 inputs"});
+  expect_error<ShapeError>(
+      [&] {
+        gptq_quantize(w, {2, 5}, x, {3, 5}, g4);
+      },
+      {"gptq: weights hold 8 values", "[2, 5] needs 10"});
+  expect_error<ShapeError>(
+      [&] {
+        gptq_quantize(w, {2, 4}, x, {4, 4}, g4);
+      },
+      {"gptq: calibration inputs hold 12 values", "[4, 4] needs 16"});
+  expect_error<ShapeError>([&] { gptq_quantize(w, {8}, x, {3, 4}, g4); }, {"gptq", "2-D"});
+  EXPECT_EQ(values(gptq_quantize(w, {2, 4}, x, {3, 4}, g4, GptqOptions{}).weights),
+            values(gptq_quantize(w.data(), 2, 4, x.data(), 3, g4).weights));
   // Non-finite values, with their index.
   std::vector<float> wn = w, xn = x;
   wn[5] = std::numeric_limits<float>::quiet_NaN();

@@ -48,6 +48,7 @@
 
 #include "tinyquant/quant_params.hpp"
 #include "tinyquant/quantize.hpp"
+#include "tinyquant/shape.hpp"
 
 namespace tinyquant {
 
@@ -73,6 +74,12 @@ std::vector<double> gptq_hessian(const float* x, int64_t samples, int64_t in);
 // GPTQ of W [out][in] against calibration inputs X [samples][in].
 GptqResult gptq_quantize(const float* w, int64_t out, int64_t in, const float* x, int64_t samples,
                          const QuantSpec& spec, const GptqOptions& options = {});
+
+// The same with the shapes checked: w [out][in] and x [samples][in] hold numel(shape) values each;
+// ShapeError naming both shapes (or the size and the shape) otherwise.
+GptqResult gptq_quantize(const std::vector<float>& w, const Shape& w_shape,
+                         const std::vector<float>& x, const Shape& x_shape, const QuantSpec& spec,
+                         const GptqOptions& options = {});
 
 // The same from the Hessian H [in][in] (row-major), e.g. gptq_hessian's or one accumulated over
 // several batches.
