@@ -273,7 +273,10 @@ GptqResult gptq_quantize_hessian(const float* w, int64_t out, int64_t in, const 
       const float scale = params.scales[pi];
       const int32_t zp = params.zero_points[pi];
       const float v = static_cast<float>(wp(r, k));
-      const int32_t q = std::clamp(static_cast<int32_t>(std::round(v / scale)) + zp, qmin, qmax);
+      // clamp(round(v / scale) + zp, qmin, qmax), clamped before the conversion to int.
+      const float t = std::clamp(std::round(v / scale), static_cast<float>(qmin - zp),
+                                 static_cast<float>(qmax - zp));
+      const int32_t q = static_cast<int32_t>(t) + zp;
       const float dq = scale * static_cast<float>(q - zp);
       result.dequantized[static_cast<size_t>(r * in + col)] = dq;
       err[r] = (wp(r, k) - static_cast<double>(dq)) / u(k, k);
