@@ -20,18 +20,12 @@
 #include <cstdio>
 #include <cstring>
 
+#include "region_markers.h"
 #include "sparse_build.hpp"
 #include "tinyquant/rt/kernels.hpp"
 #include "tinyquant/rt/sparse.hpp"
 
 namespace rt = tinyquant::rt;
-
-extern "C" __attribute__((noinline)) void tq_region_begin() {
-  __asm__ volatile("" ::: "memory");
-}
-extern "C" __attribute__((noinline)) void tq_region_end() {
-  __asm__ volatile("" ::: "memory");
-}
 
 #if !defined(TQ_COST_CASE)
 #define TQ_COST_CASE -1

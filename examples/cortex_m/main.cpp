@@ -13,16 +13,10 @@
 #include <cstring>
 
 #include "model_data.h"
+#include "region_markers.h"
 #include "tinyquant/rt/kernels.hpp"
 
 namespace rt = tinyquant::rt;
-
-extern "C" __attribute__((noinline)) void tq_region_begin() {
-  __asm__ volatile("" ::: "memory");
-}
-extern "C" __attribute__((noinline)) void tq_region_end() {
-  __asm__ volatile("" ::: "memory");
-}
 
 namespace {
 

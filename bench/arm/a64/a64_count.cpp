@@ -15,6 +15,7 @@
 #include <tuple>
 #include <vector>
 
+#include "region_markers.h"
 #include "tinyquant/rt/kernels.hpp"
 
 #if defined(TQ_HAVE_GEMMLOWP)
@@ -22,13 +23,6 @@
 #endif
 
 namespace rt = tinyquant::rt;
-
-extern "C" __attribute__((noinline)) void tq_region_begin() {
-  __asm__ volatile("" ::: "memory");
-}
-extern "C" __attribute__((noinline)) void tq_region_end() {
-  __asm__ volatile("" ::: "memory");
-}
 
 namespace {
 
