@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "tinyquant/error.hpp"
+#include "tinyquant/gptq.hpp"
 #include "tinyquant/io/c_export.hpp"
 #include "tinyquant/io/idx.hpp"
 #include "tinyquant/io/model_file.hpp"
@@ -662,6 +663,27 @@ TEST(ErrorCatalogue, E74) {
                     "export-c: depthwise multiplier 2 given for layer 'fc', but the model has no "
                     "8-bit 'fc.weight' [out_c][kh][kw][1] with out_c a multiple of 2 and a "
                     "convolution geometry");
+}
+TEST(ErrorCatalogue, E75) {
+  const std::vector<float> w(8, 0.5f);
+  TQ_EXPECT_MESSAGE(DataError,
+                    gptq_quantize(w.data(), 2, 4, w.data(), 0, QuantSpec::int4_per_group(2, 1)),
+                    "gptq: calibration inputs are empty (0 samples of 4 inputs)");
+}
+TEST(ErrorCatalogue, E76) {
+  const std::vector<float> w(8, 0.5f), x(15, 1.0f);
+  TQ_EXPECT_MESSAGE(ShapeError,
+                    gptq_quantize(w, {2, 4}, x, {5, 3}, QuantSpec::int4_per_group(2, 1)),
+                    "gptq: calibration inputs [5, 3] have 3 features but the weights [2, 4] take "
+                    "4 inputs");
+}
+TEST(ErrorCatalogue, E77) {
+  const std::vector<float> w(8, 0.5f);
+  std::vector<float> x(12, 1.0f);
+  x[6] = std::numeric_limits<float>::quiet_NaN();
+  TQ_EXPECT_MESSAGE(DataError,
+                    gptq_quantize(w.data(), 2, 4, x.data(), 3, QuantSpec::int4_per_group(2, 1)),
+                    "gptq: calibration inputs: non-finite value nan at index 6");
 }
 
 // ---- the table and the tests stay in sync ---------------------------------------------------
