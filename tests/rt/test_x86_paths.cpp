@@ -337,6 +337,115 @@ TEST_P(X86Path, OutputOffsetWithEveryRightShift) {
   }
 }
 
+// The path's packed entries on the case: b packed by the path (64-byte aligned), then its
+// gemm_s8_packed with exactly the scratch it asks for.
+std::vector<int8_t> run_packed_table_s8(Path p, const Case& c) {
+  const rt::detail::PackedGemmKernels* t = p == Path::kAmx ? rt::detail::amx_packed_kernels()
+                                           : p == Path::kAvx512Vnni
+                                               ? rt::detail::avx512vnni_packed_kernels()
+                                               : rt::detail::avx2_packed_kernels();
+  auto aligned = [](std::vector<uint8_t>* v, int64_t bytes) {
+    v->resize(static_cast<size_t>(bytes) + 64);
+    const auto addr = reinterpret_cast<uintptr_t>(v->data());
+    return reinterpret_cast<void*>((addr + 63) / 64 * 64);
+  };
+  std::vector<uint8_t> packed_buf, scratch_buf;
+  void* packed = aligned(&packed_buf, t->packed_bytes(c.n, c.k));
+  t->pack(c.b.data(), c.n, c.k, c.ldb, c.b_offset, packed);
+  rt::detail::GemmS8Args g;
+  g.m = c.m, g.n = c.n, g.k = c.k;
+  g.a = c.a.data(), g.lda = c.lda;
+  g.bias = c.with_bias ? c.bias.data() : nullptr;
+  g.a_offset = c.a_offset, g.b_offset = c.b_offset;
+  std::vector<int8_t> out(elems(c.m, c.ldc), 0x55);
+  g.c = out.data(), g.ldc = c.ldc;
+  g.multiplier = c.mult.data(), g.shift = c.shift.data();
+  g.per_channel = c.per_channel, g.rounding = c.rounding;
+  g.c_offset = c.c_offset, g.act_min = c.act_min, g.act_max = c.act_max;
+  g.scratch = aligned(&scratch_buf, t->gemm_s8_packed_scratch(c.m, c.n, c.k));
+  t->gemm_s8_packed(g, packed);
+  return out;
+}
+
+// The limits of the AMX epilogue's folds (b_offset 0, so raw D with |D| <= k * 128 * 128), each
+// met exactly and missed by one: the column term at INT32_MAX - k * 2^14 and at 2^14 * k -
+// INT32_MAX (with a row and a column of -128 so D + column term reaches INT32_MAX) and one past
+// either, for k = 64, 100 and 131071 (where the bound leaves column terms of +-16383); right
+// shifts 23 and 24 with output offsets 127, -128 and 128 (1 + 2|c| against 2^(32 - e)); column
+// terms -1 and -2 on a row of zeros with multipliers 2^30 and 2^30 + 1 (x * m at -2^30, -2^30 - 1
+// and -2^31: the half-away test against -2^30 - ct * m); per tensor and per channel with groups of
+// 16 columns that all shift right (the 32-bit final shift), groups mixing e = 0 or left shifts
+// in; n 35 (a short last group), m 16, 17, 33 and 48 (one panel, several); plain and prepacked.
+TEST_P(X86Path, FoldLimitsMatchLoops) {
+  TQ_SKIP_UNLESS_CPU(GetParam());
+  std::mt19937 rng(23);
+  const bool amx = GetParam() == Path::kAmx;
+  for (int32_t k : {64, 100, 131071}) {
+    const int64_t d_bound = int64_t{k} * 128 * 128;
+    const auto top = static_cast<int32_t>(INT32_MAX - d_bound);
+    const int32_t tops[] = {top, top + 1, top, top};          // at, one past, at, at
+    const int32_t lows[] = {-top, -top, -top - 1, -top + 1};  // at, at, one past, inside
+    for (int variant = 0; variant < 4; ++variant) {
+      for (int32_t m : {16, 17, 33, 48}) {
+        if (k > 100 && m != 17) continue;  // one large-k call per variant is enough
+        Case c = random_case(rng, amx ? m : (m + 7) / 8, 35, k, false);
+        c.lda = k, c.ldb = k, c.ldc = 35 + variant;
+        c.b_offset = 0;
+        c.a_offset = variant % 2 == 0 ? -128 : 128;
+        c.rounding = rt::Rounding::kDouble;
+        c.with_bias = true;
+        // Row 0 all -128, row 1 all 127, row 2 all 0; column 0 all -128, column 1 all 127.
+        for (int32_t t = 0; t < k; ++t) {
+          c.a[elems(t)] = -128;
+          if (c.m > 1) c.a[elems(c.lda + t)] = 127;
+          if (c.m > 2) c.a[elems(2 * c.lda + t)] = 0;
+          c.b[elems(t)] = -128;
+          c.b[elems(c.ldb + t)] = 127;
+        }
+        // Column terms: a_offset * colsum + bias, the bias solving for the target.
+        const int32_t targets[] = {tops[variant], lows[variant], -1, -2, -1, 0};
+        for (int32_t j = 0; j < c.n; ++j) {
+          uint32_t colsum = 0;
+          for (int32_t t = 0; t < k; ++t) colsum += u(c.b[elems(j * c.ldb + t)]);
+          const int32_t target = j < 6 ? targets[j] : static_cast<int32_t>(rng() % 32767) - 16383;
+          c.bias[elems(j)] = static_cast<int32_t>(u(target) - u(c.a_offset) * colsum);
+        }
+        for (int32_t c_offset : {127, -128, 128}) {
+          for (int32_t e : {23, 24}) {
+            for (int mix = 0; mix < 4; ++mix) {
+              c.c_offset = c_offset;
+              c.per_channel = mix != 0;
+              c.act_min = mix == 2 ? -100 : -128;
+              c.act_max = mix == 2 ? 90 : 127;
+              const size_t channels = c.per_channel ? elems(c.n) : 1;
+              c.mult.assign(channels, INT32_MAX);
+              c.shift.assign(channels, -e);
+              for (size_t q = 0; q < channels; ++q) {
+                const int32_t mults[] = {INT32_MAX, 1 << 30, (1 << 30) + 1, INT32_MAX - 1};
+                c.mult[q] = q < 6 && q >= 2 ? (q == 4 ? (1 << 30) + 1 : 1 << 30) : mults[q % 4];
+                // mix 1: every column shifts right by 1..e; mix 2: the second group of 16
+                // also has e = 0 columns; mix 3: and left shifts.
+                if (mix >= 1 && q % 3 == 1) c.shift[q] = -1 - static_cast<int32_t>(rng() % 23);
+                if (mix >= 2 && q >= 16 && q % 5 == 0) c.shift[q] = 0;
+                if (mix == 3 && q >= 16 && q % 7 == 0) c.shift[q] = static_cast<int32_t>(rng() % 3);
+              }
+              // Row 2 (x = column term), shift 1: x * m = -2^30 (h = 0) in column 2, -2^31 in
+              // column 3, and -2^30 - 1 in column 4 (h = -1, which must round to -1, not 0).
+              if (c.per_channel) c.shift[2] = c.shift[3] = c.shift[4] = -1;
+              const std::string what = "variant " + std::to_string(variant) + " c_offset " +
+                                       std::to_string(c_offset) + " e " + std::to_string(e) +
+                                       " mix " + std::to_string(mix) + " " + describe(c);
+              const std::vector<int8_t> want = oracle_s8(c);
+              ASSERT_EQ(run_table_s8(GetParam(), c), want) << what;
+              ASSERT_EQ(run_packed_table_s8(GetParam(), c), want) << "prepacked " << what;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 // Through the public kernels: forced path == reference path, for FC (s8, s4), conv2d, gemm_s32.
 TEST_P(X86Path, PublicKernelsMatchReference) {
   TQ_SKIP_UNLESS_CPU(GetParam());
