@@ -173,6 +173,18 @@ inline const KernelCase kKernelCases[] = {
     gemm_case("gemm_s32 19x33x10 lda 40 ldb 35", {19, 33, 10, 40, 35, 0}, {-127, 128, 0, 0, 0},
               {false, true, kDbl, 52}),
     gemm_case("gemm_s32 8x16x8", {8, 16, 8, 0, 0, 0}, {0, 0, 0, 0, 0}, {false, false, kDbl, 53}),
+    // m = 2-7 (the packed dot-product kernel's short tiles), k = 1-3 (no whole 16-k step), n = 1.
+    fc_case("fc_s8 2x3x1", Op::kFcS8, {2, 3, 1}, {128, -127, 7}, {true, true, kDbl, 54}),
+    all_shifts(
+        fc_case("fc_s8 3x1x9", Op::kFcS8, {3, 1, 9}, {-127, 128, -128}, {true, true, kDbl, 55})),
+    fc_case("fc_s8 5x2x5", Op::kFcS8, {5, 2, 5}, {1, 3, 0, -50, 50}, {false, true, kSgl, 56}),
+    fc_case("fc_s8 7x17x9", Op::kFcS8, {7, 17, 9}, {128, 128, 127}, {true, false, kSgl, 57}),
+    fc_case("fc_s4 3x1x7", Op::kFcS4, {3, 1, 7}, {128, 0, 1}, {true, true, kDbl, 58}),
+    all_shifts(
+        fc_case("fc_s4 6x33x3", Op::kFcS4, {6, 33, 3}, {-127, 0, -2}, {true, true, kDbl, 59})),
+    gemm_case("gemm_s32 6x9x3 lda 5 ldb 4", {6, 9, 3, 5, 4, 0}, {128, -128, 0, 0, 0},
+              {false, true, kDbl, 60}),
+    gemm_case("gemm_s32 2x1x1", {2, 1, 1, 0, 0, 0}, {-127, 128, 0, 0, 0}, {false, true, kDbl, 61}),
 };
 constexpr int kNumKernelCases = static_cast<int>(sizeof kKernelCases / sizeof kKernelCases[0]);
 

@@ -1,0 +1,180 @@
+// Reads and writes stay inside their buffers (Linux targets, run under qemu-user): every operand
+// of fully_connected_s8 / _s4 and gemm_s8s8_s32 (a, b, bias, multipliers, shifts, row and
+// column adds, the output and exactly *_scratch_size() bytes of scratch) ends on the last byte
+// before a PROT_NONE page, so a load or store one byte past any of them faults. Shapes: m 1-9
+// (the GEMV, the packed kernel from m = 2 and its 8-row tiles with every short last tile), n 1-9
+// (one column, short 4- and 8-column panels), k 1-3, 15-17 and 33 (no whole 16-k step, a whole
+// step and a tail); strides past k and n for gemm_s32. Outputs equal the reference path's (run on
+// the same guarded buffers), tolerance 0. Built for the AArch64 Linux targets only (bare-metal
+// ones have no pages to protect).
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+
+#include "check.hpp"
+#include "tinyquant/rt/kernels.hpp"
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
+namespace rt = tinyquant::rt;
+
+#if defined(__linux__)
+namespace {
+
+// `bytes` bytes ending right before a PROT_NONE page; released by the destructor.
+class PageEnd {
+ public:
+  explicit PageEnd(size_t bytes) {
+    const auto page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const size_t body = (bytes + page - 1) / page * page;
+    len_ = body + page;
+    void* p = mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return;
+    base_ = static_cast<uint8_t*>(p);
+    if (mprotect(base_ + body, page, PROT_NONE) != 0) return;
+    data_ = base_ + body - bytes;
+  }
+  ~PageEnd() {
+    if (base_ != nullptr) munmap(base_, len_);
+  }
+  PageEnd(const PageEnd&) = delete;
+  PageEnd& operator=(const PageEnd&) = delete;
+  template <class T>
+  T* as() const {
+    return reinterpret_cast<T*>(data_);
+  }
+  bool ok() const { return data_ != nullptr; }
+
+ private:
+  uint8_t* base_ = nullptr;
+  uint8_t* data_ = nullptr;
+  size_t len_ = 0;
+};
+
+constexpr rt::Path kPaths[] = {rt::Path::kReference, rt::Path::kNeon, rt::Path::kNeonDot};
+enum class Op { kFcS8, kFcS4, kGemmS32 };
+
+struct Shape {
+  int32_t m, n, k;
+};
+
+// One call of op on `path` with every operand at a page end; the output copied to out.
+rt::Status run(Op op, const Shape& s, rt::Path path, uint32_t seed, bool per_channel,
+               int32_t* out) {
+  const int32_t lda = op == Op::kGemmS32 ? s.k + 3 : s.k;
+  const int32_t ldb = op == Op::kGemmS32 ? s.k + 1 : s.k;
+  const int32_t ldc = op == Op::kGemmS32 ? s.n + 2 : s.n;
+  const size_t a_bytes = static_cast<size_t>((s.m - 1) * lda + s.k);
+  const size_t b_bytes = op == Op::kFcS4 ? static_cast<size_t>((s.n * s.k + 1) / 2)
+                                         : static_cast<size_t>((s.n - 1) * ldb + s.k);
+  const size_t c_elems = static_cast<size_t>((s.m - 1) * ldc + s.n);
+  const int32_t channels = per_channel ? s.n : 1;
+  PageEnd a(a_bytes), b(b_bytes), bias(4 * static_cast<size_t>(s.n));
+  PageEnd row_add(4 * static_cast<size_t>(s.m)), mult(4 * static_cast<size_t>(channels));
+  PageEnd shift(4 * static_cast<size_t>(channels));
+  PageEnd c(c_elems * (op == Op::kGemmS32 ? 4 : 1));
+  if (!a.ok() || !b.ok() || !bias.ok() || !row_add.ok() || !mult.ok() || !shift.ok() || !c.ok()) {
+    return rt::Status::kBadArgument;
+  }
+  tq::XorShift32 rng;
+  rng.s = 0x9E3779B9u * seed + 7u;
+  for (size_t i = 0; i < a_bytes; ++i)
+    a.as<int8_t>()[i] = static_cast<int8_t>(rng.range(-128, 127));
+  for (size_t i = 0; i < b_bytes; ++i)
+    b.as<int8_t>()[i] = static_cast<int8_t>(rng.range(-128, 127));
+  for (int32_t j = 0; j < s.n; ++j) bias.as<int32_t>()[j] = rng.range(-30000, 30000);
+  for (int32_t i = 0; i < s.m; ++i) row_add.as<int32_t>()[i] = rng.next_i32();
+  for (int32_t j = 0; j < channels; ++j) {
+    mult.as<int32_t>()[j] = rng.range(1 << 30, INT32_MAX);
+    shift.as<int32_t>()[j] = rng.range(-12, -6);
+  }
+  const int32_t in_off = rng.range(-127, 128), w_off = op == Op::kFcS8 ? rng.range(-127, 128) : 0;
+
+  int32_t need = 0;
+  const rt::FcDims fc{s.m, s.k, s.n};
+  const rt::GemmDims gd{s.m, s.n, s.k, lda, ldb, ldc};
+  if (op == Op::kFcS8) need = rt::fully_connected_s8_scratch_size(fc, path);
+  if (op == Op::kFcS4) need = rt::fully_connected_s4_scratch_size(fc, path);
+  if (op == Op::kGemmS32) need = rt::gemm_s8s8_s32_scratch_size(gd, path);
+  PageEnd scratch(static_cast<size_t>(need > 0 ? need : 1));
+  if (!scratch.ok()) return rt::Status::kBadArgument;
+  rt::Context ctx;
+  ctx.scratch = need > 0 ? scratch.as<void>() : nullptr;
+  ctx.scratch_size = need;
+  ctx.path = path;
+
+  rt::Status st = rt::Status::kBadArgument;
+  if (op == Op::kGemmS32) {
+    st = rt::gemm_s8s8_s32(ctx, gd, a.as<int8_t>(), in_off, b.as<int8_t>(), w_off,
+                           seed % 2 == 0 ? row_add.as<int32_t>() : nullptr, bias.as<int32_t>(),
+                           c.as<int32_t>());
+    for (size_t i = 0; i < c_elems; ++i) out[i] = c.as<int32_t>()[i];
+    return st;
+  }
+  rt::FcParams p;
+  p.input_offset = in_off;
+  p.filter_offset = w_off;
+  p.output_offset = rng.range(-128, 127);
+  rt::Requant rq;
+  rq.multiplier = mult.as<int32_t>();
+  rq.shift = shift.as<int32_t>();
+  rq.per_channel = per_channel;
+  rq.rounding = seed % 3 == 0 ? rt::Rounding::kSingle : rt::Rounding::kDouble;
+  st = op == Op::kFcS8 ? rt::fully_connected_s8(ctx, p, rq, fc, a.as<int8_t>(), b.as<int8_t>(),
+                                                bias.as<int32_t>(), c.as<int8_t>())
+                       : rt::fully_connected_s4(ctx, p, rq, fc, a.as<int8_t>(), b.as<uint8_t>(),
+                                                bias.as<int32_t>(), c.as<int8_t>());
+  for (size_t i = 0; i < c_elems; ++i) out[i] = c.as<int8_t>()[i];
+  return st;
+}
+
+int32_t g_ref[9 * 11], g_got[9 * 11];
+
+}  // namespace
+
+int main() {
+  const int32_t ms[] = {1, 2, 3, 7, 8, 9};
+  const int32_t ns[] = {1, 3, 8, 9};
+  const int32_t ks[] = {1, 2, 3, 15, 16, 17, 33};
+  const Op ops[] = {Op::kFcS8, Op::kFcS4, Op::kGemmS32};
+  uint32_t seed = 1;
+  int runs = 0;
+  for (Op op : ops) {
+    for (int32_t m : ms) {
+      for (int32_t n : ns) {
+        for (int32_t k : ks) {
+          const Shape s{m, n, k};
+          const bool per_channel = seed % 2 != 0;
+          const auto count = static_cast<size_t>((m - 1) * (op == Op::kGemmS32 ? n + 2 : n) + n);
+          std::memset(g_ref, 0, sizeof g_ref);
+          TQ_CHECK_EQ(static_cast<int>(run(op, s, rt::Path::kReference, seed, per_channel, g_ref)),
+                      0, "reference status");
+          for (rt::Path path : kPaths) {
+            if (path == rt::Path::kReference) continue;
+            if ((rt::supported_paths() & rt::path_bits(path)) == 0) continue;
+            std::memset(g_got, 0, sizeof g_got);
+            const rt::Status st = run(op, s, path, seed, per_channel, g_got);
+            ++runs;
+            TQ_CHECK_EQ(static_cast<int>(st), 0, "status");
+            const bool same = std::memcmp(g_got, g_ref, count * sizeof(int32_t)) == 0;
+            if (!same) {
+              std::printf("op %d m=%d n=%d k=%d path %s differs from the reference path\n",
+                          static_cast<int>(op), static_cast<int>(m), static_cast<int>(n),
+                          static_cast<int>(k), rt::path_name(path));
+            }
+            TQ_CHECK_EQ(same, true, "output equal to the reference path's");
+          }
+          ++seed;
+        }
+      }
+    }
+  }
+  std::printf("%d guarded path runs\n", runs);
+  return tq::finish("test_bounds");
+}
+#else
+#error "test_bounds needs mmap / mprotect (tests/arm/CMakeLists.txt builds it for Linux only)"
+#endif
