@@ -4,6 +4,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "detail/check.hpp"
@@ -47,6 +48,21 @@ ScaleZeroPoint fit(const float* v, int64_t n, const QuantSpec& one, const GptqOp
   return ScaleZeroPoint{p.scales[0], p.zero_points[0]};
 }
 
+// An error-updated weight as the float the rounding sees: beyond the float range it is the
+// largest float of its sign (the conversion of a larger double is undefined), so it clamps to
+// qmin / qmax like any weight past the grid.
+float to_float(double v) {
+  const double top = std::numeric_limits<float>::max();
+  return static_cast<float>(std::clamp(v, -top, top));
+}
+
+// a * b for dimensions >= 1; ShapeError if the product overflows int64.
+int64_t count_of(int64_t a, int64_t b, const char* what) {
+  if (a > std::numeric_limits<int64_t>::max() / b)
+    fail<ShapeError>("gptq: {} [{}][{}]: the element count overflows int64", what, a, b);
+  return a * b;
+}
+
 // Parameter index of weight (row, col) in the QuantParams of the spec.
 int64_t param_of(const Plan& plan, const QuantSpec& spec, int64_t row, int64_t col) {
   switch (spec.granularity) {
@@ -69,7 +85,7 @@ void fit_group(const Plan& plan, const GptqOptions& o, const MatrixD& w, int64_t
   for (int64_t r = 0; r < plan.out; ++r) {
     const size_t k = static_cast<size_t>(r * plan.groups + g);
     if (plan.snap && plan.top_group[static_cast<size_t>(r)] == g) continue;  // keeps the top
-    for (int64_t j = 0; j < n; ++j) v[static_cast<size_t>(j)] = static_cast<float>(w(r, c0 + j));
+    for (int64_t j = 0; j < n; ++j) v[static_cast<size_t>(j)] = to_float(w(r, c0 + j));
     const ScaleZeroPoint sz = fit(v.data(), n, plan.one, o);
     p->scales[k] =
         plan.snap ? snap_group_scale(sz.scale, plan.row_top[static_cast<size_t>(r)]) : sz.scale;
@@ -157,11 +173,14 @@ Plan make_plan(const MatrixD& w0, const QuantSpec& spec, const GptqOptions& o, Q
   return plan;
 }
 
-void check_dims(const float* w, int64_t out, int64_t in) {
-  if (w == nullptr) fail<InvalidArgument>("gptq: weights are null");
+// Checks the dimensions and that W [out][in] and H [in][in] can be counted before reading W.
+void check_weights(const float* w, int64_t out, int64_t in) {
   if (out < 1 || in < 1)
     fail<InvalidArgument>("gptq: weights are [{}][{}]: both dimensions must be >= 1", out, in);
-  detail::check_finite(w, out * in, "gptq: weights");
+  const int64_t n = count_of(out, in, "weights");
+  count_of(in, in, "Hessian");
+  if (w == nullptr) fail<InvalidArgument>("gptq: weights are null");
+  detail::check_finite(w, n, "gptq: weights");
 }
 
 }  // namespace
@@ -173,11 +192,13 @@ float snap_group_scale(float s, float row_scale) {
 }
 
 std::vector<double> gptq_hessian(const float* x, int64_t samples, int64_t in) {
-  if (x == nullptr) fail<InvalidArgument>("gptq: calibration inputs are null");
   if (samples < 1)
     fail<DataError>("gptq: calibration inputs are empty ({} samples of {} inputs)", samples, in);
   if (in < 1) fail<InvalidArgument>("gptq: calibration inputs have {} features (>= 1)", in);
-  detail::check_finite(x, samples * in, "gptq: calibration inputs");
+  const int64_t n = count_of(samples, in, "calibration inputs");
+  count_of(in, in, "Hessian");
+  if (x == nullptr) fail<InvalidArgument>("gptq: calibration inputs are null");
+  detail::check_finite(x, n, "gptq: calibration inputs");
   const MatrixD xd = Eigen::Map<const RowMatrixF>(x, samples, in).cast<double>();
   RowMatrixD h(in, in);
   h.setZero();
@@ -188,7 +209,7 @@ std::vector<double> gptq_hessian(const float* x, int64_t samples, int64_t in) {
 
 GptqResult gptq_quantize(const float* w, int64_t out, int64_t in, const float* x, int64_t samples,
                          const QuantSpec& spec, const GptqOptions& options) {
-  check_dims(w, out, in);
+  check_weights(w, out, in);
   const std::vector<double> h = gptq_hessian(x, samples, in);
   return gptq_quantize_hessian(w, out, in, h.data(), spec, options);
 }
@@ -214,24 +235,31 @@ GptqResult gptq_quantize(const std::vector<float>& w, const Shape& w_shape,
 
 GptqResult gptq_quantize_hessian(const float* w, int64_t out, int64_t in, const double* h,
                                  const QuantSpec& spec, const GptqOptions& options) {
-  check_dims(w, out, in);
+  check_weights(w, out, in);
   check_options(options);
+  const int64_t hn = in * in;  // counted by check_weights
   if (h == nullptr) fail<InvalidArgument>("gptq: Hessian is null");
-  for (int64_t i = 0; i < in * in; ++i)
+  for (int64_t i = 0; i < hn; ++i)
     if (!std::isfinite(h[i]))
       fail<DataError>("gptq: Hessian: non-finite value {} at index {} (row {}, column {})", h[i], i,
                       i / in, i % in);
   MatrixD wd = Eigen::Map<const RowMatrixF>(w, out, in).cast<double>();
   MatrixD hd = Eigen::Map<const RowMatrixD>(h, in, in);
-  for (int64_t i = 0; i < in; ++i) {
+  for (int64_t i = 0; i < in; ++i)
     if (hd(i, i) < 0.0)
       fail<DataError>("gptq: Hessian: diagonal entry {} is {} (a Gram matrix has none < 0)", i,
                       hd(i, i));
+  // Symmetric up to rounding: |H[i][j] - H[j][i]| <= 1e-9 sqrt(H[i][i] H[j][j]).
+  for (int64_t i = 0; i < in; ++i)
+    for (int64_t j = 0; j < i; ++j)
+      if (std::abs(hd(i, j) - hd(j, i)) > 1e-9 * std::sqrt(hd(i, i) * hd(j, j)))
+        fail<DataError>("gptq: Hessian is not symmetric: H[{}][{}] = {} but H[{}][{}] = {}", i, j,
+                        hd(i, j), j, i, hd(j, i));
+  for (int64_t i = 0; i < in; ++i)
     if (hd(i, i) == 0.0) {  // dead input
       hd(i, i) = 1.0;
       wd.col(i).setZero();
     }
-  }
   QuantParams params;
   const Plan plan = make_plan(wd, spec, options, &params);
   // Column order: natural, or by decreasing H[i][i] (stable, so ties keep their order).
@@ -247,7 +275,12 @@ GptqResult gptq_quantize_hessian(const float* w, int64_t out, int64_t in, const 
   MatrixD hp = perm.transpose() * hd * perm;
   hp.diagonal().array() += options.damp * hp.diagonal().mean();
   const Eigen::LLT<MatrixD> llt_h(hp);
-  if (llt_h.info() != Eigen::Success)
+  // A singular H can factor with pivots that are rounding noise (dependent inputs): a pivot
+  // L[k][k]^2 within in * epsilon of H's largest diagonal entry counts as 0.
+  const double noise =
+      static_cast<double>(in) * std::numeric_limits<double>::epsilon() * hp.diagonal().maxCoeff();
+  if (llt_h.info() != Eigen::Success ||
+      (llt_h.matrixLLT().diagonal().array().square() <= noise).any())
     fail<DataError>(
         "gptq: Hessian + {} * mean(diag) is not positive definite ({} inputs); raise damp",
         options.damp, in);
@@ -272,12 +305,17 @@ GptqResult gptq_quantize_hessian(const float* w, int64_t out, int64_t in, const 
       const size_t pi = static_cast<size_t>(param_of(plan, spec, r, col));
       const float scale = params.scales[pi];
       const int32_t zp = params.zero_points[pi];
-      const float v = static_cast<float>(wp(r, k));
+      const float v = to_float(wp(r, k));
       // clamp(round(v / scale) + zp, qmin, qmax), clamped before the conversion to int.
       const float t = std::clamp(std::round(v / scale), static_cast<float>(qmin - zp),
                                  static_cast<float>(qmax - zp));
       const int32_t q = static_cast<int32_t>(t) + zp;
       const float dq = scale * static_cast<float>(q - zp);
+      if (!std::isfinite(dq))
+        fail<DataError>(
+            "gptq: weights: row {} column {} dequantizes to {} ({} * {}): weights this close to "
+            "the float limit overflow their grid",
+            r, col, dq, scale, q - zp);
       result.dequantized[static_cast<size_t>(r * in + col)] = dq;
       err[r] = (wp(r, k) - static_cast<double>(dq)) / u(k, k);
     }

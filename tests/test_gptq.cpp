@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "expect_error.hpp"
@@ -389,6 +390,17 @@ TEST(Gptq, BadInputsThrowNamingWhatAndWhere) {
   o.damp = -0.1;
   expect_error<InvalidArgument>([&] { gptq_quantize(w.data(), 2, 4, x.data(), 3, g4, o); },
                                 {"gptq", "damp = -0.1"});
+  o.damp = std::numeric_limits<double>::quiet_NaN();
+  expect_error<InvalidArgument>([&] { gptq_quantize(w.data(), 2, 4, x.data(), 3, g4, o); },
+                                {"gptq", "damp = nan", "finite"});
+  o = GptqOptions{};
+  o.mse_steps = 0;
+  expect_error<InvalidArgument>([&] { gptq_quantize(w.data(), 2, 4, x.data(), 3, g4, o); },
+                                {"gptq: mse_steps = 0"});
+  o = GptqOptions{};
+  o.mse_min_ratio = 0.0f;
+  expect_error<InvalidArgument>([&] { gptq_quantize(w.data(), 2, 4, x.data(), 3, g4, o); },
+                                {"gptq: mse_min_ratio = 0", "(0, 1]"});
   o = GptqOptions{};
   o.snap_group_scales = true;
   expect_error<InvalidArgument>(
@@ -401,4 +413,182 @@ TEST(Gptq, BadInputsThrowNamingWhatAndWhere) {
   o.damp = 0.0;
   expect_error<DataError>([&] { gptq_quantize(w.data(), 2, 4, x.data(), 3, g4, o); },
                           {"gptq", "not positive definite", "raise damp"});
+}
+
+TEST(Gptq, EdgeCasesStayOnTheGrid) {
+  // Every shape, spec, option and weight magnitude: the result validates, its integers lie in
+  // [qmin, qmax] and dequantize(weights) is `dequantized` bit for bit, all finite.
+  struct Case {
+    int64_t out, in, samples;
+  };
+  const Case cases[] = {{1, 1, 3}, {1, 5, 2}, {5, 1, 4}, {3, 7, 40}, {4, 33, 10}, {2, 40, 100}};
+  std::vector<QuantSpec> specs;
+  for (int bits : {2, 3, 4, 8, 16})
+    for (Scheme scheme : {Scheme::kSymmetric, Scheme::kAffine}) {
+      QuantSpec s;
+      s.bits = bits;
+      s.scheme = scheme;
+      s.narrow_range = scheme == Scheme::kSymmetric;
+      s.granularity = Granularity::kPerTensor;
+      specs.push_back(s);
+      s.granularity = Granularity::kPerChannel;
+      specs.push_back(s);
+      s.granularity = Granularity::kPerGroup;
+      for (int64_t g : {1, 3, 32, 64}) {
+        s.group_size = g;
+        s.axis = g == 3 ? -1 : 1;
+        specs.push_back(s);
+      }
+    }
+  int n = 0, rejected = 0;
+  for (const Case& c : cases)
+    for (float mag : {1.0f, 1e-30f, 1e30f, 1e-40f, 1e-45f, std::numeric_limits<float>::max()})
+      for (int xkind = 0; xkind < 3; ++xkind) {
+        std::vector<float> w = gaussian(static_cast<size_t>(c.out * c.in), 11);
+        for (float& v : w) v = std::clamp(v / 4.0f, -1.0f, 1.0f) * mag;  // |w| <= mag
+        w.front() = mag;                                                 // the extremes themselves
+        w.back() = -mag;
+        std::vector<float> x = correlated_inputs(c.samples, c.in, 12);
+        if (xkind == 1)  // a constant column
+          for (int64_t s = 0; s < c.samples; ++s) x[static_cast<size_t>(s * c.in)] = 2.5f;
+        if (xkind == 2)  // a dead column and huge inputs
+          for (int64_t s = 0; s < c.samples; ++s) {
+            x[static_cast<size_t>(s * c.in)] = 0.0f;
+            for (int64_t k = 1; k < c.in; ++k) x[static_cast<size_t>(s * c.in + k)] *= 1e18f;
+          }
+        for (const QuantSpec& spec : specs)
+          for (int opt = 0; opt < 8; ++opt) {
+            GptqOptions o;
+            o.act_order = opt & 1;
+            o.mse_params = opt & 2;
+            o.snap_group_scales = opt & 4;
+            if (o.snap_group_scales &&
+                (spec.granularity != Granularity::kPerGroup || spec.scheme != Scheme::kSymmetric))
+              continue;
+            SCOPED_TRACE(testing::Message()
+                         << c.out << "x" << c.in << " samples " << c.samples << " mag " << mag
+                         << " x " << xkind << " bits " << spec.bits << " scheme "
+                         << to_string(spec.scheme) << " " << to_string(spec.granularity)
+                         << " group " << spec.group_size << " opt " << opt);
+            GptqResult r;
+            try {
+              r = gptq_quantize(w.data(), c.out, c.in, x.data(), c.samples, spec, o);
+            } catch (const DataError& e) {
+              // Near the float limit the grid itself can overflow (scale * qmax > FLT_MAX):
+              // that is GPTQ's own DataError, never another function's or a NaN.
+              const std::string what = e.what();
+              EXPECT_EQ(mag, std::numeric_limits<float>::max()) << what;
+              EXPECT_EQ(what.rfind("gptq: weights: row ", 0), 0u) << what;
+              EXPECT_NE(what.find("overflow"), std::string::npos) << what;
+              ++rejected;
+              continue;
+            }
+            ++n;
+            const Shape shape{c.out, c.in};
+            ASSERT_EQ(r.weights.shape, shape);
+            ASSERT_NO_THROW(r.weights.params.validate(shape));
+            expect_on_grid(r);
+            const std::vector<float> dq = dequantize(r.weights);
+            for (size_t i = 0; i < dq.size(); ++i) {
+              ASSERT_TRUE(std::isfinite(dq[i])) << i;
+              ASSERT_EQ(dq[i], r.dequantized[i]) << i;
+            }
+          }
+      }
+  EXPECT_GT(n, 1000);
+  EXPECT_LT(rejected, n / 10);
+}
+
+TEST(Gptq, SizesThatOverflowInt64AreRejected) {
+  // 2^32 x 2^32 elements wrap int64 to 0: rejected before anything is read or allocated.
+  using tq_test::expect_error;
+  const int64_t big = int64_t{1} << 32;
+  const std::vector<float> w(4, 1.0f), x(4, 1.0f);
+  const std::vector<double> h(4, 1.0);
+  const QuantSpec spec = QuantSpec::int8_weights_per_channel(0);
+  expect_error<ShapeError>([&] { gptq_quantize(w.data(), big, big, x.data(), 1, spec); },
+                           {"gptq: weights [4294967296][4294967296]", "overflows int64"});
+  expect_error<ShapeError>([&] { gptq_hessian(x.data(), big, big); },
+                           {"gptq: calibration inputs [4294967296][4294967296]", "overflows"});
+  // out * in and samples * in fit, in * in does not.
+  const int64_t wide = int64_t{3037000500};  // wide^2 > 2^63 - 1
+  expect_error<ShapeError>([&] { gptq_hessian(x.data(), 1, wide); },
+                           {"gptq: Hessian [3037000500][3037000500]", "overflows"});
+  expect_error<ShapeError>([&] { gptq_quantize_hessian(w.data(), 1, wide, h.data(), spec); },
+                           {"gptq: Hessian [3037000500][3037000500]", "overflows"});
+}
+
+TEST(Gptq, EmptyVectorsGetTheDimensionErrorsNotNull) {
+  // An empty std::vector's data() may be null: the empty shape is what the caller must hear.
+  using tq_test::expect_error;
+  const std::vector<float> w(8, 0.5f), x(12, 1.0f), none;
+  const QuantSpec spec = QuantSpec::int4_per_group(2, 1);
+  expect_error<DataError>(
+      [&] {
+        gptq_quantize(w, {2, 4}, none, {0, 4}, spec);
+      },
+      {"gptq: calibration inputs are empty (0 samples of 4 inputs)"});
+  expect_error<InvalidArgument>(
+      [&] {
+        gptq_quantize(none, {0, 4}, x, {3, 4}, spec);
+      },
+      {"gptq: weights are [0][4]"});
+  expect_error<InvalidArgument>(
+      [&] {
+        gptq_quantize(none, {2, 0}, none, {3, 0}, spec);
+      },
+      {"gptq: weights are [2][0]"});
+}
+
+TEST(Gptq, AsymmetricHessianIsRejected) {
+  // A Hessian is symmetric; an asymmetric one would be read half from each triangle, depending
+  // on the column order.
+  using tq_test::expect_error;
+  const std::vector<float> w = {0.5f, -0.25f, 0.75f};
+  std::vector<double> h = {2, 1, 0, 1, 2, 0, 0, 0, 2};
+  const QuantSpec spec = QuantSpec::int8_weights_per_channel(0);
+  EXPECT_NO_THROW(gptq_quantize_hessian(w.data(), 1, 3, h.data(), spec));
+  h[1] = 1.0 + 1e-12;  // rounding of an accumulated Gram matrix: accepted
+  EXPECT_NO_THROW(gptq_quantize_hessian(w.data(), 1, 3, h.data(), spec));
+  h[1] = 1.5;
+  expect_error<DataError>([&] { gptq_quantize_hessian(w.data(), 1, 3, h.data(), spec); },
+                          {"gptq: Hessian is not symmetric", "H[1][0] = 1", "H[0][1] = 1.5"});
+}
+
+TEST(Gptq, SingularHessianWithoutDampingNeverGivesNaN) {
+  // More features than samples (H = 2 X^T X / n has rank <= n < in), or linearly dependent
+  // columns (a scaled copy, a sum). With damp = 0 that is the DataError, never weights from a
+  // factorisation of rounding noise (finite and on the grid if one ever came out).
+  int factored = 0, refused = 0;
+  for (int64_t samples : {1, 3, 7, 50, 51}) {
+    for (uint32_t seed = 0; seed < 8; ++seed) {
+      const int64_t out = 3, in = 16;
+      std::vector<float> x = gaussian(static_cast<size_t>(samples * in), 20 + seed);
+      for (int64_t s = 0; s < samples; ++s) {
+        float* row = x.data() + s * in;
+        if (samples == 50) row[5] = 0.3f * row[2];
+        if (samples == 51) row[9] = row[1] + row[4];
+      }
+      const std::vector<float> w = gaussian(static_cast<size_t>(out * in), 40 + seed);
+      for (const QuantSpec& spec :
+           {QuantSpec::int4_per_group(4, 1), QuantSpec::int8_weights_per_channel(0)}) {
+        GptqOptions o;
+        o.damp = 0.0;
+        SCOPED_TRACE(testing::Message() << samples << " samples, seed " << seed);
+        try {
+          const GptqResult r = gptq_quantize(w.data(), out, in, x.data(), samples, spec, o);
+          for (float v : r.dequantized) ASSERT_TRUE(std::isfinite(v));
+          expect_on_grid(r);
+          ++factored;
+        } catch (const DataError& e) {
+          EXPECT_NE(std::string(e.what()).find("not positive definite"), std::string::npos)
+              << e.what();
+          ++refused;
+        }
+      }
+    }
+  }
+  // Measured before the pivots were checked: 20 of the 80 factored (dependent columns).
+  EXPECT_EQ(factored, 0);
+  EXPECT_EQ(refused, 80);
 }

@@ -16,7 +16,8 @@
 // GPTQ does: they contribute nothing to the output on the calibration data.
 //
 // Rounding is that of tinyquant::quantize (x / scale a float division, half away from zero,
-// clamp to [qmin, qmax]); the arithmetic of the error feedback is double.
+// clamp to [qmin, qmax]); the arithmetic of the error feedback is double (an updated weight past
+// the float range is rounded as the largest float of its sign, i.e. clamped).
 //
 // Quantization parameters, by spec (symmetric or affine):
 //   per-tensor         fitted once from the original weights
@@ -36,11 +37,16 @@
 // r = 256; groups whose weights are all 0 do not count) and every group scale is moved onto the
 // grid when it is fitted. The returned scales are then exactly those QuantizedLinear deploys.
 //
-// Errors: W or X null, a dimension < 1, X with no samples -> InvalidArgument / DataError;
-// NaN / Inf in W, X or H -> DataError naming the argument and index; H not [in][in] symmetric
-// positive semi-definite enough to factor after damping -> DataError; a spec the layer cannot
-// use (bits, group size, axis) -> InvalidArgument; damp < 0 or not finite, mse_steps < 1 ->
-// InvalidArgument. Messages start with "gptq:".
+// Errors: W, X or H null, a dimension < 1 -> InvalidArgument; X with no samples -> DataError;
+// [out][in], [samples][in] or [in][in] with more elements than int64 counts -> ShapeError (before
+// any value is read); NaN / Inf in W, X or H -> DataError naming the argument and index; H with
+// a diagonal entry < 0, not symmetric (|H[i][j] - H[j][i]| > 1e-9 sqrt(H[i][i] H[j][j])), or not
+// positive definite after damping (a Cholesky pivot^2 <= in * DBL_EPSILON * max(diag), as from
+// dependent inputs with damp = 0) -> DataError; weights so close to the float limit that a
+// dequantized value overflows -> DataError; a spec the layer cannot use (bits, group size, axis,
+// snap_group_scales without symmetric per-group) -> InvalidArgument; damp < 0 or not finite,
+// mse_steps < 1, mse_min_ratio outside (0, 1] -> InvalidArgument. Messages start with "gptq:",
+// except those of the spec's own checks (bits, group size: "quant spec: ...").
 #pragma once
 
 #include <cstdint>
@@ -68,7 +74,8 @@ struct GptqResult {
   std::vector<float> dequantized;
 };
 
-// H = 2 X^T X / samples for X [samples][in] row-major ([in][in], row-major, double).
+// H = 2 X^T X / samples for X [samples][in] row-major ([in][in], row-major, double). Errors as
+// gptq_quantize's for X.
 std::vector<double> gptq_hessian(const float* x, int64_t samples, int64_t in);
 
 // GPTQ of W [out][in] against calibration inputs X [samples][in].
