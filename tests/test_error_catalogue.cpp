@@ -685,6 +685,40 @@ TEST(ErrorCatalogue, E77) {
                     gptq_quantize(w.data(), 2, 4, x.data(), 3, QuantSpec::int4_per_group(2, 1)),
                     "gptq: calibration inputs: non-finite value nan at index 6");
 }
+TEST(ErrorCatalogue, E78) {
+  const std::vector<float> w(8, 0.5f), x(12, 1.0f);  // identical samples: H has rank 1
+  GptqOptions o;
+  o.damp = 0.0;
+  TQ_EXPECT_MESSAGE(
+      DataError, gptq_quantize(w.data(), 2, 4, x.data(), 3, QuantSpec::int4_per_group(2, 1), o),
+      "gptq: Hessian + 0 * mean(diag) is not positive definite (4 inputs); raise damp");
+}
+TEST(ErrorCatalogue, E79) {
+  const std::vector<float> w = {0.5f, -0.25f, 0.75f};
+  const std::vector<double> h = {2, 1, 0, 1.5, 2, 0, 0, 0, 2};
+  TQ_EXPECT_MESSAGE(
+      DataError,
+      gptq_quantize_hessian(w.data(), 1, 3, h.data(), QuantSpec::int8_weights_per_channel(0)),
+      "gptq: Hessian is not symmetric: H[1][0] = 1.5 but H[0][1] = 1");
+}
+TEST(ErrorCatalogue, E80) {
+  const std::vector<float> w(8, 0.5f), x(12, 1.0f);
+  QuantSpec affine = QuantSpec::int4_per_group(2, 1);
+  affine.scheme = Scheme::kAffine;
+  GptqOptions o;
+  o.snap_group_scales = true;
+  TQ_EXPECT_MESSAGE(InvalidArgument, gptq_quantize(w.data(), 2, 4, x.data(), 3, affine, o),
+                    "gptq: snap_group_scales needs symmetric per-group weights, got affine "
+                    "per-group");
+}
+TEST(ErrorCatalogue, E81) {
+  const std::vector<float> w(4, 1.0f);
+  const int64_t big = int64_t{1} << 32;
+  TQ_EXPECT_MESSAGE(
+      ShapeError,
+      gptq_quantize(w.data(), big, big, w.data(), 1, QuantSpec::int8_weights_per_channel(0)),
+      "gptq: weights [4294967296][4294967296]: the element count overflows int64");
+}
 
 // ---- the table and the tests stay in sync ---------------------------------------------------
 
