@@ -592,3 +592,49 @@ TEST(Gptq, SingularHessianWithoutDampingNeverGivesNaN) {
   EXPECT_EQ(factored, 0);
   EXPECT_EQ(refused, 80);
 }
+
+TEST(Gptq, SnappedRowsOfZerosAndSingleGroups) {
+  // Row 0 all zero, row 1 nonzero only in its last 6 inputs (the short last group), row 2 only
+  // in the middle group; and a layer narrower than one group. The scales are the ones the grouped
+  // layer deploys.
+  const int64_t samples = 60;
+  for (const int64_t in : {int64_t{70}, int64_t{20}}) {
+    const int64_t out = 3, group = 32, groups = (in + group - 1) / group;
+    const std::vector<float> x = correlated_inputs(samples, in, 30);
+    std::vector<float> w = gaussian(static_cast<size_t>(out * in), 31, 0.1f);
+    for (int64_t k = 0; k < in; ++k) {
+      w[static_cast<size_t>(k)] = 0.0f;
+      if (k < in - 6) w[static_cast<size_t>(in + k)] = 0.0f;
+      if (in > 32 && (k < 32 || k >= 64)) w[static_cast<size_t>(2 * in + k)] = 0.0f;
+    }
+    for (bool act_order : {false, true}) {
+      GptqOptions o;
+      o.snap_group_scales = true;
+      o.act_order = act_order;
+      SCOPED_TRACE(testing::Message() << "in " << in << " act_order " << act_order);
+      const GptqResult r = gptq_quantize(w.data(), out, in, x.data(), samples,
+                                         QuantSpec::int4_per_group(group, 1), o);
+      expect_on_grid(r);
+      for (int64_t k = 0; k < in; ++k) EXPECT_EQ(r.weights.value(k), 0) << k;
+      const QuantizedLinear layer(r.weights, nullptr, ActivationParams{0.02f, -5},
+                                  ActivationParams{0.05f, 3});
+      const std::vector<float>& s = r.weights.params.scales;
+      ASSERT_EQ(s.size(), static_cast<size_t>(out * groups));
+      for (int64_t row = 0; row < out; ++row) {
+        const auto first = s.begin() + row * groups;
+        const float top = *std::max_element(first, first + groups);
+        for (int64_t g = 0; g < groups; ++g) {
+          const size_t k = static_cast<size_t>(row * groups + g);
+          EXPECT_EQ(s[k], static_cast<float>(static_cast<double>(top) *
+                                             (layer.group_ratios()[k] + 1) / 256.0))
+              << "row " << row << " group " << g;
+        }
+        // A row with weights has its grid set by them (N(0, 0.1) weights), not by a
+        // placeholder 1.
+        if (row > 0) {
+          EXPECT_LT(top, 0.2f) << row;
+        }
+      }
+    }
+  }
+}

@@ -46,7 +46,8 @@
 // dequantized value overflows -> DataError; a spec the layer cannot use (bits, group size, axis,
 // snap_group_scales without symmetric per-group) -> InvalidArgument; damp < 0 or not finite,
 // mse_steps < 1, mse_min_ratio outside (0, 1] -> InvalidArgument. Messages start with "gptq:",
-// except those of the spec's own checks (bits, group size: "quant spec: ...").
+// except those of the spec's own checks (bits, group size: "quant spec: ...") and, in the Shape
+// overload, numel's for a negative extent.
 #pragma once
 
 #include <cstdint>
