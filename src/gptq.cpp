@@ -276,11 +276,11 @@ GptqResult gptq_quantize_hessian(const float* w, int64_t out, int64_t in, const 
   hp.diagonal().array() += options.damp * hp.diagonal().mean();
   const Eigen::LLT<MatrixD> llt_h(hp);
   // A singular H can factor with pivots that are rounding noise (dependent inputs): a pivot
-  // L[k][k]^2 within in * epsilon of H's largest diagonal entry counts as 0.
-  const double noise =
-      static_cast<double>(in) * std::numeric_limits<double>::epsilon() * hp.diagonal().maxCoeff();
+  // L[k][k]^2 within in * epsilon of its own H'[k][k] counts as 0 (relative to the column's own
+  // scale, so inputs of very different magnitudes are not mistaken for dependent ones).
+  const double noise = static_cast<double>(in) * std::numeric_limits<double>::epsilon();
   if (llt_h.info() != Eigen::Success ||
-      (llt_h.matrixLLT().diagonal().array().square() <= noise).any())
+      (llt_h.matrixLLT().diagonal().array().square() <= noise * hp.diagonal().array()).any())
     fail<DataError>(
         "gptq: Hessian + {} * mean(diag) is not positive definite ({} inputs); raise damp",
         options.damp, in);

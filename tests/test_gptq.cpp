@@ -591,6 +591,20 @@ TEST(Gptq, SingularHessianWithoutDampingNeverGivesNaN) {
   // Measured before the pivots were checked: 20 of the 80 factored (dependent columns).
   EXPECT_EQ(factored, 0);
   EXPECT_EQ(refused, 80);
+  // Independent inputs of very different magnitudes are not singular: with damp = 0 a diagonal
+  // H = diag(1, 1e-24, 1) is plain round-to-nearest, and correlated inputs with one column
+  // scaled by 1e-12 factor.
+  const std::vector<float> w = gaussian(6, 50);
+  GptqOptions o;
+  o.damp = 0.0;
+  const QuantSpec spec = QuantSpec::int8_weights_per_channel(0);
+  const std::vector<double> h = diagonal({1.0, 1e-24, 1.0});
+  const GptqResult r = gptq_quantize_hessian(w.data(), 2, 3, h.data(), spec, o);
+  expect_same_quantization(r.weights,
+                           quantize(w.data(), Shape{2, 3}, params_for_mse(w.data(), {2, 3}, spec)));
+  std::vector<float> x = correlated_inputs(40, 3, 51);
+  for (int64_t s = 0; s < 40; ++s) x[static_cast<size_t>(s * 3 + 1)] *= 1e-12f;
+  expect_on_grid(gptq_quantize(w.data(), 2, 3, x.data(), 40, spec, o));
 }
 
 TEST(Gptq, SnappedRowsOfZerosAndSingleGroups) {

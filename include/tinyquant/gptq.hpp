@@ -41,8 +41,8 @@
 // [out][in], [samples][in] or [in][in] with more elements than int64 counts -> ShapeError (before
 // any value is read); NaN / Inf in W, X or H -> DataError naming the argument and index; H with
 // a diagonal entry < 0, not symmetric (|H[i][j] - H[j][i]| > 1e-9 sqrt(H[i][i] H[j][j])), or not
-// positive definite after damping (a Cholesky pivot^2 <= in * DBL_EPSILON * max(diag), as from
-// dependent inputs with damp = 0) -> DataError; weights so close to the float limit that a
+// positive definite after damping (a Cholesky pivot^2 <= in * DBL_EPSILON * its diagonal entry, as
+// from dependent inputs with damp = 0) -> DataError; weights so close to the float limit that a
 // dequantized value overflows -> DataError; a spec the layer cannot use (bits, group size, axis,
 // snap_group_scales without symmetric per-group) -> InvalidArgument; damp < 0 or not finite,
 // mse_steps < 1, mse_min_ratio outside (0, 1] -> InvalidArgument. Messages start with "gptq:",
