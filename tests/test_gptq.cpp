@@ -416,8 +416,9 @@ TEST(Gptq, BadInputsThrowNamingWhatAndWhere) {
 }
 
 TEST(Gptq, EdgeCasesStayOnTheGrid) {
-  // Every shape, spec, option and weight magnitude: the result validates, its integers lie in
-  // [qmin, qmax] and dequantize(weights) is `dequantized` bit for bit, all finite.
+  // Every shape, spec, option and weight magnitude (0 included): the result validates, its
+  // integers lie in [qmin, qmax] and dequantize(weights) is `dequantized` bit for bit, all
+  // finite.
   struct Case {
     int64_t out, in, samples;
   };
@@ -442,7 +443,7 @@ TEST(Gptq, EdgeCasesStayOnTheGrid) {
     }
   int n = 0, rejected = 0;
   for (const Case& c : cases)
-    for (float mag : {1.0f, 1e-30f, 1e30f, 1e-40f, 1e-45f, std::numeric_limits<float>::max()})
+    for (float mag : {1.0f, 0.0f, 1e-30f, 1e30f, 1e-40f, 1e-45f, std::numeric_limits<float>::max()})
       for (int xkind = 0; xkind < 3; ++xkind) {
         std::vector<float> w = gaussian(static_cast<size_t>(c.out * c.in), 11);
         for (float& v : w) v = std::clamp(v / 4.0f, -1.0f, 1.0f) * mag;  // |w| <= mag
