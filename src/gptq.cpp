@@ -249,10 +249,11 @@ GptqResult gptq_quantize_hessian(const float* w, int64_t out, int64_t in, const 
     if (hd(i, i) < 0.0)
       fail<DataError>("gptq: Hessian: diagonal entry {} is {} (a Gram matrix has none < 0)", i,
                       hd(i, i));
-  // Symmetric up to rounding: |H[i][j] - H[j][i]| <= 1e-9 sqrt(H[i][i] H[j][j]).
+  // Symmetric up to rounding: |H[i][j] - H[j][i]| <= 1e-9 sqrt(H[i][i] H[j][j]) (two square
+  // roots, so the product neither underflows nor overflows).
   for (int64_t i = 0; i < in; ++i)
     for (int64_t j = 0; j < i; ++j)
-      if (std::abs(hd(i, j) - hd(j, i)) > 1e-9 * std::sqrt(hd(i, i) * hd(j, j)))
+      if (std::abs(hd(i, j) - hd(j, i)) > 1e-9 * std::sqrt(hd(i, i)) * std::sqrt(hd(j, j)))
         fail<DataError>("gptq: Hessian is not symmetric: H[{}][{}] = {} but H[{}][{}] = {}", i, j,
                         hd(i, j), j, i, hd(j, i));
   for (int64_t i = 0; i < in; ++i)

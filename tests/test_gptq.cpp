@@ -551,6 +551,10 @@ TEST(Gptq, AsymmetricHessianIsRejected) {
   EXPECT_NO_THROW(gptq_quantize_hessian(w.data(), 1, 3, h.data(), spec));
   h[1] = 1.0 + 1e-12;  // rounding of an accumulated Gram matrix: accepted
   EXPECT_NO_THROW(gptq_quantize_hessian(w.data(), 1, 3, h.data(), spec));
+  // The same at 1e-200: sqrt(H[0][0] H[1][1]) = 2e-200 although H[0][0] H[1][1] underflows.
+  std::vector<double> tiny(h.size());
+  std::transform(h.begin(), h.end(), tiny.begin(), [](double v) { return v * 1e-200; });
+  EXPECT_NO_THROW(gptq_quantize_hessian(w.data(), 1, 3, tiny.data(), spec));
   h[1] = 1.5;
   expect_error<DataError>([&] { gptq_quantize_hessian(w.data(), 1, 3, h.data(), spec); },
                           {"gptq: Hessian is not symmetric", "H[1][0] = 1", "H[0][1] = 1.5"});
