@@ -90,7 +90,8 @@ ParamLayout param_layout(const QuantSpec& spec, const Shape& shape) {
     l.count = l.axis_len;
   } else {
     l.group_size = spec.group_size;
-    l.groups = (l.axis_len + spec.group_size - 1) / spec.group_size;
+    // ceil(axis_len / group_size) without the overflow of axis_len + group_size - 1.
+    l.groups = l.axis_len / spec.group_size + (l.axis_len % spec.group_size != 0 ? 1 : 0);
     l.count = l.outer * l.groups * l.inner;
   }
   return l;

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "tinyquant/error.hpp"
@@ -161,6 +162,16 @@ TEST(ParamLayout, PerChannelAndPerGroupIndexing) {
   EXPECT_EQ(g0.count, 6);
   for (int64_t r = 0; r < 5; ++r)
     for (int64_t c = 0; c < 2; ++c) EXPECT_EQ(g0.param_index(r * 2 + c), (r / 2) * 2 + c);
+}
+
+TEST(ParamLayout, GroupsAtLeastAsLongAsTheAxisAreOneGroup) {
+  // ceil(10 / g) for g = 10, 11 and the largest group size: no overflow on the way.
+  for (const int64_t g : {int64_t{10}, int64_t{11}, std::numeric_limits<int64_t>::max()}) {
+    const ParamLayout l = param_layout(QuantSpec::int4_per_group(g, 1), Shape{3, 10});
+    EXPECT_EQ(l.groups, 1) << "group size " << g;
+    EXPECT_EQ(l.count, 3) << "group size " << g;
+    EXPECT_EQ(l.param_index(29), 2) << "group size " << g;
+  }
 }
 
 TEST(ParamLayout, AxisOutOfRange) {
