@@ -39,7 +39,7 @@ tq::QuantParams weight_params(const MatrixRM& w, const tq::QuantSpec& spec, bool
   const tq::Shape shape{w.rows(), w.cols()};
   tq::QuantParams p = spec.bits <= 4 ? tq::params_for_mse(w.data(), shape, spec)
                                      : tq::params_for(w.data(), shape, spec);
-  return snap ? snap_group_scales(std::move(p), shape) : p;
+  return snap ? snap_group_scales(std::move(p), shape, w.data()) : p;
 }
 
 FloatMlp quantized_weights(const FloatMlp& mlp, const tq::QuantSpec& spec) {
@@ -129,7 +129,8 @@ std::vector<tq::QuantParams> qat_finetune(FloatMlp* mlp, const Dataset& train, c
       params[i].scales = learned[i].raw;
       if (qat.snap_scales)
         params[i] = snap_group_scales(
-            std::move(params[i]), tq::Shape{master.layers[i].w.rows(), master.layers[i].w.cols()});
+            std::move(params[i]), tq::Shape{master.layers[i].w.rows(), master.layers[i].w.cols()},
+            master.layers[i].w.data());
     }
   };
   // The parameters the master weights would be quantized with now: the ones in use when they

@@ -44,16 +44,23 @@ int QuantMlp::sparse_layers() const {
       std::count_if(sparse.begin(), sparse.end(), [](const auto& s) { return s.has_value(); }));
 }
 
-tq::QuantParams snap_group_scales(tq::QuantParams params, const tq::Shape& shape) {
+tq::QuantParams snap_group_scales(tq::QuantParams params, const tq::Shape& shape, const float* w) {
   if (params.spec.granularity != tq::Granularity::kPerGroup) return params;
   const tq::ParamLayout layout = tq::param_layout(params.spec, shape);
   if (layout.inner != 1)
     throw tq::InvalidArgument("snap_group_scales: groups must run along the last axis");
-  const size_t groups = static_cast<size_t>(layout.groups);
-  for (size_t row = 0; row < static_cast<size_t>(layout.outer); ++row) {
+  const int64_t groups = layout.groups, in = layout.axis_len, size = layout.group_size;
+  for (int64_t row = 0; row < layout.outer; ++row) {
     float* s = params.scales.data() + row * groups;
-    const float top = *std::max_element(s, s + groups);
-    for (size_t g = 0; g < groups; ++g) s[g] = tq::snap_group_scale(s[g], top);
+    const float* wr = w + row * in;
+    float top = 0.0f;
+    for (int64_t g = 0; g < groups; ++g) {
+      const float* begin = wr + g * size;
+      const float* end = wr + std::min(in, (g + 1) * size);
+      if (std::any_of(begin, end, [](float v) { return v != 0.0f; })) top = std::max(top, s[g]);
+    }
+    if (top == 0.0f) top = *std::max_element(s, s + groups);  // an all-zero row: any grid
+    for (int64_t g = 0; g < groups; ++g) s[g] = tq::snap_group_scale(s[g], top);
   }
   return params;
 }
@@ -112,7 +119,7 @@ QuantMlp quantize_mlp(const FloatMlp& mlp, const std::vector<ActRange>& ranges,
       const tq::Shape shape{f.w.rows(), f.w.cols()};
       tq::QuantParams p =
           wp.given != nullptr ? (*wp.given)[i] : tq::params_for_mse(f.w.data(), shape, weight_spec);
-      if (wp.given == nullptr && wp.snap) p = snap_group_scales(std::move(p), shape);
+      if (wp.given == nullptr && wp.snap) p = snap_group_scales(std::move(p), shape, f.w.data());
       tq::QTensor qw = tq::quantize(f.w.data(), shape, p);
       q.layers.emplace_back(std::move(qw), f.b.data(), in, out, act);
     } else {

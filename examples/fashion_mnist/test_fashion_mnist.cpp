@@ -660,14 +660,14 @@ TEST(QuantMlp, SnappedScalesAreOnTheKernelsRatioGrid) {
   tinyquant::QuantParams p = group_params(2, 12, 4);  // 2 rows x 3 groups
   p.scales = {1.0f, 0.3f, 0.001f, 0.5f, 0.5f, 0.25f};
   const tinyquant::Shape shape{2, 12};
-  const tinyquant::QuantParams s = snap_group_scales(p, shape);
+  const MatrixRM w = random_matrix(2, 12, 3, -0.5f, 0.5f);
+  const tinyquant::QuantParams s = snap_group_scales(p, shape, w.data());
   // Row 0: S = 1; 0.3 * 256 = 76.8 -> 77; 0.001 * 256 = 0.256 -> 0 -> clamped to 1.
   // Row 1: S = 0.5; 0.25 / 0.5 * 256 = 128 exactly.
   const std::vector<float> want = {1.0f, 77.0f / 256.0f, 1.0f / 256.0f, 0.5f, 0.5f, 0.25f};
   EXPECT_EQ(s.scales, want);
-  EXPECT_EQ(snap_group_scales(s, shape).scales, s.scales);
+  EXPECT_EQ(snap_group_scales(s, shape, w.data()).scales, s.scales);
   // The integer layer stores exactly these ratios (r - 1).
-  const MatrixRM w = random_matrix(2, 12, 3, -0.5f, 0.5f);
   const tinyquant::QuantizedLinear l(tinyquant::quantize(w.data(), shape, s), nullptr,
                                      tinyquant::ActivationParams::from_range(-1.0f, 1.0f),
                                      tinyquant::ActivationParams::from_range(-1.0f, 1.0f),
@@ -676,7 +676,26 @@ TEST(QuantMlp, SnappedScalesAreOnTheKernelsRatioGrid) {
   // Other granularities pass through.
   const tinyquant::QuantParams pc =
       tinyquant::params_for(w.data(), shape, tinyquant::QuantSpec::int8_weights_per_channel(0));
-  EXPECT_EQ(snap_group_scales(pc, shape).scales, pc.scales);
+  EXPECT_EQ(snap_group_scales(pc, shape, w.data()).scales, pc.scales);
+}
+
+TEST(QuantMlp, SnappingIgnoresAnAllZeroGroupsPlaceholderScale) {
+  // Row 0's last group is all zero (a pruned group): its fitted scale is the placeholder 1, above
+  // the row's real largest scale 0.3. S must be 0.3, or every group of the row would be rounded
+  // on a grid of 1 / 256 steps; the zero group itself is snapped to S (it holds only zeros).
+  MatrixRM w = random_matrix(2, 12, 5, -0.5f, 0.5f);
+  for (int c = 8; c < 12; ++c) w(0, c) = 0.0f;
+  tinyquant::QuantParams p = group_params(2, 12, 4);
+  p.scales = {0.3f, 0.2f, 1.0f, 0.5f, 0.5f, 0.25f};
+  const tinyquant::QuantParams s = snap_group_scales(p, tinyquant::Shape{2, 12}, w.data());
+  // 0.2 / 0.3 * 256 = 170.67 -> 171.
+  const std::vector<float> want = {
+      0.3f, static_cast<float>(static_cast<double>(0.3f) * 171 / 256), 0.3f, 0.5f, 0.5f, 0.25f};
+  EXPECT_EQ(s.scales, want);
+  // An all-zero row keeps its own largest scale as S.
+  const MatrixRM zeros = MatrixRM::Zero(2, 12);
+  p.scales = {1.0f, 1.0f, 1.0f, 0.5f, 0.5f, 0.25f};
+  EXPECT_EQ(snap_group_scales(p, tinyquant::Shape{2, 12}, zeros.data()).scales, p.scales);
 }
 
 TEST(QuantMlp, GptqLayersSeeTheirOwnInputsAndQuantizeToGptqsIntegers) {
@@ -1110,7 +1129,7 @@ TEST(Qat, LearnedScalesGiveTheIntegerModelOfTheQatForward) {
       EXPECT_TRUE(std::isfinite(s));
       EXPECT_GT(s, 0.0f);
     }
-    EXPECT_EQ(snap_group_scales(p[li], shape).scales, p[li].scales) << "layer " << li;
+    EXPECT_EQ(snap_group_scales(p[li], shape, w.data()).scales, p[li].scales) << "layer " << li;
     const tinyquant::QuantParams refit = weight_params(w, spec, true);
     for (size_t j = 0; j < refit.scales.size(); ++j)
       changed += refit.scales[j] != p[li].scales[j] ? 1 : 0;
