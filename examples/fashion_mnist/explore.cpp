@@ -194,7 +194,13 @@ int main(int argc, char** argv) {
     go.mse_params = v.at(1) > 0;
     go.act_order = v.at(2) > 0;
     if (v.size() > 3) go.damp = v[3];
-    const auto inputs = static_cast<fmnist::GptqInputs>(static_cast<int>(v.at(0)));
+    const int source = static_cast<int>(v.at(0));
+    if (source < 0 || source > 2 || source != v[0]) {
+      fmt::print(stderr, "--gptq: layer inputs {} must be 0 (float), 1 (sequential) or 2 (int8)\n",
+                 v[0]);
+      return 2;
+    }
+    const auto inputs = static_cast<fmnist::GptqInputs>(source);
     const int qat_epochs = v.size() > 4 ? static_cast<int>(v[4]) : 0;
     const float qat_lr = v.size() > 5 ? static_cast<float>(v[5]) : c.lr;
     const auto t0 = std::chrono::steady_clock::now();
