@@ -140,6 +140,22 @@ Case random_case(std::mt19937& rng, int32_t m, int32_t n, int32_t k, bool s4) {
   return c;
 }
 
+// The GemmS8Args fields both table runners below fill the same way from a case: m, n, k, a,
+// bias, offsets, requantization and clamp; the output (0x55 everywhere) goes to *out.
+rt::detail::GemmS8Args case_args(const Case& c, std::vector<int8_t>* out) {
+  rt::detail::GemmS8Args g;
+  g.m = c.m, g.n = c.n, g.k = c.k;
+  g.a = c.a.data(), g.lda = c.lda;
+  g.bias = c.with_bias ? c.bias.data() : nullptr;
+  g.a_offset = c.a_offset, g.b_offset = c.b_offset;
+  out->assign(elems(c.m, c.ldc), 0x55);
+  g.c = out->data(), g.ldc = c.ldc;
+  g.multiplier = c.mult.data(), g.shift = c.shift.data();
+  g.per_channel = c.per_channel, g.rounding = c.rounding;
+  g.c_offset = c.c_offset, g.act_min = c.act_min, g.act_max = c.act_max;
+  return g;
+}
+
 // The path's gemm_s8 table entry on the case, with exactly the scratch it asks for (64-aligned,
 // as the public kernels hand it over).
 std::vector<int8_t> run_table_s8(Path p, const Case& c) {
@@ -147,22 +163,14 @@ std::vector<int8_t> run_table_s8(Path p, const Case& c) {
   const int32_t bytes = t->gemm_s8_scratch(c.m, c.n, c.k, c.s4);
   std::vector<uint8_t> scratch(static_cast<size_t>(bytes) + 64);
   const auto addr = reinterpret_cast<uintptr_t>(scratch.data());
-  rt::detail::GemmS8Args g;
-  g.m = c.m, g.n = c.n, g.k = c.k;
-  g.a = c.a.data(), g.lda = c.lda;
+  std::vector<int8_t> out;
+  rt::detail::GemmS8Args g = case_args(c, &out);
   if (c.s4) {
     g.b_s4 = c.b_s4.data();
   } else {
     g.b = c.b.data();
     g.ldb = c.ldb;
   }
-  g.bias = c.with_bias ? c.bias.data() : nullptr;
-  g.a_offset = c.a_offset, g.b_offset = c.b_offset;
-  std::vector<int8_t> out(elems(c.m, c.ldc), 0x55);
-  g.c = out.data(), g.ldc = c.ldc;
-  g.multiplier = c.mult.data(), g.shift = c.shift.data();
-  g.per_channel = c.per_channel, g.rounding = c.rounding;
-  g.c_offset = c.c_offset, g.act_min = c.act_min, g.act_max = c.act_max;
   g.scratch = reinterpret_cast<void*>((addr + 63) / 64 * 64);
   t->gemm_s8(g);
   return out;
@@ -352,16 +360,8 @@ std::vector<int8_t> run_packed_table_s8(Path p, const Case& c) {
   std::vector<uint8_t> packed_buf, scratch_buf;
   void* packed = aligned(&packed_buf, t->packed_bytes(c.n, c.k));
   t->pack(c.b.data(), c.n, c.k, c.ldb, c.b_offset, packed);
-  rt::detail::GemmS8Args g;
-  g.m = c.m, g.n = c.n, g.k = c.k;
-  g.a = c.a.data(), g.lda = c.lda;
-  g.bias = c.with_bias ? c.bias.data() : nullptr;
-  g.a_offset = c.a_offset, g.b_offset = c.b_offset;
-  std::vector<int8_t> out(elems(c.m, c.ldc), 0x55);
-  g.c = out.data(), g.ldc = c.ldc;
-  g.multiplier = c.mult.data(), g.shift = c.shift.data();
-  g.per_channel = c.per_channel, g.rounding = c.rounding;
-  g.c_offset = c.c_offset, g.act_min = c.act_min, g.act_max = c.act_max;
+  std::vector<int8_t> out;
+  rt::detail::GemmS8Args g = case_args(c, &out);
   g.scratch = aligned(&scratch_buf, t->gemm_s8_packed_scratch(c.m, c.n, c.k));
   t->gemm_s8_packed(g, packed);
   return out;
