@@ -76,6 +76,23 @@ int64_t param_of(const Plan& plan, const QuantSpec& spec, int64_t row, int64_t c
   return 0;
 }
 
+// The snapping top of one row of `groups` group scales s: the largest scale among the groups
+// for which holds(g) (they hold a nonzero weight) and its group, else the row's largest scale and
+// its group (a row of zeros).
+struct RowTop {
+  float scale;
+  int64_t group;
+};
+template <class Holds>
+RowTop row_top(const float* s, int64_t groups, Holds&& holds) {
+  RowTop top{0.0f, 0}, any{s[0], 0};
+  for (int64_t g = 0; g < groups; ++g) {
+    if (s[g] > any.scale) any = RowTop{s[g], g};
+    if (s[g] > top.scale && holds(g)) top = RowTop{s[g], g};
+  }
+  return top.scale > 0.0f ? top : any;
+}
+
 // Fits the parameters of every row's group g (columns [g * group, ...)) from the current
 // weights W (column-major, original column order), snapping when asked.
 void fit_group(const Plan& plan, const GptqOptions& o, const MatrixD& w, int64_t g,
@@ -148,22 +165,15 @@ Plan make_plan(const MatrixD& w0, const QuantSpec& spec, const GptqOptions& o, Q
   plan.snap = true;
   plan.row_top.resize(static_cast<size_t>(out));
   plan.top_group.resize(static_cast<size_t>(out));
-  // The top is the largest scale among the row's groups that hold a nonzero weight: an all-zero
-  // group's placeholder scale 1 must not coarsen the row's grid (any scale represents zeros; it
-  // gets a scale on the grid when snapped). A row of zeros keeps group 0 at 1.
+  // The top is that of snap_group_scales (row_top): an all-zero group's placeholder scale 1 must
+  // not coarsen the row's grid.
   for (int64_t r = 0; r < out; ++r) {
-    float top = 0.0f;
-    int64_t top_g = 0;
-    for (int64_t g = 0; g < plan.groups; ++g) {
+    const RowTop top = row_top(p->scales.data() + r * plan.groups, plan.groups, [&](int64_t g) {
       const int64_t c0 = g * plan.group, n = std::min(plan.group, in - c0);
-      const float s = p->scales[static_cast<size_t>(r * plan.groups + g)];
-      if (s > top && (w0.row(r).segment(c0, n).array() != 0.0).any()) {
-        top = s;
-        top_g = g;
-      }
-    }
-    plan.row_top[static_cast<size_t>(r)] = top > 0.0f ? top : 1.0f;
-    plan.top_group[static_cast<size_t>(r)] = top_g;
+      return (w0.row(r).segment(c0, n).array() != 0.0).any();
+    });
+    plan.row_top[static_cast<size_t>(r)] = top.scale;
+    plan.top_group[static_cast<size_t>(r)] = top.group;
   }
   // Static groups are snapped now; lazy ones when they are reached (the tops are kept).
   if (!plan.lazy)
@@ -183,59 +193,10 @@ void check_weights(const float* w, int64_t out, int64_t in) {
   detail::check_finite(w, n, "gptq: weights");
 }
 
-}  // namespace
-
-float snap_group_scale(float s, float row_scale) {
-  const double top = row_scale;
-  const double r = std::clamp(std::round(static_cast<double>(s) / top * 256.0), 1.0, 256.0);
-  return static_cast<float>(top * r / 256.0);
-}
-
-std::vector<double> gptq_hessian(const float* x, int64_t samples, int64_t in) {
-  if (samples < 1)
-    fail<DataError>("gptq: calibration inputs are empty ({} samples of {} inputs)", samples, in);
-  if (in < 1) fail<InvalidArgument>("gptq: calibration inputs have {} features (>= 1)", in);
-  const int64_t n = count_of(samples, in, "calibration inputs");
-  count_of(in, in, "Hessian");
-  if (x == nullptr) fail<InvalidArgument>("gptq: calibration inputs are null");
-  detail::check_finite(x, n, "gptq: calibration inputs");
-  const MatrixD xd = Eigen::Map<const RowMatrixF>(x, samples, in).cast<double>();
-  RowMatrixD h(in, in);
-  h.setZero();
-  h.selfadjointView<Eigen::Lower>().rankUpdate(xd.transpose(), 2.0 / static_cast<double>(samples));
-  h.triangularView<Eigen::StrictlyUpper>() = h.transpose();
-  return std::vector<double>(h.data(), h.data() + h.size());
-}
-
-GptqResult gptq_quantize(const float* w, int64_t out, int64_t in, const float* x, int64_t samples,
-                         const QuantSpec& spec, const GptqOptions& options) {
-  check_weights(w, out, in);
-  const std::vector<double> h = gptq_hessian(x, samples, in);
-  return gptq_quantize_hessian(w, out, in, h.data(), spec, options);
-}
-
-GptqResult gptq_quantize(const std::vector<float>& w, const Shape& w_shape,
-                         const std::vector<float>& x, const Shape& x_shape, const QuantSpec& spec,
-                         const GptqOptions& options) {
-  if (w_shape.size() != 2 || x_shape.size() != 2)
-    fail<ShapeError>("gptq: weights {} and calibration inputs {} must both be 2-D",
-                     to_string(w_shape), to_string(x_shape));
-  if (static_cast<int64_t>(w.size()) != numel(w_shape))
-    fail<ShapeError>("gptq: weights hold {} values, shape {} needs {}", w.size(),
-                     to_string(w_shape), numel(w_shape));
-  if (static_cast<int64_t>(x.size()) != numel(x_shape))
-    fail<ShapeError>("gptq: calibration inputs hold {} values, shape {} needs {}", x.size(),
-                     to_string(x_shape), numel(x_shape));
-  if (x_shape[1] != w_shape[1])
-    fail<ShapeError>(
-        "gptq: calibration inputs {} have {} features but the weights {} take {} inputs",
-        to_string(x_shape), x_shape[1], to_string(w_shape), w_shape[1]);
-  return gptq_quantize(w.data(), w_shape[0], w_shape[1], x.data(), x_shape[0], spec, options);
-}
-
-GptqResult gptq_quantize_hessian(const float* w, int64_t out, int64_t in, const double* h,
-                                 const QuantSpec& spec, const GptqOptions& options) {
-  check_weights(w, out, in);
+// gptq_quantize_hessian after check_weights (W read and counted, so neither entry checks it
+// twice).
+GptqResult quantize_checked(const float* w, int64_t out, int64_t in, const double* h,
+                            const QuantSpec& spec, const GptqOptions& options) {
   check_options(options);
   const int64_t hn = in * in;  // counted by check_weights
   if (h == nullptr) fail<InvalidArgument>("gptq: Hessian is null");
@@ -325,6 +286,80 @@ GptqResult gptq_quantize_hessian(const float* w, int64_t out, int64_t in, const 
   }
   result.weights = quantize(result.dequantized.data(), Shape{out, in}, params);
   return result;
+}
+
+}  // namespace
+
+float snap_group_scale(float s, float row_scale) {
+  const double top = row_scale;
+  const double r = std::clamp(std::round(static_cast<double>(s) / top * 256.0), 1.0, 256.0);
+  return static_cast<float>(top * r / 256.0);
+}
+
+QuantParams snap_group_scales(QuantParams params, const Shape& shape, const float* w) {
+  if (params.spec.granularity != Granularity::kPerGroup) return params;
+  const ParamLayout layout = param_layout(params.spec, shape);
+  if (layout.inner != 1)
+    fail<InvalidArgument>("snap_group_scales: groups must run along the last axis");
+  const int64_t groups = layout.groups, in = layout.axis_len, size = layout.group_size;
+  for (int64_t r = 0; r < layout.outer; ++r) {
+    float* s = params.scales.data() + r * groups;
+    const float* wr = w + r * in;
+    const float top = row_top(s, groups, [&](int64_t g) {
+                        return std::any_of(wr + g * size, wr + std::min(in, (g + 1) * size),
+                                           [](float v) { return v != 0.0f; });
+                      }).scale;
+    for (int64_t g = 0; g < groups; ++g) s[g] = snap_group_scale(s[g], top);
+  }
+  return params;
+}
+
+std::vector<double> gptq_hessian(const float* x, int64_t samples, int64_t in) {
+  if (samples < 1)
+    fail<DataError>("gptq: calibration inputs are empty ({} samples of {} inputs)", samples, in);
+  if (in < 1) fail<InvalidArgument>("gptq: calibration inputs have {} features (>= 1)", in);
+  const int64_t n = count_of(samples, in, "calibration inputs");
+  count_of(in, in, "Hessian");
+  if (x == nullptr) fail<InvalidArgument>("gptq: calibration inputs are null");
+  detail::check_finite(x, n, "gptq: calibration inputs");
+  const MatrixD xd = Eigen::Map<const RowMatrixF>(x, samples, in).cast<double>();
+  RowMatrixD h(in, in);
+  h.setZero();
+  h.selfadjointView<Eigen::Lower>().rankUpdate(xd.transpose(), 2.0 / static_cast<double>(samples));
+  h.triangularView<Eigen::StrictlyUpper>() = h.transpose();
+  return std::vector<double>(h.data(), h.data() + h.size());
+}
+
+GptqResult gptq_quantize(const float* w, int64_t out, int64_t in, const float* x, int64_t samples,
+                         const QuantSpec& spec, const GptqOptions& options) {
+  check_weights(w, out, in);
+  const std::vector<double> h = gptq_hessian(x, samples, in);
+  return quantize_checked(w, out, in, h.data(), spec, options);
+}
+
+GptqResult gptq_quantize(const std::vector<float>& w, const Shape& w_shape,
+                         const std::vector<float>& x, const Shape& x_shape, const QuantSpec& spec,
+                         const GptqOptions& options) {
+  if (w_shape.size() != 2 || x_shape.size() != 2)
+    fail<ShapeError>("gptq: weights {} and calibration inputs {} must both be 2-D",
+                     to_string(w_shape), to_string(x_shape));
+  if (static_cast<int64_t>(w.size()) != numel(w_shape))
+    fail<ShapeError>("gptq: weights hold {} values, shape {} needs {}", w.size(),
+                     to_string(w_shape), numel(w_shape));
+  if (static_cast<int64_t>(x.size()) != numel(x_shape))
+    fail<ShapeError>("gptq: calibration inputs hold {} values, shape {} needs {}", x.size(),
+                     to_string(x_shape), numel(x_shape));
+  if (x_shape[1] != w_shape[1])
+    fail<ShapeError>(
+        "gptq: calibration inputs {} have {} features but the weights {} take {} inputs",
+        to_string(x_shape), x_shape[1], to_string(w_shape), w_shape[1]);
+  return gptq_quantize(w.data(), w_shape[0], w_shape[1], x.data(), x_shape[0], spec, options);
+}
+
+GptqResult gptq_quantize_hessian(const float* w, int64_t out, int64_t in, const double* h,
+                                 const QuantSpec& spec, const GptqOptions& options) {
+  check_weights(w, out, in);
+  return quantize_checked(w, out, in, h, spec, options);
 }
 
 }  // namespace tinyquant

@@ -44,27 +44,6 @@ int QuantMlp::sparse_layers() const {
       std::count_if(sparse.begin(), sparse.end(), [](const auto& s) { return s.has_value(); }));
 }
 
-tq::QuantParams snap_group_scales(tq::QuantParams params, const tq::Shape& shape, const float* w) {
-  if (params.spec.granularity != tq::Granularity::kPerGroup) return params;
-  const tq::ParamLayout layout = tq::param_layout(params.spec, shape);
-  if (layout.inner != 1)
-    throw tq::InvalidArgument("snap_group_scales: groups must run along the last axis");
-  const int64_t groups = layout.groups, in = layout.axis_len, size = layout.group_size;
-  for (int64_t row = 0; row < layout.outer; ++row) {
-    float* s = params.scales.data() + row * groups;
-    const float* wr = w + row * in;
-    float top = 0.0f;
-    for (int64_t g = 0; g < groups; ++g) {
-      const float* begin = wr + g * size;
-      const float* end = wr + std::min(in, (g + 1) * size);
-      if (std::any_of(begin, end, [](float v) { return v != 0.0f; })) top = std::max(top, s[g]);
-    }
-    if (top == 0.0f) top = *std::max_element(s, s + groups);  // an all-zero row: any grid
-    for (int64_t g = 0; g < groups; ++g) s[g] = tq::snap_group_scale(s[g], top);
-  }
-  return params;
-}
-
 GptqMlp gptq_mlp(const FloatMlp& mlp, const MatrixRM& x, const tq::QuantSpec& spec,
                  const tq::GptqOptions& options, GptqInputs inputs) {
   GptqMlp g;

@@ -53,16 +53,6 @@ struct QuantMlp {
   int sparse_layers() const;
 };
 
-// Per-group weight parameters of a [out][in] matrix grouped along the inputs, with every group
-// scale s moved onto the grid the integer layer applies (rt/grouped.hpp): S * r / 256 with S the
-// row's largest group scale and r = clamp(round(s / S * 256), 1, 256). S is taken over the groups
-// of w (the [out][in] weights the parameters belong to) that hold a nonzero weight: an all-zero
-// group's placeholder scale must not coarsen its row's grid (it represents its zeros at any
-// scale, and is snapped to S or below like the others). Idempotent; S is kept exactly; other
-// granularities are returned unchanged.
-tinyquant::QuantParams snap_group_scales(tinyquant::QuantParams params,
-                                         const tinyquant::Shape& shape, const float* w);
-
 // How quantize_mlp chooses the weight parameters of <= 4-bit layers.
 struct WeightParamsChoice {
   // Per layer, the parameters to quantize with as given (e.g. learned by qat_finetune), or null

@@ -98,4 +98,12 @@ GptqResult gptq_quantize_hessian(const float* w, int64_t out, int64_t in, const 
 // row_scale (rt/grouped.hpp): row_scale * clamp(round(s / row_scale * 256), 1, 256) / 256.
 float snap_group_scale(float s, float row_scale);
 
+// Per-group parameters of the [out][in] weights w (groups along the inputs), every group scale
+// moved onto that grid: S is the largest scale among the row's groups that hold a nonzero weight
+// (an all-zero group's scale represents its zeros at any scale and must not coarsen the row; a
+// row of zeros takes its largest scale), each group then snap_group_scale(s, S). Idempotent; S
+// is kept exactly; other granularities are returned unchanged; groups along another axis ->
+// InvalidArgument.
+QuantParams snap_group_scales(QuantParams params, const Shape& shape, const float* w);
+
 }  // namespace tinyquant
