@@ -56,35 +56,28 @@ FloatMlp he_init(const std::vector<int>& sizes, uint32_t seed) {
   return mlp;
 }
 
+MatrixRM layer_output(const FloatMlp& mlp, size_t i, const MatrixRM& x) {
+  const DenseLayer& l = mlp.layers.at(i);
+  if (x.cols() != l.in_features())
+    throw tinyquant::ShapeError(
+        fmt::format("layer {} expects {} inputs, got {}", i, l.in_features(), x.cols()));
+  MatrixRM y = x * l.w.transpose();
+  y.rowwise() += l.b.transpose();
+  if (mlp.is_hidden(i)) y = y.cwiseMax(0.0f);
+  return y;
+}
+
 std::vector<MatrixRM> layer_activations(const FloatMlp& mlp, const MatrixRM& x) {
   std::vector<MatrixRM> acts;
   acts.reserve(mlp.layers.size() + 1);
   acts.push_back(x);
-  for (size_t i = 0; i < mlp.layers.size(); ++i) {
-    const DenseLayer& l = mlp.layers[i];
-    if (acts.back().cols() != l.in_features())
-      throw tinyquant::ShapeError(fmt::format("layer {} expects {} inputs, got {}", i,
-                                              l.in_features(), acts.back().cols()));
-    MatrixRM y = acts.back() * l.w.transpose();
-    y.rowwise() += l.b.transpose();
-    if (mlp.is_hidden(i)) y = y.cwiseMax(0.0f);
-    acts.push_back(std::move(y));
-  }
+  for (size_t i = 0; i < mlp.layers.size(); ++i) acts.push_back(layer_output(mlp, i, acts.back()));
   return acts;
 }
 
 MatrixRM forward(const FloatMlp& mlp, const MatrixRM& x) {
   MatrixRM a = x;
-  for (size_t i = 0; i < mlp.layers.size(); ++i) {
-    const DenseLayer& l = mlp.layers[i];
-    if (a.cols() != l.in_features())
-      throw tinyquant::ShapeError(
-          fmt::format("layer {} expects {} inputs, got {}", i, l.in_features(), a.cols()));
-    MatrixRM y = a * l.w.transpose();
-    y.rowwise() += l.b.transpose();
-    if (mlp.is_hidden(i)) y = y.cwiseMax(0.0f);
-    a = std::move(y);
-  }
+  for (size_t i = 0; i < mlp.layers.size(); ++i) a = layer_output(mlp, i, a);
   return a;
 }
 

@@ -33,6 +33,10 @@ struct FloatMlp {
 // sizes needs at least 2 entries, all >= 1.
 FloatMlp he_init(const std::vector<int>& sizes, uint32_t seed);
 
+// Output of layer i (after ReLU for hidden layers) for its input x [batch][in]; throws
+// tinyquant::ShapeError if x does not have the layer's input width.
+MatrixRM layer_output(const FloatMlp& mlp, size_t i, const MatrixRM& x);
+
 // Logits [batch][classes] for x [batch][in].
 MatrixRM forward(const FloatMlp& mlp, const MatrixRM& x);
 

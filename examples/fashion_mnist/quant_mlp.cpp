@@ -48,21 +48,23 @@ GptqMlp gptq_mlp(const FloatMlp& mlp, const MatrixRM& x, const tq::QuantSpec& sp
                  const tq::GptqOptions& options, GptqInputs inputs) {
   GptqMlp g;
   g.model = mlp;
+  MatrixRM act = x;  // layer i's float input: x through layers 0..i-1 of mlp or of g.model
   for (size_t i = 0; i < mlp.layers.size(); ++i) {
-    const FloatMlp& source = inputs == GptqInputs::kFloat ? mlp : g.model;
-    MatrixRM in = layer_activations(source, x)[i];
+    MatrixRM quantized;  // act quantized to int8 and back (kSequentialQuantized)
     if (inputs == GptqInputs::kSequentialQuantized) {
-      const ActRange range = calibrate_ranges(source, x)[i];
-      const tq::ActivationParams p = tq::ActivationParams::from_range(range.min, range.max);
-      in = in.unaryExpr([&](float v) {
+      const tq::ActivationParams p =
+          tq::ActivationParams::from_range(act.minCoeff(), act.maxCoeff());
+      quantized = act.unaryExpr([&](float v) {
         return p.scale * static_cast<float>(tq::quantize_activation(v, p) - p.zero_point);
       });
     }
+    const MatrixRM& in = quantized.size() > 0 ? quantized : act;
     MatrixRM& w = g.model.layers[i].w;
     tq::GptqResult r =
         tq::gptq_quantize(w.data(), w.rows(), w.cols(), in.data(), in.rows(), spec, options);
     std::copy(r.dequantized.begin(), r.dequantized.end(), w.data());
     g.params.push_back(std::move(r.weights.params));
+    act = layer_output(inputs == GptqInputs::kFloat ? mlp : g.model, i, act);
   }
   return g;
 }

@@ -1,7 +1,7 @@
 // Grouped fully-connected, int4 and int8 weights, AArch64 dot product (ARMv8.2-A + dotprod, this
 // file alone built for it and called only when dispatch.cpp has found the extension): four
 // output rows per pass, 16 k per step on SDOT, as the dot-product GEMM
-// (s8s8_gemm_4x4c16_neondot.cpp). Signed x signed, so the input offset enters through the
+// (s8s8_gemm_8x8c4_neondot.cpp). Signed x signed, so the input offset enters through the
 // weight sums (SDOT against ones); the body is grouped_fc_neon_common.inc, the arithmetic
 // grouped_paths.hpp.
 #include <arm_neon.h>

@@ -28,7 +28,7 @@
 #include "path_kernels.hpp"
 
 #if !defined(__ARM_FEATURE_DOTPROD)
-#error "s8s8_gemm_4x4c16_neondot.cpp needs -march=armv8.2-a+dotprod (see src/rt/CMakeLists.txt)"
+#error "s8s8_gemm_8x8c4_neondot.cpp needs -march=armv8.2-a+dotprod (see src/rt/CMakeLists.txt)"
 #endif
 
 namespace tinyquant::rt::detail {
