@@ -8,11 +8,13 @@
 //
 // "--qat base" runs the demo's recipe (snapped group scales, the last epoch), cached like the
 // demo's. Otherwise LIST is comma-separated "epochs:lr:refresh:distill" specs (--qat, --int8qat;
-// --qat takes optional further fields ":snap:scale_lr:freeze:keep_best": snapped group scales (0 /
-// 1), learned (LSQ) group scales with that Adam step size (0: not learned), no re-fit or learning
-// in the last epoch (0 / 1), and keeping the best epoch (1 by default; 0: the last, as the demo)),
-// or "epochs:lr:keep_best[:sparsity]" (--prune; sparsity 0.7 by default). The float and 70 % models
-// come from the demo's cache (the same keys) and are trained if missing.
+// --qat takes optional further fields ":snap:scale_lr:freeze:keep_best:avg:const": snapped group
+// scales (0 / 1), learned (LSQ) group scales with that Adam step size (0: not learned), no re-fit
+// or learning in the last epoch (0 / 1), keeping the best epoch (1 by default; 0: the last, as the
+// demo), the mean of the master weights over the last N epochs (0: none) and a constant step size
+// (1) instead of the cosine decay), or "epochs:lr:keep_best[:sparsity]" (--prune; sparsity 0.7 by
+// default). The float and 70 % models come from the demo's cache (the same keys) and are trained if
+// missing.
 // --gptq takes "sequential:mse:act_order[:damp[:qat_epochs[:qat_lr]]]" specs: int4 per-group 32
 // GPTQ (snapped group scales, calibrated on the validation images) with the layer inputs of the
 // float model (sequential 0), of the already-quantized earlier layers (1) or the same with every
@@ -178,15 +180,17 @@ int main(int argc, char** argv) {
     qc.learn_scales = field(5) > 0;
     if (qc.learn_scales) qc.scale_lr = static_cast<float>(v[5]);
     qc.freeze_last_epoch = field(6) > 0;
+    qc.average_last_epochs = static_cast<int>(field(8));
+    if (field(9) > 0) ft.schedule = fmnist::LrSchedule::kConstant;
     fmnist::FloatMlp m = mlp;
     const std::vector<tq::QuantParams> params =
         fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc, printer);
     fmnist::WeightParamsChoice wp;
     wp.given = &params;
     report("qat4",
-           fmt::format("e{}-lr{}-r{}-kd{}-snap{}-lsq{}-freeze{}-{}", ft.epochs, ft.lr,
+           fmt::format("e{}-lr{}-r{}-kd{}-snap{}-lsq{}-freeze{}-{}-avg{}-const{}", ft.epochs, ft.lr,
                        qc.refresh_every, field(3), field(4), field(5), field(6),
-                       qc.keep_best ? "kb" : "last"),
+                       qc.keep_best ? "kb" : "last", field(8), field(9)),
            m, int4_group, wp);
   }
   for (const std::vector<double>& v : parse_list(gptq_list)) {

@@ -10,9 +10,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <memory>
 
 #include "tinyquant/error.hpp"
+#include "tinyquant/io/npy.hpp"
 
 namespace fmnist {
 
@@ -290,20 +290,9 @@ void save_model(const std::string& path, const FloatMlp& mlp, const TrainKey& ke
 
 std::optional<FloatMlp> load_model(const std::string& path, const TrainKey& expected,
                                    std::vector<tinyquant::QuantParams>* params) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) {
-    if (errno == ENOENT) return std::nullopt;
-    throw tinyquant::IoError(fmt::format("cannot open '{}': {}", path, std::strerror(errno)));
-  }
-  std::vector<uint8_t> bytes;
-  uint8_t chunk[1 << 16];
-  for (;;) {
-    const size_t n = std::fread(chunk, 1, sizeof chunk, f.get());
-    bytes.insert(bytes.end(), chunk, chunk + n);
-    if (n < sizeof chunk) break;
-  }
-  if (std::ferror(f.get()))
-    throw tinyquant::IoError(fmt::format("error reading '{}': {}", path, std::strerror(errno)));
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec) && !ec) return std::nullopt;  // not cached yet
+  const std::vector<uint8_t> bytes = tinyquant::io::read_file_bytes(path);
   return parse_model(bytes, expected, path, params);
 }
 

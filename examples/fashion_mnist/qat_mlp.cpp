@@ -103,6 +103,12 @@ std::vector<tq::QuantParams> qat_finetune(FloatMlp* mlp, const Dataset& train, c
     throw tq::InvalidArgument(fmt::format(
         "qat_finetune: learn_scales needs a per-group spec and scale_lr > 0 (got {}, {})",
         tq::to_string(spec.granularity), qat.scale_lr));
+  if (qat.average_last_epochs < 0 || qat.average_last_epochs > config.epochs ||
+      (qat.average_last_epochs > 0 && (qat.keep_best || qat.learn_scales)))
+    throw tq::InvalidArgument(
+        fmt::format("qat_finetune: average_last_epochs = {} (need 0..{}, and neither keep_best nor "
+                    "learn_scales with it)",
+                    qat.average_last_epochs, config.epochs));
   const size_t n = mlp->layers.size();
   FloatMlp master = *mlp;
   if (qat.masks != nullptr) apply_masks(&master, *qat.masks);
@@ -115,6 +121,9 @@ std::vector<tq::QuantParams> qat_finetune(FloatMlp* mlp, const Dataset& train, c
   const int64_t freeze_from =
       qat.freeze_last_epoch ? steps_per_epoch * (config.epochs - 1) : total_steps;
   bool frozen = freeze_from <= 0;
+  const int64_t average_from = steps_per_epoch * (config.epochs - qat.average_last_epochs);
+  FloatMlp average;
+  int64_t averaged = 0;
   // The re-fit of every layer's parameters to the current master weights.
   auto refit = [&] {
     std::vector<tq::QuantParams> p;
@@ -183,6 +192,17 @@ std::vector<tq::QuantParams> qat_finetune(FloatMlp* mlp, const Dataset& train, c
       ml.b = m->layers[i].b;
     }
     if (qat.masks != nullptr) apply_masks(&master, *qat.masks);
+    if (qat.average_last_epochs > 0 && step >= average_from) {
+      if (++averaged == 1) {
+        average = master;
+      } else {
+        const float f = 1.0f / static_cast<float>(averaged);  // running mean
+        for (size_t i = 0; i < n; ++i) {
+          average.layers[i].w += f * (master.layers[i].w - average.layers[i].w);
+          average.layers[i].b += f * (master.layers[i].b - average.layers[i].b);
+        }
+      }
+    }
     if (learn) {
       const float lr = qat.scale_lr * scheduled_lr(config, step, total_steps) / config.lr;
       for (LearnedScales& ls : learned) step_scales(&ls, grad_scale, lr, config);
@@ -195,7 +215,10 @@ std::vector<tq::QuantParams> qat_finetune(FloatMlp* mlp, const Dataset& train, c
   GradHook on_grad;
   if (qat.learn_scales) on_grad = [&](size_t i, const MatrixRM& g) { grads[i] = g; };
   train_mlp(mlp, train, Dataset{}, config, epoch_end, after_step, on_grad);
-  std::vector<tq::QuantParams> out = qat.keep_best ? best_params : result_params();
+  if (averaged > 0) master = std::move(average);
+  std::vector<tq::QuantParams> out = qat.keep_best  ? best_params
+                                     : averaged > 0 ? refit()
+                                                    : result_params();
   *mlp = std::move(qat.keep_best ? best.weights : master);
   return out;
 }

@@ -54,6 +54,10 @@ struct QatConfig {
   bool learn_scales = false;  // LSQ per-group scales (needs a per-group spec)
   float scale_lr = 1e-4f;     // > 0: Adam step size of learned scales (before the schedule)
   bool freeze_last_epoch = false;
+  // > 0: end with the mean of the master weights and biases after every step of the last
+  // `average_last_epochs` epochs (stochastic weight averaging), re-fitted; not with keep_best
+  // or learn_scales.
+  int average_last_epochs = 0;
 };
 
 // LSQ's straight-through derivative of w_hat = s * clamp(round(w / s), qmin, qmax) with respect

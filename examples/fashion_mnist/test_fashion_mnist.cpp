@@ -1216,6 +1216,54 @@ TEST(Qat, FrozenLastEpochKeepsTheParametersOfTheEpochBefore) {
   }
 }
 
+// Weight averaging over the last epochs: with one step per epoch (a batch of the whole set,
+// constant step size), averaging both epochs of a 2-epoch run gives the mean of the master
+// weights after its first step (a 1-epoch run: same shuffle, same step) and after its second,
+// and the parameters returned are the re-fit of that mean.
+TEST(Qat, AveragingEndsWithTheMeanOfTheLastEpochsMasterWeights) {
+  const Dataset d = learnable_dataset(64, 8, 5);
+  const tinyquant::QuantSpec spec = tinyquant::QuantSpec::int4_per_group(4, 1);
+  const FloatMlp start = he_init({8, 12, 3}, 3);
+  TrainConfig c;
+  c.batch = 64;
+  c.lr = 0.02f;
+  QatConfig q;
+  q.refresh_every = 1;
+  auto run = [&](int epochs, int average) {
+    FloatMlp m = start;
+    TrainConfig ci = c;
+    ci.epochs = epochs;
+    QatConfig qi = q;
+    qi.average_last_epochs = average;
+    std::vector<tinyquant::QuantParams> p = qat_finetune(&m, d, Dataset{}, ci, spec, qi);
+    return std::make_pair(m, p);
+  };
+  const FloatMlp one = run(1, 0).first, two = run(2, 0).first;
+  const auto [mean, params] = run(2, 2);
+  for (size_t li = 0; li < start.layers.size(); ++li) {
+    const MatrixRM expect = 0.5f * (one.layers[li].w + two.layers[li].w);
+    EXPECT_TRUE(mean.layers[li].w.isApprox(expect, 1e-6f)) << "layer " << li;
+    EXPECT_FALSE(mean.layers[li].w.isApprox(two.layers[li].w, 1e-3f)) << "layer " << li;
+    const Eigen::VectorXf expect_b = 0.5f * (one.layers[li].b + two.layers[li].b);
+    EXPECT_TRUE(mean.layers[li].b.isApprox(expect_b, 1e-6f)) << "layer " << li;
+    EXPECT_EQ(params[li].scales, weight_params(mean.layers[li].w, spec).scales) << "layer " << li;
+  }
+  // Averaging only the last of the two epochs is that epoch's master weights.
+  const FloatMlp last = run(2, 1).first;
+  for (size_t li = 0; li < start.layers.size(); ++li)
+    EXPECT_EQ(last.layers[li].w, two.layers[li].w) << "layer " << li;
+  FloatMlp m = start;
+  TrainConfig c2 = c;
+  c2.epochs = 2;
+  q.average_last_epochs = 3;
+  expect_error<tinyquant::InvalidArgument>([&] { qat_finetune(&m, d, Dataset{}, c2, spec, q); },
+                                           {"average_last_epochs = 3", "0..2"});
+  q.average_last_epochs = 1;
+  q.keep_best = true;
+  expect_error<tinyquant::InvalidArgument>([&] { qat_finetune(&m, d, d, c2, spec, q); },
+                                           {"average_last_epochs = 1", "keep_best"});
+}
+
 TEST(Prune, ScheduleIsThePolynomialDecay) {
   PruneConfig p;
   p.sparsity = 0.75;

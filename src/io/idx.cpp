@@ -2,14 +2,13 @@
 
 #include <zlib.h>
 
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <memory>
 #include <new>
 
 #include "../detail/check.hpp"
+#include "tinyquant/io/npy.hpp"  // read_file_bytes
 
 namespace tinyquant::io {
 
@@ -199,7 +198,7 @@ IdxArray parse_idx(const uint8_t* bytes, size_t size, const std::string& name) {
     fail<FormatError>(
         "{}: IDX data truncated: the file ends at offset {} but shape {} needs {} data bytes from "
         "offset {} to {}",
-        name, size, to_string(out.shape), expected, data_offset, data_offset + expected);
+        name, size, tinyquant::to_string(out.shape), expected, data_offset, data_offset + expected);
   // Raw data is known to be all there (checked above). Compressed data is inflated in chunks so a
   // few bytes of hostile gzip that declare a huge shape cannot make the reader allocate it all.
   size_t got_data = 0;
@@ -220,34 +219,22 @@ IdxArray parse_idx(const uint8_t* bytes, size_t size, const std::string& name) {
     fail<FormatError>(
         "{}: IDX data truncated: the data ends at offset {}{} but shape {} needs {} data bytes "
         "from offset {} to {}",
-        name, data_offset + got_data, where, to_string(out.shape), expected, data_offset,
+        name, data_offset + got_data, where, tinyquant::to_string(out.shape), expected, data_offset,
         data_offset + expected);
   uint8_t extra = 0;
   if (in.read(&extra, 1) != 0) {
     const size_t end = data_offset + expected;
     if (in.gzip())
       fail<FormatError>("{}: unexpected bytes after the IDX data at offset {}{} (shape {})", name,
-                        end, where, to_string(out.shape));
+                        end, where, tinyquant::to_string(out.shape));
     fail<FormatError>("{}: {} unexpected bytes after the IDX data at offset {} (shape {})", name,
-                      size - end, end, to_string(out.shape));
+                      size - end, end, tinyquant::to_string(out.shape));
   }
   return out;
 }
 
 IdxArray read_idx(const std::string& path) {
-  errno = 0;
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) fail<IoError>("cannot open IDX file '{}': {}", path, std::strerror(errno));
-  std::vector<uint8_t> bytes;
-  uint8_t chunk[1 << 16];
-  for (;;) {
-    const size_t n = std::fread(chunk, 1, sizeof chunk, f.get());
-    bytes.insert(bytes.end(), chunk, chunk + n);
-    if (n < sizeof chunk) break;
-  }
-  if (std::ferror(f.get()))
-    fail<IoError>("error reading IDX file '{}' after {} bytes: {}", path, bytes.size(),
-                  std::strerror(errno));
+  const std::vector<uint8_t> bytes = read_file_bytes(path);
   return parse_idx(bytes.data(), bytes.size(), path);
 }
 
