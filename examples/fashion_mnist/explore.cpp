@@ -15,13 +15,15 @@
 // (1) instead of the cosine decay), or "epochs:lr:keep_best[:sparsity]" (--prune; sparsity 0.7 by
 // default). The float and 70 % models come from the demo's cache (the same keys) and are trained if
 // missing.
-// --gptq takes "sequential:mse:act_order[:damp[:qat_epochs[:qat_lr]]]" specs: int4 per-group 32
+// --gptq takes "sequential:mse:act_order[:damp[:qat_epochs[:qat_lr[:qat_minmax]]]]" specs: int4
+// per-group 32
 // GPTQ (snapped group scales, calibrated on the validation images) with the layer inputs of the
 // float model (sequential 0), of the already-quantized earlier layers (1) or the same with every
 // layer input quantized to int8 and back (2), params_for_mse (1)
 // or min / max (0) group fits, act order (1) or not (0), damping (0.01 by default); with
 // qat_epochs > 0 also the demo's QAT recipe started from the GPTQ weights, at Adam step qat_lr
-// (the training lr by default; cached).
+// (the training lr by default; cached), its group ranges re-fitted from min / max with
+// qat_minmax 1 (not cached).
 #include <fmt/format.h>
 
 #include <chrono>
@@ -216,6 +218,25 @@ int main(int argc, char** argv) {
     wp.given = &g.params;
     report("int4g32", "gptq-" + name, g.model, int4_group, wp);
     if (qat_epochs <= 0) continue;
+    if (v.size() > 6 && v[6] > 0) {  // QAT re-fitting min / max group ranges, not cached
+      fmnist::TrainConfig ft = c;
+      ft.epochs = qat_epochs;
+      ft.lr = qat_lr;
+      ft.keep_best = false;
+      fmnist::QatConfig qc;
+      qc.snap_scales = true;
+      qc.minmax_fits = true;
+      fmnist::FloatMlp m = g.model;
+      const std::vector<tq::QuantParams> params =
+          fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc, printer);
+      fmnist::WeightParamsChoice given;
+      given.given = &params;
+      report(
+          "qat4",
+          fmt::format("from-gptq-{}-e{}-lr{}-r100-kd0-snap1-minmax-last", name, qat_epochs, qat_lr),
+          m, int4_group, given);
+      continue;
+    }
     fmnist::TrainKey k = key;
     k.epochs = static_cast<uint32_t>(qat_epochs);
     k.lr = qat_lr;

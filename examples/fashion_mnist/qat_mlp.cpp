@@ -35,10 +35,11 @@ float lsq_scale_grad(float w, float s, int32_t qmin, int32_t qmax) {
   return q - v;
 }
 
-tq::QuantParams weight_params(const MatrixRM& w, const tq::QuantSpec& spec, bool snap) {
+tq::QuantParams weight_params(const MatrixRM& w, const tq::QuantSpec& spec, bool snap,
+                              bool minmax) {
   const tq::Shape shape{w.rows(), w.cols()};
-  tq::QuantParams p = spec.bits <= 4 ? tq::params_for_mse(w.data(), shape, spec)
-                                     : tq::params_for(w.data(), shape, spec);
+  tq::QuantParams p = spec.bits <= 4 && !minmax ? tq::params_for_mse(w.data(), shape, spec)
+                                                : tq::params_for(w.data(), shape, spec);
   return snap ? snap_group_scales(std::move(p), shape, w.data()) : p;
 }
 
@@ -128,7 +129,7 @@ std::vector<tq::QuantParams> qat_finetune(FloatMlp* mlp, const Dataset& train, c
   auto refit = [&] {
     std::vector<tq::QuantParams> p;
     for (const DenseLayer& l : master.layers)
-      p.push_back(weight_params(l.w, spec, qat.snap_scales));
+      p.push_back(weight_params(l.w, spec, qat.snap_scales, qat.minmax_fits));
     return p;
   };
   auto refresh_params = [&] { params = refit(); };

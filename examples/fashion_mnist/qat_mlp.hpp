@@ -58,6 +58,8 @@ struct QatConfig {
   // `average_last_epochs` epochs (stochastic weight averaging), re-fitted; not with keep_best
   // or learn_scales.
   int average_last_epochs = 0;
+  // <= 4-bit specs: re-fit with min / max ranges (params_for) instead of MSE-optimal ones.
+  bool minmax_fits = false;
 };
 
 // LSQ's straight-through derivative of w_hat = s * clamp(round(w / s), qmin, qmax) with respect
@@ -67,7 +69,7 @@ float lsq_scale_grad(float w, float s, int32_t qmin, int32_t qmax);
 // The weight QuantParams quantize_mlp would use for this layer's weights (snapped per-group
 // scales with snap, as quantize_mlp's WeightParamsChoice::snap).
 tinyquant::QuantParams weight_params(const MatrixRM& w, const tinyquant::QuantSpec& spec,
-                                     bool snap = false);
+                                     bool snap = false, bool minmax = false);
 
 // mlp with every layer's weights replaced by fake_quant(w, weight_params(w, spec)): the float
 // model of what quantize_mlp stores (activations still in float).

@@ -1264,6 +1264,29 @@ TEST(Qat, AveragingEndsWithTheMeanOfTheLastEpochsMasterWeights) {
                                            {"average_last_epochs = 1", "keep_best"});
 }
 
+// minmax_fits: the parameters returned (and used in the fine-tune) are the min / max fit of the
+// master weights, snapped, where the default re-fits MSE-optimal ranges.
+TEST(Qat, MinMaxFitsReturnTheMinMaxParametersOfTheResult) {
+  const Dataset d = learnable_dataset(64, 8, 5);
+  const tinyquant::QuantSpec spec = tinyquant::QuantSpec::int4_per_group(4, 1);
+  FloatMlp m = he_init({8, 12, 3}, 3);
+  TrainConfig c;
+  c.epochs = 1;
+  c.batch = 16;
+  QatConfig q;
+  q.snap_scales = true;
+  q.minmax_fits = true;
+  const std::vector<tinyquant::QuantParams> p = qat_finetune(&m, d, Dataset{}, c, spec, q);
+  for (size_t li = 0; li < m.layers.size(); ++li) {
+    const MatrixRM& w = m.layers[li].w;
+    const tinyquant::Shape shape{w.rows(), w.cols()};
+    const tinyquant::QuantParams minmax =
+        tinyquant::snap_group_scales(tinyquant::params_for(w.data(), shape, spec), shape, w.data());
+    EXPECT_EQ(p[li].scales, minmax.scales) << "layer " << li;
+    EXPECT_NE(p[li].scales, weight_params(w, spec, true).scales) << "layer " << li;
+  }
+}
+
 TEST(Prune, ScheduleIsThePolynomialDecay) {
   PruneConfig p;
   p.sparsity = 0.75;
