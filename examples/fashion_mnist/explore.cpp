@@ -15,15 +15,14 @@
 // (1) instead of the cosine decay), or "epochs:lr:keep_best[:sparsity]" (--prune; sparsity 0.7 by
 // default). The float and 70 % models come from the demo's cache (the same keys) and are trained if
 // missing.
-// --gptq takes "sequential:mse:act_order[:damp[:qat_epochs[:qat_lr[:qat_minmax]]]]" specs: int4
-// per-group 32
-// GPTQ (snapped group scales, calibrated on the validation images) with the layer inputs of the
-// float model (sequential 0), of the already-quantized earlier layers (1) or the same with every
-// layer input quantized to int8 and back (2), params_for_mse (1)
-// or min / max (0) group fits, act order (1) or not (0), damping (0.01 by default); with
-// qat_epochs > 0 also the demo's QAT recipe started from the GPTQ weights, at Adam step qat_lr
-// (the training lr by default; cached), its group ranges re-fitted from min / max with
-// qat_minmax 1 (not cached).
+// --gptq takes "sequential:mse:act_order[:damp[:qat_epochs[:qat_lr[:qat_minmax[:bias]]]]]" specs:
+// int4 per-group 32 GPTQ (snapped group scales, calibrated on the validation images) with the
+// layer inputs of the float model (sequential 0), of the already-quantized earlier layers (1) or
+// the same with every layer input quantized to int8 and back (2), params_for_mse (1) or min / max
+// (0) group fits, act order (1) or not (0), damping (0.01 by default); bias 1 or 2 also reports
+// the GPTQ model with bias correction (see below); with qat_epochs > 0 also the demo's QAT recipe
+// started from the GPTQ weights, at Adam step qat_lr (the training lr by default; cached), its
+// group ranges re-fitted from min / max with qat_minmax 1 (not cached).
 #include <fmt/format.h>
 
 #include <chrono>
@@ -217,6 +216,21 @@ int main(int argc, char** argv) {
     fmnist::WeightParamsChoice wp;
     wp.given = &g.params;
     report("int4g32", "gptq-" + name, g.model, int4_group, wp);
+    // Bias correction after GPTQ: each layer's bias takes the mean, over the validation images,
+    // of (float layer - GPTQ layer) pre-activations; the GPTQ layer reads the GPTQ model's
+    // inputs, the float layer the same inputs (1) or the float model's (2).
+    if (const int bc_mode = v.size() > 7 ? static_cast<int>(v[7]) : 0; bc_mode > 0) {
+      fmnist::FloatMlp bc = g.model;
+      fmnist::MatrixRM xq = split.val.images, xf = split.val.images;
+      for (size_t i = 0; i < bc.layers.size(); ++i) {
+        const fmnist::MatrixRM yf = (bc_mode == 1 ? xq : xf) * mlp.layers[i].w.transpose();
+        const fmnist::MatrixRM yq = xq * bc.layers[i].w.transpose();
+        bc.layers[i].b += (yf - yq).colwise().mean().transpose();
+        xq = fmnist::layer_output(bc, i, xq);
+        xf = fmnist::layer_output(mlp, i, xf);
+      }
+      report("int4g32", fmt::format("gptq-{}-bc{}", name, bc_mode), bc, int4_group, wp);
+    }
     if (qat_epochs <= 0) continue;
     if (v.size() > 6 && v[6] > 0) {  // QAT re-fitting min / max group ranges, not cached
       fmnist::TrainConfig ft = c;
