@@ -91,7 +91,7 @@ inline void make_colterm(int32_t n, int32_t coef, const int32_t* colsum, const i
 }
 
 // Scratch int32 [kEpilogueArrays][n16] of the int8-output epilogue.
-constexpr int32_t kEpilogueArrays = 13;
+constexpr int32_t kEpilogueArrays = 14;
 
 // The per-column parts of requantize() for Rounding::kDouble, 16 columns. Even columns sit in
 // the 64-bit lanes of the *_even vectors, odd ones in those of *_odd.
@@ -121,13 +121,50 @@ constexpr int32_t kEpilogueArrays = 13;
 // q >> T = (q >> 32) >> (e - 1), and q >> 32, the high half of q, is an int32 (|q| < 2^63), as
 // is the result; so one permute gathers the high halves of the even and odd products and one
 // 16-lane shift by e - 1 finishes, instead of two 64-bit shifts and the permute.
+//
+// The doubled form (column term folded, no left shift; e >= 1 and e = 0 columns alike) moves the
+// half-away correction after the permute, onto 16 lanes at once. With c = [h < 0]:
+//   result = floor((q - 2^31 c) / 2^T) = floor(floor((2q - 2^32 c) / 2^32) / 2^e)
+//          = (V >> e),  V = floor(2q / 2^32) - c = hi32(2q) - c
+// (nested floor divisions). Everything up to V may wrap: V mod 2^32 only needs 2q mod 2^64, so
+// only V itself has to lie inside int32 for the 32-bit shift to be exact.
+// - V: write x * m + 2^30 = 2^31 h + r, 0 <= r < 2^31. For e >= 1 the bias adds 2^31 (2^(e-1) +
+//   c_offset 2^e), so V = h - c + 2^(e-1) + c_offset 2^e, and with |x| <= xb (xb = d_bound +
+//   the largest |ct|) and m < 2^31, |h| <= xb: V stays inside int32 for every e <= emax when
+//   xb + 2^(emax-1) (1 + 2|c_offset|) <= 2^31 - 1 (twice_fits(), per call; c_offset 0 when not
+//   folded). For e = 0 the bias adds c_offset 2^31 and c is 0, so V = h + c_offset, whose low
+//   32 bits are the reference's wrapping add whatever its size: no bound.
+// - 2q = D * 2m + 2 bias. 2m fits an int32 only for m < 2^30; for m >= 2^30 the multiplier is
+//   m2 = 2m - 2^32 (the int32 of 2m mod 2^32), and D * m2 + 2 bias = 2q - D 2^32, whose high
+//   dword is hi32(2q) - D mod 2^32: those columns add the raw D after the permute (the same 16
+//   values in column order). m2 < 0 exactly for those columns, so their mask is m2's sign.
+// - c = [h < 0] may be replaced by [x < 0]: h < 0 needs x * m < -2^30, so x < 0; and x < 0 with
+//   h >= 0 means h = 0, where (0 - c + 2^(e-1)) >> e = 0 for c = 0 and c = 1 (and V stays in the
+//   bound above). x < 0 <=> D < -ct, exact as D + ct does not wrap (colterm_fits; so -ct is an
+//   int32 too): one 16-lane compare of the raw D with -ct per column, INT32_MIN (no D is below
+//   it) for e = 0 columns, where c must be 0. m = 0: h = 0, so either c is right.
+// Per 16 outputs: 2 vpmuldq, 2 adds, the permute, the masked add of D, the compare, the masked
+// subtract of c and the 32-bit shift by e.
 struct DoubleParams {
-  __m512i mult, mult_odd;  // multiplier (in the low half of each 64-bit lane for mult_odd)
+  __m512i mult, mult_odd;  // multiplier, or m2 in the doubled form (in the low half of each
+                           // 64-bit lane for mult_odd)
   __m512i left;            // left shift per column (32-bit lanes)
   __m512i bias_even, bias_odd, corr_even, corr_odd, shift_even, shift_odd;  // 64-bit lanes
+  // bias_*: 2 bias in the doubled form, which reads no corr_*, shift_* or below_*
   __m512i below_even, below_odd;  // -2^30 (- ct * m), 64-bit lanes
-  __m512i right_m1;               // e - 1 per column (32-bit lanes)
+  __m512i last_shift;             // e - 1 per column (32-bit lanes), e in the doubled form
+  __m512i negx;                   // doubled form: -ct, or INT32_MIN where e = 0 (32-bit lanes)
 };
+
+// Whether the doubled form's V stays inside int32 (see DoubleParams): |x| <= xb = d_bound +
+// ct_abs, emax the largest right shift of the call, c_fold the output offset in the bias or 0.
+inline bool twice_fits(int64_t d_bound, int64_t ct_abs, int32_t emax, int32_t c_fold) {
+  if (emax == 0) return true;
+  const uint64_t c = c_fold < 0 ? uint64_t{0} - static_cast<uint64_t>(int64_t{c_fold})
+                                : static_cast<uint64_t>(c_fold);
+  const auto xb = static_cast<uint64_t>(d_bound + ct_abs);  // both in [0, 2^31]
+  return xb + (uint64_t{1} << (emax - 1)) * (2 * c + 1) <= uint64_t{INT32_MAX};
+}
 
 // Whether c_offset * 2^(31 + e) fits in the 64-bit bias of every channel (see DoubleParams):
 // 1 + 2|c_offset| <= 2^(32 - e) for the largest right shift e = -lowest (lowest: the lowest of
@@ -151,21 +188,21 @@ inline void range_with_zero(const int32_t* v, int32_t cnt, int32_t* lowest, int3
   *highest = _mm512_reduce_max_epi32(hi);
 }
 
-// Whether D + colterm[j] stays inside int32 for every |D| <= d_bound and j < n.
-inline bool colterm_fits(const int32_t* colterm, int32_t n, int64_t d_bound) {
+// Whether D + colterm[j] stays inside int32 for every |D| <= d_bound and j < n, from the lowest
+// and highest column terms (range_with_zero).
+inline bool colterm_fits(int32_t lowest, int32_t highest, int64_t d_bound) {
   if (d_bound < 0 || d_bound > INT32_MAX) return false;
-  int32_t lowest = 0, highest = 0;
-  range_with_zero(colterm, n, &lowest, &highest);
   return lowest >= d_bound - INT32_MAX && highest <= INT32_MAX - d_bound;
 }
 
 // The DoubleParams of columns [j, j + 16) straight from the multipliers and shifts ([n] when
 // per_channel, else [1]); past n the values of channel 0, so every lane computes something
 // defined. c_fold: the output offset folded into the bias (c_offset_foldable) or 0; ct: the
-// column terms of these columns to fold into the bias, or null.
+// column terms of these columns to fold into the bias, or null; twice: the doubled form (ct not
+// null).
 inline DoubleParams make_double_params(const int32_t* multiplier, const int32_t* shift,
                                        bool per_channel, int32_t n, int32_t j, int32_t c_fold,
-                                       const int32_t* ct) {
+                                       const int32_t* ct, bool twice = false) {
   const __mmask16 in = lanes16(n - j);
   const __m512i zero = _mm512_setzero_si512();
   const __m512i one = _mm512_set1_epi64(1);
@@ -177,7 +214,7 @@ inline DoubleParams make_double_params(const int32_t* multiplier, const int32_t*
   p.mult_odd = _mm512_srli_epi64(p.mult, 32);
   p.left = _mm512_max_epi32(vs, zero);
   const __m512i r = _mm512_max_epi32(_mm512_sub_epi32(zero, vs), zero);  // e
-  p.right_m1 = _mm512_sub_epi32(r, _mm512_set1_epi32(1));
+  p.last_shift = twice ? r : _mm512_sub_epi32(r, _mm512_set1_epi32(1));
   // e of the even and odd columns in 64-bit lanes; per lane: bias 2^30 + 2^(e-1) * 2^31
   // (+ c_fold * 2^(31 + e)) and corr 2^31 for e >= 1, bias 2^30 (+ c_fold * 2^31) and corr 0
   // for e = 0; shift 31 + e.
@@ -208,6 +245,15 @@ inline DoubleParams make_double_params(const int32_t* multiplier, const int32_t*
       *bias[h] = _mm512_add_epi64(*bias[h], ct_m);
       *below[h] = _mm512_sub_epi64(*below[h], ct_m);
     }
+    if (twice) *bias[h] = _mm512_add_epi64(*bias[h], *bias[h]);
+  }
+  if (twice) {
+    p.mult = _mm512_add_epi32(p.mult, p.mult);  // m2
+    p.mult_odd = _mm512_srli_epi64(p.mult, 32);
+    p.negx = _mm512_mask_sub_epi32(_mm512_set1_epi32(INT32_MIN), _mm512_cmpgt_epi32_mask(r, zero),
+                                   zero, vct);
+  } else {
+    p.negx = _mm512_set1_epi32(INT32_MIN);
   }
   return p;
 }
@@ -219,7 +265,7 @@ inline bool any_left(const DoubleParams& p) {
 
 // Whether every lane shifts right (e >= 1).
 inline bool all_right(const DoubleParams& p) {
-  return _mm512_cmplt_epi32_mask(p.right_m1, _mm512_setzero_si512()) == 0;
+  return _mm512_cmplt_epi32_mask(p.last_shift, _mm512_setzero_si512()) == 0;
 }
 
 // requantize() with Rounding::kDouble on 16 lanes, already shifted left, from the per-column
@@ -237,13 +283,26 @@ inline __m512i requantize16_double_split(__m512i x_even, __m512i x_odd, const Do
   if (kHigh) {
     // The high 32 bits of each 64-bit lane, even and odd columns interleaved again.
     const __m512i hi = _mm512_set_epi32(31, 15, 29, 13, 27, 11, 25, 9, 23, 7, 21, 5, 19, 3, 17, 1);
-    return _mm512_srav_epi32(_mm512_permutex2var_epi32(qe, hi, qo), p.right_m1);
+    return _mm512_srav_epi32(_mm512_permutex2var_epi32(qe, hi, qo), p.last_shift);
   }
   qe = _mm512_srav_epi64(qe, p.shift_even);
   qo = _mm512_srav_epi64(qo, p.shift_odd);
   // The low 32 bits of each 64-bit lane, even and odd columns interleaved again.
   const __m512i idx = _mm512_set_epi32(30, 14, 28, 12, 26, 10, 24, 8, 22, 6, 20, 4, 18, 2, 16, 0);
   return _mm512_permutex2var_epi32(qe, idx, qo);
+}
+
+// requantize() with Rounding::kDouble on 16 lanes from the doubled form's parts (DoubleParams) and
+// the raw D of 16 columns: d from the row's start, d1 one int32 further on; add_d: the columns
+// with m >= 2^30 (m2 < 0).
+inline __m512i requantize16_twice(__m512i d, __m512i d1, const DoubleParams& p, __mmask16 add_d) {
+  const __m512i qe = _mm512_add_epi64(_mm512_mul_epi32(d, p.mult), p.bias_even);
+  const __m512i qo = _mm512_add_epi64(_mm512_mul_epi32(d1, p.mult_odd), p.bias_odd);
+  const __m512i hi = _mm512_set_epi32(31, 15, 29, 13, 27, 11, 25, 9, 23, 7, 21, 5, 19, 3, 17, 1);
+  __m512i v = _mm512_permutex2var_epi32(qe, hi, qo);
+  v = _mm512_mask_add_epi32(v, add_d, v, d);
+  v = _mm512_mask_sub_epi32(v, _mm512_cmplt_epi32_mask(d, p.negx), v, _mm512_set1_epi32(1));
+  return _mm512_srav_epi32(v, p.last_shift);
 }
 
 // requantize() with Rounding::kDouble on 16 lanes from the per-column parts; kLeft false when
@@ -266,6 +325,7 @@ struct EpilogueS8 {
   const int32_t* colterm;     // [n16] each, 0 or the last channel's values past n
   bool fold_c;                // kDouble: c_offset is in the bias (c_offset_foldable)
   bool fold_ct;               // kDouble: colterm is in the bias, d holds raw D (DoubleParams)
+  bool twice;                 // fold_ct and the doubled form's bound holds (twice_fits)
   bool precomputed;           // kDouble: the arrays below hold DoubleParams
   const int32_t* multiplier;  // as in GemmS8Args, read when not precomputed
   const int32_t* shift_in;
@@ -282,16 +342,19 @@ struct EpilogueS8 {
   const int32_t* shift_odd;
   const int32_t* below_even;  // read when fold_ct
   const int32_t* below_odd;
-  const int32_t* right_m1;
+  const int32_t* last_shift;
+  const int32_t* negx;   // read when twice
   const int32_t* shift;  // per channel or null (kSingle only)
   Rounding rounding;
   bool full_range;  // act_min -128 and act_max 127: the saturating int8 store clamps
   int32_t shift0, c_offset, act_min, act_max;
 
+  // kTwice: twice (a constant, so the parts the doubled form does not read are not built).
+  template <bool kTwice>
   DoubleParams double_params(int32_t j0) const {
     if (!precomputed) {
       return make_double_params(multiplier, shift_in, per_channel, n, j0, fold_c ? c_offset : 0,
-                                fold_ct ? colterm + j0 : nullptr);
+                                fold_ct ? colterm + j0 : nullptr, kTwice);
     }
     DoubleParams p;
     p.mult = _mm512_loadu_si512(mult + j0);
@@ -306,7 +369,8 @@ struct EpilogueS8 {
     const __m512i below = _mm512_set1_epi64(-(int64_t{1} << 30));
     p.below_even = fold_ct ? _mm512_loadu_si512(below_even + j0) : below;
     p.below_odd = fold_ct ? _mm512_loadu_si512(below_odd + j0) : below;
-    p.right_m1 = _mm512_loadu_si512(right_m1 + j0);
+    p.last_shift = _mm512_loadu_si512(last_shift + j0);
+    p.negx = kTwice ? _mm512_loadu_si512(negx + j0) : _mm512_set1_epi32(INT32_MIN);
     return p;
   }
 
@@ -315,21 +379,24 @@ struct EpilogueS8 {
   template <bool kAddOffset>
   void finish(__m512i v, int8_t* dst, __mmask16 lanes) const {
     if (kAddOffset) v = _mm512_add_epi32(v, _mm512_set1_epi32(c_offset));
-    if (!full_range) {
-      v = _mm512_min_epi32(_mm512_max_epi32(v, _mm512_set1_epi32(act_min)),
-                           _mm512_set1_epi32(act_max));
-    }
+    store_s8(v, dst, lanes, full_range, _mm512_set1_epi32(act_min), _mm512_set1_epi32(act_max));
+  }
+
+  // Clamp to [lo, hi] unless full (the saturating store clamps), store lanes at dst.
+  static void store_s8(__m512i v, int8_t* dst, __mmask16 lanes, bool full, __m512i lo, __m512i hi) {
+    if (!full) v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
     _mm512_mask_cvtsepi32_storeu_epi8(dst, lanes, v);
   }
 
-  // Row i, columns [j0, j0 + cnt) (cnt <= 16, j0 % 16 == 0) from raw D at d[0, 16).
+  // Row i, columns [j0, j0 + cnt) (cnt <= 16, j0 % 16 == 0) from raw D at d[0, 16). Not with
+  // twice (whose callers use rows()).
   void run(int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t row_term) const {
     __m512i v = _mm512_loadu_si512(d);
     if (!fold_ct) v = _mm512_add_epi32(v, _mm512_loadu_si512(colterm + j0));
     v = _mm512_add_epi32(v, _mm512_set1_epi32(row_term));
     int8_t* const dst = c + i * ldc + j0;
     if (rounding == Rounding::kDouble) {
-      v = requantize16_double<true>(v, double_params(j0));
+      v = requantize16_double<true>(v, double_params<false>(j0));
       if (fold_c) {
         finish<false>(v, dst, lanes16(cnt));
         return;
@@ -353,50 +420,70 @@ struct EpilogueS8 {
       }
       return;
     }
-    const DoubleParams p = double_params(j0);
-    if (fold_ct && all_right(p)) {  // no left shift, no row term
-      rows_double_fold<false, true, true>(p, i, rows, j0, cnt, d, ldd, row_term);
+    if (twice) {  // no left shift, no row term
+      rows_double_fold<false, true, Final::kTwice>(double_params<true>(j0), i, rows, j0, cnt, d,
+                                                   ldd, row_term);
+      return;
+    }
+    const DoubleParams p = double_params<false>(j0);
+    if (fold_ct && all_right(p)) {
+      rows_double_fold<false, true, Final::kHigh>(p, i, rows, j0, cnt, d, ldd, row_term);
     } else if (fold_ct) {
-      rows_double_fold<false, true, false>(p, i, rows, j0, cnt, d, ldd, row_term);
+      rows_double_fold<false, true, Final::kShift64>(p, i, rows, j0, cnt, d, ldd, row_term);
     } else if (any_left(p)) {
-      rows_double_fold<true, false, false>(p, i, rows, j0, cnt, d, ldd, row_term);
+      rows_double_fold<true, false, Final::kShift64>(p, i, rows, j0, cnt, d, ldd, row_term);
     } else {
-      rows_double_fold<false, false, false>(p, i, rows, j0, cnt, d, ldd, row_term);
+      rows_double_fold<false, false, Final::kShift64>(p, i, rows, j0, cnt, d, ldd, row_term);
     }
   }
 
+  // How rows_double() finishes with kDirect: 64-bit shifts, the high dwords shifted by e - 1
+  // (every lane shifts right) or the doubled form (twice).
+  enum class Final { kShift64, kHigh, kTwice };
+
   // rows_double() with kFold = fold_c.
-  template <bool kLeft, bool kDirect, bool kHigh>
+  template <bool kLeft, bool kDirect, Final kFinal>
   void rows_double_fold(const DoubleParams& p, int32_t i, int32_t rows, int32_t j0, int32_t cnt,
                         const int32_t* d, int32_t ldd, const int32_t* row_term) const {
     if (fold_c) {
-      rows_double<kLeft, kDirect, kHigh, true>(p, i, rows, j0, cnt, d, ldd, row_term);
+      rows_double<kLeft, kDirect, kFinal, true>(p, i, rows, j0, cnt, d, ldd, row_term);
     } else {
-      rows_double<kLeft, kDirect, kHigh, false>(p, i, rows, j0, cnt, d, ldd, row_term);
+      rows_double<kLeft, kDirect, kFinal, false>(p, i, rows, j0, cnt, d, ldd, row_term);
     }
   }
 
   // rows() for Rounding::kDouble with every per-column operand held in registers. kDirect
   // (fold_ct): the multiplies read raw D, the even columns from d and the odd ones from d + 1
   // (the 16th of those reads d[16]: the caller's buffer has 4 bytes past every row). kFold:
-  // c_offset is in the bias. kHigh (with kDirect): every lane shifts right (all_right).
-  template <bool kLeft, bool kDirect, bool kHigh, bool kFold>
+  // c_offset is in the bias. kFinal: see Final (kShift64 without kDirect).
+  template <bool kLeft, bool kDirect, Final kFinal, bool kFold>
   void rows_double(const DoubleParams& p, int32_t i, int32_t rows, int32_t j0, int32_t cnt,
                    const int32_t* d, int32_t ldd, const int32_t* row_term) const {
     const __m512i ct = _mm512_loadu_si512(colterm + j0);
+    const __mmask16 add_d =
+        _mm512_cmplt_epi32_mask(p.mult, _mm512_setzero_si512());  // doubled form: m >= 2^30
     const __mmask16 lanes = lanes16(cnt);
+    // Copied out of *this, which the int8 stores might alias as far as the compiler knows.
+    const bool full = full_range;
+    const __m512i off = _mm512_set1_epi32(c_offset);
+    const __m512i lo = _mm512_set1_epi32(act_min);
+    const __m512i hi = _mm512_set1_epi32(act_max);
     int8_t* dst = c + i * ldc + j0;
     const int64_t ld = ldc;
     for (int32_t r = 0; r < rows; ++r, d += ldd, dst += ld) {
       __m512i q;
-      if (kDirect) {
-        q = requantize16_double_split<kHigh>(_mm512_loadu_si512(d), _mm512_loadu_si512(d + 1), p);
+      if (kDirect && kFinal == Final::kTwice) {
+        q = requantize16_twice(_mm512_loadu_si512(d), _mm512_loadu_si512(d + 1), p, add_d);
+      } else if (kDirect) {
+        q = requantize16_double_split<kFinal == Final::kHigh>(_mm512_loadu_si512(d),
+                                                              _mm512_loadu_si512(d + 1), p);
       } else {
         __m512i v = _mm512_add_epi32(_mm512_loadu_si512(d), ct);
         if (row_term != nullptr) v = _mm512_add_epi32(v, _mm512_set1_epi32(row_term[r]));
         q = requantize16_double<kLeft>(v, p);
       }
-      finish<!kFold>(q, dst, lanes);
+      if (!kFold) q = _mm512_add_epi32(q, off);
+      store_s8(q, dst, lanes, full, lo, hi);
     }
   }
 };
@@ -416,19 +503,23 @@ inline EpilogueS8 make_epilogue_s8(const GemmS8Args& g, int32_t coef, const int3
   make_colterm(g.n, coef, colsum, g.bias, out[0], add);
   const bool dbl = g.rounding == Rounding::kDouble;
   if (dbl && d_bound >= 0) {  // raw D (the caller has m >= 16 rows: the folds pay for the checks)
-    int32_t lowest = 0, highest = 0;
+    int32_t lowest = 0, highest = 0, ct_low = 0, ct_high = 0;
     range_with_zero(g.shift, g.per_channel ? g.n : 1, &lowest, &highest);
+    range_with_zero(out[0], g.n, &ct_low, &ct_high);
     e.fold_c = c_offset_foldable(lowest, g.c_offset);
-    e.fold_ct = highest == 0 && colterm_fits(out[0], g.n, d_bound);
+    e.fold_ct = highest == 0 && colterm_fits(ct_low, ct_high, d_bound);
+    e.twice =
+        e.fold_ct && twice_fits(d_bound, -int64_t{ct_low} > ct_high ? -int64_t{ct_low} : ct_high,
+                                -lowest, e.fold_c ? g.c_offset : 0);
   }
   e.precomputed = precompute && dbl;
   for (int32_t j = 0; e.precomputed && j < n16; j += 16) {
     const DoubleParams p =
         make_double_params(g.multiplier, g.shift, g.per_channel, g.n, j, e.fold_c ? g.c_offset : 0,
-                           e.fold_ct ? out[0] + j : nullptr);
+                           e.fold_ct ? out[0] + j : nullptr, e.twice);
     const __m512i fields[kEpilogueArrays - 1] = {
-        p.mult,     p.mult_odd,   p.left,      p.bias_even,  p.bias_odd,  p.corr_even,
-        p.corr_odd, p.shift_even, p.shift_odd, p.below_even, p.below_odd, p.right_m1};
+        p.mult,       p.mult_odd,  p.left,       p.bias_even, p.bias_odd,   p.corr_even, p.corr_odd,
+        p.shift_even, p.shift_odd, p.below_even, p.below_odd, p.last_shift, p.negx};
     for (int32_t a = 1; a < kEpilogueArrays; ++a) _mm512_storeu_si512(out[a] + j, fields[a - 1]);
   }
   e.c = g.c;
@@ -449,7 +540,8 @@ inline EpilogueS8 make_epilogue_s8(const GemmS8Args& g, int32_t coef, const int3
   e.shift_odd = out[9];
   e.below_even = out[10];
   e.below_odd = out[11];
-  e.right_m1 = out[12];
+  e.last_shift = out[12];
+  e.negx = out[13];
   e.shift = g.per_channel ? g.shift : nullptr;
   e.rounding = g.rounding;
   e.full_range = g.act_min == -128 && g.act_max == 127;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -439,6 +440,86 @@ TEST_P(X86Path, FoldLimitsMatchLoops) {
               ASSERT_EQ(run_table_s8(GetParam(), c), want) << what;
               ASSERT_EQ(run_packed_table_s8(GetParam(), c), want) << "prepacked " << what;
             }
+          }
+        }
+      }
+    }
+  }
+}
+
+// The limit of the AMX epilogue's doubled form (b_offset 0, raw D <= k * 128 * 128; see
+// DoubleParams in avx512_epilogue.hpp): the largest |x| = D + column term with xb + 2^(e-1) (1 +
+// 2|c_offset|) <= 2^31 - 1 met exactly, where row 0 of column 0 reaches V = INT32_MAX (x = xb,
+// m = 2^31 - 1), and missed by one or by up to x = INT32_MAX (the call must take the other form,
+// else V wraps); e 31 with c_offset 0, e 23 with 128 and -128, e 24 with 64, e 1 with 128 (where
+// only x near INT32_MAX wraps V). In the same call: multipliers 2^30 - 1 (2m fits an int32),
+// 2^30 (m2 = INT32_MIN) and 0 at x = xb; column terms -1, 0 and 1 on a row of zeros with m =
+// 2^30 + 1 and e = 1 (the half-away test x < 0 at its edge: h = -1 must round to -1, h = 1 to
+// 1), and with e = 0 (no correction); later columns with moderate x and multipliers on both
+// sides of 2^30; per tensor and per channel, one panel and several, plain and prepacked.
+TEST_P(X86Path, DoubledFormLimitsMatchLoops) {
+  TQ_SKIP_UNLESS_CPU(GetParam());
+  std::mt19937 rng(29);
+  const bool amx = GetParam() == Path::kAmx;
+  struct Edge {
+    int32_t e, c_offset;
+  };
+  for (const Edge edge : {Edge{31, 0}, Edge{23, 128}, Edge{23, -128}, Edge{24, 64}, Edge{1, 128}}) {
+    const int64_t spare = (int64_t{1} << (edge.e - 1)) * (2 * std::abs(edge.c_offset) + 1);
+    const int64_t xb = INT32_MAX - spare;  // the largest |x| the doubled form admits
+    for (int32_t k : {64, 100}) {
+      const int64_t d_bound = int64_t{k} * 128 * 128;
+      for (const int64_t past : {int64_t{0}, int64_t{1}, spare}) {  // spare: x up to INT32_MAX
+        const auto top = static_cast<int32_t>(xb - d_bound + past);
+        for (int32_t m : {16, 33}) {
+          Case c = random_case(rng, amx ? m : (m + 7) / 8, 35, k, false);
+          c.lda = k, c.ldb = k, c.ldc = 35;
+          c.b_offset = 0;
+          c.c_offset = edge.c_offset;
+          c.act_min = -128, c.act_max = 127;
+          c.rounding = rt::Rounding::kDouble;
+          c.with_bias = true;
+          // Row 0 all -128, row 1 all 127, row 2 all 0; columns 0, 2, 3, 4 and 9 all -128,
+          // column 1 all 127.
+          for (int32_t t = 0; t < k; ++t) {
+            c.a[elems(t)] = -128;
+            if (c.m > 1) c.a[elems(c.lda + t)] = 127;
+            if (c.m > 2) c.a[elems(2 * c.lda + t)] = 0;
+            for (int32_t j : {0, 2, 3, 4, 9}) c.b[elems(j * c.ldb + t)] = -128;
+            c.b[elems(c.ldb + t)] = 127;
+          }
+          const int32_t targets[] = {top, -top, top, top, top, -1, 0, 1, -1, top};
+          for (int32_t j = 0; j < c.n; ++j) {
+            uint32_t colsum = 0;
+            for (int32_t t = 0; t < k; ++t) colsum += u(c.b[elems(j * c.ldb + t)]);
+            const int32_t target =
+                j < 10 ? targets[j] : static_cast<int32_t>(rng() % 32767) - 16383;
+            c.bias[elems(j)] = static_cast<int32_t>(u(target) - u(c.a_offset) * colsum);
+          }
+          for (bool per_channel : {false, true}) {
+            c.per_channel = per_channel;
+            const size_t channels = per_channel ? elems(c.n) : 1;
+            c.mult.assign(channels, INT32_MAX);
+            c.shift.assign(channels, -edge.e);
+            for (size_t q = 2; q < channels; ++q) {
+              const int32_t mults[] = {(1 << 30) - 1, 1 << 30,       0,
+                                       (1 << 30) + 1, (1 << 30) + 1, (1 << 30) + 1,
+                                       (1 << 30) + 1, INT32_MAX};
+              // Columns 10 on: moderate x, right shifts 8..13 (or 0), so most outputs do not
+              // saturate and a wrong D or c term shows.
+              const int32_t later[] = {(1 << 30) - 1, 1 << 30, (1 << 30) + 1, INT32_MAX,
+                                       static_cast<int32_t>(rng() % (1u << 31))};
+              c.mult[q] = q < 10 ? mults[q - 2] : later[q % 5];
+              if (q >= 5 && q <= 7) c.shift[q] = -1;
+              if (q >= 10) c.shift[q] = -8 - static_cast<int32_t>(rng() % 6);
+              if (q == 8 || q == 9 || (q >= 10 && q % 7 == 0)) c.shift[q] = 0;
+            }
+            const std::string what = "e " + std::to_string(edge.e) + " c_offset " +
+                                     std::to_string(edge.c_offset) + " past " +
+                                     std::to_string(past) + " " + describe(c);
+            const std::vector<int8_t> want = oracle_s8(c);
+            ASSERT_EQ(run_table_s8(GetParam(), c), want) << what;
+            ASSERT_EQ(run_packed_table_s8(GetParam(), c), want) << "prepacked " << what;
           }
         }
       }
