@@ -12,9 +12,9 @@
 // scales (0 / 1), learned (LSQ) group scales with that Adam step size (0: not learned), no re-fit
 // or learning in the last epoch (0 / 1), keeping the best epoch (1 by default; 0: the last, as the
 // demo), the mean of the master weights over the last N epochs (0: none) and a constant step size
-// (1) instead of the cosine decay), or "epochs:lr:keep_best[:sparsity]" (--prune; sparsity 0.7 by
-// default). The float and 70 % models come from the demo's cache (the same keys) and are trained if
-// missing.
+// (1) instead of the cosine decay), or "epochs:lr:keep_best[:sparsity[:ramp[:power]]]" (--prune;
+// sparsity 0.7, ramp fraction 0.6 and power 3 by default). The float and 70 % models come from the
+// demo's cache (the same keys) and are trained if missing.
 // --gptq takes "sequential:mse:act_order[:damp[:qat_epochs[:qat_lr[:qat_minmax[:bias]]]]]" specs:
 // int4 per-group 32 GPTQ (snapped group scales, calibrated on the validation images) with the
 // layer inputs of the float model (sequential 0), of the already-quantized earlier layers (1) or
@@ -279,6 +279,8 @@ int main(int argc, char** argv) {
     ft.keep_best = pv.at(2) > 0;
     fmnist::PruneConfig pc;
     pc.sparsity = pv.size() > 3 ? pv[3] : 0.7;
+    if (pv.size() > 4) pc.ramp_fraction = pv[4];
+    if (pv.size() > 5) pc.power = pv[5];
     const int pct = static_cast<int>(std::lround(100.0 * pc.sparsity));
     fmnist::TrainKey k = key;
     k.epochs = static_cast<uint32_t>(ft.epochs);
@@ -290,7 +292,8 @@ int main(int argc, char** argv) {
       fmnist::prune_finetune(&m, split.train, split.val, ft, pc, printer);
       return m;
     });
-    const std::string pname = fmt::format("e{}-lr{}-kb{}", ft.epochs, ft.lr, pv[2]);
+    const std::string pname =
+        fmt::format("e{}-lr{}-kb{}-r{}-p{}", ft.epochs, ft.lr, pv[2], pc.ramp_fraction, pc.power);
     const std::string prow = fmt::format("p{}int8", pct);
     report(prow, pname, pruned, int8_channel);
     const std::vector<tq::Mask> masks = fmnist::global_masks(pruned, pc.sparsity);
