@@ -38,6 +38,15 @@ struct KernelCase {
   uint32_t seed;
   int32_t group_size = 0;                 // Op::kFcS4Grouped and kFcS8Grouped only
   int32_t shift_lo = -12, shift_hi = -7;  // range of the random shifts
+  // Edits after the random fill, for the NEON path's paired step (neon_mac16.inc), which adds
+  // the products of k and k + 8 (k % 16 < 8) in one int16 lane and is exact only without -128
+  // in the weights. min_row >= 0: weight (min_row, min_k) is -128, so are (min_row, min_k + 8)
+  // with min_pair and every input row at those k: the paired step would wrap there
+  // (2 * 128 * 128 = 2^15). extreme: every input -128 and every weight -127 or 127 (with
+  // extreme_min, also -128), the largest products either step forms, over long K.
+  int32_t min_row = -1, min_k = 0;
+  bool min_pair = false;
+  bool extreme = false, extreme_min = false;
 };
 
 inline rt::ConvParams geometry(int32_t stride, int32_t pad, int32_t groups, int32_t mult) {
@@ -94,6 +103,21 @@ inline KernelCase gemm_case(const char* name, rt::GemmDims d, Quant q, Setup s) 
 inline KernelCase all_shifts(KernelCase c) {
   c.shift_lo = rt::kMinShift;
   c.shift_hi = rt::kMaxShift;
+  return c;
+}
+
+// c with weight (row, k) at -128 and, with pair, (row, k + 8) and every input row at k and
+// k + 8 at -128 too.
+inline KernelCase with_min_weight(KernelCase c, int32_t row, int32_t k, bool pair) {
+  c.min_row = row;
+  c.min_k = k;
+  c.min_pair = pair;
+  return c;
+}
+// c with every input -128 and every weight -127 or 127, or with with_min, -128, -127 or 127.
+inline KernelCase extreme(KernelCase c, bool with_min) {
+  c.extreme = true;
+  c.extreme_min = with_min;
   return c;
 }
 
@@ -185,6 +209,45 @@ inline const KernelCase kKernelCases[] = {
     gemm_case("gemm_s32 6x9x3 lda 5 ldb 4", {6, 9, 3, 5, 4, 0}, {128, -128, 0, 0, 0},
               {false, true, kDbl, 60}),
     gemm_case("gemm_s32 2x1x1", {2, 1, 1, 0, 0, 0}, {-127, 128, 0, 0, 0}, {false, true, kDbl, 61}),
+    // The NEON path's paired step at m > 1 (4x4c16 tiles, each 4-column strip of b checked for
+    // -128): weights at -128 in pairs the paired step would wrap on, in the first and last strip,
+    // a middle and the K tail (k % 16 = 9-15), beside strips without (and in the GEMV, which
+    // keeps the exact step); a lone -128; every input at
+    // -128 against weights at +-127 (the int16 pair bound) and at -128, over long K; the last
+    // tile with 1-4 rows, N tails 1-3.
+    with_min_weight(
+        fc_case("fc_s8 6x27x7 min tail", Op::kFcS8, {6, 27, 7}, {0, 0, 0}, {true, true, kDbl, 62}),
+        6, 17, true),
+    with_min_weight(gemm_case("gemm_s32 7x5x40 min first", {7, 5, 40, 0, 0, 0}, {0, 0, 0, 0, 0},
+                              {false, false, kDbl, 63}),
+                    0, 3, true),
+    with_min_weight(gemm_case("gemm_s32 5x10x73 lda 75 ldb 80 min tail", {5, 10, 73, 75, 80, 0},
+                              {17, -3, 0, 0, 0}, {false, true, kDbl, 64}),
+                    9, 64, true),
+    with_min_weight(gemm_case("gemm_s32 8x9x64 min middle", {8, 9, 64, 0, 0, 0}, {0, 0, 0, 0, 0},
+                              {false, false, kDbl, 65}),
+                    5, 38, true),
+    with_min_weight(
+        fc_case("fc_s8 1x27x5 min tail", Op::kFcS8, {1, 27, 5}, {9, 0, 0}, {true, true, kSgl, 72}),
+        4, 18, true),
+    with_min_weight(
+        fc_case("fc_s8 7x25x6 lone min", Op::kFcS8, {7, 25, 6}, {-3, 0, 1}, {true, true, kSgl, 66}),
+        5, 24, false),
+    extreme(gemm_case("gemm_s32 2x2x4000 extreme", {2, 2, 4000, 0, 0, 0}, {0, 0, 0, 0, 0},
+                      {false, false, kDbl, 67}),
+            false),
+    extreme(gemm_case("gemm_s32 5x3x1500 extreme", {5, 3, 1500, 0, 0, 0}, {5, 128, 0, 0, 0},
+                      {false, true, kDbl, 68}),
+            false),
+    extreme(gemm_case("gemm_s32 7x7x1000 extreme min", {7, 7, 1000, 0, 0, 0}, {0, 0, 0, 0, 0},
+                      {false, false, kDbl, 69}),
+            true),
+    extreme(gemm_case("gemm_s32 4x4x2001 extreme min", {4, 4, 2001, 0, 0, 0}, {-127, -127, 0, 0, 0},
+                      {false, true, kDbl, 70}),
+            true),
+    all_shifts(extreme(fc_case("fc_s8 6x1111x5 extreme", Op::kFcS8, {6, 1111, 5}, {0, 0, 0},
+                               {true, true, kDbl, 71}),
+                       false)),
 };
 constexpr int kNumKernelCases = static_cast<int>(sizeof kKernelCases / sizeof kKernelCases[0]);
 
@@ -231,6 +294,40 @@ Params with_quant(Params p, const Quant& q) {
   return p;
 }
 
+// The input and weight shape of an Op::kFcS8 or kGemmS32 case: rows and row stride of each.
+struct MatShape {
+  int32_t m, lda, n, ldb, k;
+};
+inline MatShape mat_shape(const KernelCase& c) {
+  if (c.op == Op::kGemmS32) {
+    const rt::GemmDims& g = c.gemm;
+    return {g.m, g.lda != 0 ? g.lda : g.k, g.n, g.ldb != 0 ? g.ldb : g.k, g.k};
+  }
+  return {c.fc.batch, c.fc.in_features, c.fc.out_features, c.fc.in_features, c.fc.in_features};
+}
+
+// The case's min_row / extreme edits (KernelCase) on the filled buffers.
+inline void apply_edits(const KernelCase& c, XorShift32* rng, KernelBuffers& b) {
+  if (c.min_row < 0 && !c.extreme) return;
+  const MatShape s = mat_shape(c);
+  if (c.extreme) {
+    for (int32_t i = 0; i < s.m; ++i)
+      for (int32_t t = 0; t < s.k; ++t) b.input[i * s.lda + t] = INT8_MIN;
+    for (int32_t j = 0; j < s.n; ++j) {
+      for (int32_t t = 0; t < s.k; ++t) {
+        const int32_t pick = rng->range(0, c.extreme_min ? 2 : 1);
+        b.weights[j * s.ldb + t] = static_cast<int8_t>(pick == 0 ? -127 : pick == 1 ? 127 : -128);
+      }
+    }
+  }
+  if (c.min_row >= 0) {
+    for (int32_t t = c.min_k; t <= c.min_k + (c.min_pair ? 8 : 0); t += 8) {
+      b.weights[c.min_row * s.ldb + t] = INT8_MIN;
+      for (int32_t i = 0; c.min_pair && i < s.m; ++i) b.input[i * s.lda + t] = INT8_MIN;
+    }
+  }
+}
+
 // Runs case c on `path` into b.output (or b.output32), inputs regenerated from c.seed.
 // Returns the kernel's status.
 inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b) {
@@ -248,6 +345,7 @@ inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b)
     b.shift[i] = rng.range(c.shift_lo, c.shift_hi);
   }
   for (int32_t i = 0; i < 256; ++i) b.ratio[i] = static_cast<uint8_t>(rng.range(0, 255));
+  apply_edits(c, &rng, b);
   std::memset(b.output, 0x55, sizeof b.output);
   std::memset(b.output32, 0x55, sizeof b.output32);
 
