@@ -4,6 +4,9 @@
 // the instruction-count plugin (tools/qemu-insn-plugin) between tq_region_begin() and
 // tq_region_end(). An empty region runs first so the harness can subtract the markers' cost.
 //
+// Weights are symmetric, in [-127, 127] (TFLite's int8 weight spec); each shape is counted once
+// more on the neon path with the first weight of every row set to -128 (label neon_w128), which
+// that path must detect and run on its exact step.
 // Every counted call follows an uncounted warm-up call with the same arguments (gemmlowp
 // allocates its packing buffers on first use). Each path's output is compared with the reference
 // path's; any difference makes the program exit 1.
@@ -47,13 +50,14 @@ Problem make_problem(const Shape& s, std::mt19937* rng) {
   Problem p;
   p.s = s;
   std::uniform_int_distribution<int> byte(-128, 127);
+  std::uniform_int_distribution<int> weight(-127, 127);  // TFLite's int8 weights are symmetric
   std::uniform_int_distribution<int32_t> bias(-5000, 5000);
   std::uniform_int_distribution<int32_t> mult(1 << 30, INT32_MAX);
   std::uniform_int_distribution<int32_t> shift(-12, -6);
   p.x.resize(static_cast<size_t>(s.m) * s.k);
   p.w.resize(static_cast<size_t>(s.n) * s.k);
   for (int8_t& v : p.x) v = static_cast<int8_t>(byte(*rng));
-  for (int8_t& v : p.w) v = static_cast<int8_t>(byte(*rng));
+  for (int8_t& v : p.w) v = static_cast<int8_t>(weight(*rng));
   for (int32_t o = 0; o < s.n; ++o) {
     p.bias.push_back(bias(*rng));
     p.mult.push_back(mult(*rng));
@@ -154,6 +158,18 @@ int main() {
 #if defined(TQ_HAVE_GEMMLOWP)
     run_gemmlowp(p, "gemmlowp");
 #endif
+    // The same weights with a -128 in every row (its first), which keeps every strip of the neon
+    // path on its exact step.
+    if ((have & rt::path_bits(rt::Path::kNeon)) != 0) {
+      Problem q = p;
+      for (int32_t j = 0; j < s.n; ++j) q.w[static_cast<size_t>(j) * s.k] = -128;
+      if (!run_tq(q, rt::Path::kReference, "reference_w128", &ref) ||
+          !run_tq(q, rt::Path::kNeon, "neon_w128", &got) || got != ref) {
+        std::fprintf(stderr, "neon differs from the reference at %dx%dx%d with -128 weights\n", s.m,
+                     s.k, s.n);
+        ++failures;
+      }
+    }
   }
   return failures == 0 ? 0 : 1;
 }
