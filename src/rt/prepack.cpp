@@ -14,6 +14,8 @@ namespace {
 
 constexpr uint32_t kMagic = 0x4B505154u;  // "TQPK" little-endian
 // 2: AVX-512 VNNI moved to the k4 layout shared with AMX; 3: AVX2 moved to k-pair panels.
+// (neon's weights gained their sums and -128 flags after them within 3: the payload grew, so
+// check_match refuses a buffer from before by its size.)
 constexpr uint32_t kVersion = 3;
 constexpr int64_t kHeaderBytes = 64;
 constexpr int64_t kAlign = 64;
@@ -55,6 +57,8 @@ const detail::PackedGemmKernels* packed_table(Path p) noexcept {
   if (p == Path::kAvx2) return detail::avx2_packed_kernels();
   if (p == Path::kAvx512Vnni) return detail::avx512vnni_packed_kernels();
   if (p == Path::kAmx) return detail::amx_packed_kernels();
+#elif defined(TINYQUANT_HAVE_NEON_PATHS)
+  if (p == Path::kNeon) return detail::neon_packed_kernels();
 #else
   (void)p;
 #endif

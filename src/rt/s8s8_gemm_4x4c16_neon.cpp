@@ -15,7 +15,8 @@
 // In the K tail both operands are copied into zeroed 16-byte blocks, so padding adds 0.
 // The epilogue (bias, requantize, output offset, clamp) runs on four lanes at a time and is
 // exact as rt::requantize for both rounding modes. int4 weights are unpacked to int8 rows in
-// scratch, a tile's rows at a time.
+// scratch, a tile's rows at a time. Prepacked weights (prepack.cpp) keep the rows as given and
+// add their sums and the strips' -128 flags, so such a call makes no pass of its own over b.
 #include <arm_neon.h>
 
 #include <cstddef>
@@ -38,10 +39,58 @@ struct LaneMac;
 constexpr PathKernels kTable{Path::kNeon, gemm_s8,         gemm_s32,
                              nullptr,     gemm_s8_scratch, gemm_s32_scratch};
 
+// Prepacked weights (PackedGemmKernels): the int8 rows as given ([n][k]), then at a 4-byte
+// boundary their sums (int32 [n]) and one byte per kNr-column strip, 1 when it holds -128; a
+// call then skips the pass over b that takes both.
+int64_t sums_offset(int32_t n, int32_t k) {
+  return (int64_t{n} * k + 3) / 4 * 4;
+}
+int64_t packed_bytes(int32_t n, int32_t k) {
+  return sums_offset(n, k) + 4 * int64_t{n} + (n + kNr - 1) / kNr;
+}
+void pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, int32_t /*b_offset*/, void* out) {
+  auto* rows = static_cast<int8_t*>(out);
+  uint8_t* const sums = static_cast<uint8_t*>(out) + sums_offset(n, k);
+  uint8_t* const strip_min = sums + 4 * int64_t{n};
+  for (int32_t j0 = 0; j0 < n; j0 += kNr) {
+    bool has_min = false;
+    for (int32_t j = j0; j < n && j < j0 + kNr; ++j) {
+      std::memcpy(rows + int64_t{j} * k, b + int64_t{j} * ldb, static_cast<size_t>(k));
+      const int32_t sum = row_scan<true, true>(rows + int64_t{j} * k, k, &has_min);
+      std::memcpy(sums + 4 * int64_t{j}, &sum, sizeof sum);
+    }
+    strip_min[j0 / kNr] = has_min ? 1 : 0;
+  }
+}
+PrepackedB prepacked(const void* packed, int32_t n, int32_t k) {
+  const auto* bytes = static_cast<const uint8_t*>(packed);
+  const int64_t sums = sums_offset(n, k);
+  return {static_cast<const int8_t*>(packed), reinterpret_cast<const int32_t*>(bytes + sums),
+          bytes + sums + 4 * int64_t{n}};
+}
+void gemm_s8_packed(const GemmS8Args& g, const void* packed) {
+  const PrepackedB pb = prepacked(packed, g.n, g.k);
+  run_gemm_s8(g, &pb);
+}
+int32_t gemm_s8_packed_scratch(int32_t m, int32_t n, int32_t k) {
+  return gemm_s8_scratch(m, n, k, false);
+}
+void gemm_s32_packed(const GemmS32Args& g, const void* packed) {
+  const PrepackedB pb = prepacked(packed, g.n, g.k);
+  run_gemm_s32(g, &pb);
+}
+
+constexpr PackedGemmKernels kPackedTable{Path::kNeon,    packed_bytes,           pack,
+                                         gemm_s8_packed, gemm_s8_packed_scratch, gemm_s32_packed};
+
 }  // namespace
 
 const PathKernels* neon_kernels() noexcept {
   return &kTable;
+}
+
+const PackedGemmKernels* neon_packed_kernels() noexcept {
+  return &kPackedTable;
 }
 
 }  // namespace tinyquant::rt::detail

@@ -12,6 +12,7 @@
 #include "check.hpp"
 #include "tinyquant/rt/grouped.hpp"
 #include "tinyquant/rt/kernels.hpp"
+#include "tinyquant/rt/prepack.hpp"
 
 namespace tq {
 
@@ -227,6 +228,12 @@ inline const KernelCase kKernelCases[] = {
     with_min_weight(gemm_case("gemm_s32 8x9x64 min middle", {8, 9, 64, 0, 0, 0}, {0, 0, 0, 0, 0},
                               {false, false, kDbl, 65}),
                     5, 38, true),
+    with_min_weight(fc_case("fc_s8 9x64x13 min middle", Op::kFcS8, {9, 64, 13}, {-7, 2, 1},
+                            {true, true, kDbl, 73}),
+                    6, 35, true),
+    extreme(fc_case("fc_s8 5x1500x5 extreme min", Op::kFcS8, {5, 1500, 5}, {0, 0, 0},
+                    {false, true, kSgl, 74}),
+            true),
     with_min_weight(
         fc_case("fc_s8 1x27x5 min tail", Op::kFcS8, {1, 27, 5}, {9, 0, 0}, {true, true, kSgl, 72}),
         4, 18, true),
@@ -265,6 +272,7 @@ struct KernelBuffers {
   int32_t output32[kMaxBytes / 4];
   uint8_t ratio[256];  // grouped: [out][groups]
   alignas(16) uint8_t scratch[kMaxScratch];
+  alignas(64) uint8_t packed[2 * kMaxBytes + 4096];  // prepacked weights (FcWeights)
 };
 
 inline int32_t output_bytes(const KernelCase& c) {
@@ -328,9 +336,15 @@ inline void apply_edits(const KernelCase& c, XorShift32* rng, KernelBuffers& b) 
   }
 }
 
+// How an Op::kFcS8 case hands its weights over: as given, or prepacked for the path
+// (fully_connected_s8_prepack) and run by fully_connected_s8_prepacked, or by
+// fully_connected_s8_prepacked_s32 into b.output32 (m * n raw accumulators).
+enum class FcWeights { kPlain, kPrepacked, kPrepackedS32 };
+
 // Runs case c on `path` into b.output (or b.output32), inputs regenerated from c.seed.
 // Returns the kernel's status.
-inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b) {
+inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b,
+                           FcWeights weights = FcWeights::kPlain) {
   XorShift32 rng;
   rng.s = 0x1234567u * c.seed + 1u;
   for (int32_t i = 0; i < kMaxBytes; ++i) b.input[i] = static_cast<int8_t>(rng.range(-128, 127));
@@ -366,8 +380,19 @@ inline rt::Status run_case(const KernelCase& c, rt::Path path, KernelBuffers& b)
     case Op::kFcS4Grouped:
     case Op::kFcS8Grouped: {
       const auto p = with_quant(rt::FcParams{}, c.q);
-      if (c.op == Op::kFcS8) {
+      if (c.op == Op::kFcS8 && weights == FcWeights::kPlain) {
         return rt::fully_connected_s8(ctx, p, rq, c.fc, b.input, b.weights, bias, b.output);
+      }
+      if (c.op == Op::kFcS8) {
+        const rt::Status s = rt::fully_connected_s8_prepack(p, c.fc, b.weights, path, b.packed,
+                                                            static_cast<int32_t>(sizeof b.packed));
+        if (s != rt::Status::kOk) return s;
+        if (weights == FcWeights::kPrepacked) {
+          return rt::fully_connected_s8_prepacked(ctx, p, rq, c.fc, b.input, b.packed, bias,
+                                                  b.output);
+        }
+        return rt::fully_connected_s8_prepacked_s32(ctx, p, c.fc, b.input, b.packed, bias,
+                                                    b.output32);
       }
       const rt::GroupScales gs{c.group_size, b.ratio};
       if (c.op == Op::kFcS4Grouped) {

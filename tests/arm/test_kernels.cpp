@@ -1,6 +1,7 @@
 // Every kernel on every path this target supports, against the outputs the host computed for the
 // same inputs (kernel_vectors.h; the host generator already required its reference, smlad
-// emulation and SIMD paths to agree) and against the reference path run on the target itself.
+// emulation and SIMD paths to agree) and against the reference path run on the target itself;
+// the int8 FC cases also on weights prepacked for each path.
 // On a Cortex-M4 this means host emulation, host SIMD and the real SXTB16/SMLAD agree bit for bit.
 #include <cstdint>
 #include <cstring>
@@ -21,6 +22,36 @@ int32_t first_difference(const uint8_t* a, const uint8_t* b, int32_t n) {
     if (a[i] != b[i]) return i;
   }
   return -1;
+}
+
+// Case c (Op::kFcS8) on prepacked weights, every path: the int8 output equal to the host's, the
+// raw accumulators (fully_connected_s8_prepacked_s32) equal to the reference path's.
+void check_prepacked(const tq::KernelCase& c, const uint8_t* host) {
+  const int32_t n = c.fc.batch * c.fc.out_features;
+  if (!TQ_CHECK_EQ(n <= tq::kMaxBytes / 4, true, c.name)) return;
+  const rt::Status ref =
+      tq::run_case(c, rt::Path::kReference, g_bufs, tq::FcWeights::kPrepackedS32);
+  TQ_CHECK_EQ(static_cast<int>(ref), 0, c.name);
+  std::memcpy(g_reference, g_bufs.output32, sizeof(int32_t) * static_cast<size_t>(n));
+  for (rt::Path p : tq::kPaths) {
+    if ((rt::supported_paths() & rt::path_bits(p)) == 0) continue;
+    rt::Status st = tq::run_case(c, p, g_bufs, tq::FcWeights::kPrepacked);
+    TQ_CHECK_EQ(static_cast<int>(st), 0, c.name);
+    const int32_t vs_host =
+        first_difference(reinterpret_cast<const uint8_t*>(g_bufs.output), host, n);
+    st = tq::run_case(c, p, g_bufs, tq::FcWeights::kPrepackedS32);
+    TQ_CHECK_EQ(static_cast<int>(st), 0, c.name);
+    const int32_t vs_ref =
+        first_difference(reinterpret_cast<const uint8_t*>(g_bufs.output32), g_reference, 4 * n);
+    if (vs_host >= 0 || vs_ref >= 0) {
+      std::printf(
+          "%s, path %s, prepacked: first byte differing from host %ld, int32 from the "
+          "reference path %ld\n",
+          c.name, rt::path_name(p), static_cast<long>(vs_host), static_cast<long>(vs_ref));
+    }
+    TQ_CHECK_EQ(vs_host, -1, "prepacked: first byte differing from the host's output");
+    TQ_CHECK_EQ(vs_ref, -1, "prepacked s32: first byte differing from the reference path");
+  }
 }
 
 }  // namespace
@@ -50,6 +81,7 @@ int main() {
       TQ_CHECK_EQ(vs_host, -1, "first byte differing from the host's output");
       TQ_CHECK_EQ(vs_ref, -1, "first byte differing from the target's reference path");
     }
+    if (c.op == tq::Op::kFcS8) check_prepacked(c, host);
   }
   std::printf("paths: %s default, supported mask 0x%lx, %d case-path runs\n",
               rt::path_name(rt::default_path()), static_cast<unsigned long>(rt::supported_paths()),
