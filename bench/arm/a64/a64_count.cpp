@@ -4,9 +4,10 @@
 // the instruction-count plugin (tools/qemu-insn-plugin) between tq_region_begin() and
 // tq_region_end(). An empty region runs first so the harness can subtract the markers' cost.
 //
-// Weights are symmetric, in [-127, 127] (TFLite's int8 weight spec); each shape is counted once
-// more on the neon path with the first weight of every row set to -128 (label neon_w128), which
-// that path must detect and run on its exact step.
+// Weights are symmetric, in [-127, 127] (TFLite's int8 weight spec); each shape is counted twice
+// more on the neon path: on the weights prepacked (label neon_prepacked) and with the first
+// weight of every row set to -128 (label neon_w128), which that path must detect and run on its
+// exact step.
 // Every counted call follows an uncounted warm-up call with the same arguments (gemmlowp
 // allocates its packing buffers on first use). Each path's output is compared with the reference
 // path's; any difference makes the program exit 1.
@@ -20,6 +21,7 @@
 
 #include "region_markers.h"
 #include "tinyquant/rt/kernels.hpp"
+#include "tinyquant/rt/prepack.hpp"
 
 #if defined(TQ_HAVE_GEMMLOWP)
 #include <gemmlowp/public/gemmlowp.h>
@@ -71,8 +73,11 @@ void print_region(const char* label, const Shape& s) {
               static_cast<long long>(s.m) * s.k * s.n);
 }
 
-// One counted rt::fully_connected_s8 call on `path` (after a warm-up call); output in out.
-bool run_tq(const Problem& p, rt::Path path, const char* label, std::vector<int8_t>* out) {
+// One counted rt::fully_connected_s8 call on `path` (after a warm-up call); output in out. With
+// prepacked, the weights are prepacked for the path first (uncounted) and the call is
+// rt::fully_connected_s8_prepacked.
+bool run_tq(const Problem& p, rt::Path path, const char* label, std::vector<int8_t>* out,
+            bool prepacked = false) {
   rt::FcParams params;
   params.input_offset = kInputOffset;
   rt::Requant rq;
@@ -83,13 +88,28 @@ bool run_tq(const Problem& p, rt::Path path, const char* label, std::vector<int8
   d.batch = p.s.m;
   d.in_features = p.s.k;
   d.out_features = p.s.n;
-  std::vector<uint8_t> scratch(static_cast<size_t>(rt::fully_connected_s8_scratch_size(d, path)));
+  std::vector<uint8_t> packed;
+  if (prepacked) {
+    packed.resize(static_cast<size_t>(rt::fully_connected_s8_prepacked_size(d, path)));
+    if (packed.empty() ||
+        rt::fully_connected_s8_prepack(params, d, p.w.data(), path, packed.data(),
+                                       static_cast<int32_t>(packed.size())) != rt::Status::kOk) {
+      return false;
+    }
+  }
+  std::vector<uint8_t> scratch(static_cast<size_t>(
+      prepacked ? rt::fully_connected_s8_prepacked_scratch_size(d, packed.data())
+                : rt::fully_connected_s8_scratch_size(d, path)));
   rt::Context ctx;
   ctx.path = path;
   ctx.scratch = scratch.data();
   ctx.scratch_size = static_cast<int32_t>(scratch.size());
   out->assign(static_cast<size_t>(p.s.m) * p.s.n, 0);
   auto call = [&] {
+    if (prepacked) {
+      return rt::fully_connected_s8_prepacked(ctx, params, rq, d, p.x.data(), packed.data(),
+                                              p.bias.data(), out->data());
+    }
     return rt::fully_connected_s8(ctx, params, rq, d, p.x.data(), p.w.data(), p.bias.data(),
                                   out->data());
   };
@@ -158,9 +178,14 @@ int main() {
 #if defined(TQ_HAVE_GEMMLOWP)
     run_gemmlowp(p, "gemmlowp");
 #endif
-    // The same weights with a -128 in every row (its first), which keeps every strip of the neon
-    // path on its exact step.
+    // neon on the same weights prepacked (column sums and -128 flags stored), then with a -128
+    // in every row (its first), which keeps every strip of it on its exact step.
     if ((have & rt::path_bits(rt::Path::kNeon)) != 0) {
+      if (!run_tq(p, rt::Path::kNeon, "neon_prepacked", &got, true) || got != ref) {
+        std::fprintf(stderr, "neon prepacked differs from the reference at %dx%dx%d\n", s.m, s.k,
+                     s.n);
+        ++failures;
+      }
       Problem q = p;
       for (int32_t j = 0; j < s.n; ++j) q.w[static_cast<size_t>(j) * s.k] = -128;
       if (!run_tq(q, rt::Path::kReference, "reference_w128", &ref) ||
