@@ -13,10 +13,9 @@ namespace tinyquant::rt {
 namespace {
 
 constexpr uint32_t kMagic = 0x4B505154u;  // "TQPK" little-endian
-// 2: AVX-512 VNNI moved to the k4 layout shared with AMX; 3: AVX2 moved to k-pair panels.
-// (neon's weights gained their sums and -128 flags after them within 3: the payload grew, so
-// check_match refuses a buffer from before by its size.)
-constexpr uint32_t kVersion = 3;
+// 2: AVX-512 VNNI moved to the k4 layout shared with AMX; 3: AVX2 moved to k-pair panels;
+// 4: neon's weights gained their sums and -128 flags after them.
+constexpr uint32_t kVersion = 4;
 constexpr int64_t kHeaderBytes = 64;
 constexpr int64_t kAlign = 64;
 

@@ -964,8 +964,9 @@ TEST(Avx2Kernel6x16, ConvShortLastBlockStaysInScratch) {
   }
 }
 
-// Weights packed in the previous avx2 layout (format version 2) are refused, not misread. The
-// header is rewritten with a valid check word, so only the version differs.
+// Weights packed in an earlier format (the avx2 layout of version 2, or the version before the
+// current one) are refused, not misread. The header is rewritten with a valid check word, so
+// only the version differs.
 TEST(Prepack, RefusesOlderFormatVersion) {
   TQ_SKIP_UNLESS_CPU(Path::kAvx2);
   std::mt19937 rng(2);
@@ -985,10 +986,12 @@ TEST(Prepack, RefusesOlderFormatVersion) {
   };
   const uint32_t current = words[1];
   std::vector<int8_t> out(elems(3, 24), 9);
-  set_version(2);
-  EXPECT_EQ(run_packed(f, pk.data(), Path::kAuto, out.data()), Status::kBadArgument);
-  EXPECT_EQ(rt::fully_connected_s8_prepacked_path(pk.data()), Path::kAuto);
-  EXPECT_EQ(out, std::vector<int8_t>(out.size(), 9));
+  for (const uint32_t older : {2u, current - 1}) {
+    set_version(older);
+    EXPECT_EQ(run_packed(f, pk.data(), Path::kAuto, out.data()), Status::kBadArgument) << older;
+    EXPECT_EQ(rt::fully_connected_s8_prepacked_path(pk.data()), Path::kAuto) << older;
+    EXPECT_EQ(out, std::vector<int8_t>(out.size(), 9)) << older;
+  }
   set_version(current);  // the same rewrite with the current version is accepted
   ASSERT_EQ(run_packed(f, pk.data(), Path::kAuto, out.data()), Status::kOk);
   EXPECT_EQ(out, run_fc(f, Path::kReference));
