@@ -6,8 +6,11 @@
 // yardstick). Shapes are M x K x N; tinyquant rows are fully_connected_s8 (int8 out,
 // per-channel requantization), its prepacked form, gemm_s8s8_s32 (raw int32, weights packed per
 // call) and fully_connected_s8_prepacked_s32 (raw int32 on prepacked weights).
+// Rows pair_tq_onednn_s8 interleave tinyquant's prepacked int8 call (default path) with oneDNN's
+// s8-output matmul, 10 calls each per round, and report the fastest call of each and their
+// ratio (see pair_vs_onednn).
 // After the run a table of ratios (best tinyquant row / peer) for each shape is printed: int8
-// rows against oneDNN's s8 output, int32 rows against its s32 output.
+// rows against oneDNN's s8 output, int32 rows against its s32 output, and the paired ratio.
 // TINYQUANT_BENCH_SMOKE=1 caps every dimension at 32 so the CTest smoke run is quick.
 //
 // oneDNN picks its ISA once per process (AMX-INT8 where present). For a second set of oneDNN
@@ -20,6 +23,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -154,32 +158,62 @@ void tq_fc(benchmark::State& state, const Problem* p, rt::Path path, int threads
 }
 
 // fully_connected_s8_prepacked (int8 out) or, with s32, fully_connected_s8_prepacked_s32 (raw
-// int32) on weights packed once outside the timed loop.
-void tq_fc_prepacked(benchmark::State& state, const Problem* p, rt::Path path, bool s32) {
-  const rt::FcDims d = p->dims();
-  AlignedBytes packed(static_cast<size_t>(rt::fully_connected_s8_prepacked_size(d, path)));
-  if (rt::fully_connected_s8_prepack(p->params, d, p->b.data(), path, packed.data(),
-                                     static_cast<int32_t>(packed.size())) != rt::Status::kOk) {
-    state.SkipWithError("prepack failed");
-    return;
+// int32) on weights packed once, at construction (outside any timed loop).
+class TqPrepacked {
+ public:
+  TqPrepacked(const Problem* p, rt::Path path, bool s32)
+      : p_(p),
+        s32_(s32),
+        d_(p->dims()),
+        packed_(static_cast<size_t>(rt::fully_connected_s8_prepacked_size(d_, path))),
+        rq_(p->requant()) {
+    status_ = rt::fully_connected_s8_prepack(p->params, d_, p->b.data(), path, packed_.data(),
+                                             static_cast<int32_t>(packed_.size()));
+    const int32_t scratch =
+        s32 ? rt::fully_connected_s8_prepacked_s32_scratch_size(d_, packed_.data())
+            : rt::fully_connected_s8_prepacked_scratch_size(d_, packed_.data());
+    scratch_ = std::make_unique<AlignedBytes>(static_cast<size_t>(std::max(scratch, 0)));
+    ctx_ = {scratch_->data(), static_cast<int32_t>(scratch_->size()), path};
+    out_.resize(static_cast<size_t>(p->s.m) * p->s.n);
+    acc_.resize(s32 ? out_.size() : 0);
   }
-  AlignedBytes scratch(
-      static_cast<size_t>(s32 ? rt::fully_connected_s8_prepacked_s32_scratch_size(d, packed.data())
-                              : rt::fully_connected_s8_prepacked_scratch_size(d, packed.data())));
-  std::vector<int8_t> out(static_cast<size_t>(p->s.m) * p->s.n);
-  std::vector<int32_t> acc(s32 ? out.size() : 0);
-  const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
-  const rt::Requant rq = p->requant();
-  for (auto _ : state) {
-    const rt::Status st =
-        s32 ? rt::fully_connected_s8_prepacked_s32(ctx, p->params, d, p->a.data(), packed.data(),
-                                                   p->bias.data(), acc.data())
-            : rt::fully_connected_s8_prepacked(ctx, p->params, rq, d, p->a.data(), packed.data(),
-                                               p->bias.data(), out.data());
-    if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
-    benchmark::DoNotOptimize(out.data());
-    benchmark::DoNotOptimize(acc.data());
+  // The prepack's status until the first run, then each run's.
+  rt::Status run() {
+    if (status_ != rt::Status::kOk && !ran_) return status_;
+    ran_ = true;
+    status_ =
+        s32_ ? rt::fully_connected_s8_prepacked_s32(ctx_, p_->params, d_, p_->a.data(),
+                                                    packed_.data(), p_->bias.data(), acc_.data())
+             : rt::fully_connected_s8_prepacked(ctx_, p_->params, rq_, d_, p_->a.data(),
+                                                packed_.data(), p_->bias.data(), out_.data());
+    benchmark::DoNotOptimize(out_.data());
+    benchmark::DoNotOptimize(acc_.data());
     benchmark::ClobberMemory();
+    return status_;
+  }
+  const std::vector<int8_t>& out() const { return out_; }
+
+ private:
+  const Problem* p_;
+  bool s32_, ran_ = false;
+  rt::FcDims d_;
+  AlignedBytes packed_;
+  std::unique_ptr<AlignedBytes> scratch_;
+  rt::Context ctx_{};
+  rt::Requant rq_;
+  rt::Status status_ = rt::Status::kOk;
+  std::vector<int8_t> out_;
+  std::vector<int32_t> acc_;
+};
+
+void tq_fc_prepacked(benchmark::State& state, const Problem* p, rt::Path path, bool s32) {
+  TqPrepacked tq(p, path, s32);
+  for (auto _ : state) {
+    const rt::Status st = tq.run();
+    if (st != rt::Status::kOk) {
+      state.SkipWithError(rt::status_name(st));
+      break;
+    }
   }
   set_rate(state, p->s);
 }
@@ -231,62 +265,117 @@ void gemmlowp_u8(benchmark::State& state, const Problem* p, int threads) {
 #endif
 
 #if defined(TINYQUANT_HAVE_DNNL)
-// oneDNN matmul, weights reordered once to the primitive's layout outside the timed loop.
-// s8 out: the job of the tinyquant int8 rows: src zero point -17 (input offset 17), symmetric
-// s8 weights, s32 bias, per-channel output scales equal to the requantization's real
-// multipliers, dst zero point -3 (the output offset), s8 saturation. s32 out: raw
-// sum_k a * b only (no zero point, bias or scale).
+// oneDNN matmul, weights reordered once to the primitive's layout at construction (outside any
+// timed loop). s8 out: the job of the tinyquant int8 rows: src zero point -17 (input offset 17),
+// symmetric s8 weights, s32 bias, per-channel output scales equal to the requantization's real
+// multipliers, dst zero point -3 (the output offset), s8 saturation. s32 out: raw sum_k a * b
+// only (no zero point, bias or scale).
+class OnednnMatmul {
+ public:
+  OnednnMatmul(const Problem* p, bool s8_out) : eng_(dnnl::engine::kind::cpu, 0), strm_(eng_) {
+    using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
+    const dnnl::memory::dim m = p->s.m, k = p->s.k, n = p->s.n;
+    const dnnl::memory::desc a_md({m, k}, dt::s8, tag::ab);
+    const dnnl::memory::desc b_user_md({k, n}, dt::s8, tag::ba);  // our [n][k] rows
+    const dnnl::memory::desc b_any_md({k, n}, dt::s8, tag::any);
+    const dnnl::memory::desc bias_md({1, n}, dt::s32, tag::ab);
+    const dnnl::memory::desc c_md({m, n}, s8_out ? dt::s8 : dt::s32, tag::ab);
+    dnnl::primitive_attr attr;
+    if (s8_out) {
+      attr.set_output_scales(1 << 1, p->real_scales());
+      attr.set_zero_points(DNNL_ARG_SRC, 0, {-p->params.input_offset});
+      attr.set_zero_points(DNNL_ARG_DST, 0, {p->params.output_offset});
+    }
+    const dnnl::matmul::desc desc = s8_out ? dnnl::matmul::desc(a_md, b_any_md, bias_md, c_md)
+                                           : dnnl::matmul::desc(a_md, b_any_md, c_md);
+    const dnnl::matmul::primitive_desc pd(desc, attr, eng_);
+    dnnl::memory a_mem(a_md, eng_, const_cast<int8_t*>(p->a.data()));
+    dnnl::memory b_user(b_user_md, eng_, const_cast<int8_t*>(p->b.data()));
+    dnnl::memory b_mem(pd.weights_desc(), eng_);
+    dnnl::reorder(b_user, b_mem).execute(strm_, b_user, b_mem);
+    dnnl::memory bias_mem(bias_md, eng_, const_cast<int32_t*>(p->bias.data()));
+    c_mem_ = dnnl::memory(c_md, eng_);
+    prim_ = dnnl::matmul(pd);
+    args_ = {{DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem_}};
+    if (s8_out) args_.emplace(DNNL_ARG_BIAS, bias_mem);
+  }
+  void run() {
+    prim_.execute(strm_, args_);
+    strm_.wait();
+  }
+  const void* out() const { return c_mem_.get_data_handle(); }
+
+ private:
+  dnnl::engine eng_;
+  dnnl::stream strm_;
+  dnnl::memory c_mem_;
+  dnnl::matmul prim_;
+  std::unordered_map<int, dnnl::memory> args_;
+};
+
+// The largest difference between two int8 outputs (tinyquant's fixed-point requantization
+// against oneDNN's float scales: 0 or 1 is expected).
+int max_diff(const int8_t* x, const int8_t* y, size_t count) {
+  int diff = 0;
+  for (size_t i = 0; i < count; ++i) diff = std::max(diff, std::abs(x[i] - y[i]));
+  return diff;
+}
+
 void onednn_matmul(benchmark::State& state, const Problem* p, int threads, bool s8_out) {
-  using dt = dnnl::memory::data_type;
-  using tag = dnnl::memory::format_tag;
   omp_set_num_threads(threads);
-  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
-  dnnl::stream strm(eng);
-  const dnnl::memory::dim m = p->s.m, k = p->s.k, n = p->s.n;
-  const dnnl::memory::desc a_md({m, k}, dt::s8, tag::ab);
-  const dnnl::memory::desc b_user_md({k, n}, dt::s8, tag::ba);  // our [n][k] rows
-  const dnnl::memory::desc b_any_md({k, n}, dt::s8, tag::any);
-  const dnnl::memory::desc bias_md({1, n}, dt::s32, tag::ab);
-  const dnnl::memory::desc c_md({m, n}, s8_out ? dt::s8 : dt::s32, tag::ab);
-  dnnl::primitive_attr attr;
-  if (s8_out) {
-    attr.set_output_scales(1 << 1, p->real_scales());
-    attr.set_zero_points(DNNL_ARG_SRC, 0, {-p->params.input_offset});
-    attr.set_zero_points(DNNL_ARG_DST, 0, {p->params.output_offset});
-  }
-  const dnnl::matmul::desc desc = s8_out ? dnnl::matmul::desc(a_md, b_any_md, bias_md, c_md)
-                                         : dnnl::matmul::desc(a_md, b_any_md, c_md);
-  const dnnl::matmul::primitive_desc pd(desc, attr, eng);
-  dnnl::memory a_mem(a_md, eng, const_cast<int8_t*>(p->a.data()));
-  dnnl::memory b_user(b_user_md, eng, const_cast<int8_t*>(p->b.data()));
-  dnnl::memory b_mem(pd.weights_desc(), eng);
-  dnnl::reorder(b_user, b_mem).execute(strm, b_user, b_mem);  // once, outside the timed loop
-  dnnl::memory bias_mem(bias_md, eng, const_cast<int32_t*>(p->bias.data()));
-  dnnl::memory c_mem(c_md, eng);
-  const dnnl::matmul prim(pd);
-  std::unordered_map<int, dnnl::memory> args = {
-      {DNNL_ARG_SRC, a_mem}, {DNNL_ARG_WEIGHTS, b_mem}, {DNNL_ARG_DST, c_mem}};
-  if (s8_out) args.emplace(DNNL_ARG_BIAS, bias_mem);
-  for (auto _ : state) {
-    prim.execute(strm, args);
-    strm.wait();
-  }
+  OnednnMatmul dnn(p, s8_out);
+  for (auto _ : state) dnn.run();
   set_rate(state, p->s);
   if (s8_out) {
-    // The same job: the largest difference from tinyquant's int8 output (float scales against
-    // fixed-point multipliers: 0 or 1 is expected).
+    // The same job: the largest difference from tinyquant's int8 output.
     const rt::FcDims d = p->dims();
     std::vector<uint8_t> scratch(
         static_cast<size_t>(rt::fully_connected_s8_scratch_size(d, rt::Path::kAuto)));
-    std::vector<int8_t> ours(static_cast<size_t>(m * n));
+    std::vector<int8_t> ours(static_cast<size_t>(p->s.m) * p->s.n);
     const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), rt::Path::kAuto};
     rt::fully_connected_s8(ctx, p->params, p->requant(), d, p->a.data(), p->b.data(),
                            p->bias.data(), ours.data());
-    const auto* theirs = static_cast<const int8_t*>(c_mem.get_data_handle());
-    int diff = 0;
-    for (size_t i = 0; i < ours.size(); ++i) diff = std::max(diff, std::abs(ours[i] - theirs[i]));
-    state.counters["max_diff"] = diff;
+    state.counters["max_diff"] =
+        max_diff(ours.data(), static_cast<const int8_t*>(dnn.out()), ours.size());
   }
+}
+
+// Interleaved pair, single thread: each iteration is one round of 10 calls of tinyquant's int8
+// prepacked entry on the default path, then 10 of oneDNN's s8-output matmul, each call timed on
+// its own; the counters are the fastest call of each over the run (microseconds) and their ratio
+// (oneDNN time / tinyquant time: above 1, tinyquant is faster). Interleaving exposes both to the
+// same machine state, and the fastest call is the least disturbed by other work on a shared
+// core, where medians of rows run one after the other move by up to 1.5x between runs.
+void pair_vs_onednn(benchmark::State& state, const Problem* p) {
+  omp_set_num_threads(1);
+  TqPrepacked tq(p, rt::Path::kAuto, false);
+  OnednnMatmul dnn(p, true);
+  using clock = std::chrono::steady_clock;
+  double best_tq = 1e30, best_dnn = 1e30;
+  for (auto _ : state) {
+    for (int i = 0; i < 10; ++i) {
+      const auto t0 = clock::now();
+      const rt::Status st = tq.run();
+      const double us = std::chrono::duration<double, std::micro>(clock::now() - t0).count();
+      if (st != rt::Status::kOk) {
+        state.SkipWithError(rt::status_name(st));
+        return;
+      }
+      best_tq = std::min(best_tq, us);
+    }
+    for (int i = 0; i < 10; ++i) {
+      const auto t0 = clock::now();
+      dnn.run();
+      best_dnn =
+          std::min(best_dnn, std::chrono::duration<double, std::micro>(clock::now() - t0).count());
+    }
+  }
+  state.counters["tq_us"] = best_tq;
+  state.counters["onednn_us"] = best_dnn;
+  state.counters["ratio"] = best_dnn / best_tq;
+  state.counters["max_diff"] =
+      max_diff(tq.out().data(), static_cast<const int8_t*>(dnn.out()), tq.out().size());
 }
 #endif
 
@@ -338,16 +427,20 @@ void openblas_f32(benchmark::State& state, const Problem* p, int threads) {
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
   std::map<std::string, double> gops;
+  std::map<std::string, double> pair_ratio;  // the interleaved rows' oneDNN / tinyquant ratio
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
       if (r.run_type == Run::RT_Aggregate && r.aggregate_name != "median") continue;
-      const auto it = r.counters.find("GOP/s");
-      if (it == r.counters.end()) continue;
-      std::string name = r.run_name.str();  // without the aggregate suffix
-      const size_t rt_pos = name.find("/real_time");
-      if (rt_pos != std::string::npos) name.erase(rt_pos);
-      gops[name] = it->second.value;
+      std::string name = r.run_name.str();                       // without the aggregate suffix
+      for (const char* part : {"/real_time", "/iterations:"}) {  // row() names, without these
+        const size_t at = name.find(part);
+        if (at != std::string::npos) name.erase(at, name.find('/', at + 1) - at);
+      }
+      if (const auto it = r.counters.find("GOP/s"); it != r.counters.end())
+        gops[name] = it->second.value;
+      if (const auto it = r.counters.find("ratio"); it != r.counters.end())
+        pair_ratio[name] = it->second.value;
     }
   }
 };
@@ -424,6 +517,10 @@ int main(int argc, char** argv) {
         timed(threads, benchmark::RegisterBenchmark(row(s, impl, threads).c_str(), onednn_matmul,
                                                     pr, threads, s8_out));
       }
+      if (threads == 1 && !capped) {
+        benchmark::RegisterBenchmark(row(s, "pair_tq_onednn_s8", 1).c_str(), pair_vs_onednn, pr)
+            ->Iterations(smoke() ? 2 : 30);
+      }
 #endif
       if (capped) continue;
 #if defined(TINYQUANT_HAVE_GEMMLOWP)
@@ -462,11 +559,12 @@ int main(int argc, char** argv) {
   // oneDNN's s8-out matmul, the best raw-int32 row over its s32-out matmul, each against oneDNN
   // as it runs by default (AMX where present) and capped at AVX-512 VNNI (when given); then
   // the best int8 row over oneDNN's s32 (less work than ours; kept for continuity) and over
-  // gemmlowp, and the better avx2 int8 row over gemmlowp.
-  std::printf("\n%-20s %-20s %7s %7s %6s %7s %6s  %-22s %7s %7s %6s %7s %6s  %8s %6s %6s\n",
+  // gemmlowp, the better avx2 int8 row over gemmlowp, and the interleaved pair's ratio (oneDNN's
+  // fastest s8-output call over tinyquant's fastest prepacked int8 call, default path).
+  std::printf("\n%-20s %-20s %7s %7s %6s %7s %6s  %-22s %7s %7s %6s %7s %6s  %8s %6s %6s %6s\n",
               "shape/threads", "best tq int8 row", "GOP/s", "dnn_s8", "ratio", "vnni_s8", "ratio",
               "best tq s32 row", "GOP/s", "dnn_s32", "ratio", "vnni_32", "ratio", "i8/dnn32",
-              "/lowp", "avx2/l");
+              "/lowp", "avx2/l", "paired");
   for (const Shape& s : shapes) {
     for (int threads : {1, 2}) {
       const std::string prefix = "gemm/" + shape_name(s) + "/tq_";
@@ -500,13 +598,15 @@ int main(int argc, char** argv) {
       const double dnn32 = peer("onednn_s8s8s32"), vnni32 = peer("onednn_vnni_s8s8s32");
       const double lowp = peer("gemmlowp_u8");
       auto ratio = [](double x, double y) { return y > 0 ? x / y : 0.0; };
+      const auto paired = reporter.pair_ratio.find(row(s, "pair_tq_onednn_s8", threads));
       std::printf(
           "%-20s %-20s %7.1f %7.1f %6.2f %7.1f %6.2f  %-22s %7.1f %7.1f %6.2f %7.1f %6.2f  %8.2f "
-          "%6.2f %6.2f\n",
+          "%6.2f %6.2f %6.2f\n",
           (shape_name(s) + "/t" + std::to_string(threads)).c_str(), int8_name.c_str(), best, dnn8,
           ratio(best, dnn8), vnni8, ratio(best, vnni8), s32_name.c_str(), best32, dnn32,
           ratio(best32, dnn32), vnni32, ratio(best32, vnni32), ratio(best, dnn32),
-          ratio(best, lowp), ratio(avx2, lowp));
+          ratio(best, lowp), ratio(avx2, lowp),
+          paired != reporter.pair_ratio.end() ? paired->second : 0.0);
     }
   }
   return 0;
