@@ -232,17 +232,23 @@ int main(int argc, char** argv) {
       report("int4g32", fmt::format("gptq-{}-bc{}", name, bc_mode), bc, int4_group, wp);
     }
     if (qat_epochs <= 0) continue;
-    if (v.size() > 6 && v[6] > 0) {  // QAT re-fitting min / max group ranges, not cached
+    // The demo's QAT recipe started from the GPTQ weights (group re-fits from min / max with
+    // minmax); *params: the parameters it ends with.
+    auto qat_from_gptq = [&](bool minmax, std::vector<tq::QuantParams>* params) {
       fmnist::TrainConfig ft = c;
       ft.epochs = qat_epochs;
       ft.lr = qat_lr;
       ft.keep_best = false;
       fmnist::QatConfig qc;
       qc.snap_scales = true;
-      qc.minmax_fits = true;
+      qc.minmax_fits = minmax;
       fmnist::FloatMlp m = g.model;
-      const std::vector<tq::QuantParams> params =
-          fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc, printer);
+      *params = fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc, printer);
+      return m;
+    };
+    if (v.size() > 6 && v[6] > 0) {  // not cached
+      std::vector<tq::QuantParams> params;
+      const fmnist::FloatMlp m = qat_from_gptq(true, &params);
       fmnist::WeightParamsChoice given;
       given.given = &params;
       report(
@@ -256,15 +262,8 @@ int main(int argc, char** argv) {
     k.lr = qat_lr;
     k.recipe = fmt::format("qat-int4-g32-r100-snap-cos_from-gptq-{}_e20-lr0.001-cos-best", name);
     const fmnist::FloatMlp qat = load_or(k, [&] {
-      fmnist::TrainConfig ft = c;
-      ft.epochs = qat_epochs;
-      ft.lr = qat_lr;
-      ft.keep_best = false;
-      fmnist::QatConfig qc;
-      qc.snap_scales = true;
-      fmnist::FloatMlp m = g.model;
-      fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc, printer);
-      return m;
+      std::vector<tq::QuantParams> unused;  // the cache keeps the weights; re-fitted below
+      return qat_from_gptq(false, &unused);
     });
     fmnist::WeightParamsChoice snapped;
     snapped.snap = true;
