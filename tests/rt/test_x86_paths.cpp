@@ -527,6 +527,60 @@ TEST_P(X86Path, DoubledFormLimitsMatchLoops) {
   }
 }
 
+// The AMX epilogue's doubled form at the longest k it admits (b_offset 0, |D| <= k * 2^14; see
+// DoubleParams in avx512_epilogue.hpp): k = 131071 leaves column terms of +-16382 with right
+// shifts 0 and 1 and c_offset 0 (xb + 1 <= 2^31 - 1), so raw D itself reaches 2^31 - 2^14 and
+// 2D does not fit an int32 (the form must double m, never D: doubling D passes every test with
+// k <= 100). Rows and columns of constant values give D = k * a * b from -128 * -128 down to
+// 127 * -128; small multipliers keep most outputs unsaturated, and m = 1 puts x * m below -2^30
+// (h = -1, where the correction c = [x < 0] decides the result), so an error in D, in the
+// add-back of D (m >= 2^30) or in c shows; per tensor and per channel, one panel and several,
+// plain and prepacked.
+TEST_P(X86Path, DoubledFormLongKMatchesLoops) {
+  TQ_SKIP_UNLESS_CPU(GetParam());
+  std::mt19937 rng(31);
+  const bool amx = GetParam() == Path::kAmx;
+  constexpr int32_t k = 131071;
+  const int8_t row_values[] = {-128, 127, 0, 1, -1, 64, -64, 3, -2, 2};
+  const int8_t col_values[] = {-128, 127, -128, 127, 1, -1, 100, -100, -128, 127, 64, -64};
+  for (int32_t m : {16, 33}) {
+    Case c = random_case(rng, amx ? m : 2, 35, k, false);
+    c.lda = k, c.ldb = k, c.ldc = 35;
+    c.b_offset = 0;
+    c.c_offset = 0;
+    c.act_min = -128, c.act_max = 127;
+    c.rounding = rt::Rounding::kDouble;
+    c.with_bias = true;
+    for (int32_t i = 0; i < c.m && i < 10; ++i)
+      for (int32_t t = 0; t < k; ++t) c.a[elems(i * c.lda + t)] = row_values[i];
+    for (int32_t j = 0; j < 12; ++j)
+      for (int32_t t = 0; t < k; ++t) c.b[elems(j * c.ldb + t)] = col_values[j];
+    // Column terms: +-16382 (the largest the bound admits) in columns 0-3, random within it after.
+    const int32_t targets[] = {16382, -16382, -16382, 16382};
+    for (int32_t j = 0; j < c.n; ++j) {
+      uint32_t colsum = 0;
+      for (int32_t t = 0; t < k; ++t) colsum += u(c.b[elems(j * c.ldb + t)]);
+      const int32_t target = j < 4 ? targets[j] : static_cast<int32_t>(rng() % 32765) - 16382;
+      c.bias[elems(j)] = static_cast<int32_t>(u(target) - u(c.a_offset) * colsum);
+    }
+    const int32_t mults[] = {1, 2, 3, 7, 100, 1000, 0, (1 << 30) - 1, 1 << 30, INT32_MAX, 12345};
+    for (int variant = 0; variant < 3; ++variant) {
+      c.per_channel = variant == 2;
+      const size_t channels = c.per_channel ? elems(c.n) : 1;
+      c.mult.assign(channels, variant == 0 ? 5 : (1 << 30) + 5);
+      c.shift.assign(channels, variant == 0 ? -1 : 0);
+      for (size_t q = 0; c.per_channel && q < channels; ++q) {
+        c.mult[q] = mults[q % 11];
+        c.shift[q] = q % 3 == 2 ? 0 : -1;
+      }
+      const std::string what = "variant " + std::to_string(variant) + " " + describe(c);
+      const std::vector<int8_t> want = oracle_s8(c);
+      ASSERT_EQ(run_table_s8(GetParam(), c), want) << what;
+      ASSERT_EQ(run_packed_table_s8(GetParam(), c), want) << "prepacked " << what;
+    }
+  }
+}
+
 // Through the public kernels: forced path == reference path, for FC (s8, s4), conv2d, gemm_s32.
 TEST_P(X86Path, PublicKernelsMatchReference) {
   TQ_SKIP_UNLESS_CPU(GetParam());
