@@ -255,6 +255,12 @@ inline const KernelCase kKernelCases[] = {
     all_shifts(extreme(fc_case("fc_s8 6x1111x5 extreme", Op::kFcS8, {6, 1111, 5}, {0, 0, 0},
                                {true, true, kDbl, 71}),
                        false)),
+    // A -128 pair in the last row of a full strip (row 7 of columns 4-7; the cases above put it
+    // in a strip's first three rows or a short last strip) at k 7 and 15, the last lane of the
+    // paired step's SMULL and SMLAL2 halves; plain and prepacked (the flag of that strip).
+    with_min_weight(fc_case("fc_s8 8x32x12 min last row of strip", Op::kFcS8, {8, 32, 12},
+                            {5, -2, 3}, {true, true, kDbl, 75}),
+                    7, 7, true),
 };
 constexpr int kNumKernelCases = static_cast<int>(sizeof kKernelCases / sizeof kKernelCases[0]);
 
