@@ -27,11 +27,24 @@ struct Header {
   int32_t k;
   int32_t filter_offset;
   int32_t payload_bytes;
-  uint32_t check;  // mixes the fields above: catches a stray or overwritten buffer
-  uint32_t reserved[8];
+  uint32_t check;          // mixes the fields above: catches a stray or overwritten buffer
+  uint32_t payload_check;  // fnv1a() of the payload bytes, read only by the verify entry
+  uint32_t reserved[7];
 };
 static_assert(sizeof(Header) == kHeaderBytes, "header is 64 bytes");
 
+constexpr uint32_t kFnvBasis = 2166136261u;
+
+// FNV-1a over bytes, continuing from x.
+uint32_t fnv1a(uint32_t x, const uint8_t* bytes, int64_t count) noexcept {
+  for (int64_t i = 0; i < count; ++i) {
+    x ^= bytes[i];
+    x *= 16777619u;
+  }
+  return x;
+}
+
+// fnv1a over the little-endian bytes of the fields before `check`.
 uint32_t header_check(const Header& h) noexcept {
   const uint32_t f[7] = {h.magic,
                          h.version,
@@ -40,14 +53,9 @@ uint32_t header_check(const Header& h) noexcept {
                          static_cast<uint32_t>(h.k),
                          static_cast<uint32_t>(h.filter_offset),
                          static_cast<uint32_t>(h.payload_bytes)};
-  uint32_t x = 2166136261u;  // FNV-1a over the field words
-  for (uint32_t v : f) {
-    for (int b = 0; b < 4; ++b) {
-      x ^= (v >> (8 * b)) & 0xFFu;
-      x *= 16777619u;
-    }
-  }
-  return x;
+  uint8_t bytes[sizeof f];
+  for (size_t i = 0; i < sizeof f; ++i) bytes[i] = static_cast<uint8_t>(f[i / 4] >> (8 * (i % 4)));
+  return fnv1a(kFnvBasis, bytes, sizeof bytes);
 }
 
 // The path's packed table, or null when the path stores plain weights.
@@ -136,7 +144,21 @@ Status fully_connected_s8_prepack(const FcParams& params, const FcDims& dims, co
   } else {
     std::memcpy(out + kHeaderBytes, weights, static_cast<size_t>(h.payload_bytes));
   }
+  h.payload_check = fnv1a(kFnvBasis, out + kHeaderBytes, h.payload_bytes);
+  std::memcpy(out, &h, sizeof h);
   return Status::kOk;
+}
+
+Status fully_connected_s8_prepacked_verify(const void* packed, int32_t packed_size) noexcept {
+  Header h{};
+  const Status s = read_header(packed, &h);
+  if (s != Status::kOk) return s;
+  if (h.payload_bytes < 0 || packed_size < 0 || packed_size - kHeaderBytes < h.payload_bytes) {
+    return Status::kBadArgument;
+  }
+  const auto* payload = static_cast<const uint8_t*>(packed) + kHeaderBytes;
+  return fnv1a(kFnvBasis, payload, h.payload_bytes) == h.payload_check ? Status::kOk
+                                                                       : Status::kBadArgument;
 }
 
 Path fully_connected_s8_prepacked_path(const void* packed) noexcept {

@@ -832,6 +832,22 @@ Status run_packed(const FcCase& f, const void* packed, Path ctx_path, int8_t* ou
                                           f.bias.data(), out);
 }
 
+// Sets header word `word` (0-6: the fields the check word covers) to value and rewrites the
+// check word (word 7: FNV-1a over the little-endian bytes of words 0-6), so the header stays
+// valid and only that field differs.
+void rewrite_header_word(Packed* pk, int word, uint32_t value) {
+  auto* words = reinterpret_cast<uint32_t*>(pk->data());
+  words[word] = value;
+  uint32_t x = 2166136261u;
+  for (int w = 0; w < 7; ++w) {
+    for (int b = 0; b < 4; ++b) {
+      x ^= (words[w] >> (8 * b)) & 0xFFu;
+      x *= 16777619u;
+    }
+  }
+  words[7] = x;
+}
+
 TEST(Prepack, PackedEqualsUnpackedOnEveryPath) {
   std::mt19937 rng(11);
   for (Path p : {Path::kReference, Path::kSmlad, Path::kAvx2, Path::kAvx512Vnni, Path::kAmx}) {
@@ -1026,29 +1042,50 @@ TEST(Prepack, RefusesOlderFormatVersion) {
   std::mt19937 rng(2);
   const FcCase f = random_fc(rng, 3, 40, 24);
   Packed pk = pack_fc(f, Path::kAvx2);
-  auto* words = reinterpret_cast<uint32_t*>(pk.data());
-  auto set_version = [&](uint32_t version) {
-    words[1] = version;
-    uint32_t x = 2166136261u;  // FNV-1a over the bytes of header words 0-6, stored in word 7
-    for (int w = 0; w < 7; ++w) {
-      for (int b = 0; b < 4; ++b) {
-        x ^= (words[w] >> (8 * b)) & 0xFFu;
-        x *= 16777619u;
-      }
-    }
-    words[7] = x;
-  };
-  const uint32_t current = words[1];
+  const uint32_t current = reinterpret_cast<const uint32_t*>(pk.data())[1];
   std::vector<int8_t> out(elems(3, 24), 9);
   for (const uint32_t older : {2u, current - 1}) {
-    set_version(older);
+    rewrite_header_word(&pk, 1, older);
     EXPECT_EQ(run_packed(f, pk.data(), Path::kAuto, out.data()), Status::kBadArgument) << older;
     EXPECT_EQ(rt::fully_connected_s8_prepacked_path(pk.data()), Path::kAuto) << older;
     EXPECT_EQ(out, std::vector<int8_t>(out.size(), 9)) << older;
   }
-  set_version(current);  // the same rewrite with the current version is accepted
+  rewrite_header_word(&pk, 1, current);  // the same rewrite with the current version is accepted
   ASSERT_EQ(run_packed(f, pk.data(), Path::kAuto, out.data()), Status::kOk);
   EXPECT_EQ(out, run_fc(f, Path::kReference));
+}
+
+// verify() accepts an intact buffer and refuses every single altered byte of the payload and of
+// the checked header fields (FNV-1a changes with any one byte), a packed_size short of the buffer,
+// and a header that claims more payload than packed_size covers, on every path (each lays its
+// payload out differently: sums, flags, k4 or panel layouts).
+TEST(Prepack, VerifyRefusesEveryAlteredByte) {
+  std::mt19937 rng(5);
+  for (Path p : {Path::kReference, Path::kSmlad, Path::kAvx2, Path::kAvx512Vnni, Path::kAmx}) {
+    if ((rt::supported_paths() & rt::path_bits(p)) == 0) continue;  // not on this CPU
+    const FcCase f = random_fc(rng, 2, 37, 20);
+    const int32_t size = rt::fully_connected_s8_prepacked_size(f.dims, p);
+    Packed pk = pack_fc(f, p);
+    auto* bytes = reinterpret_cast<uint8_t*>(pk.data());
+    ASSERT_EQ(rt::fully_connected_s8_prepacked_verify(pk.data(), size), Status::kOk)
+        << rt::path_name(p);
+    EXPECT_EQ(rt::fully_connected_s8_prepacked_verify(pk.data(), size - 1), Status::kBadArgument);
+    EXPECT_EQ(rt::fully_connected_s8_prepacked_verify(nullptr, size), Status::kNullPointer);
+    int refused = 0, bytes_tried = 0;
+    for (int32_t i = 0; i < size; ++i) {
+      if (i >= 36 && i < 64) continue;  // reserved header words: not read
+      ++bytes_tried;
+      bytes[i] ^= 0x10;
+      refused += rt::fully_connected_s8_prepacked_verify(pk.data(), size) == Status::kBadArgument;
+      bytes[i] ^= 0x10;
+    }
+    EXPECT_EQ(refused, bytes_tried) << rt::path_name(p);
+    ASSERT_EQ(rt::fully_connected_s8_prepacked_verify(pk.data(), size), Status::kOk);
+    // A valid-looking header claiming a payload past the caller's buffer: refused, not read.
+    Packed forged = pk;
+    rewrite_header_word(&forged, 6, static_cast<uint32_t>(size));  // payload_bytes
+    EXPECT_EQ(rt::fully_connected_s8_prepacked_verify(forged.data(), size), Status::kBadArgument);
+  }
 }
 
 // ---- Threads ----------------------------------------------------------------------------------

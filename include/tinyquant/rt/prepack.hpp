@@ -10,10 +10,14 @@
 // unchanged followed by their column sums and, per 4 output channels, whether any weight is -128.
 //
 // Contract (as for every rt kernel): no allocation, no exceptions; bad arguments return a Status
-// and leave the output untouched. A packed buffer that is corrupt, too small, prepared for other
-// dims or another filter_offset, or prepared for a path other than ctx.path (when ctx.path is
-// not kAuto) gives Status::kBadArgument. A packed path the CPU cannot run gives
-// kPathUnavailable.
+// and leave the output untouched. A packed buffer whose header is corrupt, too small, prepared
+// for other dims or another filter_offset, or prepared for a path other than ctx.path (when
+// ctx.path is not kAuto) gives Status::kBadArgument. A packed path the CPU cannot run gives
+// kPathUnavailable. Calls check the header only: a pass over the payload would cost as much as
+// the product itself at batch 1, so an altered payload (weights, or a path's stored sums and
+// flags) gives wrong outputs, never undefined behaviour. fully_connected_s8_prepacked_verify()
+// checks the payload too; run it once where the buffer may have been altered (copied from flash
+// or a file, received over a link).
 #pragma once
 
 #include <cstdint>
@@ -32,6 +36,12 @@ int32_t fully_connected_s8_prepacked_size(const FcDims& dims, Path path) noexcep
 // dims.batch is ignored (any batch may run on the packed weights).
 Status fully_connected_s8_prepack(const FcParams& params, const FcDims& dims, const int8_t* weights,
                                   Path path, void* packed, int32_t packed_size) noexcept;
+
+// The header checks of every call, plus the payload against the checksum prepack recorded in
+// the header (FNV-1a over its bytes). kOk; kNullPointer; kBadArgument if the header or the
+// payload has been altered, or packed_size (the bytes readable at packed) is smaller than the
+// buffer the header describes.
+Status fully_connected_s8_prepacked_verify(const void* packed, int32_t packed_size) noexcept;
 
 // The path a packed buffer was prepared for, or kAuto if it is not a valid packed buffer.
 Path fully_connected_s8_prepacked_path(const void* packed) noexcept;
