@@ -44,7 +44,8 @@ constexpr PathKernels kTable{Path::kNeon, gemm_s8,         gemm_s32,
 // call then skips the pass over b that takes both. Sums and flags are trusted as stored (the
 // header check covers the header only, as on every packed path): a payload altered so that a
 // strip holding -128 reads 0 gives wrong sums through the paired step's int16 wrap, but no
-// undefined behaviour (every read stays inside the payload, the vector arithmetic wraps).
+// undefined behaviour (every read stays inside the payload, the vector arithmetic wraps);
+// fully_connected_s8_prepacked_verify() detects such a change.
 int64_t sums_offset(int32_t n, int32_t k) {
   return (int64_t{n} * k + 3) / 4 * 4;
 }
