@@ -437,6 +437,10 @@ TEST_P(X86Path, FoldLimitsMatchLoops) {
         for (int32_t c_offset : {127, -128, 128}) {
           for (int32_t e : {23, 24}) {
             for (int mix = 0; mix < 4; ++mix) {
+              // The output-offset and shift limits do not depend on k: at k = 131071 (the
+              // column-term limit only, and the costliest loops) one of them, per tensor and
+              // per channel.
+              if (k > 100 && (c_offset != 127 || e != 23 || mix > 1)) continue;
               c.c_offset = c_offset;
               c.per_channel = mix != 0;
               c.act_min = mix == 2 ? -100 : -128;
