@@ -166,9 +166,10 @@ class TqPrepacked {
         s32_(s32),
         d_(p->dims()),
         packed_(static_cast<size_t>(rt::fully_connected_s8_prepacked_size(d_, path))),
-        rq_(p->requant()) {
-    status_ = rt::fully_connected_s8_prepack(p->params, d_, p->b.data(), path, packed_.data(),
-                                             static_cast<int32_t>(packed_.size()));
+        rq_(p->requant()),
+        pack_status_(rt::fully_connected_s8_prepack(p->params, d_, p->b.data(), path,
+                                                    packed_.data(),
+                                                    static_cast<int32_t>(packed_.size()))) {
     const int32_t scratch =
         s32 ? rt::fully_connected_s8_prepacked_s32_scratch_size(d_, packed_.data())
             : rt::fully_connected_s8_prepacked_scratch_size(d_, packed_.data());
@@ -177,11 +178,10 @@ class TqPrepacked {
     out_.resize(static_cast<size_t>(p->s.m) * p->s.n);
     acc_.resize(s32 ? out_.size() : 0);
   }
-  // The prepack's status until the first run, then each run's.
+  // The prepack's status if it failed, else the run's.
   rt::Status run() {
-    if (status_ != rt::Status::kOk && !ran_) return status_;
-    ran_ = true;
-    status_ =
+    if (pack_status_ != rt::Status::kOk) return pack_status_;
+    const rt::Status st =
         s32_ ? rt::fully_connected_s8_prepacked_s32(ctx_, p_->params, d_, p_->a.data(),
                                                     packed_.data(), p_->bias.data(), acc_.data())
              : rt::fully_connected_s8_prepacked(ctx_, p_->params, rq_, d_, p_->a.data(),
@@ -189,19 +189,19 @@ class TqPrepacked {
     benchmark::DoNotOptimize(out_.data());
     benchmark::DoNotOptimize(acc_.data());
     benchmark::ClobberMemory();
-    return status_;
+    return st;
   }
   const std::vector<int8_t>& out() const { return out_; }
 
  private:
   const Problem* p_;
-  bool s32_, ran_ = false;
+  bool s32_;
   rt::FcDims d_;
   AlignedBytes packed_;
   std::unique_ptr<AlignedBytes> scratch_;
   rt::Context ctx_{};
   rt::Requant rq_;
-  rt::Status status_ = rt::Status::kOk;
+  rt::Status pack_status_;
   std::vector<int8_t> out_;
   std::vector<int32_t> acc_;
 };
