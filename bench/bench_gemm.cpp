@@ -7,10 +7,10 @@
 // per-channel requantization), its prepacked form, gemm_s8s8_s32 (raw int32, weights packed per
 // call) and fully_connected_s8_prepacked_s32 (raw int32 on prepacked weights).
 // Rows pair_tq_onednn_s8 interleave tinyquant's prepacked int8 call (default path) with oneDNN's
-// s8-output matmul, 10 calls each per round, and report the fastest call of each and their
-// ratio (see pair_vs_onednn).
+// s8-output matmul, rows pair_avx2_gemmlowp the avx2 path's with gemmlowp's, 10 calls each per
+// round, and report the fastest call of each and their ratio (see interleave).
 // After the run a table of ratios (best tinyquant row / peer) for each shape is printed: int8
-// rows against oneDNN's s8 output, int32 rows against its s32 output, and the paired ratio.
+// rows against oneDNN's s8 output, int32 rows against its s32 output, and the paired ratios.
 // TINYQUANT_BENCH_SMOKE=1 caps every dimension at 32 so the CTest smoke run is quick.
 //
 // oneDNN picks its ISA once per process (AMX-INT8 where present). For a second set of oneDNN
@@ -238,29 +238,89 @@ void tq_s32(benchmark::State& state, const Problem* p, rt::Path path, int thread
 }
 
 #if defined(TINYQUANT_HAVE_GEMMLOWP)
-void gemmlowp_u8(benchmark::State& state, const Problem* p, int threads) {
-  std::vector<uint8_t> a(p->a.size()), b(p->b.size()), c(static_cast<size_t>(p->s.m) * p->s.n);
-  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<uint8_t>(p->a[i] + 128);
-  for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<uint8_t>(p->b[i] + 128);
-  gemmlowp::GemmContext context;
-  context.set_max_num_threads(threads);
-  const gemmlowp::MatrixMap<const uint8_t, gemmlowp::MapOrder::RowMajor> lhs(a.data(), p->s.m,
-                                                                             p->s.k);
-  const gemmlowp::MatrixMap<const uint8_t, gemmlowp::MapOrder::ColMajor> rhs(b.data(), p->s.k,
-                                                                             p->s.n);
-  gemmlowp::MatrixMap<uint8_t, gemmlowp::MapOrder::RowMajor> res(c.data(), p->s.m, p->s.n);
-  gemmlowp::OutputStageQuantizeDownInt32ByFixedPoint quant;
-  quant.result_fixedpoint_multiplier = 1 << 30;
-  quant.result_shift = 12;
-  quant.result_offset_after_shift = 125;
-  const auto pipeline = std::make_tuple(quant, gemmlowp::OutputStageSaturatingCastToUint8());
-  for (auto _ : state) {
+// gemmlowp's uint8 GEMM with its fixed-point output pipeline: the same job as the tinyquant int8
+// rows on the uint8 form of the data (each value + 128, the offsets moved to match).
+class GemmlowpU8 {
+ public:
+  GemmlowpU8(const Problem* p, int threads)
+      : p_(p), a_(p->a.size()), b_(p->b.size()), c_(static_cast<size_t>(p->s.m) * p->s.n) {
+    for (size_t i = 0; i < a_.size(); ++i) a_[i] = static_cast<uint8_t>(p->a[i] + 128);
+    for (size_t i = 0; i < b_.size(); ++i) b_[i] = static_cast<uint8_t>(p->b[i] + 128);
+    context_.set_max_num_threads(threads);
+    quant_.result_fixedpoint_multiplier = 1 << 30;
+    quant_.result_shift = 12;
+    quant_.result_offset_after_shift = 125;
+  }
+  void run() {
+    const gemmlowp::MatrixMap<const uint8_t, gemmlowp::MapOrder::RowMajor> lhs(a_.data(), p_->s.m,
+                                                                               p_->s.k);
+    const gemmlowp::MatrixMap<const uint8_t, gemmlowp::MapOrder::ColMajor> rhs(b_.data(), p_->s.k,
+                                                                               p_->s.n);
+    gemmlowp::MatrixMap<uint8_t, gemmlowp::MapOrder::RowMajor> res(c_.data(), p_->s.m, p_->s.n);
+    const auto pipeline = std::make_tuple(quant_, gemmlowp::OutputStageSaturatingCastToUint8());
     gemmlowp::GemmWithOutputPipeline<uint8_t, uint8_t, gemmlowp::DefaultL8R8BitDepthParams>(
-        &context, lhs, rhs, &res, -128 + 17, -128, pipeline);
-    benchmark::DoNotOptimize(c.data());
+        &context_, lhs, rhs, &res, -128 + 17, -128, pipeline);
+    benchmark::DoNotOptimize(c_.data());
     benchmark::ClobberMemory();
   }
+
+ private:
+  const Problem* p_;
+  std::vector<uint8_t> a_, b_, c_;
+  gemmlowp::GemmContext context_;
+  gemmlowp::OutputStageQuantizeDownInt32ByFixedPoint quant_;
+};
+
+void gemmlowp_u8(benchmark::State& state, const Problem* p, int threads) {
+  GemmlowpU8 lowp(p, threads);
+  for (auto _ : state) lowp.run();
   set_rate(state, p->s);
+}
+#endif
+
+// Interleaved pair, single thread: each iteration is one round of 10 calls of tinyquant's int8
+// prepacked entry, then 10 of a peer's, each call timed on its own; the counters are the fastest
+// call of each over the run (microseconds) and their ratio (peer time / tinyquant time: above 1,
+// tinyquant is faster). Interleaving exposes both to the same machine state, and the fastest call
+// is the least disturbed by other work on a shared core, where medians of rows run one after the
+// other move by up to 1.5x between runs (up to 2.5x at 1024x1024x1024). False if tinyquant's call
+// failed (the benchmark is then marked as skipped with its status).
+template <class Peer>
+bool interleave(benchmark::State& state, TqPrepacked& tq, Peer& peer) {
+  using clock = std::chrono::steady_clock;
+  auto since = [](clock::time_point t0) {
+    return std::chrono::duration<double, std::micro>(clock::now() - t0).count();
+  };
+  double best_tq = 1e30, best_peer = 1e30;
+  for (auto _ : state) {
+    for (int i = 0; i < 10; ++i) {
+      const auto t0 = clock::now();
+      const rt::Status st = tq.run();
+      const double us = since(t0);
+      if (st != rt::Status::kOk) {
+        state.SkipWithError(rt::status_name(st));
+        return false;
+      }
+      best_tq = std::min(best_tq, us);
+    }
+    for (int i = 0; i < 10; ++i) {
+      const auto t0 = clock::now();
+      peer.run();
+      best_peer = std::min(best_peer, since(t0));
+    }
+  }
+  state.counters["tq_us"] = best_tq;
+  state.counters["peer_us"] = best_peer;
+  state.counters["ratio"] = best_peer / best_tq;
+  return true;
+}
+
+#if defined(TINYQUANT_HAVE_GEMMLOWP)
+// The avx2 path's prepacked int8 call against gemmlowp (the goal: avx2 >= 1.5x gemmlowp).
+void pair_avx2_vs_gemmlowp(benchmark::State& state, const Problem* p) {
+  TqPrepacked tq(p, rt::Path::kAvx2, false);
+  GemmlowpU8 lowp(p, 1);
+  interleave(state, tq, lowp);
 }
 #endif
 
@@ -341,39 +401,13 @@ void onednn_matmul(benchmark::State& state, const Problem* p, int threads, bool 
   }
 }
 
-// Interleaved pair, single thread: each iteration is one round of 10 calls of tinyquant's int8
-// prepacked entry on the default path, then 10 of oneDNN's s8-output matmul, each call timed on
-// its own; the counters are the fastest call of each over the run (microseconds) and their ratio
-// (oneDNN time / tinyquant time: above 1, tinyquant is faster). Interleaving exposes both to the
-// same machine state, and the fastest call is the least disturbed by other work on a shared
-// core, where medians of rows run one after the other move by up to 1.5x between runs.
+// tinyquant's prepacked int8 call on the default path against oneDNN's s8-output matmul, with
+// the largest difference of their outputs (0 or 1: fixed-point against float scales).
 void pair_vs_onednn(benchmark::State& state, const Problem* p) {
   omp_set_num_threads(1);
   TqPrepacked tq(p, rt::Path::kAuto, false);
   OnednnMatmul dnn(p, true);
-  using clock = std::chrono::steady_clock;
-  double best_tq = 1e30, best_dnn = 1e30;
-  for (auto _ : state) {
-    for (int i = 0; i < 10; ++i) {
-      const auto t0 = clock::now();
-      const rt::Status st = tq.run();
-      const double us = std::chrono::duration<double, std::micro>(clock::now() - t0).count();
-      if (st != rt::Status::kOk) {
-        state.SkipWithError(rt::status_name(st));
-        return;
-      }
-      best_tq = std::min(best_tq, us);
-    }
-    for (int i = 0; i < 10; ++i) {
-      const auto t0 = clock::now();
-      dnn.run();
-      best_dnn =
-          std::min(best_dnn, std::chrono::duration<double, std::micro>(clock::now() - t0).count());
-    }
-  }
-  state.counters["tq_us"] = best_tq;
-  state.counters["onednn_us"] = best_dnn;
-  state.counters["ratio"] = best_dnn / best_tq;
+  if (!interleave(state, tq, dnn)) return;
   state.counters["max_diff"] =
       max_diff(tq.out().data(), static_cast<const int8_t*>(dnn.out()), tq.out().size());
 }
@@ -427,7 +461,7 @@ void openblas_f32(benchmark::State& state, const Problem* p, int threads) {
 class RatioReporter : public benchmark::ConsoleReporter {
  public:
   std::map<std::string, double> gops;
-  std::map<std::string, double> pair_ratio;  // the interleaved rows' oneDNN / tinyquant ratio
+  std::map<std::string, double> pair_ratio;  // the interleaved rows' peer / tinyquant ratio
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
@@ -526,6 +560,11 @@ int main(int argc, char** argv) {
 #if defined(TINYQUANT_HAVE_GEMMLOWP)
       timed(threads, benchmark::RegisterBenchmark(row(s, "gemmlowp_u8", threads).c_str(),
                                                   gemmlowp_u8, pr, threads));
+      if (threads == 1 && (paths & rt::path_bits(rt::Path::kAvx2)) != 0) {
+        benchmark::RegisterBenchmark(row(s, "pair_avx2_gemmlowp", 1).c_str(), pair_avx2_vs_gemmlowp,
+                                     pr)
+            ->Iterations(smoke() ? 2 : 30);
+      }
 #endif
 #if defined(TINYQUANT_HAVE_OPENBLAS)
       timed(threads, benchmark::RegisterBenchmark(row(s, "openblas_sgemm", threads).c_str(),
@@ -559,12 +598,13 @@ int main(int argc, char** argv) {
   // oneDNN's s8-out matmul, the best raw-int32 row over its s32-out matmul, each against oneDNN
   // as it runs by default (AMX where present) and capped at AVX-512 VNNI (when given); then
   // the best int8 row over oneDNN's s32 (less work than ours; kept for continuity) and over
-  // gemmlowp, the better avx2 int8 row over gemmlowp, and the interleaved pair's ratio (oneDNN's
-  // fastest s8-output call over tinyquant's fastest prepacked int8 call, default path).
-  std::printf("\n%-20s %-20s %7s %7s %6s %7s %6s  %-22s %7s %7s %6s %7s %6s  %8s %6s %6s %6s\n",
+  // gemmlowp, the better avx2 int8 row over gemmlowp, and the interleaved pairs' ratios: oneDNN's
+  // fastest s8-output call over tinyquant's fastest prepacked int8 call on the default path
+  // (pair/d), gemmlowp's fastest call over the avx2 path's (pair/l).
+  std::printf("\n%-20s %-20s %7s %7s %6s %7s %6s  %-22s %7s %7s %6s %7s %6s  %8s %6s %6s %6s %6s\n",
               "shape/threads", "best tq int8 row", "GOP/s", "dnn_s8", "ratio", "vnni_s8", "ratio",
               "best tq s32 row", "GOP/s", "dnn_s32", "ratio", "vnni_32", "ratio", "i8/dnn32",
-              "/lowp", "avx2/l", "paired");
+              "/lowp", "avx2/l", "pair/d", "pair/l");
   for (const Shape& s : shapes) {
     for (int threads : {1, 2}) {
       const std::string prefix = "gemm/" + shape_name(s) + "/tq_";
@@ -584,7 +624,6 @@ int main(int argc, char** argv) {
       };
       std::string int8_name, s32_name;
       const double best = best_of(false, &int8_name), best32 = best_of(true, &s32_name);
-      if (best == 0) continue;
       double avx2 = 0;
       for (const char* impl : {"tq_avx2", "tq_avx2_prepacked"}) {
         const auto it = reporter.gops.find(row(s, impl, threads));
@@ -598,15 +637,19 @@ int main(int argc, char** argv) {
       const double dnn32 = peer("onednn_s8s8s32"), vnni32 = peer("onednn_vnni_s8s8s32");
       const double lowp = peer("gemmlowp_u8");
       auto ratio = [](double x, double y) { return y > 0 ? x / y : 0.0; };
-      const auto paired = reporter.pair_ratio.find(row(s, "pair_tq_onednn_s8", threads));
+      auto paired = [&](const char* impl) {
+        const auto it = reporter.pair_ratio.find(row(s, impl, threads));
+        return it == reporter.pair_ratio.end() ? 0.0 : it->second;
+      };
+      const double pair_dnn = paired("pair_tq_onednn_s8"), pair_lowp = paired("pair_avx2_gemmlowp");
+      if (best == 0 && pair_dnn == 0 && pair_lowp == 0) continue;  // no row of this shape ran
       std::printf(
           "%-20s %-20s %7.1f %7.1f %6.2f %7.1f %6.2f  %-22s %7.1f %7.1f %6.2f %7.1f %6.2f  %8.2f "
-          "%6.2f %6.2f %6.2f\n",
+          "%6.2f %6.2f %6.2f %6.2f\n",
           (shape_name(s) + "/t" + std::to_string(threads)).c_str(), int8_name.c_str(), best, dnn8,
           ratio(best, dnn8), vnni8, ratio(best, vnni8), s32_name.c_str(), best32, dnn32,
           ratio(best32, dnn32), vnni32, ratio(best32, vnni32), ratio(best, dnn32),
-          ratio(best, lowp), ratio(avx2, lowp),
-          paired != reporter.pair_ratio.end() ? paired->second : 0.0);
+          ratio(best, lowp), ratio(avx2, lowp), pair_dnn, pair_lowp);
     }
   }
   return 0;
