@@ -256,6 +256,7 @@ GptqResult quantize_checked(const float* w, int64_t out, int64_t in, const doubl
   const int32_t qmin = spec.qmin(), qmax = spec.qmax();
   GptqResult result;
   result.dequantized.assign(static_cast<size_t>(out * in), 0.0f);
+  std::vector<int32_t> integers(static_cast<size_t>(out * in));
   Eigen::VectorXd err(out);
   for (int64_t k = 0; k < in; ++k) {
     const int64_t col = order[static_cast<size_t>(k)];
@@ -279,12 +280,13 @@ GptqResult quantize_checked(const float* w, int64_t out, int64_t in, const doubl
             "the float limit overflow their grid",
             r, col, dq, scale, q - zp);
       result.dequantized[static_cast<size_t>(r * in + col)] = dq;
+      integers[static_cast<size_t>(r * in + col)] = q;
       err[r] = (wp(r, k) - static_cast<double>(dq)) / u(k, k);
     }
     const int64_t rest = in - k - 1;
     if (rest > 0) wp.rightCols(rest).noalias() -= err * u.row(k).tail(rest);
   }
-  result.weights = quantize(result.dequantized.data(), Shape{out, in}, params);
+  result.weights = from_integers(integers.data(), Shape{out, in}, params);
   return result;
 }
 

@@ -429,6 +429,35 @@ QTensor quantize(const float* data, const Shape& shape, const QuantParams& param
   return q;
 }
 
+QTensor from_integers(const int32_t* values, const Shape& shape, const QuantParams& params) {
+  check_params("from_integers", shape, params);
+  const int64_t n = numel(shape);
+  if (n > 0 && values == nullptr)
+    fail<InvalidArgument>("from_integers: values are null for {} elements", n);
+  const int32_t qmin = params.spec.qmin(), qmax = params.spec.qmax();
+  for (int64_t i = 0; i < n; ++i)
+    if (values[i] < qmin || values[i] > qmax)
+      fail<InvalidArgument>("from_integers: value {} at index {} is outside [{}, {}] ({} bits)",
+                            values[i], i, qmin, qmax, params.spec.bits);
+  QTensor q;
+  q.shape = shape;
+  q.params = params;
+  q.data.assign(static_cast<size_t>(storage_bytes(params.spec.bits, n)), 0);
+  const int bits = params.spec.bits;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t v = static_cast<uint32_t>(values[i]);
+    if (bits <= 4) {
+      q.data[static_cast<size_t>(i / 2)] |= static_cast<uint8_t>((v & 0x0Fu) << (4 * (i % 2)));
+    } else if (bits <= 8) {
+      q.data[static_cast<size_t>(i)] = static_cast<uint8_t>(v);
+    } else {
+      const uint16_t h = static_cast<uint16_t>(v);
+      std::memcpy(q.data.data() + 2 * i, &h, 2);
+    }
+  }
+  return q;
+}
+
 void dequantize(const QTensor& q, float* out, int64_t out_count) {
   check_qtensor("dequantize", q);
   const int64_t n = q.numel();

@@ -454,6 +454,50 @@ TEST(Quantize, Int4OddCountLeavesHighNibbleZero) {
   EXPECT_EQ(q2.data, (std::vector<uint8_t>{0xF1, 0xE1, 0x0E}));
 }
 
+// from_integers stores integers as quantize would: each value v of [qmin, qmax] quantized from
+// the float v with scale 1 and zero point 0 is v itself, so the bytes must match quantize's
+// (checked on its own above), element by element through value() too.
+TEST(FromIntegers, StoresLikeQuantizeAtEveryBitWidth) {
+  std::mt19937 rng(7);
+  for (int bits : {2, 3, 4, 5, 8, 16}) {
+    for (bool narrow : {false, true}) {
+      const QuantParams p = per_tensor(bits, 1.0f, 0, narrow);
+      const int32_t lo = ref_qmin(p.spec), hi = ref_qmax(p.spec);
+      std::uniform_int_distribution<int32_t> pick(lo, hi);
+      std::vector<int32_t> v(37);  // odd: the packed forms' last high nibble stays 0
+      for (int32_t& x : v) x = pick(rng);
+      v[0] = lo;
+      v[1] = hi;
+      const std::vector<float> f(v.begin(), v.end());
+      const QTensor q = from_integers(v.data(), {37}, p);
+      EXPECT_EQ(q.data, quantize(f.data(), {37}, p).data) << bits << " bits";
+      for (int64_t i = 0; i < 37; ++i) ASSERT_EQ(q.value(i), v[static_cast<size_t>(i)]) << i;
+      EXPECT_EQ(dequantize(q), f);
+    }
+  }
+  EXPECT_TRUE(from_integers(nullptr, {0, 3}, per_tensor(4, 1.0f, 0)).data.empty());
+}
+
+TEST(FromIntegers, RejectsValuesOffTheGridWithIndex) {
+  const std::vector<int32_t> v{1, -2, 8, 3};
+  expect_error<InvalidArgument>([&] { from_integers(v.data(), {4}, per_tensor(4, 1.0f, 0)); },
+                                {"from_integers", "value 8", "index 2", "[-8, 7]"});
+  const std::vector<int32_t> w{0, -128};
+  expect_error<InvalidArgument>([&] { from_integers(w.data(), {2}, per_tensor(8, 1.0f, 0, true)); },
+                                {"value -128", "index 1", "[-127, 127]"});
+  expect_error<InvalidArgument>([] { from_integers(nullptr, {2}, per_tensor(8, 1.0f, 0)); },
+                                {"from_integers", "null", "2 elements"});
+  QuantParams three;  // three channels for a shape with two
+  three.spec = QuantSpec::int8_weights_per_channel(0);
+  three.scales = {1.0f, 1.0f, 1.0f};
+  three.zero_points = {0, 0, 0};
+  expect_error<ShapeError>(
+      [&] {
+        from_integers(v.data(), {2, 2}, three);
+      },
+      {"from_integers", "3 scales", "[2, 2]"});
+}
+
 // ---- Fake quant -------------------------------------------------------------------------------
 TEST(FakeQuant, ValuesAndMaskAtBoundaries) {
   const QuantParams p = per_tensor(8, 1.0f, 0);

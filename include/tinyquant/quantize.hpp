@@ -60,6 +60,12 @@ QTensor quantize(const float* data, const Shape& shape, const QuantParams& param
 void quantize(const float* data, const Shape& shape, const QuantParams& params, uint8_t* out,
               int64_t out_bytes, RoundMode mode = RoundMode::kHalfAwayFromZero);
 
+// A QTensor from integers already on params' grid (e.g. rounded by GPTQ or read from another
+// format): values[i] in [qmin, qmax] of params.spec, numel(shape) of them, stored as above.
+// Errors: parameters that do not fit the shape as quantize's; values null for a non-empty shape
+// -> InvalidArgument; a value outside [qmin, qmax] -> InvalidArgument naming its index.
+QTensor from_integers(const int32_t* values, const Shape& shape, const QuantParams& params);
+
 // Real values of a QTensor, numel(shape) floats.
 std::vector<float> dequantize(const QTensor& q);
 // The same into a caller buffer of exactly q.numel() floats.
