@@ -7,7 +7,8 @@
 // Weights are symmetric, in [-127, 127] (TFLite's int8 weight spec); each shape is counted twice
 // more on the neon path: on the weights prepacked (label neon_prepacked) and with the first
 // weight of every row set to -128 (label neon_w128), which that path must detect and run on its
-// exact step.
+// exact step; and once more on the neondot path, on the weights prepacked for it
+// (neondot_prepacked).
 // Every counted call follows an uncounted warm-up call with the same arguments (gemmlowp
 // allocates its packing buffers on first use). Each path's output is compared with the reference
 // path's; any difference makes the program exit 1.
@@ -35,10 +36,11 @@ struct Shape {
   int32_t m, k, n;
 };
 
-// The bench_gemm shapes that fit a QEMU run, and two batched FC shapes of the earlier table.
-constexpr Shape kShapes[] = {{1, 27, 128},   {1, 128, 64},    {1, 256, 256},
-                             {1, 784, 128},  {1, 1024, 1000}, {8, 256, 256},
-                             {16, 256, 256}, {32, 512, 128},  {256, 256, 256}};
+// The bench_gemm shapes that fit a QEMU run, two batched FC shapes of the earlier table, and a
+// long-K one whose rows span several of neon's row blocks (8 rows of a per block at k = 4096).
+constexpr Shape kShapes[] = {{1, 27, 128},    {1, 128, 64},   {1, 256, 256},  {1, 784, 128},
+                             {1, 1024, 1000}, {8, 256, 256},  {16, 256, 256}, {32, 512, 128},
+                             {256, 256, 256}, {32, 4096, 256}};
 
 constexpr int32_t kInputOffset = 17;  // as bench_gemm: zero point -17
 
@@ -178,6 +180,14 @@ int main() {
 #if defined(TQ_HAVE_GEMMLOWP)
     run_gemmlowp(p, "gemmlowp");
 #endif
+    // neondot on the weights prepacked for it (panel order, column sums stored).
+    if ((have & rt::path_bits(rt::Path::kNeonDot)) != 0) {
+      if (!run_tq(p, rt::Path::kNeonDot, "neondot_prepacked", &got, true) || got != ref) {
+        std::fprintf(stderr, "neondot prepacked differs from the reference at %dx%dx%d\n", s.m, s.k,
+                     s.n);
+        ++failures;
+      }
+    }
     // neon on the same weights prepacked (column sums and -128 flags stored), then with a -128
     // in every row (its first), which keeps every strip of it on its exact step.
     if ((have & rt::path_bits(rt::Path::kNeon)) != 0) {

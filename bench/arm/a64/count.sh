@@ -5,7 +5,8 @@
 # not times: they say how much work each implementation issues, not how fast a core runs it.
 # Weights are symmetric int8 ([-127, 127]); the neon path is counted twice more: on the weights
 # prepacked for it (rt::fully_connected_s8_prepacked; packing not counted), and with a -128 in
-# every weight row, which keeps it on its exact multiply step.
+# every weight row, which keeps it on its exact multiply step; the neondot path once more, on the
+# weights prepacked for it.
 #   bench/arm/a64/count.sh          -> table on stdout, also in $OUT/results.md
 # Two builds: ARMv8-A run as a Cortex-A53 (neon; gemmlowp's plain NEON kernels) and
 # ARMv8.2-A+dotprod run as a Cortex-A76 (neon and neondot; gemmlowp's UDOT kernel).
@@ -47,14 +48,14 @@ awk '
   function ipm(s, k) { return (v[s, k] == "") ? "-" : sprintf("%.3f", v[s, k] / macs[s]) }
   function ratio(s, a, b) { return (v[s, a] == "" || v[s, b] == "") ? "-" : sprintf("%.2f", v[s, a] / v[s, b]) }
   END {
-    print "| M x K x N | reference | neon (A53) | gemmlowp NEON (A53) | neon / gemmlowp | neon prepacked (A53) | neon, -128 in every row (A53) | neon (A76) | neondot (A76) | gemmlowp UDOT (A76) | neondot / gemmlowp UDOT |"
-    print "|---|---|---|---|---|---|---|---|---|---|---|"
+    print "| M x K x N | reference | neon (A53) | gemmlowp NEON (A53) | neon / gemmlowp | neon prepacked (A53) | neon, -128 in every row (A53) | neon (A76) | neondot (A76) | neondot prepacked (A76) | gemmlowp UDOT (A76) | neondot / gemmlowp UDOT |"
+    print "|---|---|---|---|---|---|---|---|---|---|---|---|"
     for (i = 1; i <= n; ++i) {
       s = order[i]
-      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s,
+      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", s,
         ipm(s, "a53 reference"), ipm(s, "a53 neon"), ipm(s, "a53 gemmlowp"),
         ratio(s, "a53 neon", "a53 gemmlowp"), ipm(s, "a53 neon_prepacked"), ipm(s, "a53 neon_w128"),
-        ipm(s, "a76 neon"), ipm(s, "a76 neondot"), ipm(s, "a76 gemmlowp"),
+        ipm(s, "a76 neon"), ipm(s, "a76 neondot"), ipm(s, "a76 neondot_prepacked"), ipm(s, "a76 gemmlowp"),
         ratio(s, "a76 neondot", "a76 gemmlowp")
     }
   }' "$OUT/regions.txt" | tee "$OUT/results.md"
