@@ -141,6 +141,7 @@ struct PackedGemmKernels {
 const PackedGemmKernels* avx2_packed_kernels() noexcept;        // x86 paths only
 const PackedGemmKernels* avx512vnni_packed_kernels() noexcept;  // x86 paths only
 const PackedGemmKernels* neon_packed_kernels() noexcept;        // AArch64 only
+const PackedGemmKernels* neondot_packed_kernels() noexcept;     // AArch64 only
 
 // AVX2 path internals, shared by its two files (both built with the AVX2 flags only).
 // s8s8_gemm_6x16c2_avx2.cpp: the 6x16 outer-product kernel. It runs all prepacked avx2 weights

@@ -14,8 +14,9 @@ namespace {
 
 constexpr uint32_t kMagic = 0x4B505154u;  // "TQPK" little-endian
 // 2: AVX-512 VNNI moved to the k4 layout shared with AMX; 3: AVX2 moved to k-pair panels;
-// 4: neon's weights gained their sums and -128 flags after them.
-constexpr uint32_t kVersion = 4;
+// 4: neon's weights gained their sums and -128 flags after them; 5: neondot's weights moved to
+// its packed kernel's panel order, with their sums after them.
+constexpr uint32_t kVersion = 5;
 constexpr int64_t kHeaderBytes = 64;
 constexpr int64_t kAlign = 64;
 
@@ -66,6 +67,7 @@ const detail::PackedGemmKernels* packed_table(Path p) noexcept {
   if (p == Path::kAmx) return detail::amx_packed_kernels();
 #elif defined(TINYQUANT_HAVE_NEON_PATHS)
   if (p == Path::kNeon) return detail::neon_packed_kernels();
+  if (p == Path::kNeonDot) return detail::neondot_packed_kernels();
 #else
   (void)p;
 #endif

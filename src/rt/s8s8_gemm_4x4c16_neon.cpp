@@ -8,8 +8,9 @@
 // int8 b is first checked for -128 (in the pass that takes its column sums); a strip without one
 // (TFLite's symmetric weights, [-127, 127]; int4 weights always) runs the paired step
 // (mac16_paired): products are then at most 128 * 127, so those of k and k + 8 share one int16
-// lane before the SADALP, 3 instructions per 16 MACs instead of 4. The GEMV keeps the exact
-// step. The offsets enter afterwards through row and column sums, all mod 2^32 like the
+// lane before the SADALP, 3 instructions per 16 MACs instead of 4; with several blocks of rows
+// (long K), the flags of the first block are kept in scratch for the others. The GEMV keeps the
+// exact step. The offsets enter afterwards through row and column sums, all mod 2^32 like the
 // reference:
 //   sum (a + ao)(b + bo) = sum a*b + bo * sum a + ao * sum b + k * ao * bo.
 // In the K tail both operands are copied into zeroed 16-byte blocks, so padding adds 0.
@@ -66,22 +67,11 @@ void pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, int32_t /*b_offset
     strip_min[j0 / kNr] = has_min ? 1 : 0;
   }
 }
-PrepackedB prepacked(const void* packed, int32_t n, int32_t k) {
+PrepackedB prepacked_b(const void* packed, int32_t n, int32_t k) {
   const auto* bytes = static_cast<const uint8_t*>(packed);
   const int64_t sums = sums_offset(n, k);
-  return {static_cast<const int8_t*>(packed), reinterpret_cast<const int32_t*>(bytes + sums),
-          bytes + sums + 4 * int64_t{n}};
-}
-void gemm_s8_packed(const GemmS8Args& g, const void* packed) {
-  const PrepackedB pb = prepacked(packed, g.n, g.k);
-  run_gemm_s8(g, &pb);
-}
-int32_t gemm_s8_packed_scratch(int32_t m, int32_t n, int32_t k) {
-  return gemm_s8_scratch(m, n, k, false);
-}
-void gemm_s32_packed(const GemmS32Args& g, const void* packed) {
-  const PrepackedB pb = prepacked(packed, g.n, g.k);
-  run_gemm_s32(g, &pb);
+  return {static_cast<const int8_t*>(packed), nullptr,
+          reinterpret_cast<const int32_t*>(bytes + sums), bytes + sums + 4 * int64_t{n}};
 }
 
 constexpr PackedGemmKernels kPackedTable{Path::kNeon,    packed_bytes,           pack,

@@ -18,7 +18,9 @@
 // In the K tail both operands are copied into zeroed 16-byte blocks, so padding adds 0.
 // The epilogue (bias, requantize, output offset, clamp) runs on four lanes at a time and is
 // exact as rt::requantize for both rounding modes. int4 weights are unpacked to int8 rows in
-// scratch, a tile's (or a panel's) rows at a time, then packed like int8 ones.
+// scratch, a tile's (or a panel's) rows at a time, then packed like int8 ones. Prepacked weights
+// (prepack.cpp) are stored as the packed kernel's panels with their column sums, so such a call,
+// the GEMV included, runs the 8x8 tiles on them with no packing and no column sums of its own.
 #include <arm_neon.h>
 
 #include <cstddef>
@@ -53,10 +55,44 @@ struct LaneMac {
 constexpr PathKernels kTable{Path::kNeonDot, gemm_s8,         gemm_s32,
                              nullptr,        gemm_s8_scratch, gemm_s32_scratch};
 
+// Prepacked weights (PackedGemmKernels): the packed kernel's panels as pack_panel lays them out
+// (8 columns each, 4-k groups, zero past k up to a multiple of 16 and past n), one after another,
+// then their column sums (int32 [n]). Every call, the GEMV included, runs the packed tiles
+// straight on the panels: no packing, no column sums and no int8 row copies in the K tail.
+// The sums are trusted as stored (the header check covers the header only, as on every packed
+// path); fully_connected_s8_prepacked_verify() detects an altered payload.
+int64_t sums_offset(int32_t n, int32_t k) {
+  return int64_t{(n + kPackNr - 1) / kPackNr} * panel_bytes(k);
+}
+int64_t packed_bytes(int32_t n, int32_t k) {
+  return sums_offset(n, k) + 4 * int64_t{n};
+}
+void pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, int32_t /*b_offset*/, void* out) {
+  auto* panels = static_cast<int8_t*>(out);
+  auto* sums = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(out) + sums_offset(n, k));
+  for (int32_t j0 = 0; j0 < n; j0 += kPackNr) {
+    const int32_t nr = n - j0 < kPackNr ? n - j0 : kPackNr;
+    pack_panel<LaneMac>(b + int64_t{j0} * ldb, ldb, nr, k,
+                        panels + int64_t{j0 / kPackNr} * panel_bytes(k), sums + j0);
+  }
+}
+PrepackedB prepacked_b(const void* packed, int32_t n, int32_t k) {
+  const auto* bytes = static_cast<const uint8_t*>(packed);
+  return {nullptr, static_cast<const int8_t*>(packed),
+          reinterpret_cast<const int32_t*>(bytes + sums_offset(n, k)), nullptr};
+}
+
+constexpr PackedGemmKernels kPackedTable{Path::kNeonDot, packed_bytes,           pack,
+                                         gemm_s8_packed, gemm_s8_packed_scratch, gemm_s32_packed};
+
 }  // namespace
 
 const PathKernels* neondot_kernels() noexcept {
   return &kTable;
+}
+
+const PackedGemmKernels* neondot_packed_kernels() noexcept {
+  return &kPackedTable;
 }
 
 }  // namespace tinyquant::rt::detail

@@ -261,6 +261,12 @@ inline const KernelCase kKernelCases[] = {
     with_min_weight(fc_case("fc_s8 8x32x12 min last row of strip", Op::kFcS8, {8, 32, 12},
                             {5, -2, 3}, {true, true, kDbl, 75}),
                     7, 7, true),
+    // The GEMV on weights prepacked for the dot-product path (its panels, column sums stored)
+    // with input offsets -127 and 128 (the stored sums enter scaled by them): K a multiple of 4
+    // but not of 16 and a short last panel (N = 21), whole 16-k steps and panels (K = 64, N = 16).
+    fc_case("fc_s8 1x100x21", Op::kFcS8, {1, 100, 21}, {-127, 128, 2}, {true, true, kSgl, 76}),
+    all_shifts(
+        fc_case("fc_s8 1x64x16", Op::kFcS8, {1, 64, 16}, {128, -127, -1}, {true, false, kDbl, 77})),
 };
 constexpr int kNumKernelCases = static_cast<int>(sizeof kKernelCases / sizeof kKernelCases[0]);
 

@@ -54,6 +54,56 @@ void check_prepacked(const tq::KernelCase& c, const uint8_t* host) {
   }
 }
 
+// The packed buffer of case c for every path: verify() accepts it whole and refuses it with any
+// single payload byte altered (each path lays out its payload differently: rows, panels, sums,
+// -128 flags, padding), and a call pinned to another path refuses it with the output untouched.
+void check_packed_buffers(const tq::KernelCase& c) {
+  static uint8_t packed[sizeof g_bufs.packed];
+  const auto p = tq::with_quant(rt::FcParams{}, c.q);
+  const int32_t out_bytes = c.fc.batch * c.fc.out_features;
+  rt::Requant rq;
+  rq.multiplier = g_bufs.multiplier;
+  rq.shift = g_bufs.shift;
+  for (rt::Path path : tq::kPaths) {
+    if ((rt::supported_paths() & rt::path_bits(path)) == 0) continue;
+    const int32_t size = rt::fully_connected_s8_prepacked_size(c.fc, path);
+    if (!TQ_CHECK_EQ(size > 64 && size <= static_cast<int32_t>(sizeof packed), true, c.name))
+      return;
+    TQ_CHECK_EQ(static_cast<int>(
+                    rt::fully_connected_s8_prepack(p, c.fc, g_bufs.weights, path, packed, size)),
+                0, "prepack");
+    TQ_CHECK_EQ(static_cast<int>(rt::fully_connected_s8_prepacked_verify(packed, size)), 0,
+                "verify, intact buffer");
+    long accepted = 0;
+    for (int32_t i = 64; i < size; ++i) {
+      packed[i] ^= 0x10u;
+      if (rt::fully_connected_s8_prepacked_verify(packed, size) == rt::Status::kOk) {
+        if (++accepted == 1)
+          std::printf("%s: payload byte %ld altered, accepted\n", rt::path_name(path),
+                      static_cast<long>(i));
+      }
+      packed[i] ^= 0x10u;
+    }
+    TQ_CHECK_EQ(accepted, 0L, "verify: altered payload bytes accepted");
+    TQ_CHECK_EQ(static_cast<int>(rt::fully_connected_s8_prepacked_verify(packed, size)), 0,
+                "verify, restored buffer");
+    for (rt::Path other : tq::kPaths) {
+      if (other == path || (rt::supported_paths() & rt::path_bits(other)) == 0) continue;
+      rt::Context ctx;
+      ctx.scratch = g_bufs.scratch;
+      ctx.scratch_size = tq::kMaxScratch;
+      ctx.path = other;
+      std::memset(g_bufs.output, 0x55, static_cast<size_t>(out_bytes));
+      TQ_CHECK_EQ(static_cast<int>(rt::fully_connected_s8_prepacked(
+                      ctx, p, rq, c.fc, g_bufs.input, packed, nullptr, g_bufs.output)),
+                  static_cast<int>(rt::Status::kBadArgument), "call pinned to another path");
+      int32_t touched = 0;
+      for (int32_t i = 0; i < out_bytes; ++i) touched += g_bufs.output[i] != 0x55 ? 1 : 0;
+      TQ_CHECK_EQ(touched, 0, "refused call: output bytes written");
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -82,6 +132,8 @@ int main() {
       TQ_CHECK_EQ(vs_ref, -1, "first byte differing from the target's reference path");
     }
     if (c.op == tq::Op::kFcS8) check_prepacked(c, host);
+    // The buffer checks on the short cases (weights of the case still in g_bufs).
+    if (c.op == tq::Op::kFcS8 && c.fc.batch <= 3) check_packed_buffers(c);
   }
   std::printf("paths: %s default, supported mask 0x%lx, %d case-path runs\n",
               rt::path_name(rt::default_path()), static_cast<unsigned long>(rt::supported_paths()),

@@ -6,8 +6,10 @@
 // recording the path, the dims, filter_offset and the payload size, then the path's payload.
 // It must be 4-byte aligned (64 recommended) and is position independent, so it may be copied,
 // stored in flash, or placed in a section. Paths without a packed layout of their own (reference,
-// smlad, neondot) store the weights unchanged and run the plain kernel on them; neon stores them
-// unchanged followed by their column sums and, per 4 output channels, whether any weight is -128.
+// smlad) store the weights unchanged and run the plain kernel on them; neon stores them
+// unchanged followed by their column sums and, per 4 output channels, whether any weight is -128;
+// neondot stores them in its 8x8 kernel's panels (8 output channels each, in_features padded to a
+// multiple of 16 with zeros, out_features to a multiple of 8) followed by their column sums.
 //
 // Contract (as for every rt kernel): no allocation, no exceptions; bad arguments return a Status
 // and leave the output untouched. A packed buffer whose header is corrupt, too small, prepared
@@ -62,8 +64,8 @@ Status fully_connected_s8_prepacked(const Context& ctx, const FcParams& params,
 // before requantize(), for a caller with its own output stage (or a float one). Of params only
 // input_offset and filter_offset are read (both in [-127, 128]; filter_offset must match the
 // packing); the output fields are ignored. Every path runs it on its own packed layout, through
-// the same tiles as the int8 run with an int32-out epilogue (reference, smlad and neondot: the
-// path's gemm_s8s8_s32() on the stored weights). Scratch:
+// the same tiles as the int8 run with an int32-out epilogue (reference and smlad: the path's
+// gemm_s8s8_s32() on the stored weights). Scratch:
 // fully_connected_s8_prepacked_s32_scratch_size() bytes (never more than the int8 run needs on
 // the packed layouts). Errors as for fully_connected_s8_prepacked().
 Status fully_connected_s8_prepacked_s32(const Context& ctx, const FcParams& params,
