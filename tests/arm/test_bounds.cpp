@@ -1,7 +1,8 @@
 // Reads and writes stay inside their buffers (Linux targets, run under qemu-user): every operand
-// of fully_connected_s8 / _s4 and gemm_s8s8_s32 (a, b, bias, multipliers, shifts, row and
-// column adds, the output and exactly *_scratch_size() bytes of scratch) ends on the last byte
-// before a PROT_NONE page, so a load or store one byte past any of them faults. Shapes: m 1-9
+// of fully_connected_s8 / _s4, gemm_s8s8_s32 and fully_connected_s8_prepacked (a, b, the packed
+// buffer, bias, multipliers, shifts, row and column adds, the output and exactly
+// *_scratch_size() bytes of scratch) ends on the last byte before a PROT_NONE page, so a load or
+// store one byte past any of them faults. Shapes: m 1-9
 // (the GEMV, the packed kernel from m = 2 and its 8-row tiles with every short last tile), n 1-9
 // (one column, short 4- and 8-column panels), k 1-3, 15-17 and 33 (no whole 16-k step, a whole
 // step and a tail); strides past k and n for gemm_s32. Outputs equal the reference path's (run on
@@ -13,6 +14,7 @@
 
 #include "check.hpp"
 #include "tinyquant/rt/kernels.hpp"
+#include "tinyquant/rt/prepack.hpp"
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -55,7 +57,9 @@ class PageEnd {
 };
 
 constexpr rt::Path kPaths[] = {rt::Path::kReference, rt::Path::kNeon, rt::Path::kNeonDot};
-enum class Op { kFcS8, kFcS4, kGemmS32 };
+// kFcS8Prepacked: fully_connected_s8_prepacked on the weights prepacked for the path, the packed
+// buffer at a page end too (its size rounded up to the 4-byte alignment prepack needs).
+enum class Op { kFcS8, kFcS4, kGemmS32, kFcS8Prepacked };
 
 struct Shape {
   int32_t m, n, k;
@@ -91,11 +95,26 @@ rt::Status run(Op op, const Shape& s, rt::Path path, uint32_t seed, bool per_cha
     mult.as<int32_t>()[j] = rng.range(1 << 30, INT32_MAX);
     shift.as<int32_t>()[j] = rng.range(-12, -6);
   }
-  const int32_t in_off = rng.range(-127, 128), w_off = op == Op::kFcS8 ? rng.range(-127, 128) : 0;
+  const bool s8 = op == Op::kFcS8 || op == Op::kFcS8Prepacked;
+  const int32_t in_off = rng.range(-127, 128), w_off = s8 ? rng.range(-127, 128) : 0;
+  rt::FcParams p;
+  p.input_offset = in_off;
+  p.filter_offset = w_off;
 
   int32_t need = 0;
   const rt::FcDims fc{s.m, s.k, s.n};
   const rt::GemmDims gd{s.m, s.n, s.k, lda, ldb, ldc};
+  const int32_t packed_size =
+      op == Op::kFcS8Prepacked ? rt::fully_connected_s8_prepacked_size(fc, path) : 0;
+  PageEnd packed(static_cast<size_t>((packed_size + 3) / 4 * 4));
+  if (op == Op::kFcS8Prepacked) {
+    if (!packed.ok() ||
+        rt::fully_connected_s8_prepack(p, fc, b.as<int8_t>(), path, packed.as<void>(),
+                                       packed_size) != rt::Status::kOk) {
+      return rt::Status::kBadArgument;
+    }
+    need = rt::fully_connected_s8_prepacked_scratch_size(fc, packed.as<void>());
+  }
   if (op == Op::kFcS8) need = rt::fully_connected_s8_scratch_size(fc, path);
   if (op == Op::kFcS4) need = rt::fully_connected_s4_scratch_size(fc, path);
   if (op == Op::kGemmS32) need = rt::gemm_s8s8_s32_scratch_size(gd, path);
@@ -114,19 +133,22 @@ rt::Status run(Op op, const Shape& s, rt::Path path, uint32_t seed, bool per_cha
     for (size_t i = 0; i < c_elems; ++i) out[i] = c.as<int32_t>()[i];
     return st;
   }
-  rt::FcParams p;
-  p.input_offset = in_off;
-  p.filter_offset = w_off;
   p.output_offset = rng.range(-128, 127);
   rt::Requant rq;
   rq.multiplier = mult.as<int32_t>();
   rq.shift = shift.as<int32_t>();
   rq.per_channel = per_channel;
   rq.rounding = seed % 3 == 0 ? rt::Rounding::kSingle : rt::Rounding::kDouble;
-  st = op == Op::kFcS8 ? rt::fully_connected_s8(ctx, p, rq, fc, a.as<int8_t>(), b.as<int8_t>(),
-                                                bias.as<int32_t>(), c.as<int8_t>())
-                       : rt::fully_connected_s4(ctx, p, rq, fc, a.as<int8_t>(), b.as<uint8_t>(),
-                                                bias.as<int32_t>(), c.as<int8_t>());
+  if (op == Op::kFcS8Prepacked) {
+    st = rt::fully_connected_s8_prepacked(ctx, p, rq, fc, a.as<int8_t>(), packed.as<void>(),
+                                          bias.as<int32_t>(), c.as<int8_t>());
+  } else if (op == Op::kFcS8) {
+    st = rt::fully_connected_s8(ctx, p, rq, fc, a.as<int8_t>(), b.as<int8_t>(), bias.as<int32_t>(),
+                                c.as<int8_t>());
+  } else {
+    st = rt::fully_connected_s4(ctx, p, rq, fc, a.as<int8_t>(), b.as<uint8_t>(), bias.as<int32_t>(),
+                                c.as<int8_t>());
+  }
   for (size_t i = 0; i < c_elems; ++i) out[i] = c.as<int8_t>()[i];
   return st;
 }
@@ -139,7 +161,7 @@ int main() {
   const int32_t ms[] = {1, 2, 3, 7, 8, 9};
   const int32_t ns[] = {1, 3, 8, 9};
   const int32_t ks[] = {1, 2, 3, 15, 16, 17, 33};
-  const Op ops[] = {Op::kFcS8, Op::kFcS4, Op::kGemmS32};
+  const Op ops[] = {Op::kFcS8, Op::kFcS4, Op::kGemmS32, Op::kFcS8Prepacked};
   uint32_t seed = 1;
   int runs = 0;
   for (Op op : ops) {
