@@ -264,7 +264,8 @@ TEST(Gptq, SnappedScalesAreTheDeployedOnes) {
   const std::vector<float>& s = r.weights.params.scales;
   const size_t groups = 3;
   for (size_t row = 0; row < static_cast<size_t>(out); ++row) {
-    const float top = *std::max_element(s.begin() + row * groups, s.begin() + (row + 1) * groups);
+    const float* first = s.data() + row * groups;
+    const float top = *std::max_element(first, first + groups);
     for (size_t g = 0; g < groups; ++g) {
       const size_t k = row * groups + g;
       const double deployed = static_cast<double>(top) * (layer.group_ratios()[k] + 1) / 256.0;
