@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -118,6 +119,14 @@ bool parse(int argc, char** argv, Options* o) {
     *out = v;
     return true;
   };
+  auto integer = [&](int* i, const char* name, double lo, double hi, double* out) {
+    if (!number(i, name, lo, hi, out)) return false;
+    if (*out != std::floor(*out)) {
+      std::fprintf(stderr, "fashion_mnist: %s = '%s' is not a whole number\n", name, argv[*i]);
+      return false;
+    }
+    return true;
+  };
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     double v = 0.0;
@@ -131,20 +140,20 @@ bool parse(int argc, char** argv, Options* o) {
       }
       (a == "--data-dir" ? o->data_dir : a == "--plot" ? o->plot_path : o->cache_dir) = argv[++i];
     } else if (a == "--finetune-epochs") {
-      if (!number(&i, "--finetune-epochs", 1, 1000, &v) || v != static_cast<int>(v)) return false;
+      if (!integer(&i, "--finetune-epochs", 1, 1000, &v)) return false;
       o->finetune_epochs = static_cast<int>(v);
       o->finetune_epochs_given = true;
     } else if (a == "--eval-limit") {
-      if (!number(&i, "--eval-limit", 1, 1e9, &v) || v != static_cast<int64_t>(v)) return false;
+      if (!integer(&i, "--eval-limit", 1, 1e9, &v)) return false;
       o->eval_limit = static_cast<int64_t>(v);
     } else if (a == "--seed") {
-      if (!number(&i, "--seed", 0, 4294967295.0, &v) || v != static_cast<uint32_t>(v)) return false;
+      if (!integer(&i, "--seed", 0, 4294967295.0, &v)) return false;
       o->train.seed = static_cast<uint32_t>(v);
     } else if (a == "--epochs") {
-      if (!number(&i, "--epochs", 1, 1000, &v) || v != static_cast<int>(v)) return false;
+      if (!integer(&i, "--epochs", 1, 1000, &v)) return false;
       o->train.epochs = static_cast<int>(v);
     } else if (a == "--batch") {
-      if (!number(&i, "--batch", 1, 65536, &v) || v != static_cast<int>(v)) return false;
+      if (!integer(&i, "--batch", 1, 65536, &v)) return false;
       o->train.batch = static_cast<int>(v);
     } else if (a == "--distill") {
       if (!number(&i, "--distill", 0, 1, &v)) return false;
@@ -156,7 +165,7 @@ bool parse(int argc, char** argv, Options* o) {
       if (!number(&i, "--lr", 1e-7, 1.0, &v)) return false;
       o->train.lr = static_cast<float>(v);
     } else if (a == "--train-limit") {
-      if (!number(&i, "--train-limit", 1, 1e9, &v) || v != static_cast<int64_t>(v)) return false;
+      if (!integer(&i, "--train-limit", 1, 1e9, &v)) return false;
       o->train_limit = static_cast<int64_t>(v);
     } else if (a == "--calibration") {
       if (i + 1 >= argc) {
