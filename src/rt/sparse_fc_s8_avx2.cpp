@@ -426,8 +426,9 @@ void sparse_fc_s8_avx2(const SparseFcArgs& a) noexcept {
   for (int32_t o = 0; o < d.out_features; ++o) {
     int32_t n = 0;
     const int32_t row_bytes = (w.cols + 7) / 8;
-    const uint8_t* bm = w.bitmap + static_cast<int64_t>(o) * row_bytes;
+    const uint8_t* bm = nullptr;  // only bitmap matrices have one (no offset from null)
     if (w.format == SparseFormat::kBitmap) {
+      bm = w.bitmap + static_cast<int64_t>(o) * row_bytes;
       for (int32_t i = 0; i < row_bytes; ++i) n += __builtin_popcount(bm[i]);
     } else if (w.format == SparseFormat::kNm)
       n = decode_nm_row(w, o, cols);
