@@ -5,7 +5,9 @@
 // store one byte past any of them faults. Shapes: m 1-9
 // (the GEMV, the packed kernel from m = 2 and its 8-row tiles with every short last tile), n 1-9
 // (one column, short 4- and 8-column panels), k 1-3, 15-17 and 33 (no whole 16-k step, a whole
-// step and a tail); strides past k and n for gemm_s32. Outputs equal the reference path's (run on
+// step and a tail), and two long-K shapes whose -128 are placed so that neon's flags kept from
+// its first block of rows decide the others' results (mark_first_strip); strides past k and n
+// for gemm_s32. Outputs equal the reference path's (run on
 // the same guarded buffers), tolerance 0. Built for the AArch64 Linux targets only (bare-metal
 // ones have no pages to protect).
 #include <cstdint>
@@ -65,6 +67,25 @@ struct Shape {
   int32_t m, n, k;
 };
 
+// From this K on, neon's 4x4c16 tiles run m = 9 in several blocks of rows (32 KiB of a each),
+// keeping the -128 flags of the first block's strips in scratch for the others.
+constexpr int32_t kLongK = 4096;
+
+// Long K: only the first strip of 4 columns of b holds -128, at k = 0 and 8 of its first column,
+// where every row of a holds -128 too. There the paired step (right for the other strips, which
+// hold no -128) would wrap its int16 lane (2 * 128 * 128), so every block of rows must run that
+// strip with the exact step: a flag lost between blocks changes the result.
+void mark_first_strip(const Shape& s, int32_t lda, int32_t ldb, int8_t* a, int8_t* b) {
+  for (int32_t j = 0; j < s.n; ++j) {
+    for (int32_t t = 0; t < s.k; ++t) {
+      int8_t& v = b[int64_t{j} * ldb + t];
+      if (v == INT8_MIN) v = -127;
+    }
+  }
+  b[0] = b[8] = INT8_MIN;
+  for (int32_t i = 0; i < s.m; ++i) a[int64_t{i} * lda] = a[int64_t{i} * lda + 8] = INT8_MIN;
+}
+
 // One call of op on `path` with every operand at a page end; the output copied to out.
 rt::Status run(Op op, const Shape& s, rt::Path path, uint32_t seed, bool per_channel,
                int32_t* out) {
@@ -89,6 +110,8 @@ rt::Status run(Op op, const Shape& s, rt::Path path, uint32_t seed, bool per_cha
     a.as<int8_t>()[i] = static_cast<int8_t>(rng.range(-128, 127));
   for (size_t i = 0; i < b_bytes; ++i)
     b.as<int8_t>()[i] = static_cast<int8_t>(rng.range(-128, 127));
+  if (s.k >= kLongK && op != Op::kFcS4)
+    mark_first_strip(s, lda, ldb, a.as<int8_t>(), b.as<int8_t>());
   for (int32_t j = 0; j < s.n; ++j) bias.as<int32_t>()[j] = rng.range(-30000, 30000);
   for (int32_t i = 0; i < s.m; ++i) row_add.as<int32_t>()[i] = rng.next_i32();
   for (int32_t j = 0; j < channels; ++j) {
@@ -155,6 +178,32 @@ rt::Status run(Op op, const Shape& s, rt::Path path, uint32_t seed, bool per_cha
 
 int32_t g_ref[9 * 11], g_got[9 * 11];
 
+// Every path but the reference on shape s, against the reference path; returns the runs.
+int check_shape(Op op, const Shape& s, uint32_t seed) {
+  const bool per_channel = seed % 2 != 0;
+  const auto count = static_cast<size_t>((s.m - 1) * (op == Op::kGemmS32 ? s.n + 2 : s.n) + s.n);
+  std::memset(g_ref, 0, sizeof g_ref);
+  TQ_CHECK_EQ(static_cast<int>(run(op, s, rt::Path::kReference, seed, per_channel, g_ref)), 0,
+              "reference status");
+  int runs = 0;
+  for (rt::Path path : kPaths) {
+    if (path == rt::Path::kReference) continue;
+    if ((rt::supported_paths() & rt::path_bits(path)) == 0) continue;
+    std::memset(g_got, 0, sizeof g_got);
+    const rt::Status st = run(op, s, path, seed, per_channel, g_got);
+    ++runs;
+    TQ_CHECK_EQ(static_cast<int>(st), 0, "status");
+    const bool same = std::memcmp(g_got, g_ref, count * sizeof(int32_t)) == 0;
+    if (!same) {
+      std::printf("op %d m=%d n=%d k=%d path %s differs from the reference path\n",
+                  static_cast<int>(op), static_cast<int>(s.m), static_cast<int>(s.n),
+                  static_cast<int>(s.k), rt::path_name(path));
+    }
+    TQ_CHECK_EQ(same, true, "output equal to the reference path's");
+  }
+  return runs;
+}
+
 }  // namespace
 
 int main() {
@@ -162,37 +211,17 @@ int main() {
   const int32_t ns[] = {1, 3, 8, 9};
   const int32_t ks[] = {1, 2, 3, 15, 16, 17, 33};
   const Op ops[] = {Op::kFcS8, Op::kFcS4, Op::kGemmS32, Op::kFcS8Prepacked};
+  // Long K: neon's rows in blocks of 4 (k = 4099: 4, 4, 1; k = 8193: 4, 1), a short last strip.
+  const Shape long_k[] = {{9, 9, 4099}, {5, 3, 8193}};
   uint32_t seed = 1;
   int runs = 0;
   for (Op op : ops) {
     for (int32_t m : ms) {
       for (int32_t n : ns) {
-        for (int32_t k : ks) {
-          const Shape s{m, n, k};
-          const bool per_channel = seed % 2 != 0;
-          const auto count = static_cast<size_t>((m - 1) * (op == Op::kGemmS32 ? n + 2 : n) + n);
-          std::memset(g_ref, 0, sizeof g_ref);
-          TQ_CHECK_EQ(static_cast<int>(run(op, s, rt::Path::kReference, seed, per_channel, g_ref)),
-                      0, "reference status");
-          for (rt::Path path : kPaths) {
-            if (path == rt::Path::kReference) continue;
-            if ((rt::supported_paths() & rt::path_bits(path)) == 0) continue;
-            std::memset(g_got, 0, sizeof g_got);
-            const rt::Status st = run(op, s, path, seed, per_channel, g_got);
-            ++runs;
-            TQ_CHECK_EQ(static_cast<int>(st), 0, "status");
-            const bool same = std::memcmp(g_got, g_ref, count * sizeof(int32_t)) == 0;
-            if (!same) {
-              std::printf("op %d m=%d n=%d k=%d path %s differs from the reference path\n",
-                          static_cast<int>(op), static_cast<int>(m), static_cast<int>(n),
-                          static_cast<int>(k), rt::path_name(path));
-            }
-            TQ_CHECK_EQ(same, true, "output equal to the reference path's");
-          }
-          ++seed;
-        }
+        for (int32_t k : ks) runs += check_shape(op, Shape{m, n, k}, seed++);
       }
     }
+    for (const Shape& s : long_k) runs += check_shape(op, s, seed++);
   }
   std::printf("%d guarded path runs\n", runs);
   return tq::finish("test_bounds");
