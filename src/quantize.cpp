@@ -443,17 +443,18 @@ QTensor from_integers(const int32_t* values, const Shape& shape, const QuantPara
   q.shape = shape;
   q.params = params;
   q.data.assign(static_cast<size_t>(storage_bytes(params.spec.bits, n)), 0);
+  // Stored through quantize's own sinks and nibble packing, so the two cannot drift apart.
   const int bits = params.spec.bits;
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t v = static_cast<uint32_t>(values[i]);
-    if (bits <= 4) {
-      q.data[static_cast<size_t>(i / 2)] |= static_cast<uint8_t>((v & 0x0Fu) << (4 * (i % 2)));
-    } else if (bits <= 8) {
-      q.data[static_cast<size_t>(i)] = static_cast<uint8_t>(v);
-    } else {
-      const uint16_t h = static_cast<uint16_t>(v);
-      std::memcpy(q.data.data() + 2 * i, &h, 2);
-    }
+  if (bits <= 4) {
+    std::vector<int8_t> narrow(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) narrow[static_cast<size_t>(i)] = static_cast<int8_t>(values[i]);
+    pack_int4_unchecked(narrow.data(), n, q.data.data());
+  } else if (bits <= 8) {
+    const Int8Out out{reinterpret_cast<int8_t*>(q.data.data())};
+    for (int64_t i = 0; i < n; ++i) out.put(i, values[i]);
+  } else {
+    const Int16Out out{q.data.data()};
+    for (int64_t i = 0; i < n; ++i) out.put(i, values[i]);
   }
   return q;
 }
