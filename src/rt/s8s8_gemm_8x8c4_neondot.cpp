@@ -19,8 +19,9 @@
 // The epilogue (bias, requantize, output offset, clamp) runs on four lanes at a time and is
 // exact as rt::requantize for both rounding modes. int4 weights are unpacked to int8 rows in
 // scratch, a tile's (or a panel's) rows at a time, then packed like int8 ones. Prepacked weights
-// (prepack.cpp) are stored as the packed kernel's panels with their column sums, so such a call,
-// the GEMV included, runs the 8x8 tiles on them with no packing and no column sums of its own.
+// (prepack.cpp) are stored as the packed kernel's panels with their column sums, so such a call
+// runs the packed kernel's tiles on them (the GEMV its one-row tile) with no packing and no
+// column sums of its own.
 #include <arm_neon.h>
 
 #include <cstddef>
