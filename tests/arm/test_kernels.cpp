@@ -104,9 +104,30 @@ void check_packed_buffers(const tq::KernelCase& c) {
   }
 }
 
+// Weights of n x k with n * k near INT32_MAX (one row, or one column) are valid dims, but every
+// layout stores at least n * k bytes after its 64-byte header, so the prepacked size must be 0
+// (does not fit in int32) on every path, whatever padding its layout adds to k or n.
+void check_prepacked_size_limits() {
+  const rt::FcDims dims[] = {{1, INT32_MAX, 1}, {1, INT32_MAX - 15, 1}, {1, INT32_MAX - 60, 1},
+                             {1, 1, INT32_MAX}, {1, 1, INT32_MAX - 7},  {1, 2, INT32_MAX / 2}};
+  for (rt::Path path : tq::kPaths) {
+    if ((rt::supported_paths() & rt::path_bits(path)) == 0) continue;
+    for (const rt::FcDims& d : dims) {
+      const int32_t size = rt::fully_connected_s8_prepacked_size(d, path);
+      if (size != 0) {
+        std::printf("%s: prepacked size %ld for %ld x %ld weights\n", rt::path_name(path),
+                    static_cast<long>(size), static_cast<long>(d.out_features),
+                    static_cast<long>(d.in_features));
+      }
+      TQ_CHECK_EQ(size, 0, "prepacked size of weights past int32");
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
+  check_prepacked_size_limits();
   int paths_run = 0;
   for (int ci = 0; ci < tq::kNumKernelCases; ++ci) {
     const tq::KernelCase& c = tq::kKernelCases[ci];
