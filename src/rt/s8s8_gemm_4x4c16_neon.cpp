@@ -51,7 +51,7 @@ int64_t sums_offset(int32_t n, int32_t k) {
   return (int64_t{n} * k + 3) / 4 * 4;
 }
 int64_t packed_bytes(int32_t n, int32_t k) {
-  return sums_offset(n, k) + 4 * int64_t{n} + (n + kNr - 1) / kNr;
+  return sums_offset(n, k) + 4 * int64_t{n} + (int64_t{n} + kNr - 1) / kNr;
 }
 void pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, int32_t /*b_offset*/, void* out) {
   auto* rows = static_cast<int8_t*>(out);

@@ -63,7 +63,7 @@ constexpr PathKernels kTable{Path::kNeonDot, gemm_s8,         gemm_s32,
 // The sums are trusted as stored (the header check covers the header only, as on every packed
 // path); fully_connected_s8_prepacked_verify() detects an altered payload.
 int64_t sums_offset(int32_t n, int32_t k) {
-  return int64_t{(n + kPackNr - 1) / kPackNr} * panel_bytes(k);
+  return (int64_t{n} + kPackNr - 1) / kPackNr * panel_bytes(int64_t{k});
 }
 int64_t packed_bytes(int32_t n, int32_t k) {
   return sums_offset(n, k) + 4 * int64_t{n};
