@@ -14,7 +14,10 @@
 
 namespace tinyquant::rt::detail {
 
-inline constexpr int64_t kMaxElements = INT32_MAX;
+// The largest element count of any tensor a kernel takes, 2^31 - 2^16: below INT32_MAX by more
+// than any tile or panel a path rounds a dimension up to, so padded dimensions, their loop
+// counters and the sizes derived from them stay within int32.
+inline constexpr int64_t kMaxElements = INT32_MAX - 65535;
 
 constexpr bool in_range(int32_t v, int32_t lo, int32_t hi) noexcept {
   return v >= lo && v <= hi;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tinyquant/rt/kernels.hpp"
+#include "tinyquant/rt/prepack.hpp"
 
 namespace rt = tinyquant::rt;
 using rt::Path;
@@ -207,6 +208,46 @@ TEST(KernelErrors, FcDimensions) {
                               f.dims.out_features = 1 << 12;
                             }),
                             base);
+    // One element past the documented limit, 2^31 - 2^16 (kernels.hpp), in either dimension.
+    expect_rejected<FcCase>(Status::kBadDimension, FcFix([](FcCase& f) {
+                              f.dims.in_features = INT32_MAX - 65535 + 1;
+                              f.dims.out_features = 1;
+                            }),
+                            base);
+    expect_rejected<FcCase>(Status::kBadDimension, FcFix([](FcCase& f) {
+                              f.dims.in_features = 1;
+                              f.dims.out_features = INT32_MAX - 65535 + 1;
+                            }),
+                            base);
+  }
+}
+
+// Prepacked sizes at the element limit: every path pads its dimensions to its tiles, and the
+// padded size must be counted without wrapping: 0 (too large for int32) or at least the weights
+// and the 64-byte header; one element past the limit, 0.
+TEST(KernelErrors, PrepackedSizesAtTheElementLimit) {
+  const int32_t limit = INT32_MAX - 65535;
+  const rt::FcDims at[] = {{1, limit, 1},     {1, 1, limit},     {1, limit / 2, 2},
+                           {1, 2, limit / 2}, {1, 46340, 46339}, {1, 65536, limit / 65536}};
+  // INT32_MAX x 1 and 1 x INT32_MAX: padded in int32, they wrapped to sizes of 128 and 1152
+  // bytes on avx2, avx512vnni and amx when they were within the limit.
+  const rt::FcDims past[] = {{1, limit + 1, 1},
+                             {1, 1, limit + 1},
+                             {1, 46341, 46340},
+                             {1, INT32_MAX, 1},
+                             {1, 1, INT32_MAX}};
+  for (Path p : {Path::kReference, Path::kSmlad, Path::kAvx2, Path::kAvx512Vnni, Path::kAmx,
+                 Path::kNeon, Path::kNeonDot}) {
+    if ((rt::supported_paths() & rt::path_bits(p)) == 0) continue;
+    for (const rt::FcDims& d : at) {
+      const int64_t size = rt::fully_connected_s8_prepacked_size(d, p);
+      const int64_t weights = int64_t{d.in_features} * d.out_features;
+      EXPECT_TRUE(size == 0 || size >= weights + 64)
+          << rt::path_name(p) << " " << d.in_features << " x " << d.out_features << ": " << size;
+    }
+    for (const rt::FcDims& d : past)
+      EXPECT_EQ(rt::fully_connected_s8_prepacked_size(d, p), 0)
+          << rt::path_name(p) << " " << d.in_features << " x " << d.out_features;
   }
 }
 

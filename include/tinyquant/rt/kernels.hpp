@@ -14,6 +14,9 @@
 // (TFLite's 1HWC). int4 weights are one continuous nibble stream over the row-major tensor:
 // element 2i in the low nibble of byte i, element 2i+1 in the high nibble (CMSIS-NN's s4).
 //
+// Dimensions are >= 1 and no tensor (input, weights, output, and their per-row products such as
+// batch * in_features) holds more than 2^31 - 2^16 elements, else kBadDimension.
+//
 // No kernel allocates: scratch memory comes from the caller through Context, sized by the
 // matching *_scratch_size() query for the path that will run. No kernel throws: bad arguments
 // return a Status and leave the output untouched.
