@@ -14,9 +14,11 @@
 // The epilogue (offset terms, requantization, clamp) is vectorised over 8 output columns.
 #include <immintrin.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "avx512_epilogue.hpp"
 #include "path_kernels.hpp"
@@ -299,11 +301,16 @@ int32_t gemm_s32_scratch(int32_t m, int32_t n, int32_t k) {
 // Prepacked b: the k4 layout (path_kernels.hpp), shared with the AMX path. Here the a rows are
 // broadcast 4 bytes at a time and multiplied into whole 64-byte lines of b: one vpdpbusd per
 // weight load, 16 output columns per accumulator, no horizontal sums, and the column sums of b
-// come precomputed. GEMV passes cover 256 columns (16 accumulators); m > 1 runs 4x64 tiles.
-constexpr int32_t kK4Mr = 4;               // rows of a per tile (m > 1)
-constexpr int32_t kK4Nb = 4;               // 16-column blocks per tile (m > 1)
-constexpr int32_t kK4GemvNb = 16;          // 16-column blocks per GEMV pass
-constexpr int32_t kK4Ld = kK4GemvNb * 16;  // row stride (int32) of the raw tile buffer
+// come precomputed. m > 1 runs 6x64 tiles (24 accumulators; 4x64 tiles took 3-15 % longer on
+// an AVX-512 core at 16x256x256 to 1024^3). GEMV passes cover 64 columns, two accumulators per
+// 16: wider passes read 8 or 16 blocks of b at once, which at k = 256 lie exactly 4 KiB apart,
+// one L1 set (16 blocks: 1x256x256 took 1.7x as long as with 4).
+constexpr int32_t kK4Mr = 6;       // rows of a per tile (m > 1)
+constexpr int32_t kK4Nb = 4;       // 16-column blocks per tile (m > 1)
+constexpr int32_t kK4GemvNb = 4;   // 16-column blocks per GEMV pass
+constexpr int32_t kK4Ld = 5 * 16;  // row stride (int32) of the raw tile buffer: a tile's 64
+                                   // columns and the readable slack past them (EpilogueS8)
+static_assert(kK4Ld >= 16 * (kK4Nb > kK4GemvNb ? kK4Nb : kK4GemvNb) + 1, "tile buffer row");
 
 inline int32_t round_up(int32_t v, int32_t to) {
   return (v + to - 1) / to * to;
@@ -312,46 +319,96 @@ inline int32_t round_up(int32_t v, int32_t to) {
 // D[i][c] = sum_k (a[i][k] + 128) * b[j0 + c][k] for MR rows and NB blocks of 16 columns, into
 // d[i * kK4Ld + c]. af: the rows of a xor 0x80 (stride ld_af, readable to 4 * groups);
 // bp: the k4 line of group 0 of the first block; bs: bytes between 16-column blocks.
+// The loops over the tile are unrolled by pragma: GCC 12 unrolls at most 16 iterations of a
+// nest on its own, and an accumulator array it does not unroll stays in memory (every
+// vpdpbusd then stores its result), which halves the speed of tiles over 16 accumulators.
 template <int MR, int NB>
 void k4_tile(const uint8_t* af, ptrdiff_t ld_af, const int8_t* bp, ptrdiff_t bs, int32_t groups,
              int32_t* d) {
   __m512i acc[MR][NB];
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
     for (int nb = 0; nb < NB; ++nb) acc[i][nb] = _mm512_setzero_si512();
   for (int32_t q = 0; q < groups; ++q, bp += 64) {
-    __m512i av[MR];
+    __m512i bv[NB];
+#pragma GCC unroll 16
+    for (int nb = 0; nb < NB; ++nb) bv[nb] = _mm512_loadu_si512(bp + nb * bs);
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       int32_t w = 0;
       std::memcpy(&w, af + i * ld_af + 4 * q, 4);
-      av[i] = _mm512_set1_epi32(w);
-    }
-    for (int nb = 0; nb < NB; ++nb) {
-      const __m512i bv = _mm512_loadu_si512(bp + nb * bs);
-      for (int i = 0; i < MR; ++i) acc[i][nb] = _mm512_dpbusd_epi32(acc[i][nb], av[i], bv);
+      const __m512i av = _mm512_set1_epi32(w);
+#pragma GCC unroll 16
+      for (int nb = 0; nb < NB; ++nb) acc[i][nb] = _mm512_dpbusd_epi32(acc[i][nb], av, bv[nb]);
     }
   }
+#pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
     for (int nb = 0; nb < NB; ++nb) _mm512_storeu_si512(d + i * kK4Ld + nb * 16, acc[i][nb]);
 }
 
+// The GEMV tile: one row of a, NB blocks, two accumulators per block (even and odd groups),
+// so a narrow pass still has 2 NB independent vpdpbusd chains.
+template <int NB>
+void k4_gemv(const uint8_t* af, ptrdiff_t /*ld_af*/, const int8_t* bp, ptrdiff_t bs, int32_t groups,
+             int32_t* d) {
+  __m512i acc0[NB], acc1[NB];
+#pragma GCC unroll 16
+  for (int nb = 0; nb < NB; ++nb) acc0[nb] = acc1[nb] = _mm512_setzero_si512();
+  int32_t q = 0;
+  for (; q + 2 <= groups; q += 2, bp += 128) {
+    int32_t w[2];
+    std::memcpy(w, af + 4 * q, 8);
+    const __m512i a0 = _mm512_set1_epi32(w[0]);
+    const __m512i a1 = _mm512_set1_epi32(w[1]);
+#pragma GCC unroll 16
+    for (int nb = 0; nb < NB; ++nb) {
+      acc0[nb] = _mm512_dpbusd_epi32(acc0[nb], a0, _mm512_loadu_si512(bp + nb * bs));
+      acc1[nb] = _mm512_dpbusd_epi32(acc1[nb], a1, _mm512_loadu_si512(bp + nb * bs + 64));
+    }
+  }
+  if (q < groups) {
+    int32_t w = 0;
+    std::memcpy(&w, af + 4 * q, 4);
+    const __m512i a0 = _mm512_set1_epi32(w);
+#pragma GCC unroll 16
+    for (int nb = 0; nb < NB; ++nb)
+      acc0[nb] = _mm512_dpbusd_epi32(acc0[nb], a0, _mm512_loadu_si512(bp + nb * bs));
+  }
+#pragma GCC unroll 16
+  for (int nb = 0; nb < NB; ++nb)
+    _mm512_storeu_si512(d + nb * 16, _mm512_add_epi32(acc0[nb], acc1[nb]));
+}
+
 using K4TileFn = void (*)(const uint8_t*, ptrdiff_t, const int8_t*, ptrdiff_t, int32_t, int32_t*);
-constexpr K4TileFn kK4Tiles[kK4Mr][kK4Nb] = {
-    {k4_tile<1, 1>, k4_tile<1, 2>, k4_tile<1, 3>, k4_tile<1, 4>},
-    {k4_tile<2, 1>, k4_tile<2, 2>, k4_tile<2, 3>, k4_tile<2, 4>},
-    {k4_tile<3, 1>, k4_tile<3, 2>, k4_tile<3, 3>, k4_tile<3, 4>},
-    {k4_tile<4, 1>, k4_tile<4, 2>, k4_tile<4, 3>, k4_tile<4, 4>},
-};
-constexpr K4TileFn kK4Gemv[kK4GemvNb] = {
-    k4_tile<1, 1>,  k4_tile<1, 2>,  k4_tile<1, 3>,  k4_tile<1, 4>,  k4_tile<1, 5>,  k4_tile<1, 6>,
-    k4_tile<1, 7>,  k4_tile<1, 8>,  k4_tile<1, 9>,  k4_tile<1, 10>, k4_tile<1, 11>, k4_tile<1, 12>,
-    k4_tile<1, 13>, k4_tile<1, 14>, k4_tile<1, 15>, k4_tile<1, 16>};
+
+template <int MR, int... NB>
+constexpr std::array<K4TileFn, sizeof...(NB)> k4_row(std::integer_sequence<int, NB...>) {
+  return {k4_tile<MR, NB + 1>...};
+}
+template <int... MR>
+constexpr std::array<std::array<K4TileFn, kK4Nb>, kK4Mr> k4_table(
+    std::integer_sequence<int, MR...>) {
+  return {k4_row<MR + 1>(std::make_integer_sequence<int, kK4Nb>{})...};
+}
+// [mr - 1][nb - 1] for m > 1; [nb - 1] for the GEMV.
+constexpr auto kK4Tiles = k4_table(std::make_integer_sequence<int, kK4Mr>{});
+template <int... NB>
+constexpr std::array<K4TileFn, sizeof...(NB)> k4_gemv_row(std::integer_sequence<int, NB...>) {
+  return {k4_gemv<NB + 1>...};
+}
+constexpr auto kK4Gemv = k4_gemv_row(std::make_integer_sequence<int, kK4GemvNb>{});
 
 // What k4_drive reads of a call: the same for the int8-output and int32-output runs.
 struct K4Call {
   int32_t m, n, k;
   const int8_t* a;
   int32_t lda;
-  void* scratch;  // k4_gemm_scratch_avx512vnni() bytes
+  void* scratch;   // k4_gemm_scratch_avx512vnni() bytes
+  uint32_t b_off;  // row term of row i: b_off * rowsum(a)[i] (+ row_add[i])
+  const int32_t* row_add;
 };
 
 // Scratch: a rows xor 0x80 [kK4Mr][k64] | raw D [kK4Mr][kK4Ld] int32 | epilogue arrays.
@@ -366,8 +423,16 @@ const int32_t* k4_colsum(const void* packed, int32_t n, int32_t k) {
                                           int64_t{round_up(k, 64)} * round_up(n, 16));
 }
 
-// Runs the tiles over k4-packed b and calls fin(i, j0, count, d, rowsum(a)[i]) for each run of
-// up to 16 finished outputs, d pointing at the raw D of (i, j0).
+// |D| for D = sum_k (a + 128) * b: at most k * 255 * 128; -1 where that passes int32.
+int64_t k4_d_bound(int32_t k) {
+  const int64_t bound = int64_t{k} * 255 * 128;
+  return bound <= INT32_MAX ? bound : -1;
+}
+
+// Runs the tiles over k4-packed b and calls fin(i, rows, j0, cnt, d, ldd, term) for each block
+// of up to 16 finished columns of a tile's rows: d points at the raw D of (i, j0), row stride
+// ldd, with 4 readable bytes past each row; term at the rows' terms, or null when every row
+// term is 0 (b_off 0, no row_add).
 template <class Finish>
 void k4_drive(const K4Call& g, const void* packed, Finish&& fin) {
   const int32_t n16 = round_up(g.n, 16);
@@ -379,31 +444,34 @@ void k4_drive(const K4Call& g, const void* packed, Finish&& fin) {
   auto* d = reinterpret_cast<int32_t*>(af + int64_t{kK4Mr} * k64);  // then colterm [n]
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   const __m512i ones = _mm512_set1_epi8(1);
+  const bool with_terms = g.b_off != 0 || g.row_add != nullptr;
   const int32_t mr_max = g.m == 1 ? 1 : kK4Mr;
   for (int32_t i0 = 0; i0 < g.m; i0 += mr_max) {
     const int32_t mr = g.m - i0 < mr_max ? g.m - i0 : mr_max;
-    int32_t suma[kK4Mr] = {};
+    int32_t term[kK4Mr] = {};
     for (int32_t r = 0; r < mr; ++r) {
       const int8_t* src = g.a + int64_t{i0 + r} * g.lda;
       uint8_t* dst = af + int64_t{r} * k64;
       __m512i sum = _mm512_setzero_si512();
       for (int32_t t = 0; t < g.k; t += 64) {
         const __m512i v = _mm512_maskz_loadu_epi8(tail_mask(g.k - t), src + t);
-        sum = _mm512_dpbusd_epi32(sum, ones, v);
+        if (with_terms) sum = _mm512_dpbusd_epi32(sum, ones, v);
         _mm512_storeu_si512(dst + t, _mm512_xor_si512(v, flip));
       }
-      suma[r] = reduce1(sum);
+      if (with_terms) {
+        uint32_t t = g.b_off * u32(reduce1(sum));
+        if (g.row_add != nullptr) t += u32(g.row_add[i0 + r]);
+        term[r] = s32(t);
+      }
     }
     const int32_t nb_max = g.m == 1 ? kK4GemvNb : kK4Nb;
     for (int32_t j0 = 0; j0 < g.n; j0 += nb_max * 16) {
       const int32_t nb = (n16 - j0) / 16 < nb_max ? (n16 - j0) / 16 : nb_max;
       (g.m == 1 ? kK4Gemv[nb - 1] : kK4Tiles[mr - 1][nb - 1])(af, k64, pb + j0 / 16 * bs, bs,
                                                               groups, d);
-      for (int32_t r = 0; r < mr; ++r) {
-        for (int32_t c = 0; c < nb * 16 && j0 + c < g.n; c += 16) {
-          const int32_t cnt = g.n - j0 - c < 16 ? g.n - j0 - c : 16;
-          fin(i0 + r, j0 + c, cnt, d + r * kK4Ld + c, suma[r]);
-        }
+      for (int32_t c = 0; c < nb * 16 && j0 + c < g.n; c += 16) {
+        const int32_t cnt = g.n - j0 - c < 16 ? g.n - j0 - c : 16;
+        fin(i0, mr, j0 + c, cnt, d + c, kK4Ld, with_terms ? term : nullptr);
       }
     }
   }
@@ -487,35 +555,32 @@ void k4_pack(const int8_t* b, int32_t n, int32_t k, int32_t ldb, void* out) noex
   }
 }
 
+// m > 1 hands raw D to the epilogue without row terms where b_offset is 0, so the column term
+// and the output offset ride in the requantization's bias (EpilogueS8::rows); k * ao * bo is
+// in the column term.
 void k4_gemm_s8_avx512vnni(const GemmS8Args& g, const void* packed) noexcept {
   const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
-  const uint32_t bo = u32(g.b_offset);
   const int32_t coef = s32(u32(g.a_offset) - 128u);
   const EpilogueS8 e =
       make_epilogue_s8(g, coef, k4_colsum(packed, g.n, g.k), k4_epilogue_arrays(g.scratch, g.k),
-                       g.m > 1);  // a GEMV finishes each 16 columns once
-  k4_drive(K4Call{g.m, g.n, g.k, g.a, g.lda, g.scratch}, packed,
-           [&e, kab, bo](int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t suma) {
-             e.run(i, j0, cnt, d, s32(bo * u32(suma) + kab));
-           });
+                       g.m > 1,  // a GEMV finishes each 16 columns once
+                       s32(kab), g.m > 1 && g.b_offset == 0 ? k4_d_bound(g.k) : -1);
+  k4_drive(K4Call{g.m, g.n, g.k, g.a, g.lda, g.scratch, u32(g.b_offset), nullptr}, packed,
+           [&e](int32_t i, int32_t rows, int32_t j0, int32_t cnt, const int32_t* d, int32_t ldd,
+                const int32_t* term) { e.rows(i, rows, j0, cnt, d, ldd, term); });
 }
 
 // The int32-out run: the same tiles, the raw sum plus the column term (k * ao * bo and col_add
 // folded in) and the row term stored as they are.
 void k4_gemm_s32_avx512vnni(const GemmS32Args& g, const void* packed) noexcept {
   const uint32_t kab = u32(g.k) * u32(g.a_offset) * u32(g.b_offset);
-  const uint32_t bo = u32(g.b_offset);
   const int32_t coef = s32(u32(g.a_offset) - 128u);
   int32_t* colterm = k4_epilogue_arrays(g.scratch, g.k);
   make_colterm(g.n, coef, k4_colsum(packed, g.n, g.k), g.col_add, colterm, s32(kab));
   const EpilogueS32 e{g.c, g.ldc, colterm};
-  const int32_t* row_add = g.row_add;
-  k4_drive(K4Call{g.m, g.n, g.k, g.a, g.lda, g.scratch}, packed,
-           [&e, bo, row_add](int32_t i, int32_t j0, int32_t cnt, const int32_t* d, int32_t suma) {
-             uint32_t t = bo * u32(suma);
-             if (row_add != nullptr) t += u32(row_add[i]);
-             e.run(i, j0, cnt, d, s32(t));
-           });
+  k4_drive(K4Call{g.m, g.n, g.k, g.a, g.lda, g.scratch, u32(g.b_offset), g.row_add}, packed,
+           [&e](int32_t i, int32_t rows, int32_t j0, int32_t cnt, const int32_t* d, int32_t ldd,
+                const int32_t* term) { e.rows(i, rows, j0, cnt, d, ldd, term); });
 }
 
 int32_t k4_gemm_scratch_avx512vnni(int32_t /*m*/, int32_t n, int32_t k) noexcept {

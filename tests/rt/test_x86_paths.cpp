@@ -585,6 +585,60 @@ TEST_P(X86Path, DoubledFormLongKMatchesLoops) {
   }
 }
 
+// The prepacked VNNI GEMM (also the AMX path's below 16 rows) folds the column term into the
+// requantization for m > 1 when D + column term cannot wrap, with raw D = sum (a + 128) * b,
+// so |D| <= k * 255 * 128 (a row of 127 against columns of 127 and -128: D = 32385 k and
+// -32640 k). Column terms (a_offset - 128) * colsum + bias at that bound, and past it where
+// D + column term wraps int32 (the call must then not fold: the reference wraps); a bound
+// taken from the s8 x s8 product (k * 128 * 128) folds those and fails. m 2, 7 and 13 (tiles
+// of 6 rows and their tails), n 35, per tensor and per channel.
+TEST_P(X86Path, PackedVnniFoldLimitsMatchLoops) {
+  TQ_SKIP_UNLESS_CPU(GetParam());
+  if (GetParam() == Path::kAvx2) GTEST_SKIP() << "the avx2 epilogue has no fold";
+  std::mt19937 rng(37);
+  for (int32_t k : {64, 100}) {
+    const auto top = static_cast<int32_t>(INT32_MAX - int64_t{k} * 255 * 128);
+    const auto wrap_high = static_cast<int32_t>(INT32_MAX - int64_t{k} * 255 * 127 + 1);
+    const int32_t highs[] = {top, wrap_high, top};  // at the bound, wrapping, at
+    const int32_t lows[] = {-top, -top, -top - 1};  // at, at, wrapping
+    for (int variant = 0; variant < 3; ++variant) {
+      for (int32_t m : {2, 7, 13}) {
+        Case c = random_case(rng, m, 35, k, false);
+        c.lda = k, c.ldb = k, c.ldc = 35;
+        c.b_offset = 0;
+        c.rounding = rt::Rounding::kDouble;
+        c.with_bias = true;
+        c.a_offset = variant == 1 ? 128 : -127;
+        for (int32_t t = 0; t < k; ++t) {
+          c.a[elems(t)] = 127;           // fed to vpdpbusd as 255
+          c.a[elems(c.lda + t)] = -128;  // as 0: D = 0, x = the column term
+          c.b[elems(t)] = 127;
+          c.b[elems(c.ldb + t)] = -128;
+        }
+        for (int32_t j = 0; j < c.n; ++j) {
+          uint32_t colsum = 0;
+          for (int32_t t = 0; t < k; ++t) colsum += u(c.b[elems(j * c.ldb + t)]);
+          const int32_t target = j == 0   ? highs[variant]
+                                 : j == 1 ? lows[variant]
+                                          : static_cast<int32_t>(rng() % 20001) - 10000;
+          c.bias[elems(j)] = static_cast<int32_t>(u(target) - (u(c.a_offset) - 128u) * colsum);
+        }
+        for (bool per_channel : {false, true}) {
+          c.per_channel = per_channel;
+          const size_t channels = per_channel ? elems(c.n) : 1;
+          c.mult.assign(channels, (1 << 30) + 12345);
+          c.shift.assign(channels, -24);
+          for (size_t q = 1; q < channels; ++q) c.shift[q] = -1 - static_cast<int32_t>(q % 24);
+          c.c_offset = variant == 2 ? -128 : 5;
+          expect_limit_case(GetParam(), c,
+                            "variant " + std::to_string(variant) + " " + describe(c));
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
 // Through the public kernels: forced path == reference path, for FC (s8, s4), conv2d, gemm_s32.
 TEST_P(X86Path, PublicKernelsMatchReference) {
   TQ_SKIP_UNLESS_CPU(GetParam());
