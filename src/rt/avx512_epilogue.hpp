@@ -502,7 +502,7 @@ inline EpilogueS8 make_epilogue_s8(const GemmS8Args& g, int32_t coef, const int3
   for (int32_t a = 0; a < kEpilogueArrays; ++a) out[a] = arrays + a * n16;
   make_colterm(g.n, coef, colsum, g.bias, out[0], add);
   const bool dbl = g.rounding == Rounding::kDouble;
-  if (dbl && d_bound >= 0) {  // raw D (the caller has m >= 16 rows: the folds pay for the checks)
+  if (dbl && d_bound >= 0) {  // raw D (callers pass it for m > 1: the folds pay for the checks)
     int32_t lowest = 0, highest = 0, ct_low = 0, ct_high = 0;
     range_with_zero(g.shift, g.per_channel ? g.n : 1, &lowest, &highest);
     range_with_zero(out[0], g.n, &ct_low, &ct_high);

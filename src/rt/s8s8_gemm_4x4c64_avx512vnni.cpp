@@ -302,8 +302,8 @@ int32_t gemm_s32_scratch(int32_t m, int32_t n, int32_t k) {
 // broadcast 4 bytes at a time and multiplied into whole 64-byte lines of b: one vpdpbusd per
 // weight load, 16 output columns per accumulator, no horizontal sums, and the column sums of b
 // come precomputed. m > 1 runs 6x64 tiles (24 accumulators; 4x64 tiles took 3-15 % longer on
-// an AVX-512 core at 16x256x256 to 1024^3). GEMV passes cover 64 columns, two accumulators per
-// 16: wider passes read 8 or 16 blocks of b at once, which at k = 256 lie exactly 4 KiB apart,
+// an AVX-512 core at 16x256x256 to 1024^3). GEMV passes cover 64 columns: wider passes read 8
+// or 16 blocks of b at once, which at k = 256 lie exactly 4 KiB apart,
 // one L1 set (16 blocks: 1x256x256 took 1.7x as long as with 4).
 constexpr int32_t kK4Mr = 6;       // rows of a per tile (m > 1)
 constexpr int32_t kK4Nb = 4;       // 16-column blocks per tile (m > 1)
@@ -349,39 +349,6 @@ void k4_tile(const uint8_t* af, ptrdiff_t ld_af, const int8_t* bp, ptrdiff_t bs,
     for (int nb = 0; nb < NB; ++nb) _mm512_storeu_si512(d + i * kK4Ld + nb * 16, acc[i][nb]);
 }
 
-// The GEMV tile: one row of a, NB blocks, two accumulators per block (even and odd groups),
-// so a narrow pass still has 2 NB independent vpdpbusd chains.
-template <int NB>
-void k4_gemv(const uint8_t* af, ptrdiff_t /*ld_af*/, const int8_t* bp, ptrdiff_t bs, int32_t groups,
-             int32_t* d) {
-  __m512i acc0[NB], acc1[NB];
-#pragma GCC unroll 16
-  for (int nb = 0; nb < NB; ++nb) acc0[nb] = acc1[nb] = _mm512_setzero_si512();
-  int32_t q = 0;
-  for (; q + 2 <= groups; q += 2, bp += 128) {
-    int32_t w[2];
-    std::memcpy(w, af + 4 * q, 8);
-    const __m512i a0 = _mm512_set1_epi32(w[0]);
-    const __m512i a1 = _mm512_set1_epi32(w[1]);
-#pragma GCC unroll 16
-    for (int nb = 0; nb < NB; ++nb) {
-      acc0[nb] = _mm512_dpbusd_epi32(acc0[nb], a0, _mm512_loadu_si512(bp + nb * bs));
-      acc1[nb] = _mm512_dpbusd_epi32(acc1[nb], a1, _mm512_loadu_si512(bp + nb * bs + 64));
-    }
-  }
-  if (q < groups) {
-    int32_t w = 0;
-    std::memcpy(&w, af + 4 * q, 4);
-    const __m512i a0 = _mm512_set1_epi32(w);
-#pragma GCC unroll 16
-    for (int nb = 0; nb < NB; ++nb)
-      acc0[nb] = _mm512_dpbusd_epi32(acc0[nb], a0, _mm512_loadu_si512(bp + nb * bs));
-  }
-#pragma GCC unroll 16
-  for (int nb = 0; nb < NB; ++nb)
-    _mm512_storeu_si512(d + nb * 16, _mm512_add_epi32(acc0[nb], acc1[nb]));
-}
-
 using K4TileFn = void (*)(const uint8_t*, ptrdiff_t, const int8_t*, ptrdiff_t, int32_t, int32_t*);
 
 template <int MR, int... NB>
@@ -395,11 +362,7 @@ constexpr std::array<std::array<K4TileFn, kK4Nb>, kK4Mr> k4_table(
 }
 // [mr - 1][nb - 1] for m > 1; [nb - 1] for the GEMV.
 constexpr auto kK4Tiles = k4_table(std::make_integer_sequence<int, kK4Mr>{});
-template <int... NB>
-constexpr std::array<K4TileFn, sizeof...(NB)> k4_gemv_row(std::integer_sequence<int, NB...>) {
-  return {k4_gemv<NB + 1>...};
-}
-constexpr auto kK4Gemv = k4_gemv_row(std::make_integer_sequence<int, kK4GemvNb>{});
+constexpr auto kK4Gemv = k4_row<1>(std::make_integer_sequence<int, kK4GemvNb>{});
 
 // What k4_drive reads of a call: the same for the int8-output and int32-output runs.
 struct K4Call {

@@ -368,11 +368,11 @@ std::vector<int8_t> run_packed_table_s8(Path p, const Case& c) {
   return out;
 }
 
-// A case for the epilogue-limit tests below: m rows (AMX) or (m + 7) / 8 (the VNNI paths, whose
-// epilogue is not under test there), 35 columns, row strides k, b_offset 0 (raw D), kDouble,
-// with bias.
-Case limit_case(std::mt19937& rng, bool amx, int32_t m, int32_t k, int32_t ldc) {
-  Case c = random_case(rng, amx ? m : (m + 7) / 8, 35, k, false);
+// A case for the epilogue-limit tests below: m rows when all_rows (AMX, or a test of the VNNI
+// epilogue), else (m + 7) / 8 (the VNNI paths, whose epilogue is not under test there), 35
+// columns, row strides k, b_offset 0 (raw D), kDouble, with bias.
+Case limit_case(std::mt19937& rng, bool all_rows, int32_t m, int32_t k, int32_t ldc) {
+  Case c = random_case(rng, all_rows ? m : (m + 7) / 8, 35, k, false);
   c.lda = k, c.ldb = k, c.ldc = ldc;
   c.b_offset = 0;
   c.rounding = rt::Rounding::kDouble;
@@ -380,17 +380,18 @@ Case limit_case(std::mt19937& rng, bool amx, int32_t m, int32_t k, int32_t ldc) 
   return c;
 }
 
-// Biases that make column j's term (a_offset * colsum + bias) equal targets[j] for j < count,
-// and a random value in [-spread, spread] after.
+// Biases that make column j's term ((a_offset - a_shift) * colsum + bias) equal targets[j] for
+// j < count, and a random value in [-spread, spread] after. a_shift: 0 for s8 x s8 D (AMX), 128
+// for D = sum (a + 128) * b (VNNI).
 void set_column_terms(Case* c, const int32_t* targets, int32_t count, int32_t spread,
-                      std::mt19937& rng) {
+                      std::mt19937& rng, int32_t a_shift = 0) {
   for (int32_t j = 0; j < c->n; ++j) {
     uint32_t colsum = 0;
     for (int32_t t = 0; t < c->k; ++t) colsum += u(c->b[elems(j * c->ldb + t)]);
     const int32_t target =
         j < count ? targets[j]
                   : static_cast<int32_t>(rng() % static_cast<uint32_t>(2 * spread + 1)) - spread;
-    c->bias[elems(j)] = static_cast<int32_t>(u(target) - u(c->a_offset) * colsum);
+    c->bias[elems(j)] = static_cast<int32_t>(u(target) - (u(c->a_offset) - u(a_shift)) * colsum);
   }
 }
 
@@ -603,11 +604,7 @@ TEST_P(X86Path, PackedVnniFoldLimitsMatchLoops) {
     const int32_t lows[] = {-top, -top, -top - 1};  // at, at, wrapping
     for (int variant = 0; variant < 3; ++variant) {
       for (int32_t m : {2, 7, 13}) {
-        Case c = random_case(rng, m, 35, k, false);
-        c.lda = k, c.ldb = k, c.ldc = 35;
-        c.b_offset = 0;
-        c.rounding = rt::Rounding::kDouble;
-        c.with_bias = true;
+        Case c = limit_case(rng, true, m, k, 35);
         c.a_offset = variant == 1 ? 128 : -127;
         for (int32_t t = 0; t < k; ++t) {
           c.a[elems(t)] = 127;           // fed to vpdpbusd as 255
@@ -615,14 +612,8 @@ TEST_P(X86Path, PackedVnniFoldLimitsMatchLoops) {
           c.b[elems(t)] = 127;
           c.b[elems(c.ldb + t)] = -128;
         }
-        for (int32_t j = 0; j < c.n; ++j) {
-          uint32_t colsum = 0;
-          for (int32_t t = 0; t < k; ++t) colsum += u(c.b[elems(j * c.ldb + t)]);
-          const int32_t target = j == 0   ? highs[variant]
-                                 : j == 1 ? lows[variant]
-                                          : static_cast<int32_t>(rng() % 20001) - 10000;
-          c.bias[elems(j)] = static_cast<int32_t>(u(target) - (u(c.a_offset) - 128u) * colsum);
-        }
+        const int32_t targets[] = {highs[variant], lows[variant]};
+        set_column_terms(&c, targets, 2, 10000, rng, 128);
         for (bool per_channel : {false, true}) {
           c.per_channel = per_channel;
           const size_t channels = per_channel ? elems(c.n) : 1;
