@@ -63,6 +63,7 @@ std::vector<std::vector<double>> parse_list(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const fmnist::FixedEigenBlocking fixed_blocking;  // the demo's float sums
   uint32_t seed = 1;
   std::string cache_dir = ".", qat_list, prune_list, int8_list, gptq_list;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
@@ -101,7 +102,7 @@ int main(int argc, char** argv) {
   key.batch = 64;
   key.lr = c.lr;
   key.train_count = static_cast<uint64_t>(split.train.size());
-  key.recipe = "cos-best";
+  key.recipe = "cos-best-eigl1-32k";
   auto load_or = [&](const fmnist::TrainKey& k, auto make) {
     const std::string path = cache_dir + "/fashion_mnist_mlp_" + k.tag() + ".tqmlp";
     if (auto m = fmnist::load_model(path, k)) return std::move(*m);
@@ -148,7 +149,7 @@ int main(int argc, char** argv) {
     report("float", "base", mlp, int8_channel);
     fmnist::TrainKey k = key;
     k.epochs = 4;
-    k.recipe = "qat-int4-g32-r100-snap-cos_from-e20-lr0.001-cos-best";
+    k.recipe = "qat-int4-g32-r100-snap-cos_from-e20-lr0.001-cos-best-eigl1-32k";
     fmnist::QatConfig qc;
     qc.snap_scales = true;
     const fmnist::FloatMlp qat = load_or(k, [&] {
@@ -260,7 +261,8 @@ int main(int argc, char** argv) {
     fmnist::TrainKey k = key;
     k.epochs = static_cast<uint32_t>(qat_epochs);
     k.lr = qat_lr;
-    k.recipe = fmt::format("qat-int4-g32-r100-snap-cos_from-gptq-{}_e20-lr0.001-cos-best", name);
+    k.recipe =
+        fmt::format("qat-int4-g32-r100-snap-cos_from-gptq-{}_e20-lr0.001-cos-best-eigl1-32k", name);
     const fmnist::FloatMlp qat = load_or(k, [&] {
       std::vector<tq::QuantParams> unused;  // the cache keeps the weights; re-fitted below
       return qat_from_gptq(false, &unused);
@@ -284,7 +286,7 @@ int main(int argc, char** argv) {
     fmnist::TrainKey k = key;
     k.epochs = static_cast<uint32_t>(ft.epochs);
     k.lr = ft.lr;
-    k.recipe = fmt::format("global{}-f{}-p{}-r{}-cos{}_from-e20-lr0.001-cos-best", pct,
+    k.recipe = fmt::format("global{}-f{}-p{}-r{}-cos{}_from-e20-lr0.001-cos-best-eigl1-32k", pct,
                            pc.frequency, pc.power, pc.ramp_fraction, ft.keep_best ? "-best" : "");
     const fmnist::FloatMlp pruned = load_or(k, [&] {
       fmnist::FloatMlp m = mlp;

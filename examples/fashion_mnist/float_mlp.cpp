@@ -56,6 +56,15 @@ FloatMlp he_init(const std::vector<int>& sizes, uint32_t seed) {
   return mlp;
 }
 
+FixedEigenBlocking::FixedEigenBlocking()
+    : l1_(Eigen::l1CacheSize()), l2_(Eigen::l2CacheSize()), l3_(Eigen::l3CacheSize()) {
+  Eigen::setCpuCacheSizes(kL1, kL2, kL3);
+}
+
+FixedEigenBlocking::~FixedEigenBlocking() {
+  Eigen::setCpuCacheSizes(l1_, l2_, l3_);
+}
+
 MatrixRM layer_output(const FloatMlp& mlp, size_t i, const MatrixRM& x) {
   const DenseLayer& l = mlp.layers.at(i);
   if (x.cols() != l.in_features())

@@ -305,6 +305,35 @@ TEST(Train, DeterministicAndLearnsASeparableProblem) {
   EXPECT_DOUBLE_EQ(stats.back().val_accuracy, accuracy(a, d));
 }
 
+// Eigen cuts a long dot product into blocks whose depth follows the L1 size it plans with, so a
+// 784-input layer's sums change with the CPU's caches; training must not.
+TEST(Train, WeightsDoNotDependOnTheCacheSizesEigenPlansWith) {
+  const std::ptrdiff_t l1 = Eigen::l1CacheSize(), l2 = Eigen::l2CacheSize(),
+                       l3 = Eigen::l3CacheSize();
+  const std::ptrdiff_t plans[2] = {std::ptrdiff_t{16} << 10, std::ptrdiff_t{64} << 10};
+  const Dataset d = learnable_dataset(256, kPixels, 6);
+  const FloatMlp init = he_init({kPixels, 16, 3}, 3);
+  TrainConfig c;
+  c.epochs = 1;
+  FloatMlp trained[2] = {init, init};
+  MatrixRM products[2];
+  for (int i = 0; i < 2; ++i) {
+    Eigen::setCpuCacheSizes(plans[i], l2, l3);
+    products[i] = d.images * init.layers[0].w.transpose();  // as Eigen plans it without the fix
+    train_mlp(&trained[i], d, d, c);
+    EXPECT_EQ(Eigen::l1CacheSize(), plans[i]) << "train_mlp must restore the caller's plan";
+  }
+  Eigen::setCpuCacheSizes(l1, l2, l3);
+  // The hazard is real for this data: the two plans give different float sums...
+  EXPECT_NE(products[0], products[1]);
+  // ...and training is unaffected.
+  for (size_t k = 0; k < init.layers.size(); ++k) {
+    EXPECT_EQ(trained[0].layers[k].w, trained[1].layers[k].w) << "layer " << k;
+    EXPECT_EQ(trained[0].layers[k].b, trained[1].layers[k].b) << "layer " << k;
+  }
+  EXPECT_NE(trained[0].layers[0].w, init.layers[0].w);
+}
+
 TEST(Train, RejectsBadConfigAndShapes) {
   FloatMlp m = he_init({4, 3}, 1);
   const Dataset d = tiny_dataset(5, 4, 1);

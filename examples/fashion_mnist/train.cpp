@@ -92,6 +92,7 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
     throw tinyquant::ShapeError(
         fmt::format("train_mlp: {} training images of {} pixels for a model with {} layers",
                     train.size(), train.images.cols(), mlp->layers.size()));
+  const FixedEigenBlocking fixed_blocking;  // sums that do not depend on the CPU's caches
   const size_t nl = mlp->layers.size();
   std::vector<AdamState> adam(nl);
   for (size_t i = 0; i < nl; ++i) {

@@ -2,7 +2,8 @@
 //
 // Deterministic for a given config: the only randomness is the shuffle, drawn from
 // std::mt19937(seed + 1) with a portable Fisher-Yates (no std::shuffle, whose draws differ
-// between standard libraries); Eigen's single-threaded GEMM gives the same sums run to run.
+// between standard libraries); Eigen's single-threaded GEMM gives the same sums run to run, and,
+// planned with FixedEigenBlocking's cache sizes, whatever caches the CPU has.
 #pragma once
 
 #include <cstddef>
