@@ -23,6 +23,10 @@
 // the GPTQ model with bias correction (see below); with qat_epochs > 0 also the demo's QAT recipe
 // started from the GPTQ weights, at Adam step qat_lr (the training lr by default; cached), its
 // group ranges re-fitted from min / max with qat_minmax 1 (not cached).
+// --awq takes "grid[:mse[:input]]" specs: AWQ-style input-channel scaling (awq_fold below) of the
+// float model before int4 per-group 32 rounding, alpha searched over grid points, min / max (0)
+// or MSE (1) group ranges in the search, the first layer scaled too (1: a per-pixel input
+// quantizer) or not (0); reported plain and followed by the demo's GPTQ.
 #include <fmt/format.h>
 
 #include <chrono>
@@ -60,12 +64,77 @@ std::vector<std::vector<double>> parse_list(const std::string& s) {
   return out;
 }
 
+// AWQ-style scaling (Lin et al. 2023) of a float MLP for int4 weights: for layer i, input j gets
+// the scale s_j = a_j^alpha / sqrt(max_k a_k^alpha min_k a_k^alpha), a_j = mean |x_j| over the
+// calibration inputs x of that layer (floored at 1e-4 of the largest a), alpha from
+// {0, 1 / grid, ..., (grid - 1) / grid}. Layer i stores W diag(s) and its inputs are divided by
+// s: for i > 0 that is folded into layer i - 1's rows and biases (exact through ReLU; the
+// per-row or per-group weight grids of layer i - 1 scale with their rows, its per-tensor int8
+// output range does not); for layer 0 it is an input quantizer with one scale per pixel
+// (input_scale). alpha minimises the layer's output
+// error on x with the weights quantized as the demo's int4 rows are (min / max or MSE ranges,
+// snapped group scales): E = sum over rows of d^T (x^T x / n) d, d = W - Q(W diag(s)) diag(s)^-1;
+// alpha = 0 (s = 1) is plain rounding, so E never exceeds plain rounding's. Layers are scaled
+// from the last one back, each from the float model's activations.
+struct AwqFold {
+  fmnist::FloatMlp model;
+  Eigen::VectorXf input_scale;  // [pixels]; ones unless the first layer was scaled
+  std::vector<double> alpha;    // per layer; 0 for a layer left alone
+};
+
+AwqFold awq_fold(const fmnist::FloatMlp& mlp, const fmnist::MatrixRM& x_cal,
+                 const tq::QuantSpec& spec, int grid, bool mse, bool input_too) {
+  AwqFold f{mlp, Eigen::VectorXf::Ones(mlp.layers.front().in_features()),
+            std::vector<double>(mlp.layers.size(), 0.0)};
+  const std::vector<fmnist::MatrixRM> acts = fmnist::layer_activations(mlp, x_cal);
+  for (size_t i = mlp.layers.size(); i-- > (input_too ? 0 : 1);) {
+    const Eigen::MatrixXd x = acts[i].cast<double>();
+    const Eigen::MatrixXd gram = x.transpose() * x / static_cast<double>(x.rows());
+    Eigen::VectorXd a = x.cwiseAbs().colwise().mean().transpose();
+    a = a.cwiseMax(1e-4 * a.maxCoeff());
+    const fmnist::MatrixRM w = f.model.layers[i].w;
+    const tq::Shape shape{w.rows(), w.cols()};
+    double best_err = -1.0;
+    Eigen::VectorXf best = Eigen::VectorXf::Ones(w.cols());
+    for (int k = 0; k < grid; ++k) {
+      const double alpha = static_cast<double>(k) / grid;
+      Eigen::VectorXd sd = a.array().pow(alpha);
+      sd /= std::sqrt(sd.maxCoeff() * sd.minCoeff());
+      const Eigen::VectorXf s = sd.cast<float>();
+      const fmnist::MatrixRM ws = w * s.asDiagonal();
+      const tq::QuantParams p = tq::snap_group_scales(
+          mse ? tq::params_for_mse(ws.data(), shape, spec) : tq::params_for(ws.data(), shape, spec),
+          shape, ws.data());
+      const std::vector<float> dq = tq::dequantize(tq::quantize(ws.data(), shape, p));
+      const fmnist::MatrixRM eff =
+          Eigen::Map<const fmnist::MatrixRM>(dq.data(), w.rows(), w.cols()) *
+          s.cwiseInverse().asDiagonal();
+      const Eigen::MatrixXd d = (w - eff).cast<double>();
+      const double err = (d * gram).cwiseProduct(d).sum();
+      if (best_err < 0.0 || err < best_err) {
+        best_err = err;
+        best = s;
+        f.alpha[i] = alpha;
+      }
+    }
+    f.model.layers[i].w = w * best.asDiagonal();
+    if (i == 0) {
+      f.input_scale = best;
+    } else {
+      fmnist::DenseLayer& prev = f.model.layers[i - 1];
+      prev.w = best.cwiseInverse().asDiagonal() * prev.w;
+      prev.b = prev.b.cwiseQuotient(best);
+    }
+  }
+  return f;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const fmnist::FixedEigenBlocking fixed_blocking;  // the demo's float sums
   uint32_t seed = 1;
-  std::string cache_dir = ".", qat_list, prune_list, int8_list, gptq_list;
+  std::string cache_dir = ".", qat_list, prune_list, int8_list, gptq_list, awq_list;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i], v = i + 1 < argc ? argv[i + 1] : "";
@@ -81,6 +150,8 @@ int main(int argc, char** argv) {
       int8_list = v;
     } else if (a == "--gptq") {
       gptq_list = v;
+    } else if (a == "--awq") {
+      awq_list = v;
     } else {
       std::fprintf(stderr, "fashion_mnist_explore: unknown option '%s' (see explore.cpp)\n",
                    a.c_str());
@@ -194,6 +265,41 @@ int main(int argc, char** argv) {
                        qc.refresh_every, field(3), field(4), field(5), field(6),
                        qc.keep_best ? "kb" : "last", field(8), field(9)),
            m, int4_group, wp);
+  }
+  for (const std::vector<double>& v : parse_list(awq_list)) {
+    const int grid = static_cast<int>(v.at(0));
+    const bool mse = v.size() > 1 && v[1] > 0, input_too = v.size() > 2 && v[2] > 0;
+    if (grid < 1 || grid != v[0]) {
+      fmt::print(stderr, "--awq: grid {} must be an integer >= 1\n", v[0]);
+      return 2;
+    }
+    const AwqFold f = awq_fold(mlp, split.val.images, int4_group, grid, mse, input_too);
+    fmt::print("awq alpha per layer: {}\n", fmt::join(f.alpha, " "));
+    // The images divided by the first layer's scales: an input quantizer with one scale per
+    // pixel, in_scale * s_j (all 1 unless input_too).
+    fmnist::Dataset val = split.val, test = data.test;
+    val.images = val.images * f.input_scale.cwiseInverse().asDiagonal();
+    test.images = test.images * f.input_scale.cwiseInverse().asDiagonal();
+    const std::string name =
+        fmt::format("awq-g{}-mse{}-in{}", grid, mse ? 1 : 0, input_too ? 1 : 0);
+    auto print = [&](const std::string& variant, const fmnist::FloatMlp& m,
+                     const fmnist::WeightParamsChoice& wp) {
+      const fmnist::QuantMlp q =
+          fmnist::quantize_mlp(m, fmnist::calibrate_ranges(m, val.images), int4_group, false, wp);
+      fmt::print("RESULT seed={} row=int4g32 variant={} calib=minmax val={:.2f} test={:.2f}\n",
+                 seed, variant, 100.0 * fmnist::evaluate_quant(q, val, 0).accuracy,
+                 100.0 * fmnist::evaluate_quant(q, test, 0).accuracy);
+      std::fflush(stdout);
+    };
+    fmnist::WeightParamsChoice snapped;
+    snapped.snap = true;
+    print(name, f.model, snapped);
+    const fmnist::GptqMlp g =
+        fmnist::gptq_mlp(f.model, val.images, int4_group, fmnist::demo_gptq_options(),
+                         fmnist::GptqInputs::kSequential);
+    fmnist::WeightParamsChoice given;
+    given.given = &g.params;
+    print(name + "-gptq", g.model, given);
   }
   for (const std::vector<double>& v : parse_list(gptq_list)) {
     tq::GptqOptions go = fmnist::demo_gptq_options();  // snapped; the rest as the spec says
