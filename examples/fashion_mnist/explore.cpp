@@ -27,12 +27,18 @@
 // float model before int4 per-group 32 rounding, alpha searched over grid points, min / max (0)
 // or MSE (1) group ranges in the search, the first layer scaled too (1: a per-pixel input
 // quantizer) or not (0); reported plain and followed by the demo's GPTQ.
+// --teacher H1:H2[:last] trains (cached) a 784-H1-H2-10 float model by the float model's recipe,
+// kept at its best validation epoch or, with last 1, its last one, and makes it the teacher of
+// every distilling fine-tune (--qat's distill field, --floatkd) in place of the float model.
+// --floatkd takes "epochs:lr:distill" specs: the float model fine-tuned with distillation alone.
+// "--qat base" also reports the demo's QAT weights rounded by the demo's GPTQ.
 #include <fmt/format.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -134,7 +140,8 @@ AwqFold awq_fold(const fmnist::FloatMlp& mlp, const fmnist::MatrixRM& x_cal,
 int main(int argc, char** argv) {
   const fmnist::FixedEigenBlocking fixed_blocking;  // the demo's float sums
   uint32_t seed = 1;
-  std::string cache_dir = ".", qat_list, prune_list, int8_list, gptq_list, awq_list;
+  std::string cache_dir = ".", qat_list, prune_list, int8_list, gptq_list, awq_list, teacher_spec,
+              floatkd_list;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i], v = i + 1 < argc ? argv[i + 1] : "";
@@ -152,6 +159,10 @@ int main(int argc, char** argv) {
       gptq_list = v;
     } else if (a == "--awq") {
       awq_list = v;
+    } else if (a == "--teacher") {
+      teacher_spec = v;
+    } else if (a == "--floatkd") {
+      floatkd_list = v;
     } else {
       std::fprintf(stderr, "fashion_mnist_explore: unknown option '%s' (see explore.cpp)\n",
                    a.c_str());
@@ -186,6 +197,30 @@ int main(int argc, char** argv) {
     fmnist::train_mlp(&m, split.train, split.val, c);
     return m;
   });
+  // A wider float model as the distillation teacher (--teacher H1:H2), trained by the float
+  // model's recipe and cached like it; its own accuracy is reported.
+  std::optional<fmnist::FloatMlp> teacher;
+  if (!teacher_spec.empty()) {
+    const std::vector<double> h = parse_list(teacher_spec).at(0);
+    fmnist::TrainKey tk = key;
+    tk.sizes = {fmnist::kPixels, static_cast<int>(h.at(0)), static_cast<int>(h.at(1)),
+                fmnist::kClasses};
+    fmnist::TrainConfig tc = c;
+    if (h.size() > 2 && h[2] > 0) {  // the last epoch: the validation images choose nothing
+      tc.keep_best = false;
+      tk.recipe = "cos-last-eigl1-32k";
+    }
+    teacher = load_or(tk, [&] {
+      fmnist::FloatMlp m = fmnist::he_init(tk.sizes, seed);
+      fmnist::train_mlp(&m, split.train, split.val, tc);
+      return m;
+    });
+    fmt::print("RESULT seed={} row=teacher variant={} calib=float val={:.2f} test={:.2f}\n", seed,
+               fmt::format("{}-{}", fmt::join(tk.sizes, "-"), tk.recipe),
+               100.0 * fmnist::accuracy(*teacher, split.val),
+               100.0 * fmnist::accuracy(*teacher, data.test));
+  }
+  const fmnist::FloatMlp* const kd_teacher = teacher ? &*teacher : &mlp;
   const std::vector<fmnist::ActCalibration> calibs = {{fmnist::ActCalibration::kMinMax, 0},
                                                       {fmnist::ActCalibration::kPercentile, 99.99},
                                                       {fmnist::ActCalibration::kPercentile, 99.999},
@@ -234,6 +269,13 @@ int main(int argc, char** argv) {
     fmnist::WeightParamsChoice snapped;
     snapped.snap = true;
     report("qat4", "e4-lr0.001-r100-kd0-snap1-last", qat, int4_group, snapped);
+    // The QAT weights rounded by the demo's GPTQ instead of to nearest.
+    const fmnist::GptqMlp g =
+        fmnist::gptq_mlp(qat, split.val.images, int4_group, fmnist::demo_gptq_options(),
+                         fmnist::GptqInputs::kSequential);
+    fmnist::WeightParamsChoice given;
+    given.given = &g.params;
+    report("qat4", "e4-lr0.001-r100-kd0-snap1-last-gptq", g.model, int4_group, given);
     qat_list.clear();
   }
   for (const std::vector<double>& v : parse_list(qat_list)) {
@@ -246,7 +288,7 @@ int main(int argc, char** argv) {
     auto field = [&](size_t i) { return v.size() > i ? v[i] : 0.0; };
     qc.keep_best = v.size() <= 7 || v[7] > 0;
     if (field(3) > 0) {
-      ft.teacher = &mlp;
+      ft.teacher = kd_teacher;
       ft.distill_weight = static_cast<float>(v[3]);
     }
     qc.snap_scales = field(4) > 0;
@@ -265,6 +307,22 @@ int main(int argc, char** argv) {
                        qc.refresh_every, field(3), field(4), field(5), field(6),
                        qc.keep_best ? "kb" : "last", field(8), field(9)),
            m, int4_group, wp);
+  }
+  // The float model fine-tuned with distillation alone (no quantization), "epochs:lr:distill":
+  // what the teacher gives without QAT.
+  for (const std::vector<double>& v : parse_list(floatkd_list)) {
+    fmnist::TrainConfig ft = c;
+    ft.epochs = static_cast<int>(v.at(0));
+    ft.lr = static_cast<float>(v.at(1));
+    ft.keep_best = false;
+    ft.teacher = kd_teacher;
+    ft.distill_weight = static_cast<float>(v.at(2));
+    fmnist::FloatMlp m = mlp;
+    fmnist::train_mlp(&m, split.train, split.val, ft, printer);
+    fmnist::WeightParamsChoice snapped;
+    snapped.snap = true;
+    report("floatkd", fmt::format("e{}-lr{}-kd{}", ft.epochs, ft.lr, ft.distill_weight), m,
+           int4_group, snapped);
   }
   for (const std::vector<double>& v : parse_list(awq_list)) {
     const int grid = static_cast<int>(v.at(0));
