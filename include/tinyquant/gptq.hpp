@@ -37,6 +37,13 @@
 // r = 256; groups whose weights are all 0 do not count) and every group scale is moved onto the
 // grid when it is fitted. The returned scales are then exactly those QuantizedLinear deploys.
 //
+// Reproducibility: the Hessian, the Cholesky factorisations and the solve are Eigen products,
+// whose block depth follows the L1 size Eigen plans with (detected from the CPU unless set with
+// Eigen::setCpuCacheSizes). So on CPUs with different caches H can differ in its last bits (seen:
+// 5 000 x 784 inputs planned for 16 KiB and for 32 KiB), and an error-updated weight that sits on a
+// rounding boundary could round the other way. For the same integers on every machine, fix the
+// sizes before calling, as the Fashion-MNIST example does (FixedEigenBlocking).
+//
 // Errors: W, X or H null, a dimension < 1 -> InvalidArgument; X with no samples -> DataError;
 // [out][in], [samples][in] or [in][in] with more elements than int64 counts -> ShapeError (before
 // any value is read); NaN / Inf in W, X or H -> DataError naming the argument and index; H with
