@@ -32,6 +32,7 @@
 // every distilling fine-tune (--qat's distill field, --floatkd) in place of the float model.
 // --floatkd takes "epochs:lr:distill" specs: the float model fine-tuned with distillation alone.
 // "--qat base" also reports the demo's QAT weights rounded by the demo's GPTQ.
+// --wide-int4 1: every int4 variant on the full grid [-8, 7] instead of the narrow [-7, 7].
 #include <fmt/format.h>
 
 #include <chrono>
@@ -143,6 +144,7 @@ int main(int argc, char** argv) {
   std::string cache_dir = ".", qat_list, prune_list, int8_list, gptq_list, awq_list, teacher_spec,
               floatkd_list;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  bool wide_int4 = false;
   for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i], v = i + 1 < argc ? argv[i + 1] : "";
     if (a == "--seed") {
@@ -163,6 +165,8 @@ int main(int argc, char** argv) {
       teacher_spec = v;
     } else if (a == "--floatkd") {
       floatkd_list = v;
+    } else if (a == "--wide-int4") {
+      wide_int4 = v == "1";
     } else {
       std::fprintf(stderr, "fashion_mnist_explore: unknown option '%s' (see explore.cpp)\n",
                    a.c_str());
@@ -239,7 +243,8 @@ int main(int argc, char** argv) {
     }
     std::fflush(stdout);
   };
-  const tq::QuantSpec int4_group = tq::QuantSpec::int4_per_group(32, 1);
+  tq::QuantSpec int4_group = tq::QuantSpec::int4_per_group(32, 1);
+  if (wide_int4) int4_group.narrow_range = false;  // [-8, 7] instead of [-7, 7]
   const tq::QuantSpec int8_channel = tq::QuantSpec::int8_weights_per_channel(0);
   auto printer = [](const fmnist::EpochStats& s) {
     fmt::print("  epoch {} val {:.2f} {:.1f} s\n", s.epoch, 100.0 * s.val_accuracy, s.seconds);
