@@ -143,10 +143,13 @@ void shapes(benchmark::internal::Benchmark* b) {
 // Dense: the host's default path (the fastest the CPU has) and AVX2 for a same-ISA view.
 BENCHMARK_CAPTURE(BM_DenseFc, default_path, rt::Path::kAuto)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_DenseFc, avx2, rt::Path::kAvx2)->Apply(shapes);
-// Sparse: default path (AVX2 here), plus the scalar reference on CSR for comparison.
+// Sparse: default path (AVX-512 VNNI where the CPU has it: CSR on the AVX2 bodies, bitmap on
+// vpexpandb where AVX-512 VBMI2 is there), bitmap on AVX2 for comparison, and the scalar
+// reference on CSR.
 BENCHMARK_CAPTURE(BM_SparseFc, csr_u8, StorageFormat::kCsrU8, rt::Path::kAuto)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_SparseFc, csr_u16, StorageFormat::kCsrU16, rt::Path::kAuto)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_SparseFc, bitmap, StorageFormat::kBitmap, rt::Path::kAuto)->Apply(shapes);
+BENCHMARK_CAPTURE(BM_SparseFc, bitmap_avx2, StorageFormat::kBitmap, rt::Path::kAvx2)->Apply(shapes);
 // Block CSR 1x16 and 4x16 (block-pruned weights): default path (AVX-512 VNNI where the CPU
 // has it), AVX2, and the smlad data flow for scale.
 BENCHMARK_CAPTURE(BM_BlockFc, bsr_1x16, 1, rt::Path::kAuto)->Apply(shapes);

@@ -1,5 +1,5 @@
-// Sparse fully-connected, block CSR on x86 AVX-512 VNNI (vpdpbusd; compiled with only the
-// AVX-512 F/BW/VL/VNNI flags, chosen at run time after a CPU check).
+// Sparse fully-connected, block CSR and bitmap on x86 AVX-512 VNNI (vpdpbusd; compiled with only
+// the AVX-512 F/BW/VL/VNNI flags, chosen at run time after a CPU check).
 //
 // vpdpbusd multiplies unsigned by signed bytes, so the activations are copied once per call
 // into scratch as u8 = x + 128 (x ^ 0x80) and, per output row,
@@ -13,7 +13,14 @@
 //  - 1x16: four consecutive blocks of a row fill one zmm of weights; their four activation
 //    slices are inserted lane by lane; a last group of 1-3 blocks uses zero-masked weights.
 // Other block shapes run the reference loops.
+// Bitmap (only on CPUs with AVX-512 VBMI2, whose functions below carry their own target
+// attribute; the dispatcher checks the CPU): every 64 columns of a row, the row's next
+// popcount(bits) packed values are loaded with a byte mask and vpexpandb puts them at their set
+// bits (zeros elsewhere), so one vpdpbusd meets 64 activations; nothing is gathered. Four rows
+// share each activation load and run independent chains.
 #include <immintrin.h>
+
+#include <cstring>
 
 #include "tinyquant/rt/sparse.hpp"
 
@@ -28,7 +35,9 @@ namespace tinyquant::rt::detail {
 namespace {
 
 bool simd_shape(const SparseMatrixS8& w) noexcept {
-  return w.block_cols == 16 && (w.block_rows == 1 || w.block_rows == 4);
+  if (w.format == SparseFormat::kBitmap) return true;
+  return w.format == SparseFormat::kBlockCsr && w.block_cols == 16 &&
+         (w.block_rows == 1 || w.block_rows == 4);
 }
 
 // GCC 12's unmasked extract / broadcast merge into an undefined vector and trip a false
@@ -176,6 +185,23 @@ void finish_row(const SparseFcArgs& a, const int32_t* dot, int32_t pruned, int8_
   }
 }
 
+// The u8 activations (x + 128) of one batch row into xr; returns sum(x + io) mod 2^32.
+inline int32_t widen_row(const int8_t* x, int32_t k_total, int32_t input_offset,
+                         uint8_t* xr) noexcept {
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i ones = _mm512_set1_epi8(1);
+  __m512i sum = _mm512_setzero_si512();
+  for (int32_t k = 0; k < k_total; k += 64) {
+    const int32_t left = k_total - k;
+    const __mmask64 m = left >= 64 ? ~__mmask64{0} : ((__mmask64{1} << left) - 1);
+    const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, x + k), flip);
+    _mm512_mask_storeu_epi8(xr + k, m, v);
+    sum = _mm512_dpbusd_epi32(sum, _mm512_maskz_mov_epi8(m, v), ones);
+  }
+  // sum(x + io) = sum(x + 128) + (io - 128) * K, mod 2^32.
+  return wrap_add(hsum128(add_lanes(sum)), wrap_mul(input_offset - 128, k_total));
+}
+
 template <int kRows>
 void block_fc(const SparseFcArgs& a) noexcept {
   const FcParams& p = *a.params;
@@ -183,26 +209,14 @@ void block_fc(const SparseFcArgs& a) noexcept {
   const SparseMatrixS8& w = *a.weights;
   uint8_t* xu = static_cast<uint8_t*>(a.scratch);
   int32_t* dot = reinterpret_cast<int32_t*>(xu + static_cast<int64_t>(d.batch) * d.in_features);
-  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  const __m512i ones = _mm512_set1_epi8(1);
   const __m512i comp = _mm512_set1_epi32(p.input_offset - 128);
   // Output 4j + L of four 4-row groups is element j of lane L of lane_sums4.
   const __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const __m512i z = _mm512_setzero_si512();
   for (int32_t b = 0; b < d.batch; ++b) {
-    const int8_t* x = a.input + static_cast<int64_t>(b) * d.in_features;
     uint8_t* xr = xu + static_cast<int64_t>(b) * d.in_features;
-    // sum(x + io) = sum(x + 128) + (io - 128) * K, mod 2^32.
-    __m512i sum = _mm512_setzero_si512();
-    for (int32_t k = 0; k < d.in_features; k += 64) {
-      const int32_t left = d.in_features - k;
-      const __mmask64 m = left >= 64 ? ~__mmask64{0} : ((__mmask64{1} << left) - 1);
-      const __m512i v = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, x + k), flip);
-      _mm512_mask_storeu_epi8(xr + k, m, v);
-      sum = _mm512_dpbusd_epi32(sum, _mm512_maskz_mov_epi8(m, v), ones);
-    }
-    const int32_t xsum =
-        wrap_add(hsum128(add_lanes(sum)), wrap_mul(p.input_offset - 128, d.in_features));
+    const int32_t xsum = widen_row(a.input + static_cast<int64_t>(b) * d.in_features, d.in_features,
+                                   p.input_offset, xr);
     const int32_t pruned = wrap_mul(xsum, p.filter_offset);
 
     if (kRows == 4) {
@@ -231,10 +245,104 @@ void block_fc(const SparseFcArgs& a) noexcept {
   }
 }
 
+// Bits of the 64 columns from byte `byte0` of a bitmap row of row_bytes bytes (fewer at its end;
+// bit j of the little-endian word is column 8 * byte0 + j). Built in a register: a partial
+// memcpy would go through the stack and stall the load that follows it.
+inline uint64_t bitmap_word(const uint8_t* row, int32_t byte0, int32_t row_bytes) noexcept {
+  const int32_t left = row_bytes - byte0;
+  uint64_t m = 0;
+  if (left >= 8) {
+    std::memcpy(&m, row + byte0, 8);
+    return m;
+  }
+  for (int32_t b = 0; b < left; ++b) m |= uint64_t{row[byte0 + b]} << (8 * b);
+  return m;
+}
+
+// One 64-column chunk (from column k) of kRows bitmap rows: each row's next popcount(bits)
+// values spread to their set bits and met with the activations xv.
+template <int kRows>
+__attribute__((target("avx512vbmi2,popcnt"), always_inline)) inline void bitmap_chunk(
+    const uint8_t* bits, int32_t row_bytes, int32_t k, __m512i xv, const int8_t** v, __m512i* acc,
+    __m512i* ws) noexcept {
+  const __m512i ones = _mm512_set1_epi8(1);
+#pragma GCC unroll 4
+  for (int i = 0; i < kRows; ++i) {
+    const uint64_t m = bitmap_word(bits + i * row_bytes, k / 8, row_bytes);
+    const int n = static_cast<int>(_mm_popcnt_u64(m));
+    const __mmask64 take = n == 64 ? ~__mmask64{0} : ((__mmask64{1} << n) - 1);
+    const __m512i wv = _mm512_maskz_expand_epi8(m, _mm512_maskz_loadu_epi8(take, v[i]));
+    v[i] += n;
+    acc[i] = _mm512_dpbusd_epi32(acc[i], xv, wv);
+    ws[i] = _mm512_dpbusd_epi32(ws[i], ones, wv);
+  }
+}
+
+// For bitmap rows r0 .. r0 + kRows - 1, whose values start at vals: t[i] = sum_{stored}
+// (x + 128) * w + (io - 128) * sum_{stored} w of row r0 + i, not yet reduced (all 16 lanes belong
+// to the row). Returns the end of the last row's values.
+template <int kRows>
+__attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_rows(
+    const SparseMatrixS8& w, int32_t r0, const int8_t* vals, const uint8_t* xu, __m512i comp,
+    __m512i* t) noexcept {
+  const int32_t row_bytes = (w.cols + 7) / 8;
+  const uint8_t* bits = w.bitmap + static_cast<int64_t>(r0) * row_bytes;
+  const int8_t* v[kRows];  // each row's next value
+  v[0] = vals;
+  for (int i = 1; i < kRows; ++i) {
+    int64_t n = 0;
+    for (int32_t b = 0; b < row_bytes; b += 8)
+      n += _mm_popcnt_u64(bitmap_word(bits + (i - 1) * row_bytes, b, row_bytes));
+    v[i] = v[i - 1] + n;
+  }
+  __m512i acc[kRows], ws[kRows];
+  for (int i = 0; i < kRows; ++i) acc[i] = ws[i] = _mm512_setzero_si512();
+  int32_t k = 0;
+  for (; k + 64 <= w.cols; k += 64)
+    bitmap_chunk<kRows>(bits, row_bytes, k, _mm512_loadu_si512(xu + k), v, acc, ws);
+  // Columns past cols have no bit set, so their (masked-off) activations meet zero weights.
+  if (k < w.cols)
+    bitmap_chunk<kRows>(bits, row_bytes, k,
+                        _mm512_maskz_loadu_epi8((__mmask64{1} << (w.cols - k)) - 1, xu + k), v, acc,
+                        ws);
+  for (int i = 0; i < kRows; ++i) t[i] = _mm512_add_epi32(acc[i], _mm512_mullo_epi32(ws[i], comp));
+  return v[kRows - 1];
+}
+
+__attribute__((target("avx512vbmi2,popcnt"))) void bitmap_fc(const SparseFcArgs& a) noexcept {
+  const FcParams& p = *a.params;
+  const FcDims& d = *a.dims;
+  const SparseMatrixS8& w = *a.weights;
+  uint8_t* xu = static_cast<uint8_t*>(a.scratch);
+  int32_t* dot = reinterpret_cast<int32_t*>(xu + static_cast<int64_t>(d.batch) * d.in_features);
+  const __m512i comp = _mm512_set1_epi32(p.input_offset - 128);
+  const __m512i z = _mm512_setzero_si512();
+  for (int32_t b = 0; b < d.batch; ++b) {
+    uint8_t* xr = xu + static_cast<int64_t>(b) * d.in_features;
+    const int32_t xsum = widen_row(a.input + static_cast<int64_t>(b) * d.in_features, d.in_features,
+                                   p.input_offset, xr);
+    const int32_t pruned = wrap_mul(xsum, p.filter_offset);
+    const int8_t* vals = w.values;
+    for (int32_t o = 0; o < w.rows; o += 4) {
+      __m512i t[4] = {z, z, z, z};
+      if (o + 4 <= w.rows)
+        vals = bitmap_rows<4>(w, o, vals, xr, comp, t);
+      else
+        for (int32_t i = 0; o + i < w.rows; ++i)
+          vals = bitmap_rows<1>(w, o + i, vals, xr, comp, t + i);
+      const __m128i s = add_lanes(lane_sums4(t[0], t[1], t[2], t[3]));
+      const int32_t cnt = w.rows - o < 4 ? w.rows - o : 4;
+      _mm_mask_storeu_epi32(dot + o, static_cast<__mmask8>((1u << cnt) - 1), s);
+    }
+    finish_row(a, dot, pruned, a.output + static_cast<int64_t>(b) * d.out_features);
+  }
+}
+
 }  // namespace
 
 // Scratch: the u8 activations [batch][cols], then the raw row sums of one batch row [rows]
-// (int32). None for the shapes that run the reference loops.
+// (int32), for bitmap and the 1x16 / 4x16 block shapes. None for the shapes that run the
+// reference loops.
 int32_t sparse_fc_s8_avx512vnni_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept {
   if (!simd_shape(w)) return 0;
   const int64_t bytes =
@@ -245,6 +353,8 @@ int32_t sparse_fc_s8_avx512vnni_scratch_size(const FcDims& dims, const SparseMat
 void sparse_fc_s8_avx512vnni(const SparseFcArgs& a) noexcept {
   if (!simd_shape(*a.weights))
     sparse_fc_s8_reference(a);
+  else if (a.weights->format == SparseFormat::kBitmap)
+    bitmap_fc(a);
   else if (a.weights->block_rows == 1)
     block_fc<1>(a);
   else

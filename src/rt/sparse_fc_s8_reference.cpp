@@ -29,6 +29,18 @@ bool vnni_supported() noexcept {
 #endif
 }
 
+// The AVX-512 VNNI path's own body runs block CSR, and bitmap where vpexpandb (VBMI2) is there;
+// every other format takes the AVX2 body.
+bool vnni_body(const SparseMatrixS8& w) noexcept {
+#if TINYQUANT_SPARSE_HAVE_AVX2
+  return w.format == SparseFormat::kBlockCsr ||
+         (w.format == SparseFormat::kBitmap && __builtin_cpu_supports("avx512vbmi2") != 0);
+#else
+  (void)w;
+  return false;
+#endif
+}
+
 // kAuto follows a globally forced reference, smlad or avx2 path (force_path / TINYQUANT_PATH),
 // so forcing a path checks sparse layers too; otherwise the widest the CPU has.
 Path resolve_path(Path requested) noexcept {
@@ -192,7 +204,7 @@ int32_t sparse_fully_connected_s8_scratch_size(const FcDims& dims, const SparseM
   const Path p = resolve_path(path);
   if (p == Path::kSmlad) return detail::sparse_fc_s8_smlad_scratch_size(dims, weights);
 #if TINYQUANT_SPARSE_HAVE_AVX2
-  if (p == Path::kAvx512Vnni && weights.format == SparseFormat::kBlockCsr)
+  if (p == Path::kAvx512Vnni && vnni_body(weights))
     return detail::sparse_fc_s8_avx512vnni_scratch_size(dims, weights);
   if (p == Path::kAvx2 || p == Path::kAvx512Vnni)
     return detail::sparse_fc_s8_avx2_scratch_size(dims, weights);
@@ -264,11 +276,11 @@ Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, con
     case Path::kAvx512Vnni: {
 #if TINYQUANT_SPARSE_HAVE_AVX2
       if (!vnni_supported()) return Status::kPathUnavailable;
-      const bool block = weights.format == SparseFormat::kBlockCsr;
-      const int32_t need = block ? detail::sparse_fc_s8_avx512vnni_scratch_size(dims, weights)
-                                 : detail::sparse_fc_s8_avx2_scratch_size(dims, weights);
+      const bool own = vnni_body(weights);
+      const int32_t need = own ? detail::sparse_fc_s8_avx512vnni_scratch_size(dims, weights)
+                               : detail::sparse_fc_s8_avx2_scratch_size(dims, weights);
       if (!scratch_fits(ctx, need)) return Status::kScratchTooSmall;
-      if (block)
+      if (own)
         detail::sparse_fc_s8_avx512vnni(args);
       else
         detail::sparse_fc_s8_avx2(args);

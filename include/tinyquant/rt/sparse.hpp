@@ -98,7 +98,8 @@ Status validate_sparse_s8(const SparseMatrixS8& w) noexcept;
 // path (force_path, TINYQUANT_PATH), else picks AVX-512 VNNI on x86 CPUs that have it, else
 // AVX2, else the reference; kReference, kSmlad, kAvx2 and kAvx512Vnni can be forced
 // (kPathUnavailable if the build or CPU lacks it; every other path is unavailable for sparse
-// kernels). kAvx512Vnni runs block CSR on vpdpbusd and every other format on the AVX2 bodies.
+// kernels). kAvx512Vnni runs block CSR on vpdpbusd, bitmap too on CPUs with AVX-512 VBMI2
+// (vpexpandb), and every other format on the AVX2 bodies.
 Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, const Requant& requant,
                                  const FcDims& dims, const int8_t* input,
                                  const SparseMatrixS8& weights, const int32_t* bias,
@@ -130,7 +131,8 @@ void sparse_fc_s8_smlad(const SparseFcArgs& args) noexcept;
 int32_t sparse_fc_s8_smlad_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept;
 void sparse_fc_s8_avx2(const SparseFcArgs& args) noexcept;  // x86-64 builds only
 int32_t sparse_fc_s8_avx2_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept;
-// Block CSR on AVX-512 VNNI (x86-64 builds only; the caller checked the CPU).
+// Block CSR, and bitmap, on AVX-512 VNNI (x86-64 builds only; the caller checked the CPU: VNNI,
+// and for bitmap also VBMI2).
 void sparse_fc_s8_avx512vnni(const SparseFcArgs& args) noexcept;
 int32_t sparse_fc_s8_avx512vnni_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept;
 
