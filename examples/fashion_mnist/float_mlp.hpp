@@ -33,10 +33,10 @@ struct FloatMlp {
 // size sets the block depth, i.e. where a long dot product (784 terms in the first layer) is cut
 // into partial sums. So the same seed trained slightly different weights on CPUs with different
 // caches (seed 1's float model: 89.33 % test accuracy planned for a 32 KiB L1, 89.23 % for a
-// 48 KiB one, on the same machine). While one of
-// these lives, Eigen plans with fixed sizes (kL1 / kL2 / kL3) instead; the sizes in effect before
-// are restored at its end. Only the L1 size changes any sum; L2 and L3 only split rows and
-// columns. Process-wide state: not for use from several threads at once.
+// 48 KiB one, on the same machine). While one of these lives, Eigen plans with fixed sizes
+// (kL1 / kL2 / kL3) instead; the sizes in effect before are restored at its end. Only the L1
+// size changes any sum; L2 and L3 only split rows and columns. Process-wide state: not for use
+// from several threads at once.
 class FixedEigenBlocking {
  public:
   static constexpr std::ptrdiff_t kL1 = std::ptrdiff_t{32} << 10;

@@ -29,17 +29,14 @@ bool vnni_supported() noexcept {
 #endif
 }
 
+#if TINYQUANT_SPARSE_HAVE_AVX2
 // The AVX-512 VNNI path's own body runs block CSR, and bitmap where vpexpandb (VBMI2) is there;
 // every other format takes the AVX2 body.
 bool vnni_body(const SparseMatrixS8& w) noexcept {
-#if TINYQUANT_SPARSE_HAVE_AVX2
   return w.format == SparseFormat::kBlockCsr ||
          (w.format == SparseFormat::kBitmap && __builtin_cpu_supports("avx512vbmi2") != 0);
-#else
-  (void)w;
-  return false;
-#endif
 }
+#endif
 
 // kAuto follows a globally forced reference, smlad or avx2 path (force_path / TINYQUANT_PATH),
 // so forcing a path checks sparse layers too; otherwise the widest the CPU has.
