@@ -260,7 +260,9 @@ int main(int argc, char** argv) {
     report("float", "base", mlp, int8_channel);
     fmnist::TrainKey k = key;
     k.epochs = 4;
-    k.recipe = "qat-int4-g32-r100-snap-cos_from-e20-lr0.001-cos-best-eigl1-32k";
+    // The demo's key; on the wide grid a model of its own.
+    k.recipe = std::string(wide_int4 ? "qat-int4w" : "qat-int4") +
+               "-g32-r100-snap-cos_from-e20-lr0.001-cos-best-eigl1-32k";
     fmnist::QatConfig qc;
     qc.snap_scales = true;
     const fmnist::FloatMlp qat = load_or(k, [&] {
@@ -431,7 +433,8 @@ int main(int argc, char** argv) {
     k.epochs = static_cast<uint32_t>(qat_epochs);
     k.lr = qat_lr;
     k.recipe =
-        fmt::format("qat-int4-g32-r100-snap-cos_from-gptq-{}_e20-lr0.001-cos-best-eigl1-32k", name);
+        fmt::format("qat-int4{}-g32-r100-snap-cos_from-gptq-{}_e20-lr0.001-cos-best-eigl1-32k",
+                    wide_int4 ? "w" : "", name);
     const fmnist::FloatMlp qat = load_or(k, [&] {
       std::vector<tq::QuantParams> unused;  // the cache keeps the weights; re-fitted below
       return qat_from_gptq(false, &unused);
