@@ -352,9 +352,9 @@ void block_fc_x16(const SparseFcArgs& a) noexcept {
 
 }  // namespace
 
-// Scratch: widened activations [batch][cols] int32, per-batch sum(x + io), one decoded N:M row
-// of columns (+ 8 slots of slack), all 32-bit words; for bitmaps also the activations as int16
-// [batch][cols rounded up to 64], zero padded.
+// Scratch (64-byte aligned by the caller): widened activations [batch][cols] int32, per-batch sum(x
+// + io), one decoded N:M row of columns (+ 8 slots of slack), all 32-bit words; for bitmaps also
+// the activations as int16 [batch][cols rounded up to 64], zero padded.
 int32_t sparse_fc_s8_avx2_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept {
   if (w.format == SparseFormat::kBlockCsr) {
     if (!block_simd_shape(w)) return 0;

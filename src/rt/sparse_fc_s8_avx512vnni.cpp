@@ -40,6 +40,11 @@ bool simd_shape(const SparseMatrixS8& w) noexcept {
          (w.block_rows == 1 || w.block_rows == 4);
 }
 
+// Where the int32 row sums start in scratch: after the u8 activations, on a 64-byte boundary.
+int64_t row_sums_offset(const FcDims& d) noexcept {
+  return (static_cast<int64_t>(d.batch) * d.in_features + 63) / 64 * 64;
+}
+
 // GCC 12's unmasked extract / broadcast merge into an undefined vector and trip a false
 // -Wmaybe-uninitialized: the zero-masked forms with an all-ones mask are the same instruction.
 inline __m512i bcast16(__m128i v) noexcept {
@@ -208,7 +213,7 @@ void block_fc(const SparseFcArgs& a) noexcept {
   const FcDims& d = *a.dims;
   const SparseMatrixS8& w = *a.weights;
   uint8_t* xu = static_cast<uint8_t*>(a.scratch);
-  int32_t* dot = reinterpret_cast<int32_t*>(xu + static_cast<int64_t>(d.batch) * d.in_features);
+  int32_t* dot = reinterpret_cast<int32_t*>(xu + row_sums_offset(d));
   const __m512i comp = _mm512_set1_epi32(p.input_offset - 128);
   // Output 4j + L of four 4-row groups is element j of lane L of lane_sums4.
   const __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
@@ -314,7 +319,7 @@ __attribute__((target("avx512vbmi2,popcnt"))) void bitmap_fc(const SparseFcArgs&
   const FcDims& d = *a.dims;
   const SparseMatrixS8& w = *a.weights;
   uint8_t* xu = static_cast<uint8_t*>(a.scratch);
-  int32_t* dot = reinterpret_cast<int32_t*>(xu + static_cast<int64_t>(d.batch) * d.in_features);
+  int32_t* dot = reinterpret_cast<int32_t*>(xu + row_sums_offset(d));
   const __m512i comp = _mm512_set1_epi32(p.input_offset - 128);
   const __m512i z = _mm512_setzero_si512();
   for (int32_t b = 0; b < d.batch; ++b) {
@@ -340,13 +345,12 @@ __attribute__((target("avx512vbmi2,popcnt"))) void bitmap_fc(const SparseFcArgs&
 
 }  // namespace
 
-// Scratch: the u8 activations [batch][cols], then the raw row sums of one batch row [rows]
-// (int32), for bitmap and the 1x16 / 4x16 block shapes. None for the shapes that run the
-// reference loops.
+// Scratch (64-byte aligned by the caller): the u8 activations [batch][cols], then, from the
+// next multiple of 64 bytes, the raw row sums of one batch row [rows] (int32), for bitmap and the
+// 1x16 / 4x16 block shapes. None for the shapes that run the reference loops.
 int32_t sparse_fc_s8_avx512vnni_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept {
   if (!simd_shape(w)) return 0;
-  const int64_t bytes =
-      static_cast<int64_t>(dims.batch) * dims.in_features + static_cast<int64_t>(w.rows) * 4;
+  const int64_t bytes = row_sums_offset(dims) + static_cast<int64_t>(w.rows) * 4;
   return bytes > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int32_t>(bytes);
 }
 

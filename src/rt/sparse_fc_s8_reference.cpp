@@ -196,15 +196,38 @@ Status validate_sparse_s8(const SparseMatrixS8& w) noexcept {
   return Status::kBadArgument;
 }
 
+namespace {
+
+#if TINYQUANT_SPARSE_HAVE_AVX2
+// The x86 bodies store int32 words and vectors into scratch, which the caller may hand over at
+// any alignment: they get it aligned up to 64 bytes, and ask for that much more.
+constexpr int32_t kX86ScratchAlign = 64;
+
+int32_t x86_need(int32_t body_bytes) noexcept {
+  if (body_bytes <= 0) return 0;
+  return body_bytes > INT32_MAX - (kX86ScratchAlign - 1) ? INT32_MAX
+                                                         : body_bytes + (kX86ScratchAlign - 1);
+}
+
+void* x86_scratch(void* scratch) noexcept {
+  if (scratch == nullptr) return nullptr;
+  const auto a = reinterpret_cast<uintptr_t>(scratch);
+  const auto u = static_cast<uintptr_t>(kX86ScratchAlign);
+  return static_cast<uint8_t*>(scratch) + (u - a % u) % u;
+}
+#endif
+
+}  // namespace
+
 int32_t sparse_fully_connected_s8_scratch_size(const FcDims& dims, const SparseMatrixS8& weights,
                                                Path path) noexcept {
   const Path p = resolve_path(path);
   if (p == Path::kSmlad) return detail::sparse_fc_s8_smlad_scratch_size(dims, weights);
 #if TINYQUANT_SPARSE_HAVE_AVX2
   if (p == Path::kAvx512Vnni && vnni_body(weights))
-    return detail::sparse_fc_s8_avx512vnni_scratch_size(dims, weights);
+    return x86_need(detail::sparse_fc_s8_avx512vnni_scratch_size(dims, weights));
   if (p == Path::kAvx2 || p == Path::kAvx512Vnni)
-    return detail::sparse_fc_s8_avx2_scratch_size(dims, weights);
+    return x86_need(detail::sparse_fc_s8_avx2_scratch_size(dims, weights));
 #endif
   return 0;
 }
@@ -262,8 +285,9 @@ Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, con
     case Path::kAvx2: {
 #if TINYQUANT_SPARSE_HAVE_AVX2
       if (!avx2_supported()) return Status::kPathUnavailable;
-      if (!scratch_fits(ctx, detail::sparse_fc_s8_avx2_scratch_size(dims, weights)))
+      if (!scratch_fits(ctx, x86_need(detail::sparse_fc_s8_avx2_scratch_size(dims, weights))))
         return Status::kScratchTooSmall;
+      args.scratch = x86_scratch(ctx.scratch);
       detail::sparse_fc_s8_avx2(args);
       return Status::kOk;
 #else
@@ -276,7 +300,8 @@ Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, con
       const bool own = vnni_body(weights);
       const int32_t need = own ? detail::sparse_fc_s8_avx512vnni_scratch_size(dims, weights)
                                : detail::sparse_fc_s8_avx2_scratch_size(dims, weights);
-      if (!scratch_fits(ctx, need)) return Status::kScratchTooSmall;
+      if (!scratch_fits(ctx, x86_need(need))) return Status::kScratchTooSmall;
+      args.scratch = x86_scratch(ctx.scratch);
       if (own)
         detail::sparse_fc_s8_avx512vnni(args);
       else

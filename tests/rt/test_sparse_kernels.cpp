@@ -574,48 +574,76 @@ TEST(SparseFcS8, EveryRowLengthAndTail) {
   }
 }
 
-// The smlad path keeps x + input_offset in scratch for every format but block CSR: it reports
-// that size, refuses less, and takes a buffer at any alignment.
-TEST(SparseFcS8, SmladScratch) {
+// Every path that asks for scratch reports its size, refuses one byte less, and takes the
+// buffer at any alignment (the caller's buffer is not promised to be aligned: a path that stores
+// 32-bit words or vectors there aligns it itself). The smlad path keeps x + input_offset there
+// for every format but block CSR; the x86 paths their widened activations and row sums.
+TEST(SparseFcS8, ScratchIsSizedCheckedAndTakenAtAnyAlignment) {
   std::mt19937 rng(5);
   Case c = random_case(rng, 2, 37, 6, 0.6, true);
-  const std::vector<int8_t> expect = dense_oracle(c);
-  rt::FcDims dims{c.batch, c.k, c.n};
-  rt::Requant rq;
-  rq.multiplier = c.multiplier.data();
-  rq.shift = c.shift.data();
-  rq.per_channel = c.per_channel;
-  rq.rounding = c.rounding;
-  const int32_t* bias = c.with_bias ? c.bias.data() : nullptr;
-  for (auto f : {StorageFormat::kCsrU8, StorageFormat::kCsrU16, StorageFormat::kBitmap}) {
-    const SparseMatrix sm = SparseMatrix::from_dense(c.weights.data(), c.n, c.k, fmt_opt(f));
+  Case blocks = random_case(rng, 2, 32, 8, 0.0, true);
+  make_blocks(blocks, 4, 16, 0.5, rng);
+  Case nm = c;
+  make_nm(nm, 2, 4);
+  struct Matrix {
+    const Case* c;
+    SparseOptions opt;
+  };
+  const Matrix matrices[] = {
+      {&c, fmt_opt(StorageFormat::kCsrU8)},  {&c, fmt_opt(StorageFormat::kCsrU16)},
+      {&c, fmt_opt(StorageFormat::kBitmap)}, {&nm, fmt_opt(StorageFormat::kNm, 2, 4)},
+      {&blocks, block_opt(4, 16)},           {&blocks, block_opt(1, 16)}};
+  int checked = 0;
+  for (const Matrix& m : matrices) {
+    const Case& k = *m.c;
+    const std::vector<int8_t> expect = dense_oracle(k);
+    const SparseMatrix sm = SparseMatrix::from_dense(k.weights.data(), k.n, k.k, m.opt);
     const rt::SparseMatrixS8 w = sm.view();
-    const int32_t need = rt::sparse_fully_connected_s8_scratch_size(dims, w, Path::kSmlad);
-    EXPECT_GE(need, 2 * c.k) << to_string(f);
-    std::vector<int8_t> out(expect.size(), int8_t{-99});
-    rt::Context ctx;
-    ctx.path = Path::kSmlad;
-    EXPECT_EQ(
-        rt::sparse_fully_connected_s8(ctx, c.params, rq, dims, c.input.data(), w, bias, out.data()),
-        Status::kScratchTooSmall)
-        << to_string(f);
-    EXPECT_EQ(out, std::vector<int8_t>(expect.size(), int8_t{-99}));
-    std::vector<uint8_t> buf(static_cast<size_t>(need) + 8);
-    for (size_t misalign = 0; misalign < 4; ++misalign) {
-      ctx.scratch = buf.data() + misalign;
-      ctx.scratch_size = need - 1;
-      EXPECT_EQ(rt::sparse_fully_connected_s8(ctx, c.params, rq, dims, c.input.data(), w, bias,
+    rt::FcDims dims{k.batch, k.k, k.n};
+    rt::Requant rq;
+    rq.multiplier = k.multiplier.data();
+    rq.shift = k.shift.data();
+    rq.per_channel = k.per_channel;
+    rq.rounding = k.rounding;
+    const int32_t* bias = k.with_bias ? k.bias.data() : nullptr;
+    for (Path p : runnable_paths()) {
+      const std::string what = std::string(to_string(m.opt.format)) + " " +
+                               std::to_string(w.block_rows) + " path " + rt::path_name(p);
+      const int32_t need = rt::sparse_fully_connected_s8_scratch_size(dims, w, p);
+      if (p == Path::kSmlad && m.opt.format != StorageFormat::kBlockCsr) {
+        EXPECT_GE(need, 2 * k.k) << what;
+      }
+      if (need == 0) continue;
+      ++checked;
+      std::vector<int8_t> out(expect.size(), int8_t{-99});
+      rt::Context ctx;
+      ctx.path = p;
+      EXPECT_EQ(rt::sparse_fully_connected_s8(ctx, k.params, rq, dims, k.input.data(), w, bias,
                                               out.data()),
-                Status::kScratchTooSmall);
-      ctx.scratch_size = need;
-      ASSERT_EQ(rt::sparse_fully_connected_s8(ctx, c.params, rq, dims, c.input.data(), w, bias,
-                                              out.data()),
-                Status::kOk);
-      EXPECT_EQ(out, expect) << to_string(f) << " misaligned by " << misalign;
+                Status::kScratchTooSmall)
+          << what;
+      EXPECT_EQ(out, std::vector<int8_t>(expect.size(), int8_t{-99})) << what;
+      std::vector<uint8_t> buf(static_cast<size_t>(need) + 64);
+      for (const size_t misalign : {0u, 1u, 2u, 3u, 5u, 33u}) {
+        ctx.scratch = buf.data() + misalign;
+        ctx.scratch_size = need - 1;
+        EXPECT_EQ(rt::sparse_fully_connected_s8(ctx, k.params, rq, dims, k.input.data(), w, bias,
+                                                out.data()),
+                  Status::kScratchTooSmall)
+            << what;
+        ctx.scratch_size = need;
+        ASSERT_EQ(rt::sparse_fully_connected_s8(ctx, k.params, rq, dims, k.input.data(), w, bias,
+                                                out.data()),
+                  Status::kOk)
+            << what;
+        EXPECT_EQ(out, expect) << what << " misaligned by " << misalign;
+      }
     }
   }
-  Case b = random_case(rng, 2, 32, 8, 0.0, false);
-  make_blocks(b, 4, 16, 0.5, rng);
-  const SparseMatrix sm = SparseMatrix::from_dense(b.weights.data(), 8, 32, block_opt(4, 16));
-  EXPECT_EQ(rt::sparse_fully_connected_s8_scratch_size(dims, sm.view(), Path::kSmlad), 0);
+  EXPECT_GE(checked, 4);  // at least the smlad path's four formats
+  // Block CSR runs the smlad path without scratch.
+  const SparseMatrix sm =
+      SparseMatrix::from_dense(blocks.weights.data(), blocks.n, blocks.k, block_opt(4, 16));
+  const rt::FcDims block_dims{blocks.batch, blocks.k, blocks.n};
+  EXPECT_EQ(rt::sparse_fully_connected_s8_scratch_size(block_dims, sm.view(), Path::kSmlad), 0);
 }
