@@ -8,7 +8,7 @@
 //   fashion_mnist [--data-dir DIR] [--cache-dir DIR] [--seed N] [--epochs N] [--batch N]
 //                 [--lr X] [--train-limit N] [--finetune-epochs N] [--finetune-lr X]
 //                 [--distill A] [--calibration C] [--eval-limit N]
-//                 [--plot PATH] [--retrain] [--no-cache]
+//                 [--plot PATH] [--firmware DIR] [--retrain] [--no-cache]
 //
 // Exit status: 0 on success, 1 on an error, 2 on a bad command line, 77 if the dataset is not
 // installed (CTest reports the smoke test as skipped rather than failed).
@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "dataset.hpp"
+#include "firmware.hpp"
 #include "float_mlp.hpp"
 #include "int8_mlp.hpp"
 #include "model_cache.hpp"
@@ -66,6 +67,7 @@ struct Options {
   float distill = 0.0f;                // weight of the float model's soft targets in the fine-tunes
   int64_t eval_limit = 0;              // 0: all 10000 test images
   std::string plot_path = TINYQUANT_FMNIST_OUTPUT_DIR "/fashion_mnist_accuracy_vs_bytes.svg";
+  std::string firmware_dir;  // empty: no firmware bundle
   std::vector<double> sparsities = {0.5, 0.7, 0.9};
   bool retrain = false;
   bool no_cache = false;
@@ -96,6 +98,9 @@ void usage(std::FILE* to) {
       "  --plot PATH        where the accuracy-vs-bytes SVG goes "
       "(default " TINYQUANT_FMNIST_OUTPUT_DIR
       "/fashion_mnist_accuracy_vs_bytes.svg)\n"
+      "  --firmware DIR     also write the int8 per-channel, int4 per-group 32 + QAT and 70 %\n"
+      "                     pruned int8 models as C headers, with the evaluated test images\n"
+      "                     and the host's logits, for the Cortex-M program (examples/cortex_m)\n"
       "  --retrain          train even if a cached model exists (and refresh the cache)\n"
       "  --no-cache         neither read nor write the cache\n",
       to);
@@ -133,12 +138,16 @@ bool parse(int argc, char** argv, Options* o) {
     if (a == "--help" || a == "-h") {
       usage(stdout);
       std::exit(0);
-    } else if (a == "--data-dir" || a == "--cache-dir" || a == "--plot") {
+    } else if (a == "--data-dir" || a == "--cache-dir" || a == "--plot" || a == "--firmware") {
       if (i + 1 >= argc) {
         std::fprintf(stderr, "fashion_mnist: %s needs a value\n", a.c_str());
         return false;
       }
-      (a == "--data-dir" ? o->data_dir : a == "--plot" ? o->plot_path : o->cache_dir) = argv[++i];
+      std::string& value = a == "--data-dir"   ? o->data_dir
+                           : a == "--plot"     ? o->plot_path
+                           : a == "--firmware" ? o->firmware_dir
+                                               : o->cache_dir;
+      value = argv[++i];
     } else if (a == "--finetune-epochs") {
       if (!integer(&i, "--finetune-epochs", 1, 1000, &v)) return false;
       o->finetune_epochs = static_cast<int>(v);
@@ -327,9 +336,12 @@ int run(const Options& o) {
     rows.push_back(
         {name, r.accuracy, bytes, r.us_per_sample, std::move(claim), std::move(reference)});
   };
+  // Firmware bundles (--firmware): the test images the table evaluates, then one model each.
+  if (!o.firmware_dir.empty()) fmnist::write_firmware_test_set(data.test, limit, o.firmware_dir);
   auto eval_quant = [&](const std::string& name, const fmnist::FloatMlp& m,
                         const tq::QuantSpec& spec, bool sparse, std::string claim = {},
-                        std::string reference = {}, const fmnist::WeightParamsChoice& wp = {}) {
+                        std::string reference = {}, const fmnist::WeightParamsChoice& wp = {},
+                        const std::string& firmware = {}) {
     // Activation ranges of this very model, from the validation images only.
     const fmnist::QuantMlp q = fmnist::quantize_mlp(
         m, fmnist::calibrate_ranges(m, split.val.images, o.calibration), spec, sparse, wp);
@@ -344,6 +356,11 @@ int run(const Options& o) {
     flush();
     add_row(name, fmnist::evaluate_quant(q, data.test, limit), q.total_bytes(), std::move(claim),
             std::move(reference));
+    if (!o.firmware_dir.empty() && !firmware.empty()) {
+      fmnist::write_firmware_model(m, q, data.test, limit, o.firmware_dir, firmware);
+      fmt::print("  firmware: {}/{}/model.h\n", o.firmware_dir, firmware);
+      flush();
+    }
   };
   auto eval_float = [&](const std::string& name, const fmnist::FloatMlp& m, int64_t bytes,
                         std::string claim = {}) {
@@ -369,7 +386,8 @@ int run(const Options& o) {
   eval_float("float32", mlp, fbytes);
   const double float_acc = rows.back().accuracy;
   eval_quant("int8 per-tensor", mlp, int8_tensor, false, kInt8Claim);
-  eval_quant("int8 per-channel", mlp, int8_channel, false, kInt8Claim, "ref -0.02 pp @ 3.95x");
+  eval_quant("int8 per-channel", mlp, int8_channel, false, kInt8Claim, "ref -0.02 pp @ 3.95x", {},
+             "int8");
   eval_quant("int4 per-channel", mlp, int4_channel, false, kInt4Claim);
   eval_quant("int4 per-group 32", mlp, int4_group, false, kInt4Claim, "ref +0.49 pp @ 7.33x");
 
@@ -418,7 +436,7 @@ int run(const Options& o) {
     fmnist::WeightParamsChoice snapped;
     snapped.snap = true;
     eval_quant("int4 per-group 32 + QAT ft", qat, int4_group, false, kInt4Claim,
-               "ref +0.49 pp @ 7.33x", snapped);
+               "ref +0.49 pp @ 7.33x", snapped, "int4_g32_qat");
   }
 
   // 2. Global magnitude pruning with a polynomial-decay fine-tune, alone and quantized.
@@ -449,7 +467,7 @@ int run(const Options& o) {
     eval_float(p + " + ft, float (sparse)", pruned, fmnist::sparse_float_bytes(pruned),
                seventy ? "textbook 70% pruning: ~3x at < 2% loss" : "");
     eval_quant(p + " + ft + int8 per-channel (sparse)", pruned, int8_channel, true, "",
-               seventy ? "ref +0.16 pp @ 9.11x" : "");
+               seventy ? "ref +0.16 pp @ 9.11x" : "", {}, seventy ? "prune70_int8" : "");
     eval_quant(p + " + ft + int4 per-group 32 (sparse)", pruned, int4_group, true);
   }
 

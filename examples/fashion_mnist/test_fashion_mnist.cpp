@@ -18,6 +18,7 @@
 #include <string>
 
 #include "dataset.hpp"
+#include "firmware.hpp"
 #include "float_mlp.hpp"
 #include "int8_mlp.hpp"
 #include "model_cache.hpp"
@@ -26,6 +27,7 @@
 #include "quant_mlp.hpp"
 #include "report.hpp"
 #include "tinyquant/error.hpp"
+#include "tinyquant/io/model_file.hpp"
 #include "tinyquant/quantize.hpp"
 #include "tinyquant/rt/fixed_point.hpp"
 #include "tinyquant/sparse.hpp"
@@ -1698,4 +1700,110 @@ TEST(Report, SvgIsWellFormedWithALogBytesAxis) {
   std::remove(path.c_str());
   expect_error<tinyquant::IoError>([&] { write_text_file("/proc/no/such/dir/x.svg", "x"); },
                                    {"/proc/no/such/dir"});
+}
+
+namespace {
+
+std::string read_all(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return "<missing " + path + ">";
+  std::string s;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+  std::fclose(f);
+  return s;
+}
+
+}  // namespace
+
+TEST(Firmware, BundleHoldsThePixelBytesLabelsTableModelAndHostLogits) {
+  // Images of pixel bytes / 255, as the loader makes them.
+  const int n = 12, pixels = 20;
+  Dataset d = tiny_dataset(n, pixels, 5);
+  std::mt19937 rng(6);
+  std::vector<uint8_t> bytes(static_cast<size_t>(n * pixels));
+  for (int i = 0; i < n * pixels; ++i) {
+    bytes[static_cast<size_t>(i)] = static_cast<uint8_t>(rng() % 256);
+    d.images(i / pixels, i % pixels) =
+        static_cast<float>(bytes[static_cast<size_t>(i)]) * (1.0f / 255.0f);
+  }
+  const FloatMlp mlp = he_init({pixels, 8, 3}, 7);
+  const QuantMlp q = quantize_mlp(mlp, calibrate_ranges(mlp, d.images),
+                                  tinyquant::QuantSpec::int8_weights_per_channel(0), false);
+  const std::string dir = temp_path("firmware");
+  const int used = 10;  // the bundle holds the first `used` images only
+  write_firmware_test_set(d, used, dir);
+  write_firmware_model(mlp, q, d, used, dir, "m");
+
+  EXPECT_EQ(read_all(dir + "/test_images.u8"),
+            std::string(bytes.begin(), bytes.begin() + used * pixels));
+  EXPECT_EQ(read_all(dir + "/test_labels.u8"),
+            std::string(d.labels.begin(), d.labels.begin() + used));
+
+  // The table: entry p is the int8 quantize_activation gives p / 255.
+  const std::string lut = read_all(dir + "/m/input.h");
+  const std::string body = lut.substr(lut.find('{') + 1);
+  std::vector<int> table;
+  const std::regex number("-?[0-9]+");
+  for (auto it = std::sregex_iterator(body.begin(), body.end(), number);
+       it != std::sregex_iterator(); ++it)
+    table.push_back(std::stoi(it->str()));
+  ASSERT_EQ(table.size(), 256u);
+  for (int p = 0; p < 256; ++p)
+    EXPECT_EQ(table[static_cast<size_t>(p)],
+              tinyquant::quantize_activation(static_cast<float>(p) / 255.0f, q.input))
+        << "pixel " << p;
+
+  // The model file holds the layers' integers and float biases.
+  const tinyquant::io::Model model = tinyquant::io::load_model(dir + "/m/model.tqm");
+  for (size_t i = 0; i < q.layers.size(); ++i) {
+    const std::string name = "fc" + std::to_string(i + 1);
+    const std::vector<uint8_t>& stored = model.find(name + ".weight").part("data").bytes;
+    const std::vector<uint8_t>& expected = q.layers[i].weights().data;
+    EXPECT_EQ(stored, expected) << name;
+    EXPECT_EQ(model.find(name + ".bias").shape, (tinyquant::Shape{mlp.layers[i].out_features()}));
+  }
+  EXPECT_NE(read_all(dir + "/m/model.h").find("FMNIST_FC2_OUT_FEATURES 3"), std::string::npos);
+
+  // Host logits: an integer forward of each image through plain loops over the layers' integers.
+  const std::string logits = read_all(dir + "/m/host_logits.s8");
+  ASSERT_EQ(logits.size(), static_cast<size_t>(used * 3));
+  for (int i = 0; i < used; ++i) {
+    std::vector<int8_t> x(static_cast<size_t>(pixels));
+    for (int k = 0; k < pixels; ++k)
+      x[static_cast<size_t>(k)] =
+          static_cast<int8_t>(table[bytes[static_cast<size_t>(i * pixels + k)]]);
+    for (const tinyquant::QuantizedLinear& l : q.layers) {
+      const std::vector<uint8_t>& w = l.weights().data;  // int8 per channel, one byte each
+      std::vector<int8_t> y(static_cast<size_t>(l.out_features()));
+      for (int64_t o = 0; o < l.out_features(); ++o) {
+        int64_t acc = l.kernel_bias()[static_cast<size_t>(o)];
+        for (int64_t k = 0; k < l.in_features(); ++k)
+          acc += int64_t{static_cast<int8_t>(w[static_cast<size_t>(o * l.in_features() + k)])} *
+                 x[static_cast<size_t>(k)];
+        const int32_t v = tinyquant::rt::requantize(static_cast<int32_t>(acc),
+                                                    l.multipliers()[static_cast<size_t>(o)],
+                                                    l.shifts()[static_cast<size_t>(o)]) +
+                          l.kernel_params().output_offset;
+        y[static_cast<size_t>(o)] = static_cast<int8_t>(
+            std::clamp(v, l.kernel_params().act_min, l.kernel_params().act_max));
+      }
+      x = y;
+    }
+    EXPECT_EQ(logits.substr(static_cast<size_t>(i * 3), 3),
+              std::string(reinterpret_cast<const char*>(x.data()), 3))
+        << "image " << i;
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Firmware, RejectsImagesThatAreNotPixelBytes) {
+  Dataset d = tiny_dataset(2, 4, 3);
+  d.images.setZero();
+  d.images(1, 2) = 0.5f;  // 127.5 / 255
+  const std::string dir = temp_path("firmware_bad");
+  expect_error<tinyquant::InvalidArgument>([&] { write_firmware_test_set(d, 0, dir); },
+                                           {"image 1", "pixel 2", "not a byte / 255"});
+  std::filesystem::remove_all(dir);
 }
