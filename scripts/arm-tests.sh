@@ -34,6 +34,9 @@ need g++ g++
 need python3 python3
 [ -d /usr/lib/arm-none-eabi/newlib ] || need_pkgs+=(libnewlib-arm-none-eabi)
 [ -d /usr/include/newlib/c++ ] || need_pkgs+=(libstdc++-arm-none-eabi-dev)
+# The m4 target's Fashion-MNIST firmware: the host demo (zlib) trains and exports a model.
+[ -f /usr/include/zlib.h ] || need_pkgs+=(zlib1g-dev)
+[ -d /usr/share/datasets/fashion-mnist ] || need_pkgs+=(dataset-fashion-mnist)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -ne 0 ] && sudo_cmd=sudo

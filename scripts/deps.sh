@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tinyquant needs from Debian's packages, only if something is missing.
 #   scripts/deps.sh demo   build + run the Fashion-MNIST demo
+#   scripts/deps.sh m4     the demo plus the Cortex-M toolchain and QEMU (scripts/fashion-mnist-m4.sh)
 #   scripts/deps.sh test   everything the full test suite uses (sanitizers, fuzzers, ARM + QEMU)
 set -euo pipefail
 what=${1:-test}
@@ -11,6 +12,9 @@ if [ "$what" = test ]; then
   pkgs+=(clang libclang-rt-14-dev libgemmlowp-dev libdnnl-dev libopenblas-dev valgrind
          g++-arm-linux-gnueabihf g++-aarch64-linux-gnu qemu-user gcc-arm-none-eabi
          libnewlib-arm-none-eabi libstdc++-arm-none-eabi-dev qemu-system-arm)
+fi
+if [ "$what" = m4 ]; then
+  pkgs+=(gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-dev qemu-system-arm)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

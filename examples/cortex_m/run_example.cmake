@@ -1,7 +1,9 @@
 # Runs the Cortex-M example under QEMU with the instruction-count plugin, prints the firmware's
 # output and the instructions executed per inference (the plugin's marker regions minus the empty
 # first region), and fails if the firmware failed or a region is missing.
-#   cmake -DQEMU=... -DMACHINE=mps2-an386 -DELF=... -DNM=... -DPLUGIN=... -P run_example.cmake
+#   cmake -DQEMU=... -DMACHINE=mps2-an386 -DELF=... -DNM=... -DPLUGIN=... [-DARGS=a;b;...]
+#         [-DTIMEOUT=seconds] -P run_example.cmake
+# ARGS become the firmware's argv[1...] (semihosting command line); TIMEOUT defaults to 60.
 foreach(v QEMU MACHINE ELF NM PLUGIN)
   if(NOT DEFINED ${v})
     message(FATAL_ERROR "run_example.cmake: ${v} is not set")
@@ -18,10 +20,22 @@ set(end ${CMAKE_MATCH_1})
 if(NOT begin OR NOT end)
   message(FATAL_ERROR "marker functions not found in ${ELF}")
 endif()
+get_filename_component(name ${ELF} NAME)
+set(semihosting "enable=on,target=native,arg=${name}")
+foreach(a ${ARGS})
+  if(a MATCHES ",")
+    message(FATAL_ERROR "run_example.cmake: the argument '${a}' has a comma, which QEMU's "
+                        "-semihosting-config cannot pass")
+  endif()
+  string(APPEND semihosting ",arg=${a}")
+endforeach()
+if(NOT DEFINED TIMEOUT)
+  set(TIMEOUT 60)
+endif()
 execute_process(
-  COMMAND ${QEMU} -M ${MACHINE} -nographic -semihosting -kernel ${ELF}
+  COMMAND ${QEMU} -M ${MACHINE} -nographic -semihosting-config ${semihosting} -kernel ${ELF}
           -plugin ${PLUGIN},begin=0x${begin},end=0x${end} -d plugin
-  OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc TIMEOUT 60)
+  OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc TIMEOUT ${TIMEOUT})
 message("${out}")
 string(REGEX MATCHALL "insn_count: region [0-9]+ [0-9]+" regions "${out}${err}")
 list(LENGTH regions n)
