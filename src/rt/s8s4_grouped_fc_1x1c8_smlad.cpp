@@ -82,6 +82,16 @@ inline uint32_t group_dot_s8(const GroupedRowArgs& a, const int8_t* row, int32_t
   return singles(a, weight, k + static_cast<int32_t>(span & ~3u), k1, acc);
 }
 
+// Group gi's share of a row's total: (dot + fo * X_g) * r, r = ratio byte + 1 (one SMLAL).
+inline int64_t group_term(const GroupedRowArgs& a, uint32_t dot, const uint8_t* ratio,
+                          int32_t gi) noexcept {
+  return int64_t{static_cast<int32_t>(dot + a.group_fx[gi])} * (int32_t{ratio[gi]} + 1);
+}
+
+inline int32_t row_result(int64_t total) noexcept {
+  return static_cast<int32_t>((total + (int64_t{1} << 7)) >> 8);
+}
+
 // t[o] for every row; row_dot(o) gives the row's dot(k0, k1) = sum_{k in [k0, k1)}
 // (x[k] + io) * w[k].
 template <class RowDot>
@@ -93,16 +103,42 @@ void rows(const GroupedRowArgs& a, RowDot row_dot) noexcept {
     for (int32_t gi = 0; gi < a.groups; ++gi) {
       const int32_t k0 = gi * a.group_size;
       const int32_t k1 = a.k - k0 > a.group_size ? k0 + a.group_size : a.k;
-      const uint32_t acc = dot(k0, k1) + a.group_fx[gi];
-      total += int64_t{static_cast<int32_t>(acc)} * (int32_t{ratio[gi]} + 1);
+      total += group_term(a, dot(k0, k1), ratio, gi);
     }
-    a.t[o] = static_cast<int32_t>((total + (int64_t{1} << 7)) >> 8);
+    a.t[o] = row_result(total);
+  }
+}
+
+// Even k and group_size % 8 == 0 (the common shapes): every row starts on a byte and every
+// whole group is group_size / 8 steps of 8 k, walked with two pointers and no tail; a shorter
+// last group goes through group_dot_s4.
+void rows_s4_whole_groups(const GroupedRowArgs& a) noexcept {
+  const int32_t whole = a.k / a.group_size;
+  const int32_t steps = a.group_size / 8;
+  for (int32_t o = 0; o < a.n; ++o) {
+    const uint8_t* row = a.w4 + int64_t{o} * (a.k / 2);
+    const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
+    const uint8_t* w = row;
+    const uint32_t* q = a.quads;
+    int64_t total = 0;
+    for (int32_t gi = 0; gi < whole; ++gi) {
+      uint32_t acc16 = 0;
+      for (int32_t s = 0; s < steps; ++s, w += 4, q += 4) acc16 = dot8(q, smlad::load4(w), acc16);
+      total += group_term(a, static_cast<uint32_t>(static_cast<int32_t>(acc16) >> 4), ratio, gi);
+    }
+    if (whole < a.groups)
+      total += group_term(a, group_dot_s4(a, row, whole * a.group_size, a.k), ratio, whole);
+    a.t[o] = row_result(total);
   }
 }
 
 }  // namespace
 
 void s8s4_grouped_fc_1x1c8_smlad(const GroupedRowArgs& a) noexcept {
+  if (a.k % 2 == 0 && a.group_size % 8 == 0) {
+    rows_s4_whole_groups(a);
+    return;
+  }
   rows(a, [&a](int32_t o) {
     const int64_t start = int64_t{o} * a.k;  // the row's first nibble
     const uint8_t* row = a.w4 + (start >> 1);
