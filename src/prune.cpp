@@ -189,6 +189,9 @@ Mask structured_mask(const WeightView& w, int axis, double sparsity, Criterion c
   check_sparsity(sparsity, "structured_mask");
   const float* d = checked_data(w, "structured_mask");
   const int a = normalize_axis(axis, w.shape, "structured_mask");
+  // Slices of an empty tensor have no norm to rank (and may still be many: [2^40, 0]).
+  if (numel(w.shape) == 0)
+    fail<DataError>("structured_mask: tensor of shape {} is empty", to_string(w.shape));
   int64_t outer = 0, len = 0, inner = 0;
   slice_geometry(w.shape, a, &outer, &len, &inner);
   // Gather each slice contiguously: slices[s][outer * inner].

@@ -7,25 +7,36 @@
 namespace tinyquant {
 
 int64_t numel(const Shape& shape) {
+  // The product of the nonzero extents must fit too, so that any partial product of extents (an
+  // outer or inner block count) does, even for an empty tensor.
   int64_t n = 1;
+  bool empty = false;
   for (size_t d = 0; d < shape.size(); ++d) {
     const int64_t e = shape[d];
-    if (e < 0) detail::fail<ShapeError>("shape {}: extent {} of dimension {} is negative", to_string(shape), e, d);
-    if (e != 0 && n > std::numeric_limits<int64_t>::max() / e)
+    if (e < 0)
+      detail::fail<ShapeError>("shape {}: extent {} of dimension {} is negative", to_string(shape),
+                               e, d);
+    if (e == 0) {
+      empty = true;
+      continue;
+    }
+    if (n > std::numeric_limits<int64_t>::max() / e)
       detail::fail<ShapeError>("shape {}: element count overflows int64", to_string(shape));
     n *= e;
   }
-  return n;
+  return empty ? 0 : n;
 }
 
-std::string to_string(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+std::string to_string(const Shape& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
 
 int normalize_axis(int axis, const Shape& shape, const char* what) {
   const int rank = static_cast<int>(shape.size());
   const int a = axis < 0 ? axis + rank : axis;
   if (a < 0 || a >= rank)
-    detail::fail<InvalidArgument>("{}: axis {} is out of range for a tensor of rank {} (shape {})", what,
-                                  axis, rank, to_string(shape));
+    detail::fail<InvalidArgument>("{}: axis {} is out of range for a tensor of rank {} (shape {})",
+                                  what, axis, rank, to_string(shape));
   return a;
 }
 

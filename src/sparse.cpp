@@ -45,8 +45,10 @@ void check_options(int64_t rows, int64_t cols, const SparseOptions& o, const cha
   if (rows < 1 || cols < 1)
     fail<InvalidArgument>("{}: matrix {}x{} must have at least one row and column", what, rows,
                           cols);
-  if (rows > std::numeric_limits<int32_t>::max() || cols > std::numeric_limits<int32_t>::max())
-    fail<InvalidArgument>("{}: matrix {}x{} exceeds the int32 index range", what, rows, cols);
+  if (rows > std::numeric_limits<int32_t>::max() || cols > rt::kSparseMaxCols)
+    fail<InvalidArgument>(
+        "{}: matrix {}x{} exceeds the index range (at most 2^31 - 1 rows and 2^31 - 256 columns)",
+        what, rows, cols);
   if (o.value_type != ValueType::kInt8 && o.value_type != ValueType::kInt4)
     fail<InvalidArgument>("{}: unknown value type {}", what, static_cast<int>(o.value_type));
   switch (o.format) {

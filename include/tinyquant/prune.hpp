@@ -55,6 +55,7 @@ enum class Criterion : uint8_t {
 };
 // Structured pruning of whole slices along `axis` (0: output neurons / conv filters; -1: input
 // channels). Returns one byte per slice (shape[axis] entries); round(sparsity * slices) pruned.
+// An empty tensor throws DataError.
 Mask structured_mask(const WeightView& w, int axis, double sparsity, Criterion criterion);
 // Expands a per-slice mask to an element mask of `shape`.
 Mask expand_slice_mask(const Mask& slices, const Shape& shape, int axis);

@@ -9,7 +9,8 @@ namespace tinyquant {
 
 using Shape = std::vector<int64_t>;
 
-// Product of the extents; throws ShapeError for a negative extent or if the product overflows.
+// Product of the extents; throws ShapeError for a negative extent or if the product of the
+// nonzero extents overflows int64 (also for an empty tensor: [0, 2^40, 2^40] is rejected).
 int64_t numel(const Shape& shape);
 // "[3, 4, 5]"
 std::string to_string(const Shape& shape);

@@ -59,7 +59,7 @@ int32_t popcount8(uint32_t b) noexcept {
 
 // O(rows) consistency of the counts; the kernels rely on it to stay inside the arrays.
 Status check_counts(const SparseMatrixS8& w) noexcept {
-  if (w.rows < 1 || w.cols < 1) return Status::kBadDimension;
+  if (w.rows < 1 || w.cols < 1 || w.cols > kSparseMaxCols) return Status::kBadDimension;
   if (w.value_count < 0) return Status::kBadSparseData;
   if (w.value_count > 0 && w.values == nullptr) return Status::kNullPointer;
   switch (w.format) {

@@ -251,6 +251,26 @@ TEST(SparseFcS8, RejectsBadArguments) {
   rt::SparseMatrixS8 bad = w;
   bad.cols = 21;
   EXPECT_EQ(run(c, bad, Path::kReference, &out), Status::kBadDimension);
+  // Wider than the index range: an N:M row's slot and index-byte counts would overflow int32.
+  {
+    rt::SparseMatrixS8 wide = w;
+    wide.format = rt::SparseFormat::kNm;
+    wide.nm_n = 2;
+    wide.nm_m = 4;
+    wide.cols = rt::kSparseMaxCols + 1;
+    const rt::FcDims dims{1, wide.cols, wide.rows};
+    rt::Requant rq;
+    rq.multiplier = c.multiplier.data();
+    rq.shift = c.shift.data();
+    rq.per_channel = c.per_channel;
+    int8_t y[4] = {-99, -99, -99, -99};
+    EXPECT_EQ(rt::sparse_fully_connected_s8(rt::Context{}, c.params, rq, dims, c.input.data(), wide,
+                                            nullptr, y),
+              Status::kBadDimension);
+    EXPECT_EQ(rt::nm_groups(rt::kSparseMaxCols, 4), (rt::kSparseMaxCols + 3) / 4);
+    EXPECT_EQ(rt::nm_row_index_bytes(rt::kSparseMaxCols, 4, 4),
+              static_cast<int32_t>((int64_t{(rt::kSparseMaxCols + 3) / 4} * 4 * 2 + 7) / 8));
+  }
   // Row counts that do not add up to the value count.
   bad = w;
   bad.value_count += 1;

@@ -79,11 +79,17 @@ constexpr int32_t nm_index_bits(int32_t m) noexcept {
   while ((int32_t{1} << bits) < m) ++bits;
   return bits;
 }
+// Largest column count a sparse matrix may have: every per-row count derived from it (bitmap
+// bytes, N:M groups, slots and index bytes) then fits int32. The kernels return kBadDimension
+// beyond it.
+constexpr int32_t kSparseMaxCols = 0x7FFFFFFF - 255;
+// Groups of m columns (the last may be shorter); cols >= 0, m in [1, 256].
 constexpr int32_t nm_groups(int32_t cols, int32_t m) noexcept {
-  return (cols + m - 1) / m;
+  return cols / m + (cols % m != 0 ? 1 : 0);
 }
+// Bytes of one row's N:M indices; cols <= kSparseMaxCols, 1 <= n <= m <= 256.
 constexpr int32_t nm_row_index_bytes(int32_t cols, int32_t n, int32_t m) noexcept {
-  return (nm_groups(cols, m) * n * nm_index_bits(m) + 7) / 8;
+  return static_cast<int32_t>((int64_t{nm_groups(cols, m)} * n * nm_index_bits(m) + 7) / 8);
 }
 
 // O(nnz) check of the index data: every column in range and increasing (CSR), set bits and
