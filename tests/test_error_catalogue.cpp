@@ -407,7 +407,8 @@ TEST(ErrorCatalogue, E49) {
   m.entries[0].name = "conv.w";
   m.entries[1].name = "conv_w";
   TQ_EXPECT_MESSAGE(InvalidArgument, io::export_c_header(m, io::CExportOptions{}),
-                    "export-c: entry 'conv_w' maps to the C name 'model_conv_w' already used");
+                    "export-c: entries 'conv.w' and 'conv_w' both give the C name 'model_conv_w' "
+                    "(names are sanitised to [A-Za-z0-9_] and macros upper-cased); rename one");
 }
 
 // Found by fuzz_c_export: an entry name is copied into a C comment, so "*/" in a name used to end
@@ -718,6 +719,36 @@ TEST(ErrorCatalogue, E81) {
       ShapeError,
       gptq_quantize(w.data(), big, big, w.data(), 1, QuantSpec::int8_weights_per_channel(0)),
       "gptq: weights [4294967296][4294967296]: the element count overflows int64");
+}
+
+TEST(ErrorCatalogue, E82) {
+  const float dummy = 0.0f;
+  TQ_EXPECT_MESSAGE(DataError, structured_mask({&dummy, {4, 0}}, 0, 0.5, Criterion::kL2),
+                    "structured_mask: tensor of shape [4, 0] is empty");
+}
+TEST(ErrorCatalogue, E83) {
+  SparseOptions o;
+  o.format = StorageFormat::kNm;
+  TQ_EXPECT_MESSAGE(InvalidArgument, SparseMatrix::from_arrays(16, 2147483647, o, SparseArrays{}),
+                    "SparseMatrix::from_arrays: matrix 16x2147483647 exceeds the index range (at "
+                    "most 2^31 - 1 rows and 2^31 - 256 columns)");
+}
+TEST(ErrorCatalogue, E84) {
+  const std::vector<float> w(8 * 3 * 3 * 4, 0.5f);
+  io::Model m;
+  m.entries.push_back(io::make_entry(
+      "conv.weight",
+      quantize_weights(w.data(), {8, 3, 3, 4}, QuantSpec::int8_weights_per_channel(0))));
+  io::CExportOptions opt;
+  Conv2dGeometry g;
+  g.groups = 3;
+  opt.conv["conv"] = g;
+  TQ_EXPECT_MESSAGE(InvalidArgument, io::export_c_header(m, opt),
+                    "export-c: layer conv: groups = 3 must be >= 1 and divide out_c = 8");
+}
+TEST(ErrorCatalogue, E85) {
+  TQ_EXPECT_MESSAGE(ShapeError, numel({0, int64_t{1} << 40, int64_t{1} << 40}),
+                    "shape [0, 1099511627776, 1099511627776]: element count overflows int64");
 }
 
 // ---- the table and the tests stay in sync ---------------------------------------------------

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <iterator>
+#include <map>
 #include <set>
 #include <vector>
 
@@ -288,6 +289,17 @@ void add_conv(CModel* out, const Model& model, const ModelEntry& e, const QTenso
         base));
   } else {
     const Conv2dGeometry& g = geo->second;
+    if (g.stride_h < 1 || g.stride_w < 1 || g.dilation_h < 1 || g.dilation_w < 1)
+      fail<InvalidArgument>("export-c: layer {}: stride {}x{} and dilation {}x{} must be >= 1",
+                            base, g.stride_h, g.stride_w, g.dilation_h, g.dilation_w);
+    if (g.padding != Padding::kSame && g.padding != Padding::kValid)
+      fail<InvalidArgument>("export-c: layer {}: unknown padding {}", base,
+                            static_cast<int>(g.padding));
+    // A depthwise layer's groups come from its shape; any other must divide out_c (in_c is
+    // shape[3] * groups, so it divides that by construction).
+    if (!depthwise && (g.groups < 1 || e.shape[0] % g.groups != 0))
+      fail<InvalidArgument>("export-c: layer {}: groups = {} must be >= 1 and divide out_c = {}",
+                            base, g.groups, e.shape[0]);
     out->conv_layers.insert(base);
     out->macros.emplace_back(lmac + "_STRIDE_H", std::to_string(g.stride_h));
     out->macros.emplace_back(lmac + "_STRIDE_W", std::to_string(g.stride_w));
@@ -436,65 +448,81 @@ void add_sparse(CModel* out, const Model& model, const ModelEntry& e, const std:
   }
 }
 
+// One entry's arrays and macros.
+void collect_entry(CModel* out, const Model& model, const ModelEntry& e,
+                   const CExportOptions& opt) {
+  const int64_t n = numel(e.shape);
+  if (n == 0)
+    fail<InvalidArgument>("export-c: entry '{}' is empty (shape {})", e.name, to_string(e.shape));
+  const std::string id = out->prefix + "_" + c_identifier(e.name);
+  const std::string mac = upper(id);
+  out->macros.emplace_back(mac + "_NDIM", std::to_string(e.shape.size()));
+  for (size_t d = 0; d < e.shape.size(); ++d)
+    out->macros.emplace_back(fmt::format("{}_DIM{}", mac, d), std::to_string(e.shape[d]));
+  out->macros.emplace_back(mac + "_NUMEL", std::to_string(n));
+  const std::string comment =
+      fmt::format("'{}' {} {}", e.name, to_string(e.storage), to_string(e.shape));
+  if (e.format != 0) {
+    add_sparse(out, model, e, id, mac, comment, opt);
+    return;
+  }
+  if (!e.params) {
+    out->macros.emplace_back(mac + "_BITS", e.storage == Storage::kInt32 ? "32" : "0");
+    if (e.storage == Storage::kFloat32)
+      out->arrays.push_back({"float", id, comment, float_values(to_floats(e), e.name)});
+    else if (e.storage == Storage::kInt32)
+      out->arrays.push_back({"int32_t", id, comment, int_values(to_int32(e))});
+    else
+      fail<InvalidArgument>("export-c: entry '{}': unquantized {} storage is not supported", e.name,
+                            to_string(e.storage));
+    return;
+  }
+  const QTensor q = to_qtensor(e);
+  const QuantSpec& s = q.params.spec;
+  out->macros.emplace_back(mac + "_BITS", std::to_string(s.bits));
+  std::vector<std::string> values;
+  std::string ctype;
+  if (s.bits <= 4) {
+    ctype = "uint8_t";
+    values = hex_values(q.data);
+  } else if (s.bits <= 8) {
+    ctype = "int8_t";
+    values = int8_values(q.data);
+  } else {
+    ctype = "int16_t";
+    for (int64_t i = 0; i < n; ++i) values.push_back(std::to_string(q.value(i)));
+  }
+  out->arrays.push_back(
+      {ctype, id,
+       fmt::format("{}, {} {} (axis {}){}", comment, to_string(s.scheme), to_string(s.granularity),
+                   s.axis, s.bits <= 4 ? ", s4 nibbles: element 2i = low nibble" : ""),
+       std::move(values)});
+  add_params(out, id, mac, e);
+  if (is_linear_weight(e, s)) add_layer(out, model, e, q, id, opt);
+  if (is_conv_weight(e, s)) add_conv(out, model, e, q, id, opt);
+}
+
 CModel collect(const Model& model, const CExportOptions& opt) {
   if (model.entries.empty()) fail<InvalidArgument>("export-c: the model has no entries");
   CModel out;
   out.prefix = c_identifier(opt.prefix.empty() ? std::string("model") : opt.prefix);
   out.guard = upper(out.prefix);
-  std::set<std::string> ids;
+  // Every array and macro name, with the entry that produced it: names are sanitised and macros
+  // upper-cased, so different entries can meet ("w" and "w_scales", "fc" and "FC").
+  std::map<std::string, std::string> owner;
   for (const ModelEntry& e : model.entries) {
-    const int64_t n = numel(e.shape);
-    if (n == 0)
-      fail<InvalidArgument>("export-c: entry '{}' is empty (shape {})", e.name, to_string(e.shape));
-    const std::string id = out.prefix + "_" + c_identifier(e.name);
-    if (!ids.insert(id).second)
-      fail<InvalidArgument>("export-c: entry '{}' maps to the C name '{}' already used", e.name,
-                            id);
-    const std::string mac = upper(id);
-    out.macros.emplace_back(mac + "_NDIM", std::to_string(e.shape.size()));
-    for (size_t d = 0; d < e.shape.size(); ++d)
-      out.macros.emplace_back(fmt::format("{}_DIM{}", mac, d), std::to_string(e.shape[d]));
-    out.macros.emplace_back(mac + "_NUMEL", std::to_string(n));
-    const std::string comment =
-        fmt::format("'{}' {} {}", e.name, to_string(e.storage), to_string(e.shape));
-    if (e.format != 0) {
-      add_sparse(&out, model, e, id, mac, comment, opt);
-      continue;
-    }
-    if (!e.params) {
-      out.macros.emplace_back(mac + "_BITS", e.storage == Storage::kInt32 ? "32" : "0");
-      if (e.storage == Storage::kFloat32)
-        out.arrays.push_back({"float", id, comment, float_values(to_floats(e), e.name)});
-      else if (e.storage == Storage::kInt32)
-        out.arrays.push_back({"int32_t", id, comment, int_values(to_int32(e))});
-      else
-        fail<InvalidArgument>("export-c: entry '{}': unquantized {} storage is not supported",
-                              e.name, to_string(e.storage));
-      continue;
-    }
-    const QTensor q = to_qtensor(e);
-    const QuantSpec& s = q.params.spec;
-    out.macros.emplace_back(mac + "_BITS", std::to_string(s.bits));
-    std::vector<std::string> values;
-    std::string ctype;
-    if (s.bits <= 4) {
-      ctype = "uint8_t";
-      values = hex_values(q.data);
-    } else if (s.bits <= 8) {
-      ctype = "int8_t";
-      values = int8_values(q.data);
-    } else {
-      ctype = "int16_t";
-      for (int64_t i = 0; i < n; ++i) values.push_back(std::to_string(q.value(i)));
-    }
-    out.arrays.push_back({ctype, id,
-                          fmt::format("{}, {} {} (axis {}){}", comment, to_string(s.scheme),
-                                      to_string(s.granularity), s.axis,
-                                      s.bits <= 4 ? ", s4 nibbles: element 2i = low nibble" : ""),
-                          std::move(values)});
-    add_params(&out, id, mac, e);
-    if (is_linear_weight(e, s)) add_layer(&out, model, e, q, id, opt);
-    if (is_conv_weight(e, s)) add_conv(&out, model, e, q, id, opt);
+    const size_t arrays0 = out.arrays.size(), macros0 = out.macros.size();
+    collect_entry(&out, model, e, opt);
+    const auto claim = [&](const std::string& name) {
+      const auto [it, fresh] = owner.emplace(name, e.name);
+      if (!fresh)
+        fail<InvalidArgument>(
+            "export-c: entries '{}' and '{}' both give the C name '{}' (names are sanitised to "
+            "[A-Za-z0-9_] and macros upper-cased); rename one",
+            it->second, e.name, name);
+    };
+    for (size_t i = arrays0; i < out.arrays.size(); ++i) claim(out.arrays[i].name);
+    for (size_t i = macros0; i < out.macros.size(); ++i) claim(out.macros[i].first);
   }
   for (const auto& [name, act] : opt.layers)
     if (out.layers.count(name) == 0)
@@ -543,7 +571,8 @@ void append_preamble(std::string* s, const CModel& m) {
 }
 
 // Text placed inside a /* */ comment: a "*/" in a tensor name would end the comment early and
-// turn the rest of the name into code, and control characters would break the line structure.
+// turn the rest of the name into code, a "/*" inside it trips -Wcomment, and control characters
+// would break the line structure.
 std::string comment_safe(const std::string& text) {
   std::string out;
   out.reserve(text.size());
@@ -551,6 +580,8 @@ std::string comment_safe(const std::string& text) {
     const auto u = static_cast<unsigned char>(text[i]);
     if (text[i] == '*' && i + 1 < text.size() && text[i + 1] == '/') {
       out += "* ";  // "*/" -> "* /"
+    } else if (text[i] == '/' && i + 1 < text.size() && text[i + 1] == '*') {
+      out += "/ ";  // "/*" -> "/ *"
     } else if (u < 0x20 || u == 0x7F) {
       out += fmt::format("\\x{:02x}", u);
     } else {

@@ -93,7 +93,7 @@ TEST(CExport, BadInputsThrowNamingTheEntry) {
   io::Model clash = float_model({1.0f}, "a.b");
   clash.entries.push_back(float_model({2.0f}, "a_b").entries[0]);
   expect_error<InvalidArgument>([&] { io::export_c_header(clash, {}); },
-                                {"'a_b'", "model_a_b", "already used"});
+                                {"'a.b'", "'a_b'", "model_a_b", "both give the C name"});
   io::Model sparse = float_model({1.0f}, "s");
   sparse.entries[0].format = 2;
   expect_error<tinyquant::FormatError>([&] { io::export_c_header(sparse, {}); },

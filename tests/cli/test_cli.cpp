@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tinyquant/io/npy.hpp"
+#include "tinyquant/io/safetensors.hpp"
 
 namespace {
 
@@ -351,3 +352,133 @@ TEST(Cli, ExportWithoutActivationParametersDocumentsTheLayerArithmetic) {
 }
 
 }  // namespace
+
+// ---- inputs an adversarial review of the command found mishandled --------------------------
+
+namespace {
+
+// A float32 .npy of `shape` with no data, its header written by hand (the library's writer
+// rejects shapes whose extents overflow).
+void write_empty_npy(const std::string& path, const std::string& shape) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+  while ((10 + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string bytes = "\x93NUMPY";
+  bytes += '\x01';
+  bytes += '\x00';
+  bytes += static_cast<char>(header.size() & 0xff);
+  bytes += static_cast<char>(header.size() >> 8);
+  bytes += header;
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+void write_safetensors(const std::string& path,
+                       const std::vector<std::pair<std::string, tinyquant::Shape>>& tensors) {
+  namespace io = tinyquant::io;
+  io::SafeTensors st;
+  uint32_t seed = 1;
+  for (const auto& [name, shape] : tensors) {
+    int64_t n = 1;
+    for (const int64_t e : shape) n *= e;
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v)
+      x = static_cast<float>((seed = seed * 1664525u + 1013904223u) >> 20) / 4096.0f - 0.5f;
+    st.tensors.push_back(io::SafeTensor::from(name, v, shape));
+  }
+  io::save_safetensors(path, st);
+}
+
+void expect_error(const Result& r, int code, const std::string& words, const std::string& what) {
+  EXPECT_EQ(r.code, code) << what << "\n" << r.err;
+  EXPECT_NE(r.err.find(words), std::string::npos) << what << "\n" << r.err;
+}
+
+}  // namespace
+
+TEST(Cli, EmptyTensorsWithHugeExtentsAreRejectedNotOverflowed) {
+  write_empty_npy(kData + "/zbig.npy", "(0, 1099511627776, 1099511627776)");
+  expect_error(run("quantize " + kData + "/zbig.npy " + kData + "/zbig.tqm"), 1,
+               "element count overflows int64", "quantize");
+}
+
+TEST(Cli, StructuredPruningOfAnEmptyTensorSaysSo) {
+  write_empty_npy(kData + "/z40.npy", "(4, 0)");
+  expect_error(run("prune " + kData + "/z40.npy " + kData + "/z40.tqm --method structured"), 1,
+               "is empty", "prune --method structured");
+}
+
+TEST(Cli, ReferenceTensorsAreMatchedByName) {
+  write_safetensors(kData + "/ab.safetensors", {{"a", {4, 8}}, {"b", {4, 8}}});
+  write_safetensors(kData + "/a_only.safetensors", {{"a", {4, 8}}});
+  ASSERT_EQ(run("quantize " + kData + "/ab.safetensors " + kData + "/ab.tqm").code, 0);
+  expect_error(run("inspect " + kData + "/ab.tqm --reference " + kData + "/a_only.safetensors"), 1,
+               "no tensor named 'b'", "inspect --reference");
+  // A .npy file's tensor is named after the file, and stands for a model's only tensor.
+  ASSERT_EQ(run("quantize " + kData + "/fc.npy " + kData + "/fc_named.tqm --name other").code, 0);
+  const nlohmann::json j =
+      inspect_json(kData + "/fc_named.tqm", "--reference " + kData + "/fc.npy");
+  EXPECT_TRUE(tensor(j, "other").contains("error"));
+}
+
+TEST(Cli, NegativeInfiniteSqnrIsPrintedAsSuch) {
+  tinyquant::io::save_npy(kData + "/fc_zero.npy",
+                          tinyquant::io::NpyArray::from(std::vector<float>(8 * 16, 0.0f), {8, 16}));
+  ASSERT_EQ(run("quantize " + kData + "/fc.npy " + kData + "/fc_q.tqm").code, 0);
+  const Result r = run("inspect " + kData + "/fc_q.tqm --reference " + kData + "/fc_zero.npy");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("SQNR -inf dB"), std::string::npos) << r.out;
+}
+
+TEST(Cli, JsonOfANameThatIsNotUtf8ReplacesTheBadByte) {
+  ASSERT_EQ(run("quantize " + kData + "/fc.npy " + kData +
+                "/latin1.tqm --name \"$(printf 'gewicht\\344')\"")
+                .code,
+            0);
+  const Result r = run("inspect " + kData + "/latin1.tqm --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tensors"][0]["name"].get<std::string>(), "gewicht\xef\xbf\xbd");
+}
+
+TEST(Cli, ExportRejectsCNamesThatTwoEntriesShare) {
+  write_safetensors(kData + "/derived.safetensors", {{"w", {2, 3}}, {"w_scales", {2, 3}}});
+  write_safetensors(kData + "/case.safetensors", {{"fc.weight", {4, 8}}, {"FC.weight", {2, 8}}});
+  for (const std::string name : {"derived", "case"}) {
+    ASSERT_EQ(
+        run("quantize " + kData + "/" + name + ".safetensors " + kData + "/" + name + ".tqm").code,
+        0);
+    expect_error(run("export-c " + kData + "/" + name + ".tqm " + kData + "/" + name + ".h"), 1,
+                 "both give the C name", name);
+  }
+}
+
+TEST(Cli, ExportedCommentsSurviveANameWithCommentMarkers) {
+  write_safetensors(kData + "/cmt.safetensors", {{"conv/*1*/.weight", {4, 8}}});
+  ASSERT_EQ(run("quantize " + kData + "/cmt.safetensors " + kData + "/cmt.tqm").code, 0);
+  ASSERT_EQ(run("export-c " + kData + "/cmt.tqm " + kData + "/cmt.h").code, 0);
+  const std::string cmd = "cc -std=c99 -Wall -Wextra -Werror -fsyntax-only -x c " + kData +
+                          "/cmt.h 2>" + kData + "/cmt_cc.txt";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << slurp(kData + "/cmt_cc.txt");
+}
+
+TEST(Cli, ExportRejectsBadConvolutionSettings) {
+  ASSERT_EQ(run("quantize " + kData + "/net.safetensors " + kData + "/net_conv.tqm").code, 0);
+  const std::string base = "export-c " + kData + "/net_conv.tqm " + kData + "/net_conv.h ";
+  expect_error(run(base + "--conv conv:groups=3"), 1,
+               "groups = 3 must be >= 1 and divide out_c = 8", "groups");
+  expect_error(run(base + "--conv conv:stride=99999999999x1"), 2, "bad pair", "stride overflow");
+  expect_error(run(base + "--conv conv:stride=2x2,stride=1x1"), 2, "given twice", "stride twice");
+  expect_error(run("prune " + kData + "/fc.npy " + kData + "/b.tqm --block 99999999999x1"), 2,
+               "ROWSxCOLS", "block overflow");
+}
+
+TEST(Cli, AllZeroTensorsAreStoredExactly) {
+  // 0.999999 of 128 weights rounds to all of them: a fully pruned matrix.
+  const Result r = run("prune " + kData + "/fc.npy " + kData +
+                       "/allzero.tqm --sparsity 0.999999 --progress never");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("all zeros, exact"), std::string::npos) << r.out;
+  const nlohmann::json j = inspect_json(kData + "/allzero.tqm");
+  EXPECT_DOUBLE_EQ(tensor(j, "fc")["sparsity"].get<double>(), 1.0);
+  ASSERT_EQ(run("export-c " + kData + "/allzero.tqm " + kData + "/allzero.h").code, 0);
+}

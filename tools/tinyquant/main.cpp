@@ -7,13 +7,20 @@
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <climits>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <limits>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -194,6 +201,28 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
+// A whole decimal number in [lo, hi] taking all of `text`, or nothing (sscanf's %d would be
+// undefined on overflow).
+std::optional<int64_t> parse_whole(const std::string& text, int64_t lo, int64_t hi) {
+  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0])) != 0) return std::nullopt;
+  errno = 0;
+  char* end = nullptr;
+  const long long v = std::strtoll(text.c_str(), &end, 10);
+  if (errno == ERANGE || end != text.c_str() + text.size() || v < lo || v > hi) return std::nullopt;
+  return v;
+}
+
+// "AxB", both whole numbers in [lo, hi].
+std::optional<std::pair<int64_t, int64_t>> parse_pair(const std::string& text, int64_t lo,
+                                                      int64_t hi) {
+  const size_t x = text.find('x');
+  if (x == std::string::npos) return std::nullopt;
+  const std::optional<int64_t> a = parse_whole(text.substr(0, x), lo, hi);
+  const std::optional<int64_t> b = parse_whole(text.substr(x + 1), lo, hi);
+  if (!a || !b) return std::nullopt;
+  return std::make_pair(*a, *b);
+}
+
 // --act LAYER:in_scale,in_zero_point,out_scale,out_zero_point[,relu|relu6]
 void parse_act(const std::string& v, tinyquant::io::CExportOptions* opt) {
   const auto [layer, rest] = split_layer(v, "--act");
@@ -246,16 +275,19 @@ void parse_conv(const std::string& v, tinyquant::io::CExportOptions* opt) {
                                              "padding=same|valid,groups=G,depthwise=M)");
   };
   int32_t depth_multiplier = 0;
+  constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
   const auto pair = [&](const std::string& text, int32_t* a, int32_t* b) {
-    char x = 0, extra = 0;
-    if (std::sscanf(text.c_str(), "%d%c%d%c", a, &x, b, &extra) != 3 || x != 'x' || *a < 1 ||
-        *b < 1)
-      bad("bad pair '" + text + "'");
+    const auto p = parse_pair(text, 1, kMax);
+    if (!p) bad("bad pair '" + text + "' (two whole numbers from 1 to 2^31 - 1)");
+    *a = static_cast<int32_t>(p->first);
+    *b = static_cast<int32_t>(p->second);
   };
+  std::set<std::string> seen;
   for (const std::string& kv : split(rest, ',')) {
     const size_t eq = kv.find('=');
     const std::string key = kv.substr(0, eq),
                       value = eq == std::string::npos ? "" : kv.substr(eq + 1);
+    if (!seen.insert(key).second) bad("setting '" + key + "' given twice");
     if (key == "stride") {
       pair(value, &g.stride_h, &g.stride_w);
     } else if (key == "dilation") {
@@ -263,10 +295,9 @@ void parse_conv(const std::string& v, tinyquant::io::CExportOptions* opt) {
     } else if (key == "padding" && (value == "same" || value == "valid")) {
       g.padding = value == "same" ? tinyquant::Padding::kSame : tinyquant::Padding::kValid;
     } else if (key == "groups" || key == "depthwise") {
-      int32_t* n = key == "groups" ? &g.groups : &depth_multiplier;
-      char extra = 0;
-      if (std::sscanf(value.c_str(), "%d%c", n, &extra) != 1 || *n < 1)
-        bad("bad " + key + " '" + value + "'");
+      const std::optional<int64_t> n = parse_whole(value, 1, kMax);
+      if (!n) bad("bad " + key + " '" + value + "' (a whole number from 1 to 2^31 - 1)");
+      (key == "groups" ? g.groups : depth_multiplier) = static_cast<int32_t>(*n);
     } else {
       bad("unknown setting '" + kv + "'");
     }
@@ -332,14 +363,29 @@ void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOp
       spec.axis = 0;
     if (t.shape.empty()) spec.granularity = tinyquant::Granularity::kPerTensor;
     tinyquant::QTensor q;
+    // A tensor of zeros (fully pruned, or a zero bias) has no range to calibrate; any scale
+    // stores it exactly, so it gets 1 in every slot (zero point 0) instead of an error.
+    const bool all_zero = !t.data.empty() && std::all_of(t.data.begin(), t.data.end(),
+                                                         [](float v) { return v == 0.0f; });
     try {
-      q = tinyquant::quantize_weights(t.data.data(), t.shape, spec, mode);
+      if (all_zero) {
+        tinyquant::QuantParams p;
+        p.spec = spec;
+        const int64_t count = tinyquant::param_layout(spec, t.shape).count;
+        p.scales.assign(static_cast<size_t>(count), 1.0f);
+        p.zero_points.assign(static_cast<size_t>(count), 0);
+        q = tinyquant::quantize(t.data.data(), t.shape, p, mode);
+      } else {
+        q = tinyquant::quantize_weights(t.data.data(), t.shape, spec, mode);
+      }
     } catch (const tinyquant::Error& e) {
       throw tinyquant::DataError(
           fmt::format("tensor '{}' {}: {}", t.name, tinyquant::to_string(t.shape), e.what()));
     }
     const tinyquant::SizeReport size = tinyquant::size_report(q);
     const double sqnr = tinyquant::sqnr_db(t.data, tinyquant::dequantize(q));
+    const std::string sqnr_text =
+        all_zero ? std::string("all zeros, exact") : fmt::format("SQNR {:6.2f} dB", sqnr);
     StoredEntry stored = stored_entry(t.name, q, sparse);
     model.entries.push_back(std::move(stored.entry));
     const std::string& format = stored.format;
@@ -347,8 +393,8 @@ void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOp
     const int64_t qbytes =
         size.quantized_bytes - static_cast<int64_t>(q.data.size()) + stored.data_bytes;
     total_q += qbytes;
-    row(fmt::format("{:<32} {:<16} int{}  SQNR {:6.2f} dB  {} bytes  ratio {:.2f}x{}{}", t.name,
-                    tinyquant::to_string(t.shape), spec.bits, sqnr, qbytes,
+    row(fmt::format("{:<32} {:<16} int{}  {}  {} bytes  ratio {:.2f}x{}{}", t.name,
+                    tinyquant::to_string(t.shape), spec.bits, sqnr_text, qbytes,
                     qbytes > 0 ? static_cast<double>(fbytes) / static_cast<double>(qbytes) : 0.0,
                     sp, format == "dense" ? "" : "  " + format));
   }
@@ -458,9 +504,12 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
   const tinyquant::io::Model model = tinyquant::io::load_model(path);
   std::vector<FloatTensor> ref;
   if (!reference.empty()) ref = load_floats(reference, "");
+  const bool reference_is_npy = has_extension(reference, ".npy");
   nlohmann::json out = {{"file", path}, {"tensors", nlohmann::json::array()}};
   bar->start("inspect", static_cast<int64_t>(model.entries.size()), "tensors");
-  for (const tinyquant::io::ModelEntry& e : model.entries) {
+  std::vector<std::string> sqnr_text(model.entries.size());
+  for (size_t index = 0; index < model.entries.size(); ++index) {
+    const tinyquant::io::ModelEntry& e = model.entries[index];
     nlohmann::json t = {{"name", e.name},
                         {"storage", tinyquant::io::to_string(e.storage)},
                         {"format", e.format},
@@ -484,8 +533,10 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
           values->empty() ? 0.0 : static_cast<double>(z) / static_cast<double>(values->size());
       if (!reference.empty()) {
         const FloatTensor* r = nullptr;
+        // Matched by name (a .npy file's tensor is named after the file); a .npy reference
+        // also matches a model's only entry, whatever its name.
         for (const FloatTensor& c : ref)
-          if (c.name == e.name || ref.size() == 1) r = &c;
+          if (c.name == e.name || (reference_is_npy && model.entries.size() == 1)) r = &c;
         if (r == nullptr)
           throw tinyquant::InvalidArgument(
               fmt::format("--reference {}: no tensor named '{}'", reference, e.name));
@@ -498,6 +549,11 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
                       {"max_abs", er.max_abs_error},
                       {"sqnr_db", finite_or_null(er.sqnr_db)},
                       {"cosine", er.cosine_similarity}};
+        // JSON has no infinities (null above); the table says which one.
+        sqnr_text[static_cast<size_t>(index)] =
+            std::isfinite(er.sqnr_db) ? fmt::format("{:.2f}", er.sqnr_db)
+            : std::isnan(er.sqnr_db)  ? std::string("nan")
+                                      : std::string(er.sqnr_db > 0 ? "inf" : "-inf");
       }
     }
     out["tensors"].push_back(t);
@@ -505,11 +561,14 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
   }
   bar->finish();
   if (json) {
-    std::cout << out.dump(2) << "\n";
+    // Entry names are bytes; those that are not UTF-8 reach JSON with U+FFFD in place of each
+    // invalid byte.
+    std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return;
   }
   fmt::print("{}: {} tensors\n", path, model.entries.size());
-  for (const nlohmann::json& t : out["tensors"]) {
+  for (size_t index = 0; index < model.entries.size(); ++index) {
+    const nlohmann::json& t = out["tensors"][index];
     std::string q = "-";
     if (t.contains("bits"))
       q = fmt::format("int{} {} {} axis {}", t["bits"].get<int>(), t["scheme"].get<std::string>(),
@@ -521,10 +580,7 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
     if (t.contains("error")) {
       const nlohmann::json& er = t["error"];
       fmt::print("  mse {:.3g}  max_abs {:.3g}  SQNR {} dB  cos {:.6f}", er["mse"].get<double>(),
-                 er["max_abs"].get<double>(),
-                 er["sqnr_db"].is_null() ? std::string("inf")
-                                         : fmt::format("{:.2f}", er["sqnr_db"].get<double>()),
-                 er["cosine"].get<double>());
+                 er["max_abs"].get<double>(), sqnr_text[index], er["cosine"].get<double>());
     }
     fmt::print("\n");
   }
@@ -576,14 +632,12 @@ int run(int argc, char** argv) {
   prune_cmd->add_option_function<std::string>(
       "--block",
       [&po](const std::string& v) {
-        char x = 0;
-        char rest = 0;
-        long r = 0, c = 0;
-        if (std::sscanf(v.c_str(), "%ld%c%ld%c", &r, &x, &c, &rest) != 3 || x != 'x' || r < 1 ||
-            c < 1 || r > 65536 || c > 65536)
-          throw CLI::ValidationError("--block", "expected ROWSxCOLS, e.g. 1x16, got " + v);
-        po.block_rows = r;
-        po.block_cols = c;
+        const auto p = parse_pair(v, 1, 65536);
+        if (!p)
+          throw CLI::ValidationError(
+              "--block", "expected ROWSxCOLS (each from 1 to 65536), e.g. 1x16, got " + v);
+        po.block_rows = p->first;
+        po.block_cols = p->second;
       },
       "Block shape ROWSxCOLS for --method block and --storage block-csr; must tile every "
       "pruned matrix (default 1x16: 16 inputs of one output, the x86 SIMD tile)");
@@ -593,8 +647,9 @@ int run(int argc, char** argv) {
                    "How the pruned 2-D weights are stored: dense; a sparse format (csr-u8, "
                    "csr-u16, block-csr with --block, bitmap, nm with --n/--m) for every matrix, "
                    "an error naming the tensor if it does not fit; or auto, the smallest of "
-                   "dense and the formats that fit, per matrix. export-c writes the sparse "
-                   "arrays for rt::sparse_fully_connected_s8 (int8 values)")
+                   "dense and the formats that fit, per matrix. Tensors of other ranks (conv "
+                   "weights) stay dense. export-c writes the sparse arrays for "
+                   "rt::sparse_fully_connected_s8 (int8 values)")
       ->check(CLI::IsMember({"dense", "auto", "csr-u8", "csr-u16", "block-csr", "bitmap", "nm"}));
   add_quantize_options(prune_cmd, &qo);
   add_progress_option(prune_cmd, &progress);
@@ -606,7 +661,9 @@ int run(int argc, char** argv) {
   inspect_cmd->add_option("FILE", in, "Model file (.tqm)")->required();
   inspect_cmd->add_option("--reference", reference,
                           "Float source (.npy or .safetensors) to report MSE, max abs error, "
-                          "SQNR and cosine similarity against, tensor by tensor");
+                          "SQNR and cosine similarity against, tensor by tensor, matched by "
+                          "name (a .npy file's tensor is named after the file and also matches "
+                          "a model's only tensor)");
   inspect_cmd->add_flag("--json", json, "Print machine-readable JSON instead of a table");
   add_progress_option(inspect_cmd, &progress);
 
@@ -729,6 +786,13 @@ int run(int argc, char** argv) {
       fmt::print("wrote {}{}\n", out, source.empty() ? "" : " and " + source);
     }
   } catch (const tinyquant::Error& e) {
+    fmt::print(stderr, "tinyquant: error: {}\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "tinyquant: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    // Not one of the toolkit's own errors (a library below it): still a message, not an abort.
     fmt::print(stderr, "tinyquant: error: {}\n", e.what());
     return 1;
   }
