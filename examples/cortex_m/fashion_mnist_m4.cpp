@@ -1,14 +1,14 @@
-// Fashion-MNIST on a Cortex-M: one of the demo's quantized 784-128-64-10 models, as tinyquant's
-// C exporter wrote it (fashion_mnist --firmware DIR; model.h and input.h of one model), compiled
-// into the firmware and run integer-only with tinyquant::rt over the test images the demo
-// evaluated. The images, their labels and the host's int8 logits are the host's files, read
-// through semihosting one image at a time: the firmware itself holds only the model, the code
-// and a few hundred bytes of activations and scratch.
+// Fashion-MNIST on a Cortex-M: one of the demo's quantized three-layer MLPs (784 inputs, 10
+// classes), as tinyquant's C exporter wrote it (fashion_mnist --firmware DIR; model.h and input.h
+// of one model), compiled into the firmware and run integer-only with tinyquant::rt over the test
+// images the demo evaluated. The images, their labels and the host's int8 logits are the host's
+// files, read through semihosting one image at a time: the firmware itself holds only the model,
+// the code, the activations and the kernels' scratch.
 //
 //   fashion_mnist_m4.elf <bundle dir> [images] [counted]
 //     images   how many test images to run (default: every image in the bundle)
 //     counted  how many of the first images to bracket with the instruction-count markers
-//              (tq_region_begin / tq_region_end; run_fashion_mnist.cmake reads the counts)
+//              (tq_region_begin / tq_region_end; run_example.cmake reads the counts)
 //
 // Prints the accuracy and how many images' logits equal the host's; exits 0 only if every
 // logit of every image equals the host's and no kernel failed.

@@ -98,9 +98,10 @@ void usage(std::FILE* to) {
       "  --plot PATH        where the accuracy-vs-bytes SVG goes "
       "(default " TINYQUANT_FMNIST_OUTPUT_DIR
       "/fashion_mnist_accuracy_vs_bytes.svg)\n"
-      "  --firmware DIR     also write the int8 per-channel, int4 per-group 32 + QAT and 70 %\n"
-      "                     pruned int8 models as C headers, with the evaluated test images\n"
-      "                     and the host's logits, for the Cortex-M program (examples/cortex_m)\n"
+      "  --firmware DIR     also write the int8 per-channel, int4 per-group 32 + QAT, 70 %\n"
+      "                     pruned int8 and -50 % neurons int8 models as C headers, with the\n"
+      "                     evaluated test images and the host's logits, for the Cortex-M\n"
+      "                     program (examples/cortex_m)\n"
       "  --retrain          train even if a cached model exists (and refresh the cache)\n"
       "  --no-cache         neither read nor write the cache\n",
       to);
@@ -488,7 +489,8 @@ int run(const Options& o) {
     const std::string name =
         fmt::format("neurons -{}% (L2) {} + ft", percent_tag(fraction), fmt::join(k.sizes, "-"));
     eval_float(name + ", float", tuned, fmnist::float_bytes(tuned));
-    eval_quant(name + " + int8 per-channel", tuned, int8_channel, false);
+    eval_quant(name + " + int8 per-channel", tuned, int8_channel, false, "", "", {},
+               "neurons50_int8");
   }
 
   fmt::print(
