@@ -111,7 +111,7 @@ void add_quantize_options(CLI::App* cmd, QuantizeOptions* o) {
                   "Channel / group axis; negative counts from the end (default 0 for channel, -1 "
                   "for group)");
   cmd->add_option("--group-size", o->group_size, "Values per group with --granularity group (>= 1)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(int64_t{1}, std::numeric_limits<int64_t>::max()));
   cmd->add_option("--rounding", o->rounding,
                   "Rounding of x / scale: away (half away from zero, as TFLite) or even (half to "
                   "even)")
@@ -786,7 +786,11 @@ int run(int argc, char** argv) {
       fmt::print("wrote {}{}\n", out, source.empty() ? "" : " and " + source);
     }
   } catch (const tinyquant::Error& e) {
-    fmt::print(stderr, "tinyquant: error: {}\n", e.what());
+    // Name the input file unless the message already does (errors about one entry of a model
+    // file name the entry only).
+    const std::string what = e.what();
+    fmt::print(stderr, "tinyquant: error: {}{}\n",
+               in.empty() || what.find(in) != std::string::npos ? "" : in + ": ", what);
     return 1;
   } catch (const std::bad_alloc&) {
     fmt::print(stderr, "tinyquant: error: out of memory\n");
