@@ -669,8 +669,12 @@ QuantParams HistogramObserver::params() const {
     double l = 0.0, h = 0.0;
     choose_range(static_cast<int64_t>(s), &l, &h);
     if (!magnitude_ || spec_.scheme == Scheme::kAffine) {
-      l = std::max(l, static_cast<double>(mins_[s]));
-      h = std::min(h, static_cast<double>(maxs_[s]));
+      // Both ends inside the observed [min, max]: an estimate interpolated inside a bin can
+      // pass the other end (all-zero data put the lower tail above 0), and clipping each end
+      // on one side only would then widen the range beyond what was observed.
+      const double mn = mins_[s], mx = maxs_[s];
+      l = std::clamp(l, mn, mx);
+      h = std::clamp(h, mn, mx);
     }
     lo[s] = static_cast<float>(std::min(l, h));
     hi[s] = static_cast<float>(std::max(l, h));
@@ -753,7 +757,14 @@ bool PercentileObserver::same_options(const HistogramObserver& other) const {
 void PercentileObserver::choose_range(int64_t slot, double* lo, double* hi) const {
   const Histogram& h = hists_[static_cast<size_t>(slot)];
   const double n = static_cast<double>(h.total);
-  const auto k = std::max<uint64_t>(1, static_cast<uint64_t>(std::ceil(percentile_ / 100.0 * n)));
+  // k = ceil(p / 100 * n), but a product within rounding of an integer is that integer: 99.9
+  // is stored a hair above 99.9, so 99.9 / 100 * 1000 is 999.0000000000001, whose ceil (1000)
+  // would keep the very outlier the 99.9th percentile is asked to clip.
+  const double exact = percentile_ / 100.0 * n;
+  const double nearest = std::round(exact);
+  const double slack = 4.0 * std::numeric_limits<double>::epsilon() * std::max(1.0, exact);
+  const double rank = std::fabs(exact - nearest) <= slack ? nearest : std::ceil(exact);
+  const auto k = std::max<uint64_t>(1, static_cast<uint64_t>(rank));
   // Value of rank r (1-based): inside the first bin whose cumulative count reaches r.
   auto value_of_rank = [&](uint64_t r) {
     uint64_t before = 0;

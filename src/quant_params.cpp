@@ -147,11 +147,49 @@ ScaleZeroPoint choose_scale_zero_point(float rmin, float rmax, const QuantSpec& 
   const double hi = std::max(0.0, static_cast<double>(rmax));
   ScaleZeroPoint out;
   if (scale_from_range(lo, hi, spec, &out.scale)) return ScaleZeroPoint{1.0f, 0};
-  if (spec.scheme == Scheme::kAffine) {
+  const auto set_zero_point = [&] {
+    if (spec.scheme != Scheme::kAffine) return;
     const double qmin = spec.qmin(), qmax = spec.qmax();
     const double z = qmin - std::round(lo / static_cast<double>(out.scale));
     out.zero_point = static_cast<int32_t>(std::clamp(z, qmin, qmax));
+  };
+  set_zero_point();
+  // Data near FLT_MAX: an end code can dequantize (in float, as dequantize does) to infinity,
+  // because the float scale rounded up or the affine grid reaches a step past the data. Cap the
+  // scale at FLT_MAX / (largest |end code|), so the outermost data clamp into the last code.
+  // The codes data in the range can map to: symmetric data stay within +-(2^(b-1) - 1).
+  const int32_t sym_max = (int32_t{1} << (spec.bits - 1)) - 1;
+  const int32_t code_lo = spec.scheme == Scheme::kSymmetric ? -sym_max : spec.qmin();
+  const int32_t code_hi = spec.scheme == Scheme::kSymmetric ? sym_max : spec.qmax();
+  const auto ends_finite = [&] {
+    const float a = out.scale * static_cast<float>(code_lo - out.zero_point);
+    const float b = out.scale * static_cast<float>(code_hi - out.zero_point);
+    return std::isfinite(a) && std::isfinite(b);
+  };
+  if (ends_finite()) return out;
+  for (int step = 0; step < 8 && !ends_finite(); ++step) {
+    const double c = std::max(std::abs(static_cast<double>(code_lo - out.zero_point)),
+                              std::abs(static_cast<double>(code_hi - out.zero_point)));
+    const double cap = static_cast<double>(std::numeric_limits<float>::max()) / c;
+    float capped = static_cast<float>(cap);
+    if (static_cast<double>(capped) > cap) capped = std::nextafter(capped, 0.0f);
+    out.scale = std::nextafter(std::min(out.scale, capped), 0.0f);
+    set_zero_point();
   }
+  // The capped grid must still hold both ends of the range within scale / 2; when it cannot
+  // (an affine range spanning most of [-FLT_MAX, FLT_MAX]: its grid always reaches one step
+  // past one end) there is no float32 scale for it.
+  const auto round_trips = [&](double v) {
+    const double q = std::clamp(std::round(v / out.scale) + out.zero_point,
+                                static_cast<double>(spec.qmin()), static_cast<double>(spec.qmax()));
+    return std::fabs(static_cast<double>(out.scale) * (q - out.zero_point) - v) <=
+           0.5 * static_cast<double>(out.scale) * (1.0 + 1e-6);
+  };
+  if (!ends_finite() || !round_trips(lo) || !round_trips(hi))
+    fail<DataError>(
+        "range [{}, {}]: no float32 scale covers it with {}-bit {} codes whose ends stay finite "
+        "(values this close to FLT_MAX cannot be quantized)",
+        rmin, rmax, spec.bits, to_string(spec.scheme));
   return out;
 }
 

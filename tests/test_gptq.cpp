@@ -477,11 +477,15 @@ TEST(Gptq, EdgeCasesStayOnTheGrid) {
               r = gptq_quantize(w.data(), c.out, c.in, x.data(), c.samples, spec, o);
             } catch (const DataError& e) {
               // Near the float limit the grid itself can overflow (scale * qmax > FLT_MAX):
-              // that is GPTQ's own DataError, never another function's or a NaN.
+              // GPTQ's own DataError, or the calibration's when no float32 scale covers the
+              // range with finite end codes (an affine range over most of +-FLT_MAX); never
+              // another error or a NaN.
               const std::string what = e.what();
               EXPECT_EQ(mag, std::numeric_limits<float>::max()) << what;
-              EXPECT_EQ(what.rfind("gptq: weights: row ", 0), 0u) << what;
-              EXPECT_NE(what.find("overflow"), std::string::npos) << what;
+              const bool gptq_grid = what.rfind("gptq: weights: row ", 0) == 0 &&
+                                     what.find("overflow") != std::string::npos;
+              const bool no_scale = what.find("no float32 scale covers it") != std::string::npos;
+              EXPECT_TRUE(gptq_grid || no_scale) << what;
               ++rejected;
               continue;
             }

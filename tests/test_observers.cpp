@@ -280,8 +280,10 @@ TEST(PercentileObserver, WithinOneBinOfSortedQuantile) {
     std::vector<float> sorted = v;
     std::sort(sorted.begin(), sorted.end());
     const auto n = static_cast<int64_t>(v.size());
-    const auto k =
-        std::max<int64_t>(1, static_cast<int64_t>(std::ceil(pct / 100.0 * static_cast<double>(n))));
+    // k = ceil(pct / 100 * n) in integers (pct has at most two decimals): the double product
+    // can land a hair above an integer and ceil past it.
+    const int64_t centi = std::llround(pct * 100.0);
+    const auto k = std::max<int64_t>(1, (centi * n + 9999) / 10000);
     // Affine: both tails.
     PercentileObserver aff(QuantSpec{}, pct, 2048);
     aff.observe(v.data(), Shape{n});
@@ -302,6 +304,38 @@ TEST(PercentileObserver, WithinOneBinOfSortedQuantile) {
     const double t = sym.params().scales[0] * 127.0;
     EXPECT_NEAR(t, mags[static_cast<size_t>(k - 1)], sym.histogram(0).bin_width() + 1e-6) << pct;
   }
+}
+
+// 99.9 % of 1000 values is rank 999 exactly; the double product p / 100 * n is 999.0000000000001,
+// whose ceil would pick rank 1000, the outlier the percentile is there to clip.
+TEST(PercentileObserver, RankIsExactWhenTheProductIsAnInteger) {
+  std::vector<float> v;
+  for (int i = 0; i < 999; ++i) v.push_back(static_cast<float>(i) / 1000.0f);
+  v.push_back(1000.0f);
+  for (const QuantSpec& spec : {QuantSpec{}, symmetric_spec()}) {
+    PercentileObserver obs(spec, 99.9);
+    obs.observe(v.data(), Shape{1000});
+    const QuantParams p = obs.params();
+    const double top = (spec.qmax() - p.zero_points[0]) * static_cast<double>(p.scales[0]);
+    EXPECT_NEAR(top, 0.998, obs.histogram(0).bin_width() + p.scales[0]) << to_string(spec.scheme);
+  }
+}
+
+// All-zero data has no range for the affine percentile either (its lower-tail estimate, inside
+// the bin holding 0, used to land above the maximum and widen the range).
+TEST(PercentileObserver, AllZeroDataIsAZeroRangeForBothSchemes) {
+  const std::vector<float> z(100, 0.0f);
+  for (const QuantSpec& spec : {QuantSpec{}, symmetric_spec()}) {
+    PercentileObserver obs(spec, 99.9);
+    obs.observe(z.data(), Shape{100});
+    expect_error<DataError>([&] { obs.params(); }, {"zero range"});
+  }
+  // All-equal data: the range stays inside [min, max] widened to 0, so v itself round-trips.
+  const std::vector<float> same(100, 3.0f);
+  PercentileObserver obs(QuantSpec{}, 99.0);
+  obs.observe(same.data(), Shape{100});
+  const QuantParams p = obs.params();
+  EXPECT_NEAR((127 - p.zero_points[0]) * static_cast<double>(p.scales[0]), 3.0, 0.5 * p.scales[0]);
 }
 
 TEST(PercentileObserver, PerChannelEqualsPerTensorOnEachSliceAndMergeIsExact) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
 
 #include "tinyquant/error.hpp"
 #include "tinyquant/quant_params.hpp"
@@ -121,6 +122,49 @@ TEST(ChooseScaleZeroPoint, RandomRangesRoundTripWithinHalfScale) {
         }
         ASSERT_EQ(round_trip(0.0f, sz, spec), 0.0f);
       }
+}
+
+// Ranges that reach FLT_MAX: the float scale rounded up, or the affine grid's step past the data,
+// used to make an end code dequantize to infinity (silently, for data that passed every check).
+// Now either both ends stay finite and the data ends round-trip within scale / 2, or the range
+// is a DataError; symmetric ranges always take the first way.
+TEST(ChooseScaleZeroPoint, RangesReachingFloatMaxKeepFiniteEndsOrAreRejected) {
+  const float big = std::numeric_limits<float>::max();
+  int kept = 0, rejected = 0;
+  for (int bits : {2, 4, 8, 16})
+    for (Scheme scheme : {Scheme::kAffine, Scheme::kSymmetric})
+      for (const std::pair<float, float>& r : {std::pair{-big, big}, std::pair{0.0f, big},
+                                               std::pair{-big, 1.0f}, std::pair{-big / 3, big}}) {
+        QuantSpec spec;
+        spec.bits = bits;
+        spec.scheme = scheme;
+        ScaleZeroPoint sz;
+        try {
+          sz = choose_scale_zero_point(r.first, r.second, spec);
+        } catch (const DataError& e) {
+          EXPECT_EQ(scheme, Scheme::kAffine) << e.what();
+          EXPECT_NE(std::string(e.what()).find("FLT_MAX"), std::string::npos) << e.what();
+          ++rejected;
+          continue;
+        }
+        // The codes data can map to (symmetric: +-(2^(b-1) - 1), the narrow range).
+        const int32_t sym = (1 << (bits - 1)) - 1;
+        const int32_t code_lo = scheme == Scheme::kSymmetric ? -sym : spec.qmin();
+        const int32_t code_hi = scheme == Scheme::kSymmetric ? sym : spec.qmax();
+        const float lo = sz.scale * static_cast<float>(code_lo - sz.zero_point);
+        const float hi = sz.scale * static_cast<float>(code_hi - sz.zero_point);
+        ASSERT_TRUE(std::isfinite(lo) && std::isfinite(hi))
+            << bits << " bits, range [" << r.first << ", " << r.second << "]";
+        for (float v : {r.first, r.second}) {
+          const float back = round_trip(v, sz, spec);
+          ASSERT_TRUE(std::isfinite(back));
+          ASSERT_LE(std::fabs(static_cast<double>(back) - v), 0.51 * sz.scale)
+              << bits << " bits, " << v;
+        }
+        ++kept;
+      }
+  EXPECT_GE(kept, 16);  // every symmetric case, and the affine ones a finite grid can hold
+  EXPECT_GE(rejected, 1);
 }
 
 TEST(ChooseScaleZeroPoint, BadRanges) {
