@@ -792,7 +792,12 @@ void PercentileObserver::choose_range(int64_t slot, double* lo, double* hi) cons
 // ---- EntropyObserver ---------------------------------------------------------------------------
 
 EntropyObserver::EntropyObserver(const QuantSpec& spec, int64_t bins)
-    : HistogramObserver(spec, bins, true, kLevels) {}
+    : HistogramObserver(spec, bins, true, kLevels) {
+  if (bins > kMaxEntropyBins)
+    fail<InvalidArgument>(
+        "entropy observer: bins = {} is above {} (params() is quadratic in the bin count)", bins,
+        kMaxEntropyBins);
+}
 
 bool EntropyObserver::same_options(const HistogramObserver&) const {
   return true;

@@ -697,6 +697,11 @@ TEST(Observers, BadConfiguration) {
   expect_error<InvalidArgument>([] { MseObserver o(QuantSpec{}, int64_t{1} << 30); },
                                 {"bins = 1073741824"});
   expect_error<InvalidArgument>([] { EntropyObserver o(QuantSpec{}, 100); }, {"bins = 100"});
+  // The entropy search is quadratic in the bins: the generic 2^22 would take hours.
+  expect_error<InvalidArgument>(
+      [] { EntropyObserver o(QuantSpec{}, EntropyObserver::kMaxEntropyBins + 1); },
+      {"bins = 16385", "quadratic"});
+  EXPECT_NO_THROW(EntropyObserver(QuantSpec{}, EntropyObserver::kMaxEntropyBins));
   QuantSpec bad;
   bad.bits = 9;
   expect_error<InvalidArgument>([&] { MinMaxObserver o(bad); }, {"bits = 9"});

@@ -228,9 +228,13 @@ class PercentileObserver final : public HistogramObserver {
 // a Q that is zero where P is not makes the divergence infinite) is used, the first on ties.
 // Q is built before the outliers are folded, as TensorRT and MXNet do: quantizing P itself
 // would make i = levels always win with KL = 0.
+// params() costs O(bins^2) per parameter (every cut builds P and Q over its bins), so bins is
+// at most kMaxEntropyBins (about a second per parameter there; 2048, the default and TensorRT's,
+// takes milliseconds); more throws InvalidArgument.
 class EntropyObserver final : public HistogramObserver {
  public:
   static constexpr int64_t kLevels = 128;  // int8: 128 magnitude levels
+  static constexpr int64_t kMaxEntropyBins = 16384;
   explicit EntropyObserver(const QuantSpec& spec = QuantSpec::int8_activations(),
                            int64_t bins = 2048);
   const char* name() const noexcept override { return "entropy"; }
