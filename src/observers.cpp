@@ -113,6 +113,14 @@ bool same_spec(const QuantSpec& a, const QuantSpec& b) {
          (a.granularity != Granularity::kPerGroup || a.group_size == b.group_size);
 }
 
+// Every field same_spec compares, so a merge error shows the one that differs.
+std::string spec_text(const QuantSpec& s) {
+  std::string t = fmt::format("{} {} {}-bit{} axis {}", to_string(s.granularity),
+                              to_string(s.scheme), s.bits, s.narrow_range ? " narrow" : "", s.axis);
+  if (s.granularity == Granularity::kPerGroup) t += fmt::format(" group {}", s.group_size);
+  return t;
+}
+
 // ---- power-of-two histogram grid ---------------------------------------------------------------
 
 constexpr int kMinExponent = -120;  // 2^-e stays a normal float
@@ -389,12 +397,8 @@ bool ObserverBase::check_merge(const Observer& other) const {
   if (o == nullptr || typeid(other) != typeid(*this))
     fail<InvalidArgument>("{} observer: cannot merge a {} observer into it", name(), other.name());
   if (!same_spec(spec_, o->spec_))
-    fail<InvalidArgument>(
-        "{} observer: cannot merge an observer with a different spec ({} {} "
-        "{}-bit axis {} vs {} {} {}-bit axis {})",
-        name(), to_string(o->spec_.granularity), to_string(o->spec_.scheme), o->spec_.bits,
-        o->spec_.axis, to_string(spec_.granularity), to_string(spec_.scheme), spec_.bits,
-        spec_.axis);
+    fail<InvalidArgument>("{} observer: cannot merge an observer with a different spec ({} vs {})",
+                          name(), spec_text(o->spec_), spec_text(spec_));
   if (o->values_ == 0) return false;
   check_shape(o->shape_);
   return true;

@@ -714,6 +714,15 @@ TEST(Observers, BadConfiguration) {
   expect_error<InvalidArgument>([&] { p99.merge(p99b); }, {"bins 1024 vs 2048"});
   MinMaxObserver sym(symmetric_spec());
   expect_error<InvalidArgument>([&] { mm.merge(sym); }, {"different spec"});
+  // Specs that differ only in narrow_range, or only in the group size, say so.
+  QuantSpec narrow;
+  narrow.narrow_range = true;
+  MinMaxObserver wide_obs(QuantSpec{}), narrow_obs(narrow);
+  expect_error<InvalidArgument>([&] { wide_obs.merge(narrow_obs); },
+                                {"per-tensor affine 8-bit narrow axis 0 vs per-tensor affine 8-bit "
+                                 "axis 0"});
+  MinMaxObserver g16(QuantSpec::int4_per_group(16, 1)), g32(QuantSpec::int4_per_group(32, 1));
+  expect_error<InvalidArgument>([&] { g16.merge(g32); }, {"group 32 vs", "group 16"});
   MovingAverageMinMaxObserver e1(QuantSpec{}, 0.1), e2(QuantSpec{}, 0.2);
   std::vector<float> v = normal_data(10, 52);
   e2.observe(v.data(), Shape{10});
