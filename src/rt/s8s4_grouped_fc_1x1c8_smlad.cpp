@@ -109,14 +109,60 @@ void rows(const GroupedRowArgs& a, RowDot row_dot) noexcept {
   }
 }
 
+// 16 * the dot products of two rows' 8 nibbles (words w0, w1) with the same quad q, added to
+// acc0 / acc1: each activation pair is loaded once for both rows.
+inline void dot8_two_rows(const uint32_t* q, uint32_t w0, uint32_t w1, uint32_t* acc0,
+                          uint32_t* acc1) noexcept {
+  const uint32_t lo0 = (w0 << 4) & kHighNibbles, lo1 = (w1 << 4) & kHighNibbles;
+  const uint32_t hi0 = w0 & kHighNibbles, hi1 = w1 & kHighNibbles;
+  uint32_t x = q[0];
+  *acc0 = dsp::smlad(x, dsp::sxtb16(lo0), *acc0);
+  *acc1 = dsp::smlad(x, dsp::sxtb16(lo1), *acc1);
+  x = q[1];
+  *acc0 = dsp::smlad(x, smlad::sxtb16_ror8(lo0), *acc0);
+  *acc1 = dsp::smlad(x, smlad::sxtb16_ror8(lo1), *acc1);
+  x = q[2];
+  *acc0 = dsp::smlad(x, dsp::sxtb16(hi0), *acc0);
+  *acc1 = dsp::smlad(x, dsp::sxtb16(hi1), *acc1);
+  x = q[3];
+  *acc0 = dsp::smlad(x, smlad::sxtb16_ror8(hi0), *acc0);
+  *acc1 = dsp::smlad(x, smlad::sxtb16_ror8(hi1), *acc1);
+}
+
 // Even k and group_size % 8 == 0 (the common shapes): every row starts on a byte and every
-// whole group is group_size / 8 steps of 8 k, walked with two pointers and no tail; a shorter
-// last group goes through group_dot_s4.
+// whole group is group_size / 8 steps of 8 k, walked with pointers and no tail; a shorter last
+// group goes through group_dot_s4. Rows go in pairs that share the activation loads.
 void rows_s4_whole_groups(const GroupedRowArgs& a) noexcept {
   const int32_t whole = a.k / a.group_size;
   const int32_t steps = a.group_size / 8;
-  for (int32_t o = 0; o < a.n; ++o) {
-    const uint8_t* row = a.w4 + int64_t{o} * (a.k / 2);
+  const int64_t row_bytes = a.k / 2;
+  int32_t o = 0;
+  for (; o + 2 <= a.n; o += 2) {
+    const uint8_t* row0 = a.w4 + int64_t{o} * row_bytes;
+    const uint8_t* row1 = row0 + row_bytes;
+    const uint8_t* ratio0 = a.ratio + int64_t{o} * a.groups;
+    const uint8_t* ratio1 = ratio0 + a.groups;
+    const uint8_t* w0 = row0;
+    const uint8_t* w1 = row1;
+    const uint32_t* q = a.quads;
+    int64_t total0 = 0, total1 = 0;
+    for (int32_t gi = 0; gi < whole; ++gi) {
+      uint32_t acc0 = 0, acc1 = 0;
+      for (int32_t s = 0; s < steps; ++s, w0 += 4, w1 += 4, q += 4)
+        dot8_two_rows(q, smlad::load4(w0), smlad::load4(w1), &acc0, &acc1);
+      total0 += group_term(a, static_cast<uint32_t>(static_cast<int32_t>(acc0) >> 4), ratio0, gi);
+      total1 += group_term(a, static_cast<uint32_t>(static_cast<int32_t>(acc1) >> 4), ratio1, gi);
+    }
+    if (whole < a.groups) {
+      const int32_t k0 = whole * a.group_size;
+      total0 += group_term(a, group_dot_s4(a, row0, k0, a.k), ratio0, whole);
+      total1 += group_term(a, group_dot_s4(a, row1, k0, a.k), ratio1, whole);
+    }
+    a.t[o] = row_result(total0);
+    a.t[o + 1] = row_result(total1);
+  }
+  for (; o < a.n; ++o) {
+    const uint8_t* row = a.w4 + int64_t{o} * row_bytes;
     const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
     const uint8_t* w = row;
     const uint32_t* q = a.quads;
