@@ -62,6 +62,7 @@ toolchain_of() {
 declare -A result
 failed=0
 start=$(date +%s)
+mkdir -p "$ROOT/build"  # the per-target logs live beside the build directories
 for t in "${TARGETS[@]}"; do
   tc=$(toolchain_of "$t") || { echo "arm-tests: unknown target $t" >&2; exit 2; }
   dir="$ROOT/build/arm-$t"

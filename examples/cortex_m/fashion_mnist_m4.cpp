@@ -251,6 +251,16 @@ int main(int argc, char** argv) {
     std::printf("fashion_mnist_m4: asked for %ld images, the bundle has %ld\n", limit, n);
     return 1;
   }
+  if (limit == 0) {  // every image read: the labels and logits must end with them
+    unsigned char extra = 0;
+    if (std::fread(&extra, 1, 1, labels) != 0 || std::fread(&extra, 1, 1, host) != 0) {
+      std::printf(
+          "fashion_mnist_m4: the labels or host logits go on past the %ld images (files "
+          "from another run?)\n",
+          n);
+      return 1;
+    }
+  }
   // Percentages in hundredths, rounded half up (no floating point in the firmware).
   const long acc = n > 0 ? (correct * 10000 + n / 2) / n : 0;
   const long host_acc = n > 0 ? (host_correct * 10000 + n / 2) / n : 0;

@@ -74,12 +74,19 @@ void write_firmware_model(const FloatMlp& mlp, const QuantMlp& q, const Dataset&
     acts.act = mlp.is_hidden(i) ? tq::Activation::kRelu : tq::Activation::kNone;
     options.layers[layer] = acts;
   }
+  // The same header from the command line: `tinyquant` with these arguments, in `out`.
+  std::string command = "tinyquant export-c model.tqm model.h --prefix fmnist";
+  for (const auto& [layer, acts] : options.layers)
+    command += fmt::format(" --act {}:{},{},{},{}{}", layer, acts.input.scale,
+                           acts.input.zero_point, acts.output.scale, acts.output.zero_point,
+                           acts.act == tq::Activation::kRelu ? ",relu" : "");
   const std::string out = dir + "/" + name;
   std::error_code ec;
   std::filesystem::create_directories(out, ec);
   if (ec) throw tq::IoError(fmt::format("cannot create directory '{}': {}", out, ec.message()));
   tq::io::save_model(model, out + "/model.tqm");
   write_text_file(out + "/model.h", tq::io::export_c_header(model, options));
+  write_text_file(out + "/export-c.txt", command + "\n");
 
   std::string lut =
       "// Fashion-MNIST input quantization as a table: pixel byte p -> the int8 the network reads\n"

@@ -9,8 +9,9 @@
 //   model.tqm        the layers as a tinyquant model file: "fcN.weight" (dense, or a sparse entry
 //                    in the format the demo's table counted) and "fcN.bias" (float32)
 //   model.h          tinyquant::io::export_c_header of model.tqm with prefix "fmnist" and each
-//                    layer's activation parameters and fused ReLU: what `tinyquant export-c`
-//                    writes for the same file and options
+//                    layer's activation parameters and fused ReLU
+//   export-c.txt     the `tinyquant export-c` command line that writes the same model.h from
+//                    model.tqm (the activation parameters as --act, floats in shortest form)
 //   input.h          FMNIST_INPUT_LUT[256]: the network's int8 input for each pixel byte, as the
 //                    host computes it (the input quantization becomes one table lookup)
 //   host_logits.s8   [n][10] the host's int8 logits for the test images (forward_quant)
@@ -29,9 +30,9 @@ namespace fmnist {
 // tinyquant::InvalidArgument if an image value is not a pixel byte / 255.
 void write_firmware_test_set(const Dataset& d, int64_t count, const std::string& dir);
 
-// Writes dir/<name>/{model.tqm, model.h, input.h, host_logits.s8} for q, the quantized form of
-// mlp (whose float biases the exporter requantizes as q's layers did), over the first `count`
-// images of d. Throws the toolkit's errors (export, I/O, kernels).
+// Writes dir/<name>/{model.tqm, model.h, export-c.txt, input.h, host_logits.s8} for q, the
+// quantized form of mlp (whose float biases the exporter requantizes as q's layers did), over the
+// first `count` images of d. Throws the toolkit's errors (export, I/O, kernels).
 void write_firmware_model(const FloatMlp& mlp, const QuantMlp& q, const Dataset& d, int64_t count,
                           const std::string& dir, const std::string& name);
 
