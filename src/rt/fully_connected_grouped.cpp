@@ -4,6 +4,7 @@
 #include "tinyquant/rt/grouped.hpp"
 
 #include "grouped_paths.hpp"
+#include "scratch.hpp"
 #include "validate.hpp"
 
 namespace tinyquant::rt {
@@ -216,12 +217,6 @@ T* at(uint8_t* base, int64_t offset) noexcept {
   return reinterpret_cast<T*>(base + offset);
 }
 
-uint8_t* aligned_base(void* scratch, int64_t align) noexcept {
-  const auto a = reinterpret_cast<uintptr_t>(scratch);
-  const auto u = static_cast<uintptr_t>(align);
-  return static_cast<uint8_t*>(scratch) + (u - a % u) % u;
-}
-
 // X_g = sum_{k in g} (x + io), g < groups.
 void group_sums(const int8_t* x, const FcDims& d, const GroupScales& g, int32_t io,
                 int32_t* out) noexcept {
@@ -251,7 +246,7 @@ void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, c
   const bool avx2_s8 = !s4 && path == Path::kAvx2;
   const int32_t chunk = chunk_of(path, s4);
   const LaneLayout l = lane_layout(d, g, path, s4);
-  uint8_t* base = aligned_base(scratch, 64);
+  uint8_t* base = detail::align_scratch(scratch, 64);
   detail::GroupedLaneArgs a;
   a.n = d.out_features;
   a.k = d.in_features;
@@ -352,7 +347,7 @@ void run_rows(Path path, void* scratch, const FcParams& p, const Requant& rq, co
               const int32_t* bias, int8_t* output) noexcept {
   const bool s4 = w4 != nullptr;
   const RowLayout l = row_layout(d, g, path, s4);
-  uint8_t* base = aligned_base(scratch, path == Path::kSmlad ? 4 : 16);
+  uint8_t* base = detail::align_scratch(scratch, path == Path::kSmlad ? 4 : 16);
   detail::GroupedRowArgs a;
   a.n = d.out_features;
   a.k = d.in_features;

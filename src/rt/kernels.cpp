@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "path_kernels.hpp"
+#include "scratch.hpp"
 #include "tinyquant/rt/kernels.hpp"
 #include "validate.hpp"
 
@@ -64,9 +65,7 @@ int64_t gemm_s8_need(const PathKernels* t, int32_t m, int32_t n, int32_t k, bool
 }
 
 void* align_up(void* base, int64_t offset) {
-  const auto addr = reinterpret_cast<uintptr_t>(static_cast<uint8_t*>(base) + offset);
-  return reinterpret_cast<void*>((addr + static_cast<uintptr_t>(kAlign - 1)) &
-                                 ~static_cast<uintptr_t>(kAlign - 1));
+  return detail::align_scratch(static_cast<uint8_t*>(base) + offset, kAlign);
 }
 
 // Saturates a scratch size for the *_scratch_size() queries: not the output clamp, which each

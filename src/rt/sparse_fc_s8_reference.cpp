@@ -2,6 +2,8 @@
 // path (obvious scalar loops, the oracle for the smlad and avx2 paths).
 #include "tinyquant/rt/sparse.hpp"
 
+#include "scratch.hpp"
+
 #if defined(__x86_64__) || defined(_M_X64)
 #define TINYQUANT_SPARSE_HAVE_AVX2 1
 #else
@@ -209,12 +211,6 @@ int32_t x86_need(int32_t body_bytes) noexcept {
                                                          : body_bytes + (kX86ScratchAlign - 1);
 }
 
-void* x86_scratch(void* scratch) noexcept {
-  if (scratch == nullptr) return nullptr;
-  const auto a = reinterpret_cast<uintptr_t>(scratch);
-  const auto u = static_cast<uintptr_t>(kX86ScratchAlign);
-  return static_cast<uint8_t*>(scratch) + (u - a % u) % u;
-}
 #endif
 
 }  // namespace
@@ -287,7 +283,7 @@ Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, con
       if (!avx2_supported()) return Status::kPathUnavailable;
       if (!scratch_fits(ctx, x86_need(detail::sparse_fc_s8_avx2_scratch_size(dims, weights))))
         return Status::kScratchTooSmall;
-      args.scratch = x86_scratch(ctx.scratch);
+      args.scratch = detail::align_scratch(ctx.scratch, kX86ScratchAlign);
       detail::sparse_fc_s8_avx2(args);
       return Status::kOk;
 #else
@@ -301,7 +297,7 @@ Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, con
       const int32_t need = own ? detail::sparse_fc_s8_avx512vnni_scratch_size(dims, weights)
                                : detail::sparse_fc_s8_avx2_scratch_size(dims, weights);
       if (!scratch_fits(ctx, x86_need(need))) return Status::kScratchTooSmall;
-      args.scratch = x86_scratch(ctx.scratch);
+      args.scratch = detail::align_scratch(ctx.scratch, kX86ScratchAlign);
       if (own)
         detail::sparse_fc_s8_avx512vnni(args);
       else

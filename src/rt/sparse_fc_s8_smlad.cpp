@@ -18,6 +18,7 @@
 #include <cstring>
 #include <utility>
 
+#include "scratch.hpp"
 #include "smlad_common.hpp"
 #include "tinyquant/rt/dsp.hpp"
 #include "tinyquant/rt/sparse.hpp"
@@ -65,8 +66,7 @@ inline uint32_t read_bits(const uint8_t* base, int64_t bit, int32_t bits) noexce
 
 // The int16 activation row in scratch: 4-byte aligned start, in_features halfwords.
 int16_t* activation_row(void* scratch) noexcept {
-  const auto p = reinterpret_cast<uintptr_t>(scratch);
-  return reinterpret_cast<int16_t*>((p + 3u) & ~uintptr_t{3});
+  return reinterpret_cast<int16_t*>(align_scratch(scratch, 4));
 }
 
 // xs[k] = x[k] + io for k < n; returns sum_k (x[k] + io), wrapping.
