@@ -88,14 +88,17 @@ void write_firmware_model(const FloatMlp& mlp, const QuantMlp& q, const Dataset&
   write_text_file(out + "/model.h", tq::io::export_c_header(model, options));
   write_text_file(out + "/export-c.txt", command + "\n");
 
+  // The input quantization as a table, pixel byte p -> the int8 for p / 255: what the firmware
+  // compiles in, and what the host logits below are computed from.
+  int8_t table[256];
   std::string lut =
       "// Fashion-MNIST input quantization as a table: pixel byte p -> the int8 the network reads\n"
       "// for p / 255 (scale and zero point calibrated on the validation images).\n"
       "#pragma once\n#include <stdint.h>\n"
       "static const int8_t FMNIST_INPUT_LUT[256] = {";
   for (int p = 0; p < 256; ++p) {
-    const int8_t v = tq::quantize_activation(static_cast<float>(p) * (1.0f / 255.0f), q.input);
-    lut += fmt::format("{}{}{}", p % 16 == 0 ? "\n  " : " ", static_cast<int>(v), ",");
+    table[p] = tq::quantize_activation(static_cast<float>(p) * (1.0f / 255.0f), q.input);
+    lut += fmt::format("{}{}{}", p % 16 == 0 ? "\n  " : " ", static_cast<int>(table[p]), ",");
   }
   lut += "\n};\n";
   write_text_file(out + "/input.h", lut);
@@ -106,7 +109,7 @@ void write_firmware_model(const FloatMlp& mlp, const QuantMlp& q, const Dataset&
   std::string all;
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t k = 0; k < pixels; ++k)
-      x[static_cast<size_t>(k)] = tq::quantize_activation(d.images(i, k), q.input);
+      x[static_cast<size_t>(k)] = table[pixel_byte(d.images(i, k), i, k)];
     forward_quant(q, x.data(), 1, &logits);
     all.append(reinterpret_cast<const char*>(logits.data()), logits.size());
   }
