@@ -120,7 +120,7 @@ void QuantParams::validate(const Shape& shape) const {
 
 namespace {
 
-// True when the widened range is [0, 0] or so small the scale would not be a normal float.
+// True when the widened range is [0, 0]; otherwise the scale, at least FLT_MIN.
 bool scale_from_range(double rmin, double rmax, const QuantSpec& spec, float* scale) {
   const double qmin = spec.qmin(), qmax = spec.qmax();
   double s = 0.0;
@@ -130,9 +130,10 @@ bool scale_from_range(double rmin, double rmax, const QuantSpec& spec, float* sc
   } else {
     s = (rmax - rmin) / (qmax - qmin);
   }
-  const float f = static_cast<float>(s);
-  if (!(f >= std::numeric_limits<float>::min())) return true;
-  *scale = f;
+  if (!(s > 0.0)) return true;
+  // A range too narrow for a normal float scale gets the smallest normal one: its codes then
+  // hold the data to within FLT_MIN / 2 instead of rounding all of it to 0.
+  *scale = std::max(static_cast<float>(s), std::numeric_limits<float>::min());
   return false;
 }
 

@@ -167,6 +167,32 @@ TEST(ChooseScaleZeroPoint, RangesReachingFloatMaxKeepFiniteEndsOrAreRejected) {
   EXPECT_GE(rejected, 1);
 }
 
+// Ranges too narrow for a normal float scale (|x| < 127 * FLT_MIN at 8 bits) used to get the
+// placeholder scale 1 and quantize to all zeros. They get the smallest normal scale instead, so
+// their data keep codes: each end round-trips within scale / 2, and 1e-37 is not rounded to 0.
+TEST(ChooseScaleZeroPoint, RangesBelowTheNormalScaleGetTheSmallestNormalScale) {
+  const float fmin = std::numeric_limits<float>::min();
+  for (int bits : {2, 4, 8, 16})
+    for (Scheme scheme : {Scheme::kAffine, Scheme::kSymmetric})
+      for (const std::pair<float, float>& r :
+           {std::pair{-1e-37f, 1e-37f}, std::pair{0.0f, 1e-37f}, std::pair{-3e-38f, 0.0f},
+            std::pair{-1e-39f, 2e-40f}, std::pair{0.0f, 1e-45f}}) {
+        QuantSpec spec;
+        spec.bits = bits;
+        spec.scheme = scheme;
+        const ScaleZeroPoint sz = choose_scale_zero_point(r.first, r.second, spec);
+        ASSERT_GE(sz.scale, fmin) << bits << " bits, [" << r.first << ", " << r.second << "]";
+        ASSERT_EQ(std::fpclassify(sz.scale), FP_NORMAL);
+        for (float v : {r.first, r.second})
+          ASSERT_LE(std::fabs(static_cast<double>(round_trip(v, sz, spec)) - v), 0.51 * sz.scale)
+              << bits << " bits, " << v;
+      }
+  QuantSpec s8;
+  const ScaleZeroPoint sz = choose_scale_zero_point(-1e-37f, 1e-37f, s8);
+  EXPECT_EQ(sz.scale, fmin);  // 1e-37 / 127 is below FLT_MIN
+  EXPECT_NE(round_trip(1e-37f, sz, s8), 0.0f);
+}
+
 TEST(ChooseScaleZeroPoint, BadRanges) {
   const QuantSpec spec;
   EXPECT_THROW(choose_scale_zero_point(NAN, 1.0f, spec), DataError);
