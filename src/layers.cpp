@@ -69,8 +69,66 @@ void to_multipliers(float input_scale, const std::vector<float>& channel_scales,
 int32_t quantize_bias(float b, double scale, size_t c, const char* what) {
   const double q = std::round(static_cast<double>(b) / scale);
   if (!std::isfinite(q) || q < INT32_MIN || q > INT32_MAX)
-    fail<DataError>("{}: bias[{}] = {} does not fit int32 at scale {}", what, c, b, scale);
+    fail<DataError>(
+        "{}: bias[{}] = {} does not fit int32 at scale {} (input scale x weight scale); a layer "
+        "built from float weights raises the weight scale instead",
+        what, c, b, scale);
   return static_cast<int32_t>(q);
+}
+
+// The largest bias code a layer built from float weights keeps: 2^30 leaves the int32
+// accumulator half its range for the products.
+constexpr double kBiasCodeLimit = 1073741824.0;
+
+// Weights quantized as quantize_weights does (min / max ranges), except that a per-tensor or
+// per-channel weight scale whose bias code, |bias| / (input scale x weight scale), would pass
+// kBiasCodeLimit is raised until it does not. Such a channel's weights are negligible next to its
+// bias (a dead unit whose weights decayed, say); they round more coarsely, to zeros at the limit,
+// where the layer would otherwise have no int32 bias. TFLite's converter treats these the same.
+// Per-group weights are returned as quantize_weights gives them.
+QTensor weights_fitting_bias(const float* weights, const Shape& shape, const QuantSpec& spec,
+                             const float* bias, int64_t channels, float input_scale,
+                             const char* what) {
+  QuantParams p = params_for(weights, shape, spec);
+  const bool per_tensor = spec.granularity == Granularity::kPerTensor;
+  // Per-group weights, per-channel ones along another axis and bad input scales go through as
+  // they are: the layer's own checks report the last two.
+  if (bias == nullptr || spec.granularity == Granularity::kPerGroup ||
+      (!per_tensor && normalize_axis(spec.axis, shape, what) != 0) ||
+      !(input_scale > 0.0f && std::isfinite(input_scale)))
+    return quantize(weights, shape, p);
+  detail::check_finite(bias, channels, what);
+  std::vector<float> mins, maxs;
+  for (size_t i = 0; i < p.scales.size(); ++i) {
+    double top = 0.0;  // the largest |bias| this scale carries
+    for (int64_t c = per_tensor ? 0 : static_cast<int64_t>(i);
+         c < (per_tensor ? channels : static_cast<int64_t>(i) + 1); ++c)
+      top = std::max(top, std::fabs(static_cast<double>(bias[c])));
+    const double need = top / (static_cast<double>(input_scale) * kBiasCodeLimit);
+    if (static_cast<double>(p.scales[i]) >= need) continue;
+    if (mins.empty()) ranges_of(weights, shape, spec, &mins, &maxs);
+    // A range whose scale is at least `need`: the data's, widened on the positive side.
+    const double lo = std::min(0.0, static_cast<double>(mins[i]));
+    const double width = spec.scheme == Scheme::kSymmetric
+                             ? need * ((int32_t{1} << (spec.bits - 1)) - 1)
+                             : need * (spec.qmax() - spec.qmin());
+    ScaleZeroPoint sz{};
+    for (double margin = 1.0 + 1e-6; margin < 1.1; margin *= 2.0) {
+      const double hi = std::max(static_cast<double>(maxs[i]),
+                                 (spec.scheme == Scheme::kSymmetric ? 0.0 : lo) + width * margin);
+      if (!(hi <= std::numeric_limits<float>::max())) break;
+      sz = choose_scale_zero_point(static_cast<float>(lo), static_cast<float>(hi), spec);
+      if (static_cast<double>(sz.scale) >= need) break;
+    }
+    if (!(static_cast<double>(sz.scale) >= need))
+      fail<DataError>(
+          "{}: bias {} needs a weight scale of at least {} at input scale {}, beyond "
+          "float32",
+          what, top, need, input_scale);
+    p.scales[i] = sz.scale;
+    p.zero_points[i] = sz.zero_point;
+  }
+  return quantize(weights, shape, p);
 }
 
 }  // namespace
@@ -85,7 +143,8 @@ QuantizedLinear::QuantizedLinear(const float* weights, int64_t out_features, int
             if (out_features < 1 || in_features < 1)
               fail<ShapeError>("QuantizedLinear: weight shape [{}, {}] must be positive",
                                out_features, in_features);
-            return quantize_weights(weights, Shape{out_features, in_features}, weight_spec);
+            return weights_fitting_bias(weights, Shape{out_features, in_features}, weight_spec,
+                                        bias, out_features, input.scale, "QuantizedLinear bias");
           }(),
           bias, input, output, act, rounding) {}
 
@@ -297,7 +356,8 @@ QuantizedConv2d::QuantizedConv2d(const float* weights, int32_t out_c, int32_t ke
   if (spec.scheme != Scheme::kSymmetric)
     fail<InvalidArgument>("{}: conv weights must be symmetric (zero point 0)", kWhat);
   const Shape shape{out_c, kernel_h, kernel_w, in_c / geo_.groups};
-  weights_ = quantize_weights(weights, shape, spec);
+  weights_ =
+      weights_fitting_bias(weights, shape, spec, bias, out_c, input_.scale, "QuantizedConv2d bias");
 
   const size_t channels = static_cast<size_t>(out_c);
   to_multipliers(input_.scale, weights_.params.scales, spec.granularity != Granularity::kPerTensor,

@@ -750,6 +750,14 @@ TEST(ErrorCatalogue, E85) {
   TQ_EXPECT_MESSAGE(ShapeError, numel({0, int64_t{1} << 40, int64_t{1} << 40}),
                     "shape [0, 1099511627776, 1099511627776]: element count overflows int64");
 }
+TEST(ErrorCatalogue, E86) {
+  const float w[2] = {1e-6f, -1e-6f}, bias = 100.0f;
+  const QTensor q = quantize_weights(w, Shape{1, 2}, QuantSpec{});
+  TQ_EXPECT_MESSAGE(DataError, QuantizedLinear(q, &bias, {0.5f, 0}, {1.0f, 0}),
+                    "QuantizedLinear: bias[0] = 100 does not fit int32 at scale "
+                    "3.921568403342235e-09 (input scale x weight scale); a layer built from float "
+                    "weights raises the weight scale instead");
+}
 
 // ---- the table and the tests stay in sync ---------------------------------------------------
 

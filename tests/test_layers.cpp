@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <string>
 
 #include "tinyquant/error.hpp"
 #include "tinyquant/layers.hpp"
@@ -232,6 +233,92 @@ TEST(QuantizedConv2d, MatchesDirectIntegerConvolution) {
                 << "," << ox << "," << c;
           }
   }
+}
+
+// A unit whose weights decayed next to its bias (|w| ~ 1e-7, bias 0.6): at min / max scales its
+// bias code, 0.6 / (0.02 x 2e-9), does not fit int32. Built from float weights, the layer raises
+// that channel's weight scale until the code is at most 2^30 (the other channels keep theirs);
+// built from the same weights already quantized, it reports the bias.
+TEST(QuantizedLinear, RaisesWeightScalesABiasDoesNotFit) {
+  const int64_t out = 4, in = 16;
+  std::vector<float> w = randn(static_cast<size_t>(out * in), 0.1f, 41);
+  for (int64_t k = 0; k < in; ++k) w[static_cast<size_t>(in + k)] *= 1e-6f;  // channel 1
+  const std::vector<float> bias = {0.1f, 0.6f, -0.2f, 0.05f};
+  const ActivationParams ip{0.02f, 3}, op{0.05f, -2};
+  std::vector<int8_t> x(static_cast<size_t>(in));
+  std::mt19937 rng(42);
+  for (int8_t& v : x) v = static_cast<int8_t>(static_cast<int>(rng() % 256) - 128);
+  const double limit = 1073741824.0;  // 2^30
+
+  for (const QuantSpec& spec : {QuantSpec::int8_weights_per_channel(0), QuantSpec{}}) {
+    const bool per_tensor = spec.granularity == Granularity::kPerTensor;
+    std::vector<float> wt = w;
+    if (per_tensor)  // every weight tiny, so the one scale must rise
+      for (float& v : wt) v *= 1e-6f;
+    const QuantizedLinear layer(wt.data(), out, in, bias.data(), spec, ip, op);
+    const QuantParams& p = layer.weights().params;
+    for (int64_t c = 0; c < out; ++c) {
+      const float s = p.scales[per_tensor ? 0 : static_cast<size_t>(c)];
+      EXPECT_LE(std::fabs(bias[static_cast<size_t>(c)] / (double{ip.scale} * s)), limit) << c;
+      if (per_tensor || c == 1) continue;
+      float top = 0.0f;  // the untouched channels keep max |w| / 127
+      for (int64_t k = 0; k < in; ++k) top = std::max(top, std::fabs(wt[c * in + k]));
+      EXPECT_FLOAT_EQ(s, static_cast<float>(top / 127.0)) << c;
+    }
+    const std::vector<int8_t> want = linear_oracle(layer, x, 1, bias, Activation::kNone);
+    for (uint32_t path : path_list())
+      EXPECT_EQ(layer.forward(x, static_cast<rt::Path>(path)), want)
+          << rt::path_name(static_cast<rt::Path>(path));
+    // Against the float layer: within 2 output steps.
+    for (int64_t c = 0; c < out; ++c) {
+      double y = bias[static_cast<size_t>(c)];
+      for (int64_t k = 0; k < in; ++k)
+        y += double{wt[static_cast<size_t>(c * in + k)]} * ip.scale *
+             (x[static_cast<size_t>(k)] - ip.zero_point);
+      const double code = std::clamp(std::round(y / op.scale) + op.zero_point, -128.0, 127.0);
+      EXPECT_LE(std::fabs(want[static_cast<size_t>(c)] - code), 2.0) << c;
+    }
+    try {
+      QuantizedLinear(quantize_weights(wt.data(), Shape{out, in}, spec), bias.data(), ip, op);
+      ADD_FAILURE() << "the bias fits at min / max scales";
+    } catch (const DataError& e) {
+      const char* first = per_tensor ? "bias[0] = 0.1 does not fit" : "bias[1] = 0.6 does not fit";
+      EXPECT_NE(std::string(e.what()).find(first), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(QuantizedConv2d, RaisesWeightScalesABiasDoesNotFit) {
+  const int32_t oc = 3, k = 3, ic = 2, h = 5, wd = 5;
+  std::vector<float> w = randn(static_cast<size_t>(oc * k * k * ic), 0.2f, 43);
+  for (int i = 0; i < k * k * ic; ++i) w[static_cast<size_t>(2 * k * k * ic + i)] *= 1e-6f;
+  const std::vector<float> bias = {0.2f, -0.1f, -0.9f};
+  const ActivationParams ip{0.03f, 0}, op{0.1f, 0};
+  Conv2dGeometry geo;
+  geo.padding = Padding::kValid;
+  const QuantizedConv2d conv(w.data(), oc, k, k, ic, bias.data(), geo,
+                             QuantSpec::int8_weights_per_channel(0), ip, op);
+  EXPECT_LE(0.9 / (double{ip.scale} * conv.weights().params.scales[2]), 1073741824.0);
+  std::vector<int8_t> x(static_cast<size_t>(h * wd * ic));
+  std::mt19937 rng(44);
+  for (int8_t& v : x) v = static_cast<int8_t>(static_cast<int>(rng() % 256) - 128);
+  int32_t oh = 0, ow = 0;
+  conv.output_size(h, wd, &oh, &ow);
+  std::vector<int8_t> y(static_cast<size_t>(oh * ow * oc));
+  conv.forward(x.data(), 1, h, wd, y.data());
+  for (int oy = 0; oy < oh; ++oy)
+    for (int ox = 0; ox < ow; ++ox)
+      for (int c = 0; c < oc; ++c) {
+        double acc = bias[static_cast<size_t>(c)];
+        for (int ky = 0; ky < k; ++ky)
+          for (int kx = 0; kx < k; ++kx)
+            for (int ci = 0; ci < ic; ++ci)
+              acc += double{w[static_cast<size_t>(((c * k + ky) * k + kx) * ic + ci)]} * ip.scale *
+                     x[static_cast<size_t>(((oy + ky) * wd + ox + kx) * ic + ci)];
+        const double code = std::clamp(std::round(acc / op.scale), -128.0, 127.0);
+        EXPECT_LE(std::fabs(y[static_cast<size_t>((oy * ow + ox) * oc + c)] - code), 2.0)
+            << oy << "," << ox << "," << c;
+      }
 }
 
 TEST(Layers, BadArguments) {

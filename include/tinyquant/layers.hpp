@@ -50,11 +50,15 @@ class QuantizedLinear {
   // weights [out_features][in_features] row-major float; bias [out_features] or null.
   // weight_spec: bits 2..8; kSymmetric per-channel (axis 0) or per-tensor (affine allowed
   // per-tensor); per-group along axis 1 with bits <= 4 uses the grouped int4 kernel.
+  // Weight scales come from min / max, except that a per-tensor or per-channel scale at which a
+  // bias code |bias| / (input scale x weight scale) would pass 2^30 is raised until it does not
+  // (a unit whose weights are negligible next to its bias), as TFLite's converter does.
   QuantizedLinear(const float* weights, int64_t out_features, int64_t in_features,
                   const float* bias, const QuantSpec& weight_spec, ActivationParams input,
                   ActivationParams output, Activation act = Activation::kNone,
                   rt::Rounding rounding = rt::Rounding::kDouble);
-  // From weights already quantized (e.g. pruned, or loaded from a model file).
+  // From weights already quantized (e.g. pruned, or loaded from a model file). A bias that does
+  // not fit int32 at input scale x weight scale is a DataError.
   QuantizedLinear(QTensor weights, const float* bias, ActivationParams input,
                   ActivationParams output, Activation act = Activation::kNone,
                   rt::Rounding rounding = rt::Rounding::kDouble);
@@ -108,7 +112,8 @@ struct Conv2dGeometry {
 class QuantizedConv2d {
  public:
   // weights OHWI [out_c][kh][kw][in_c / groups] float; bias [out_c] or null. Weights are
-  // quantized symmetric per output channel (weight_spec bits 8, or 4 for the s4 kernel).
+  // quantized symmetric per output channel (weight_spec bits 8, or 4 for the s4 kernel); a scale
+  // too small for its channel's bias is raised as QuantizedLinear's float constructor does.
   QuantizedConv2d(const float* weights, int32_t out_c, int32_t kernel_h, int32_t kernel_w,
                   int32_t in_c, const float* bias, const Conv2dGeometry& geometry,
                   const QuantSpec& weight_spec, ActivationParams input, ActivationParams output,
