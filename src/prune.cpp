@@ -29,14 +29,16 @@ const float* checked_data(const WeightView& w, const char* what) {
 }
 
 // Prunes the k lowest scores. Among equal scores the lower index is kept, so the pruned ones
-// at the threshold are taken from the highest indices down. O(n).
-Mask prune_lowest(const std::vector<float>& score, int64_t k) {
+// at the threshold are taken from the highest indices down. O(n). Derived scores (norms, means)
+// stay double: rounding them to float would turn close but distinct scores into ties.
+template <typename T>
+Mask prune_lowest(const std::vector<T>& score, int64_t k) {
   const int64_t n = static_cast<int64_t>(score.size());
   Mask mask(score.size(), 1);
   if (k <= 0) return mask;
-  std::vector<float> tmp(score);
+  std::vector<T> tmp(score);
   std::nth_element(tmp.begin(), tmp.begin() + (k - 1), tmp.end());
-  const float threshold = tmp[static_cast<size_t>(k - 1)];
+  const T threshold = tmp[static_cast<size_t>(k - 1)];
   int64_t left = k;
   for (int64_t i = 0; i < n; ++i) {
     if (score[static_cast<size_t>(i)] < threshold) {
@@ -149,7 +151,7 @@ Mask block_mask(const WeightView& w, int64_t block_rows, int64_t block_cols, dou
         "block_mask: block {}x{} does not tile the {}x{} matrix of a tensor of shape {}",
         block_rows, block_cols, rows, cols, to_string(w.shape));
   const int64_t brs = rows / block_rows, bcs = cols / block_cols;
-  std::vector<float> scores(static_cast<size_t>(brs * bcs));
+  std::vector<double> scores(static_cast<size_t>(brs * bcs));
   for (int64_t br = 0; br < brs; ++br) {
     for (int64_t bc = 0; bc < bcs; ++bc) {
       double sum = 0.0, mx = 0.0;
@@ -160,8 +162,8 @@ Mask block_mask(const WeightView& w, int64_t block_rows, int64_t block_cols, dou
           mx = std::max(mx, a);
         }
       }
-      scores[static_cast<size_t>(br * bcs + bc)] = static_cast<float>(
-          score == BlockScore::kMax ? mx : sum / static_cast<double>(block_rows * block_cols));
+      scores[static_cast<size_t>(br * bcs + bc)] =
+          score == BlockScore::kMax ? mx : sum / static_cast<double>(block_rows * block_cols);
     }
   }
   const Mask blocks = prune_lowest(scores, prune_count(sparsity, brs * bcs));
@@ -203,7 +205,7 @@ Mask structured_mask(const WeightView& w, int axis, double sparsity, Criterion c
         slices[static_cast<size_t>(s * per + o * inner + i)] = d[(o * len + s) * inner + i];
     }
   }
-  std::vector<float> score(static_cast<size_t>(len));
+  std::vector<double> score(static_cast<size_t>(len));
   for (int64_t s = 0; s < len; ++s) {
     const double* v = &slices[static_cast<size_t>(s * per)];
     double acc = 0.0;
@@ -221,7 +223,7 @@ Mask structured_mask(const WeightView& w, int axis, double sparsity, Criterion c
         acc += std::sqrt(d2);
       }
     }
-    score[static_cast<size_t>(s)] = static_cast<float>(acc);
+    score[static_cast<size_t>(s)] = acc;
   }
   return prune_lowest(score, prune_count(sparsity, len));
 }

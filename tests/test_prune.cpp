@@ -174,6 +174,13 @@ TEST(BlockMask, ScoresBlocksByMeanOrMax) {
   }
 }
 
+TEST(BlockMask, RanksMeansThatOnlyDifferBelowFloatPrecision) {
+  // Means 1 and 1 + 2^-24: distinct, but equal once rounded to float. The lower one (block 0)
+  // is pruned, not the later index of a false tie.
+  const std::vector<float> w = {1.0f, 1.0f, 1.0f, 1.0f + 0x1p-23f};
+  EXPECT_EQ(block_mask({w.data(), {1, 4}}, 1, 2, 0.5, BlockScore::kMean), (Mask{0, 0, 1, 1}));
+}
+
 TEST(BlockMask, RejectsBlocksThatDoNotTile) {
   const std::vector<float> w(6 * 10, 1.0f);
   std::string msg = thrown_message<InvalidArgument>([&] {
@@ -212,6 +219,15 @@ TEST(StructuredMask, L1L2AndGeometricMedian) {
   });
   EXPECT_TRUE(contains(msg, "mask has 2 entries but axis -1")) << msg;
   EXPECT_THROW(structured_mask({c.data(), {2, 1, 1, 3}}, 4, 0.5, Criterion::kL1), InvalidArgument);
+}
+
+TEST(StructuredMask, RanksNormsThatOnlyDifferBelowFloatPrecision) {
+  // Neuron 1 has the larger norm (1 + 1e-8 vs 1) although both round to 1.0f; neuron 0 is the
+  // one to prune under every criterion that ranks by norm.
+  const std::vector<float> w = {1.0f, 0.0f, 1.0f, 1e-8f};
+  EXPECT_EQ(structured_mask({w.data(), {2, 2}}, 0, 0.5, Criterion::kL1), (Mask{0, 1}));
+  const std::vector<float> v = {1.0f, 0.0f, 1.0f, 1e-4f};  // L2: 1 vs 1 + 5e-9
+  EXPECT_EQ(structured_mask({v.data(), {2, 2}}, 0, 0.5, Criterion::kL2), (Mask{0, 1}));
 }
 
 TEST(Shrink, RemovesRowsBiasAndNextInputs) {
