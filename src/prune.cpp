@@ -319,7 +319,10 @@ double PolynomialDecay::sparsity(int64_t step) const {
   const int64_t t = std::clamp(step, begin_step, end_step);
   const double progress =
       static_cast<double>(t - begin_step) / static_cast<double>(end_step - begin_step);
-  return final + (initial - final) * std::pow(1.0 - progress, power);
+  // Weighted as s_i * f + s_f * (1 - f): the same polynomial, but exactly s_i at t0 and s_f at
+  // t_end (s_f + (s_i - s_f) rounds, e.g. 0.9 + (0.1 - 0.9) = 0.09999999999999998).
+  const double f = std::pow(1.0 - progress, power);
+  return initial * f + final * (1.0 - f);
 }
 bool PolynomialDecay::should_update(int64_t step) const {
   validate();

@@ -314,6 +314,20 @@ TEST(Schedules, PolynomialDecayFollowsTheFormula) {
   EXPECT_FALSE(c.should_update(5));
 }
 
+TEST(Schedules, PolynomialDecayIsExactlyInitialAndFinalAtTheEnds) {
+  PolynomialDecay p;
+  p.initial = 0.1;
+  p.final = 0.9;
+  p.begin_step = 0;
+  p.end_step = 100;
+  EXPECT_EQ(p.sparsity(0), 0.1);
+  EXPECT_EQ(p.sparsity(-7), 0.1);
+  EXPECT_EQ(p.sparsity(100), 0.9);
+  // The first update prunes what magnitude_mask(w, initial) prunes: round(0.1 * 5) = 1 weight.
+  const std::vector<float> w = {1, 2, 3, 4, 5};
+  EXPECT_EQ(magnitude_mask({w.data(), {5}}, p.sparsity(0)), (Mask{0, 1, 1, 1, 1}));
+}
+
 TEST(Schedules, RejectBadParameters) {
   PolynomialDecay p;
   p.end_step = 0;
