@@ -2,7 +2,8 @@
 // their quantization parameters and storage format, laid out so it can be memory-mapped or
 // placed in flash as is, and checked so that every truncation and every flipped bit is caught.
 //
-// Layout (all integers little-endian; every offset absolute from the start of the file):
+// Layout (all integers little-endian; the file header's ranges count from the start of the file,
+// an entry header's from the start of that entry, and part offsets from the entry's payload):
 //   file header, 64 bytes
 //     [0, 8)   magic "TQMODEL\0"          [8, 12)  u32 version (1)
 //     [12, 16) u32 entry count            [16, 24) u64 file size
