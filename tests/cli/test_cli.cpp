@@ -279,6 +279,15 @@ TEST(Cli, PruneStoresTheMatrixInTheAskedSparseFormat) {
     r = run("prune " + in + " " + out + " " + bad);
     EXPECT_EQ(r.code, 2) << bad;
   }
+  // Affine weights put pruned values on the zero point, which no sparse format drops.
+  for (const char* storage : {"auto", "csr-u8", "nm"}) {
+    r = run("prune " + in + " " + out + " --method nm --n 2 --m 4 --scheme affine --storage " +
+            storage);
+    EXPECT_EQ(r.code, 2) << storage;
+    EXPECT_NE(r.err.find("needs --scheme symmetric"), std::string::npos) << r.err;
+  }
+  r = run("prune " + in + " " + out + " --method nm --n 2 --m 4 --scheme affine");
+  EXPECT_EQ(r.code, 0) << r.err;  // dense storage takes them
 }
 
 TEST(Cli, UsageErrorsExitWith2) {

@@ -649,7 +649,8 @@ int run(int argc, char** argv) {
                    "an error naming the tensor if it does not fit; or auto, the smallest of "
                    "dense and the formats that fit, per matrix. Tensors of other ranks (conv "
                    "weights) stay dense. export-c writes the sparse arrays for "
-                   "rt::sparse_fully_connected_s8 (int8 values)")
+                   "rt::sparse_fully_connected_s8 (int8 values). Sparse storage needs "
+                   "--scheme symmetric")
       ->check(CLI::IsMember({"dense", "auto", "csr-u8", "csr-u16", "block-csr", "bitmap", "nm"}));
   add_quantize_options(prune_cmd, &qo);
   add_progress_option(prune_cmd, &progress);
@@ -735,6 +736,12 @@ int run(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+    // Affine weights quantize a pruned 0 to the zero point, a code no sparse format drops.
+    if (prune_cmd->parsed() && storage.storage != "dense" && qo.scheme == "affine")
+      throw CLI::ValidationError(
+          "--storage", storage.storage +
+                           " needs --scheme symmetric: affine weights quantize pruned values to "
+                           "their zero point, not to 0, so a sparse format would store them all");
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
