@@ -248,7 +248,7 @@ void QuantizedLinear::forward(const int8_t* input, int64_t batch, int8_t* output
                               rt::Path path) const {
   if (input == nullptr || output == nullptr)
     fail<InvalidArgument>("QuantizedLinear::forward: input or output is null");
-  if (batch < 1 || batch * std::max(in_, out_) > INT32_MAX)
+  if (batch < 1 || batch > INT32_MAX / std::max(in_, out_))
     fail<ShapeError>("QuantizedLinear::forward: batch = {} must be in [1, {}]", batch,
                      INT32_MAX / std::max(in_, out_));
   const QuantSpec& spec = weights_.params.spec;

@@ -374,6 +374,17 @@ TEST(Layers, BadArguments) {
   }
 }
 
+TEST(QuantizedLinear, RejectsABatchWhoseSizeOverflows) {
+  // batch * in_features wraps int64 to a negative number: the batch must still be rejected, not
+  // truncated to int32 (2^62 + 4 would run as batch 4 over buffers sized for 1).
+  const std::vector<float> w(4, 0.5f);
+  const QuantizedLinear l(w.data(), 2, 2, nullptr, QuantSpec::int8_weights_per_channel(0),
+                          {0.1f, 0}, {0.1f, 0});
+  std::vector<int8_t> x(64, 1), y(64, 0);
+  EXPECT_THROW(l.forward(x.data(), (int64_t{1} << 62) + 4, y.data()), ShapeError);
+  EXPECT_EQ(y, std::vector<int8_t>(64, 0));
+}
+
 TEST(GroupedKernel, HandComputedAndBadArguments) {
   const int8_t x[4] = {1, 2, 3, 4};
   const uint8_t w[2] = {0x21, 0x43};    // 1, 2, 3, 4
