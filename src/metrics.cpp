@@ -52,7 +52,9 @@ double sqnr_of(const Sums& s) {
 double cosine_of(const Sums& s) {
   if (s.sq_ref == 0.0 && s.sq_app == 0.0) return 1.0;
   if (s.sq_ref == 0.0 || s.sq_app == 0.0) return 0.0;
-  return s.dot / (std::sqrt(s.sq_ref) * std::sqrt(s.sq_app));
+  // Rounding can put |dot| a few ulps above |r| |a|; the similarity is bounded by [-1, 1].
+  const double c = s.dot / (std::sqrt(s.sq_ref) * std::sqrt(s.sq_app));
+  return std::fmin(1.0, std::fmax(-1.0, c));
 }
 
 int64_t size_of(const std::vector<float>& v) {

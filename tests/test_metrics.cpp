@@ -49,6 +49,28 @@ TEST(Metrics, EdgeCasesOfSqnrAndCosine) {
   EXPECT_EQ(mse(r, r), 0.0);
 }
 
+TEST(Metrics, CosineStaysWithinMinusOneAndOne) {
+  // |r| |a| rounds below dot(r, a) for parallel vectors (sqrt(3)^2 = 2.9999999999999996), which
+  // must not push the similarity past 1 (acos of it would be NaN).
+  const std::vector<float> r{1, 1, 1}, neg{-1, -1, -1};
+  EXPECT_LE(cosine_similarity(r, r), 1.0);
+  EXPECT_GE(cosine_similarity(r, neg), -1.0);
+  EXPECT_LE(error_report(r, r).cosine_similarity, 1.0);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (int t = 0; t < 200; ++t) {
+    std::vector<float> v(1 + rng() % 40), minus_v(v.size()), twice_v(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      v[i] = d(rng);
+      minus_v[i] = -v[i];
+      twice_v[i] = 2 * v[i];
+    }
+    EXPECT_LE(cosine_similarity(v, v), 1.0) << "size " << v.size();
+    EXPECT_LE(cosine_similarity(v, twice_v), 1.0) << "size " << v.size();
+    EXPECT_GE(cosine_similarity(v, minus_v), -1.0) << "size " << v.size();
+  }
+}
+
 TEST(Metrics, RandomAgainstBruteForce) {
   std::mt19937 rng(1);
   std::normal_distribution<float> d(0.0f, 1.0f);

@@ -7,7 +7,8 @@
 //   max_abs      max |r - a|
 //   sqnr_db      10 log10(sum(r^2) / sum((r - a)^2)); +inf when the noise is 0 (exact), -inf
 //                when the signal is 0 but the noise is not
-//   cosine       dot(r, a) / (|r| |a|); 1 when both are all zeros, 0 when exactly one is
+//   cosine       dot(r, a) / (|r| |a|), clamped to [-1, 1] against rounding; 1 when both are
+//                all zeros, 0 when exactly one is
 // Errors: sizes that differ -> ShapeError naming both sizes; empty input -> DataError; NaN / Inf
 // -> DataError naming the index.
 //
