@@ -38,6 +38,7 @@ void activation_range(Activation act, const ActivationParams& out, int32_t* act_
 }
 
 int8_t quantize_activation(float x, const ActivationParams& p) {
+  if (std::isnan(x)) fail<DataError>("quantize_activation: x = {} is not a number", x);
   const double q = std::round(static_cast<double>(x) / static_cast<double>(p.scale)) + p.zero_point;
   return static_cast<int8_t>(std::clamp(q, -128.0, 127.0));
 }

@@ -758,6 +758,11 @@ TEST(ErrorCatalogue, E86) {
                     "3.921568403342235e-09 (input scale x weight scale); a layer built from float "
                     "weights raises the weight scale instead");
 }
+TEST(ErrorCatalogue, E87) {
+  TQ_EXPECT_MESSAGE(DataError,
+                    quantize_activation(std::numeric_limits<float>::quiet_NaN(), {0.1f, 5}),
+                    "quantize_activation: x = nan is not a number");
+}
 
 // ---- the table and the tests stay in sync ---------------------------------------------------
 

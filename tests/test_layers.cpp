@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 
@@ -372,6 +373,15 @@ TEST(Layers, BadArguments) {
     EXPECT_EQ(e.status(), rt::Status::kBadShift);
     EXPECT_NE(std::string(e.what()).find("bad_shift (shift[2] = 40)"), std::string::npos);
   }
+}
+
+TEST(Layers, QuantizeActivationSaturatesInfinitiesAndRejectsNaN) {
+  const ActivationParams p{0.5f, 5};
+  EXPECT_EQ(quantize_activation(1.25f, p), 8);  // 2.5 rounds away from zero to 3
+  EXPECT_EQ(quantize_activation(std::numeric_limits<float>::infinity(), p), 127);
+  EXPECT_EQ(quantize_activation(-std::numeric_limits<float>::infinity(), p), -128);
+  // NaN has no int8 value: converting it is undefined behaviour, so it must be refused.
+  EXPECT_THROW(quantize_activation(std::numeric_limits<float>::quiet_NaN(), p), DataError);
 }
 
 TEST(QuantizedLinear, RejectsABatchWhoseSizeOverflows) {

@@ -42,7 +42,8 @@ enum class Activation : uint8_t { kNone = 0, kRelu = 1, kRelu6 = 2 };
 void activation_range(Activation act, const ActivationParams& out, int32_t* act_min,
                       int32_t* act_max);
 
-// Quantizes one float (round half away from zero, saturating to int8).
+// Quantizes one float (round half away from zero, saturating to int8; infinities saturate too).
+// Throws DataError for NaN.
 int8_t quantize_activation(float x, const ActivationParams& p);
 
 class QuantizedLinear {
