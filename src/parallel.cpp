@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "detail/check.hpp"
+#include "rt/validate.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/rt/status.hpp"
 
@@ -87,6 +88,14 @@ void gemm_s8s8_s32_parallel(int threads, const rt::GemmDims& dims, const int8_t*
     detail::fail<ShapeError>("{}: lda = {}, ldb = {} must be >= k = {} and ldc = {} >= n = {}", kFn,
                              lda, ldb, dims.k, ldc, dims.n);
   }
+  int32_t lda_checked = 0, ldb_checked = 0, ldc_checked = 0;  // as one rt call on all n columns
+  if (rt::detail::check_gemm_dims(dims, &lda_checked, &ldb_checked, &ldc_checked) !=
+      rt::Status::kOk) {
+    detail::fail<ShapeError>(
+        "{}: dims m = {}, n = {}, k = {} (lda = {}, ldb = {}, ldc = {}) exceed the kernels' limit "
+        "of {} elements per operand",
+        kFn, dims.m, dims.n, dims.k, lda, ldb, ldc, rt::detail::kMaxElements);
+  }
   check_offset(kFn, "a_offset", a_offset, -128, 128);
   check_offset(kFn, "b_offset", b_offset, -128, 128);
   if (a == nullptr || b == nullptr || c == nullptr) {
@@ -126,6 +135,12 @@ void fully_connected_s8_parallel(int threads, const rt::FcParams& params,
         "{}: dims batch = {}, in_features = {}, out_features = {} (each "
         "must be >= 1)",
         kFn, dims.batch, dims.in_features, dims.out_features);
+  }
+  if (rt::detail::check_fc_dims(dims) != rt::Status::kOk) {  // as one rt call on every column
+    detail::fail<ShapeError>(
+        "{}: dims batch = {}, in_features = {}, out_features = {} exceed the kernels' limit of {} "
+        "elements per operand",
+        kFn, dims.batch, dims.in_features, dims.out_features, rt::detail::kMaxElements);
   }
   check_offset(kFn, "input_offset", params.input_offset, -127, 128);
   check_offset(kFn, "filter_offset", params.filter_offset, -127, 128);

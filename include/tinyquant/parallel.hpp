@@ -8,7 +8,8 @@
 // threads: 0 = std::thread::hardware_concurrency() (at least 1); never more threads than
 // slices of 16 columns. path: as rt::Context::path (kAuto resolves once, before the split).
 // Errors: InvalidArgument (threads < 0, offsets/requantization outside the rt ranges, with the
-// argument, index and value), ShapeError (a dimension < 1 or leading dimension too small),
+// argument, index and value), ShapeError (a dimension < 1, a leading dimension too small, or an
+// operand past the kernels' 2^31 - 2^16 element limit, as for one single-threaded call),
 // KernelError (an rt status on a slice, e.g. an unavailable path). On error nothing is written.
 #pragma once
 

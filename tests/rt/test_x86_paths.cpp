@@ -1267,6 +1267,35 @@ TEST(Parallel, BadArgumentsThrowTypedErrors) {
       {"n = 0"});
 }
 
+// Dimensions past the kernels' element limit (2^31 - 2^16 per operand) are refused up front as a
+// single-threaded call refuses them, whatever the thread count; n = 2^31 - 1 must not overflow
+// the column split (it produced slices of -2147483632 columns).
+TEST(Parallel, DimensionsBeyondTheKernelLimitsAreRefused) {
+  std::vector<int8_t> a(16), b(16), out(16, 4);
+  std::vector<int32_t> c(16, 4);
+  const int32_t mult = 1 << 30, shift = 0;
+  rt::Requant rq;
+  rq.multiplier = &mult;
+  rq.shift = &shift;
+  for (int threads : {1, 2, 3}) {
+    expect_throw_with<tinyquant::ShapeError>(
+        [&] {
+          tinyquant::gemm_s8s8_s32_parallel(threads, rt::GemmDims{1, INT32_MAX, 1}, a.data(), 0,
+                                            b.data(), 0, nullptr, nullptr, c.data());
+        },
+        {"n = 2147483647"});
+    expect_throw_with<tinyquant::ShapeError>(
+        [&] {
+          tinyquant::fully_connected_s8_parallel(threads, rt::FcParams{}, rq,
+                                                 rt::FcDims{1, 1, INT32_MAX}, a.data(), b.data(),
+                                                 nullptr, out.data());
+        },
+        {"out_features = 2147483647"});
+  }
+  EXPECT_EQ(c, std::vector<int32_t>(16, 4));
+  EXPECT_EQ(out, std::vector<int8_t>(16, 4));
+}
+
 // The AMX path's blocks and tails (m >= 16 runs the tiles): 32-row blocks and the last <= 16 rows
 // in 16-row blocks 16 to 64 columns wide, m around every tile edge and past one and two 128-row
 // panels, n tails, k of every residue mod 64 (the last 64-k step padded); a read in place (b
