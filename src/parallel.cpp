@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -38,12 +39,22 @@ std::vector<Slice> split_columns(const char* fn, int threads, int32_t n) {
   return slices;
 }
 
-// Runs body(slice_index) on one thread per slice (the caller's thread takes slice 0).
+// Runs body(slice_index) on one thread per slice (the caller's thread takes slice 0). Slices
+// whose thread the system cannot start (std::system_error) run on the caller's thread too, so
+// the started threads are always joined and the result does not depend on how many started.
 template <class Body>
 void run_slices(size_t count, Body&& body) {
   std::vector<std::thread> pool;
   pool.reserve(count > 0 ? count - 1 : 0);
-  for (size_t s = 1; s < count; ++s) pool.emplace_back([&body, s] { body(s); });
+  size_t started = 1;
+  for (; started < count; ++started) {
+    try {
+      pool.emplace_back([&body, started] { body(started); });
+    } catch (const std::system_error&) {
+      break;
+    }
+  }
+  for (size_t s = started; s < count; ++s) body(s);
   if (count > 0) body(0);
   for (auto& t : pool) t.join();
 }

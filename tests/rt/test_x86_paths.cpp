@@ -2,11 +2,13 @@
 // kernels, checked against plain loops written here and against the reference path, tolerance 0.
 // Also: prepacked weights == plain weights on every path, threaded == single-threaded.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <random>
 #include <string>
@@ -1294,6 +1296,43 @@ TEST(Parallel, DimensionsBeyondTheKernelLimitsAreRefused) {
   }
   EXPECT_EQ(c, std::vector<int32_t>(16, 4));
   EXPECT_EQ(out, std::vector<int8_t>(16, 4));
+}
+
+// When the system cannot start a worker thread (here: an address-space limit leaves no room for
+// more thread stacks) the slices it would have run run on the caller's thread: same results, no
+// std::terminate from a std::system_error escaping with threads still joinable.
+TEST(ParallelDeathTest, SlicesRunOnTheCallerWhenThreadsCannotStart) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the sanitizers reserve address space the limit would take away";
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+  GTEST_SKIP() << "the sanitizers reserve address space the limit would take away";
+#endif
+#endif
+  const int32_t m = 3, n = 64 * 16, k = 40;
+  std::mt19937 rng(5);
+  std::vector<int8_t> a(elems(m, k)), b(elems(n, k));
+  for (int8_t& v : a) v = static_cast<int8_t>(rng());
+  for (int8_t& v : b) v = static_cast<int8_t>(rng());
+  const rt::GemmDims d{m, n, k};
+  std::vector<int32_t> want(elems(m, n)), got(want.size());
+  rt::Context ctx{nullptr, 0, Path::kReference};
+  ASSERT_EQ(rt::gemm_s8s8_s32(ctx, d, a.data(), 3, b.data(), -2, nullptr, nullptr, want.data()),
+            Status::kOk);
+  auto run_limited = [&] {
+    long vm_kb = 0;  // the address space in use now, plus room for a few 8 MiB thread stacks
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);)
+      if (line.rfind("VmSize:", 0) == 0) vm_kb = std::strtol(line.c_str() + 7, nullptr, 10);
+    if (vm_kb == 0) std::exit(0);  // no /proc: nothing to limit against
+    const rlimit lim{static_cast<rlim_t>(vm_kb + 32 * 1024) * 1024,
+                     static_cast<rlim_t>(vm_kb + 32 * 1024) * 1024};
+    if (setrlimit(RLIMIT_AS, &lim) != 0) std::exit(0);
+    tinyquant::gemm_s8s8_s32_parallel(64, d, a.data(), 3, b.data(), -2, nullptr, nullptr,
+                                      got.data(), Path::kReference);
+    std::exit(got == want ? 0 : 1);
+  };
+  EXPECT_EXIT(run_limited(), ::testing::ExitedWithCode(0), "");
 }
 
 // The AMX path's blocks and tails (m >= 16 runs the tiles): 32-row blocks and the last <= 16 rows
