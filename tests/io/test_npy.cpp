@@ -455,6 +455,12 @@ TEST(NpyCorrupt, BadShapes) {
                       {"[4294967296, 4294967296]", "element count overflows int64"});
   expect_format_error(npy_file(1, dict("<f4", false, "(2305843009213693952,)"), {}),
                       {"byte count overflows int64"});
+  // An empty array's other extents must multiply within int64 too (numel's rule), or the array
+  // the reader returns cannot be counted, converted or written back.
+  expect_format_error(npy_file(1, dict("<f4", false, "(0, 4294967296, 4294967296)"), {}),
+                      {"[0, 4294967296, 4294967296]", "element count overflows int64"});
+  expect_format_error(npy_file(1, dict("<f4", false, "(4294967296, 0, 4294967296)"), {}),
+                      {"element count overflows int64"});
   expect_format_error(npy_file(1, dict("<f4", false, "(3)"), {}), {"one-element tuple"});
   expect_format_error(npy_file(1, dict("<f4", false, "[3]"), {}), {"'(' opening the shape tuple"});
   expect_format_error(npy_file(1, dict("<f4", false, "(3,,)"), {}), {"integer shape extent"});

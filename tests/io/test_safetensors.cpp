@@ -322,6 +322,8 @@ TEST(SafetensorsCorrupt, BadTensorEntries) {
                       {"shape extent -1", "negative"});
   expect_header_error("{" + entry("t", "U8", "[4294967296,4294967296]", "[0,0]") + "}",
                       {"element count overflows int64"});
+  expect_header_error("{" + entry("t", "U8", "[0,4294967296,4294967296]", "[0,0]") + "}",
+                      {"element count overflows int64"});
   expect_header_error("{" + entry("t", "F64", "[2305843009213693952]", "[0,0]") + "}",
                       {"byte count overflows int64"});
   expect_header_error("{" + entry("t", "F32", "[1]", "[0,4,8]") + "}",
