@@ -391,8 +391,15 @@ void add_sparse(CModel* out, const Model& model, const ModelEntry& e, const std:
   out->macros.emplace_back(mac + "_COLS", std::to_string(m.cols()));
   out->macros.emplace_back(mac + "_VALUE_COUNT", std::to_string(a.values.size()));
   out->macros.emplace_back(mac + "_SPARSE_BYTES", std::to_string(m.bytes()));
-  const std::string what = fmt::format("{}, {} {}", comment, to_string(o.format),
-                                       int8 ? "int8 values" : "s4 nibble stream of values");
+  // The sparse kernel runs int8 per-tensor or per-channel rows (no per-group ratios).
+  const bool runs = int8 && e.params->spec.granularity != Granularity::kPerGroup &&
+                    is_linear_weight(e, e.params->spec);
+  const std::string what =
+      fmt::format("{}, {} {}{}", comment, to_string(o.format),
+                  int8 ? "int8 values" : "s4 nibble stream of values",
+                  runs ? ""
+                       : "; storage only: rt::sparse_fully_connected_s8 takes int8 per-tensor or "
+                         "per-channel rows, so the header has no layer parameters for it");
   out->arrays.push_back({int8 ? "int8_t" : "uint8_t", id + "_values", what,
                          int8 ? int8_values(m.packed_values()) : hex_values(m.packed_values())});
   switch (o.format) {
@@ -430,9 +437,7 @@ void add_sparse(CModel* out, const Model& model, const ModelEntry& e, const std:
       break;
   }
   add_params(out, id, mac, e);
-  // The sparse kernel runs int8 per-tensor or per-channel rows (no per-group ratios).
-  if (int8 && e.params->spec.granularity != Granularity::kPerGroup &&
-      is_linear_weight(e, e.params->spec)) {
+  if (runs) {
     // The layer arrays come from QuantizedLinear on the dense matrix; past the kernels' int32
     // element count there is no layer to run (and the dense copy would be huge).
     if (m.rows() * m.cols() > INT32_MAX)

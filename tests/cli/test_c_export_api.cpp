@@ -227,6 +227,7 @@ TEST(CExport, SparseLayersGetTheSparseKernelsRequantizationButNotPerGroupRatios)
   std::string h = io::export_c_header(model, opt);
   EXPECT_TRUE(contains(h, "model_fc_multipliers[4]")) << h;
   EXPECT_TRUE(contains(h, "#define MODEL_FC_INPUT_OFFSET 0")) << h;  // folded into the bias
+  EXPECT_FALSE(contains(h, "storage only")) << h;
   // Per-group int8 weights: the sparse kernel has no group ratios, so no layer arrays.
   tinyquant::QuantParams grouped;
   grouped.spec.bits = 8;
@@ -242,6 +243,16 @@ TEST(CExport, SparseLayersGetTheSparseKernelsRequantizationButNotPerGroupRatios)
   EXPECT_FALSE(contains(h, "_multipliers")) << h;
   EXPECT_FALSE(contains(h, "_group_ratios")) << h;
   EXPECT_TRUE(contains(h, "model_fc_weight_values[")) << h;
+  EXPECT_TRUE(contains(h, "storage only: rt::sparse_fully_connected_s8 takes int8")) << h;
+  // int4 values: no sparse kernel takes them; the header says so instead of leaving them out
+  // without a word.
+  tinyquant::SparseOptions o4 = o;
+  o4.value_type = tinyquant::ValueType::kInt4;
+  model.entries[0] = io::make_sparse_entry(
+      "fc.weight", tinyquant::SparseMatrix::from_dense(dense.data(), 4, 8, o4), params_for(4));
+  h = io::export_c_header(model, opt);
+  EXPECT_FALSE(contains(h, "_multipliers")) << h;
+  EXPECT_TRUE(contains(h, "s4 nibble stream of values; storage only")) << h;
 }
 
 TEST(CExport, AFullyPrunedMatrixGetsOneUnusedElementPerEmptyArray) {
