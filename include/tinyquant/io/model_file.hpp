@@ -21,7 +21,9 @@
 // The reader checks magic, version, sizes, every CRC, that padding is zero, that parts lie
 // inside their payload without overlap, that dense data has exactly numel * element size bytes,
 // that quantization parameters are valid for the shape, and that names are unique. Any failure
-// is a FormatError naming the file, the entry and the byte offset.
+// is a FormatError naming the file and the entry; errors in the bytes themselves (sizes, CRCs,
+// padding, layout) also give the byte offset, those about an entry's meaning (its parameters, a
+// duplicate name, a shape whose count overflows) the entry's name and index.
 #pragma once
 
 #include <cstdint>
