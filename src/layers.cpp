@@ -90,7 +90,9 @@ constexpr double kBiasCodeLimit = 1073741824.0;
 QTensor weights_fitting_bias(const float* weights, const Shape& shape, const QuantSpec& spec,
                              const float* bias, int64_t channels, float input_scale,
                              const char* what) {
-  QuantParams p = params_for(weights, shape, spec);
+  std::vector<float> mins, maxs;
+  ranges_of(weights, shape, spec, &mins, &maxs);
+  QuantParams p = params_from_ranges(spec, shape, mins, maxs);  // params_for's
   const bool per_tensor = spec.granularity == Granularity::kPerTensor;
   // Per-group weights, per-channel ones along another axis and bad input scales go through as
   // they are: the layer's own checks report the last two.
@@ -99,28 +101,25 @@ QTensor weights_fitting_bias(const float* weights, const Shape& shape, const Qua
       !(input_scale > 0.0f && std::isfinite(input_scale)))
     return quantize(weights, shape, p);
   detail::check_finite(bias, channels, what);
-  std::vector<float> mins, maxs;
+  const bool symmetric = spec.scheme == Scheme::kSymmetric;
   for (size_t i = 0; i < p.scales.size(); ++i) {
-    double top = 0.0;  // the largest |bias| this scale carries
-    for (int64_t c = per_tensor ? 0 : static_cast<int64_t>(i);
-         c < (per_tensor ? channels : static_cast<int64_t>(i) + 1); ++c)
-      top = std::max(top, std::fabs(static_cast<double>(bias[c])));
+    double top = 0.0;  // the largest |bias| this scale carries: every channel's per tensor
+    if (per_tensor)
+      for (int64_t c = 0; c < channels; ++c)
+        top = std::max(top, std::fabs(static_cast<double>(bias[c])));
+    else
+      top = std::fabs(static_cast<double>(bias[i]));
     const double need = top / (static_cast<double>(input_scale) * kBiasCodeLimit);
     if (static_cast<double>(p.scales[i]) >= need) continue;
-    if (mins.empty()) ranges_of(weights, shape, spec, &mins, &maxs);
-    // A range whose scale is at least `need`: the data's, widened on the positive side.
+    // The data's range widened on the positive side until its scale is `need`; the margin covers
+    // the rounding of the scale (and of the range's end) to float.
     const double lo = std::min(0.0, static_cast<double>(mins[i]));
-    const double width = spec.scheme == Scheme::kSymmetric
-                             ? need * ((int32_t{1} << (spec.bits - 1)) - 1)
-                             : need * (spec.qmax() - spec.qmin());
-    ScaleZeroPoint sz{};
-    for (double margin = 1.0 + 1e-6; margin < 1.1; margin *= 2.0) {
-      const double hi = std::max(static_cast<double>(maxs[i]),
-                                 (spec.scheme == Scheme::kSymmetric ? 0.0 : lo) + width * margin);
-      if (!(hi <= std::numeric_limits<float>::max())) break;
-      sz = choose_scale_zero_point(static_cast<float>(lo), static_cast<float>(hi), spec);
-      if (static_cast<double>(sz.scale) >= need) break;
-    }
+    const double span = need * (1.0 + 1e-6) * (symmetric ? spec.qmax() : spec.qmax() - spec.qmin());
+    const double hi = std::max(static_cast<double>(maxs[i]), (symmetric ? 0.0 : lo) + span);
+    const ScaleZeroPoint sz =
+        hi <= std::numeric_limits<float>::max()
+            ? choose_scale_zero_point(static_cast<float>(lo), static_cast<float>(hi), spec)
+            : ScaleZeroPoint{0.0f, 0};
     if (!(static_cast<double>(sz.scale) >= need))
       fail<DataError>(
           "{}: bias {} needs a weight scale of at least {} at input scale {}, beyond "
