@@ -369,67 +369,89 @@ void SparseMatrix::validate() const {
   }
 }
 
-std::vector<int8_t> SparseMatrix::to_dense() const {
-  const SparseArrays& a = arrays_;
-  std::vector<int8_t> d(sz(rows_ * cols_), 0);
-  switch (options_.format) {
+namespace {
+
+// Calls f(r * cols + c, value) for every stored value in storage order. Values equal to 0
+// (CSR u8 gap padding, zeros inside a stored block or N:M slot) are skipped: they read like the
+// positions that store nothing.
+template <typename F>
+void visit_values(const SparseMatrix& m, F&& f) {
+  const SparseArrays& a = m.arrays();
+  const SparseOptions& o = m.options();
+  const int64_t rows = m.rows(), cols = m.cols();
+  switch (o.format) {
     case StorageFormat::kCsrU8:
     case StorageFormat::kCsrU16: {
-      const bool u8 = options_.format == StorageFormat::kCsrU8;
+      const bool u8 = o.format == StorageFormat::kCsrU8;
       int64_t i = 0;
-      for (int64_t r = 0; r < rows_; ++r) {
+      for (int64_t r = 0; r < rows; ++r) {
         int64_t col = 0;
         for (int64_t j = 0; j < a.row_nnz[sz(r)]; ++j, ++i) {
           col = u8 ? col + a.col_delta[sz(i)] : a.col_index[sz(i)];
-          if (a.values[sz(i)] != 0) d[sz(r * cols_ + col)] = a.values[sz(i)];
+          if (a.values[sz(i)] != 0) f(r * cols + col, a.values[sz(i)]);
         }
       }
-      break;
+      return;
     }
     case StorageFormat::kBlockCsr: {
-      const int64_t br = options_.block_rows, bc = options_.block_cols;
+      const int64_t br = o.block_rows, bc = o.block_cols;
       int64_t v = 0;
       for (int64_t R = 0; R + 1 < static_cast<int64_t>(a.block_row_ptr.size()); ++R) {
         for (uint32_t b = a.block_row_ptr[sz(R)]; b < a.block_row_ptr[sz(R + 1)]; ++b) {
           for (int64_t i = 0; i < br; ++i) {
-            for (int64_t j = 0; j < bc; ++j)
-              d[sz((R * br + i) * cols_ + a.block_col[b] * bc + j)] = a.values[sz(v++)];
+            for (int64_t j = 0; j < bc; ++j, ++v) {
+              if (a.values[sz(v)] != 0)
+                f((R * br + i) * cols + a.block_col[b] * bc + j, a.values[sz(v)]);
+            }
           }
         }
       }
-      break;
+      return;
     }
     case StorageFormat::kBitmap: {
-      const int64_t rb = bitmap_row_bytes(cols_);
+      const int64_t rb = bitmap_row_bytes(cols);
       int64_t v = 0;
-      for (int64_t r = 0; r < rows_; ++r) {
-        for (int64_t c = 0; c < cols_; ++c) {
-          if ((a.bitmap[sz(r * rb + c / 8)] >> (c % 8)) & 1u)
-            d[sz(r * cols_ + c)] = a.values[sz(v++)];
-        }
-      }
-      break;
-    }
-    case StorageFormat::kNm: {
-      const int n = options_.nm_n, mm = options_.nm_m;
-      const int bits = rt::nm_index_bits(mm);
-      const int64_t rb = nm_row_bytes(cols_, n, mm);
-      int64_t v = 0;
-      for (int64_t r = 0; r < rows_; ++r) {
-        int64_t slot = 0;
-        for (int64_t g = 0; g < cols_; g += mm) {
-          for (int s = 0; s < n; ++s, ++slot, ++v) {
-            const int64_t p = get_bits(a.nm_index, r * rb, slot * bits, bits);
-            if (a.values[sz(v)] != 0) d[sz(r * cols_ + g + p)] = a.values[sz(v)];
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t c = 0; c < cols; ++c) {
+          if ((a.bitmap[sz(r * rb + c / 8)] >> (c % 8)) & 1u) {
+            if (a.values[sz(v)] != 0) f(r * cols + c, a.values[sz(v)]);
+            ++v;
           }
         }
       }
-      break;
+      return;
+    }
+    case StorageFormat::kNm: {
+      const int n = o.nm_n, mm = o.nm_m;
+      const int bits = rt::nm_index_bits(mm);
+      const int64_t rb = nm_row_bytes(cols, n, mm);
+      int64_t v = 0;
+      for (int64_t r = 0; r < rows; ++r) {
+        int64_t slot = 0;
+        for (int64_t g = 0; g < cols; g += mm) {
+          for (int s = 0; s < n; ++s, ++slot, ++v) {
+            const int64_t p = get_bits(a.nm_index, r * rb, slot * bits, bits);
+            if (a.values[sz(v)] != 0) f(r * cols + g + p, a.values[sz(v)]);
+          }
+        }
+      }
+      return;
     }
     case StorageFormat::kDense:
-      break;
+      return;
   }
+}
+
+}  // namespace
+
+std::vector<int8_t> SparseMatrix::to_dense() const {
+  std::vector<int8_t> d(sz(rows_ * cols_), 0);
+  visit_values(*this, [&](int64_t i, int8_t v) { d[sz(i)] = v; });
   return d;
+}
+
+void SparseMatrix::for_each_value(const std::function<void(int64_t, int8_t)>& f) const {
+  visit_values(*this, f);
 }
 
 int64_t SparseMatrix::bytes() const {

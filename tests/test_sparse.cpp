@@ -8,6 +8,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "expect_error.hpp"
@@ -38,6 +39,29 @@ std::vector<int8_t> random_dense(std::mt19937& rng, int64_t rows, int64_t cols, 
   return d;
 }
 
+// (flat index, value) of every nonzero of a dense matrix, row-major.
+std::vector<std::pair<int64_t, int8_t>> nonzeros(const std::vector<int8_t>& d) {
+  std::vector<std::pair<int64_t, int8_t>> out;
+  for (size_t i = 0; i < d.size(); ++i)
+    if (d[i] != 0) out.emplace_back(static_cast<int64_t>(i), d[i]);
+  return out;
+}
+
+// What for_each_value visits, sorted by index (block CSR visits block by block); an index
+// visited twice shows up twice.
+std::vector<std::pair<int64_t, int8_t>> visited(const SparseMatrix& m) {
+  std::vector<std::pair<int64_t, int8_t>> out;
+  m.for_each_value([&](int64_t i, int8_t v) { out.emplace_back(i, v); });
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The decoded matrix, and the values visited without decoding, both against the source.
+void expect_holds(const SparseMatrix& m, const std::vector<int8_t>& d, const std::string& what) {
+  EXPECT_EQ(m.to_dense(), d) << what;
+  EXPECT_EQ(visited(m), nonzeros(d)) << what;
+}
+
 }  // namespace
 
 TEST(SparseMatrix, RoundTripEveryFormatInt8AndInt4) {
@@ -52,12 +76,14 @@ TEST(SparseMatrix, RoundTripEveryFormatInt8AndInt4) {
         for (StorageFormat f :
              {StorageFormat::kCsrU8, StorageFormat::kCsrU16, StorageFormat::kBitmap}) {
           const SparseMatrix m = SparseMatrix::from_dense(d.data(), s[0], s[1], opt(f, vt));
-          EXPECT_EQ(m.to_dense(), d) << to_string(f) << " " << s[0] << "x" << s[1];
+          expect_holds(
+              m, d,
+              std::string(to_string(f)) + " " + std::to_string(s[0]) + "x" + std::to_string(s[1]));
         }
         SparseOptions b = opt(StorageFormat::kBlockCsr, vt);
         b.block_rows = 1;
         b.block_cols = 1;
-        EXPECT_EQ(SparseMatrix::from_dense(d.data(), s[0], s[1], b).to_dense(), d);
+        expect_holds(SparseMatrix::from_dense(d.data(), s[0], s[1], b), d, "block 1x1");
       }
     }
   }
@@ -69,14 +95,32 @@ TEST(SparseMatrix, RoundTripEveryFormatInt8AndInt4) {
     }
   }
   SparseOptions nm = opt(StorageFormat::kNm);
-  EXPECT_EQ(SparseMatrix::from_dense(d.data(), 8, 22, nm).to_dense(), d);
+  expect_holds(SparseMatrix::from_dense(d.data(), 8, 22, nm), d, "2:4");
   nm.nm_n = 4;  // 4 of every 8 (two 2-of-4 groups), the tail of 6 keeps 4
   nm.nm_m = 8;
-  EXPECT_EQ(SparseMatrix::from_dense(d.data(), 8, 22, nm).to_dense(), d);
+  expect_holds(SparseMatrix::from_dense(d.data(), 8, 22, nm), d, "4:8");
   SparseOptions b = opt(StorageFormat::kBlockCsr);
   b.block_rows = 4;
   b.block_cols = 2;
-  EXPECT_EQ(SparseMatrix::from_dense(d.data(), 8, 22, b).to_dense(), d);
+  expect_holds(SparseMatrix::from_dense(d.data(), 8, 22, b), d, "block 4x2");
+}
+
+// A matrix far too large to decode: for_each_value walks only what is stored.
+TEST(SparseMatrix, ForEachValueNeedsNoDenseCopy) {
+  const int64_t cols = (int64_t{1} << 31) - 256;
+  SparseArrays a;
+  a.row_nnz = {0, 2};
+  a.col_index = {5, 65535};
+  a.values = {-3, 9};
+  const SparseMatrix csr = SparseMatrix::from_arrays(2, 65536, opt(StorageFormat::kCsrU16), a);
+  const std::vector<std::pair<int64_t, int8_t>> want = {{65536 + 5, -3}, {65536 + 65535, 9}};
+  EXPECT_EQ(visited(csr), want);
+  SparseArrays b;
+  b.row_nnz = {1, 0, 0};
+  b.col_delta = {200};
+  b.values = {7};
+  const SparseMatrix wide = SparseMatrix::from_arrays(3, cols, opt(StorageFormat::kCsrU8), b);
+  EXPECT_EQ(visited(wide), (std::vector<std::pair<int64_t, int8_t>>{{200, 7}}));
 }
 
 // 2 x 10 matrix, nonzeros: row 0 at columns 2 and 7, row 1 at column 9.

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,10 @@ class SparseMatrix {
                                   SparseArrays arrays);
 
   std::vector<int8_t> to_dense() const;
+  // Calls f(r * cols() + c, value) once for every nonzero stored value, in storage order
+  // (row-major, but block by block for block CSR), without a dense copy: memory stays that of
+  // the arrays however large rows() x cols() is.
+  void for_each_value(const std::function<void(int64_t, int8_t)>& f) const;
   int64_t bytes() const;
   int64_t rows() const noexcept { return rows_; }
   int64_t cols() const noexcept { return cols_; }
