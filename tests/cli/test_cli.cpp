@@ -15,8 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "tinyquant/io/c_export.hpp"
+#include "tinyquant/io/model_file.hpp"
 #include "tinyquant/io/npy.hpp"
 #include "tinyquant/io/safetensors.hpp"
+#include "tinyquant/sparse.hpp"
 
 namespace {
 
@@ -35,9 +38,10 @@ std::string slurp(const std::string& path) {
   return s.str();
 }
 
-Result run(const std::string& args) {
+// Runs a shell command line; stderr is captured too.
+Result run_shell(const std::string& line) {
   const std::string err_path = kData + "/stderr.txt";
-  const std::string cmd = kExe + " " + args + " 2>" + err_path;
+  const std::string cmd = "(" + line + ") 2>" + err_path;
   Result r;
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return r;
@@ -48,6 +52,10 @@ Result run(const std::string& args) {
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   r.err = slurp(err_path);
   return r;
+}
+
+Result run(const std::string& args) {
+  return run_shell(kExe + " " + args);
 }
 
 nlohmann::json inspect_json(const std::string& model, const std::string& extra = "") {
@@ -490,4 +498,106 @@ TEST(Cli, AllZeroTensorsAreStoredExactly) {
   const nlohmann::json j = inspect_json(kData + "/allzero.tqm");
   EXPECT_DOUBLE_EQ(tensor(j, "fc")["sparsity"].get<double>(), 1.0);
   ASSERT_EQ(run("export-c " + kData + "/allzero.tqm " + kData + "/allzero.h").code, 0);
+}
+
+namespace {
+
+// Saves one sparse entry of the codes `codes` [rows][cols] (CSR u8) with the given parameters.
+void save_sparse(const std::string& path, const std::vector<int8_t>& codes, int64_t rows,
+                 int64_t cols, const tinyquant::QuantParams& params) {
+  tinyquant::SparseOptions o;
+  o.format = tinyquant::StorageFormat::kCsrU8;
+  o.value_type = params.spec.bits <= 4 ? tinyquant::ValueType::kInt4 : tinyquant::ValueType::kInt8;
+  tinyquant::io::Model m;
+  m.entries.push_back(tinyquant::io::make_sparse_entry(
+      "w", tinyquant::SparseMatrix::from_dense(codes.data(), rows, cols, o), params));
+  tinyquant::io::save_model(m, path);
+}
+
+}  // namespace
+
+// Affine sparse weights: a position that stores nothing holds code 0, which reads as 0 only
+// where the zero point is 0; a stored code reads 0 where it equals its zero point.
+TEST(Cli, InspectSparsityOfAffineSparseWeightsCountsRealZeros) {
+  const int64_t rows = 4, cols = 40;
+  std::vector<int8_t> codes(static_cast<size_t>(rows * cols));
+  for (size_t i = 0; i < codes.size(); ++i)
+    codes[i] = static_cast<int8_t>(static_cast<int>((i * 7) % 13) - 6);  // -6..6, zeros included
+  codes[5] = 5;                                                          // row 0
+  codes[static_cast<size_t>(cols + 3)] = 5;                              // row 1, equals its zp
+  const std::string path = kData + "/affine_sparse.tqm";
+
+  tinyquant::QuantParams pc;
+  pc.spec.bits = 8;
+  pc.spec.granularity = tinyquant::Granularity::kPerChannel;
+  pc.spec.axis = 0;
+  pc.scales = {0.5f, 0.25f, 1e-3f, 2.0f};
+  pc.zero_points = {0, 5, -3, 0};
+  save_sparse(path, codes, rows, cols, pc);
+  int64_t zeros = 0;
+  for (int64_t i = 0; i < rows * cols; ++i)
+    zeros += codes[static_cast<size_t>(i)] == pc.zero_points[static_cast<size_t>(i / cols)];
+  EXPECT_DOUBLE_EQ(inspect_json(path)["tensors"][0]["sparsity"].get<double>(),
+                   static_cast<double>(zeros) / static_cast<double>(rows * cols));
+
+  // int4 per-group 16 along the rows: groups of 16, 16 and 8 (the last one short).
+  tinyquant::QuantParams pg;
+  pg.spec.bits = 4;
+  pg.spec.granularity = tinyquant::Granularity::kPerGroup;
+  pg.spec.axis = 1;
+  pg.spec.group_size = 16;
+  for (int64_t k = 0; k < rows * 3; ++k) {
+    pg.scales.push_back(0.1f);
+    pg.zero_points.push_back(k % 3 == 2 ? 0 : static_cast<int32_t>(k % 5) - 2);
+  }
+  save_sparse(path, codes, rows, cols, pg);
+  zeros = 0;
+  std::vector<float> real(codes.size());  // (code - zero point) x scale, by hand
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const size_t i = static_cast<size_t>(r * cols + c);
+      const int32_t zp = pg.zero_points[static_cast<size_t>(r * 3 + c / 16)];
+      zeros += codes[i] == zp;
+      real[i] = static_cast<float>(codes[i] - zp) * 0.1f;
+    }
+  }
+  // With a reference the matrix is decoded: its real values match the hand-made ones exactly.
+  tinyquant::io::save_npy(kData + "/affine_ref.npy",
+                          tinyquant::io::NpyArray::from(real, {rows, cols}));
+  const nlohmann::json t =
+      inspect_json(path, "--reference " + kData + "/affine_ref.npy")["tensors"][0];
+  EXPECT_DOUBLE_EQ(t["sparsity"].get<double>(),
+                   static_cast<double>(zeros) / static_cast<double>(rows * cols));
+  EXPECT_EQ(t["error"]["max_abs"].get<double>(), 0.0);
+  EXPECT_EQ(t["error"]["mse"].get<double>(), 0.0);
+}
+
+// A file of a few hundred bytes may declare a sparse matrix of 2^33 positions. inspect reads
+// its sparsity from the stored values; a dense copy would need 8 GiB, and 40 GiB as floats.
+TEST(Cli, InspectOfAHugeSparseMatrixMakesNoDenseCopy) {
+  const int64_t rows = 4, cols = (int64_t{1} << 31) - 256;
+  tinyquant::SparseArrays a;
+  a.row_nnz = {1, 0, 2, 0};
+  a.col_delta = {17, 3, 250};
+  a.values = {9, -4, 0};       // a stored 0 reads like the positions that store nothing
+  tinyquant::SparseOptions o;  // CSR u8, int8
+  tinyquant::QuantParams p;
+  p.spec = tinyquant::QuantSpec::int8_weights_per_channel();
+  p.scales.assign(static_cast<size_t>(rows), 0.5f);
+  p.zero_points.assign(static_cast<size_t>(rows), 0);
+  tinyquant::io::Model m;
+  m.entries.push_back(tinyquant::io::make_sparse_entry(
+      "huge", tinyquant::SparseMatrix::from_arrays(rows, cols, o, a), p));
+  const std::string path = kData + "/huge_sparse.tqm";
+  tinyquant::io::save_model(m, path);
+#if defined(TINYQUANT_CLI_SANITIZED)
+  const std::string limit;  // the sanitizers reserve terabytes of address space
+#else
+  const std::string limit = "ulimit -v 1048576 && ";  // 1 GiB of address space
+#endif
+  const Result r = run_shell(limit + kExe + " inspect " + path + " --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const nlohmann::json t = nlohmann::json::parse(r.out)["tensors"][0];
+  EXPECT_EQ(t["params"].get<int64_t>(), rows * cols);
+  EXPECT_DOUBLE_EQ(t["sparsity"].get<double>(), 1.0 - 2.0 / static_cast<double>(rows * cols));
 }

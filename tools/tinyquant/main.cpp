@@ -474,12 +474,11 @@ int64_t entry_bytes(const tinyquant::io::ModelEntry& e) {
 }
 
 // Real values of an entry (float32, int32, quantized dense or sparse), or nullopt for storage
-// that has none.
-std::optional<std::vector<float>> real_values(const tinyquant::io::ModelEntry& e) {
-  if (e.format != 0) {
-    const tinyquant::SparseMatrix m = tinyquant::io::sparse_matrix(e);
-    if (m.rows() * m.cols() > INT32_MAX) return std::nullopt;  // no dense copy of a huge matrix
-    const std::vector<int8_t> dense = m.to_dense();
+// that has none. `sparse` is the entry's matrix when it has a sparse format.
+std::optional<std::vector<float>> real_values(const tinyquant::io::ModelEntry& e,
+                                              const tinyquant::SparseMatrix* sparse) {
+  if (sparse != nullptr) {
+    const std::vector<int8_t> dense = sparse->to_dense();
     tinyquant::QTensor q;
     q.shape = e.shape;
     q.params = *e.params;
@@ -494,6 +493,46 @@ std::optional<std::vector<float>> real_values(const tinyquant::io::ModelEntry& e
     return std::vector<float>(v.begin(), v.end());
   }
   return std::nullopt;
+}
+
+bool has_real_values(const tinyquant::io::ModelEntry& e) {
+  return e.format != 0 || e.params || e.storage == tinyquant::io::Storage::kFloat32 ||
+         e.storage == tinyquant::io::Storage::kInt32;
+}
+
+// Fraction of a sparse entry's real values that are 0, from the stored values alone (a crafted
+// file of a few bytes can declare a [2^31 - 1][2^31 - 256] matrix). A position reads 0 exactly
+// when its code equals its zero point, as scales are finite and > 0; a position that stores
+// nothing holds code 0.
+double sparse_zero_fraction(const tinyquant::io::ModelEntry& e, const tinyquant::SparseMatrix& m) {
+  const tinyquant::QuantParams& p = *e.params;
+  const tinyquant::ParamLayout layout = tinyquant::param_layout(p.spec, e.shape);
+  const int64_t n = tinyquant::numel(e.shape);
+  if (n == 0) return 0.0;
+  // Positions whose zero point is 0, where code 0 reads 0.
+  int64_t zeros = 0;
+  for (int64_t k = 0; k < layout.count; ++k) {
+    if (p.zero_points[static_cast<size_t>(k)] != 0) continue;
+    switch (layout.granularity) {
+      case tinyquant::Granularity::kPerTensor:
+        zeros += n;
+        break;
+      case tinyquant::Granularity::kPerChannel:
+        zeros += layout.outer * layout.inner;
+        break;
+      case tinyquant::Granularity::kPerGroup: {
+        const int64_t g = (k / layout.inner) % layout.groups;
+        zeros += std::min(layout.group_size, layout.axis_len - g * layout.group_size);
+        break;
+      }
+    }
+  }
+  // Each nonzero stored code replaces the code 0 counted above at its position.
+  m.for_each_value([&](int64_t i, int8_t code) {
+    const int32_t zp = p.zero_points[static_cast<size_t>(layout.param_index(i))];
+    zeros += (code == zp ? 1 : 0) - (zp == 0 ? 1 : 0);
+  });
+  return static_cast<double>(zeros) / static_cast<double>(n);
 }
 
 nlohmann::json finite_or_null(double v) {
@@ -525,36 +564,45 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
       if (s.granularity == tinyquant::Granularity::kPerGroup) t["group_size"] = s.group_size;
       t["scales"] = e.params->scales.size();
     }
-    const std::optional<std::vector<float>> values = real_values(e);
-    if (values) {
+    std::optional<tinyquant::SparseMatrix> sparse;
+    if (e.format != 0) sparse = tinyquant::io::sparse_matrix(e);
+    const FloatTensor* r = nullptr;
+    if (!reference.empty() && has_real_values(e)) {
+      // Matched by name (a .npy file's tensor is named after the file); a .npy reference also
+      // matches a model's only entry, whatever its name.
+      for (const FloatTensor& c : ref)
+        if (c.name == e.name || (reference_is_npy && model.entries.size() == 1)) r = &c;
+      if (r == nullptr)
+        throw tinyquant::InvalidArgument(
+            fmt::format("--reference {}: no tensor named '{}'", reference, e.name));
+      if (r->shape != e.shape)
+        throw tinyquant::ShapeError(
+            fmt::format("--reference {}: tensor '{}' has shape {}, the model has {}", reference,
+                        r->name, tinyquant::to_string(r->shape), tinyquant::to_string(e.shape)));
+    }
+    // A dense entry's values are in the file. A sparse one is decoded only to be compared with a
+    // reference, whose floats of the same shape are already in memory.
+    std::optional<std::vector<float>> values;
+    if (!sparse || r != nullptr) values = real_values(e, sparse ? &*sparse : nullptr);
+    if (sparse) {
+      t["sparsity"] = sparse_zero_fraction(e, *sparse);
+    } else if (values) {
       int64_t z = 0;
       for (const float v : *values) z += v == 0.0f ? 1 : 0;
       t["sparsity"] =
           values->empty() ? 0.0 : static_cast<double>(z) / static_cast<double>(values->size());
-      if (!reference.empty()) {
-        const FloatTensor* r = nullptr;
-        // Matched by name (a .npy file's tensor is named after the file); a .npy reference
-        // also matches a model's only entry, whatever its name.
-        for (const FloatTensor& c : ref)
-          if (c.name == e.name || (reference_is_npy && model.entries.size() == 1)) r = &c;
-        if (r == nullptr)
-          throw tinyquant::InvalidArgument(
-              fmt::format("--reference {}: no tensor named '{}'", reference, e.name));
-        if (r->shape != e.shape)
-          throw tinyquant::ShapeError(
-              fmt::format("--reference {}: tensor '{}' has shape {}, the model has {}", reference,
-                          r->name, tinyquant::to_string(r->shape), tinyquant::to_string(e.shape)));
-        const tinyquant::ErrorReport er = tinyquant::error_report(r->data, *values);
-        t["error"] = {{"mse", er.mse},
-                      {"max_abs", er.max_abs_error},
-                      {"sqnr_db", finite_or_null(er.sqnr_db)},
-                      {"cosine", er.cosine_similarity}};
-        // JSON has no infinities (null above); the table says which one.
-        sqnr_text[static_cast<size_t>(index)] =
-            std::isfinite(er.sqnr_db) ? fmt::format("{:.2f}", er.sqnr_db)
-            : std::isnan(er.sqnr_db)  ? std::string("nan")
-                                      : std::string(er.sqnr_db > 0 ? "inf" : "-inf");
-      }
+    }
+    if (r != nullptr && values) {
+      const tinyquant::ErrorReport er = tinyquant::error_report(r->data, *values);
+      t["error"] = {{"mse", er.mse},
+                    {"max_abs", er.max_abs_error},
+                    {"sqnr_db", finite_or_null(er.sqnr_db)},
+                    {"cosine", er.cosine_similarity}};
+      // JSON has no infinities (null above); the table says which one.
+      sqnr_text[static_cast<size_t>(index)] =
+          std::isfinite(er.sqnr_db) ? fmt::format("{:.2f}", er.sqnr_db)
+          : std::isnan(er.sqnr_db)  ? std::string("nan")
+                                    : std::string(er.sqnr_db > 0 ? "inf" : "-inf");
     }
     out["tensors"].push_back(t);
     bar->advance();
