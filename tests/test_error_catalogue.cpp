@@ -763,6 +763,14 @@ TEST(ErrorCatalogue, E87) {
                     quantize_activation(std::numeric_limits<float>::quiet_NaN(), {0.1f, 5}),
                     "quantize_activation: x = nan is not a number");
 }
+TEST(ErrorCatalogue, E88) {
+  const float v[4] = {1, 2, 3, 4};
+  io::Model m;
+  m.entries.push_back(io::make_entry("f", v, Shape{4}));
+  m.entries[0].parts[0].bytes.resize(12);
+  TQ_EXPECT_MESSAGE(FormatError, io::export_c_header(m, io::CExportOptions{}),
+                    "model entry 'f': dense float32 data of shape [4] needs 16 bytes, has 12");
+}
 
 // ---- the table and the tests stay in sync ---------------------------------------------------
 

@@ -503,13 +503,36 @@ ModelEntry make_entry(const std::string& name, const int32_t* data, const Shape&
   return e;
 }
 
+namespace {
+
+// The data part of a dense entry, checked against its shape and storage: an entry built in memory
+// (not read by parse_model, which checks the same) with too few or too many bytes must not be read
+// or copied past its end.
+const std::vector<uint8_t>& dense_data(const ModelEntry& e) {
+  const std::vector<uint8_t>& b = e.part("data").bytes;
+  const int64_t n = numel(e.shape);
+  const int64_t bits = element_bits(e.storage);
+  if (bits == 0 || n < 0 || n > (std::numeric_limits<int64_t>::max() - 7) / bits ||
+      b.size() != static_cast<uint64_t>((n * bits + 7) / 8))
+    fail<FormatError>("model entry '{}': dense {} data of shape {} needs {} bytes, has {}", e.name,
+                      to_string(e.storage), tinyquant::to_string(e.shape),
+                      bits == 0 ? std::string("?") : fmt::format("{}", (n * bits + 7) / 8),
+                      b.size());
+  return b;
+}
+
+}  // namespace
+
 QTensor to_qtensor(const ModelEntry& e) {
   if (!e.params || e.format != 0)
     fail<FormatError>("model entry '{}' is not a dense quantized tensor", e.name);
+  if (storage_for_bits(e.params->spec.bits) != e.storage)
+    fail<FormatError>("model entry '{}': {}-bit parameters with {} storage", e.name,
+                      e.params->spec.bits, to_string(e.storage));
   QTensor q;
   q.shape = e.shape;
   q.params = *e.params;
-  q.data = e.part("data").bytes;
+  q.data = dense_data(e);
   return q;
 }
 
@@ -517,7 +540,7 @@ std::vector<float> to_floats(const ModelEntry& e) {
   if (e.storage != Storage::kFloat32 || e.format != 0)
     fail<FormatError>("model entry '{}' is {} (format {}), not dense float32", e.name,
                       to_string(e.storage), e.format);
-  const std::vector<uint8_t>& b = e.part("data").bytes;
+  const std::vector<uint8_t>& b = dense_data(e);
   std::vector<float> v(b.size() / 4);
   if (!v.empty()) std::memcpy(v.data(), b.data(), b.size());
   return v;
@@ -527,7 +550,7 @@ std::vector<int32_t> to_int32(const ModelEntry& e) {
   if (e.storage != Storage::kInt32 || e.format != 0)
     fail<FormatError>("model entry '{}' is {} (format {}), not dense int32", e.name,
                       to_string(e.storage), e.format);
-  const std::vector<uint8_t>& b = e.part("data").bytes;
+  const std::vector<uint8_t>& b = dense_data(e);
   std::vector<int32_t> v(b.size() / 4);
   if (!v.empty()) std::memcpy(v.data(), b.data(), b.size());
   return v;

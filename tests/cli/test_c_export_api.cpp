@@ -109,6 +109,50 @@ TEST(CExport, BadInputsThrowNamingTheEntry) {
       {"w[1]", "non-finite", "nan"});
 }
 
+// Entries built in memory are not checked by the file reader: a data part of the wrong size
+// must stop the export naming the entry, not be read or copied past its end, nor give an array
+// shorter than its _NUMEL.
+TEST(CExport, DenseEntriesWithTheWrongDataSizeThrowNamingTheEntry) {
+  const auto resized = [](io::Model m, size_t index, size_t bytes) {
+    m.entries[index].parts[0].bytes.resize(bytes);
+    return m;
+  };
+  expect_error<tinyquant::FormatError>(
+      [&] {
+        io::export_c_header(resized(float_model({1, 2, 3, 4}, "f"), 0, 12), {});
+      },
+      {"'f'", "float32", "[4]", "needs 16 bytes, has 12"});
+  expect_error<tinyquant::FormatError>(  // not even whole floats
+      [&] {
+        io::export_c_header(resized(float_model({1, 2}, "f"), 0, 7), {});
+      },
+      {"'f'", "needs 8 bytes, has 7"});
+  const std::vector<int32_t> iv = {1, 2, 3};
+  io::Model ints;
+  ints.entries.push_back(io::make_entry("i", iv.data(), {3}));
+  expect_error<tinyquant::FormatError>([&] { io::export_c_header(resized(ints, 0, 8), {}); },
+                                       {"'i'", "int32", "needs 12 bytes, has 8"});
+
+  const std::vector<float> w = {1, 2, 3, 4, 5, 6};
+  const std::vector<float> b = {1, 2};
+  io::Model m;
+  m.entries.push_back(io::make_entry(
+      "fc.weight", tinyquant::quantize_weights(w.data(), {2, 3},
+                                               tinyquant::QuantSpec::int8_weights_per_channel())));
+  m.entries.push_back(io::make_entry("fc.bias", b.data(), {2}));
+  io::CExportOptions o;
+  o.input = tinyquant::ActivationParams{0.1f, 0};
+  o.output = tinyquant::ActivationParams{0.2f, 0};
+  expect_error<tinyquant::FormatError>([&] { io::export_c_header(resized(m, 0, 5), o); },
+                                       {"'fc.weight'", "int8", "needs 6 bytes, has 5"});
+  expect_error<tinyquant::FormatError>([&] { io::export_c_header(resized(m, 1, 4), o); },
+                                       {"'fc.bias'", "needs 8 bytes, has 4"});
+  io::Model nibbles = m;  // 4-bit parameters on int8 storage: the bytes are not a nibble stream
+  nibbles.entries[0].params->spec.bits = 4;
+  expect_error<tinyquant::FormatError>([&] { io::export_c_header(nibbles, o); },
+                                       {"'fc.weight'", "4-bit parameters with int8 storage"});
+}
+
 TEST(CExport, LayerBiasOfTheWrongShapeIsRejected) {
   const std::vector<float> w = {1, 2, 3, 4, 5, 6};
   const std::vector<float> b = {1, 2, 3};
