@@ -37,6 +37,8 @@ struct CModel {
   std::set<std::string> layers;            // base names of the layers found
   std::set<std::string> conv_layers;       // those given a geometry
   std::set<std::string> depthwise_layers;  // those exported as depthwise
+  // Base names of "X.weight" entries no kernel runs, with the reason (a note says it).
+  std::map<std::string, std::string> skipped;
 };
 
 std::string upper(std::string s) {
@@ -437,6 +439,11 @@ void add_sparse(CModel* out, const Model& model, const ModelEntry& e, const std:
       break;
   }
   add_params(out, id, mac, e);
+  if (!runs && is_weight_name(e.name))
+    out->skipped.emplace(e.name.substr(0, e.name.size() - std::strlen(".weight")),
+                         fmt::format("'{}' is sparse storage only (rt::sparse_fully_connected_s8 "
+                                     "takes int8 per-tensor or per-channel rows)",
+                                     e.name));
   if (runs) {
     // The layer arrays come from QuantizedLinear on the dense matrix; past the kernels' int32
     // element count there is no layer to run (and the dense copy would be huge).
@@ -503,8 +510,28 @@ void collect_entry(CModel* out, const Model& model, const ModelEntry& e,
                    s.axis, s.bits <= 4 ? ", s4 nibbles: element 2i = low nibble" : ""),
        std::move(values)});
   add_params(out, id, mac, e);
-  if (is_linear_weight(e, s)) add_layer(out, model, e, q, id, opt);
-  if (is_conv_weight(e, s)) add_conv(out, model, e, q, id, opt);
+  if (is_linear_weight(e, s)) {
+    add_layer(out, model, e, q, id, opt);
+  } else if (is_conv_weight(e, s)) {
+    add_conv(out, model, e, q, id, opt);
+  } else if (is_weight_name(e.name) && (e.shape.size() == 2 || e.shape.size() == 4)) {
+    // A layer the kernels cannot run: say so rather than leave its arrays out silently.
+    const std::string base = e.name.substr(0, e.name.size() - std::strlen(".weight"));
+    const std::string why =
+        e.shape.size() == 2
+            ? fmt::format(
+                  "'{}' holds {}-bit {} {} (axis {}) weights, none of what the "
+                  "fully-connected kernels take (bits <= 8; per-tensor, symmetric "
+                  "per-channel along axis 0 or symmetric per-group along axis 1)",
+                  e.name, s.bits, to_string(s.scheme), to_string(s.granularity), s.axis)
+            : fmt::format(
+                  "'{}' holds {}-bit {} {} (axis {}) weights, none of what the conv "
+                  "kernels take (8 or 4 bits, symmetric per-tensor or per-channel "
+                  "along axis 0)",
+                  e.name, s.bits, to_string(s.scheme), to_string(s.granularity), s.axis);
+    out->skipped.emplace(base, why);
+    out->notes.push_back(fmt::format("layer {}: no kernel parameters: {}", base, why));
+  }
 }
 
 CModel collect(const Model& model, const CExportOptions& opt) {
@@ -529,12 +556,17 @@ CModel collect(const Model& model, const CExportOptions& opt) {
     for (size_t i = arrays0; i < out.arrays.size(); ++i) claim(out.arrays[i].name);
     for (size_t i = macros0; i < out.macros.size(); ++i) claim(out.macros[i].first);
   }
-  for (const auto& [name, act] : opt.layers)
-    if (out.layers.count(name) == 0)
-      fail<InvalidArgument>(
-          "export-c: activation parameters given for layer '{}', but the model has no layer "
-          "'{}.weight' the kernels run",
-          name, name);
+  for (const auto& [name, act] : opt.layers) {
+    if (out.layers.count(name) != 0) continue;
+    const auto skipped = out.skipped.find(name);
+    if (skipped != out.skipped.end())
+      fail<InvalidArgument>("export-c: activation parameters given for layer '{}', but {}", name,
+                            skipped->second);
+    fail<InvalidArgument>(
+        "export-c: activation parameters given for layer '{}', but the model has no layer "
+        "'{}.weight' the kernels run",
+        name, name);
+  }
   for (const auto& [name, geometry] : opt.conv)
     if (out.conv_layers.count(name) == 0)
       fail<InvalidArgument>(

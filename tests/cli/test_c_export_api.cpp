@@ -299,6 +299,51 @@ TEST(CExport, SparseLayersGetTheSparseKernelsRequantizationButNotPerGroupRatios)
   EXPECT_TRUE(contains(h, "s4 nibble stream of values; storage only")) << h;
 }
 
+// A "X.weight" no kernel runs gets a note saying why instead of silently no layer arrays, and
+// activation parameters given for it say why too.
+TEST(CExport, WeightsNoKernelRunsAreNamedWithTheReason) {
+  std::vector<float> w(4 * 3 * 3 * 2);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i % 7) - 3.0f;
+  tinyquant::QuantSpec affine = tinyquant::QuantSpec::int8_weights_per_channel();
+  affine.scheme = tinyquant::Scheme::kAffine;
+  affine.narrow_range = false;
+  tinyquant::QuantSpec six = tinyquant::QuantSpec::int8_weights_per_channel();
+  six.bits = 6;
+  io::Model m;
+  m.entries.push_back(
+      io::make_entry("fc.weight", tinyquant::quantize_weights(w.data(), {4, 18}, affine)));
+  m.entries.push_back(
+      io::make_entry("conv.weight", tinyquant::quantize_weights(w.data(), {4, 3, 3, 2}, six)));
+  const std::vector<int8_t> dense = pruned_matrix();
+  tinyquant::SparseOptions so;
+  so.value_type = tinyquant::ValueType::kInt4;
+  m.entries.push_back(io::make_sparse_entry(
+      "sp.weight", tinyquant::SparseMatrix::from_dense(dense.data(), 4, 8, so), params_for(4)));
+  io::CExportOptions o;
+  o.input = tinyquant::ActivationParams{0.1f, 0};
+  o.output = tinyquant::ActivationParams{0.2f, 0};
+  const std::string h = io::export_c_header(m, o);
+  EXPECT_FALSE(contains(h, "_multipliers")) << h;
+  EXPECT_TRUE(contains(h,
+                       "/* layer fc: no kernel parameters: 'fc.weight' holds 8-bit affine "
+                       "per-channel (axis 0) weights, none of what the fully-connected "
+                       "kernels take"))
+      << h;
+  EXPECT_TRUE(contains(h,
+                       "/* layer conv: no kernel parameters: 'conv.weight' holds 6-bit "
+                       "symmetric per-channel (axis 0) weights, none of what the conv kernels "
+                       "take"))
+      << h;
+  for (const char* layer : {"fc", "conv", "sp"}) {
+    io::CExportOptions one;
+    one.layers[layer] = io::LayerActivations{{0.1f, 0}, {0.2f, 0}};
+    expect_error<InvalidArgument>(
+        [&] { io::export_c_header(m, one); },
+        {"activation parameters given for layer '" + std::string(layer) + "'",
+         "'" + std::string(layer) + ".weight'", std::string(layer) == "sp" ? "sparse" : "holds"});
+  }
+}
+
 TEST(CExport, AFullyPrunedMatrixGetsOneUnusedElementPerEmptyArray) {
   const std::vector<int8_t> zeros(2 * 3, 0);
   tinyquant::SparseOptions o;  // CSR u8

@@ -49,6 +49,9 @@
 //    float X_INPUT_SCALE / X_OUTPUT_SCALE macros; the firmware computes the pairs once at init
 //    with rt::multipliers_from_scales into its own int32 arrays (the header says how), and gets
 //    exactly the _multipliers / _shifts the other form ships.
+//  - a 2-D or 4-D quantized "X.weight" none of the above kernels takes (affine per-channel, a
+//    per-channel axis other than 0, 16 bits, a conv of other than 8 or 4 bits) gets a comment
+//    saying why it has no layer arrays; options.layers["X"] for it throws saying the same.
 //  - C has no empty arrays: an array with no element (a fully pruned matrix) is emitted with one
 //    unused 0 and its count macro says 0.
 // Errors: an empty model, clashing C names and bad layer parameters throw InvalidArgument
