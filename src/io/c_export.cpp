@@ -41,6 +41,21 @@ struct CModel {
   std::map<std::string, std::string> skipped;
 };
 
+// The C name of an entry or layer `name` under the (sanitised) prefix. Unlike c_identifier alone,
+// a name that starts with a digit needs no '_' of its own here, and every run of '_' the
+// sanitising makes becomes one, with none left at the end where a "_suffix" follows: C++
+// reserves identifiers that contain "__".
+std::string scoped_identifier(const std::string& prefix, const std::string& name) {
+  std::string id = prefix + "_";
+  for (const char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    const char k = std::isalnum(u) != 0 && u < 128 ? c : '_';
+    if (k != '_' || id.back() != '_') id.push_back(k);
+  }
+  if (id.size() > prefix.size() + 1 && id.back() == '_') id.pop_back();  // before a "_suffix"
+  return id;
+}
+
 std::string upper(std::string s) {
   for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;
@@ -231,7 +246,7 @@ void add_layer(CModel* out, const Model& model, const ModelEntry& e, const QTens
                const std::string& id, const CExportOptions& opt) {
   const std::string base = e.name.substr(0, e.name.size() - std::strlen(".weight"));
   const std::vector<float> bias = layer_bias(model, base, e.shape[0]);
-  const std::string lid = out->prefix + "_" + c_identifier(base);
+  const std::string lid = scoped_identifier(out->prefix, base);
   const std::string lmac = upper(lid);
   const std::optional<LayerActivations> act = activations_for(out, opt, base, id);
   if (!act) return;
@@ -273,7 +288,7 @@ void add_conv(CModel* out, const Model& model, const ModelEntry& e, const QTenso
               const std::string& id, const CExportOptions& opt) {
   const std::string base = e.name.substr(0, e.name.size() - std::strlen(".weight"));
   const std::vector<float> bias = layer_bias(model, base, e.shape[0]);
-  const std::string lid = out->prefix + "_" + c_identifier(base);
+  const std::string lid = scoped_identifier(out->prefix, base);
   const std::string lmac = upper(lid);
   out->macros.emplace_back(lmac + "_OUT_C", std::to_string(e.shape[0]));
   out->macros.emplace_back(lmac + "_KERNEL_H", std::to_string(e.shape[1]));
@@ -466,7 +481,7 @@ void collect_entry(CModel* out, const Model& model, const ModelEntry& e,
   const int64_t n = numel(e.shape);
   if (n == 0)
     fail<InvalidArgument>("export-c: entry '{}' is empty (shape {})", e.name, to_string(e.shape));
-  const std::string id = out->prefix + "_" + c_identifier(e.name);
+  const std::string id = scoped_identifier(out->prefix, e.name);
   const std::string mac = upper(id);
   out->macros.emplace_back(mac + "_NDIM", std::to_string(e.shape.size()));
   for (size_t d = 0; d < e.shape.size(); ++d)

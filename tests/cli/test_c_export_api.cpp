@@ -4,6 +4,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,28 @@ TEST(CExport, IdentifiersAreSanitised) {
   EXPECT_EQ(io::c_identifier("0a-b"), "_0a_b");
   EXPECT_EQ(io::c_identifier(""), "_");
   EXPECT_EQ(io::c_identifier("a\xc3\xa9"), "a__");
+}
+
+// Exported names never hold "__" (reserved in C++): not after the prefix for a leading digit,
+// not from a run of replaced characters, not before a suffix such as _NUMEL.
+TEST(CExport, ExportedNamesHoldNoDoubleUnderscore) {
+  io::Model m = float_model({1.0f}, "0.weight");
+  m.entries.push_back(float_model({2.0f}, "blocks..1/w.").entries[0]);
+  const std::string h = io::export_c_header(m, {});
+  EXPECT_TRUE(contains(h, "model_0_weight[1]")) << h;
+  EXPECT_TRUE(contains(h, "model_blocks_1_w[1]")) << h;
+  EXPECT_TRUE(contains(h, "#define MODEL_BLOCKS_1_W_NUMEL 1")) << h;
+  // Every identifier the exporter makes (they all carry the prefix).
+  const std::regex ident("[A-Za-z_][A-Za-z0-9_]*");
+  int made = 0;
+  for (auto it = std::sregex_iterator(h.begin(), h.end(), ident); it != std::sregex_iterator();
+       ++it) {
+    const std::string id = it->str();
+    if (!contains(id, "model") && !contains(id, "MODEL")) continue;
+    ++made;
+    EXPECT_FALSE(contains(id, "__")) << id;
+  }
+  EXPECT_GT(made, 10);
 }
 
 TEST(CExport, FloatLiteralsReadBackExactly) {

@@ -8,7 +8,8 @@
 //  - per entry <prefix>_<name>: the data (int8 for bits 5..8, uint8 s4 nibble stream for bits
 //    2..4, float for float32, int32 for int32), _NDIM / _DIM<i> / _NUMEL / _BITS constants, and
 //    for quantized entries the _scales (float) and _zero_points (int32) arrays. Names are
-//    sanitised into C identifiers (every character outside [A-Za-z0-9_] becomes '_');
+//    sanitised into C identifiers (every character outside [A-Za-z0-9_] becomes '_', a run of
+//    '_' one '_', and a trailing one is dropped: C++ reserves names with "__");
 //  - for every 2-D entry named "X.weight" quantized symmetric per-channel (axis 0) or
 //    per-tensor with bits 2..8, when layer parameters are given (options.layers["X"], else
 //    options.input / output): _multipliers, _shifts and _kernel_bias (int32) as
