@@ -113,6 +113,17 @@ TEST(CExport, BadInputsThrowNamingTheEntry) {
   expect_error<InvalidArgument>([] { io::export_c_header(io::Model{}, {}); }, {"no entries"});
   expect_error<InvalidArgument>([] { io::export_c_source(float_model({1.0f}), {}); },
                                 {"header_name"});
+  for (const char* name : {"a\"b.h", "a\\b.h", "a\nb.h"}) {
+    io::CExportOptions split;
+    split.header_name = name;
+    for (int source = 0; source < 2; ++source)
+      expect_error<InvalidArgument>(
+          [&] {
+            source != 0 ? io::export_c_source(float_model({1.0f}), split)
+                        : io::export_c_header(float_model({1.0f}), split);
+          },
+          {"header name", "cannot be #included"});
+  }
   io::Model clash = float_model({1.0f}, "a.b");
   clash.entries.push_back(float_model({2.0f}, "a_b").entries[0]);
   expect_error<InvalidArgument>([&] { io::export_c_header(clash, {}); },

@@ -469,6 +469,18 @@ TEST(Cli, ExportRejectsCNamesThatTwoEntriesShare) {
   }
 }
 
+// The source #includes the header by its file name, which a quote would break: no file of the
+// pair is written.
+TEST(Cli, ExportWritesNeitherFileOfAPairItCannotFinish) {
+  const std::string header = kData + "/q\"h.h", source = kData + "/q_h.c";
+  std::remove(header.c_str());
+  std::remove(source.c_str());
+  expect_error(run("export-c " + kData + "/model.tqm '" + header + "' --source " + source), 1,
+               "cannot be #included", "export-c pair");
+  EXPECT_FALSE(std::ifstream(header).good());
+  EXPECT_FALSE(std::ifstream(source).good());
+}
+
 TEST(Cli, ExportedCommentsSurviveANameWithCommentMarkers) {
   write_safetensors(kData + "/cmt.safetensors", {{"conv/*1*/.weight", {4, 8}}});
   ASSERT_EQ(run("quantize " + kData + "/cmt.safetensors " + kData + "/cmt.tqm").code, 0);

@@ -832,12 +832,13 @@ int run(int argc, char** argv) {
         opt.output->validate("--output-scale / --output-zero-point");
       }
       if (!source.empty()) opt.header_name = std::filesystem::path(out).filename().string();
+      // Both texts first: an error leaves no file half of a pair.
       const std::string header = tinyquant::io::export_c_header(model, opt);
+      const std::string c =
+          source.empty() ? std::string() : tinyquant::io::export_c_source(model, opt);
       tinyquant::io::write_file_bytes(out, std::vector<uint8_t>(header.begin(), header.end()));
-      if (!source.empty()) {
-        const std::string c = tinyquant::io::export_c_source(model, opt);
+      if (!source.empty())
         tinyquant::io::write_file_bytes(source, std::vector<uint8_t>(c.begin(), c.end()));
-      }
       fmt::print("wrote {}{}\n", out, source.empty() ? "" : " and " + source);
     }
   } catch (const tinyquant::Error& e) {
