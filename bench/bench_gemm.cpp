@@ -9,6 +9,8 @@
 // Rows pair_tq_onednn_s8 interleave tinyquant's prepacked int8 call (default path) with oneDNN's
 // s8-output matmul, rows pair_avx2_gemmlowp the avx2 path's with gemmlowp's, 10 calls each per
 // round, and report the fastest call of each and their ratio (see interleave).
+// Before its timed loop every tinyquant row compares its output with the reference path's
+// (int8 rows with fully_connected_s8, raw int32 rows with gemm_s8s8_s32) and fails if they differ.
 // After the run a table of ratios (best tinyquant row / peer) for each shape is printed: int8
 // rows against oneDNN's s8 output, int32 rows against its s32 output, and the paired ratios.
 // TINYQUANT_BENCH_SMOKE=1 caps every dimension at 32 so the CTest smoke run is quick.
@@ -128,7 +130,54 @@ struct Problem {
     return r;
   }
   rt::FcDims dims() const { return {s.m, s.k, s.n}; }
+  rt::GemmDims gemm_dims() const { return {s.m, s.n, s.k, 0, 0, 0}; }
+  // The reference path's int8 output and raw int32 accumulators (input offset and bias added),
+  // computed on first use. Every tinyquant row's output is compared with them before it is
+  // timed, so a kernel that computes the wrong thing cannot report a rate.
+  const std::vector<int8_t>& ref_s8() const {
+    if (ref_s8_.empty()) {
+      std::vector<uint8_t> scratch(
+          static_cast<size_t>(rt::fully_connected_s8_scratch_size(dims(), rt::Path::kReference)));
+      const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()),
+                            rt::Path::kReference};
+      ref_s8_.resize(static_cast<size_t>(s.m) * s.n);
+      if (rt::fully_connected_s8(ctx, params, requant(), dims(), a.data(), b.data(), bias.data(),
+                                 ref_s8_.data()) != rt::Status::kOk) {
+        std::fprintf(stderr, "reference fully_connected_s8 failed on %s\n", shape_name(s).c_str());
+        std::exit(1);
+      }
+    }
+    return ref_s8_;
+  }
+  const std::vector<int32_t>& ref_s32() const {
+    if (ref_s32_.empty()) {
+      std::vector<uint8_t> scratch(
+          static_cast<size_t>(rt::gemm_s8s8_s32_scratch_size(gemm_dims(), rt::Path::kReference)));
+      const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()),
+                            rt::Path::kReference};
+      ref_s32_.resize(static_cast<size_t>(s.m) * s.n);
+      if (rt::gemm_s8s8_s32(ctx, gemm_dims(), a.data(), params.input_offset, b.data(), 0, nullptr,
+                            bias.data(), ref_s32_.data()) != rt::Status::kOk) {
+        std::fprintf(stderr, "reference gemm_s8s8_s32 failed on %s\n", shape_name(s).c_str());
+        std::exit(1);
+      }
+    }
+    return ref_s32_;
+  }
+
+ private:
+  mutable std::vector<int8_t> ref_s8_;
+  mutable std::vector<int32_t> ref_s32_;
 };
+
+// False, with the benchmark marked as failed, if out differs from the reference path's output.
+template <class T>
+bool matches_reference(benchmark::State& state, const std::vector<T>& out,
+                       const std::vector<T>& ref) {
+  if (out == ref) return true;
+  state.SkipWithError("output differs from the reference path");
+  return false;
+}
 
 void set_rate(benchmark::State& state, const Shape& s) {
   state.counters["GOP/s"] =
@@ -142,15 +191,22 @@ void tq_fc(benchmark::State& state, const Problem* p, rt::Path path, int threads
   std::vector<int8_t> out(static_cast<size_t>(p->s.m) * p->s.n);
   const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
   const rt::Requant rq = p->requant();
-  for (auto _ : state) {
-    if (threads == 1) {
-      const rt::Status st = rt::fully_connected_s8(ctx, p->params, rq, d, p->a.data(), p->b.data(),
-                                                   p->bias.data(), out.data());
-      if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
-    } else {
+  auto call = [&] {
+    if (threads > 1) {
       tinyquant::fully_connected_s8_parallel(threads, p->params, rq, d, p->a.data(), p->b.data(),
                                              p->bias.data(), out.data(), path);
+      return rt::Status::kOk;
     }
+    return rt::fully_connected_s8(ctx, p->params, rq, d, p->a.data(), p->b.data(), p->bias.data(),
+                                  out.data());
+  };
+  if (const rt::Status st = call(); st != rt::Status::kOk) {
+    state.SkipWithError(rt::status_name(st));
+    return;
+  }
+  if (!matches_reference(state, out, p->ref_s8())) return;
+  for (auto _ : state) {
+    call();
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
@@ -192,6 +248,16 @@ class TqPrepacked {
     return st;
   }
   const std::vector<int8_t>& out() const { return out_; }
+  // One call, its output compared with the reference path's; false (the benchmark marked as
+  // failed) if the call fails or the output differs.
+  bool check(benchmark::State& state) {
+    if (const rt::Status st = run(); st != rt::Status::kOk) {
+      state.SkipWithError(rt::status_name(st));
+      return false;
+    }
+    return s32_ ? matches_reference(state, acc_, p_->ref_s32())
+                : matches_reference(state, out_, p_->ref_s8());
+  }
 
  private:
   const Problem* p_;
@@ -208,6 +274,7 @@ class TqPrepacked {
 
 void tq_fc_prepacked(benchmark::State& state, const Problem* p, rt::Path path, bool s32) {
   TqPrepacked tq(p, path, s32);
+  if (!tq.check(state)) return;
   for (auto _ : state) {
     const rt::Status st = tq.run();
     if (st != rt::Status::kOk) {
@@ -219,18 +286,27 @@ void tq_fc_prepacked(benchmark::State& state, const Problem* p, rt::Path path, b
 }
 
 void tq_s32(benchmark::State& state, const Problem* p, rt::Path path, int threads) {
-  const rt::GemmDims d{p->s.m, p->s.n, p->s.k, 0, 0, 0};
+  const rt::GemmDims d = p->gemm_dims();
   AlignedBytes scratch(static_cast<size_t>(rt::gemm_s8s8_s32_scratch_size(d, path)));
   std::vector<int32_t> out(static_cast<size_t>(p->s.m) * p->s.n);
   const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
-  for (auto _ : state) {
-    if (threads == 1) {
-      rt::gemm_s8s8_s32(ctx, d, p->a.data(), 17, p->b.data(), 0, nullptr, p->bias.data(),
-                        out.data());
-    } else {
-      tinyquant::gemm_s8s8_s32_parallel(threads, d, p->a.data(), 17, p->b.data(), 0, nullptr,
+  const int32_t io = p->params.input_offset;
+  auto call = [&] {
+    if (threads > 1) {
+      tinyquant::gemm_s8s8_s32_parallel(threads, d, p->a.data(), io, p->b.data(), 0, nullptr,
                                         p->bias.data(), out.data(), path);
+      return rt::Status::kOk;
     }
+    return rt::gemm_s8s8_s32(ctx, d, p->a.data(), io, p->b.data(), 0, nullptr, p->bias.data(),
+                             out.data());
+  };
+  if (const rt::Status st = call(); st != rt::Status::kOk) {
+    state.SkipWithError(rt::status_name(st));
+    return;
+  }
+  if (!matches_reference(state, out, p->ref_s32())) return;
+  for (auto _ : state) {
+    call();
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
@@ -319,6 +395,7 @@ bool interleave(benchmark::State& state, TqPrepacked& tq, Peer& peer) {
 // The avx2 path's prepacked int8 call against gemmlowp (the goal: avx2 >= 1.5x gemmlowp).
 void pair_avx2_vs_gemmlowp(benchmark::State& state, const Problem* p) {
   TqPrepacked tq(p, rt::Path::kAvx2, false);
+  if (!tq.check(state)) return;
   GemmlowpU8 lowp(p, 1);
   interleave(state, tq, lowp);
 }
@@ -388,16 +465,10 @@ void onednn_matmul(benchmark::State& state, const Problem* p, int threads, bool 
   for (auto _ : state) dnn.run();
   set_rate(state, p->s);
   if (s8_out) {
-    // The same job: the largest difference from tinyquant's int8 output.
-    const rt::FcDims d = p->dims();
-    std::vector<uint8_t> scratch(
-        static_cast<size_t>(rt::fully_connected_s8_scratch_size(d, rt::Path::kAuto)));
-    std::vector<int8_t> ours(static_cast<size_t>(p->s.m) * p->s.n);
-    const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), rt::Path::kAuto};
-    rt::fully_connected_s8(ctx, p->params, p->requant(), d, p->a.data(), p->b.data(),
-                           p->bias.data(), ours.data());
+    // The same job: the largest difference from the reference path's int8 output.
+    const std::vector<int8_t>& ref = p->ref_s8();
     state.counters["max_diff"] =
-        max_diff(ours.data(), static_cast<const int8_t*>(dnn.out()), ours.size());
+        max_diff(ref.data(), static_cast<const int8_t*>(dnn.out()), ref.size());
   }
 }
 
@@ -406,6 +477,7 @@ void onednn_matmul(benchmark::State& state, const Problem* p, int threads, bool 
 void pair_vs_onednn(benchmark::State& state, const Problem* p) {
   omp_set_num_threads(1);
   TqPrepacked tq(p, rt::Path::kAuto, false);
+  if (!tq.check(state)) return;
   OnednnMatmul dnn(p, true);
   if (!interleave(state, tq, dnn)) return;
   state.counters["max_diff"] =
