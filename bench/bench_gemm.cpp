@@ -1,11 +1,11 @@
 // Integer GEMM throughput (GOP/s = 2 * M * N * K per call) of tinyquant's paths against peers
-// built into the same binary when CMake found them: gemmlowp (uint8, offsets, fixed-point
-// output pipeline), oneDNN (two matmuls, weights reordered once outside the timed loop: s8 x s8
-// -> s8 doing the job of the tinyquant int8 rows, and s8 x s8 -> s32 raw accumulators), Eigen
-// (int32 product of int8-cast data; float product as yardstick) and OpenBLAS (sgemm, float
-// yardstick). Shapes are M x K x N; tinyquant rows are fully_connected_s8 (int8 out,
-// per-channel requantization), its prepacked form, gemm_s8s8_s32 (raw int32, weights packed per
-// call) and fully_connected_s8_prepacked_s32 (raw int32 on prepacked weights).
+// built into the same binary when CMake found them: gemmlowp (uint8, offsets, bias, per-channel
+// fixed-point output pipeline), oneDNN (two matmuls, weights reordered once outside the timed
+// loop: s8 x s8 -> s8 doing the job of the tinyquant int8 rows, and s8 x s8 -> s32 raw
+// accumulators), Eigen (int32 product of int8-cast data; float product as yardstick) and
+// OpenBLAS (sgemm, float yardstick). Shapes are M x K x N; tinyquant rows are fully_connected_s8
+// (int8 out, per-channel requantization), its prepacked form, gemm_s8s8_s32 (raw int32, weights
+// packed per call) and fully_connected_s8_prepacked_s32 (raw int32 on prepacked weights).
 // Rows pair_tq_onednn_s8 interleave tinyquant's prepacked int8 call (default path) with oneDNN's
 // s8-output matmul, rows pair_avx2_gemmlowp the avx2 path's with gemmlowp's, 10 calls each per
 // round, and report the fastest call of each and their ratio (see interleave).
@@ -315,17 +315,17 @@ void tq_s32(benchmark::State& state, const Problem* p, rt::Path path, int thread
 
 #if defined(TINYQUANT_HAVE_GEMMLOWP)
 // gemmlowp's uint8 GEMM with its fixed-point output pipeline: the same job as the tinyquant int8
-// rows on the uint8 form of the data (each value + 128, the offsets moved to match).
+// rows on the uint8 form of the data (each value + 128, the offsets moved to match): int32 bias,
+// per-channel multipliers and exponents (TFLite's rounding, as Rounding::kDouble), output offset,
+// saturating cast. Its output minus 128 equals the reference path's int8 output.
 class GemmlowpU8 {
  public:
+  using RowVector = gemmlowp::VectorMap<const int32_t, gemmlowp::VectorShape::Row>;
   GemmlowpU8(const Problem* p, int threads)
       : p_(p), a_(p->a.size()), b_(p->b.size()), c_(static_cast<size_t>(p->s.m) * p->s.n) {
     for (size_t i = 0; i < a_.size(); ++i) a_[i] = static_cast<uint8_t>(p->a[i] + 128);
     for (size_t i = 0; i < b_.size(); ++i) b_[i] = static_cast<uint8_t>(p->b[i] + 128);
     context_.set_max_num_threads(threads);
-    quant_.result_fixedpoint_multiplier = 1 << 30;
-    quant_.result_shift = 12;
-    quant_.result_offset_after_shift = 125;
   }
   void run() {
     const gemmlowp::MatrixMap<const uint8_t, gemmlowp::MapOrder::RowMajor> lhs(a_.data(), p_->s.m,
@@ -333,22 +333,40 @@ class GemmlowpU8 {
     const gemmlowp::MatrixMap<const uint8_t, gemmlowp::MapOrder::ColMajor> rhs(b_.data(), p_->s.k,
                                                                                p_->s.n);
     gemmlowp::MatrixMap<uint8_t, gemmlowp::MapOrder::RowMajor> res(c_.data(), p_->s.m, p_->s.n);
-    const auto pipeline = std::make_tuple(quant_, gemmlowp::OutputStageSaturatingCastToUint8());
+    gemmlowp::OutputStageBiasAddition<RowVector> bias;
+    bias.bias_vector = RowVector(p_->bias.data(), p_->s.n);
+    gemmlowp::OutputStageScaleInt32ByFixedPointAndExponentPC<gemmlowp::VectorShape::Row> scale;
+    scale.result_fixedpoint_multiplier = RowVector(p_->mult.data(), p_->s.n);
+    scale.result_exponent = RowVector(p_->shift.data(), p_->s.n);
+    scale.result_offset_after_shift = p_->params.output_offset + 128;
+    const auto pipeline =
+        std::make_tuple(bias, scale, gemmlowp::OutputStageSaturatingCastToUint8());
     gemmlowp::GemmWithOutputPipeline<uint8_t, uint8_t, gemmlowp::DefaultL8R8BitDepthParams>(
-        &context_, lhs, rhs, &res, -128 + 17, -128, pipeline);
+        &context_, lhs, rhs, &res, p_->params.input_offset - 128, -128, pipeline);
     benchmark::DoNotOptimize(c_.data());
     benchmark::ClobberMemory();
+  }
+  // The largest difference between the output (back in int8) and the reference path's.
+  int max_diff_to_reference() const {
+    const std::vector<int8_t>& ref = p_->ref_s8();
+    int diff = 0;
+    for (size_t i = 0; i < c_.size(); ++i) diff = std::max(diff, std::abs(c_[i] - 128 - ref[i]));
+    return diff;
   }
 
  private:
   const Problem* p_;
   std::vector<uint8_t> a_, b_, c_;
   gemmlowp::GemmContext context_;
-  gemmlowp::OutputStageQuantizeDownInt32ByFixedPoint quant_;
 };
 
 void gemmlowp_u8(benchmark::State& state, const Problem* p, int threads) {
   GemmlowpU8 lowp(p, threads);
+  lowp.run();
+  if (lowp.max_diff_to_reference() != 0) {
+    state.SkipWithError("gemmlowp's output differs from the reference path's");
+    return;
+  }
   for (auto _ : state) lowp.run();
   set_rate(state, p->s);
 }
@@ -397,7 +415,8 @@ void pair_avx2_vs_gemmlowp(benchmark::State& state, const Problem* p) {
   TqPrepacked tq(p, rt::Path::kAvx2, false);
   if (!tq.check(state)) return;
   GemmlowpU8 lowp(p, 1);
-  interleave(state, tq, lowp);
+  if (!interleave(state, tq, lowp)) return;
+  state.counters["max_diff"] = lowp.max_diff_to_reference();
 }
 #endif
 
