@@ -504,7 +504,12 @@ void pair_vs_onednn(benchmark::State& state, const Problem* p) {
 }
 #endif
 
+// The Eigen rows run on one thread. bench_gemm is built with OpenMP (for oneDNN), and with it
+// Eigen parallelises its products over omp_get_max_threads() threads, which is whatever the last
+// oneDNN row set (or every CPU, when no oneDNN row ran before), while the rows are timed on the
+// calling thread's CPU time.
 void eigen_i32(benchmark::State& state, const Problem* p) {
+  Eigen::setNbThreads(1);
   using Mat = Eigen::Matrix<int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   const Mat a =
       Eigen::Map<const Eigen::Matrix<int8_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
@@ -523,6 +528,7 @@ void eigen_i32(benchmark::State& state, const Problem* p) {
 }
 
 void eigen_f32(benchmark::State& state, const Problem* p) {
+  Eigen::setNbThreads(1);
   using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   const Mat a = Mat::Random(p->s.m, p->s.k);
   const Mat b = Mat::Random(p->s.n, p->s.k);
