@@ -7,7 +7,9 @@
 // (int8 out, per-channel requantization), its prepacked form, gemm_s8s8_s32 (raw int32, weights
 // packed per call) and fully_connected_s8_prepacked_s32 (raw int32 on prepacked weights).
 // Rows pair_tq_onednn_s8 interleave tinyquant's prepacked int8 call (default path) with oneDNN's
-// s8-output matmul, rows pair_avx2_gemmlowp the avx2 path's with gemmlowp's, 10 calls each per
+// s8-output matmul (both on weights packed once), rows pair_avx2_gemmlowp the avx2 path's
+// prepacked call with gemmlowp's (which packs both operands on every call) and
+// pair_avx2_plain_gemmlowp the avx2 path's plain call (packing per call too), 10 calls each per
 // round, and report the fastest call of each and their ratio (see interleave).
 // Before its timed loop every tinyquant row compares its output with the reference path's
 // (int8 rows with fully_connected_s8, raw int32 rows with gemm_s8s8_s32) and fails if they differ.
@@ -272,6 +274,41 @@ class TqPrepacked {
   std::vector<int32_t> acc_;
 };
 
+// fully_connected_s8 (int8 out) on the weights as given: whatever packing the path does is part
+// of every call, as it is of every gemmlowp call.
+class TqPlain {
+ public:
+  TqPlain(const Problem* p, rt::Path path)
+      : p_(p),
+        d_(p->dims()),
+        rq_(p->requant()),
+        scratch_(static_cast<size_t>(rt::fully_connected_s8_scratch_size(d_, path))),
+        ctx_{scratch_.data(), static_cast<int32_t>(scratch_.size()), path},
+        out_(static_cast<size_t>(p->s.m) * p->s.n) {}
+  rt::Status run() {
+    const rt::Status st = rt::fully_connected_s8(ctx_, p_->params, rq_, d_, p_->a.data(),
+                                                 p_->b.data(), p_->bias.data(), out_.data());
+    benchmark::DoNotOptimize(out_.data());
+    benchmark::ClobberMemory();
+    return st;
+  }
+  bool check(benchmark::State& state) {
+    if (const rt::Status st = run(); st != rt::Status::kOk) {
+      state.SkipWithError(rt::status_name(st));
+      return false;
+    }
+    return matches_reference(state, out_, p_->ref_s8());
+  }
+
+ private:
+  const Problem* p_;
+  rt::FcDims d_;
+  rt::Requant rq_;
+  AlignedBytes scratch_;
+  rt::Context ctx_;
+  std::vector<int8_t> out_;
+};
+
 void tq_fc_prepacked(benchmark::State& state, const Problem* p, rt::Path path, bool s32) {
   TqPrepacked tq(p, path, s32);
   if (!tq.check(state)) return;
@@ -372,15 +409,15 @@ void gemmlowp_u8(benchmark::State& state, const Problem* p, int threads) {
 }
 #endif
 
-// Interleaved pair, single thread: each iteration is one round of 10 calls of tinyquant's int8
-// prepacked entry, then 10 of a peer's, each call timed on its own; the counters are the fastest
-// call of each over the run (microseconds) and their ratio (peer time / tinyquant time: above 1,
-// tinyquant is faster). Interleaving exposes both to the same machine state, and the fastest call
-// is the least disturbed by other work on a shared core, where medians of rows run one after the
-// other move by up to 1.5x between runs (up to 2.5x at 1024x1024x1024). False if tinyquant's call
-// failed (the benchmark is then marked as skipped with its status).
-template <class Peer>
-bool interleave(benchmark::State& state, TqPrepacked& tq, Peer& peer) {
+// Interleaved pair, single thread: each iteration is one round of 10 calls of a tinyquant int8
+// entry (TqPrepacked or TqPlain), then 10 of a peer's, each call timed on its own; the counters are
+// the fastest call of each over the run (microseconds) and their ratio (peer time / tinyquant time:
+// above 1, tinyquant is faster). Interleaving exposes both to the same machine state, and the
+// fastest call is the least disturbed by other work on a shared core, where medians of rows run one
+// after the other move by up to 1.5x between runs (up to 2.5x at 1024x1024x1024). False if
+// tinyquant's call failed (the benchmark is then marked as skipped with its status).
+template <class Tq, class Peer>
+bool interleave(benchmark::State& state, Tq& tq, Peer& peer) {
   using clock = std::chrono::steady_clock;
   auto since = [](clock::time_point t0) {
     return std::chrono::duration<double, std::micro>(clock::now() - t0).count();
@@ -410,12 +447,19 @@ bool interleave(benchmark::State& state, TqPrepacked& tq, Peer& peer) {
 }
 
 #if defined(TINYQUANT_HAVE_GEMMLOWP)
-// The avx2 path's prepacked int8 call against gemmlowp (the goal: avx2 >= 1.5x gemmlowp).
-void pair_avx2_vs_gemmlowp(benchmark::State& state, const Problem* p) {
-  TqPrepacked tq(p, rt::Path::kAvx2, false);
-  if (!tq.check(state)) return;
+// The avx2 path's int8 call against gemmlowp (the goal: avx2 >= 1.5x gemmlowp). gemmlowp has
+// no prepacked-weights entry: it packs both operands on every call. With prepacked, tinyquant's
+// weights are packed once outside the timed loop, so the pair counts packing on gemmlowp's side
+// only; without, tinyquant's plain call does whatever packing its path does per call (like for
+// like).
+void pair_avx2_vs_gemmlowp(benchmark::State& state, const Problem* p, bool prepacked) {
+  TqPrepacked tq_packed(p, rt::Path::kAvx2, false);
+  TqPlain tq_plain(p, rt::Path::kAvx2);
+  if (!(prepacked ? tq_packed.check(state) : tq_plain.check(state))) return;
   GemmlowpU8 lowp(p, 1);
-  if (!interleave(state, tq, lowp)) return;
+  if (!(prepacked ? interleave(state, tq_packed, lowp) : interleave(state, tq_plain, lowp))) {
+    return;
+  }
   state.counters["max_diff"] = lowp.max_diff_to_reference();
 }
 #endif
@@ -658,9 +702,12 @@ int main(int argc, char** argv) {
       timed(threads, benchmark::RegisterBenchmark(row(s, "gemmlowp_u8", threads).c_str(),
                                                   gemmlowp_u8, pr, threads));
       if (threads == 1 && (paths & rt::path_bits(rt::Path::kAvx2)) != 0) {
-        benchmark::RegisterBenchmark(row(s, "pair_avx2_gemmlowp", 1).c_str(), pair_avx2_vs_gemmlowp,
-                                     pr)
-            ->Iterations(smoke() ? 2 : 30);
+        for (const bool prepacked : {true, false}) {
+          const char* impl = prepacked ? "pair_avx2_gemmlowp" : "pair_avx2_plain_gemmlowp";
+          benchmark::RegisterBenchmark(row(s, impl, 1).c_str(), pair_avx2_vs_gemmlowp, pr,
+                                       prepacked)
+              ->Iterations(smoke() ? 2 : 30);
+        }
       }
 #endif
 #if defined(TINYQUANT_HAVE_OPENBLAS)
@@ -697,11 +744,13 @@ int main(int argc, char** argv) {
   // the best int8 row over oneDNN's s32 (less work than ours; kept for continuity) and over
   // gemmlowp, the better avx2 int8 row over gemmlowp, and the interleaved pairs' ratios: oneDNN's
   // fastest s8-output call over tinyquant's fastest prepacked int8 call on the default path
-  // (pair/d), gemmlowp's fastest call over the avx2 path's (pair/l).
-  std::printf("\n%-20s %-20s %7s %7s %6s %7s %6s  %-22s %7s %7s %6s %7s %6s  %8s %6s %6s %6s %6s\n",
-              "shape/threads", "best tq int8 row", "GOP/s", "dnn_s8", "ratio", "vnni_s8", "ratio",
-              "best tq s32 row", "GOP/s", "dnn_s32", "ratio", "vnni_32", "ratio", "i8/dnn32",
-              "/lowp", "avx2/l", "pair/d", "pair/l");
+  // (pair/d), gemmlowp's fastest call over the avx2 path's prepacked one (pair/l: packing counted
+  // for gemmlowp only) and over its plain one (pair/lp: packing counted on both sides).
+  std::printf(
+      "\n%-20s %-20s %7s %7s %6s %7s %6s  %-22s %7s %7s %6s %7s %6s  %8s %6s %6s %6s %6s %7s\n",
+      "shape/threads", "best tq int8 row", "GOP/s", "dnn_s8", "ratio", "vnni_s8", "ratio",
+      "best tq s32 row", "GOP/s", "dnn_s32", "ratio", "vnni_32", "ratio", "i8/dnn32", "/lowp",
+      "avx2/l", "pair/d", "pair/l", "pair/lp");
   for (const Shape& s : shapes) {
     for (int threads : {1, 2}) {
       const std::string prefix = "gemm/" + shape_name(s) + "/tq_";
@@ -739,14 +788,15 @@ int main(int argc, char** argv) {
         return it == reporter.pair_ratio.end() ? 0.0 : it->second;
       };
       const double pair_dnn = paired("pair_tq_onednn_s8"), pair_lowp = paired("pair_avx2_gemmlowp");
-      if (best == 0 && pair_dnn == 0 && pair_lowp == 0) continue;  // no row of this shape ran
+      const double pair_lowp_plain = paired("pair_avx2_plain_gemmlowp");
+      if (best == 0 && pair_dnn == 0 && pair_lowp == 0 && pair_lowp_plain == 0) continue;
       std::printf(
           "%-20s %-20s %7.1f %7.1f %6.2f %7.1f %6.2f  %-22s %7.1f %7.1f %6.2f %7.1f %6.2f  %8.2f "
-          "%6.2f %6.2f %6.2f %6.2f\n",
+          "%6.2f %6.2f %6.2f %6.2f %7.2f\n",
           (shape_name(s) + "/t" + std::to_string(threads)).c_str(), int8_name.c_str(), best, dnn8,
           ratio(best, dnn8), vnni8, ratio(best, vnni8), s32_name.c_str(), best32, dnn32,
           ratio(best32, dnn32), vnni32, ratio(best32, vnni32), ratio(best, dnn32),
-          ratio(best, lowp), ratio(avx2, lowp), pair_dnn, pair_lowp);
+          ratio(best, lowp), ratio(avx2, lowp), pair_dnn, pair_lowp, pair_lowp_plain);
     }
   }
   return 0;
