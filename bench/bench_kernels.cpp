@@ -2,6 +2,8 @@
 // CPU support (reference, smlad, avx2, avx512vnni) runs fully_connected_s8, conv2d_s8 and
 // depthwise_conv2d_s8, so the table reads across paths for one layer; fully_connected_s4_grouped
 // runs on each path it has, next to fully_connected_s8 on the default path. GOP/s counts 2 * MACs.
+// Every row's output is compared with the reference path's before it is timed; a row whose
+// output differs fails instead of reporting a rate.
 // TINYQUANT_BENCH_SMOKE=1 shrinks the layers so the CTest smoke run is quick.
 #include <benchmark/benchmark.h>
 
@@ -36,6 +38,28 @@ struct Requant {
   rt::Requant get() const { return {mult.data(), shift.data(), true, rt::Rounding::kDouble}; }
 };
 
+// Runs call(ctx, out) once on `path` and once on the reference path, each with the scratch
+// scratch_size(path) asks for; false (the benchmark marked as failed) if a call fails or the two
+// outputs differ, so a kernel that computes the wrong thing cannot report a rate.
+template <class ScratchSize, class Call>
+bool matches_reference(benchmark::State& state, rt::Path path, size_t out_size,
+                       ScratchSize&& scratch_size, Call&& call) {
+  std::vector<int8_t> outs[2];
+  const rt::Path paths[2] = {path, rt::Path::kReference};
+  for (int i = 0; i < 2; ++i) {
+    std::vector<uint8_t> scratch(static_cast<size_t>(scratch_size(paths[i])));
+    const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), paths[i]};
+    outs[i].assign(out_size, 0);
+    if (const rt::Status st = call(ctx, outs[i].data()); st != rt::Status::kOk) {
+      state.SkipWithError(rt::status_name(st));
+      return false;
+    }
+  }
+  if (outs[0] == outs[1]) return true;
+  state.SkipWithError("output differs from the reference path");
+  return false;
+}
+
 void set_rate(benchmark::State& state, double macs) {
   state.counters["GOP/s"] = benchmark::Counter(
       2.0 * macs * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
@@ -49,14 +73,17 @@ void fc(benchmark::State& state, rt::Path path, int32_t k, int32_t n) {
   const Requant rq(n);
   rt::FcParams p;
   p.input_offset = 5;
-  std::vector<uint8_t> scratch(static_cast<size_t>(rt::fully_connected_s8_scratch_size(d, path)));
+  const rt::Requant r = rq.get();
+  auto scratch_size = [&](rt::Path pt) { return rt::fully_connected_s8_scratch_size(d, pt); };
+  auto call = [&](const rt::Context& c, int8_t* o) {
+    return rt::fully_connected_s8(c, p, r, d, in.data(), w.data(), bias.data(), o);
+  };
+  if (!matches_reference(state, path, static_cast<size_t>(n), scratch_size, call)) return;
+  std::vector<uint8_t> scratch(static_cast<size_t>(scratch_size(path)));
   const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
   std::vector<int8_t> out(static_cast<size_t>(n));
-  const rt::Requant r = rq.get();
   for (auto _ : state) {
-    const rt::Status st =
-        rt::fully_connected_s8(ctx, p, r, d, in.data(), w.data(), bias.data(), out.data());
-    if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
+    call(ctx, out.data());
     benchmark::DoNotOptimize(out.data());
   }
   set_rate(state, double{1.0} * k * n);
@@ -76,19 +103,23 @@ void fc_grouped(benchmark::State& state, rt::Path path, int32_t k, int32_t n, in
   const Requant rq(n);
   rt::FcParams p;
   p.input_offset = 5;
-  std::vector<uint8_t> scratch(
-      static_cast<size_t>(s8 ? rt::fully_connected_s8_grouped_scratch_size(d, gs, path)
-                             : rt::fully_connected_s4_grouped_scratch_size(d, gs, path)));
-  const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
-  std::vector<int8_t> out(static_cast<size_t>(n));
   const rt::Requant req = rq.get();
   const auto* wb = reinterpret_cast<const uint8_t*>(w.data());
+  auto scratch_size = [&](rt::Path pt) {
+    return s8 ? rt::fully_connected_s8_grouped_scratch_size(d, gs, pt)
+              : rt::fully_connected_s4_grouped_scratch_size(d, gs, pt);
+  };
+  auto call = [&](const rt::Context& c, int8_t* o) {
+    return s8 ? rt::fully_connected_s8_grouped(c, p, req, d, gs, in.data(), w.data(), bias.data(),
+                                               o)
+              : rt::fully_connected_s4_grouped(c, p, req, d, gs, in.data(), wb, bias.data(), o);
+  };
+  if (!matches_reference(state, path, static_cast<size_t>(n), scratch_size, call)) return;
+  std::vector<uint8_t> scratch(static_cast<size_t>(scratch_size(path)));
+  const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
+  std::vector<int8_t> out(static_cast<size_t>(n));
   for (auto _ : state) {
-    const rt::Status st = s8 ? rt::fully_connected_s8_grouped(ctx, p, req, d, gs, in.data(),
-                                                              w.data(), bias.data(), out.data())
-                             : rt::fully_connected_s4_grouped(ctx, p, req, d, gs, in.data(), wb,
-                                                              bias.data(), out.data());
-    if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
+    call(ctx, out.data());
     benchmark::DoNotOptimize(out.data());
   }
   set_rate(state, double{1.0} * k * n);
@@ -107,17 +138,22 @@ void conv(benchmark::State& state, rt::Path path, bool dw, int32_t h, int32_t w,
   const auto in = random_s8(static_cast<size_t>(h) * w * cin, 3);
   const auto wt = random_s8(static_cast<size_t>(ksize) * ksize * (dw ? cout : cin * cout), 4);
   const Requant rq(cout);
-  const int32_t need = dw ? rt::depthwise_conv2d_s8_scratch_size(p, d, path)
-                          : rt::conv2d_s8_scratch_size(p, d, path);
-  std::vector<uint8_t> scratch(static_cast<size_t>(need));
-  const rt::Context ctx{scratch.data(), need, path};
-  std::vector<int8_t> out(static_cast<size_t>(h) * w * cout);
   const rt::Requant r = rq.get();
+  auto scratch_size = [&](rt::Path pt) {
+    return dw ? rt::depthwise_conv2d_s8_scratch_size(p, d, pt)
+              : rt::conv2d_s8_scratch_size(p, d, pt);
+  };
+  auto call = [&](const rt::Context& c, int8_t* o) {
+    return dw ? rt::depthwise_conv2d_s8(c, p, r, d, in.data(), wt.data(), nullptr, o)
+              : rt::conv2d_s8(c, p, r, d, in.data(), wt.data(), nullptr, o);
+  };
+  const size_t out_size = static_cast<size_t>(h) * w * cout;
+  if (!matches_reference(state, path, out_size, scratch_size, call)) return;
+  std::vector<uint8_t> scratch(static_cast<size_t>(scratch_size(path)));
+  const rt::Context ctx{scratch.data(), static_cast<int32_t>(scratch.size()), path};
+  std::vector<int8_t> out(out_size);
   for (auto _ : state) {
-    const rt::Status st =
-        dw ? rt::depthwise_conv2d_s8(ctx, p, r, d, in.data(), wt.data(), nullptr, out.data())
-           : rt::conv2d_s8(ctx, p, r, d, in.data(), wt.data(), nullptr, out.data());
-    if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
+    call(ctx, out.data());
     benchmark::DoNotOptimize(out.data());
   }
   const double macs = double{1.0} * h * w * cout * ksize * ksize * (dw ? 1 : cin);
