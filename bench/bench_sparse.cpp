@@ -1,6 +1,8 @@
 // Sparse vs dense int8 fully-connected, batch 1, on the host's default path.
 // Args: {in_features, out_features, sparsity %}; counters: bytes of the weight format and its
-// ratio to dense int8. TINYQUANT_BENCH_SMOKE=1 shrinks the layers so a CTest run is quick.
+// ratio to dense int8. Every row's output is compared with the dense reference path's on the
+// same weights before it is timed. TINYQUANT_BENCH_SMOKE=1 shrinks the layers so a CTest run is
+// quick.
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -85,9 +87,30 @@ void time_fc(benchmark::State& state, const Layer& l, rt::Path path, int32_t scr
   ctx.scratch_size = static_cast<int32_t>(scratch.size());
   ctx.path = path;
   std::vector<int8_t> out(static_cast<size_t>(l.n));
+  // The dense reference path on the same pruned weights: a format or kernel that computes the
+  // wrong thing fails instead of reporting a time.
+  std::vector<uint8_t> ref_scratch(
+      static_cast<size_t>(rt::fully_connected_s8_scratch_size(l.dims, rt::Path::kReference)));
+  rt::Context ref_ctx;
+  ref_ctx.scratch = ref_scratch.data();
+  ref_ctx.scratch_size = static_cast<int32_t>(ref_scratch.size());
+  ref_ctx.path = rt::Path::kReference;
+  std::vector<int8_t> ref(out.size());
+  for (const rt::Status st :
+       {rt::fully_connected_s8(ref_ctx, l.params, l.requant, l.dims, l.input.data(),
+                               l.weights.data(), l.bias.data(), ref.data()),
+        call(ctx, out.data())}) {
+    if (st != rt::Status::kOk) {
+      state.SkipWithError(rt::status_name(st));
+      return;
+    }
+  }
+  if (out != ref) {
+    state.SkipWithError("output differs from the dense reference path");
+    return;
+  }
   for (auto _ : state) {
-    const rt::Status st = call(ctx, out.data());
-    if (st != rt::Status::kOk) state.SkipWithError(rt::status_name(st));
+    call(ctx, out.data());
     benchmark::DoNotOptimize(out.data());
   }
   state.counters["bytes"] = static_cast<double>(weight_bytes);
@@ -110,7 +133,10 @@ void time_sparse_fc(benchmark::State& state, const Layer& l, const SparseOptions
                     rt::Path path) {
   const SparseMatrix sm = SparseMatrix::from_dense(l.weights.data(), l.n, l.k, opt);
   const rt::SparseMatrixS8 w = sm.view();
-  if (rt::validate_sparse_s8(w) != rt::Status::kOk) state.SkipWithError("invalid sparse data");
+  if (rt::validate_sparse_s8(w) != rt::Status::kOk) {
+    state.SkipWithError("invalid sparse data");
+    return;
+  }
   time_fc(state, l, path, rt::sparse_fully_connected_s8_scratch_size(l.dims, w, path), sm.bytes(),
           [&](const rt::Context& ctx, int8_t* out) {
             return rt::sparse_fully_connected_s8(ctx, l.params, l.requant, l.dims, l.input.data(),
