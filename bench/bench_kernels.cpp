@@ -156,6 +156,7 @@ void conv(benchmark::State& state, rt::Path path, bool dw, int32_t h, int32_t w,
     call(ctx, out.data());
     benchmark::DoNotOptimize(out.data());
   }
+  // Every tap of every output pixel, padding taps included (as the Cortex-M4 cost table counts).
   const double macs = double{1.0} * h * w * cout * ksize * ksize * (dw ? 1 : cin);
   set_rate(state, macs);
 }
