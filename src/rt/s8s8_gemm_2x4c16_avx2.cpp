@@ -39,15 +39,17 @@ inline __m128i reduce4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
 // How b rows are read: row r, step c at base + r * row + c * 16, widened and offset.
 struct BRows {
   const int8_t* base;
-  ptrdiff_t row;  // elements between rows
+  ptrdiff_t row;       // elements between rows
+  ptrdiff_t readable;  // bytes from base on that may be read (the last row ends there)
 };
 
 // Raw sums of an MR x NR tile, at out[i * ld + r]: with kFold D[i][r] = sum_k (a + ao)(b + bo)
 // (offsets added in int16); without it D = sum_k a * b, and the caller adds the offset terms
-// from row sums (two fewer vector adds per step, no spills at 2x4).
+// from row sums (two fewer vector adds per step, no spills at 2x4). a_tail, when set (MR = 1),
+// holds a's last k % 16 values zero-padded to 16, copied once by the caller for all its tiles.
 template <int MR, int NR, bool kFold>
 void dot_tile(const int8_t* a, int32_t lda, BRows b, int32_t k, int32_t a_offset, int32_t b_offset,
-              int32_t* out, ptrdiff_t ld_out) {
+              int32_t* out, ptrdiff_t ld_out, const int8_t* a_tail) {
   __m256i acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int r = 0; r < NR; ++r) acc[i][r] = _mm256_setzero_si256();
@@ -74,14 +76,18 @@ void dot_tile(const int8_t* a, int32_t lda, BRows b, int32_t k, int32_t a_offset
     alignas(32) int16_t lane_mask[16];
     for (int32_t t = 0; t < 16; ++t) lane_mask[t] = static_cast<int16_t>(t < rem ? -1 : 0);
     const __m256i keep = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask));
+    // A b row whose next 16 bytes lie inside b is read whole: its lanes past k meet a lanes
+    // that are 0. Only the rows near the end of b need the short copy.
+    const ptrdiff_t at = b8 - b.base;
     __m256i bv[NR];
     for (int r = 0; r < NR; ++r) {
-      bv[r] = load16_s8_partial(b8 + r * b.row, rem);
+      bv[r] = at + r * b.row + kKc <= b.readable ? load16_s8(b8 + r * b.row)
+                                                 : load16_s8_partial(b8 + r * b.row, rem);
       if (kFold) bv[r] = _mm256_add_epi16(bv[r], bo);
     }
     for (int i = 0; i < MR; ++i) {
       // Zero-filled lanes of a are 0 without the offset; with it they are masked back to 0.
-      __m256i av = load16_s8_partial(a + i * lda + kk, rem);
+      __m256i av = a_tail != nullptr ? load16_s8(a_tail) : load16_s8_partial(a + i * lda + kk, rem);
       if (kFold) av = _mm256_and_si256(_mm256_add_epi16(av, ao), keep);
       for (int r = 0; r < NR; ++r)
         acc[i][r] = _mm256_add_epi32(acc[i][r], _mm256_madd_epi16(av, bv[r]));
@@ -105,7 +111,7 @@ void dot_tile(const int8_t* a, int32_t lda, BRows b, int32_t k, int32_t a_offset
 }
 
 using TileFn = void (*)(const int8_t*, int32_t, BRows, int32_t, int32_t, int32_t, int32_t*,
-                        ptrdiff_t);
+                        ptrdiff_t, const int8_t*);
 
 // m > 1: row sums carry the offsets (no fold).
 constexpr TileFn kGemmTiles[kMr][kNr] = {
@@ -187,16 +193,19 @@ void drive(const TileProblem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_a
     if (p.b_s4 != nullptr) {
       for (int32_t r = 0; r < nr; ++r)
         unpack_s4(p.b_s4, int64_t{j0 + r} * p.k, p.k, unpacked + int64_t{r} * p.k);
-      return BRows{unpacked, p.k};
+      return BRows{unpacked, p.k, ptrdiff_t{nr} * p.k};
     }
-    return BRows{p.b + int64_t{j0} * p.ldb, p.ldb};
+    return BRows{p.b + int64_t{j0} * p.ldb, p.ldb, ptrdiff_t{p.n - 1 - j0} * p.ldb + p.k};
   };
 
   if (p.m == 1) {
+    alignas(16) int8_t a_tail[kKc] = {};
+    const int32_t tail = p.k % kKc;
+    if (tail != 0) std::memcpy(a_tail, p.a + (p.k - tail), static_cast<size_t>(tail));
     for (int32_t j0 = 0; j0 < p.n; j0 += kGemvNr) {
       const int32_t nr = p.n - j0 < kGemvNr ? p.n - j0 : kGemvNr;
       kGemvTiles[nr - 1](p.a, p.lda, rows_at(j0, nr), p.k, p.a_offset, p.b_offset, acc_out + j0,
-                         ld_acc);
+                         ld_acc, a_tail);
     }
     fin(0, 1, acc_out, ld_acc);
     return;
@@ -213,7 +222,8 @@ void drive(const TileProblem& p, void* scratch, int32_t* acc_out, ptrdiff_t ld_a
       for (int32_t i0 = 0; i0 < mb; i0 += kMr) {
         const int32_t mr = mb - i0 < kMr ? mb - i0 : kMr;
         kGemmTiles[mr - 1][nr - 1](p.a + int64_t{ic + i0} * p.lda, p.lda, rows, p.k, p.a_offset,
-                                   p.b_offset, acc_blk + int64_t{i0} * ld_acc + j0, ld_acc);
+                                   p.b_offset, acc_blk + int64_t{i0} * ld_acc + j0, ld_acc,
+                                   nullptr);
       }
     }
     add_offset_terms(ic, mb, acc_blk, ld_acc);
