@@ -36,6 +36,28 @@ io::Model float_model(const std::vector<float>& v, const std::string& name = "w"
   return m;
 }
 
+// A 2x3 int8 per-channel layer "fc" (weights 1..6), with a float "fc.bias" when bias is not
+// empty.
+io::Model fc_model(const std::vector<float>& bias = {}) {
+  const std::vector<float> w = {1, 2, 3, 4, 5, 6};
+  io::Model m;
+  m.entries.push_back(io::make_entry(
+      "fc.weight", tinyquant::quantize_weights(w.data(), {2, 3},
+                                               tinyquant::QuantSpec::int8_weights_per_channel())));
+  if (!bias.empty())
+    m.entries.push_back(
+        io::make_entry("fc.bias", bias.data(), {static_cast<int64_t>(bias.size())}));
+  return m;
+}
+
+// Input scale 0.1 and output scale 0.2, zero points 0, for every layer.
+io::CExportOptions common_scales() {
+  io::CExportOptions o;
+  o.input = tinyquant::ActivationParams{0.1f, 0};
+  o.output = tinyquant::ActivationParams{0.2f, 0};
+  return o;
+}
+
 TEST(CExport, IdentifiersAreSanitised) {
   EXPECT_EQ(io::c_identifier("conv1.weight"), "conv1_weight");
   EXPECT_EQ(io::c_identifier("0a-b"), "_0a_b");
@@ -167,16 +189,8 @@ TEST(CExport, DenseEntriesWithTheWrongDataSizeThrowNamingTheEntry) {
   expect_error<tinyquant::FormatError>([&] { io::export_c_header(resized(ints, 0, 8), {}); },
                                        {"'i'", "int32", "needs 12 bytes, has 8"});
 
-  const std::vector<float> w = {1, 2, 3, 4, 5, 6};
-  const std::vector<float> b = {1, 2};
-  io::Model m;
-  m.entries.push_back(io::make_entry(
-      "fc.weight", tinyquant::quantize_weights(w.data(), {2, 3},
-                                               tinyquant::QuantSpec::int8_weights_per_channel())));
-  m.entries.push_back(io::make_entry("fc.bias", b.data(), {2}));
-  io::CExportOptions o;
-  o.input = tinyquant::ActivationParams{0.1f, 0};
-  o.output = tinyquant::ActivationParams{0.2f, 0};
+  const io::Model m = fc_model({1, 2});
+  const io::CExportOptions o = common_scales();
   expect_error<tinyquant::FormatError>([&] { io::export_c_header(resized(m, 0, 5), o); },
                                        {"'fc.weight'", "int8", "needs 6 bytes, has 5"});
   expect_error<tinyquant::FormatError>([&] { io::export_c_header(resized(m, 1, 4), o); },
@@ -188,16 +202,8 @@ TEST(CExport, DenseEntriesWithTheWrongDataSizeThrowNamingTheEntry) {
 }
 
 TEST(CExport, LayerBiasOfTheWrongShapeIsRejected) {
-  const std::vector<float> w = {1, 2, 3, 4, 5, 6};
-  const std::vector<float> b = {1, 2, 3};
-  io::Model m;
-  m.entries.push_back(io::make_entry(
-      "fc.weight", tinyquant::quantize_weights(w.data(), {2, 3},
-                                               tinyquant::QuantSpec::int8_weights_per_channel())));
-  m.entries.push_back(io::make_entry("fc.bias", b.data(), {3}));
-  io::CExportOptions o;
-  o.input = tinyquant::ActivationParams{0.1f, 0};
-  o.output = tinyquant::ActivationParams{0.2f, 0};
+  io::Model m = fc_model({1, 2, 3});
+  const io::CExportOptions o = common_scales();
   expect_error<InvalidArgument>([&] { io::export_c_header(m, o); },
                                 {"'fc.bias'", "shape [2]", "[3]"});
   // Without activation parameters the layer arrays are left to the user, with a note.
@@ -208,11 +214,7 @@ TEST(CExport, LayerBiasOfTheWrongShapeIsRejected) {
 }
 
 TEST(CExport, ScalesFormReplacesMultipliersAndShiftsAndReluSetsTheClamp) {
-  const std::vector<float> w = {1, 2, 3, 4, 5, 6};
-  io::Model m;
-  m.entries.push_back(io::make_entry(
-      "fc.weight", tinyquant::quantize_weights(w.data(), {2, 3},
-                                               tinyquant::QuantSpec::int8_weights_per_channel())));
+  const io::Model m = fc_model();
   io::CExportOptions o;
   o.layers["fc"] = io::LayerActivations{{0.1f, 0}, {0.2f, -1}, tinyquant::Activation::kRelu};
   std::string h = io::export_c_header(m, o);  // default: the multipliers form
@@ -353,10 +355,7 @@ TEST(CExport, WeightsNoKernelRunsAreNamedWithTheReason) {
   so.value_type = tinyquant::ValueType::kInt4;
   m.entries.push_back(io::make_sparse_entry(
       "sp.weight", tinyquant::SparseMatrix::from_dense(dense.data(), 4, 8, so), params_for(4)));
-  io::CExportOptions o;
-  o.input = tinyquant::ActivationParams{0.1f, 0};
-  o.output = tinyquant::ActivationParams{0.2f, 0};
-  const std::string h = io::export_c_header(m, o);
+  const std::string h = io::export_c_header(m, common_scales());
   EXPECT_FALSE(contains(h, "_multipliers")) << h;
   EXPECT_TRUE(contains(h,
                        "/* layer fc: no kernel parameters: 'fc.weight' holds 8-bit affine "
@@ -432,10 +431,7 @@ TEST(CExport, BadSparseEntriesThrowNamingTheEntryAndThePart) {
   p.zero_points.resize(2);
   io::Model model;
   model.entries.push_back(io::make_sparse_entry("fc.weight", huge, p));
-  io::CExportOptions opt;
-  opt.input = tinyquant::ActivationParams{0.1f, 0};
-  opt.output = tinyquant::ActivationParams{0.2f, 0};
-  expect_error<InvalidArgument>([&] { io::export_c_header(model, opt); },
+  expect_error<InvalidArgument>([&] { io::export_c_header(model, common_scales()); },
                                 {"'fc.weight'", "2x1073741825", "int32 element count"});
 }
 
