@@ -187,6 +187,23 @@ void set_rate(benchmark::State& state, const Shape& s) {
                          benchmark::Counter::kIsRate);
 }
 
+// One call, its status and output checked against the reference path's, then the timed loop.
+template <class Call, class T>
+void time_checked(benchmark::State& state, const Problem* p, Call& call, const std::vector<T>& out,
+                  const std::vector<T>& ref) {
+  if (const rt::Status st = call(); st != rt::Status::kOk) {
+    state.SkipWithError(rt::status_name(st));
+    return;
+  }
+  if (!matches_reference(state, out, ref)) return;
+  for (auto _ : state) {
+    call();
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  set_rate(state, p->s);
+}
+
 void tq_fc(benchmark::State& state, const Problem* p, rt::Path path, int threads) {
   const rt::FcDims d = p->dims();
   AlignedBytes scratch(static_cast<size_t>(rt::fully_connected_s8_scratch_size(d, path)));
@@ -202,17 +219,7 @@ void tq_fc(benchmark::State& state, const Problem* p, rt::Path path, int threads
     return rt::fully_connected_s8(ctx, p->params, rq, d, p->a.data(), p->b.data(), p->bias.data(),
                                   out.data());
   };
-  if (const rt::Status st = call(); st != rt::Status::kOk) {
-    state.SkipWithError(rt::status_name(st));
-    return;
-  }
-  if (!matches_reference(state, out, p->ref_s8())) return;
-  for (auto _ : state) {
-    call();
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  set_rate(state, p->s);
+  time_checked(state, p, call, out, p->ref_s8());
 }
 
 // fully_connected_s8_prepacked (int8 out) or, with s32, fully_connected_s8_prepacked_s32 (raw
@@ -337,17 +344,7 @@ void tq_s32(benchmark::State& state, const Problem* p, rt::Path path, int thread
     return rt::gemm_s8s8_s32(ctx, d, p->a.data(), io, p->b.data(), 0, nullptr, p->bias.data(),
                              out.data());
   };
-  if (const rt::Status st = call(); st != rt::Status::kOk) {
-    state.SkipWithError(rt::status_name(st));
-    return;
-  }
-  if (!matches_reference(state, out, p->ref_s32())) return;
-  for (auto _ : state) {
-    call();
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  set_rate(state, p->s);
+  time_checked(state, p, call, out, p->ref_s32());
 }
 
 #if defined(TINYQUANT_HAVE_GEMMLOWP)
