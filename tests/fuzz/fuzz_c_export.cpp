@@ -172,10 +172,23 @@ void check_ints(const CArrayText& a, const std::vector<T>& want) {
   }
 }
 
+// The C name of entry `name` under the prefix, as c_export.hpp states the rule: every byte outside
+// [A-Za-z0-9_] becomes '_', a run of '_' becomes one, and a trailing '_' is dropped.
+std::string entry_id(const std::string& prefix, const std::string& name) {
+  std::string tail;
+  for (const char c : name) {
+    const char k = is_ident(c) ? c : '_';
+    if (k != '_' || tail.empty() || tail.back() != '_') tail.push_back(k);
+  }
+  if (!tail.empty() && tail.front() == '_') tail.erase(0, 1);  // the prefix's '_' comes before
+  if (!tail.empty() && tail.back() == '_') tail.pop_back();
+  return prefix + "_" + tail;
+}
+
 void check_model(const io::Model& m, const std::string& prefix,
                  const std::map<std::string, CArrayText>& arrays) {
   for (const io::ModelEntry& e : m.entries) {
-    const std::string id = prefix + "_" + io::c_identifier(e.name);
+    const std::string id = entry_id(prefix, e.name);
     if (e.format != 0) {  // sparse: the shipped values (from_arrays checked the index arrays)
       const std::vector<uint8_t> v = io::sparse_matrix(e).packed_values();
       const bool int8 = e.storage == io::Storage::kInt8;
