@@ -1319,15 +1319,20 @@ TEST(ParallelDeathTest, SlicesRunOnTheCallerWhenThreadsCannotStart) {
   rt::Context ctx{nullptr, 0, Path::kReference};
   ASSERT_EQ(rt::gemm_s8s8_s32(ctx, d, a.data(), 3, b.data(), -2, nullptr, nullptr, want.data()),
             Status::kOk);
-  auto run_limited = [&] {
-    long vm_kb = 0;  // the address space in use now, plus room for a few 8 MiB thread stacks
+  // The address space in use, from /proc/self/status (0 when it cannot be read).
+  const auto vm_size_kb = [] {
+    long kb = 0;
     std::ifstream status("/proc/self/status");
     for (std::string line; std::getline(status, line);)
-      if (line.rfind("VmSize:", 0) == 0) vm_kb = std::strtol(line.c_str() + 7, nullptr, 10);
-    if (vm_kb == 0) std::exit(0);  // no /proc: nothing to limit against
+      if (line.rfind("VmSize:", 0) == 0) kb = std::strtol(line.c_str() + 7, nullptr, 10);
+    return kb;
+  };
+  if (vm_size_kb() == 0) GTEST_SKIP() << "no /proc/self/status to set the limit against";
+  auto run_limited = [&] {
+    const long vm_kb = vm_size_kb();  // in the child, plus room for a few 8 MiB thread stacks
     const rlimit lim{static_cast<rlim_t>(vm_kb + 32 * 1024) * 1024,
                      static_cast<rlim_t>(vm_kb + 32 * 1024) * 1024};
-    if (setrlimit(RLIMIT_AS, &lim) != 0) std::exit(0);
+    if (vm_kb == 0 || setrlimit(RLIMIT_AS, &lim) != 0) std::exit(2);  // untested: a failure
     tinyquant::gemm_s8s8_s32_parallel(64, d, a.data(), 3, b.data(), -2, nullptr, nullptr,
                                       got.data(), Path::kReference);
     std::exit(got == want ? 0 : 1);
