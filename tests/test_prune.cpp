@@ -282,14 +282,24 @@ TEST(Shrink, RejectsBadShapes) {
   EXPECT_TRUE(contains(msg, "keeps none of the 3 outputs")) << msg;
 }
 
-TEST(Schedules, PolynomialDecayFollowsTheFormula) {
+namespace {
+
+// From 0.1 to 0.9 over [begin, end], power 3.
+PolynomialDecay decay_01_to_09(int64_t begin, int64_t end, int64_t frequency = 100) {
   PolynomialDecay p;
   p.initial = 0.1;
   p.final = 0.9;
-  p.begin_step = 100;
-  p.end_step = 300;
+  p.begin_step = begin;
+  p.end_step = end;
   p.power = 3;
-  p.frequency = 50;
+  p.frequency = frequency;
+  return p;
+}
+
+}  // namespace
+
+TEST(Schedules, PolynomialDecayFollowsTheFormula) {
+  const PolynomialDecay p = decay_01_to_09(100, 300, 50);
   EXPECT_DOUBLE_EQ(p.sparsity(0), 0.1);  // clamped to t0
   EXPECT_DOUBLE_EQ(p.sparsity(100), 0.1);
   EXPECT_DOUBLE_EQ(p.sparsity(200), 0.9 + (0.1 - 0.9) * 0.125);     // (1 - 1/2)^3
@@ -315,11 +325,7 @@ TEST(Schedules, PolynomialDecayFollowsTheFormula) {
 }
 
 TEST(Schedules, PolynomialDecayIsExactlyInitialAndFinalAtTheEnds) {
-  PolynomialDecay p;
-  p.initial = 0.1;
-  p.final = 0.9;
-  p.begin_step = 0;
-  p.end_step = 100;
+  const PolynomialDecay p = decay_01_to_09(0, 100);
   EXPECT_EQ(p.sparsity(0), 0.1);
   EXPECT_EQ(p.sparsity(-7), 0.1);
   EXPECT_EQ(p.sparsity(100), 0.9);
