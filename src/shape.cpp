@@ -6,25 +6,32 @@
 
 namespace tinyquant {
 
-int64_t numel(const Shape& shape) {
+bool checked_numel(const Shape& shape, int64_t* count) noexcept {
   // The product of the nonzero extents must fit too, so that any partial product of extents (an
   // outer or inner block count) does, even for an empty tensor.
   int64_t n = 1;
   bool empty = false;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    const int64_t e = shape[d];
-    if (e < 0)
-      detail::fail<ShapeError>("shape {}: extent {} of dimension {} is negative", to_string(shape),
-                               e, d);
+  for (const int64_t e : shape) {
+    if (e < 0) return false;
     if (e == 0) {
       empty = true;
       continue;
     }
-    if (n > std::numeric_limits<int64_t>::max() / e)
-      detail::fail<ShapeError>("shape {}: element count overflows int64", to_string(shape));
+    if (n > std::numeric_limits<int64_t>::max() / e) return false;
     n *= e;
   }
-  return empty ? 0 : n;
+  *count = empty ? 0 : n;
+  return true;
+}
+
+int64_t numel(const Shape& shape) {
+  int64_t n = 0;
+  if (checked_numel(shape, &n)) return n;
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (shape[d] < 0)
+      detail::fail<ShapeError>("shape {}: extent {} of dimension {} is negative", to_string(shape),
+                               shape[d], d);
+  detail::fail<ShapeError>("shape {}: element count overflows int64", to_string(shape));
 }
 
 std::string to_string(const Shape& shape) {

@@ -446,20 +446,10 @@ NpyArray read_npy(const uint8_t* data, size_t size) {
   NpyArray out;
   out.dtype = parser.descr.dtype;
   out.shape = std::move(parser.shape);
-  // As numel(): the nonzero extents must multiply within int64 even when another extent is 0.
-  int64_t n = 1;
-  bool empty = false;
-  for (const int64_t e : out.shape) {
-    if (e == 0) {
-      empty = true;
-      continue;
-    }
-    if (n > std::numeric_limits<int64_t>::max() / e)
-      fail<FormatError>("npy: shape {} at offset {}: element count overflows int64",
-                        to_string(out.shape), header_start);
-    n *= e;
-  }
-  if (empty) n = 0;
+  int64_t n = 0;  // the parser gives no negative extent, so false is an overflow
+  if (!checked_numel(out.shape, &n))
+    fail<FormatError>("npy: shape {} at offset {}: element count overflows int64",
+                      to_string(out.shape), header_start);
   const int64_t item = itemsize(out.dtype);
   if (n > std::numeric_limits<int64_t>::max() / item)
     fail<FormatError>("npy: shape {} of {}: byte count overflows int64", to_string(out.shape),

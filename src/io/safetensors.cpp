@@ -403,25 +403,17 @@ Entry parse_entry(const JsonMember& m) {
   e.tensor.dtype = found->dtype;
 
   expect_kind(*shape, Json::Kind::kArray, where + " shape");
-  // As numel(): the nonzero extents must multiply within int64 even when another extent is 0.
-  int64_t n = 1;
-  bool empty = false;
   for (const Json& x : shape->items) {
     expect_kind(x, Json::Kind::kInteger, where + " shape extent");
     if (x.integer < 0)
       fail<FormatError>("safetensors header: {} shape extent {} at offset {} is negative", where,
                         x.integer, x.offset);
     e.tensor.shape.push_back(x.integer);
-    if (x.integer == 0) {
-      empty = true;
-      continue;
-    }
-    if (n > std::numeric_limits<int64_t>::max() / x.integer)
-      fail<FormatError>("safetensors header: {} shape at offset {}: element count overflows int64",
-                        where, shape->offset);
-    n *= x.integer;
   }
-  if (empty) n = 0;
+  int64_t n = 0;  // no extent is negative here, so false is an overflow
+  if (!checked_numel(e.tensor.shape, &n))
+    fail<FormatError>("safetensors header: {} shape at offset {}: element count overflows int64",
+                      where, shape->offset);
   const int64_t item = itemsize(e.tensor.dtype);
   if (n > std::numeric_limits<int64_t>::max() / item)
     fail<FormatError>("safetensors header: {} shape at offset {}: byte count overflows int64",
