@@ -6,7 +6,9 @@
 // QEMU plugin (tools/qemu-insn-plugin) uses as markers; an empty begin/end pair runs first so the
 // harness can subtract the markers' own cost. Peak stack is measured by painting the stack below
 // the caller with a pattern and finding the deepest word the kernel overwrote.
-// Prints one line: "cost <name> macs <n> scratch <bytes> stack <bytes> status <name>".
+// Prints one line: "cost <name> macs <n> scratch <bytes> stack <bytes> status <name>". The
+// output is then compared with a plain loop over the kernels' formula (harness code, not the
+// runtime's); a difference makes the status "mismatch".
 //
 // Sparse cases (-DTQ_COST_SPARSE=<index> instead of TQ_COST_CASE) prune one FC layer by
 // magnitude to an exact sparsity (sparse_build.hpp), store it in one sparse format and run two
@@ -103,11 +105,37 @@ constexpr int32_t kIndexCap = 2 * kValuesCap > kBitmapBytes ? 2 * kValuesCap : k
 constexpr int32_t kSparseWeights = 0;
 #endif
 
-constexpr int32_t kMaxInput = 16 * 256 + 32 * 32 * 3 + 16 * 16 * 32;
-constexpr int32_t kDenseWeights = 256 * 256;  // what the dense cases fill
+// Elements of a dense case's input, weights (bytes: int4 packs two per byte) and output.
+enum class Extent { kInput, kWeights, kOutput };
+constexpr int32_t extent(const CostCase& c, Extent e) {
+  if (c.op == Op::kFcS8 || c.op == Op::kFcS4)
+    return e == Extent::kInput    ? c.batch * c.in_c
+           : e == Extent::kOutput ? c.batch * c.out_c
+           : c.op == Op::kFcS8    ? c.out_c * c.in_c
+                                  : (c.out_c * c.in_c + 1) / 2;
+  const int32_t out_h = (c.in_h + 2 * c.pad - c.kernel) / c.stride + 1;
+  const int32_t out_w = (c.in_w + 2 * c.pad - c.kernel) / c.stride + 1;
+  return e == Extent::kInput    ? c.in_h * c.in_w * c.in_c
+         : e == Extent::kOutput ? out_h * out_w * c.out_c
+         : c.op == Op::kConv    ? c.out_c * c.kernel * c.kernel * c.in_c
+                                : c.kernel * c.kernel * c.out_c;
+}
+constexpr int32_t largest(Extent e) {
+  int32_t m = 0;
+  for (const CostCase& c : kCases) m = extent(c, e) > m ? extent(c, e) : m;
+  return m;
+}
+
+constexpr int32_t kMaxInput = largest(Extent::kInput);
+constexpr int32_t kDenseWeights = largest(Extent::kWeights);  // what the dense cases fill
 constexpr int32_t kMaxWeights = kSparseWeights > kDenseWeights ? kSparseWeights : kDenseWeights;
-constexpr int32_t kMaxOutput = 32 * 32 * 16 + 16 * 256;
+constexpr int32_t kMaxOutput = largest(Extent::kOutput);
 constexpr int32_t kDenseChannels = 256;  // what the dense cases fill
+static_assert([] {
+  for (const CostCase& c : kCases)
+    if (c.out_c > kDenseChannels) return false;
+  return true;
+}());
 constexpr int32_t kMaxChannels = 1024;
 constexpr int32_t kMaxScratch = 64 * 1024;
 
@@ -118,6 +146,8 @@ int32_t g_bias[kMaxChannels], g_multiplier[kMaxChannels], g_shift[kMaxChannels];
 alignas(8) uint8_t g_scratch[kMaxScratch];
 
 #if TQ_COST_SPARSE >= 0
+static_assert(kSparse.in <= kMaxInput && kSparse.out <= kMaxOutput && kSparse.out <= kMaxChannels,
+              "the sparse case's input, dense output and channels fit the buffers");
 int8_t g_values[kValuesCap];
 alignas(4) uint8_t g_index[kIndexCap];
 uint16_t g_row_nnz[kMaxChannels];
@@ -178,6 +208,63 @@ struct Result {
   int64_t macs = 0;
   int32_t scratch = 0;
 };
+
+int8_t g_expected[kMaxOutput];
+
+// One output from its accumulator, as the kernels' contract (kernels.hpp) defines it: offsets
+// -3 (output) and the full int8 range.
+int8_t requantized(int64_t acc, int32_t channel) {
+  const int32_t v =
+      rt::requantize(static_cast<int32_t>(acc), g_multiplier[channel], g_shift[channel]) - 3;
+  return static_cast<int8_t>(v < -128 ? -128 : v > 127 ? 127 : v);
+}
+
+// The weight at flat index i: int8, or the int4 nibble of a packed stream (element 2j in the low
+// nibble of byte j), sign-extended.
+int32_t weight_at(const CostCase& c, int32_t i) {
+  if (c.op != Op::kFcS4) return g_weights[i];
+  const uint8_t byte = static_cast<uint8_t>(g_weights[i / 2]);
+  const int32_t nibble = (i % 2 == 0 ? byte : byte >> 4) & 0xF;
+  return nibble >= 8 ? nibble - 16 : nibble;
+}
+
+// The case's outputs by the kernels' formula, one plain loop per output element, into
+// g_expected (the run's input offset is 128, its filter offset 0). Returns the element count.
+// Harness code outside the runtime library, so the .text measured stays the kernel's.
+__attribute__((noinline)) int32_t expected_outputs(const CostCase& c) {
+  if (c.op == Op::kFcS8 || c.op == Op::kFcS4) {
+    for (int32_t b = 0; b < c.batch; ++b)
+      for (int32_t o = 0; o < c.out_c; ++o) {
+        int64_t acc = g_bias[o];
+        for (int32_t k = 0; k < c.in_c; ++k)
+          acc += int64_t{g_input[b * c.in_c + k] + 128} * weight_at(c, o * c.in_c + k);
+        g_expected[b * c.out_c + o] = requantized(acc, o);
+      }
+    return c.batch * c.out_c;
+  }
+  const int32_t out_h = (c.in_h + 2 * c.pad - c.kernel) / c.stride + 1;
+  const int32_t out_w = (c.in_w + 2 * c.pad - c.kernel) / c.stride + 1;
+  for (int32_t y = 0; y < out_h; ++y)
+    for (int32_t x = 0; x < out_w; ++x)
+      for (int32_t o = 0; o < c.out_c; ++o) {
+        int64_t acc = g_bias[o];
+        for (int32_t ky = 0; ky < c.kernel; ++ky)
+          for (int32_t kx = 0; kx < c.kernel; ++kx) {
+            const int32_t iy = y * c.stride - c.pad + ky, ix = x * c.stride - c.pad + kx;
+            if (iy < 0 || iy >= c.in_h || ix < 0 || ix >= c.in_w) continue;  // padding: adds 0
+            const int8_t* px = g_input + (iy * c.in_w + ix) * c.in_c;
+            if (c.op == Op::kDepthwise) {  // weights [kh][kw][out_c]; o reads o / multiplier
+              acc += int64_t{px[o / (c.out_c / c.in_c)] + 128} *
+                     g_weights[(ky * c.kernel + kx) * c.out_c + o];
+            } else {  // weights OHWI
+              const int8_t* w = g_weights + ((o * c.kernel + ky) * c.kernel + kx) * c.in_c;
+              for (int32_t i = 0; i < c.in_c; ++i) acc += int64_t{px[i] + 128} * w[i];
+            }
+          }
+        g_expected[(y * out_w + x) * c.out_c + o] = requantized(acc, o);
+      }
+  return out_h * out_w * c.out_c;
+}
 
 // Fills the inputs, then runs the kernel once between the markers.
 __attribute__((noinline)) Result run(const CostCase& c) {
@@ -380,9 +467,13 @@ int main() {
   const uint32_t* top = paint_stack();
   const Result r = run(c);
   const int32_t stack = stack_used(top);
-  std::printf("cost %s macs %lld scratch %ld stack %ld status %s\n", c.name,
-              static_cast<long long>(r.macs), static_cast<long>(r.scratch),
-              static_cast<long>(stack), rt::status_name(r.status));
-  return r.status == rt::Status::kOk ? 0 : 1;
+  const int32_t outputs = extent(c, Extent::kOutput);
+  const bool match = r.status == rt::Status::kOk && expected_outputs(c) == outputs &&
+                     std::memcmp(g_output, g_expected, static_cast<size_t>(outputs)) == 0;
+  std::printf(
+      "cost %s macs %lld scratch %ld stack %ld status %s\n", c.name, static_cast<long long>(r.macs),
+      static_cast<long>(r.scratch), static_cast<long>(stack),
+      r.status != rt::Status::kOk ? rt::status_name(r.status) : (match ? "ok" : "mismatch"));
+  return match ? 0 : 1;
 }
 #endif
