@@ -71,8 +71,9 @@ int32_t quantize_bias(float b, double scale, size_t c, const char* what) {
   const double q = std::round(static_cast<double>(b) / scale);
   if (!std::isfinite(q) || q < INT32_MIN || q > INT32_MAX)
     fail<DataError>(
-        "{}: bias[{}] = {} does not fit int32 at scale {} (input scale x weight scale); a layer "
-        "built from float weights raises the weight scale instead",
+        "{}: bias[{}] = {} does not fit int32 at scale {} (input scale x weight scale); quantize "
+        "the weights knowing the input scale (quantize_weights_for_bias, `tinyquant quantize "
+        "--input-scale`) or build the layer from float weights: both raise that weight scale",
         what, c, b, scale);
   return static_cast<int32_t>(q);
 }
@@ -89,7 +90,9 @@ constexpr double kBiasCodeLimit = 1073741824.0;
 // Per-group weights are returned as quantize_weights gives them.
 QTensor weights_fitting_bias(const float* weights, const Shape& shape, const QuantSpec& spec,
                              const float* bias, int64_t channels, float input_scale,
-                             const char* what) {
+                             const char* what, RoundMode mode = RoundMode::kHalfAwayFromZero,
+                             int64_t* raised = nullptr) {
+  if (raised != nullptr) *raised = 0;
   std::vector<float> mins, maxs;
   ranges_of(weights, shape, spec, &mins, &maxs);
   QuantParams p = params_from_ranges(spec, shape, mins, maxs);  // params_for's
@@ -99,7 +102,7 @@ QTensor weights_fitting_bias(const float* weights, const Shape& shape, const Qua
   if (bias == nullptr || spec.granularity == Granularity::kPerGroup ||
       (!per_tensor && normalize_axis(spec.axis, shape, what) != 0) ||
       !(input_scale > 0.0f && std::isfinite(input_scale)))
-    return quantize(weights, shape, p);
+    return quantize(weights, shape, p, mode);
   detail::check_finite(bias, channels, what);
   const bool symmetric = spec.scheme == Scheme::kSymmetric;
   for (size_t i = 0; i < p.scales.size(); ++i) {
@@ -127,11 +130,22 @@ QTensor weights_fitting_bias(const float* weights, const Shape& shape, const Qua
           what, top, need, input_scale);
     p.scales[i] = sz.scale;
     p.zero_points[i] = sz.zero_point;
+    if (raised != nullptr) ++*raised;
   }
-  return quantize(weights, shape, p);
+  return quantize(weights, shape, p, mode);
 }
 
 }  // namespace
+
+QTensor quantize_weights_for_bias(const float* weights, const Shape& shape, const QuantSpec& spec,
+                                  const float* bias, float input_scale, RoundMode mode,
+                                  int64_t* raised) {
+  constexpr const char* kWhat = "quantize_weights_for_bias";
+  ActivationParams{input_scale, 0}.validate(kWhat);
+  // A scalar weight is a 1 x 1 layer: one output channel.
+  return weights_fitting_bias(weights, shape, spec, bias, shape.empty() ? 1 : shape[0], input_scale,
+                              kWhat, mode, raised);
+}
 
 QuantizedLinear::QuantizedLinear(const float* weights, int64_t out_features, int64_t in_features,
                                  const float* bias, const QuantSpec& weight_spec,

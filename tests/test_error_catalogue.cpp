@@ -755,8 +755,10 @@ TEST(ErrorCatalogue, E86) {
   const QTensor q = quantize_weights(w, Shape{1, 2}, QuantSpec{});
   TQ_EXPECT_MESSAGE(DataError, QuantizedLinear(q, &bias, {0.5f, 0}, {1.0f, 0}),
                     "QuantizedLinear: bias[0] = 100 does not fit int32 at scale "
-                    "3.921568403342235e-09 (input scale x weight scale); a layer built from float "
-                    "weights raises the weight scale instead");
+                    "3.921568403342235e-09 (input scale x weight scale); quantize the weights "
+                    "knowing the input scale (quantize_weights_for_bias, `tinyquant quantize "
+                    "--input-scale`) or build the layer from float weights: both raise that weight "
+                    "scale");
 }
 TEST(ErrorCatalogue, E87) {
   TQ_EXPECT_MESSAGE(DataError,

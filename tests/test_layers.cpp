@@ -289,6 +289,76 @@ TEST(QuantizedLinear, RaisesWeightScalesABiasDoesNotFit) {
   }
 }
 
+// The same unit quantized ahead of the layer, knowing its input scale (a model file a firmware
+// export will run): quantize_weights_for_bias raises the same scale, so the stored weights build
+// the layer that min / max weights cannot, and it runs as the layer built from floats.
+TEST(QuantizeWeightsForBias, StoredWeightsBuildTheLayerMinMaxOnesCannot) {
+  const int64_t out = 4, in = 16;
+  std::vector<float> w = randn(static_cast<size_t>(out * in), 0.1f, 45);
+  for (int64_t k = 0; k < in; ++k) w[static_cast<size_t>(2 * in + k)] *= 1e-6f;  // channel 2
+  const std::vector<float> bias = {0.3f, -0.1f, -0.7f, 0.2f};
+  const ActivationParams ip{0.02f, -5}, op{0.04f, 1};
+  std::vector<int8_t> x(static_cast<size_t>(in));
+  std::mt19937 rng(46);
+  for (int8_t& v : x) v = static_cast<int8_t>(static_cast<int>(rng() % 256) - 128);
+  for (const QuantSpec& spec : {QuantSpec::int8_weights_per_channel(0), QuantSpec{}}) {
+    const bool per_tensor = spec.granularity == Granularity::kPerTensor;
+    std::vector<float> wt = w;
+    if (per_tensor)
+      for (float& v : wt) v *= 1e-6f;
+    const Shape shape{out, in};
+    EXPECT_THROW(QuantizedLinear(quantize_weights(wt.data(), shape, spec), bias.data(), ip, op),
+                 DataError);
+    int64_t raised = -1;
+    const QTensor q = quantize_weights_for_bias(wt.data(), shape, spec, bias.data(), ip.scale,
+                                                RoundMode::kHalfAwayFromZero, &raised);
+    EXPECT_EQ(raised, 1);
+    const QTensor plain = quantize_weights(wt.data(), shape, spec);
+    for (int64_t c = 0; c < out; ++c) {
+      const size_t i = per_tensor ? 0 : static_cast<size_t>(c);
+      EXPECT_LE(std::fabs(bias[static_cast<size_t>(c)] / (double{ip.scale} * q.params.scales[i])),
+                1073741824.0)
+          << c;
+      if (per_tensor || c == 2) {
+        EXPECT_GT(q.params.scales[i], plain.params.scales[i]) << c;
+        continue;
+      }
+      EXPECT_EQ(q.params.scales[i], plain.params.scales[i]) << c;  // the others untouched
+      for (int64_t k = 0; k < in; ++k)
+        EXPECT_EQ(q.value(c * in + k), plain.value(c * in + k)) << c << "," << k;
+    }
+    // Each weight within half a step of its (raised) scale: (code - zero point) x scale.
+    for (int64_t c = 0; c < out; ++c) {
+      const size_t i = per_tensor ? 0 : static_cast<size_t>(c);
+      for (int64_t k = 0; k < in; ++k)
+        EXPECT_LE(
+            std::fabs((q.value(c * in + k) - q.params.zero_points[i]) * double{q.params.scales[i]} -
+                      wt[static_cast<size_t>(c * in + k)]),
+            0.5001 * q.params.scales[i])
+            << c << "," << k;
+    }
+    const QuantizedLinear stored(q, bias.data(), ip, op);
+    const QuantizedLinear from_float(wt.data(), out, in, bias.data(), spec, ip, op);
+    EXPECT_EQ(stored.kernel_bias(), from_float.kernel_bias());
+    EXPECT_EQ(stored.forward(x), linear_oracle(from_float, x, 1, bias, Activation::kNone));
+  }
+}
+
+TEST(QuantizeWeightsForBias, RoundsAsAskedAndChecksTheInputScale) {
+  // Symmetric per tensor, scale 127 / 127 = 1: 2.5 is a tie.
+  const float w[2] = {2.5f, 127.0f}, bias = 0.25f;
+  const QuantSpec spec{8, Scheme::kSymmetric, true, Granularity::kPerTensor, 0, 0};
+  EXPECT_EQ(quantize_weights_for_bias(w, Shape{1, 2}, spec, &bias, 0.1f).value(0), 3);
+  EXPECT_EQ(
+      quantize_weights_for_bias(w, Shape{1, 2}, spec, &bias, 0.1f, RoundMode::kHalfToEven).value(0),
+      2);
+  EXPECT_EQ(quantize_weights_for_bias(w, Shape{1, 2}, spec, nullptr, 0.1f).value(0), 3);
+  for (const float s : {0.0f, -1.0f, std::numeric_limits<float>::infinity()})
+    EXPECT_THROW(quantize_weights_for_bias(w, Shape{1, 2}, spec, &bias, s), InvalidArgument) << s;
+  const float nan_bias = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(quantize_weights_for_bias(w, Shape{1, 2}, spec, &nan_bias, 0.1f), DataError);
+}
+
 TEST(QuantizedConv2d, RaisesWeightScalesABiasDoesNotFit) {
   const int32_t oc = 3, k = 3, ic = 2, h = 5, wd = 5;
   std::vector<float> w = randn(static_cast<size_t>(oc * k * k * ic), 0.2f, 43);

@@ -46,6 +46,22 @@ void activation_range(Activation act, const ActivationParams& out, int32_t* act_
 // Throws DataError for NaN.
 int8_t quantize_activation(float x, const ActivationParams& p);
 
+// The weights QuantizedLinear and QuantizedConv2d keep from float weights, for a layer whose input
+// scale is known when its weights are quantized (a model file a firmware export will run):
+// quantize_weights (min / max ranges), except that a per-tensor or per-channel (axis 0) scale at
+// which a bias code |bias[c]| / (input_scale x scale) would pass 2^30 is raised until it does not.
+// Such a channel's weights are negligible next to its bias (a dead unit, say) and round more
+// coarsely; without the raise its bias has no int32 code and QuantizedLinear on the stored
+// weights throws DataError. weights [out][...], bias [out] (one for a scalar) or null (then this
+// is quantize_weights); per-group weights and per-channel ones along another axis are quantized
+// as quantize_weights does. *raised (if not null) counts the scales raised. Throws what
+// quantize_weights throws, InvalidArgument for an input scale not finite and > 0 and DataError for
+// a non-finite bias.
+QTensor quantize_weights_for_bias(const float* weights, const Shape& shape, const QuantSpec& spec,
+                                  const float* bias, float input_scale,
+                                  RoundMode mode = RoundMode::kHalfAwayFromZero,
+                                  int64_t* raised = nullptr);
+
 class QuantizedLinear {
  public:
   // weights [out_features][in_features] row-major float; bias [out_features] or null.
@@ -59,7 +75,8 @@ class QuantizedLinear {
                   ActivationParams output, Activation act = Activation::kNone,
                   rt::Rounding rounding = rt::Rounding::kDouble);
   // From weights already quantized (e.g. pruned, or loaded from a model file). A bias that does
-  // not fit int32 at input scale x weight scale is a DataError.
+  // not fit int32 at input scale x weight scale is a DataError (quantize_weights_for_bias avoids
+  // it).
   QuantizedLinear(QTensor weights, const float* bias, ActivationParams input,
                   ActivationParams output, Activation act = Activation::kNone,
                   rt::Rounding rounding = rt::Rounding::kDouble);
