@@ -318,7 +318,7 @@ TEST(Cli, HelpExitsWith0AndDescribesEveryOption) {
   r = run("quantize --help");
   EXPECT_EQ(r.code, 0);
   for (const char* opt : {"--bits", "--scheme", "--granularity", "--axis", "--group-size",
-                          "--rounding", "--quantize-1d", "--name", "--progress"})
+                          "--rounding", "--quantize-1d", "--name", "--progress", "--input-scale"})
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
   r = run("prune --help");
   EXPECT_EQ(r.code, 0);
@@ -612,4 +612,85 @@ TEST(Cli, InspectOfAHugeSparseMatrixMakesNoDenseCopy) {
   const nlohmann::json t = nlohmann::json::parse(r.out)["tensors"][0];
   EXPECT_EQ(t["params"].get<int64_t>(), rows * cols);
   EXPECT_DOUBLE_EQ(t["sparsity"].get<double>(), 1.0 - 2.0 / static_cast<double>(rows * cols));
+}
+
+namespace {
+
+// fc.weight [4][8] and conv.weight [3][3][3][2] (OHWI), each with a bias and one unit whose
+// weights are 1e-7 of the others: at min / max scales its bias has no int32 code.
+void write_dead_unit_model(const std::string& path) {
+  std::vector<float> fc(32), conv(3 * 3 * 3 * 2);
+  for (size_t i = 0; i < fc.size(); ++i) fc[i] = 0.05f * static_cast<float>(int(i % 7) - 3);
+  for (size_t i = 0; i < conv.size(); ++i) conv[i] = 0.1f * static_cast<float>(int(i % 5) - 2);
+  for (size_t k = 0; k < 8; ++k) fc[2 * 8 + k] *= 1e-7f;      // fc unit 2
+  for (size_t k = 0; k < 18; ++k) conv[1 * 18 + k] *= 1e-7f;  // conv channel 1
+  tinyquant::io::SafeTensors st;
+  using tinyquant::io::SafeTensor;
+  st.tensors.push_back(SafeTensor::from("fc.weight", fc, {4, 8}));
+  st.tensors.push_back(
+      SafeTensor::from("fc.bias", std::vector<float>{0.1f, -0.2f, -0.7f, 0.3f}, {4}));
+  st.tensors.push_back(SafeTensor::from("conv.weight", conv, {3, 3, 3, 2}));
+  st.tensors.push_back(SafeTensor::from("conv.bias", std::vector<float>{0.2f, 0.9f, -0.1f}, {3}));
+  tinyquant::io::save_safetensors(path, st);
+}
+
+}  // namespace
+
+// A unit whose weights decayed next to its bias: quantized without its input scale, export-c
+// cannot give its bias an int32 code and says how to fix it; with --input-scale (quantize or
+// prune) its weight scale is raised as the layers do from floats, and the export runs.
+TEST(Cli, InputScaleRaisesTheWeightScaleADeadUnitsBiasNeeds) {
+  const std::string in = kData + "/dead_unit.safetensors";
+  write_dead_unit_model(in);
+  const std::string plain = kData + "/dead_plain.tqm", fitted = kData + "/dead_fit.tqm";
+  const std::string act =
+      " --act fc:0.02,0,0.05,0 --act conv:0.03,0,0.1,0 --conv conv:padding=valid";
+  ASSERT_EQ(run("quantize " + in + " " + plain).code, 0);
+  Result r = run("export-c " + plain + " " + kData + "/dead_plain.h" + act);
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("does not fit int32"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--input-scale"), std::string::npos) << r.err;
+
+  r = run("quantize " + in + " " + fitted + " --input-scale fc:0.02 --input-scale 0.03");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("1 scale raised to fit fc.bias"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 scale raised to fit conv.bias"), std::string::npos) << r.out;
+  r = run("export-c " + fitted + " " + kData + "/dead_fit.h" + act);
+  ASSERT_EQ(r.code, 0) << r.err;
+
+  // The stored scales, against max |w| / 127 (symmetric per channel) and the 2^30 bias bound.
+  const tinyquant::io::SafeTensors src = tinyquant::io::load_safetensors(in);
+  const tinyquant::io::Model m = tinyquant::io::load_model(fitted);
+  for (const auto& [layer, input_scale] :
+       std::vector<std::pair<std::string, double>>{{"fc", 0.02}, {"conv", 0.03}}) {
+    const std::vector<float> w = src.at(layer + ".weight").as<float>();
+    const std::vector<float> b = src.at(layer + ".bias").as<float>();
+    const tinyquant::QTensor q = tinyquant::io::to_qtensor(m.find(layer + ".weight"));
+    const size_t per = w.size() / b.size();
+    for (size_t c = 0; c < b.size(); ++c) {
+      float top = 0.0f;
+      for (size_t k = 0; k < per; ++k) top = std::max(top, std::fabs(w[c * per + k]));
+      const double s = q.params.scales[c];
+      EXPECT_LE(std::fabs(b[c]) / (input_scale * s), 1073741824.0) << layer << " " << c;
+      if (top > 1e-6f)
+        EXPECT_FLOAT_EQ(static_cast<float>(s), top / 127.0f) << layer << " " << c;
+      else
+        EXPECT_GT(s, top / 127.0) << layer << " " << c;
+    }
+  }
+
+  // prune takes the same option (2:4 keeps half of the dead unit's weights, so its row is not 0).
+  r = run("prune " + in + " " + kData +
+          "/dead_pruned.tqm --method nm --n 2 --m 4 --input-scale 0.02");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("1 scale raised to fit fc.bias"), std::string::npos) << r.out;
+
+  r = run("quantize " + in + " " + fitted + " --input-scale nope:0.02");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--input-scale nope: the input has no 'nope.weight'"), std::string::npos)
+      << r.err;
+  for (const char* bad : {"fc:0", "fc:-1", "fc:x", "fc:0.02 --input-scale fc:0.03"}) {
+    r = run("quantize " + in + " " + fitted + " --input-scale " + bad);
+    EXPECT_EQ(r.code, 2) << bad;
+  }
 }

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <new>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -30,6 +31,7 @@
 #include "tinyquant/io/model_file.hpp"
 #include "tinyquant/io/npy.hpp"
 #include "tinyquant/io/safetensors.hpp"
+#include "tinyquant/layers.hpp"
 #include "tinyquant/metrics.hpp"
 #include "tinyquant/prune.hpp"
 #include "tinyquant/quantize.hpp"
@@ -94,7 +96,12 @@ struct QuantizeOptions {
   int64_t group_size = 32;
   std::string rounding = "away";
   bool quantize_1d = false;
+  // --input-scale: per layer (the name before ".weight"), and for every other layer.
+  std::map<std::string, float> input_scales;
+  std::optional<float> input_scale;
 };
+
+void parse_input_scale(const std::string& v, QuantizeOptions* o);
 
 void add_quantize_options(CLI::App* cmd, QuantizeOptions* o) {
   cmd->add_option("--bits", o->bits, "Bit width of the quantized weights, 2..8 (default 8)")
@@ -118,6 +125,19 @@ void add_quantize_options(CLI::App* cmd, QuantizeOptions* o) {
       ->check(CLI::IsMember({"away", "even"}));
   cmd->add_flag("--quantize-1d", o->quantize_1d,
                 "Also quantize tensors of rank < 2 (biases, norms); by default they stay float32");
+  cmd->add_option_function<std::vector<std::string>>(
+         "--input-scale",
+         [o](const std::vector<std::string>& values) {
+           for (const std::string& v : values) parse_input_scale(v, o);
+         },
+         "Input activation scale of a layer, repeatable: LAYER:SCALE (LAYER is the name before "
+         ".weight), or SCALE alone for every layer X.weight (rank >= 2) with an X.bias of one "
+         "value per output channel. A per-tensor or per-channel weight scale at which the bias "
+         "would get an int32 code above 2^30 (|bias| / (input scale x weight scale): a unit whose "
+         "weights are tiny next to its bias) is raised until it does not, as the toolkit's layers "
+         "do from float weights. Give the scales export-c will get: without it such a layer "
+         "stops export-c")
+      ->allow_extra_args(false);
 }
 
 void add_progress_option(CLI::App* cmd, std::string* mode) {
@@ -264,6 +284,30 @@ void parse_act(const std::string& v, tinyquant::io::CExportOptions* opt) {
     throw CLI::ValidationError("--act", "layer '" + layer + "' is given twice");
 }
 
+// --input-scale [LAYER:]SCALE
+void parse_input_scale(const std::string& v, QuantizeOptions* o) {
+  const bool named = v.find(':') != std::string::npos;
+  const auto [layer, text] = named ? split_layer(v, "--input-scale") : std::make_pair(v, v);
+  float scale = 0.0f;
+  try {
+    size_t used = 0;
+    scale = std::stof(text, &used);
+    if (used != text.size()) throw std::invalid_argument(text);
+    tinyquant::ActivationParams{scale, 0}.validate("--input-scale");
+  } catch (const std::logic_error&) {
+    throw CLI::ValidationError("--input-scale",
+                               "expected [LAYER:]SCALE, e.g. fc1:0.02, got '" + v + "'");
+  } catch (const tinyquant::Error& e) {
+    throw CLI::ValidationError("--input-scale", e.what());
+  }
+  if (!named) {
+    if (o->input_scale) throw CLI::ValidationError("--input-scale", "SCALE alone is given twice");
+    o->input_scale = scale;
+  } else if (!o->input_scales.emplace(layer, scale).second) {
+    throw CLI::ValidationError("--input-scale", "layer '" + layer + "' is given twice");
+  }
+}
+
 // --conv LAYER:stride=SHxSW,dilation=DHxDW,padding=same|valid,groups=G,depthwise=M (every key
 // optional)
 void parse_conv(const std::string& v, tinyquant::io::CExportOptions* opt) {
@@ -327,6 +371,50 @@ tinyquant::QuantSpec make_spec(const QuantizeOptions& o) {
 
 // Quantizes every tensor (rank >= 2, or all with --quantize-1d), saves the model and prints one
 // line per tensor. `sparsity` (optional, one per tensor) is the pruned fraction to report.
+struct LayerBias {
+  const FloatTensor* bias;
+  float input_scale;
+};
+
+// The weights "X.weight" (rank >= 2) that --input-scale gives a scale and that have an "X.bias"
+// of one value per output channel, by weight name. A layer named in --input-scale without both
+// tensors is an error: its scale would otherwise be dropped without a word.
+std::map<std::string, LayerBias> layers_with_bias(const std::vector<FloatTensor>& tensors,
+                                                  const QuantizeOptions& o) {
+  std::map<std::string, const FloatTensor*> by_name;
+  for (const FloatTensor& t : tensors) by_name.emplace(t.name, &t);
+  const auto bias_of = [&](const std::string& layer) -> const FloatTensor* {
+    const auto w = by_name.find(layer + ".weight");
+    const auto b = by_name.find(layer + ".bias");
+    if (w == by_name.end() || b == by_name.end() || w->second->shape.size() < 2 ||
+        b->second->shape != Shape{w->second->shape[0]})
+      return nullptr;
+    return b->second;
+  };
+  std::map<std::string, LayerBias> out;
+  for (const auto& [layer, scale] : o.input_scales) {
+    const FloatTensor* b = bias_of(layer);
+    if (b == nullptr)
+      throw tinyquant::InvalidArgument(fmt::format(
+          "--input-scale {}: the input has no '{}.weight' (rank >= 2) with a '{}.bias' of one "
+          "value per output channel",
+          layer, layer, layer));
+    out.emplace(layer + ".weight", LayerBias{b, scale});
+  }
+  if (o.input_scale) {
+    const std::string suffix = ".weight";
+    for (const FloatTensor& t : tensors) {
+      if (t.name.size() <= suffix.size() ||
+          t.name.compare(t.name.size() - suffix.size(), suffix.size(), suffix) != 0)
+        continue;
+      const std::string layer = t.name.substr(0, t.name.size() - suffix.size());
+      const FloatTensor* b = bias_of(layer);
+      if (b != nullptr) out.emplace(t.name, LayerBias{b, *o.input_scale});  // keeps LAYER:SCALE
+    }
+  }
+  return out;
+}
+
 void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOptions& o,
                        const std::string& out_path, const std::vector<double>* sparsity,
                        const SparseStorage* sparse, ProgressBar* bar) {
@@ -334,6 +422,7 @@ void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOp
   const tinyquant::RoundMode mode = o.rounding == "even" ? tinyquant::RoundMode::kHalfToEven
                                                          : tinyquant::RoundMode::kHalfAwayFromZero;
   tinyquant::io::Model model;
+  const std::map<std::string, LayerBias> biased = layers_with_bias(tensors, o);
   int64_t total_float = 0, total_q = 0;
   for (const FloatTensor& t : tensors) total_float += 4 * static_cast<int64_t>(t.data.size());
   bar->start("quantize", total_float, "bytes");
@@ -367,8 +456,14 @@ void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOp
     // stores it exactly, so it gets 1 in every slot (zero point 0) instead of an error.
     const bool all_zero = !t.data.empty() && std::all_of(t.data.begin(), t.data.end(),
                                                          [](float v) { return v == 0.0f; });
+    const auto layer = biased.find(t.name);
+    int64_t raised = 0;
     try {
-      if (all_zero) {
+      if (layer != biased.end() && !all_zero) {
+        q = tinyquant::quantize_weights_for_bias(t.data.data(), t.shape, spec,
+                                                 layer->second.bias->data.data(),
+                                                 layer->second.input_scale, mode, &raised);
+      } else if (all_zero) {
         tinyquant::QuantParams p;
         p.spec = spec;
         const int64_t count = tinyquant::param_layout(spec, t.shape).count;
@@ -393,10 +488,13 @@ void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOp
     const int64_t qbytes =
         size.quantized_bytes - static_cast<int64_t>(q.data.size()) + stored.data_bytes;
     total_q += qbytes;
-    row(fmt::format("{:<32} {:<16} int{}  {}  {} bytes  ratio {:.2f}x{}{}", t.name,
+    row(fmt::format("{:<32} {:<16} int{}  {}  {} bytes  ratio {:.2f}x{}{}{}", t.name,
                     tinyquant::to_string(t.shape), spec.bits, sqnr_text, qbytes,
                     qbytes > 0 ? static_cast<double>(fbytes) / static_cast<double>(qbytes) : 0.0,
-                    sp, format == "dense" ? "" : "  " + format));
+                    sp, format == "dense" ? "" : "  " + format,
+                    raised == 0 ? std::string()
+                                : fmt::format("  {} scale{} raised to fit {}", raised,
+                                              raised == 1 ? "" : "s", layer->second.bias->name)));
   }
   bar->finish();
   tinyquant::io::save_model(model, out_path);
