@@ -87,7 +87,10 @@ constexpr double kBiasCodeLimit = 1073741824.0;
 // kBiasCodeLimit is raised until it does not. Such a channel's weights are negligible next to its
 // bias (a dead unit whose weights decayed, say); they round more coarsely, to zeros at the limit,
 // where the layer would otherwise have no int32 bias. TFLite's converter treats these the same.
-// Per-group weights are returned as quantize_weights gives them.
+// Symmetric per-group weights [out][in] grouped along the input axis carry the bias at the row's
+// largest group scale (QuantizedLinear::build): a row whose largest group scale is short gets
+// every group scale set to the one it needs. Other per-group weights are returned as
+// quantize_weights gives them.
 QTensor weights_fitting_bias(const float* weights, const Shape& shape, const QuantSpec& spec,
                              const float* bias, int64_t channels, float input_scale,
                              const char* what, RoundMode mode = RoundMode::kHalfAwayFromZero,
@@ -97,11 +100,31 @@ QTensor weights_fitting_bias(const float* weights, const Shape& shape, const Qua
   ranges_of(weights, shape, spec, &mins, &maxs);
   QuantParams p = params_from_ranges(spec, shape, mins, maxs);  // params_for's
   const bool per_tensor = spec.granularity == Granularity::kPerTensor;
+  const bool scale_ok = input_scale > 0.0f && std::isfinite(input_scale);
+  if (bias != nullptr && scale_ok && spec.granularity == Granularity::kPerGroup &&
+      spec.scheme == Scheme::kSymmetric && shape.size() == 2 &&
+      normalize_axis(spec.axis, shape, what) == 1) {
+    detail::check_finite(bias, channels, what);
+    const size_t groups = p.scales.size() / static_cast<size_t>(channels);
+    for (size_t c = 0; c < static_cast<size_t>(channels); ++c) {
+      float* row = p.scales.data() + c * groups;
+      const double need = std::fabs(static_cast<double>(bias[c])) /
+                          (static_cast<double>(input_scale) * kBiasCodeLimit);
+      if (static_cast<double>(*std::max_element(row, row + groups)) >= need) continue;
+      const double s = need * (1.0 + 1e-6);  // the margin covers the rounding to float
+      if (!(s <= std::numeric_limits<float>::max()))
+        fail<DataError>(
+            "{}: bias {} needs a weight scale of at least {} at input scale {}, beyond float32",
+            what, bias[c], need, input_scale);
+      std::fill(row, row + groups, static_cast<float>(s));
+      if (raised != nullptr) ++*raised;
+    }
+    return quantize(weights, shape, p, mode);
+  }
   // Per-group weights, per-channel ones along another axis and bad input scales go through as
   // they are: the layer's own checks report the last two.
   if (bias == nullptr || spec.granularity == Granularity::kPerGroup ||
-      (!per_tensor && normalize_axis(spec.axis, shape, what) != 0) ||
-      !(input_scale > 0.0f && std::isfinite(input_scale)))
+      (!per_tensor && normalize_axis(spec.axis, shape, what) != 0) || !scale_ok)
     return quantize(weights, shape, p, mode);
   detail::check_finite(bias, channels, what);
   const bool symmetric = spec.scheme == Scheme::kSymmetric;

@@ -344,6 +344,69 @@ TEST(QuantizeWeightsForBias, StoredWeightsBuildTheLayerMinMaxOnesCannot) {
   }
 }
 
+// Per-group int4 weights carry the bias at the row's largest group scale: a dead row's groups
+// all get the scale its bias needs, the other rows keep max |w| / 7 per group, and the layer runs
+// as the grouped kernel's definition (grouped.hpp) says, with the bias added after the ratios.
+TEST(QuantizeWeightsForBias, PerGroupRowsCarryTheirBias) {
+  const int64_t out = 3, in = 20, group = 8, groups = 3;
+  std::vector<float> w = randn(static_cast<size_t>(out * in), 0.2f, 47);
+  for (int64_t k = 0; k < in; ++k) w[static_cast<size_t>(in + k)] *= 1e-7f;  // row 1
+  const std::vector<float> bias = {0.4f, -0.8f, 0.1f};
+  const ActivationParams ip{0.03f, 2}, op{0.1f, -1};
+  const QuantSpec spec = QuantSpec::int4_per_group(group, 1);
+  const Shape shape{out, in};
+  EXPECT_THROW(QuantizedLinear(quantize_weights(w.data(), shape, spec), bias.data(), ip, op),
+               DataError);
+  int64_t raised = 0;
+  const QTensor q = quantize_weights_for_bias(w.data(), shape, spec, bias.data(), ip.scale,
+                                              RoundMode::kHalfAwayFromZero, &raised);
+  EXPECT_EQ(raised, 1);
+  for (int64_t c = 0; c < out; ++c)
+    for (int64_t g = 0; g < groups; ++g) {
+      const float s = q.params.scales[static_cast<size_t>(c * groups + g)];
+      if (c == 1) {
+        EXPECT_EQ(s, q.params.scales[static_cast<size_t>(c * groups)]) << g;
+        EXPECT_LE(0.8 / (double{ip.scale} * s), 1073741824.0) << g;
+        continue;
+      }
+      float top = 0.0f;
+      for (int64_t k = g * group; k < std::min(in, (g + 1) * group); ++k)
+        top = std::max(top, std::fabs(w[static_cast<size_t>(c * in + k)]));
+      EXPECT_FLOAT_EQ(s, top / 7.0f) << c << "," << g;
+    }
+  const QuantizedLinear layer(q, bias.data(), ip, op);
+  const QuantizedLinear from_float(w.data(), out, in, bias.data(), spec, ip, op);
+  EXPECT_EQ(from_float.weights().params.scales, q.params.scales);
+  std::vector<int8_t> x(static_cast<size_t>(in));
+  std::mt19937 rng(48);
+  for (int8_t& v : x) v = static_cast<int8_t>(static_cast<int>(rng() % 256) - 128);
+  const std::vector<int8_t> y = layer.forward(x);
+  for (int64_t c = 0; c < out; ++c) {
+    double row_max = 0;
+    for (int64_t g = 0; g < groups; ++g)
+      row_max = std::max(row_max, double{q.params.scales[static_cast<size_t>(c * groups + g)]});
+    int64_t total = 0;
+    for (int64_t g = 0; g < groups; ++g) {
+      int64_t acc = 0;
+      for (int64_t k = g * group; k < std::min(in, (g + 1) * group); ++k)
+        acc += int64_t{x[static_cast<size_t>(k)] - ip.zero_point} * q.value(c * in + k);
+      total +=
+          acc *
+          std::clamp<int64_t>(
+              std::llround(q.params.scales[static_cast<size_t>(c * groups + g)] / row_max * 256.0),
+              1, 256);
+    }
+    const int64_t acc = std::llround(bias[static_cast<size_t>(c)] / (ip.scale * row_max)) +
+                        ((total + (1 << 7)) >> 8);
+    int32_t mult = 0;
+    const int32_t shift = requant_oracle_inputs(ip.scale * row_max / op.scale, &mult);
+    EXPECT_EQ(y[static_cast<size_t>(c)],
+              std::clamp(rt::requantize(static_cast<int32_t>(acc), mult, shift) + op.zero_point,
+                         -128, 127))
+        << c;
+  }
+}
+
 TEST(QuantizeWeightsForBias, RoundsAsAskedAndChecksTheInputScale) {
   // Symmetric per tensor, scale 127 / 127 = 1: 2.5 is a tie.
   const float w[2] = {2.5f, 127.0f}, bias = 0.25f;

@@ -52,9 +52,12 @@ int8_t quantize_activation(float x, const ActivationParams& p);
 // which a bias code |bias[c]| / (input_scale x scale) would pass 2^30 is raised until it does not.
 // Such a channel's weights are negligible next to its bias (a dead unit, say) and round more
 // coarsely; without the raise its bias has no int32 code and QuantizedLinear on the stored
-// weights throws DataError. weights [out][...], bias [out] (one for a scalar) or null (then this
-// is quantize_weights); per-group weights and per-channel ones along another axis are quantized
-// as quantize_weights does. *raised (if not null) counts the scales raised. Throws what
+// weights throws DataError. Symmetric per-group weights [out][in] grouped along the input axis
+// carry the bias at the row's largest group scale: a row where that is short gets every group
+// scale set to the one the bias needs. weights [out][...], bias [out] (one for a scalar) or null
+// (then this is quantize_weights); other per-group weights and per-channel ones along another
+// axis are quantized as quantize_weights does. *raised (if not null) counts the scales raised
+// (per-group: the rows). Throws what
 // quantize_weights throws, InvalidArgument for an input scale not finite and > 0 and DataError for
 // a non-finite bias.
 QTensor quantize_weights_for_bias(const float* weights, const Shape& shape, const QuantSpec& spec,
@@ -67,9 +70,10 @@ class QuantizedLinear {
   // weights [out_features][in_features] row-major float; bias [out_features] or null.
   // weight_spec: bits 2..8; kSymmetric per-channel (axis 0) or per-tensor (affine allowed
   // per-tensor); per-group along axis 1 with bits <= 4 uses the grouped int4 kernel.
-  // Weight scales come from min / max, except that a per-tensor or per-channel scale at which a
-  // bias code |bias| / (input scale x weight scale) would pass 2^30 is raised until it does not
-  // (a unit whose weights are negligible next to its bias), as TFLite's converter does.
+  // Weight scales come from min / max, except that a per-tensor or per-channel scale (per-group:
+  // a row's largest group scale) at which a bias code |bias| / (input scale x weight scale) would
+  // pass 2^30 is raised until it does not (a unit whose weights are negligible next to its bias),
+  // as TFLite's converter does (quantize_weights_for_bias).
   QuantizedLinear(const float* weights, int64_t out_features, int64_t in_features,
                   const float* bias, const QuantSpec& weight_spec, ActivationParams input,
                   ActivationParams output, Activation act = Activation::kNone,

@@ -653,8 +653,8 @@ TEST(Cli, InputScaleRaisesTheWeightScaleADeadUnitsBiasNeeds) {
 
   r = run("quantize " + in + " " + fitted + " --input-scale fc:0.02 --input-scale 0.03");
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.out.find("1 scale raised to fit fc.bias"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("1 scale raised to fit conv.bias"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("scales of 1 channel raised to fit fc.bias"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("scales of 1 channel raised to fit conv.bias"), std::string::npos) << r.out;
   r = run("export-c " + fitted + " " + kData + "/dead_fit.h" + act);
   ASSERT_EQ(r.code, 0) << r.err;
 
@@ -679,11 +679,27 @@ TEST(Cli, InputScaleRaisesTheWeightScaleADeadUnitsBiasNeeds) {
     }
   }
 
+  // Per-group int4 (groups of 4 along the input axis): the dead row's groups; per tensor: the
+  // one scale.
+  r = run("quantize " + in + " " + kData +
+          "/dead_group.tqm --bits 4 --granularity group --group-size 4 --input-scale fc:0.02");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("scales of 1 channel raised to fit fc.bias"), std::string::npos) << r.out;
+  ASSERT_EQ(
+      run("export-c " + kData + "/dead_group.tqm " + kData + "/dead_group.h --act fc:0.02,0,0.05,0")
+          .code,
+      0);
+  r = run("quantize " + in + " " + kData +
+          "/dead_tensor.tqm --granularity tensor --input-scale fc:1e-9");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("fc.weight"), std::string::npos);
+  EXPECT_NE(r.out.find("  scale raised to fit fc.bias"), std::string::npos) << r.out;
+
   // prune takes the same option (2:4 keeps half of the dead unit's weights, so its row is not 0).
   r = run("prune " + in + " " + kData +
           "/dead_pruned.tqm --method nm --n 2 --m 4 --input-scale 0.02");
   ASSERT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.out.find("1 scale raised to fit fc.bias"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("scales of 1 channel raised to fit fc.bias"), std::string::npos) << r.out;
 
   r = run("quantize " + in + " " + fitted + " --input-scale nope:0.02");
   EXPECT_EQ(r.code, 1);

@@ -132,11 +132,11 @@ void add_quantize_options(CLI::App* cmd, QuantizeOptions* o) {
          },
          "Input activation scale of a layer, repeatable: LAYER:SCALE (LAYER is the name before "
          ".weight), or SCALE alone for every layer X.weight (rank >= 2) with an X.bias of one "
-         "value per output channel. A per-tensor or per-channel weight scale at which the bias "
-         "would get an int32 code above 2^30 (|bias| / (input scale x weight scale): a unit whose "
-         "weights are tiny next to its bias) is raised until it does not, as the toolkit's layers "
-         "do from float weights. Give the scales export-c will get: without it such a layer "
-         "stops export-c")
+         "value per output channel. A weight scale (per tensor, per channel, or a per-group row's "
+         "largest) at which the bias would get an int32 code above 2^30 (|bias| / (input scale x "
+         "weight scale): a unit whose weights are tiny next to its bias) is raised until it does "
+         "not, as the toolkit's layers do from float weights. Give the scales export-c will get: "
+         "without it such a layer stops export-c")
       ->allow_extra_args(false);
 }
 
@@ -369,8 +369,15 @@ tinyquant::QuantSpec make_spec(const QuantizeOptions& o) {
   return s;
 }
 
-// Quantizes every tensor (rank >= 2, or all with --quantize-1d), saves the model and prints one
-// line per tensor. `sparsity` (optional, one per tensor) is the pruned fraction to report.
+// "  scale raised to fit X.bias" (per tensor), "  scales of N channels raised to fit X.bias".
+std::string raised_note(int64_t raised, const tinyquant::QuantSpec& spec, const std::string& bias) {
+  if (raised == 0) return {};
+  if (spec.granularity == tinyquant::Granularity::kPerTensor)
+    return fmt::format("  scale raised to fit {}", bias);
+  return fmt::format("  scales of {} channel{} raised to fit {}", raised, raised == 1 ? "" : "s",
+                     bias);
+}
+
 struct LayerBias {
   const FloatTensor* bias;
   float input_scale;
@@ -415,6 +422,8 @@ std::map<std::string, LayerBias> layers_with_bias(const std::vector<FloatTensor>
   return out;
 }
 
+// Quantizes every tensor (rank >= 2, or all with --quantize-1d), saves the model and prints one
+// line per tensor. `sparsity` (optional, one per tensor) is the pruned fraction to report.
 void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOptions& o,
                        const std::string& out_path, const std::vector<double>* sparsity,
                        const SparseStorage* sparse, ProgressBar* bar) {
@@ -488,13 +497,12 @@ void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOp
     const int64_t qbytes =
         size.quantized_bytes - static_cast<int64_t>(q.data.size()) + stored.data_bytes;
     total_q += qbytes;
-    row(fmt::format("{:<32} {:<16} int{}  {}  {} bytes  ratio {:.2f}x{}{}{}", t.name,
-                    tinyquant::to_string(t.shape), spec.bits, sqnr_text, qbytes,
-                    qbytes > 0 ? static_cast<double>(fbytes) / static_cast<double>(qbytes) : 0.0,
-                    sp, format == "dense" ? "" : "  " + format,
-                    raised == 0 ? std::string()
-                                : fmt::format("  {} scale{} raised to fit {}", raised,
-                                              raised == 1 ? "" : "s", layer->second.bias->name)));
+    row(fmt::format(
+        "{:<32} {:<16} int{}  {}  {} bytes  ratio {:.2f}x{}{}{}", t.name,
+        tinyquant::to_string(t.shape), spec.bits, sqnr_text, qbytes,
+        qbytes > 0 ? static_cast<double>(fbytes) / static_cast<double>(qbytes) : 0.0, sp,
+        format == "dense" ? "" : "  " + format,
+        raised_note(raised, spec, layer == biased.end() ? "" : layer->second.bias->name)));
   }
   bar->finish();
   tinyquant::io::save_model(model, out_path);
