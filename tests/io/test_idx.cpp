@@ -1,6 +1,7 @@
 // IDX reader: tiny files built byte by byte here (gzipped with zlib directly), every rejection
 // checked for its exception type and the words of its message.
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <cstdio>
@@ -53,7 +54,8 @@ Bytes iota_bytes(size_t n, uint8_t mul = 7) {
 }
 
 std::string write_temp(const std::string& name, const Bytes& bytes) {
-  const std::string path = ::testing::TempDir() + "tinyquant_test_idx_" + name;
+  const std::string path =
+      ::testing::TempDir() + "tinyquant_test_idx_" + std::to_string(::getpid()) + "_" + name;
   std::FILE* f = std::fopen(path.c_str(), "wb");
   EXPECT_NE(f, nullptr) << path;
   if (f != nullptr) {

@@ -1,6 +1,7 @@
 // .npy reader and writer: exact bytes NumPy writes (built here from the format description),
 // hand-built files for every version, order and byte order, and one test per kind of corruption.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -344,7 +345,8 @@ TEST(NpyWrite, RejectsWhatNumpyCannotHold) {
 }
 
 TEST(NpyFile, RoundTripAndOsErrors) {
-  const std::string path = ::testing::TempDir() + "tinyquant_test_npy.npy";
+  const std::string path =
+      ::testing::TempDir() + "tinyquant_test_npy_" + std::to_string(::getpid()) + ".npy";
   const NpyArray a = NpyArray::from(std::vector<float>{0.25f, -1.0f}, {1, 2});
   save_npy(path, a);
   EXPECT_EQ(load_npy(path).as<float>(), (std::vector<float>{0.25f, -1.0f}));
@@ -354,7 +356,8 @@ TEST(NpyFile, RoundTripAndOsErrors) {
   expect_error<IoError>([&] { save_npy("/nonexistent-dir/y.npy", a); },
                         {"/nonexistent-dir/y.npy", "for writing", "No such file"});
   // A corrupt file names its path.
-  const std::string bad = ::testing::TempDir() + "tinyquant_test_bad.npy";
+  const std::string bad =
+      ::testing::TempDir() + "tinyquant_test_bad_" + std::to_string(::getpid()) + ".npy";
   write_file_bytes(bad, bytes_of("not numpy"));
   expect_error<FormatError>([&] { load_npy(bad); }, {bad.c_str(), "bad magic"});
   std::remove(bad.c_str());

@@ -1,6 +1,7 @@
 // .safetensors reader and writer: hand-built files (8-byte length + JSON + data), exact widening
 // of F16/BF16, the strict JSON subset and every layout rule of the format, one test per corruption.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -211,7 +212,8 @@ TEST(SafetensorsRead, StringEscapesAndUtf8) {
 }
 
 TEST(SafetensorsFile, RoundTripAndOsErrors) {
-  const std::string path = ::testing::TempDir() + "tinyquant_test.safetensors";
+  const std::string path =
+      ::testing::TempDir() + "tinyquant_test_" + std::to_string(::getpid()) + ".safetensors";
   SafeTensors st;
   st.tensors.push_back(SafeTensor::from("w", std::vector<int16_t>{1, -2, 3, -4}, {2, 2}));
   save_safetensors(path, st);
