@@ -8,6 +8,7 @@
 #include <cstring>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -21,11 +22,58 @@ using detail::fail;
 using tinyquant::to_string;
 using tinyquant::io::to_string;
 
+// An array's values as numbers, written out as C literals only when the text is made: one
+// byte per int8 / uint8 value rather than a string per element, the bulk of a model.
+class Values {
+ public:
+  enum class Literal { kInt8, kHex, kInt, kUnsigned, kUnsigned32, kFloat };
+
+  static Values bytes(Literal literal, std::vector<uint8_t> v) {  // kInt8 or kHex
+    Values out(literal);
+    out.bytes_ = std::move(v);
+    return out;
+  }
+  static Values ints(Literal literal, std::vector<int64_t> v) {  // kInt, kUnsigned(32)
+    Values out(literal);
+    out.ints_ = std::move(v);
+    return out;
+  }
+  static Values floats(std::vector<float> v) {  // finite, checked by the caller
+    Values out(Literal::kFloat);
+    out.floats_ = std::move(v);
+    return out;
+  }
+
+  size_t size() const {
+    return literal_ == Literal::kFloat                               ? floats_.size()
+           : literal_ == Literal::kInt8 || literal_ == Literal::kHex ? bytes_.size()
+                                                                     : ints_.size();
+  }
+  bool empty() const { return size() == 0; }
+  // C has no empty arrays: one 0 of the array's type.
+  void push_zero() {
+    if (literal_ == Literal::kFloat)
+      floats_.push_back(0.0f);
+    else if (literal_ == Literal::kInt8 || literal_ == Literal::kHex)
+      bytes_.push_back(0);
+    else
+      ints_.push_back(0);
+  }
+  void append(std::string* s, size_t i) const;
+
+ private:
+  explicit Values(Literal literal) : literal_(literal) {}
+  Literal literal_;
+  std::vector<uint8_t> bytes_;
+  std::vector<int64_t> ints_;
+  std::vector<float> floats_;
+};
+
 struct CArray {
   std::string ctype;  // "int8_t", "uint8_t", "int16_t", "int32_t", "float"
   std::string name;   // full C identifier
   std::string comment;
-  std::vector<std::string> values;
+  Values values;
 };
 
 struct CModel {
@@ -61,12 +109,17 @@ std::string upper(std::string s) {
   return s;
 }
 
-// Shortest text that reads back as the same float, with a suffix that keeps it a float literal.
-std::string float_literal(float v, const std::string& where) {
-  if (!std::isfinite(v)) fail<DataError>("export-c: {}: non-finite value {}", where, v);
+// Shortest text that reads back as the same finite float, with a suffix that keeps it a float
+// literal.
+std::string float_text(float v) {
   std::string s = fmt::format("{}", v);
   if (s.find_first_of(".e") == std::string::npos) s += ".0";
   return s + "f";
+}
+
+std::string float_literal(float v, const std::string& where) {
+  if (!std::isfinite(v)) fail<DataError>("export-c: {}: non-finite value {}", where, v);
+  return float_text(v);
 }
 
 // Negative values in parentheses so macros expand safely; INT32_MIN has no literal in C
@@ -76,41 +129,52 @@ std::string int_literal(int64_t v) {
   return v < 0 ? "(" + std::to_string(v) + ")" : std::to_string(v);
 }
 
-std::vector<std::string> int_values(const std::vector<int32_t>& v) {
-  std::vector<std::string> out;
-  out.reserve(v.size());
-  for (const int32_t x : v) out.push_back(int_literal(x));
-  return out;
+void Values::append(std::string* s, size_t i) const {
+  switch (literal_) {
+    case Literal::kInt8:
+      fmt::format_to(std::back_inserter(*s), "{}", static_cast<int8_t>(bytes_[i]));
+      return;
+    case Literal::kHex:
+      fmt::format_to(std::back_inserter(*s), "0x{:02x}", bytes_[i]);
+      return;
+    case Literal::kInt:
+      s->append(int_literal(ints_[i]));
+      return;
+    case Literal::kUnsigned:
+    case Literal::kUnsigned32:
+      fmt::format_to(std::back_inserter(*s), "{}{}", ints_[i],
+                     literal_ == Literal::kUnsigned32 ? "u" : "");
+      return;
+    case Literal::kFloat:
+      s->append(float_text(floats_[i]));
+      return;
+  }
 }
 
-std::vector<std::string> float_values(const std::vector<float>& v, const std::string& where) {
-  std::vector<std::string> out;
-  out.reserve(v.size());
+Values int_values(const std::vector<int32_t>& v) {
+  return Values::ints(Values::Literal::kInt, std::vector<int64_t>(v.begin(), v.end()));
+}
+
+// Every value checked finite here, where the entry is known, so writing cannot fail.
+Values float_values(std::vector<float> v, const std::string& where) {
   for (size_t i = 0; i < v.size(); ++i)
-    out.push_back(float_literal(v[i], fmt::format("{}[{}]", where, i)));
-  return out;
+    if (!std::isfinite(v[i]))
+      fail<DataError>("export-c: {}[{}]: non-finite value {}", where, i, v[i]);
+  return Values::floats(std::move(v));
 }
 
 template <class T>
-std::vector<std::string> unsigned_values(const std::vector<T>& v) {
-  std::vector<std::string> out;
-  out.reserve(v.size());
-  for (const T x : v) out.push_back(std::to_string(x) + (sizeof(T) == 4 ? "u" : ""));
-  return out;
+Values unsigned_values(const std::vector<T>& v) {
+  return Values::ints(sizeof(T) == 4 ? Values::Literal::kUnsigned32 : Values::Literal::kUnsigned,
+                      std::vector<int64_t>(v.begin(), v.end()));
 }
 
-std::vector<std::string> int8_values(const std::vector<uint8_t>& bytes) {
-  std::vector<std::string> out;
-  out.reserve(bytes.size());
-  for (const uint8_t b : bytes) out.push_back(std::to_string(static_cast<int8_t>(b)));
-  return out;
+Values int8_values(std::vector<uint8_t> bytes) {
+  return Values::bytes(Values::Literal::kInt8, std::move(bytes));
 }
 
-std::vector<std::string> hex_values(const std::vector<uint8_t>& bytes) {
-  std::vector<std::string> out;
-  out.reserve(bytes.size());
-  for (const uint8_t b : bytes) out.push_back(fmt::format("0x{:02x}", b));
-  return out;
+Values hex_values(std::vector<uint8_t> bytes) {
+  return Values::bytes(Values::Literal::kHex, std::move(bytes));
 }
 
 // Little-endian bytes of unsigned integers, and back (a sparse entry's parts).
@@ -507,7 +571,7 @@ void collect_entry(CModel* out, const Model& model, const ModelEntry& e,
   const QTensor q = to_qtensor(e);
   const QuantSpec& s = q.params.spec;
   out->macros.emplace_back(mac + "_BITS", std::to_string(s.bits));
-  std::vector<std::string> values;
+  std::optional<Values> values;
   std::string ctype;
   if (s.bits <= 4) {
     ctype = "uint8_t";
@@ -517,13 +581,15 @@ void collect_entry(CModel* out, const Model& model, const ModelEntry& e,
     values = int8_values(q.data);
   } else {
     ctype = "int16_t";
-    for (int64_t i = 0; i < n; ++i) values.push_back(std::to_string(q.value(i)));
+    std::vector<int64_t> v(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = q.value(i);
+    values = Values::ints(Values::Literal::kInt, std::move(v));
   }
   out->arrays.push_back(
       {ctype, id,
        fmt::format("{}, {} {} (axis {}){}", comment, to_string(s.scheme), to_string(s.granularity),
                    s.axis, s.bits <= 4 ? ", s4 nibbles: element 2i = low nibble" : ""),
-       std::move(values)});
+       std::move(*values)});
   add_params(out, id, mac, e);
   if (is_linear_weight(e, s)) {
     add_layer(out, model, e, q, id, opt);
@@ -596,7 +662,7 @@ CModel collect(const Model& model, const CExportOptions& opt) {
           mult, name, name, mult);
   for (CArray& a : out.arrays) {
     if (!a.values.empty()) continue;
-    a.values.push_back("0");  // C has no empty arrays
+    a.values.push_zero();  // C has no empty arrays
     a.comment += " (empty: one unused element)";
   }
   return out;
@@ -649,7 +715,7 @@ void append_definition(std::string* s, const CModel& m, const CArray& a, bool is
                  a.values.size(), is_static ? fmt::format(" TQ_{}_UNUSED", m.guard) : "");
   for (size_t i = 0; i < a.values.size(); ++i) {
     s->append(i % 12 == 0 ? "\n    " : " ");
-    s->append(a.values[i]);
+    a.values.append(s, i);
     if (i + 1 < a.values.size()) s->push_back(',');
   }
   s->append("\n};\n\n");
