@@ -70,6 +70,40 @@ std::vector<int8_t> linear_oracle(const QuantizedLinear& l, const std::vector<in
   return y;
 }
 
+// The grouped kernels' definition (rt/grouped.hpp) for a per-group layer's weights q
+// [out][in] (groups of `group` along the input axis), input x [batch][in] and float bias (empty:
+// none), straight from the formula: int64 sums, ratios from the float scales.
+std::vector<int8_t> grouped_oracle(const QTensor& q, int64_t group, const std::vector<int8_t>& x,
+                                   int64_t batch, const std::vector<float>& bias,
+                                   ActivationParams ip, ActivationParams op) {
+  const int64_t out = q.shape[0], in = q.shape[1], groups = (in + group - 1) / group;
+  std::vector<int8_t> y(static_cast<size_t>(batch * out));
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t c = 0; c < out; ++c) {
+      double row_max = 0;
+      for (int64_t g = 0; g < groups; ++g)
+        row_max = std::max(row_max, double{q.params.scales[static_cast<size_t>(c * groups + g)]});
+      int64_t total = 0;
+      for (int64_t g = 0; g < groups; ++g) {
+        int64_t acc = 0;
+        for (int64_t k = g * group; k < std::min(in, (g + 1) * group); ++k)
+          acc += int64_t{x[static_cast<size_t>(b * in + k)] - ip.zero_point} * q.value(c * in + k);
+        const int64_t r = std::clamp<int64_t>(
+            std::llround(q.params.scales[static_cast<size_t>(c * groups + g)] / row_max * 256.0), 1,
+            256);
+        total += acc * r;
+      }
+      const int64_t bq =
+          bias.empty() ? 0 : std::llround(bias[static_cast<size_t>(c)] / (ip.scale * row_max));
+      const int32_t t = static_cast<int32_t>(bq + ((total + (1 << 7)) >> 8));
+      int32_t mult = 0;
+      const int32_t shift = requant_oracle_inputs(ip.scale * row_max / op.scale, &mult);
+      y[static_cast<size_t>(b * out + c)] = static_cast<int8_t>(
+          std::clamp(rt::requantize(t, mult, shift) + op.zero_point, -128, 127));
+    }
+  return y;
+}
+
 }  // namespace
 
 TEST(QuantizedLinear, MatchesFormulaOnEveryPath) {
@@ -149,7 +183,7 @@ TEST(QuantizedLinear, GroupedMatchesItsDefinition) {
   // longer than the kernel's 256-weight decoding chunk, int4 and int8.
   for (const Config cfg : {Config{9, 70, 32, 4}, Config{5, 71, 16, 4}, Config{3, 1300, 600, 4},
                            Config{4, 777, 300, 8}}) {
-    const int64_t out = cfg.out, in = cfg.in, batch = 2, groups = (in + cfg.group - 1) / cfg.group;
+    const int64_t out = cfg.out, in = cfg.in, batch = 2;
     const std::vector<float> w = randn(static_cast<size_t>(out * in), 0.2f, 8);
     const ActivationParams ip{0.03f, 5}, op{0.2f, -3};
     std::vector<int8_t> x(static_cast<size_t>(batch * in));
@@ -158,31 +192,8 @@ TEST(QuantizedLinear, GroupedMatchesItsDefinition) {
     QuantSpec spec = QuantSpec::int4_per_group(cfg.group, 1);
     spec.bits = cfg.bits;
     const QuantizedLinear layer(w.data(), out, in, nullptr, spec, ip, op);
-    const QTensor& q = layer.weights();
-    const std::vector<int8_t> y = layer.forward(x);
-    for (int64_t b = 0; b < batch; ++b)
-      for (int64_t c = 0; c < out; ++c) {
-        double row_max = 0;
-        for (int64_t g = 0; g < groups; ++g)
-          row_max = std::max(row_max, double{q.params.scales[static_cast<size_t>(c * groups + g)]});
-        int64_t total = 0;
-        for (int64_t g = 0; g < groups; ++g) {
-          int64_t acc = 0;
-          for (int64_t k = g * cfg.group; k < std::min(in, (g + 1) * cfg.group); ++k)
-            acc +=
-                int64_t{x[static_cast<size_t>(b * in + k)] - ip.zero_point} * q.value(c * in + k);
-          const int64_t r = std::clamp<int64_t>(
-              std::llround(q.params.scales[static_cast<size_t>(c * groups + g)] / row_max * 256.0),
-              1, 256);
-          total += acc * r;
-        }
-        const int32_t t = static_cast<int32_t>((total + (1 << 7)) >> 8);
-        int32_t mult = 0;
-        const int32_t shift = requant_oracle_inputs(ip.scale * row_max / op.scale, &mult);
-        const int32_t v = std::clamp(rt::requantize(t, mult, shift) + op.zero_point, -128, 127);
-        EXPECT_EQ(y[static_cast<size_t>(b * out + c)], v)
-            << "in " << in << " group " << cfg.group << " b " << b << " c " << c;
-      }
+    EXPECT_EQ(layer.forward(x), grouped_oracle(layer.weights(), cfg.group, x, batch, {}, ip, op))
+        << "in " << in << " group " << cfg.group;
   }
 }
 
@@ -380,31 +391,7 @@ TEST(QuantizeWeightsForBias, PerGroupRowsCarryTheirBias) {
   std::vector<int8_t> x(static_cast<size_t>(in));
   std::mt19937 rng(48);
   for (int8_t& v : x) v = static_cast<int8_t>(static_cast<int>(rng() % 256) - 128);
-  const std::vector<int8_t> y = layer.forward(x);
-  for (int64_t c = 0; c < out; ++c) {
-    double row_max = 0;
-    for (int64_t g = 0; g < groups; ++g)
-      row_max = std::max(row_max, double{q.params.scales[static_cast<size_t>(c * groups + g)]});
-    int64_t total = 0;
-    for (int64_t g = 0; g < groups; ++g) {
-      int64_t acc = 0;
-      for (int64_t k = g * group; k < std::min(in, (g + 1) * group); ++k)
-        acc += int64_t{x[static_cast<size_t>(k)] - ip.zero_point} * q.value(c * in + k);
-      total +=
-          acc *
-          std::clamp<int64_t>(
-              std::llround(q.params.scales[static_cast<size_t>(c * groups + g)] / row_max * 256.0),
-              1, 256);
-    }
-    const int64_t acc = std::llround(bias[static_cast<size_t>(c)] / (ip.scale * row_max)) +
-                        ((total + (1 << 7)) >> 8);
-    int32_t mult = 0;
-    const int32_t shift = requant_oracle_inputs(ip.scale * row_max / op.scale, &mult);
-    EXPECT_EQ(y[static_cast<size_t>(c)],
-              std::clamp(rt::requantize(static_cast<int32_t>(acc), mult, shift) + op.zero_point,
-                         -128, 127))
-        << c;
-  }
+  EXPECT_EQ(layer.forward(x), grouped_oracle(q, group, x, 1, bias, ip, op));
 }
 
 TEST(QuantizeWeightsForBias, RoundsAsAskedAndChecksTheInputScale) {
