@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "tinyquant/error.hpp"
@@ -283,6 +285,23 @@ TEST(SparseFcS8, RejectsBadArguments) {
   off = c;
   off.params.filter_offset = -128;
   EXPECT_EQ(run(off, w, Path::kReference, &out), Status::kBadOffset);
+  // The first value past each end of kernels.hpp's ranges: input and filter offsets in
+  // [-127, 128], output offset in [-128, 127].
+  for (const auto& [io, fo, oo] : {std::tuple{-128, 0, 0}, std::tuple{0, 129, 0},
+                                   std::tuple{0, 0, 128}, std::tuple{0, 0, -129}}) {
+    off = c;
+    off.params.input_offset = io;
+    off.params.filter_offset = fo;
+    off.params.output_offset = oo;
+    EXPECT_EQ(run(off, w, Path::kReference, &out), Status::kBadOffset)
+        << io << " " << fo << " " << oo;
+  }
+  off = c;
+  off.params.act_min = -129;
+  EXPECT_EQ(run(off, w, Path::kReference, &out), Status::kBadActivationRange);
+  off = c;
+  off.params.act_max = 128;
+  EXPECT_EQ(run(off, w, Path::kReference, &out), Status::kBadActivationRange);
   off = c;
   off.params.act_min = 10;
   off.params.act_max = 9;
@@ -382,6 +401,62 @@ TEST(ValidateSparseS8, FindsCorruptIndexData) {
 // Block CSR: the SIMD tiles (1x16, 4x16), the word-load smlad tiles (bc % 4 == 0, <= 8 rows)
 // and shapes that take the scalar loops, over random block sparsity 0..100%, batches 1..5,
 // random and extreme offsets, both roundings, per-tensor and per-channel requantization.
+// Indices one past the last column (or the last column of a tail group) are the first invalid
+// ones: each format's check must reject exactly there.
+TEST(ValidateSparseS8, RejectsTheFirstColumnPastTheEnd) {
+  std::vector<int8_t> dense(3 * 10, 0);
+  dense[0 * 10 + 2] = 5;
+  dense[0 * 10 + 7] = -3;
+  dense[2 * 10 + 9] = 1;
+  const SparseMatrix u16 =
+      SparseMatrix::from_dense(dense.data(), 3, 10, fmt_opt(StorageFormat::kCsrU16));
+  std::vector<uint16_t> idx = u16.arrays().col_index;
+  ASSERT_EQ(idx, (std::vector<uint16_t>{2, 7, 9}));
+  rt::SparseMatrixS8 w = u16.view();
+  w.col_index = idx.data();
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kOk);
+  idx[2] = 10;  // column 10 of 10
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kBadSparseData);
+
+  const SparseMatrix bm =
+      SparseMatrix::from_dense(dense.data(), 3, 10, fmt_opt(StorageFormat::kBitmap));
+  std::vector<uint8_t> bits = bm.arrays().bitmap;  // 2 bytes per row
+  w = bm.view();
+  w.bitmap = bits.data();
+  bits[0] = static_cast<uint8_t>(bits[0] & ~0x80u);  // column 7 off ...
+  bits[1] |= 0x04;                                   // ... column 10 on: the count still agrees
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kBadSparseData);
+
+  // N:M 1:3 over 7 columns: groups of 3, 3 and a tail of 1, two index bits per slot.
+  std::vector<int8_t> nmd(7, 0);
+  nmd[1] = 4;
+  nmd[5] = 6;
+  nmd[6] = 7;
+  const SparseMatrix nm =
+      SparseMatrix::from_dense(nmd.data(), 1, 7, fmt_opt(StorageFormat::kNm, 1, 3));
+  std::vector<uint8_t> ni = nm.arrays().nm_index;
+  ASSERT_EQ(ni, (std::vector<uint8_t>{1 | (2 << 2) | (0 << 4)}));
+  w = nm.view();
+  w.nm_index = ni.data();
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kOk);
+  ni[0] = static_cast<uint8_t>(ni[0] | (1u << 4));  // tail slot -> index 1 of a 1-column group
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kBadSparseData);
+
+  // Block CSR 1x4 over 2 x 8: block columns 0 and 1; the last block of the last block row moved
+  // to block column 2, one past the end (and still increasing).
+  std::vector<int8_t> bd(2 * 8, 0);
+  bd[0 * 8 + 1] = 3;
+  bd[1 * 8 + 6] = -2;
+  const SparseMatrix blk = SparseMatrix::from_dense(bd.data(), 2, 8, block_opt(1, 4));
+  std::vector<uint16_t> bc = blk.arrays().block_col;
+  ASSERT_EQ(bc, (std::vector<uint16_t>{0, 1}));
+  w = blk.view();
+  w.block_col = bc.data();
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kOk);
+  bc[1] = 2;
+  EXPECT_EQ(rt::validate_sparse_s8(w), Status::kBadSparseData);
+}
+
 TEST(SparseFcS8, BlockCsrEveryShapeAndPathMatchesDenseFormula) {
   std::mt19937 rng(99);
   const int32_t shapes[][2] = {{1, 16}, {4, 16}, {2, 8}, {1, 4}, {8, 16},
