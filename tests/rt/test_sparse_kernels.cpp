@@ -457,6 +457,28 @@ TEST(ValidateSparseS8, RejectsTheFirstColumnPastTheEnd) {
   EXPECT_EQ(rt::validate_sparse_s8(w), Status::kBadSparseData);
 }
 
+// N:M index width is ceil(log2(m)) bits; every other test uses powers of two, where an
+// off-by-one in that width does not show. Checked against the bit length of m - 1, and run
+// end to end for group sizes that are not powers of two (tail groups included).
+TEST(SparseFcS8, NmGroupSizesThatAreNotPowersOfTwo) {
+  for (int32_t m = 1; m <= 256; ++m) {
+    int32_t bits = 0;
+    while (((m - 1) >> bits) != 0) ++bits;
+    EXPECT_EQ(rt::nm_index_bits(m), bits) << "m " << m;
+  }
+  std::mt19937 rng(77);
+  for (const auto& [n, m] : {std::pair{1, 3}, std::pair{2, 3}, std::pair{2, 5}, std::pair{3, 6},
+                             std::pair{1, 7}, std::pair{5, 9}, std::pair{4, 12}}) {
+    for (int32_t k : {m, 2 * m + 1, 5 * m - 1, 64}) {
+      Case c = random_case(rng, 2, k, 5, 0.2, (k & 1) != 0);
+      make_nm(c, n, m);
+      check_all_paths(
+          c, fmt_opt(StorageFormat::kNm, n, m),
+          "nm " + std::to_string(n) + ":" + std::to_string(m) + " k " + std::to_string(k));
+    }
+  }
+}
+
 TEST(SparseFcS8, BlockCsrEveryShapeAndPathMatchesDenseFormula) {
   std::mt19937 rng(99);
   const int32_t shapes[][2] = {{1, 16}, {4, 16}, {2, 8}, {1, 4}, {8, 16},
