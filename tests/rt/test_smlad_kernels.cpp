@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <random>
+#include <vector>
 
 #include "rt/kernel_tester.hpp"
 #include "tinyquant/rt/fixed_point.hpp"
@@ -134,6 +135,58 @@ TEST(SmladGemmS4, KTailsOddKAndLargeK) {
         .per_channel(true)
         .seed(static_cast<uint32_t>(k))
         .test(Path::kSmlad);
+  }
+}
+
+// The 8-nibble loop accumulates 16 times the dot product, which stays inside int32 only while
+// 255 * 8 * 16 * k < 2^31 (k < 65794); longer rows must take the nibble loop. All-extreme
+// operands make row 0's scaled sum leave int32 (255 * -8 * 70000 * 16 < -2^31): the outputs
+// are checked against the sum written out in int64.
+TEST(SmladGemmS4, RowsLongerThanTheScaledSumRange) {
+  const int32_t k = 70000, out = 3, batch = 2;
+  std::vector<int8_t> x(static_cast<size_t>(batch * k));
+  // Row 0: every x + 128 = 255; row 1: 255 and 0 alternating.
+  for (int32_t i = 0; i < k; ++i) {
+    x[static_cast<size_t>(i)] = 127;
+    x[static_cast<size_t>(k + i)] = static_cast<int8_t>(i % 2 == 0 ? 127 : -128);
+  }
+  // Row 0: every weight -8; row 1: every weight 7; row 2: -8, 7 alternating.
+  std::vector<uint8_t> w(static_cast<size_t>(out * k / 2));
+  for (size_t i = 0; i < w.size(); ++i) {
+    const size_t row = i / static_cast<size_t>(k / 2);
+    w[i] = row == 0 ? 0x88 : (row == 1 ? 0x77 : 0x78);
+  }
+  auto weight = [&](int32_t o, int32_t kk) {
+    const int32_t nib = (w[static_cast<size_t>((o * k + kk) / 2)] >> (kk % 2 == 0 ? 0 : 4)) & 15;
+    return nib >= 8 ? nib - 16 : nib;
+  };
+  const int32_t bias[out] = {-1000, 2000, 3};
+  const int32_t mult = 1 << 30, shift = -20;  // acc / 2^21
+  rt::FcParams p;
+  p.input_offset = 128;
+  const rt::FcDims d{batch, k, out};
+  rt::Requant rq;
+  rq.multiplier = &mult;
+  rq.shift = &shift;
+  std::vector<int8_t> want(static_cast<size_t>(batch * out));
+  for (int32_t b = 0; b < batch; ++b) {
+    for (int32_t o = 0; o < out; ++o) {
+      int64_t acc = bias[o];
+      for (int32_t kk = 0; kk < k; ++kk)
+        acc += int64_t{x[static_cast<size_t>(b * k + kk)] + 128} * weight(o, kk);
+      want[static_cast<size_t>(b * out + o)] =
+          tinyquant_test::oracle_output(acc, mult, shift, Rounding::kDouble, 0, -128, 127);
+    }
+  }
+  EXPECT_EQ(want[0], -68);  // -142,800,000 / 2^21, nowhere near the clamp
+  for (Path path : {Path::kReference, Path::kSmlad}) {
+    rt::Context ctx;
+    ctx.path = path;
+    ASSERT_EQ(rt::fully_connected_s4_scratch_size(d, path), 0);
+    std::vector<int8_t> got(static_cast<size_t>(batch * out), 0x5A);
+    ASSERT_EQ(rt::fully_connected_s4(ctx, p, rq, d, x.data(), w.data(), bias, got.data()),
+              rt::Status::kOk);
+    EXPECT_EQ(got, want) << rt::path_name(path);
   }
 }
 
