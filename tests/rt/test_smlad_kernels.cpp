@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "rt/kernel_tester.hpp"
+#include "rt/path_kernels.hpp"
 #include "tinyquant/rt/fixed_point.hpp"
 #include "tinyquant/rt/kernels.hpp"
 
@@ -193,6 +194,59 @@ TEST(SmladGemmS4, RowsLongerThanTheScaledSumRange) {
 TEST(SmladGemmS4, ConvGroupsStartingMidByte) {
   // 3 input channels per group, 3x3: K = 27 nibbles per row, so every other group starts mid-byte.
   ConvTester().input(5, 5, 6).kernel(3, 3).out_channels(6).groups(2).int4(true).test(Path::kSmlad);
+}
+
+// A single-path smlad build sends conv groups whose weights start on a high nibble to the int4
+// kernel itself (kernels.cpp); elsewhere the public kernels route them to the reference path,
+// so the kernel's own mid-byte handling is called here through the path's table, against the
+// sum written out.
+TEST(SmladGemmS4, StreamStartingOnAHighNibbleThroughTheTable) {
+  std::mt19937 rng(31);
+  std::uniform_int_distribution<int> byte(0, 255), i8(-128, 127);
+  const rt::detail::PathKernels* t = rt::detail::smlad_kernels();
+  for (int32_t m : {1, 2, 3}) {
+    for (int32_t n : {1, 2, 3}) {
+      for (int32_t k : {1, 2, 7, 8, 9, 16, 27}) {
+        std::vector<int8_t> a(static_cast<size_t>(m * k));
+        for (auto& v : a) v = static_cast<int8_t>(i8(rng));
+        std::vector<uint8_t> b(static_cast<size_t>((n * k + 2) / 2));
+        for (auto& v : b) v = static_cast<uint8_t>(byte(rng));
+        std::vector<int32_t> bias(static_cast<size_t>(n)), mult(static_cast<size_t>(n));
+        std::vector<int32_t> shift(static_cast<size_t>(n));
+        for (int32_t j = 0; j < n; ++j) {
+          bias[static_cast<size_t>(j)] = i8(rng) * 100;
+          mult[static_cast<size_t>(j)] = (1 << 30) + i8(rng) * 1000;
+          shift[static_cast<size_t>(j)] = -6 - (j % 3);
+        }
+        rt::detail::GemmS8Args g;
+        g.m = m, g.n = n, g.k = k, g.a = a.data(), g.lda = k;
+        g.b_s4 = b.data(), g.b_s4_first_nibble = 1;
+        g.bias = bias.data(), g.a_offset = 127, g.b_offset = -3;
+        g.multiplier = mult.data(), g.shift = shift.data(), g.per_channel = true;
+        g.c_offset = 5;
+        std::vector<int8_t> got(static_cast<size_t>(m * n), 0x5A);
+        g.c = got.data(), g.ldc = n;
+        ASSERT_EQ(t->gemm_s8_scratch(m, n, k, true), 0);
+        t->gemm_s8(g);
+        std::vector<int8_t> want(static_cast<size_t>(m * n));
+        for (int32_t i = 0; i < m; ++i) {
+          for (int32_t j = 0; j < n; ++j) {
+            int64_t acc = bias[static_cast<size_t>(j)];
+            for (int32_t q = 0; q < k; ++q) {
+              const int32_t idx = 1 + j * k + q;  // nibble index, low nibble of a byte first
+              const int32_t nib = (b[static_cast<size_t>(idx / 2)] >> (idx % 2 == 0 ? 0 : 4)) & 15;
+              acc += int64_t{a[static_cast<size_t>(i * k + q)] + 127} *
+                     ((nib >= 8 ? nib - 16 : nib) - 3);
+            }
+            want[static_cast<size_t>(i * n + j)] = tinyquant_test::oracle_output(
+                acc, mult[static_cast<size_t>(j)], shift[static_cast<size_t>(j)], Rounding::kDouble,
+                5, -128, 127);
+          }
+        }
+        ASSERT_EQ(got, want) << "m " << m << " n " << n << " k " << k;
+      }
+    }
+  }
 }
 
 TEST(SmladDepthwise3x3, ChannelsStridesAndPadding) {
