@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "rt/kernel_tester.hpp"
@@ -262,6 +263,24 @@ TEST(SmladDepthwise3x3, ChannelsStridesAndPadding) {
         .input_offset(-127)
         .filter_offset(128)
         .test_depthwise(Path::kSmlad);
+  }
+}
+
+// The four-channel 3x3 kernel has no dilation: a dilation in only one direction must still
+// send the call elsewhere.
+TEST(SmladDepthwise3x3, DilationInOneDirectionOnly) {
+  for (const auto& [dh, dw] : {std::pair{2, 1}, std::pair{1, 2}, std::pair{3, 1}}) {
+    for (int32_t c : {2, 4, 5}) {
+      ConvTester()
+          .input(9, 8, c)
+          .kernel(3, 3)
+          .dilation(dh, dw)
+          .padding_same()
+          .per_channel(true)
+          .input_offset(-127)
+          .seed(static_cast<uint32_t>(c * 10 + dh * 3 + dw))
+          .test_depthwise(Path::kSmlad);
+    }
   }
 }
 
