@@ -403,6 +403,9 @@ TEST_P(KernelPaths, Depthwise) {
       .stride(2, 1)
       .padding(1, 0, 1, 1)
       .test_depthwise(p);
+  // Offsets at their ends: every (x + 128)(w - 127) <= 0, so the output offset is 127 (with
+  // -128 every output would clamp to -128 whatever the taps) and the shifts keep most sums
+  // inside the int8 range.
   ConvTester()
       .input(9, 9, 2)
       .kernel(3, 3)
@@ -410,9 +413,12 @@ TEST_P(KernelPaths, Depthwise) {
       .padding_same()
       .input_offset(128)
       .filter_offset(-127)
-      .output_offset(-128)
+      .output_offset(127)
+      .shift_range(-12, -10)
       .bias(false)
       .test_depthwise(p);
+  ConvTester().input(9, 8, 3).kernel(3, 3).dilation(2, 1).padding_same().test_depthwise(p);
+  ConvTester().input(8, 9, 4).kernel(3, 2).dilation(1, 3).padding_same().test_depthwise(p);
   ConvTester()
       .input(5, 5, 8)
       .kernel(5, 5)
