@@ -288,6 +288,10 @@ TEST_P(KernelPaths, ConvStridePaddingDilation) {
       .padding(1, 2, 0, 0)
       .test(p);
   ConvTester().batch(3).input(5, 5, 5).kernel(1, 1).out_channels(7).test(p);  // direct 1x1
+  // A 1x1, stride-1, unpadded conv whose output leaves the last rows and columns unread is not
+  // the direct case: its output pixels are not the input's pixels in order.
+  ConvTester().batch(2).input(5, 6, 3).kernel(1, 1).out_channels(4).padding(0, 0, -1, -2).test(p);
+  ConvTester().input(4, 5, 2).kernel(1, 1).out_channels(3).padding(0, 0, 0, -1).test(p);
   ConvTester().batch(2).input(6, 6, 4).kernel(1, 1).out_channels(3).stride(2, 2).test(p);
   ConvTester().input(5, 5, 3).kernel(5, 5).out_channels(2).padding(4, 4, 4, 4).test(p);
   ConvTester().input(4, 4, 3).kernel(3, 3).out_channels(4).bias(false).padding_same().test(p);
