@@ -147,6 +147,62 @@ TEST(Requantize, CheckedRejectsBadShiftAndMultiplier) {
   EXPECT_STREQ(rt::status_name(rt::Status::kBadShift), "bad_shift");
 }
 
+// The ends of the valid ranges are accepted: multiplier 0 (a real multiplier of 0, what
+// quantize_multiplier gives for it), shift kMinShift and kMaxShift.
+TEST(Requantize, CheckedAcceptsTheEndsOfTheValidRanges) {
+  int32_t out = 77;
+  EXPECT_EQ(rt::requantize_checked(12345, 0, 0, Rounding::kDouble, &out), rt::Status::kOk);
+  EXPECT_EQ(out, 0);
+  out = 77;
+  EXPECT_EQ(rt::requantize_checked(-9, 0, -7, Rounding::kSingle, &out), rt::Status::kOk);
+  EXPECT_EQ(out, 0);
+  // 1 * 0.5 * 2^30 = 2^29; 2^30 * 0.5 / 2^31 = 0.25 -> 0; -2^31 * 0.5 / 2^31 = -0.5 -> -1.
+  EXPECT_EQ(rt::requantize_checked(1, 1 << 30, rt::kMaxShift, Rounding::kDouble, &out),
+            rt::Status::kOk);
+  EXPECT_EQ(out, 1 << 29);
+  EXPECT_EQ(rt::requantize_checked(1 << 30, 1 << 30, rt::kMinShift, Rounding::kDouble, &out),
+            rt::Status::kOk);
+  EXPECT_EQ(out, 0);
+  EXPECT_EQ(rt::requantize_checked(INT32_MIN, 1 << 30, rt::kMinShift, Rounding::kDouble, &out),
+            rt::Status::kOk);
+  EXPECT_EQ(out, -1);
+}
+
+// The two building blocks on their own, over operands requantize never passes them (any sign of
+// the multiplier, INT32_MIN twice): doubling_high_mul is the non-saturating form, so
+// INT32_MIN * INT32_MIN wraps to INT32_MIN where TFLite's SaturatingRoundingDoublingHighMul
+// returns INT32_MAX.
+TEST(Requantize, DoublingHighMulAndDivideByPotMatchTheirDefinitions) {
+  EXPECT_EQ(rt::doubling_high_mul(INT32_MIN, INT32_MIN), INT32_MIN);
+  EXPECT_EQ(rt::doubling_high_mul(INT32_MIN, INT32_MAX), -INT32_MAX);
+  EXPECT_EQ(rt::doubling_high_mul(-1, 1 << 30), 0);   // -0.5 rounds half up, to 0
+  EXPECT_EQ(rt::doubling_high_mul(-3, 1 << 30), -1);  // -1.5 -> -1
+  EXPECT_EQ(rt::rounding_divide_by_pot(INT32_MIN, 31), -1);
+  EXPECT_EQ(rt::rounding_divide_by_pot(-(1 << 30), 31), -1);  // -0.5 -> -1 (away from zero)
+  EXPECT_EQ(rt::rounding_divide_by_pot(1 << 30, 31), 1);      // 0.5 -> 1
+  EXPECT_EQ(rt::rounding_divide_by_pot((1 << 30) - 1, 31), 0);
+  EXPECT_EQ(rt::rounding_divide_by_pot(INT32_MAX, 31), 1);
+  EXPECT_EQ(rt::rounding_divide_by_pot(-7, 0), -7);
+  std::mt19937_64 rng(4321);
+  std::uniform_int_distribution<int32_t> any(INT32_MIN, INT32_MAX);
+  std::uniform_int_distribution<int32_t> exponent(0, 31);
+  const int32_t edges[] = {INT32_MIN, INT32_MIN + 1, -(1 << 30),    -3,       -2, -1, 0, 1, 2,
+                           3,         1 << 30,       INT32_MAX - 1, INT32_MAX};
+  for (int i = 0; i < 100000; ++i) {
+    const int32_t a = i < 169 ? edges[i / 13] : any(rng);
+    const int32_t b = i < 169 ? edges[i % 13] : any(rng);
+    const int32_t want_h =
+        wrap32(floor_div_pot(static_cast<i128>(a) * b + (static_cast<i128>(1) << 30), 31));
+    ASSERT_EQ(rt::doubling_high_mul(a, b), want_h) << a << " * " << b;
+    const int32_t e = exponent(rng);
+    // |a| / 2^e rounded half up in magnitude, sign restored.
+    const i128 mag = a < 0 ? -static_cast<i128>(a) : a;
+    const i128 q = e == 0 ? mag : floor_div_pot(mag + (static_cast<i128>(1) << (e - 1)), e);
+    ASSERT_EQ(rt::rounding_divide_by_pot(a, e), static_cast<int32_t>(a < 0 ? -q : q))
+        << a << " / 2^" << e;
+  }
+}
+
 namespace {
 // TFLite's QuantizeMultiplier, written with frexp/round as it is specified.
 rt::QuantizedMultiplier oracle_qm(double m) {
