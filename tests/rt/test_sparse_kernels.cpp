@@ -479,6 +479,20 @@ TEST(SparseFcS8, NmGroupSizesThatAreNotPowersOfTwo) {
   }
 }
 
+// N:4 with every N: the smlad path has its own loops for 1:4 and 2:4 and must send 3:4 and 4:4
+// to its general decoder (every other test uses N <= 2 with M = 4).
+TEST(SparseFcS8, NmFourWithEveryN) {
+  std::mt19937 rng(91);
+  for (int n = 1; n <= 4; ++n) {
+    for (int32_t k : {4, 7, 16, 33}) {
+      Case c = random_case(rng, 2, k, 6, 0.1, (k & 1) != 0);
+      make_nm(c, n, 4);
+      check_all_paths(c, fmt_opt(StorageFormat::kNm, n, 4),
+                      "nm " + std::to_string(n) + ":4 k " + std::to_string(k));
+    }
+  }
+}
+
 TEST(SparseFcS8, BlockCsrEveryShapeAndPathMatchesDenseFormula) {
   std::mt19937 rng(99);
   const int32_t shapes[][2] = {{1, 16}, {4, 16}, {2, 8}, {1, 4}, {8, 16},
