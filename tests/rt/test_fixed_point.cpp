@@ -363,6 +363,31 @@ TEST(MultipliersFromScales, HandComputedAndRoundingToTwoToThe31) {
   EXPECT_EQ(s[0], 1);
 }
 
+// The product first: input_scale * weight_scale is exact in double (24 + 24 significant bits), so
+// real is the exact quotient rounded once. Dividing first rounds twice and can land one ulp
+// away; these scales (found by a search) are ones where that ulp moves real across a rounding
+// boundary of the 31-bit multiplier, so the pair tells the two orders apart.
+TEST(MultipliersFromScales, TheProductIsFormedBeforeTheQuotient) {
+  const float cases[][3] = {{0x1.47ae14p-7f, 0x1.89374cp-9f, 0x1.733df8p-7f},
+                            {0x1.333334p-2f, 0x1.0c97bep-11f, 0x1.8212f6p-7f},
+                            {0x1.0101p-8f, 0x1.47ae14p-6f, 0x1.83b996p-7f},
+                            {0x1.81818p-6f, 0x1.0c97bep-11f, 0x1.8fffbap-7f},
+                            {0x1.8a3d7p-4f, 0x1.0c97bep-11f, 0x1.89f642p-7f},
+                            {0x1.8a3d7p-4f, 0x1.89374cp-9f, 0x1.512p-7f}};
+  for (const auto& c : cases) {
+    const float in = c[0], w = c[1], out = c[2];
+    const rt::QuantizedMultiplier want = oracle_qm(real_multiplier(in, w, out));
+    const rt::QuantizedMultiplier other =
+        oracle_qm(static_cast<double>(in) * (static_cast<double>(w) / static_cast<double>(out)));
+    ASSERT_TRUE(want.multiplier != other.multiplier || want.shift != other.shift)
+        << "the case does not tell the two orders apart: " << in << " " << w << " " << out;
+    int32_t m = 0, s = 0;
+    ASSERT_EQ(rt::multipliers_from_scales(in, &w, false, out, 1, &m, &s), rt::Status::kOk);
+    EXPECT_EQ(m, want.multiplier) << in << " " << w << " " << out;
+    EXPECT_EQ(s, want.shift);
+  }
+}
+
 TEST(MultipliersFromScales, RejectsBadArgumentsWithoutWriting) {
   const float w[2] = {0.5f, 0.25f};
   int32_t m[2] = {7, 7}, s[2] = {7, 7};
