@@ -469,6 +469,20 @@ TEST(Dispatch, ForcePathRoundTrip) {
   EXPECT_NE(rt::default_path(), Path::kAuto);
 }
 
+// Unforced, kAuto takes the widest path this machine runs: AMX, then AVX-512 VNNI, AVX2, the
+// dot-product NEON, NEON; else smlad where the DSP instructions are real, else the reference.
+TEST(Dispatch, AutoPicksTheWidestSupportedPath) {
+  ASSERT_EQ(rt::force_path(Path::kAuto), rt::Status::kOk);
+  Path want = Path::kReference;
+#if defined(__ARM_FEATURE_DSP)
+  want = Path::kSmlad;
+#endif
+  for (Path p : {Path::kNeon, Path::kNeonDot, Path::kAvx2, Path::kAvx512Vnni, Path::kAmx}) {
+    if ((rt::supported_paths() & rt::path_bits(p)) != 0) want = p;
+  }
+  EXPECT_EQ(rt::default_path(), want);
+}
+
 TEST(Dispatch, PathNames) {
   EXPECT_STREQ(rt::path_name(Path::kReference), "reference");
   EXPECT_STREQ(rt::path_name(Path::kSmlad), "smlad");
