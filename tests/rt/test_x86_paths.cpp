@@ -943,9 +943,13 @@ TEST(Prepack, RejectsBadAndMismatchedBuffers) {
   const Path other = p == Path::kReference ? Path::kSmlad : Path::kReference;
   EXPECT_EQ(run_packed(f, pk.data(), other, out.data()), Status::kBadArgument);
   // Misaligned and null buffers.
+  // The buffer must be 4-byte aligned: every other offset inside a word is refused.
   std::vector<uint8_t> shifted(pk.storage.size() * 8 + 8);
-  std::memcpy(shifted.data() + 1, pk.data(), pk.storage.size() * 8);
-  EXPECT_EQ(run_packed(f, shifted.data() + 1, Path::kAuto, out.data()), Status::kBadArgument);
+  for (size_t off : {1, 2, 3}) {
+    std::memcpy(shifted.data() + off, pk.data(), pk.storage.size() * 8);
+    EXPECT_EQ(run_packed(f, shifted.data() + off, Path::kAuto, out.data()), Status::kBadArgument)
+        << off;
+  }
   EXPECT_EQ(run_packed(f, nullptr, Path::kAuto, out.data()), Status::kNullPointer);
   EXPECT_EQ(rt::fully_connected_s8_prepacked_path(bad.data()), Path::kAuto);
   EXPECT_EQ(out, untouched);
@@ -982,6 +986,14 @@ TEST(Prepack, RejectsBadAndMismatchedBuffers) {
   EXPECT_EQ(rt::fully_connected_s8_prepack(f.params, f.dims, f.weights.data(), Path::kNeon,
                                            buf.data(), size),
             Status::kPathUnavailable);
+  // Into a buffer with room for size bytes at any offset, 4-byte aligned or not.
+  std::vector<uint64_t> roomy(static_cast<size_t>(size) / 8 + 2);
+  for (size_t off : {1, 2, 3}) {
+    EXPECT_EQ(rt::fully_connected_s8_prepack(f.params, f.dims, f.weights.data(), p,
+                                             reinterpret_cast<uint8_t*>(roomy.data()) + off, size),
+              Status::kBadArgument)
+        << off;
+  }
 }
 
 // The avx2 path's 6x16 outer-product kernel (plain int8 calls with m >= kAvx2C2MinRows, and every
