@@ -243,3 +243,220 @@ TEST(ModelFile, KilledWriterNeverLeavesAPartialFile) {
       std::filesystem::remove(f.path());  // a killed writer's temporary, never the final name
   std::remove(path.c_str());
 }
+
+// ---- Files built here from the layout in model_file.hpp, every size and CRC field computed
+// with zlib, so a structural check the reader skips cannot hide behind a CRC mismatch ----------
+
+namespace {
+
+// Little-endian fields, appended in order.
+struct Bytes {
+  std::vector<uint8_t> b;
+  Bytes& le(uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+    return *this;
+  }
+  Bytes& u8(uint64_t v) { return le(v, 1); }
+  Bytes& u16(uint64_t v) { return le(v, 2); }
+  Bytes& u32(uint64_t v) { return le(v, 4); }
+  Bytes& u64(uint64_t v) { return le(v, 8); }
+  Bytes& str(const std::string& s) {
+    b.insert(b.end(), s.begin(), s.end());
+    return *this;
+  }
+  Bytes& f32(float f) {
+    uint32_t v;
+    std::memcpy(&v, &f, 4);
+    return u32(v);
+  }
+  // A part record: name length, name, offset in the payload, size.
+  Bytes& part(const std::string& name, uint64_t off, uint64_t len) {
+    return u16(name.size()).str(name).u64(off).u64(len);
+  }
+};
+
+uint32_t zlib_crc(const uint8_t* p, size_t n) {
+  return static_cast<uint32_t>(::crc32(0L, p, static_cast<uInt>(n)));
+}
+
+struct RawEntry {
+  std::vector<uint8_t> meta;
+  std::vector<uint8_t> payload;  // written as given; its size is the payload size field
+};
+
+std::vector<uint8_t> hand_file(const std::vector<RawEntry>& entries, uint32_t version = 1,
+                               uint32_t flags = 0, int64_t count = -1) {
+  Bytes f;
+  f.str(std::string("TQMODEL", 8)).u32(version);
+  f.u32(count < 0 ? entries.size() : static_cast<uint64_t>(count)).u64(0).u32(flags).u32(0);
+  f.b.resize(64, 0);
+  for (const RawEntry& e : entries) {
+    Bytes h;
+    h.str("TQEN").u32(e.meta.size()).u64(e.payload.size());
+    h.u32(zlib_crc(e.meta.data(), e.meta.size()));
+    h.u32(zlib_crc(e.payload.data(), e.payload.size()));
+    h.u32(zlib_crc(h.b.data(), 24)).u32(0);
+    f.b.insert(f.b.end(), h.b.begin(), h.b.end());
+    f.b.insert(f.b.end(), e.meta.begin(), e.meta.end());
+    f.b.resize((f.b.size() + 63) / 64 * 64, 0);
+    f.b.insert(f.b.end(), e.payload.begin(), e.payload.end());
+  }
+  for (int i = 0; i < 8; ++i)
+    f.b[16 + static_cast<size_t>(i)] = static_cast<uint8_t>(f.b.size() >> (8 * i));
+  const uint32_t crc = zlib_crc(f.b.data(), 28);
+  for (int i = 0; i < 4; ++i)
+    f.b[28 + static_cast<size_t>(i)] = static_cast<uint8_t>(crc >> (8 * i));
+  return f.b;
+}
+
+// Meta of a dense float32 entry: name, storage, rank and extents, no parameters, format 0.
+Bytes float_meta(const std::string& name, const std::vector<int64_t>& shape) {
+  Bytes m;
+  m.u16(name.size()).str(name).u8(0).u8(shape.size());
+  for (int64_t d : shape) m.u64(static_cast<uint64_t>(d));
+  return m;
+}
+
+// Entry "w", float32 [2] = {1, -2}, one "data" part in a 64-byte payload.
+RawEntry float_entry(const std::string& name = "w") {
+  RawEntry e;
+  Bytes m = float_meta(name, {2});
+  m.u8(0).u8(0).u8(1).part("data", 0, 8);
+  e.meta = m.b;
+  Bytes p;
+  p.f32(1.0f).f32(-2.0f);
+  p.b.resize(64, 0);
+  e.payload = p.b;
+  return e;
+}
+
+}  // namespace
+
+TEST(ModelFile, WriterAndReaderFollowTheDocumentedLayout) {
+  const std::vector<uint8_t> file = hand_file({float_entry()});
+  // File header 64, entry header 32 + meta 38 padded to 128, payload 64.
+  ASSERT_EQ(file.size(), 256u);
+  const Model m = parse_model(file.data(), file.size());
+  ASSERT_EQ(m.entries.size(), 1u);
+  EXPECT_EQ(to_floats(m.entries[0]), (std::vector<float>{1.0f, -2.0f}));
+  const std::vector<float> w{1.0f, -2.0f};
+  Model written;
+  written.entries.push_back(make_entry("w", w.data(), {2}));
+  EXPECT_EQ(serialize_model(written), file);
+}
+
+TEST(ModelFile, StructuralChecksHoldEvenWithValidCrcs) {
+  struct Case {
+    const char* what;
+    std::vector<uint8_t> file;
+    const char* message;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"version", hand_file({float_entry()}, 2),
+                   "file header: unsupported version 2 (this reader knows 1) at byte offset 12"});
+  cases.push_back({"flags", hand_file({float_entry()}, 1, 1),
+                   "file header: unknown flags 0x1 at byte offset 24"});
+  cases.push_back({"count", hand_file({float_entry()}, 1, 0, 5),
+                   "file header: entry count 5 cannot fit at byte offset 32"});
+  {
+    RawEntry e = float_entry();
+    e.payload.resize(8);  // the data without its padding to 64
+    cases.push_back({"payload size", hand_file({e}),
+                     "entry 0: payload size 8 is not a multiple of 64 at byte offset 192"});
+  }
+  {
+    RawEntry e;
+    e.meta = float_meta("w", {1, 1, 1, 1, 1, 1, 1, 1, 2}).u8(0).u8(0).u8(1).part("data", 0, 8).b;
+    e.payload = float_entry().payload;
+    cases.push_back({"rank", hand_file({e}), "entry 0 meta: rank 9 exceeds 8 at byte offset"});
+  }
+  {
+    RawEntry e = float_entry();
+    e.meta = float_meta("w", {-1}).u8(0).u8(0).u8(1).part("data", 0, 8).b;
+    cases.push_back(
+        {"negative extent", hand_file({e}), "entry 0 meta: negative dimension -1 at byte offset"});
+  }
+  {
+    RawEntry e = float_entry();
+    e.meta = float_meta("w", {2}).u8(2).u8(0).u8(1).part("data", 0, 8).b;
+    cases.push_back({"params flag", hand_file({e}), "entry 0 meta: quantization flag 2 at"});
+  }
+  {
+    // int8 [2] with per-"granularity 3" parameters.
+    RawEntry e;
+    e.payload.assign(64, 0);  // int8 {1, 2}
+    e.payload[0] = 1;
+    e.payload[1] = 2;
+    Bytes m;
+    m.u16(1).str("w").u8(1).u8(1).u64(2).u8(1);
+    m.u8(8).u8(0).u8(0).u8(3).u32(0).u64(0).u64(1).f32(1.0f).u32(0);
+    e.meta = m.u8(0).u8(1).part("data", 0, 2).b;
+    cases.push_back({"granularity", hand_file({e}),
+                     "entry 0 meta: bad scheme 0 / narrow 0 / granularity 3 at"});
+  }
+  {
+    RawEntry e;
+    e.payload.assign(64, 0);  // int8 {1, 2}
+    e.payload[0] = 1;
+    e.payload[1] = 2;
+    Bytes m;
+    m.u16(1).str("w").u8(1).u8(1).u64(2).u8(1);
+    m.u8(8).u8(0).u8(0).u8(0).u32(0).u64(0).u64(uint64_t{1} << 40);
+    e.meta = m.u8(0).u8(1).part("data", 0, 2).b;
+    cases.push_back({"parameter count", hand_file({e}),
+                     "entry 0 meta: parameter count 1099511627776 exceeds the meta at"});
+  }
+  {
+    RawEntry e = float_entry();
+    e.meta = float_meta("w", {2}).u8(0).u8(0).u8(0).b;
+    cases.push_back({"no parts", hand_file({e}), "entry 0 meta: part count 0 at"});
+  }
+  {
+    RawEntry e = float_entry();
+    e.meta = float_meta("w", {2}).u8(0).u8(0).u8(1).part("data", 8, 8).b;
+    cases.push_back({"misaligned part", hand_file({e}),
+                     "part 'data' [8, +8) is misaligned, overlapping or outside the 64-byte"});
+  }
+  {
+    RawEntry e = float_entry();
+    e.meta = float_meta("w", {2}).u8(0).u8(0).u8(2).part("data", 0, 8).part("x", 0, 4).b;
+    cases.push_back({"overlapping parts", hand_file({e}),
+                     "part 'x' [0, +4) is misaligned, overlapping or outside the 64-byte"});
+  }
+  {
+    RawEntry e = float_entry();
+    e.meta = float_meta("w", {2}).u8(0).u8(0).u8(2).part("data", 0, 8).part("x", 64, 4).b;
+    e.payload.resize(128, 0);
+    e.payload[10] = 1;  // between the two parts
+    cases.push_back({"padding between parts", hand_file({e}),
+                     "payload padding: padding byte is 0x01, expected 0, at byte offset 202"});
+  }
+  {
+    RawEntry e = float_entry();
+    e.meta.push_back(0);
+    cases.push_back(
+        {"meta tail", hand_file({e}), "entry 0 meta: 1 unexpected bytes at the end of the meta"});
+  }
+  cases.push_back({"duplicate", hand_file({float_entry(), float_entry()}),
+                   "entry 1 ('w'): duplicate tensor name"});
+  {
+    RawEntry e;
+    e.payload.assign(64, 0);  // int8 {1, 2}
+    e.payload[0] = 1;
+    e.payload[1] = 2;
+    Bytes m;
+    m.u16(1).str("w").u8(1).u8(1).u64(2).u8(1);                       // int8 storage
+    m.u8(4).u8(1).u8(1).u8(0).u32(0).u64(0).u64(1).f32(1.0f).u32(0);  // 4-bit parameters
+    e.meta = m.u8(0).u8(1).part("data", 0, 2).b;
+    cases.push_back({"bits vs storage", hand_file({e}), "4-bit parameters with int8 storage"});
+  }
+  {
+    RawEntry e = float_entry();
+    e.meta = Bytes().u16(0).u8(0).u8(1).u64(2).u8(0).u8(0).u8(1).part("data", 0, 8).b;
+    cases.push_back({"empty name", hand_file({e}), "entry 0 meta: name length 0 at byte offset"});
+  }
+  for (const Case& c : cases) {
+    const std::string msg = error_of(c.file);
+    EXPECT_NE(msg.find(c.message), std::string::npos) << c.what << ": " << msg;
+  }
+}
