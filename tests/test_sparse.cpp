@@ -453,3 +453,71 @@ TEST(BlockCsr, OddWidthDoesNotTileAndIsRejected) {
   for (const auto& [f, b] : c.sizes) EXPECT_NE(f, StorageFormat::kBlockCsr);
   EXPECT_EQ(c.best, StorageFormat::kDense);
 }
+
+// A column gap of exactly 256 needs one padding entry (delta 255, value 0) and then delta 1: a
+// single uint8 delta of 256 would wrap to 0 and repeat the previous column.
+TEST(SparseMatrix, CsrU8GapOfExactly256) {
+  std::vector<int8_t> d(300, 0);
+  d[0] = 5;
+  d[256] = -3;
+  d[299] = 7;  // gap 43
+  const SparseMatrix m = SparseMatrix::from_dense(d.data(), 1, 300, opt(StorageFormat::kCsrU8));
+  EXPECT_EQ(m.arrays().col_delta, (std::vector<uint8_t>{0, 255, 1, 43}));
+  EXPECT_EQ(m.arrays().values, (std::vector<int8_t>{5, 0, -3, 7}));
+  EXPECT_EQ(m.arrays().row_nnz, (std::vector<uint16_t>{4}));
+  EXPECT_EQ(m.to_dense(), d);
+  // The first nonzero 256 columns in: the gap counts from column 0.
+  std::vector<int8_t> e(257, 0);
+  e[256] = 1;
+  const SparseMatrix n = SparseMatrix::from_dense(e.data(), 1, 257, opt(StorageFormat::kCsrU8));
+  EXPECT_EQ(n.arrays().col_delta, (std::vector<uint8_t>{255, 1}));
+  EXPECT_EQ(n.to_dense(), e);
+}
+
+// uint16 column indices reach column 65535: 65536 columns fit, 65537 do not.
+TEST(SparseMatrix, CsrU16ColumnLimit) {
+  std::vector<int8_t> d(65537, 0);
+  d[65535] = 9;
+  const SparseMatrix m = SparseMatrix::from_dense(d.data(), 1, 65536, opt(StorageFormat::kCsrU16));
+  EXPECT_EQ(m.arrays().col_index, (std::vector<uint16_t>{65535}));
+  EXPECT_EQ(m.to_dense(), std::vector<int8_t>(d.begin(), d.end() - 1));
+  expect_error<InvalidArgument>(
+      [&] { SparseMatrix::from_dense(d.data(), 1, 65537, opt(StorageFormat::kCsrU16)); },
+      {"cols = 65537 exceeds 65536, the uint16 column index range"});
+}
+
+TEST(SparseMatrix, CorruptBlockRowStartAndNmTailIndex) {
+  // Block row pointers must start at 0: {1, 1, 2} would leave block 0 stored but never read.
+  SparseOptions b = opt(StorageFormat::kBlockCsr);
+  b.block_rows = 1;
+  b.block_cols = 2;
+  SparseArrays blk;
+  blk.block_row_ptr = {1, 1, 2};
+  blk.block_col = {1, 3};
+  blk.values = {0, 5, 0, -3};
+  expect_error<FormatError>([&] { SparseMatrix::from_arrays(2, 10, b, blk); },
+                            {"3 block row pointers for 2 block rows (need 3 starting at 0)"});
+  // 2:4 over 6 columns: the tail group holds columns 4 and 5 only, so its index 2 (column 6)
+  // is outside it although 2 bits could hold up to 3. Slots 2 bits each, LSB first:
+  // group 0 {0, 1}, tail {2, 0}.
+  SparseArrays nm;
+  nm.nm_index = {0x24};
+  nm.values = {1, 2, 3, 0};
+  expect_error<FormatError>([&] { SparseMatrix::from_arrays(1, 6, opt(StorageFormat::kNm), nm); },
+                            {"row 0 group 1 slot 0: index 2 is outside the group of 2"});
+  nm.nm_index = {0x14};  // tail {1, 0}: column 5
+  EXPECT_EQ(SparseMatrix::from_arrays(1, 6, opt(StorageFormat::kNm), nm).to_dense(),
+            (std::vector<int8_t>{1, 2, 0, 0, 0, 3}));
+}
+
+// 1 x 8 int8 with 7 nonzeros: dense 8 bytes, bitmap 1 + 7 = 8, CSR u8 2 + 7 + 7 = 16, CSR u16
+// 2 + 14 + 7 = 23 (2:4 does not hold it, 1x16 blocks do not tile it). Dense wins the tie.
+TEST(ChooseFormat, TiesGoToTheEarlierFormat) {
+  const std::vector<int8_t> d{1, 2, 3, 0, 5, 6, 7, 8};
+  const FormatChoice c = choose_format(d.data(), 1, 8, SparseOptions{});
+  using F = StorageFormat;
+  EXPECT_EQ(c.sizes, (std::vector<std::pair<F, int64_t>>{
+                         {F::kDense, 8}, {F::kCsrU8, 16}, {F::kCsrU16, 23}, {F::kBitmap, 8}}));
+  EXPECT_EQ(c.best, F::kDense);
+  EXPECT_EQ(c.best_bytes, 8);
+}
