@@ -101,8 +101,10 @@ TEST(MagnitudeMask, RejectsBadInput) {
 
 TEST(NmMask, KeepsNLargestPerGroupIncludingTail) {
   std::mt19937 rng(3);
-  for (auto [n, m] : {std::pair{2, 4}, std::pair{1, 4}, std::pair{2, 8}, std::pair{4, 8}}) {
-    for (int64_t in : {8, 13, 3}) {
+  // Groups longer than 16 too: std::sort stops being stable there, the tie rule must not.
+  for (auto [n, m] : {std::pair{2, 4}, std::pair{1, 4}, std::pair{2, 8}, std::pair{4, 8},
+                      std::pair{8, 32}, std::pair{5, 64}}) {
+    for (int64_t in : {8, 13, 3, 77}) {
       const std::vector<float> w = tie_heavy(rng, static_cast<size_t>(5 * in));
       const Mask got = nm_mask({w.data(), {5, in}}, n, m);
       Mask expect(w.size(), 0);
@@ -209,6 +211,11 @@ TEST(StructuredMask, L1L2AndGeometricMedian) {
   EXPECT_EQ(structured_mask({f.data(), {4, 1}}, 0, 0.5, Criterion::kGeometricMedian),
             (Mask{1, 0, 0, 1}));
   EXPECT_EQ(structured_mask({f.data(), {4, 1}}, 0, 0.25, Criterion::kL1), (Mask{0, 1, 1, 1}));
+  // FPGM sums distances, not squared distances: on 0, 1, 2, 3, 10 the sums are 16, 13, 12, 13,
+  // 34 (prune filter 2, the median), the squared sums 114, 87, 70, 63, 294 (would prune 3).
+  const std::vector<float> g = {0, 1, 2, 3, 10};
+  EXPECT_EQ(structured_mask({g.data(), {5, 1}}, 0, 0.2, Criterion::kGeometricMedian),
+            (Mask{1, 1, 0, 1, 1}));
   // Input channels (last axis) of a conv OHWI [2][1][1][3]: channel L1 = |1|+|4|, |0|+|-1|, 3+3.
   const std::vector<float> c = {1, 0, 3, 4, -1, 3};
   const Mask ch = structured_mask({c.data(), {2, 1, 1, 3}}, -1, 0.34, Criterion::kL1);
