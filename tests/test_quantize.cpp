@@ -330,8 +330,11 @@ TEST(Quantize, UsesDivisionNotReciprocal) {
   ASSERT_EQ(x.size(), 20u);
   const QuantParams p = per_tensor(8, scale, 0);
   const QTensor q = quantize(x.data(), {20}, p);
-  for (size_t i = 0; i < x.size(); ++i)
+  const FakeQuantResult f = fake_quant(x.data(), {20}, p);
+  for (size_t i = 0; i < x.size(); ++i) {
     EXPECT_EQ(q.value(static_cast<int64_t>(i)), static_cast<int32_t>(std::round(x[i] / scale)));
+    EXPECT_EQ(f.values[i], scale * static_cast<float>(std::round(x[i] / scale))) << x[i];
+  }
 }
 
 TEST(Quantize, ClampsAtBothEnds) {
@@ -514,6 +517,21 @@ TEST(FakeQuant, ValuesAndMaskAtBoundaries) {
   const FakeQuantResult n = fake_quant(y.data(), {4}, pn);
   EXPECT_EQ(n.values, (std::vector<float>{-63.5f, -63.5f, 63.5f, 63.5f}));
   EXPECT_EQ(n.mask, (std::vector<uint8_t>{1, 0, 1, 0}));
+}
+
+// 16-bit codes: the mask and values must hold for quotients far beyond the 8-bit range, up to
+// qmax - zero point = 65535 (zero point -32768) and down to qmin = -32768 (zero point 0).
+TEST(FakeQuant, SixteenBitRangeEnds) {
+  const QuantParams a = per_tensor(16, 1.0f, -32768);
+  const std::vector<float> x{65535.4f, 65535.6f, 40000.5f, -0.4f, -0.6f, 1e9f};
+  const FakeQuantResult fa = fake_quant(x.data(), {6}, a);
+  EXPECT_EQ(fa.values, (std::vector<float>{65535, 65535, 40001, 0, 0, 65535}));
+  EXPECT_EQ(fa.mask, (std::vector<uint8_t>{1, 0, 1, 1, 0, 0}));
+  const QuantParams s = per_tensor(16, 0.5f, 0);
+  const std::vector<float> y{-16384.0f, -16384.3f, -20000.25f, 16383.5f, 16383.75f};
+  const FakeQuantResult fs = fake_quant(y.data(), {5}, s);
+  EXPECT_EQ(fs.values, (std::vector<float>{-16384, -16384, -16384, 16383.5f, 16383.5f}));
+  EXPECT_EQ(fs.mask, (std::vector<uint8_t>{1, 0, 0, 1, 0}));
 }
 
 TEST(FakeQuant, MatchesQuantizeDequantize) {
