@@ -384,3 +384,30 @@ TEST(ParamsForMse, MatchesBruteForceAndNeverLosesToMinMax) {
   }
   EXPECT_THROW(params_for_mse(w.data(), shape, QuantSpec{}, 10, 0.0f), InvalidArgument);
 }
+
+// The last grid ratio, min_ratio itself, is a candidate too. 2-bit symmetric (codes -2..1) on
+// {1, 0.5, 0.5}, steps 1, min_ratio 0.5: ratio 1 gives scale 1, where 1 is exact and each 0.5
+// rounds to 1 (error 0.25 + 0.25); ratio 0.5 gives scale 0.5, where the 0.5s are exact and 1
+// clamps to 0.5 (error 0.25). So the search must end at scale 0.5.
+TEST(ParamsForMse, TheSmallestRatioCanWin) {
+  QuantSpec spec;
+  spec.bits = 2;
+  spec.scheme = Scheme::kSymmetric;
+  const std::vector<float> w{1.0f, 0.5f, 0.5f};
+  const QuantParams p = params_for_mse(w.data(), {3}, spec, 1, 0.5f);
+  EXPECT_EQ(p.scales, (std::vector<float>{0.5f}));
+  EXPECT_EQ(params_for(w.data(), {3}, spec).scales, (std::vector<float>{1.0f}));
+}
+
+// ranges_of is the data's own min and max, not widened to 0 (params_from_ranges does that).
+TEST(RangesOf, PerTensorRangeOfOneSignedData) {
+  std::vector<float> mins, maxs;
+  const std::vector<float> pos{3.0f, 2.0f, 5.0f};
+  ranges_of(pos.data(), {3}, QuantSpec{}, &mins, &maxs);
+  EXPECT_EQ(mins, (std::vector<float>{2.0f}));
+  EXPECT_EQ(maxs, (std::vector<float>{5.0f}));
+  const std::vector<float> neg{-1.0f, -4.0f};
+  ranges_of(neg.data(), {2}, QuantSpec{}, &mins, &maxs);
+  EXPECT_EQ(mins, (std::vector<float>{-4.0f}));
+  EXPECT_EQ(maxs, (std::vector<float>{-1.0f}));
+}
