@@ -752,3 +752,112 @@ TEST(Observers, StreamsMoreThan2To31Values) {
   EXPECT_EQ(mm.maxs()[0], 10.0f + batches - 1);
   EXPECT_NEAR(pct.params().scales[0] * 127.0, 10.0 + batches - 1, 1e-3);
 }
+
+// ---- boundaries of the histogram searches ------------------------------------------------------
+
+// The grid exponent is bounded below so that |x| / 2^e < 2^30. Values 2^30 and 2^30 + 128 span
+// 65 bins at e = 1, the bound (ilogb 30 - 29); at e = 0 they would be 2^30 and out of range.
+TEST(HistogramObserver, ExponentBoundKeepsLargeNarrowRangesOnTheGrid) {
+  const std::vector<float> v{1073741824.0f, 1073741952.0f};
+  PercentileObserver obs(QuantSpec{}, 99.0, 2048);
+  obs.observe(v.data(), Shape{2});
+  const Histogram& h = obs.histogram(0);
+  EXPECT_EQ(h.exponent, 1);
+  EXPECT_EQ(h.first_bin, int64_t{1} << 29);
+  EXPECT_EQ(h.counts, plain_histogram(v, 1, int64_t{1} << 29, 2048, false));
+  EXPECT_EQ(h.counts[64], 1u);
+}
+
+// k = ceil(p / 100 * n): 95 % of 10 values is rank 9.5 -> 10, the outlier itself. Nine values
+// of 1 and one of 1000 on 2048 bins of width 0.5: rank 10 ends its bin at 1000.5, clipped to the
+// maximum 1000, so T = 1000 (rank 9 would give 1.5).
+TEST(PercentileObserver, FractionalRankRoundsUp) {
+  std::vector<float> v(9, 1.0f);
+  v.push_back(1000.0f);
+  PercentileObserver obs(symmetric_spec(), 95.0);
+  obs.observe(v.data(), Shape{10});
+  EXPECT_EQ(obs.histogram(0).exponent, -1);
+  EXPECT_EQ(obs.params().scales, (std::vector<float>{static_cast<float>(1000.0 / 127.0)}));
+}
+
+// The first cut, i = levels, is a candidate. 256 bins of width 1 (max 128.5): bin 0 holds 200
+// values, bin 1 holds 10, bins 2..127 hold 100 each and bin 128 one outlier. Cutting at 129
+// merges bins 0 and 1 into one level (Q = 105, 105 against P = 200, 10); cutting at 128 only
+// folds the outlier into bin 127 (P = 101 against Q = 100). So i = 128 wins, T = 128.
+TEST(EntropyObserver, TheFirstCutCanWin) {
+  std::vector<float> v(200, 0.5f);
+  v.insert(v.end(), 10, 1.5f);
+  for (int j = 2; j < 128; ++j) v.insert(v.end(), 100, static_cast<float>(j) + 0.5f);
+  v.push_back(-128.5f);
+  EntropyObserver obs(symmetric_spec(), 256);
+  obs.observe(v.data(), Shape{static_cast<int64_t>(v.size())});
+  ASSERT_EQ(obs.histogram(0).exponent, 0);
+  const std::vector<uint64_t> h = plain_histogram(v, 0, 0, 256, true);
+  ASSERT_EQ(obs.histogram(0).counts, h);
+  ASSERT_LT(kl_definition(h, 128, 128), kl_definition(h, 129, 128));
+  EXPECT_EQ(obs.params().scales, (std::vector<float>{static_cast<float>(128.0 / 127.0)}));
+}
+
+// The first cut, i = 1, is a candidate too. 2-bit symmetric (step T / 1), 16 bins of width 1/8
+// (max 1): 100 values in bin 0 and one at 1. E(1) = 100 * (1/8)^2 / 12 + (8.5/8 - 1/8)^2 = 1.009
+// beats E(2) = 100 * (2/8)^2 / 12 + (8.5/8 - 2/8)^2 = 1.181 and every later cut.
+TEST(MseObserver, TheFirstCutCanWin) {
+  std::vector<float> v(100, 0.0625f);
+  v.push_back(1.0f);
+  QuantSpec spec = symmetric_spec();
+  spec.bits = 2;
+  MseObserver obs(spec, 16);
+  obs.observe(v.data(), Shape{101});
+  ASSERT_EQ(obs.histogram(0).exponent, -3);
+  const std::vector<uint64_t> h = plain_histogram(v, -3, 0, 16, true);
+  size_t best_i = 0;
+  double best = std::numeric_limits<double>::infinity();
+  for (size_t i = 1; i <= 9; ++i) {
+    const double e = mse_definition(h, i, 0.125, 1.0, 1.0);
+    if (e < best) {
+      best = e;
+      best_i = i;
+    }
+  }
+  ASSERT_EQ(best_i, 1u);
+  EXPECT_EQ(obs.params().scales, (std::vector<float>{0.125f}));
+}
+
+// Affine ranges from a magnitude threshold T are [max(min, -T), min(max, T)]: both ends clipped.
+// 4-bit affine on data reaching +-1.5 with a Laplace body: the brute-force T (step = the clipped
+// width / 15) is well below 1.5, so the range is [-T, T] and the scale 2T / 15.
+TEST(MseObserver, AffineClipsBothEnds) {
+  std::vector<float> v = laplace_data(20000, 31, 0.1f);
+  for (float& x : v) x = std::clamp(x, -1.5f, 1.5f);
+  v[0] = 1.5f;
+  v[1] = -1.5f;
+  QuantSpec spec;
+  spec.bits = 4;
+  MseObserver obs(spec);
+  obs.observe(v.data(), Shape{20000});
+  ASSERT_EQ(obs.histogram(0).exponent, -10);
+  const std::vector<uint64_t> h = plain_histogram(v, -10, 0, 2048, true);
+  const double w = 1.0 / 1024;
+  double best = std::numeric_limits<double>::infinity();
+  size_t best_i = 0;
+  for (size_t i = 1; i <= 1537; ++i) {
+    const double t = std::min(static_cast<double>(i) * w, 1.5);
+    const double step = 2.0 * t / 15.0;
+    double e = 0;
+    for (size_t j = 0; j < h.size(); ++j) {
+      const double center = (static_cast<double>(j) + 0.5) * w;
+      e += static_cast<double>(h[j]) * (j < i ? step * step / 12.0 : (center - t) * (center - t));
+    }
+    if (e < best) {
+      best = e;
+      best_i = i;
+    }
+  }
+  const double t = std::min(static_cast<double>(best_i) * w, 1.5);
+  ASSERT_LT(t, 1.0);
+  const QuantParams p = obs.params();
+  EXPECT_FLOAT_EQ(p.scales[0], static_cast<float>(2.0 * t / 15.0));
+  // The affine zero point of [-T, T]: -8 - round(-T / scale).
+  EXPECT_EQ(p.zero_points[0],
+            -8 - static_cast<int32_t>(std::round(-t / static_cast<double>(p.scales[0]))));
+}
