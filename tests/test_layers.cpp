@@ -463,6 +463,11 @@ TEST(Layers, BadArguments) {
         QuantizedLinear(w.data(), 3, 4, nullptr, QuantSpec{}, ok, {0.1f, 300});
       },
       "zero point = 300");
+  expect_msg(
+      [&] {
+        QuantizedLinear(w.data(), 3, 4, nullptr, QuantSpec{}, {0.1f, -129}, ok);
+      },
+      "activation zero point = -129 is outside [-128, 127]");
   QuantSpec affine_pc = QuantSpec::int8_weights_per_channel(0);
   affine_pc.scheme = Scheme::kAffine;
   expect_msg([&] { QuantizedLinear(w.data(), 3, 4, nullptr, affine_pc, ok, ok); },
@@ -493,6 +498,26 @@ TEST(Layers, BadArguments) {
     EXPECT_EQ(e.status(), rt::Status::kBadShift);
     EXPECT_NE(std::string(e.what()).find("bad_shift (shift[2] = 40)"), std::string::npos);
   }
+}
+
+// The clamp bounds of a fused activation, in output codes: relu starts at the zero point (real
+// 0), relu6 ends at round(6 / scale) + zero point (real 6), both saturating to int8.
+TEST(Layers, ActivationRangeCountsFromTheZeroPoint) {
+  int32_t lo = 0, hi = 0;
+  activation_range(Activation::kRelu6, {0.05f, -100}, &lo, &hi);
+  EXPECT_EQ(lo, -100);
+  EXPECT_EQ(hi, 20);  // 6 / 0.05 = 120 codes above -100
+  activation_range(Activation::kRelu6, {0.1f, 10}, &lo, &hi);
+  EXPECT_EQ(lo, 10);
+  EXPECT_EQ(hi, 70);
+  activation_range(Activation::kRelu6, {0.01f, 0}, &lo, &hi);
+  EXPECT_EQ(hi, 127);  // 600 saturates
+  activation_range(Activation::kRelu, {0.05f, -100}, &lo, &hi);
+  EXPECT_EQ(lo, -100);
+  EXPECT_EQ(hi, 127);
+  activation_range(Activation::kNone, {0.05f, -100}, &lo, &hi);
+  EXPECT_EQ(lo, -128);
+  EXPECT_EQ(hi, 127);
 }
 
 TEST(Layers, QuantizeActivationSaturatesInfinitiesAndRejectsNaN) {
