@@ -110,6 +110,25 @@ TEST(NpyWrite, ExactNumpyBytesScalar) {
   EXPECT_EQ(read_npy(want).as<double>(), std::vector<double>{-2.5});
 }
 
+// When the dict, its growth room and the newline end exactly on a 64-byte boundary, NumPy still
+// pads: 64 - (10 + 118) % 64 = 64 spaces. The 97-byte dict plus 21 - len("0") = 20 growth
+// spaces plus '\n' is that case; a header length of 118 + 64 = 182 (0xb6) bytes.
+TEST(NpyWrite, HeaderEndingOnA64ByteBoundaryGetsAFullPad) {
+  const Shape shape{0, 1, 1, 1, 1, 1, 1, 1, 1, 100000000000000};
+  const std::string d =
+      "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 1, 1, 1, 1, 1, 1, 1, 1, "
+      "100000000000000), }";
+  ASSERT_EQ(d.size(), 97u);
+  const std::string expected =
+      std::string("\x93NUMPY\x01\x00\xb6\x00", 10) + d + std::string(20 + 64, ' ') + "\n";
+  ASSERT_EQ(expected.size(), 192u);
+  NpyArray a;
+  a.dtype = DType::kFloat32;
+  a.shape = shape;
+  EXPECT_EQ(write_npy(a), bytes_of(expected));
+  EXPECT_EQ(read_npy(bytes_of(expected)).shape, shape);
+}
+
 TEST(NpyWrite, OneDimensionalShapeIsAOneTuple) {
   const std::vector<uint8_t> f = write_npy(NpyArray::from(std::vector<int16_t>{7, -8, 9}, {3}));
   const std::string text(f.begin() + 10, f.begin() + 10 + 60);
@@ -437,6 +456,9 @@ TEST(NpyCorrupt, NotADictLiteral) {
   std::vector<uint8_t> f = npy_file(1, dict("<f4", false, "(1,)"), {0, 0, 0, 0});
   f[f.size() - 5] = ' ';
   expect_format_error(f, {"final newline"});
+  // Nor any other last byte after the padding.
+  f[f.size() - 5] = 'x';
+  expect_format_error(f, {"spaces and a final newline after the header dict", "found 'x'"});
 }
 
 TEST(NpyCorrupt, BadDescr) {
