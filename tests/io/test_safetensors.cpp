@@ -75,6 +75,15 @@ TEST(SafetensorsWrite, ExactBytes) {
   EXPECT_EQ(back.at("b").as<int32_t>(), std::vector<int32_t>{-1});
 }
 
+// A header already a multiple of 8 bytes long gets no padding: 56 bytes here.
+TEST(SafetensorsWrite, AlignedHeaderIsNotPadded) {
+  SafeTensors st;
+  st.tensors.push_back(SafeTensor::from("abcd", std::vector<int8_t>{5}, {1}));
+  const std::string json = "{\"abcd\":{\"dtype\":\"I8\",\"shape\":[1],\"data_offsets\":[0,1]}}";
+  ASSERT_EQ(json.size(), 56u);
+  EXPECT_EQ(write_safetensors(st), st_file(json, {0x05}));
+}
+
 TEST(SafetensorsRead, EveryDtype) {
   std::vector<uint8_t> data;
   std::string json = "{";
@@ -294,6 +303,10 @@ TEST(SafetensorsCorrupt, MalformedJson) {
   expect_header_error("{\"a\":null}", {"found 'n'"});
   expect_header_error("{\"a\":99999999999999999999}", {"integer at offset 13 overflows int64"});
   expect_header_error("{\"a\":9223372036854775808}", {"overflows int64"});
+  // -2^63 is the one negative integer without a positive counterpart; one below it overflows.
+  expect_header_error("{\"a\":-9223372036854775809}", {"integer at offset 13 overflows int64"});
+  expect_header_error("{" + entry("t", "I8", "[-9223372036854775808]", "[0,0]") + "}",
+                      {"shape extent -9223372036854775808", "is negative"});
   expect_header_error("{} x", {"only whitespace after the header object", "offset 11"});
   expect_header_error(std::string("{}\0", 3), {"only whitespace", "byte 0x00"});
   expect_header_error("{\"a\":[[[[[[[[[[1]]]]]]]]]]}", {"nesting deeper than 8"});
