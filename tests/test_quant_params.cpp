@@ -325,6 +325,17 @@ TEST(QuantParamsValidate, CatchesInconsistentParams) {
   p.scales[1] = 0.2f;
   p.zero_points[0] = 3;
   EXPECT_THROW(p.validate(Shape{2, 3}), InvalidArgument);  // symmetric needs 0
+  // The zero points are counted too, not only the scales: one short would be read past its end.
+  p.zero_points = {0};
+  try {
+    p.validate(Shape{2, 3});
+    FAIL();
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("quant params: 2 scales and 1 zero points, but a "
+                                         "per-channel 8-bit spec on shape [2, 3] needs 2"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 // The MSE search against a brute force written here: every grid ratio tried on each channel's
