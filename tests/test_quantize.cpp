@@ -605,6 +605,9 @@ TEST(QuantizeErrors, BufferSizes) {
   expect_error<ShapeError>([&] { dequantize(q, f.data(), 4); }, {"4 floats", "[5]", "5 elements"});
   q.data.pop_back();
   expect_error<ShapeError>([&] { dequantize(q); }, {"dequantize", "2 bytes", "need 3"});
+  q.data.assign(4, 0);  // one byte too many is as inconsistent as one too few
+  expect_error<ShapeError>([&] { dequantize(q); },
+                           {"QTensor holds 4 bytes, but 5 4-bit elements of shape [5] need 3"});
   expect_error<InvalidArgument>([] { storage_bytes(12, 4); }, {"bits = 12"});
   expect_error<InvalidArgument>([] { storage_bytes(8, -1); }, {"-1"});
 }
