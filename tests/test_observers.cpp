@@ -861,3 +861,13 @@ TEST(MseObserver, AffineClipsBothEnds) {
   EXPECT_EQ(p.zero_points[0],
             -8 - static_cast<int32_t>(std::round(-t / static_cast<double>(p.scales[0]))));
 }
+
+// A percentile so small that p / 100 * n rounds to rank 0 still takes rank 1, the smallest |x|:
+// 1 in its bin of width 2^-8 (max 4 on 2048 bins), whose upper edge is 257 / 256.
+TEST(PercentileObserver, RankIsAtLeastOne) {
+  const std::vector<float> v{1.0f, 2.0f, 3.0f, 4.0f};
+  PercentileObserver obs(symmetric_spec(), 1e-14);
+  obs.observe(v.data(), Shape{4});
+  ASSERT_EQ(obs.histogram(0).exponent, -8);
+  EXPECT_EQ(obs.params().scales, (std::vector<float>{static_cast<float>(257.0 / 256.0 / 127.0)}));
+}
