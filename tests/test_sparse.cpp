@@ -521,3 +521,45 @@ TEST(ChooseFormat, TiesGoToTheEarlierFormat) {
   EXPECT_EQ(c.best, F::kDense);
   EXPECT_EQ(c.best_bytes, 8);
 }
+
+// Index and count widths: a row's entry count is a uint16 (65535 at most) and a block column
+// index is a uint16 (65536 block columns at most); beyond them the values would wrap silently.
+TEST(SparseMatrix, CountAndBlockColumnWidths) {
+  const std::vector<int8_t> ones(65537, 1);
+  EXPECT_EQ(
+      SparseMatrix::from_dense(ones.data(), 1, 65535, opt(StorageFormat::kCsrU8)).arrays().row_nnz,
+      (std::vector<uint16_t>{65535}));
+  expect_error<InvalidArgument>(
+      [&] { SparseMatrix::from_dense(ones.data(), 1, 65536, opt(StorageFormat::kCsrU8)); },
+      {"row 0 has 65536 entries, more than the uint16 count allows"});
+  SparseOptions b = opt(StorageFormat::kBlockCsr);
+  b.block_rows = 1;
+  b.block_cols = 1;
+  EXPECT_EQ(SparseMatrix::from_dense(ones.data(), 1, 65536, b).arrays().block_col.back(), 65535);
+  expect_error<InvalidArgument>([&] { SparseMatrix::from_dense(ones.data(), 1, 65537, b); },
+                                {"65537 block columns exceed the uint16 index range"});
+}
+
+TEST(SparseMatrix, CorruptInt4ValueAndBlockValueCount) {
+  SparseArrays bm;
+  bm.bitmap = {0x01};
+  bm.values = {8};
+  expect_error<FormatError>(
+      [&] { SparseMatrix::from_arrays(1, 8, opt(StorageFormat::kBitmap, ValueType::kInt4), bm); },
+      {"int4 value 8 at value index 0 is outside [-8, 7]"});
+  bm.values = {-9};
+  expect_error<FormatError>(
+      [&] { SparseMatrix::from_arrays(1, 8, opt(StorageFormat::kBitmap, ValueType::kInt4), bm); },
+      {"int4 value -9 at value index 0"});
+  // Two 1x2 blocks need 4 values; 3 would leave the last block read past the end.
+  SparseOptions b = opt(StorageFormat::kBlockCsr);
+  b.block_rows = 1;
+  b.block_cols = 2;
+  SparseArrays blk;
+  blk.block_row_ptr = {0, 1, 2};
+  blk.block_col = {1, 3};
+  blk.values = {0, 5, 0};
+  expect_error<FormatError>(
+      [&] { SparseMatrix::from_arrays(2, 10, b, blk); },
+      {"2 blocks by row pointers but 2 block columns and 3 values (expected 4)"});
+}
