@@ -366,4 +366,8 @@ TEST(Schedules, RejectBadParameters) {
   c.frequency = -3;
   msg = thrown_message<InvalidArgument>([&] { c.should_update(55); });
   EXPECT_TRUE(contains(msg, "frequency = -3")) << msg;
+  c.frequency = 1;
+  c.begin_step = -1;
+  msg = thrown_message<InvalidArgument>([&] { c.validate(); });
+  EXPECT_TRUE(contains(msg, "ConstantSparsity: begin_step = -1 must be >= 0")) << msg;
 }
