@@ -13,11 +13,13 @@
 #include <random>
 #include <thread>
 
+#include "expect_error.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/io/model_file.hpp"
 
 using namespace tinyquant;
 using namespace tinyquant::io;
+using tq_test::expect_error;
 
 namespace {
 
@@ -281,7 +283,8 @@ uint32_t zlib_crc(const uint8_t* p, size_t n) {
 
 struct RawEntry {
   std::vector<uint8_t> meta;
-  std::vector<uint8_t> payload;  // written as given; its size is the payload size field
+  std::vector<uint8_t> payload;  // written as given
+  int64_t payload_size = -1;     // the payload size field; -1: payload.size()
 };
 
 std::vector<uint8_t> hand_file(const std::vector<RawEntry>& entries, uint32_t version = 1,
@@ -292,13 +295,14 @@ std::vector<uint8_t> hand_file(const std::vector<RawEntry>& entries, uint32_t ve
   f.b.resize(64, 0);
   for (const RawEntry& e : entries) {
     Bytes h;
-    h.str("TQEN").u32(e.meta.size()).u64(e.payload.size());
+    h.str("TQEN").u32(e.meta.size());
+    h.u64(e.payload_size < 0 ? e.payload.size() : static_cast<uint64_t>(e.payload_size));
     h.u32(zlib_crc(e.meta.data(), e.meta.size()));
     h.u32(zlib_crc(e.payload.data(), e.payload.size()));
     h.u32(zlib_crc(h.b.data(), 24)).u32(0);
     f.b.insert(f.b.end(), h.b.begin(), h.b.end());
     f.b.insert(f.b.end(), e.meta.begin(), e.meta.end());
-    f.b.resize((f.b.size() + 63) / 64 * 64, 0);
+    if (!e.payload.empty()) f.b.resize((f.b.size() + 63) / 64 * 64, 0);
     f.b.insert(f.b.end(), e.payload.begin(), e.payload.end());
   }
   for (int i = 0; i < 8; ++i)
@@ -455,8 +459,58 @@ TEST(ModelFile, StructuralChecksHoldEvenWithValidCrcs) {
     e.meta = Bytes().u16(0).u8(0).u8(1).u64(2).u8(0).u8(0).u8(1).part("data", 0, 8).b;
     cases.push_back({"empty name", hand_file({e}), "entry 0 meta: name length 0 at byte offset"});
   }
+  {
+    RawEntry e = float_entry();
+    e.payload.pop_back();  // 63 bytes where the header promises 64
+    e.payload_size = 64;
+    cases.push_back({"short payload", hand_file({e}),
+                     "entry 0: truncated payload (needs 64 bytes, 63 left) at byte offset 192"});
+  }
+  {
+    RawEntry e = float_entry();
+    e.payload.clear();  // the file ends with the meta, before its padding
+    e.payload_size = 0;
+    cases.push_back({"no payload", hand_file({e}), "entry 0: truncated before payload"});
+  }
+  {
+    RawEntry e = float_entry();
+    e.meta = float_meta("w", {2}).u8(0).u8(0).u8(1).part(std::string(65, 'p'), 0, 8).b;
+    cases.push_back({"part name", hand_file({e}), "entry 0 meta: part name length 65 at"});
+  }
   for (const Case& c : cases) {
     const std::string msg = error_of(c.file);
     EXPECT_NE(msg.find(c.message), std::string::npos) << c.what << ": " << msg;
   }
+}
+
+// Entries built in memory are checked when written and when converted, like parsed ones.
+TEST(ModelFile, EntriesAreCheckedOnWriteAndConversion) {
+  const std::vector<float> f{1.0f, -2.0f};
+  const std::vector<int32_t> i{1, -2};
+  Model m;
+  m.entries.push_back(make_entry(std::string(1025, 'n'), f.data(), {2}));
+  expect_error<InvalidArgument>([&] { serialize_model(m); },
+                                {"name length 1025 must be in [1, 1024]"});
+  m.entries[0] = make_entry("w", f.data(), {2});
+  m.entries[0].parts[0].name = std::string(65, 'p');
+  expect_error<InvalidArgument>([&] { serialize_model(m); },
+                                {"part name length 65 must be in [1, 64]"});
+  // Storage and format decide what an entry converts to.
+  expect_error<FormatError>([&] { to_floats(make_entry("b", i.data(), {2})); },
+                            {"model entry 'b' is int32 (format 0), not dense float32"});
+  expect_error<FormatError>([&] { to_int32(make_entry("w", f.data(), {2})); },
+                            {"model entry 'w' is float32 (format 0), not dense int32"});
+  const QTensor q = quantize_weights(f.data(), {2}, QuantSpec{});
+  ModelEntry e = make_entry("q", q);
+  e.format = 3;
+  expect_error<FormatError>([&] { to_qtensor(e); },
+                            {"model entry 'q' is not a dense quantized tensor"});
+  e = make_entry("q", q);
+  e.storage = Storage::kInt4;
+  expect_error<FormatError>([&] { to_qtensor(e); }, {"8-bit parameters with int4 storage"});
+  e = make_entry("q", q);
+  e.parts[0].bytes.push_back(0);
+  expect_error<FormatError>([&] { to_qtensor(e); },
+                            {"dense int8 data of shape [2] needs 2 bytes, has 3"});
+  EXPECT_EQ(to_qtensor(make_entry("q", q)).data, q.data);
 }
