@@ -327,6 +327,17 @@ TEST(Float16, BFloat16IsTheTopHalf) {
   EXPECT_TRUE(std::isnan(bfloat16_to_float(0x7FC1)));
 }
 
+// An array built by hand whose byte count overflows int64 must not pass as matching its data:
+// 2^62 float32 elements need 2^64 bytes, which wraps to 0 = the size of an empty buffer.
+TEST(NpyArray, ByteCountOverflowIsNotAMatch) {
+  NpyArray a;
+  a.dtype = DType::kFloat32;
+  a.shape = {int64_t{1} << 62};
+  expect_error<ShapeError>([&] { (void)a.as<float>(); },
+                           {"data holds 0 bytes but shape [4611686018427387904] of float32 needs "
+                            "4611686018427387904 x 4 bytes"});
+}
+
 TEST(NpyArray, ConversionRules) {
   const NpyArray i8 = NpyArray::from(std::vector<int8_t>{-128, 127}, {2});
   EXPECT_EQ(i8.as<int32_t>(), (std::vector<int32_t>{-128, 127}));
