@@ -184,7 +184,9 @@ TEST(QuantizedLinear, GroupedMatchesItsDefinition) {
   for (const Config cfg : {Config{9, 70, 32, 4}, Config{5, 71, 16, 4}, Config{3, 1300, 600, 4},
                            Config{4, 777, 300, 8}}) {
     const int64_t out = cfg.out, in = cfg.in, batch = 2;
-    const std::vector<float> w = randn(static_cast<size_t>(out * in), 0.2f, 8);
+    std::vector<float> w = randn(static_cast<size_t>(out * in), 0.2f, 8);
+    // Row 0's first group far below the row's largest: its ratio rounds to 0 and must stay 1/256.
+    for (int64_t k = 0; k < cfg.group; ++k) w[static_cast<size_t>(k)] *= 1e-4f;
     const ActivationParams ip{0.03f, 5}, op{0.2f, -3};
     std::vector<int8_t> x(static_cast<size_t>(batch * in));
     std::mt19937 rng(9);
@@ -255,7 +257,8 @@ TEST(QuantizedLinear, RaisesWeightScalesABiasDoesNotFit) {
   const int64_t out = 4, in = 16;
   std::vector<float> w = randn(static_cast<size_t>(out * in), 0.1f, 41);
   for (int64_t k = 0; k < in; ++k) w[static_cast<size_t>(in + k)] *= 1e-6f;  // channel 1
-  const std::vector<float> bias = {0.1f, 0.6f, -0.2f, 0.05f};
+  // The largest |bias| is negative: a per-tensor scale must be raised for its magnitude.
+  const std::vector<float> bias = {0.1f, 0.6f, -0.9f, 0.05f};
   const ActivationParams ip{0.02f, 3}, op{0.05f, -2};
   std::vector<int8_t> x(static_cast<size_t>(in));
   std::mt19937 rng(42);
@@ -497,6 +500,22 @@ TEST(Layers, BadArguments) {
   } catch (const KernelError& e) {
     EXPECT_EQ(e.status(), rt::Status::kBadShift);
     EXPECT_NE(std::string(e.what()).find("bad_shift (shift[2] = 40)"), std::string::npos);
+  }
+}
+
+// A bias code below INT32_MIN is refused like one above INT32_MAX (E86 with the sign flipped).
+TEST(QuantizedLinear, RejectsANegativeBiasBeyondInt32) {
+  const std::vector<float> w{1e-6f, -1e-6f};
+  QuantSpec spec;
+  const QTensor q = quantize_weights(w.data(), {1, 2}, spec);
+  const std::vector<float> bias{-100.0f};
+  try {
+    QuantizedLinear(q, bias.data(), {0.5f, 0}, {1.0f, 0});
+    ADD_FAILURE() << "no exception";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("QuantizedLinear: bias[0] = -100 does not fit int32"),
+              std::string::npos)
+        << e.what();
   }
 }
 
