@@ -334,6 +334,21 @@ RawEntry float_entry(const std::string& name = "w") {
   return e;
 }
 
+// Entry "w", int8 [2] = {1, 2} with quantization parameters: `params` is the parameter block as
+// the meta holds it (bits, scheme, narrow, granularity, axis, group size, count, then the scales
+// and zero points).
+RawEntry int8_entry(const Bytes& params) {
+  RawEntry e;
+  e.payload.assign(64, 0);
+  e.payload[0] = 1;
+  e.payload[1] = 2;
+  Bytes m;
+  m.u16(1).str("w").u8(1).u8(1).u64(2).u8(1);  // int8 storage, rank 1, [2], parameters follow
+  m.b.insert(m.b.end(), params.b.begin(), params.b.end());
+  e.meta = m.u8(0).u8(1).part("data", 0, 2).b;
+  return e;
+}
+
 }  // namespace
 
 TEST(ModelFile, WriterAndReaderFollowTheDocumentedLayout) {
@@ -385,31 +400,14 @@ TEST(ModelFile, StructuralChecksHoldEvenWithValidCrcs) {
     e.meta = float_meta("w", {2}).u8(2).u8(0).u8(1).part("data", 0, 8).b;
     cases.push_back({"params flag", hand_file({e}), "entry 0 meta: quantization flag 2 at"});
   }
-  {
-    // int8 [2] with per-"granularity 3" parameters.
-    RawEntry e;
-    e.payload.assign(64, 0);  // int8 {1, 2}
-    e.payload[0] = 1;
-    e.payload[1] = 2;
-    Bytes m;
-    m.u16(1).str("w").u8(1).u8(1).u64(2).u8(1);
-    m.u8(8).u8(0).u8(0).u8(3).u32(0).u64(0).u64(1).f32(1.0f).u32(0);
-    e.meta = m.u8(0).u8(1).part("data", 0, 2).b;
-    cases.push_back({"granularity", hand_file({e}),
-                     "entry 0 meta: bad scheme 0 / narrow 0 / granularity 3 at"});
-  }
-  {
-    RawEntry e;
-    e.payload.assign(64, 0);  // int8 {1, 2}
-    e.payload[0] = 1;
-    e.payload[1] = 2;
-    Bytes m;
-    m.u16(1).str("w").u8(1).u8(1).u64(2).u8(1);
-    m.u8(8).u8(0).u8(0).u8(0).u32(0).u64(0).u64(uint64_t{1} << 40);
-    e.meta = m.u8(0).u8(1).part("data", 0, 2).b;
-    cases.push_back({"parameter count", hand_file({e}),
-                     "entry 0 meta: parameter count 1099511627776 exceeds the meta at"});
-  }
+  cases.push_back({"granularity",
+                   hand_file({int8_entry(
+                       Bytes().u8(8).u8(0).u8(0).u8(3).u32(0).u64(0).u64(1).f32(1.0f).u32(0))}),
+                   "entry 0 meta: bad scheme 0 / narrow 0 / granularity 3 at"});
+  cases.push_back({"parameter count",
+                   hand_file({int8_entry(
+                       Bytes().u8(8).u8(0).u8(0).u8(0).u32(0).u64(0).u64(uint64_t{1} << 40))}),
+                   "entry 0 meta: parameter count 1099511627776 exceeds the meta at"});
   {
     RawEntry e = float_entry();
     e.meta = float_meta("w", {2}).u8(0).u8(0).u8(0).b;
@@ -443,17 +441,10 @@ TEST(ModelFile, StructuralChecksHoldEvenWithValidCrcs) {
   }
   cases.push_back({"duplicate", hand_file({float_entry(), float_entry()}),
                    "entry 1 ('w'): duplicate tensor name"});
-  {
-    RawEntry e;
-    e.payload.assign(64, 0);  // int8 {1, 2}
-    e.payload[0] = 1;
-    e.payload[1] = 2;
-    Bytes m;
-    m.u16(1).str("w").u8(1).u8(1).u64(2).u8(1);                       // int8 storage
-    m.u8(4).u8(1).u8(1).u8(0).u32(0).u64(0).u64(1).f32(1.0f).u32(0);  // 4-bit parameters
-    e.meta = m.u8(0).u8(1).part("data", 0, 2).b;
-    cases.push_back({"bits vs storage", hand_file({e}), "4-bit parameters with int8 storage"});
-  }
+  cases.push_back({"bits vs storage",  // 4-bit parameters on int8 storage
+                   hand_file({int8_entry(
+                       Bytes().u8(4).u8(1).u8(1).u8(0).u32(0).u64(0).u64(1).f32(1.0f).u32(0))}),
+                   "4-bit parameters with int8 storage"});
   {
     RawEntry e = float_entry();
     e.meta = Bytes().u16(0).u8(0).u8(1).u64(2).u8(0).u8(0).u8(1).part("data", 0, 8).b;
