@@ -398,9 +398,6 @@ TEST(ValidateSparseS8, FindsCorruptIndexData) {
   EXPECT_EQ(rt::validate_sparse_s8(w), Status::kNullPointer);
 }
 
-// Block CSR: the SIMD tiles (1x16, 4x16), the word-load smlad tiles (bc % 4 == 0, <= 8 rows)
-// and shapes that take the scalar loops, over random block sparsity 0..100%, batches 1..5,
-// random and extreme offsets, both roundings, per-tensor and per-channel requantization.
 // Indices one past the last column (or the last column of a tail group) are the first invalid
 // ones: each format's check must reject exactly there.
 TEST(ValidateSparseS8, RejectsTheFirstColumnPastTheEnd) {
@@ -493,6 +490,9 @@ TEST(SparseFcS8, NmFourWithEveryN) {
   }
 }
 
+// Block CSR: the SIMD tiles (1x16, 4x16), the word-load smlad tiles (bc % 4 == 0, <= 8 rows)
+// and shapes that take the scalar loops, over random block sparsity 0..100%, batches 1..5,
+// random and extreme offsets, both roundings, per-tensor and per-channel requantization.
 TEST(SparseFcS8, BlockCsrEveryShapeAndPathMatchesDenseFormula) {
   std::mt19937 rng(99);
   const int32_t shapes[][2] = {{1, 16}, {4, 16}, {2, 8}, {1, 4}, {8, 16},
