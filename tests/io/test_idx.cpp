@@ -90,6 +90,8 @@ TEST(Idx, ReadsLabelsAndBigEndianExtents) {
   const io::IdxArray a = io::parse_idx(file.data(), file.size(), "labels");
   EXPECT_EQ(a.shape, (Shape{300}));
   EXPECT_EQ(a.data, data);
+  // All four bytes: 0x01020304 = 16909060, reported in the shape of the (truncated) file.
+  expect_format_error(make_idx({0x01020304}, {1, 2, 3}), {"data truncated", "[16909060]"});
 }
 
 TEST(Idx, ReadsGzipWhateverTheName) {
@@ -145,6 +147,8 @@ TEST(Idx, BadMagic) {
   expect_format_error(b, {"mem.idx", "bad magic", "offset 0", "0x00 0x01"});
   // A PNG, say: first byte non-zero.
   expect_format_error({0x89, 'P', 'N', 'G', 0, 0, 0, 0}, {"bad magic", "0x89 0x50"});
+  // Only 0x1F 0x8B marks gzip (RFC 1952): a lone 0x1F is a raw file with a bad magic.
+  expect_format_error({0x1F, 0x00, 0x08, 0x01, 0, 0, 0, 1, 7}, {"bad magic", "0x1f 0x00"});
 }
 
 TEST(Idx, UnsupportedAndUnknownTypeCodes) {
@@ -158,6 +162,9 @@ TEST(Idx, ZeroDimensionsAndZeroExtent) {
   expect_format_error({0x00, 0x00, 0x08, 0x00, 1, 2}, {"number of dimensions is 0", "offset 3"});
   // Second extent (offset 8) is zero.
   expect_format_error(make_idx({3, 0, 2}, {}), {"dimension 1 is 0", "offset 8"});
+  // The first extent (offset 4) too, even with no data to follow.
+  expect_format_error(make_idx({0}, {}), {"dimension 0 is 0", "offset 4"});
+  expect_format_error(make_idx({0, 5}, {}), {"dimension 0 is 0", "offset 4"});
 }
 
 TEST(Idx, TruncatedDimensions) {
@@ -228,6 +235,11 @@ TEST(Idx, GarbageAfterGzipStream) {
   gz.push_back(0x22);
   expect_format_error(gz, {"3 bytes of garbage", "gzip stream",
                            "compressed offset " + std::to_string(gz.size() - 3)});
+  // A 0x1F alone does not start another member (RFC 1952: ID1 0x1F, ID2 0x8B).
+  Bytes gz1 = gzip(make_idx({2}, {5, 6}));
+  const size_t end = gz1.size();
+  gz1.insert(gz1.end(), {0x1F, 0x00, 0x08});
+  expect_format_error(gz1, {"3 bytes of garbage", "compressed offset " + std::to_string(end)});
 }
 
 TEST(Idx, NullBytes) {
