@@ -47,6 +47,19 @@ TEST(Metrics, EdgeCasesOfSqnrAndCosine) {
   EXPECT_EQ(cosine_similarity(zero, r), 0.0);
   EXPECT_EQ(cosine_similarity(r, zero), 0.0);
   EXPECT_EQ(mse(r, r), 0.0);
+  // error_report gives the same edge values as the single metrics.
+  const ErrorReport same = error_report(r, r), zeros = error_report(zero, zero),
+                    from_zero = error_report(zero, r), to_zero = error_report(r, zero);
+  EXPECT_EQ(same.sqnr_db, std::numeric_limits<double>::infinity());
+  EXPECT_EQ(zeros.sqnr_db, std::numeric_limits<double>::infinity());
+  EXPECT_EQ(from_zero.sqnr_db, -std::numeric_limits<double>::infinity());
+  EXPECT_EQ(zeros.cosine_similarity, 1.0);
+  EXPECT_EQ(from_zero.cosine_similarity, 0.0);
+  EXPECT_EQ(to_zero.cosine_similarity, 0.0);
+  EXPECT_EQ(zeros.mse, 0.0);
+  EXPECT_EQ(zeros.max_abs_error, 0.0);
+  // The signal of r is 14 and the noise 14 too: 0 dB.
+  EXPECT_DOUBLE_EQ(to_zero.sqnr_db, 0.0);
 }
 
 TEST(Metrics, CosineStaysWithinMinusOneAndOne) {
@@ -119,6 +132,8 @@ TEST(Metrics, BadInputs) {
   std::vector<float> bad{1, 2, std::numeric_limits<float>::quiet_NaN()};
   expect_error<DataError>([&] { mse(bad, three); }, {"reference", "nan", "index 2"});
   expect_error<DataError>([&] { sqnr_db(three, bad); }, {"approximation", "nan", "index 2"});
+  expect_error<InvalidArgument>([&] { mse(three.data(), 3, nullptr, 3); }, {"mse", "null"});
+  expect_error<InvalidArgument>([&] { error_report(nullptr, 3, three.data(), 3); }, {"null"});
   bad[2] = std::numeric_limits<float>::infinity();
   expect_error<DataError>([&] { cosine_similarity(bad, three); }, {"inf", "index 2"});
 }
@@ -147,4 +162,9 @@ TEST(SizeReport, CountsDataAndParameters) {
   EXPECT_EQ(zero_point_bytes(3), 1);
   EXPECT_EQ(zero_point_bytes(16), 2);
   expect_error<InvalidArgument>([] { zero_point_bytes(10); }, {"bits = 10"});
+  // Supported: 2..8 and 16 only.
+  for (const int bits : {-1, 0, 1, 9, 15, 17, 32})
+    expect_error<InvalidArgument>([&] { zero_point_bytes(bits); },
+                                  {"bits = " + std::to_string(bits)});
+  for (int bits = 2; bits <= 8; ++bits) EXPECT_EQ(zero_point_bytes(bits), 1) << bits;
 }
