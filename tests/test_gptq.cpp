@@ -367,6 +367,9 @@ TEST(Gptq, BadInputsThrowNamingWhatAndWhere) {
   h[6] = std::numeric_limits<double>::quiet_NaN();
   expect_error<DataError>([&] { gptq_quantize_hessian(w.data(), 2, 4, h.data(), g4); },
                           {"gptq: Hessian", "index 6", "row 1, column 2"});
+  h[6] = std::numeric_limits<double>::infinity();
+  expect_error<DataError>([&] { gptq_quantize_hessian(w.data(), 2, 4, h.data(), g4); },
+                          {"gptq: Hessian", "inf", "index 6", "row 1, column 2"});
   h[6] = 0.0;
   h[5] = -1.0;
   expect_error<DataError>([&] { gptq_quantize_hessian(w.data(), 2, 4, h.data(), g4); },
@@ -402,6 +405,11 @@ TEST(Gptq, BadInputsThrowNamingWhatAndWhere) {
   o.mse_min_ratio = 0.0f;
   expect_error<InvalidArgument>([&] { gptq_quantize(w.data(), 2, 4, x.data(), 3, g4, o); },
                                 {"gptq: mse_min_ratio = 0", "(0, 1]"});
+  o.mse_min_ratio = 1.5f;
+  expect_error<InvalidArgument>([&] { gptq_quantize(w.data(), 2, 4, x.data(), 3, g4, o); },
+                                {"gptq: mse_min_ratio = 1.5", "(0, 1]"});
+  o.mse_min_ratio = 1.0f;  // the closed end of (0, 1]
+  EXPECT_NO_THROW(gptq_quantize(w.data(), 2, 4, x.data(), 3, g4, o));
   o = GptqOptions{};
   o.snap_group_scales = true;
   expect_error<InvalidArgument>(
@@ -560,6 +568,9 @@ TEST(Gptq, AsymmetricHessianIsRejected) {
   std::vector<double> tiny(h.size());
   std::transform(h.begin(), h.end(), tiny.begin(), [](double v) { return v * 1e-200; });
   EXPECT_NO_THROW(gptq_quantize_hessian(w.data(), 1, 3, tiny.data(), spec));
+  h[1] = 1.0 + 1e-6;  // 5e-7 of sqrt(H[0][0] H[1][1]): past the 1e-9 tolerance
+  expect_error<DataError>([&] { gptq_quantize_hessian(w.data(), 1, 3, h.data(), spec); },
+                          {"gptq: Hessian is not symmetric"});
   h[1] = 1.5;
   expect_error<DataError>([&] { gptq_quantize_hessian(w.data(), 1, 3, h.data(), spec); },
                           {"gptq: Hessian is not symmetric", "H[1][0] = 1", "H[0][1] = 1.5"});
@@ -661,4 +672,35 @@ TEST(Gptq, SnappedRowsOfZerosAndSingleGroups) {
       }
     }
   }
+}
+
+TEST(Gptq, ActOrderKeepsTiedColumnsInTheirOrder) {
+  // With every H[i][i] equal, act_order's stable sort by decreasing diagonal is the identity,
+  // so the result is that of the natural column order bit for bit. Enough columns that an
+  // unstable sort (introsort past its insertion-sort cutoff) would reorder the ties.
+  const int64_t out = 3, in = 40, samples = 120;
+  const std::vector<float> x = correlated_inputs(samples, in, 11);
+  const std::vector<float> w = gaussian(static_cast<size_t>(out * in), 12);
+  std::vector<double> h = gptq_hessian(x.data(), samples, in);
+  // Correlation form: H[i][j] / sqrt(H[i][i] H[j][j]), the diagonal exactly 1.
+  std::vector<double> c(h.size());
+  for (int64_t i = 0; i < in; ++i)
+    for (int64_t j = 0; j < in; ++j)
+      c[static_cast<size_t>(i * in + j)] =
+          i == j
+              ? 1.0
+              : h[static_cast<size_t>(i * in + j)] / std::sqrt(h[static_cast<size_t>(i * in + i)] *
+                                                               h[static_cast<size_t>(j * in + j)]);
+  for (int64_t i = 0; i < in; ++i)  // exactly symmetric
+    for (int64_t j = 0; j < i; ++j)
+      c[static_cast<size_t>(j * in + i)] = c[static_cast<size_t>(i * in + j)];
+  QuantSpec spec = QuantSpec::int8_weights_per_channel(0);
+  spec.bits = 4;
+  GptqOptions natural, act;
+  natural.damp = act.damp = 0.01;
+  act.act_order = true;
+  const GptqResult a = gptq_quantize_hessian(w.data(), out, in, c.data(), spec, natural);
+  const GptqResult b = gptq_quantize_hessian(w.data(), out, in, c.data(), spec, act);
+  expect_same_quantization(a.weights, b.weights);
+  EXPECT_EQ(a.dequantized, b.dequantized);
 }
