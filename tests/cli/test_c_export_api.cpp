@@ -1,6 +1,7 @@
 // io::export_c_header / export_c_source without the command: literals, names and every error.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -101,6 +102,9 @@ TEST(CExport, Int32MinAndNegativeMacrosAreParenthesised) {
   const std::string h = io::export_c_header(m, {});
   EXPECT_TRUE(contains(h, "(-2147483647 - 1), 5")) << h;
   EXPECT_FALSE(contains(h, "-2147483648"));
+  // Unquantized entries: int32 are 32-bit, float 0.
+  EXPECT_TRUE(contains(h, "#define MODEL_I_BITS 32\n")) << h;
+  EXPECT_TRUE(contains(io::export_c_header(float_model({1.0f}), {}), "#define MODEL_W_BITS 0\n"));
 }
 
 TEST(CExport, Int4DataIsTheNibbleStream) {
@@ -129,6 +133,81 @@ TEST(CExport, SplitHeaderDeclaresAndSourceDefines) {
   EXPECT_FALSE(contains(h, "= {"));
   EXPECT_TRUE(contains(c, "#include \"net.h\""));
   EXPECT_TRUE(contains(c, "TQ_MY_NET_ALIGN const float my_net_w[2] = {")) << c;
+}
+
+// A symmetric per-channel [4][3][3][1] convolution "dw.weight" of `bits` bits.
+io::Model conv_model(int bits) {
+  std::vector<float> w(4 * 3 * 3);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(i % 7) - 3.0f;
+  tinyquant::QuantSpec spec = tinyquant::QuantSpec::int8_weights_per_channel(0);
+  spec.bits = bits;
+  io::Model m;
+  m.entries.push_back(
+      io::make_entry("dw.weight", tinyquant::quantize_weights(w.data(), {4, 3, 3, 1}, spec)));
+  return m;
+}
+
+TEST(CExport, ConvolutionGeometriesTheKernelsCannotRunAreRejected) {
+  const io::Model m8 = conv_model(8);
+  io::CExportOptions o;
+  o.conv["dw"] = tinyquant::Conv2dGeometry{};
+  EXPECT_TRUE(contains(io::export_c_header(m8, o), "#define MODEL_DW_GROUPS 1"));
+  for (const auto& [sh, sw, dh, dw] : std::vector<std::array<int32_t, 4>>{
+           {0, 1, 1, 1}, {1, 0, 1, 1}, {1, 1, 0, 1}, {1, 1, 1, 0}}) {
+    tinyquant::Conv2dGeometry g;
+    g.stride_h = sh;
+    g.stride_w = sw;
+    g.dilation_h = dh;
+    g.dilation_w = dw;
+    o.conv["dw"] = g;
+    expect_error<InvalidArgument>([&] { io::export_c_header(m8, o); },
+                                  {"layer dw", "must be >= 1"});
+  }
+  // Groups must divide out_c = 4: 3 does not, 0 is none, 2 and 4 do.
+  for (const int32_t groups : {3, 0, -2}) {
+    tinyquant::Conv2dGeometry g;
+    g.groups = groups;
+    o.conv["dw"] = g;
+    expect_error<InvalidArgument>([&] { io::export_c_header(m8, o); },
+                                  {"groups = " + std::to_string(groups), "out_c = 4"});
+  }
+  for (const int32_t groups : {2, 4}) {
+    tinyquant::Conv2dGeometry g;
+    g.groups = groups;
+    o.conv["dw"] = g;
+    EXPECT_TRUE(
+        contains(io::export_c_header(m8, o), "#define MODEL_DW_GROUPS " + std::to_string(groups)));
+  }
+  // rt::depthwise_conv2d_s8 takes int8 weights only: a 4-bit [4][3][3][1] layer is no depthwise
+  // layer (its multiplier is an error) and has no _depthwise_weight array.
+  o.conv["dw"] = tinyquant::Conv2dGeometry{};
+  o.depthwise["dw"] = 2;
+  const std::string h8 = io::export_c_header(m8, o);
+  EXPECT_TRUE(contains(h8, "model_dw_depthwise_weight[36]")) << h8;
+  EXPECT_TRUE(contains(h8, "#define MODEL_DW_GROUPS 2")) << h8;
+  expect_error<InvalidArgument>([&] { io::export_c_header(conv_model(4), o); },
+                                {"depthwise multiplier 2", "'dw'", "8-bit"});
+}
+
+// Entry names reach /* */ comments: a "*/" must not end the comment, control characters are
+// written as \xNN so the comment stays on its line.
+TEST(CExport, EntryNamesInCommentsCannotEndThemOrBreakLines) {
+  io::Model m = float_model({1.0f}, "a*/b");
+  m.entries.push_back(float_model({2.0f}, std::string("c\td\x1f"
+                                                      "e\x7f"
+                                                      "f\ng"))
+                          .entries[0]);
+  const std::string h = io::export_c_header(m, {});
+  EXPECT_TRUE(contains(h, "'a* /b'")) << h;
+  EXPECT_FALSE(contains(h, "a*/b")) << h;
+  EXPECT_TRUE(contains(h, "'c\\x09d\\x1fe\\x7ff\\x0ag'")) << h;
+  // Every comment opened is closed once, on its own line.
+  size_t opened = 0, closed = 0;
+  for (size_t i = 0; i + 1 < h.size(); ++i) {
+    if (h[i] == '/' && h[i + 1] == '*') ++opened;
+    if (h[i] == '*' && h[i + 1] == '/') ++closed;
+  }
+  EXPECT_EQ(opened, closed) << h;
 }
 
 TEST(CExport, BadInputsThrowNamingTheEntry) {
@@ -393,6 +472,40 @@ TEST(CExport, AFullyPrunedMatrixGetsOneUnusedElementPerEmptyArray) {
   EXPECT_TRUE(contains(h, "model_w_row_nnz[2] TQ_MODEL_UNUSED = {\n    0, 0\n};")) << h;
 }
 
+// An odd number of int4 values fills (count + 1) / 2 bytes, the last high nibble unused.
+TEST(CExport, SparseInt4EntryWithAnOddValueCountRoundTrips) {
+  std::vector<int8_t> dense(4 * 8, 0);
+  dense[1] = 3;
+  dense[10] = -7;
+  dense[31] = 5;
+  tinyquant::SparseOptions o;
+  o.format = tinyquant::StorageFormat::kCsrU16;
+  o.value_type = tinyquant::ValueType::kInt4;
+  const tinyquant::SparseMatrix m = tinyquant::SparseMatrix::from_dense(dense.data(), 4, 8, o);
+  const io::ModelEntry e = io::make_sparse_entry("w", m, params_for(4));
+  EXPECT_EQ(e.part("values").bytes.size(), 2u);
+  EXPECT_EQ(io::sparse_matrix(e).to_dense(), dense);
+}
+
+// Sparse layers are run up to the kernels' int32 element count, far past 16-bit sizes:
+// 200 x 200 = 40000 elements with one nonzero per row.
+TEST(CExport, LargeSparseLayerGetsItsLayerArrays) {
+  const int64_t n = 200;
+  std::vector<int8_t> dense(static_cast<size_t>(n * n), 0);
+  for (int64_t r = 0; r < n; ++r) dense[static_cast<size_t>(r * n + (r * 7) % n)] = 9;
+  tinyquant::SparseOptions o;
+  o.format = tinyquant::StorageFormat::kCsrU16;
+  const tinyquant::SparseMatrix m = tinyquant::SparseMatrix::from_dense(dense.data(), n, n, o);
+  tinyquant::QuantParams p = params_for(8);
+  p.scales.assign(static_cast<size_t>(n), 0.01f);
+  p.zero_points.assign(static_cast<size_t>(n), 0);
+  io::Model model;
+  model.entries.push_back(io::make_sparse_entry("fc.weight", m, p));
+  const std::string h = io::export_c_header(model, common_scales());
+  EXPECT_TRUE(contains(h, "model_fc_multipliers[200]")) << h.substr(0, 2000);
+  EXPECT_TRUE(contains(h, "#define MODEL_FC_IN_FEATURES 200")) << h.substr(0, 2000);
+}
+
 TEST(CExport, BadSparseEntriesThrowNamingTheEntryAndThePart) {
   const std::vector<int8_t> dense = pruned_matrix();
   tinyquant::SparseOptions o;
@@ -408,6 +521,15 @@ TEST(CExport, BadSparseEntriesThrowNamingTheEntryAndThePart) {
   };
   expect_error<tinyquant::FormatError>(broken([](io::ModelEntry* e) { e->format = 9; }),
                                        {"'w'", "format 9"});
+  // The sparse formats are 1..5: the first past them and 0 (dense) are not.
+  expect_error<tinyquant::FormatError>(broken([](io::ModelEntry* e) { e->format = 6; }),
+                                       {"'w'", "format 6", "(1..5)"});
+  expect_error<tinyquant::FormatError>(broken([](io::ModelEntry* e) { e->format = 0; }),
+                                       {"'w'", "format 0"});
+  // Layout values are uint32 on file but int32 in the matrix: 2^31 is out of range.
+  expect_error<tinyquant::FormatError>(
+      broken([](io::ModelEntry* e) { e->parts[0].bytes[7] = 0x80; }),  // nm_n (2) + 2^31
+      {"'w'", "layout nm_n = 2147483650", "out of range"});
   expect_error<tinyquant::FormatError>(
       broken([](io::ModelEntry* e) { e->parts[0].bytes.resize(16); }),
       {"'w'", "'layout' holds 4 values, expected 5"});
