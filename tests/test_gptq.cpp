@@ -704,3 +704,73 @@ TEST(Gptq, ActOrderKeepsTiedColumnsInTheirOrder) {
   expect_same_quantization(a.weights, b.weights);
   EXPECT_EQ(a.dequantized, b.dequantized);
 }
+
+TEST(Gptq, PerGroupScalesAreFittedFromTheUpdatedWeights) {
+  // Without act_order each group's (scale, zero point) is fitted when the pass reaches it, from
+  // the weights the earlier columns' errors have updated. Reference: the OBQ update of
+  // MatchesObqUpdateWithoutCholesky with min / max parameters fitted per row at each group start.
+  const int64_t out = 3, in = 12, samples = 40, group = 4;
+  const std::vector<float> x = correlated_inputs(samples, in, 21);
+  const std::vector<float> w = gaussian(static_cast<size_t>(out * in), 22);
+  const QuantSpec spec = QuantSpec::int4_per_group(group);
+  QuantSpec one = spec;
+  one.granularity = Granularity::kPerTensor;
+  one.axis = 0;
+  one.group_size = 0;
+  GptqOptions o;
+  o.damp = 0.05;
+  o.mse_params = false;
+  const std::vector<double> h = gptq_hessian(x.data(), samples, in);
+  const size_t n = static_cast<size_t>(in);
+  double mean = 0.0;
+  for (size_t i = 0; i < n; ++i) mean += h[i * n + i] / static_cast<double>(in);
+  std::vector<double> a(h), inv(n * n, 0.0);
+  for (size_t i = 0; i < n; ++i) {
+    a[i * n + i] += o.damp * mean;
+    inv[i * n + i] = 1.0;
+  }
+  for (size_t c = 0; c < n; ++c) {
+    const double p = a[c * n + c];
+    for (size_t j = 0; j < n; ++j) {
+      a[c * n + j] /= p;
+      inv[c * n + j] /= p;
+    }
+    for (size_t r = 0; r < n; ++r) {
+      if (r == c) continue;
+      const double f = a[r * n + c];
+      for (size_t j = 0; j < n; ++j) {
+        a[r * n + j] -= f * a[c * n + j];
+        inv[r * n + j] -= f * inv[c * n + j];
+      }
+    }
+  }
+  std::vector<double> cur(w.begin(), w.end());
+  std::vector<int32_t> expect(static_cast<size_t>(out * in));
+  std::vector<float> scales(static_cast<size_t>(out * in / group));
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t r = 0; r < static_cast<size_t>(out); ++r) {
+      const size_t k = r * static_cast<size_t>(in / group) + i / static_cast<size_t>(group);
+      if (i % static_cast<size_t>(group) == 0) {
+        std::vector<float> v(static_cast<size_t>(group));
+        for (size_t j = 0; j < v.size(); ++j) v[j] = static_cast<float>(cur[r * n + i + j]);
+        scales[k] = params_for(v.data(), Shape{group}, one).scales[0];
+      }
+      const float s = scales[k];
+      const float v = static_cast<float>(cur[r * n + i]);
+      const int32_t q = std::clamp(static_cast<int32_t>(std::round(v / s)), -7, 7);
+      expect[r * n + i] = q;
+      const double delta = (cur[r * n + i] - s * static_cast<float>(q)) / inv[i * n + i];
+      for (size_t j = i + 1; j < n; ++j) cur[r * n + j] -= delta * inv[i * n + j];
+    }
+    const std::vector<double> col(inv.begin(), inv.end());
+    for (size_t r = 0; r < n; ++r)
+      for (size_t j = 0; j < n; ++j)
+        inv[r * n + j] -= col[r * n + i] * col[i * n + j] / col[i * n + i];
+  }
+  const GptqResult r = gptq_quantize(w.data(), out, in, x.data(), samples, spec, o);
+  EXPECT_EQ(r.weights.params.scales, scales);
+  EXPECT_EQ(values(r.weights), expect);
+  // Fitted from the original weights instead, the later groups' scales differ.
+  const QuantParams original = params_for(w.data(), Shape{out, in}, spec);
+  EXPECT_NE(original.scales, scales);
+}
