@@ -285,6 +285,12 @@ TEST(CExport, LayerBiasOfTheWrongShapeIsRejected) {
   const io::CExportOptions o = common_scales();
   expect_error<InvalidArgument>([&] { io::export_c_header(m, o); },
                                 {"'fc.bias'", "shape [2]", "[3]"});
+  // The bias must be float32: an int32 "fc.bias" of the right shape is no layer bias.
+  io::Model ints = fc_model();
+  const std::vector<int32_t> ib = {1, 2};
+  ints.entries.push_back(io::make_entry("fc.bias", ib.data(), {2}));
+  expect_error<InvalidArgument>([&] { io::export_c_header(ints, o); },
+                                {"'fc.bias'", "dense float32 bias", "int32"});
   // Without activation parameters the layer arrays are left to the user, with a note.
   m.entries.pop_back();
   const std::string h = io::export_c_header(m, {});
@@ -434,6 +440,17 @@ TEST(CExport, WeightsNoKernelRunsAreNamedWithTheReason) {
   so.value_type = tinyquant::ValueType::kInt4;
   m.entries.push_back(io::make_sparse_entry(
       "sp.weight", tinyquant::SparseMatrix::from_dense(dense.data(), 4, 8, so), params_for(4)));
+  // Per-group along the outputs (axis 0), an affine convolution, and a weight named only
+  // ".weight" (no layer name).
+  m.entries.push_back(io::make_entry(
+      "grp.weight",
+      tinyquant::quantize_weights(w.data(), {4, 18}, tinyquant::QuantSpec::int4_per_group(2, 0))));
+  tinyquant::QuantSpec affine_tensor;  // 8-bit affine per-tensor
+  m.entries.push_back(io::make_entry(
+      "aconv.weight", tinyquant::quantize_weights(w.data(), {4, 3, 3, 2}, affine_tensor)));
+  m.entries.push_back(io::make_entry(
+      ".weight", tinyquant::quantize_weights(w.data(), {4, 18},
+                                             tinyquant::QuantSpec::int8_weights_per_channel())));
   const std::string h = io::export_c_header(m, common_scales());
   EXPECT_FALSE(contains(h, "_multipliers")) << h;
   EXPECT_TRUE(contains(h,
@@ -445,6 +462,14 @@ TEST(CExport, WeightsNoKernelRunsAreNamedWithTheReason) {
                        "/* layer conv: no kernel parameters: 'conv.weight' holds 6-bit "
                        "symmetric per-channel (axis 0) weights, none of what the conv kernels "
                        "take"))
+      << h;
+  EXPECT_TRUE(contains(h,
+                       "/* layer grp: no kernel parameters: 'grp.weight' holds 4-bit "
+                       "symmetric per-group (axis 0)"))
+      << h;
+  EXPECT_TRUE(contains(h,
+                       "/* layer aconv: no kernel parameters: 'aconv.weight' holds 8-bit "
+                       "affine per-tensor"))
       << h;
   for (const char* layer : {"fc", "conv", "sp"}) {
     io::CExportOptions one;
