@@ -308,6 +308,13 @@ TEST(CExport, ScalesFormReplacesMultipliersAndShiftsAndReluSetsTheClamp) {
   EXPECT_FALSE(contains(h, "_requant_scales")) << h;
   EXPECT_FALSE(contains(h, "MODEL_FC_INPUT_SCALE")) << h;
   EXPECT_TRUE(contains(h, "#define MODEL_FC_ACT_MIN (-1)\n#define MODEL_FC_ACT_MAX 127")) << h;
+  // A layer's own parameters win over the common pair (no ReLU: the full int8 range).
+  io::CExportOptions both = o;
+  both.input = tinyquant::ActivationParams{0.1f, 0};
+  both.output = tinyquant::ActivationParams{0.2f, 0};
+  EXPECT_TRUE(contains(io::export_c_header(m, both), "#define MODEL_FC_ACT_MIN (-1)\n"));
+  both.layers.clear();
+  EXPECT_TRUE(contains(io::export_c_header(m, both), "#define MODEL_FC_ACT_MIN (-128)\n"));
   o.requant = io::RequantForm::kScales;
   h = io::export_c_header(m, o);
   EXPECT_TRUE(contains(h, "static const float model_fc_requant_scales[2]")) << h;
