@@ -135,6 +135,8 @@ TEST(Idx, DirectoryIsIoError) {
 
 TEST(Idx, EmptyAndShortHeader) {
   expect_format_error({}, {"mem.idx", "empty"});
+  // A gzip stream that inflates to nothing is an empty file too.
+  expect_format_error(gzip({}), {"mem.idx", "empty"});
   expect_format_error({0x00, 0x00, 0x08}, {"mem.idx", "header truncated", "offset 3"});
   const std::string path = write_temp("empty", {});
   expect_error<FormatError>([&] { io::read_idx(path); }, {path, "empty"});
@@ -244,5 +246,6 @@ TEST(Idx, GarbageAfterGzipStream) {
 
 TEST(Idx, NullBytes) {
   expect_error<InvalidArgument>([] { io::parse_idx(nullptr, 4, "x"); }, {"null", "4"});
+  expect_error<InvalidArgument>([] { io::parse_idx(nullptr, 1, "x"); }, {"null", "size is 1"});
   expect_error<FormatError>([] { io::parse_idx(nullptr, 0, "x"); }, {"empty"});
 }
