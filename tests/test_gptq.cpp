@@ -169,23 +169,16 @@ TEST(Gptq, HandComputedErrorFeedback) {
   EXPECT_FLOAT_EQ(r.weights.params.scales[0], 0.1f);
 }
 
-TEST(Gptq, MatchesObqUpdateWithoutCholesky) {
-  // Reference: for each column i, delta = (w_i - q_i) / Hinv[i][i]; w_j -= delta * Hinv[i][j]
-  // for the later j, then Hinv -= Hinv[:, i] Hinv[i, :] / Hinv[i][i] (column i eliminated).
-  const int64_t out = 5, in = 12, samples = 40;
-  const std::vector<float> x = correlated_inputs(samples, in, 3);
-  const std::vector<float> w = gaussian(static_cast<size_t>(out * in), 4);
-  const QuantSpec spec = QuantSpec::int8_weights_per_channel(0);
-  GptqOptions o;
-  o.damp = 0.05;
-  std::vector<double> h = gptq_hessian(x.data(), samples, in);
-  double mean = 0.0;
-  for (int64_t i = 0; i < in; ++i) mean += h[static_cast<size_t>(i * in + i)] / in;
-  // Inverse of H + damp * mean * I by Gauss-Jordan.
+namespace {
+
+// The inverse of H + damp * mean(diag H) * I ([in][in], row-major), by Gauss-Jordan.
+std::vector<double> damped_inverse(const std::vector<double>& h, int64_t in, double damp) {
   const size_t n = static_cast<size_t>(in);
+  double mean = 0.0;
+  for (size_t i = 0; i < n; ++i) mean += h[i * n + i] / static_cast<double>(in);
   std::vector<double> a(h), inv(n * n, 0.0);
   for (size_t i = 0; i < n; ++i) {
-    a[i * n + i] += o.damp * mean;
+    a[i * n + i] += damp * mean;
     inv[i * n + i] = 1.0;
   }
   for (size_t c = 0; c < n; ++c) {
@@ -203,15 +196,25 @@ TEST(Gptq, MatchesObqUpdateWithoutCholesky) {
       }
     }
   }
-  const QuantParams params = params_for_mse(w.data(), Shape{out, in}, spec);
+  return inv;
+}
+
+// The OBQ pass without Cholesky: for each column i, every row's weight (as updated so far) is
+// rounded at scale_of(r, i, cur) to [-qmax, qmax]; delta = (w - s q) / Hinv[i][i] is taken from
+// the later columns, w_j -= delta * Hinv[i][j]; then column i is eliminated from Hinv,
+// Hinv -= Hinv[:, i] Hinv[i, :] / Hinv[i][i]. Returns the codes [out][in].
+template <class ScaleOf>
+std::vector<int32_t> obq_codes(const std::vector<float>& w, int64_t out, int64_t in,
+                               std::vector<double> inv, int32_t qmax, ScaleOf scale_of) {
+  const size_t n = static_cast<size_t>(in);
   std::vector<double> cur(w.begin(), w.end());
-  std::vector<int32_t> expect(static_cast<size_t>(out * in));
+  std::vector<int32_t> codes(static_cast<size_t>(out * in));
   for (size_t i = 0; i < n; ++i) {
     for (size_t r = 0; r < static_cast<size_t>(out); ++r) {
-      const float s = params.scales[r];
+      const float s = scale_of(r, i, cur);
       const float v = static_cast<float>(cur[r * n + i]);
-      const int32_t q = std::clamp(static_cast<int32_t>(std::round(v / s)), -127, 127);
-      expect[r * n + i] = q;
+      const int32_t q = std::clamp(static_cast<int32_t>(std::round(v / s)), -qmax, qmax);
+      codes[r * n + i] = q;
       const double delta = (cur[r * n + i] - s * static_cast<float>(q)) / inv[i * n + i];
       for (size_t j = i + 1; j < n; ++j) cur[r * n + j] -= delta * inv[i * n + j];
     }
@@ -220,6 +223,24 @@ TEST(Gptq, MatchesObqUpdateWithoutCholesky) {
       for (size_t j = 0; j < n; ++j)
         inv[r * n + j] -= col[r * n + i] * col[i * n + j] / col[i * n + i];
   }
+  return codes;
+}
+
+}  // namespace
+
+TEST(Gptq, MatchesObqUpdateWithoutCholesky) {
+  // Reference: for each column i, delta = (w_i - q_i) / Hinv[i][i]; w_j -= delta * Hinv[i][j]
+  // for the later j, then Hinv -= Hinv[:, i] Hinv[i, :] / Hinv[i][i] (column i eliminated).
+  const int64_t out = 5, in = 12, samples = 40;
+  const std::vector<float> x = correlated_inputs(samples, in, 3);
+  const std::vector<float> w = gaussian(static_cast<size_t>(out * in), 4);
+  const QuantSpec spec = QuantSpec::int8_weights_per_channel(0);
+  GptqOptions o;
+  o.damp = 0.05;
+  const QuantParams params = params_for_mse(w.data(), Shape{out, in}, spec);
+  const std::vector<int32_t> expect =
+      obq_codes(w, out, in, damped_inverse(gptq_hessian(x.data(), samples, in), in, o.damp), 127,
+                [&](size_t r, size_t, const std::vector<double>&) { return params.scales[r]; });
   const GptqResult r = gptq_quantize(w.data(), out, in, x.data(), samples, spec, o);
   EXPECT_EQ(r.weights.params.scales, params.scales);
   EXPECT_EQ(values(r.weights), expect);
@@ -720,53 +741,19 @@ TEST(Gptq, PerGroupScalesAreFittedFromTheUpdatedWeights) {
   GptqOptions o;
   o.damp = 0.05;
   o.mse_params = false;
-  const std::vector<double> h = gptq_hessian(x.data(), samples, in);
-  const size_t n = static_cast<size_t>(in);
-  double mean = 0.0;
-  for (size_t i = 0; i < n; ++i) mean += h[i * n + i] / static_cast<double>(in);
-  std::vector<double> a(h), inv(n * n, 0.0);
-  for (size_t i = 0; i < n; ++i) {
-    a[i * n + i] += o.damp * mean;
-    inv[i * n + i] = 1.0;
-  }
-  for (size_t c = 0; c < n; ++c) {
-    const double p = a[c * n + c];
-    for (size_t j = 0; j < n; ++j) {
-      a[c * n + j] /= p;
-      inv[c * n + j] /= p;
-    }
-    for (size_t r = 0; r < n; ++r) {
-      if (r == c) continue;
-      const double f = a[r * n + c];
-      for (size_t j = 0; j < n; ++j) {
-        a[r * n + j] -= f * a[c * n + j];
-        inv[r * n + j] -= f * inv[c * n + j];
-      }
-    }
-  }
-  std::vector<double> cur(w.begin(), w.end());
-  std::vector<int32_t> expect(static_cast<size_t>(out * in));
-  std::vector<float> scales(static_cast<size_t>(out * in / group));
-  for (size_t i = 0; i < n; ++i) {
-    for (size_t r = 0; r < static_cast<size_t>(out); ++r) {
-      const size_t k = r * static_cast<size_t>(in / group) + i / static_cast<size_t>(group);
-      if (i % static_cast<size_t>(group) == 0) {
-        std::vector<float> v(static_cast<size_t>(group));
-        for (size_t j = 0; j < v.size(); ++j) v[j] = static_cast<float>(cur[r * n + i + j]);
-        scales[k] = params_for(v.data(), Shape{group}, one).scales[0];
-      }
-      const float s = scales[k];
-      const float v = static_cast<float>(cur[r * n + i]);
-      const int32_t q = std::clamp(static_cast<int32_t>(std::round(v / s)), -7, 7);
-      expect[r * n + i] = q;
-      const double delta = (cur[r * n + i] - s * static_cast<float>(q)) / inv[i * n + i];
-      for (size_t j = i + 1; j < n; ++j) cur[r * n + j] -= delta * inv[i * n + j];
-    }
-    const std::vector<double> col(inv.begin(), inv.end());
-    for (size_t r = 0; r < n; ++r)
-      for (size_t j = 0; j < n; ++j)
-        inv[r * n + j] -= col[r * n + i] * col[i * n + j] / col[i * n + i];
-  }
+  const size_t n = static_cast<size_t>(in), per_row = static_cast<size_t>(in / group);
+  std::vector<float> scales(static_cast<size_t>(out) * per_row);
+  const std::vector<int32_t> expect = obq_codes(
+      w, out, in, damped_inverse(gptq_hessian(x.data(), samples, in), in, o.damp), 7,
+      [&](size_t r, size_t i, const std::vector<double>& cur) {
+        const size_t k = r * per_row + i / static_cast<size_t>(group);
+        if (i % static_cast<size_t>(group) == 0) {  // a group starts: fit it to the updated row
+          std::vector<float> v(static_cast<size_t>(group));
+          for (size_t j = 0; j < v.size(); ++j) v[j] = static_cast<float>(cur[r * n + i + j]);
+          scales[k] = params_for(v.data(), Shape{group}, one).scales[0];
+        }
+        return scales[k];
+      });
   const GptqResult r = gptq_quantize(w.data(), out, in, x.data(), samples, spec, o);
   EXPECT_EQ(r.weights.params.scales, scales);
   EXPECT_EQ(values(r.weights), expect);
