@@ -30,6 +30,14 @@ SparseOptions opt(StorageFormat f, ValueType vt = ValueType::kInt8) {
   return o;
 }
 
+// Block CSR with br x bc blocks.
+SparseOptions block_opt(int32_t br, int32_t bc) {
+  SparseOptions o = opt(StorageFormat::kBlockCsr);
+  o.block_rows = br;
+  o.block_cols = bc;
+  return o;
+}
+
 std::vector<int8_t> random_dense(std::mt19937& rng, int64_t rows, int64_t cols, double sparsity,
                                  int lo, int hi) {
   std::uniform_real_distribution<double> u(0.0, 1.0);
@@ -99,9 +107,7 @@ TEST(SparseMatrix, RoundTripEveryFormatInt8AndInt4) {
   nm.nm_n = 4;  // 4 of every 8 (two 2-of-4 groups), the tail of 6 keeps 4
   nm.nm_m = 8;
   expect_holds(SparseMatrix::from_dense(d.data(), 8, 22, nm), d, "4:8");
-  SparseOptions b = opt(StorageFormat::kBlockCsr);
-  b.block_rows = 4;
-  b.block_cols = 2;
+  const SparseOptions b = block_opt(4, 2);
   expect_holds(SparseMatrix::from_dense(d.data(), 8, 22, b), d, "block 4x2");
 }
 
@@ -139,9 +145,7 @@ TEST(SparseMatrix, ByteCountsByHand) {
   EXPECT_EQ(bytes(opt(StorageFormat::kBitmap)), 4 + 3);
   EXPECT_EQ(bytes(opt(StorageFormat::kBitmap, ValueType::kInt4)), 4 + 2);
   // 1x2 blocks: row 0 blocks 1 and 3, row 1 block 4: 3 row pointers * 4 + 3 * 2 + 6 values
-  SparseOptions b = opt(StorageFormat::kBlockCsr);
-  b.block_rows = 1;
-  b.block_cols = 2;
+  const SparseOptions b = block_opt(1, 2);
   EXPECT_EQ(bytes(b), 12 + 6 + 6);
   // 2:4: 3 groups per row (last of 2 columns) * 2 slots = 6 slots * 2 bits = 2 bytes per row
   EXPECT_EQ(bytes(opt(StorageFormat::kNm)), 2 * 2 + 12);
@@ -170,9 +174,7 @@ TEST(SparseMatrix, Int4ValuesShipAsNibbleStream) {
 
 TEST(SparseMatrix, RejectsBadOptions) {
   const std::vector<int8_t> d(12, 1);
-  SparseOptions o = opt(StorageFormat::kBlockCsr);
-  o.block_rows = 2;
-  o.block_cols = 5;
+  SparseOptions o = block_opt(2, 5);
   std::string msg =
       thrown_message<InvalidArgument>([&] { SparseMatrix::from_dense(d.data(), 2, 6, o); });
   EXPECT_TRUE(contains(msg, "block 2x5 does not tile the 2x6")) << msg;
@@ -230,9 +232,7 @@ TEST(SparseMatrix, CorruptArraysThrowFormatError) {
       [&] { SparseMatrix::from_arrays(2, 10, opt(StorageFormat::kBitmap), bm); });
   EXPECT_TRUE(contains(msg, "row 1 sets bits past column 9")) << msg;
 
-  SparseOptions b = opt(StorageFormat::kBlockCsr);
-  b.block_rows = 1;
-  b.block_cols = 2;
+  const SparseOptions b = block_opt(1, 2);
   SparseArrays blk;
   blk.block_row_ptr = {0, 2, 1};
   blk.block_col = {1, 3};
@@ -488,9 +488,7 @@ TEST(SparseMatrix, CsrU16ColumnLimit) {
 
 TEST(SparseMatrix, CorruptBlockRowStartAndNmTailIndex) {
   // Block row pointers must start at 0: {1, 1, 2} would leave block 0 stored but never read.
-  SparseOptions b = opt(StorageFormat::kBlockCsr);
-  b.block_rows = 1;
-  b.block_cols = 2;
+  const SparseOptions b = block_opt(1, 2);
   SparseArrays blk;
   blk.block_row_ptr = {1, 1, 2};
   blk.block_col = {1, 3};
@@ -532,9 +530,7 @@ TEST(SparseMatrix, CountAndBlockColumnWidths) {
   expect_error<InvalidArgument>(
       [&] { SparseMatrix::from_dense(ones.data(), 1, 65536, opt(StorageFormat::kCsrU8)); },
       {"row 0 has 65536 entries, more than the uint16 count allows"});
-  SparseOptions b = opt(StorageFormat::kBlockCsr);
-  b.block_rows = 1;
-  b.block_cols = 1;
+  const SparseOptions b = block_opt(1, 1);
   EXPECT_EQ(SparseMatrix::from_dense(ones.data(), 1, 65536, b).arrays().block_col.back(), 65535);
   expect_error<InvalidArgument>([&] { SparseMatrix::from_dense(ones.data(), 1, 65537, b); },
                                 {"65537 block columns exceed the uint16 index range"});
@@ -552,9 +548,7 @@ TEST(SparseMatrix, CorruptInt4ValueAndBlockValueCount) {
       [&] { SparseMatrix::from_arrays(1, 8, opt(StorageFormat::kBitmap, ValueType::kInt4), bm); },
       {"int4 value -9 at value index 0"});
   // Two 1x2 blocks need 4 values; 3 would leave the last block read past the end.
-  SparseOptions b = opt(StorageFormat::kBlockCsr);
-  b.block_rows = 1;
-  b.block_cols = 2;
+  const SparseOptions b = block_opt(1, 2);
   SparseArrays blk;
   blk.block_row_ptr = {0, 1, 2};
   blk.block_col = {1, 3};

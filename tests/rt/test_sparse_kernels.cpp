@@ -341,11 +341,21 @@ TEST(SparseFcS8, RejectsBadArguments) {
 #endif
 }
 
-TEST(ValidateSparseS8, FindsCorruptIndexData) {
+namespace {
+
+// 3 x 10, nonzero at (0, 2), (0, 7) and (2, 9): the matrix the index-corruption tests edit.
+std::vector<int8_t> three_sparse_rows() {
   std::vector<int8_t> dense(3 * 10, 0);
   dense[0 * 10 + 2] = 5;
   dense[0 * 10 + 7] = -3;
   dense[2 * 10 + 9] = 1;
+  return dense;
+}
+
+}  // namespace
+
+TEST(ValidateSparseS8, FindsCorruptIndexData) {
+  const std::vector<int8_t> dense = three_sparse_rows();
   const SparseMatrix u8 =
       SparseMatrix::from_dense(dense.data(), 3, 10, fmt_opt(StorageFormat::kCsrU8));
   std::vector<uint8_t> delta = u8.arrays().col_delta;  // {2, 5, 9}
@@ -401,10 +411,7 @@ TEST(ValidateSparseS8, FindsCorruptIndexData) {
 // Indices one past the last column (or the last column of a tail group) are the first invalid
 // ones: each format's check must reject exactly there.
 TEST(ValidateSparseS8, RejectsTheFirstColumnPastTheEnd) {
-  std::vector<int8_t> dense(3 * 10, 0);
-  dense[0 * 10 + 2] = 5;
-  dense[0 * 10 + 7] = -3;
-  dense[2 * 10 + 9] = 1;
+  const std::vector<int8_t> dense = three_sparse_rows();
   const SparseMatrix u16 =
       SparseMatrix::from_dense(dense.data(), 3, 10, fmt_opt(StorageFormat::kCsrU16));
   std::vector<uint16_t> idx = u16.arrays().col_index;
