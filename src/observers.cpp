@@ -672,17 +672,42 @@ QuantParams HistogramObserver::params() const {
   for (size_t s = 0; s < hists_.size(); ++s) {
     double l = 0.0, h = 0.0;
     choose_range(static_cast<int64_t>(s), &l, &h);
+    const double mn = mins_[s], mx = maxs_[s];
     if (!magnitude_ || spec_.scheme == Scheme::kAffine) {
       // Both ends inside the observed [min, max]: an estimate interpolated inside a bin can
       // pass the other end (all-zero data put the lower tail above 0), and clipping each end
       // on one side only would then widen the range beyond what was observed.
-      const double mn = mins_[s], mx = maxs_[s];
       l = std::clamp(l, mn, mx);
       h = std::clamp(h, mn, mx);
+    }
+    // Estimates inside a bin that straddles 0 can both land on 0. When every value observed lies
+    // within one bin width of 0 (|x| below the finest width, 2^-120), the grid cannot tell the
+    // values apart and [min, max] is the range; otherwise the estimate stands.
+    if (l == 0.0 && h == 0.0 && std::max(-mn, mx) > 0.0 &&
+        std::max(-mn, mx) < hists_[s].bin_width()) {
+      l = mn;
+      h = mx;
     }
     lo[s] = static_cast<float>(std::min(l, h));
     hi[s] = static_cast<float>(std::max(l, h));
   }
+  // Every chosen range [0, 0] although some values were not 0: say so, rather than the generic
+  // zero-range error, which would read as if the data were all zeros.
+  const auto zero = [](float a, float b) { return a >= 0.0f && b <= 0.0f; };
+  bool all_zero = true, any_data = false;
+  size_t example = 0;
+  for (size_t s = 0; s < hists_.size(); ++s) {
+    all_zero = all_zero && zero(lo[s], hi[s]);
+    if (!any_data && !zero(mins_[s], maxs_[s])) {
+      any_data = true;
+      example = s;
+    }
+  }
+  if (all_zero && any_data)
+    fail<DataError>(
+        "{} observer: every chosen range is [0, 0], although range {} observed [{}, {}]: the "
+        "estimate clips every nonzero value (raise the percentile, or calibrate with min / max)",
+        name(), example, mins_[example], maxs_[example]);
   return params_from(lo, hi);
 }
 

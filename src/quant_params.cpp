@@ -217,8 +217,8 @@ QuantParams params_from_ranges(const QuantSpec& spec, const Shape& shape,
   }
   if (!any_nonzero)
     fail<DataError>(
-        "params_from_ranges: zero range: every observed value is 0 (shape {}, {}), "
-        "so there is no scale to calibrate",
+        "params_from_ranges: zero range: every range is [0, 0] (shape {}, {}), so there is no "
+        "scale to calibrate",
         to_string(shape), to_string(spec.granularity));
   return p;
 }

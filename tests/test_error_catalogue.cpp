@@ -159,7 +159,7 @@ TEST(ErrorCatalogue, E12) {
 TEST(ErrorCatalogue, E13) {
   const std::vector<float> v(6, 0.0f);
   TQ_EXPECT_MESSAGE(DataError, params_for(v.data(), Shape{2, 3}, QuantSpec{}),
-                    "params_from_ranges: zero range: every observed value is 0 (shape [2, 3], "
+                    "params_from_ranges: zero range: every range is [0, 0] (shape [2, 3], "
                     "per-tensor), so there is no scale to calibrate");
 }
 
@@ -772,6 +772,16 @@ TEST(ErrorCatalogue, E88) {
   m.entries[0].parts[0].bytes.resize(12);
   TQ_EXPECT_MESSAGE(FormatError, io::export_c_header(m, io::CExportOptions{}),
                     "model entry 'f': dense float32 data of shape [4] needs 16 bytes, has 12");
+}
+TEST(ErrorCatalogue, E89) {
+  std::vector<float> v(1000, 0.0f);
+  v[0] = -5.0f;
+  PercentileObserver obs(QuantSpec{}, 99.0);
+  obs.observe(v.data(), Shape{1000});
+  TQ_EXPECT_MESSAGE(DataError, obs.params(),
+                    "percentile observer: every chosen range is [0, 0], although range 0 observed "
+                    "[-5, 0]: the estimate clips every nonzero value (raise the percentile, or "
+                    "calibrate with min / max)");
 }
 
 // ---- the table and the tests stay in sync ---------------------------------------------------

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -14,6 +15,7 @@
 #include "expect_error.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/observers.hpp"
+#include "tinyquant/quantize.hpp"
 
 using namespace tinyquant;
 using namespace tq_test;
@@ -336,6 +338,45 @@ TEST(PercentileObserver, AllZeroDataIsAZeroRangeForBothSchemes) {
   obs.observe(same.data(), Shape{100});
   const QuantParams p = obs.params();
   EXPECT_NEAR((127 - p.zero_points[0]) * static_cast<double>(p.scales[0]), 3.0, 0.5 * p.scales[0]);
+}
+
+// Values finer than the finest bins (2^-120 wide) share the bins around 0: both affine estimates
+// land on 0, and the observed [min, max] is used instead of a zero range that is not one.
+TEST(PercentileObserver, DataFinerThanTheGridKeepsItsRange) {
+  const float tiny[2] = {-FLT_MIN, 0.0f};
+  QuantSpec spec;
+  spec.bits = 3;
+  PercentileObserver obs(spec, 50.0 + 50.0 * 2 / 256, 32);
+  obs.observe(tiny, Shape{2});
+  ASSERT_GT(obs.histogram(0).bin_width(), static_cast<double>(FLT_MIN));
+  const QuantParams p = obs.params();
+  const ScaleZeroPoint want = choose_scale_zero_point(-FLT_MIN, 0.0f, spec);
+  EXPECT_EQ(p.scales[0], want.scale);
+  EXPECT_EQ(p.zero_points[0], want.zero_point);
+  const std::vector<float> back = dequantize(quantize(tiny, Shape{2}, p));
+  EXPECT_LE(std::fabs(back[0] + FLT_MIN), 0.5f * p.scales[0]);
+}
+
+// A percentile that clips every nonzero value chooses [0, 0]; the error says so instead of
+// claiming the data were all zeros. A second channel with a real range keeps the call working.
+TEST(PercentileObserver, ARangeClippedToZeroIsNamedAsSuch) {
+  std::vector<float> v(1000, 0.0f);
+  v[0] = -5.0f;
+  PercentileObserver obs(QuantSpec{}, 99.0);
+  obs.observe(v.data(), Shape{1000});
+  expect_error<DataError>([&] { obs.params(); }, {"every chosen range is [0, 0]",
+                                                  "observed [-5, 0]", "raise the percentile"});
+  QuantSpec per_channel;
+  per_channel.granularity = Granularity::kPerChannel;
+  per_channel.axis = 1;
+  std::vector<float> two(2000, 0.0f);
+  two[0] = -5.0f;
+  for (size_t i = 1; i < two.size(); i += 2) two[i] = static_cast<float>(i % 7);
+  PercentileObserver channels(per_channel, 99.0);
+  channels.observe(two.data(), Shape{1000, 2});
+  const QuantParams p = channels.params();
+  EXPECT_EQ(p.scales[0], 1.0f);  // the clipped channel: only zeros left
+  EXPECT_NE(p.scales[1], 1.0f);
 }
 
 TEST(PercentileObserver, PerChannelEqualsPerTensorOnEachSliceAndMergeIsExact) {
