@@ -124,16 +124,20 @@ void check_options(const GptqOptions& o) {
 Plan make_plan(const MatrixD& w0, const QuantSpec& spec, const GptqOptions& o, QuantParams* p) {
   const int64_t out = w0.rows(), in = w0.cols();
   const Shape shape{out, in};
-  const ParamLayout layout = param_layout(spec, shape);  // bits, group size, axis range
+  // The axis by its index, not by the extents it spans: on square weights axis 1 spans as many
+  // rows as axis 0 would.
+  const int axis =
+      spec.granularity == Granularity::kPerTensor ? 0 : normalize_axis(spec.axis, shape, "gptq");
+  const ParamLayout layout = param_layout(spec, shape);  // bits, group size
   Plan plan;
   plan.one = per_tensor(spec);
   plan.out = out;
   plan.in = in;
-  if (spec.granularity == Granularity::kPerChannel && layout.axis_len != out)
+  if (spec.granularity == Granularity::kPerChannel && axis != 0)
     fail<InvalidArgument>(
         "gptq: per-channel parameters must run along the outputs (axis 0), got axis {}", spec.axis);
   if (spec.granularity == Granularity::kPerGroup) {
-    if (layout.inner != 1)
+    if (axis != 1)
       fail<InvalidArgument>(
           "gptq: per-group parameters must group the inputs (axis 1 or -1), got axis {}",
           spec.axis);

@@ -411,6 +411,26 @@ TEST(Gptq, BadInputsThrowNamingWhatAndWhere) {
   expect_error<InvalidArgument>(
       [&] { gptq_quantize(w.data(), 2, 4, x.data(), 3, QuantSpec::int8_weights_per_channel(1)); },
       {"gptq", "per-channel", "axis 1"});
+  // Square weights: axis 1 spans as many parameters as axis 0, and is still the wrong axis.
+  const std::vector<float> w_sq = {1.0f, 0.5f, -0.25f, 2.0f};
+  const std::vector<float> x_sq = {1.0f, 0.0f, 0.0f, 1.0f, 1.0f, 1.0f};
+  expect_error<InvalidArgument>(
+      [&] {
+        gptq_quantize(w_sq.data(), 2, 2, x_sq.data(), 3, QuantSpec::int8_weights_per_channel(1));
+      },
+      {"gptq: per-channel", "axis 0", "got axis 1"});
+  expect_error<InvalidArgument>(
+      [&] {
+        gptq_quantize(w_sq.data(), 2, 2, x_sq.data(), 3, QuantSpec::int8_weights_per_channel(-1));
+      },
+      {"gptq: per-channel", "got axis -1"});
+  EXPECT_NO_THROW(
+      gptq_quantize(w_sq.data(), 2, 2, x_sq.data(), 3, QuantSpec::int8_weights_per_channel(-2)));
+  expect_error<InvalidArgument>(
+      [&] {
+        gptq_quantize(w_sq.data(), 2, 2, x_sq.data(), 3, QuantSpec::int8_weights_per_channel(2));
+      },
+      {"gptq: axis 2 is out of range"});
   GptqOptions o;
   o.damp = -0.1;
   expect_error<InvalidArgument>([&] { gptq_quantize(w.data(), 2, 4, x.data(), 3, g4, o); },
