@@ -167,15 +167,15 @@ Status validate_sparse_s8(const SparseMatrixS8& w) noexcept {
         int64_t slot = 0;
         for (int32_t g = 0; g < groups; ++g) {
           const int32_t size = (g == groups - 1 && w.cols % w.nm_m != 0) ? w.cols % w.nm_m : w.nm_m;
-          uint32_t used_lo = 0, used_hi = 0;  // nonzero slots seen, for m <= 64 (else skip)
+          uint32_t used[8];  // one bit per index of the group's nonzero slots (m <= 256)
+          for (int32_t i = 0; i < (size + 31) / 32; ++i) used[i] = 0;
           for (int32_t s = 0; s < w.nm_n; ++s, ++slot, ++v) {
             const uint32_t p = bits > 0 ? read_bits(idx, slot * bits, bits) : 0u;
             if (static_cast<int32_t>(p) >= size) return Status::kBadSparseData;
-            if (w.values[v] != 0 && p < 64) {
-              uint32_t& used = p < 32 ? used_lo : used_hi;
+            if (w.values[v] != 0) {
               const uint32_t bit = 1u << (p & 31u);
-              if ((used & bit) != 0) return Status::kBadSparseData;
-              used |= bit;
+              if ((used[p >> 5] & bit) != 0) return Status::kBadSparseData;
+              used[p >> 5] |= bit;
             }
           }
         }

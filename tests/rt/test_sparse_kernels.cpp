@@ -408,6 +408,36 @@ TEST(ValidateSparseS8, FindsCorruptIndexData) {
   EXPECT_EQ(rt::validate_sparse_s8(w), Status::kNullPointer);
 }
 
+// Two nonzero slots of one N:M group on the same index are rejected whatever the group size,
+// indices past 64 included (m goes up to 256); a zero slot may repeat an index (padding).
+TEST(ValidateSparseS8, NmIndexUsedTwiceInWideGroups) {
+  for (const int32_t m : {65, 128, 256}) {
+    const int32_t bits = rt::nm_index_bits(m);
+    for (const uint32_t index : {0u, 31u, 63u, 64u, 100u, static_cast<uint32_t>(m - 1)}) {
+      if (index >= static_cast<uint32_t>(m)) continue;
+      // One row, one group of m columns, two slots: both on `index`.
+      const uint32_t packed = index | (index << bits);
+      const uint8_t nm_index[3] = {static_cast<uint8_t>(packed), static_cast<uint8_t>(packed >> 8),
+                                   static_cast<uint8_t>(packed >> 16)};
+      int8_t values[2] = {3, 5};
+      rt::SparseMatrixS8 w;
+      w.format = rt::SparseFormat::kNm;
+      w.rows = 1;
+      w.cols = m;
+      w.values = values;
+      w.value_count = 2;
+      w.nm_index = nm_index;
+      w.nm_n = 2;
+      w.nm_m = m;
+      ASSERT_LE(rt::nm_row_index_bytes(m, 2, m), 3);
+      EXPECT_EQ(rt::validate_sparse_s8(w), Status::kBadSparseData)
+          << "m " << m << " index " << index;
+      values[1] = 0;
+      EXPECT_EQ(rt::validate_sparse_s8(w), Status::kOk) << "m " << m << " index " << index;
+    }
+  }
+}
+
 // Indices one past the last column (or the last column of a tail group) are the first invalid
 // ones: each format's check must reject exactly there.
 TEST(ValidateSparseS8, RejectsTheFirstColumnPastTheEnd) {
