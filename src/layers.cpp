@@ -98,13 +98,14 @@ QTensor weights_fitting_bias(const float* weights, const Shape& shape, const Qua
   if (raised != nullptr) *raised = 0;
   std::vector<float> mins, maxs;
   ranges_of(weights, shape, spec, &mins, &maxs);
+  // Checked for every layout, raised or not: a NaN bias is bad input whichever path runs.
+  if (bias != nullptr) detail::check_finite(bias, channels, what);
   QuantParams p = params_from_ranges(spec, shape, mins, maxs);  // params_for's
   const bool per_tensor = spec.granularity == Granularity::kPerTensor;
   const bool scale_ok = input_scale > 0.0f && std::isfinite(input_scale);
   if (bias != nullptr && scale_ok && spec.granularity == Granularity::kPerGroup &&
       spec.scheme == Scheme::kSymmetric && shape.size() == 2 &&
       normalize_axis(spec.axis, shape, what) == 1) {
-    detail::check_finite(bias, channels, what);
     const size_t groups = p.scales.size() / static_cast<size_t>(channels);
     for (size_t c = 0; c < static_cast<size_t>(channels); ++c) {
       float* row = p.scales.data() + c * groups;
@@ -126,7 +127,6 @@ QTensor weights_fitting_bias(const float* weights, const Shape& shape, const Qua
   if (bias == nullptr || spec.granularity == Granularity::kPerGroup ||
       (!per_tensor && normalize_axis(spec.axis, shape, what) != 0) || !scale_ok)
     return quantize(weights, shape, p, mode);
-  detail::check_finite(bias, channels, what);
   const bool symmetric = spec.scheme == Scheme::kSymmetric;
   for (size_t i = 0; i < p.scales.size(); ++i) {
     double top = 0.0;  // the largest |bias| this scale carries: every channel's per tensor

@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include "expect_error.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/layers.hpp"
 #include "tinyquant/rt/fixed_point.hpp"
@@ -410,6 +411,18 @@ TEST(QuantizeWeightsForBias, RoundsAsAskedAndChecksTheInputScale) {
     EXPECT_THROW(quantize_weights_for_bias(w, Shape{1, 2}, spec, &bias, s), InvalidArgument) << s;
   const float nan_bias = std::numeric_limits<float>::quiet_NaN();
   EXPECT_THROW(quantize_weights_for_bias(w, Shape{1, 2}, spec, &nan_bias, 0.1f), DataError);
+  // Layouts whose scales are never raised (per-channel along another axis, affine per-group)
+  // reject a non-finite bias too.
+  const float w4[4] = {1.0f, -2.0f, 0.5f, 3.0f};
+  const float bias2[2] = {0.5f, std::numeric_limits<float>::infinity()};
+  const QuantSpec other_axis = QuantSpec::int8_weights_per_channel(1);
+  const QuantSpec affine_groups{4, Scheme::kAffine, false, Granularity::kPerGroup, 1, 2};
+  for (const QuantSpec& s : {spec, other_axis, affine_groups})
+    tq_test::expect_error<DataError>(
+        [&] {
+          quantize_weights_for_bias(w4, Shape{2, 2}, s, bias2, 0.1f);
+        },
+        {"quantize_weights_for_bias", "index 1", "inf"});
 }
 
 TEST(QuantizedConv2d, RaisesWeightScalesABiasDoesNotFit) {
