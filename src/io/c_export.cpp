@@ -104,6 +104,23 @@ std::string scoped_identifier(const std::string& prefix, const std::string& name
   return id;
 }
 
+// The prefix as a C identifier, sanitised as entry names are (characters outside [A-Za-z0-9_]
+// become '_', a run of '_' one '_'), with no '_' at either end: the '_' before each name would
+// double a trailing one, and file-scope names that start with '_' are reserved in C. Nothing left
+// gives "model"; a leading digit gets "tq_" in front.
+std::string prefix_identifier(const std::string& prefix) {
+  std::string id;
+  for (const char c : prefix) {
+    const auto u = static_cast<unsigned char>(c);
+    const char k = std::isalnum(u) != 0 && u < 128 ? c : '_';
+    if (k != '_' || (!id.empty() && id.back() != '_')) id.push_back(k);
+  }
+  if (!id.empty() && id.back() == '_') id.pop_back();
+  if (id.empty()) return "model";
+  if (std::isdigit(static_cast<unsigned char>(id[0])) != 0) id.insert(0, "tq_");
+  return id;
+}
+
 std::string upper(std::string s) {
   for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;
@@ -618,7 +635,7 @@ void collect_entry(CModel* out, const Model& model, const ModelEntry& e,
 CModel collect(const Model& model, const CExportOptions& opt) {
   if (model.entries.empty()) fail<InvalidArgument>("export-c: the model has no entries");
   CModel out;
-  out.prefix = c_identifier(opt.prefix.empty() ? std::string("model") : opt.prefix);
+  out.prefix = prefix_identifier(opt.prefix);
   out.guard = upper(out.prefix);
   // Every array and macro name, with the entry that produced it: names are sanitised and macros
   // upper-cased, so different entries can meet ("w" and "w_scales", "fc" and "FC").

@@ -135,6 +135,23 @@ TEST(CExport, SplitHeaderDeclaresAndSourceDefines) {
   EXPECT_TRUE(contains(c, "TQ_MY_NET_ALIGN const float my_net_w[2] = {")) << c;
 }
 
+// The prefix is sanitised as entry names are, and never leaves "__" (reserved in C++) or a
+// leading '_' (reserved at file scope in C) in a name.
+TEST(CExport, PrefixIsSanitisedWithoutReservedNames) {
+  const io::Model m = float_model({1.0f, 2.0f});
+  const std::pair<const char*, const char*> cases[] = {
+      {"net.", "net_w"},        {"a..b", "a_b_w"},  {"_x", "x_w"},   {"__x__", "x_w"},
+      {"1net", "tq_1net_w"},    {"...", "model_w"}, {"", "model_w"}, {"my net", "my_net_w"},
+      {"caf\xc3\xa9", "caf_w"}, {"Net", "Net_w"}};
+  for (const auto& [prefix, name] : cases) {
+    io::CExportOptions o;
+    o.prefix = prefix;
+    const std::string h = io::export_c_header(m, o);
+    EXPECT_TRUE(contains(h, std::string(" const float ") + name + "[2] ")) << prefix << "\n" << h;
+    EXPECT_FALSE(contains(h, "__w")) << prefix;
+  }
+}
+
 // A symmetric per-channel [4][3][3][1] convolution "dw.weight" of `bits` bits.
 io::Model conv_model(int bits) {
   std::vector<float> w(4 * 3 * 3);

@@ -83,7 +83,9 @@ enum class RequantForm : uint8_t {
 };
 
 struct CExportOptions {
-  std::string prefix = "model";  // C identifier prefix; sanitised like entry names
+  // C identifier prefix, sanitised like entry names and with no '_' at either end ("net." ->
+  // "net"); empty after that -> "model", a leading digit gets "tq_" ("1net" -> "tq_1net").
+  std::string prefix = "model";
   // Activation parameters of every layer without its own entry in `layers`; when a layer has
   // neither, no requantization arrays are emitted for it and the header says how to compute them.
   std::optional<ActivationParams> input;
