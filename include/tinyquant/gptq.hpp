@@ -52,9 +52,9 @@
 // from dependent inputs with damp = 0) -> DataError; weights so close to the float limit that a
 // dequantized value overflows -> DataError; a spec the layer cannot use (bits, group size, axis,
 // snap_group_scales without symmetric per-group) -> InvalidArgument; damp < 0 or not finite,
-// mse_steps < 1, mse_min_ratio outside (0, 1] -> InvalidArgument. Messages start with "gptq:",
-// except those of the spec's own checks (bits, group size: "quant spec: ...") and, in the Shape
-// overload, numel's for a negative extent.
+// and with mse_params mse_steps < 1 or mse_min_ratio outside (0, 1] -> InvalidArgument (without
+// it the two are not read). Messages start with "gptq:", except those of the spec's own checks
+// (bits, group size: "quant spec: ...") and, in the Shape overload, numel's for a negative extent.
 #pragma once
 
 #include <cstdint>

@@ -10,7 +10,9 @@
 //               (export-c --requant scales) calls the same function at init and gets the same pairs
 //   kernel sums for fully-connected layers the input offset is folded into the bias once:
 //               bias'[c] = bias[c] + input_offset * sum_k (w[c][k] + filter_offset)   (wraps)
-//               so the kernel runs with input_offset 0 (exact: all arithmetic is mod 2^32)
+//               so the kernel runs with input_offset 0 (exact: all arithmetic is mod 2^32);
+//               per-group weights are the exception: their group ratios make the fold inexact,
+//               so the grouped kernel keeps input_offset = -input zero point and the plain bias
 // and then runs integer-only through tinyquant::rt. Activations are int8 affine per-tensor:
 // real = scale * (q - zero_point). A fused ReLU / ReLU6 becomes the act_min / act_max clamp.
 // Kernel errors surface as KernelError naming the layer, the argument and its value.
@@ -96,8 +98,9 @@ class QuantizedLinear {
   const QTensor& weights() const noexcept { return weights_; }
   const ActivationParams& input_params() const noexcept { return input_; }
   const ActivationParams& output_params() const noexcept { return output_; }
-  // Per output channel: the bias the kernel sees (input offset folded in), multiplier, shift
-  // (per-tensor weights: every entry equal; the kernel reads the first).
+  // Per output channel: the bias the kernel sees (input offset folded in, except for per-group
+  // weights: see kernel_params().input_offset), multiplier, shift (per-tensor weights: every
+  // entry equal; the kernel reads the first).
   const std::vector<int32_t>& kernel_bias() const noexcept { return kernel_bias_; }
   const std::vector<int32_t>& multipliers() const noexcept { return multipliers_; }
   const std::vector<int32_t>& shifts() const noexcept { return shifts_; }
@@ -134,8 +137,10 @@ struct Conv2dGeometry {
 class QuantizedConv2d {
  public:
   // weights OHWI [out_c][kh][kw][in_c / groups] float; bias [out_c] or null. Weights are
-  // quantized symmetric per output channel (weight_spec bits 8, or 4 for the s4 kernel); a scale
-  // too small for its channel's bias is raised as QuantizedLinear's float constructor does.
+  // quantized symmetric (weight_spec bits 8, or 4 for the s4 kernel), per output channel (a
+  // per-channel spec's axis is taken as 0 whatever it says) or per-tensor as the spec asks;
+  // per-group and affine specs are InvalidArgument. A scale too small for its channel's bias is
+  // raised as QuantizedLinear's float constructor does.
   QuantizedConv2d(const float* weights, int32_t out_c, int32_t kernel_h, int32_t kernel_w,
                   int32_t in_c, const float* bias, const Conv2dGeometry& geometry,
                   const QuantSpec& weight_spec, ActivationParams input, ActivationParams output,

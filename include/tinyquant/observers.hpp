@@ -15,12 +15,14 @@
 // Histogram observers (percentile, entropy, MSE) bin values on a grid of power-of-two width:
 // bin j covers [(first_bin + j) * 2^e, (first_bin + j + 1) * 2^e). The exponent e is the smallest
 // for which `bins` bins starting at floor(min / 2^e) reach the largest value seen so far (min is 0
-// for histograms of |x|), bounded below so that |x| / 2^e < 2^30. Because both e and first_bin
-// depend only on the running min and max, a batch that exceeds the range grows it by shifting the
-// absolute bin index right by the exponent increase: with widths that are powers of two this
-// merges exact groups of 2^d old bins, so a histogram grown over many batches, one built in a
-// single pass, and the merge of histograms of parts of the data are identical, count for count.
-// The price: between bins/2 and bins of the bins are in use.
+// for histograms of |x|), bounded below by -120 (so 2^-e is a normal float) and so that
+// |x| / 2^e < 2^30. Because both e and first_bin depend only on the running min and max, a batch
+// that exceeds the range grows it by shifting the absolute bin index right by the exponent
+// increase: with widths that are powers of two this merges exact groups of 2^d old bins, so a
+// histogram grown over many batches, one built in a single pass, and the merge of histograms of
+// parts of the data are identical, count for count.
+// The price: between bins/2 and bins of the bins are in use, fewer when a lower bound of e sets
+// it (values close together for their magnitude, such as a constant, or all within 2^-120 of 0).
 //
 // merge(other) folds in an observer of the same type and configuration (InvalidArgument
 // otherwise) that observed other data: min/max and histograms then equal a single pass over both

@@ -116,7 +116,9 @@ QuantParams params_from_ranges(const QuantSpec& spec, const Shape& shape,
                                const std::vector<float>& mins, const std::vector<float>& maxs);
 
 // Per-parameter min and max of the data itself (what a min/max observer over one batch gives).
-// Throws DataError for NaN/Inf with the index, ShapeError if data size differs from the shape.
+// data holds numel(shape) floats (a pointer carries no size: not checked). Throws DataError for
+// NaN/Inf with the index or an empty shape, InvalidArgument for null data, and what
+// param_layout throws when the spec does not fit the shape.
 void ranges_of(const float* data, const Shape& shape, const QuantSpec& spec,
                std::vector<float>* mins, std::vector<float>* maxs);
 

@@ -1,7 +1,8 @@
 // Fixed-point requantization, bit-exact with CMSIS-NN and TFLite Micro.
 //
 // A real multiplier M > 0 is stored as (multiplier, shift) with M ~= multiplier * 2^(shift - 31),
-// multiplier in [2^30, 2^31 - 1] (or 0 for M == 0) and shift in [kMinShift, kMaxShift].
+// multiplier in [2^30, 2^31 - 1] (or 0 for an M below about 2^-32, which quantize_multiplier
+// flushes to {0, 0}) and shift in [kMinShift, kMaxShift].
 //
 // requantize() has two rounding modes, both exactly as the reference libraries compute them:
 //  - Rounding::kDouble (CMSIS-NN's default, TFLite's MultiplyByQuantizedMultiplier):
@@ -31,7 +32,7 @@ enum class Rounding : uint8_t {
 };
 
 struct QuantizedMultiplier {
-  int32_t multiplier = 0;  // [0, 2^31 - 1]; [2^30, 2^31 - 1] unless the real value is 0
+  int32_t multiplier = 0;  // [0, 2^31 - 1]; [2^30, 2^31 - 1] unless flushed to 0 (see above)
   int32_t shift = 0;       // [kMinShift, kMaxShift]
 };
 

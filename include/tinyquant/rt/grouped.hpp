@@ -17,10 +17,11 @@
 // over [out][in] (fully_connected_s4_grouped) or int8 [out][in] (fully_connected_s8_grouped).
 //
 // Paths (ctx.path): kAuto follows a forced reference, smlad or avx2 path (force_path,
-// TINYQUANT_PATH) and on AArch64 the neon or neondot path dispatch picks (or a forced one), else
-// runs AVX-512 VNNI on CPUs that have it, else AVX2, else the reference. kReference, kSmlad,
-// kAvx2, kAvx512Vnni, kNeon and kNeonDot can be asked for (kPathUnavailable if the build or CPU
-// lacks one; kAmx is unavailable here). All are bit-identical to the reference. The x86 bodies
+// TINYQUANT_PATH), on AArch64 the neon or neondot path dispatch picks (or a forced one), and on
+// an ARM build with the DSP extension smlad (dispatch's default there); else it runs AVX-512
+// VNNI on CPUs that have it, else AVX2, else the reference. kReference, kSmlad, kAvx2,
+// kAvx512Vnni, kNeon and kNeonDot can be asked for (kPathUnavailable if the build or CPU lacks
+// one; kAmx is unavailable here). All are bit-identical to the reference. The x86 bodies
 // take int4 shapes with in_features even, group_size % 8 == 0 (or group_size >= in_features)
 // and int8 shapes with group_size % 4 == 0 (or >= in_features, any in_features), both with
 // min(group_size, in_features) <= 32768. The smlad body takes every int4 shape with

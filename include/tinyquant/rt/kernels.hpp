@@ -15,7 +15,10 @@
 // element 2i in the low nibble of byte i, element 2i+1 in the high nibble (CMSIS-NN's s4).
 //
 // Dimensions are >= 1 and no tensor (input, weights, output, and their per-row products such as
-// batch * in_features) holds more than 2^31 - 2^16 elements, else kBadDimension.
+// batch * in_features) holds more than 2^31 - 2^16 elements, else kBadDimension. Convolutions
+// also bound out_c * kernel_h * kernel_w * in_c by that limit (the full in_c, even where grouped
+// or depthwise weights hold fewer elements), and the window's reach (the output's stride span
+// plus the dilated kernel extent) and each padding by half of it.
 //
 // No kernel allocates: scratch memory comes from the caller through Context, sized by the
 // matching *_scratch_size() query for the path that will run. No kernel throws: bad arguments

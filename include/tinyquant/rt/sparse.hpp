@@ -101,8 +101,9 @@ Status validate_sparse_s8(const SparseMatrixS8& w) noexcept;
 
 // output[b][o] for b < batch, o < out_features; input [batch][in_features]; bias
 // [out_features] or null. ctx.path: kAuto follows a globally forced reference, smlad or avx2
-// path (force_path, TINYQUANT_PATH), else picks AVX-512 VNNI on x86 CPUs that have it, else
-// AVX2, else the reference; kReference, kSmlad, kAvx2 and kAvx512Vnni can be forced
+// path (force_path, TINYQUANT_PATH) and, on an ARM build with the DSP extension, smlad
+// (dispatch's default there), else picks AVX-512 VNNI on x86 CPUs that have it, else AVX2, else
+// the reference (AArch64 included); kReference, kSmlad, kAvx2 and kAvx512Vnni can be forced
 // (kPathUnavailable if the build or CPU lacks it; every other path is unavailable for sparse
 // kernels). kAvx512Vnni runs block CSR on vpdpbusd, bitmap too on CPUs with AVX-512 VBMI2
 // (vpexpandb), and every other format on the AVX2 bodies.
