@@ -179,11 +179,12 @@ void fit_grid(Histogram* h, double lo, double hi, int64_t bins) {
 }
 
 // Bin of x on the grid: floor(x * 2^-e) - first, clamped; branch-free so it vectorises. For
-// values inside the grid the product is exact (power-of-two scale, normal result) and below 2^30
-// in magnitude. Others (in a block about to widen the range and be redone, or holding a NaN about
-// to be reported) must still be defined behaviour: a product of magnitude >= 2^30, infinite or
-// NaN is replaced by 0 through its exponent bits before the conversion (a float clamp here keeps
-// GCC from vectorising), so neither the conversion nor the subtraction can overflow.
+// values inside the grid the product is below 2^30 in magnitude and exact (power-of-two scale)
+// unless it falls below the normal range, where only its floor, 0 or -1, matters. Others (in a
+// block about to widen the range and be redone, or holding a NaN about to be reported) must still
+// be defined behaviour: a product of magnitude >= 2^30, infinite or NaN is replaced by 0 through
+// its exponent bits before the conversion (a float clamp here keeps GCC from vectorising), so
+// neither the conversion nor the subtraction can overflow.
 template <bool kMagnitude>
 inline int32_t bin_of(float x, float scale, int32_t first, int32_t top) {
   float v = (kMagnitude ? std::fabs(x) : x) * scale;
@@ -194,6 +195,9 @@ inline int32_t bin_of(float x, float scale, int32_t first, int32_t top) {
   std::memcpy(&v, &b, sizeof v);
   int32_t t = static_cast<int32_t>(v);
   t -= static_cast<int32_t>(static_cast<float>(t) > v);
+  // A negative x whose product underflowed to -0 (below 2^-149 on the grid) is in bin -1, as the
+  // grid's own floor (in double) puts it; -0 itself stays in bin 0.
+  if (!kMagnitude) t -= static_cast<int32_t>(x < 0.0f) & static_cast<int32_t>(v == 0.0f);
   t -= first;
   t = t < 0 ? 0 : t;
   return t > top ? top : t;

@@ -340,6 +340,32 @@ TEST(PercentileObserver, AllZeroDataIsAZeroRangeForBothSchemes) {
   EXPECT_NEAR((127 - p.zero_points[0]) * static_cast<double>(p.scales[0]), 3.0, 0.5 * p.scales[0]);
 }
 
+// A negative value whose product with the grid's 2^-e underflows float (-2^-148 on bins 2^98 wide)
+// is in the bin below 0: binned while streaming it must land where the grid's floor, and a merge
+// (which regrids in integers), put it. -0 stays in the bin from 0.
+TEST(PercentileObserver, TinyNegativeValuesOnACoarseGridStayBelowZero) {
+  const float big[2] = {-0x1p100f, 0x1p100f};
+  const float tiny[2] = {-0x1p-148f, -0.0f};
+  PercentileObserver whole(QuantSpec{}, 99.0, 16), a(QuantSpec{}, 99.0, 16),
+      b(QuantSpec{}, 99.0, 16);
+  whole.observe(big, Shape{2});
+  whole.observe(tiny, Shape{2});
+  a.observe(big, Shape{2});
+  b.observe(tiny, Shape{2});
+  a.merge(b);
+  const Histogram& h = whole.histogram(0);
+  EXPECT_EQ(h.counts, a.histogram(0).counts);
+  EXPECT_EQ(h.first_bin, a.histogram(0).first_bin);
+  EXPECT_EQ(h.exponent, a.histogram(0).exponent);
+  int64_t zero = -1;
+  for (int64_t j = 0; j < static_cast<int64_t>(h.counts.size()); ++j)
+    if (h.edge(j) == 0.0) zero = j;
+  ASSERT_GT(zero, 0);
+  EXPECT_EQ(h.counts[static_cast<size_t>(zero - 1)], 1u);  // -2^-148
+  EXPECT_EQ(h.counts[static_cast<size_t>(zero)], 1u);      // -0
+  EXPECT_EQ(h.total, 4u);
+}
+
 // Values finer than the finest bins (2^-120 wide) share the bins around 0: both affine estimates
 // land on 0, and the observed [min, max] is used instead of a zero range that is not one.
 TEST(PercentileObserver, DataFinerThanTheGridKeepsItsRange) {
