@@ -492,6 +492,11 @@ void MovingAverageMinMaxObserver::absorb(const float*, const ParamLayout&,
     first_maxs_ = maxs_;
     return;
   }
+  if (c_ == 1.0) {  // the last batch, exactly: m + (b - m) can lose b next to a huge m
+    mins_.assign(mins.begin(), mins.end());
+    maxs_.assign(maxs.begin(), maxs.end());
+    return;
+  }
   for (size_t s = 0; s < mins.size(); ++s) {
     mins_[s] += c_ * (static_cast<double>(mins[s]) - mins_[s]);
     maxs_[s] += c_ * (static_cast<double>(maxs[s]) - maxs_[s]);
@@ -502,8 +507,10 @@ QuantParams MovingAverageMinMaxObserver::params() const {
   require_data();
   std::vector<float> lo(mins_.size()), hi(maxs_.size());
   for (size_t s = 0; s < lo.size(); ++s) {
-    lo[s] = static_cast<float>(mins_[s]);
-    hi[s] = static_cast<float>(maxs_[s]);
+    // The average of the mins never exceeds that of the maxs, but its rounding can (batches whose
+    // min and max nearly meet, next to much larger ones): such a pair is taken in order.
+    lo[s] = static_cast<float>(std::min(mins_[s], maxs_[s]));
+    hi[s] = static_cast<float>(std::max(mins_[s], maxs_[s]));
   }
   return params_from(lo, hi);
 }

@@ -205,6 +205,25 @@ TEST(MovingAverageMinMaxObserver, MatchesHandWrittenEma) {
   EXPECT_EQ(obs.params().zero_points[0], sz.zero_point);
 }
 
+// c = 1 keeps exactly the last batch, even after a batch near FLT_MAX: m + (b - m) would lose a
+// tiny b next to m (here min 0 > max, and a DataError instead of a range).
+TEST(MovingAverageMinMaxObserver, ConstantOneKeepsExactlyTheLastBatch) {
+  const float huge[2] = {-0x1.fe0002p+127f, -0x1.3d3d3cp-66f};
+  const float tiny[2] = {-0x1.3d3d3cp-66f, -0x1.4f3d3cp-66f};
+  QuantSpec spec;
+  spec.bits = 16;
+  spec.scheme = Scheme::kSymmetric;
+  MovingAverageMinMaxObserver obs(spec, 1.0);
+  obs.observe(huge, Shape{2});
+  obs.observe(tiny, Shape{2});
+  EXPECT_EQ(obs.mins()[0], static_cast<double>(tiny[1]));
+  EXPECT_EQ(obs.maxs()[0], static_cast<double>(tiny[0]));
+  const QuantParams p = obs.params();
+  const QuantParams want = params_for(tiny, Shape{2}, spec);
+  EXPECT_EQ(p.scales, want.scales);
+  EXPECT_EQ(p.zero_points, want.zero_points);
+}
+
 TEST(MovingAverageMinMaxObserver, MergeAppendsTheOtherStream) {
   for (double c : {0.01, 0.3, 1.0}) {
     const QuantSpec spec = QuantSpec::int8_weights_per_channel(0);
