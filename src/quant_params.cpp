@@ -158,10 +158,11 @@ ScaleZeroPoint choose_scale_zero_point(float rmin, float rmax, const QuantSpec& 
   // Data near FLT_MAX: an end code can dequantize (in float, as dequantize does) to infinity,
   // because the float scale rounded up or the affine grid reaches a step past the data. Cap the
   // scale at FLT_MAX / (largest |end code|), so the outermost data clamp into the last code.
-  // The codes data in the range can map to: symmetric data stay within +-(2^(b-1) - 1).
-  const int32_t sym_max = (int32_t{1} << (spec.bits - 1)) - 1;
-  const int32_t code_lo = spec.scheme == Scheme::kSymmetric ? -sym_max : spec.qmin();
-  const int32_t code_hi = spec.scheme == Scheme::kSymmetric ? sym_max : spec.qmax();
+  // Every code of the grid counts, -2^(b-1) of a symmetric one without narrow range included:
+  // data inside the range never map to it, but data clipped below the range (other data than
+  // the range came from, or a range an observer or the MSE search shrank) do.
+  const int32_t code_lo = spec.qmin();
+  const int32_t code_hi = spec.qmax();
   const auto ends_finite = [&] {
     const float a = out.scale * static_cast<float>(code_lo - out.zero_point);
     const float b = out.scale * static_cast<float>(code_hi - out.zero_point);

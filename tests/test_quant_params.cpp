@@ -1,13 +1,16 @@
 // QuantParams: formulas checked by hand and against the definitions in quant_params.hpp.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "tinyquant/error.hpp"
 #include "tinyquant/quant_params.hpp"
+#include "tinyquant/quantize.hpp"
 
 using namespace tinyquant;
 
@@ -126,45 +129,72 @@ TEST(ChooseScaleZeroPoint, RandomRangesRoundTripWithinHalfScale) {
 
 // Ranges that reach FLT_MAX: the float scale rounded up, or the affine grid's step past the data,
 // used to make an end code dequantize to infinity (silently, for data that passed every check).
-// Now either both ends stay finite and the data ends round-trip within scale / 2, or the range
-// is a DataError; symmetric ranges always take the first way.
+// Now either every code of the grid stays finite and the data ends round-trip within scale / 2,
+// or the range is a DataError. Symmetric narrow ranges always take the first way; symmetric ones
+// without narrow range only up to (1 - 2^-b) FLT_MAX, since their code -2^(b-1), which data
+// clipped below the range reach, must stay finite too.
 TEST(ChooseScaleZeroPoint, RangesReachingFloatMaxKeepFiniteEndsOrAreRejected) {
   const float big = std::numeric_limits<float>::max();
   int kept = 0, rejected = 0;
   for (int bits : {2, 4, 8, 16})
     for (Scheme scheme : {Scheme::kAffine, Scheme::kSymmetric})
-      for (const std::pair<float, float>& r : {std::pair{-big, big}, std::pair{0.0f, big},
-                                               std::pair{-big, 1.0f}, std::pair{-big / 3, big}}) {
-        QuantSpec spec;
-        spec.bits = bits;
-        spec.scheme = scheme;
-        ScaleZeroPoint sz;
-        try {
-          sz = choose_scale_zero_point(r.first, r.second, spec);
-        } catch (const DataError& e) {
-          EXPECT_EQ(scheme, Scheme::kAffine) << e.what();
-          EXPECT_NE(std::string(e.what()).find("FLT_MAX"), std::string::npos) << e.what();
-          ++rejected;
-          continue;
+      for (bool narrow : {false, true})
+        for (const std::pair<float, float>& r :
+             {std::pair{-big, big}, std::pair{0.0f, big}, std::pair{-big, 1.0f},
+              std::pair{-big / 3, big}, std::pair{-big / 2, big / 2}}) {
+          QuantSpec spec;
+          spec.bits = bits;
+          spec.scheme = scheme;
+          spec.narrow_range = narrow;
+          ScaleZeroPoint sz;
+          try {
+            sz = choose_scale_zero_point(r.first, r.second, spec);
+          } catch (const DataError& e) {
+            const double top = std::max(-static_cast<double>(r.first), double{r.second});
+            EXPECT_TRUE(scheme == Scheme::kAffine ||
+                        (!narrow && top > (1.0 - std::ldexp(1.0, -bits)) * big))
+                << e.what();
+            EXPECT_NE(std::string(e.what()).find("FLT_MAX"), std::string::npos) << e.what();
+            ++rejected;
+            continue;
+          }
+          // Every code of the grid, the one only clipped data reach included.
+          const float lo = sz.scale * static_cast<float>(spec.qmin() - sz.zero_point);
+          const float hi = sz.scale * static_cast<float>(spec.qmax() - sz.zero_point);
+          ASSERT_TRUE(std::isfinite(lo) && std::isfinite(hi))
+              << bits << " bits, range [" << r.first << ", " << r.second << "]";
+          for (float v : {r.first, r.second}) {
+            const float back = round_trip(v, sz, spec);
+            ASSERT_TRUE(std::isfinite(back));
+            ASSERT_LE(std::fabs(static_cast<double>(back) - v), 0.51 * sz.scale)
+                << bits << " bits, " << v;
+          }
+          ++kept;
         }
-        // The codes data can map to (symmetric: +-(2^(b-1) - 1), the narrow range).
-        const int32_t sym = (1 << (bits - 1)) - 1;
-        const int32_t code_lo = scheme == Scheme::kSymmetric ? -sym : spec.qmin();
-        const int32_t code_hi = scheme == Scheme::kSymmetric ? sym : spec.qmax();
-        const float lo = sz.scale * static_cast<float>(code_lo - sz.zero_point);
-        const float hi = sz.scale * static_cast<float>(code_hi - sz.zero_point);
-        ASSERT_TRUE(std::isfinite(lo) && std::isfinite(hi))
-            << bits << " bits, range [" << r.first << ", " << r.second << "]";
-        for (float v : {r.first, r.second}) {
-          const float back = round_trip(v, sz, spec);
-          ASSERT_TRUE(std::isfinite(back));
-          ASSERT_LE(std::fabs(static_cast<double>(back) - v), 0.51 * sz.scale)
-              << bits << " bits, " << v;
-        }
-        ++kept;
-      }
-  EXPECT_GE(kept, 16);  // every symmetric case, and the affine ones a finite grid can hold
-  EXPECT_GE(rejected, 1);
+  // Every symmetric narrow case (20), the symmetric ones half way to FLT_MAX (4), and the affine
+  // ones a finite grid can hold.
+  EXPECT_GE(kept, 24);
+  EXPECT_GE(rejected, 12);  // at least the symmetric ones without narrow range that reach FLT_MAX
+}
+
+// A symmetric int8 grid without narrow range has the code -128 that only data clipped below the
+// range reach (data calibrated elsewhere, a range an MSE search shrank). Near FLT_MAX it must
+// dequantize to a finite value too, not to -inf.
+TEST(ChooseScaleZeroPoint, TheClippedOnlyCodeOfASymmetricGridStaysFinite) {
+  const float big = std::numeric_limits<float>::max();
+  QuantSpec spec;
+  spec.scheme = Scheme::kSymmetric;
+  const ScaleZeroPoint sz = choose_scale_zero_point(-0.995f * big, 0.995f * big, spec);
+  QuantParams p;
+  p.spec = spec;
+  p.scales = {sz.scale};
+  p.zero_points = {0};
+  const float data[3] = {-big, 0.995f * big, -0.995f * big};
+  const QTensor q = quantize(data, Shape{3}, p);
+  EXPECT_EQ(q.value(0), -128);
+  const std::vector<float> back = dequantize(q);
+  for (float v : back) EXPECT_TRUE(std::isfinite(v)) << v;
+  EXPECT_LE(std::fabs(static_cast<double>(back[1]) - data[1]), 0.5 * sz.scale);
 }
 
 // Ranges too narrow for a normal float scale (|x| < 127 * FLT_MIN at 8 bits) used to get the

@@ -105,9 +105,9 @@ struct ScaleZeroPoint {
 // A [0, 0] range (after widening) returns {1, 0}, zero point 0 for the affine case too. A range
 // too narrow for a normal float scale (|x| below about 127 * FLT_MIN for int8) gets FLT_MIN,
 // the smallest normal scale, so its data keep codes within FLT_MIN / 2. Near FLT_MAX the scale is
-// lowered so that every code data can map to (symmetric: +-(2^(b-1) - 1)) dequantizes to a finite
-// float; a range no such scale covers within scale / 2 (an affine one over most of +-FLT_MAX) is a
-// DataError.
+// lowered so that every code in [qmin, qmax] dequantizes to a finite float; a range no such scale
+// covers within scale / 2 is a DataError (an affine one over most of +-FLT_MAX, or a symmetric one
+// without narrow range reaching past (1 - 2^-b) FLT_MAX, whose code -2^(b-1) would overflow).
 ScaleZeroPoint choose_scale_zero_point(float rmin, float rmax, const QuantSpec& spec);
 
 // Parameters from per-parameter ranges (mins/maxs have param_layout(spec, shape).count entries,
