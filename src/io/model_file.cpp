@@ -1,6 +1,7 @@
 #include "tinyquant/io/model_file.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -440,11 +441,49 @@ Model parse_model(const uint8_t* data, size_t size, const std::string& source) {
   return model;
 }
 
+namespace {
+
+// The file a write to `path` lands in: symbolic links are followed (a renamed temporary file
+// would replace the link itself), and anything that exists there must be a regular file (the
+// rename would replace a device or a FIFO by a file, and claim a write that never reached it).
+std::string write_target(const std::string& path) {
+  std::string target = path;
+  for (int hops = 0;; ++hops) {
+    struct stat st {};
+    if (::lstat(target.c_str(), &st) != 0) {
+      if (errno == ENOENT) return target;
+      fail<IoError>("cannot write '{}': cannot inspect '{}': {}", path, target,
+                    std::strerror(errno));
+    }
+    if (S_ISREG(st.st_mode)) return target;
+    if (!S_ISLNK(st.st_mode))
+      fail<IoError>(
+          "cannot write '{}': '{}' exists and is not a regular file (model files are written to "
+          "a temporary file renamed over the path, which would replace it)",
+          path, target);
+    if (hops == 40) fail<IoError>("cannot write '{}': too many levels of symbolic links", path);
+    std::vector<char> buf(static_cast<size_t>(st.st_size > 0 ? st.st_size : 4096) + 1);
+    const ssize_t n = ::readlink(target.c_str(), buf.data(), buf.size());
+    if (n < 0 || static_cast<size_t>(n) >= buf.size())
+      fail<IoError>("cannot write '{}': cannot read the link '{}'", path, target);
+    std::string link(buf.data(), static_cast<size_t>(n));
+    const size_t slash = target.rfind('/');
+    if (link.empty() || link[0] != '/')
+      link = (slash == std::string::npos ? std::string() : target.substr(0, slash + 1)) + link;
+    target = link;
+  }
+}
+
+}  // namespace
+
 void save_model(const Model& model, const std::string& path) {
   const std::vector<uint8_t> bytes = serialize_model(model);
-  const std::string tmp = fmt::format("{}.tmp.{}", path, static_cast<long>(::getpid()));
+  const std::string target = write_target(path);
+  const std::string tmp = fmt::format("{}.tmp.{}", target, static_cast<long>(::getpid()));
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail<IoError>("cannot create '{}': {}", tmp, std::strerror(errno));
+  if (fd < 0)
+    fail<IoError>("cannot write '{}': cannot create the temporary file '{}': {}", path, tmp,
+                  std::strerror(errno));
   size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t put = ::write(fd, bytes.data() + done, bytes.size() - done);
@@ -453,19 +492,19 @@ void save_model(const Model& model, const std::string& path) {
       const int err = errno;
       ::close(fd);
       ::unlink(tmp.c_str());
-      fail<IoError>("cannot write '{}': {}", tmp, std::strerror(err));
+      fail<IoError>("cannot write '{}' (temporary file '{}'): {}", path, tmp, std::strerror(err));
     }
     done += static_cast<size_t>(put);
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
-    fail<IoError>("cannot flush '{}': {}", tmp, std::strerror(err));
+    fail<IoError>("cannot flush '{}' (temporary file '{}'): {}", path, tmp, std::strerror(err));
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (std::rename(tmp.c_str(), target.c_str()) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
-    fail<IoError>("cannot rename '{}' to '{}': {}", tmp, path, std::strerror(err));
+    fail<IoError>("cannot rename '{}' to '{}': {}", tmp, target, std::strerror(err));
   }
 }
 

@@ -2,6 +2,7 @@
 // bit flip rejected, and atomic saving (a killed writer never leaves a partial file).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -188,6 +189,56 @@ TEST(ModelFile, SaveAndLoad) {
   }
   EXPECT_THROW(load_model(dir + "/missing.tqm"), IoError);
   std::remove(path.c_str());
+}
+
+// The rename that makes a write atomic would replace whatever sits at the path: a symbolic link
+// is followed to the file it names, and a directory or FIFO is refused, naming the path.
+TEST(ModelFile, SaveFollowsLinksAndRefusesWhatIsNotAFile) {
+  const std::string dir = testing::TempDir() + "/tq_model_links_" + std::to_string(::getpid());
+  ASSERT_EQ(::mkdir(dir.c_str(), 0755), 0);
+  const Model m = sample_model();
+  ASSERT_EQ(::mkdir((dir + "/sub").c_str(), 0755), 0);
+  const std::string target = dir + "/sub/target.tqm";
+  Model old_model = sample_model();
+  old_model.entries[0].name = "old";
+  save_model(old_model, target);  // an old file behind the link
+  ASSERT_EQ(::symlink("sub/target.tqm", (dir + "/link.tqm").c_str()), 0);  // relative link
+  ASSERT_EQ(::symlink("link.tqm", (dir + "/link2.tqm").c_str()), 0);       // link to a link
+  save_model(m, dir + "/link2.tqm");
+  struct stat st {};
+  ASSERT_EQ(::lstat((dir + "/link2.tqm").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  ASSERT_EQ(::lstat((dir + "/link.tqm").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  expect_equal(m, load_model(target));
+  // A dangling link: the file it names is created.
+  ASSERT_EQ(::symlink("sub/new.tqm", (dir + "/dangling.tqm").c_str()), 0);
+  save_model(m, dir + "/dangling.tqm");
+  expect_equal(m, load_model(dir + "/sub/new.tqm"));
+  // Not regular files.
+  ASSERT_EQ(::mkfifo((dir + "/fifo.tqm").c_str(), 0644), 0);
+  // (A device such as /dev/null is refused the same way; it is not used here, so that a broken
+  // build cannot replace it.)
+  for (const std::string& bad : {dir + "/fifo.tqm", dir + "/sub"}) {
+    try {
+      save_model(m, bad);
+      ADD_FAILURE() << bad;
+    } catch (const IoError& e) {
+      EXPECT_NE(std::string(e.what()).find("'" + bad + "'"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos) << e.what();
+    }
+  }
+  ASSERT_EQ(::lstat((dir + "/fifo.tqm").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  // A loop of links.
+  ASSERT_EQ(::symlink("loop_b.tqm", (dir + "/loop_a.tqm").c_str()), 0);
+  ASSERT_EQ(::symlink("loop_a.tqm", (dir + "/loop_b.tqm").c_str()), 0);
+  EXPECT_THROW(save_model(m, dir + "/loop_a.tqm"), IoError);
+  for (const char* f : {"/link2.tqm", "/link.tqm", "/dangling.tqm", "/fifo.tqm", "/loop_a.tqm",
+                        "/loop_b.tqm", "/sub/target.tqm", "/sub/new.tqm"})
+    std::remove((dir + f).c_str());
+  ::rmdir((dir + "/sub").c_str());
+  ::rmdir(dir.c_str());
 }
 
 // A writer killed at any moment leaves either the old complete file or the new complete file
