@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <pty.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -182,6 +183,7 @@ TEST(Cli, ProgressGoesToStderrOnlyAndLeavesStdoutUnchanged) {
   for (const Case& c : std::vector<Case>{
            {"quantize " + st + " " + model, "quantize", "/640 bytes"},
            {"prune " + st + " " + model + " --sparsity 0.5", "prune", "/2 tensors"},
+           {"prune " + st + " " + model + " --method global", "prune", "2/2 tensors"},
            {"inspect " + model + " --json --reference " + st, "inspect", "/3 tensors"}}) {
     const Result never = run(c.args + " --progress never");
     const Result always = run(c.args + " --progress always");
@@ -479,6 +481,113 @@ TEST(Cli, ExportWritesNeitherFileOfAPairItCannotFinish) {
                "cannot be #included", "export-c pair");
   EXPECT_FALSE(std::ifstream(header).good());
   EXPECT_FALSE(std::ifstream(source).good());
+  // The .c file cannot be written after the header was: a new header is removed again, an old
+  // one gets its bytes back.
+  const std::string h = kData + "/pair.h", bad_source = kData + "/no/such/dir/pair.c";
+  std::remove(h.c_str());
+  expect_error(run("export-c " + kData + "/model.tqm " + h + " --source " + bad_source), 1,
+               "'" + bad_source + "'", "source in a missing directory");
+  EXPECT_FALSE(std::ifstream(h).good());
+  std::ofstream(h) << "old header\n";
+  expect_error(run("export-c " + kData + "/model.tqm " + h + " --source " + bad_source), 1,
+               "'" + bad_source + "'", "source in a missing directory, old header");
+  EXPECT_EQ(slurp(h), "old header\n");
+  std::remove(h.c_str());
+}
+
+// Options that contradict each other, or a value another option rules out, are usage errors
+// (exit 2) named after the option, not failures of the run.
+TEST(Cli, OptionsThatRuleEachOtherOutAreUsageErrors) {
+  ASSERT_EQ(run("quantize " + kData + "/net.safetensors " + kData + "/net_use.tqm").code, 0);
+  const std::string model = kData + "/net_use.tqm", h = kData + "/net_use.h ";
+  const std::string fc = kData + "/fc.npy " + kData + "/use.tqm ";
+  struct Case {
+    std::string args, words;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"export-c " + model + " " + h + "--input-zero-point 5", "requires --input-scale"},
+           {"export-c " + model + " " + h + "--output-zero-point 5", "requires --output-scale"},
+           {"export-c " + model + " " + h + "--input-scale 0.02 --output-scale 0",
+            "--output-scale: scale = 0 must be finite and > 0"},
+           {"export-c " + model + " " + h + "--input-scale nan --output-scale 0.1",
+            "--input-scale: scale = nan"},
+           {"export-c " + model + " " + h + "--conv conv:depthwise=2,groups=3",
+            "groups does not go with depthwise"},
+           {"prune " + fc + "--method nm --n 4 --m 2", "n = 4 is larger than m = 2"},
+           {"prune " + fc + "--storage nm --n 3 --m 2", "n = 3 is larger than m = 2"},
+           {"prune " + fc + "--method nm --sparsity 0.9", "does not apply to --method nm"},
+           {"prune " + fc + "--sparsity 1", "outside [0, 1)"},
+           {"prune " + fc + "--sparsity -0.1", "outside [0, 1)"},
+           {"quantize " + fc + "--input-scale fc:0", "'fc:0' is 0; it must be finite and > 0"},
+           {"bogus " + fc, "unknown command 'bogus'"}}) {
+    const Result r = run(c.args);
+    EXPECT_EQ(r.code, 2) << c.args << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.words), std::string::npos) << c.args << "\n" << r.err;
+  }
+  // The option is named once, not once by the parser and again by the message.
+  const Result twice = run("quantize " + fc + "--input-scale fc:0");
+  EXPECT_EQ(twice.err.find("--input-scale"), twice.err.rfind("--input-scale")) << twice.err;
+  // A convolution given without settings takes the defaults.
+  EXPECT_EQ(run("export-c " + model + " " + h + "--conv conv:").code, 0);
+  EXPECT_EQ(run("prune " + fc + "--sparsity 0.9999999").code, 0);  // inside [0, 1)
+}
+
+// Model files are written to a temporary file renamed over the path: a FIFO (or a device) there
+// is refused instead of replaced, and a symbolic link leads to the file it names.
+TEST(Cli, QuantizeWritesThroughLinksAndRefusesWhatIsNotAFile) {
+  const std::string fifo = kData + "/out_fifo.tqm", link = kData + "/out_link.tqm",
+                    target = kData + "/out_target.tqm";
+  std::remove(fifo.c_str());
+  std::remove(link.c_str());
+  std::remove(target.c_str());
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  expect_error(run("quantize " + kData + "/fc.npy " + fifo), 1, "is not a regular file", "fifo");
+  struct stat st {};
+  ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  ASSERT_EQ(::symlink("out_target.tqm", link.c_str()), 0);
+  const Result r = run("quantize " + kData + "/fc.npy " + link);
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(::lstat(link.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  EXPECT_EQ(tinyquant::io::load_model(target).entries.size(), 1u);
+  std::remove(fifo.c_str());
+  std::remove(link.c_str());
+  std::remove(target.c_str());
+}
+
+// Output the command could not deliver is an error, not a success.
+TEST(Cli, AFailedWriteToStandardOutputIsAnError) {
+  ASSERT_EQ(run("quantize " + kData + "/fc.npy " + kData + "/stdout.tqm").code, 0);
+  for (const std::string& args :
+       {"inspect " + kData + "/stdout.tqm --json", "inspect " + kData + "/stdout.tqm",
+        "quantize " + kData + "/fc.npy " + kData + "/stdout.tqm"}) {
+    const Result r = run_shell(kExe + " " + args + " > /dev/full");
+    expect_error(r, 1, "cannot write to standard output", args);
+  }
+}
+
+// Errors about the output, --reference or --source files name that file, not the input.
+TEST(Cli, ErrorsAboutOtherFilesNameThoseFiles) {
+  ASSERT_EQ(run("quantize " + kData + "/fc.npy " + kData + "/other.tqm").code, 0);
+  std::vector<float> nan_ref = fc_weights();
+  nan_ref[3] = std::nanf("");
+  tinyquant::io::save_npy(kData + "/fc_nan.npy", tinyquant::io::NpyArray::from(nan_ref, {8, 16}));
+  struct Case {
+    std::string args, first_words, words;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"inspect " + kData + "/other.tqm --reference " + kData + "/fc_nan.npy",
+            "tinyquant: error: --reference " + kData + "/fc_nan.npy: tensor 'fc_nan'", "index 3"},
+           {"inspect " + kData + "/other.tqm --reference " + kData + "/missing_ref.npy",
+            "tinyquant: error: --reference: ", "missing_ref.npy"},
+           {"quantize " + kData + "/fc.npy " + kData + "/no/such/dir/x.tqm",
+            "tinyquant: error: cannot write '" + kData + "/no/such/dir/x.tqm'", ""}}) {
+    const Result r = run(c.args);
+    EXPECT_EQ(r.code, 1) << c.args;
+    EXPECT_EQ(r.err.rfind(c.first_words, 0), 0u) << c.args << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.words), std::string::npos) << c.args << "\n" << r.err;
+  }
 }
 
 TEST(Cli, ExportedCommentsSurviveANameWithCommentMarkers) {

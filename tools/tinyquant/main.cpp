@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <limits>
@@ -47,6 +48,23 @@ struct FloatTensor {
   Shape shape;
   std::vector<float> data;
 };
+
+// An error about a file other than the command's input (the output, --reference, --source). Its
+// message names that file, so the input's name is not put in front of it.
+class OtherFileError : public tinyquant::Error {
+ public:
+  using Error::Error;
+};
+
+// f(), with the toolkit's errors turned into OtherFileError, prefixed by `label` when given.
+template <class F>
+auto about_other_file(const std::string& label, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const tinyquant::Error& e) {
+    throw OtherFileError(label.empty() ? std::string(e.what()) : label + ": " + e.what());
+  }
+}
 
 bool has_extension(const std::string& path, const char* ext) {
   return std::filesystem::path(path).extension() == ext;
@@ -293,13 +311,14 @@ void parse_input_scale(const std::string& v, QuantizeOptions* o) {
     size_t used = 0;
     scale = std::stof(text, &used);
     if (used != text.size()) throw std::invalid_argument(text);
-    tinyquant::ActivationParams{scale, 0}.validate("--input-scale");
   } catch (const std::logic_error&) {
     throw CLI::ValidationError("--input-scale",
                                "expected [LAYER:]SCALE, e.g. fc1:0.02, got '" + v + "'");
-  } catch (const tinyquant::Error& e) {
-    throw CLI::ValidationError("--input-scale", e.what());
   }
+  if (!std::isfinite(scale) || !(scale > 0.0f))
+    throw CLI::ValidationError("--input-scale", fmt::format("the scale in '{}' is {}; it must be "
+                                                            "finite and > 0",
+                                                            v, scale));
   if (!named) {
     if (o->input_scale) throw CLI::ValidationError("--input-scale", "SCALE alone is given twice");
     o->input_scale = scale;
@@ -327,7 +346,7 @@ void parse_conv(const std::string& v, tinyquant::io::CExportOptions* opt) {
     *b = static_cast<int32_t>(p->second);
   };
   std::set<std::string> seen;
-  for (const std::string& kv : split(rest, ',')) {
+  for (const std::string& kv : rest.empty() ? std::vector<std::string>{} : split(rest, ',')) {
     const size_t eq = kv.find('=');
     const std::string key = kv.substr(0, eq),
                       value = eq == std::string::npos ? "" : kv.substr(eq + 1);
@@ -346,6 +365,8 @@ void parse_conv(const std::string& v, tinyquant::io::CExportOptions* opt) {
       bad("unknown setting '" + kv + "'");
     }
   }
+  if (depth_multiplier > 0 && seen.count("groups") != 0)
+    bad("groups does not go with depthwise (a depthwise convolution has groups = in_c)");
   if (!opt->conv.emplace(layer, g).second)
     throw CLI::ValidationError("--conv", "layer '" + layer + "' is given twice");
   if (depth_multiplier > 0) opt->depthwise[layer] = depth_multiplier;
@@ -505,7 +526,7 @@ void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOp
         raised_note(raised, spec, layer == biased.end() ? "" : layer->second.bias->name)));
   }
   bar->finish();
-  tinyquant::io::save_model(model, out_path);
+  about_other_file("", [&] { tinyquant::io::save_model(model, out_path); });
   fmt::print("wrote {}: {} tensors, {} -> {} bytes ({:.2f}x)\n", out_path, model.entries.size(),
              total_float, total_q,
              total_q > 0 ? static_cast<double>(total_float) / static_cast<double>(total_q) : 0.0);
@@ -532,6 +553,7 @@ std::vector<double> prune(std::vector<FloatTensor>* tensors, const PruneOptions&
     std::vector<tinyquant::WeightView> views;
     for (const size_t i : idx) views.push_back({(*tensors)[i].data.data(), (*tensors)[i].shape});
     masks = tinyquant::global_magnitude_masks(views, p.sparsity);
+    bar->advance(static_cast<int64_t>(idx.size()));  // one threshold for all: done at once
   } else {
     for (const size_t i : idx) {
       const FloatTensor& t = (*tensors)[i];
@@ -648,7 +670,8 @@ nlohmann::json finite_or_null(double v) {
 void inspect(const std::string& path, const std::string& reference, bool json, ProgressBar* bar) {
   const tinyquant::io::Model model = tinyquant::io::load_model(path);
   std::vector<FloatTensor> ref;
-  if (!reference.empty()) ref = load_floats(reference, "");
+  if (!reference.empty())
+    ref = about_other_file("--reference", [&] { return load_floats(reference, ""); });
   const bool reference_is_npy = has_extension(reference, ".npy");
   nlohmann::json out = {{"file", path}, {"tensors", nlohmann::json::array()}};
   bar->start("inspect", static_cast<int64_t>(model.entries.size()), "tensors");
@@ -699,7 +722,9 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
           values->empty() ? 0.0 : static_cast<double>(z) / static_cast<double>(values->size());
     }
     if (r != nullptr && values) {
-      const tinyquant::ErrorReport er = tinyquant::error_report(r->data, *values);
+      const tinyquant::ErrorReport er =
+          about_other_file(fmt::format("--reference {}: tensor '{}'", reference, r->name),
+                           [&] { return tinyquant::error_report(r->data, *values); });
       t["error"] = {{"mse", er.mse},
                     {"max_abs", er.max_abs_error},
                     {"sqnr_db", finite_or_null(er.sqnr_db)},
@@ -740,6 +765,36 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
   }
 }
 
+// Writes the header and, if `source` is given, the .c file. If the second write fails, the header
+// is put back as it was (or removed if it was new), so an error leaves no half of a pair.
+void write_pair(const std::string& out, const std::string& header, const std::string& source,
+                const std::string& c) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::optional<std::vector<uint8_t>> before;
+  if (!source.empty() && fs::is_regular_file(out, ec))
+    before = about_other_file("", [&] { return tinyquant::io::read_file_bytes(out); });
+  about_other_file("", [&] {
+    tinyquant::io::write_file_bytes(out, std::vector<uint8_t>(header.begin(), header.end()));
+  });
+  if (source.empty()) return;
+  try {
+    about_other_file("", [&] {
+      tinyquant::io::write_file_bytes(source, std::vector<uint8_t>(c.begin(), c.end()));
+    });
+  } catch (const OtherFileError&) {
+    try {
+      if (before)
+        tinyquant::io::write_file_bytes(out, *before);
+      else
+        fs::remove(out, ec);
+    } catch (const tinyquant::Error&) {
+      // The first error is the one to report.
+    }
+    throw;
+  }
+}
+
 int run(int argc, char** argv) {
   CLI::App app{
       "tinyquant: quantize, prune, inspect and export models for microcontrollers.\n"
@@ -771,10 +826,17 @@ int run(int argc, char** argv) {
                    "tensors), nm (N:M along the last axis), structured (whole output rows), "
                    "block (--block blocks of lowest mean |w|)")
       ->check(CLI::IsMember({"magnitude", "global", "nm", "structured", "block"}));
-  prune_cmd
-      ->add_option("--sparsity", po.sparsity,
-                   "Fraction of weights (or rows, for structured) to prune, in [0, 1)")
-      ->check(CLI::Range(0.0, 0.999999));
+  CLI::Option* sparsity_opt =
+      prune_cmd
+          ->add_option("--sparsity", po.sparsity,
+                       "Fraction of weights (or rows, for structured) to prune, in [0, 1); "
+                       "not for --method nm, whose sparsity is 1 - n / m")
+          ->check(CLI::Validator(
+              [](std::string& v) {
+                const double s = std::strtod(v.c_str(), nullptr);
+                return s >= 0.0 && s < 1.0 ? std::string() : "sparsity " + v + " is outside [0, 1)";
+              },
+              "in [0, 1)"));
   prune_cmd->add_option("--n", po.n, "N of N:M: values kept per group (1 <= n <= m)")
       ->check(CLI::Range(1, 256));
   prune_cmd->add_option("--m", po.m, "M of N:M: group length along the last axis (<= 256)")
@@ -844,10 +906,16 @@ int run(int argc, char** argv) {
                                            "Output activation scale (> 0), as --input-scale");
   is->needs(os);
   os->needs(is);
-  export_cmd->add_option("--input-zero-point", in_zp, "Input activation zero point, -128..127")
-      ->check(CLI::Range(-128, 127));
-  export_cmd->add_option("--output-zero-point", out_zp, "Output activation zero point, -128..127")
-      ->check(CLI::Range(-128, 127));
+  export_cmd
+      ->add_option("--input-zero-point", in_zp,
+                   "Input activation zero point, -128..127 (with --input-scale)")
+      ->check(CLI::Range(-128, 127))
+      ->needs(is);
+  export_cmd
+      ->add_option("--output-zero-point", out_zp,
+                   "Output activation zero point, -128..127 (with --output-scale)")
+      ->check(CLI::Range(-128, 127))
+      ->needs(os);
   tinyquant::io::CExportOptions export_opt;
   export_cmd
       ->add_option_function<std::vector<std::string>>(
@@ -888,8 +956,34 @@ int run(int argc, char** argv) {
                    "with rt::multipliers_from_scales (the header says how)")
       ->check(CLI::IsMember({"multipliers", "scales"}));
 
+  // A first word that is no command would otherwise read "A subcommand is required".
+  if (argc >= 2 && argv[1][0] != '-') {
+    try {
+      app.get_subcommand(argv[1]);
+    } catch (const CLI::OptionNotFound&) {
+      fmt::print(stderr,
+                 "tinyquant: error: unknown command '{}' (the commands are quantize, prune, "
+                 "inspect and export-c; see tinyquant --help)\n",
+                 argv[1]);
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
+    // Values each option takes alone are checked by its validator; these depend on others.
+    if (prune_cmd->parsed() && po.method == "nm" && sparsity_opt->count() > 0)
+      throw CLI::ValidationError("--sparsity",
+                                 "does not apply to --method nm: N:M keeps n of "
+                                 "every m values, a sparsity of 1 - n / m");
+    if (prune_cmd->parsed() && (po.method == "nm" || storage.storage == "nm") && po.n > po.m)
+      throw CLI::ValidationError("--n", fmt::format("n = {} is larger than m = {}: N:M keeps n "
+                                                    "of every m values",
+                                                    po.n, po.m));
+    for (const auto& [option, scale] :
+         {std::pair{"--input-scale", in_scale}, std::pair{"--output-scale", out_scale}})
+      if (export_cmd->parsed() && scale && !(std::isfinite(*scale) && *scale > 0.0f))
+        throw CLI::ValidationError(option,
+                                   fmt::format("scale = {} must be finite and > 0", *scale));
     // Affine weights quantize a pruned 0 to the zero point, a code no sparse format drops.
     if (prune_cmd->parsed() && storage.storage != "dense" && qo.scheme == "affine")
       throw CLI::ValidationError(
@@ -942,11 +1036,12 @@ int run(int argc, char** argv) {
       const std::string header = tinyquant::io::export_c_header(model, opt);
       const std::string c =
           source.empty() ? std::string() : tinyquant::io::export_c_source(model, opt);
-      tinyquant::io::write_file_bytes(out, std::vector<uint8_t>(header.begin(), header.end()));
-      if (!source.empty())
-        tinyquant::io::write_file_bytes(source, std::vector<uint8_t>(c.begin(), c.end()));
+      write_pair(out, header, source, c);
       fmt::print("wrote {}{}\n", out, source.empty() ? "" : " and " + source);
     }
+  } catch (const OtherFileError& e) {
+    fmt::print(stderr, "tinyquant: error: {}\n", e.what());
+    return 1;
   } catch (const tinyquant::Error& e) {
     // Name the input file unless the message already does (errors about one entry of a model
     // file name the entry only).
@@ -960,6 +1055,12 @@ int run(int argc, char** argv) {
   } catch (const std::exception& e) {
     // Not one of the toolkit's own errors (a library below it): still a message, not an abort.
     fmt::print(stderr, "tinyquant: error: {}\n", e.what());
+    return 1;
+  }
+  // What went to standard output must have arrived (a full disk, a closed pipe).
+  if (std::fflush(stdout) != 0 || std::ferror(stdout) != 0 || !std::cout.flush()) {
+    fmt::print(stderr, "tinyquant: error: cannot write to standard output: {}\n",
+               std::strerror(errno));
     return 1;
   }
   return 0;
