@@ -425,6 +425,29 @@ TEST(QuantizeWeightsForBias, RoundsAsAskedAndChecksTheInputScale) {
         {"quantize_weights_for_bias", "index 1", "inf"});
 }
 
+// A per-group row raised for its bias to a scale near FLT_MAX / 7, with a weight at FLT_MAX: that
+// weight's code (5 here) would dequantize to infinity, so the raise is refused with a DataError.
+// Per-tensor and per-channel raises go through choose_scale_zero_point, whose cap keeps every
+// code finite or throws the same class of error.
+TEST(QuantizeWeightsForBias, ARaiseThatWouldOverflowAWeightIsAnError) {
+  const float big = std::numeric_limits<float>::max();
+  const float w[2] = {big, 1.0f};
+  const float input_scale = 1e-16f;
+  // need = bias / (input_scale * 2^30): about FLT_MAX / 5.
+  const float bias = static_cast<float>(static_cast<double>(big) / 5.0 * 1e-16 * 1073741824.0);
+  const QuantSpec groups = QuantSpec::int4_per_group(2, 1);
+  tq_test::expect_error<DataError>(
+      [&] {
+        quantize_weights_for_bias(w, Shape{1, 2}, groups, &bias, input_scale);
+      },
+      {"quantize_weights_for_bias", "dequantizes beyond float32"});
+  // The same raise on a row of small weights is fine, and every value stays finite.
+  const float small[2] = {1.0f, -2.0f};
+  const QTensor q = quantize_weights_for_bias(small, Shape{1, 2}, groups, &bias, input_scale);
+  for (const float v : dequantize(q)) EXPECT_TRUE(std::isfinite(v));
+  EXPECT_GE(static_cast<double>(q.params.scales[0]), static_cast<double>(big) / 5.0);
+}
+
 TEST(QuantizedConv2d, RaisesWeightScalesABiasDoesNotFit) {
   const int32_t oc = 3, k = 3, ic = 2, h = 5, wd = 5;
   std::vector<float> w = randn(static_cast<size_t>(oc * k * k * ic), 0.2f, 43);
