@@ -155,10 +155,16 @@ QTensor weights_fitting_bias(const float* weights, const Shape& shape, const Qua
     const double lo = std::min(0.0, static_cast<double>(mins[i]));
     const double span = need * (1.0 + 1e-6) * (symmetric ? spec.qmax() : spec.qmax() - spec.qmin());
     const double hi = std::max(static_cast<double>(maxs[i]), (symmetric ? 0.0 : lo) + span);
-    const ScaleZeroPoint sz =
-        hi <= std::numeric_limits<float>::max()
-            ? choose_scale_zero_point(static_cast<float>(lo), static_cast<float>(hi), spec)
-            : ScaleZeroPoint{0.0f, 0};
+    // A widened range near FLT_MAX may have no float32 scale at all (choose_scale_zero_point's
+    // DataError names that range, not the bias that asked for it): the same error as too far.
+    ScaleZeroPoint sz{0.0f, 0};
+    if (hi <= std::numeric_limits<float>::max()) {
+      try {
+        sz = choose_scale_zero_point(static_cast<float>(lo), static_cast<float>(hi), spec);
+      } catch (const DataError&) {
+        sz.scale = 0.0f;
+      }
+    }
     if (!(static_cast<double>(sz.scale) >= need))
       fail<DataError>(
           "{}: bias {} needs a weight scale of at least {} at input scale {}, beyond "

@@ -446,6 +446,17 @@ TEST(QuantizeWeightsForBias, ARaiseThatWouldOverflowAWeightIsAnError) {
   const QTensor q = quantize_weights_for_bias(small, Shape{1, 2}, groups, &bias, input_scale);
   for (const float v : dequantize(q)) EXPECT_TRUE(std::isfinite(v));
   EXPECT_GE(static_cast<double>(q.params.scales[0]), static_cast<double>(big) / 5.0);
+  // Per channel, a bias whose scale would need a 3-bit symmetric range past (1 - 2^-3) FLT_MAX
+  // has no float32 scale: the error names the bias, not the widened range it would have taken.
+  QuantSpec sym3 = QuantSpec::int8_weights_per_channel(0);
+  sym3.bits = 3;
+  sym3.narrow_range = false;
+  const float bias3 = static_cast<float>(static_cast<double>(big) / 3.1 * 1e-16 * 1073741824.0);
+  tq_test::expect_error<DataError>(
+      [&] {
+        quantize_weights_for_bias(small, Shape{1, 2}, sym3, &bias3, input_scale);
+      },
+      {"quantize_weights_for_bias", "needs a weight scale of at least", "beyond float32"});
 }
 
 TEST(QuantizedConv2d, RaisesWeightScalesABiasDoesNotFit) {
