@@ -18,6 +18,7 @@
 #include <cstring>
 #include <vector>
 
+#include "fuzz_bytes.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/rt/kernels.hpp"
 #include "tinyquant/rt/sparse.hpp"
@@ -27,17 +28,7 @@ namespace {
 
 using namespace tinyquant;
 
-class Bytes {
- public:
-  Bytes(const uint8_t* data, size_t size) : data_(data), size_(size) {}
-  uint8_t u8() { return pos_ < size_ ? data_[pos_++] : 0; }
-  uint16_t u16() { return static_cast<uint16_t>(u8() | (u8() << 8)); }
-
- private:
-  const uint8_t* data_;
-  size_t size_;
-  size_t pos_ = 0;
-};
+using fuzz::Bytes;
 
 // Output of the dense reference kernel and of the sparse kernel on `path` for the same weights.
 struct KernelCase {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of the fuzz targets (tests/fuzz/corpus/{npy,safetensors}/).
+"""Writes the seed corpora of the fuzz targets (tests/fuzz/corpus/{npy,safetensors,quantize}/).
 
 The files are built from the format descriptions with struct only (no NumPy needed): a few valid
 files covering every dtype, order, version and byte order, and a few invalid ones close to
@@ -44,6 +44,12 @@ def write(kind, name, content):
         f.write(content)
 
 
+def quantize_case(op, prefix, spec, rank_axis, extents, group, encoding, values):
+    """A fuzz_quantize input: operation byte, the operation's own option bytes, then the case
+    (spec byte, rank / axis byte, one byte per extent, group size byte, value encoding, values)."""
+    return bytes([op]) + prefix + bytes([spec, rank_axis] + extents + [group, encoding]) + values
+
+
 def main():
     f32 = struct.pack("<6f", 1, 2, 3, 4, 5, 6)
     write("npy", "f4_c_v1.npy", npy("<f4", False, (2, 3), f32))
@@ -76,6 +82,38 @@ def main():
     write("safetensors", "bad_overlap.safetensors", struct.pack("<Q", 105) + (
         b'{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},'
         b'"b":{"dtype":"U8","shape":[2],"data_offsets":[1,3]}}') + b"\x00" * 3)
+
+    # fuzz_quantize. Spec byte: bits index into (2..8, 16) | 8 symmetric | 16 narrow range |
+    # granularity << 5 | 128 round half to even. Rank / axis byte: (rank - 1) | (axis + rank) << 2.
+    # Extent bytes hold extent - 1. Encoding 0: raw float32 values; 1: (int8 mantissa,
+    # exponent + 150) byte pairs; 2: one byte each, an index into the target's edge values.
+    ramp = struct.pack("<8f", -1.5, -0.75, 0, 0.25, 0.5, 1, 2.5, 3)
+    write("quantize", "int8_affine_per_tensor", quantize_case(0, b"", 6, 0, [7], 0, 0, ramp))
+    write("quantize", "int4_sym_per_group", quantize_case(0, b"", 2 | 8 | 16 | 64, 1 | 3 << 2,
+                                                          [1, 3], 1, 0, ramp))
+    write("quantize", "int16_per_channel_half_even", quantize_case(
+        0, b"", 7 | 32 | 128, 1 | 2 << 2, [2, 1], 0, 1,
+        bytes([3, 149, 253, 120, 1, 20, 127, 60, 128, 10, 5, 0])))
+    write("quantize", "edges_near_flt_max", quantize_case(0, b"", 6, 0, [3], 0, 2,
+                                                          bytes([5, 6, 10, 0])))
+    write("quantize", "nan", quantize_case(0, b"", 6, 0, [1], 0, 2, bytes([1, 14])))
+    write("quantize", "mse_int4", quantize_case(1, bytes([40, 127]), 2 | 8, 0, [7], 0, 0, ramp))
+    write("quantize", "bias_per_channel", quantize_case(
+        2, bytes([1, 1, 100]), 6 | 8 | 16 | 32, 1 | 2 << 2, [1, 3], 0, 1,
+        bytes([1, 100, 2, 100, 3, 100, 4, 100, 5, 100, 6, 100, 7, 100, 8, 100]) +
+        bytes([1, 100, 160, 1, 140])))
+    write("quantize", "bias_per_group_dead_row", quantize_case(
+        2, bytes([1, 1, 120]), 2 | 8 | 16 | 64, 1 | 3 << 2, [1, 3], 1, 1,
+        bytes([1, 100, 2, 100, 3, 100, 4, 100, 1, 20, 1, 20, 1, 20, 1, 20]) +
+        bytes([1, 1, 120, 100, 130])))
+    write("quantize", "observer_percentile", quantize_case(
+        3, bytes([2, 200, 2]), 6, 0, [7], 0, 0, ramp) + bytes([0]) + ramp)
+    write("quantize", "observer_entropy", quantize_case(3, bytes([3, 1, 1]), 6, 0, [7], 0, 0, ramp))
+    write("quantize", "observer_minmax_merge", quantize_case(
+        3, bytes([0, 0, 3]), 6 | 32, 1 | 2 << 2, [1, 3], 0, 0, ramp) + bytes([2]) +
+        bytes([7, 8, 9, 10, 11, 12, 13, 3, 7, 8, 9, 10, 11, 12, 13, 3, 0, 1, 2, 3, 4, 5, 6, 7]))
+    write("quantize", "multiplier", bytes([4]) + struct.pack("<d", 0.0012345) + bytes([1]) +
+          bytes([1, 120, 1, 125, 1, 2, 3, 118, 5, 119]))
 
 
 if __name__ == "__main__":
