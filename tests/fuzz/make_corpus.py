@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of the fuzz targets (tests/fuzz/corpus/{npy,safetensors,quantize}/).
+"""Writes the seed corpora of the fuzz targets (tests/fuzz/corpus/{npy,safetensors,quantize,prune}/).
 
 The files are built from the format descriptions with struct only (no NumPy needed): a few valid
 files covering every dtype, order, version and byte order, and a few invalid ones close to
@@ -112,6 +112,20 @@ def main():
     write("quantize", "observer_minmax_merge", quantize_case(
         3, bytes([0, 0, 3]), 6 | 32, 1 | 2 << 2, [1, 3], 0, 0, ramp) + bytes([2]) +
         bytes([7, 8, 9, 10, 11, 12, 13, 3, 7, 8, 9, 10, 11, 12, 13, 3, 0, 1, 2, 3, 4, 5, 6, 7]))
+    # fuzz_prune: operation (0 magnitude, 1 global, 2 N:M, 3 block, 4 structured), value
+    # encoding (as above), rank - 1, the extents, a sparsity byte (b / 253), an exponent byte
+    # (e + 40, for encoding 1), the values, then the operation's own bytes.
+    ints = bytes([3, 250, 7, 0, 7, 249, 1, 2, 2, 5, 251, 6, 0, 0, 4, 253])  # 16 int8, ties
+    write("prune", "magnitude_ties", bytes([0, 1, 1, 4, 4, 127, 40]) + ints)
+    write("prune", "global_three_parts", bytes([1, 1, 0, 16, 190, 40]) + ints + bytes([2]))
+    write("prune", "nm_2_4_tail", bytes([2, 1, 1, 2, 8, 0, 40]) + ints + bytes([3, 2]))
+    write("prune", "block_2x4_max", bytes([3, 1, 1, 4, 4, 127, 40]) + ints + bytes([1, 3, 1]))
+    write("prune", "structured_l2_axis_last", bytes([4, 1, 1, 4, 4, 127, 40]) + ints +
+          bytes([3, 1]))
+    write("prune", "structured_fpgm_raw", bytes([4, 0, 1, 2, 2, 127, 0]) +
+          struct.pack("<4f", 0.5, -1.0, 2.0, 0.25) + bytes([0, 2]))
+    write("prune", "nan_weight", bytes([0, 2, 0, 3, 100, 0, 7, 11, 8]))
+    write("prune", "empty_tensor", bytes([4, 1, 1, 0, 3, 100, 40]))
     write("quantize", "multiplier", bytes([4]) + struct.pack("<d", 0.0012345) + bytes([1]) +
           bytes([1, 120, 1, 125, 1, 2, 3, 118, 5, 119]))
 
