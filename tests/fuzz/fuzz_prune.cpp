@@ -28,7 +28,7 @@
 #include <numeric>
 #include <vector>
 
-#include "fuzz_bytes.hpp"
+#include "fuzz_common.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/prune.hpp"
 
@@ -36,15 +36,6 @@ namespace {
 
 using namespace tinyquant;
 using fuzz::Bytes;
-
-[[noreturn]] void broken(int line, const char* what) {
-  std::fprintf(stderr, "fuzz_prune.cpp:%d: invariant broken: %s\n", line, what);
-  __builtin_trap();
-}
-#define REQUIRE(cond)                     \
-  do {                                    \
-    if (!(cond)) broken(__LINE__, #cond); \
-  } while (false)
 
 // Values: raw float bits (0), int8 times one shared power of two (1: every sum of a few of them
 // is exact in double), or edge values (2).
@@ -95,7 +86,7 @@ double read_sparsity(Bytes& in) {
 int64_t pruned(const Mask& m) {
   int64_t z = 0;
   for (uint8_t b : m) {
-    REQUIRE(b == 0 || b == 1);
+    FUZZ_REQUIRE(b == 0 || b == 1);
     z += b == 0 ? 1 : 0;
   }
   return z;
@@ -125,13 +116,13 @@ void check_applied(const std::vector<float>& w, const Mask& m) {
   apply_mask(copy.data(), static_cast<int64_t>(copy.size()), m);
   int64_t zeros = 0;
   for (size_t i = 0; i < copy.size(); ++i) {
-    if (m[i] == 0) REQUIRE(copy[i] == 0.0f);
-    if (m[i] == 1) REQUIRE(std::memcmp(&copy[i], &w[i], sizeof(float)) == 0);
+    if (m[i] == 0) FUZZ_REQUIRE(copy[i] == 0.0f);
+    if (m[i] == 1) FUZZ_REQUIRE(std::memcmp(&copy[i], &w[i], sizeof(float)) == 0);
     zeros += m[i] == 0 ? 1 : 0;
   }
   const double expect =
       m.empty() ? 0.0 : static_cast<double>(zeros) / static_cast<double>(m.size());
-  REQUIRE(mask_sparsity(m) == expect);
+  FUZZ_REQUIRE(mask_sparsity(m) == expect);
 }
 
 bool sparsity_ok(double s) {
@@ -140,6 +131,21 @@ bool sparsity_ok(double s) {
 
 int64_t count_of(double s, int64_t n) {
   return static_cast<int64_t>(std::llround(s * static_cast<double>(n)));
+}
+
+// *out = make(), or false when it threw what the weights or the sparsity call for: a DataError
+// only for non-finite weights, an InvalidArgument only for a sparsity outside [0, 1).
+template <class T, class F>
+bool made(F&& make, T* out, bool finite, double sparsity) {
+  try {
+    *out = make();
+    return true;
+  } catch (const DataError&) {
+    FUZZ_REQUIRE(!finite);
+  } catch (const InvalidArgument&) {
+    FUZZ_REQUIRE(!sparsity_ok(sparsity));
+  }
+  return false;
 }
 
 }  // namespace
@@ -164,25 +170,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   switch (op) {
     case 0: {  // magnitude
       Mask m;
-      try {
-        m = magnitude_mask(view, sparsity);
-      } catch (const DataError&) {
-        REQUIRE(!finite);
-        return 0;
-      } catch (const InvalidArgument&) {
-        REQUIRE(!sparsity_ok(sparsity));
-        return 0;
-      }
-      REQUIRE(finite && sparsity_ok(sparsity) && static_cast<int64_t>(m.size()) == n);
-      REQUIRE(pruned(m) == count_of(sparsity, n));
-      REQUIRE(m == reference_lowest(magnitudes(w), count_of(sparsity, n)));
+      if (!made([&] { return magnitude_mask(view, sparsity); }, &m, finite, sparsity)) return 0;
+      FUZZ_REQUIRE(finite && sparsity_ok(sparsity) && static_cast<int64_t>(m.size()) == n);
+      FUZZ_REQUIRE(pruned(m) == count_of(sparsity, n));
+      FUZZ_REQUIRE(m == reference_lowest(magnitudes(w), count_of(sparsity, n)));
       check_applied(w, m);
       break;
     }
     case 1: {  // global over the tensor split in up to three parts
       const int parts = 1 + in.u8() % 3;
       std::vector<WeightView> views;
-      std::vector<Shape> shapes;
       const int64_t step = n / parts;
       int64_t at = 0;
       for (int p = 0; p < parts; ++p) {
@@ -191,20 +188,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         at += len;
       }
       std::vector<Mask> masks;
-      try {
-        masks = global_magnitude_masks(views, sparsity);
-      } catch (const DataError&) {
-        REQUIRE(!finite);
+      if (!made([&] { return global_magnitude_masks(views, sparsity); }, &masks, finite, sparsity))
         return 0;
-      } catch (const InvalidArgument&) {
-        REQUIRE(!sparsity_ok(sparsity));
-        return 0;
-      }
-      REQUIRE(finite && sparsity_ok(sparsity) && masks.size() == views.size());
+      FUZZ_REQUIRE(finite && sparsity_ok(sparsity) && masks.size() == views.size());
       Mask all;
       for (const Mask& m : masks) all.insert(all.end(), m.begin(), m.end());
-      REQUIRE(static_cast<int64_t>(all.size()) == n);
-      REQUIRE(all == reference_lowest(magnitudes(w), count_of(sparsity, n)));
+      FUZZ_REQUIRE(static_cast<int64_t>(all.size()) == n);
+      FUZZ_REQUIRE(all == reference_lowest(magnitudes(w), count_of(sparsity, n)));
       break;
     }
     case 2: {  // N:M along the last axis
@@ -214,13 +204,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       try {
         m = nm_mask(view, nn, mm);
       } catch (const DataError&) {
-        REQUIRE(!finite);
+        FUZZ_REQUIRE(!finite);
         return 0;
       } catch (const InvalidArgument&) {
-        REQUIRE(nn < 1 || nn > mm);
+        FUZZ_REQUIRE(nn < 1 || nn > mm);
         return 0;
       }
-      REQUIRE(finite && nn >= 1 && nn <= mm && static_cast<int64_t>(m.size()) == n);
+      FUZZ_REQUIRE(finite && nn >= 1 && nn <= mm && static_cast<int64_t>(m.size()) == n);
       const int64_t cols = shape.back();
       for (int64_t row = 0; cols > 0 && row < n / cols; ++row)
         for (int64_t g = 0; g < cols; g += mm) {
@@ -232,7 +222,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           const int64_t keep = std::min<int64_t>(nn, len);
           const Mask want = reference_lowest(score, len - keep);
           for (int64_t j = 0; j < len; ++j)
-            REQUIRE(m[static_cast<size_t>(row * cols + g + j)] == want[static_cast<size_t>(j)]);
+            FUZZ_REQUIRE(m[static_cast<size_t>(row * cols + g + j)] ==
+                         want[static_cast<size_t>(j)]);
         }
       check_applied(w, m);
       break;
@@ -246,14 +237,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       try {
         m = block_mask(view, br, bc, sparsity, score);
       } catch (const DataError&) {
-        REQUIRE(!finite);
+        FUZZ_REQUIRE(!finite);
         return 0;
       } catch (const InvalidArgument&) {
-        REQUIRE(!sparsity_ok(sparsity) || rows % br != 0 || cols % bc != 0 || !finite);
+        FUZZ_REQUIRE(!sparsity_ok(sparsity) || rows % br != 0 || cols % bc != 0 || !finite);
         return 0;
       }
-      REQUIRE(finite && sparsity_ok(sparsity) && rows % br == 0 && cols % bc == 0);
-      REQUIRE(static_cast<int64_t>(m.size()) == n);
+      FUZZ_REQUIRE(finite && sparsity_ok(sparsity) && rows % br == 0 && cols % bc == 0);
+      FUZZ_REQUIRE(static_cast<int64_t>(m.size()) == n);
       const int64_t brs = rows / br, bcs = cols / bc;
       std::vector<double> s(static_cast<size_t>(brs * bcs), 0.0);
       for (int64_t r = 0; r < rows; ++r)
@@ -270,11 +261,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const uint8_t first = m[static_cast<size_t>(r0 * cols + c0)];
         for (int64_t r = 0; r < br; ++r)
           for (int64_t c = 0; c < bc; ++c)
-            REQUIRE(m[static_cast<size_t>((r0 + r) * cols + c0 + c)] == first);
+            FUZZ_REQUIRE(m[static_cast<size_t>((r0 + r) * cols + c0 + c)] == first);
         pruned_blocks += first == 0 ? 1 : 0;
-        if (vals.exact) REQUIRE(first == want[static_cast<size_t>(b)]);
+        if (vals.exact) FUZZ_REQUIRE(first == want[static_cast<size_t>(b)]);
       }
-      REQUIRE(pruned_blocks == count_of(sparsity, brs * bcs));
+      FUZZ_REQUIRE(pruned_blocks == count_of(sparsity, brs * bcs));
       check_applied(w, m);
       break;
     }
@@ -285,17 +276,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       try {
         slices = structured_mask(view, axis, sparsity, crit);
       } catch (const DataError&) {
-        REQUIRE(!finite || n == 0);
+        FUZZ_REQUIRE(!finite || n == 0);
         return 0;
       } catch (const InvalidArgument&) {
-        REQUIRE(!sparsity_ok(sparsity));
+        FUZZ_REQUIRE(!sparsity_ok(sparsity));
         return 0;
       }
-      REQUIRE(finite && n > 0 && sparsity_ok(sparsity));
+      FUZZ_REQUIRE(finite && n > 0 && sparsity_ok(sparsity));
       const int a = axis < 0 ? axis + rank : axis;
       const int64_t len = shape[static_cast<size_t>(a)];
-      REQUIRE(static_cast<int64_t>(slices.size()) == len);
-      REQUIRE(pruned(slices) == count_of(sparsity, len));
+      FUZZ_REQUIRE(static_cast<int64_t>(slices.size()) == len);
+      FUZZ_REQUIRE(pruned(slices) == count_of(sparsity, len));
       int64_t inner = 1;
       for (int d = a + 1; d < rank; ++d) inner *= shape[static_cast<size_t>(d)];
       if (vals.exact && crit != Criterion::kGeometricMedian) {
@@ -305,12 +296,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           s[static_cast<size_t>((i / inner) % len)] +=
               crit == Criterion::kL1 ? std::fabs(x) : x * x;
         }
-        REQUIRE(slices == reference_lowest(s, count_of(sparsity, len)));
+        FUZZ_REQUIRE(slices == reference_lowest(s, count_of(sparsity, len)));
       }
       const Mask full = expand_slice_mask(slices, shape, axis);
-      REQUIRE(static_cast<int64_t>(full.size()) == n);
+      FUZZ_REQUIRE(static_cast<int64_t>(full.size()) == n);
       for (int64_t i = 0; i < n; ++i)
-        REQUIRE(full[static_cast<size_t>(i)] == slices[static_cast<size_t>((i / inner) % len)]);
+        FUZZ_REQUIRE(full[static_cast<size_t>(i)] ==
+                     slices[static_cast<size_t>((i / inner) % len)]);
       check_applied(w, full);
       break;
     }

@@ -36,7 +36,7 @@
 #include <string>
 #include <vector>
 
-#include "fuzz_bytes.hpp"
+#include "fuzz_common.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/layers.hpp"
 #include "tinyquant/observers.hpp"
@@ -49,16 +49,6 @@ namespace {
 using namespace tinyquant;
 
 using fuzz::Bytes;
-
-// A broken invariant: says which, then traps (libFuzzer saves the input).
-[[noreturn]] void broken(int line, const char* what) {
-  std::fprintf(stderr, "fuzz_quantize.cpp:%d: invariant broken: %s\n", line, what);
-  __builtin_trap();
-}
-#define REQUIRE(cond)                     \
-  do {                                    \
-    if (!(cond)) broken(__LINE__, #cond); \
-  } while (false)
 
 struct Case {
   QuantSpec spec;
@@ -162,13 +152,14 @@ int32_t stored_code(const QTensor& q, int64_t i) {
 void check_quantized(const Case& c, const QTensor& q, bool self_calibrated) {
   q.params.validate(c.shape);  // must not throw
   const int64_t n = static_cast<int64_t>(c.data.size());
-  REQUIRE(static_cast<int64_t>(q.data.size()) == storage_bytes(q.bits(), n));
-  if (q.bits() <= 4 && n % 2 == 1) REQUIRE((q.data.back() >> 4) == 0);
+  FUZZ_REQUIRE(static_cast<int64_t>(q.data.size()) == storage_bytes(q.bits(), n));
+  if (q.bits() <= 4 && n % 2 == 1) FUZZ_REQUIRE((q.data.back() >> 4) == 0);
   const ParamLayout layout = param_layout(q.params.spec, c.shape);
   const std::vector<float> deq = dequantize(q);
   const FakeQuantResult fq = fake_quant(c.data.data(), c.shape, q.params, c.mode);
-  REQUIRE(static_cast<int64_t>(deq.size()) == n && static_cast<int64_t>(fq.values.size()) == n &&
-          static_cast<int64_t>(fq.mask.size()) == n);
+  FUZZ_REQUIRE(static_cast<int64_t>(deq.size()) == n &&
+               static_cast<int64_t>(fq.values.size()) == n &&
+               static_cast<int64_t>(fq.mask.size()) == n);
   for (int64_t i = 0; i < n; ++i) {
     const size_t k = static_cast<size_t>(i);
     const size_t p = static_cast<size_t>(layout.param_index(i));
@@ -176,18 +167,18 @@ void check_quantized(const Case& c, const QTensor& q, bool self_calibrated) {
     const int32_t zp = q.params.zero_points[p];
     bool in_range = false;
     const int32_t code = expected_code(c.data[k], scale, zp, q.params.spec, c.mode, &in_range);
-    REQUIRE(stored_code(q, i) == code && q.value(i) == code);
+    FUZZ_REQUIRE(stored_code(q, i) == code && q.value(i) == code);
     const float back = scale * static_cast<float>(code - zp);
-    REQUIRE(std::memcmp(&back, &deq[k], sizeof(float)) == 0);
-    REQUIRE(std::memcmp(&back, &fq.values[k], sizeof(float)) == 0);
-    REQUIRE(fq.mask[k] == (in_range ? 1 : 0));
+    FUZZ_REQUIRE(std::memcmp(&back, &deq[k], sizeof(float)) == 0);
+    FUZZ_REQUIRE(std::memcmp(&back, &fq.values[k], sizeof(float)) == 0);
+    FUZZ_REQUIRE(fq.mask[k] == (in_range ? 1 : 0));
     if (self_calibrated) {
-      REQUIRE(std::isfinite(back));
+      FUZZ_REQUIRE(std::isfinite(back));
       const double x = c.data[k];
       const double step = scale;
       const double tol = 0.5 * step * (1.0 + 1e-6) + std::fabs(x) * 0x1p-22 +
                          std::fabs(static_cast<double>(back)) * 0x1p-23;
-      REQUIRE(std::fabs(static_cast<double>(back) - x) <= tol);
+      FUZZ_REQUIRE(std::fabs(static_cast<double>(back) - x) <= tol);
     }
   }
 }
@@ -211,8 +202,8 @@ bool may_lack_a_scale(const QuantSpec& spec, double top) {
 void check_calibration_error(const Case& c, const DataError& e) {
   if (!all_finite(c.data) || all_zero(c.data)) return;
   const std::string what = e.what();
-  REQUIRE(may_lack_a_scale(c.spec, max_abs(c.data)) &&
-          what.find("no float32 scale covers it") != std::string::npos);
+  FUZZ_REQUIRE(may_lack_a_scale(c.spec, max_abs(c.data)) &&
+               what.find("no float32 scale covers it") != std::string::npos);
 }
 
 // Squared error of the data quantized with p (round half away from zero).
@@ -239,7 +230,7 @@ void fuzz_params_for(Bytes& in) {
   } catch (const ShapeError&) {
     return;
   }
-  REQUIRE(all_finite(c.data) && !all_zero(c.data));
+  FUZZ_REQUIRE(all_finite(c.data) && !all_zero(c.data));
   check_quantized(c, q, /*self_calibrated=*/true);
 }
 
@@ -267,8 +258,8 @@ void fuzz_mse(Bytes& in) {
   // search's double arithmetic against quantize's float arithmetic).
   const double e_mm = squared_error(c, mm);
   const double e_mse = squared_error(c, mse);
-  REQUIRE(std::isfinite(e_mse) || !std::isfinite(e_mm));
-  if (std::isfinite(e_mm)) REQUIRE(e_mse <= e_mm * (1.0 + 1e-4) + 1e-300);
+  FUZZ_REQUIRE(std::isfinite(e_mse) || !std::isfinite(e_mm));
+  if (std::isfinite(e_mm)) FUZZ_REQUIRE(e_mse <= e_mm * (1.0 + 1e-4) + 1e-300);
 }
 
 void fuzz_for_bias(Bytes& in) {
@@ -294,9 +285,9 @@ void fuzz_for_bias(Bytes& in) {
     check_calibration_error(c, e);
     return;
   }
-  REQUIRE(std::isfinite(input_scale) && input_scale > 0.0f && all_finite(c.data) &&
-          all_finite(bias));
-  REQUIRE(raised >= 0);
+  FUZZ_REQUIRE(std::isfinite(input_scale) && input_scale > 0.0f && all_finite(c.data) &&
+               all_finite(bias));
+  FUZZ_REQUIRE(raised >= 0);
   check_quantized(c, q, /*self_calibrated=*/true);
   const QuantParams plain = params_for(c.data.data(), c.shape, c.spec);
   const QuantSpec& s = c.spec;
@@ -316,7 +307,7 @@ void fuzz_for_bias(Bytes& in) {
   if (per_tensor || per_channel0) {
     for (int64_t ch = 0; ch < channels; ++ch) {
       const size_t p = per_tensor ? 0 : static_cast<size_t>(ch);
-      REQUIRE(code(bias[static_cast<size_t>(ch)], q.params.scales[p]) <= limit);
+      FUZZ_REQUIRE(code(bias[static_cast<size_t>(ch)], q.params.scales[p]) <= limit);
     }
     for (size_t p = 0; p < plain.scales.size(); ++p)
       changed += q.params.scales[p] != plain.scales[p] ? 1 : 0;
@@ -330,14 +321,14 @@ void fuzz_for_bias(Bytes& in) {
         top = std::fmax(top, q.params.scales[p]);
         row_changed = row_changed || q.params.scales[p] != plain.scales[p];
       }
-      REQUIRE(code(bias[static_cast<size_t>(row)], top) <= limit);
+      FUZZ_REQUIRE(code(bias[static_cast<size_t>(row)], top) <= limit);
       changed += row_changed ? 1 : 0;
     }
   } else {
     // Every other layout is quantize_weights' own.
-    REQUIRE(q.params.scales == plain.scales && q.params.zero_points == plain.zero_points);
+    FUZZ_REQUIRE(q.params.scales == plain.scales && q.params.zero_points == plain.zero_points);
   }
-  REQUIRE(changed == raised);
+  FUZZ_REQUIRE(changed == raised);
 }
 
 std::unique_ptr<ObserverBase> make_observer(uint8_t kind, const QuantSpec& spec, uint8_t option) {
@@ -420,12 +411,12 @@ void fuzz_observers(Bytes& in) {
     const int64_t seen = whole->values_observed();
     try {
       whole->observe(v.data(), c.shape);
-      REQUIRE(good[static_cast<size_t>(b)]);
+      FUZZ_REQUIRE(good[static_cast<size_t>(b)]);
     } catch (const DataError&) {
-      REQUIRE(!good[static_cast<size_t>(b)]);
+      FUZZ_REQUIRE(!good[static_cast<size_t>(b)]);
       const Outcome after = outcome(*whole);
-      REQUIRE(whole->values_observed() == seen && after.ok == before.ok &&
-              (!after.ok || same_params(after.params, before.params)));
+      FUZZ_REQUIRE(whole->values_observed() == seen && after.ok == before.ok &&
+                   (!after.ok || same_params(after.params, before.params)));
       continue;
     }
     ObserverBase& half = b < (batches + 1) / 2 ? *first : *second;
@@ -441,7 +432,7 @@ void fuzz_observers(Bytes& in) {
                 batch[static_cast<size_t>(b)].end());
   }
   if (!any || all_zero(data)) {
-    REQUIRE(!one_pass.ok);
+    FUZZ_REQUIRE(!one_pass.ok);
     return;
   }
   const bool minmax = kind % 5 == 0;
@@ -454,7 +445,7 @@ void fuzz_observers(Bytes& in) {
         kind % 5 == 1 && one_pass.error.find("zero range") != std::string::npos;
     const bool clipped_to_zero =
         kind % 5 == 2 && one_pass.error.find("every chosen range is [0, 0]") != std::string::npos;
-    REQUIRE(averaged_to_zero || clipped_to_zero || may_lack_a_scale(c.spec, max_abs(data)));
+    FUZZ_REQUIRE(averaged_to_zero || clipped_to_zero || may_lack_a_scale(c.spec, max_abs(data)));
     return;
   }
   one_pass.params.validate(c.shape);
@@ -468,12 +459,12 @@ void fuzz_observers(Bytes& in) {
       mins[p] = std::fmin(mins[p], data[i]);
       maxs[p] = std::fmax(maxs[p], data[i]);
     }
-    REQUIRE(same_params(one_pass.params, params_from_ranges(c.spec, c.shape, mins, maxs)));
+    FUZZ_REQUIRE(same_params(one_pass.params, params_from_ranges(c.spec, c.shape, mins, maxs)));
   }
   if (minmax || histogram) {
     first->merge(*second);
     const Outcome merged = outcome(*first);
-    REQUIRE(merged.ok && same_params(merged.params, one_pass.params));
+    FUZZ_REQUIRE(merged.ok && same_params(merged.params, one_pass.params));
   }
   // Whatever the observer chose, every batch it saw quantizes as the formulas say under it.
   for (int b = 0; b < batches; ++b) {
@@ -505,11 +496,11 @@ void fuzz_multipliers(Bytes& in) {
   rt::QuantizedMultiplier got{-7, -7};
   const rt::Status st = rt::quantize_multiplier(m, &got);
   if (!(m >= 0.0) || !std::isfinite(m)) {
-    REQUIRE(st == rt::Status::kBadMultiplier);
+    FUZZ_REQUIRE(st == rt::Status::kBadMultiplier);
   } else {
-    REQUIRE(st == rt::Status::kOk);
+    FUZZ_REQUIRE(st == rt::Status::kOk);
     const rt::QuantizedMultiplier want = expected_multiplier(m);
-    REQUIRE(got.multiplier == want.multiplier && got.shift == want.shift);
+    FUZZ_REQUIRE(got.multiplier == want.multiplier && got.shift == want.shift);
   }
   const uint8_t encoding = in.u8();
   const float input_scale = read_value(in, encoding);
@@ -525,19 +516,19 @@ void fuzz_multipliers(Bytes& in) {
   bool ok = valid(input_scale) && valid(output_scale);
   for (float s : w) ok = ok && valid(s);
   if (!ok) {
-    REQUIRE(st2 == rt::Status::kBadMultiplier);
+    FUZZ_REQUIRE(st2 == rt::Status::kBadMultiplier);
     for (int32_t i = 0; i < count; ++i)
-      REQUIRE(mult[static_cast<size_t>(i)] == -5 && shift[static_cast<size_t>(i)] == -5);
+      FUZZ_REQUIRE(mult[static_cast<size_t>(i)] == -5 && shift[static_cast<size_t>(i)] == -5);
     return;
   }
-  REQUIRE(st2 == rt::Status::kOk);
+  FUZZ_REQUIRE(st2 == rt::Status::kOk);
   for (int32_t i = 0; i < count; ++i) {
     const double real = static_cast<double>(input_scale) *
                         static_cast<double>(w[per_channel ? static_cast<size_t>(i) : 0]) /
                         static_cast<double>(output_scale);
     const rt::QuantizedMultiplier want = expected_multiplier(real);
-    REQUIRE(mult[static_cast<size_t>(i)] == want.multiplier &&
-            shift[static_cast<size_t>(i)] == want.shift);
+    FUZZ_REQUIRE(mult[static_cast<size_t>(i)] == want.multiplier &&
+                 shift[static_cast<size_t>(i)] == want.shift);
   }
 }
 

@@ -18,7 +18,7 @@
 #include <cstring>
 #include <vector>
 
-#include "fuzz_bytes.hpp"
+#include "fuzz_common.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/rt/kernels.hpp"
 #include "tinyquant/rt/sparse.hpp"

@@ -1,12 +1,19 @@
 // Shared by the fuzz targets that carve their arguments from the input: a reader of little-endian
-// values that yields zeros once the input runs out, so every input is a complete case.
+// values that yields zeros once the input runs out, so every input is a complete case, and
+// FUZZ_REQUIRE, which names a broken invariant before trapping (libFuzzer then saves the input).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 
 namespace tinyquant::fuzz {
+
+[[noreturn]] inline void broken(const char* file, int line, const char* what) {
+  std::fprintf(stderr, "%s:%d: invariant broken: %s\n", file, line, what);
+  __builtin_trap();
+}
 
 class Bytes {
  public:
@@ -45,3 +52,8 @@ class Bytes {
 };
 
 }  // namespace tinyquant::fuzz
+
+#define FUZZ_REQUIRE(cond)                                             \
+  do {                                                                 \
+    if (!(cond)) ::tinyquant::fuzz::broken(__FILE__, __LINE__, #cond); \
+  } while (false)
