@@ -519,7 +519,10 @@ TEST(Cli, OptionsThatRuleEachOtherOutAreUsageErrors) {
            {"prune " + fc + "--sparsity 1", "outside [0, 1)"},
            {"prune " + fc + "--sparsity -0.1", "outside [0, 1)"},
            {"quantize " + fc + "--input-scale fc:0", "'fc:0' is 0; it must be finite and > 0"},
-           {"bogus " + fc, "unknown command 'bogus'"}}) {
+           {"bogus " + fc, "unknown command 'bogus'"},
+           {"quantize " + fc + "--bits abc",
+            "--bits: expected a whole number from 2 to 8, got 'abc'"},
+           {"prune " + fc + "--method nm --n 2.5", "--n: expected a whole number from 1 to 256"}}) {
     const Result r = run(c.args);
     EXPECT_EQ(r.code, 2) << c.args << "\n" << r.err;
     EXPECT_NE(r.err.find(c.words), std::string::npos) << c.args << "\n" << r.err;

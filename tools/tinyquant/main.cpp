@@ -66,6 +66,29 @@ auto about_other_file(const std::string& label, F&& f) -> decltype(f()) {
   }
 }
 
+// A whole decimal number in [lo, hi] taking all of `text`, or nothing (sscanf's %d would be
+// undefined on overflow).
+std::optional<int64_t> parse_whole(const std::string& text, int64_t lo, int64_t hi) {
+  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0])) != 0) return std::nullopt;
+  errno = 0;
+  char* end = nullptr;
+  const long long v = std::strtoll(text.c_str(), &end, 10);
+  if (errno == ERANGE || end != text.c_str() + text.size() || v < lo || v > hi) return std::nullopt;
+  return v;
+}
+
+// A CLI11 check for a whole number in [lo, hi], saying so when the text is not one (the stock
+// Range check reads "Value abc not in range 2 to 8" for a non-number).
+CLI::Validator whole_in(int64_t lo, int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& v) {
+        return parse_whole(v, lo, hi)
+                   ? std::string()
+                   : fmt::format("expected a whole number from {} to {}, got '{}'", lo, hi, v);
+      },
+      fmt::format("INT in [{} - {}]", lo, hi));
+}
+
 bool has_extension(const std::string& path, const char* ext) {
   return std::filesystem::path(path).extension() == ext;
 }
@@ -123,7 +146,7 @@ void parse_input_scale(const std::string& v, QuantizeOptions* o);
 
 void add_quantize_options(CLI::App* cmd, QuantizeOptions* o) {
   cmd->add_option("--bits", o->bits, "Bit width of the quantized weights, 2..8 (default 8)")
-      ->check(CLI::Range(2, 8));
+      ->check(whole_in(2, 8));
   cmd->add_option("--scheme", o->scheme,
                   "symmetric (zero point 0, narrow range [-(2^(b-1)-1), 2^(b-1)-1]) or affine "
                   "(min/max mapped to the full range)")
@@ -136,7 +159,7 @@ void add_quantize_options(CLI::App* cmd, QuantizeOptions* o) {
                   "Channel / group axis; negative counts from the end (default 0 for channel, -1 "
                   "for group)");
   cmd->add_option("--group-size", o->group_size, "Values per group with --granularity group (>= 1)")
-      ->check(CLI::Range(int64_t{1}, std::numeric_limits<int64_t>::max()));
+      ->check(whole_in(1, std::numeric_limits<int64_t>::max()));
   cmd->add_option("--rounding", o->rounding,
                   "Rounding of x / scale: away (half away from zero, as TFLite) or even (half to "
                   "even)")
@@ -237,17 +260,6 @@ std::vector<std::string> split(const std::string& s, char sep) {
       out.back() += c;
   }
   return out;
-}
-
-// A whole decimal number in [lo, hi] taking all of `text`, or nothing (sscanf's %d would be
-// undefined on overflow).
-std::optional<int64_t> parse_whole(const std::string& text, int64_t lo, int64_t hi) {
-  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0])) != 0) return std::nullopt;
-  errno = 0;
-  char* end = nullptr;
-  const long long v = std::strtoll(text.c_str(), &end, 10);
-  if (errno == ERANGE || end != text.c_str() + text.size() || v < lo || v > hi) return std::nullopt;
-  return v;
 }
 
 // "AxB", both whole numbers in [lo, hi].
@@ -838,9 +850,9 @@ int run(int argc, char** argv) {
               },
               "in [0, 1)"));
   prune_cmd->add_option("--n", po.n, "N of N:M: values kept per group (1 <= n <= m)")
-      ->check(CLI::Range(1, 256));
+      ->check(whole_in(1, 256));
   prune_cmd->add_option("--m", po.m, "M of N:M: group length along the last axis (<= 256)")
-      ->check(CLI::Range(1, 256));
+      ->check(whole_in(1, 256));
   prune_cmd
       ->add_option("--criterion", po.criterion,
                    "Row score for structured pruning: l1, l2 or fpgm (geometric median)")
@@ -909,12 +921,12 @@ int run(int argc, char** argv) {
   export_cmd
       ->add_option("--input-zero-point", in_zp,
                    "Input activation zero point, -128..127 (with --input-scale)")
-      ->check(CLI::Range(-128, 127))
+      ->check(whole_in(-128, 127))
       ->needs(is);
   export_cmd
       ->add_option("--output-zero-point", out_zp,
                    "Output activation zero point, -128..127 (with --output-scale)")
-      ->check(CLI::Range(-128, 127))
+      ->check(whole_in(-128, 127))
       ->needs(os);
   tinyquant::io::CExportOptions export_opt;
   export_cmd
