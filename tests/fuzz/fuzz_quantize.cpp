@@ -10,8 +10,10 @@
 //
 // Checks beyond "no crash", each against a formula written here rather than the library's own
 // output:
-//  - non-finite data -> DataError; only-zero data -> DataError; an affine range too wide for any
-//    float32 scale (values near FLT_MAX) -> DataError; any other finite data calibrates;
+//  - non-finite data -> DataError; only-zero data -> DataError; a range with no float32 scale
+//    (affine near FLT_MAX, symmetric without narrow range past (1 - 2^-b) FLT_MAX) -> DataError,
+//    and so do a moving average or a percentile range that reach [0, 0]; any other finite data
+//    calibrates;
 //  - every code equals clamp(round(x / scale) + zero_point, qmin, qmax) (float division, the
 //    spec's rounding) and is stored as the header of quantize.hpp says (int8, s4 nibbles, int16);
 //  - dequantize gives scale * (q - zero_point) bit for bit; fake_quant gives the same values and
@@ -47,7 +49,6 @@
 namespace {
 
 using namespace tinyquant;
-
 using fuzz::Bytes;
 
 struct Case {
