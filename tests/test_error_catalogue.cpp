@@ -581,7 +581,9 @@ TEST(ErrorCatalogue, E64) {
 #endif
   std::string text;
   EXPECT_EQ(run_cli("quantize --bits 9 in.npy out.tqm", &text), 2);
-  EXPECT_EQ(text, "--bits: Value 9 not in range 2 to 8\nRun with --help for more information.\n");
+  EXPECT_EQ(text,
+            "--bits: expected a whole number from 2 to 8, got '9'\nRun with --help for more "
+            "information.\n");
 }
 
 // ---- sparse model entries, per-layer export parameters ---------------------------------------
