@@ -117,13 +117,13 @@ QTensor weights_fitting_bias(const float* weights, const Shape& shape, const Qua
         fail<DataError>(
             "{}: bias {} needs a weight scale of at least {} at input scale {}, beyond float32",
             what, bias[c], need, input_scale);
-      // The row's largest |w| must keep a finite dequantized value at the raised scale (weights
-      // near FLT_MAX next to a bias that needs a scale near FLT_MAX / qmax would not).
+      // The row's largest |w| (from its groups' ranges) must keep a finite dequantized value at
+      // the raised scale (weights near FLT_MAX next to a bias that needs a scale near
+      // FLT_MAX / qmax would not).
       const float sf = static_cast<float>(s);
-      const int64_t in = shape[1];
       float top = 0.0f;
-      for (int64_t k = 0; k < in; ++k)
-        top = std::max(top, std::fabs(weights[static_cast<int64_t>(c) * in + k]));
+      for (size_t g = c * groups; g < (c + 1) * groups; ++g)
+        top = std::max({top, -mins[g], maxs[g]});
       const float code = std::min(std::round(top / sf), static_cast<float>(spec.qmax()));
       if (!std::isfinite(sf * code))
         fail<DataError>(

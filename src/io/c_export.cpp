@@ -89,32 +89,32 @@ struct CModel {
   std::map<std::string, std::string> skipped;
 };
 
-// The C name of an entry or layer `name` under the (sanitised) prefix. Unlike c_identifier alone,
-// a name that starts with a digit needs no '_' of its own here, and every run of '_' the
-// sanitising makes becomes one, with none left at the end where a "_suffix" follows: C++
-// reserves identifiers that contain "__".
-std::string scoped_identifier(const std::string& prefix, const std::string& name) {
-  std::string id = prefix + "_";
-  for (const char c : name) {
+// Appends `text` to *id with every character outside [A-Za-z0-9_] made '_' and no '_' after an
+// '_' already there (nor at the start of an empty id): C++ reserves identifiers with "__".
+void append_sanitised(std::string* id, const std::string& text) {
+  for (const char c : text) {
     const auto u = static_cast<unsigned char>(c);
     const char k = std::isalnum(u) != 0 && u < 128 ? c : '_';
-    if (k != '_' || id.back() != '_') id.push_back(k);
+    if (k != '_' || (!id->empty() && id->back() != '_')) id->push_back(k);
   }
+}
+
+// The C name of an entry or layer `name` under the (sanitised) prefix. Unlike c_identifier alone,
+// a name that starts with a digit needs no '_' of its own here, and every run of '_' the
+// sanitising makes becomes one, with none left at the end where a "_suffix" follows.
+std::string scoped_identifier(const std::string& prefix, const std::string& name) {
+  std::string id = prefix + "_";
+  append_sanitised(&id, name);
   if (id.size() > prefix.size() + 1 && id.back() == '_') id.pop_back();  // before a "_suffix"
   return id;
 }
 
-// The prefix as a C identifier, sanitised as entry names are (characters outside [A-Za-z0-9_]
-// become '_', a run of '_' one '_'), with no '_' at either end: the '_' before each name would
-// double a trailing one, and file-scope names that start with '_' are reserved in C. Nothing left
-// gives "model"; a leading digit gets "tq_" in front.
+// The prefix as a C identifier, sanitised as entry names are, with no '_' at either end: the '_'
+// before each name would double a trailing one, and file-scope names that start with '_' are
+// reserved in C. Nothing left gives "model"; a leading digit gets "tq_" in front.
 std::string prefix_identifier(const std::string& prefix) {
   std::string id;
-  for (const char c : prefix) {
-    const auto u = static_cast<unsigned char>(c);
-    const char k = std::isalnum(u) != 0 && u < 128 ? c : '_';
-    if (k != '_' || (!id.empty() && id.back() != '_')) id.push_back(k);
-  }
+  append_sanitised(&id, prefix);
   if (!id.empty() && id.back() == '_') id.pop_back();
   if (id.empty()) return "model";
   if (std::isdigit(static_cast<unsigned char>(id[0])) != 0) id.insert(0, "tq_");

@@ -1,13 +1,13 @@
 #include "tinyquant/io/model_file.hpp"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <set>
 
@@ -447,30 +447,25 @@ namespace {
 // would replace the link itself), and anything that exists there must be a regular file (the
 // rename would replace a device or a FIFO by a file, and claim a write that never reached it).
 std::string write_target(const std::string& path) {
-  std::string target = path;
+  namespace fs = std::filesystem;
+  fs::path target = path;
   for (int hops = 0;; ++hops) {
-    struct stat st {};
-    if (::lstat(target.c_str(), &st) != 0) {
-      if (errno == ENOENT) return target;
-      fail<IoError>("cannot write '{}': cannot inspect '{}': {}", path, target,
-                    std::strerror(errno));
-    }
-    if (S_ISREG(st.st_mode)) return target;
-    if (!S_ISLNK(st.st_mode))
+    std::error_code ec;
+    const fs::file_status st = fs::symlink_status(target, ec);
+    if (st.type() == fs::file_type::not_found) return target.string();
+    if (ec)
+      fail<IoError>("cannot write '{}': cannot inspect '{}': {}", path, target.string(),
+                    ec.message());
+    if (st.type() == fs::file_type::regular) return target.string();
+    if (st.type() != fs::file_type::symlink)
       fail<IoError>(
           "cannot write '{}': '{}' exists and is not a regular file (model files are written to "
           "a temporary file renamed over the path, which would replace it)",
-          path, target);
+          path, target.string());
     if (hops == 40) fail<IoError>("cannot write '{}': too many levels of symbolic links", path);
-    std::vector<char> buf(static_cast<size_t>(st.st_size > 0 ? st.st_size : 4096) + 1);
-    const ssize_t n = ::readlink(target.c_str(), buf.data(), buf.size());
-    if (n < 0 || static_cast<size_t>(n) >= buf.size())
-      fail<IoError>("cannot write '{}': cannot read the link '{}'", path, target);
-    std::string link(buf.data(), static_cast<size_t>(n));
-    const size_t slash = target.rfind('/');
-    if (link.empty() || link[0] != '/')
-      link = (slash == std::string::npos ? std::string() : target.substr(0, slash + 1)) + link;
-    target = link;
+    const fs::path link = fs::read_symlink(target, ec);
+    if (ec) fail<IoError>("cannot write '{}': cannot read the link '{}'", path, target.string());
+    target = link.is_absolute() ? link : target.parent_path() / link;
   }
 }
 

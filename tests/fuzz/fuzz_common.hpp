@@ -3,12 +3,24 @@
 // FUZZ_REQUIRE, which names a broken invariant before trapping (libFuzzer then saves the input).
 #pragma once
 
+#include <cfloat>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 
 namespace tinyquant::fuzz {
+
+// A float from one byte: the values every float routine must get right (signed zeros, the
+// smallest normal and denormal, FLT_MAX, infinity, NaN, ...) for bytes 0..14, else a small
+// multiple of 1/4.
+inline float edge_value(uint8_t b) {
+  static const float kEdges[] = {0.0f,    -0.0f,    FLT_MIN, -FLT_MIN, FLT_TRUE_MIN,
+                                 FLT_MAX, -FLT_MAX, 1.0f,    -1.0f,    0.5f,
+                                 1e-38f,  3e38f,    -3e38f,  INFINITY, NAN};
+  return b < 15 ? kEdges[b] : static_cast<float>(static_cast<int8_t>(b)) * 0.25f;
+}
 
 [[noreturn]] inline void broken(const char* file, int line, const char* what) {
   std::fprintf(stderr, "%s:%d: invariant broken: %s\n", file, line, what);

@@ -57,12 +57,8 @@ Values read_values(Bytes& in, uint8_t encoding, int64_t n) {
       case 1:
         x = std::ldexp(static_cast<float>(static_cast<int8_t>(in.u8())), e);
         break;
-      default: {
-        static const float kEdges[] = {0.0f,     -0.0f, FLT_MIN, -FLT_MIN, FLT_TRUE_MIN, FLT_MAX,
-                                       -FLT_MAX, 1.0f,  -1.0f,   1.0f,     INFINITY,     NAN};
-        const uint8_t b = in.u8();
-        x = b < 12 ? kEdges[b] : static_cast<float>(static_cast<int8_t>(b)) * 0.5f;
-      }
+      default:
+        x = fuzz::edge_value(in.u8());
     }
   }
   return out;

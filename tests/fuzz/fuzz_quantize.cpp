@@ -70,11 +70,7 @@ float read_value(Bytes& in, uint8_t encoding) {
       return std::ldexp(static_cast<float>(m), e);
     }
     default: {
-      static const float kEdges[] = {0.0f,    -0.0f,    FLT_MIN, -FLT_MIN, FLT_TRUE_MIN,
-                                     FLT_MAX, -FLT_MAX, 1.0f,    -1.0f,    0.5f,
-                                     1e-38f,  3e38f,    -3e38f,  INFINITY, NAN};
-      const uint8_t b = in.u8();
-      return b < 15 ? kEdges[b] : static_cast<float>(static_cast<int8_t>(b)) * 0.25f;
+      return fuzz::edge_value(in.u8());
     }
   }
 }

@@ -86,7 +86,7 @@ def main():
     # fuzz_quantize. Spec byte: bits index into (2..8, 16) | 8 symmetric | 16 narrow range |
     # granularity << 5 | 128 round half to even. Rank / axis byte: (rank - 1) | (axis + rank) << 2.
     # Extent bytes hold extent - 1. Encoding 0: raw float32 values; 1: (int8 mantissa,
-    # exponent + 150) byte pairs; 2: one byte each, an index into the target's edge values.
+    # exponent + 150) byte pairs; 2: one byte each, an index into fuzz::edge_value.
     ramp = struct.pack("<8f", -1.5, -0.75, 0, 0.25, 0.5, 1, 2.5, 3)
     write("quantize", "int8_affine_per_tensor", quantize_case(0, b"", 6, 0, [7], 0, 0, ramp))
     write("quantize", "int4_sym_per_group", quantize_case(0, b"", 2 | 8 | 16 | 64, 1 | 3 << 2,
@@ -124,7 +124,7 @@ def main():
           bytes([3, 1]))
     write("prune", "structured_fpgm_raw", bytes([4, 0, 1, 2, 2, 127, 0]) +
           struct.pack("<4f", 0.5, -1.0, 2.0, 0.25) + bytes([0, 2]))
-    write("prune", "nan_weight", bytes([0, 2, 0, 3, 100, 0, 7, 11, 8]))
+    write("prune", "nan_weight", bytes([0, 2, 0, 3, 100, 0, 7, 14, 8]))
     write("prune", "empty_tensor", bytes([4, 1, 1, 0, 3, 100, 40]))
     write("quantize", "multiplier", bytes([4]) + struct.pack("<d", 0.0012345) + bytes([1]) +
           bytes([1, 120, 1, 125, 1, 2, 3, 118, 5, 119]))

@@ -1039,9 +1039,7 @@ int run(int argc, char** argv) {
                                         : tinyquant::io::RequantForm::kMultipliers;
       if (in_scale) {
         opt.input = tinyquant::ActivationParams{*in_scale, in_zp};
-        opt.output = tinyquant::ActivationParams{*out_scale, out_zp};
-        opt.input->validate("--input-scale / --input-zero-point");
-        opt.output->validate("--output-scale / --output-zero-point");
+        opt.output = tinyquant::ActivationParams{*out_scale, out_zp};  // checked when parsed
       }
       if (!source.empty()) opt.header_name = std::filesystem::path(out).filename().string();
       // Both texts first: an error leaves no file half of a pair.
