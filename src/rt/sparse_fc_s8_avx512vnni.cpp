@@ -14,10 +14,11 @@
 //    slices are inserted lane by lane; a last group of 1-3 blocks uses zero-masked weights.
 // Other block shapes run the reference loops.
 // Bitmap (only on CPUs with AVX-512 VBMI2, whose functions below carry their own target
-// attribute; the dispatcher checks the CPU): every 64 columns of a row, the row's next
-// popcount(bits) packed values are loaded with a byte mask and vpexpandb puts them at their set
-// bits (zeros elsewhere), so one vpdpbusd meets 64 activations; nothing is gathered. Four rows
-// share each activation load and run independent chains.
+// attribute; the dispatcher checks the CPU): every 64 columns of a row, vpexpandb loads the
+// row's next popcount(bits) packed values straight to their set bits (zeros elsewhere), so one
+// vpdpbusd meets 64 activations; nothing is gathered. Four rows share each activation load and
+// run independent chains. The weight sums are taken afterwards from each row's packed values
+// (one vpdpbusd per 64 stored values, not per 64 columns).
 #include <immintrin.h>
 
 #include <cstring>
@@ -251,67 +252,128 @@ void block_fc(const SparseFcArgs& a) noexcept {
 }
 
 // Bits of the 64 columns from byte `byte0` of a bitmap row of row_bytes bytes (fewer at its end;
-// bit j of the little-endian word is column 8 * byte0 + j). Built in a register: a partial
-// memcpy would go through the stack and stall the load that follows it.
+// bit j of the little-endian word is column 8 * byte0 + j). A short word is read with a byte
+// mask, in a register: a partial memcpy would go through the stack and stall the load that
+// follows it.
 inline uint64_t bitmap_word(const uint8_t* row, int32_t byte0, int32_t row_bytes) noexcept {
   const int32_t left = row_bytes - byte0;
-  uint64_t m = 0;
-  if (left >= 8) {
-    std::memcpy(&m, row + byte0, 8);
-    return m;
-  }
-  for (int32_t b = 0; b < left; ++b) m |= uint64_t{row[byte0 + b]} << (8 * b);
+  const __mmask16 m = left >= 8 ? __mmask16{0xFF} : static_cast<__mmask16>((1u << left) - 1);
+  return static_cast<uint64_t>(_mm_cvtsi128_si64(_mm_maskz_loadu_epi8(m, row + byte0)));
+}
+
+// The 64 bits of a row from byte byte0 when all eight bytes are in the row.
+inline uint64_t bitmap_word8(const uint8_t* row, int32_t byte0) noexcept {
+  uint64_t m;
+  std::memcpy(&m, row + byte0, 8);
   return m;
 }
 
-// One 64-column chunk (from column k) of kRows bitmap rows: each row's next popcount(bits)
-// values spread to their set bits and met with the activations xv.
-template <int kRows>
-__attribute__((target("avx512vbmi2,popcnt"), always_inline)) inline void bitmap_chunk(
-    const uint8_t* bits, int32_t row_bytes, int32_t k, __m512i xv, const int8_t** v, __m512i* acc,
-    __m512i* ws) noexcept {
-  const __m512i ones = _mm512_set1_epi8(1);
-#pragma GCC unroll 4
-  for (int i = 0; i < kRows; ++i) {
-    const uint64_t m = bitmap_word(bits + i * row_bytes, k / 8, row_bytes);
-    const int n = static_cast<int>(_mm_popcnt_u64(m));
-    const __mmask64 take = n == 64 ? ~__mmask64{0} : ((__mmask64{1} << n) - 1);
-    const __m512i wv = _mm512_maskz_expand_epi8(m, _mm512_maskz_loadu_epi8(take, v[i]));
-    v[i] += n;
-    acc[i] = _mm512_dpbusd_epi32(acc[i], xv, wv);
-    ws[i] = _mm512_dpbusd_epi32(ws[i], ones, wv);
-  }
+// Stored values in a bitmap row of row_bytes bytes.
+__attribute__((target("avx512vbmi2,popcnt"))) inline int64_t bitmap_row_count(
+    const uint8_t* row, int32_t row_bytes) noexcept {
+  int64_t n = 0;
+  int32_t b = 0;
+  for (; b + 8 <= row_bytes; b += 8) n += _mm_popcnt_u64(bitmap_word8(row, b));
+  if (b < row_bytes) n += _mm_popcnt_u64(bitmap_word(row, b, row_bytes));
+  return n;
 }
 
-// For bitmap rows r0 .. r0 + kRows - 1, whose values start at vals: t[i] = sum_{stored}
+// The next popcount(m) values of a row, from v, at the set bits of m (zeros elsewhere); v
+// moves past them. vpexpandb reads only the bytes it places, so nothing past the row's last
+// value is touched.
+__attribute__((target("avx512vbmi2,popcnt"), always_inline)) inline __m512i expand_next(
+    uint64_t m, const int8_t*& v) noexcept {
+  const __m512i w = _mm512_maskz_expandloadu_epi8(m, v);
+  v += _mm_popcnt_u64(m);
+  return w;
+}
+
+// The sum of the n values from v, spread over 16 lanes (mod 2^32 once the lanes are added).
+__attribute__((target("avx512vbmi2,popcnt"), always_inline)) inline __m512i value_sums(
+    const int8_t* v, int64_t n) noexcept {
+  const __m512i ones = _mm512_set1_epi8(1);
+  __m512i ws = _mm512_setzero_si512();
+  int64_t j = 0;
+  for (; j + 64 <= n; j += 64) ws = _mm512_dpbusd_epi32(ws, ones, _mm512_loadu_si512(v + j));
+  if (j < n)
+    ws = _mm512_dpbusd_epi32(ws, ones,
+                             _mm512_maskz_loadu_epi8((__mmask64{1} << (n - j)) - 1, v + j));
+  return ws;
+}
+
+// For the four bitmap rows r0 .. r0 + 3, whose values start at vals: t[i] = sum_{stored}
 // (x + 128) * w + (io - 128) * sum_{stored} w of row r0 + i, not yet reduced (all 16 lanes belong
-// to the row). Returns the end of the last row's values.
-template <int kRows>
-__attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_rows(
+// to the row). Returns the end of the last row's values. The rows' accumulators and value
+// pointers are named, not indexed, so that they stay in registers.
+__attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_rows4(
     const SparseMatrixS8& w, int32_t r0, const int8_t* vals, const uint8_t* xu, __m512i comp,
     __m512i* t) noexcept {
   const int32_t row_bytes = (w.cols + 7) / 8;
-  const uint8_t* bits = w.bitmap + static_cast<int64_t>(r0) * row_bytes;
-  const int8_t* v[kRows];  // each row's next value
-  v[0] = vals;
-  for (int i = 1; i < kRows; ++i) {
-    int64_t n = 0;
-    for (int32_t b = 0; b < row_bytes; b += 8)
-      n += _mm_popcnt_u64(bitmap_word(bits + (i - 1) * row_bytes, b, row_bytes));
-    v[i] = v[i - 1] + n;
-  }
-  __m512i acc[kRows], ws[kRows];
-  for (int i = 0; i < kRows; ++i) acc[i] = ws[i] = _mm512_setzero_si512();
+  const uint8_t* b0 = w.bitmap + static_cast<int64_t>(r0) * row_bytes;
+  const uint8_t* b1 = b0 + row_bytes;
+  const uint8_t* b2 = b1 + row_bytes;
+  const uint8_t* b3 = b2 + row_bytes;
+  const int8_t* const s0 = vals;
+  const int8_t* const s1 = s0 + bitmap_row_count(b0, row_bytes);
+  const int8_t* const s2 = s1 + bitmap_row_count(b1, row_bytes);
+  const int8_t* const s3 = s2 + bitmap_row_count(b2, row_bytes);
+  const int8_t *v0 = s0, *v1 = s1, *v2 = s2, *v3 = s3;
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
   int32_t k = 0;
-  for (; k + 64 <= w.cols; k += 64)
-    bitmap_chunk<kRows>(bits, row_bytes, k, _mm512_loadu_si512(xu + k), v, acc, ws);
+  for (; k + 64 <= w.cols; k += 64) {
+    const __m512i xv = _mm512_loadu_si512(xu + k);
+    const int32_t byte0 = k / 8;
+    a0 = _mm512_dpbusd_epi32(a0, xv, expand_next(bitmap_word8(b0, byte0), v0));
+    a1 = _mm512_dpbusd_epi32(a1, xv, expand_next(bitmap_word8(b1, byte0), v1));
+    a2 = _mm512_dpbusd_epi32(a2, xv, expand_next(bitmap_word8(b2, byte0), v2));
+    a3 = _mm512_dpbusd_epi32(a3, xv, expand_next(bitmap_word8(b3, byte0), v3));
+  }
   // Columns past cols have no bit set, so their (masked-off) activations meet zero weights.
+  if (k < w.cols) {
+    const __m512i xv = _mm512_maskz_loadu_epi8((__mmask64{1} << (w.cols - k)) - 1, xu + k);
+    const int32_t byte0 = k / 8;
+    a0 = _mm512_dpbusd_epi32(a0, xv, expand_next(bitmap_word(b0, byte0, row_bytes), v0));
+    a1 = _mm512_dpbusd_epi32(a1, xv, expand_next(bitmap_word(b1, byte0, row_bytes), v1));
+    a2 = _mm512_dpbusd_epi32(a2, xv, expand_next(bitmap_word(b2, byte0, row_bytes), v2));
+    a3 = _mm512_dpbusd_epi32(a3, xv, expand_next(bitmap_word(b3, byte0, row_bytes), v3));
+  }
+  t[0] = _mm512_add_epi32(a0, _mm512_mullo_epi32(value_sums(s0, v0 - s0), comp));
+  t[1] = _mm512_add_epi32(a1, _mm512_mullo_epi32(value_sums(s1, v1 - s1), comp));
+  t[2] = _mm512_add_epi32(a2, _mm512_mullo_epi32(value_sums(s2, v2 - s2), comp));
+  t[3] = _mm512_add_epi32(a3, _mm512_mullo_epi32(value_sums(s3, v3 - s3), comp));
+  return v3;
+}
+
+// One bitmap row r, as bitmap_rows4 does four; four accumulators over consecutive chunks.
+__attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_row1(
+    const SparseMatrixS8& w, int32_t r, const int8_t* vals, const uint8_t* xu, __m512i comp,
+    __m512i* t) noexcept {
+  const int32_t row_bytes = (w.cols + 7) / 8;
+  const uint8_t* b = w.bitmap + static_cast<int64_t>(r) * row_bytes;
+  const int8_t* v = vals;
+  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+  int32_t k = 0;
+  for (; k + 256 <= w.cols; k += 256) {
+    a0 =
+        _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(xu + k), expand_next(bitmap_word8(b, k / 8), v));
+    a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512(xu + k + 64),
+                             expand_next(bitmap_word8(b, k / 8 + 8), v));
+    a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512(xu + k + 128),
+                             expand_next(bitmap_word8(b, k / 8 + 16), v));
+    a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512(xu + k + 192),
+                             expand_next(bitmap_word8(b, k / 8 + 24), v));
+  }
+  for (; k + 64 <= w.cols; k += 64)
+    a0 =
+        _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(xu + k), expand_next(bitmap_word8(b, k / 8), v));
   if (k < w.cols)
-    bitmap_chunk<kRows>(bits, row_bytes, k,
-                        _mm512_maskz_loadu_epi8((__mmask64{1} << (w.cols - k)) - 1, xu + k), v, acc,
-                        ws);
-  for (int i = 0; i < kRows; ++i) t[i] = _mm512_add_epi32(acc[i], _mm512_mullo_epi32(ws[i], comp));
-  return v[kRows - 1];
+    a1 =
+        _mm512_dpbusd_epi32(a1, _mm512_maskz_loadu_epi8((__mmask64{1} << (w.cols - k)) - 1, xu + k),
+                            expand_next(bitmap_word(b, k / 8, row_bytes), v));
+  const __m512i ws = value_sums(vals, v - vals);
+  *t = _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)),
+                        _mm512_mullo_epi32(ws, comp));
+  return v;
 }
 
 __attribute__((target("avx512vbmi2,popcnt"))) void bitmap_fc(const SparseFcArgs& a) noexcept {
@@ -331,10 +393,10 @@ __attribute__((target("avx512vbmi2,popcnt"))) void bitmap_fc(const SparseFcArgs&
     for (int32_t o = 0; o < w.rows; o += 4) {
       __m512i t[4] = {z, z, z, z};
       if (o + 4 <= w.rows)
-        vals = bitmap_rows<4>(w, o, vals, xr, comp, t);
+        vals = bitmap_rows4(w, o, vals, xr, comp, t);
       else
         for (int32_t i = 0; o + i < w.rows; ++i)
-          vals = bitmap_rows<1>(w, o + i, vals, xr, comp, t + i);
+          vals = bitmap_row1(w, o + i, vals, xr, comp, t + i);
       const __m128i s = add_lanes(lane_sums4(t[0], t[1], t[2], t[3]));
       const int32_t cnt = w.rows - o < 4 ? w.rows - o : 4;
       _mm_mask_storeu_epi32(dot + o, static_cast<__mmask8>((1u << cnt) - 1), s);
