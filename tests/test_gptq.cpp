@@ -61,6 +61,21 @@ double output_error(const std::vector<float>& x, int64_t samples, const std::vec
   return std::sqrt(e);
 }
 
+// H = 2 / samples * sum_s x[s][i] * x[s][j], written out: the references below build their
+// Hessians with this, not with gptq_hessian.
+std::vector<double> hessian_formula(const std::vector<float>& x, int64_t samples, int64_t in) {
+  std::vector<double> h(static_cast<size_t>(in * in), 0.0);
+  for (int64_t i = 0; i < in; ++i)
+    for (int64_t j = 0; j < in; ++j) {
+      double acc = 0.0;
+      for (int64_t s = 0; s < samples; ++s)
+        acc += static_cast<double>(x[static_cast<size_t>(s * in + i)]) *
+               x[static_cast<size_t>(s * in + j)];
+      h[static_cast<size_t>(i * in + j)] = 2.0 * acc / static_cast<double>(samples);
+    }
+  return h;
+}
+
 std::vector<int32_t> values(const QTensor& t) {
   std::vector<int32_t> v(static_cast<size_t>(t.numel()));
   for (size_t i = 0; i < v.size(); ++i) v[i] = t.value(static_cast<int64_t>(i));
@@ -146,6 +161,20 @@ TEST(Gptq, OrthogonalInputsAreRoundToNearest) {
   const Shape shape{out, in};
   expect_same_quantization(r.weights,
                            quantize(w.data(), shape, params_for_mse(w.data(), shape, spec)));
+}
+
+TEST(Gptq, HessianIsTwiceTheMeanOuterProduct) {
+  // Fewer samples than inputs and more, correlated columns, so that a transposed layout, a
+  // missing factor or a wrong triangle shows; the diagonal-only input above would hide them.
+  for (const auto& [samples, in] : {std::pair<int64_t, int64_t>{7, 13}, {41, 9}, {1, 5}}) {
+    const std::vector<float> x = correlated_inputs(samples, in, 31);
+    const std::vector<double> want = hessian_formula(x, samples, in);
+    const std::vector<double> h = gptq_hessian(x.data(), samples, in);
+    ASSERT_EQ(h.size(), want.size());
+    for (size_t i = 0; i < h.size(); ++i)
+      ASSERT_NEAR(h[i], want[i], 1e-12 * (1.0 + std::abs(want[i])))
+          << samples << "x" << in << " entry " << i;
+  }
 }
 
 TEST(Gptq, HandComputedErrorFeedback) {
@@ -239,7 +268,7 @@ TEST(Gptq, MatchesObqUpdateWithoutCholesky) {
   o.damp = 0.05;
   const QuantParams params = params_for_mse(w.data(), Shape{out, in}, spec);
   const std::vector<int32_t> expect =
-      obq_codes(w, out, in, damped_inverse(gptq_hessian(x.data(), samples, in), in, o.damp), 127,
+      obq_codes(w, out, in, damped_inverse(hessian_formula(x, samples, in), in, o.damp), 127,
                 [&](size_t r, size_t, const std::vector<double>&) { return params.scales[r]; });
   const GptqResult r = gptq_quantize(w.data(), out, in, x.data(), samples, spec, o);
   EXPECT_EQ(r.weights.params.scales, params.scales);
@@ -323,8 +352,8 @@ TEST(Gptq, DeadInputsGetZeroWeight) {
       if (k != 3) w9.push_back(w[static_cast<size_t>(row * in + k)]);
   // The damping is relative to mean(diag(H)): the dead input's 1 is counted in the 10-input
   // mean, so give the 9-input problem the same absolute damping.
-  const std::vector<double> h10 = gptq_hessian(x.data(), samples, in);
-  const std::vector<double> h9 = gptq_hessian(x9.data(), samples, in - 1);
+  const std::vector<double> h10 = hessian_formula(x, samples, in);
+  const std::vector<double> h9 = hessian_formula(x9, samples, in - 1);
   double tr10 = 1.0, tr9 = 0.0;
   for (int64_t i = 0; i < in; ++i) tr10 += i == 3 ? 0.0 : h10[static_cast<size_t>(i * in + i)];
   for (int64_t i = 0; i < in - 1; ++i) tr9 += h9[static_cast<size_t>(i * (in - 1) + i)];
@@ -764,7 +793,7 @@ TEST(Gptq, PerGroupScalesAreFittedFromTheUpdatedWeights) {
   const size_t n = static_cast<size_t>(in), per_row = static_cast<size_t>(in / group);
   std::vector<float> scales(static_cast<size_t>(out) * per_row);
   const std::vector<int32_t> expect = obq_codes(
-      w, out, in, damped_inverse(gptq_hessian(x.data(), samples, in), in, o.damp), 7,
+      w, out, in, damped_inverse(hessian_formula(x, samples, in), in, o.damp), 7,
       [&](size_t r, size_t i, const std::vector<double>& cur) {
         const size_t k = r * per_row + i / static_cast<size_t>(group);
         if (i % static_cast<size_t>(group) == 0) {  // a group starts: fit it to the updated row
