@@ -299,10 +299,26 @@ TEST(SmladDepthwise3x3, BorderOnlyAndValid) {
 
 TEST(SmladDepthwise3x3, OutputStageOverTheFullShiftAndMultiplierRange) {
   // Requantization decoded once per channel group: per-channel and per-tensor, both roundings,
-  // every shift from -31 to 30, leftover channels (5, 13) and border pixels.
+  // leftover channels (5, 13) and border pixels. Every shift from -31 to 30 is used on its own
+  // (full-range operands up to shift 0; above it operands within 1 of their zero points, so
+  // the left shift does not saturate every output), then shifts mixed at random per channel.
   for (Rounding r : {Rounding::kDouble, Rounding::kSingle}) {
     for (bool per_channel : {true, false}) {
       for (int32_t c : {4, 5, 13}) {
+        for (int32_t s = -31; s <= 30; ++s)
+          ConvTester()
+              .input(5, 6, c)
+              .kernel(3, 3)
+              .padding_same()
+              .per_channel(per_channel)
+              .shift_range(s, s)
+              .multiplier_range(0, INT32_MAX)
+              .small_values(s > 0)
+              .input_offset(128)
+              .filter_offset(-127)
+              .rounding(r)
+              .seed(static_cast<uint32_t>((s + 40) * 64 + c * 2 + (per_channel ? 1 : 0)))
+              .test_depthwise(Path::kSmlad);
         ConvTester()
             .input(5, 6, c)
             .kernel(3, 3)
@@ -322,10 +338,33 @@ TEST(SmladDepthwise3x3, OutputStageOverTheFullShiftAndMultiplierRange) {
 
 TEST(SmladRequant, OutputStageOverTheFullShiftAndMultiplierRange) {
   // The kernels' 32-bit output stage against rt::requantize (reference path and the direct
-  // formula), every shift from -31 to 30 and multipliers up to INT32_MAX.
+  // formula): every shift from -31 to 30 on its own (small operands above shift 0, as above),
+  // multipliers up to INT32_MAX, then shifts mixed at random per channel.
   for (Rounding r : {Rounding::kDouble, Rounding::kSingle}) {
-    FcTester().batch(1).in(21).out(12).per_channel(true).shift_range(-31, 30).rounding(r).test(
-        Path::kSmlad);
+    for (int32_t s = -31; s <= 30; ++s) {
+      FcTester()
+          .batch(3)
+          .in(9)
+          .out(7)
+          .per_channel(true)
+          .shift_range(s, s)
+          .multiplier_range(1, INT32_MAX)
+          .small_values(s > 0)
+          .input_offset(s > 0 ? -20 : 0)
+          .filter_offset(s > 0 ? 3 : 0)
+          .rounding(r)
+          .seed(static_cast<uint32_t>(s + 100))
+          .test(Path::kSmlad);
+    }
+    FcTester()
+        .batch(1)
+        .in(21)
+        .out(12)
+        .per_channel(true)
+        .shift_range(-31, 30)
+        .rounding(r)
+        .seed(r == Rounding::kDouble ? 1234 : 4321)
+        .test(Path::kSmlad);
     FcTester()
         .batch(3)
         .in(9)
@@ -334,6 +373,7 @@ TEST(SmladRequant, OutputStageOverTheFullShiftAndMultiplierRange) {
         .shift_range(-31, 30)
         .multiplier_range(0, INT32_MAX)
         .rounding(r)
+        .seed(r == Rounding::kDouble ? 99 : 98)
         .test(Path::kSmlad);
   }
 }
