@@ -512,10 +512,14 @@ TEST(ErrorCatalogue, E58) {
 }
 TEST(ErrorCatalogue, E59) {
   Fc f;
-  if (rt::fully_connected_s8_scratch_size(f.dims, rt::Path::kAvx2) <= 0 ||
-      (rt::supported_paths() & rt::path_bits(rt::Path::kAvx2)) == 0)
-    GTEST_SKIP() << "the AVX2 path needs no scratch here or is not available";
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2") == 0) GTEST_SKIP() << "the CPU lacks AVX2";
+  // The AVX2 body widens the activations into scratch, so this layer needs some.
+  ASSERT_GT(rt::fully_connected_s8_scratch_size(f.dims, rt::Path::kAvx2), 0);
   EXPECT_EQ(f.run(rt::Path::kAvx2), rt::Status::kScratchTooSmall);
+#else
+  GTEST_SKIP() << "the AVX2 path exists on x86-64 only";
+#endif
 }
 TEST(ErrorCatalogue, E60) {
   Fc f;

@@ -28,9 +28,10 @@ std::vector<float> randn(size_t n, float sigma, uint32_t seed) {
   return v;
 }
 
+// Every path this build and CPU run, from the reference to AMX.
 std::vector<uint32_t> path_list() {
   std::vector<uint32_t> out;
-  for (uint32_t b = 1; b != 0 && b <= (1u << 5); b <<= 1)
+  for (uint32_t b = 1; b <= rt::path_bits(rt::Path::kAmx); b <<= 1)
     if ((rt::supported_paths() & b) != 0) out.push_back(b);
   return out;
 }

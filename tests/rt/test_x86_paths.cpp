@@ -1,8 +1,13 @@
 // x86 paths (AVX2, AVX-512 VNNI, AMX-INT8): their tables called directly and through the public
 // kernels, checked against plain loops written here and against the reference path, tolerance 0.
 // Also: prepacked weights == plain weights on every path, threaded == single-threaded.
+#include <cpuid.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -35,8 +40,20 @@ bool cpu_has(Path p) {
     return __builtin_cpu_supports("avx512vnni") != 0 && __builtin_cpu_supports("avx512bw") != 0 &&
            __builtin_cpu_supports("avx512vl") != 0;
   }
-  // AMX also needs the OS to grant the tile state: dispatch asks, so trust supported_paths().
-  if (p == Path::kAmx) return (rt::supported_paths() & rt::path_bits(Path::kAmx)) != 0;
+  if (p == Path::kAmx) {
+    // Read here, not taken from the library: CPUID leaf 7, sub-leaf 0, EDX bits 24 (AMX-TILE)
+    // and 25 (AMX-INT8), the AVX-512 VNNI the path also runs, and on Linux the kernel's grant
+    // of the tile data state (ARCH_REQ_XCOMP_PERM for feature 18; asking twice is allowed).
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+    if (((edx >> 24) & 1u) == 0 || ((edx >> 25) & 1u) == 0 || !cpu_has(Path::kAvx512Vnni))
+      return false;
+#if defined(__linux__)
+    return syscall(SYS_arch_prctl, 0x1023L, 18L) == 0;
+#else
+    return true;
+#endif
+  }
   return true;
 }
 
@@ -49,6 +66,13 @@ const rt::detail::PathKernels* table(Path p) {
   if (!cpu_has(p))                                                                          \
   GTEST_SKIP() << "CPU lacks " << rt::path_name(p) << " instructions (or, for amx, the OS " \
                << "refused the tile state)"
+
+// The gate of every test below: the library must report each x86 path exactly when the CPU
+// (and for AMX the OS) has it, else a detection bug would turn those tests into skips.
+TEST(X86Detection, SupportedPathsAgreeWithCpuid) {
+  for (Path p : {Path::kAvx2, Path::kAvx512Vnni, Path::kAmx})
+    EXPECT_EQ((rt::supported_paths() & rt::path_bits(p)) != 0, cpu_has(p)) << rt::path_name(p);
+}
 
 uint32_t u(int32_t v) {
   return static_cast<uint32_t>(v);
