@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -133,6 +135,45 @@ TEST(Cli, QuantizeSafetensorsKeepsBiasFloatAndReadsBfloat16) {
   EXPECT_EQ(tensor(j, "emb")["shape"], (std::vector<int64_t>{4, 6}));
   EXPECT_EQ(tensor(j, "emb")["bits"], 8);
 
+  // The bfloat16 values, read here from the file's bytes (8-byte header length, JSON header,
+  // data) and widened by hand (the high half of a float32). The reference file holds them with
+  // the two float32 tensors as they are.
+  std::ifstream in(kData + "/model.safetensors", std::ios::binary);
+  const std::vector<char> file((std::istreambuf_iterator<char>(in)),
+                               std::istreambuf_iterator<char>());
+  ASSERT_GE(file.size(), 8u);
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = header_len << 8 | static_cast<uint8_t>(file[i]);
+  ASSERT_LE(header_len, file.size() - 8);
+  const nlohmann::json header =
+      nlohmann::json::parse(file.begin() + 8, file.begin() + 8 + static_cast<long>(header_len));
+  ASSERT_EQ(header["emb"]["dtype"], "BF16");
+  const size_t begin = 8 + header_len + header["emb"]["data_offsets"][0].get<size_t>();
+  ASSERT_LE(begin + 48, file.size());
+  std::vector<float> emb(24);
+  float lo = 0.0f, hi = 0.0f;
+  for (size_t i = 0; i < emb.size(); ++i) {
+    const auto byte = [&](size_t at) {
+      return static_cast<uint32_t>(static_cast<uint8_t>(file[at]));
+    };
+    const uint32_t bits = byte(begin + 2 * i + 1) << 24 | byte(begin + 2 * i) << 16;
+    std::memcpy(&emb[i], &bits, sizeof bits);
+    lo = std::min(lo, emb[i]);
+    hi = std::max(hi, emb[i]);
+  }
+  ASSERT_GT(hi - lo, 1.0f);  // values spread over [-1, 1]
+  namespace io = tinyquant::io;
+  const io::SafeTensors src = io::load_safetensors(kData + "/model.safetensors");
+  io::SafeTensors ref;
+  for (const char* name : {"fc.weight", "fc.bias"})
+    ref.tensors.push_back(io::SafeTensor::from(name, src.at(name).as<float>(), src.at(name).shape));
+  ref.tensors.push_back(io::SafeTensor::from("emb", emb, {4, 6}));
+  io::save_safetensors(kData + "/model_f32.safetensors", ref);
+  // Affine 8-bit per tensor from min / max: every value within half a step of the range / 255.
+  const nlohmann::json e = inspect_json(out, "--reference " + kData + "/model_f32.safetensors");
+  EXPECT_LE(tensor(e, "emb")["error"]["max_abs"].get<double>(),
+            0.5 * (static_cast<double>(hi) - lo) / 255.0 * (1.0 + 1e-5));
+
   const Result q1 = run("quantize " + kData + "/model.safetensors " + out + " --quantize-1d");
   ASSERT_EQ(q1.code, 0) << q1.err;
   EXPECT_EQ(tensor(inspect_json(out), "fc.bias")["storage"], "int8");
@@ -172,6 +213,13 @@ TEST(Cli, PruneMagnitudeAndNmGiveTheRequestedSparsity) {
   ASSERT_EQ(r.code, 0) << r.err;
   const nlohmann::json j = inspect_json(out);
   EXPECT_DOUBLE_EQ(tensor(j, "fc.bias")["sparsity"].get<double>(), 0.0);  // biases untouched
+  // Half of all the weights (fc.weight 128, emb 24) are zero, counted over both tensors: the
+  // ranking is global, so the two tensors need not be at 0.5 each.
+  double zeros = 0.0;
+  for (const auto& [name, count] :
+       {std::pair<const char*, double>{"fc.weight", 128.0}, {"emb", 24.0}})
+    zeros += tensor(j, name)["sparsity"].get<double>() * count;
+  EXPECT_DOUBLE_EQ(zeros, 76.0);
 }
 
 TEST(Cli, ProgressGoesToStderrOnlyAndLeavesStdoutUnchanged) {
@@ -343,13 +391,15 @@ TEST(Cli, DataErrorsExitWith1WithAMessage) {
     std::string args, words;
   };
   for (const Case& c : std::vector<Case>{
-           {"inspect " + kData + "/corrupt.tqm", "corrupt.tqm"},
-           {"inspect " + kData + "/not_a_model.tqm", "not_a_model.tqm"},
-           {"inspect " + kData + "/missing.tqm", "missing.tqm"},
+           {"inspect " + kData + "/corrupt.tqm", "corrupt.tqm: entry 0: payload CRC mismatch"},
+           {"inspect " + kData + "/not_a_model.tqm",
+            "not_a_model.tqm: file header: truncated file header"},
+           {"inspect " + kData + "/missing.tqm", "cannot open '" + kData + "/missing.tqm'"},
            {"quantize " + kData + "/fc.txt " + kData + "/x.tqm", "unknown input type"},
            {"quantize " + kData + "/fc.npy " + kData + "/x.tqm --granularity group --axis 5",
             "tensor 'fc'"},
-           {"export-c " + kData + "/corrupt.tqm " + kData + "/x.h", "corrupt.tqm"},
+           {"export-c " + kData + "/corrupt.tqm " + kData + "/x.h",
+            "corrupt.tqm: entry 0: payload CRC mismatch"},
        }) {
     const Result r = run(c.args);
     EXPECT_EQ(r.code, 1) << c.args;
