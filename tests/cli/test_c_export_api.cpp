@@ -218,13 +218,23 @@ TEST(CExport, EntryNamesInCommentsCannotEndThemOrBreakLines) {
   EXPECT_TRUE(contains(h, "'a* /b'")) << h;
   EXPECT_FALSE(contains(h, "a*/b")) << h;
   EXPECT_TRUE(contains(h, "'c\\x09d\\x1fe\\x7ff\\x0ag'")) << h;
-  // Every comment opened is closed once, on its own line.
-  size_t opened = 0, closed = 0;
+  // Every comment opened is closed once and nothing closes a comment outside one; a comment
+  // that quotes an entry name opens and closes on one line.
+  size_t comments = 0;
   for (size_t i = 0; i + 1 < h.size(); ++i) {
-    if (h[i] == '/' && h[i + 1] == '*') ++opened;
-    if (h[i] == '*' && h[i + 1] == '/') ++closed;
+    ASSERT_FALSE(h[i] == '*' && h[i + 1] == '/') << "a comment closed outside one at " << i;
+    if (h[i] != '/' || h[i + 1] != '*') continue;
+    const size_t end = h.find("*/", i + 2);
+    ASSERT_NE(end, std::string::npos) << "comment at " << i << " never closed";
+    const std::string body = h.substr(i + 2, end - i - 2);
+    if (body.find('\'') != std::string::npos) {
+      EXPECT_EQ(body.find('\n'), std::string::npos) << "comment at " << i << " spans lines";
+    }
+    EXPECT_EQ(body.find("/*"), std::string::npos) << "comment at " << i << " opens another";
+    ++comments;
+    i = end + 1;
   }
-  EXPECT_EQ(opened, closed) << h;
+  EXPECT_GE(comments, 2u) << h;
 }
 
 TEST(CExport, BadInputsThrowNamingTheEntry) {

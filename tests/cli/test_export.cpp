@@ -303,15 +303,16 @@ std::vector<int8_t> test_input(size_t n, int seed) {
   return x;
 }
 
-// Runs rt::fully_connected_s8 on exported arrays (reference path).
+// Runs rt::fully_connected_s8 on exported arrays (reference path); per_channel false reads one
+// multiplier and shift.
 std::vector<int8_t> run_fc(const tinyquant::rt::FcParams& p, const int32_t* mult,
                            const int32_t* shift, int in, int out, const std::vector<int8_t>& x,
-                           const int8_t* w, const int32_t* bias) {
+                           const int8_t* w, const int32_t* bias, bool per_channel = true) {
   namespace rt = tinyquant::rt;
   rt::Requant rq;
   rq.multiplier = mult;
   rq.shift = shift;
-  rq.per_channel = true;
+  rq.per_channel = per_channel;
   rt::FcDims d;
   d.batch = static_cast<int32_t>(x.size()) / in;
   d.in_features = in;
@@ -715,7 +716,10 @@ TEST(ExportC, PerTensorScalesFormIsBitIdenticalToTheMultipliersForm) {
   EXPECT_EQ(run_fc(TQ_FC_PARAMS(PT_FC), pt_fc_multipliers, pt_fc_shifts, 48, 16, x, pt_fc_weight,
                    pt_fc_kernel_bias),
             want);
-  EXPECT_EQ(one.mult[0], r.mult[0]);
+  ASSERT_EQ(one.mult.size(), 1u);
+  EXPECT_EQ(run_fc(TQ_FC_PARAMS(PTS_FC), one.mult.data(), one.shift.data(), 48, 16, x,
+                   pts_fc_weight, pts_fc_kernel_bias, PTS_FC_PER_CHANNEL != 0),
+            want);
   EXPECT_GT(std::set<int8_t>(want.begin(), want.end()).size(), 10u);
 }
 
