@@ -10,13 +10,17 @@
 #endif
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <random>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 #include "rt/kernel_tester.hpp"
@@ -1369,6 +1373,28 @@ TEST(ParallelDeathTest, SlicesRunOnTheCallerWhenThreadsCannotStart) {
     const rlimit lim{static_cast<rlim_t>(vm_kb + 32 * 1024) * 1024,
                      static_cast<rlim_t>(vm_kb + 32 * 1024) * 1024};
     if (vm_kb == 0 || setrlimit(RLIMIT_AS, &lim) != 0) std::exit(2);  // untested: a failure
+    // First show that the limit bites: 64 waiting threads cannot all start under it.
+    std::mutex mu;
+    std::condition_variable cv;
+    bool go = false, refused = false;
+    std::vector<std::thread> waiting;
+    for (int i = 0; i < 64 && !refused; ++i) {
+      try {
+        waiting.emplace_back([&] {
+          std::unique_lock<std::mutex> lock(mu);
+          cv.wait(lock, [&] { return go; });
+        });
+      } catch (const std::system_error&) {
+        refused = true;
+      }
+    }
+    {
+      const std::lock_guard<std::mutex> lock(mu);
+      go = true;
+    }
+    cv.notify_all();
+    for (std::thread& t : waiting) t.join();
+    if (!refused) std::exit(3);  // every thread started: the fallback would go untested
     tinyquant::gemm_s8s8_s32_parallel(64, d, a.data(), 3, b.data(), -2, nullptr, nullptr,
                                       got.data(), Path::kReference);
     std::exit(got == want ? 0 : 1);
