@@ -301,6 +301,28 @@ __attribute__((target("avx512vbmi2,popcnt"), always_inline)) inline __m512i valu
   return ws;
 }
 
+// The bits of a row from byte byte0: kWhole when all eight bytes are in the row.
+template <bool kWhole>
+inline uint64_t bitmap_bits(const uint8_t* row, int32_t byte0, int32_t row_bytes) noexcept {
+  return kWhole ? bitmap_word8(row, byte0) : bitmap_word(row, byte0, row_bytes);
+}
+
+// One 64-column chunk (bitmap bytes from byte0) of four consecutive bitmap rows from `row`: each
+// row's next values expanded and met with the activations xv.
+template <bool kWhole>
+__attribute__((target("avx512vbmi2,popcnt"), always_inline)) inline void bitmap_chunk4(
+    const uint8_t* row, int32_t row_bytes, int32_t byte0, __m512i xv, const int8_t*& v0,
+    const int8_t*& v1, const int8_t*& v2, const int8_t*& v3, __m512i& a0, __m512i& a1, __m512i& a2,
+    __m512i& a3) noexcept {
+  a0 = _mm512_dpbusd_epi32(a0, xv, expand_next(bitmap_bits<kWhole>(row, byte0, row_bytes), v0));
+  row += row_bytes;
+  a1 = _mm512_dpbusd_epi32(a1, xv, expand_next(bitmap_bits<kWhole>(row, byte0, row_bytes), v1));
+  row += row_bytes;
+  a2 = _mm512_dpbusd_epi32(a2, xv, expand_next(bitmap_bits<kWhole>(row, byte0, row_bytes), v2));
+  row += row_bytes;
+  a3 = _mm512_dpbusd_epi32(a3, xv, expand_next(bitmap_bits<kWhole>(row, byte0, row_bytes), v3));
+}
+
 // For the four bitmap rows r0 .. r0 + 3, whose values start at vals: t[i] = sum_{stored}
 // (x + 128) * w + (io - 128) * sum_{stored} w of row r0 + i, not yet reduced (all 16 lanes belong
 // to the row). Returns the end of the last row's values. The rows' accumulators and value
@@ -312,7 +334,6 @@ __attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_rows4(
   const uint8_t* b0 = w.bitmap + static_cast<int64_t>(r0) * row_bytes;
   const uint8_t* b1 = b0 + row_bytes;
   const uint8_t* b2 = b1 + row_bytes;
-  const uint8_t* b3 = b2 + row_bytes;
   const int8_t* const s0 = vals;
   const int8_t* const s1 = s0 + bitmap_row_count(b0, row_bytes);
   const int8_t* const s2 = s1 + bitmap_row_count(b1, row_bytes);
@@ -320,23 +341,14 @@ __attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_rows4(
   const int8_t *v0 = s0, *v1 = s1, *v2 = s2, *v3 = s3;
   __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
   int32_t k = 0;
-  for (; k + 64 <= w.cols; k += 64) {
-    const __m512i xv = _mm512_loadu_si512(xu + k);
-    const int32_t byte0 = k / 8;
-    a0 = _mm512_dpbusd_epi32(a0, xv, expand_next(bitmap_word8(b0, byte0), v0));
-    a1 = _mm512_dpbusd_epi32(a1, xv, expand_next(bitmap_word8(b1, byte0), v1));
-    a2 = _mm512_dpbusd_epi32(a2, xv, expand_next(bitmap_word8(b2, byte0), v2));
-    a3 = _mm512_dpbusd_epi32(a3, xv, expand_next(bitmap_word8(b3, byte0), v3));
-  }
+  for (; k + 64 <= w.cols; k += 64)
+    bitmap_chunk4<true>(b0, row_bytes, k / 8, _mm512_loadu_si512(xu + k), v0, v1, v2, v3, a0, a1,
+                        a2, a3);
   // Columns past cols have no bit set, so their (masked-off) activations meet zero weights.
-  if (k < w.cols) {
-    const __m512i xv = _mm512_maskz_loadu_epi8((__mmask64{1} << (w.cols - k)) - 1, xu + k);
-    const int32_t byte0 = k / 8;
-    a0 = _mm512_dpbusd_epi32(a0, xv, expand_next(bitmap_word(b0, byte0, row_bytes), v0));
-    a1 = _mm512_dpbusd_epi32(a1, xv, expand_next(bitmap_word(b1, byte0, row_bytes), v1));
-    a2 = _mm512_dpbusd_epi32(a2, xv, expand_next(bitmap_word(b2, byte0, row_bytes), v2));
-    a3 = _mm512_dpbusd_epi32(a3, xv, expand_next(bitmap_word(b3, byte0, row_bytes), v3));
-  }
+  if (k < w.cols)
+    bitmap_chunk4<false>(b0, row_bytes, k / 8,
+                         _mm512_maskz_loadu_epi8((__mmask64{1} << (w.cols - k)) - 1, xu + k), v0,
+                         v1, v2, v3, a0, a1, a2, a3);
   t[0] = _mm512_add_epi32(a0, _mm512_mullo_epi32(value_sums(s0, v0 - s0), comp));
   t[1] = _mm512_add_epi32(a1, _mm512_mullo_epi32(value_sums(s1, v1 - s1), comp));
   t[2] = _mm512_add_epi32(a2, _mm512_mullo_epi32(value_sums(s2, v2 - s2), comp));
