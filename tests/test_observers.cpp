@@ -243,6 +243,24 @@ TEST(MovingAverageMinMaxObserver, MergeAppendsTheOtherStream) {
   }
 }
 
+TEST(MovingAverageMinMaxObserver, MergeIntoAnEmptyObserverContinuesTheOtherStream) {
+  // An observer that has seen nothing takes the other's whole state, its first batch included:
+  // the batches observed after the merge continue that stream exactly.
+  const QuantSpec spec = QuantSpec::int8_weights_per_channel(0);
+  MovingAverageMinMaxObserver seq(spec, 0.3), a(spec, 0.3), b(spec, 0.3);
+  for (int k = 0; k < 5; ++k) {
+    const std::vector<float> v =
+        normal_data(3 * 16, 300 + static_cast<uint32_t>(k), 1.0f + static_cast<float>(k));
+    seq.observe(v.data(), Shape{3, 16});
+    if (k == 3) a.merge(b);
+    (k < 3 ? b : a).observe(v.data(), Shape{3, 16});
+  }
+  EXPECT_EQ(a.mins(), seq.mins());
+  EXPECT_EQ(a.maxs(), seq.maxs());
+  EXPECT_EQ(a.batches_observed(), 5);
+  EXPECT_EQ(a.params().scales, seq.params().scales);
+}
+
 // ---- histogram grid ----------------------------------------------------------------------------
 
 TEST(HistogramObserver, GridIsCanonicalAndCountsMatchPlainLoop) {
@@ -658,6 +676,90 @@ TEST(Observers, PerChannelEqualsPerTensorOnEachSliceForEveryObserver) {
       for (size_t k = 0; k < pt.size(); ++k) {
         pt[k]->observe(x1.data(), Shape{static_cast<int64_t>(x1.size())});
         pt[k]->observe(x2.data(), Shape{static_cast<int64_t>(x2.size())});
+        const QuantParams a = pc[k]->params(), b = pt[k]->params();
+        EXPECT_EQ(a.scales[static_cast<size_t>(c)], b.scales[0]) << pt[k]->name() << " " << c;
+        EXPECT_EQ(a.zero_points[static_cast<size_t>(c)], b.zero_points[0]) << pt[k]->name();
+      }
+    }
+  }
+}
+
+TEST(Observers, PerGroupEqualsPerTensorOnEachGroupForEveryObserver) {
+  // Groups along the last axis ([6, 70] in groups of 32: 32, 32, 6) and along the first
+  // ([40, 3] in groups of 16 down each column: 16, 16, 8), two batches each; a per-tensor
+  // observer per group sees that group's values of each batch.
+  struct Case {
+    Shape shape;
+    int axis;
+    int64_t group;
+  };
+  for (const Case& c : {Case{{6, 70}, 1, 32}, Case{{40, 3}, 0, 16}}) {
+    const int64_t rows = c.shape[0], cols = c.shape[1];
+    const int64_t len = c.shape[static_cast<size_t>(c.axis)];
+    const int64_t groups = (len + c.group - 1) / c.group;
+    std::vector<float> b1 = laplace_data(static_cast<size_t>(rows * cols), 72, 1.0f),
+                       b2 = laplace_data(static_cast<size_t>(rows * cols), 73, 0.6f);
+    for (size_t i = 0; i < b1.size(); ++i) b1[i] *= static_cast<float>(1 + i % 7);
+    // Slot of element (r, k): groups run along `axis`, one set per position of the other axis.
+    const auto slot_of = [&](int64_t r, int64_t k) {
+      return c.axis == 1 ? r * groups + k / c.group : (r / c.group) * cols + k;
+    };
+    for (Scheme scheme : {Scheme::kAffine, Scheme::kSymmetric}) {
+      QuantSpec spec = QuantSpec::int4_per_group(c.group, c.axis);
+      spec.scheme = scheme;
+      spec.narrow_range = scheme == Scheme::kSymmetric;
+      QuantSpec tensor_spec = spec;
+      tensor_spec.granularity = Granularity::kPerTensor;
+      tensor_spec.group_size = 0;
+      tensor_spec.axis = 0;
+      auto pg = all_observers(spec);
+      for (auto& o : pg) {
+        o->observe(b1.data(), c.shape);
+        o->observe(b2.data(), c.shape);
+      }
+      const int64_t slots = c.axis == 1 ? rows * groups : groups * cols;
+      for (int64_t slot = 0; slot < slots; ++slot) {
+        std::vector<float> x1, x2;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t k = 0; k < cols; ++k)
+            if (slot_of(r, k) == slot) {
+              x1.push_back(b1[static_cast<size_t>(r * cols + k)]);
+              x2.push_back(b2[static_cast<size_t>(r * cols + k)]);
+            }
+        ASSERT_FALSE(x1.empty());
+        auto pt = all_observers(tensor_spec);
+        for (size_t k = 0; k < pt.size(); ++k) {
+          pt[k]->observe(x1.data(), Shape{static_cast<int64_t>(x1.size())});
+          pt[k]->observe(x2.data(), Shape{static_cast<int64_t>(x2.size())});
+          const QuantParams a = pg[k]->params(), b = pt[k]->params();
+          ASSERT_EQ(a.scales.size(), static_cast<size_t>(slots));
+          EXPECT_EQ(a.scales[static_cast<size_t>(slot)], b.scales[0])
+              << pt[k]->name() << " axis " << c.axis << " slot " << slot;
+          EXPECT_EQ(a.zero_points[static_cast<size_t>(slot)], b.zero_points[0]) << pt[k]->name();
+        }
+      }
+    }
+  }
+}
+
+TEST(Observers, LongPerChannelRunsEqualPerTensorOnEachRow) {
+  // Channels on axis 0 of [3, 9000]: each channel is one run of 9000 values, past the length
+  // (4 x bins) at which the histogram observers count a run through per-lane partial counts.
+  const Shape s{3, 9000};
+  std::vector<float> v = laplace_data(3 * 9000, 74, 1.0f);
+  for (size_t i = 9000; i < v.size(); ++i) v[i] *= i < 18000 ? 0.25f : 3.0f;
+  for (Scheme scheme : {Scheme::kAffine, Scheme::kSymmetric}) {
+    QuantSpec spec = QuantSpec::int8_weights_per_channel(0);
+    spec.scheme = scheme;
+    spec.narrow_range = scheme == Scheme::kSymmetric;
+    QuantSpec tensor_spec = spec;
+    tensor_spec.granularity = Granularity::kPerTensor;
+    auto pc = all_observers(spec);
+    for (auto& o : pc) o->observe(v.data(), s);
+    for (int64_t c = 0; c < 3; ++c) {
+      auto pt = all_observers(tensor_spec);
+      for (size_t k = 0; k < pt.size(); ++k) {
+        pt[k]->observe(v.data() + c * 9000, Shape{9000});
         const QuantParams a = pc[k]->params(), b = pt[k]->params();
         EXPECT_EQ(a.scales[static_cast<size_t>(c)], b.scales[0]) << pt[k]->name() << " " << c;
         EXPECT_EQ(a.zero_points[static_cast<size_t>(c)], b.zero_points[0]) << pt[k]->name();
