@@ -306,7 +306,10 @@ QuantParams snap_group_scales(QuantParams params, const Shape& shape, const floa
   if (params.spec.granularity != Granularity::kPerGroup) return params;
   const ParamLayout layout = param_layout(params.spec, shape);
   if (layout.inner != 1)
-    fail<InvalidArgument>("snap_group_scales: groups must run along the last axis");
+    fail<InvalidArgument>(
+        "snap_group_scales: groups of shape {} run along axis {}; they must run along the last "
+        "axis ({}), the inputs of [out][in] weights",
+        to_string(shape), params.spec.axis, static_cast<int64_t>(shape.size()) - 1);
   const int64_t groups = layout.groups, in = layout.axis_len, size = layout.group_size;
   for (int64_t r = 0; r < layout.outer; ++r) {
     float* s = params.scales.data() + r * groups;

@@ -177,6 +177,21 @@ TEST(Gptq, HessianIsTwiceTheMeanOuterProduct) {
   }
 }
 
+TEST(Gptq, SnapGroupScalesNeedsGroupsAlongTheInputs) {
+  // Groups of 4 down the 8 rows of [8, 3] (axis 0) are not the grouped kernel's layout.
+  const std::vector<float> w = gaussian(24, 41);
+  const QuantSpec spec = QuantSpec::int4_per_group(4, 0);
+  const QuantParams p = params_for(w.data(), Shape{8, 3}, spec);
+  tq_test::expect_error<InvalidArgument>(
+      [&] {
+        snap_group_scales(p, Shape{8, 3}, w.data());
+      },
+      {"snap_group_scales", "[8, 3]", "axis 0", "last axis (1)"});
+  // Other granularities come back unchanged.
+  const QuantParams pc = params_for(w.data(), Shape{8, 3}, QuantSpec::int8_weights_per_channel(0));
+  EXPECT_EQ(snap_group_scales(pc, Shape{8, 3}, w.data()).scales, pc.scales);
+}
+
 TEST(Gptq, HandComputedErrorFeedback) {
   // One row, per-tensor int4 symmetric narrow from min / max: scale = 0.7 / 7 = 0.1.
   // H = [[1, 0, 0], [0, 2, 1], [0, 1, 2]], no damping. Column 0: 0.7 -> 7, no error.

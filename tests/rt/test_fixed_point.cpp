@@ -246,6 +246,13 @@ TEST(QuantizeMultiplier, HandComputed) {
   ASSERT_EQ(rt::quantize_multiplier(std::ldexp(1.0, 40), &qm), rt::Status::kOk);
   EXPECT_EQ(qm.multiplier, INT32_MAX);
   EXPECT_EQ(qm.shift, 30);
+  // Zero, of either sign, is {0, 0}: every requantized value becomes 0.
+  for (double zero : {0.0, -0.0}) {
+    qm = {12345, 7};
+    ASSERT_EQ(rt::quantize_multiplier(zero, &qm), rt::Status::kOk) << zero;
+    EXPECT_EQ(qm.multiplier, 0);
+    EXPECT_EQ(qm.shift, 0);
+  }
   EXPECT_EQ(rt::quantize_multiplier(-0.5, &qm), rt::Status::kBadMultiplier);
   EXPECT_EQ(rt::quantize_multiplier(NAN, &qm), rt::Status::kBadMultiplier);
   EXPECT_EQ(rt::quantize_multiplier(INFINITY, &qm), rt::Status::kBadMultiplier);
