@@ -155,6 +155,25 @@ TEST(PrepackedS32, EqualsTheDefinitionOnEveryPath) {
   EXPECT_GE(paths_run, 2);  // reference and smlad at least, on any host
 }
 
+// Every tile remainder of the prepacked kernels: batch 1 to 13 covers every leftover row count of
+// the 6-row (and 2- and 4-row) tiles, one tile and two; out 16 to 130 every count of 16-column
+// blocks in a 64-column tile, with and without a short last block.
+TEST(PrepackedS32, EveryTileRemainderEqualsTheDefinition) {
+  std::mt19937 rng(77);
+  for (Path p : kAllPaths) {
+    if ((rt::supported_paths() & rt::path_bits(p)) == 0) continue;  // not on this CPU
+    for (int32_t batch = 1; batch <= 13; ++batch)
+      for (int32_t out : {16, 35, 48, 64, 100, 130}) {
+        const S32Case c = make_case(rng, batch, out, 37, 3, -2, batch % 2 == 0, false);
+        Packed pk = pack(c, p);
+        std::vector<int32_t> got;
+        ASSERT_EQ(run(c, pk.data(), p, &got), Status::kOk) << rt::path_name(p);
+        ASSERT_EQ(got, slow_acc(c))
+            << rt::path_name(p) << " batch=" << batch << " out=" << out << " in=37";
+      }
+  }
+}
+
 // The s32 run and the int8 run share the packed buffer: requantizing the accumulators by hand
 // gives the int8 run's output.
 TEST(PrepackedS32, RequantizedEqualsTheInt8Run) {
