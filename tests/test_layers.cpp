@@ -648,3 +648,130 @@ TEST(GroupedKernel, HandComputedAndBadArguments) {
             rt::Status::kNullPointer);
   EXPECT_EQ(y, 99);
 }
+
+// A per-group row whose bias needs a scale past FLT_MAX: |bias| / (input scale x 2^30) =
+// 1e30 / (1e-30 x 2^30), about 9e50, has no float32 scale at all.
+TEST(QuantizeWeightsForBias, PerGroupBiasBeyondFloat32IsAnError) {
+  const float w[2] = {1.0f, -2.0f};
+  const float bias = 1e30f;
+  tq_test::expect_error<DataError>(
+      [&] {
+        quantize_weights_for_bias(w, Shape{1, 2}, QuantSpec::int4_per_group(2, 1), &bias, 1e-30f);
+      },
+      {"quantize_weights_for_bias", "bias 1e+30 needs a weight scale",
+       "at input scale 1e-30, beyond float32"});
+}
+
+TEST(QuantizedLinear, RejectsNonMatrixWeights) {
+  const float w[4] = {1.0f, -1.0f, 0.5f, 0.25f};
+  const ActivationParams ok{0.1f, 0};
+  const QTensor q = quantize_weights(w, Shape{4}, QuantSpec{});
+  tq_test::expect_error<ShapeError>([&] { QuantizedLinear(q, nullptr, ok, ok); },
+                                    {"QuantizedLinear", "must be 2-D [out, in]", "shape [4]"});
+}
+
+// The shape is checked before the parameters or data: an empty matrix, and one of 2^32 weights
+// (past the kernels' int32 element count), need no data to be refused.
+TEST(QuantizedLinear, RejectsEmptyOrOversizedWeightShapes) {
+  const ActivationParams ok{0.1f, 0};
+  for (const Shape& s : {Shape{0, 4}, Shape{65536, 65536}}) {
+    QTensor q;
+    q.shape = s;
+    tq_test::expect_error<ShapeError>(
+        [&] { QuantizedLinear(q, nullptr, ok, ok); },
+        {"QuantizedLinear: weight shape " + to_string(s), "empty or exceeds int32 kernel limits"});
+  }
+}
+
+TEST(QuantizedLinear, RejectsGroupsOrChannelsOnTheWrongAxis) {
+  const std::vector<float> w(8, 0.5f);
+  const ActivationParams ok{0.1f, 0};
+  // Groups of 2 along the output axis of a [4, 2] matrix.
+  const QTensor grouped = quantize_weights(w.data(), Shape{4, 2}, QuantSpec::int4_per_group(2, 0));
+  tq_test::expect_error<InvalidArgument>(
+      [&] { QuantizedLinear(grouped, nullptr, ok, ok); },
+      {"QuantizedLinear", "per-group weights must be grouped along the input axis (1), got 0"});
+  // One scale per input column.
+  const QTensor channels =
+      quantize_weights(w.data(), Shape{4, 2}, QuantSpec::int8_weights_per_channel(1));
+  tq_test::expect_error<InvalidArgument>(
+      [&] { QuantizedLinear(channels, nullptr, ok, ok); },
+      {"QuantizedLinear", "per-channel weights must use the output axis (0), got 1"});
+}
+
+TEST(QuantizedLinear, ForwardRejectsNullBuffers) {
+  const std::vector<float> w(4, 0.5f);
+  const QuantizedLinear l(w.data(), 2, 2, nullptr, QuantSpec::int8_weights_per_channel(0),
+                          {0.1f, 0}, {0.1f, 0});
+  int8_t x[2] = {1, 2}, y[2] = {0, 0};
+  tq_test::expect_error<InvalidArgument>([&] { l.forward(nullptr, 1, y); },
+                                         {"QuantizedLinear::forward", "input or output is null"});
+  tq_test::expect_error<InvalidArgument>([&] { l.forward(x, 1, nullptr); },
+                                         {"QuantizedLinear::forward", "input or output is null"});
+}
+
+TEST(QuantizedConv2d, RejectsBadShapesGeometryAndSpecs) {
+  const std::vector<float> w(16, 0.5f);
+  const ActivationParams ok{0.1f, 0};
+  const QuantSpec pc = QuantSpec::int8_weights_per_channel(0);
+  const Conv2dGeometry geo;
+  tq_test::expect_error<ShapeError>(
+      [&] { QuantizedConv2d(w.data(), 0, 1, 1, 4, nullptr, geo, pc, ok, ok); },
+      {"QuantizedConv2d", "out_c 0, kernel 1x1, in_c 4 must all be >= 1"});
+  tq_test::expect_error<ShapeError>(
+      [&] { QuantizedConv2d(w.data(), 2, 1, 2, 0, nullptr, geo, pc, ok, ok); },
+      {"QuantizedConv2d", "out_c 2, kernel 1x2, in_c 0 must all be >= 1"});
+  Conv2dGeometry bad = geo;
+  bad.stride_h = 0;
+  tq_test::expect_error<InvalidArgument>(
+      [&] { QuantizedConv2d(w.data(), 2, 1, 1, 4, nullptr, bad, pc, ok, ok); },
+      {"QuantizedConv2d", "stride 0x1 and dilation 1x1 must be >= 1"});
+  bad = geo;
+  bad.dilation_w = -2;
+  tq_test::expect_error<InvalidArgument>(
+      [&] { QuantizedConv2d(w.data(), 2, 1, 1, 4, nullptr, bad, pc, ok, ok); },
+      {"QuantizedConv2d", "stride 1x1 and dilation 1x-2 must be >= 1"});
+  QuantSpec six = pc;
+  six.bits = 6;
+  tq_test::expect_error<InvalidArgument>(
+      [&] { QuantizedConv2d(w.data(), 2, 1, 1, 4, nullptr, geo, six, ok, ok); },
+      {"QuantizedConv2d", "weight bits = 6 (the conv kernels take 8 or 4)"});
+  tq_test::expect_error<InvalidArgument>(
+      [&] {
+        QuantizedConv2d(w.data(), 2, 1, 1, 4, nullptr, geo, QuantSpec::int4_per_group(2), ok, ok);
+      },
+      {"QuantizedConv2d", "per-group weights are not supported for convolution"});
+  // QuantSpec{} is affine per-tensor.
+  tq_test::expect_error<InvalidArgument>(
+      [&] { QuantizedConv2d(w.data(), 2, 1, 1, 4, nullptr, geo, QuantSpec{}, ok, ok); },
+      {"QuantizedConv2d", "conv weights must be symmetric (zero point 0)"});
+}
+
+TEST(QuantizedConv2d, ForwardRejectsNullBuffers) {
+  const std::vector<float> w(8, 0.5f);
+  const QuantizedConv2d c(w.data(), 2, 1, 1, 4, nullptr, Conv2dGeometry{},
+                          QuantSpec::int8_weights_per_channel(0), {0.1f, 0}, {0.1f, 0});
+  std::vector<int8_t> x(4, 1), y(2, 0);
+  tq_test::expect_error<InvalidArgument>([&] { c.forward(nullptr, 1, 1, 1, y.data()); },
+                                         {"QuantizedConv2d::forward", "input or output is null"});
+  tq_test::expect_error<InvalidArgument>([&] { c.forward(x.data(), 1, 1, 1, nullptr); },
+                                         {"QuantizedConv2d::forward", "input or output is null"});
+}
+
+// bytes(): the stored weights plus an int32 bias, multiplier and shift per output channel (the
+// conv layer keeps one triple per channel even for per-tensor weights).
+TEST(QuantizedConv2d, BytesCountsWeightsAndPerChannelInt32s) {
+  const std::vector<float> w(3 * 2 * 2 * 5, 0.5f);  // OHWI [3][2][2][5]: 60 weights
+  const ActivationParams ok{0.1f, 0};
+  const Conv2dGeometry geo;
+  const QuantSpec pc = QuantSpec::int8_weights_per_channel(0);
+  QuantSpec pt = pc;
+  pt.granularity = Granularity::kPerTensor;
+  QuantSpec s4 = pc;
+  s4.bits = 4;
+  // int8: 60 bytes + 4 x (3 + 3 + 3).
+  EXPECT_EQ(QuantizedConv2d(w.data(), 3, 2, 2, 5, nullptr, geo, pc, ok, ok).bytes(), 60 + 36);
+  EXPECT_EQ(QuantizedConv2d(w.data(), 3, 2, 2, 5, nullptr, geo, pt, ok, ok).bytes(), 60 + 36);
+  // int4: 60 nibbles in 30 bytes.
+  EXPECT_EQ(QuantizedConv2d(w.data(), 3, 2, 2, 5, nullptr, geo, s4, ok, ok).bytes(), 30 + 36);
+}

@@ -371,3 +371,43 @@ TEST(Schedules, RejectBadParameters) {
   msg = thrown_message<InvalidArgument>([&] { c.validate(); });
   EXPECT_TRUE(contains(msg, "ConstantSparsity: begin_step = -1 must be >= 0")) << msg;
 }
+
+// Null data for a non-empty shape is refused by every mask function, naming it and the shape;
+// an empty shape needs no data.
+TEST(MagnitudeMask, RejectsNullDataForNonEmptyShapes) {
+  const WeightView null23{nullptr, {2, 3}};
+  expect_error<InvalidArgument>([&] { magnitude_mask(null23, 0.5); },
+                                {"magnitude_mask: weights of shape [2, 3] are null"});
+  expect_error<InvalidArgument>([&] { global_magnitude_masks({null23}, 0.5); },
+                                {"global_magnitude_masks: weights of shape [2, 3] are null"});
+  expect_error<InvalidArgument>([&] { nm_mask(null23, 2, 4); },
+                                {"nm_mask: weights of shape [2, 3] are null"});
+  expect_error<InvalidArgument>([&] { block_mask(null23, 1, 1, 0.5); },
+                                {"block_mask: weights of shape [2, 3] are null"});
+  expect_error<InvalidArgument>([&] { structured_mask(null23, 0, 0.5, Criterion::kL1); },
+                                {"structured_mask: weights of shape [2, 3] are null"});
+  EXPECT_EQ(magnitude_mask({nullptr, {0, 3}}, 0.5), Mask{});
+}
+
+// A 1-D tensor of 8 is the 1 x 8 matrix: 1x2 blocks with means 1.5, 0.1, 5 and 0.25; at 50%
+// the two lowest (blocks 1 and 3) go. Its one row does not split into 2-row blocks.
+TEST(BlockMask, OneDimensionalTensorIsOneRow) {
+  const std::vector<float> w = {1, 2, 0.1f, -0.1f, 5, -5, 0.2f, 0.3f};
+  EXPECT_EQ(block_mask({w.data(), {8}}, 1, 2, 0.5), (Mask{1, 1, 0, 0, 1, 1, 0, 0}));
+  expect_error<InvalidArgument>(
+      [&] {
+        block_mask({w.data(), {8}}, 2, 1, 0.5);
+      },
+      {"block 2x1 does not tile the 1x8 matrix of a tensor of shape [8]"});
+  // A scalar is the 1 x 1 matrix.
+  EXPECT_EQ(block_mask({w.data(), {}}, 1, 1, 0.0), (Mask{1}));
+}
+
+TEST(Shrink, RejectsNullLayerWeights) {
+  const std::vector<float> next(6, 1.0f);
+  expect_error<InvalidArgument>(
+      [&] {
+        shrink({nullptr, {3, 2}}, nullptr, {next.data(), {2, 3}}, Mask{1, 0, 1});
+      },
+      {"shrink: layer weights of shape [3, 2] are null"});
+}

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "expect_error.hpp"
 #include "tinyquant/error.hpp"
 #include "tinyquant/quant_params.hpp"
 #include "tinyquant/quantize.hpp"
@@ -451,4 +452,52 @@ TEST(RangesOf, PerTensorRangeOfOneSignedData) {
   ranges_of(neg.data(), {2}, QuantSpec{}, &mins, &maxs);
   EXPECT_EQ(mins, (std::vector<float>{-4.0f}));
   EXPECT_EQ(maxs, (std::vector<float>{-1.0f}));
+}
+
+// An enum value outside the declared ones (a cast from a corrupt file, say) is refused by number.
+TEST(QuantSpec, RejectsUnknownGranularityOrScheme) {
+  QuantSpec s;
+  s.granularity = static_cast<Granularity>(3);
+  tq_test::expect_error<InvalidArgument>([&] { s.validate(); },
+                                         {"quant spec: unknown granularity 3 or scheme 0"});
+  s = QuantSpec{};
+  s.scheme = static_cast<Scheme>(2);
+  tq_test::expect_error<InvalidArgument>([&] { s.qmax(); },
+                                         {"quant spec: unknown granularity 0 or scheme 2"});
+}
+
+// A per-channel spec on [3, 4] along axis 0 needs 3 ranges; mins and maxs must also agree.
+TEST(ParamsFromRanges, RejectsWrongRangeCounts) {
+  const QuantSpec pc = QuantSpec::int8_weights_per_channel(0);
+  tq_test::expect_error<ShapeError>(
+      [&] {
+        params_from_ranges(pc, Shape{3, 4}, {-1.0f, -1.0f}, {1.0f, 1.0f});
+      },
+      {"params_from_ranges: 2 mins and 2 maxs, but a per-channel spec on shape [3, 4] needs 3"});
+  tq_test::expect_error<ShapeError>(
+      [&] {
+        params_from_ranges(pc, Shape{3, 4}, {-1.0f, -1.0f, -1.0f}, {1.0f, 1.0f});
+      },
+      {"3 mins and 2 maxs", "needs 3"});
+}
+
+// Each range must be finite with min <= max; the message names its index and ends.
+TEST(ParamsFromRanges, RejectsInvertedOrNonFiniteRanges) {
+  const QuantSpec pc = QuantSpec::int8_weights_per_channel(0);
+  tq_test::expect_error<DataError>(
+      [&] {
+        params_from_ranges(pc, Shape{2, 2}, {-1.0f, 2.0f}, {1.0f, 0.5f});
+      },
+      {"params_from_ranges: range 1 is [2, 0.5] (must be finite with min <= max)"});
+  const float inf = std::numeric_limits<float>::infinity();
+  tq_test::expect_error<DataError>(
+      [&] {
+        params_from_ranges(QuantSpec{}, Shape{2, 2}, {-inf}, {1.0f});
+      },
+      {"range 0 is [-inf, 1]"});
+  tq_test::expect_error<DataError>(
+      [&] {
+        params_from_ranges(QuantSpec{}, Shape{2, 2}, {0.0f}, {NAN});
+      },
+      {"range 0 is [0, nan]"});
 }

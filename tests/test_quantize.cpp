@@ -448,6 +448,24 @@ TEST(PackInt4, RejectsOutOfRangeWithIndex) {
       {"unpack_int4", "2 packed bytes", "5 elements", "need 3"});
 }
 
+// The pointer overloads refuse a null buffer for a non-empty count, naming the count; a count of
+// 0 needs no buffers.
+TEST(PackInt4, RejectsNullBuffers) {
+  const int8_t v[3] = {1, -2, 3};
+  uint8_t packed[2] = {0, 0};
+  int8_t out[3] = {0, 0, 0};
+  expect_error<InvalidArgument>([&] { pack_int4(nullptr, 3, packed); },
+                                {"pack_int4: null buffer for 3 elements"});
+  expect_error<InvalidArgument>([&] { pack_int4(v, 3, nullptr); },
+                                {"pack_int4: null buffer for 3 elements"});
+  expect_error<InvalidArgument>([&] { unpack_int4(nullptr, 3, out); },
+                                {"unpack_int4: null buffer for 3 elements"});
+  expect_error<InvalidArgument>([&] { unpack_int4(packed, 3, nullptr); },
+                                {"unpack_int4: null buffer for 3 elements"});
+  pack_int4(nullptr, 0, nullptr);
+  unpack_int4(nullptr, 0, nullptr);
+}
+
 TEST(Quantize, Int4OddCountLeavesHighNibbleZero) {
   const std::vector<float> x{1.0f, -1.0f, 7.0f, -8.0f, -3.0f};
   const QTensor q = quantize(x.data(), {5}, per_tensor(4, 1.0f, 0));
@@ -550,6 +568,22 @@ TEST(FakeQuant, MatchesQuantizeDequantize) {
       EXPECT_EQ(f.mask[i], pre >= -7 && pre <= 7 ? 1 : 0) << i;
     }
   }
+}
+
+// Per-channel along the last axis: each element of a row has its own (scale, zero point).
+// Columns of scale 0.5, 1 and 0.25, symmetric narrow int8 ([-127, 127]); by hand:
+//   1.2 / 0.5 = 2.4 -> 2 -> 1.0     0.25 / 0.5 = 0.5 -> 1 -> 0.5 (half away from zero)
+//   -3.4 / 1 -> -3                  200 / 1 -> 127, clipped
+//   100 / 0.25 = 400 -> 127 -> 31.75, clipped; -40 / 0.25 = -160 -> -127 -> -31.75, clipped
+TEST(FakeQuant, PerChannelAlongTheLastAxis) {
+  QuantParams p;
+  p.spec = QuantSpec::int8_weights_per_channel(-1);
+  p.scales = {0.5f, 1.0f, 0.25f};
+  p.zero_points = {0, 0, 0};
+  const std::vector<float> x{1.2f, -3.4f, 100.0f, 0.25f, 200.0f, -40.0f};
+  const FakeQuantResult f = fake_quant(x.data(), {2, 3}, p);
+  EXPECT_EQ(f.values, (std::vector<float>{1.0f, -3.0f, 31.75f, 0.5f, 127.0f, -31.75f}));
+  EXPECT_EQ(f.mask, (std::vector<uint8_t>{1, 1, 0, 1, 0, 0}));
 }
 
 // ---- Bad inputs -------------------------------------------------------------------------------

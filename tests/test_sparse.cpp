@@ -564,3 +564,44 @@ TEST(SparseMatrix, CorruptInt4ValueAndBlockValueCount) {
       [&] { SparseMatrix::from_arrays(2, 10, b, blk); },
       {"2 blocks by row pointers but 2 block columns and 3 values (expected 4)"});
 }
+
+// A value type outside the enum (e.g. read from a corrupt header and cast) is named by number.
+TEST(SparseMatrix, RejectsUnknownValueType) {
+  const std::vector<int8_t> d{1, 0, 2, 0};
+  const SparseOptions o = opt(StorageFormat::kCsrU8, static_cast<ValueType>(7));
+  expect_error<InvalidArgument>([&] { SparseMatrix::from_dense(d.data(), 2, 2, o); },
+                                {"SparseMatrix::from_dense", "unknown value type 7"});
+  expect_error<InvalidArgument>([&] { SparseMatrix::from_arrays(2, 2, o, SparseArrays{}); },
+                                {"SparseMatrix::from_arrays", "unknown value type 7"});
+  expect_error<InvalidArgument>([&] { choose_format(d.data(), 2, 2, o); },
+                                {"choose_format", "unknown value type 7"});
+}
+
+// CSR needs one row count per row; a bitmap needs ceil(cols / 8) bytes per row.
+TEST(SparseMatrix, CorruptRowCountAndBitmapSizes) {
+  SparseArrays csr;
+  csr.row_nnz = {1};  // 3 rows
+  csr.col_delta = {4};
+  csr.values = {5};
+  expect_error<FormatError>(
+      [&] { SparseMatrix::from_arrays(3, 10, opt(StorageFormat::kCsrU8), csr); },
+      {"csr-u8 matrix: 1 row counts for 3 rows"});
+  csr.col_index = {4};
+  expect_error<FormatError>(
+      [&] { SparseMatrix::from_arrays(3, 10, opt(StorageFormat::kCsrU16), csr); },
+      {"csr-u16 matrix: 1 row counts for 3 rows"});
+  SparseArrays bm;
+  bm.bitmap = {0x01, 0x00, 0x00};  // 2 rows of 10 columns: 2 bytes each
+  bm.values = {5};
+  expect_error<FormatError>(
+      [&] { SparseMatrix::from_arrays(2, 10, opt(StorageFormat::kBitmap), bm); },
+      {"bitmap matrix: bitmap has 3 bytes, expected 4"});
+}
+
+// Row-major index 5 of a 2 x 3 matrix is row 1, column 2.
+TEST(ChooseFormat, RejectsInt4ValuesOutOfRange) {
+  const std::vector<int8_t> d{1, 0, -8, 7, 0, -9};
+  expect_error<InvalidArgument>(
+      [&] { choose_format(d.data(), 2, 3, opt(StorageFormat::kCsrU8, ValueType::kInt4)); },
+      {"choose_format: int4 value -9 at row 1, column 2 is outside [-8, 7]"});
+}

@@ -7,6 +7,7 @@
 #include <limits>
 #include <regex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "tinyquant/error.hpp"
@@ -614,6 +615,88 @@ TEST(CExport, BadSparseEntriesThrowNamingTheEntryAndThePart) {
   model.entries.push_back(io::make_sparse_entry("fc.weight", huge, p));
   expect_error<InvalidArgument>([&] { io::export_c_header(model, common_scales()); },
                                 {"'fc.weight'", "2x1073741825", "int32 element count"});
+}
+
+// 16-bit entries ship as int16_t, one C literal per element (negative ones parenthesised).
+TEST(CExport, SixteenBitEntriesAreInt16Arrays) {
+  tinyquant::QuantParams p;
+  p.spec.bits = 16;
+  p.scales = {0.5f};
+  p.zero_points = {0};
+  const std::vector<int32_t> v = {1000, -32768, 32767};
+  io::Model m;
+  m.entries.push_back(io::make_entry("s16", tinyquant::from_integers(v.data(), {3}, p)));
+  const std::string h = io::export_c_header(m, {});
+  EXPECT_TRUE(contains(h, "#define MODEL_S16_BITS 16")) << h;
+  EXPECT_TRUE(contains(h,
+                       "static const int16_t model_s16[3] TQ_MODEL_UNUSED = {\n"
+                       "    1000, (-32768), 32767\n};"))
+      << h;
+}
+
+// Without parameters only float32 and int32 data can be written out.
+TEST(CExport, UnquantizedIntegerStorageOtherThanInt32IsRejected) {
+  const std::vector<float> f = {1.0f, 2.0f};
+  for (const auto& [storage, bytes, name] : {std::tuple{io::Storage::kInt8, size_t{2}, "int8"},
+                                             std::tuple{io::Storage::kInt16, size_t{4}, "int16"},
+                                             std::tuple{io::Storage::kInt4, size_t{1}, "int4"}}) {
+    io::Model m = float_model(f, "x");
+    m.entries[0].storage = storage;
+    m.entries[0].parts[0].bytes.resize(bytes);
+    expect_error<InvalidArgument>(
+        [&] { io::export_c_header(m, {}); },
+        {"export-c: entry 'x': unquantized " + std::string(name) + " storage is not supported"});
+  }
+}
+
+// A convolution without a geometry gets its shape macros and a note saying the geometry macros
+// are missing, and none of them.
+TEST(CExport, ConvolutionWithoutGeometryIsNoted) {
+  const std::string h = io::export_c_header(conv_model(8), {});
+  EXPECT_TRUE(contains(h, "#define MODEL_DW_OUT_C 4")) << h;
+  EXPECT_TRUE(contains(h, "#define MODEL_DW_KERNEL_H 3")) << h;
+  EXPECT_TRUE(contains(h,
+                       "/* layer dw: convolution; stride, padding, dilation and groups are not in "
+                       "the model file and were not given, so the header has no _STRIDE_* / "
+                       "_PAD* / _DILATION_* / _GROUPS */"))
+      << h;
+  EXPECT_FALSE(contains(h, "MODEL_DW_STRIDE_H")) << h;
+  EXPECT_FALSE(contains(h, "MODEL_DW_GROUPS")) << h;
+}
+
+// A padding value outside the enum (SAME = 1, VALID = 0) is refused by number.
+TEST(CExport, UnknownPaddingIsRejected) {
+  io::CExportOptions o;
+  tinyquant::Conv2dGeometry g;
+  g.padding = static_cast<tinyquant::Padding>(7);
+  o.conv["dw"] = g;
+  expect_error<InvalidArgument>([&] { io::export_c_header(conv_model(8), o); },
+                                {"export-c: layer dw: unknown padding 7"});
+}
+
+// uint32 parts ("layout", "block_row_ptr") must hold whole 4-byte values.
+TEST(CExport, Uint32PartsOfTheWrongLengthAreRejected) {
+  const std::vector<int8_t> dense = pruned_matrix();
+  tinyquant::SparseOptions o;
+  o.format = tinyquant::StorageFormat::kBlockCsr;
+  o.block_rows = 2;
+  o.block_cols = 4;
+  const tinyquant::SparseMatrix m = tinyquant::SparseMatrix::from_dense(dense.data(), 4, 8, o);
+  const io::ModelEntry good = io::make_sparse_entry("w", m, params_for(8));
+  EXPECT_EQ(io::sparse_matrix(good).to_dense(), dense);
+  for (const char* part : {"layout", "block_row_ptr"}) {
+    io::ModelEntry e = good;
+    size_t size = 0;
+    for (io::ModelPart& p : e.parts)
+      if (p.name == part) {
+        p.bytes.pop_back();
+        size = p.bytes.size();
+      }
+    ASSERT_EQ(size % 4, 3u) << part;
+    expect_error<tinyquant::FormatError>(
+        [&] { io::sparse_matrix(e); }, {"sparse entry 'w': part '" + std::string(part) + "' has " +
+                                        std::to_string(size) + " bytes, not a multiple of 4"});
+  }
 }
 
 }  // namespace

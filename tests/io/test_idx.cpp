@@ -249,3 +249,15 @@ TEST(Idx, NullBytes) {
   expect_error<InvalidArgument>([] { io::parse_idx(nullptr, 1, "x"); }, {"null", "size is 1"});
   expect_error<FormatError>([] { io::parse_idx(nullptr, 0, "x"); }, {"empty"});
 }
+
+// The other IDX type codes of the format (0x0B int16, 0x0C int32, 0x0E float64) are named in the
+// refusal, raw or gzipped.
+TEST(Idx, EveryKnownTypeCodeIsNamed) {
+  expect_format_error(make_idx({1}, {0, 0}, 0x0B),
+                      {"mem.idx", "type code 0x0b (int16) at offset 2 is not supported"});
+  expect_format_error(make_idx({1}, {0, 0, 0, 0}, 0x0C), {"type code 0x0c (int32) at offset 2"});
+  expect_format_error(make_idx({1}, Bytes(8, 0), 0x0E),
+                      {"mem.idx", "type code 0x0e (float64) at offset 2 is not supported"});
+  expect_format_error(gzip(make_idx({1}, Bytes(8, 0), 0x0E)),
+                      {"type code 0x0e (float64) at offset 2 of the decompressed data"});
+}

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -545,3 +546,141 @@ TEST(NpySeeds, ValidSeedsParseBadSeedsFail) {
   expect_error<FormatError>([&] { load_npy(dir + "bad_descr.npy"); }, {"unsupported descr '<c8'"});
 }
 #endif
+
+namespace {
+
+// The elements of a as int64, read through as<T>() for the integer T of `to`.
+std::vector<int64_t> as_integers(const NpyArray& a, DType to) {
+  auto widen = [](const auto& v) { return std::vector<int64_t>(v.begin(), v.end()); };
+  switch (to) {
+    case DType::kInt8:
+      return widen(a.as<int8_t>());
+    case DType::kUInt8:
+      return widen(a.as<uint8_t>());
+    case DType::kInt16:
+      return widen(a.as<int16_t>());
+    case DType::kInt32:
+      return widen(a.as<int32_t>());
+    default:
+      return a.as<int64_t>();
+  }
+}
+
+}  // namespace
+
+// Every integer-to-integer conversion: allowed exactly when every value of the source type fits
+// the target (table below, written from the types' ranges), and then exact at both ends of the
+// source range; refused otherwise, naming both types.
+TEST(NpyArray, EveryIntegerConversionIsLosslessOrRefused) {
+  struct Src {
+    NpyArray array;
+    std::vector<int64_t> values;
+  };
+  const int64_t i64_min = std::numeric_limits<int64_t>::min();
+  const int64_t i64_max = std::numeric_limits<int64_t>::max();
+  const Src srcs[] = {
+      {NpyArray::from(std::vector<int8_t>{-128, 127, 0}, {3}), {-128, 127, 0}},
+      {NpyArray::from(std::vector<uint8_t>{0, 255, 7}, {3}), {0, 255, 7}},
+      {NpyArray::from(std::vector<int16_t>{-32768, 32767, -1}, {3}), {-32768, 32767, -1}},
+      {NpyArray::from(std::vector<int32_t>{INT32_MIN, INT32_MAX, 1}, {3}),
+       {-2147483648LL, 2147483647LL, 1}},
+      {NpyArray::from(std::vector<int64_t>{i64_min, i64_max, -2}, {3}), {i64_min, i64_max, -2}},
+  };
+  const DType types[] = {DType::kInt8, DType::kUInt8, DType::kInt16, DType::kInt32, DType::kInt64};
+  const char* names[] = {"int8", "uint8", "int16", "int32", "int64"};
+  // fits[from][to], in the order of `types`.
+  const bool fits[5][5] = {{true, false, true, true, true},
+                           {false, true, true, true, true},
+                           {false, false, true, true, true},
+                           {false, false, false, true, true},
+                           {false, false, false, false, true}};
+  for (int f = 0; f < 5; ++f)
+    for (int t = 0; t < 5; ++t) {
+      if (fits[f][t]) {
+        EXPECT_EQ(as_integers(srcs[f].array, types[t]), srcs[f].values)
+            << names[f] << " -> " << names[t];
+      } else {
+        expect_error<InvalidArgument>([&] { as_integers(srcs[f].array, types[t]); },
+                                      {"npy array: cannot convert " + std::string(names[f]) +
+                                       " to " + names[t] + " without loss"});
+      }
+    }
+}
+
+// Every dtype widens to float64 exactly; to float32, the integers past 2^24 round to nearest
+// (2^31 - 1 and 2^63 - 1 to 2^31 and 2^63, as the header documents).
+TEST(NpyArray, EveryDtypeConvertsToFloat) {
+  const double two63 = std::ldexp(1.0, 63);
+  NpyArray f16;
+  f16.dtype = DType::kFloat16;
+  f16.shape = {3};
+  f16.data = le_bytes(std::vector<uint16_t>{0x3C00, 0xC000, 0x7BFF});  // 1, -2, 65504
+  EXPECT_EQ(f16.as<double>(), (std::vector<double>{1.0, -2.0, 65504.0}));
+  NpyArray bf16 = f16;
+  bf16.dtype = DType::kBFloat16;
+  bf16.data = le_bytes(std::vector<uint16_t>{0x4049, 0xC2F7, 0x0000});  // 3.140625, -123.5, 0
+  EXPECT_EQ(bf16.as<double>(), (std::vector<double>{3.140625, -123.5, 0.0}));
+  EXPECT_EQ(bf16.as<float>(), (std::vector<float>{3.140625f, -123.5f, 0.0f}));
+  // 0.1f is exactly 13421773 / 2^27.
+  EXPECT_EQ(NpyArray::from(std::vector<float>{0.1f}, {1}).as<double>(),
+            std::vector<double>{13421773.0 / 134217728.0});
+  EXPECT_EQ(NpyArray::from(std::vector<double>{-0.5}, {1}).as<double>(), std::vector<double>{-0.5});
+  EXPECT_EQ(NpyArray::from(std::vector<int8_t>{-128, 127}, {2}).as<double>(),
+            (std::vector<double>{-128.0, 127.0}));
+  const NpyArray u8 = NpyArray::from(std::vector<uint8_t>{0, 255}, {2});
+  EXPECT_EQ(u8.as<double>(), (std::vector<double>{0.0, 255.0}));
+  EXPECT_EQ(u8.as<float>(), (std::vector<float>{0.0f, 255.0f}));
+  const NpyArray i16 = NpyArray::from(std::vector<int16_t>{-32768, 32767}, {2});
+  EXPECT_EQ(i16.as<double>(), (std::vector<double>{-32768.0, 32767.0}));
+  EXPECT_EQ(i16.as<float>(), (std::vector<float>{-32768.0f, 32767.0f}));
+  const NpyArray i32 = NpyArray::from(std::vector<int32_t>{INT32_MIN, INT32_MAX}, {2});
+  EXPECT_EQ(i32.as<double>(), (std::vector<double>{-2147483648.0, 2147483647.0}));
+  EXPECT_EQ(i32.as<float>(), (std::vector<float>{-2147483648.0f, 2147483648.0f}));
+  const NpyArray i64 = NpyArray::from(
+      std::vector<int64_t>{std::numeric_limits<int64_t>::min(), (int64_t{1} << 53) + 1,
+                           std::numeric_limits<int64_t>::max()},
+      {3});
+  // 2^53 + 1 is a tie between 2^53 and 2^53 + 2 in double: to even, 2^53.
+  EXPECT_EQ(i64.as<double>(), (std::vector<double>{-two63, 9007199254740992.0, two63}));
+  EXPECT_EQ(i64.as<float>(), (std::vector<float>{static_cast<float>(-two63), 9007199254740992.0f,
+                                                 static_cast<float>(two63)}));
+}
+
+// float16 and bfloat16 are storage types only: nothing converts to them, whatever the source.
+TEST(NpyArray, NoConversionToHalfTypes) {
+  const float one = 1.0f;
+  uint16_t out = 0x1234;
+  expect_error<InvalidArgument>(
+      [&] {
+        convert_elements(DType::kFloat32, reinterpret_cast<const uint8_t*>(&one), 1,
+                         DType::kFloat16, &out, "w");
+      },
+      {"w: conversion from float32 to float16 is not supported (only widening to "
+       "float32/float64 is)"});
+  const double d = 1.0;
+  expect_error<InvalidArgument>(
+      [&] {
+        convert_elements(DType::kFloat64, reinterpret_cast<const uint8_t*>(&d), 1, DType::kBFloat16,
+                         &out, "w");
+      },
+      {"w: conversion from float64 to bfloat16 is not supported"});
+  const uint16_t h = 0x3C00;
+  expect_error<InvalidArgument>(
+      [&] {
+        convert_elements(DType::kFloat16, reinterpret_cast<const uint8_t*>(&h), 1, DType::kFloat16,
+                         &out, "w");
+      },
+      {"w: conversion from float16 to float16 is not supported"});
+  EXPECT_EQ(out, 0x1234);
+}
+
+// A write that the device refuses part-way (/dev/full: every write fails with ENOSPC) names the
+// path, how much of it was written and the reason. 1 MiB is past any stdio buffer, so fwrite
+// itself reports the short write.
+TEST(NpyFile, ShortWriteIsAnIoError) {
+  if (::access("/dev/full", W_OK) != 0) GTEST_SKIP() << "no writable /dev/full";
+  const std::vector<uint8_t> bytes(1 << 20, 0x5A);
+  expect_error<IoError>(
+      [&] { write_file_bytes("/dev/full", bytes); },
+      {"cannot write '/dev/full': wrote ", " of 1048576 bytes: ", std::strerror(ENOSPC)});
+}

@@ -406,3 +406,17 @@ TEST(SafetensorsSeeds, ValidSeedsParseBadSeedsFail) {
                             {"tensor \"b\"", "overlap tensor \"a\""});
 }
 #endif
+
+// The remaining one-letter escapes (\b \f \r \t) and \u escapes in the three-byte UTF-8 range
+// (U+0800..U+FFFF), in upper- and lower-case hex: U+0800 = E0 A0 80, U+20AC (euro sign) =
+// E2 82 AC, U+FFFF = EF BF BF; U+00E9 stays two bytes (C3 A9).
+TEST(SafetensorsRead, ControlEscapesAndThreeByteUtf8) {
+  const std::string json =
+      "{\"__metadata__\":{\"\\b\\f\\r\\t\":\"\\u0800|\\u20AC|\\uFFFF|\\uffff|\\u00E9\"}}";
+  const SafeTensors st = read_safetensors(st_file(json, {}));
+  ASSERT_EQ(st.metadata.size(), 1u);
+  EXPECT_EQ(st.metadata[0].first, "\b\f\r\t");
+  EXPECT_EQ(st.metadata[0].second, "\xE0\xA0\x80|\xE2\x82\xAC|\xEF\xBF\xBF|\xEF\xBF\xBF|\xC3\xA9");
+  // Written back (control characters as \u00XX, UTF-8 as is), they read the same.
+  EXPECT_EQ(read_safetensors(write_safetensors(st)).metadata, st.metadata);
+}

@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "expect_error.hpp"
 #include "rt/kernel_tester.hpp"
 #include "rt/path_kernels.hpp"
 #include "tinyquant/error.hpp"
@@ -1307,6 +1308,45 @@ TEST(Parallel, BadArgumentsThrowTypedErrors) {
                                           f.weights.data(), 0, nullptr, nullptr, c.data());
       },
       {"n = 0"});
+}
+
+// A null operand is named with the pointer values (fmt prints a null pointer as 0x0); nothing
+// is written.
+TEST(Parallel, NullPointersAreRefusedByName) {
+  std::mt19937 rng(2);
+  const FcCase f = random_fc(rng, 1, 8, 20);
+  std::vector<int32_t> c(20, 4);
+  const rt::GemmDims d{1, 20, 8};
+  tq_test::expect_error<tinyquant::InvalidArgument>(
+      [&] {
+        tinyquant::gemm_s8s8_s32_parallel(2, d, nullptr, 0, f.weights.data(), 0, nullptr, nullptr,
+                                          c.data());
+      },
+      {"gemm_s8s8_s32_parallel: null pointer (a = 0x0, b = 0x"});
+  tq_test::expect_error<tinyquant::InvalidArgument>(
+      [&] {
+        tinyquant::gemm_s8s8_s32_parallel(2, d, f.input.data(), 0, f.weights.data(), 0, nullptr,
+                                          nullptr, nullptr);
+      },
+      {"gemm_s8s8_s32_parallel: null pointer", ", c = 0x0)"});
+  EXPECT_EQ(c, std::vector<int32_t>(20, 4));
+
+  std::vector<int8_t> out(20, 4);
+  tq_test::expect_error<tinyquant::InvalidArgument>(
+      [&] {
+        tinyquant::fully_connected_s8_parallel(2, f.params, f.requant(), f.dims, f.input.data(),
+                                               nullptr, f.bias.data(), out.data());
+      },
+      {"fully_connected_s8_parallel: null pointer", "weights = 0x0,"});
+  rt::Requant no_shift = f.requant();
+  no_shift.shift = nullptr;
+  tq_test::expect_error<tinyquant::InvalidArgument>(
+      [&] {
+        tinyquant::fully_connected_s8_parallel(2, f.params, no_shift, f.dims, f.input.data(),
+                                               f.weights.data(), f.bias.data(), out.data());
+      },
+      {"fully_connected_s8_parallel: null pointer", "shift = 0x0)"});
+  EXPECT_EQ(out, std::vector<int8_t>(20, 4));
 }
 
 // Dimensions past the kernels' element limit (2^31 - 2^16 per operand) are refused up front as a
