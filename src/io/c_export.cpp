@@ -712,15 +712,12 @@ std::string comment_safe(const std::string& text) {
   std::string out;
   out.reserve(text.size());
   for (size_t i = 0; i < text.size(); ++i) {
-    const auto u = static_cast<unsigned char>(text[i]);
     if (text[i] == '*' && i + 1 < text.size() && text[i + 1] == '/') {
       out += "* ";  // "*/" -> "* /"
     } else if (text[i] == '/' && i + 1 < text.size() && text[i + 1] == '*') {
       out += "/ ";  // "/*" -> "/ *"
-    } else if (u < 0x20 || u == 0x7F) {
-      out += fmt::format("\\x{:02x}", u);
     } else {
-      out += text[i];
+      out += detail::printable(std::string_view(&text[i], 1));  // control bytes as \xNN
     }
   }
   return out;

@@ -2,12 +2,15 @@
 // bit flip rejected, and atomic saving (a killed writer never leaves a partial file).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iterator>
@@ -555,4 +558,152 @@ TEST(ModelFile, EntriesAreCheckedOnWriteAndConversion) {
   expect_error<FormatError>([&] { to_qtensor(e); },
                             {"dense int8 data of shape [2] needs 2 bytes, has 3"});
   EXPECT_EQ(to_qtensor(make_entry("q", q)).data, q.data);
+}
+
+// 16-bit parameters are stored as int16, two little-endian bytes an element: 1000 = 0x03E8,
+// -32768 = 0x8000, 32767 = 0x7FFF. A data part of the wrong length names the storage and the
+// byte count it needs (3 x 2).
+TEST(ModelFile, Int16EntriesRoundTripAndAreSizeChecked) {
+  QuantParams p;
+  p.spec.bits = 16;
+  p.scales = {0.5f};
+  p.zero_points = {0};
+  const std::vector<int32_t> v{1000, -32768, 32767};
+  const ModelEntry e = make_entry("s16", from_integers(v.data(), {3}, p));
+  EXPECT_EQ(e.storage, Storage::kInt16);
+  EXPECT_STREQ(to_string(Storage::kInt16), "int16");
+  EXPECT_EQ(e.part("data").bytes, (std::vector<uint8_t>{0xE8, 0x03, 0x00, 0x80, 0xFF, 0x7F}));
+  Model m;
+  m.entries.push_back(e);
+  const std::vector<uint8_t> bytes = serialize_model(m);
+  const Model back = parse_model(bytes.data(), bytes.size());
+  ASSERT_EQ(back.entries.size(), 1u);
+  EXPECT_EQ(back.entries[0].storage, Storage::kInt16);
+  const QTensor q = to_qtensor(back.entries[0]);
+  for (int64_t i = 0; i < 3; ++i) EXPECT_EQ(q.value(i), v[static_cast<size_t>(i)]) << i;
+
+  m.entries[0].parts[0].bytes.pop_back();
+  expect_error<InvalidArgument>([&] { serialize_model(m); },
+                                {"model entry 0 ('s16')",
+                                 "dense int16 data of shape [3] needs 6 "
+                                 "bytes, has 5"});
+  expect_error<FormatError>([&] { to_qtensor(m.entries[0]); },
+                            {"model entry 's16'",
+                             "dense int16 data of shape [3] needs 6 bytes, "
+                             "has 5"});
+}
+
+// What serialize_model refuses in an entry built in memory, each naming the entry's index and
+// name: a storage outside the enum, a rank above 8, and 0 or 17 parts.
+TEST(ModelFile, RejectsMalformedEntriesOnWrite) {
+  const std::vector<float> f{1.0f, -2.0f};
+  Model m;
+  m.entries.push_back(make_entry("w", f.data(), {2}));
+  m.entries[0].storage = static_cast<Storage>(9);
+  expect_error<InvalidArgument>([&] { serialize_model(m); },
+                                {"model entry 0 ('w'): unknown storage 9"});
+  m.entries[0] = make_entry("w", f.data(), {1, 1, 1, 1, 1, 1, 1, 1, 2});
+  expect_error<InvalidArgument>([&] { serialize_model(m); },
+                                {"model entry 0 ('w'): rank 9 exceeds 8"});
+  m.entries[0] = make_entry("w", f.data(), {2});
+  m.entries[0].parts.clear();
+  expect_error<InvalidArgument>([&] { serialize_model(m); },
+                                {"model entry 0 ('w'): 0 parts (must be 1..16)"});
+  m.entries[0] = make_entry("w", f.data(), {2});
+  for (int i = 1; i < 17; ++i) m.entries[0].parts.push_back({"p" + std::to_string(i), {}});
+  expect_error<InvalidArgument>([&] { serialize_model(m); },
+                                {"model entry 0 ('w'): 17 parts (must be 1..16)"});
+}
+
+// A dense entry must have a "data" part; ModelEntry::part names the entry and the missing part.
+TEST(ModelFile, MissingPartIsNamed) {
+  const std::vector<float> f{1.0f, -2.0f};
+  ModelEntry e = make_entry("w", f.data(), {2});
+  expect_error<FormatError>([&] { e.part("bitmap"); }, {"model entry 'w' has no part 'bitmap'"});
+  e.parts[0].name = "values";
+  Model m;
+  m.entries.push_back(e);
+  expect_error<FormatError>([&] { serialize_model(m); }, {"model entry 'w' has no part 'data'"});
+  expect_error<FormatError>([&] { to_floats(e); }, {"model entry 'w' has no part 'data'"});
+}
+
+// Storage byte 5 (past int32 = 4): meta starts at 64 + 32 = 96; after the name length (2), the
+// name (1) and the storage byte the reader is at offset 100.
+TEST(ModelFile, UnknownStorageByteIsRejected) {
+  RawEntry e = float_entry();
+  e.meta = Bytes().u16(1).str("w").u8(5).u8(1).u64(2).u8(0).u8(0).u8(1).part("data", 0, 8).b;
+  expect_error<FormatError>(
+      [&] {
+        const std::vector<uint8_t> b = hand_file({e});
+        parse_model(b.data(), b.size(), "m.tqm");
+      },
+      {"m.tqm: entry 0 meta: unknown storage 5 at byte offset 100"});
+}
+
+// A path whose file name is longer than NAME_MAX (255) cannot even be inspected: the error names
+// the path and the system's reason.
+TEST(ModelFile, SaveReportsAPathThatCannotBeInspected) {
+  const std::string path = testing::TempDir() + "/" + std::string(300, 'n') + ".tqm";
+  expect_error<IoError>(
+      [&] { save_model(sample_model(), path); },
+      {"cannot write '" + path + "': cannot inspect '" + path + "'", std::strerror(ENAMETOOLONG)});
+}
+
+// A write cut short (here by a file size limit, RLIMIT_FSIZE, with SIGXFSZ ignored so write()
+// fails with EFBIG) is an IoError naming the path and the temporary file, and removes the
+// temporary file; nothing appears under the final name. Run in a child process; the limit is
+// lifted again before it exits, so that its coverage data can be written.
+TEST(ModelFileDeathTest, FailedWriteRemovesTheTemporaryFile) {
+  const std::string path =
+      testing::TempDir() + "/tq_model_fsize_" + std::to_string(::getpid()) + ".tqm";
+  std::remove(path.c_str());
+  auto run = [&] {
+    const Model m = sample_model();
+    ASSERT_GT(serialize_model(m).size(), 1024u);
+    rlimit old{};
+    if (::getrlimit(RLIMIT_FSIZE, &old) != 0) std::exit(2);
+    rlimit lim = old;
+    lim.rlim_cur = 1024;
+    ::signal(SIGXFSZ, SIG_IGN);
+    if (::setrlimit(RLIMIT_FSIZE, &lim) != 0) std::exit(3);
+    std::string msg;
+    try {
+      save_model(m, path);
+    } catch (const IoError& e) {
+      msg = e.what();
+    }
+    ::setrlimit(RLIMIT_FSIZE, &old);
+    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+    const bool named = msg.find("cannot write '" + path + "' (temporary file '" + tmp +
+                                "'): " + std::strerror(EFBIG)) != std::string::npos;
+    std::exit(!named                          ? 4
+              : std::filesystem::exists(tmp)  ? 5
+              : std::filesystem::exists(path) ? 6
+                                              : 0);
+  };
+  EXPECT_EXIT(run(), ::testing::ExitedWithCode(0), "");
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+// Names are quoted whole in messages, control bytes and NUL as \xNN: what() is a C string, so a
+// raw NUL used to end the message inside the name, before it said what was wrong.
+TEST(ModelFile, NamesWithControlBytesAreQuotedWholeInMessages) {
+  const float f[2] = {1.0f, -2.0f};
+  io::Model m;
+  m.entries.push_back(io::make_entry(std::string("a\0b", 3), f, Shape{2}));
+  tq_test::expect_error<InvalidArgument>([&] { io::serialize_model(m); },
+                                         {"model entry 0 ('a\\x00b')", "name contains a NUL byte"});
+  // Read from a file: the reader refuses the name, and says so after it.
+  const std::vector<uint8_t> b = hand_file({float_entry(std::string("a\0b", 3))});
+  const std::string what =
+      tq_test::thrown_message<FormatError>([&] { io::parse_model(b.data(), b.size(), "m.tqm"); });
+  EXPECT_NE(what.find("m.tqm: entry 0 ('a\\x00b')"), std::string::npos) << what;
+  EXPECT_GT(what.size(), std::string("m.tqm: entry 0 ('a\\x00b')").size()) << what;
+  EXPECT_EQ(what.find('\0'), std::string::npos);
+  // A line break in a name stays inside the quotes too.
+  io::Model two;
+  two.entries.push_back(io::make_entry("x\ny", f, Shape{2}));
+  two.entries.push_back(io::make_entry("x\ny", f, Shape{2}));
+  tq_test::expect_error<InvalidArgument>([&] { io::serialize_model(two); },
+                                         {"duplicate name 'x\\x0ay'"});
 }
