@@ -131,6 +131,9 @@ bool integer_fits(DType from, DType to) noexcept {
 void convert_elements(DType from, const uint8_t* src, int64_t n, DType to, void* dst,
                       const char* what) {
   if (n < 0) fail<InvalidArgument>("{}: element count {} is negative", what, n);
+  for (const DType d : {from, to})
+    if (std::strcmp(to_string(d), "unknown") == 0)
+      fail<InvalidArgument>("{}: unknown dtype code {}", what, static_cast<int>(d));
   switch (to) {
     case DType::kFloat32:
       return convert_to(from, src, n, static_cast<float*>(dst));

@@ -619,6 +619,9 @@ std::vector<uint8_t> write_safetensors(const SafeTensors& file) {
     if (!names.insert(t.name).second)
       fail<InvalidArgument>("write_safetensors: duplicate tensor name \"{}\" at index {}",
                             detail::printable(t.name), i);
+    if (std::strcmp(safetensors_dtype_name(t.dtype), "?") == 0)
+      fail<InvalidArgument>("write_safetensors: tensor \"{}\" has unknown dtype code {}",
+                            detail::printable(t.name), static_cast<int>(t.dtype));
     const int64_t n = t.numel();
     const auto item = static_cast<uint64_t>(itemsize(t.dtype));
     if (static_cast<uint64_t>(n) > std::numeric_limits<uint64_t>::max() / item ||

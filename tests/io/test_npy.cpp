@@ -684,3 +684,15 @@ TEST(NpyFile, ShortWriteIsAnIoError) {
       [&] { write_file_bytes("/dev/full", bytes); },
       {"cannot write '/dev/full': wrote ", " of 1048576 bytes: ", std::strerror(ENOSPC)});
 }
+
+// A dtype code outside the enum (a cast) is refused by name, on either side of a conversion.
+TEST(NpyArray, UnknownDtypeCodesAreRefused) {
+  const uint8_t src[4] = {1, 2, 3, 4};
+  float f[4] = {};
+  const auto bad = static_cast<DType>(42);
+  tq_test::expect_error<InvalidArgument>(
+      [&] { convert_elements(bad, src, 4, DType::kFloat32, f, "x"); },
+      {"x: unknown dtype code 42"});
+  tq_test::expect_error<InvalidArgument>(
+      [&] { convert_elements(DType::kUInt8, src, 4, bad, f, "x"); }, {"x: unknown dtype code 42"});
+}

@@ -420,3 +420,11 @@ TEST(SafetensorsRead, ControlEscapesAndThreeByteUtf8) {
   // Written back (control characters as \u00XX, UTF-8 as is), they read the same.
   EXPECT_EQ(read_safetensors(write_safetensors(st)).metadata, st.metadata);
 }
+
+// A dtype code outside the enum (a cast) is refused, not written as a name the reader rejects.
+TEST(SafetensorsWrite, UnknownDtypeCodeIsRefused) {
+  SafeTensors st;
+  st.tensors.push_back(SafeTensor::raw("w", static_cast<DType>(42), {2}, {1, 2}));
+  tq_test::expect_error<InvalidArgument>([&] { write_safetensors(st); },
+                                         {"write_safetensors", "\"w\"", "unknown dtype code 42"});
+}
