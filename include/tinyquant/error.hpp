@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include "tinyquant/rt/status.hpp"
 
@@ -54,5 +55,10 @@ class KernelError : public Error {
  private:
   rt::Status status_;
 };
+
+// text with every control byte (below 0x20, and 0x7F) written as \xNN: a name that came from a
+// file (which may hold any byte: NUL, line breaks, terminal escapes) quoted whole and on one line
+// in a message or a table. Other bytes are kept as they are.
+std::string printable(std::string_view text);
 
 }  // namespace tinyquant

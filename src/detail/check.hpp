@@ -5,8 +5,6 @@
 #include <fmt/ranges.h>
 
 #include <cstdint>
-#include <string>
-#include <string_view>
 #include <utility>
 
 #include "tinyquant/error.hpp"
@@ -16,21 +14,6 @@ namespace tinyquant::detail {
 template <class E, class... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> f, Args&&... args) {
   throw E(fmt::format(f, std::forward<Args>(args)...));
-}
-
-// text with every control byte (below 0x20, and 0x7F) written as \xNN: a name read from a file
-// (which may hold any byte, NUL included) quoted whole and on one line in a message.
-inline std::string printable(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (const char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7F)
-      out += fmt::format("\\x{:02x}", u);
-    else
-      out += c;
-  }
-  return out;
 }
 
 // Index of the first NaN or infinity in data[0, n), or -1. Reads the bits so it vectorises.

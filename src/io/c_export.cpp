@@ -717,7 +717,7 @@ std::string comment_safe(const std::string& text) {
     } else if (text[i] == '/' && i + 1 < text.size() && text[i + 1] == '*') {
       out += "/ ";  // "/*" -> "/ *"
     } else {
-      out += detail::printable(std::string_view(&text[i], 1));  // control bytes as \xNN
+      out += tinyquant::printable(std::string_view(&text[i], 1));  // control bytes as \xNN
     }
   }
   return out;

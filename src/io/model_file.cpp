@@ -229,14 +229,14 @@ uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc) noexcept {
 const ModelPart& ModelEntry::part(const std::string& part_name) const {
   for (const ModelPart& p : parts)
     if (p.name == part_name) return p;
-  fail<FormatError>("model entry '{}' has no part '{}'", detail::printable(name),
-                    detail::printable(part_name));
+  fail<FormatError>("model entry '{}' has no part '{}'", tinyquant::printable(name),
+                    tinyquant::printable(part_name));
 }
 
 const ModelEntry& Model::find(const std::string& name) const {
   for (const ModelEntry& e : entries)
     if (e.name == name) return e;
-  fail<InvalidArgument>("model has no tensor named '{}' ({} tensors)", detail::printable(name),
+  fail<InvalidArgument>("model has no tensor named '{}' ({} tensors)", tinyquant::printable(name),
                         entries.size());
 }
 
@@ -244,9 +244,9 @@ std::vector<uint8_t> serialize_model(const Model& model) {
   std::set<std::string> names;
   for (size_t i = 0; i < model.entries.size(); ++i) {
     const ModelEntry& e = model.entries[i];
-    validate_entry(e, fmt::format("model entry {} ('{}')", i, detail::printable(e.name)));
+    validate_entry(e, fmt::format("model entry {} ('{}')", i, tinyquant::printable(e.name)));
     if (!names.insert(e.name).second)
-      fail<InvalidArgument>("model entry {}: duplicate name '{}'", i, detail::printable(e.name));
+      fail<InvalidArgument>("model entry {}: duplicate name '{}'", i, tinyquant::printable(e.name));
   }
   Writer w;
   w.bytes(kMagic, 8);
@@ -369,7 +369,7 @@ Model parse_model(const uint8_t* data, size_t size, const std::string& source) {
       e.shape.push_back(ext);
     }
     const std::string label =
-        fmt::format("{}: entry {} ('{}')", source, i, detail::printable(e.name));
+        fmt::format("{}: entry {} ('{}')", source, i, tinyquant::printable(e.name));
     try {
       (void)numel(e.shape);  // rejects element counts that overflow int64
     } catch (const ShapeError& err) {
@@ -418,7 +418,7 @@ Model parse_model(const uint8_t* data, size_t size, const std::string& source) {
         m.bad(
             fmt::format("part '{}' [{}, +{}) is misaligned, overlapping or outside the {}-byte "
                         "payload",
-                        detail::printable(part.name), off, len, payload_size));
+                        tinyquant::printable(part.name), off, len, payload_size));
       const uint64_t pad_end = k + 1 == parts ? payload_size : align_up(off + len);
       check_zero(data, payload_at + next_free, payload_at + off, source, "payload padding");
       part.bytes.assign(data + payload_at + off, data + payload_at + off + len);
@@ -553,7 +553,7 @@ const std::vector<uint8_t>& dense_data(const ModelEntry& e) {
       b.size() != static_cast<uint64_t>((n * bits + 7) / 8))
     fail<FormatError>(
         "model entry '{}': dense {} data of shape {} needs {} bytes, has {}",
-        detail::printable(e.name), to_string(e.storage), tinyquant::to_string(e.shape),
+        tinyquant::printable(e.name), to_string(e.storage), tinyquant::to_string(e.shape),
         bits == 0 ? std::string("?") : fmt::format("{}", (n * bits + 7) / 8), b.size());
   return b;
 }
@@ -563,10 +563,10 @@ const std::vector<uint8_t>& dense_data(const ModelEntry& e) {
 QTensor to_qtensor(const ModelEntry& e) {
   if (!e.params || e.format != 0)
     fail<FormatError>("model entry '{}' is not a dense quantized tensor",
-                      detail::printable(e.name));
+                      tinyquant::printable(e.name));
   if (storage_for_bits(e.params->spec.bits) != e.storage)
     fail<FormatError>("model entry '{}': {}-bit parameters with {} storage",
-                      detail::printable(e.name), e.params->spec.bits, to_string(e.storage));
+                      tinyquant::printable(e.name), e.params->spec.bits, to_string(e.storage));
   QTensor q;
   q.shape = e.shape;
   q.params = *e.params;
@@ -577,7 +577,7 @@ QTensor to_qtensor(const ModelEntry& e) {
 std::vector<float> to_floats(const ModelEntry& e) {
   if (e.storage != Storage::kFloat32 || e.format != 0)
     fail<FormatError>("model entry '{}' is {} (format {}), not dense float32",
-                      detail::printable(e.name), to_string(e.storage), e.format);
+                      tinyquant::printable(e.name), to_string(e.storage), e.format);
   const std::vector<uint8_t>& b = dense_data(e);
   std::vector<float> v(b.size() / 4);
   if (!v.empty()) std::memcpy(v.data(), b.data(), b.size());
@@ -587,7 +587,7 @@ std::vector<float> to_floats(const ModelEntry& e) {
 std::vector<int32_t> to_int32(const ModelEntry& e) {
   if (e.storage != Storage::kInt32 || e.format != 0)
     fail<FormatError>("model entry '{}' is {} (format {}), not dense int32",
-                      detail::printable(e.name), to_string(e.storage), e.format);
+                      tinyquant::printable(e.name), to_string(e.storage), e.format);
   const std::vector<uint8_t>& b = dense_data(e);
   std::vector<int32_t> v(b.size() / 4);
   if (!v.empty()) std::memcpy(v.data(), b.data(), b.size());

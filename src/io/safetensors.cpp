@@ -468,9 +468,9 @@ const SafeTensor* SafeTensors::find(const std::string& name) const {
 const SafeTensor& SafeTensors::at(const std::string& name) const {
   if (const SafeTensor* t = find(name)) return *t;
   std::vector<std::string> names;
-  for (const SafeTensor& t : tensors) names.push_back("\"" + detail::printable(t.name) + "\"");
+  for (const SafeTensor& t : tensors) names.push_back("\"" + tinyquant::printable(t.name) + "\"");
   fail<InvalidArgument>("safetensors: no tensor named \"{}\" (present: {})",
-                        detail::printable(name), fmt::join(names, ", "));
+                        tinyquant::printable(name), fmt::join(names, ", "));
 }
 
 SafeTensors read_safetensors(const uint8_t* data, size_t size) {
@@ -618,10 +618,10 @@ std::vector<uint8_t> write_safetensors(const SafeTensors& file) {
     check_name(t.name, "tensor name");
     if (!names.insert(t.name).second)
       fail<InvalidArgument>("write_safetensors: duplicate tensor name \"{}\" at index {}",
-                            detail::printable(t.name), i);
+                            tinyquant::printable(t.name), i);
     if (std::strcmp(safetensors_dtype_name(t.dtype), "?") == 0)
       fail<InvalidArgument>("write_safetensors: tensor \"{}\" has unknown dtype code {}",
-                            detail::printable(t.name), static_cast<int>(t.dtype));
+                            tinyquant::printable(t.name), static_cast<int>(t.dtype));
     const int64_t n = t.numel();
     const auto item = static_cast<uint64_t>(itemsize(t.dtype));
     if (static_cast<uint64_t>(n) > std::numeric_limits<uint64_t>::max() / item ||

@@ -386,6 +386,23 @@ TEST(Cli, HelpExitsWith0AndDescribesEveryOption) {
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
 }
 
+// Entry names are bytes from a file: control bytes (a terminal escape, a line break) are shown
+// as \xNN in the table, so a name cannot recolour the terminal or break the row.
+TEST(Cli, InspectShowsControlBytesInNamesEscaped) {
+  const std::string model = kData + "/escaped.tqm";
+  const float f[2] = {1.0f, -2.0f};
+  tinyquant::io::Model m;
+  m.entries.push_back(tinyquant::io::make_entry("red\x1b[31mname\nx", f, tinyquant::Shape{2}));
+  tinyquant::io::save_model(m, model);
+  const Result r = run("inspect " + model);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("red\\x1b[31mname\\x0ax "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;  // title and one row
+  // JSON escapes them its own way.
+  EXPECT_EQ(tensor(inspect_json(model), "red\x1b[31mname\nx")["params"], 2);
+}
+
 TEST(Cli, DataErrorsExitWith1WithAMessage) {
   struct Case {
     std::string args, words;

@@ -685,6 +685,12 @@ TEST(ModelFileDeathTest, FailedWriteRemovesTheTemporaryFile) {
   EXPECT_FALSE(std::filesystem::exists(path));
 }
 
+TEST(Printable, EscapesControlBytesOnly) {
+  EXPECT_EQ(printable(std::string("a\0\x1f\x7f b\xff\x80~", 9)), "a\\x00\\x1f\\x7f b\xff\x80~");
+  EXPECT_EQ(printable("\x1b[31m\r\n"), "\\x1b[31m\\x0d\\x0a");
+  EXPECT_EQ(printable(""), "");
+}
+
 // Names are quoted whole in messages, control bytes and NUL as \xNN: what() is a C string, so a
 // raw NUL used to end the message inside the name, before it said what was wrong.
 TEST(ModelFile, NamesWithControlBytesAreQuotedWholeInMessages) {

@@ -114,8 +114,8 @@ std::vector<FloatTensor> load_floats(const std::string& path, const std::string&
     const tinyquant::io::SafeTensors f = tinyquant::io::load_safetensors(path);
     for (const tinyquant::io::SafeTensor& t : f.tensors) {
       if (!is_float(t.dtype)) {
-        fmt::print(stderr, "tinyquant: note: skipping '{}' ({}, not a float tensor)\n", t.name,
-                   tinyquant::io::safetensors_dtype_name(t.dtype));
+        fmt::print(stderr, "tinyquant: note: skipping '{}' ({}, not a float tensor)\n",
+                   tinyquant::printable(t.name), tinyquant::io::safetensors_dtype_name(t.dtype));
         continue;
       }
       out.push_back({t.name, t.shape, t.as<float>()});
@@ -237,9 +237,9 @@ StoredEntry stored_entry(const std::string& name, const tinyquant::QTensor& q,
     return {tinyquant::io::make_sparse_entry(name, m, q.params), tinyquant::to_string(o.format),
             m.bytes()};
   } catch (const tinyquant::InvalidArgument& e) {
-    throw tinyquant::DataError(fmt::format("tensor '{}' {}: --storage {}: {}", name,
-                                           tinyquant::to_string(q.shape), sparse->storage,
-                                           e.what()));
+    throw tinyquant::DataError(
+        fmt::format("tensor '{}' {}: --storage {}: {}", tinyquant::printable(name),
+                    tinyquant::to_string(q.shape), sparse->storage, e.what()));
   }
 }
 
@@ -484,8 +484,8 @@ void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOp
     if (t.shape.size() < 2 && !o.quantize_1d) {
       model.entries.push_back(tinyquant::io::make_entry(t.name, t.data.data(), t.shape));
       total_q += fbytes;
-      row(fmt::format("{:<32} {:<16} float32  kept as float  {} bytes{}", t.name,
-                      tinyquant::to_string(t.shape), fbytes, sp));
+      row(fmt::format("{:<32} {:<16} float32  kept as float  {} bytes{}",
+                      tinyquant::printable(t.name), tinyquant::to_string(t.shape), fbytes, sp));
       continue;
     }
     tinyquant::QuantSpec spec = base;
@@ -516,8 +516,8 @@ void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOp
         q = tinyquant::quantize_weights(t.data.data(), t.shape, spec, mode);
       }
     } catch (const tinyquant::Error& e) {
-      throw tinyquant::DataError(
-          fmt::format("tensor '{}' {}: {}", t.name, tinyquant::to_string(t.shape), e.what()));
+      throw tinyquant::DataError(fmt::format("tensor '{}' {}: {}", tinyquant::printable(t.name),
+                                             tinyquant::to_string(t.shape), e.what()));
     }
     const tinyquant::SizeReport size = tinyquant::size_report(q);
     const double sqnr = tinyquant::sqnr_db(t.data, tinyquant::dequantize(q));
@@ -531,7 +531,7 @@ void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOp
         size.quantized_bytes - static_cast<int64_t>(q.data.size()) + stored.data_bytes;
     total_q += qbytes;
     row(fmt::format(
-        "{:<32} {:<16} int{}  {}  {} bytes  ratio {:.2f}x{}{}{}", t.name,
+        "{:<32} {:<16} int{}  {}  {} bytes  ratio {:.2f}x{}{}{}", tinyquant::printable(t.name),
         tinyquant::to_string(t.shape), spec.bits, sqnr_text, qbytes,
         qbytes > 0 ? static_cast<double>(fbytes) / static_cast<double>(qbytes) : 0.0, sp,
         format == "dense" ? "" : "  " + format,
@@ -586,7 +586,8 @@ std::vector<double> prune(std::vector<FloatTensor>* tensors, const PruneOptions&
               tinyquant::structured_mask(w, 0, p.sparsity, c), w.shape, 0));
         }
       } catch (const tinyquant::Error& e) {
-        throw tinyquant::DataError(fmt::format("prune: tensor '{}' {}: {}", t.name,
+        throw tinyquant::DataError(fmt::format("prune: tensor '{}' {}: {}",
+                                               tinyquant::printable(t.name),
                                                tinyquant::to_string(t.shape), e.what()));
       }
       bar->advance();
@@ -714,12 +715,13 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
       for (const FloatTensor& c : ref)
         if (c.name == e.name || (reference_is_npy && model.entries.size() == 1)) r = &c;
       if (r == nullptr)
-        throw tinyquant::InvalidArgument(
-            fmt::format("--reference {}: no tensor named '{}'", reference, e.name));
+        throw tinyquant::InvalidArgument(fmt::format("--reference {}: no tensor named '{}'",
+                                                     reference, tinyquant::printable(e.name)));
       if (r->shape != e.shape)
         throw tinyquant::ShapeError(
             fmt::format("--reference {}: tensor '{}' has shape {}, the model has {}", reference,
-                        r->name, tinyquant::to_string(r->shape), tinyquant::to_string(e.shape)));
+                        tinyquant::printable(r->name), tinyquant::to_string(r->shape),
+                        tinyquant::to_string(e.shape)));
     }
     // A dense entry's values are in the file. A sparse one is decoded only to be compared with a
     // reference, whose floats of the same shape are already in memory.
@@ -734,9 +736,9 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
           values->empty() ? 0.0 : static_cast<double>(z) / static_cast<double>(values->size());
     }
     if (r != nullptr && values) {
-      const tinyquant::ErrorReport er =
-          about_other_file(fmt::format("--reference {}: tensor '{}'", reference, r->name),
-                           [&] { return tinyquant::error_report(r->data, *values); });
+      const tinyquant::ErrorReport er = about_other_file(
+          fmt::format("--reference {}: tensor '{}'", reference, tinyquant::printable(r->name)),
+          [&] { return tinyquant::error_report(r->data, *values); });
       t["error"] = {{"mse", er.mse},
                     {"max_abs", er.max_abs_error},
                     {"sqnr_db", finite_or_null(er.sqnr_db)},
@@ -764,9 +766,10 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
     if (t.contains("bits"))
       q = fmt::format("int{} {} {} axis {}", t["bits"].get<int>(), t["scheme"].get<std::string>(),
                       t["granularity"].get<std::string>(), t["axis"].get<int>());
-    fmt::print("{:<32} {:<8} {:<16} {:<36} params {:>9}  bytes {:>9}", t["name"].get<std::string>(),
-               t["storage"].get<std::string>(), tinyquant::to_string(t["shape"].get<Shape>()), q,
-               t["params"].get<int64_t>(), t["bytes"].get<int64_t>());
+    fmt::print("{:<32} {:<8} {:<16} {:<36} params {:>9}  bytes {:>9}",
+               tinyquant::printable(t["name"].get<std::string>()), t["storage"].get<std::string>(),
+               tinyquant::to_string(t["shape"].get<Shape>()), q, t["params"].get<int64_t>(),
+               t["bytes"].get<int64_t>());
     if (t.contains("sparsity")) fmt::print("  sparsity {:.3f}", t["sparsity"].get<double>());
     if (t.contains("error")) {
       const nlohmann::json& er = t["error"];
