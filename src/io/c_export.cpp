@@ -208,8 +208,8 @@ template <class T>
 std::vector<T> le_part(const ModelEntry& e, const char* name) {
   const std::vector<uint8_t>& bytes = e.part(name).bytes;
   if (bytes.size() % sizeof(T) != 0)
-    fail<FormatError>("sparse entry '{}': part '{}' has {} bytes, not a multiple of {}", e.name,
-                      name, bytes.size(), sizeof(T));
+    fail<FormatError>("sparse entry '{}': part '{}' has {} bytes, not a multiple of {}",
+                      printable(e.name), name, bytes.size(), sizeof(T));
   std::vector<T> out(bytes.size() / sizeof(T));
   for (size_t i = 0; i < out.size(); ++i) {
     uint64_t v = 0;
@@ -278,7 +278,8 @@ QuantizedLinear make_linear(const QTensor& q, const std::vector<float>& bias,
   try {
     return QuantizedLinear(q, bias.empty() ? nullptr : bias.data(), act.input, act.output, act.act);
   } catch (const Error& err) {
-    fail<InvalidArgument>("export-c: layer '{}' (entry '{}'): {}", base, e.name, err.what());
+    fail<InvalidArgument>("export-c: layer '{}' (entry '{}'): {}", printable(base),
+                          printable(e.name), err.what());
   }
 }
 
@@ -561,7 +562,8 @@ void collect_entry(CModel* out, const Model& model, const ModelEntry& e,
                    const CExportOptions& opt) {
   const int64_t n = numel(e.shape);
   if (n == 0)
-    fail<InvalidArgument>("export-c: entry '{}' is empty (shape {})", e.name, to_string(e.shape));
+    fail<InvalidArgument>("export-c: entry '{}' is empty (shape {})", printable(e.name),
+                          to_string(e.shape));
   const std::string id = scoped_identifier(out->prefix, e.name);
   const std::string mac = upper(id);
   out->macros.emplace_back(mac + "_NDIM", std::to_string(e.shape.size()));
@@ -581,8 +583,8 @@ void collect_entry(CModel* out, const Model& model, const ModelEntry& e,
     else if (e.storage == Storage::kInt32)
       out->arrays.push_back({"int32_t", id, comment, int_values(to_int32(e))});
     else
-      fail<InvalidArgument>("export-c: entry '{}': unquantized {} storage is not supported", e.name,
-                            to_string(e.storage));
+      fail<InvalidArgument>("export-c: entry '{}': unquantized {} storage is not supported",
+                            printable(e.name), to_string(e.storage));
     return;
   }
   const QTensor q = to_qtensor(e);
@@ -649,7 +651,7 @@ CModel collect(const Model& model, const CExportOptions& opt) {
         fail<InvalidArgument>(
             "export-c: entries '{}' and '{}' both give the C name '{}' (names are sanitised to "
             "[A-Za-z0-9_] and macros upper-cased); rename one",
-            it->second, e.name, name);
+            printable(it->second), printable(e.name), name);
     };
     for (size_t i = arrays0; i < out.arrays.size(); ++i) claim(out.arrays[i].name);
     for (size_t i = macros0; i < out.macros.size(); ++i) claim(out.macros[i].first);
@@ -658,12 +660,12 @@ CModel collect(const Model& model, const CExportOptions& opt) {
     if (out.layers.count(name) != 0) continue;
     const auto skipped = out.skipped.find(name);
     if (skipped != out.skipped.end())
-      fail<InvalidArgument>("export-c: activation parameters given for layer '{}', but {}", name,
-                            skipped->second);
+      fail<InvalidArgument>("export-c: activation parameters given for layer '{}', but {}",
+                            printable(name), skipped->second);
     fail<InvalidArgument>(
         "export-c: activation parameters given for layer '{}', but the model has no layer "
         "'{}.weight' the kernels run",
-        name, name);
+        printable(name), printable(name));
   }
   for (const auto& [name, geometry] : opt.conv)
     if (out.conv_layers.count(name) == 0)
@@ -741,12 +743,12 @@ ModelEntry make_sparse_entry(const std::string& name, const SparseMatrix& matrix
                              const QuantParams& params) {
   const SparseOptions& o = matrix.options();
   if (o.format == StorageFormat::kDense)
-    fail<InvalidArgument>("make_sparse_entry: '{}': the matrix is dense", name);
+    fail<InvalidArgument>("make_sparse_entry: '{}': the matrix is dense", printable(name));
   const bool int8 = o.value_type == ValueType::kInt8;
   const int bits = params.spec.bits;
   if (int8 ? (bits < 5 || bits > 8) : (bits < 2 || bits > 4))
-    fail<InvalidArgument>("make_sparse_entry: '{}': {}-bit parameters for {} values", name, bits,
-                          int8 ? "int8" : "int4");
+    fail<InvalidArgument>("make_sparse_entry: '{}': {}-bit parameters for {} values",
+                          printable(name), bits, int8 ? "int8" : "int4");
   ModelEntry e;
   e.name = name;
   e.storage = int8 ? Storage::kInt8 : Storage::kInt4;
@@ -788,8 +790,8 @@ ModelEntry make_sparse_entry(const std::string& name, const SparseMatrix& matrix
 
 SparseMatrix sparse_matrix(const ModelEntry& e) {
   if (e.format == 0 || e.format > static_cast<uint8_t>(StorageFormat::kNm))
-    fail<FormatError>("sparse entry '{}': format {} is not a sparse format (1..5)", e.name,
-                      static_cast<int>(e.format));
+    fail<FormatError>("sparse entry '{}': format {} is not a sparse format (1..5)",
+                      printable(e.name), static_cast<int>(e.format));
   if ((e.storage != Storage::kInt8 && e.storage != Storage::kInt4) || !e.params ||
       e.shape.size() != 2)
     fail<FormatError>(
@@ -797,14 +799,15 @@ SparseMatrix sparse_matrix(const ModelEntry& e) {
         to_string(e.storage), to_string(e.shape), e.params ? "" : " without parameters");
   const std::vector<uint32_t> layout = le_part<uint32_t>(e, "layout");
   if (layout.size() != 5)
-    fail<FormatError>("sparse entry '{}': part 'layout' holds {} values, expected 5", e.name,
-                      layout.size());
+    fail<FormatError>("sparse entry '{}': part 'layout' holds {} values, expected 5",
+                      printable(e.name), layout.size());
   SparseOptions o;
   o.format = static_cast<StorageFormat>(e.format);
   o.value_type = e.storage == Storage::kInt8 ? ValueType::kInt8 : ValueType::kInt4;
   const auto as_int = [&](uint32_t v, const char* what) {
     if (v > static_cast<uint32_t>(INT32_MAX))
-      fail<FormatError>("sparse entry '{}': layout {} = {} is out of range", e.name, what, v);
+      fail<FormatError>("sparse entry '{}': layout {} = {} is out of range", printable(e.name),
+                        what, v);
     return static_cast<int32_t>(v);
   };
   const int64_t count = as_int(layout[0], "value count");
@@ -816,8 +819,8 @@ SparseMatrix sparse_matrix(const ModelEntry& e) {
   const std::vector<uint8_t>& values = e.part("values").bytes;
   const int64_t want = o.value_type == ValueType::kInt8 ? count : (count + 1) / 2;
   if (static_cast<int64_t>(values.size()) != want)
-    fail<FormatError>("sparse entry '{}': part 'values' has {} bytes, {} values need {}", e.name,
-                      values.size(), count, want);
+    fail<FormatError>("sparse entry '{}': part 'values' has {} bytes, {} values need {}",
+                      printable(e.name), values.size(), count, want);
   if (o.value_type == ValueType::kInt8)
     a.values.assign(values.begin(), values.end());
   else
@@ -847,7 +850,7 @@ SparseMatrix sparse_matrix(const ModelEntry& e) {
   try {
     return SparseMatrix::from_arrays(e.shape[0], e.shape[1], o, std::move(a));
   } catch (const Error& err) {  // bad arrays, or options no matrix can have
-    fail<FormatError>("sparse entry '{}': {}", e.name, err.what());
+    fail<FormatError>("sparse entry '{}': {}", printable(e.name), err.what());
   }
 }
 

@@ -175,7 +175,8 @@ class JsonParser {
       const size_t key_offset = base_ + pos_;
       std::string key = parse_string();
       if (!keys.insert(key).second)
-        fail<FormatError>("safetensors header: duplicate key \"{}\" at offset {}", key, key_offset);
+        fail<FormatError>("safetensors header: duplicate key \"{}\" at offset {}",
+                          tinyquant::printable(key), key_offset);
       skip_ws();
       if (peek() != ':') error("':' after an object key");
       ++pos_;
@@ -364,7 +365,7 @@ struct Entry {
 };
 
 Entry parse_entry(const JsonMember& m) {
-  const std::string where = fmt::format("tensor \"{}\"", m.key);
+  const std::string where = fmt::format("tensor \"{}\"", tinyquant::printable(m.key));
   expect_kind(m.value, Json::Kind::kObject, where);
   const Json *dtype = nullptr, *shape = nullptr, *offsets = nullptr;
   for (const JsonMember& f : m.value.members) {
@@ -378,7 +379,7 @@ Entry parse_entry(const JsonMember& m) {
       fail<FormatError>(
           "safetensors header: {} has unexpected key \"{}\" at offset {} (expected only dtype, "
           "shape, data_offsets)",
-          where, f.key, f.key_offset);
+          where, tinyquant::printable(f.key), f.key_offset);
     }
   }
   const char* missing = dtype == nullptr     ? "dtype"
@@ -399,7 +400,7 @@ Entry parse_entry(const JsonMember& m) {
     fail<FormatError>(
         "safetensors header: {} has unsupported dtype \"{}\" at offset {} (expected F16, BF16, "
         "F32, F64, I8, U8, I16, I32 or I64)",
-        where, dtype->str, dtype->offset);
+        where, tinyquant::printable(dtype->str), dtype->offset);
   e.tensor.dtype = found->dtype;
 
   expect_kind(*shape, Json::Kind::kArray, where + " shape");
@@ -455,8 +456,8 @@ const char* safetensors_dtype_name(DType dtype) noexcept {
 
 void SafeTensor::throw_size_mismatch() const {
   fail<ShapeError>(
-      "tensor \"{}\": data holds {} bytes but shape {} of {} needs {} bytes per element", name,
-      data.size(), to_string(shape), to_string(dtype), itemsize(dtype));
+      "tensor \"{}\": data holds {} bytes but shape {} of {} needs {} bytes per element",
+      tinyquant::printable(name), data.size(), to_string(shape), to_string(dtype), itemsize(dtype));
 }
 
 const SafeTensor* SafeTensors::find(const std::string& name) const {
@@ -504,7 +505,7 @@ SafeTensors read_safetensors(const uint8_t* data, size_t size) {
       expect_kind(m.value, Json::Kind::kObject, "__metadata__");
       for (const JsonMember& kv : m.value.members) {
         expect_kind(kv.value, Json::Kind::kString,
-                    fmt::format("__metadata__ value of \"{}\"", kv.key));
+                    fmt::format("__metadata__ value of \"{}\"", tinyquant::printable(kv.key)));
         out.metadata.emplace_back(kv.key, kv.value.str);
       }
       continue;
@@ -526,13 +527,13 @@ SafeTensors read_safetensors(const uint8_t* data, size_t size) {
       fail<FormatError>(
           "safetensors: hole in the data section: bytes [{}, {}) before tensor \"{}\" (header "
           "offset {}) belong to no tensor",
-          covered, begin, e.tensor.name, e.offset);
+          covered, begin, tinyquant::printable(e.tensor.name), e.offset);
     if (begin < covered)
       fail<FormatError>(
           "safetensors: tensor \"{}\" (header offset {}) data_offsets [{}, {}] overlap tensor "
           "\"{}\" which ends at {}",
-          e.tensor.name, e.offset, e.begin, e.end, prev != nullptr ? prev->tensor.name : "",
-          covered);
+          tinyquant::printable(e.tensor.name), e.offset, e.begin, e.end,
+          tinyquant::printable(prev != nullptr ? prev->tensor.name : ""), covered);
     covered = static_cast<uint64_t>(e.end);
     prev = &e;
   }
@@ -585,7 +586,8 @@ void append_json_string(std::string& out, const std::string& s) {
 
 void check_name(const std::string& s, std::string_view what) {
   if (!valid_utf8(s))
-    fail<InvalidArgument>("write_safetensors: {} \"{}\" is not valid UTF-8", what, s);
+    fail<InvalidArgument>("write_safetensors: {} \"{}\" is not valid UTF-8", what,
+                          tinyquant::printable(s));
 }
 
 }  // namespace
@@ -600,7 +602,8 @@ std::vector<uint8_t> write_safetensors(const SafeTensors& file) {
       check_name(k, "metadata key");
       check_name(v, "metadata value");
       if (!keys.insert(k).second)
-        fail<InvalidArgument>("write_safetensors: duplicate metadata key \"{}\" at index {}", k, i);
+        fail<InvalidArgument>("write_safetensors: duplicate metadata key \"{}\" at index {}",
+                              tinyquant::printable(k), i);
       if (i != 0) header += ',';
       append_json_string(header, k);
       header += ':';
@@ -629,7 +632,8 @@ std::vector<uint8_t> write_safetensors(const SafeTensors& file) {
       fail<ShapeError>(
           "write_safetensors: tensor \"{}\": data holds {} bytes but shape {} of {} needs {} x {} "
           "bytes",
-          t.name, t.data.size(), to_string(t.shape), safetensors_dtype_name(t.dtype), n, item);
+          tinyquant::printable(t.name), t.data.size(), to_string(t.shape),
+          safetensors_dtype_name(t.dtype), n, item);
     if (header.size() > 1) header += ',';
     append_json_string(header, t.name);
     header += fmt::format(":{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",

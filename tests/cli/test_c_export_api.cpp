@@ -700,3 +700,12 @@ TEST(CExport, Uint32PartsOfTheWrongLengthAreRejected) {
 }
 
 }  // namespace
+
+// Entry names in the exporter's errors are shown with control bytes as \xNN.
+TEST(CExport, ControlBytesInNamesAreEscapedInErrors) {
+  // "x\x01" and "x\x02" both sanitise to the C name model_x_.
+  io::Model m = float_model({1.0f}, "x\x01");
+  m.entries.push_back(float_model({2.0f}, "x\x02").entries[0]);
+  expect_error<InvalidArgument>([&] { io::export_c_header(m, {}); },
+                                {"entries 'x\\x01' and 'x\\x02' both give the C name"});
+}

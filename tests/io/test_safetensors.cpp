@@ -428,3 +428,16 @@ TEST(SafetensorsWrite, UnknownDtypeCodeIsRefused) {
   tq_test::expect_error<InvalidArgument>([&] { write_safetensors(st); },
                                          {"write_safetensors", "\"w\"", "unknown dtype code 42"});
 }
+
+// Names and keys come from the file: a control byte in one is shown as \xNN in the reader's
+// messages, so the message stays whole and on one line.
+TEST(SafetensorsRead, ControlBytesInNamesAreEscapedInMessages) {
+  const std::vector<uint8_t> bad_dtype =
+      st_file(R"({"a\u0007b":{"dtype":"X9","shape":[1],"data_offsets":[0,1]}})", {0});
+  expect_error<FormatError>([&] { read_safetensors(bad_dtype); },
+                            {"tensor \"a\\x07b\" has unsupported dtype \"X9\""});
+  const std::vector<uint8_t> hole =
+      st_file(R"({"x\ny":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})", {0, 0});
+  expect_error<FormatError>([&] { read_safetensors(hole); },
+                            {"bytes [0, 1) before tensor \"x\\x0ay\""});
+}
