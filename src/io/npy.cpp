@@ -18,6 +18,22 @@ namespace tinyquant::io {
 using detail::fail;
 using tinyquant::to_string;
 
+bool known_dtype(DType dtype) noexcept {
+  switch (dtype) {
+    case DType::kFloat16:
+    case DType::kBFloat16:
+    case DType::kFloat32:
+    case DType::kFloat64:
+    case DType::kInt8:
+    case DType::kUInt8:
+    case DType::kInt16:
+    case DType::kInt32:
+    case DType::kInt64:
+      return true;
+  }
+  return false;
+}
+
 int64_t itemsize(DType dtype) noexcept {
   switch (dtype) {
     case DType::kInt8:
@@ -132,7 +148,7 @@ void convert_elements(DType from, const uint8_t* src, int64_t n, DType to, void*
                       const char* what) {
   if (n < 0) fail<InvalidArgument>("{}: element count {} is negative", what, n);
   for (const DType d : {from, to})
-    if (std::strcmp(to_string(d), "unknown") == 0)
+    if (!known_dtype(d))
       fail<InvalidArgument>("{}: unknown dtype code {}", what, static_cast<int>(d));
   switch (to) {
     case DType::kFloat32:

@@ -622,7 +622,7 @@ std::vector<uint8_t> write_safetensors(const SafeTensors& file) {
     if (!names.insert(t.name).second)
       fail<InvalidArgument>("write_safetensors: duplicate tensor name \"{}\" at index {}",
                             tinyquant::printable(t.name), i);
-    if (std::strcmp(safetensors_dtype_name(t.dtype), "?") == 0)
+    if (!known_dtype(t.dtype))
       fail<InvalidArgument>("write_safetensors: tensor \"{}\" has unknown dtype code {}",
                             tinyquant::printable(t.name), static_cast<int>(t.dtype));
     const int64_t n = t.numel();

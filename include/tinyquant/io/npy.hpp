@@ -37,6 +37,8 @@ enum class DType : uint8_t {
   kInt64,
 };
 
+// Whether dtype is one of the values above (not a DType cast from another number).
+bool known_dtype(DType dtype) noexcept;
 // Bytes per element: 1, 2, 4 or 8.
 int64_t itemsize(DType dtype) noexcept;
 // "float32", "int8", ...
