@@ -152,7 +152,7 @@ LaneLayout lane_layout(const FcDims& d, const GroupScales& g, Path p, bool s4) n
   l.group_x = c.take((groups + lanes) * 4);
   l.chunk_group = c.take(chunks * 4);
   l.lane_group = c.take(chunks * lanes * 4);
-  l.ratio_row = c.take(2 * (groups + lanes) * 4);  // two rows at a time
+  l.ratio_row = c.take(p == Path::kAvx2 ? (groups + lanes) * 4 : 0);  // AVX2: one row's r
   l.t = c.take(int64_t{d.out_features} * 4);
   l.bytes = c.total();
   return l;

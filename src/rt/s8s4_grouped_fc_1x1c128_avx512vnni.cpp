@@ -6,11 +6,11 @@
 // high nibbles), and three vpdpbusd give each int32 lane (8 consecutive k, one group)
 //   sum u_lo * x_even + sum u_hi * x_odd + io * sum (u_lo + u_hi)
 // (io = 128 does not fit a byte and goes in as 64 + 64). The lane is multiplied by its group's
-// r = ratio + 1, gathered with one vpermd from the row's expanded ratios, and multiplied and
-// summed in int32 by one vpdpwssd (at most 256 steps: |lane| <= 8 * 15 * 255 and r <= 256 keep it
-// below 2^31) before widening to int64.
-// int8 weights (s8s8_grouped_fc_1x1c64_avx512vnni, here because it shares these loops): 64 k
-// per step, u = w ^ 0x80, lanes of 4 k, vpmulld for the ratio.
+// r = ratio + 1 (the row's 16 ratio bytes from the step's first group, shuffled by the lane
+// table and widened), and multiplied and summed in int32 by one vpdpwssd (at most 256 steps: |lane|
+// <= 8 * 15 * 255 and r <= 256 keep it below 2^31) before widening to int64. int8 weights
+// (s8s8_grouped_fc_1x1c64_avx512vnni, here because it shares these loops): 64 k per step, u = w ^
+// 0x80, lanes of 4 k, vpmulld for the ratio.
 #include <immintrin.h>
 
 #include "grouped_paths.hpp"
@@ -41,77 +41,82 @@ inline __m512i widen_add(__m512i acc64, __m512i v32) noexcept {
 }
 
 struct Consts {
-  __m512i flip, low, io_a, io_b;
+  __m512i flip, low, io_a, io_b, one;
   __mmask64 tail_mask;  // bytes of a row's last step
 };
 
+// The ratio bytes a step may read: 16 from its first group on, fewer at the end of a row.
+inline __mmask16 ratio_mask(int32_t left) noexcept {
+  return left >= kLanes ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << left) - 1);
+}
+
 // R rows' accumulators + the lanes of step c times their group's r. b[i] holds row i's
-// flipped weight bytes (0 past k); the rows share the activation, lane-table and ratio-index
-// loads. A lane is at most 8 * 15 * 255 = 30600 in size and r <= 256, so both are int16 in the
-// low half of their dword (r's high half is 0) and one vpdpwssd multiplies and adds exactly.
+// flipped weight bytes (0 past k); the rows share the activation and lane-table loads. Each
+// row's r = ratio + 1 comes straight from its ratio bytes (a byte shuffle by the lane table,
+// then widened), never through memory just written: a vector load spanning earlier vector
+// stores does not forward and waits for them to retire.
+// A lane is at most 8 * 15 * 255 = 30600 in size and r <= 256, so both are int16 in the low
+// half of their dword (r's high half is 0) and one vpdpwssd multiplies and adds exactly.
 // int8 weights (kS8): b[i] holds u = w + 128, one vpdpbusd against x and one against io give
 // the lane, and the product with r (up to 2^26) needs vpmulld.
 template <bool kSplit, bool kS8, int R>
-inline void step(const GroupedLaneArgs& a, const Consts& k, const __m512i* b, int32_t c,
-                 int32_t ratio_stride, __m512i* acc) noexcept {
+inline void step(const GroupedLaneArgs& a, const Consts& k, const __m512i* b,
+                 const uint8_t* const* ratio, int32_t c, __m512i* acc) noexcept {
   const __m512i xe = _mm512_load_si512(a.x_even + int64_t{c} * kBytes);
-  const __m512i idx = _mm512_loadu_si512(a.lane_group + int64_t{c} * kLanes);
-  const int32_t* ratios = a.ratio_row + a.chunk_group[c];
+  const __m128i sel = _mm512_cvtepi32_epi8(_mm512_loadu_si512(a.lane_group + int64_t{c} * kLanes));
+  const int32_t first = a.chunk_group[c];
+  const __mmask16 m = ratio_mask(a.groups - first);
+  __m512i r[R];
+  for (int i = 0; i < R; ++i) {
+    const __m128i r8 = _mm_shuffle_epi8(_mm_maskz_loadu_epi8(m, ratio[i] + first), sel);
+    r[i] = _mm512_add_epi32(_mm512_cvtepu8_epi32(r8), k.one);
+  }
   if (kS8) {
     for (int i = 0; i < R; ++i) {
       __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), b[i], xe);
       p = _mm512_dpbusd_epi32(p, b[i], k.io_a);
       if (kSplit) p = _mm512_dpbusd_epi32(p, b[i], k.io_b);
-      const __m512i r =
-          _mm512_permutexvar_epi32(idx, _mm512_loadu_si512(ratios + i * ratio_stride));
-      acc[i] = _mm512_add_epi32(acc[i], _mm512_mullo_epi32(p, r));
+      acc[i] = _mm512_add_epi32(acc[i], _mm512_mullo_epi32(p, r[i]));
     }
     return;
   }
+  const __m512i xo = _mm512_load_si512(a.x_odd + int64_t{c} * kBytes);
   for (int i = 0; i < R; ++i) {
     const __m512i lo = _mm512_and_si512(b[i], k.low);
     const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(b[i], 4), k.low);
     const __m512i both = _mm512_add_epi8(lo, hi);
     __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xe);
-    p = _mm512_dpbusd_epi32(p, hi, _mm512_load_si512(a.x_odd + int64_t{c} * kBytes));
+    p = _mm512_dpbusd_epi32(p, hi, xo);
     p = _mm512_dpbusd_epi32(p, both, k.io_a);
     if (kSplit) p = _mm512_dpbusd_epi32(p, both, k.io_b);
-    const __m512i r = _mm512_permutexvar_epi32(idx, _mm512_loadu_si512(ratios + i * ratio_stride));
-    acc[i] = _mm512_dpwssd_epi32(acc[i], p, r);
+    acc[i] = _mm512_dpwssd_epi32(acc[i], p, r[i]);
   }
 }
 
-// r = ratio + 1 of row o into dst ([groups] then padding), and sum_g r_g * X_g as int64 lanes
-// (each product < 2^31).
-inline __m512i expand_ratios(const GroupedLaneArgs& a, int32_t o, int32_t* dst) noexcept {
-  const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
-  const __m512i one = _mm512_set1_epi32(1);
-  __m512i xr = _mm512_setzero_si512();
-  for (int32_t g = 0; g < a.groups; g += kLanes) {
-    const int32_t left = a.groups - g;
-    const __mmask16 m =
-        left >= kLanes ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << left) - 1);
-    const __m512i r =
-        _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, ratio + g)), one);
-    _mm512_storeu_si512(dst + g, r);
-    xr = widen_add(xr, _mm512_mullo_epi32(r, _mm512_maskz_loadu_epi32(m, a.group_x + g)));
-  }
-  return xr;
-}
-
-// Output rows o .. o + R - 1.
+// Output rows o .. o + R - 1. Every loop over the R rows is innermost and straight-line, so
+// the compiler unrolls it and keeps the rows' vectors in registers.
 template <bool kSplit, bool kS8, int R>
 void row_block(const GroupedLaneArgs& a, const Consts& k, int32_t o) noexcept {
   constexpr int32_t kFlushSteps = flush_steps<kS8>();
   const int32_t row_bytes = kS8 ? a.k : a.k / 2;
   const auto* weights = kS8 ? reinterpret_cast<const uint8_t*>(a.w8) : a.w4;
-  const int32_t stride = a.groups + kLanes;
   const uint8_t* w[R];
+  const uint8_t* ratio[R];
   __m512i xr[R], acc64[R], acc[R], b[R];
   for (int i = 0; i < R; ++i) {
     w[i] = weights + int64_t{o + i} * row_bytes;
-    xr[i] = expand_ratios(a, o + i, a.ratio_row + i * stride);
-    acc64[i] = _mm512_setzero_si512();
+    ratio[i] = a.ratio + int64_t{o + i} * a.groups;
+    xr[i] = acc64[i] = _mm512_setzero_si512();
+  }
+  // sum_g r_g * X_g per row as int64 lanes (each product < 2^31).
+  for (int32_t g = 0; g < a.groups; g += kLanes) {
+    const __mmask16 m = ratio_mask(a.groups - g);
+    const __m512i x = _mm512_maskz_loadu_epi32(m, a.group_x + g);
+    for (int i = 0; i < R; ++i) {
+      const __m512i r =
+          _mm512_add_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, ratio[i] + g)), k.one);
+      xr[i] = widen_add(xr[i], _mm512_mullo_epi32(r, x));
+    }
   }
   for (int32_t c0 = 0; c0 < a.chunks; c0 += kFlushSteps) {
     const int32_t c1 = a.chunks - c0 > kFlushSteps ? c0 + kFlushSteps : a.chunks;
@@ -120,14 +125,14 @@ void row_block(const GroupedLaneArgs& a, const Consts& k, int32_t o) noexcept {
     for (int32_t c = c0; c < full; ++c) {
       for (int i = 0; i < R; ++i)
         b[i] = _mm512_xor_si512(_mm512_loadu_si512(w[i] + int64_t{c} * kBytes), k.flip);
-      step<kSplit, kS8, R>(a, k, b, c, stride, acc);
+      step<kSplit, kS8, R>(a, k, b, ratio, c, acc);
     }
     if (full < c1) {  // the row's last step: bytes past the row become u = 0
       for (int i = 0; i < R; ++i) {
         const __m512i raw = _mm512_maskz_loadu_epi8(k.tail_mask, w[i] + int64_t{full} * kBytes);
         b[i] = _mm512_maskz_mov_epi8(k.tail_mask, _mm512_xor_si512(raw, k.flip));
       }
-      step<kSplit, kS8, R>(a, k, b, full, stride, acc);
+      step<kSplit, kS8, R>(a, k, b, ratio, full, acc);
     }
     for (int i = 0; i < R; ++i) acc64[i] = widen_add(acc64[i], acc[i]);
   }
@@ -146,6 +151,7 @@ void rows(const GroupedLaneArgs& a) noexcept {
   Consts k;
   k.flip = _mm512_set1_epi8(static_cast<char>(kS8 ? 0x80 : 0x88));
   k.low = _mm512_set1_epi8(0x0F);
+  k.one = _mm512_set1_epi32(1);
   k.io_a = _mm512_set1_epi8(static_cast<char>(io_a));
   k.io_b = _mm512_set1_epi8(static_cast<char>(a.input_offset - io_a));
   k.tail_mask = tail == kBytes ? ~__mmask64{0} : (__mmask64{1} << tail) - 1;

@@ -111,13 +111,20 @@ void rows(const GroupedLaneArgs& a) noexcept {
   const __m256i one = _mm256_set1_epi32(1);
   const __m256i lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const int64_t all_bytes = int64_t{a.n} * row_bytes;
+  // Bytes of a partial last step that belong to the row (int4 sets the others to u = 0).
+  const __m256i keep = _mm256_cmpgt_epi8(
+      _mm256_set1_epi8(static_cast<char>(tail)),
+      _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
+                       22, 23, 24, 25, 26, 27, 28, 29, 30, 31));
   for (int32_t o = 0; o < a.n; ++o) {
     const uint8_t* w = weights + int64_t{o} * row_bytes;
-    // The row's last step goes through a padded copy when it is partial and what lies past the
-    // row matters (int4) or is not all there (the weights end within the step).
+    // A partial last step is loaded whole where the weights go on past it (the next rows), and
+    // the bytes past the row then replaced in the register when they matter (int4); at the end
+    // of the weights it goes through a padded copy instead.
+    const bool partial = tail < kBytes;
     const bool copy_last =
-        tail < kBytes &&
-        (!Kind::kAnyPad || int64_t{o} * row_bytes + int64_t{a.chunks} * kBytes > all_bytes);
+        partial && int64_t{o} * row_bytes + int64_t{a.chunks} * kBytes > all_bytes;
+    const bool blend_last = partial && !copy_last && !Kind::kAnyPad;
     const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
     // r = ratio + 1 of the row into scratch (0 past the row's groups), vector stores only,
     // and sum_g r_g * X_g from the same registers (each product < 2^31).
@@ -143,7 +150,7 @@ void rows(const GroupedLaneArgs& a) noexcept {
     __m256i acc64 = _mm256_setzero_si256();
     for (int32_t c0 = 0; c0 < a.chunks; c0 += Kind::kFlushSteps) {
       const int32_t c1 = a.chunks - c0 > Kind::kFlushSteps ? c0 + Kind::kFlushSteps : a.chunks;
-      const int32_t full = c1 < a.chunks || !copy_last ? c1 : a.chunks - 1;
+      const int32_t full = c1 < a.chunks || !(copy_last || blend_last) ? c1 : a.chunks - 1;
       __m256i acc = _mm256_setzero_si256();
       for (int32_t c = c0; c < full; ++c) {
         const __m256i raw =
@@ -151,10 +158,16 @@ void rows(const GroupedLaneArgs& a) noexcept {
         acc = _mm256_add_epi32(acc, kind.step(a, _mm256_xor_si256(raw, flip), c));
       }
       if (full < c1) {  // the row's last step: bytes past the row become weight (u) 0
-        alignas(32) uint8_t last[kBytes];
-        std::memset(last, Kind::kFlip, sizeof last);
-        std::memcpy(last, w + int64_t{full} * kBytes, static_cast<size_t>(tail));
-        const __m256i raw = _mm256_load_si256(reinterpret_cast<const __m256i*>(last));
+        __m256i raw;
+        if (blend_last) {
+          raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + int64_t{full} * kBytes));
+          raw = _mm256_blendv_epi8(flip, raw, keep);
+        } else {
+          alignas(32) uint8_t last[kBytes];
+          std::memset(last, Kind::kFlip, sizeof last);
+          std::memcpy(last, w + int64_t{full} * kBytes, static_cast<size_t>(tail));
+          raw = _mm256_load_si256(reinterpret_cast<const __m256i*>(last));
+        }
         acc = _mm256_add_epi32(acc, kind.step(a, _mm256_xor_si256(raw, flip), full));
       }
       acc64 = widen_add(acc64, acc);
