@@ -270,6 +270,9 @@ void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, c
   a.input_offset = p.input_offset;
   a.x_scale = p.filter_offset - (s4 ? 8 : (avx2_s8 ? 0 : 128));
   a.t = at<int32_t>(base, l.t);
+  a.params = &p;
+  a.rq = &rq;
+  a.bias = bias;
   for (int32_t c = 0; c < a.chunks; ++c) {  // one division per chunk, then steps
     const int32_t first = c * chunk / g.group_size;
     chunk_group[c] = first;
@@ -309,6 +312,7 @@ void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, c
       for (int32_t j = d.in_features; j < padded; ++j) x_even[j] = 0;
     }
     group_sums(x, d, g, p.input_offset, group_x);
+    a.out = output + int64_t{b} * d.out_features;
     if (avx2_s8)
       detail::s8s8_grouped_fc_1x1c32_avx2(a);
     else if (!s4)
@@ -317,8 +321,6 @@ void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, c
       detail::s8s4_grouped_fc_1x1c128_avx512vnni(a);
     else
       detail::s8s4_grouped_fc_1x1c64_avx2(a);
-    int8_t* out = output + int64_t{b} * d.out_features;
-    for (int32_t o = 0; o < d.out_features; ++o) out[o] = finish(p, rq, bias, o, a.t[o]);
   }
 }
 #endif

@@ -3,7 +3,8 @@
 // fully_connected_grouped.cpp validates the arguments, picks the path and prepares, per batch
 // row, what the bodies share; a body computes for every output row o
 //   t[o] = (sum_g int64(acc_g) * r[o][g] + 2^7) >> 8
-// and the caller finishes (bias, requantize, output offset, clamp). Not a public header.
+// and finishes each output (bias, requantize, output offset, clamp): the x86 lane bodies
+// themselves, on vectors, the row bodies' caller one at a time. Not a public header.
 #pragma once
 
 #include <cstdint>
@@ -48,7 +49,12 @@ struct GroupedLaneArgs {
   int32_t* ratio_row = nullptr;          // AVX2 scratch: r = ratio + 1 of a row, [groups + lanes]
   int32_t input_offset = 0;
   int32_t x_scale = 0;   // filter_offset - 8 (int8 weights: - 128 on AVX-512, - 0 on AVX2)
-  int32_t* t = nullptr;  // out: [n]
+  int32_t* t = nullptr;  // scratch: [n]
+  // The finish: out[o] = clamp(requantize(bias[o] + t[o]) + output_offset), wrapping adds.
+  const FcParams* params = nullptr;
+  const Requant* rq = nullptr;
+  const int32_t* bias = nullptr;  // [n], or null
+  int8_t* out = nullptr;          // [n]: the batch row's outputs
 };
 
 // The x86 bodies (x86-64 builds only; the caller checked the CPU). Each int8-weight body lives

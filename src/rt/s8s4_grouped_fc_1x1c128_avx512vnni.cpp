@@ -13,6 +13,7 @@
 // 0x80, lanes of 4 k, vpmulld for the ratio.
 #include <immintrin.h>
 
+#include "avx512_epilogue.hpp"  // requantize16: this file's flags
 #include "grouped_paths.hpp"
 
 // GCC 12's unmasked AVX-512 intrinsics merge into _mm512_undefined_*(), which
@@ -143,6 +144,29 @@ void row_block(const GroupedLaneArgs& a, const Consts& k, int32_t o) noexcept {
   }
 }
 
+// bias + t, requantized, offset and clamped, 16 outputs at a time.
+void finish(const GroupedLaneArgs& a) noexcept {
+  const FcParams& p = *a.params;
+  const Requant& rq = *a.rq;
+  const __m512i offset = _mm512_set1_epi32(p.output_offset);
+  const __m512i lo = _mm512_set1_epi32(p.act_min);
+  const __m512i hi = _mm512_set1_epi32(p.act_max);
+  __m512i mult = _mm512_set1_epi32(rq.multiplier[0]);
+  __m512i shift = _mm512_set1_epi32(rq.shift[0]);
+  for (int32_t o = 0; o < a.n; o += kLanes) {
+    const int32_t cnt = a.n - o < kLanes ? a.n - o : kLanes;
+    __m512i acc = load16(a.t + o, cnt);
+    if (a.bias != nullptr) acc = _mm512_add_epi32(acc, load16(a.bias + o, cnt));
+    if (rq.per_channel) {
+      mult = load16(rq.multiplier + o, cnt);
+      shift = load16(rq.shift + o, cnt);
+    }
+    __m512i r = _mm512_add_epi32(requantize16(acc, mult, shift, rq.rounding), offset);
+    r = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
+    _mm512_mask_cvtepi32_storeu_epi8(a.out + o, lanes16(cnt), r);
+  }
+}
+
 template <bool kSplit, bool kS8>
 void rows(const GroupedLaneArgs& a) noexcept {
   const int32_t row_bytes = kS8 ? a.k : a.k / 2;
@@ -158,6 +182,7 @@ void rows(const GroupedLaneArgs& a) noexcept {
   int32_t o = 0;
   for (; o + 2 <= a.n; o += 2) row_block<kSplit, kS8, 2>(a, k, o);
   if (o < a.n) row_block<kSplit, kS8, 1>(a, k, o);
+  finish(a);
 }
 
 }  // namespace

@@ -19,9 +19,15 @@
 #include <cstring>
 
 #include "grouped_paths.hpp"
+#include "path_kernels.hpp"
 
 namespace tinyquant::rt::detail {
 namespace {
+
+// Only x86_avx2_common.inc's requantize8 is used here (its row blocking serves the GEMMs).
+constexpr int32_t kMr = 1;
+constexpr int32_t kBlockBytes = 64 * 1024;
+#include "x86_avx2_common.inc"  // requantize8: this file's flags
 
 constexpr int32_t kBytes = 32;  // weight bytes per step
 static_assert(kGroupedChunkAvx2 / 2 == kBytes && kGroupedChunkAvx2S8 == kBytes, "one ymm");
@@ -101,6 +107,44 @@ struct S8 {
   }
 };
 
+// cnt <= 8 int32 from p, zeros after; reads nothing past p + cnt.
+inline __m256i load8(const int32_t* p, int32_t cnt) noexcept {
+  if (cnt >= kLanes) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i m =
+      _mm256_cmpgt_epi32(_mm256_set1_epi32(cnt), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_maskload_epi32(p, m);
+}
+
+// bias + t, requantized, offset and clamped, 8 outputs at a time.
+void finish(const GroupedLaneArgs& a) noexcept {
+  const FcParams& p = *a.params;
+  const Requant& rq = *a.rq;
+  const __m256i offset = _mm256_set1_epi32(p.output_offset);
+  const __m256i lo = _mm256_set1_epi32(p.act_min);
+  const __m256i hi = _mm256_set1_epi32(p.act_max);
+  __m256i mult = _mm256_set1_epi32(rq.multiplier[0]);
+  __m256i shift = _mm256_set1_epi32(rq.shift[0]);
+  for (int32_t o = 0; o < a.n; o += kLanes) {
+    const int32_t cnt = a.n - o < kLanes ? a.n - o : kLanes;
+    __m256i acc = load8(a.t + o, cnt);
+    if (a.bias != nullptr) acc = _mm256_add_epi32(acc, load8(a.bias + o, cnt));
+    if (rq.per_channel) {
+      mult = load8(rq.multiplier + o, cnt);
+      shift = load8(rq.shift + o, cnt);
+    }
+    __m256i r = _mm256_add_epi32(requantize8(acc, mult, shift, rq.rounding), offset);
+    r = _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);  // inside int8: the packs are exact
+    const __m128i r16 = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+    const __m128i r8 = _mm_packs_epi16(r16, r16);
+    if (cnt == kLanes) {
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(a.out + o), r8);
+    } else {
+      const auto bytes = static_cast<uint64_t>(_mm_cvtsi128_si64(r8));
+      std::memcpy(a.out + o, &bytes, static_cast<size_t>(cnt));  // little-endian: lanes in order
+    }
+  }
+}
+
 template <class Kind>
 void rows(const GroupedLaneArgs& a) noexcept {
   const Kind kind(a.input_offset);
@@ -175,6 +219,7 @@ void rows(const GroupedLaneArgs& a) noexcept {
     const int64_t total = hsum64(acc64) + int64_t{a.x_scale} * hsum64(xr);
     a.t[o] = static_cast<int32_t>((total + (int64_t{1} << 7)) >> 8);
   }
+  finish(a);
 }
 
 }  // namespace
