@@ -273,9 +273,17 @@ void run_lanes(Path path, void* scratch, const FcParams& p, const Requant& rq, c
   a.params = &p;
   a.rq = &rq;
   a.bias = bias;
+  // Where chunks and groups tile each other, every chunk but the last (whose lanes past k
+  // keep the last group) has the first chunk's lane table.
+  const bool repeats = chunk % g.group_size == 0 || g.group_size % chunk == 0;
   for (int32_t c = 0; c < a.chunks; ++c) {  // one division per chunk, then steps
     const int32_t first = c * chunk / g.group_size;
     chunk_group[c] = first;
+    if (repeats && c > 0 && c + 1 < a.chunks) {
+      for (int32_t lane = 0; lane < a.lanes; ++lane)
+        lane_group[c * a.lanes + lane] = lane_group[lane];
+      continue;
+    }
     int32_t gi = first;
     int64_t next = int64_t{first + 1} * g.group_size;    // first k of group gi + 1
     for (int32_t block = 0; block < a.lanes; ++block) {  // the chunk's k blocks in k order
