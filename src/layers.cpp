@@ -38,9 +38,40 @@ void activation_range(Activation act, const ActivationParams& out, int32_t* act_
 }
 
 int8_t quantize_activation(float x, const ActivationParams& p) {
+  p.validate("quantize_activation");  // a zero scale would make 0 / 0 a NaN to convert
   if (std::isnan(x)) fail<DataError>("quantize_activation: x = {} is not a number", x);
   const double q = std::round(static_cast<double>(x) / static_cast<double>(p.scale)) + p.zero_point;
   return static_cast<int8_t>(std::clamp(q, -128.0, 127.0));
+}
+
+void quantize_activations(const float* x, int64_t n, const ActivationParams& p, int8_t* out) {
+  constexpr const char* kWhat = "quantize_activations";
+  p.validate(kWhat);
+  if (n < 0) fail<InvalidArgument>("{}: n = {} is negative", kWhat, n);
+  if (n > 0 && (x == nullptr || out == nullptr))
+    fail<InvalidArgument>("{}: x or out is null for n = {}", kWhat, n);
+  bool any_nan = false;
+  for (int64_t i = 0; i < n; ++i) any_nan |= x[i] != x[i];
+  if (any_nan) {
+    int64_t i = 0;
+    while (!std::isnan(x[i])) ++i;
+    fail<DataError>("{}: x[{}] = {} is not a number", kWhat, i, x[i]);
+  }
+  // round(v) + zp clamped to int8 is unchanged when v is first limited to [-512, 512] (zp lies
+  // in [-128, 127]); there v - trunc(v) is exact, so comparing it with 0.5 rounds half away
+  // from zero exactly as std::round, without a library call per element.
+  const double scale = static_cast<double>(p.scale);
+  const int32_t zp = p.zero_point;
+  for (int64_t i = 0; i < n; ++i) {
+    double v = static_cast<double>(x[i]) / scale;
+    v = v >= -512.0 ? v : -512.0;
+    v = v <= 512.0 ? v : 512.0;
+    const auto t = static_cast<int32_t>(v);
+    const double frac = v - static_cast<double>(t);
+    int32_t q = t + static_cast<int32_t>(frac >= 0.5) - static_cast<int32_t>(frac <= -0.5) + zp;
+    q = q < -128 ? -128 : q;
+    out[i] = static_cast<int8_t>(q > 127 ? 127 : q);
+  }
 }
 
 void check_kernel_status(rt::Status st, const char* op, const char* detail) {

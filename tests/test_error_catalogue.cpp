@@ -790,6 +790,17 @@ TEST(ErrorCatalogue, E89) {
                     "calibrate with min / max)");
 }
 
+TEST(ErrorCatalogue, E90) {
+  const float x[5] = {1, 2, 3, kNaN, 5};
+  int8_t out[5] = {};
+  TQ_EXPECT_MESSAGE(DataError, quantize_activations(x, 5, {0.1f, 0}, out),
+                    "quantize_activations: x[3] = nan is not a number");
+}
+TEST(ErrorCatalogue, E91) {
+  TQ_EXPECT_MESSAGE(InvalidArgument, quantize_activation(0.0f, {0.0f, 0}),
+                    "quantize_activation: activation scale = 0 must be finite and > 0");
+}
+
 // ---- the table and the tests stay in sync ---------------------------------------------------
 
 TEST(ErrorCatalogue, EveryRowOfTheTableHasItsTest) {

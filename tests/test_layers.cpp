@@ -8,6 +8,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "expect_error.hpp"
 #include "tinyquant/error.hpp"
@@ -594,6 +595,79 @@ TEST(Layers, QuantizeActivationSaturatesInfinitiesAndRejectsNaN) {
   EXPECT_EQ(quantize_activation(-std::numeric_limits<float>::infinity(), p), -128);
   // NaN has no int8 value: converting it is undefined behaviour, so it must be refused.
   EXPECT_THROW(quantize_activation(std::numeric_limits<float>::quiet_NaN(), p), DataError);
+}
+
+// The whole message of the E that expr throws.
+#define EXPECT_MESSAGE(E, expr, text) EXPECT_EQ(tq_test::thrown_message<E>([&] { expr; }), text)
+
+TEST(Layers, QuantizeActivationRejectsParametersWithoutAScale) {
+  // Scale 0 made 0 / 0 a NaN, whose conversion to int8 is undefined behaviour.
+  EXPECT_MESSAGE(InvalidArgument, quantize_activation(0.0f, {0.0f, 0}),
+                 "quantize_activation: activation scale = 0 must be finite and > 0");
+  EXPECT_MESSAGE(InvalidArgument, quantize_activation(1.0f, {0.1f, 200}),
+                 "quantize_activation: activation zero point = 200 is outside [-128, 127]");
+}
+
+// The vector form against the scalar one (std::round of the double quotient) on values chosen to
+// sit on and beside rounding ties, at the saturation edges, and far outside them.
+TEST(Layers, QuantizeActivationsMatchesTheScalarFunction) {
+  std::mt19937 rng(7);
+  std::vector<float> x;
+  const float inf = std::numeric_limits<float>::infinity();
+  for (float v : {0.0f, -0.0f, inf, -inf, std::numeric_limits<float>::max(),
+                  -std::numeric_limits<float>::max(), std::numeric_limits<float>::denorm_min(),
+                  1e30f, -1e30f})
+    x.push_back(v);
+  for (const float scale : {0.25f, 0.1f, 1.0f / 255.0f, 3e-3f, 7.0f}) {
+    for (int k = -300; k <= 300; ++k) {  // ties k + 0.5 (exact for scale 0.25) and their neighbours
+      const float tie = (static_cast<float>(k) + 0.5f) * scale;
+      x.push_back(tie);
+      x.push_back(std::nextafter(tie, inf));
+      x.push_back(std::nextafter(tie, -inf));
+    }
+    std::uniform_real_distribution<float> wide(-600.0f * scale, 600.0f * scale);
+    for (int i = 0; i < 2000; ++i) x.push_back(wide(rng));
+  }
+  std::vector<int8_t> out(x.size());
+  size_t checked = 0;
+  for (const float scale : {0.25f, 0.1f, 1.0f / 255.0f, 3e-3f, 7.0f}) {
+    for (const int32_t zp : {-128, -100, -1, 0, 1, 37, 127}) {
+      const ActivationParams p{scale, zp};
+      quantize_activations(x.data(), static_cast<int64_t>(x.size()), p, out.data());
+      for (size_t i = 0; i < x.size(); ++i) {
+        ASSERT_EQ(out[i], quantize_activation(x[i], p))
+            << "x = " << x[i] << " scale " << scale << " zero point " << zp;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, 35 * x.size());
+  // The tie 2.5 (x = 0.625 at scale 0.25) goes away from zero, as TFLite rounds.
+  const float ties[2] = {0.625f, -0.625f};
+  int8_t q[2] = {0, 0};
+  quantize_activations(ties, 2, {0.25f, 0}, q);
+  EXPECT_EQ(q[0], 3);
+  EXPECT_EQ(q[1], -3);
+}
+
+TEST(Layers, QuantizeActivationsRejectsNaNBeforeWritingAndBadArguments) {
+  const float x[5] = {1.0f, 2.0f, 3.0f, std::numeric_limits<float>::quiet_NaN(), 5.0f};
+  int8_t out[5] = {9, 9, 9, 9, 9};
+  EXPECT_MESSAGE(DataError, quantize_activations(x, 5, {0.1f, 0}, out),
+                 "quantize_activations: x[3] = nan is not a number");
+  for (const int8_t v : out) EXPECT_EQ(v, 9);  // nothing written
+  quantize_activations(x, 3, {0.1f, 0}, out);  // the prefix before the NaN is fine
+  EXPECT_EQ(out[2], 30);
+  EXPECT_EQ(out[3], 9);
+  EXPECT_MESSAGE(InvalidArgument, quantize_activations(x, -1, {0.1f, 0}, out),
+                 "quantize_activations: n = -1 is negative");
+  EXPECT_MESSAGE(InvalidArgument, quantize_activations(nullptr, 2, {0.1f, 0}, out),
+                 "quantize_activations: x or out is null for n = 2");
+  EXPECT_MESSAGE(InvalidArgument, quantize_activations(x, 2, {0.1f, 0}, nullptr),
+                 "quantize_activations: x or out is null for n = 2");
+  EXPECT_MESSAGE(InvalidArgument, quantize_activations(x, 2, {-1.0f, 0}, out),
+                 "quantize_activations: activation scale = -1 must be finite and > 0");
+  quantize_activations(nullptr, 0, {0.1f, 0}, nullptr);  // nothing to do
 }
 
 TEST(QuantizedLinear, RejectsABatchWhoseSizeOverflows) {

@@ -44,9 +44,15 @@ enum class Activation : uint8_t { kNone = 0, kRelu = 1, kRelu6 = 2 };
 void activation_range(Activation act, const ActivationParams& out, int32_t* act_min,
                       int32_t* act_max);
 
-// Quantizes one float (round half away from zero, saturating to int8; infinities saturate too).
-// Throws DataError for NaN.
+// Quantizes one float (round half away from zero, saturating to int8; infinities saturate too):
+// clamp(round(x / scale) + zero_point, -128, 127), the quotient in double. Throws DataError for
+// NaN and InvalidArgument for parameters ActivationParams::validate rejects.
 int8_t quantize_activation(float x, const ActivationParams& p);
+
+// quantize_activation on x[0, n) into out[0, n), the same integers, in a loop the compiler
+// vectorises (a model's input row, say). Every x is checked before anything is written: a NaN
+// throws DataError naming its index and leaves out as it was.
+void quantize_activations(const float* x, int64_t n, const ActivationParams& p, int8_t* out);
 
 // The weights QuantizedLinear and QuantizedConv2d keep from float weights, for a layer whose input
 // scale is known when its weights are quantized (a model file a firmware export will run):
