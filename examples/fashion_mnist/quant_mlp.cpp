@@ -242,7 +242,7 @@ EvalResult evaluate_quant(const QuantMlp& q, const Dataset& d, int64_t limit, rt
   std::vector<int8_t> x(static_cast<size_t>(in)), logits;
   return timed_loop(d, limit, [&](int64_t i) {
     const float* row = d.images.data() + i * in;
-    for (size_t k = 0; k < x.size(); ++k) x[k] = tq::quantize_activation(row[k], q.input);
+    tq::quantize_activations(row, in, q.input, x.data());
     forward_quant(q, x.data(), 1, &logits, path);
     return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   });
