@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "detail/check.hpp"
+#include "detail/hot_clones.hpp"
 #include "tinyquant/rt/grouped.hpp"
 
 namespace tinyquant {
@@ -44,34 +45,49 @@ int8_t quantize_activation(float x, const ActivationParams& p) {
   return static_cast<int8_t>(std::clamp(q, -128.0, 127.0));
 }
 
+namespace {
+
+// 1 if any of x[0, n) is NaN (Inf is fine: it saturates).
+TINYQUANT_HOT_CLONES uint32_t any_nan(const float* x, int64_t n) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) bad |= static_cast<uint32_t>(x[i] != x[i]);
+  return bad;
+}
+
+// clamp(round(x / scale) + zp, -128, 127) per element, round half away from zero. The quotient's
+// magnitude is first limited to 512, which cannot change a result that saturates (zp lies in
+// [-128, 127]) and keeps the conversion in range (NaN would become +-512). Then with
+// t = trunc(2v), exact since doubling is, round(v) = (t + sign(t)) / 2 in integer division: for
+// 2v in [2k + 1, 2k + 2) (v in [k + 0.5, k + 1), k >= 0) that is k + 1, for 2v in [2k, 2k + 1)
+// it is k, and the negative side mirrors it. One conversion, no compare feeding a branch, so
+// the loop vectorises.
+TINYQUANT_HOT_CLONES void quantize_activations_loop(const float* x, int64_t n, double scale,
+                                                    int32_t zp, int8_t* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = static_cast<double>(x[i]) / scale;
+    const double a = std::fabs(v);
+    const double c = std::copysign(a < 512.0 ? a : 512.0, v);
+    const auto t = static_cast<int32_t>(c + c);
+    int32_t q = (t + static_cast<int32_t>(t > 0) - static_cast<int32_t>(t < 0)) / 2 + zp;
+    q = q < -128 ? -128 : q;
+    out[i] = static_cast<int8_t>(q > 127 ? 127 : q);
+  }
+}
+
+}  // namespace
+
 void quantize_activations(const float* x, int64_t n, const ActivationParams& p, int8_t* out) {
   constexpr const char* kWhat = "quantize_activations";
   p.validate(kWhat);
   if (n < 0) fail<InvalidArgument>("{}: n = {} is negative", kWhat, n);
   if (n > 0 && (x == nullptr || out == nullptr))
     fail<InvalidArgument>("{}: x or out is null for n = {}", kWhat, n);
-  bool any_nan = false;
-  for (int64_t i = 0; i < n; ++i) any_nan |= x[i] != x[i];
-  if (any_nan) {
+  if (any_nan(x, n) != 0) {
     int64_t i = 0;
     while (!std::isnan(x[i])) ++i;
     fail<DataError>("{}: x[{}] = {} is not a number", kWhat, i, x[i]);
   }
-  // round(v) + zp clamped to int8 is unchanged when v is first limited to [-512, 512] (zp lies
-  // in [-128, 127]); there v - trunc(v) is exact, so comparing it with 0.5 rounds half away
-  // from zero exactly as std::round, without a library call per element.
-  const double scale = static_cast<double>(p.scale);
-  const int32_t zp = p.zero_point;
-  for (int64_t i = 0; i < n; ++i) {
-    double v = static_cast<double>(x[i]) / scale;
-    v = v >= -512.0 ? v : -512.0;
-    v = v <= 512.0 ? v : 512.0;
-    const auto t = static_cast<int32_t>(v);
-    const double frac = v - static_cast<double>(t);
-    int32_t q = t + static_cast<int32_t>(frac >= 0.5) - static_cast<int32_t>(frac <= -0.5) + zp;
-    q = q < -128 ? -128 : q;
-    out[i] = static_cast<int8_t>(q > 127 ? 127 : q);
-  }
+  quantize_activations_loop(x, n, static_cast<double>(p.scale), p.zero_point, out);
 }
 
 void check_kernel_status(rt::Status st, const char* op, const char* detail) {

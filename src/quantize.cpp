@@ -5,18 +5,11 @@
 #include <cstring>
 
 #include "detail/check.hpp"
+#include "detail/hot_clones.hpp"  // hot loops get an AVX2 clone
 
 // The rounding and NaN checks below rely on IEEE arithmetic in the default rounding mode.
 #if defined(__FAST_MATH__)
 #error "src/quantize.cpp must not be compiled with -ffast-math"
-#endif
-
-// Hot loops get an AVX2 clone next to the baseline one on x86-64 hosts (picked once at load time
-// through an ifunc). The loops themselves are plain C++ written so the compiler vectorises them.
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__) && !defined(__SANITIZE_ADDRESS__)
-#define TINYQUANT_HOT_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define TINYQUANT_HOT_CLONES
 #endif
 
 namespace tinyquant {
