@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "tinyquant/layers.hpp"
 #include "tinyquant/quantize.hpp"
 
 namespace {
@@ -111,6 +112,42 @@ void BM_dequantize_s8_per_channel(benchmark::State& state) {
   set_counters(state);
 }
 
+// An activation tensor (int8, one scale and zero point, TFLite's rounding with the quotient in
+// double) in one call, and the same through the per-value function as the yardstick.
+tinyquant::ActivationParams activation_params() {
+  const std::vector<float>& x = tensor();
+  float lo = x[0], hi = x[0];
+  for (const float v : x) {
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  }
+  return tinyquant::ActivationParams::from_range(lo, hi);
+}
+
+void BM_quantize_activations(benchmark::State& state) {
+  const std::vector<float>& x = tensor();
+  const tinyquant::ActivationParams p = activation_params();
+  std::vector<int8_t> out(x.size(), 1);
+  for (auto _ : state) {
+    tinyquant::quantize_activations(x.data(), count(), p, out.data());
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state);
+}
+
+void BM_quantize_activation_per_value(benchmark::State& state) {
+  const std::vector<float>& x = tensor();
+  const tinyquant::ActivationParams p = activation_params();
+  std::vector<int8_t> out(x.size(), 1);
+  for (auto _ : state) {
+    for (size_t i = 0; i < x.size(); ++i) out[i] = tinyquant::quantize_activation(x[i], p);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state);
+}
+
 BENCHMARK(BM_memcpy)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_quantize_s8_per_channel)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_quantize_s8_per_channel_half_even)->Unit(benchmark::kMillisecond);
@@ -118,6 +155,8 @@ BENCHMARK(BM_quantize_s8_per_channel_last_axis)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_quantize_s8_per_tensor)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_quantize_s4_per_group32)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_dequantize_s8_per_channel)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_quantize_activations)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_quantize_activation_per_value)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
