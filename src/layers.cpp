@@ -9,6 +9,11 @@
 #include "detail/hot_clones.hpp"
 #include "tinyquant/rt/grouped.hpp"
 
+// quantize_activations' NaN check and rounding rely on IEEE arithmetic.
+#if defined(__FAST_MATH__)
+#error "src/layers.cpp must not be compiled with -ffast-math"
+#endif
+
 namespace tinyquant {
 
 using detail::fail;

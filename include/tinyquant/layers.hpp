@@ -51,7 +51,8 @@ int8_t quantize_activation(float x, const ActivationParams& p);
 
 // quantize_activation on x[0, n) into out[0, n), the same integers, in a loop the compiler
 // vectorises (a model's input row, say). Every x is checked before anything is written: a NaN
-// throws DataError naming its index and leaves out as it was.
+// throws DataError naming its index and leaves out as it was. InvalidArgument for parameters
+// ActivationParams::validate rejects, n < 0, or a null x or out with n > 0.
 void quantize_activations(const float* x, int64_t n, const ActivationParams& p, int8_t* out);
 
 // The weights QuantizedLinear and QuantizedConv2d keep from float weights, for a layer whose input
