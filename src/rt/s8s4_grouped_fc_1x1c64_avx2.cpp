@@ -43,13 +43,12 @@ inline int64_t hsum64(__m256i v) noexcept {
   return _mm_cvtsi128_si64(_mm_add_epi64(s, _mm_unpackhi_epi64(s, s)));
 }
 
-// The r of step c's lanes: one vpermd of the row's expanded ratios by the lane table.
-inline __m256i lane_ratios(const GroupedLaneArgs& a, int32_t c) noexcept {
+// The r of step c's lanes: one vpermd of the row's expanded ratios (rr) by the lane table.
+inline __m256i lane_ratios(const GroupedLaneArgs& a, const int32_t* rr, int32_t c) noexcept {
   const __m256i idx =
       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.lane_group + int64_t{c} * kLanes));
-  const __m256i rr =
-      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.ratio_row + a.chunk_group[c]));
-  return _mm256_permutevar8x32_epi32(rr, idx);
+  const __m256i r = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rr + a.chunk_group[c]));
+  return _mm256_permutevar8x32_epi32(r, idx);
 }
 
 // int4 weights; kSplit: io = 128 enters as 64 + 64.
@@ -70,7 +69,7 @@ struct S4 {
   static int32_t row_bytes(const GroupedLaneArgs& a) noexcept { return a.k / 2; }
 
   // The lanes of step c, times their group's r. b holds the flipped weight bytes (0 past k).
-  __m256i step(const GroupedLaneArgs& a, __m256i b, int32_t c) const noexcept {
+  __m256i step(const GroupedLaneArgs& a, const int32_t* rr, __m256i b, int32_t c) const noexcept {
     const __m256i lo = _mm256_and_si256(b, low);
     const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), low);
     const __m256i both = _mm256_add_epi8(lo, hi);
@@ -83,7 +82,7 @@ struct S4 {
     const __m256i p = _mm256_madd_epi16(p16, ones);
     // |p| <= 8 * 15 * 255 = 30600 and r <= 256: both are int16 in the low half of their dword
     // (r's high half is 0), so vpmaddwd is the exact product.
-    return _mm256_madd_epi16(p, lane_ratios(a, c));
+    return _mm256_madd_epi16(p, lane_ratios(a, rr, c));
   }
 };
 
@@ -96,14 +95,14 @@ struct S8 {
   explicit S8(int32_t) noexcept {}
   static int32_t row_bytes(const GroupedLaneArgs& a) noexcept { return a.k; }
 
-  __m256i step(const GroupedLaneArgs& a, __m256i b, int32_t c) const noexcept {
+  __m256i step(const GroupedLaneArgs& a, const int32_t* rr, __m256i b, int32_t c) const noexcept {
     const auto* x = reinterpret_cast<const __m256i*>(a.x_even + int64_t{c} * 2 * kBytes);
     const __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(b));
     const __m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(b, 1));
     const __m256i p0 = _mm256_madd_epi16(w0, _mm256_load_si256(x));      // k pairs 0..15
     const __m256i p1 = _mm256_madd_epi16(w1, _mm256_load_si256(x + 1));  // k pairs 16..31
     // Lanes of 4 k in kGroupedAvx2S8LaneBlock order: 0-3, 4-7, 16-19, 20-23 | 8-11, ...
-    return _mm256_mullo_epi32(_mm256_hadd_epi32(p0, p1), lane_ratios(a, c));
+    return _mm256_mullo_epi32(_mm256_hadd_epi32(p0, p1), lane_ratios(a, rr, c));
   }
 };
 
@@ -145,6 +144,34 @@ void finish(const GroupedLaneArgs& a) noexcept {
   }
 }
 
+// r = ratio + 1 of row o into dst (0 past the row's groups, then a zero vector), vector stores
+// only; returns sum_g r_g * X_g as int64 lanes from the same registers (each product < 2^31).
+__m256i expand_ratios(const GroupedLaneArgs& a, int32_t o, int32_t* dst) noexcept {
+  const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256i xr = _mm256_setzero_si256();
+  int32_t g = 0;
+  for (; g < a.groups; g += kLanes) {
+    const int32_t left = a.groups - g;
+    __m128i r8;
+    if (left >= kLanes) {
+      r8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(ratio + g));
+    } else {  // gathered in a register: a reload of bytes just stored would stall
+      uint64_t v = 0;
+      for (int32_t i = 0; i < left; ++i) v |= uint64_t{ratio[g + i]} << (8 * i);
+      r8 = _mm_cvtsi64_si128(static_cast<long long>(v));
+    }
+    __m256i r = _mm256_add_epi32(_mm256_cvtepu8_epi32(r8), one);
+    r = _mm256_and_si256(r, _mm256_cmpgt_epi32(_mm256_set1_epi32(left), lane_index));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + g), r);
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.group_x + g));
+    xr = widen_add(xr, _mm256_mullo_epi32(r, x));
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + g), _mm256_setzero_si256());
+  return xr;
+}
+
 template <class Kind>
 void rows(const GroupedLaneArgs& a) noexcept {
   const Kind kind(a.input_offset);
@@ -152,14 +179,14 @@ void rows(const GroupedLaneArgs& a) noexcept {
   const int32_t tail = row_bytes - (a.chunks - 1) * kBytes;  // bytes of the last step, 1..32
   const auto* weights = a.w4 != nullptr ? a.w4 : reinterpret_cast<const uint8_t*>(a.w8);
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(Kind::kFlip));
-  const __m256i one = _mm256_set1_epi32(1);
-  const __m256i lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const int64_t all_bytes = int64_t{a.n} * row_bytes;
   // Bytes of a partial last step that belong to the row (int4 sets the others to u = 0).
   const __m256i keep = _mm256_cmpgt_epi8(
       _mm256_set1_epi8(static_cast<char>(tail)),
       _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
                        22, 23, 24, 25, 26, 27, 28, 29, 30, 31));
+  const int32_t stride = (a.groups + kLanes - 1) / kLanes * kLanes + kLanes;
+  __m256i xr_next = expand_ratios(a, 0, a.ratio_row);
   for (int32_t o = 0; o < a.n; ++o) {
     const uint8_t* w = weights + int64_t{o} * row_bytes;
     // A partial last step is loaded whole where the weights go on past it (the next rows), and
@@ -169,28 +196,11 @@ void rows(const GroupedLaneArgs& a) noexcept {
     const bool copy_last =
         partial && int64_t{o} * row_bytes + int64_t{a.chunks} * kBytes > all_bytes;
     const bool blend_last = partial && !copy_last && !Kind::kAnyPad;
-    const uint8_t* ratio = a.ratio + int64_t{o} * a.groups;
-    // r = ratio + 1 of the row into scratch (0 past the row's groups), vector stores only,
-    // and sum_g r_g * X_g from the same registers (each product < 2^31).
-    __m256i xr = _mm256_setzero_si256();
-    int32_t g = 0;
-    for (; g < a.groups; g += kLanes) {
-      const int32_t left = a.groups - g;
-      __m128i r8;
-      if (left >= kLanes) {
-        r8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(ratio + g));
-      } else {  // gathered in a register: a reload of bytes just stored would stall
-        uint64_t v = 0;
-        for (int32_t i = 0; i < left; ++i) v |= uint64_t{ratio[g + i]} << (8 * i);
-        r8 = _mm_cvtsi64_si128(static_cast<long long>(v));
-      }
-      __m256i r = _mm256_add_epi32(_mm256_cvtepu8_epi32(r8), one);
-      r = _mm256_and_si256(r, _mm256_cmpgt_epi32(_mm256_set1_epi32(left), lane_index));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.ratio_row + g), r);
-      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.group_x + g));
-      xr = widen_add(xr, _mm256_mullo_epi32(r, x));
-    }
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.ratio_row + g), _mm256_setzero_si256());
+    // Row o + 1's ratios go into the other buffer now, so that its steps do not load vectors
+    // spanning stores made just before them (such a load does not forward; it waits for them).
+    const int32_t* rr = a.ratio_row + (o & 1) * stride;
+    const __m256i xr = xr_next;
+    if (o + 1 < a.n) xr_next = expand_ratios(a, o + 1, a.ratio_row + ((o + 1) & 1) * stride);
     __m256i acc64 = _mm256_setzero_si256();
     for (int32_t c0 = 0; c0 < a.chunks; c0 += Kind::kFlushSteps) {
       const int32_t c1 = a.chunks - c0 > Kind::kFlushSteps ? c0 + Kind::kFlushSteps : a.chunks;
@@ -199,7 +209,7 @@ void rows(const GroupedLaneArgs& a) noexcept {
       for (int32_t c = c0; c < full; ++c) {
         const __m256i raw =
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + int64_t{c} * kBytes));
-        acc = _mm256_add_epi32(acc, kind.step(a, _mm256_xor_si256(raw, flip), c));
+        acc = _mm256_add_epi32(acc, kind.step(a, rr, _mm256_xor_si256(raw, flip), c));
       }
       if (full < c1) {  // the row's last step: bytes past the row become weight (u) 0
         __m256i raw;
@@ -212,7 +222,7 @@ void rows(const GroupedLaneArgs& a) noexcept {
           std::memcpy(last, w + int64_t{full} * kBytes, static_cast<size_t>(tail));
           raw = _mm256_load_si256(reinterpret_cast<const __m256i*>(last));
         }
-        acc = _mm256_add_epi32(acc, kind.step(a, _mm256_xor_si256(raw, flip), full));
+        acc = _mm256_add_epi32(acc, kind.step(a, rr, _mm256_xor_si256(raw, flip), full));
       }
       acc64 = widen_add(acc64, acc);
     }
