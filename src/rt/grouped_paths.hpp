@@ -46,8 +46,8 @@ struct GroupedLaneArgs {
   const int32_t* group_x = nullptr;      // X_g [groups], then `lanes` zeros
   const int32_t* chunk_group = nullptr;  // [chunks] group of the chunk's first k
   const int32_t* lane_group = nullptr;   // [chunks][lanes] lane's group - chunk_group (< lanes)
-  int32_t* ratio_row =
-      nullptr;  // AVX2 scratch: r = ratio + 1 of two rows, [2][ceil(groups / 8) * 8 + 8]
+  // AVX2 scratch: r = ratio + 1 of two rows, [2][ceil(groups / 8) * 8 + 8].
+  int32_t* ratio_row = nullptr;
   int32_t input_offset = 0;
   int32_t x_scale = 0;   // filter_offset - 8 (int8 weights: - 128 on AVX-512, - 0 on AVX2)
   int32_t* t = nullptr;  // scratch: [n]
