@@ -711,16 +711,20 @@ void append_preamble(std::string* s, const CModel& m) {
 // turn the rest of the name into code, a "/*" inside it trips -Wcomment, and control characters
 // would break the line structure.
 std::string comment_safe(const std::string& text) {
+  // Control bytes as \xNN first: the escapes hold no '*' or '/', so the pairs below are the
+  // text's own.
+  const std::string escaped = tinyquant::printable(text);
   std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '*' && i + 1 < text.size() && text[i + 1] == '/') {
+  out.reserve(escaped.size());
+  for (size_t i = 0; i < escaped.size(); ++i) {
+    const bool next_slash = i + 1 < escaped.size() && escaped[i + 1] == '/';
+    const bool next_star = i + 1 < escaped.size() && escaped[i + 1] == '*';
+    if (escaped[i] == '*' && next_slash)
       out += "* ";  // "*/" -> "* /"
-    } else if (text[i] == '/' && i + 1 < text.size() && text[i + 1] == '*') {
+    else if (escaped[i] == '/' && next_star)
       out += "/ ";  // "/*" -> "/ *"
-    } else {
-      out += tinyquant::printable(std::string_view(&text[i], 1));  // control bytes as \xNN
-    }
+    else
+      out += escaped[i];
   }
   return out;
 }
