@@ -271,6 +271,12 @@ QuantizedLinear::QuantizedLinear(QTensor weights, const float* bias, ActivationP
   build(bias);
 }
 
+int32_t QuantizedLinear::kernel_group_size() const noexcept {
+  const QuantSpec& spec = weights_.params.spec;
+  if (spec.granularity != Granularity::kPerGroup) return 0;
+  return static_cast<int32_t>(std::min(spec.group_size, in_));  // in_ <= INT32_MAX (checked)
+}
+
 void QuantizedLinear::build(const float* bias) {
   constexpr const char* kWhat = "QuantizedLinear";
   input_.validate("QuantizedLinear input");
@@ -374,7 +380,7 @@ void QuantizedLinear::forward(const int8_t* input, int64_t batch, int8_t* output
   rt::Status st;
   if (spec.granularity == Granularity::kPerGroup) {
     rt::GroupScales gs;
-    gs.group_size = static_cast<int32_t>(spec.group_size);
+    gs.group_size = kernel_group_size();
     gs.ratio = group_ratios_.data();
     scratch.resize(static_cast<size_t>(
         spec.bits <= 4 ? rt::fully_connected_s4_grouped_scratch_size(dims, gs, path)

@@ -202,6 +202,26 @@ TEST(QuantizedLinear, GroupedMatchesItsDefinition) {
   }
 }
 
+// A group longer than the row is one group per row, whatever its size: the kernel's 32-bit field
+// gets min(group, in), not the 64-bit size cut to its low 32 bits (2^32 + 4 would become 4).
+TEST(QuantizedLinear, GroupLongerThanTheRowIsOneGroup) {
+  const int64_t out = 4, in = 8, batch = 3;
+  const std::vector<float> w = randn(static_cast<size_t>(out * in), 0.3f, 21);
+  const ActivationParams ip{0.05f, -2}, op{0.1f, 1};
+  std::vector<int8_t> x(static_cast<size_t>(batch * in));
+  std::mt19937 rng(22);
+  for (int8_t& v : x) v = static_cast<int8_t>(static_cast<int>(rng() % 256) - 128);
+  for (const int64_t group :
+       {int64_t{8}, int64_t{9}, (int64_t{1} << 32) + 4, std::numeric_limits<int64_t>::max()}) {
+    const QuantizedLinear layer(w.data(), out, in, nullptr, QuantSpec::int4_per_group(group, 1), ip,
+                                op);
+    EXPECT_EQ(layer.kernel_group_size(), 8) << group;
+    EXPECT_EQ(layer.group_ratios().size(), static_cast<size_t>(out)) << group;
+    EXPECT_EQ(layer.forward(x), grouped_oracle(layer.weights(), in, x, batch, {}, ip, op))
+        << "group " << group;
+  }
+}
+
 TEST(QuantizedConv2d, MatchesDirectIntegerConvolution) {
   const int32_t oc = 6, kh = 3, kw = 3, ic = 4, h = 7, wd = 6, batch = 2;
   Conv2dGeometry geo;

@@ -113,6 +113,9 @@ class QuantizedLinear {
   const std::vector<int32_t>& shifts() const noexcept { return shifts_; }
   // Grouped weights: per group, its scale's ratio to the row's largest (see rt/grouped.hpp).
   const std::vector<uint8_t>& group_ratios() const noexcept { return group_ratios_; }
+  // Grouped weights: the rt::GroupScales group size, min(group size, in_features). A larger
+  // group is one group per row either way, and the kernel's field is 32-bit. 0 otherwise.
+  int32_t kernel_group_size() const noexcept;
   rt::Rounding rounding() const noexcept { return rounding_; }
   const rt::FcParams& kernel_params() const noexcept { return params_; }
   // Bytes a device stores: weights + int32 bias + multipliers and shifts (one pair for

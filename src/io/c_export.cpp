@@ -345,7 +345,7 @@ void add_layer(CModel* out, const Model& model, const ModelEntry& e, const QTens
   out->macros.emplace_back(lmac + "_PER_CHANNEL",
                            q.params.spec.granularity == Granularity::kPerTensor ? "0" : "1");
   if (grouped) {
-    out->macros.emplace_back(lmac + "_GROUP_SIZE", std::to_string(q.params.spec.group_size));
+    out->macros.emplace_back(lmac + "_GROUP_SIZE", std::to_string(layer.kernel_group_size()));
     out->macros.emplace_back(
         lmac + "_GROUPS_PER_ROW",
         std::to_string(layer.group_ratios().size() / static_cast<size_t>(layer.out_features())));
