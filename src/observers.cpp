@@ -831,8 +831,25 @@ void PercentileObserver::choose_range(int64_t slot, double* lo, double* hi) cons
 
 // ---- EntropyObserver ---------------------------------------------------------------------------
 
+namespace {
+
+// 2^(bits - 1) magnitude levels, checked before the histogram's bin count is (which must hold
+// them): a 16-bit spec would need more bins than the quadratic search takes.
+int64_t entropy_levels(const QuantSpec& spec) {
+  spec.validate();
+  const int64_t levels = int64_t{1} << (spec.bits - 1);
+  if (levels > EntropyObserver::kMaxEntropyBins)
+    fail<InvalidArgument>(
+        "entropy observer: {}-bit ranges need {} magnitude levels, more than the {} bins its KL "
+        "search takes (the percentile and MSE observers take {}-bit specs)",
+        spec.bits, levels, EntropyObserver::kMaxEntropyBins, spec.bits);
+  return levels;
+}
+
+}  // namespace
+
 EntropyObserver::EntropyObserver(const QuantSpec& spec, int64_t bins)
-    : HistogramObserver(spec, bins, true, kLevels) {
+    : HistogramObserver(spec, bins, true, entropy_levels(spec)), levels_(entropy_levels(spec)) {
   if (bins > kMaxEntropyBins)
     fail<InvalidArgument>(
         "entropy observer: bins = {} is above {} (params() is quadratic in the bin count)", bins,
@@ -846,8 +863,8 @@ bool EntropyObserver::same_options(const HistogramObserver&) const {
 double EntropyObserver::divergence(int64_t slot, int64_t cut) const {
   const Histogram& h = histogram(slot);
   const auto bins = static_cast<int64_t>(h.counts.size());
-  if (cut < kLevels || cut > bins)
-    fail<InvalidArgument>("entropy observer: cut bin {} is outside [{}, {}]", cut, kLevels, bins);
+  if (cut < levels_ || cut > bins)
+    fail<InvalidArgument>("entropy observer: cut bin {} is outside [{}, {}]", cut, levels_, bins);
   const uint64_t* c = h.counts.data();
   uint64_t outliers = 0;
   for (int64_t j = cut; j < bins; ++j) outliers += c[j];
@@ -855,10 +872,10 @@ double EntropyObserver::divergence(int64_t slot, int64_t cut) const {
   const double q_total = static_cast<double>(h.total - outliers);
   if (q_total == 0.0) return std::numeric_limits<double>::infinity();
   double kl = 0.0;
-  for (int64_t l = 0; l < kLevels; ++l) {
+  for (int64_t l = 0; l < levels_; ++l) {
     // Level l holds bins j with floor(j * levels / cut) == l.
-    const int64_t b0 = (l * cut + kLevels - 1) / kLevels;
-    const int64_t b1 = ((l + 1) * cut + kLevels - 1) / kLevels;
+    const int64_t b0 = (l * cut + levels_ - 1) / levels_;
+    const int64_t b1 = ((l + 1) * cut + levels_ - 1) / levels_;
     uint64_t sum = 0;
     int64_t nonzero = 0;
     for (int64_t j = b0; j < b1; ++j) {
@@ -885,9 +902,9 @@ void EntropyObserver::choose_range(int64_t slot, double* lo, double* hi) const {
   const double max_abs = std::max(-static_cast<double>(mins_[s]), double{maxs_[s]});
   const int64_t used = used_bins(h);
   int64_t best_cut = used;
-  if (used > kLevels) {
+  if (used > levels_) {
     double best = std::numeric_limits<double>::infinity();
-    for (int64_t cut = kLevels; cut <= used; ++cut) {
+    for (int64_t cut = levels_; cut <= used; ++cut) {
       const double kl = divergence(slot, cut);
       if (kl < best) {
         best = kl;

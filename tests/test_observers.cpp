@@ -539,6 +539,49 @@ TEST(EntropyObserver, MatchesBruteForceKlSearch) {
   }
 }
 
+// The search merges Q into 2^(bits - 1) levels: int4 cuts from 8 bins on, against the same
+// definition with 8 levels, and lands well inside the int8 threshold on the same data (fewer
+// levels make clipping cheaper than rounding).
+TEST(EntropyObserver, LevelsFollowTheBitWidth) {
+  std::vector<float> v = laplace_data(30000, 13, 0.05f);
+  for (float& x : v) x = std::clamp(x, -1.5f, 1.5f);
+  v[0] = 1.5f;
+  QuantSpec s4 = symmetric_spec();
+  s4.bits = 4;
+  EntropyObserver obs4(s4), obs8(symmetric_spec());
+  EXPECT_EQ(obs4.levels(), 8);
+  EXPECT_EQ(obs8.levels(), 128);
+  obs4.observe(v.data(), Shape{static_cast<int64_t>(v.size())});
+  obs8.observe(v.data(), Shape{static_cast<int64_t>(v.size())});
+  ASSERT_EQ(obs4.histogram(0).exponent, -10);
+  const std::vector<uint64_t> h = plain_histogram(v, -10, 0, 2048, true);
+  size_t used = h.size();
+  while (h[used - 1] == 0) --used;
+  double best = std::numeric_limits<double>::infinity();
+  size_t best_i = 0;
+  for (size_t i = 8; i <= used; ++i) {
+    const double kl = kl_definition(h, i, 8);
+    if (kl < best) {
+      best = kl;
+      best_i = i;
+    }
+  }
+  const double t4 = std::min(static_cast<double>(best_i) / 1024.0, 1.5);
+  EXPECT_FLOAT_EQ(obs4.params().scales[0],
+                  static_cast<float>(static_cast<double>(static_cast<float>(t4)) / 7.0));
+  for (size_t i : {size_t{8}, size_t{100}, best_i})
+    EXPECT_NEAR(obs4.divergence(0, static_cast<int64_t>(i)), kl_definition(h, i, 8), 1e-9);
+  EXPECT_LT(static_cast<double>(obs4.params().scales[0]) * 7.0,
+            0.8 * static_cast<double>(obs8.params().scales[0]) * 127.0);
+  // 16 bits would need 32768 levels, more bins than the quadratic search takes.
+  QuantSpec s16 = symmetric_spec();
+  s16.bits = 16;
+  expect_error<InvalidArgument>([&] { EntropyObserver o(s16); }, {"16-bit", "32768"});
+  QuantSpec s2 = symmetric_spec();
+  s2.bits = 2;
+  EXPECT_EQ(EntropyObserver(s2, 16).levels(), 2);
+}
+
 // ---- MseObserver -------------------------------------------------------------------------------
 
 namespace {

@@ -223,8 +223,9 @@ class PercentileObserver final : public HistogramObserver {
   double percentile_;
 };
 
-// TensorRT-style entropy calibration on a histogram of |x|. For every cut bin i in
-// [levels, used] (used = bins up to the last non-empty one):
+// TensorRT-style entropy calibration on a histogram of |x|, with levels = 2^(bits - 1) magnitude
+// levels (int8: 128, int4: 8). For every cut bin i in [levels, used] (used = bins up to the last
+// non-empty one):
 //   P = counts[0, i) with every count at or beyond i added to P[i-1]  (outliers folded in),
 //   Q = counts[0, i) (without the outliers) merged into `levels` levels, bin j in level
 //       floor(j * levels / i), each level's sum spread evenly over the bins where P is non-zero
@@ -235,20 +236,25 @@ class PercentileObserver final : public HistogramObserver {
 // would make i = levels always win with KL = 0.
 // params() costs O(bins^2) per parameter (every cut builds P and Q over its bins), so bins is
 // at most kMaxEntropyBins (about a second per parameter there; 2048, the default and TensorRT's,
-// takes milliseconds); more throws InvalidArgument.
+// takes milliseconds); more throws InvalidArgument, as do fewer bins than levels and so 16-bit
+// specs (32768 levels; the percentile and MSE observers take them).
 class EntropyObserver final : public HistogramObserver {
  public:
-  static constexpr int64_t kLevels = 128;  // int8: 128 magnitude levels
   static constexpr int64_t kMaxEntropyBins = 16384;
   explicit EntropyObserver(const QuantSpec& spec = QuantSpec::int8_activations(),
                            int64_t bins = 2048);
   const char* name() const noexcept override { return "entropy"; }
   // KL(P || Q) for cut bin i of one parameter's histogram (infinity when Q misses P).
   double divergence(int64_t slot, int64_t cut) const;
+  // The magnitude levels Q is merged into: 2^(bits - 1).
+  int64_t levels() const noexcept { return levels_; }
 
  protected:
   void choose_range(int64_t slot, double* lo, double* hi) const override;
   bool same_options(const HistogramObserver& other) const override;
+
+ private:
+  int64_t levels_;
 };
 
 // Range minimising the expected squared quantization error, on a histogram of |x|. For a

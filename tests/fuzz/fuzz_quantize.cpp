@@ -382,9 +382,9 @@ void fuzz_observers(Bytes& in) {
     batch[static_cast<size_t>(b)].resize(static_cast<size_t>(n));
     for (float& v : batch[static_cast<size_t>(b)]) v = read_value(in, encoding);
   }
-  // Entropy works on int8 magnitudes: keep its spec in the range its levels describe.
+  // Entropy takes 2-8 bits (2^(bits - 1) levels, at most the 128 of its smallest bin count here).
   if (kind % 5 == 3) {
-    c.spec.bits = 8;
+    c.spec.bits = std::min(c.spec.bits, 8);
     c.spec.granularity = Granularity::kPerTensor;
   }
   std::unique_ptr<ObserverBase> whole, first, second;
