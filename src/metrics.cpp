@@ -123,6 +123,13 @@ int64_t zero_point_bytes(int bits) {
 }
 
 int64_t quantized_bytes(const QTensor& q) {
+  // The data must be what the shape says (so numel * 4 below cannot overflow either).
+  const int64_t need = storage_bytes(q.bits(), q.numel());
+  if (static_cast<int64_t>(q.data.size()) != need)
+    fail<ShapeError>(
+        "quantized_bytes: the QTensor holds {} bytes, but {} {}-bit elements of "
+        "shape {} take {}",
+        q.data.size(), q.numel(), q.bits(), to_string(q.shape), need);
   const int64_t params = static_cast<int64_t>(q.params.scales.size());
   return static_cast<int64_t>(q.data.size()) +
          params * (static_cast<int64_t>(sizeof(float)) + zero_point_bytes(q.bits()));
@@ -130,8 +137,8 @@ int64_t quantized_bytes(const QTensor& q) {
 
 SizeReport size_report(const QTensor& q) {
   SizeReport r;
+  r.quantized_bytes = quantized_bytes(q);  // checks the data against the shape first
   r.float_bytes = q.numel() * static_cast<int64_t>(sizeof(float));
-  r.quantized_bytes = quantized_bytes(q);
   r.ratio = r.float_bytes == 0
                 ? 0.0
                 : static_cast<double>(r.float_bytes) / static_cast<double>(r.quantized_bytes);

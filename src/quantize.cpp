@@ -342,7 +342,10 @@ int64_t storage_bytes(int bits, int64_t n) {
     fail<InvalidArgument>("storage_bytes: bits = {} is not supported (expected 2..8 or 16)", bits);
   if (n < 0) fail<InvalidArgument>("storage_bytes: element count {} is negative", n);
   if (bits <= 4) return n / 2 + n % 2;
-  return bits <= 8 ? n : 2 * n;
+  if (bits <= 8) return n;
+  if (n > std::numeric_limits<int64_t>::max() / 2)
+    fail<ShapeError>("storage_bytes: {} 16-bit elements take more than 2^63 bytes", n);
+  return 2 * n;
 }
 
 void pack_int4(const int8_t* values, int64_t n, uint8_t* packed) {

@@ -167,4 +167,12 @@ TEST(SizeReport, CountsDataAndParameters) {
     expect_error<InvalidArgument>([&] { zero_point_bytes(bits); },
                                   {"bits = " + std::to_string(bits)});
   for (int bits = 2; bits <= 8; ++bits) EXPECT_EQ(zero_point_bytes(bits), 1) << bits;
+  // A tensor whose data is not what its shape says has no size: not a wrapped numel * 4.
+  QTensor huge = q8;
+  huge.shape = {int64_t{1} << 62};
+  huge.params = QuantParams{};
+  expect_error<ShapeError>([&] { size_report(huge); }, {"quantized_bytes", "40 bytes"});
+  QTensor short_data = q8;
+  short_data.data.pop_back();
+  expect_error<ShapeError>([&] { quantized_bytes(short_data); }, {"39 bytes", "take 40"});
 }

@@ -644,6 +644,12 @@ TEST(QuantizeErrors, BufferSizes) {
                            {"QTensor holds 4 bytes, but 5 4-bit elements of shape [5] need 3"});
   expect_error<InvalidArgument>([] { storage_bytes(12, 4); }, {"bits = 12"});
   expect_error<InvalidArgument>([] { storage_bytes(8, -1); }, {"-1"});
+  // The largest counts: 16-bit bytes stop where 2 n leaves int64, 8- and 4-bit ones never do.
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(storage_bytes(16, kMax / 2), kMax - 1);
+  expect_error<ShapeError>([] { storage_bytes(16, kMax / 2 + 1); }, {"16-bit", "2^63"});
+  EXPECT_EQ(storage_bytes(8, kMax), kMax);
+  EXPECT_EQ(storage_bytes(4, kMax), kMax / 2 + 1);
 }
 
 TEST(Quantize, EmptyTensor) {

@@ -54,7 +54,8 @@ ErrorReport error_report(const std::vector<float>& reference, const QTensor& q);
 
 // Bytes a zero point takes for the given bit width: 1 for bits 2..8, 2 for bits 16.
 int64_t zero_point_bytes(int bits);
-// Data bytes + parameter bytes (see the header comment).
+// Data bytes + parameter bytes (see the header comment). Throws ShapeError if q's data is not
+// storage_bytes(bits, numel) long (size_report too).
 int64_t quantized_bytes(const QTensor& q);
 
 struct SizeReport {

@@ -41,7 +41,8 @@ struct QTensor {
 };
 
 // Bytes of storage for n elements of the given bit width (see the header comment).
-// Throws InvalidArgument for bits outside {2..8, 16}, n < 0.
+// Throws InvalidArgument for bits outside {2..8, 16}, n < 0; ShapeError if 16-bit elements
+// would take more than 2^63 bytes.
 int64_t storage_bytes(int bits, int64_t n);
 
 // Packs n int8 values in [-8, 7] into ceil(n / 2) bytes (s4 layout). Throws InvalidArgument
