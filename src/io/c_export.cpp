@@ -101,11 +101,12 @@ void append_sanitised(std::string* id, const std::string& text) {
 
 // The C name of an entry or layer `name` under the (sanitised) prefix. Unlike c_identifier alone,
 // a name that starts with a digit needs no '_' of its own here, and every run of '_' the
-// sanitising makes becomes one, with none left at the end where a "_suffix" follows.
+// sanitising makes becomes one, with none left at the end where a "_suffix" follows (a name with
+// nothing to keep, such as ".", is the prefix itself): no name holds "__", which C++ reserves.
 std::string scoped_identifier(const std::string& prefix, const std::string& name) {
   std::string id = prefix + "_";
   append_sanitised(&id, name);
-  if (id.size() > prefix.size() + 1 && id.back() == '_') id.pop_back();  // before a "_suffix"
+  if (id.back() == '_') id.pop_back();  // before a "_suffix"
   return id;
 }
 
@@ -642,10 +643,18 @@ CModel collect(const Model& model, const CExportOptions& opt) {
   // Every array and macro name, with the entry that produced it: names are sanitised and macros
   // upper-cased, so different entries can meet ("w" and "w_scales", "fc" and "FC").
   std::map<std::string, std::string> owner;
+  // The header's own macros (append_preamble, export_c_header) are no entry's to take.
+  const std::set<std::string> own = {"TQ_" + out.guard + "_ALIGN", "TQ_" + out.guard + "_UNUSED",
+                                     "TQ_" + out.guard + "_H_"};
   for (const ModelEntry& e : model.entries) {
     const size_t arrays0 = out.arrays.size(), macros0 = out.macros.size();
     collect_entry(&out, model, e, opt);
     const auto claim = [&](const std::string& name) {
+      if (own.count(name) != 0)
+        fail<InvalidArgument>(
+            "export-c: entry '{}' gives the C name '{}', a macro the header defines for itself; "
+            "rename the entry or choose another prefix",
+            printable(e.name), name);
       const auto [it, fresh] = owner.emplace(name, e.name);
       if (!fresh)
         fail<InvalidArgument>(

@@ -72,8 +72,11 @@ TEST(CExport, IdentifiersAreSanitised) {
 TEST(CExport, ExportedNamesHoldNoDoubleUnderscore) {
   io::Model m = float_model({1.0f}, "0.weight");
   m.entries.push_back(float_model({2.0f}, "blocks..1/w.").entries[0]);
+  m.entries.push_back(float_model({3.0f}, "./").entries[0]);  // nothing to keep: the prefix
   const std::string h = io::export_c_header(m, {});
   EXPECT_TRUE(contains(h, "model_0_weight[1]")) << h;
+  EXPECT_TRUE(contains(h, "model[1]")) << h;
+  EXPECT_TRUE(contains(h, "#define MODEL_NUMEL 1")) << h;
   EXPECT_TRUE(contains(h, "model_blocks_1_w[1]")) << h;
   EXPECT_TRUE(contains(h, "#define MODEL_BLOCKS_1_W_NUMEL 1")) << h;
   // Every identifier the exporter makes (they all carry the prefix).
@@ -87,6 +90,21 @@ TEST(CExport, ExportedNamesHoldNoDoubleUnderscore) {
     EXPECT_FALSE(contains(id, "__")) << id;
   }
   EXPECT_GT(made, 10);
+}
+
+// The header's own macros (alignment, unused, include guard) are not names an entry may take:
+// an entry that would define one is an error, not a header that does not compile.
+TEST(CExport, EntriesCannotTakeTheHeadersOwnMacroNames) {
+  io::CExportOptions o;
+  o.prefix = "TQ";
+  for (const std::string name : {"TQ_ALIGN", "TQ.UNUSED"}) {
+    const io::Model m = float_model({1.0f}, name);
+    expect_error<InvalidArgument>([&] { io::export_c_header(m, o); },
+                                  {"'" + name + "'", "a macro the header defines for itself"});
+  }
+  // Under another prefix the same entries are ordinary names.
+  EXPECT_TRUE(
+      contains(io::export_c_header(float_model({1.0f}, "TQ_ALIGN"), {}), "model_TQ_ALIGN[1]"));
 }
 
 TEST(CExport, FloatLiteralsReadBackExactly) {
