@@ -25,8 +25,8 @@ constexpr char kEntryMagic[4] = {'T', 'Q', 'E', 'N'};
 constexpr size_t kHeaderSize = 64;
 constexpr size_t kEntryHeaderSize = 32;
 constexpr uint64_t kAlign = 64;
-constexpr size_t kMaxName = 1024;
-constexpr size_t kMaxRank = 8;
+constexpr size_t kMaxName = kMaxEntryName;
+constexpr size_t kMaxRank = kMaxEntryRank;
 constexpr size_t kMaxParts = 16;
 
 uint64_t align_up(uint64_t v) {
@@ -451,6 +451,7 @@ namespace {
 // rename would replace a device or a FIFO by a file, and claim a write that never reached it).
 std::string write_target(const std::string& path) {
   namespace fs = std::filesystem;
+  if (path.empty()) fail<IoError>("cannot write a model file: the path is empty");
   fs::path target = path;
   for (int hops = 0;; ++hops) {
     std::error_code ec;

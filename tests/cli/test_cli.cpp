@@ -403,11 +403,47 @@ TEST(Cli, InspectShowsControlBytesInNamesEscaped) {
   EXPECT_EQ(tensor(inspect_json(model), "red\x1b[31mname\nx")["params"], 2);
 }
 
+namespace {
+
+void write_safetensors(const std::string& path,
+                       const std::vector<std::pair<std::string, tinyquant::Shape>>& tensors) {
+  namespace io = tinyquant::io;
+  io::SafeTensors st;
+  uint32_t seed = 1;
+  for (const auto& [name, shape] : tensors) {
+    int64_t n = 1;
+    for (const int64_t e : shape) n *= e;
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v)
+      x = static_cast<float>((seed = seed * 1664525u + 1013904223u) >> 20) / 4096.0f - 0.5f;
+    st.tensors.push_back(io::SafeTensor::from(name, v, shape));
+  }
+  io::save_safetensors(path, st);
+}
+
+}  // namespace
+
 TEST(Cli, DataErrorsExitWith1WithAMessage) {
+  // A finite float64 beyond float32's range is named as such, not as the infinity it narrows to.
+  tinyquant::io::save_npy(kData + "/big64.npy", tinyquant::io::NpyArray::from(
+                                                    std::vector<double>{1.0, -1e300, 2.0}, {3}));
+  write_safetensors(kData + "/unnamed.safetensors", {{"w", {2, 2}}, {"", {2, 2}}});
+  tinyquant::io::save_npy(
+      kData + "/rank9.npy",
+      tinyquant::io::NpyArray::from(std::vector<float>{1.0f, 2.0f}, {1, 1, 1, 1, 1, 1, 1, 1, 2}));
   struct Case {
     std::string args, words;
   };
   for (const Case& c : std::vector<Case>{
+           {"quantize " + kData + "/big64.npy " + kData + "/x.tqm",
+            "'big64': float64 value -1e+300 at index 1 is beyond float32's range"},
+           // What a model file cannot hold is said about the input, before any work.
+           {"quantize " + kData + "/unnamed.safetensors " + kData + "/x.tqm",
+            "unnamed.safetensors: tensor 1 (''): a name of 0 bytes; a model file holds names of "
+            "1 to 1024 bytes"},
+           {"quantize " + kData + "/rank9.npy " + kData + "/x.tqm",
+            "rank9.npy: tensor 'rank9' [1, 1, 1, 1, 1, 1, 1, 1, 2]: rank 9; a model file holds "
+            "ranks up to 8"},
            {"inspect " + kData + "/corrupt.tqm", "corrupt.tqm: entry 0: payload CRC mismatch"},
            {"inspect " + kData + "/not_a_model.tqm",
             "not_a_model.tqm: file header: truncated file header"},
@@ -456,22 +492,6 @@ void write_empty_npy(const std::string& path, const std::string& shape) {
   bytes += static_cast<char>(header.size() >> 8);
   bytes += header;
   std::ofstream(path, std::ios::binary) << bytes;
-}
-
-void write_safetensors(const std::string& path,
-                       const std::vector<std::pair<std::string, tinyquant::Shape>>& tensors) {
-  namespace io = tinyquant::io;
-  io::SafeTensors st;
-  uint32_t seed = 1;
-  for (const auto& [name, shape] : tensors) {
-    int64_t n = 1;
-    for (const int64_t e : shape) n *= e;
-    std::vector<float> v(static_cast<size_t>(n));
-    for (float& x : v)
-      x = static_cast<float>((seed = seed * 1664525u + 1013904223u) >> 20) / 4096.0f - 0.5f;
-    st.tensors.push_back(io::SafeTensor::from(name, v, shape));
-  }
-  io::save_safetensors(path, st);
 }
 
 void expect_error(const Result& r, int code, const std::string& words, const std::string& what) {
@@ -562,6 +582,67 @@ TEST(Cli, ExportWritesNeitherFileOfAPairItCannotFinish) {
   std::remove(h.c_str());
 }
 
+// Undoing a header whose .c file failed touches only what the header write made: a FIFO given as
+// the header stays a FIFO (it was written in place and had nothing to restore), and through a
+// dangling symbolic link the file the write created goes, the link stays.
+TEST(Cli, ExportUndoesOnlyTheFileItCreated) {
+  const std::string fifo = kData + "/pair_fifo.h", link = kData + "/pair_link.h",
+                    target = kData + "/pair_target.h", bad = kData + "/no/such/dir/pair.c";
+  std::remove(fifo.c_str());
+  std::remove(link.c_str());
+  std::remove(target.c_str());
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  const Result r = run_shell("(cat '" + fifo + "' > /dev/null &); " + kExe + " export-c " + kData +
+                             "/model.tqm " + fifo + " --source " + bad);
+  expect_error(r, 1, "'" + bad + "'", "header in a FIFO");
+  struct stat st {};
+  ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  ASSERT_EQ(::symlink("pair_target.h", link.c_str()), 0);
+  expect_error(run("export-c " + kData + "/model.tqm " + link + " --source " + bad), 1,
+               "'" + bad + "'", "header through a dangling link");
+  ASSERT_EQ(::lstat(link.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISLNK(st.st_mode));
+  EXPECT_NE(::lstat(target.c_str(), &st), 0);
+  std::remove(fifo.c_str());
+  std::remove(link.c_str());
+}
+
+// No command writes over the file it reads, and export-c's header and .c file are two files
+// (the same path given twice, however spelt, or two links to one file).
+TEST(Cli, OutputsThatAreTheInputOrEachOtherAreUsageErrors) {
+  const std::string npy = kData + "/self.npy", model = kData + "/self.tqm";
+  ASSERT_EQ(run_shell("cp " + kData + "/fc.npy " + npy).code, 0);
+  ASSERT_EQ(run("quantize " + npy + " " + model).code, 0);
+  const std::string npy_bytes = slurp(npy), model_bytes = slurp(model);
+  const std::string h = kData + "/self.h", dot_h = kData + "/./self.h", hl = kData + "/self_l.h";
+  std::remove(h.c_str());
+  std::remove(hl.c_str());
+  std::ofstream(h) << "old\n";
+  ASSERT_EQ(::link(h.c_str(), hl.c_str()), 0);
+  struct Case {
+    std::string args, words;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"quantize " + npy + " " + npy, "is the input file"},
+           {"quantize " + npy + " " + kData + "/../" + kData.substr(kData.rfind('/') + 1) +
+                "/self.npy",
+            "is the input file"},
+           {"prune " + npy + " " + npy + " --sparsity 0.5", "is the input file"},
+           {"export-c " + model + " " + model, "is the input file"},
+           {"export-c " + model + " " + h + " --source " + model, "is the input file"},
+           {"export-c " + model + " " + h + " --source " + dot_h, "needs a path of its own"},
+           {"export-c " + model + " " + h + " --source " + hl, "needs a path of its own"},
+       })
+    expect_error(run(c.args), 2, c.words, c.args);
+  EXPECT_EQ(slurp(npy), npy_bytes);
+  EXPECT_EQ(slurp(model), model_bytes);
+  EXPECT_EQ(slurp(h), "old\n");
+  // Distinct files still work.
+  EXPECT_EQ(run("export-c " + model + " " + h + " --source " + kData + "/self.c").code, 0);
+  for (const std::string& f : {npy, model, h, hl, kData + "/self.c"}) std::remove(f.c_str());
+}
+
 // Options that contradict each other, or a value another option rules out, are usage errors
 // (exit 2) named after the option, not failures of the run.
 TEST(Cli, OptionsThatRuleEachOtherOutAreUsageErrors) {
@@ -586,6 +667,13 @@ TEST(Cli, OptionsThatRuleEachOtherOutAreUsageErrors) {
            {"prune " + fc + "--sparsity 1", "outside [0, 1)"},
            {"prune " + fc + "--sparsity -0.1", "outside [0, 1)"},
            {"quantize " + fc + "--input-scale fc:0", "'fc:0' is 0; it must be finite and > 0"},
+           {"quantize " + kData + "/fc.npy ''", "OUT: the output path is empty"},
+           {"export-c " + model + " " + h + "--source ''", "--source: the path is empty"},
+           // Beyond float's range is a value out of range, not text that is not a number.
+           {"quantize " + fc + "--input-scale 1e40", "'1e40' is inf; it must be finite and > 0"},
+           {"quantize " + fc + "--input-scale 1e-50", "'1e-50' is 0; it must be finite and > 0"},
+           {"export-c " + model + " " + h + "--act fc1:1e-50,0,0.05,0",
+            "--act fc1 input: activation scale = 0 must be finite and > 0"},
            {"bogus " + fc, "unknown command 'bogus'"},
            {"quantize " + fc + "--bits abc",
             "--bits: expected a whole number from 2 to 8, got 'abc'"},
@@ -599,7 +687,8 @@ TEST(Cli, OptionsThatRuleEachOtherOutAreUsageErrors) {
   EXPECT_EQ(twice.err.find("--input-scale"), twice.err.rfind("--input-scale")) << twice.err;
   // A convolution given without settings takes the defaults.
   EXPECT_EQ(run("export-c " + model + " " + h + "--conv conv:").code, 0);
-  EXPECT_EQ(run("prune " + fc + "--sparsity 0.9999999").code, 0);  // inside [0, 1)
+  EXPECT_EQ(run("prune " + fc + "--sparsity 0.9999999").code, 0);    // inside [0, 1)
+  EXPECT_EQ(run("quantize " + fc + "--input-scale 1e-45").code, 0);  // subnormal, yet > 0
 }
 
 // Model files are written to a temporary file renamed over the path: a FIFO (or a device) there

@@ -192,6 +192,17 @@ TEST(ModelFile, SaveAndLoad) {
   }
   EXPECT_THROW(load_model(dir + "/missing.tqm"), IoError);
   std::remove(path.c_str());
+  // An empty path is refused before a temporary file is made (it would land in the working
+  // directory, and the rename to "" then fails).
+  const std::string tmp_here = ".tmp." + std::to_string(::getpid());
+  try {
+    save_model(m, "");
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("the path is empty"), std::string::npos) << e.what();
+  }
+  struct stat st {};
+  EXPECT_NE(::stat(tmp_here.c_str(), &st), 0);
 }
 
 // The rename that makes a write atomic would replace whatever sits at the path: a symbolic link

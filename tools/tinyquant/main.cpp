@@ -66,6 +66,17 @@ auto about_other_file(const std::string& label, F&& f) -> decltype(f()) {
   }
 }
 
+// A float taking all of `text`, or nothing. Out of float's range is not "not a number": a value
+// too large reads as infinity and one too small as a subnormal or 0, for the caller's range
+// check to name (std::stof would throw out_of_range for both, and for every subnormal).
+std::optional<float> parse_float(const std::string& text) {
+  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0])) != 0) return std::nullopt;
+  char* end = nullptr;
+  const float v = std::strtof(text.c_str(), &end);
+  if (end != text.c_str() + text.size()) return std::nullopt;
+  return v;
+}
+
 // A whole decimal number in [lo, hi] taking all of `text`, or nothing (sscanf's %d would be
 // undefined on overflow).
 std::optional<int64_t> parse_whole(const std::string& text, int64_t lo, int64_t hi) {
@@ -99,6 +110,21 @@ bool is_float(tinyquant::io::DType d) {
          d == DType::kFloat64;
 }
 
+// A float64 value beyond float32's range would reach the quantizers as an infinity that the
+// file never held: name it as what it is.
+template <class Array>
+std::vector<float> floats_of(const Array& a, const std::string& path, const std::string& name) {
+  std::vector<float> f = a.template as<float>();
+  if (a.dtype != tinyquant::io::DType::kFloat64) return f;
+  const std::vector<double> d = a.template as<double>();
+  for (size_t i = 0; i < f.size(); ++i)
+    if (std::isinf(f[i]) && std::isfinite(d[i]))
+      throw tinyquant::DataError(
+          fmt::format("{}: '{}': float64 value {} at index {} is beyond float32's range", path,
+                      tinyquant::printable(name), d[i], i));
+  return f;
+}
+
 // The float tensors of a .npy (one, named `name` or the file stem) or .safetensors file.
 std::vector<FloatTensor> load_floats(const std::string& path, const std::string& name) {
   std::vector<FloatTensor> out;
@@ -108,8 +134,8 @@ std::vector<FloatTensor> load_floats(const std::string& path, const std::string&
       throw tinyquant::InvalidArgument(
           fmt::format("{}: dtype {} is not a float type (float16/32/64 expected)", path,
                       tinyquant::io::to_string(a.dtype)));
-    out.push_back({name.empty() ? std::filesystem::path(path).stem().string() : name, a.shape,
-                   a.as<float>()});
+    const std::string tensor = name.empty() ? std::filesystem::path(path).stem().string() : name;
+    out.push_back({tensor, a.shape, floats_of(a, path, tensor)});
   } else if (has_extension(path, ".safetensors")) {
     const tinyquant::io::SafeTensors f = tinyquant::io::load_safetensors(path);
     for (const tinyquant::io::SafeTensor& t : f.tensors) {
@@ -118,7 +144,7 @@ std::vector<FloatTensor> load_floats(const std::string& path, const std::string&
                    tinyquant::printable(t.name), tinyquant::io::safetensors_dtype_name(t.dtype));
         continue;
       }
-      out.push_back({t.name, t.shape, t.as<float>()});
+      out.push_back({t.name, t.shape, floats_of(t, path, t.name)});
     }
     if (out.empty())
       throw tinyquant::DataError(fmt::format("{}: no float tensor to quantize", path));
@@ -281,12 +307,14 @@ void parse_act(const std::string& v, tinyquant::io::CExportOptions* opt) {
   try {
     size_t used = 0;
     if (f.size() != 4 && f.size() != 5) throw std::invalid_argument("count");
-    a.input.scale = std::stof(f[0], &used);
-    if (used != f[0].size()) throw std::invalid_argument(f[0]);
+    const std::optional<float> in_scale = parse_float(f[0]);
+    if (!in_scale) throw std::invalid_argument(f[0]);
+    a.input.scale = *in_scale;
     a.input.zero_point = std::stoi(f[1], &used);
     if (used != f[1].size()) throw std::invalid_argument(f[1]);
-    a.output.scale = std::stof(f[2], &used);
-    if (used != f[2].size()) throw std::invalid_argument(f[2]);
+    const std::optional<float> out_scale = parse_float(f[2]);
+    if (!out_scale) throw std::invalid_argument(f[2]);
+    a.output.scale = *out_scale;
     a.output.zero_point = std::stoi(f[3], &used);
     if (used != f[3].size()) throw std::invalid_argument(f[3]);
   } catch (const std::logic_error&) {
@@ -318,15 +346,11 @@ void parse_act(const std::string& v, tinyquant::io::CExportOptions* opt) {
 void parse_input_scale(const std::string& v, QuantizeOptions* o) {
   const bool named = v.find(':') != std::string::npos;
   const auto [layer, text] = named ? split_layer(v, "--input-scale") : std::make_pair(v, v);
-  float scale = 0.0f;
-  try {
-    size_t used = 0;
-    scale = std::stof(text, &used);
-    if (used != text.size()) throw std::invalid_argument(text);
-  } catch (const std::logic_error&) {
+  const std::optional<float> parsed = parse_float(text);
+  if (!parsed)
     throw CLI::ValidationError("--input-scale",
                                "expected [LAYER:]SCALE, e.g. fc1:0.02, got '" + v + "'");
-  }
+  const float scale = *parsed;
   if (!std::isfinite(scale) || !(scale > 0.0f))
     throw CLI::ValidationError("--input-scale", fmt::format("the scale in '{}' is {}; it must be "
                                                             "finite and > 0",
@@ -467,6 +491,20 @@ void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOp
   const std::map<std::string, LayerBias> biased = layers_with_bias(tensors, o);
   int64_t total_float = 0, total_q = 0;
   for (const FloatTensor& t : tensors) total_float += 4 * static_cast<int64_t>(t.data.size());
+  // What a model file cannot hold is a fault of the input: said before any work, about the input
+  // (save_model would say it at the end, about the output).
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const FloatTensor& t = tensors[i];
+    if (t.name.empty() || t.name.size() > tinyquant::io::kMaxEntryName)
+      throw tinyquant::DataError(fmt::format(
+          "tensor {} ('{}'): a name of {} bytes; a model file holds names of 1 to {} bytes", i,
+          tinyquant::printable(t.name), t.name.size(), tinyquant::io::kMaxEntryName));
+    if (t.shape.size() > tinyquant::io::kMaxEntryRank)
+      throw tinyquant::DataError(
+          fmt::format("tensor '{}' {}: rank {}; a model file holds ranks up to {}",
+                      tinyquant::printable(t.name), tinyquant::to_string(t.shape), t.shape.size(),
+                      tinyquant::io::kMaxEntryRank));
+  }
   bar->start("quantize", total_float, "bytes");
   int64_t done = 0;
   const bool stdout_tty = isatty(STDOUT_FILENO) != 0;
@@ -781,18 +819,22 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
 }
 
 // Writes the header and, if `source` is given, the .c file. If the second write fails, the header
-// is put back as it was (or removed if it was new), so an error leaves no half of a pair.
+// is put back as it was: a regular file gets its old bytes again, a file the write created is
+// removed (through a symbolic link: the file it created, not the link), and anything else that
+// was there (a device, a FIFO, written in place) is left alone. An error leaves no half of a pair.
 void write_pair(const std::string& out, const std::string& header, const std::string& source,
                 const std::string& c) {
   namespace fs = std::filesystem;
   std::error_code ec;
   std::optional<std::vector<uint8_t>> before;
-  if (!source.empty() && fs::is_regular_file(out, ec))
+  const bool existed = fs::exists(out, ec);  // follows links: a dangling one does not exist
+  if (!source.empty() && existed && fs::is_regular_file(out, ec))
     before = about_other_file("", [&] { return tinyquant::io::read_file_bytes(out); });
   about_other_file("", [&] {
     tinyquant::io::write_file_bytes(out, std::vector<uint8_t>(header.begin(), header.end()));
   });
   if (source.empty()) return;
+  const fs::path created = existed ? fs::path() : fs::canonical(out, ec);
   try {
     about_other_file("", [&] {
       tinyquant::io::write_file_bytes(source, std::vector<uint8_t>(c.begin(), c.end()));
@@ -801,13 +843,33 @@ void write_pair(const std::string& out, const std::string& header, const std::st
     try {
       if (before)
         tinyquant::io::write_file_bytes(out, *before);
-      else
-        fs::remove(out, ec);
+      else if (!created.empty())
+        fs::remove(created, ec);
     } catch (const tinyquant::Error&) {
       // The first error is the one to report.
     }
     throw;
   }
+}
+
+// Whether two paths name the same file: the same file system object where both exist (hard and
+// symbolic links included), else the same path once normalised.
+bool same_file(const std::string& a, const std::string& b) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(a, ec) && fs::exists(b, ec)) {
+    const bool same = fs::equivalent(a, b, ec);
+    return !ec && same;
+  }
+  // weakly_canonical leaves a relative path with no existing part as it is: absolute first.
+  const auto resolved = [&ec](const std::string& p) {
+    const fs::path abs = fs::absolute(p, ec);
+    return ec ? fs::path() : fs::weakly_canonical(abs, ec).lexically_normal();
+  };
+  const fs::path ca = resolved(a);
+  if (ec) return false;
+  const fs::path cb = resolved(b);
+  return !ec && ca == cb;
 }
 
 int run(int argc, char** argv) {
@@ -906,9 +968,10 @@ int run(int argc, char** argv) {
       "export-c", "Write a model as C arrays (a header, or a header and a .c file)");
   export_cmd->add_option("FILE", in, "Model file (.tqm)")->required();
   export_cmd->add_option("OUT", out, "Output header (.h)")->required();
-  export_cmd->add_option("--source", source,
-                         "Also write the array definitions to this .c file; the header then "
-                         "only declares them");
+  CLI::Option* source_opt =
+      export_cmd->add_option("--source", source,
+                             "Also write the array definitions to this .c file; the header then "
+                             "only declares them");
   export_cmd->add_option("--prefix", prefix,
                          "Prefix of every C name (sanitised to an identifier, default model)");
   CLI::Option* is = export_cmd->add_option(
@@ -1005,6 +1068,24 @@ int run(int argc, char** argv) {
           "--storage", storage.storage +
                            " needs --scheme symmetric: affine weights quantize pruned values to "
                            "their zero point, not to 0, so a sparse format would store them all");
+    if ((quantize->parsed() || prune_cmd->parsed() || export_cmd->parsed()) && out.empty())
+      throw CLI::ValidationError("OUT", "the output path is empty");
+    if (export_cmd->parsed() && source_opt->count() > 0 && source.empty())
+      throw CLI::ValidationError("--source", "the path is empty");
+    // A command never writes over a file it reads, and export-c's two outputs are two files.
+    if ((quantize->parsed() || prune_cmd->parsed() || export_cmd->parsed()) && same_file(in, out))
+      throw CLI::ValidationError("OUT", fmt::format("'{}' is the input file '{}'; the command "
+                                                    "would overwrite what it reads",
+                                                    out, in));
+    if (export_cmd->parsed() && !source.empty() && same_file(in, source))
+      throw CLI::ValidationError("--source", fmt::format("'{}' is the input file '{}'; the "
+                                                         "command would overwrite what it reads",
+                                                         source, in));
+    if (export_cmd->parsed() && !source.empty() && same_file(out, source))
+      throw CLI::ValidationError(
+          "--source", fmt::format("'{}' is the header OUT '{}'; the .c file needs a path of "
+                                  "its own",
+                                  source, out));
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;

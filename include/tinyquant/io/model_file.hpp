@@ -37,6 +37,8 @@
 namespace tinyquant::io {
 
 inline constexpr uint32_t kModelFileVersion = 1;
+inline constexpr size_t kMaxEntryName = 1024;  // bytes of an entry's name (at least 1)
+inline constexpr size_t kMaxEntryRank = 8;
 
 // Element storage of an entry's primary data.
 enum class Storage : uint8_t {
@@ -55,9 +57,9 @@ struct ModelPart {
 };
 
 struct ModelEntry {
-  std::string name;  // 1..1024 bytes, unique in the file
+  std::string name;  // 1..kMaxEntryName bytes, unique in the file
   Storage storage = Storage::kFloat32;
-  Shape shape;                        // rank 0..8
+  Shape shape;                        // rank 0..kMaxEntryRank
   std::optional<QuantParams> params;  // set for quantized tensors
   uint8_t format = 0;                 // 0 = dense; other values name a sparse format
   std::vector<ModelPart> parts;       // 1..16 parts
