@@ -801,6 +801,53 @@ TEST(ErrorCatalogue, E91) {
                     "quantize_activation: activation scale = 0 must be finite and > 0");
 }
 
+TEST(ErrorCatalogue, E92) {
+  QuantSpec s16 = QuantSpec::int8_activations();
+  s16.bits = 16;
+  TQ_EXPECT_MESSAGE(InvalidArgument, EntropyObserver o(s16),
+                    "entropy observer: 16-bit ranges need 32768 magnitude levels, more than the "
+                    "16384 bins its KL search takes (the percentile and MSE observers take 16-bit "
+                    "specs)");
+}
+TEST(ErrorCatalogue, E93) {
+  TQ_EXPECT_MESSAGE(ShapeError, storage_bytes(16, int64_t{1} << 62),
+                    "storage_bytes: 4611686018427387904 16-bit elements take more than 2^63 bytes");
+}
+TEST(ErrorCatalogue, E94) {
+  const std::vector<float> w(40, 1.0f);
+  QTensor q = quantize_weights(w.data(), {4, 10}, QuantSpec::int8_weights_per_channel(0));
+  q.data.pop_back();
+  TQ_EXPECT_MESSAGE(ShapeError, quantized_bytes(q),
+                    "quantized_bytes: the QTensor holds 39 bytes, but 40 8-bit elements of shape "
+                    "[4, 10] take 40");
+}
+TEST(ErrorCatalogue, E95) {
+  const float v = 1.0f;
+  io::Model m;
+  m.entries.push_back(io::make_entry("w", &v, Shape{1}));
+  TQ_EXPECT_MESSAGE(IoError, io::save_model(m, ""), "cannot write a model file: the path is empty");
+}
+TEST(ErrorCatalogue, E96) {
+  const float v = 1.0f;
+  io::Model m;
+  m.entries.push_back(io::make_entry("TQ_ALIGN", &v, Shape{1}));
+  io::CExportOptions o;
+  o.prefix = "TQ";
+  TQ_EXPECT_MESSAGE(InvalidArgument, io::export_c_header(m, o),
+                    "export-c: entry 'TQ_ALIGN' gives the C name 'TQ_TQ_ALIGN', a macro the header "
+                    "defines for itself; rename the entry or choose another prefix");
+}
+TEST(ErrorCatalogue, E97) {
+#ifndef TINYQUANT_CLI
+  GTEST_SKIP() << "the tinyquant command is not built (TINYQUANT_BUILD_CLI=OFF)";
+#endif
+  std::string text;
+  EXPECT_EQ(run_cli("export-c model.tqm model.h --source ./model.h", &text), 2);
+  EXPECT_EQ(text,
+            "--source: './model.h' is the header OUT 'model.h'; the .c file needs a path of its "
+            "own\nRun with --help for more information.\n");
+}
+
 // ---- the table and the tests stay in sync ---------------------------------------------------
 
 TEST(ErrorCatalogue, EveryRowOfTheTableHasItsTest) {
