@@ -259,7 +259,8 @@ int main(int argc, char** argv) {
   if (qat_list == "base") {
     report("float", "base", mlp, int8_channel);
     fmnist::TrainKey k = key;
-    k.epochs = 4;
+    k.epochs = 12;
+    k.lr = 2.0f * c.lr;
     // The demo's key; on the wide grid a model of its own.
     k.recipe = std::string(wide_int4 ? "qat-int4w" : "qat-int4") +
                "-g32-r100-snap-cos_from-e20-lr0.001-cos-best-eigl1-32k";
@@ -267,7 +268,8 @@ int main(int argc, char** argv) {
     qc.snap_scales = true;
     const fmnist::FloatMlp qat = load_or(k, [&] {
       fmnist::TrainConfig ft = c;
-      ft.epochs = 4;
+      ft.epochs = 12;
+      ft.lr = 2.0f * c.lr;
       ft.keep_best = false;
       fmnist::FloatMlp m = mlp;
       fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc, printer);
@@ -275,14 +277,14 @@ int main(int argc, char** argv) {
     });
     fmnist::WeightParamsChoice snapped;
     snapped.snap = true;
-    report("qat4", "e4-lr0.001-r100-kd0-snap1-last", qat, int4_group, snapped);
+    report("qat4", "e12-lr0.002-r100-kd0-snap1-last", qat, int4_group, snapped);
     // The QAT weights rounded by the demo's GPTQ instead of to nearest.
     const fmnist::GptqMlp g =
         fmnist::gptq_mlp(qat, split.val.images, int4_group, fmnist::demo_gptq_options(),
                          fmnist::GptqInputs::kSequential);
     fmnist::WeightParamsChoice given;
     given.given = &g.params;
-    report("qat4", "e4-lr0.001-r100-kd0-snap1-last-gptq", g.model, int4_group, given);
+    report("qat4", "e12-lr0.002-r100-kd0-snap1-last-gptq", g.model, int4_group, given);
     qat_list.clear();
   }
   for (const std::vector<double>& v : parse_list(qat_list)) {

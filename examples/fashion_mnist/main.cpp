@@ -54,6 +54,10 @@ constexpr int64_t kQatRefresh = 100;  // steps between QAT range re-fits
 // Global pruning fine-tunes: epochs (unless --finetune-epochs), the best validation epoch at the
 // final sparsity kept; chosen on the validation images (README, "What was tried").
 constexpr int kPruneEpochs = 6;
+// QAT: epochs (unless --finetune-epochs). QAT and the global pruning fine-tunes start at this
+// multiple of the training lr (unless --finetune-lr); chosen on the validation images too.
+constexpr int kQatEpochs = 12;
+constexpr float kFinetuneLrScale = 2.0f;
 
 struct Options {
   std::string data_dir = TINYQUANT_FMNIST_DATA_DIR;
@@ -61,8 +65,8 @@ struct Options {
   fmnist::TrainConfig train;
   int64_t train_limit = 0;  // 0: all 55000
   int finetune_epochs = 4;
-  bool finetune_epochs_given = false;  // then the pruning fine-tunes use it too
-  float finetune_lr = 0.0f;            // 0: the training lr
+  bool finetune_epochs_given = false;  // then QAT and the pruning fine-tunes use it too
+  float finetune_lr = 0.0f;            // 0: each fine-tune's default (above)
   fmnist::ActCalibration calibration;  // of the hidden activations
   float distill = 0.0f;                // weight of the float model's soft targets in the fine-tunes
   int64_t eval_limit = 0;              // 0: all 10000 test images
@@ -87,9 +91,10 @@ void usage(std::FILE* to) {
       "  --batch N          minibatch size (default 64)\n"
       "  --lr X             Adam step size (default 0.001)\n"
       "  --train-limit N    train on the first N of the 55000 training images\n"
-      "  --finetune-epochs N  epochs of each fine-tune (default 4 for QAT and structured\n"
-      "                     pruning, 6 for global pruning)\n"
-      "  --finetune-lr X    Adam step size of the fine-tunes (default --lr)\n"
+      "  --finetune-epochs N  epochs of every fine-tune (default 12 for QAT, 6 for global\n"
+      "                     pruning, 4 for structured pruning)\n"
+      "  --finetune-lr X    Adam step size of every fine-tune (default 2 x --lr for QAT and\n"
+      "                     global pruning, --lr for structured pruning)\n"
       "  --calibration C    hidden activation ranges: minmax (default), mse, or pP (percentile\n"
       "                     P of the values, e.g. p99.99), from the validation images\n"
       "  --distill A        fine-tunes also learn the float model's soft targets (temperature\n"
@@ -307,8 +312,9 @@ int run(const Options& o) {
     return m;
   });
 
-  // Fine-tunes start from the float model: same seed, batch, data and peak lr (cosine-decayed to
-  // 0), fewer epochs; optionally distilled from the float model.
+  // Fine-tunes start from the float model: same seed, batch and data, a peak lr cosine-decayed
+  // to 0 (QAT and global pruning: kFinetuneLrScale times the training lr), fewer epochs;
+  // optionally distilled from the float model.
   fmnist::TrainConfig ft = c;
   ft.epochs = o.finetune_epochs;
   ft.lr = o.finetune_lr > 0.0f ? o.finetune_lr : c.lr;
@@ -417,21 +423,26 @@ int run(const Options& o) {
   // validation: README, "What was tried"); the final re-fit of the master weights is what
   // qat_finetune returns.
   {
+    fmnist::TrainConfig qt = ft;
+    if (!o.finetune_epochs_given) qt.epochs = kQatEpochs;
+    if (!(o.finetune_lr > 0.0f)) qt.lr = kFinetuneLrScale * c.lr;
     fmnist::TrainKey k = ft_key;
+    k.epochs = static_cast<uint32_t>(qt.epochs);
+    k.lr = qt.lr;
     k.recipe = fmt::format("qat-int4-g32-r{}-snap-cos_{}", kQatRefresh, base);
     const fmnist::FloatMlp qat = cached_model(o, k, "int4 per-group 32 QAT", [&] {
       fmt::print(
-          "int4 per-group 32 QAT: fine-tune {} epochs on fake-quantized weights (straight-through "
-          "estimator, ranges re-fitted every {} steps, group scales snapped to the kernel's "
-          "ratio grid)\n",
-          ft.epochs, kQatRefresh);
+          "int4 per-group 32 QAT: fine-tune {} epochs on fake-quantized weights, Adam lr {} "
+          "cosine to 0 (straight-through estimator, ranges re-fitted every {} steps, group "
+          "scales snapped to the kernel's ratio grid)\n",
+          qt.epochs, qt.lr, kQatRefresh);
       flush();
       fmnist::FloatMlp m = mlp;
       fmnist::QatConfig qc;
       qc.refresh_every = kQatRefresh;
       qc.snap_scales = true;
-      fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc,
-                           epoch_printer(ft.epochs));
+      fmnist::qat_finetune(&m, split.train, split.val, qt, int4_group, qc,
+                           epoch_printer(qt.epochs));
       return m;
     });
     fmnist::WeightParamsChoice snapped;
@@ -446,18 +457,20 @@ int run(const Options& o) {
     pc.sparsity = sparsity;
     fmnist::TrainConfig pt = ft;
     pt.epochs = o.finetune_epochs_given ? ft.epochs : kPruneEpochs;
+    if (!(o.finetune_lr > 0.0f)) pt.lr = kFinetuneLrScale * c.lr;
     pt.keep_best = true;
     fmnist::TrainKey k = ft_key;
     k.epochs = static_cast<uint32_t>(pt.epochs);
+    k.lr = pt.lr;
     k.recipe = fmt::format("global{}-f{}-p{}-r{}-cos-best_{}", percent_tag(sparsity), pc.frequency,
                            pc.power, pc.ramp_fraction, base);
     const std::string what = fmt::format("{}% global magnitude pruning", percent_tag(sparsity));
     const fmnist::FloatMlp pruned = cached_model(o, k, what.c_str(), [&] {
       fmt::print(
-          "{}: fine-tune {} epochs, sparsity 0 -> {} (polynomial decay, power {}, masks "
-          "updated every {} steps over the first {:.0f}% of the steps; the best validation epoch "
-          "at the final sparsity kept)\n",
-          what, pt.epochs, sparsity, pc.power, pc.frequency, 100.0 * pc.ramp_fraction);
+          "{}: fine-tune {} epochs, Adam lr {} cosine to 0, sparsity 0 -> {} (polynomial "
+          "decay, power {}, masks updated every {} steps over the first {:.0f}% of the steps; "
+          "the best validation epoch at the final sparsity kept)\n",
+          what, pt.epochs, pt.lr, sparsity, pc.power, pc.frequency, 100.0 * pc.ramp_fraction);
       flush();
       fmnist::FloatMlp m = mlp;
       fmnist::prune_finetune(&m, split.train, split.val, pt, pc, epoch_printer(pt.epochs));
