@@ -827,7 +827,9 @@ void write_pair(const std::string& out, const std::string& header, const std::st
   namespace fs = std::filesystem;
   std::error_code ec;
   std::optional<std::vector<uint8_t>> before;
-  const bool existed = fs::exists(out, ec);  // follows links: a dangling one does not exist
+  // Follows links: a dangling one does not exist. When it cannot be told, count it as existing,
+  // so the undo never removes it.
+  const bool existed = fs::exists(out, ec) || ec;
   if (!source.empty() && existed && fs::is_regular_file(out, ec))
     before = about_other_file("", [&] { return tinyquant::io::read_file_bytes(out); });
   about_other_file("", [&] {
