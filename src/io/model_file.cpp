@@ -1,17 +1,14 @@
 #include "tinyquant/io/model_file.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <limits>
 #include <set>
 
 #include "../detail/check.hpp"
+#include "tinyquant/io/atomic_file.hpp"
 #include "tinyquant/io/npy.hpp"
 
 namespace tinyquant::io {
@@ -444,67 +441,11 @@ Model parse_model(const uint8_t* data, size_t size, const std::string& source) {
   return model;
 }
 
-namespace {
-
-// The file a write to `path` lands in: symbolic links are followed (a renamed temporary file
-// would replace the link itself), and anything that exists there must be a regular file (the
-// rename would replace a device or a FIFO by a file, and claim a write that never reached it).
-std::string write_target(const std::string& path) {
-  namespace fs = std::filesystem;
-  if (path.empty()) fail<IoError>("cannot write a model file: the path is empty");
-  fs::path target = path;
-  for (int hops = 0;; ++hops) {
-    std::error_code ec;
-    const fs::file_status st = fs::symlink_status(target, ec);
-    if (st.type() == fs::file_type::not_found) return target.string();
-    if (ec)
-      fail<IoError>("cannot write '{}': cannot inspect '{}': {}", path, target.string(),
-                    ec.message());
-    if (st.type() == fs::file_type::regular) return target.string();
-    if (st.type() != fs::file_type::symlink)
-      fail<IoError>(
-          "cannot write '{}': '{}' exists and is not a regular file (model files are written to "
-          "a temporary file renamed over the path, which would replace it)",
-          path, target.string());
-    if (hops == 40) fail<IoError>("cannot write '{}': too many levels of symbolic links", path);
-    const fs::path link = fs::read_symlink(target, ec);
-    if (ec) fail<IoError>("cannot write '{}': cannot read the link '{}'", path, target.string());
-    target = link.is_absolute() ? link : target.parent_path() / link;
-  }
-}
-
-}  // namespace
-
 void save_model(const Model& model, const std::string& path) {
   const std::vector<uint8_t> bytes = serialize_model(model);
-  const std::string target = write_target(path);
-  const std::string tmp = fmt::format("{}.tmp.{}", target, static_cast<long>(::getpid()));
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    fail<IoError>("cannot write '{}': cannot create the temporary file '{}': {}", path, tmp,
-                  std::strerror(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t put = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (put < 0 && errno == EINTR) continue;
-    if (put <= 0) {
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      fail<IoError>("cannot write '{}' (temporary file '{}'): {}", path, tmp, std::strerror(err));
-    }
-    done += static_cast<size_t>(put);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail<IoError>("cannot flush '{}' (temporary file '{}'): {}", path, tmp, std::strerror(err));
-  }
-  if (std::rename(tmp.c_str(), target.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail<IoError>("cannot rename '{}' to '{}': {}", tmp, target, std::strerror(err));
-  }
+  AtomicFile file(path, false);  // a rename cannot write to a device or a FIFO
+  file.write(bytes);
+  file.commit();
 }
 
 Model load_model(const std::string& path) {

@@ -19,7 +19,9 @@
 
 #include "expect_error.hpp"
 #include "tinyquant/error.hpp"
+#include "tinyquant/io/atomic_file.hpp"
 #include "tinyquant/io/model_file.hpp"
+#include "tinyquant/io/npy.hpp"
 
 using namespace tinyquant;
 using namespace tinyquant::io;
@@ -192,17 +194,13 @@ TEST(ModelFile, SaveAndLoad) {
   }
   EXPECT_THROW(load_model(dir + "/missing.tqm"), IoError);
   std::remove(path.c_str());
-  // An empty path is refused before a temporary file is made (it would land in the working
-  // directory, and the rename to "" then fails).
-  const std::string tmp_here = ".tmp." + std::to_string(::getpid());
+  // An empty path is refused as such, not as a rename to "" that failed.
   try {
     save_model(m, "");
     FAIL();
   } catch (const IoError& e) {
-    EXPECT_NE(std::string(e.what()).find("the path is empty"), std::string::npos) << e.what();
+    EXPECT_STREQ(e.what(), "cannot write a file: the path is empty");
   }
-  struct stat st {};
-  EXPECT_NE(::stat(tmp_here.c_str(), &st), 0);
 }
 
 // The rename that makes a write atomic would replace whatever sits at the path: a symbolic link
@@ -694,6 +692,69 @@ TEST(ModelFileDeathTest, FailedWriteRemovesTheTemporaryFile) {
   };
   EXPECT_EXIT(run(), ::testing::ExitedWithCode(0), "");
   EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+// AtomicFile: the target keeps its bytes until commit(), a writer that is not committed leaves no
+// temporary file, a link is followed to the file it names (a dangling one to the file it would
+// create), and what a rename cannot replace is refused or, when allowed, written in place.
+TEST(AtomicFile, TheTargetChangesOnlyAtCommit) {
+  namespace fs = std::filesystem;
+  const std::string dir = testing::TempDir() + "/tq_atomic_" + std::to_string(::getpid());
+  fs::remove_all(dir);
+  ASSERT_TRUE(fs::create_directory(dir));
+  const std::string path = dir + "/f.bin";
+  write_file_bytes(path, {'o', 'l', 'd'});
+  const auto count_files = [&] {
+    size_t n = 0;
+    for (const auto& e : fs::directory_iterator(dir)) n += e.is_regular_file() ? 1 : 0;
+    return n;
+  };
+  {
+    AtomicFile f(path, false);
+    EXPECT_FALSE(f.in_place());
+    f.write({'n', 'e', 'w'});
+    EXPECT_EQ(read_file_bytes(path), (std::vector<uint8_t>{'o', 'l', 'd'}));
+    EXPECT_EQ(count_files(), 2u);  // the target and the temporary file
+  }
+  EXPECT_EQ(read_file_bytes(path), (std::vector<uint8_t>{'o', 'l', 'd'}));
+  EXPECT_EQ(count_files(), 1u);  // not committed: the temporary file is gone
+  {
+    AtomicFile f(path, false);
+    f.write({'n', 'e', 'w'});
+    f.commit();
+  }
+  EXPECT_EQ(read_file_bytes(path), (std::vector<uint8_t>{'n', 'e', 'w'}));
+  EXPECT_EQ(count_files(), 1u);
+  // A dangling link: the target is the file it names, created at commit; the link stays.
+  ASSERT_EQ(::symlink("made.bin", (dir + "/link.bin").c_str()), 0);
+  {
+    AtomicFile f(dir + "/link.bin", false);
+    EXPECT_EQ(f.target(), dir + "/made.bin");
+    f.write({'x'});
+    EXPECT_FALSE(fs::exists(dir + "/made.bin"));
+    f.commit();
+  }
+  EXPECT_TRUE(fs::is_symlink(dir + "/link.bin"));
+  EXPECT_EQ(read_file_bytes(dir + "/made.bin"), (std::vector<uint8_t>{'x'}));
+  // Not a regular file: refused, or written in place at commit (a directory cannot be).
+  const std::string sub = dir + "/sub";
+  ASSERT_TRUE(fs::create_directory(sub));
+  expect_error<IoError>([&] { AtomicFile f(sub, false); }, {"'" + sub + "'", "not a regular file"});
+  {
+    AtomicFile f(sub, true);
+    EXPECT_TRUE(f.in_place());
+    f.write({'y'});
+    EXPECT_THROW(f.commit(), IoError);
+  }
+  EXPECT_TRUE(fs::is_directory(sub));
+  // Misuse.
+  AtomicFile twice(path, false);
+  twice.write({'a'});
+  EXPECT_THROW(twice.write({'b'}), IoError);
+  AtomicFile unwritten(path, false);
+  EXPECT_THROW(unwritten.commit(), IoError);
+  expect_error<IoError>([] { AtomicFile f("", false); }, {"the path is empty"});
+  fs::remove_all(dir);
 }
 
 TEST(Printable, EscapesControlBytesOnly) {

@@ -1,0 +1,42 @@
+// Writing a file whole or not at all: the bytes go to a temporary file beside the path's target,
+// flushed to disk, and commit() renames it over the target. Until then the target is untouched;
+// an AtomicFile destroyed without commit() removes its temporary file. Several of them committed
+// one after the other write a set of files that either all change or (if a write fails before
+// the first commit) none does.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tinyquant::io {
+
+class AtomicFile {
+ public:
+  // Resolves `path`: symbolic links are followed (the file a link names is replaced, the link
+  // stays). A target that exists as anything but a regular file (a directory, a device, a FIFO)
+  // cannot be replaced by a rename: with allow_in_place its bytes are written to it at commit(),
+  // in place, else it is an IoError. An empty path is an IoError. Nothing is created yet.
+  AtomicFile(const std::string& path, bool allow_in_place);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  // Writes `bytes` to the temporary file (created here, in the target's directory) and flushes
+  // it to disk; in place, keeps them for commit(). Once only. Throws IoError naming the path.
+  void write(const std::vector<uint8_t>& bytes);
+  // Renames the temporary file over the target (in place: writes the bytes to it). Throws
+  // IoError naming the path; the temporary file is removed on failure.
+  void commit();
+
+  const std::string& path() const noexcept { return path_; }
+  const std::string& target() const noexcept { return target_; }
+  bool in_place() const noexcept { return in_place_; }
+
+ private:
+  std::string path_, target_, tmp_;
+  bool in_place_ = false, written_ = false, committed_ = false;
+  std::vector<uint8_t> pending_;  // in place only
+};
+
+}  // namespace tinyquant::io

@@ -1,0 +1,111 @@
+#include "tinyquant/io/atomic_file.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "../detail/check.hpp"
+#include "tinyquant/io/npy.hpp"
+
+namespace tinyquant::io {
+
+using detail::fail;
+
+namespace {
+
+// The file a write to `path` lands in, following symbolic links, and whether it exists as
+// something other than a regular file.
+std::string write_target(const std::string& path, bool* special) {
+  namespace fs = std::filesystem;
+  *special = false;
+  fs::path target = path;
+  for (int hops = 0;; ++hops) {
+    std::error_code ec;
+    const fs::file_status st = fs::symlink_status(target, ec);
+    if (st.type() == fs::file_type::not_found) return target.string();
+    if (ec)
+      fail<IoError>("cannot write '{}': cannot inspect '{}': {}", path, target.string(),
+                    ec.message());
+    if (st.type() == fs::file_type::regular) return target.string();
+    if (st.type() != fs::file_type::symlink) {
+      *special = true;
+      return target.string();
+    }
+    if (hops == 40) fail<IoError>("cannot write '{}': too many levels of symbolic links", path);
+    const fs::path link = fs::read_symlink(target, ec);
+    if (ec) fail<IoError>("cannot write '{}': cannot read the link '{}'", path, target.string());
+    target = link.is_absolute() ? link : target.parent_path() / link;
+  }
+}
+
+}  // namespace
+
+AtomicFile::AtomicFile(const std::string& path, bool allow_in_place) : path_(path) {
+  if (path.empty()) fail<IoError>("cannot write a file: the path is empty");
+  bool special = false;
+  target_ = write_target(path, &special);
+  if (special && !allow_in_place)
+    fail<IoError>(
+        "cannot write '{}': '{}' exists and is not a regular file (the file is written to a "
+        "temporary file renamed over the path, which would replace it)",
+        path, target_);
+  in_place_ = special;
+}
+
+AtomicFile::~AtomicFile() {
+  if (!tmp_.empty() && !committed_) ::unlink(tmp_.c_str());
+}
+
+void AtomicFile::write(const std::vector<uint8_t>& bytes) {
+  if (written_) fail<IoError>("cannot write '{}': written twice", path_);
+  written_ = true;
+  if (in_place_) {
+    pending_ = bytes;
+    return;
+  }
+  tmp_ = fmt::format("{}.tmp.{}", target_, static_cast<long>(::getpid()));
+  const int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    const int err = errno;
+    const std::string tmp = tmp_;
+    tmp_.clear();  // not ours to remove
+    fail<IoError>("cannot write '{}': cannot create the temporary file '{}': {}", path_, tmp,
+                  std::strerror(err));
+  }
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t put = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (put < 0 && errno == EINTR) continue;
+    if (put <= 0) {
+      const int err = errno;
+      ::close(fd);
+      fail<IoError>("cannot write '{}' (temporary file '{}'): {}", path_, tmp_, std::strerror(err));
+    }
+    done += static_cast<size_t>(put);
+  }
+  const bool synced = ::fsync(fd) == 0;
+  const int sync_err = errno;
+  const bool closed = ::close(fd) == 0;
+  if (!synced || !closed)
+    fail<IoError>("cannot flush '{}' (temporary file '{}'): {}", path_, tmp_,
+                  std::strerror(synced ? errno : sync_err));
+}
+
+void AtomicFile::commit() {
+  if (!written_) fail<IoError>("cannot write '{}': nothing was written", path_);
+  if (committed_) return;
+  if (in_place_) {
+    write_file_bytes(target_, pending_);
+    committed_ = true;
+    return;
+  }
+  if (std::rename(tmp_.c_str(), target_.c_str()) != 0)
+    fail<IoError>("cannot rename '{}' to '{}': {}", tmp_, target_, std::strerror(errno));
+  committed_ = true;
+}
+
+}  // namespace tinyquant::io
