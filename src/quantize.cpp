@@ -344,7 +344,7 @@ int64_t storage_bytes(int bits, int64_t n) {
   if (bits <= 4) return n / 2 + n % 2;
   if (bits <= 8) return n;
   if (n > std::numeric_limits<int64_t>::max() / 2)
-    fail<ShapeError>("storage_bytes: {} 16-bit elements take more than 2^63 bytes", n);
+    fail<ShapeError>("storage_bytes: {} 16-bit elements take more bytes than int64 holds", n);
   return 2 * n;
 }
 

@@ -42,7 +42,7 @@ struct QTensor {
 
 // Bytes of storage for n elements of the given bit width (see the header comment).
 // Throws InvalidArgument for bits outside {2..8, 16}, n < 0; ShapeError if 16-bit elements
-// would take more than 2^63 bytes.
+// would take more bytes than int64 holds.
 int64_t storage_bytes(int bits, int64_t n);
 
 // Packs n int8 values in [-8, 7] into ceil(n / 2) bytes (s4 layout). Throws InvalidArgument
