@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -582,22 +583,27 @@ TEST(Cli, ExportWritesNeitherFileOfAPairItCannotFinish) {
   std::remove(h.c_str());
 }
 
-// Undoing a header whose .c file failed touches only what the header write made: a FIFO given as
-// the header stays a FIFO (it was written in place and had nothing to restore), and through a
-// dangling symbolic link the file the write created goes, the link stays.
-TEST(Cli, ExportUndoesOnlyTheFileItCreated) {
+// export-c writes both files to temporary files before either is renamed into place, so a pair it
+// cannot finish changes nothing: not a FIFO given as the header (it would be written in place,
+// last), not a dangling link's target, not old files whose replacements ran out of room half way
+// (a file size limit, with SIGXFSZ ignored so the write fails with EFBIG); and no temporary file
+// is left.
+TEST(Cli, ExportOfAPairItCannotFinishChangesNothing) {
   const std::string fifo = kData + "/pair_fifo.h", link = kData + "/pair_link.h",
                     target = kData + "/pair_target.h", bad = kData + "/no/such/dir/pair.c";
   std::remove(fifo.c_str());
   std::remove(link.c_str());
   std::remove(target.c_str());
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
-  const Result r = run_shell("(cat '" + fifo + "' > /dev/null &); " + kExe + " export-c " + kData +
-                             "/model.tqm " + fifo + " --source " + bad);
+  // A reader in case the header is written anyway (the test then fails, rather than hangs).
+  const Result r = run_shell("(timeout 10 cat '" + fifo + "' > /dev/null 2>&1 &); " + kExe +
+                             " export-c " + kData + "/model.tqm " + fifo + " --source " + bad);
   expect_error(r, 1, "'" + bad + "'", "header in a FIFO");
   struct stat st {};
   ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
   EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  const int w = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);  // lets the reader go
+  if (w >= 0) ::close(w);
   ASSERT_EQ(::symlink("pair_target.h", link.c_str()), 0);
   expect_error(run("export-c " + kData + "/model.tqm " + link + " --source " + bad), 1,
                "'" + bad + "'", "header through a dangling link");
@@ -606,6 +612,32 @@ TEST(Cli, ExportUndoesOnlyTheFileItCreated) {
   EXPECT_NE(::lstat(target.c_str(), &st), 0);
   std::remove(fifo.c_str());
   std::remove(link.c_str());
+  // Out of room (6 KiB: the 5 KB header fits, the 10 KB .c file does not): the old header and
+  // .c file keep their bytes.
+  const std::string dir = kData + "/pair_full", h = dir + "/net.h", c = dir + "/net.c";
+  ASSERT_EQ(run_shell("rm -rf '" + dir + "' && mkdir '" + dir + "'").code, 0);
+  const std::string net = kData + "/pair_net.tqm";
+  ASSERT_EQ(run("quantize " + kData + "/net.safetensors " + net).code, 0);
+  std::ofstream(h) << "old header\n";
+  std::ofstream(c) << "old source\n";
+  const Result full = run_shell("ulimit -f 6; trap '' XFSZ; " + kExe + " export-c " + net + " " +
+                                h + " --source " + c + " --input-scale 0.02 --output-scale 0.1");
+  expect_error(full, 1, std::strerror(EFBIG), "out of room");
+  EXPECT_EQ(slurp(h), "old header\n");
+  EXPECT_EQ(slurp(c), "old source\n");
+  size_t files = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    ++files;
+    EXPECT_EQ(f.path().string().find(".tmp."), std::string::npos) << f.path();
+  }
+  EXPECT_EQ(files, 2u);
+  // With room, both are replaced.
+  ASSERT_EQ(
+      run("export-c " + net + " " + h + " --source " + c + " --input-scale 0.02 --output-scale 0.1")
+          .code,
+      0);
+  EXPECT_NE(slurp(h), "old header\n");
+  EXPECT_NE(slurp(c).find("#include \"net.h\""), std::string::npos);
 }
 
 // No command writes over the file it reads, and export-c's header and .c file are two files
@@ -620,6 +652,10 @@ TEST(Cli, OutputsThatAreTheInputOrEachOtherAreUsageErrors) {
   std::remove(hl.c_str());
   std::ofstream(h) << "old\n";
   ASSERT_EQ(::link(h.c_str(), hl.c_str()), 0);
+  const std::string dangling = kData + "/self_l2.h";
+  std::remove(dangling.c_str());
+  std::remove((kData + "/self_t.c").c_str());
+  ASSERT_EQ(::symlink("self_t.c", dangling.c_str()), 0);
   struct Case {
     std::string args, words;
   };
@@ -633,6 +669,9 @@ TEST(Cli, OutputsThatAreTheInputOrEachOtherAreUsageErrors) {
            {"export-c " + model + " " + h + " --source " + model, "is the input file"},
            {"export-c " + model + " " + h + " --source " + dot_h, "needs a path of its own"},
            {"export-c " + model + " " + h + " --source " + hl, "needs a path of its own"},
+           // A dangling link leads to the file a write would create.
+           {"export-c " + model + " " + dangling + " --source " + kData + "/self_t.c",
+            "needs a path of its own"},
        })
     expect_error(run(c.args), 2, c.words, c.args);
   EXPECT_EQ(slurp(npy), npy_bytes);
@@ -640,7 +679,9 @@ TEST(Cli, OutputsThatAreTheInputOrEachOtherAreUsageErrors) {
   EXPECT_EQ(slurp(h), "old\n");
   // Distinct files still work.
   EXPECT_EQ(run("export-c " + model + " " + h + " --source " + kData + "/self.c").code, 0);
-  for (const std::string& f : {npy, model, h, hl, kData + "/self.c"}) std::remove(f.c_str());
+  EXPECT_FALSE(std::filesystem::exists(kData + "/self_t.c"));
+  for (const std::string& f : {npy, model, h, hl, dangling, kData + "/self.c"})
+    std::remove(f.c_str());
 }
 
 // Options that contradict each other, or a value another option rules out, are usage errors

@@ -28,6 +28,7 @@
 
 #include "progress.hpp"
 #include "tinyquant/error.hpp"
+#include "tinyquant/io/atomic_file.hpp"
 #include "tinyquant/io/c_export.hpp"
 #include "tinyquant/io/model_file.hpp"
 #include "tinyquant/io/npy.hpp"
@@ -153,6 +154,23 @@ std::vector<FloatTensor> load_floats(const std::string& path, const std::string&
         fmt::format("{}: unknown input type (expected a .npy or .safetensors file)", path));
   }
   return out;
+}
+
+// What a model file cannot hold is a fault of the input: said about the input, before any work
+// (save_model would say it at the end, about the output). i counts the file's float tensors.
+void check_storable(const std::vector<FloatTensor>& tensors) {
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const FloatTensor& t = tensors[i];
+    if (t.name.empty() || t.name.size() > tinyquant::io::kMaxEntryName)
+      throw tinyquant::DataError(fmt::format(
+          "tensor {} ('{}'): a name of {} bytes; a model file holds names of 1 to {} bytes", i,
+          tinyquant::printable(t.name), t.name.size(), tinyquant::io::kMaxEntryName));
+    if (t.shape.size() > tinyquant::io::kMaxEntryRank)
+      throw tinyquant::DataError(
+          fmt::format("tensor '{}' {}: rank {}; a model file holds ranks up to {}",
+                      tinyquant::printable(t.name), tinyquant::to_string(t.shape), t.shape.size(),
+                      tinyquant::io::kMaxEntryRank));
+  }
 }
 
 struct QuantizeOptions {
@@ -491,20 +509,6 @@ void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOp
   const std::map<std::string, LayerBias> biased = layers_with_bias(tensors, o);
   int64_t total_float = 0, total_q = 0;
   for (const FloatTensor& t : tensors) total_float += 4 * static_cast<int64_t>(t.data.size());
-  // What a model file cannot hold is a fault of the input: said before any work, about the input
-  // (save_model would say it at the end, about the output).
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    const FloatTensor& t = tensors[i];
-    if (t.name.empty() || t.name.size() > tinyquant::io::kMaxEntryName)
-      throw tinyquant::DataError(fmt::format(
-          "tensor {} ('{}'): a name of {} bytes; a model file holds names of 1 to {} bytes", i,
-          tinyquant::printable(t.name), t.name.size(), tinyquant::io::kMaxEntryName));
-    if (t.shape.size() > tinyquant::io::kMaxEntryRank)
-      throw tinyquant::DataError(
-          fmt::format("tensor '{}' {}: rank {}; a model file holds ranks up to {}",
-                      tinyquant::printable(t.name), tinyquant::to_string(t.shape), t.shape.size(),
-                      tinyquant::io::kMaxEntryRank));
-  }
   bar->start("quantize", total_float, "bytes");
   int64_t done = 0;
   const bool stdout_tty = isatty(STDOUT_FILENO) != 0;
@@ -818,59 +822,52 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
   }
 }
 
-// Writes the header and, if `source` is given, the .c file. If the second write fails, the header
-// is put back as it was: a regular file gets its old bytes again, a file the write created is
-// removed (through a symbolic link: the file it created, not the link), and anything else that
-// was there (a device, a FIFO, written in place) is left alone. An error leaves no half of a pair.
+// Writes the header and, if `source` is given, the .c file, whole or not at all: both go to
+// temporary files first (io::AtomicFile), and only when both are written are they renamed over
+// their paths. A device or a FIFO given as a path is written in place, before the renames, since
+// that write can fail where a rename does not.
 void write_pair(const std::string& out, const std::string& header, const std::string& source,
                 const std::string& c) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  std::optional<std::vector<uint8_t>> before;
-  // Follows links: a dangling one does not exist. When it cannot be told, count it as existing,
-  // so the undo never removes it.
-  const bool existed = fs::exists(out, ec) || ec;
-  if (!source.empty() && existed && fs::is_regular_file(out, ec))
-    before = about_other_file("", [&] { return tinyquant::io::read_file_bytes(out); });
   about_other_file("", [&] {
-    tinyquant::io::write_file_bytes(out, std::vector<uint8_t>(header.begin(), header.end()));
-  });
-  if (source.empty()) return;
-  const fs::path created = existed ? fs::path() : fs::canonical(out, ec);
-  try {
-    about_other_file("", [&] {
-      tinyquant::io::write_file_bytes(source, std::vector<uint8_t>(c.begin(), c.end()));
-    });
-  } catch (const OtherFileError&) {
-    try {
-      if (before)
-        tinyquant::io::write_file_bytes(out, *before);
-      else if (!created.empty())
-        fs::remove(created, ec);
-    } catch (const tinyquant::Error&) {
-      // The first error is the one to report.
+    tinyquant::io::AtomicFile h(out, true);
+    std::optional<tinyquant::io::AtomicFile> s;
+    if (!source.empty()) s.emplace(source, true);
+    h.write(std::vector<uint8_t>(header.begin(), header.end()));
+    if (s) s->write(std::vector<uint8_t>(c.begin(), c.end()));
+    for (const bool in_place : {true, false}) {
+      if (h.in_place() == in_place) h.commit();
+      if (s && s->in_place() == in_place) s->commit();
     }
-    throw;
-  }
+  });
 }
 
-// Whether two paths name the same file: the same file system object where both exist (hard and
-// symbolic links included), else the same path once normalised.
+// Whether two paths lead to the same file: symbolic links followed as a write would follow them
+// (a dangling one to the file it would create), then the same file system object where both
+// exist, else the same absolute path. A path that cannot be resolved compares unequal; writing
+// it reports why.
 bool same_file(const std::string& a, const std::string& b) {
   namespace fs = std::filesystem;
+  std::string ta, tb;
+  try {
+    ta = tinyquant::io::AtomicFile(a, true).target();
+    tb = tinyquant::io::AtomicFile(b, true).target();
+  } catch (const tinyquant::Error&) {
+    return false;
+  }
   std::error_code ec;
-  if (fs::exists(a, ec) && fs::exists(b, ec)) {
-    const bool same = fs::equivalent(a, b, ec);
+  if (fs::exists(ta, ec) && fs::exists(tb, ec)) {
+    const bool same = fs::equivalent(ta, tb, ec);
     return !ec && same;
   }
-  // weakly_canonical leaves a relative path with no existing part as it is: absolute first.
+  // weakly_canonical resolves the part that exists ("." and ".." in it included) and leaves a
+  // relative path with no existing part as it is: absolute first.
   const auto resolved = [&ec](const std::string& p) {
     const fs::path abs = fs::absolute(p, ec);
-    return ec ? fs::path() : fs::weakly_canonical(abs, ec).lexically_normal();
+    return ec ? fs::path() : fs::weakly_canonical(abs, ec);
   };
-  const fs::path ca = resolved(a);
+  const fs::path ca = resolved(ta);
   if (ec) return false;
-  const fs::path cb = resolved(b);
+  const fs::path cb = resolved(tb);
   return !ec && ca == cb;
 }
 
@@ -1106,9 +1103,12 @@ int run(int argc, char** argv) {
         },
         tinyquant::cli::terminal_width());
     if (quantize->parsed()) {
-      quantize_and_save(load_floats(in, name), qo, out, nullptr, nullptr, &bar);
+      const std::vector<FloatTensor> tensors = load_floats(in, name);
+      check_storable(tensors);
+      quantize_and_save(tensors, qo, out, nullptr, nullptr, &bar);
     } else if (prune_cmd->parsed()) {
       std::vector<FloatTensor> tensors = load_floats(in, name);
+      check_storable(tensors);
       const std::vector<double> zeros = prune(&tensors, po, &bar);
       storage.options.nm_n = po.n;
       storage.options.nm_m = po.m;
