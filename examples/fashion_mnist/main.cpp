@@ -416,8 +416,8 @@ int run(const Options& o) {
                "ref +0.49 pp @ 7.33x", given);
   }
 
-  // Quantization-aware fine-tune for int4 per-group 32: the same fine-tune budget as the pruning
-  // rows, forward and backward on the fake-quantized weights, updates on the float ones. The
+  // Quantization-aware fine-tune for int4 per-group 32: kQatEpochs at kFinetuneLrScale times the
+  // training lr, forward and backward on the fake-quantized weights, updates on the float ones. The
   // group scales are snapped to the ratio grid the integer layer applies, in the fine-tune and
   // in the final quantization, so the fine-tune trains the deployed weights exactly (chosen on
   // validation: README, "What was tried"); the final re-fit of the master weights is what
