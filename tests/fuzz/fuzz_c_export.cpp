@@ -182,7 +182,7 @@ std::string entry_id(const std::string& prefix, const std::string& name) {
   }
   if (!tail.empty() && tail.front() == '_') tail.erase(0, 1);  // the prefix's '_' comes before
   if (!tail.empty() && tail.back() == '_') tail.pop_back();
-  return prefix + "_" + tail;
+  return tail.empty() ? prefix : prefix + "_" + tail;  // nothing kept: the prefix itself
 }
 
 void check_model(const io::Model& m, const std::string& prefix,
