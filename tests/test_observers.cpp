@@ -500,6 +500,22 @@ double kl_definition(const std::vector<uint64_t>& h, size_t i, size_t levels) {
   return kl;
 }
 
+// The first cut in [levels, used] with the smallest kl_definition: the search, by brute force.
+size_t best_cut(const std::vector<uint64_t>& h, size_t levels) {
+  size_t used = h.size();
+  while (h[used - 1] == 0) --used;
+  double best = std::numeric_limits<double>::infinity();
+  size_t best_i = 0;
+  for (size_t i = levels; i <= used; ++i) {
+    const double kl = kl_definition(h, i, levels);
+    if (kl < best) {
+      best = kl;
+      best_i = i;
+    }
+  }
+  return best_i;
+}
+
 }  // namespace
 
 TEST(EntropyObserver, MatchesBruteForceKlSearch) {
@@ -518,15 +534,7 @@ TEST(EntropyObserver, MatchesBruteForceKlSearch) {
     ASSERT_EQ(obs.histogram(0).counts, h);
     size_t used = h.size();
     while (h[used - 1] == 0) --used;
-    double best = std::numeric_limits<double>::infinity();
-    size_t best_i = 0;
-    for (size_t i = 128; i <= used; ++i) {
-      const double kl = kl_definition(h, i, 128);
-      if (kl < best) {
-        best = kl;
-        best_i = i;
-      }
-    }
+    const size_t best_i = best_cut(h, 128);
     const double expect_t = std::min(static_cast<double>(best_i) / 1024.0, 1.5);
     const float scale = obs.params().scales[0];
     EXPECT_FLOAT_EQ(scale,
@@ -555,17 +563,7 @@ TEST(EntropyObserver, LevelsFollowTheBitWidth) {
   obs8.observe(v.data(), Shape{static_cast<int64_t>(v.size())});
   ASSERT_EQ(obs4.histogram(0).exponent, -10);
   const std::vector<uint64_t> h = plain_histogram(v, -10, 0, 2048, true);
-  size_t used = h.size();
-  while (h[used - 1] == 0) --used;
-  double best = std::numeric_limits<double>::infinity();
-  size_t best_i = 0;
-  for (size_t i = 8; i <= used; ++i) {
-    const double kl = kl_definition(h, i, 8);
-    if (kl < best) {
-      best = kl;
-      best_i = i;
-    }
-  }
+  const size_t best_i = best_cut(h, 8);
   const double t4 = std::min(static_cast<double>(best_i) / 1024.0, 1.5);
   EXPECT_FLOAT_EQ(obs4.params().scales[0],
                   static_cast<float>(static_cast<double>(static_cast<float>(t4)) / 7.0));
