@@ -849,7 +849,7 @@ int64_t entropy_levels(const QuantSpec& spec) {
 }  // namespace
 
 EntropyObserver::EntropyObserver(const QuantSpec& spec, int64_t bins)
-    : HistogramObserver(spec, bins, true, entropy_levels(spec)), levels_(entropy_levels(spec)) {
+    : HistogramObserver(spec, bins, true, entropy_levels(spec)) {
   if (bins > kMaxEntropyBins)
     fail<InvalidArgument>(
         "entropy observer: bins = {} is above {} (params() is quadratic in the bin count)", bins,
@@ -863,8 +863,9 @@ bool EntropyObserver::same_options(const HistogramObserver&) const {
 double EntropyObserver::divergence(int64_t slot, int64_t cut) const {
   const Histogram& h = histogram(slot);
   const auto bins = static_cast<int64_t>(h.counts.size());
-  if (cut < levels_ || cut > bins)
-    fail<InvalidArgument>("entropy observer: cut bin {} is outside [{}, {}]", cut, levels_, bins);
+  const int64_t n_levels = levels();
+  if (cut < n_levels || cut > bins)
+    fail<InvalidArgument>("entropy observer: cut bin {} is outside [{}, {}]", cut, n_levels, bins);
   const uint64_t* c = h.counts.data();
   uint64_t outliers = 0;
   for (int64_t j = cut; j < bins; ++j) outliers += c[j];
@@ -872,10 +873,10 @@ double EntropyObserver::divergence(int64_t slot, int64_t cut) const {
   const double q_total = static_cast<double>(h.total - outliers);
   if (q_total == 0.0) return std::numeric_limits<double>::infinity();
   double kl = 0.0;
-  for (int64_t l = 0; l < levels_; ++l) {
+  for (int64_t l = 0; l < n_levels; ++l) {
     // Level l holds bins j with floor(j * levels / cut) == l.
-    const int64_t b0 = (l * cut + levels_ - 1) / levels_;
-    const int64_t b1 = ((l + 1) * cut + levels_ - 1) / levels_;
+    const int64_t b0 = (l * cut + n_levels - 1) / n_levels;
+    const int64_t b1 = ((l + 1) * cut + n_levels - 1) / n_levels;
     uint64_t sum = 0;
     int64_t nonzero = 0;
     for (int64_t j = b0; j < b1; ++j) {
@@ -901,10 +902,11 @@ void EntropyObserver::choose_range(int64_t slot, double* lo, double* hi) const {
   const auto s = static_cast<size_t>(slot);
   const double max_abs = std::max(-static_cast<double>(mins_[s]), double{maxs_[s]});
   const int64_t used = used_bins(h);
+  const int64_t n_levels = levels();
   int64_t best_cut = used;
-  if (used > levels_) {
+  if (used > n_levels) {
     double best = std::numeric_limits<double>::infinity();
-    for (int64_t cut = levels_; cut <= used; ++cut) {
+    for (int64_t cut = n_levels; cut <= used; ++cut) {
       const double kl = divergence(slot, cut);
       if (kl < best) {
         best = kl;

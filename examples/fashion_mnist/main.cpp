@@ -319,6 +319,8 @@ int run(const Options& o) {
   ft.epochs = o.finetune_epochs;
   ft.lr = o.finetune_lr > 0.0f ? o.finetune_lr : c.lr;
   ft.keep_best = false;
+  // QAT's and the global pruning fine-tunes' peak lr (--finetune-lr sets every fine-tune's).
+  const float fast_lr = o.finetune_lr > 0.0f ? o.finetune_lr : kFinetuneLrScale * c.lr;
   if (o.distill > 0.0f) {
     ft.teacher = &mlp;
     ft.distill_weight = o.distill;
@@ -425,7 +427,7 @@ int run(const Options& o) {
   {
     fmnist::TrainConfig qt = ft;
     if (!o.finetune_epochs_given) qt.epochs = kQatEpochs;
-    if (!(o.finetune_lr > 0.0f)) qt.lr = kFinetuneLrScale * c.lr;
+    qt.lr = fast_lr;
     fmnist::TrainKey k = ft_key;
     k.epochs = static_cast<uint32_t>(qt.epochs);
     k.lr = qt.lr;
@@ -457,7 +459,7 @@ int run(const Options& o) {
     pc.sparsity = sparsity;
     fmnist::TrainConfig pt = ft;
     pt.epochs = o.finetune_epochs_given ? ft.epochs : kPruneEpochs;
-    if (!(o.finetune_lr > 0.0f)) pt.lr = kFinetuneLrScale * c.lr;
+    pt.lr = fast_lr;
     pt.keep_best = true;
     fmnist::TrainKey k = ft_key;
     k.epochs = static_cast<uint32_t>(pt.epochs);

@@ -247,14 +247,11 @@ class EntropyObserver final : public HistogramObserver {
   // KL(P || Q) for cut bin i of one parameter's histogram (infinity when Q misses P).
   double divergence(int64_t slot, int64_t cut) const;
   // The magnitude levels Q is merged into: 2^(bits - 1).
-  int64_t levels() const noexcept { return levels_; }
+  int64_t levels() const noexcept { return int64_t{1} << (spec().bits - 1); }
 
  protected:
   void choose_range(int64_t slot, double* lo, double* hi) const override;
   bool same_options(const HistogramObserver& other) const override;
-
- private:
-  int64_t levels_;
 };
 
 // Range minimising the expected squared quantization error, on a histogram of |x|. For a

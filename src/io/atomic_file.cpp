@@ -15,11 +15,7 @@ namespace tinyquant::io {
 
 using detail::fail;
 
-namespace {
-
-// The file a write to `path` lands in, following symbolic links, and whether it exists as
-// something other than a regular file.
-std::string write_target(const std::string& path, bool* special) {
+std::string resolve_write_target(const std::string& path, bool* special) {
   namespace fs = std::filesystem;
   *special = false;
   fs::path target = path;
@@ -42,12 +38,10 @@ std::string write_target(const std::string& path, bool* special) {
   }
 }
 
-}  // namespace
-
 AtomicFile::AtomicFile(const std::string& path, bool allow_in_place) : path_(path) {
   if (path.empty()) fail<IoError>("cannot write a file: the path is empty");
   bool special = false;
-  target_ = write_target(path, &special);
+  target_ = resolve_write_target(path, &special);
   if (special && !allow_in_place)
     fail<IoError>(
         "cannot write '{}': '{}' exists and is not a regular file (the file is written to a "

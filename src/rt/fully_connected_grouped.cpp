@@ -152,10 +152,8 @@ LaneLayout lane_layout(const FcDims& d, const GroupScales& g, Path p, bool s4) n
   l.group_x = c.take((groups + lanes) * 4);
   l.chunk_group = c.take(chunks * 4);
   l.lane_group = c.take(chunks * lanes * 4);
-  // AVX2: two rows' r (the next row's is stored while this one runs), each stored a vector at
-  // a time ([0, groups) rounded up to lanes, then a zero vector for the steps' loads past the
-  // last group).
-  l.ratio_row = c.take(p == Path::kAvx2 ? 2 * ((groups + lanes - 1) / lanes + 1) * lanes * 4 : 0);
+  // AVX2: two rows' r (the next row's is stored while this one runs).
+  l.ratio_row = c.take(p == Path::kAvx2 ? 2 * detail::avx2_ratio_stride(groups) * 4 : 0);
   l.t = c.take(int64_t{d.out_features} * 4);
   l.bytes = c.total();
   return l;

@@ -32,6 +32,12 @@ namespace tinyquant::rt::detail {
 // c * chunk + lane_k * L.
 constexpr int32_t kGroupedLaneMaxGroup = 32768;
 
+// The AVX2 body's ratio buffer per row, in int32: the row's groups rounded up to 8 lanes (stored
+// a vector at a time), then a zero vector for the steps' loads past the last group.
+constexpr int64_t avx2_ratio_stride(int64_t groups) noexcept {
+  return (groups + 7) / 8 * 8 + 8;
+}
+
 struct GroupedLaneArgs {
   int32_t n = 0;       // output rows
   int32_t k = 0;       // in_features (even for int4)
@@ -46,7 +52,7 @@ struct GroupedLaneArgs {
   const int32_t* group_x = nullptr;      // X_g [groups], then `lanes` zeros
   const int32_t* chunk_group = nullptr;  // [chunks] group of the chunk's first k
   const int32_t* lane_group = nullptr;   // [chunks][lanes] lane's group - chunk_group (< lanes)
-  // AVX2 scratch: r = ratio + 1 of two rows, [2][ceil(groups / 8) * 8 + 8].
+  // AVX2 scratch: r = ratio + 1 of two rows, [2][avx2_ratio_stride(groups)].
   int32_t* ratio_row = nullptr;
   int32_t input_offset = 0;
   int32_t x_scale = 0;   // filter_offset - 8 (int8 weights: - 128 on AVX-512, - 0 on AVX2)

@@ -185,7 +185,7 @@ void rows(const GroupedLaneArgs& a) noexcept {
       _mm256_set1_epi8(static_cast<char>(tail)),
       _mm256_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21,
                        22, 23, 24, 25, 26, 27, 28, 29, 30, 31));
-  const int32_t stride = (a.groups + kLanes - 1) / kLanes * kLanes + kLanes;
+  const auto stride = static_cast<int32_t>(avx2_ratio_stride(a.groups));
   __m256i xr_next = expand_ratios(a, 0, a.ratio_row);
   for (int32_t o = 0; o < a.n; ++o) {
     const uint8_t* w = weights + int64_t{o} * row_bytes;

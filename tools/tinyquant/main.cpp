@@ -115,14 +115,16 @@ bool is_float(tinyquant::io::DType d) {
 // file never held: name it as what it is.
 template <class Array>
 std::vector<float> floats_of(const Array& a, const std::string& path, const std::string& name) {
-  std::vector<float> f = a.template as<float>();
-  if (a.dtype != tinyquant::io::DType::kFloat64) return f;
+  if (a.dtype != tinyquant::io::DType::kFloat64) return a.template as<float>();
   const std::vector<double> d = a.template as<double>();
-  for (size_t i = 0; i < f.size(); ++i)
+  std::vector<float> f(d.size());
+  for (size_t i = 0; i < f.size(); ++i) {
+    f[i] = static_cast<float>(d[i]);
     if (std::isinf(f[i]) && std::isfinite(d[i]))
       throw tinyquant::DataError(
           fmt::format("{}: '{}': float64 value {} at index {} is beyond float32's range", path,
                       tinyquant::printable(name), d[i], i));
+  }
   return f;
 }
 
@@ -849,8 +851,9 @@ bool same_file(const std::string& a, const std::string& b) {
   namespace fs = std::filesystem;
   std::string ta, tb;
   try {
-    ta = tinyquant::io::AtomicFile(a, true).target();
-    tb = tinyquant::io::AtomicFile(b, true).target();
+    bool special = false;
+    ta = tinyquant::io::resolve_write_target(a, &special);
+    tb = tinyquant::io::resolve_write_target(b, &special);
   } catch (const tinyquant::Error&) {
     return false;
   }

@@ -11,6 +11,11 @@
 
 namespace tinyquant::io {
 
+// The file a write to `path` lands in: symbolic links followed (a dangling one to the file it
+// would create). *special tells whether it exists as something other than a regular file.
+// Creates nothing; IoError if a link cannot be read or a path component cannot be inspected.
+std::string resolve_write_target(const std::string& path, bool* special);
+
 class AtomicFile {
  public:
   // Resolves `path`: symbolic links are followed (the file a link names is replaced, the link
