@@ -145,6 +145,9 @@ int main(int argc, char** argv) {
               floatkd_list;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   bool wide_int4 = false;
+  float smooth = 0.0f;
+  int shift = 0;
+  float dropout = 0.0f, decay = 0.0f;
   for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i], v = i + 1 < argc ? argv[i + 1] : "";
     if (a == "--seed") {
@@ -165,6 +168,14 @@ int main(int argc, char** argv) {
       teacher_spec = v;
     } else if (a == "--floatkd") {
       floatkd_list = v;
+    } else if (a == "--smooth") {
+      smooth = std::stof(v);
+    } else if (a == "--dropout") {
+      dropout = std::stof(v);
+    } else if (a == "--decay") {
+      decay = std::stof(v);
+    } else if (a == "--shift") {
+      shift = std::stoi(v);
     } else if (a == "--wide-int4") {
       wide_int4 = v == "1";
     } else {
@@ -181,6 +192,17 @@ int main(int argc, char** argv) {
   c.epochs = 20;
   c.schedule = fmnist::LrSchedule::kCosine;
   c.keep_best = true;
+  // The fine-tunes' regularization (--smooth, --shift); the float model is trained without.
+  fmnist::TrainConfig fine = c;
+  fine.label_smoothing = smooth;
+  fine.shift_pixels = shift;
+  fine.image_width = 28;
+  fine.dropout = dropout;
+  fine.weight_decay = decay;
+  const std::string reg_tag =
+      smooth > 0 || shift > 0 || dropout > 0 || decay > 0
+          ? fmt::format("-ls{}-sh{}-do{}-wd{}", smooth, shift, dropout, decay)
+          : std::string();
   fmnist::TrainKey key;
   key.sizes = {fmnist::kPixels, 128, 64, fmnist::kClasses};
   key.seed = seed;
@@ -288,7 +310,7 @@ int main(int argc, char** argv) {
     qat_list.clear();
   }
   for (const std::vector<double>& v : parse_list(qat_list)) {
-    fmnist::TrainConfig ft = c;
+    fmnist::TrainConfig ft = fine;
     ft.epochs = static_cast<int>(v.at(0));
     ft.lr = static_cast<float>(v.at(1));
     ft.keep_best = false;
@@ -314,13 +336,14 @@ int main(int argc, char** argv) {
     report("qat4",
            fmt::format("e{}-lr{}-r{}-kd{}-snap{}-lsq{}-freeze{}-{}-avg{}-const{}", ft.epochs, ft.lr,
                        qc.refresh_every, field(3), field(4), field(5), field(6),
-                       qc.keep_best ? "kb" : "last", field(8), field(9)),
+                       qc.keep_best ? "kb" : "last", field(8), field(9)) +
+               reg_tag,
            m, int4_group, wp);
   }
   // The float model fine-tuned with distillation alone (no quantization), "epochs:lr:distill":
   // what the teacher gives without QAT.
   for (const std::vector<double>& v : parse_list(floatkd_list)) {
-    fmnist::TrainConfig ft = c;
+    fmnist::TrainConfig ft = fine;
     ft.epochs = static_cast<int>(v.at(0));
     ft.lr = static_cast<float>(v.at(1));
     ft.keep_best = false;
@@ -330,8 +353,8 @@ int main(int argc, char** argv) {
     fmnist::train_mlp(&m, split.train, split.val, ft, printer);
     fmnist::WeightParamsChoice snapped;
     snapped.snap = true;
-    report("floatkd", fmt::format("e{}-lr{}-kd{}", ft.epochs, ft.lr, ft.distill_weight), m,
-           int4_group, snapped);
+    report("floatkd", fmt::format("e{}-lr{}-kd{}{}", ft.epochs, ft.lr, ft.distill_weight, reg_tag),
+           m, int4_group, snapped);
   }
   for (const std::vector<double>& v : parse_list(awq_list)) {
     const int grid = static_cast<int>(v.at(0));
@@ -448,7 +471,7 @@ int main(int argc, char** argv) {
            int4_group, snapped);
   }
   for (const std::vector<double>& pv : parse_list(prune_list)) {
-    fmnist::TrainConfig ft = c;
+    fmnist::TrainConfig ft = fine;
     ft.epochs = static_cast<int>(pv.at(0));
     ft.lr = static_cast<float>(pv.at(1));
     ft.keep_best = pv.at(2) > 0;
@@ -460,15 +483,16 @@ int main(int argc, char** argv) {
     fmnist::TrainKey k = key;
     k.epochs = static_cast<uint32_t>(ft.epochs);
     k.lr = ft.lr;
-    k.recipe = fmt::format("global{}-f{}-p{}-r{}-cos{}_from-e20-lr0.001-cos-best-eigl1-32k", pct,
-                           pc.frequency, pc.power, pc.ramp_fraction, ft.keep_best ? "-best" : "");
+    k.recipe =
+        fmt::format("global{}-f{}-p{}-r{}-cos{}{}_from-e20-lr0.001-cos-best-eigl1-32k", pct,
+                    pc.frequency, pc.power, pc.ramp_fraction, ft.keep_best ? "-best" : "", reg_tag);
     const fmnist::FloatMlp pruned = load_or(k, [&] {
       fmnist::FloatMlp m = mlp;
       fmnist::prune_finetune(&m, split.train, split.val, ft, pc, printer);
       return m;
     });
-    const std::string pname =
-        fmt::format("e{}-lr{}-kb{}-r{}-p{}", ft.epochs, ft.lr, pv[2], pc.ramp_fraction, pc.power);
+    const std::string pname = fmt::format("e{}-lr{}-kb{}-r{}-p{}{}", ft.epochs, ft.lr, pv[2],
+                                          pc.ramp_fraction, pc.power, reg_tag);
     const std::string prow = fmt::format("p{}int8", pct);
     report(prow, pname, pruned, int8_channel);
     const std::vector<tq::Mask> masks = fmnist::global_masks(pruned, pc.sparsity);
