@@ -33,6 +33,8 @@
 // --floatkd takes "epochs:lr:distill" specs: the float model fine-tuned with distillation alone.
 // "--qat base" also reports the demo's QAT weights rounded by the demo's GPTQ.
 // --wide-int4 1: every int4 variant on the full grid [-8, 7] instead of the narrow [-7, 7].
+// --smooth E and --decay D: every fine-tune (--qat's list, --floatkd, --prune, --int8qat) with
+// label smoothing E and decoupled weight decay D (TrainConfig); the float model never.
 #include <fmt/format.h>
 
 #include <chrono>
@@ -146,8 +148,7 @@ int main(int argc, char** argv) {
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   bool wide_int4 = false;
   float smooth = 0.0f;
-  int shift = 0;
-  float dropout = 0.0f, decay = 0.0f;
+  float decay = 0.0f;
   for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i], v = i + 1 < argc ? argv[i + 1] : "";
     if (a == "--seed") {
@@ -170,12 +171,8 @@ int main(int argc, char** argv) {
       floatkd_list = v;
     } else if (a == "--smooth") {
       smooth = std::stof(v);
-    } else if (a == "--dropout") {
-      dropout = std::stof(v);
     } else if (a == "--decay") {
       decay = std::stof(v);
-    } else if (a == "--shift") {
-      shift = std::stoi(v);
     } else if (a == "--wide-int4") {
       wide_int4 = v == "1";
     } else {
@@ -192,17 +189,12 @@ int main(int argc, char** argv) {
   c.epochs = 20;
   c.schedule = fmnist::LrSchedule::kCosine;
   c.keep_best = true;
-  // The fine-tunes' regularization (--smooth, --shift); the float model is trained without.
+  // The fine-tunes' regularization (--smooth, --decay); the float model is trained without.
   fmnist::TrainConfig fine = c;
   fine.label_smoothing = smooth;
-  fine.shift_pixels = shift;
-  fine.image_width = 28;
-  fine.dropout = dropout;
   fine.weight_decay = decay;
   const std::string reg_tag =
-      smooth > 0 || shift > 0 || dropout > 0 || decay > 0
-          ? fmt::format("-ls{}-sh{}-do{}-wd{}", smooth, shift, dropout, decay)
-          : std::string();
+      smooth > 0 || decay > 0 ? fmt::format("-ls{}-wd{}", smooth, decay) : std::string();
   fmnist::TrainKey key;
   key.sizes = {fmnist::kPixels, 128, 64, fmnist::kClasses};
   key.seed = seed;
@@ -497,7 +489,7 @@ int main(int argc, char** argv) {
     report(prow, pname, pruned, int8_channel);
     const std::vector<tq::Mask> masks = fmnist::global_masks(pruned, pc.sparsity);
     for (const std::vector<double>& v : parse_list(int8_list)) {
-      fmnist::TrainConfig qt = c;
+      fmnist::TrainConfig qt = fine;
       qt.epochs = static_cast<int>(v.at(0));
       qt.lr = static_cast<float>(v.at(1));
       qt.keep_best = false;

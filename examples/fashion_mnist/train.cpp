@@ -41,20 +41,6 @@ Eigen::RowVectorXf softmax_row(const Eigen::RowVectorXf& z) {
   return e / e.sum();
 }
 
-// dst = src (an image of rows of `width` pixels) moved right by dx and down by dy, both drawn
-// uniformly from [-shift, shift]; pixels moved in from outside are 0.
-template <class Src, class Dst>
-void shift_image(const Src& src, int width, std::mt19937& rng, int shift, Dst&& dst) {
-  const auto span = static_cast<uint32_t>(2 * shift + 1);
-  const int dx = static_cast<int>(bounded(rng, span)) - shift;
-  const int dy = static_cast<int>(bounded(rng, span)) - shift;
-  const int height = static_cast<int>(src.size()) / width;
-  dst.setZero();
-  for (int y = std::max(0, dy); y < std::min(height, height + dy); ++y)
-    for (int x = std::max(0, dx); x < std::min(width, width + dx); ++x)
-      dst(y * width + x) = src((y - dy) * width + (x - dx));
-}
-
 }  // namespace
 
 AdamCorrection adam_correction(const TrainConfig& c, float lr, int64_t t) {
@@ -86,13 +72,12 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
   if (c.epochs < 1 || c.batch < 1 || !(c.lr > 0.0f) || !(c.beta1 >= 0.0f && c.beta1 < 1.0f) ||
       !(c.beta2 >= 0.0f && c.beta2 < 1.0f) || !(c.eps > 0.0f) ||
       !(c.lr_min >= 0.0f && c.lr_min <= c.lr) ||
-      !(c.label_smoothing >= 0.0f && c.label_smoothing < 1.0f) || c.shift_pixels < 0 ||
-      !(c.dropout >= 0.0f && c.dropout < 1.0f) || !(c.weight_decay >= 0.0f))
+      !(c.label_smoothing >= 0.0f && c.label_smoothing < 1.0f) || !(c.weight_decay >= 0.0f))
     throw tinyquant::InvalidArgument(fmt::format(
         "train_mlp: bad config: epochs = {}, batch = {}, lr = {}, beta1 = {}, beta2 = {}, "
-        "eps = {}, lr_min = {}, label_smoothing = {}, shift_pixels = {}",
+        "eps = {}, lr_min = {}, label_smoothing = {}, weight_decay = {}",
         c.epochs, c.batch, c.lr, c.beta1, c.beta2, c.eps, c.lr_min, c.label_smoothing,
-        c.shift_pixels));
+        c.weight_decay));
   if (c.teacher != nullptr &&
       (!(c.distill_weight >= 0.0f && c.distill_weight <= 1.0f) || !(c.temperature > 0.0f) ||
        c.teacher->layers.empty() || c.teacher->sizes().front() != mlp->sizes().front() ||
@@ -109,12 +94,6 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
     throw tinyquant::ShapeError(
         fmt::format("train_mlp: {} training images of {} pixels for a model with {} layers",
                     train.size(), train.images.cols(), mlp->layers.size()));
-  if (c.shift_pixels > 0 && (c.image_width <= 0 || train.images.cols() % c.image_width != 0 ||
-                             c.shift_pixels >= c.image_width))
-    throw tinyquant::InvalidArgument(
-        fmt::format("train_mlp: shift_pixels = {} needs an image_width dividing the {} pixels of "
-                    "an image and above the shift (got {})",
-                    c.shift_pixels, train.images.cols(), c.image_width));
   const FixedEigenBlocking fixed_blocking;  // sums that do not depend on the CPU's caches
   const size_t nl = mlp->layers.size();
   std::vector<AdamState> adam(nl);
@@ -125,9 +104,6 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
   }
 
   std::mt19937 rng(c.seed + 1);
-  std::mt19937 shift_rng(c.seed + 2);
-  std::mt19937 dropout_rng(c.seed + 3);
-  const float keep = 1.0f - c.dropout;
   std::vector<int64_t> order(static_cast<size_t>(train.size()));
   std::iota(order.begin(), order.end(), int64_t{0});
   std::vector<MatrixRM> acts(nl + 1);  // acts[0] = batch input, acts[i + 1] = layer i output
@@ -150,11 +126,7 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
       labels.resize(static_cast<size_t>(bs));
       for (int64_t r = 0; r < bs; ++r) {
         const int64_t src = order[static_cast<size_t>(start + r)];
-        if (c.shift_pixels > 0)
-          shift_image(train.images.row(src), c.image_width, shift_rng, c.shift_pixels,
-                      acts[0].row(r));
-        else
-          acts[0].row(r) = train.images.row(src);
+        acts[0].row(r) = train.images.row(src);
         labels[static_cast<size_t>(r)] = train.labels[static_cast<size_t>(src)];
       }
       // Forward, keeping every layer's output (post-ReLU; ReLU' is then "output > 0").
@@ -162,17 +134,7 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
         const DenseLayer& l = mlp->layers[i];
         acts[i + 1].noalias() = acts[i] * l.w.transpose();
         acts[i + 1].rowwise() += l.b.transpose();
-        if (mlp->is_hidden(i)) {
-          acts[i + 1] = acts[i + 1].cwiseMax(0.0f);
-          if (c.dropout > 0.0f) {
-            // Kept units with 24-bit uniforms below keep, scaled by 1 / keep.
-            float* a = acts[i + 1].data();
-            for (Eigen::Index k = 0; k < acts[i + 1].size(); ++k) {
-              const float u = static_cast<float>(dropout_rng() >> 8) * 0x1p-24f;
-              a[k] = u < keep ? a[k] / keep : 0.0f;
-            }
-          }
-        }
+        if (mlp->is_hidden(i)) acts[i + 1] = acts[i + 1].cwiseMax(0.0f);
       }
       // Softmax cross-entropy gradient w.r.t. the logits: (softmax - onehot) / bs.
       const MatrixRM& logits = acts[nl];
@@ -213,7 +175,6 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
         if (i > 0) {  // propagate before W changes; the input layer needs no gradient
           next_delta.noalias() = delta * l.w;
           next_delta = next_delta.cwiseProduct((acts[i].array() > 0.0f).cast<float>().matrix());
-          if (c.dropout > 0.0f) next_delta *= 1.0f / keep;
         }
         const MatrixRM gw = delta.transpose() * acts[i];
         const Eigen::VectorXf gb = delta.colwise().sum().transpose();

@@ -41,22 +41,15 @@ struct TrainConfig {
   // Label smoothing: the cross-entropy's target puts 1 - label_smoothing + label_smoothing / K
   // on the label and label_smoothing / K on each other class (K classes); [0, 1).
   float label_smoothing = 0.0f;
-  // Random translation: each training image, read as rows of image_width pixels, is shifted by
-  // dx, dy drawn uniformly from [-shift_pixels, shift_pixels] (zero fill), from
-  // std::mt19937(seed + 2), so the shuffle's draws do not change. 0: off.
-  int shift_pixels = 0;
-  int image_width = 0;  // > 0 and dividing the image size when shift_pixels > 0
-  // Dropout on the hidden layers' outputs: each unit kept with probability 1 - dropout and then
-  // scaled by 1 / (1 - dropout) (inverted dropout), masks from std::mt19937(seed + 3); [0, 1).
-  float dropout = 0.0f;
   // Decoupled weight decay (AdamW): every step also subtracts lr * weight_decay * w from the
   // weights (not the biases); >= 0.
   float weight_decay = 0.0f;
 };
 
 struct EpochStats {
-  int epoch = 0;            // 1-based
-  double train_loss = 0.0;  // mean cross-entropy over the epoch's minibatches (as trained)
+  int epoch = 0;  // 1-based
+  // Mean cross-entropy over the epoch's minibatches as trained, against the labels (unsmoothed).
+  double train_loss = 0.0;
   double val_accuracy = 0.0;
   double seconds = 0.0;  // wall time of the epoch, evaluation included
   float lr = 0.0f;       // step size of the epoch's last step
