@@ -9,6 +9,10 @@
 // `refresh_every` steps, with the same calibration the final quantization uses (MSE-optimal
 // ranges for <= 4 bits, the spec's own rule otherwise). Biases train in float as usual.
 //
+// TrainConfig's label smoothing and weight decay work as in train_mlp; the decay shrinks the
+// fake-quantized weights the step starts from, and reaches the master weights through the same
+// masked update (master -= mask * lr * weight_decay * w_fake, besides Adam's step).
+//
 // Pruned models: with masks given, master weights where the mask is 0 are reset to exactly 0
 // after every step (symmetric quantization maps 0 to 0), so the sparsity pattern is kept.
 //

@@ -288,6 +288,80 @@ TEST(Train, DistillationStepFollowsTheSoftTargetLoss) {
   expect_error<tinyquant::InvalidArgument>([&] { train_mlp(&kd0, d, d, c); }, {"teacher 5-3"});
 }
 
+namespace {
+
+// Cross-entropy against smoothed targets, plain loops: the label gets 1 - e + e / K, every other
+// class e / K (K classes).
+double reference_smoothed_loss(const FloatMlp& m, const Dataset& d, double e) {
+  double total = 0.0;
+  for (int r = 0; r < d.images.rows(); ++r) {
+    const std::vector<double> z = reference_forward(m, d.images, r).back();
+    double sum = 0.0;
+    for (double v : z) sum += std::exp(v);
+    const double k = static_cast<double>(z.size());
+    for (size_t i = 0; i < z.size(); ++i) {
+      const double target = (i == d.labels[static_cast<size_t>(r)] ? 1.0 - e : 0.0) + e / k;
+      total -= target * (z[i] - std::log(sum));
+    }
+  }
+  return total / static_cast<double>(d.images.rows());
+}
+
+}  // namespace
+
+TEST(Train, LabelSmoothingStepFollowsTheSmoothedLoss) {
+  const Dataset d = tiny_dataset(6, 4, 9);
+  TrainConfig c;
+  c.label_smoothing = 0.2f;
+  EXPECT_EQ(expect_step_follows_gradients(
+                he_init({4, 5, 3}, 21), d, c,
+                [&](const FloatMlp& m) { return reference_smoothed_loss(m, d, 0.2); }),
+            4 * 5 + 5 + 5 * 3 + 3);
+  // With distillation the smoothed cross-entropy takes the labels' share.
+  const FloatMlp teacher = he_init({4, 7, 3}, 5);
+  c.teacher = &teacher;
+  c.distill_weight = 0.3f;
+  c.temperature = 2.5f;
+  EXPECT_EQ(expect_step_follows_gradients(he_init({4, 5, 3}, 21), d, c,
+                                          [&](const FloatMlp& m) {
+                                            return reference_distill_loss(m, teacher, d, 0.3, 2.5) -
+                                                   0.7 * reference_loss(m, d.images, d.labels) +
+                                                   0.7 * reference_smoothed_loss(m, d, 0.2);
+                                          }),
+            4 * 5 + 5 + 5 * 3 + 3);
+  c.label_smoothing = 1.0f;
+  expect_error<tinyquant::InvalidArgument>(
+      [&] {
+        FloatMlp m = he_init({4, 5, 3}, 21);
+        train_mlp(&m, d, d, c);
+      },
+      {"label_smoothing = 1"});
+}
+
+TEST(Train, WeightDecayShrinksWeightsBeforeTheAdamStep) {
+  // Decoupled: w -> w (1 - lr wd) + the step Adam takes from the same gradient; biases untouched.
+  const Dataset d = tiny_dataset(6, 4, 9);
+  const FloatMlp before = he_init({4, 5, 3}, 21);
+  TrainConfig c;
+  c.epochs = 1;
+  c.batch = 6;
+  c.lr = 0.05f;
+  FloatMlp plain = before, decayed = before;
+  train_mlp(&plain, d, Dataset{}, c);
+  c.weight_decay = 0.5f;
+  train_mlp(&decayed, d, Dataset{}, c);
+  for (size_t i = 0; i < before.layers.size(); ++i) {
+    const MatrixRM expected =
+        before.layers[i].w * (1.0f - 0.05f * 0.5f) + (plain.layers[i].w - before.layers[i].w);
+    EXPECT_TRUE(decayed.layers[i].w.isApprox(expected, 1e-6f)) << "layer " << i;
+    EXPECT_FALSE(decayed.layers[i].w.isApprox(plain.layers[i].w, 1e-3f)) << "layer " << i;
+    EXPECT_EQ(decayed.layers[i].b, plain.layers[i].b) << "layer " << i;
+  }
+  c.weight_decay = -0.1f;
+  expect_error<tinyquant::InvalidArgument>([&] { train_mlp(&decayed, d, d, c); },
+                                           {"weight_decay = -0.1"});
+}
+
 TEST(Train, DeterministicAndLearnsASeparableProblem) {
   Dataset d = learnable_dataset(600, 8, 4);
   TrainConfig c;
