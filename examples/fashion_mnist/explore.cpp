@@ -276,8 +276,9 @@ int main(int argc, char** argv) {
     k.epochs = 12;
     k.lr = 2.0f * c.lr;
     // The demo's key; on the wide grid a model of its own.
-    k.recipe = std::string(wide_int4 ? "qat-int4w" : "qat-int4") +
-               "-g32-r100-snap-cos_from-e20-lr0.001-cos-best-eigl1-32k";
+    k.recipe = fmt::format("{}-g32-r100-snap-ls{}-wd{}-cos_from-e20-lr0.001-cos-best-eigl1-32k",
+                           wide_int4 ? "qat-int4w" : "qat-int4", fmnist::kDemoQatLabelSmoothing,
+                           fmnist::kDemoQatWeightDecay);
     fmnist::QatConfig qc;
     qc.snap_scales = true;
     const fmnist::FloatMlp qat = load_or(k, [&] {
@@ -285,20 +286,25 @@ int main(int argc, char** argv) {
       ft.epochs = 12;
       ft.lr = 2.0f * c.lr;
       ft.keep_best = false;
+      ft.label_smoothing = fmnist::kDemoQatLabelSmoothing;
+      ft.weight_decay = fmnist::kDemoQatWeightDecay;
       fmnist::FloatMlp m = mlp;
       fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc, printer);
       return m;
     });
     fmnist::WeightParamsChoice snapped;
     snapped.snap = true;
-    report("qat4", "e12-lr0.002-r100-kd0-snap1-last", qat, int4_group, snapped);
+    const std::string base_name =
+        fmt::format("e12-lr0.002-r100-kd0-snap1-last-ls{}-wd{}", fmnist::kDemoQatLabelSmoothing,
+                    fmnist::kDemoQatWeightDecay);
+    report("qat4", base_name, qat, int4_group, snapped);
     // The QAT weights rounded by the demo's GPTQ instead of to nearest.
     const fmnist::GptqMlp g =
         fmnist::gptq_mlp(qat, split.val.images, int4_group, fmnist::demo_gptq_options(),
                          fmnist::GptqInputs::kSequential);
     fmnist::WeightParamsChoice given;
     given.given = &g.params;
-    report("qat4", "e12-lr0.002-r100-kd0-snap1-last-gptq", g.model, int4_group, given);
+    report("qat4", base_name + "-gptq", g.model, int4_group, given);
     qat_list.clear();
   }
   for (const std::vector<double>& v : parse_list(qat_list)) {

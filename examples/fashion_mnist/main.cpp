@@ -58,10 +58,6 @@ constexpr int kPruneEpochs = 6;
 // multiple of the training lr (unless --finetune-lr); chosen on the validation images too.
 constexpr int kQatEpochs = 12;
 constexpr float kFinetuneLrScale = 2.0f;
-// QAT's regularization: label smoothing and decoupled weight decay (TrainConfig), chosen on the
-// validation images of seeds 1-5 and confirmed on those of seeds 6-10 (README, "What was tried").
-constexpr float kQatLabelSmoothing = 0.05f;
-constexpr float kQatWeightDecay = 0.1f;
 
 struct Options {
   std::string data_dir = TINYQUANT_FMNIST_DATA_DIR;
@@ -433,13 +429,13 @@ int run(const Options& o) {
     fmnist::TrainConfig qt = ft;
     if (!o.finetune_epochs_given) qt.epochs = kQatEpochs;
     qt.lr = fast_lr;
-    qt.label_smoothing = kQatLabelSmoothing;
-    qt.weight_decay = kQatWeightDecay;
+    qt.label_smoothing = fmnist::kDemoQatLabelSmoothing;
+    qt.weight_decay = fmnist::kDemoQatWeightDecay;
     fmnist::TrainKey k = ft_key;
     k.epochs = static_cast<uint32_t>(qt.epochs);
     k.lr = qt.lr;
     k.recipe = fmt::format("qat-int4-g32-r{}-snap-ls{}-wd{}-cos_{}", kQatRefresh,
-                           kQatLabelSmoothing, kQatWeightDecay, base);
+                           fmnist::kDemoQatLabelSmoothing, fmnist::kDemoQatWeightDecay, base);
     const fmnist::FloatMlp qat = cached_model(o, k, "int4 per-group 32 QAT", [&] {
       fmt::print(
           "int4 per-group 32 QAT: fine-tune {} epochs on fake-quantized weights, Adam lr {} "
