@@ -277,8 +277,8 @@ int main(int argc, char** argv) {
     k.lr = 2.0f * c.lr;
     // The demo's key; on the wide grid a model of its own.
     k.recipe = fmt::format("{}-g32-r100-snap-ls{}-wd{}-cos_from-e20-lr0.001-cos-best-eigl1-32k",
-                           wide_int4 ? "qat-int4w" : "qat-int4", fmnist::kDemoQatLabelSmoothing,
-                           fmnist::kDemoQatWeightDecay);
+                           wide_int4 ? "qat-int4w" : "qat-int4", fmnist::kDemoLabelSmoothing,
+                           fmnist::kDemoWeightDecay);
     fmnist::QatConfig qc;
     qc.snap_scales = true;
     const fmnist::FloatMlp qat = load_or(k, [&] {
@@ -286,8 +286,8 @@ int main(int argc, char** argv) {
       ft.epochs = 12;
       ft.lr = 2.0f * c.lr;
       ft.keep_best = false;
-      ft.label_smoothing = fmnist::kDemoQatLabelSmoothing;
-      ft.weight_decay = fmnist::kDemoQatWeightDecay;
+      ft.label_smoothing = fmnist::kDemoLabelSmoothing;
+      ft.weight_decay = fmnist::kDemoWeightDecay;
       fmnist::FloatMlp m = mlp;
       fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc, printer);
       return m;
@@ -295,8 +295,8 @@ int main(int argc, char** argv) {
     fmnist::WeightParamsChoice snapped;
     snapped.snap = true;
     const std::string base_name =
-        fmt::format("e12-lr0.002-r100-kd0-snap1-last-ls{}-wd{}", fmnist::kDemoQatLabelSmoothing,
-                    fmnist::kDemoQatWeightDecay);
+        fmt::format("e12-lr0.002-r100-kd0-snap1-last-ls{}-wd{}", fmnist::kDemoLabelSmoothing,
+                    fmnist::kDemoWeightDecay);
     report("qat4", base_name, qat, int4_group, snapped);
     // The QAT weights rounded by the demo's GPTQ instead of to nearest.
     const fmnist::GptqMlp g =

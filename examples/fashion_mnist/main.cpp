@@ -52,8 +52,9 @@ constexpr int kExitSkip = 77;
 constexpr uint32_t kDefaultSeed = 1;
 constexpr int64_t kQatRefresh = 100;  // steps between QAT range re-fits
 // Global pruning fine-tunes: epochs (unless --finetune-epochs), the best validation epoch at the
-// final sparsity kept; chosen on the validation images (README, "What was tried").
-constexpr int kPruneEpochs = 6;
+// final sparsity kept; chosen on the validation images (README, "What was tried"). They and QAT
+// are regularized with fmnist::kDemoLabelSmoothing and fmnist::kDemoWeightDecay.
+constexpr int kPruneEpochs = 10;
 // QAT: epochs (unless --finetune-epochs). QAT and the global pruning fine-tunes start at this
 // multiple of the training lr (unless --finetune-lr); chosen on the validation images too.
 constexpr int kQatEpochs = 12;
@@ -91,7 +92,7 @@ void usage(std::FILE* to) {
       "  --batch N          minibatch size (default 64)\n"
       "  --lr X             Adam step size (default 0.001)\n"
       "  --train-limit N    train on the first N of the 55000 training images\n"
-      "  --finetune-epochs N  epochs of every fine-tune (default 12 for QAT, 6 for global\n"
+      "  --finetune-epochs N  epochs of every fine-tune (default 12 for QAT, 10 for global\n"
       "                     pruning, 4 for structured pruning)\n"
       "  --finetune-lr X    Adam step size of every fine-tune (default 2 x --lr for QAT and\n"
       "                     global pruning, --lr for structured pruning)\n"
@@ -429,13 +430,13 @@ int run(const Options& o) {
     fmnist::TrainConfig qt = ft;
     if (!o.finetune_epochs_given) qt.epochs = kQatEpochs;
     qt.lr = fast_lr;
-    qt.label_smoothing = fmnist::kDemoQatLabelSmoothing;
-    qt.weight_decay = fmnist::kDemoQatWeightDecay;
+    qt.label_smoothing = fmnist::kDemoLabelSmoothing;
+    qt.weight_decay = fmnist::kDemoWeightDecay;
     fmnist::TrainKey k = ft_key;
     k.epochs = static_cast<uint32_t>(qt.epochs);
     k.lr = qt.lr;
     k.recipe = fmt::format("qat-int4-g32-r{}-snap-ls{}-wd{}-cos_{}", kQatRefresh,
-                           fmnist::kDemoQatLabelSmoothing, fmnist::kDemoQatWeightDecay, base);
+                           fmnist::kDemoLabelSmoothing, fmnist::kDemoWeightDecay, base);
     const fmnist::FloatMlp qat = cached_model(o, k, "int4 per-group 32 QAT", [&] {
       fmt::print(
           "int4 per-group 32 QAT: fine-tune {} epochs on fake-quantized weights, Adam lr {} "
@@ -465,18 +466,23 @@ int run(const Options& o) {
     pt.epochs = o.finetune_epochs_given ? ft.epochs : kPruneEpochs;
     pt.lr = fast_lr;
     pt.keep_best = true;
+    pt.label_smoothing = fmnist::kDemoLabelSmoothing;
+    pt.weight_decay = fmnist::kDemoWeightDecay;
     fmnist::TrainKey k = ft_key;
     k.epochs = static_cast<uint32_t>(pt.epochs);
     k.lr = pt.lr;
-    k.recipe = fmt::format("global{}-f{}-p{}-r{}-cos-best_{}", percent_tag(sparsity), pc.frequency,
-                           pc.power, pc.ramp_fraction, base);
+    k.recipe = fmt::format("global{}-f{}-p{}-r{}-cos-best-ls{}-wd{}_{}", percent_tag(sparsity),
+                           pc.frequency, pc.power, pc.ramp_fraction, pt.label_smoothing,
+                           pt.weight_decay, base);
     const std::string what = fmt::format("{}% global magnitude pruning", percent_tag(sparsity));
     const fmnist::FloatMlp pruned = cached_model(o, k, what.c_str(), [&] {
       fmt::print(
-          "{}: fine-tune {} epochs, Adam lr {} cosine to 0, sparsity 0 -> {} (polynomial "
-          "decay, power {}, masks updated every {} steps over the first {:.0f}% of the steps; "
-          "the best validation epoch at the final sparsity kept)\n",
-          what, pt.epochs, pt.lr, sparsity, pc.power, pc.frequency, 100.0 * pc.ramp_fraction);
+          "{}: fine-tune {} epochs, Adam lr {} cosine to 0, label smoothing {}, weight decay "
+          "{}, sparsity 0 -> {} (polynomial decay, power {}, masks updated every {} steps over "
+          "the first {:.0f}% of the steps; the best validation epoch at the final sparsity "
+          "kept)\n",
+          what, pt.epochs, pt.lr, pt.label_smoothing, pt.weight_decay, sparsity, pc.power,
+          pc.frequency, 100.0 * pc.ramp_fraction);
       flush();
       fmnist::FloatMlp m = mlp;
       fmnist::prune_finetune(&m, split.train, split.val, pt, pc, epoch_printer(pt.epochs));

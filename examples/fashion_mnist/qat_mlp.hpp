@@ -47,12 +47,6 @@
 
 namespace fmnist {
 
-// The demo's QAT regularization, TrainConfig's label_smoothing and weight_decay (chosen on the
-// validation images: README, "What was tried"); fashion_mnist and `fashion_mnist_explore --qat
-// base` both use them.
-inline constexpr float kDemoQatLabelSmoothing = 0.05f;
-inline constexpr float kDemoQatWeightDecay = 0.1f;
-
 struct QatConfig {
   int64_t refresh_every = 100;  // >= 1: steps between re-fits of the weight QuantParams
   // End with the master weights of the epoch whose weight-quantized model (quantized_weights())

@@ -19,6 +19,12 @@ enum class LrSchedule : uint8_t {
   kCosine,    // lr_min + (lr - lr_min) (1 + cos(pi t / T)) / 2 at step t of T (0-based)
 };
 
+// The demo's regularization of its QAT and global pruning fine-tunes, TrainConfig's
+// label_smoothing and weight_decay (chosen on the validation images: README, "What was tried");
+// fashion_mnist and `fashion_mnist_explore --qat base` use them.
+inline constexpr float kDemoLabelSmoothing = 0.05f;
+inline constexpr float kDemoWeightDecay = 0.1f;
+
 struct TrainConfig {
   int epochs = 12;       // >= 1
   int batch = 64;        // >= 1; the last, shorter batch of an epoch is used too
