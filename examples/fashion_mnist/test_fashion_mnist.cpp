@@ -360,6 +360,9 @@ TEST(Train, WeightDecayShrinksWeightsBeforeTheAdamStep) {
   c.weight_decay = -0.1f;
   expect_error<tinyquant::InvalidArgument>([&] { train_mlp(&decayed, d, d, c); },
                                            {"weight_decay = -0.1"});
+  c.weight_decay = 20.0f;  // lr * weight_decay = 1 would zero every weight in one step
+  expect_error<tinyquant::InvalidArgument>([&] { train_mlp(&decayed, d, d, c); },
+                                           {"weight_decay = 20"});
 }
 
 TEST(Train, DeterministicAndLearnsASeparableProblem) {

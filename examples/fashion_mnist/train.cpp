@@ -72,7 +72,8 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
   if (c.epochs < 1 || c.batch < 1 || !(c.lr > 0.0f) || !(c.beta1 >= 0.0f && c.beta1 < 1.0f) ||
       !(c.beta2 >= 0.0f && c.beta2 < 1.0f) || !(c.eps > 0.0f) ||
       !(c.lr_min >= 0.0f && c.lr_min <= c.lr) ||
-      !(c.label_smoothing >= 0.0f && c.label_smoothing < 1.0f) || !(c.weight_decay >= 0.0f))
+      !(c.label_smoothing >= 0.0f && c.label_smoothing < 1.0f) ||
+      !(c.weight_decay >= 0.0f && c.lr * c.weight_decay < 1.0f))
     throw tinyquant::InvalidArgument(fmt::format(
         "train_mlp: bad config: epochs = {}, batch = {}, lr = {}, beta1 = {}, beta2 = {}, "
         "eps = {}, lr_min = {}, label_smoothing = {}, weight_decay = {}",

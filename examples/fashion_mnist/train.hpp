@@ -48,7 +48,7 @@ struct TrainConfig {
   // on the label and label_smoothing / K on each other class (K classes); [0, 1).
   float label_smoothing = 0.0f;
   // Decoupled weight decay (AdamW): every step also subtracts lr * weight_decay * w from the
-  // weights (not the biases); >= 0.
+  // weights (not the biases); >= 0, with lr * weight_decay < 1.
   float weight_decay = 0.0f;
 };
 
