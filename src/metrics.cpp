@@ -123,13 +123,8 @@ int64_t zero_point_bytes(int bits) {
 }
 
 int64_t quantized_bytes(const QTensor& q) {
-  // The data must be what the shape says (so numel * 4 below cannot overflow either).
-  const int64_t need = storage_bytes(q.bits(), q.numel());
-  if (static_cast<int64_t>(q.data.size()) != need)
-    fail<ShapeError>(
-        "quantized_bytes: the QTensor holds {} bytes, but {} {}-bit elements of "
-        "shape {} take {}",
-        q.data.size(), q.numel(), q.bits(), to_string(q.shape), need);
+  // The data must be what the shape says (so numel * 4 in size_report cannot overflow either).
+  detail::check_storage(q, "quantized_bytes");
   const int64_t params = static_cast<int64_t>(q.params.scales.size());
   return static_cast<int64_t>(q.data.size()) +
          params * (static_cast<int64_t>(sizeof(float)) + zero_point_bytes(q.bits()));

@@ -319,13 +319,17 @@ void check_data(const char* what, const float* data, int64_t n) {
 
 void check_qtensor(const char* what, const QTensor& q) {
   check_params(what, q.shape, q.params);
+  detail::check_storage(q, what);
+}
+
+}  // namespace
+
+void detail::check_storage(const QTensor& q, const char* what) {
   const int64_t need = storage_bytes(q.bits(), q.numel());
   if (static_cast<int64_t>(q.data.size()) != need)
     fail<ShapeError>("{}: QTensor holds {} bytes, but {} {}-bit elements of shape {} need {}", what,
                      q.data.size(), q.numel(), q.bits(), to_string(q.shape), need);
 }
-
-}  // namespace
 
 int32_t QTensor::value(int64_t i) const noexcept {
   const int b = params.spec.bits;

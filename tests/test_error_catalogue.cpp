@@ -819,8 +819,8 @@ TEST(ErrorCatalogue, E94) {
   QTensor q = quantize_weights(w.data(), {4, 10}, QuantSpec::int8_weights_per_channel(0));
   q.data.pop_back();
   TQ_EXPECT_MESSAGE(ShapeError, quantized_bytes(q),
-                    "quantized_bytes: the QTensor holds 39 bytes, but 40 8-bit elements of shape "
-                    "[4, 10] take 40");
+                    "quantized_bytes: QTensor holds 39 bytes, but 40 8-bit elements of shape "
+                    "[4, 10] need 40");
 }
 TEST(ErrorCatalogue, E95) {
   const float v = 1.0f;

@@ -174,5 +174,6 @@ TEST(SizeReport, CountsDataAndParameters) {
   expect_error<ShapeError>([&] { size_report(huge); }, {"quantized_bytes", "40 bytes"});
   QTensor short_data = q8;
   short_data.data.pop_back();
-  expect_error<ShapeError>([&] { quantized_bytes(short_data); }, {"39 bytes", "take 40"});
+  expect_error<ShapeError>([&] { quantized_bytes(short_data); },
+                           {"quantized_bytes", "39 bytes", "need 40"});
 }

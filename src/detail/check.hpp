@@ -9,6 +9,10 @@
 
 #include "tinyquant/error.hpp"
 
+namespace tinyquant {
+struct QTensor;
+}
+
 namespace tinyquant::detail {
 
 template <class E, class... Args>
@@ -21,5 +25,10 @@ int64_t first_non_finite(const float* data, int64_t n) noexcept;
 
 // Throws DataError "<what>: non-finite value <v> at index <i>" if data has a NaN or infinity.
 void check_finite(const float* data, int64_t n, const char* what);
+
+// Throws ShapeError "<what>: QTensor holds <n> bytes, but <count> <bits>-bit elements of shape
+// <shape> need <m>" unless q.data is exactly storage_bytes(bits, numel) long (its bit width is
+// checked by storage_bytes, its parameters not at all).
+void check_storage(const QTensor& q, const char* what);
 
 }  // namespace tinyquant::detail
