@@ -20,7 +20,8 @@
 // layer inputs of the float model (sequential 0), of the already-quantized earlier layers (1) or
 // the same with every layer input quantized to int8 and back (2), params_for_mse (1) or min / max
 // (0) group fits, act order (1) or not (0), damping (0.01 by default); bias 1 or 2 also reports
-// the GPTQ model with bias correction (see below); with qat_epochs > 0 also the demo's QAT recipe
+// the GPTQ model with bias correction (see below); with qat_epochs > 0 also a QAT (the demo's
+// of 2026-11-23: snapped group scales, the last epoch, no label smoothing or weight decay)
 // started from the GPTQ weights, at Adam step qat_lr (the training lr by default; cached), its
 // group ranges re-fitted from min / max with qat_minmax 1 (not cached).
 // --awq takes "grid[:mse[:input]]" specs: AWQ-style input-channel scaling (awq_fold below) of the
@@ -193,8 +194,7 @@ int main(int argc, char** argv) {
   fmnist::TrainConfig fine = c;
   fine.label_smoothing = smooth;
   fine.weight_decay = decay;
-  const std::string reg_tag =
-      smooth > 0 || decay > 0 ? fmt::format("-ls{}-wd{}", smooth, decay) : std::string();
+  const std::string reg_tag = fmnist::regularization_tag(fine);
   fmnist::TrainKey key;
   key.sizes = {fmnist::kPixels, 128, 64, fmnist::kClasses};
   key.seed = seed;
@@ -272,22 +272,21 @@ int main(int argc, char** argv) {
   }
   if (qat_list == "base") {
     report("float", "base", mlp, int8_channel);
+    // The demo's QAT: 12 epochs at twice the training lr, regularized, the last epoch.
+    fmnist::TrainConfig ft = c;
+    ft.epochs = 12;
+    ft.lr = 2.0f * c.lr;
+    ft.keep_best = false;
+    fmnist::apply_demo_regularization(&ft);
     fmnist::TrainKey k = key;
-    k.epochs = 12;
-    k.lr = 2.0f * c.lr;
+    k.epochs = static_cast<uint32_t>(ft.epochs);
+    k.lr = ft.lr;
     // The demo's key; on the wide grid a model of its own.
-    k.recipe = fmt::format("{}-g32-r100-snap-ls{}-wd{}-cos_from-e20-lr0.001-cos-best-eigl1-32k",
-                           wide_int4 ? "qat-int4w" : "qat-int4", fmnist::kDemoLabelSmoothing,
-                           fmnist::kDemoWeightDecay);
+    k.recipe = fmt::format("{}-g32-r100-snap{}-cos_from-e20-lr0.001-cos-best-eigl1-32k",
+                           wide_int4 ? "qat-int4w" : "qat-int4", fmnist::regularization_tag(ft));
     fmnist::QatConfig qc;
     qc.snap_scales = true;
     const fmnist::FloatMlp qat = load_or(k, [&] {
-      fmnist::TrainConfig ft = c;
-      ft.epochs = 12;
-      ft.lr = 2.0f * c.lr;
-      ft.keep_best = false;
-      ft.label_smoothing = fmnist::kDemoLabelSmoothing;
-      ft.weight_decay = fmnist::kDemoWeightDecay;
       fmnist::FloatMlp m = mlp;
       fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc, printer);
       return m;
@@ -295,8 +294,7 @@ int main(int argc, char** argv) {
     fmnist::WeightParamsChoice snapped;
     snapped.snap = true;
     const std::string base_name =
-        fmt::format("e12-lr0.002-r100-kd0-snap1-last-ls{}-wd{}", fmnist::kDemoLabelSmoothing,
-                    fmnist::kDemoWeightDecay);
+        fmt::format("e12-lr{}-r100-kd0-snap1-last{}", ft.lr, fmnist::regularization_tag(ft));
     report("qat4", base_name, qat, int4_group, snapped);
     // The QAT weights rounded by the demo's GPTQ instead of to nearest.
     const fmnist::GptqMlp g =
@@ -427,8 +425,8 @@ int main(int argc, char** argv) {
       report("int4g32", fmt::format("gptq-{}-bc{}", name, bc_mode), bc, int4_group, wp);
     }
     if (qat_epochs <= 0) continue;
-    // The demo's QAT recipe started from the GPTQ weights (group re-fits from min / max with
-    // minmax); *params: the parameters it ends with.
+    // The QAT of 2026-11-23 (unregularized) started from the GPTQ weights (group re-fits from
+    // min / max with minmax); *params: the parameters it ends with.
     auto qat_from_gptq = [&](bool minmax, std::vector<tq::QuantParams>* params) {
       fmnist::TrainConfig ft = c;
       ft.epochs = qat_epochs;

@@ -53,7 +53,7 @@ constexpr uint32_t kDefaultSeed = 1;
 constexpr int64_t kQatRefresh = 100;  // steps between QAT range re-fits
 // Global pruning fine-tunes: epochs (unless --finetune-epochs), the best validation epoch at the
 // final sparsity kept; chosen on the validation images (README, "What was tried"). They and QAT
-// are regularized with fmnist::kDemoLabelSmoothing and fmnist::kDemoWeightDecay.
+// are regularized by fmnist::apply_demo_regularization.
 constexpr int kPruneEpochs = 10;
 // QAT: epochs (unless --finetune-epochs). QAT and the global pruning fine-tunes start at this
 // multiple of the training lr (unless --finetune-lr); chosen on the validation images too.
@@ -430,13 +430,12 @@ int run(const Options& o) {
     fmnist::TrainConfig qt = ft;
     if (!o.finetune_epochs_given) qt.epochs = kQatEpochs;
     qt.lr = fast_lr;
-    qt.label_smoothing = fmnist::kDemoLabelSmoothing;
-    qt.weight_decay = fmnist::kDemoWeightDecay;
+    fmnist::apply_demo_regularization(&qt);
     fmnist::TrainKey k = ft_key;
     k.epochs = static_cast<uint32_t>(qt.epochs);
     k.lr = qt.lr;
-    k.recipe = fmt::format("qat-int4-g32-r{}-snap-ls{}-wd{}-cos_{}", kQatRefresh,
-                           fmnist::kDemoLabelSmoothing, fmnist::kDemoWeightDecay, base);
+    k.recipe = fmt::format("qat-int4-g32-r{}-snap{}-cos_{}", kQatRefresh,
+                           fmnist::regularization_tag(qt), base);
     const fmnist::FloatMlp qat = cached_model(o, k, "int4 per-group 32 QAT", [&] {
       fmt::print(
           "int4 per-group 32 QAT: fine-tune {} epochs on fake-quantized weights, Adam lr {} "
@@ -466,14 +465,13 @@ int run(const Options& o) {
     pt.epochs = o.finetune_epochs_given ? ft.epochs : kPruneEpochs;
     pt.lr = fast_lr;
     pt.keep_best = true;
-    pt.label_smoothing = fmnist::kDemoLabelSmoothing;
-    pt.weight_decay = fmnist::kDemoWeightDecay;
+    fmnist::apply_demo_regularization(&pt);
     fmnist::TrainKey k = ft_key;
     k.epochs = static_cast<uint32_t>(pt.epochs);
     k.lr = pt.lr;
-    k.recipe = fmt::format("global{}-f{}-p{}-r{}-cos-best-ls{}-wd{}_{}", percent_tag(sparsity),
-                           pc.frequency, pc.power, pc.ramp_fraction, pt.label_smoothing,
-                           pt.weight_decay, base);
+    k.recipe =
+        fmt::format("global{}-f{}-p{}-r{}-cos-best{}_{}", percent_tag(sparsity), pc.frequency,
+                    pc.power, pc.ramp_fraction, fmnist::regularization_tag(pt), base);
     const std::string what = fmt::format("{}% global magnitude pruning", percent_tag(sparsity));
     const fmnist::FloatMlp pruned = cached_model(o, k, what.c_str(), [&] {
       fmt::print(

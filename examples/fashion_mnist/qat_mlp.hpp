@@ -9,9 +9,10 @@
 // `refresh_every` steps, with the same calibration the final quantization uses (MSE-optimal
 // ranges for <= 4 bits, the spec's own rule otherwise). Biases train in float as usual.
 //
-// TrainConfig's label smoothing and weight decay work as in train_mlp; the decay shrinks the
-// fake-quantized weights the step starts from, and reaches the master weights through the same
-// masked update (master -= mask * lr * weight_decay * w_fake, besides Adam's step).
+// TrainConfig's label smoothing and weight decay act on the fake-quantized weights the step
+// starts from, as train_mlp's on its weights; the decay reaches the master weights through the
+// same masked update as Adam's step (master -= mask * lr * weight_decay * w_fake), so master
+// weights outside the quantization range (mask 0) are not decayed.
 //
 // Pruned models: with masks given, master weights where the mask is 0 are reset to exactly 0
 // after every step (symmetric quantization maps 0 to 0), so the sparsity pattern is kept.

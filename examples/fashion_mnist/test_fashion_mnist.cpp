@@ -341,7 +341,8 @@ TEST(Train, LabelSmoothingStepFollowsTheSmoothedLoss) {
 TEST(Train, WeightDecayShrinksWeightsBeforeTheAdamStep) {
   // Decoupled: w -> w (1 - lr wd) + the step Adam takes from the same gradient; biases untouched.
   const Dataset d = tiny_dataset(6, 4, 9);
-  const FloatMlp before = he_init({4, 5, 3}, 21);
+  FloatMlp before = he_init({4, 5, 3}, 21);
+  for (DenseLayer& l : before.layers) l.b.setConstant(0.3f);  // a decayed bias would show
   TrainConfig c;
   c.epochs = 1;
   c.batch = 6;
@@ -363,6 +364,31 @@ TEST(Train, WeightDecayShrinksWeightsBeforeTheAdamStep) {
   c.weight_decay = 20.0f;  // lr * weight_decay = 1 would zero every weight in one step
   expect_error<tinyquant::InvalidArgument>([&] { train_mlp(&decayed, d, d, c); },
                                            {"weight_decay = 20"});
+}
+
+TEST(Train, WeightDecayFollowsTheScheduledLr) {
+  // Black images give the single layer's weights a zero gradient, so Adam leaves them alone and
+  // only the decay moves them: over two steps of a cosine schedule (lr, then lr / 2) they are
+  // w (1 - lr wd) (1 - lr wd / 2). The logits are the biases alone, so the biases follow the same
+  // path with and without decay.
+  Dataset d = tiny_dataset(6, 4, 9);
+  d.images.setZero();
+  FloatMlp before = he_init({4, 3}, 8);
+  before.layers[0].b << 0.5f, -0.2f, 0.1f;
+  TrainConfig c;
+  c.epochs = 2;
+  c.batch = 6;
+  c.lr = 0.05f;
+  c.schedule = LrSchedule::kCosine;
+  FloatMlp plain = before, decayed = before;
+  train_mlp(&plain, d, Dataset{}, c);
+  c.weight_decay = 0.5f;
+  train_mlp(&decayed, d, Dataset{}, c);
+  EXPECT_EQ(plain.layers[0].w, before.layers[0].w);
+  const MatrixRM expected = before.layers[0].w * (1.0f - 0.05f * 0.5f) * (1.0f - 0.025f * 0.5f);
+  EXPECT_TRUE(decayed.layers[0].w.isApprox(expected, 1e-6f));
+  EXPECT_NE(plain.layers[0].b, before.layers[0].b);
+  EXPECT_EQ(decayed.layers[0].b, plain.layers[0].b);
 }
 
 TEST(Train, DeterministicAndLearnsASeparableProblem) {

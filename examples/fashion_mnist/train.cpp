@@ -43,6 +43,16 @@ Eigen::RowVectorXf softmax_row(const Eigen::RowVectorXf& z) {
 
 }  // namespace
 
+void apply_demo_regularization(TrainConfig* c) {
+  c->label_smoothing = kDemoLabelSmoothing;
+  c->weight_decay = kDemoWeightDecay;
+}
+
+std::string regularization_tag(const TrainConfig& c) {
+  if (c.label_smoothing == 0.0f && c.weight_decay == 0.0f) return {};
+  return fmt::format("-ls{}-wd{}", c.label_smoothing, c.weight_decay);
+}
+
 AdamCorrection adam_correction(const TrainConfig& c, float lr, int64_t t) {
   const float b1t = 1.0f - std::pow(c.beta1, static_cast<float>(t));
   const float b2t = std::sqrt(1.0f - std::pow(c.beta2, static_cast<float>(t)));
@@ -137,7 +147,8 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
         acts[i + 1].rowwise() += l.b.transpose();
         if (mlp->is_hidden(i)) acts[i + 1] = acts[i + 1].cwiseMax(0.0f);
       }
-      // Softmax cross-entropy gradient w.r.t. the logits: (softmax - onehot) / bs.
+      // Softmax cross-entropy gradient w.r.t. the logits: (softmax - target) / bs, target the
+      // one-hot label smoothed by label_smoothing (TrainConfig).
       const MatrixRM& logits = acts[nl];
       loss_sum += cross_entropy(logits, labels.data());
       delta.resize(bs, logits.cols());
@@ -145,12 +156,9 @@ void train_mlp(FloatMlp* mlp, const Dataset& train, const Dataset& val, const Tr
         const float mx = logits.row(r).maxCoeff();
         delta.row(r) = (logits.row(r).array() - mx).exp().matrix();
         delta.row(r) /= delta.row(r).sum();
-        if (c.label_smoothing > 0.0f) {
-          delta.row(r).array() -= c.label_smoothing / static_cast<float>(logits.cols());
-          delta(r, labels[static_cast<size_t>(r)]) -= 1.0f - c.label_smoothing;
-        } else {
-          delta(r, labels[static_cast<size_t>(r)]) -= 1.0f;
-        }
+        // Without smoothing both subtractions are exact: x - 0 and x - 1.
+        delta.row(r).array() -= c.label_smoothing / static_cast<float>(logits.cols());
+        delta(r, labels[static_cast<size_t>(r)]) -= 1.0f - c.label_smoothing;
       }
       if (c.teacher != nullptr) {
         // d/dz of a T^2 KL(p_t || p_s) with p = softmax(z / T) is a T (p_s - p_t).

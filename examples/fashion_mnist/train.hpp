@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include "float_mlp.hpp"
 
@@ -51,6 +52,13 @@ struct TrainConfig {
   // weights (not the biases); >= 0, with lr * weight_decay < 1.
   float weight_decay = 0.0f;
 };
+
+// Sets c's label smoothing and weight decay to the demo's (kDemoLabelSmoothing, kDemoWeightDecay).
+void apply_demo_regularization(TrainConfig* c);
+
+// "-ls<label_smoothing>-wd<weight_decay>" if either is set, else "": the part of a cached
+// model's recipe tag (TrainKey::recipe) that names its regularization.
+std::string regularization_tag(const TrainConfig& c);
 
 struct EpochStats {
   int epoch = 0;  // 1-based
