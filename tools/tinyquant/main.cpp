@@ -117,13 +117,17 @@ template <class Array>
 std::vector<float> floats_of(const Array& a, const std::string& path, const std::string& name) {
   if (a.dtype != tinyquant::io::DType::kFloat64) return a.template as<float>();
   const std::vector<double> d = a.template as<double>();
+  // The finite doubles that round to float infinity: at least FLT_MAX plus half its ulp (the
+  // tie rounds to even, which is infinity). Checked before the conversion, which C++ leaves
+  // undefined for a value out of float's range.
+  constexpr double kRoundsToInf = 0x1.ffffffp+127;
   std::vector<float> f(d.size());
   for (size_t i = 0; i < f.size(); ++i) {
-    f[i] = static_cast<float>(d[i]);
-    if (std::isinf(f[i]) && std::isfinite(d[i]))
+    if (std::isfinite(d[i]) && std::fabs(d[i]) >= kRoundsToInf)
       throw tinyquant::DataError(
           fmt::format("{}: '{}': float64 value {} at index {} is beyond float32's range", path,
                       tinyquant::printable(name), d[i], i));
+    f[i] = static_cast<float>(d[i]);
   }
   return f;
 }
