@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -61,14 +62,24 @@ void AtomicFile::write(const std::vector<uint8_t>& bytes) {
     pending_ = bytes;
     return;
   }
-  tmp_ = fmt::format("{}.tmp.{}", target_, static_cast<long>(::getpid()));
-  const int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A fresh name for each writer: "<target>.tmp.<pid>.<n>", n counting the process's writers,
+  // created with O_EXCL so that nothing already there, a file or a link planted under that name,
+  // is opened, truncated or followed; a taken name moves on to the next n.
+  static std::atomic<unsigned long> next{0};
+  constexpr int kAttempts = 100;
+  int fd = -1, open_err = 0;
+  for (int attempt = 0; attempt < kAttempts && fd < 0; ++attempt) {
+    tmp_ = fmt::format("{}.tmp.{}.{}", target_, static_cast<long>(::getpid()), next++);
+    fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    open_err = errno;
+    if (fd < 0 && open_err != EEXIST) break;
+  }
   if (fd < 0) {
-    const int err = errno;
     const std::string tmp = tmp_;
     tmp_.clear();  // not ours to remove
-    fail<IoError>("cannot write '{}': cannot create the temporary file '{}': {}", path_, tmp,
-                  std::strerror(err));
+    fail<IoError>("cannot write '{}': cannot create the temporary file '{}': {}{}", path_, tmp,
+                  std::strerror(open_err),
+                  open_err == EEXIST ? fmt::format(" ({} names taken in a row)", kAttempts) : "");
   }
   size_t done = 0;
   while (done < bytes.size()) {

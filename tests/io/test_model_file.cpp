@@ -29,6 +29,16 @@ using tq_test::expect_error;
 
 namespace {
 
+// The path of a file whose path starts with prefix (in prefix's directory), else "".
+std::string file_with_prefix(const std::string& prefix) {
+  const std::filesystem::path p(prefix);
+  const std::string name = p.filename().string();
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(p.parent_path(), ec))
+    if (e.path().filename().string().rfind(name, 0) == 0) return e.path().string();
+  return {};
+}
+
 Model sample_model() {
   std::mt19937 rng(1);
   std::normal_distribution<float> n(0.0f, 1.0f);
@@ -282,8 +292,10 @@ TEST(ModelFile, KilledWriterNeverLeavesAPartialFile) {
       }
       _exit(0);
     }
-    const std::string tmp = path + ".tmp." + std::to_string(pid);
-    for (int i = 0; i < 60000 && !std::filesystem::exists(tmp); ++i)
+    // The child's temporary file: "<path>.tmp.<its pid>.<n>".
+    const std::string prefix = path + ".tmp." + std::to_string(pid) + ".";
+    std::string tmp;
+    for (int i = 0; i < 60000 && (tmp = file_with_prefix(prefix)).empty(); ++i)
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     std::this_thread::sleep_for(std::chrono::milliseconds(extra_ms));
     kill(pid, SIGKILL);
@@ -682,13 +694,14 @@ TEST(ModelFileDeathTest, FailedWriteRemovesTheTemporaryFile) {
       msg = e.what();
     }
     ::setrlimit(RLIMIT_FSIZE, &old);
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-    const bool named = msg.find("cannot write '" + path + "' (temporary file '" + tmp +
-                                "'): " + std::strerror(EFBIG)) != std::string::npos;
-    std::exit(!named                          ? 4
-              : std::filesystem::exists(tmp)  ? 5
-              : std::filesystem::exists(path) ? 6
-                                              : 0);
+    const std::string prefix = path + ".tmp." + std::to_string(::getpid()) + ".";
+    const bool named =
+        msg.find("cannot write '" + path + "' (temporary file '" + prefix) != std::string::npos &&
+        msg.find("'): " + std::string(std::strerror(EFBIG))) != std::string::npos;
+    std::exit(!named                              ? 4
+              : !file_with_prefix(prefix).empty() ? 5
+              : std::filesystem::exists(path)     ? 6
+                                                  : 0);
   };
   EXPECT_EXIT(run(), ::testing::ExitedWithCode(0), "");
   EXPECT_FALSE(std::filesystem::exists(path));
@@ -754,6 +767,35 @@ TEST(AtomicFile, TheTargetChangesOnlyAtCommit) {
   AtomicFile unwritten(path, false);
   EXPECT_THROW(unwritten.commit(), IoError);
   expect_error<IoError>([] { AtomicFile f("", false); }, {"the path is empty"});
+  fs::remove_all(dir);
+}
+
+// Two writers of one target each get a temporary file of their own, so each commit installs its
+// own bytes; a link planted under the next temporary name is neither followed nor truncated.
+TEST(AtomicFile, WritersNeverShareOrFollowATemporaryName) {
+  namespace fs = std::filesystem;
+  const std::string dir = testing::TempDir() + "/tq_atomic2_" + std::to_string(::getpid());
+  fs::remove_all(dir);
+  ASSERT_TRUE(fs::create_directory(dir));
+  const std::string path = dir + "/f.bin", victim = dir + "/victim.bin";
+  write_file_bytes(victim, {'v'});
+  AtomicFile a(path, false), b(path, false);
+  a.write({'a'});
+  const std::string prefix = path + ".tmp." + std::to_string(::getpid()) + ".";
+  ASSERT_EQ(a.temporary().rfind(prefix, 0), 0u) << a.temporary();
+  // The name the next writer would take: n one past a's.
+  const unsigned long n = std::stoul(a.temporary().substr(prefix.size()));
+  const std::string planted = prefix + std::to_string(n + 1);
+  ASSERT_EQ(::symlink(victim.c_str(), planted.c_str()), 0);
+  b.write({'b', 'b'});
+  EXPECT_EQ(b.temporary(), prefix + std::to_string(n + 2));
+  EXPECT_EQ(read_file_bytes(victim), (std::vector<uint8_t>{'v'}));
+  a.commit();
+  EXPECT_EQ(read_file_bytes(path), (std::vector<uint8_t>{'a'}));
+  b.commit();
+  EXPECT_EQ(read_file_bytes(path), (std::vector<uint8_t>{'b', 'b'}));
+  EXPECT_EQ(read_file_bytes(victim), (std::vector<uint8_t>{'v'}));
+  EXPECT_TRUE(fs::is_symlink(planted));
   fs::remove_all(dir);
 }
 

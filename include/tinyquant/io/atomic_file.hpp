@@ -27,8 +27,11 @@ class AtomicFile {
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
 
-  // Writes `bytes` to the temporary file (created here, in the target's directory) and flushes
-  // it to disk; in place, keeps them for commit(). Once only. Throws IoError naming the path.
+  // Writes `bytes` to the temporary file and flushes it to disk; in place, keeps them for
+  // commit(). Once only. Throws IoError naming the path. The temporary file is created here, in
+  // the target's directory, as "<target>.tmp.<pid>.<n>" with n counting the process's writers;
+  // it must not exist yet (a file or link already under that name is left alone and the next n
+  // tried), so writers of one target never share it and a planted link is never followed.
   void write(const std::vector<uint8_t>& bytes);
   // Renames the temporary file over the target (in place: writes the bytes to it). Throws
   // IoError naming the path; the temporary file is removed on failure.
@@ -37,6 +40,8 @@ class AtomicFile {
   const std::string& path() const noexcept { return path_; }
   const std::string& target() const noexcept { return target_; }
   bool in_place() const noexcept { return in_place_; }
+  // The temporary file's name once write() has created it, else empty.
+  const std::string& temporary() const noexcept { return tmp_; }
 
  private:
   std::string path_, target_, tmp_;
