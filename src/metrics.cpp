@@ -124,7 +124,7 @@ int64_t zero_point_bytes(int bits) {
 
 int64_t quantized_bytes(const QTensor& q) {
   // The data must be what the shape says (so numel * 4 in size_report cannot overflow either).
-  detail::check_storage(q, "quantized_bytes");
+  detail::check_storage("quantized_bytes", q);
   const int64_t params = static_cast<int64_t>(q.params.scales.size());
   return static_cast<int64_t>(q.data.size()) +
          params * (static_cast<int64_t>(sizeof(float)) + zero_point_bytes(q.bits()));

@@ -319,12 +319,12 @@ void check_data(const char* what, const float* data, int64_t n) {
 
 void check_qtensor(const char* what, const QTensor& q) {
   check_params(what, q.shape, q.params);
-  detail::check_storage(q, what);
+  detail::check_storage(what, q);
 }
 
 }  // namespace
 
-void detail::check_storage(const QTensor& q, const char* what) {
+void detail::check_storage(const char* what, const QTensor& q) {
   const int64_t need = storage_bytes(q.bits(), q.numel());
   if (static_cast<int64_t>(q.data.size()) != need)
     fail<ShapeError>("{}: QTensor holds {} bytes, but {} {}-bit elements of shape {} need {}", what,

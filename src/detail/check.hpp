@@ -29,6 +29,6 @@ void check_finite(const float* data, int64_t n, const char* what);
 // Throws ShapeError "<what>: QTensor holds <n> bytes, but <count> <bits>-bit elements of shape
 // <shape> need <m>" unless q.data is exactly storage_bytes(bits, numel) long (its bit width is
 // checked by storage_bytes, its parameters not at all). Defined in quantize.cpp.
-void check_storage(const QTensor& q, const char* what);
+void check_storage(const char* what, const QTensor& q);
 
 }  // namespace tinyquant::detail
