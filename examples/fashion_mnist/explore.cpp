@@ -36,6 +36,10 @@
 // --wide-int4 1: every int4 variant on the full grid [-8, 7] instead of the narrow [-7, 7].
 // --smooth E and --decay D: every fine-tune (--qat's list, --floatkd, --prune, --int8qat) with
 // label smoothing E and decoupled weight decay D (TrainConfig); the float model never.
+// --batch B: the same fine-tunes with minibatches of B images (64, the float model's, by default).
+// --holdout2 N: the last N of the 55 000 training images become a second held-out set, used for
+// nothing but the "val2=" figure each RESULT line gains; every model (the float one included)
+// trains on the rest and is cached under that smaller training count.
 #include <fmt/format.h>
 
 #include <chrono>
@@ -150,6 +154,8 @@ int main(int argc, char** argv) {
   bool wide_int4 = false;
   float smooth = 0.0f;
   float decay = 0.0f;
+  int batch = 64;
+  int64_t holdout2 = 0;
   for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i], v = i + 1 < argc ? argv[i + 1] : "";
     if (a == "--seed") {
@@ -174,6 +180,10 @@ int main(int argc, char** argv) {
       smooth = std::stof(v);
     } else if (a == "--decay") {
       decay = std::stof(v);
+    } else if (a == "--batch") {
+      batch = std::stoi(v);
+    } else if (a == "--holdout2") {
+      holdout2 = std::stoll(v);
     } else if (a == "--wide-int4") {
       wide_int4 = v == "1";
     } else {
@@ -183,8 +193,15 @@ int main(int argc, char** argv) {
     }
   }
   const fmnist::FashionMnist data = fmnist::load_fashion_mnist(data_dir);
-  const fmnist::TrainValSplit split =
-      fmnist::split_train_val(data.train, fmnist::kValidationCount, 0);
+  fmnist::TrainValSplit split = fmnist::split_train_val(data.train, fmnist::kValidationCount, 0);
+  // A second held-out set (--holdout2 N): the last N training images, used for nothing but
+  // the "val2" figures (no training, no epoch choice, no calibration).
+  fmnist::Dataset val2;
+  if (holdout2 > 0) {
+    const int64_t kept = split.train.size() - holdout2;
+    val2 = fmnist::slice(split.train, kept, holdout2);
+    split.train = fmnist::slice(split.train, 0, kept);
+  }
   fmnist::TrainConfig c;
   c.seed = seed;
   c.epochs = 20;
@@ -194,7 +211,9 @@ int main(int argc, char** argv) {
   fmnist::TrainConfig fine = c;
   fine.label_smoothing = smooth;
   fine.weight_decay = decay;
-  const std::string reg_tag = fmnist::regularization_tag(fine);
+  fine.batch = batch;
+  const std::string reg_tag =
+      fmnist::regularization_tag(fine) + (batch != 64 ? fmt::format("-b{}", batch) : "");
   fmnist::TrainKey key;
   key.sizes = {fmnist::kPixels, 128, 64, fmnist::kClasses};
   key.seed = seed;
@@ -243,17 +262,26 @@ int main(int argc, char** argv) {
                                                       {fmnist::ActCalibration::kPercentile, 99.99},
                                                       {fmnist::ActCalibration::kPercentile, 99.999},
                                                       {fmnist::ActCalibration::kMse, 0}};
+  // " val2=<accuracy>" when there is a second held-out set, else "".
+  auto val2_float = [&](const fmnist::FloatMlp& m) {
+    return val2.size() > 0 ? fmt::format(" val2={:.2f}", 100.0 * fmnist::accuracy(m, val2)) : "";
+  };
+  auto val2_quant = [&](const fmnist::QuantMlp& q) {
+    return val2.size() > 0
+               ? fmt::format(" val2={:.2f}", 100.0 * fmnist::evaluate_quant(q, val2, 0).accuracy)
+               : "";
+  };
   auto report = [&](const std::string& row, const std::string& variant, const fmnist::FloatMlp& m,
                     const tq::QuantSpec& spec, const fmnist::WeightParamsChoice& wp = {}) {
-    fmt::print("RESULT seed={} row={} variant={} calib=float val={:.2f} test={:.2f}\n", seed, row,
+    fmt::print("RESULT seed={} row={} variant={} calib=float val={:.2f} test={:.2f}{}\n", seed, row,
                variant, 100.0 * fmnist::accuracy(m, split.val),
-               100.0 * fmnist::accuracy(m, data.test));
+               100.0 * fmnist::accuracy(m, data.test), val2_float(m));
     for (const fmnist::ActCalibration& cal : calibs) {
       const fmnist::QuantMlp q = fmnist::quantize_mlp(
           m, fmnist::calibrate_ranges(m, split.val.images, cal), spec, false, wp);
-      fmt::print("RESULT seed={} row={} variant={} calib={} val={:.2f} test={:.2f}\n", seed, row,
+      fmt::print("RESULT seed={} row={} variant={} calib={} val={:.2f} test={:.2f}{}\n", seed, row,
                  variant, cal.tag(), 100.0 * fmnist::evaluate_quant(q, split.val, 0).accuracy,
-                 100.0 * fmnist::evaluate_quant(q, data.test, 0).accuracy);
+                 100.0 * fmnist::evaluate_quant(q, data.test, 0).accuracy, val2_quant(q));
     }
     std::fflush(stdout);
   };
@@ -270,8 +298,8 @@ int main(int argc, char** argv) {
     snapped.snap = true;
     report("int4g32", "ptq-snap", mlp, int4_group, snapped);
   }
+  if (qat_list == "base" || holdout2 > 0) report("float", "base", mlp, int8_channel);
   if (qat_list == "base") {
-    report("float", "base", mlp, int8_channel);
     // The demo's QAT: 12 epochs at twice the training lr, regularized, the last epoch.
     fmnist::TrainConfig ft = c;
     ft.epochs = 12;
