@@ -19,6 +19,15 @@ using detail::fail;
 std::string resolve_write_target(const std::string& path, bool* special) {
   namespace fs = std::filesystem;
   *special = false;
+  // Something that exists but is not a regular file (a FIFO, a device, a directory), reached
+  // through any links, is written through the path itself: the links of /proc to pipes and
+  // sockets (/dev/stdout -> /proc/self/fd/1 -> "pipe:[N]") open, but their text names no path.
+  std::error_code through_ec;
+  const fs::file_status through = fs::status(path, through_ec);
+  if (!through_ec && through.type() != fs::file_type::regular) {
+    *special = true;
+    return path;
+  }
   fs::path target = path;
   for (int hops = 0;; ++hops) {
     std::error_code ec;
@@ -68,19 +77,18 @@ void AtomicFile::write(const std::vector<uint8_t>& bytes) {
   static std::atomic<unsigned long> next{0};
   constexpr int kAttempts = 100;
   int fd = -1, open_err = 0;
+  std::string name;
   for (int attempt = 0; attempt < kAttempts && fd < 0; ++attempt) {
-    tmp_ = fmt::format("{}.tmp.{}.{}", target_, static_cast<long>(::getpid()), next++);
-    fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    name = fmt::format("{}.tmp.{}.{}", target_, static_cast<long>(::getpid()), next++);
+    fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     open_err = errno;
     if (fd < 0 && open_err != EEXIST) break;
   }
-  if (fd < 0) {
-    const std::string tmp = tmp_;
-    tmp_.clear();  // not ours to remove
-    fail<IoError>("cannot write '{}': cannot create the temporary file '{}': {}{}", path_, tmp,
+  if (fd < 0)  // tmp_ stays empty: nothing here is ours to remove
+    fail<IoError>("cannot write '{}': cannot create the temporary file '{}': {}{}", path_, name,
                   std::strerror(open_err),
                   open_err == EEXIST ? fmt::format(" ({} names taken in a row)", kAttempts) : "");
-  }
+  tmp_ = name;
   size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t put = ::write(fd, bytes.data() + done, bytes.size() - done);

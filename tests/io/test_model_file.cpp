@@ -796,7 +796,58 @@ TEST(AtomicFile, WritersNeverShareOrFollowATemporaryName) {
   EXPECT_EQ(read_file_bytes(path), (std::vector<uint8_t>{'b', 'b'}));
   EXPECT_EQ(read_file_bytes(victim), (std::vector<uint8_t>{'v'}));
   EXPECT_TRUE(fs::is_symlink(planted));
+  // A hundred names taken in a row: an error naming the last, nothing written through the links,
+  // and no temporary file for the writer to remove. The next writer gets the name after them.
+  AtomicFile c(path, false), d(path, false), e(path, false);
+  c.write({'c'});
+  const unsigned long m = std::stoul(c.temporary().substr(prefix.size()));
+  for (unsigned long k = m + 1; k <= m + 100; ++k)
+    ASSERT_EQ(::symlink(victim.c_str(), (prefix + std::to_string(k)).c_str()), 0);
+  expect_error<IoError>([&] { d.write({'d'}); },
+                        {"cannot write '" + path + "': cannot create the temporary file '" +
+                             prefix + std::to_string(m + 100) + "'",
+                         "(100 names taken in a row)"});
+  EXPECT_EQ(d.temporary(), "");
+  e.write({'e'});
+  EXPECT_EQ(e.temporary(), prefix + std::to_string(m + 101));
+  EXPECT_EQ(read_file_bytes(victim), (std::vector<uint8_t>{'v'}));
+  EXPECT_TRUE(fs::is_symlink(prefix + std::to_string(m + 100)));
+  // Any other failure stops at once: a directory that does not exist.
+  AtomicFile lost(dir + "/no/such/f.bin", false);
+  expect_error<IoError>(
+      [&] { lost.write({'x'}); },
+      {"cannot create the temporary file '" + dir + "/no/such/f.bin.tmp.", std::strerror(ENOENT)});
+  EXPECT_EQ(lost.temporary(), "");
   fs::remove_all(dir);
+}
+
+// /dev/stdout on a pipe is a link to /proc/self/fd/1, itself a link whose text ("pipe:[N]") names
+// no path: the write goes through the path to the pipe, in place, instead of to a temporary file
+// beside a "pipe:[N]" that does not exist (or, refused, to nothing).
+TEST(AtomicFile, WritesInPlaceThroughALinkToAPipe) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const std::string proc = "/proc/self/fd/" + std::to_string(fds[1]);
+  const std::string link = testing::TempDir() + "/tq_stdout_" + std::to_string(::getpid());
+  std::remove(link.c_str());
+  ASSERT_EQ(::symlink(proc.c_str(), link.c_str()), 0);  // as /dev/stdout -> /proc/self/fd/1
+  for (const std::string& path : {proc, link}) {
+    bool special = false;
+    EXPECT_EQ(io::resolve_write_target(path, &special), path);
+    EXPECT_TRUE(special) << path;
+    AtomicFile f(path, true);
+    EXPECT_TRUE(f.in_place()) << path;
+    f.write({'o', 'k'});
+    f.commit();
+    char got[3] = {};
+    ASSERT_EQ(::read(fds[0], got, 2), 2) << path;
+    EXPECT_STREQ(got, "ok") << path;
+    expect_error<IoError>([&] { AtomicFile refused(path, false); },
+                          {"'" + path + "'", "not a regular file"});
+  }
+  std::remove(link.c_str());
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 TEST(Printable, EscapesControlBytesOnly) {

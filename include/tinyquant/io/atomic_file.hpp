@@ -12,8 +12,10 @@
 namespace tinyquant::io {
 
 // The file a write to `path` lands in: symbolic links followed (a dangling one to the file it
-// would create). *special tells whether it exists as something other than a regular file.
-// Creates nothing; IoError if a link cannot be read or a path component cannot be inspected.
+// would create). *special tells whether it exists as something other than a regular file; then
+// `path` itself is returned, its links unresolved (a link of /proc to a pipe, as /dev/stdout may
+// be, opens but names no path). Creates nothing; IoError if a link cannot be read or a path
+// component cannot be inspected.
 std::string resolve_write_target(const std::string& path, bool* special);
 
 class AtomicFile {
@@ -40,7 +42,8 @@ class AtomicFile {
   const std::string& path() const noexcept { return path_; }
   const std::string& target() const noexcept { return target_; }
   bool in_place() const noexcept { return in_place_; }
-  // The temporary file's name once write() has created it, else empty.
+  // The name of the temporary file write() created (empty before, or if it created none). The
+  // file is gone once committed or destroyed; the name stays.
   const std::string& temporary() const noexcept { return tmp_; }
 
  private:
