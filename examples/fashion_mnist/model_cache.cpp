@@ -1,17 +1,15 @@
 #include "model_cache.hpp"
 
 #include <fmt/format.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <cctype>
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
 #include "tinyquant/error.hpp"
+#include "tinyquant/io/atomic_file.hpp"
 #include "tinyquant/io/npy.hpp"
 
 namespace fmnist {
@@ -267,25 +265,9 @@ void save_model(const std::string& path, const FloatMlp& mlp, const TrainKey& ke
   if (ec)
     throw tinyquant::IoError(fmt::format("cannot create cache directory '{}': {}",
                                          target.parent_path().string(), ec.message()));
-  const std::string tmp = fmt::format("{}.tmp{}", path, static_cast<long>(::getpid()));
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr)
-    throw tinyquant::IoError(fmt::format("cannot create '{}': {}", tmp, std::strerror(errno)));
-  const bool written = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  const bool flushed = std::fflush(f) == 0 && ::fsync(::fileno(f)) == 0;
-  const int err = errno;
-  const bool closed = std::fclose(f) == 0;
-  if (!written || !flushed || !closed) {
-    std::remove(tmp.c_str());
-    throw tinyquant::IoError(
-        fmt::format("cannot write {} bytes to '{}': {}", bytes.size(), tmp, std::strerror(err)));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int rename_err = errno;
-    std::remove(tmp.c_str());
-    throw tinyquant::IoError(
-        fmt::format("cannot rename '{}' to '{}': {}", tmp, path, std::strerror(rename_err)));
-  }
+  tinyquant::io::AtomicFile file(path, false);
+  file.write(bytes);
+  file.commit();
 }
 
 std::optional<FloatMlp> load_model(const std::string& path, const TrainKey& expected,

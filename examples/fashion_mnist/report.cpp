@@ -1,16 +1,14 @@
 #include "report.hpp"
 
 #include <fmt/format.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "tinyquant/error.hpp"
+#include "tinyquant/io/atomic_file.hpp"
 
 namespace fmnist {
 
@@ -149,17 +147,10 @@ void write_text_file(const std::string& path, const std::string& text) {
   if (ec)
     throw tinyquant::IoError(fmt::format("cannot create directory '{}': {}",
                                          target.parent_path().string(), ec.message()));
-  const std::string tmp = fmt::format("{}.tmp{}", path, static_cast<long>(::getpid()));
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr)
-    throw tinyquant::IoError(fmt::format("cannot create '{}': {}", tmp, std::strerror(errno)));
-  const bool written = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  const bool closed = std::fclose(f) == 0;
-  if (!written || !closed || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    throw tinyquant::IoError(fmt::format("cannot write '{}': {}", path, std::strerror(err)));
-  }
+  // A FIFO or device (--plot /dev/stdout) is written in place; anything else whole or not at all.
+  tinyquant::io::AtomicFile file(path, true);
+  file.write(std::vector<uint8_t>(text.begin(), text.end()));
+  file.commit();
 }
 
 }  // namespace fmnist

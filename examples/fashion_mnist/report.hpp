@@ -32,7 +32,9 @@ std::string accuracy_bytes_svg(const std::vector<ResultRow>& rows, double float_
 // Characters escaped for XML text and attribute values (& < > " ').
 std::string xml_escape(const std::string& s);
 
-// Writes text to path (temporary file + rename). Throws tinyquant::IoError naming the path.
+// Writes text to path whole or not at all (tinyquant::io::AtomicFile: a temporary file renamed
+// over it; a FIFO or device is written in place); creates the directory. Throws
+// tinyquant::IoError naming the path.
 void write_text_file(const std::string& path, const std::string& text);
 
 }  // namespace fmnist
