@@ -38,8 +38,9 @@
 // label smoothing E and decoupled weight decay D (TrainConfig); the float model never.
 // --batch B: the same fine-tunes with minibatches of B images (64, the float model's, by default).
 // --holdout2 N: the last N of the 55 000 training images become a second held-out set, used for
-// nothing but the "val2=" figure each RESULT line gains; every model (the float one included)
-// trains on the rest and is cached under that smaller training count.
+// nothing but the "val2=" figure that the RESULT lines of report() gain (not the teacher's or
+// --awq's); every model (the float one included) trains on the rest and is cached under that
+// smaller training count.
 #include <fmt/format.h>
 
 #include <chrono>
@@ -197,6 +198,11 @@ int main(int argc, char** argv) {
   // A second held-out set (--holdout2 N): the last N training images, used for nothing but
   // the "val2" figures (no training, no epoch choice, no calibration).
   fmnist::Dataset val2;
+  if (holdout2 < 0 || holdout2 >= split.train.size()) {
+    std::fprintf(stderr, "fashion_mnist_explore: --holdout2 %lld is not in [0, %lld)\n",
+                 static_cast<long long>(holdout2), static_cast<long long>(split.train.size()));
+    return 2;
+  }
   if (holdout2 > 0) {
     const int64_t kept = split.train.size() - holdout2;
     val2 = fmnist::slice(split.train, kept, holdout2);
@@ -506,6 +512,7 @@ int main(int argc, char** argv) {
     const int pct = static_cast<int>(std::lround(100.0 * pc.sparsity));
     fmnist::TrainKey k = key;
     k.epochs = static_cast<uint32_t>(ft.epochs);
+    k.batch = static_cast<uint32_t>(ft.batch);
     k.lr = ft.lr;
     k.recipe =
         fmt::format("global{}-f{}-p{}-r{}-cos{}{}_from-e20-lr0.001-cos-best-eigl1-32k", pct,
