@@ -1,6 +1,6 @@
-// Sparse vs dense int8 fully-connected, batch 1, on the host's default path.
-// Args: {in_features, out_features, sparsity %}; counters: bytes of the weight format and its
-// ratio to dense int8. Every row's output is compared with the dense reference path's on the
+// Sparse vs dense int8 fully-connected on the host's default path.
+// Args: {in_features, out_features, sparsity %, batch}; counters: bytes of the weight format and
+// its ratio to dense int8. Every row's output is compared with the dense reference path's on the
 // same weights before it is timed. TINYQUANT_BENCH_SMOKE=1 shrinks the layers so a CTest run is
 // quick.
 #include <benchmark/benchmark.h>
@@ -23,8 +23,8 @@ bool smoke() {
 }
 
 struct Layer {
-  int32_t k = 0, n = 0;
-  std::vector<int8_t> input, weights;  // weights [n][k], pruned by magnitude
+  int32_t k = 0, n = 0, batch = 1;
+  std::vector<int8_t> input, weights;  // input [batch][k]; weights [n][k], pruned by magnitude
   std::vector<int32_t> bias, multiplier, shift;
   rt::FcParams params;
   rt::Requant requant;
@@ -33,7 +33,7 @@ struct Layer {
 
 // block_rows 0: unstructured magnitude pruning; else block_rows x 16 blocks (block_mask, mean
 // |w| score), the block CSR kernels' tile.
-Layer make_layer(int32_t k, int32_t n, int sparsity_pct, int32_t block_rows = 0) {
+Layer make_layer(int32_t k, int32_t n, int sparsity_pct, int32_t batch, int32_t block_rows = 0) {
   if (smoke()) {
     k = k > 64 ? 64 : k;
     n = n > 16 ? 16 : n;
@@ -41,6 +41,7 @@ Layer make_layer(int32_t k, int32_t n, int sparsity_pct, int32_t block_rows = 0)
   Layer l;
   l.k = k;
   l.n = n;
+  l.batch = batch;
   std::mt19937 rng(42);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> w(static_cast<size_t>(k) * static_cast<size_t>(n));
@@ -56,7 +57,7 @@ Layer make_layer(int32_t k, int32_t n, int sparsity_pct, int32_t block_rows = 0)
     if (mask[i] && l.weights[i] == 0) l.weights[i] = 1;  // keep the pruned count exact
   }
   std::uniform_int_distribution<int> i8(-128, 127);
-  l.input.resize(static_cast<size_t>(k));
+  l.input.resize(static_cast<size_t>(batch) * static_cast<size_t>(k));
   for (auto& v : l.input) v = static_cast<int8_t>(i8(rng));
   l.bias.assign(static_cast<size_t>(n), 1000);
   l.multiplier.assign(static_cast<size_t>(n), 1 << 30);
@@ -65,7 +66,7 @@ Layer make_layer(int32_t k, int32_t n, int sparsity_pct, int32_t block_rows = 0)
   l.requant.multiplier = l.multiplier.data();
   l.requant.shift = l.shift.data();
   l.requant.per_channel = true;
-  l.dims.batch = 1;
+  l.dims.batch = batch;
   l.dims.in_features = k;
   l.dims.out_features = n;
   return l;
@@ -73,7 +74,8 @@ Layer make_layer(int32_t k, int32_t n, int sparsity_pct, int32_t block_rows = 0)
 
 Layer layer_of(const benchmark::State& state, int32_t block_rows = 0) {
   return make_layer(static_cast<int32_t>(state.range(0)), static_cast<int32_t>(state.range(1)),
-                    static_cast<int>(state.range(2)), block_rows);
+                    static_cast<int>(state.range(2)), static_cast<int32_t>(state.range(3)),
+                    block_rows);
 }
 
 // The timed loop every format shares: call(ctx, out) runs the layer once on `path` with
@@ -86,7 +88,7 @@ void time_fc(benchmark::State& state, const Layer& l, rt::Path path, int32_t scr
   ctx.scratch = scratch.data();
   ctx.scratch_size = static_cast<int32_t>(scratch.size());
   ctx.path = path;
-  std::vector<int8_t> out(static_cast<size_t>(l.n));
+  std::vector<int8_t> out(static_cast<size_t>(l.batch) * static_cast<size_t>(l.n));
   // The dense reference path on the same pruned weights: a format or kernel that computes the
   // wrong thing fails instead of reporting a time.
   std::vector<uint8_t> ref_scratch(
@@ -159,10 +161,16 @@ void BM_BlockFc(benchmark::State& state, int32_t block_rows, rt::Path path) {
   time_sparse_fc(state, layer_of(state, block_rows), opt, path);
 }
 
+// Batch 1 (a microcontroller's case) at every sparsity, and batch 8 at 70 % and 90 %: the sparse
+// kernels decode each row's weights once per batch row, where the dense ones reuse them.
 void shapes(benchmark::internal::Benchmark* b) {
   for (int pct : {50, 70, 90, 95}) {
-    b->Args({784, 128, pct});
-    b->Args({1024, 1024, pct});
+    b->Args({784, 128, pct, 1});
+    b->Args({1024, 1024, pct, 1});
+  }
+  for (int pct : {70, 90}) {
+    b->Args({784, 128, pct, 8});
+    b->Args({1024, 1024, pct, 8});
   }
 }
 
