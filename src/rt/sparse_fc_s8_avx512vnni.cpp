@@ -18,7 +18,9 @@
 // row's next popcount(bits) packed values straight to their set bits (zeros elsewhere), so one
 // vpdpbusd meets 64 activations; nothing is gathered. Four rows share each activation load and
 // run independent chains. The weight sums are taken afterwards from each row's packed values
-// (one vpdpbusd per 64 stored values, not per 64 columns).
+// (one vpdpbusd per 64 stored values, not per 64 columns). Batch rows go four at a time (then
+// two, then one): each expanded weight vector meets every one of them, so the weights are
+// decoded once per group of batch rows rather than once per batch row.
 #include <immintrin.h>
 
 #include <cstring>
@@ -356,6 +358,63 @@ __attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_rows4(
   return v3;
 }
 
+// bitmap_chunk4 for kBatch batch rows at once (activations xv[j]): each row's values are
+// expanded once and met with every batch row's activations; acc[4 j + i] is weight row i's
+// accumulator for batch row j.
+template <bool kWhole, int kBatch>
+__attribute__((target("avx512vbmi2,popcnt"), always_inline)) inline void bitmap_chunk4xb(
+    const uint8_t* row, int32_t row_bytes, int32_t byte0, const __m512i* xv, const int8_t*& v0,
+    const int8_t*& v1, const int8_t*& v2, const int8_t*& v3, __m512i* acc) noexcept {
+  const __m512i w0 = expand_next(bitmap_bits<kWhole>(row, byte0, row_bytes), v0);
+  row += row_bytes;
+  const __m512i w1 = expand_next(bitmap_bits<kWhole>(row, byte0, row_bytes), v1);
+  row += row_bytes;
+  const __m512i w2 = expand_next(bitmap_bits<kWhole>(row, byte0, row_bytes), v2);
+  row += row_bytes;
+  const __m512i w3 = expand_next(bitmap_bits<kWhole>(row, byte0, row_bytes), v3);
+  for (int j = 0; j < kBatch; ++j) {
+    acc[4 * j] = _mm512_dpbusd_epi32(acc[4 * j], xv[j], w0);
+    acc[4 * j + 1] = _mm512_dpbusd_epi32(acc[4 * j + 1], xv[j], w1);
+    acc[4 * j + 2] = _mm512_dpbusd_epi32(acc[4 * j + 2], xv[j], w2);
+    acc[4 * j + 3] = _mm512_dpbusd_epi32(acc[4 * j + 3], xv[j], w3);
+  }
+}
+
+// bitmap_rows4 for kBatch batch rows (u8 activations x[j]): t[4 j + i] is bitmap_rows4's t[i]
+// for x[j]. Each weight is expanded once for all of them.
+template <int kBatch>
+__attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_rows4xb(
+    const SparseMatrixS8& w, int32_t r0, const int8_t* vals, const uint8_t* const* x, __m512i comp,
+    __m512i* t) noexcept {
+  const int32_t row_bytes = (w.cols + 7) / 8;
+  const uint8_t* b0 = w.bitmap + static_cast<int64_t>(r0) * row_bytes;
+  const int8_t* const s0 = vals;
+  const int8_t* const s1 = s0 + bitmap_row_count(b0, row_bytes);
+  const int8_t* const s2 = s1 + bitmap_row_count(b0 + row_bytes, row_bytes);
+  const int8_t* const s3 = s2 + bitmap_row_count(b0 + 2 * row_bytes, row_bytes);
+  const int8_t *v0 = s0, *v1 = s1, *v2 = s2, *v3 = s3;
+  __m512i acc[4 * kBatch];
+  for (__m512i& v : acc) v = _mm512_setzero_si512();
+  __m512i xv[kBatch];
+  int32_t k = 0;
+  for (; k + 64 <= w.cols; k += 64) {
+    for (int j = 0; j < kBatch; ++j) xv[j] = _mm512_loadu_si512(x[j] + k);
+    bitmap_chunk4xb<true, kBatch>(b0, row_bytes, k / 8, xv, v0, v1, v2, v3, acc);
+  }
+  if (k < w.cols) {
+    const __mmask64 m = (__mmask64{1} << (w.cols - k)) - 1;
+    for (int j = 0; j < kBatch; ++j) xv[j] = _mm512_maskz_loadu_epi8(m, x[j] + k);
+    bitmap_chunk4xb<false, kBatch>(b0, row_bytes, k / 8, xv, v0, v1, v2, v3, acc);
+  }
+  const __m512i ws[4] = {_mm512_mullo_epi32(value_sums(s0, v0 - s0), comp),
+                         _mm512_mullo_epi32(value_sums(s1, v1 - s1), comp),
+                         _mm512_mullo_epi32(value_sums(s2, v2 - s2), comp),
+                         _mm512_mullo_epi32(value_sums(s3, v3 - s3), comp)};
+  for (int j = 0; j < kBatch; ++j)
+    for (int i = 0; i < 4; ++i) t[4 * j + i] = _mm512_add_epi32(acc[4 * j + i], ws[i]);
+  return v3;
+}
+
 // One bitmap row r, as bitmap_rows4 does four; four accumulators over consecutive chunks.
 __attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_row1(
     const SparseMatrixS8& w, int32_t r, const int8_t* vals, const uint8_t* xu, __m512i comp,
@@ -388,43 +447,77 @@ __attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_row1(
   return v;
 }
 
-__attribute__((target("avx512vbmi2,popcnt"))) void bitmap_fc(const SparseFcArgs& a) noexcept {
+// Batch rows b .. b + kBatch - 1: widened into scratch, each group of four weight rows expanded
+// once for all of them (bitmap_rows4xb; bitmap_rows4 for one), their raw row sums in
+// dot[j rows, (j + 1) rows), then requantized.
+template <int kBatch>
+__attribute__((target("avx512vbmi2,popcnt"))) void bitmap_batch(const SparseFcArgs& a,
+                                                                int32_t b) noexcept {
   const FcParams& p = *a.params;
   const FcDims& d = *a.dims;
   const SparseMatrixS8& w = *a.weights;
   uint8_t* xu = static_cast<uint8_t*>(a.scratch);
   int32_t* dot = reinterpret_cast<int32_t*>(xu + row_sums_offset(d));
   const __m512i comp = _mm512_set1_epi32(p.input_offset - 128);
-  const __m512i z = _mm512_setzero_si512();
-  for (int32_t b = 0; b < d.batch; ++b) {
-    uint8_t* xr = xu + static_cast<int64_t>(b) * d.in_features;
-    const int32_t xsum = widen_row(a.input + static_cast<int64_t>(b) * d.in_features, d.in_features,
-                                   p.input_offset, xr);
-    const int32_t pruned = wrap_mul(xsum, p.filter_offset);
-    const int8_t* vals = w.values;
-    for (int32_t o = 0; o < w.rows; o += 4) {
-      __m512i t[4] = {z, z, z, z};
-      if (o + 4 <= w.rows)
-        vals = bitmap_rows4(w, o, vals, xr, comp, t);
-      else
-        for (int32_t i = 0; o + i < w.rows; ++i)
-          vals = bitmap_row1(w, o + i, vals, xr, comp, t + i);
-      const __m128i s = add_lanes(lane_sums4(t[0], t[1], t[2], t[3]));
-      const int32_t cnt = w.rows - o < 4 ? w.rows - o : 4;
-      _mm_mask_storeu_epi32(dot + o, static_cast<__mmask8>((1u << cnt) - 1), s);
-    }
-    finish_row(a, dot, pruned, a.output + static_cast<int64_t>(b) * d.out_features);
+  const uint8_t* x[kBatch];
+  int32_t pruned[kBatch];
+  for (int j = 0; j < kBatch; ++j) {
+    const int64_t at = static_cast<int64_t>(b + j) * d.in_features;
+    uint8_t* xr = xu + at;
+    pruned[j] =
+        wrap_mul(widen_row(a.input + at, d.in_features, p.input_offset, xr), p.filter_offset);
+    x[j] = xr;
   }
+  const int8_t* vals = w.values;
+  for (int32_t o = 0; o < w.rows; o += 4) {
+    __m512i t[4 * kBatch];
+    for (__m512i& v : t) v = _mm512_setzero_si512();
+    if (o + 4 > w.rows) {
+      for (int32_t i = 0; o + i < w.rows; ++i) {
+        const int8_t* end = vals;  // past row o + i's values, the same for every batch row
+        for (int j = 0; j < kBatch; ++j)
+          end = bitmap_row1(w, o + i, vals, x[j], comp, t + 4 * j + i);
+        vals = end;
+      }
+    } else if (kBatch == 1) {
+      vals = bitmap_rows4(w, o, vals, x[0], comp, t);
+    } else {
+      vals = bitmap_rows4xb<kBatch>(w, o, vals, x, comp, t);
+    }
+    for (int j = 0; j < kBatch; ++j) {
+      const __m128i s = add_lanes(lane_sums4(t[4 * j], t[4 * j + 1], t[4 * j + 2], t[4 * j + 3]));
+      const int32_t cnt = w.rows - o < 4 ? w.rows - o : 4;
+      _mm_mask_storeu_epi32(dot + static_cast<int64_t>(j) * w.rows + o,
+                            static_cast<__mmask8>((1u << cnt) - 1), s);
+    }
+  }
+  for (int j = 0; j < kBatch; ++j)
+    finish_row(a, dot + static_cast<int64_t>(j) * w.rows, pruned[j],
+               a.output + static_cast<int64_t>(b + j) * d.out_features);
+}
+
+// Batch rows four at a time, then two, then one.
+__attribute__((target("avx512vbmi2,popcnt"))) void bitmap_fc(const SparseFcArgs& a) noexcept {
+  const int32_t batch = a.dims->batch;
+  int32_t b = 0;
+  for (; b + 4 <= batch; b += 4) bitmap_batch<4>(a, b);
+  if (b + 2 <= batch) {
+    bitmap_batch<2>(a, b);
+    b += 2;
+  }
+  if (b < batch) bitmap_batch<1>(a, b);
 }
 
 }  // namespace
 
 // Scratch (64-byte aligned by the caller): the u8 activations [batch][cols], then, from the
-// next multiple of 64 bytes, the raw row sums of one batch row [rows] (int32), for bitmap and the
-// 1x16 / 4x16 block shapes. None for the shapes that run the reference loops.
+// next multiple of 64 bytes, the raw row sums (int32) of one batch row [rows] for the 1x16 / 4x16
+// block shapes, of up to four [4][rows] for bitmap. None for the shapes that run the reference
+// loops.
 int32_t sparse_fc_s8_avx512vnni_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept {
   if (!simd_shape(w)) return 0;
-  const int64_t bytes = row_sums_offset(dims) + static_cast<int64_t>(w.rows) * 4;
+  const int64_t sums = w.format == SparseFormat::kBitmap ? 4 : 1;
+  const int64_t bytes = row_sums_offset(dims) + sums * static_cast<int64_t>(w.rows) * 4;
   return bytes > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int32_t>(bytes);
 }
 
