@@ -20,7 +20,9 @@
 // run independent chains. The weight sums are taken afterwards from each row's packed values
 // (one vpdpbusd per 64 stored values, not per 64 columns). Batch rows go four at a time (then
 // two, then one): each expanded weight vector meets every one of them, so the weights are
-// decoded once per group of batch rows rather than once per batch row.
+// decoded once per group of batch rows rather than once per batch row (but for the last
+// rows % 4 weight rows, decoded per batch row). The accumulators of that path are an indexed
+// array, acc[4 * kBatch]; fully unrolled, they stayed in registers (measured, bench/README).
 #include <immintrin.h>
 
 #include <cstring>
@@ -448,8 +450,9 @@ __attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_row1(
 }
 
 // Batch rows b .. b + kBatch - 1: widened into scratch, each group of four weight rows expanded
-// once for all of them (bitmap_rows4xb; bitmap_rows4 for one), their raw row sums in
-// dot[j rows, (j + 1) rows), then requantized.
+// once for all of them (bitmap_rows4xb; bitmap_rows4 for one; the last rows % 4 weight rows once
+// per batch row, by bitmap_row1), the raw row sums of batch row b + j in
+// dot[j * rows, (j + 1) * rows), then requantized.
 template <int kBatch>
 __attribute__((target("avx512vbmi2,popcnt"))) void bitmap_batch(const SparseFcArgs& a,
                                                                 int32_t b) noexcept {
@@ -479,14 +482,14 @@ __attribute__((target("avx512vbmi2,popcnt"))) void bitmap_batch(const SparseFcAr
           end = bitmap_row1(w, o + i, vals, x[j], comp, t + 4 * j + i);
         vals = end;
       }
-    } else if (kBatch == 1) {
+    } else if constexpr (kBatch == 1) {
       vals = bitmap_rows4(w, o, vals, x[0], comp, t);
     } else {
       vals = bitmap_rows4xb<kBatch>(w, o, vals, x, comp, t);
     }
+    const int32_t cnt = w.rows - o < 4 ? w.rows - o : 4;
     for (int j = 0; j < kBatch; ++j) {
       const __m128i s = add_lanes(lane_sums4(t[4 * j], t[4 * j + 1], t[4 * j + 2], t[4 * j + 3]));
-      const int32_t cnt = w.rows - o < 4 ? w.rows - o : 4;
       _mm_mask_storeu_epi32(dot + static_cast<int64_t>(j) * w.rows + o,
                             static_cast<__mmask8>((1u << cnt) - 1), s);
     }
@@ -512,11 +515,13 @@ __attribute__((target("avx512vbmi2,popcnt"))) void bitmap_fc(const SparseFcArgs&
 
 // Scratch (64-byte aligned by the caller): the u8 activations [batch][cols], then, from the
 // next multiple of 64 bytes, the raw row sums (int32) of one batch row [rows] for the 1x16 / 4x16
-// block shapes, of up to four [4][rows] for bitmap. None for the shapes that run the reference
-// loops.
+// block shapes, of as many as bitmap_fc takes at once for bitmap (1, 2 or 4). None for the shapes
+// that run the reference loops.
 int32_t sparse_fc_s8_avx512vnni_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept {
   if (!simd_shape(w)) return 0;
-  const int64_t sums = w.format == SparseFormat::kBitmap ? 4 : 1;
+  const int64_t sums = w.format == SparseFormat::kBitmap && dims.batch > 1
+                           ? (dims.batch < 4 ? 2 : 4)  // bitmap_fc's largest group of batch rows
+                           : 1;
   const int64_t bytes = row_sums_offset(dims) + sums * static_cast<int64_t>(w.rows) * 4;
   return bytes > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int32_t>(bytes);
 }

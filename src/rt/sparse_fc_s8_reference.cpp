@@ -230,9 +230,10 @@ int32_t sparse_fully_connected_s8_scratch_size(const FcDims& dims, const SparseM
 
 namespace {
 
-// The path's scratch: `need` bytes at ctx.scratch.
+// The path's scratch: `need` bytes at ctx.scratch. The size queries saturate at INT32_MAX, so a
+// need of INT32_MAX may stand for more than any int32 size holds: never met.
 bool scratch_fits(const Context& ctx, int32_t need) noexcept {
-  return need <= 0 || (ctx.scratch != nullptr && ctx.scratch_size >= need);
+  return need <= 0 || (need < INT32_MAX && ctx.scratch != nullptr && ctx.scratch_size >= need);
 }
 
 }  // namespace

@@ -114,6 +114,8 @@ Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, con
 // Scratch bytes sparse_fully_connected_s8 needs on `path` (kAuto: the path it would pick). The
 // smlad path keeps x + input_offset as an int16 row there (2 * in_features + 3 bytes) for every
 // format but block CSR; without it the call returns kScratchTooSmall, as on the x86 paths.
+// INT32_MAX means the layer needs INT32_MAX bytes or more: the call returns kScratchTooSmall
+// whatever the scratch, since no int32 size can be shown to hold it.
 int32_t sparse_fully_connected_s8_scratch_size(const FcDims& dims, const SparseMatrixS8& weights,
                                                Path path) noexcept;
 
