@@ -9,7 +9,8 @@
 //  - CSR u8 deltas: 8 deltas are prefix-summed in 16-bit lanes (at most 8 * 255) and added to
 //    the running column;
 //  - bitmap: no gather; every 16 columns the packed values are spread to their lanes with
-//    pshufb controls from a 256-entry table and multiplied with 16-bit activations (vpmaddwd);
+//    pshufb controls from a 256-entry table and multiplied with 16-bit activations (vpmaddwd),
+//    each spread serving up to four batch rows;
 //  - N:M: indices are unpacked to columns with scalar code;
 //  - block CSR 1x16 / 4x16: no gather and no index decode per weight: each block's 16-byte
 //    activation slice (pre-widened to int16 with the input offset, once per call) is one ymm
@@ -134,10 +135,13 @@ inline __m128i load8(const int8_t* vals, int64_t v, int64_t count) noexcept {
 // their columns with two pshufb and multiplied with the 16-bit activations by one vpmaddwd.
 // 64 columns are handled per step: the value offsets of their 16-column pieces come from
 // popcounts of the 64-bit mask, so the only loop-carried dependency is one popcount per step.
-template <bool kBounded>
-int32_t dot_bitmap(const int16_t* x16, const uint8_t* bm, int32_t row_bytes, const int8_t* vals,
-                   int64_t v, int64_t count) noexcept {
-  __m256i acc = _mm256_setzero_si256();
+// kBatch batch rows at once (x16 + j * x16_stride), so each row's values are spread once for all
+// of them; their dot products go to dot[0, kBatch).
+template <bool kBounded, int kBatch>
+void dot_bitmap(const int16_t* x16, int64_t x16_stride, const uint8_t* bm, int32_t row_bytes,
+                const int8_t* vals, int64_t v, int64_t count, int32_t* dot) noexcept {
+  __m256i acc[kBatch];
+  for (__m256i& a : acc) a = _mm256_setzero_si256();
   for (int32_t byte = 0; byte < row_bytes; byte += 8) {
     uint64_t m = 0;
     if (byte + 8 <= row_bytes) {
@@ -158,13 +162,25 @@ int32_t dot_bitmap(const int16_t* x16, const uint8_t* bm, int32_t row_bytes, con
           _mm_shuffle_epi8(load8<kBounded>(vals, v0 + __builtin_popcount(m0), count),
                            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(kExpand.ctl[m1])));
       const __m256i w16 = _mm256_cvtepi8_epi16(_mm_unpacklo_epi64(w0, w1));
-      const __m256i xv =
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x16 + (byte + 2 * c) * 8));
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(xv, w16));
+      for (int j = 0; j < kBatch; ++j) {
+        const __m256i xv = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i*>(x16 + j * x16_stride + (byte + 2 * c) * 8));
+        acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(xv, w16));
+      }
     }
     v += __builtin_popcountll(m);
   }
-  return hsum(acc);
+  for (int j = 0; j < kBatch; ++j) dot[j] = hsum(acc[j]);
+}
+
+// dot_bitmap for batch rows [b, b + kBatch) of one weight row, bounded or not.
+template <int kBatch>
+void dot_bitmap_rows(bool bounded, const int16_t* x16, int64_t x16_stride, const uint8_t* bm,
+                     int32_t row_bytes, const SparseMatrixS8& w, int64_t v, int32_t* dot) noexcept {
+  if (bounded)
+    dot_bitmap<true, kBatch>(x16, x16_stride, bm, row_bytes, w.values, v, w.value_count, dot);
+  else
+    dot_bitmap<false, kBatch>(x16, x16_stride, bm, row_bytes, w.values, v, w.value_count, dot);
 }
 
 int32_t decode_nm_row(const SparseMatrixS8& w, int32_t row, int32_t* out) noexcept {
@@ -436,6 +452,27 @@ void sparse_fc_s8_avx2(const SparseFcArgs& a) noexcept {
       n = w.row_nnz[o];
     const int8_t* vals = w.values + cursor;
     const int32_t bias = a.bias != nullptr ? a.bias[o] : 0;
+    if (w.format == SparseFormat::kBitmap) {
+      // Rows whose values end 8 bytes before the array's end may overread inside it. Batch rows
+      // four at a time, then two, then one: each spread of the row's values serves them all.
+      const bool bounded = cursor + n + 8 > w.value_count;
+      int32_t dots[4];
+      for (int32_t b = 0; b < d.batch;) {
+        const int32_t group = d.batch - b >= 4 ? 4 : (d.batch - b >= 2 ? 2 : 1);
+        const int16_t* xg = x16 + b * x16_stride;
+        if (group == 4)
+          dot_bitmap_rows<4>(bounded, xg, x16_stride, bm, row_bytes, w, cursor, dots);
+        else if (group == 2)
+          dot_bitmap_rows<2>(bounded, xg, x16_stride, bm, row_bytes, w, cursor, dots);
+        else
+          dot_bitmap_rows<1>(bounded, xg, x16_stride, bm, row_bytes, w, cursor, dots);
+        for (int32_t j = 0; j < group; ++j, ++b)
+          a.output[static_cast<int64_t>(b) * d.out_features + o] =
+              sparse_fc_finish(wrap_add(wrap_add(bias, pruned[b]), dots[j]), o, p, *a.requant);
+      }
+      cursor += n;
+      continue;
+    }
     for (int32_t b = 0; b < d.batch; ++b) {
       const int32_t* xb = xw + b * xstride;
       int32_t dot = 0;
@@ -445,14 +482,6 @@ void sparse_fc_s8_avx2(const SparseFcArgs& a) noexcept {
           break;
         case SparseFormat::kCsrU16:
           dot = dot_u16(xb, w.col_index + cursor, vals, n);
-          break;
-        case SparseFormat::kBitmap:
-          // Rows whose values end 8 bytes before the array's end may overread inside it.
-          dot = cursor + n + 8 <= w.value_count
-                    ? dot_bitmap<false>(x16 + b * x16_stride, bm, row_bytes, w.values, cursor,
-                                        w.value_count)
-                    : dot_bitmap<true>(x16 + b * x16_stride, bm, row_bytes, w.values, cursor,
-                                       w.value_count);
           break;
         default:
           dot = dot_list(xb, cols, vals, n);
