@@ -21,8 +21,9 @@
 // (one vpdpbusd per 64 stored values, not per 64 columns). Batch rows go four at a time (then
 // two, then one): each expanded weight vector meets every one of them, so the weights are
 // decoded once per group of batch rows rather than once per batch row (but for the last
-// rows % 4 weight rows, decoded per batch row). The accumulators of that path are an indexed
-// array, acc[4 * kBatch]; fully unrolled, they stayed in registers (measured, bench/README).
+// rows % 4 weight rows, decoded per batch row). One body serves every group size, batch 1
+// included: its accumulators, an indexed array acc[4 * kBatch], stay in registers once unrolled
+// (a copy with named accumulators for batch 1 measured no faster; bench/README).
 #include <immintrin.h>
 
 #include <cstring>
@@ -311,58 +312,10 @@ inline uint64_t bitmap_bits(const uint8_t* row, int32_t byte0, int32_t row_bytes
   return kWhole ? bitmap_word8(row, byte0) : bitmap_word(row, byte0, row_bytes);
 }
 
-// One 64-column chunk (bitmap bytes from byte0) of four consecutive bitmap rows from `row`: each
-// row's next values expanded and met with the activations xv.
-template <bool kWhole>
-__attribute__((target("avx512vbmi2,popcnt"), always_inline)) inline void bitmap_chunk4(
-    const uint8_t* row, int32_t row_bytes, int32_t byte0, __m512i xv, const int8_t*& v0,
-    const int8_t*& v1, const int8_t*& v2, const int8_t*& v3, __m512i& a0, __m512i& a1, __m512i& a2,
-    __m512i& a3) noexcept {
-  a0 = _mm512_dpbusd_epi32(a0, xv, expand_next(bitmap_bits<kWhole>(row, byte0, row_bytes), v0));
-  row += row_bytes;
-  a1 = _mm512_dpbusd_epi32(a1, xv, expand_next(bitmap_bits<kWhole>(row, byte0, row_bytes), v1));
-  row += row_bytes;
-  a2 = _mm512_dpbusd_epi32(a2, xv, expand_next(bitmap_bits<kWhole>(row, byte0, row_bytes), v2));
-  row += row_bytes;
-  a3 = _mm512_dpbusd_epi32(a3, xv, expand_next(bitmap_bits<kWhole>(row, byte0, row_bytes), v3));
-}
-
-// For the four bitmap rows r0 .. r0 + 3, whose values start at vals: t[i] = sum_{stored}
-// (x + 128) * w + (io - 128) * sum_{stored} w of row r0 + i, not yet reduced (all 16 lanes belong
-// to the row). Returns the end of the last row's values. The rows' accumulators and value
-// pointers are named, not indexed, so that they stay in registers.
-__attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_rows4(
-    const SparseMatrixS8& w, int32_t r0, const int8_t* vals, const uint8_t* xu, __m512i comp,
-    __m512i* t) noexcept {
-  const int32_t row_bytes = (w.cols + 7) / 8;
-  const uint8_t* b0 = w.bitmap + static_cast<int64_t>(r0) * row_bytes;
-  const uint8_t* b1 = b0 + row_bytes;
-  const uint8_t* b2 = b1 + row_bytes;
-  const int8_t* const s0 = vals;
-  const int8_t* const s1 = s0 + bitmap_row_count(b0, row_bytes);
-  const int8_t* const s2 = s1 + bitmap_row_count(b1, row_bytes);
-  const int8_t* const s3 = s2 + bitmap_row_count(b2, row_bytes);
-  const int8_t *v0 = s0, *v1 = s1, *v2 = s2, *v3 = s3;
-  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-  int32_t k = 0;
-  for (; k + 64 <= w.cols; k += 64)
-    bitmap_chunk4<true>(b0, row_bytes, k / 8, _mm512_loadu_si512(xu + k), v0, v1, v2, v3, a0, a1,
-                        a2, a3);
-  // Columns past cols have no bit set, so their (masked-off) activations meet zero weights.
-  if (k < w.cols)
-    bitmap_chunk4<false>(b0, row_bytes, k / 8,
-                         _mm512_maskz_loadu_epi8((__mmask64{1} << (w.cols - k)) - 1, xu + k), v0,
-                         v1, v2, v3, a0, a1, a2, a3);
-  t[0] = _mm512_add_epi32(a0, _mm512_mullo_epi32(value_sums(s0, v0 - s0), comp));
-  t[1] = _mm512_add_epi32(a1, _mm512_mullo_epi32(value_sums(s1, v1 - s1), comp));
-  t[2] = _mm512_add_epi32(a2, _mm512_mullo_epi32(value_sums(s2, v2 - s2), comp));
-  t[3] = _mm512_add_epi32(a3, _mm512_mullo_epi32(value_sums(s3, v3 - s3), comp));
-  return v3;
-}
-
-// bitmap_chunk4 for kBatch batch rows at once (activations xv[j]): each row's values are
-// expanded once and met with every batch row's activations; acc[4 j + i] is weight row i's
-// accumulator for batch row j.
+// One 64-column chunk (bitmap bytes from byte0) of four consecutive bitmap rows from `row`, for
+// kBatch batch rows at once (activations xv[j]): each row's next values are expanded once and
+// met with every batch row's activations; acc[4 j + i] is weight row i's accumulator for batch
+// row j.
 template <bool kWhole, int kBatch>
 __attribute__((target("avx512vbmi2,popcnt"), always_inline)) inline void bitmap_chunk4xb(
     const uint8_t* row, int32_t row_bytes, int32_t byte0, const __m512i* xv, const int8_t*& v0,
@@ -382,8 +335,10 @@ __attribute__((target("avx512vbmi2,popcnt"), always_inline)) inline void bitmap_
   }
 }
 
-// bitmap_rows4 for kBatch batch rows (u8 activations x[j]): t[4 j + i] is bitmap_rows4's t[i]
-// for x[j]. Each weight is expanded once for all of them.
+// For the four bitmap rows r0 .. r0 + 3, whose values start at vals, and kBatch batch rows (u8
+// activations x[j]): t[4 j + i] = sum_{stored} (x_j + 128) * w + (io - 128) * sum_{stored} w of
+// row r0 + i, not yet reduced (all 16 lanes belong to the row). Each weight is expanded once for
+// all batch rows. Returns the end of the last row's values.
 template <int kBatch>
 __attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_rows4xb(
     const SparseMatrixS8& w, int32_t r0, const int8_t* vals, const uint8_t* const* x, __m512i comp,
@@ -417,7 +372,7 @@ __attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_rows4xb(
   return v3;
 }
 
-// One bitmap row r, as bitmap_rows4 does four; four accumulators over consecutive chunks.
+// One bitmap row r, as bitmap_rows4xb<1> does four; four accumulators over consecutive chunks.
 __attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_row1(
     const SparseMatrixS8& w, int32_t r, const int8_t* vals, const uint8_t* xu, __m512i comp,
     __m512i* t) noexcept {
@@ -450,8 +405,8 @@ __attribute__((target("avx512vbmi2,popcnt"))) const int8_t* bitmap_row1(
 }
 
 // Batch rows b .. b + kBatch - 1: widened into scratch, each group of four weight rows expanded
-// once for all of them (bitmap_rows4xb; bitmap_rows4 for one; the last rows % 4 weight rows once
-// per batch row, by bitmap_row1), the raw row sums of batch row b + j in
+// once for all of them (bitmap_rows4xb; the last rows % 4 weight rows once per batch row, by
+// bitmap_row1), the raw row sums of batch row b + j in
 // dot[j * rows, (j + 1) * rows), then requantized.
 template <int kBatch>
 __attribute__((target("avx512vbmi2,popcnt"))) void bitmap_batch(const SparseFcArgs& a,
@@ -482,8 +437,6 @@ __attribute__((target("avx512vbmi2,popcnt"))) void bitmap_batch(const SparseFcAr
           end = bitmap_row1(w, o + i, vals, x[j], comp, t + 4 * j + i);
         vals = end;
       }
-    } else if constexpr (kBatch == 1) {
-      vals = bitmap_rows4(w, o, vals, x[0], comp, t);
     } else {
       vals = bitmap_rows4xb<kBatch>(w, o, vals, x, comp, t);
     }
