@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
   bool wide_int4 = false;
   float smooth = 0.0f;
   float decay = 0.0f;
-  int batch = 64;
+  int batch = fmnist::TrainConfig{}.batch;  // the float model's
   int64_t holdout2 = 0;
   for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i], v = i + 1 < argc ? argv[i + 1] : "";
@@ -219,7 +219,7 @@ int main(int argc, char** argv) {
   fine.weight_decay = decay;
   fine.batch = batch;
   const std::string reg_tag =
-      fmnist::regularization_tag(fine) + (batch != 64 ? fmt::format("-b{}", batch) : "");
+      fmnist::regularization_tag(fine) + (batch != c.batch ? fmt::format("-b{}", batch) : "");
   fmnist::TrainKey key;
   key.sizes = {fmnist::kPixels, 128, 64, fmnist::kClasses};
   key.seed = seed;
