@@ -314,10 +314,9 @@ TEST(ModelFile, KilledWriterNeverLeavesAPartialFile) {
   // At least one kill must have landed while the file was being written, or the test proved
   // nothing.
   EXPECT_GE(killed_mid_write, 1);
-  for (const auto& f : std::filesystem::directory_iterator(testing::TempDir()))
-    if (f.path().filename().string().rfind(
-            std::filesystem::path(path).filename().string() + ".tmp.", 0) == 0)
-      std::filesystem::remove(f.path());  // a killed writer's temporary, never the final name
+  // A killed writer's temporary files, never the final name.
+  for (std::string tmp; !(tmp = file_with_prefix(path + ".tmp.")).empty();)
+    std::filesystem::remove(tmp);
   std::remove(path.c_str());
 }
 
