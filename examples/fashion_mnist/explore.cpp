@@ -306,29 +306,25 @@ int main(int argc, char** argv) {
   }
   if (qat_list == "base" || holdout2 > 0) report("float", "base", mlp, int8_channel);
   if (qat_list == "base") {
-    // The demo's QAT: 12 epochs at twice the training lr, regularized, the last epoch.
-    fmnist::TrainConfig ft = c;
-    ft.epochs = 12;
-    ft.lr = 2.0f * c.lr;
-    ft.keep_best = false;
-    fmnist::apply_demo_regularization(&ft);
+    // The demo's QAT (fmnist::demo_qat), from the float model's recipe.
+    const fmnist::DemoQat q = fmnist::demo_qat(c, c.lr);
+    const fmnist::TrainConfig& ft = q.train;
     fmnist::TrainKey k = key;
     k.epochs = static_cast<uint32_t>(ft.epochs);
     k.lr = ft.lr;
     // The demo's key; on the wide grid a model of its own.
-    k.recipe = fmt::format("{}-g32-r100-snap{}-cos_from-e20-lr0.001-cos-best-eigl1-32k",
-                           wide_int4 ? "qat-int4w" : "qat-int4", fmnist::regularization_tag(ft));
-    fmnist::QatConfig qc;
-    qc.snap_scales = true;
+    k.recipe =
+        fmnist::demo_qat_recipe(q, fmt::format("from-e{}-lr{}-{}", key.epochs, key.lr, key.recipe),
+                                wide_int4 ? "qat-int4w" : "qat-int4");
     const fmnist::FloatMlp qat = load_or(k, [&] {
       fmnist::FloatMlp m = mlp;
-      fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, qc, printer);
+      fmnist::qat_finetune(&m, split.train, split.val, ft, int4_group, q.qat, printer);
       return m;
     });
     fmnist::WeightParamsChoice snapped;
     snapped.snap = true;
-    const std::string base_name =
-        fmt::format("e12-lr{}-r100-kd0-snap1-last{}", ft.lr, fmnist::regularization_tag(ft));
+    const std::string base_name = fmt::format("e{}-lr{}-r{}-kd0-snap1-last{}", ft.epochs, ft.lr,
+                                              q.qat.refresh_every, fmnist::regularization_tag(ft));
     report("qat4", base_name, qat, int4_group, snapped);
     // The QAT weights rounded by the demo's GPTQ instead of to nearest.
     const fmnist::GptqMlp g =

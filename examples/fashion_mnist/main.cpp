@@ -50,15 +50,11 @@ namespace {
 
 constexpr int kExitSkip = 77;
 constexpr uint32_t kDefaultSeed = 1;
-constexpr int64_t kQatRefresh = 100;  // steps between QAT range re-fits
 // Global pruning fine-tunes: epochs (unless --finetune-epochs), the best validation epoch at the
-// final sparsity kept; chosen on the validation images (README, "What was tried"). They and QAT
-// are regularized by fmnist::apply_demo_regularization.
+// final sparsity kept; chosen on the validation images (README, "What was tried"). Like the QAT
+// (fmnist::demo_qat), they start at fmnist::kDemoFinetuneLrScale times the training lr (unless
+// --finetune-lr) and are regularized by fmnist::apply_demo_regularization.
 constexpr int kPruneEpochs = 10;
-// QAT: epochs (unless --finetune-epochs). QAT and the global pruning fine-tunes start at this
-// multiple of the training lr (unless --finetune-lr); chosen on the validation images too.
-constexpr int kQatEpochs = 12;
-constexpr float kFinetuneLrScale = 2.0f;
 
 struct Options {
   std::string data_dir = TINYQUANT_FMNIST_DATA_DIR;
@@ -314,14 +310,14 @@ int run(const Options& o) {
   });
 
   // Fine-tunes start from the float model: same seed, batch and data, a peak lr cosine-decayed
-  // to 0 (QAT and global pruning: kFinetuneLrScale times the training lr), fewer epochs;
+  // to 0 (QAT and global pruning: kDemoFinetuneLrScale times the training lr), fewer epochs;
   // optionally distilled from the float model.
   fmnist::TrainConfig ft = c;
   ft.epochs = o.finetune_epochs;
   ft.lr = o.finetune_lr > 0.0f ? o.finetune_lr : c.lr;
   ft.keep_best = false;
   // QAT's and the global pruning fine-tunes' peak lr (--finetune-lr sets every fine-tune's).
-  const float fast_lr = o.finetune_lr > 0.0f ? o.finetune_lr : kFinetuneLrScale * c.lr;
+  const float fast_lr = o.finetune_lr > 0.0f ? o.finetune_lr : fmnist::kDemoFinetuneLrScale * c.lr;
   if (o.distill > 0.0f) {
     ft.teacher = &mlp;
     ft.distill_weight = o.distill;
@@ -419,35 +415,29 @@ int run(const Options& o) {
                "ref +0.49 pp @ 7.33x", given);
   }
 
-  // Quantization-aware fine-tune for int4 per-group 32: kQatEpochs at kFinetuneLrScale times the
-  // training lr, label smoothing and weight decay, forward and backward on the fake-quantized
-  // weights, updates on the float ones. The
-  // group scales are snapped to the ratio grid the integer layer applies, in the fine-tune and
-  // in the final quantization, so the fine-tune trains the deployed weights exactly (chosen on
-  // validation: README, "What was tried"); the final re-fit of the master weights is what
-  // qat_finetune returns.
+  // Quantization-aware fine-tune for int4 per-group 32 (fmnist::demo_qat): forward and backward
+  // on the fake-quantized weights, updates on the float ones. The group scales are snapped to
+  // the ratio grid the integer layer applies, in the fine-tune and in the final quantization,
+  // so the fine-tune trains the deployed weights exactly; the final re-fit of the master weights
+  // is what qat_finetune returns.
   {
-    fmnist::TrainConfig qt = ft;
-    if (!o.finetune_epochs_given) qt.epochs = kQatEpochs;
-    qt.lr = fast_lr;
-    fmnist::apply_demo_regularization(&qt);
+    fmnist::DemoQat q = fmnist::demo_qat(ft, c.lr);
+    if (o.finetune_epochs_given) q.train.epochs = ft.epochs;
+    q.train.lr = fast_lr;
+    const fmnist::TrainConfig& qt = q.train;
     fmnist::TrainKey k = ft_key;
     k.epochs = static_cast<uint32_t>(qt.epochs);
     k.lr = qt.lr;
-    k.recipe = fmt::format("qat-int4-g32-r{}-snap{}-cos_{}", kQatRefresh,
-                           fmnist::regularization_tag(qt), base);
+    k.recipe = fmnist::demo_qat_recipe(q, base);
     const fmnist::FloatMlp qat = cached_model(o, k, "int4 per-group 32 QAT", [&] {
       fmt::print(
           "int4 per-group 32 QAT: fine-tune {} epochs on fake-quantized weights, Adam lr {} "
           "cosine to 0, label smoothing {}, weight decay {} (straight-through estimator, "
           "ranges re-fitted every {} steps, group scales snapped to the kernel's ratio grid)\n",
-          qt.epochs, qt.lr, qt.label_smoothing, qt.weight_decay, kQatRefresh);
+          qt.epochs, qt.lr, qt.label_smoothing, qt.weight_decay, q.qat.refresh_every);
       flush();
       fmnist::FloatMlp m = mlp;
-      fmnist::QatConfig qc;
-      qc.refresh_every = kQatRefresh;
-      qc.snap_scales = true;
-      fmnist::qat_finetune(&m, split.train, split.val, qt, int4_group, qc,
+      fmnist::qat_finetune(&m, split.train, split.val, qt, int4_group, q.qat,
                            epoch_printer(qt.epochs));
       return m;
     });

@@ -224,4 +224,21 @@ std::vector<tq::QuantParams> qat_finetune(FloatMlp* mlp, const Dataset& train, c
   return out;
 }
 
+DemoQat demo_qat(const TrainConfig& ft, float float_lr) {
+  DemoQat q;
+  q.train = ft;
+  q.train.epochs = kDemoQatEpochs;
+  q.train.lr = kDemoFinetuneLrScale * float_lr;
+  q.train.keep_best = false;
+  apply_demo_regularization(&q.train);
+  q.qat.refresh_every = kDemoQatRefresh;
+  q.qat.snap_scales = true;
+  return q;
+}
+
+std::string demo_qat_recipe(const DemoQat& q, const std::string& from, const std::string& prefix) {
+  return fmt::format("{}-g32-r{}-snap{}-cos_{}", prefix, q.qat.refresh_every,
+                     regularization_tag(q.train), from);
+}
+
 }  // namespace fmnist

@@ -39,6 +39,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "float_mlp.hpp"
@@ -91,5 +92,29 @@ std::vector<tinyquant::QuantParams> qat_finetune(
     FloatMlp* mlp, const Dataset& train, const Dataset& val, const TrainConfig& config,
     const tinyquant::QuantSpec& spec, const QatConfig& qat = {},
     const std::function<void(const EpochStats&)>& on_epoch = {});
+
+// The demo's int4 per-group 32 QAT, chosen on the validation images (README, "What was tried"):
+// kDemoQatEpochs at kDemoFinetuneLrScale times the float model's lr (cosine to 0, the last
+// epoch), with the demo's regularization (apply_demo_regularization), ranges re-fitted every
+// kDemoQatRefresh steps and group scales snapped to the kernel's grid. fashion_mnist and
+// `fashion_mnist_explore --qat base` both build it here, so they train and cache the same model.
+inline constexpr int kDemoQatEpochs = 12;
+inline constexpr float kDemoFinetuneLrScale = 2.0f;  // also the global pruning fine-tunes' lr
+inline constexpr int64_t kDemoQatRefresh = 100;
+
+struct DemoQat {
+  TrainConfig train;
+  QatConfig qat;
+};
+
+// The demo's QAT on top of ft (the fine-tunes' config: the float recipe's seed, batch, schedule
+// and any distillation teacher); float_lr is the float model's training lr.
+DemoQat demo_qat(const TrainConfig& ft, float float_lr);
+
+// The recipe text of a cached model (TrainKey::recipe) trained by q from the model whose own
+// recipe text is `from` ("from-e<epochs>-lr<lr>-<recipe>", with any distillation tag first);
+// `prefix` names the quantization ("qat-int4"; explore's full-grid variant has its own).
+std::string demo_qat_recipe(const DemoQat& q, const std::string& from,
+                            const std::string& prefix = "qat-int4");
 
 }  // namespace fmnist
