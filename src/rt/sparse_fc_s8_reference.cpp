@@ -74,8 +74,13 @@ Status check_counts(const SparseMatrixS8& w) noexcept {
         if (w.cols > 65536) return Status::kBadDimension;
         if (w.value_count > 0 && w.col_index == nullptr) return Status::kNullPointer;
       }
+      // A row holds at most `cols` entries (validate_sparse_s8's strictly increasing columns);
+      // the x86 path decodes a row into scratch sized by that bound, so it is checked here.
       int64_t total = 0;
-      for (int32_t r = 0; r < w.rows; ++r) total += w.row_nnz[r];
+      for (int32_t r = 0; r < w.rows; ++r) {
+        if (w.row_nnz[r] > w.cols) return Status::kBadSparseData;
+        total += w.row_nnz[r];
+      }
       return total == w.value_count ? Status::kOk : Status::kBadSparseData;
     }
     case SparseFormat::kBitmap:
@@ -126,8 +131,8 @@ Status validate_sparse_s8(const SparseMatrixS8& w) noexcept {
         int64_t col = 0;
         for (int32_t j = 0; j < w.row_nnz[r]; ++j, ++i) {
           col += w.col_delta[i];
-          // A real entry (delta < 255 or nonzero) must land inside the row; padding entries
-          // (delta 255, value 0) may step to col == cols only if nothing follows.
+          // Every entry, padding (delta 255, value 0) included, lands inside the row, and the
+          // columns strictly increase after the first: a row has at most `cols` entries.
           if (col >= w.cols) return Status::kBadSparseData;
           if (j > 0 && w.col_delta[i] == 0) return Status::kBadSparseData;
         }

@@ -189,11 +189,13 @@ SparseOptions fmt_opt(StorageFormat f, int n = 2, int m = 4) {
 
 TEST(SparseFcS8, EveryFormatAndPathMatchesDenseFormula) {
   std::mt19937 rng(1234);
-  // Batches 1-9: the AVX-512 bitmap body takes batch rows 4, 2 and 1 at a time (6 = 4 + 2,
-  // 7 = 4 + 2 + 1, 8 = 4 + 4, 9 = 4 + 4 + 1), with and without a column tail and a tail of rows.
-  const int32_t shapes[][3] = {{1, 1, 1},    {1, 7, 5},    {3, 33, 17},  {2, 64, 8},
-                               {5, 300, 9},  {1, 784, 12}, {4, 129, 31}, {9, 17, 3},
-                               {6, 200, 13}, {8, 784, 12}, {7, 129, 6},  {9, 300, 13}};
+  // Batches 1-9 and 13: the bitmap bodies take batch rows 4, 2 and 1 at a time (6 = 4 + 2,
+  // 7 = 4 + 2 + 1, 8 = 4 + 4, 9 = 4 + 4 + 1), the AVX2 column-list body (CSR, N:M) 8 at a time
+  // while more than 4 are left, then the rest as 4 (9 = 8 + 1, 13 = 8 + 5 in a second 8);
+  // with and without a column tail (columns % 8) and a tail of rows.
+  const int32_t shapes[][3] = {{1, 1, 1},    {1, 7, 5},    {3, 33, 17}, {2, 64, 8},   {5, 300, 9},
+                               {1, 784, 12}, {4, 129, 31}, {9, 17, 3},  {6, 200, 13}, {8, 784, 12},
+                               {7, 129, 6},  {9, 300, 13}, {13, 101, 7}};
   const double sparsities[] = {0.0, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99};
   int cases = 0;
   for (const auto& s : shapes) {
@@ -217,7 +219,7 @@ TEST(SparseFcS8, EveryFormatAndPathMatchesDenseFormula) {
       }
     }
   }
-  EXPECT_EQ(cases, 12 * 7 * 2);
+  EXPECT_EQ(cases, 13 * 7 * 2);
 }
 
 TEST(SparseFcS8, EmptyRowsAllZeroAndLongGaps) {
@@ -281,6 +283,24 @@ TEST(SparseFcS8, RejectsBadArguments) {
   bad.value_count += 1;
   EXPECT_EQ(run(c, bad, Path::kReference, &out), Status::kBadSparseData);
   EXPECT_EQ(out, std::vector<int8_t>(8, int8_t{-99}));  // output untouched
+  // Row counts that add up but put more than `cols` entries in one row: the x86 path decodes a
+  // row into scratch sized for `cols` entries, so every path refuses them.
+  {
+    const SparseMatrix full = SparseMatrix::from_dense(std::vector<int8_t>(80, 1).data(), 4, 20,
+                                                       fmt_opt(StorageFormat::kCsrU16));
+    ASSERT_EQ(full.arrays().row_nnz, (std::vector<uint16_t>{20, 20, 20, 20}));
+    for (const std::vector<uint16_t>& counts :
+         {std::vector<uint16_t>{21, 19, 20, 20}, std::vector<uint16_t>{40, 0, 40, 0},
+          std::vector<uint16_t>{0, 0, 0, 80}}) {
+      rt::SparseMatrixS8 skewed = full.view();
+      skewed.row_nnz = counts.data();
+      for (Path p : runnable_paths()) {
+        EXPECT_EQ(run(c, skewed, p, &out), Status::kBadSparseData) << rt::path_name(p);
+        EXPECT_EQ(out, std::vector<int8_t>(8, int8_t{-99})) << rt::path_name(p);
+      }
+      EXPECT_EQ(rt::validate_sparse_s8(skewed), Status::kBadSparseData);
+    }
+  }
   // Offsets and activation range.
   Case off = c;
   off.params.input_offset = 129;

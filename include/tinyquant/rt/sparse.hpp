@@ -34,7 +34,7 @@
 // Values are int8 in [-128, 127] (TFLite weights use [-127, 127]).
 //
 // Validation: the kernel checks pointers, dims, offsets, requantization and the O(rows) counts
-// (row_nnz sums to value_count, bitmap/N:M sizes). Per-index checks cost O(nnz): run
+// (each row_nnz at most cols and their sum value_count, bitmap/N:M sizes). Per-index checks cost O(nnz): run
 // validate_sparse_s8() once when the weights are loaded; a kernel given unvalidated corrupt
 // indices may read out of bounds.
 #pragma once
