@@ -154,14 +154,10 @@ void write_meta(Writer& w, const ModelEntry& e, const std::vector<uint64_t>& par
 }
 
 void validate_entry(const ModelEntry& e, const std::string& where) {
-  if (e.name.empty() || e.name.size() > kMaxName)
-    fail<InvalidArgument>("{}: name length {} must be in [1, {}]", where, e.name.size(), kMaxName);
-  if (e.name.find('\0') != std::string::npos)
-    fail<InvalidArgument>("{}: name contains a NUL byte", where);
+  const std::string header = entry_header_problem(e.name, e.shape.size());
+  if (!header.empty()) fail<InvalidArgument>("{}: {}", where, header);
   if (static_cast<uint8_t>(e.storage) > static_cast<uint8_t>(Storage::kInt32))
     fail<InvalidArgument>("{}: unknown storage {}", where, static_cast<int>(e.storage));
-  if (e.shape.size() > kMaxRank)
-    fail<InvalidArgument>("{}: rank {} exceeds {}", where, e.shape.size(), kMaxRank);
   const int64_t n = numel(e.shape);
   if (e.parts.empty() || e.parts.size() > kMaxParts)
     fail<InvalidArgument>("{}: {} parts (must be 1..{})", where, e.parts.size(), kMaxParts);
@@ -190,6 +186,14 @@ void validate_entry(const ModelEntry& e, const std::string& where) {
 }
 
 }  // namespace
+
+std::string entry_header_problem(std::string_view name, size_t rank) {
+  if (name.empty() || name.size() > kMaxName)
+    return fmt::format("name length {} must be in [1, {}]", name.size(), kMaxName);
+  if (name.find('\0') != std::string_view::npos) return "name contains a NUL byte";
+  if (rank > kMaxRank) return fmt::format("rank {} exceeds {}", rank, kMaxRank);
+  return {};
+}
 
 const char* to_string(Storage s) noexcept {
   switch (s) {

@@ -429,6 +429,7 @@ TEST(Cli, DataErrorsExitWith1WithAMessage) {
   tinyquant::io::save_npy(kData + "/big64.npy", tinyquant::io::NpyArray::from(
                                                     std::vector<double>{1.0, -1e300, 2.0}, {3}));
   write_safetensors(kData + "/unnamed.safetensors", {{"w", {2, 2}}, {"", {2, 2}}});
+  write_safetensors(kData + "/nul.safetensors", {{std::string("a\0b", 3), {2, 2}}});
   tinyquant::io::save_npy(
       kData + "/rank9.npy",
       tinyquant::io::NpyArray::from(std::vector<float>{1.0f, 2.0f}, {1, 1, 1, 1, 1, 1, 1, 1, 2}));
@@ -440,11 +441,14 @@ TEST(Cli, DataErrorsExitWith1WithAMessage) {
             "'big64': float64 value -1e+300 at index 1 is beyond float32's range"},
            // What a model file cannot hold is said about the input, before any work.
            {"quantize " + kData + "/unnamed.safetensors " + kData + "/x.tqm",
-            "unnamed.safetensors: tensor 1 (''): a name of 0 bytes; a model file holds names of "
-            "1 to 1024 bytes"},
+            "unnamed.safetensors: tensor 1 ('') [2, 2]: a model file cannot hold it: name length "
+            "0 must be in [1, 1024]"},
+           {"prune " + kData + "/nul.safetensors " + kData + "/x.tqm --sparsity 0.5",
+            "nul.safetensors: tensor 0 ('a\\x00b') [2, 2]: a model file cannot hold it: name "
+            "contains a NUL byte"},
            {"quantize " + kData + "/rank9.npy " + kData + "/x.tqm",
-            "rank9.npy: tensor 'rank9' [1, 1, 1, 1, 1, 1, 1, 1, 2]: rank 9; a model file holds "
-            "ranks up to 8"},
+            "rank9.npy: tensor 0 ('rank9') [1, 1, 1, 1, 1, 1, 1, 1, 2]: a model file cannot hold "
+            "it: rank 9 exceeds 8"},
            {"inspect " + kData + "/corrupt.tqm", "corrupt.tqm: entry 0: payload CRC mismatch"},
            {"inspect " + kData + "/not_a_model.tqm",
             "not_a_model.tqm: file header: truncated file header"},

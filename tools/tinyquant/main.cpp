@@ -163,19 +163,16 @@ std::vector<FloatTensor> load_floats(const std::string& path, const std::string&
 }
 
 // What a model file cannot hold is a fault of the input: said about the input, before any work
-// (save_model would say it at the end, about the output). i counts the file's float tensors.
+// (save_model would say it at the end, about the output), by save_model's own rules. i counts
+// the file's float tensors.
 void check_storable(const std::vector<FloatTensor>& tensors) {
   for (size_t i = 0; i < tensors.size(); ++i) {
     const FloatTensor& t = tensors[i];
-    if (t.name.empty() || t.name.size() > tinyquant::io::kMaxEntryName)
-      throw tinyquant::DataError(fmt::format(
-          "tensor {} ('{}'): a name of {} bytes; a model file holds names of 1 to {} bytes", i,
-          tinyquant::printable(t.name), t.name.size(), tinyquant::io::kMaxEntryName));
-    if (t.shape.size() > tinyquant::io::kMaxEntryRank)
-      throw tinyquant::DataError(
-          fmt::format("tensor '{}' {}: rank {}; a model file holds ranks up to {}",
-                      tinyquant::printable(t.name), tinyquant::to_string(t.shape), t.shape.size(),
-                      tinyquant::io::kMaxEntryRank));
+    const std::string problem = tinyquant::io::entry_header_problem(t.name, t.shape.size());
+    if (!problem.empty())
+      throw tinyquant::DataError(fmt::format("tensor {} ('{}') {}: a model file cannot hold it: {}",
+                                             i, tinyquant::printable(t.name),
+                                             tinyquant::to_string(t.shape), problem));
   }
 }
 

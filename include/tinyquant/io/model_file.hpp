@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tinyquant/quant_params.hpp"
@@ -39,6 +40,11 @@ namespace tinyquant::io {
 inline constexpr uint32_t kModelFileVersion = 1;
 inline constexpr size_t kMaxEntryName = 1024;  // bytes of an entry's name (at least 1)
 inline constexpr size_t kMaxEntryRank = 8;
+
+// What keeps a model file from holding an entry of this name and rank, or "" if nothing does:
+// save_model's own rules (a name of 1..kMaxEntryName bytes without a NUL byte, a rank of at most
+// kMaxEntryRank), for callers that check their input before any work.
+std::string entry_header_problem(std::string_view name, size_t rank);
 
 // Element storage of an entry's primary data.
 enum class Storage : uint8_t {
