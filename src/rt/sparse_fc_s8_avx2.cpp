@@ -5,7 +5,8 @@
 // so that plain loads and vpmaddwd meet the stored weights, and each weight row is decoded once
 // for several batch rows.
 //  - CSR u16, CSR u8 deltas and N:M (the column-list body): the activations of up to 8 batch rows
-//    are stored column by column, so one 16-byte load holds one column of every row. Each weight
+//    are stored column by column, so one load (16 bytes for 8 rows, 8 for 4) holds one column of
+//    every row. Each weight
 //    row is decoded to a list of columns (u16 indices zero-extended; u8 deltas prefix-summed, 8
 //    at a time in 16-bit lanes; N:M indices unpacked by scalar code) and its values widened to
 //    int16, once for those rows; two entries of the list meet every row in one vpmaddwd.
@@ -47,8 +48,13 @@ constexpr ExpandTable kExpand = make_expand_table();
 // sums), or 4 (xmm) for the last 1-4 rows.
 constexpr int32_t kChunk = 8;
 
-// Entries of one decoded row of a CSR or N:M matrix: a CSR row has at most `cols` (checked by
-// the caller, as its columns strictly increase) and at most 65535 (row_nnz is 16-bit), an N:M row
+// The column-list body's widest group of batch rows for this batch (its activations' stride).
+constexpr int32_t chunk_rows(int32_t batch) noexcept {
+  return batch > 4 ? kChunk : 4;
+}
+
+// Entries of one decoded row of a CSR or N:M matrix: a CSR row has at most `cols` (the kernel's
+// O(rows) checks refuse a larger row_nnz) and at most 65535 (row_nnz is 16-bit), an N:M row
 // groups * n. Bitmap rows are expanded in registers.
 int32_t max_row_entries(const SparseMatrixS8& w) noexcept {
   if (w.format == SparseFormat::kNm) return nm_groups(w.cols, w.nm_m) * w.nm_n;
@@ -322,7 +328,7 @@ void block_fc_x16(const SparseFcArgs& a) noexcept {
 // gives the pairs (x[r][c0], x[r][c1]) of every row r, which one vpmaddwd with the broadcast
 // pair (w0, w1) turns into the kRows sums x[r][c0] w0 + x[r][c1] w1. It replaced vpgatherdd
 // loops, which fetch one activation per lane for one batch row at a time: this body measured
-// 1.1-1.7x faster at batch 1 and 7-12x faster at batch 8 (bench/README).
+// 1.1-1.7x faster at batch 1 and 6.8-12.5x faster at batch 8 (bench/README).
 
 // The columns of n u8 deltas (running sums: 8 deltas prefix-summed in 16-bit lanes, at most
 // 8 * 255, plus a running base).
@@ -489,10 +495,11 @@ void column_list_rows(const SparseFcArgs& a, int32_t b0, int32_t rows, const int
 }
 
 // Scratch (64-byte aligned by the caller), in 32-bit words: per-batch filter_offset * sum(x +
-// io), one decoded row of columns (max_row_entries + 8 slots of slack); then for bitmaps the
+// io), one decoded row of columns (max_row_entries, rounded up to 8); then for bitmaps the
 // activations as int16 [batch][cols rounded up to 64], zero padded; for the column-list body the
-// raw sums of kChunk batch rows [kChunk][rows] int32, one decoded row of values as int16 (+ 16 of
-// slack) and the activations of kChunk batch rows as int16 [cols][kChunk].
+// raw sums of min(batch, kChunk) batch rows [rows] int32 each, one decoded row of values as int16
+// (rounded up to 8, + 8: the 0 after an odd row) and the activations of chunk_rows(batch) batch
+// rows as int16 [cols][chunk_rows] (a whole number of words: chunk_rows is even).
 int32_t sparse_fc_s8_avx2_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept {
   if (w.format == SparseFormat::kBlockCsr) {
     if (!block_simd_shape(w)) return 0;
@@ -502,11 +509,12 @@ int32_t sparse_fc_s8_avx2_scratch_size(const FcDims& dims, const SparseMatrixS8&
     return bytes > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int32_t>(bytes);
   }
   const int64_t entries = align8(max_row_entries(w));
+  const int64_t sum_rows = dims.batch < kChunk ? dims.batch : kChunk;
   const int64_t rest = w.format == SparseFormat::kBitmap
                            ? static_cast<int64_t>(dims.batch) * align64(dims.in_features) / 2
-                           : int64_t{kChunk} * w.rows + (entries + 16) / 2 +
-                                 int64_t{kChunk} * dims.in_features / 2 + 1;
-  const int64_t bytes = (align8(dims.batch) + entries + 8 + rest) * 4;
+                           : sum_rows * w.rows + (entries + 8) / 2 +
+                                 int64_t{chunk_rows(dims.batch)} * dims.in_features / 2;
+  const int64_t bytes = (align8(dims.batch) + entries + rest) * 4;
   return bytes > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int32_t>(bytes);
 }
 
@@ -525,7 +533,7 @@ void sparse_fc_s8_avx2(const SparseFcArgs& a) noexcept {
   const SparseMatrixS8& w = *a.weights;
   int32_t* pruned = static_cast<int32_t*>(a.scratch);
   int32_t* cols = pruned + align8(d.batch);
-  int32_t* rest = cols + align8(max_row_entries(w)) + 8;
+  int32_t* rest = cols + align8(max_row_entries(w));
 
   // filter_offset * sum(x + io) per batch row: the filter offset's term, over every column
   // (a pruned weight is 0 + filter_offset), as the reference's pruned_term.
@@ -547,8 +555,9 @@ void sparse_fc_s8_avx2(const SparseFcArgs& a) noexcept {
   if (w.format != SparseFormat::kBitmap) {
     // Batch rows kChunk at a time while more than 4 are left, then the last 1-4 together.
     int32_t* sums = rest;
-    int16_t* w16 = reinterpret_cast<int16_t*>(sums + int64_t{kChunk} * w.rows);
-    int16_t* xc = w16 + align8(max_row_entries(w)) + 16;
+    int16_t* w16 =
+        reinterpret_cast<int16_t*>(sums + int64_t{d.batch < kChunk ? d.batch : kChunk} * w.rows);
+    int16_t* xc = w16 + align8(max_row_entries(w)) + 8;
     for (int32_t b = 0; b < d.batch;) {
       const int32_t left = d.batch - b;
       if (left > 4) {

@@ -222,6 +222,12 @@ int32_t x86_need(int32_t body_bytes) noexcept {
 
 int32_t sparse_fully_connected_s8_scratch_size(const FcDims& dims, const SparseMatrixS8& weights,
                                                Path path) noexcept {
+  // A layer the kernel refuses needs no scratch: the kernel returns its error before it looks at
+  // the scratch, and sizes computed from it (an N:M group of 0 columns, say) mean nothing.
+  if (dims.batch < 1 || dims.in_features < 1 || dims.out_features < 1 ||
+      weights.rows != dims.out_features || weights.cols != dims.in_features ||
+      check_counts(weights) != Status::kOk)
+    return 0;
   const Path p = resolve_path(path);
   if (p == Path::kSmlad) return detail::sparse_fc_s8_smlad_scratch_size(dims, weights);
 #if TINYQUANT_SPARSE_HAVE_AVX2

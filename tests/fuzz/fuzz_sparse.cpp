@@ -48,7 +48,9 @@ struct KernelCase {
 
 KernelCase make_case(Bytes& in, int32_t rows, int32_t cols) {
   KernelCase k;
-  k.dims.batch = 1 + in.u8() % 9;  // 1-9: the bitmap body's groups of 4, 2 and 1 batch rows
+  // 1-17: the bitmap and block bodies' groups of 4, 2 and 1 batch rows, the column-list body's
+  // groups of 8 (two of them from 9) and its last group of 1-4.
+  k.dims.batch = 1 + in.u8() % 17;
   k.dims.in_features = cols;
   k.dims.out_features = rows;
   k.params.input_offset = static_cast<int32_t>(in.u8()) - 127;   // [-127, 128]

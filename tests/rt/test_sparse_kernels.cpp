@@ -2,6 +2,7 @@
 // written out below with plain loops on the same pruned weights (zeros put back).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -245,6 +246,18 @@ TEST(SparseFcS8, EmptyRowsAllZeroAndLongGaps) {
   EXPECT_EQ(sm.arrays().row_nnz[4], 4);
   for (auto f : {StorageFormat::kCsrU8, StorageFormat::kCsrU16, StorageFormat::kBitmap})
     check_all_paths(gaps, fmt_opt(f), std::string("gaps ") + to_string(f));
+  // Gaps of more than 8 * 255 columns at batch 9 (a group of 8 batch rows, then 1): a CSR u8 row
+  // of 10 padding entries in a row, decoded 8 deltas at a time, then its last entry.
+  Case wide = random_case(rng, 9, 2600, 3, 1.0, false);
+  wide.weights[0 * 2600 + 0] = 3;
+  wide.weights[0 * 2600 + 2599] = -7;  // 2599 = 10 * 255 + 49
+  wide.weights[2 * 2600 + 2100] = 11;  // 2100 = 8 * 255 + 60
+  const SparseMatrix wide_u8 =
+      SparseMatrix::from_dense(wide.weights.data(), 3, 2600, fmt_opt(StorageFormat::kCsrU8));
+  EXPECT_EQ(wide_u8.arrays().row_nnz[0], 12);
+  EXPECT_EQ(wide_u8.arrays().row_nnz[2], 9);
+  for (auto f : {StorageFormat::kCsrU8, StorageFormat::kCsrU16})
+    check_all_paths(wide, fmt_opt(f), std::string("wide gaps ") + to_string(f));
 }
 
 TEST(SparseFcS8, RejectsBadArguments) {
@@ -274,6 +287,20 @@ TEST(SparseFcS8, RejectsBadArguments) {
     EXPECT_EQ(rt::sparse_fully_connected_s8(rt::Context{}, c.params, rq, dims, c.input.data(), wide,
                                             nullptr, y),
               Status::kBadDimension);
+    // The size query asks nothing for a layer the kernel refuses, without computing sizes from
+    // it (an N:M group of 0 columns would divide by zero, a width past the limit overflow).
+    rt::SparseMatrixS8 no_group = w;
+    no_group.format = rt::SparseFormat::kNm;
+    no_group.nm_n = 0;
+    no_group.nm_m = 0;
+    const rt::FcDims small{2, no_group.cols, no_group.rows};
+    for (Path p : runnable_paths()) {
+      EXPECT_EQ(rt::sparse_fully_connected_s8_scratch_size(dims, wide, p), 0) << rt::path_name(p);
+      EXPECT_EQ(rt::sparse_fully_connected_s8_scratch_size(small, no_group, p), 0)
+          << rt::path_name(p);
+      EXPECT_EQ(rt::sparse_fully_connected_s8_scratch_size(rt::FcDims{0, 20, 4}, w, p), 0)
+          << rt::path_name(p);
+    }
     EXPECT_EQ(rt::nm_groups(rt::kSparseMaxCols, 4), (rt::kSparseMaxCols + 3) / 4);
     EXPECT_EQ(rt::nm_row_index_bytes(rt::kSparseMaxCols, 4, 4),
               static_cast<int32_t>((int64_t{(rt::kSparseMaxCols + 3) / 4} * 4 * 2 + 7) / 8));
@@ -286,19 +313,22 @@ TEST(SparseFcS8, RejectsBadArguments) {
   // Row counts that add up but put more than `cols` entries in one row: the x86 path decodes a
   // row into scratch sized for `cols` entries, so every path refuses them.
   {
-    const SparseMatrix full = SparseMatrix::from_dense(std::vector<int8_t>(80, 1).data(), 4, 20,
-                                                       fmt_opt(StorageFormat::kCsrU16));
-    ASSERT_EQ(full.arrays().row_nnz, (std::vector<uint16_t>{20, 20, 20, 20}));
-    for (const std::vector<uint16_t>& counts :
-         {std::vector<uint16_t>{21, 19, 20, 20}, std::vector<uint16_t>{40, 0, 40, 0},
-          std::vector<uint16_t>{0, 0, 0, 80}}) {
-      rt::SparseMatrixS8 skewed = full.view();
-      skewed.row_nnz = counts.data();
-      for (Path p : runnable_paths()) {
-        EXPECT_EQ(run(c, skewed, p, &out), Status::kBadSparseData) << rt::path_name(p);
-        EXPECT_EQ(out, std::vector<int8_t>(8, int8_t{-99})) << rt::path_name(p);
+    for (StorageFormat f : {StorageFormat::kCsrU16, StorageFormat::kCsrU8}) {
+      const SparseMatrix full =
+          SparseMatrix::from_dense(std::vector<int8_t>(80, 1).data(), 4, 20, fmt_opt(f));
+      ASSERT_EQ(full.arrays().row_nnz, (std::vector<uint16_t>{20, 20, 20, 20}));
+      for (const std::vector<uint16_t>& counts :
+           {std::vector<uint16_t>{21, 19, 20, 20}, std::vector<uint16_t>{40, 0, 40, 0},
+            std::vector<uint16_t>{0, 0, 0, 80}}) {
+        rt::SparseMatrixS8 skewed = full.view();
+        skewed.row_nnz = counts.data();
+        for (Path p : runnable_paths()) {
+          EXPECT_EQ(run(c, skewed, p, &out), Status::kBadSparseData)
+              << to_string(f) << " " << rt::path_name(p);
+          EXPECT_EQ(out, std::vector<int8_t>(8, int8_t{-99})) << rt::path_name(p);
+        }
+        EXPECT_EQ(rt::validate_sparse_s8(skewed), Status::kBadSparseData);
       }
-      EXPECT_EQ(rt::validate_sparse_s8(skewed), Status::kBadSparseData);
     }
   }
   // Offsets and activation range.
@@ -780,10 +810,26 @@ TEST(SparseFcS8, ScratchIsSizedCheckedAndTakenAtAnyAlignment) {
     const Case* c;
     SparseOptions opt;
   };
-  const Matrix matrices[] = {
-      {&c, fmt_opt(StorageFormat::kCsrU8)},  {&c, fmt_opt(StorageFormat::kCsrU16)},
-      {&c, fmt_opt(StorageFormat::kBitmap)}, {&nm, fmt_opt(StorageFormat::kNm, 2, 4)},
-      {&blocks, block_opt(4, 16)},           {&blocks, block_opt(1, 16)}};
+  // Batches 5 and 9 too: the x86 column-list body (CSR, N:M) then keeps 8 batch rows'
+  // activations and sums, and the AVX-512 block and bitmap bodies the sums of 4.
+  Case c5 = random_case(rng, 5, 37, 6, 0.6, true);
+  Case c9 = random_case(rng, 9, 41, 7, 0.8, false);
+  Case nm9 = c9;
+  make_nm(nm9, 1, 4);
+  Case blocks9 = random_case(rng, 9, 32, 8, 0.0, true);
+  make_blocks(blocks9, 4, 16, 0.5, rng);
+  const Matrix matrices[] = {{&c, fmt_opt(StorageFormat::kCsrU8)},
+                             {&c, fmt_opt(StorageFormat::kCsrU16)},
+                             {&c, fmt_opt(StorageFormat::kBitmap)},
+                             {&nm, fmt_opt(StorageFormat::kNm, 2, 4)},
+                             {&blocks, block_opt(4, 16)},
+                             {&blocks, block_opt(1, 16)},
+                             {&c5, fmt_opt(StorageFormat::kCsrU8)},
+                             {&c9, fmt_opt(StorageFormat::kCsrU16)},
+                             {&c9, fmt_opt(StorageFormat::kBitmap)},
+                             {&nm9, fmt_opt(StorageFormat::kNm, 1, 4)},
+                             {&blocks9, block_opt(4, 16)},
+                             {&blocks9, block_opt(1, 16)}};
   int checked = 0;
   for (const Matrix& m : matrices) {
     const Case& k = *m.c;
@@ -814,8 +860,10 @@ TEST(SparseFcS8, ScratchIsSizedCheckedAndTakenAtAnyAlignment) {
                 Status::kScratchTooSmall)
           << what;
       EXPECT_EQ(out, std::vector<int8_t>(expect.size(), int8_t{-99})) << what;
+      // Past the `need` bytes handed over, the buffer holds a pattern the call must not touch.
       std::vector<uint8_t> buf(static_cast<size_t>(need) + 64);
       for (const size_t misalign : {0u, 1u, 2u, 3u, 5u, 33u}) {
+        std::fill(buf.begin(), buf.end(), uint8_t{0xA5});
         ctx.scratch = buf.data() + misalign;
         ctx.scratch_size = need - 1;
         EXPECT_EQ(rt::sparse_fully_connected_s8(ctx, k.params, rq, dims, k.input.data(), w, bias,
@@ -828,6 +876,9 @@ TEST(SparseFcS8, ScratchIsSizedCheckedAndTakenAtAnyAlignment) {
                   Status::kOk)
             << what;
         EXPECT_EQ(out, expect) << what << " misaligned by " << misalign;
+        EXPECT_TRUE(std::all_of(buf.begin() + static_cast<std::ptrdiff_t>(misalign + need),
+                                buf.end(), [](uint8_t v) { return v == 0xA5; }))
+            << what << ": wrote past its scratch, misaligned by " << misalign;
       }
     }
   }

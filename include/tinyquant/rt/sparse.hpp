@@ -34,9 +34,10 @@
 // Values are int8 in [-128, 127] (TFLite weights use [-127, 127]).
 //
 // Validation: the kernel checks pointers, dims, offsets, requantization and the O(rows) counts
-// (each row_nnz at most cols and their sum value_count, bitmap/N:M sizes). Per-index checks cost O(nnz): run
-// validate_sparse_s8() once when the weights are loaded; a kernel given unvalidated corrupt
-// indices may read out of bounds.
+// (each row_nnz at most cols and their sum value_count, bitmap/N:M sizes). Per-index checks
+// cost O(nnz): run validate_sparse_s8() once when the weights are loaded; a kernel given
+// unvalidated corrupt indices may read out of bounds (never write: every write is placed by the
+// checked counts).
 #pragma once
 
 #include <cstdint>
