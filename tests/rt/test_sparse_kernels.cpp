@@ -581,14 +581,17 @@ TEST(SparseFcS8, NmFourWithEveryN) {
 }
 
 // Block CSR: the SIMD tiles (1x16, 4x16), the word-load smlad tiles (bc % 4 == 0, <= 8 rows)
-// and shapes that take the scalar loops, over random block sparsity 0..100%, batches 1..5,
+// and shapes that take the scalar loops, over random block sparsity 0..100%, batches 1..7 and 9,
 // random and extreme offsets, both roundings, per-tensor and per-channel requantization.
 TEST(SparseFcS8, BlockCsrEveryShapeAndPathMatchesDenseFormula) {
   std::mt19937 rng(99);
   const int32_t shapes[][2] = {{1, 16}, {4, 16}, {2, 8}, {1, 4}, {8, 16},
                                {16, 4}, {3, 5},  {1, 1}, {4, 4}, {1, 32}};
-  // {batch, block columns, block rows}: K and N are multiples of the block shape.
-  const int32_t dims[][3] = {{1, 4, 4}, {3, 6, 2}, {5, 10, 3}, {2, 49, 1}, {4, 1, 7}};
+  // {batch, block columns, block rows}: K and N are multiples of the block shape. The AVX-512
+  // body takes batch rows 4, 2 and 1 at a time (6 = 4 + 2, 7 = 4 + 2 + 1, 9 = 4 + 4 + 1) and
+  // block rows 4 at a time (5, 6, 9: a second step of 1, 2, 1).
+  const int32_t dims[][3] = {{1, 4, 4}, {3, 6, 2}, {5, 10, 3}, {2, 49, 1},
+                             {4, 1, 7}, {6, 3, 5}, {7, 2, 9},  {9, 5, 6}};
   const double sparsities[] = {0.0, 0.3, 0.7, 0.9, 0.97, 1.0};
   int cases = 0;
   for (const auto& sh : shapes) {
@@ -607,7 +610,7 @@ TEST(SparseFcS8, BlockCsrEveryShapeAndPathMatchesDenseFormula) {
       }
     }
   }
-  EXPECT_EQ(cases, 10 * 5 * 6 * 2);
+  EXPECT_EQ(cases, 10 * 8 * 6 * 2);
 }
 
 // Odd K: blocks must tile, so 16-column blocks do not fit K = 33 (the toolkit refuses to build
