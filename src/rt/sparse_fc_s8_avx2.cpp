@@ -15,8 +15,8 @@
 //    serving up to four batch rows;
 //  - block CSR 1x16 / 4x16: no index decode per weight: each block's 16-byte activation slice
 //    (pre-widened to int16 with the input offset, once per call) is one ymm load, shared by the
-//    block's rows; each row slice is sign-extended and multiplied by one vpmaddwd. Other block
-//    shapes run the reference loops.
+//    block's rows; each row slice is sign-extended and multiplied by one vpmaddwd, once for up
+//    to 4 (1x16) or 2 (4x16) batch rows. Other block shapes run the reference loops.
 // Integer sums wrap exactly as the reference's 32-bit accumulator does.
 #include <immintrin.h>
 
@@ -248,14 +248,73 @@ void finish_rows8(const SparseFcArgs& a, const int32_t* dot, int32_t pruned, int
   }
 }
 
+// Raw row sums of batch rows b .. b + kBatch - 1 (activations x16 + (b + i) * cols) into
+// dots[(b + i) * rows + row]: each block's weights are widened once for all of them. Two chains
+// per batch row for 1x16 (blocks alternate), four (one per block row) for 4x16.
+template <int kRows, int kBatch>
+void block_rows_x16(const SparseFcArgs& a, const int16_t* x16, int32_t b, int32_t* dots) noexcept {
+  const FcDims& d = *a.dims;
+  const SparseMatrixS8& w = *a.weights;
+  const int16_t* x[kBatch];
+  for (int i = 0; i < kBatch; ++i) x[i] = x16 + static_cast<int64_t>(b + i) * d.in_features;
+  auto xload = [&](int i, uint32_t j) {
+    return _mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(x[i] + int32_t{w.block_col[j]} * 16));
+  };
+  const int32_t block_rows = w.rows / kRows;
+  for (int32_t r = 0; r < block_rows; ++r) {
+    const uint32_t b0 = w.block_row_ptr[r], b1 = w.block_row_ptr[r + 1];
+    if (kRows == 1) {
+      __m256i acc[2][kBatch];
+      for (auto& h : acc)
+        for (__m256i& v : h) v = _mm256_setzero_si256();
+      auto block = [&](int h, uint32_t j) {
+        const __m256i wv = widen16(w.values + static_cast<int64_t>(j) * 16);
+        for (int i = 0; i < kBatch; ++i)
+          acc[h][i] = _mm256_add_epi32(acc[h][i], _mm256_madd_epi16(xload(i, j), wv));
+      };
+      uint32_t j = b0;
+      for (; j + 2 <= b1; j += 2) {
+        block(0, j);
+        block(1, j + 1);
+      }
+      if (j < b1) block(0, j);
+      for (int i = 0; i < kBatch; ++i)
+        dots[static_cast<int64_t>(b + i) * w.rows + r] =
+            hsum(_mm256_add_epi32(acc[0][i], acc[1][i]));
+    } else {
+      __m256i acc[kBatch][4];
+      for (auto& h : acc)
+        for (__m256i& v : h) v = _mm256_setzero_si256();
+      for (uint32_t j = b0; j < b1; ++j) {
+        const int8_t* v = w.values + static_cast<int64_t>(j) * 64;
+        const __m256i w0 = widen16(v), w1 = widen16(v + 16), w2 = widen16(v + 32),
+                      w3 = widen16(v + 48);
+        for (int i = 0; i < kBatch; ++i) {
+          const __m256i xv = xload(i, j);
+          acc[i][0] = _mm256_add_epi32(acc[i][0], _mm256_madd_epi16(xv, w0));
+          acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(xv, w1));
+          acc[i][2] = _mm256_add_epi32(acc[i][2], _mm256_madd_epi16(xv, w2));
+          acc[i][3] = _mm256_add_epi32(acc[i][3], _mm256_madd_epi16(xv, w3));
+        }
+      }
+      for (int i = 0; i < kBatch; ++i)
+        _mm_storeu_si128(
+            reinterpret_cast<__m128i*>(dots + static_cast<int64_t>(b + i) * w.rows + r * 4),
+            hsum4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]));
+    }
+  }
+}
+
 // Block CSR with 16-column blocks of 1 or 4 rows. Scratch: x16 [batch][cols] int16 holding
 // x + input_offset (in [-255, 255], so each vpmaddwd pair sum is exact), then pruned[batch],
-// then the raw row sums [batch][rows], requantized 8 at a time at the end.
+// then the raw row sums [batch][rows], requantized 8 at a time at the end. Batch rows go 4 at a
+// time for 1x16 and 2 for 4x16 (its four accumulators per row fill the 16 ymm registers), then
+// fewer, so each block's weights are widened once per group.
 template <int kRows>
 void block_fc_x16(const SparseFcArgs& a) noexcept {
   const FcParams& p = *a.params;
   const FcDims& d = *a.dims;
-  const SparseMatrixS8& w = *a.weights;
   int16_t* x16 = static_cast<int16_t*>(a.scratch);
   int32_t* pruned = reinterpret_cast<int32_t*>(x16 + static_cast<int64_t>(d.batch) * d.in_features);
   int32_t* dots = pruned + d.batch;  // [batch][rows] raw row sums
@@ -271,51 +330,14 @@ void block_fc_x16(const SparseFcArgs& a) noexcept {
     }
     pruned[b] = wrap_mul(hsum(sum), p.filter_offset);
   }
-  const int32_t block_rows = w.rows / kRows;
-  for (int32_t r = 0; r < block_rows; ++r) {
-    const uint32_t b0 = w.block_row_ptr[r], b1 = w.block_row_ptr[r + 1];
-    for (int32_t b = 0; b < d.batch; ++b) {
-      const int16_t* xr = x16 + static_cast<int64_t>(b) * d.in_features;
-      int32_t dot[4] = {0, 0, 0, 0};
-      if (kRows == 1) {
-        __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
-        uint32_t j = b0;
-        for (; j + 2 <= b1; j += 2) {
-          const int8_t* v = w.values + static_cast<int64_t>(j) * 16;
-          const __m256i x0 = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(xr + int32_t{w.block_col[j]} * 16));
-          const __m256i x1 = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(xr + int32_t{w.block_col[j + 1]} * 16));
-          acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(x0, widen16(v)));
-          acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(x1, widen16(v + 16)));
-        }
-        if (j < b1) {
-          const __m256i x0 = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(xr + int32_t{w.block_col[j]} * 16));
-          acc0 = _mm256_add_epi32(
-              acc0, _mm256_madd_epi16(x0, widen16(w.values + static_cast<int64_t>(j) * 16)));
-        }
-        dot[0] = hsum(_mm256_add_epi32(acc0, acc1));
-      } else {
-        __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
-        __m256i acc2 = _mm256_setzero_si256(), acc3 = _mm256_setzero_si256();
-        for (uint32_t j = b0; j < b1; ++j) {
-          const int8_t* v = w.values + static_cast<int64_t>(j) * 64;
-          const __m256i xv = _mm256_loadu_si256(
-              reinterpret_cast<const __m256i*>(xr + int32_t{w.block_col[j]} * 16));
-          acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(xv, widen16(v)));
-          acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(xv, widen16(v + 16)));
-          acc2 = _mm256_add_epi32(acc2, _mm256_madd_epi16(xv, widen16(v + 32)));
-          acc3 = _mm256_add_epi32(acc3, _mm256_madd_epi16(xv, widen16(v + 48)));
-        }
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(dot), hsum4(acc0, acc1, acc2, acc3));
-      }
-      for (int32_t i = 0; i < kRows; ++i)
-        dots[static_cast<int64_t>(b) * w.rows + r * kRows + i] = dot[i];
-    }
+  int32_t b = 0;
+  if (kRows == 1) {
+    for (; b + 4 <= d.batch; b += 4) block_rows_x16<1, 4>(a, x16, b, dots);
   }
-  for (int32_t b = 0; b < d.batch; ++b)
-    finish_rows8(a, dots + static_cast<int64_t>(b) * w.rows, pruned[b],
+  for (; b + 2 <= d.batch; b += 2) block_rows_x16<kRows, 2>(a, x16, b, dots);
+  if (b < d.batch) block_rows_x16<kRows, 1>(a, x16, b, dots);
+  for (b = 0; b < d.batch; ++b)
+    finish_rows8(a, dots + static_cast<int64_t>(b) * a.weights->rows, pruned[b],
                  a.output + static_cast<int64_t>(b) * d.out_features);
 }
 
