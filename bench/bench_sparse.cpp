@@ -162,9 +162,9 @@ void BM_BlockFc(benchmark::State& state, int32_t block_rows, rt::Path path) {
 }
 
 // Batch 1 (a microcontroller's case) at every sparsity, and batch 8 at 70 % and 90 %: the dense
-// kernels reuse each weight across the batch; of the sparse x86 bodies, bitmap decodes a row's
-// weights once for four batch rows and CSR / N:M once for eight, while block CSR decodes them
-// per batch row.
+// kernels reuse each weight across the batch, and so do the sparse x86 bodies: bitmap decodes a
+// row's weights once for four batch rows, CSR / N:M once for eight, block CSR loads a block's
+// weights once for four (AVX-512) or for four / two (AVX2, 1x16 / 4x16).
 void shapes(benchmark::internal::Benchmark* b) {
   for (int pct : {50, 70, 90, 95}) {
     b->Args({784, 128, pct, 1});
