@@ -243,6 +243,20 @@ inline int32_t widen_row(const int8_t* x, int32_t k_total, int32_t input_offset,
   return wrap_add(hsum128(add_lanes(sum)), wrap_mul(input_offset - 128, k_total));
 }
 
+// Batch rows b .. b + n - 1 widened into scratch (x[j]: row b + j's u8 activations), and their
+// offset terms filter_offset * sum(x + io) in pruned[j].
+inline void widen_rows(const SparseFcArgs& a, int32_t b, int n, const uint8_t** x,
+                       int32_t* pruned) noexcept {
+  const FcParams& p = *a.params;
+  const int32_t k = a.dims->in_features;
+  uint8_t* xu = static_cast<uint8_t*>(a.scratch);
+  for (int j = 0; j < n; ++j) {
+    const int64_t at = static_cast<int64_t>(b + j) * k;
+    pruned[j] = wrap_mul(widen_row(a.input + at, k, p.input_offset, xu + at), p.filter_offset);
+    x[j] = xu + at;
+  }
+}
+
 // Batch rows b .. b + kBatch - 1 of a 1x16 / 4x16 block CSR layer: widened into scratch, each
 // block row's weights loaded once for all of them (block_row_acc), the raw row sums of batch row
 // b + j in dot[j * rows, (j + 1) * rows), then requantized.
@@ -251,18 +265,11 @@ void block_batch(const SparseFcArgs& a, int32_t b) noexcept {
   const FcParams& p = *a.params;
   const FcDims& d = *a.dims;
   const SparseMatrixS8& w = *a.weights;
-  uint8_t* xu = static_cast<uint8_t*>(a.scratch);
-  int32_t* dot = reinterpret_cast<int32_t*>(xu + row_sums_offset(d));
+  int32_t* dot = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(a.scratch) + row_sums_offset(d));
   const __m512i comp = _mm512_set1_epi32(p.input_offset - 128);
   const uint8_t* x[kBatch];
   int32_t pruned[kBatch];
-  for (int j = 0; j < kBatch; ++j) {
-    const int64_t at = static_cast<int64_t>(b + j) * d.in_features;
-    uint8_t* xr = xu + at;
-    pruned[j] =
-        wrap_mul(widen_row(a.input + at, d.in_features, p.input_offset, xr), p.filter_offset);
-    x[j] = xr;
-  }
+  widen_rows(a, b, kBatch, x, pruned);
   // Four block rows at a time: tq.v[j] is block row r + q (zero past the end) of batch row j.
   // 4x16: output 4 * (r + q) + L is lane L of tq; after lane_sums4 and the transpose, element
   // 4q + L. 1x16: output r + q is the sum of tq's lanes.
@@ -468,18 +475,11 @@ __attribute__((target("avx512vbmi2,popcnt"))) void bitmap_batch(const SparseFcAr
   const FcParams& p = *a.params;
   const FcDims& d = *a.dims;
   const SparseMatrixS8& w = *a.weights;
-  uint8_t* xu = static_cast<uint8_t*>(a.scratch);
-  int32_t* dot = reinterpret_cast<int32_t*>(xu + row_sums_offset(d));
+  int32_t* dot = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(a.scratch) + row_sums_offset(d));
   const __m512i comp = _mm512_set1_epi32(p.input_offset - 128);
   const uint8_t* x[kBatch];
   int32_t pruned[kBatch];
-  for (int j = 0; j < kBatch; ++j) {
-    const int64_t at = static_cast<int64_t>(b + j) * d.in_features;
-    uint8_t* xr = xu + at;
-    pruned[j] =
-        wrap_mul(widen_row(a.input + at, d.in_features, p.input_offset, xr), p.filter_offset);
-    x[j] = xr;
-  }
+  widen_rows(a, b, kBatch, x, pruned);
   const int8_t* vals = w.values;
   for (int32_t o = 0; o < w.rows; o += 4) {
     __m512i t[4 * kBatch];
