@@ -73,7 +73,7 @@ inline __m128i load16(const void* p) noexcept {
 // kBatch batch rows (activations x[0 .. kBatch)) into out[0 .. kBatch): each block's weights are
 // loaded, and their sum taken, once for all of them. 4x16: 128-bit lane i holds row i's four
 // partial sums; 1x16: all 16 lanes belong to the row.
-// kBatch accumulators, returned by value so that they stay in registers once inlined.
+// kBatch accumulators, returned by value (in registers; see block_batch's batch-1 branch).
 template <int kBatch>
 struct Accs {
   __m512i v[kBatch];
@@ -279,7 +279,9 @@ void block_batch(const SparseFcArgs& a, int32_t b) noexcept {
   for (__m512i& v : zero.v) v = _mm512_setzero_si512();
   for (int32_t r = 0; r < block_rows; r += 4) {
     Accs<kBatch> t[4];
-    if constexpr (kBatch == 1) {  // named results stay in registers (measured faster at batch 1)
+    // Batch 1 assigns the four results one by one: through the loop below it measured 6-7 %
+    // slower on 1x16 (bench/README).
+    if constexpr (kBatch == 1) {
       t[0] = block_row_acc<kRows, kBatch>(w, r, x, comp);
       t[1] = r + 1 < block_rows ? block_row_acc<kRows, kBatch>(w, r + 1, x, comp) : zero;
       t[2] = r + 2 < block_rows ? block_row_acc<kRows, kBatch>(w, r + 2, x, comp) : zero;

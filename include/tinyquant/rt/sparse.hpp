@@ -116,7 +116,9 @@ Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, con
 // smlad path keeps x + input_offset as an int16 row there (2 * in_features + 3 bytes) for every
 // format but block CSR; without it the call returns kScratchTooSmall, as on the x86 paths.
 // INT32_MAX means the layer needs INT32_MAX bytes or more: the call returns kScratchTooSmall
-// whatever the scratch, since no int32 size can be shown to hold it.
+// whatever the scratch, since no int32 size can be shown to hold it. A layer the call refuses
+// (bad dims, counts or N:M options; the query runs the call's O(rows) checks, reading row_nnz or
+// block_row_ptr) gets 0: the call returns that error first.
 int32_t sparse_fully_connected_s8_scratch_size(const FcDims& dims, const SparseMatrixS8& weights,
                                                Path path) noexcept;
 
