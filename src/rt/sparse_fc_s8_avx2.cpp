@@ -518,7 +518,8 @@ void column_list_rows(const SparseFcArgs& a, int32_t b0, int32_t rows, const int
 
 // Scratch (64-byte aligned by the caller), in 32-bit words: per-batch filter_offset * sum(x +
 // io), one decoded row of columns (max_row_entries, rounded up to 8); then for bitmaps the
-// activations as int16 [batch][cols rounded up to 64], zero padded; for the column-list body the
+// activations as int16 [batch][cols rounded up to 64], zero padded, and the raw row sums
+// [batch][rows] int32; for the column-list body the
 // raw sums of min(batch, kChunk) batch rows [rows] int32 each, one decoded row of values as int16
 // (rounded up to 8, + 8: the 0 after an odd row) and the activations of chunk_rows(batch) batch
 // rows as int16 [cols][chunk_rows] (a whole number of words: chunk_rows is even).
@@ -533,7 +534,8 @@ int32_t sparse_fc_s8_avx2_scratch_size(const FcDims& dims, const SparseMatrixS8&
   const int64_t entries = align8(max_row_entries(w));
   const int64_t sum_rows = dims.batch < kChunk ? dims.batch : kChunk;
   const int64_t rest = w.format == SparseFormat::kBitmap
-                           ? static_cast<int64_t>(dims.batch) * align64(dims.in_features) / 2
+                           ? static_cast<int64_t>(dims.batch) * align64(dims.in_features) / 2 +
+                                 static_cast<int64_t>(dims.batch) * w.rows
                            : sum_rows * w.rows + (entries + 8) / 2 +
                                  int64_t{chunk_rows(dims.batch)} * dims.in_features / 2;
   const int64_t bytes = (align8(dims.batch) + entries + rest) * 4;
@@ -596,6 +598,7 @@ void sparse_fc_s8_avx2(const SparseFcArgs& a) noexcept {
 
   int16_t* x16 = reinterpret_cast<int16_t*>(rest);
   const int64_t x16_stride = align64(d.in_features);
+  int32_t* sums = reinterpret_cast<int32_t*>(x16 + static_cast<int64_t>(d.batch) * x16_stride);
   for (int32_t b = 0; b < d.batch; ++b) {
     const int8_t* x = a.input + static_cast<int64_t>(b) * d.in_features;
     for (int64_t k = 0; k < x16_stride; ++k)
@@ -608,7 +611,6 @@ void sparse_fc_s8_avx2(const SparseFcArgs& a) noexcept {
     const uint8_t* bm = w.bitmap + static_cast<int64_t>(o) * row_bytes;
     int32_t n = 0;
     for (int32_t i = 0; i < row_bytes; ++i) n += __builtin_popcount(bm[i]);
-    const int32_t bias = a.bias != nullptr ? a.bias[o] : 0;
     // Rows whose values end 8 bytes before the array's end may overread inside it. Batch rows
     // four at a time, then two, then one: each spread of the row's values serves them all.
     const bool bounded = cursor + n + 8 > w.value_count;
@@ -623,11 +625,14 @@ void sparse_fc_s8_avx2(const SparseFcArgs& a) noexcept {
       else
         dot_bitmap_rows<1>(bounded, xg, x16_stride, bm, row_bytes, w, cursor, dots);
       for (int32_t j = 0; j < group; ++j, ++b)
-        a.output[static_cast<int64_t>(b) * d.out_features + o] =
-            sparse_fc_finish(wrap_add(wrap_add(bias, pruned[b]), dots[j]), o, p, *a.requant);
+        sums[static_cast<int64_t>(b) * d.out_features + o] = dots[j];
     }
     cursor += n;
   }
+  // Requantized 8 outputs at a time, as the other bodies do.
+  for (int32_t b = 0; b < d.batch; ++b)
+    finish_rows8(a, sums + static_cast<int64_t>(b) * d.out_features, pruned[b],
+                 a.output + static_cast<int64_t>(b) * d.out_features);
 }
 
 }  // namespace tinyquant::rt::detail
