@@ -517,12 +517,13 @@ void column_list_rows(const SparseFcArgs& a, int32_t b0, int32_t rows, const int
 }
 
 // Scratch (64-byte aligned by the caller), in 32-bit words: per-batch filter_offset * sum(x +
-// io), one decoded row of columns (max_row_entries, rounded up to 8); then for bitmaps the
-// activations as int16 [batch][cols rounded up to 64], zero padded, and the raw row sums
-// [batch][rows] int32; for the column-list body the
-// raw sums of min(batch, kChunk) batch rows [rows] int32 each, one decoded row of values as int16
-// (rounded up to 8, + 8: the 0 after an odd row) and the activations of chunk_rows(batch) batch
-// rows as int16 [cols][chunk_rows] (a whole number of words: chunk_rows is even).
+// io), one decoded row of columns (max_row_entries, rounded up to 8); then
+//  - for bitmaps the activations as int16 [batch][cols rounded up to 64], zero padded, and the
+//    raw row sums [batch][rows] int32;
+//  - for the column-list body the raw sums of min(batch, kChunk) batch rows [rows] int32 each,
+//    one decoded row of values as int16 (rounded up to 8, + 8: the 0 after an odd row) and the
+//    activations of chunk_rows(batch) batch rows as int16 [cols][chunk_rows] (a whole number of
+//    words: chunk_rows is even).
 int32_t sparse_fc_s8_avx2_scratch_size(const FcDims& dims, const SparseMatrixS8& w) noexcept {
   if (w.format == SparseFormat::kBlockCsr) {
     if (!block_simd_shape(w)) return 0;
