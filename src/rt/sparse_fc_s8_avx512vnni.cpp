@@ -270,9 +270,9 @@ void block_batch(const SparseFcArgs& a, int32_t b) noexcept {
   const uint8_t* x[kBatch];
   int32_t pruned[kBatch];
   widen_rows(a, b, kBatch, x, pruned);
-  // Four block rows at a time: tq.v[j] is block row r + q (zero past the end) of batch row j.
-  // 4x16: output 4 * (r + q) + L is lane L of tq; after lane_sums4 and the transpose, element
-  // 4q + L. 1x16: output r + q is the sum of tq's lanes.
+  // Four block rows at a time: t[q].v[j] is block row r + q (zero past the end) of batch row j.
+  // 4x16: output 4 * (r + q) + L is lane L of t[q]; after lane_sums4 and the transpose, element
+  // 4q + L. 1x16: output r + q is the sum of t[q]'s lanes.
   const __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const int32_t block_rows = w.rows / kRows;
   Accs<kBatch> zero;
