@@ -32,8 +32,10 @@ struct Layer {
 };
 
 // block_rows 0: unstructured magnitude pruning; else block_rows x 16 blocks (block_mask, mean
-// |w| score), the block CSR kernels' tile.
-Layer make_layer(int32_t k, int32_t n, int sparsity_pct, int32_t batch, int32_t block_rows = 0) {
+// |w| score), the block CSR kernels' tile. nm_m > 0: nm_n of every nm_m weights kept (nm_mask;
+// sparsity_pct unused).
+Layer make_layer(int32_t k, int32_t n, int sparsity_pct, int32_t batch, int32_t block_rows = 0,
+                 int nm_n = 0, int nm_m = 0) {
   if (smoke()) {
     k = k > 64 ? 64 : k;
     n = n > 16 ? 16 : n;
@@ -46,7 +48,8 @@ Layer make_layer(int32_t k, int32_t n, int sparsity_pct, int32_t batch, int32_t 
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> w(static_cast<size_t>(k) * static_cast<size_t>(n));
   for (float& v : w) v = normal(rng);
-  const Mask mask = block_rows == 0
+  const Mask mask = nm_m > 0 ? nm_mask({w.data(), {n, k}}, nm_n, nm_m)
+                    : block_rows == 0
                         ? magnitude_mask({w.data(), {n, k}}, sparsity_pct / 100.0)
                         : block_mask({w.data(), {n, k}}, block_rows, 16, sparsity_pct / 100.0);
   l.weights.resize(w.size());
@@ -152,6 +155,18 @@ void BM_SparseFc(benchmark::State& state, StorageFormat format, rt::Path path) {
   time_sparse_fc(state, layer_of(state), opt, path);
 }
 
+// N:M: nm_n of every nm_m consecutive weights of a row kept by magnitude, stored as N:M.
+void BM_NmFc(benchmark::State& state, int nm_n, int nm_m, rt::Path path) {
+  SparseOptions opt;
+  opt.format = StorageFormat::kNm;
+  opt.nm_n = nm_n;
+  opt.nm_m = nm_m;
+  const Layer l =
+      make_layer(static_cast<int32_t>(state.range(0)), static_cast<int32_t>(state.range(1)), 0,
+                 static_cast<int32_t>(state.range(3)), 0, nm_n, nm_m);
+  time_sparse_fc(state, l, opt, path);
+}
+
 // Block CSR with block_rows x 16 blocks on block-pruned weights at the same sparsity.
 void BM_BlockFc(benchmark::State& state, int32_t block_rows, rt::Path path) {
   SparseOptions opt;
@@ -188,6 +203,17 @@ BENCHMARK_CAPTURE(BM_SparseFc, bitmap, StorageFormat::kBitmap, rt::Path::kAuto)-
 BENCHMARK_CAPTURE(BM_SparseFc, bitmap_avx2, StorageFormat::kBitmap, rt::Path::kAvx2)->Apply(shapes);
 // Block CSR 1x16 and 4x16 (block-pruned weights): default path (AVX-512 VNNI where the CPU
 // has it), AVX2, and the smlad data flow for scale.
+// N:M fixes its own sparsity (2:4 50 %, 1:4 75 %; the sparsity argument is that figure, for
+// the table): both layers at batch 1 and 8.
+void nm_shapes(benchmark::internal::Benchmark* b, int pct) {
+  for (int batch : {1, 8}) {
+    b->Args({784, 128, pct, batch});
+    b->Args({1024, 1024, pct, batch});
+  }
+}
+BENCHMARK_CAPTURE(BM_NmFc, nm_2_4, 2, 4, rt::Path::kAuto)->Apply([](auto* b) { nm_shapes(b, 50); });
+BENCHMARK_CAPTURE(BM_NmFc, nm_1_4, 1, 4, rt::Path::kAuto)->Apply([](auto* b) { nm_shapes(b, 75); });
+BENCHMARK_CAPTURE(BM_NmFc, nm_4_8, 4, 8, rt::Path::kAuto)->Apply([](auto* b) { nm_shapes(b, 50); });
 BENCHMARK_CAPTURE(BM_BlockFc, bsr_1x16, 1, rt::Path::kAuto)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_BlockFc, bsr_4x16, 4, rt::Path::kAuto)->Apply(shapes);
 BENCHMARK_CAPTURE(BM_BlockFc, bsr_1x16_avx2, 1, rt::Path::kAvx2)->Apply(shapes);

@@ -142,22 +142,78 @@ int32_t decode_nm_row(const SparseMatrixS8& w, int32_t row, int32_t* out) noexce
       w.nm_index + static_cast<int64_t>(row) * nm_row_index_bytes(w.cols, w.nm_n, w.nm_m);
   const int32_t groups = nm_groups(w.cols, w.nm_m);
   const uint32_t mask = (1u << bits) - 1u;
+  // The row's index bits, least significant first, through a bit buffer refilled a byte at a
+  // time (bits <= 8, so one byte always suffices; no byte past the row's is read).
+  uint32_t buf = 0;
+  int32_t avail = 0;
   int32_t n = 0;
-  int64_t bit = 0;
   for (int32_t g = 0; g < groups; ++g) {
-    for (int32_t s = 0; s < w.nm_n; ++s, bit += bits) {
-      uint32_t pos = 0;
-      if (bits > 0) {
-        const int64_t byte = bit >> 3;
-        const int32_t off = static_cast<int32_t>(bit & 7);
-        uint32_t window = idx[byte];
-        if (off + bits > 8) window |= static_cast<uint32_t>(idx[byte + 1]) << 8;
-        pos = (window >> off) & mask;
+    for (int32_t s = 0; s < w.nm_n; ++s) {
+      if (avail < bits) {
+        buf |= static_cast<uint32_t>(*idx++) << avail;
+        avail += 8;
       }
-      out[n++] = g * w.nm_m + static_cast<int32_t>(pos);
+      out[n++] = g * w.nm_m + static_cast<int32_t>(buf & mask);
+      buf >>= bits;
+      avail -= bits;
     }
   }
   return n;
+}
+
+// N:M index bytes decoded a byte at a time where a byte holds whole groups: bits per index 1, 2,
+// 4 or 8, and n dividing the byte's 8 / bits slots (2:4, 1:4, 1:2, 2:16, ...). at[v][s] is the
+// column of slot s of index byte v, counted from the byte's first group: (s / n) * m + index s.
+struct NmTable {
+  int32_t per_byte = 0;  // slots per byte; 0: no table (decode_nm_row decodes slot by slot)
+  int32_t step = 0;      // columns spanned by one byte's groups
+  alignas(32) int32_t at[256][8];
+};
+
+void build_nm_table(const SparseMatrixS8& w, NmTable* t) noexcept {
+  const int32_t bits = nm_index_bits(w.nm_m);
+  t->per_byte = 0;
+  if (bits == 0 || 8 % bits != 0 || (8 / bits) % w.nm_n != 0) return;
+  const int32_t k = 8 / bits;
+  t->per_byte = k;
+  t->step = k / w.nm_n * w.nm_m;
+  const uint32_t mask = (1u << bits) - 1u;
+  for (uint32_t v = 0; v < 256; ++v)
+    for (int32_t s = 0; s < k; ++s)
+      t->at[v][s] = s / w.nm_n * w.nm_m + static_cast<int32_t>((v >> (s * bits)) & mask);
+}
+
+// decode_nm_row through the table: the bytes holding whole groups, then the last slots one by
+// one (an index never straddles a byte here).
+int32_t decode_nm_row_table(const SparseMatrixS8& w, const NmTable& t, int32_t row,
+                            int32_t* out) noexcept {
+  const int32_t bits = nm_index_bits(w.nm_m);
+  const uint8_t* idx =
+      w.nm_index + static_cast<int64_t>(row) * nm_row_index_bytes(w.cols, w.nm_n, w.nm_m);
+  const int32_t slots = nm_groups(w.cols, w.nm_m) * w.nm_n;
+  const int32_t whole = slots / t.per_byte;
+  int32_t base = 0;
+  for (int32_t i = 0; i < whole; ++i, base += t.step) {
+    const int32_t* e = t.at[idx[i]];
+    int32_t* o = out + static_cast<int64_t>(i) * t.per_byte;
+    if (t.per_byte == 8) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o),
+                          _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(e)),
+                                           _mm256_set1_epi32(base)));
+    } else if (t.per_byte == 4) {
+      _mm_storeu_si128(
+          reinterpret_cast<__m128i*>(o),
+          _mm_add_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(e)), _mm_set1_epi32(base)));
+    } else {
+      for (int32_t s = 0; s < t.per_byte; ++s) o[s] = base + e[s];
+    }
+  }
+  const uint32_t mask = (1u << bits) - 1u;
+  for (int32_t s = whole * t.per_byte; s < slots; ++s) {
+    const int64_t bit = static_cast<int64_t>(s) * bits;
+    out[s] = s / w.nm_n * w.nm_m + static_cast<int32_t>((idx[bit >> 3] >> (bit & 7)) & mask);
+  }
+  return slots;
 }
 
 bool block_simd_shape(const SparseMatrixS8& w) noexcept {
@@ -487,8 +543,9 @@ void dot_columns(const int16_t* xc, const int32_t* cols, const int16_t* w16, int
 // Every output of batch rows [b0, b0 + rows) (rows <= kRows) through the column-list body: the
 // raw sums go to sums[rows][out_features], then each batch row is finished 8 outputs at a time.
 template <int kRows>
-void column_list_rows(const SparseFcArgs& a, int32_t b0, int32_t rows, const int32_t* pruned,
-                      int32_t* cols, int16_t* w16, int16_t* xc, int32_t* sums) noexcept {
+void column_list_rows(const SparseFcArgs& a, const NmTable& nm, int32_t b0, int32_t rows,
+                      const int32_t* pruned, int32_t* cols, int16_t* w16, int16_t* xc,
+                      int32_t* sums) noexcept {
   const FcDims& d = *a.dims;
   const SparseMatrixS8& w = *a.weights;
   fill_columns<kRows>(a.input + static_cast<int64_t>(b0) * d.in_features, d.in_features, rows,
@@ -498,7 +555,7 @@ void column_list_rows(const SparseFcArgs& a, int32_t b0, int32_t rows, const int
   for (int32_t o = 0; o < d.out_features; ++o) {
     int32_t n = 0;
     if (w.format == SparseFormat::kNm) {
-      n = decode_nm_row(w, o, cols);
+      n = nm.per_byte > 0 ? decode_nm_row_table(w, nm, o, cols) : decode_nm_row(w, o, cols);
     } else {
       n = w.row_nnz[o];
       if (w.format == SparseFormat::kCsrU8Delta)
@@ -583,14 +640,16 @@ void sparse_fc_s8_avx2(const SparseFcArgs& a) noexcept {
     int16_t* w16 =
         reinterpret_cast<int16_t*>(sums + int64_t{d.batch < kChunk ? d.batch : kChunk} * w.rows);
     int16_t* xc = w16 + align8(max_row_entries(w)) + 8;
+    NmTable nm;  // 8 KB: the x86 bodies run on hosts, not on microcontrollers
+    if (w.format == SparseFormat::kNm) build_nm_table(w, &nm);
     for (int32_t b = 0; b < d.batch;) {
       const int32_t left = d.batch - b;
       if (left > 4) {
         const int32_t rows = left < kChunk ? left : kChunk;
-        column_list_rows<kChunk>(a, b, rows, pruned, cols, w16, xc, sums);
+        column_list_rows<kChunk>(a, nm, b, rows, pruned, cols, w16, xc, sums);
         b += rows;
       } else {
-        column_list_rows<4>(a, b, left, pruned, cols, w16, xc, sums);
+        column_list_rows<4>(a, nm, b, left, pruned, cols, w16, xc, sums);
         b += left;
       }
     }

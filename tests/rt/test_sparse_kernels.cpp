@@ -208,8 +208,10 @@ TEST(SparseFcS8, EveryFormatAndPathMatchesDenseFormula) {
         check_all_paths(c, fmt_opt(StorageFormat::kCsrU8), what + " csr-u8");
         check_all_paths(c, fmt_opt(StorageFormat::kCsrU16), what + " csr-u16");
         check_all_paths(c, fmt_opt(StorageFormat::kBitmap), what + " bitmap");
+        // 2:4, 1:4, 1:2 and 2:16 take the AVX2 body's whole-byte index table (4, 4, 8 and 2
+        // slots per byte), the others its slot-by-slot decoder.
         for (auto nm : {std::pair{2, 4}, std::pair{1, 4}, std::pair{2, 8}, std::pair{4, 8},
-                        std::pair{1, 1}, std::pair{3, 16}}) {
+                        std::pair{1, 1}, std::pair{3, 16}, std::pair{1, 2}, std::pair{2, 16}}) {
           Case cn = c;
           make_nm(cn, nm.first, nm.second);
           check_all_paths(
