@@ -8,8 +8,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "report.hpp"
 #include "tinyquant/error.hpp"
-#include "tinyquant/io/atomic_file.hpp"
 #include "tinyquant/io/npy.hpp"
 
 namespace fmnist {
@@ -258,16 +258,7 @@ FloatMlp parse_model(const std::vector<uint8_t>& bytes, const TrainKey& expected
 
 void save_model(const std::string& path, const FloatMlp& mlp, const TrainKey& key,
                 const std::vector<tinyquant::QuantParams>* params) {
-  const std::vector<uint8_t> bytes = serialize_model(mlp, key, params);
-  const std::filesystem::path target(path);
-  std::error_code ec;
-  if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path(), ec);
-  if (ec)
-    throw tinyquant::IoError(fmt::format("cannot create cache directory '{}': {}",
-                                         target.parent_path().string(), ec.message()));
-  tinyquant::io::AtomicFile file(path, false);
-  file.write(bytes);
-  file.commit();
+  write_file(path, serialize_model(mlp, key, params), false);
 }
 
 std::optional<FloatMlp> load_model(const std::string& path, const TrainKey& expected,

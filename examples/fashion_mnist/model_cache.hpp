@@ -57,8 +57,8 @@ FloatMlp parse_model(const std::vector<uint8_t>& bytes, const TrainKey& expected
                      const std::string& name,
                      std::vector<tinyquant::QuantParams>* params = nullptr);
 
-// Writes the file whole or not at all (tinyquant::io::AtomicFile: a temporary file renamed over
-// it); creates the directory. Throws tinyquant::IoError.
+// Writes the file whole or not at all (write_file, report.hpp); creates the directory. Throws
+// tinyquant::IoError.
 void save_model(const std::string& path, const FloatMlp& mlp, const TrainKey& key,
                 const std::vector<tinyquant::QuantParams>* params = nullptr);
 // nullopt if the file does not exist; otherwise parse_model's result or its exceptions

@@ -140,17 +140,21 @@ std::string accuracy_bytes_svg(const std::vector<ResultRow>& rows, double float_
   return s;
 }
 
-void write_text_file(const std::string& path, const std::string& text) {
+void write_file(const std::string& path, const std::vector<uint8_t>& bytes, bool allow_in_place) {
   const std::filesystem::path target(path);
   std::error_code ec;
   if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path(), ec);
   if (ec)
     throw tinyquant::IoError(fmt::format("cannot create directory '{}': {}",
                                          target.parent_path().string(), ec.message()));
-  // A FIFO or device (--plot /dev/stdout) is written in place; anything else whole or not at all.
-  tinyquant::io::AtomicFile file(path, true);
-  file.write(std::vector<uint8_t>(text.begin(), text.end()));
+  tinyquant::io::AtomicFile file(path, allow_in_place);
+  file.write(bytes);
   file.commit();
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  // A FIFO or device (--plot /dev/stdout) is written in place; anything else whole or not at all.
+  write_file(path, std::vector<uint8_t>(text.begin(), text.end()), true);
 }
 
 }  // namespace fmnist

@@ -32,9 +32,12 @@ std::string accuracy_bytes_svg(const std::vector<ResultRow>& rows, double float_
 // Characters escaped for XML text and attribute values (& < > " ').
 std::string xml_escape(const std::string& s);
 
-// Writes text to path whole or not at all (tinyquant::io::AtomicFile: a temporary file renamed
-// over it; a FIFO or device is written in place); creates the directory. Throws
-// tinyquant::IoError naming the path.
+// Writes bytes to path whole or not at all (tinyquant::io::AtomicFile: a temporary file renamed
+// over it; with allow_in_place, a FIFO or device is written in place); creates the directory.
+// Throws tinyquant::IoError naming the path.
+void write_file(const std::string& path, const std::vector<uint8_t>& bytes, bool allow_in_place);
+
+// write_file of text, a FIFO or device written in place.
 void write_text_file(const std::string& path, const std::string& text);
 
 }  // namespace fmnist

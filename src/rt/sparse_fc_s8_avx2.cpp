@@ -48,9 +48,13 @@ constexpr ExpandTable kExpand = make_expand_table();
 // sums), or 4 (xmm) for the last 1-4 rows.
 constexpr int32_t kChunk = 8;
 
-// The column-list body's widest group of batch rows for this batch (its activations' stride).
+// The column-list body's widest group of batch rows for this batch (its activations' stride),
+// and the most batch rows whose raw sums it holds at once.
 constexpr int32_t chunk_rows(int32_t batch) noexcept {
   return batch > 4 ? kChunk : 4;
+}
+constexpr int32_t sum_rows(int32_t batch) noexcept {
+  return batch < kChunk ? batch : kChunk;
 }
 
 // Entries of one decoded row of a CSR or N:M matrix: a CSR row has at most `cols` (the kernel's
@@ -590,11 +594,10 @@ int32_t sparse_fc_s8_avx2_scratch_size(const FcDims& dims, const SparseMatrixS8&
     return bytes > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int32_t>(bytes);
   }
   const int64_t entries = align8(max_row_entries(w));
-  const int64_t sum_rows = dims.batch < kChunk ? dims.batch : kChunk;
   const int64_t rest = w.format == SparseFormat::kBitmap
                            ? static_cast<int64_t>(dims.batch) * align64(dims.in_features) / 2 +
                                  static_cast<int64_t>(dims.batch) * w.rows
-                           : sum_rows * w.rows + (entries + 8) / 2 +
+                           : int64_t{sum_rows(dims.batch)} * w.rows + (entries + 8) / 2 +
                                  int64_t{chunk_rows(dims.batch)} * dims.in_features / 2;
   const int64_t bytes = (align8(dims.batch) + entries + rest) * 4;
   return bytes > 0x7FFFFFFF ? 0x7FFFFFFF : static_cast<int32_t>(bytes);
@@ -637,8 +640,7 @@ void sparse_fc_s8_avx2(const SparseFcArgs& a) noexcept {
   if (w.format != SparseFormat::kBitmap) {
     // Batch rows kChunk at a time while more than 4 are left, then the last 1-4 together.
     int32_t* sums = rest;
-    int16_t* w16 =
-        reinterpret_cast<int16_t*>(sums + int64_t{d.batch < kChunk ? d.batch : kChunk} * w.rows);
+    int16_t* w16 = reinterpret_cast<int16_t*>(sums + int64_t{sum_rows(d.batch)} * w.rows);
     int16_t* xc = w16 + align8(max_row_entries(w)) + 8;
     NmTable nm;  // 8 KB: the x86 bodies run on hosts, not on microcontrollers
     if (w.format == SparseFormat::kNm) build_nm_table(w, &nm);
