@@ -474,6 +474,9 @@ ModelEntry make_entry(const std::string& name, const float* data, const Shape& s
   e.storage = Storage::kFloat32;
   e.shape = shape;
   const size_t n = static_cast<size_t>(numel(shape));
+  if (n != 0 && data == nullptr)
+    fail<InvalidArgument>("make_entry '{}': data is null for shape {}", tinyquant::printable(name),
+                          tinyquant::to_string(shape));
   std::vector<uint8_t> b(n * 4);
   if (n != 0) std::memcpy(b.data(), data, n * 4);  // little-endian hosts only (see header)
   e.parts.push_back({"data", std::move(b)});

@@ -190,6 +190,20 @@ TEST(ModelFile, RejectsInvalidModelsOnWrite) {
   EXPECT_THROW(sample_model().find("nope"), InvalidArgument);
 }
 
+TEST(ModelFile, MakeEntryRefusesNullData) {
+  tq_test::expect_error<InvalidArgument>(
+      [] { io::make_entry("w", static_cast<const float*>(nullptr), Shape{3}); },
+      {"make_entry 'w': data is null for shape [3]"});
+  tq_test::expect_error<InvalidArgument>(
+      [] {
+        io::make_entry("b", static_cast<const int32_t*>(nullptr), Shape{2, 2});
+      },
+      {"make_entry 'b': data is null"});
+  // No elements, nothing to read: null is fine.
+  const io::ModelEntry e = io::make_entry("e", static_cast<const float*>(nullptr), Shape{0});
+  EXPECT_TRUE(e.part("data").bytes.empty());
+}
+
 TEST(ModelFile, SaveAndLoad) {
   const std::string dir = testing::TempDir();
   const std::string path = dir + "/tq_model_test_" + std::to_string(::getpid()) + ".tqm";

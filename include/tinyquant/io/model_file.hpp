@@ -92,7 +92,7 @@ Model parse_model(const uint8_t* data, size_t size, const std::string& source = 
 void save_model(const Model& model, const std::string& path);
 Model load_model(const std::string& path);
 
-// Dense entries from tensors, and back.
+// Dense entries from tensors, and back. Null data for a shape with elements -> InvalidArgument.
 ModelEntry make_entry(const std::string& name, const QTensor& q);
 ModelEntry make_entry(const std::string& name, const float* data, const Shape& shape);
 ModelEntry make_entry(const std::string& name, const int32_t* data, const Shape& shape);
