@@ -297,8 +297,14 @@ GptqResult quantize_checked(const float* w, int64_t out, int64_t in, const doubl
 }  // namespace
 
 float snap_group_scale(float s, float row_scale) {
+  // std::clamp would pass a NaN through, and a scale <= 0 has no grid.
+  if (!std::isfinite(s) || !(s > 0.0f) || !std::isfinite(row_scale) || !(row_scale > 0.0f))
+    fail<InvalidArgument>(
+        "snap_group_scale: group scale {} and row scale {} must both be finite and > 0", s,
+        row_scale);
   const double top = row_scale;
   const double r = std::clamp(std::round(static_cast<double>(s) / top * 256.0), 1.0, 256.0);
+  // Never 0: r = 1 only for s < S / 512, so S / 256 is then at least two of the smallest floats.
   return static_cast<float>(top * r / 256.0);
 }
 

@@ -10,6 +10,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "expect_error.hpp"
@@ -344,6 +345,27 @@ TEST(Gptq, SnappedScalesAreTheDeployedOnes) {
   const float top0 = *std::max_element(s.begin(), s.begin() + groups);
   EXPECT_LT(top0, 0.2f);
   EXPECT_EQ(top0, std::max(s[1], s[2]));
+}
+
+// snap_group_scale is public: a scale with no grid is refused, where std::clamp would pass a NaN
+// through and a row scale <= 0 would give a scale QuantParams rejects later, far from the cause.
+TEST(Gptq, SnapGroupScaleRefusesScalesWithoutAGrid) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::pair<float, float> bad[] = {{1.0f, 0.0f}, {1.0f, -1.0f}, {nan, 1.0f}, {1.0f, nan},
+                                         {0.0f, 1.0f}, {-0.5f, 1.0f}, {inf, 1.0f}, {1.0f, inf}};
+  for (const auto& [s, top] : bad)
+    tq_test::expect_error<InvalidArgument>([&] { (void)snap_group_scale(s, top); },
+                                           {"snap_group_scale: group scale", "finite and > 0"});
+  // The smallest scales still snap to a scale > 0.
+  const float tiny = std::numeric_limits<float>::denorm_min();
+  for (float top : {tiny, 100 * tiny, 600 * tiny, 1e-38f})
+    EXPECT_GT(snap_group_scale(tiny, top), 0.0f) << top;
+  // The grid itself: S * clamp(round(s / S * 256), 1, 256) / 256.
+  EXPECT_EQ(snap_group_scale(0.5f, 1.0f), 0.5f);
+  EXPECT_EQ(snap_group_scale(1e-6f, 1.0f), 1.0f / 256.0f);
+  EXPECT_EQ(snap_group_scale(3.0f, 1.0f), 1.0f);
+  EXPECT_EQ(snap_group_scale(0.3f, 2.0f), static_cast<float>(2.0 * 38.0 / 256.0));
 }
 
 TEST(Gptq, DeadInputsGetZeroWeight) {

@@ -103,6 +103,7 @@ GptqResult gptq_quantize_hessian(const float* w, int64_t out, int64_t in, const 
 
 // The scale the grouped kernel applies for a group scale s in a row whose largest group scale is
 // row_scale (rt/grouped.hpp): row_scale * clamp(round(s / row_scale * 256), 1, 256) / 256.
+// s or row_scale not finite or not > 0 -> InvalidArgument.
 float snap_group_scale(float s, float row_scale);
 
 // Per-group parameters of the [out][in] weights w (groups along the inputs), every group scale
