@@ -493,6 +493,23 @@ TEST(SparseMatrix, CsrU16ColumnLimit) {
       {"cols = 65537 exceeds 65536, the uint16 column index range"});
 }
 
+// A CSR row's entry count is a uint16: a full row of 65536 columns fits neither CSR format, and
+// the chooser leaves both out rather than failing.
+TEST(SparseMatrix, CsrRowEntryCountLimit) {
+  std::vector<int8_t> full(65536, 3);
+  for (StorageFormat f : {StorageFormat::kCsrU8, StorageFormat::kCsrU16})
+    expect_error<InvalidArgument>([&] { SparseMatrix::from_dense(full.data(), 1, 65536, opt(f)); },
+                                  {"row 0 has 65536 entries, more than the uint16 count allows"});
+  full[0] = 0;  // 65535 entries: the limit itself fits
+  EXPECT_EQ(SparseMatrix::from_dense(full.data(), 1, 65536, opt(StorageFormat::kCsrU16)).to_dense(),
+            full);
+  full[0] = 3;
+  const FormatChoice c = choose_format(full.data(), 1, 65536, SparseOptions{});
+  for (const auto& [f, bytes] : c.sizes)
+    EXPECT_TRUE(f != StorageFormat::kCsrU8 && f != StorageFormat::kCsrU16)
+        << to_string(f) << " " << bytes;
+  EXPECT_EQ(c.best, StorageFormat::kDense);
+}
 TEST(SparseMatrix, CorruptBlockRowStartAndNmTailIndex) {
   // Block row pointers must start at 0: {1, 1, 2} would leave block 0 stored but never read.
   const SparseOptions b = block_opt(1, 2);

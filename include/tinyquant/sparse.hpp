@@ -4,8 +4,10 @@
 // Formats (the index layouts of CSR, block CSR, bitmap and N:M are those of rt/sparse.hpp, so
 // an int8 matrix exposes a kernel view without copying):
 //  - kCsrU8:   row_nnz uint16 [rows], col_delta uint8 [nnz], values. Gaps > 255 are bridged by
-//              padding entries (delta 255, value 0), counted in nnz and in bytes().
-//  - kCsrU16:  row_nnz uint16 [rows], col_index uint16 [nnz], values. cols <= 65536.
+//              padding entries (delta 255, value 0), counted in nnz and in bytes(). A row holds
+//              at most 65535 entries, padding included (its count is a uint16).
+//  - kCsrU16:  row_nnz uint16 [rows], col_index uint16 [nnz], values. cols <= 65536, and at most
+//              65535 entries per row (so not a full row of 65536 columns).
 //  - kBlockCsr: blocks of block_rows x block_cols that tile the matrix; block_row_ptr uint32
 //              [rows / block_rows + 1], block_col uint16 [blocks] (block column), values
 //              [blocks][block_rows][block_cols] (zeros inside a stored block included).
@@ -95,9 +97,10 @@ class SparseMatrix {
 };
 
 // Byte counts of every format that can hold the matrix (kNm only when every group has at most
-// nm_n nonzeros, kBlockCsr only when the blocks tile it, kCsrU16 only when cols <= 65536), and
-// the smallest. Ties go to the earlier entry in the order dense, CSR u8, CSR u16, block CSR,
-// bitmap, N:M, so dense wins unless a format is strictly smaller.
+// nm_n nonzeros, kBlockCsr only when the blocks tile it, kCsrU16 only when cols <= 65536, CSR
+// only when no row needs more than 65535 entries, padding included), and the smallest. Ties go to
+// the earlier entry in the order dense, CSR u8, CSR u16, block CSR, bitmap, N:M, so dense wins
+// unless a format is strictly smaller.
 struct FormatChoice {
   StorageFormat best = StorageFormat::kDense;
   int64_t best_bytes = 0;

@@ -16,6 +16,7 @@
 //    column by 255 and adds nothing), so every delta fits a byte.
 //  - kCsrU16: row_nnz[rows], col_index[i] absolute column in [0, cols), strictly increasing in a
 //    row (cols <= 65536).
+//  Both CSR formats count a row's entries in a uint16: at most 65535 per row, padding included.
 //  - kBitmap: bitmap [rows][ceil(cols / 8)] bytes, bit (k % 8) of byte k / 8 (LSB first) set when
 //    column k is stored; values in row-major order of the set bits. Bits past cols must be 0.
 //  - kNm: every row is split into groups of nm_m consecutive columns (the last group holds
