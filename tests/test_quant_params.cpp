@@ -82,6 +82,31 @@ TEST(ChooseScaleZeroPoint, AsymmetricRangeKeepsBothEnds) {
   EXPECT_GT(std::fabs(sz.scale * (q - bad_z) - 0.8), 0.3);
 }
 
+// The float scale is the ratio rounded to nearest, 2^-24 of itself at most; over a 16-bit grid's
+// 65535 steps that moves the far end by up to 0.004 of a step, as the header says. This range's
+// top end lands 0.503 steps from its code (worked out in double here, not through dequantize).
+TEST(ChooseScaleZeroPoint, SixteenBitEndsDriftByTheScalesRounding) {
+  QuantSpec spec;
+  spec.bits = 16;  // affine
+  const double lo = -66310.3125, hi = 65701.9766;
+  const ScaleZeroPoint sz =
+      choose_scale_zero_point(static_cast<float>(lo), static_cast<float>(hi), spec);
+  const double exact =
+      (static_cast<double>(static_cast<float>(hi)) - static_cast<double>(static_cast<float>(lo))) /
+      65535.0;
+  const double s = sz.scale;
+  EXPECT_LE(std::fabs(s - exact), exact * 0x1p-24);
+  for (double r :
+       {static_cast<double>(static_cast<float>(lo)), static_cast<double>(static_cast<float>(hi))}) {
+    const double q = std::clamp(std::round(r / s) + sz.zero_point, -32768.0, 32767.0);
+    const double steps = std::fabs(s * (q - sz.zero_point) - r) / s;
+    EXPECT_LE(steps, 0.5 + 65535 * 0x1p-24) << r;
+  }
+  const double q_hi =
+      std::clamp(std::round(static_cast<float>(hi) / s) + sz.zero_point, -32768.0, 32767.0);
+  EXPECT_GT(std::fabs(s * (q_hi - sz.zero_point) - static_cast<float>(hi)) / s, 0.5);
+}
+
 TEST(ChooseScaleZeroPoint, RangeWidenedToContainZero) {
   const QuantSpec spec;
   const ScaleZeroPoint pos = choose_scale_zero_point(2.0f, 5.0f, spec);  // -> [0, 5]
@@ -116,12 +141,15 @@ TEST(ChooseScaleZeroPoint, RandomRangesRoundTripWithinHalfScale) {
         ASSERT_GT(sz.scale, 0.0f);
         ASSERT_GE(sz.zero_point, spec.qmin());
         ASSERT_LE(sz.zero_point, spec.qmax());
-        // Every value of the (widened) range is within scale/2 (+ float slack) after a round trip;
-        // symmetric with a full negative range may lose the -2^(b-1) end only by design (qmin is
-        // not used), which still holds here since |rmin| <= qmax_s * scale.
+        // Every value of the (widened) range is within scale/2 after a round trip, plus the
+        // header's drift of the float scale over the grid ((qmax - qmin) 2^-24 steps) and the
+        // float result's rounding; symmetric with a full negative range may lose the -2^(b-1)
+        // end only by design (qmin is not used), which still holds here since
+        // |rmin| <= qmax_s * scale.
+        const float drift = static_cast<float>(spec.qmax() - spec.qmin()) * 0x1p-24f;
         for (float r : {a, b, 0.5f * (a + b), 0.0f}) {
           const float back = round_trip(r, sz, spec);
-          ASSERT_LE(std::fabs(back - r), 0.5f * sz.scale * (1 + 1e-4f) + 1e-6f)
+          ASSERT_LE(std::fabs(back - r), sz.scale * (0.5f + drift) + 1e-6f)
               << "bits " << bits << " r " << r << " range [" << a << ", " << b << "]";
         }
         ASSERT_EQ(round_trip(0.0f, sz, spec), 0.0f);
