@@ -1,6 +1,7 @@
 #include "tinyquant/io/atomic_file.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -89,6 +90,18 @@ void AtomicFile::write(const std::vector<uint8_t>& bytes) {
                   std::strerror(open_err),
                   open_err == EEXIST ? fmt::format(" ({} names taken in a row)", kAttempts) : "");
   tmp_ = name;
+  // Replacing a file keeps its permissions: the new file would otherwise get 0644 less the umask,
+  // and a private (0600) file would become readable by all. Set before any byte is written.
+  struct stat old {};
+  if (::stat(target_.c_str(), &old) == 0 && S_ISREG(old.st_mode) &&
+      ::fchmod(fd, old.st_mode & 07777) != 0) {
+    const int err = errno;
+    ::close(fd);
+    fail<IoError>(
+        "cannot write '{}': cannot give the temporary file '{}' the mode {:04o} of "
+        "'{}': {}",
+        path_, tmp_, old.st_mode & 07777, target_, std::strerror(err));
+  }
   size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t put = ::write(fd, bytes.data() + done, bytes.size() - done);

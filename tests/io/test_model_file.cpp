@@ -783,6 +783,59 @@ TEST(AtomicFile, TheTargetChangesOnlyAtCommit) {
   fs::remove_all(dir);
 }
 
+// Replacing a file keeps its permission bits: a private 0600 file does not become 0644 (the
+// temporary file's mode) when it is written again, directly, through save_model or through a
+// link. A new file still gets 0644 less the umask. A hard link to the old file keeps the old
+// contents: the rename replaces the name.
+TEST(AtomicFile, ReplacingAFileKeepsItsMode) {
+  namespace fs = std::filesystem;
+  const std::string dir = testing::TempDir() + "/tq_atomic_mode_" + std::to_string(::getpid());
+  fs::remove_all(dir);
+  ASSERT_TRUE(fs::create_directory(dir));
+  const auto mode_of = [](const std::string& p) {
+    struct stat st {};
+    EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+    return st.st_mode & 07777;
+  };
+  const auto replace = [](const std::string& p, std::vector<uint8_t> bytes) {
+    AtomicFile f(p, false);
+    f.write(bytes);
+    f.commit();
+  };
+  const mode_t old_umask = ::umask(027);
+  const std::string path = dir + "/private.bin";
+  write_file_bytes(path, {'o', 'l', 'd'});
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  ASSERT_EQ(::link(path.c_str(), (dir + "/hard.bin").c_str()), 0);
+  replace(path, {'n', 'e', 'w'});
+  EXPECT_EQ(read_file_bytes(path), (std::vector<uint8_t>{'n', 'e', 'w'}));
+  EXPECT_EQ(mode_of(path), 0600u);
+  EXPECT_EQ(read_file_bytes(dir + "/hard.bin"), (std::vector<uint8_t>{'o', 'l', 'd'}));
+  // Modes the umask (027) would not give: kept whole, through save_model too.
+  const std::string model = dir + "/m.tqm";
+  write_file_bytes(model, {'x'});
+  ASSERT_EQ(::chmod(model.c_str(), 0604), 0);
+  save_model(sample_model(), model);
+  EXPECT_EQ(mode_of(model), 0604u);
+  ASSERT_EQ(::chmod(model.c_str(), 0640), 0);
+  save_model(sample_model(), model);
+  EXPECT_EQ(mode_of(model), 0640u);
+  // Through a link: the file it names keeps its mode, the link stays a link.
+  ASSERT_EQ(::symlink("private.bin", (dir + "/link.bin").c_str()), 0);
+  replace(dir + "/link.bin", {'l'});
+  EXPECT_TRUE(fs::is_symlink(dir + "/link.bin"));
+  EXPECT_EQ(read_file_bytes(path), (std::vector<uint8_t>{'l'}));
+  EXPECT_EQ(mode_of(path), 0600u);
+  // A new file: 0644 less the umask, as before.
+  replace(dir + "/new.bin", {'n'});
+  EXPECT_EQ(mode_of(dir + "/new.bin"), 0640u);
+  ::umask(022);
+  save_model(sample_model(), dir + "/new.tqm");
+  EXPECT_EQ(mode_of(dir + "/new.tqm"), 0644u);
+  ::umask(old_umask);
+  fs::remove_all(dir);
+}
+
 // Two writers of one target each get a temporary file of their own, so each commit installs its
 // own bytes; a link planted under the next temporary name is neither followed nor truncated.
 TEST(AtomicFile, WritersNeverShareOrFollowATemporaryName) {

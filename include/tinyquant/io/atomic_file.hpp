@@ -3,6 +3,10 @@
 // an AtomicFile destroyed without commit() removes its temporary file. Several of them committed
 // one after the other write a set of files that either all change or (if a write fails before
 // the first commit) none does.
+//
+// Replacing an existing regular file keeps its permission bits (mode & 07777): a 0600 file stays
+// 0600. A new file gets 0644 less the umask. The owner and group are the writer's. The rename
+// replaces the name, not the file: a hard link to the old file keeps the old contents.
 #pragma once
 
 #include <cstdint>
@@ -33,7 +37,9 @@ class AtomicFile {
   // commit(). Once only. Throws IoError naming the path. The temporary file is created here, in
   // the target's directory, as "<target>.tmp.<pid>.<n>" with n counting the process's writers;
   // it must not exist yet (a file or link already under that name is left alone and the next n
-  // tried), so writers of one target never share it and a planted link is never followed.
+  // tried), so writers of one target never share it and a planted link is never followed. If the
+  // target exists as a regular file, the temporary file gets its permission bits before any
+  // byte is written.
   void write(const std::vector<uint8_t>& bytes);
   // Renames the temporary file over the target (in place: writes the bytes to it). Throws
   // IoError naming the path; the temporary file is removed on failure.

@@ -85,7 +85,8 @@ std::vector<uint8_t> serialize_model(const Model& model);
 Model parse_model(const uint8_t* data, size_t size, const std::string& source = "<memory>");
 
 // Writes to a temporary file beside `path`, flushes it to disk, then renames it into place, so
-// an interrupted write never leaves a partial file under the final name. A symbolic link is
+// an interrupted write never leaves a partial file under the final name; a file replaced keeps its
+// permission bits (see tinyquant/io/atomic_file.hpp). A symbolic link is
 // followed (the file it names is replaced, the link stays); a path that exists as anything but a
 // regular file (a directory, a device such as /dev/full, a FIFO) is an IoError, since the rename
 // would replace it rather than write to it. Throws IoError, naming `path`.
