@@ -244,15 +244,21 @@ const ModelEntry* find_entry(const Model& model, const std::string& name) {
   return nullptr;
 }
 
-// The float bias "<base>.bias" of a layer with `channels` outputs, or empty when absent.
+// The float bias "<base>.bias" of a layer with `channels` outputs, or empty when absent. Only
+// asked for when the layer's kernel parameters are computed: a bias stored otherwise is still
+// exported as an array of its own.
 std::vector<float> layer_bias(const Model& model, const std::string& base, int64_t channels) {
   const ModelEntry* b = find_entry(model, base + ".bias");
   if (b == nullptr) return {};
   if (b->storage != Storage::kFloat32 || b->format != 0 || b->shape != Shape{channels})
     fail<InvalidArgument>(
         "export-c: entry '{}': expected a dense float32 bias of shape [{}] for layer '{}', got {} "
-        "{}",
-        b->name, channels, base, to_string(b->storage), to_string(b->shape));
+        "{}{}",
+        printable(b->name), channels, printable(base), to_string(b->storage), to_string(b->shape),
+        b->storage != Storage::kFloat32
+            ? " (the kernel's int32 bias is computed from the float bias: keep biases float32, "
+              "or export without activation parameters)"
+            : "");
   return to_floats(*b);
 }
 
@@ -328,12 +334,11 @@ void add_requant(CModel* out, const std::string& lid, const QuantizedLinear& lay
 void add_layer(CModel* out, const Model& model, const ModelEntry& e, const QTensor& q,
                const std::string& id, const CExportOptions& opt) {
   const std::string base = e.name.substr(0, e.name.size() - std::strlen(".weight"));
-  const std::vector<float> bias = layer_bias(model, base, e.shape[0]);
   const std::string lid = scoped_identifier(out->prefix, base);
   const std::string lmac = upper(lid);
   const std::optional<LayerActivations> act = activations_for(out, opt, base, id);
   if (!act) return;
-  const QuantizedLinear layer = make_linear(q, bias, *act, base, e);
+  const QuantizedLinear layer = make_linear(q, layer_bias(model, base, e.shape[0]), *act, base, e);
   const rt::FcParams& p = layer.kernel_params();
   const bool grouped = q.params.spec.granularity == Granularity::kPerGroup;
   out->macros.emplace_back(lmac + "_IN_FEATURES", std::to_string(layer.in_features()));
@@ -370,7 +375,6 @@ void add_layer(CModel* out, const Model& model, const ModelEntry& e, const QTens
 void add_conv(CModel* out, const Model& model, const ModelEntry& e, const QTensor& q,
               const std::string& id, const CExportOptions& opt) {
   const std::string base = e.name.substr(0, e.name.size() - std::strlen(".weight"));
-  const std::vector<float> bias = layer_bias(model, base, e.shape[0]);
   const std::string lid = scoped_identifier(out->prefix, base);
   const std::string lmac = upper(lid);
   out->macros.emplace_back(lmac + "_OUT_C", std::to_string(e.shape[0]));
@@ -428,8 +432,9 @@ void add_conv(CModel* out, const Model& model, const ModelEntry& e, const QTenso
   if (!act) return;
   QTensor flat = q;
   flat.shape = {e.shape[0], e.shape[1] * e.shape[2] * e.shape[3]};
-  const QuantizedLinear layer = make_linear(
-      flat, bias, LayerActivations{{act->input.scale, 0}, act->output, act->act}, base, e);
+  const QuantizedLinear layer =
+      make_linear(flat, layer_bias(model, base, e.shape[0]),
+                  LayerActivations{{act->input.scale, 0}, act->output, act->act}, base, e);
   const rt::FcParams& p = layer.kernel_params();  // its clamp is the conv's
   out->macros.emplace_back(lmac + "_INPUT_OFFSET", int_literal(-act->input.zero_point));
   out->macros.emplace_back(lmac + "_FILTER_OFFSET", "0");

@@ -344,6 +344,21 @@ TEST(CExport, LayerBiasOfTheWrongShapeIsRejected) {
   EXPECT_FALSE(contains(h, "_multipliers"));
 }
 
+// A quantized bias (`quantize --quantize-1d`) cannot give the kernel's int32 bias, but the model
+// still exports as arrays when no layer parameters are asked for; asking for them says why not.
+TEST(CExport, QuantizedBiasExportsAsAnArrayButGivesNoLayerParameters) {
+  io::Model m = fc_model();
+  const std::vector<float> b = {0.5f, -0.25f};
+  m.entries.push_back(io::make_entry(
+      "fc.bias", tinyquant::quantize_weights(b.data(), {2}, tinyquant::QuantSpec{})));
+  const std::string h = io::export_c_header(m, {});
+  EXPECT_TRUE(contains(h, "fc_bias")) << h;
+  EXPECT_TRUE(contains(h, "no activation parameters given")) << h;
+  expect_error<InvalidArgument>(
+      [&] { io::export_c_header(m, common_scales()); },
+      {"'fc.bias'", "dense float32 bias", "got int8 [2]", "keep biases float32"});
+}
+
 TEST(CExport, ScalesFormReplacesMultipliersAndShiftsAndReluSetsTheClamp) {
   const io::Model m = fc_model();
   io::CExportOptions o;
