@@ -587,6 +587,20 @@ TEST(Cli, ExportWritesNeitherFileOfAPairItCannotFinish) {
   std::remove(h.c_str());
 }
 
+// A header written to standard output stays a header: the status line goes to stderr then, and
+// to stdout when the header goes to a file.
+TEST(Cli, ExportToStandardOutputKeepsTheStatusLineOutOfTheHeader) {
+  const std::string file = kData + "/stdout_check.h";
+  const Result to_file = run("export-c " + kData + "/model.tqm " + file);
+  ASSERT_EQ(to_file.code, 0) << to_file.err;
+  EXPECT_EQ(to_file.out, "wrote " + file + "\n");
+  const Result piped = run("export-c " + kData + "/model.tqm /dev/stdout");
+  ASSERT_EQ(piped.code, 0) << piped.err;
+  EXPECT_EQ(piped.out, slurp(file));
+  EXPECT_EQ(piped.err, "wrote /dev/stdout\n");
+  std::remove(file.c_str());
+}
+
 // export-c writes both files to temporary files before either is renamed into place, so a pair it
 // cannot finish changes nothing: not a FIFO given as the header (it would be written in place,
 // last), not a dangling link's target, not old files whose replacements ran out of room half way

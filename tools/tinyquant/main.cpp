@@ -4,6 +4,7 @@
 // error (unknown option, missing or out-of-range argument).
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 
@@ -212,7 +213,9 @@ void add_quantize_options(CLI::App* cmd, QuantizeOptions* o) {
                   "even)")
       ->check(CLI::IsMember({"away", "even"}));
   cmd->add_flag("--quantize-1d", o->quantize_1d,
-                "Also quantize tensors of rank < 2 (biases, norms); by default they stay float32");
+                "Also quantize tensors of rank < 2 (biases, norms); by default they stay float32. "
+                "export-c computes a layer's int32 kernel bias from a float32 bias only: with "
+                "this flag it exports a layer's arrays, but refuses activation parameters for it");
   cmd->add_option_function<std::vector<std::string>>(
          "--input-scale",
          [o](const std::vector<std::string>& values) {
@@ -825,6 +828,15 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
   }
 }
 
+// True when `path` names the file standard output writes to (/dev/stdout, /proc/self/fd/1, the
+// pipe or file it is redirected to).
+bool writes_to_stdout(const std::string& path) {
+  struct stat out {};
+  struct stat p {};
+  return ::fstat(STDOUT_FILENO, &out) == 0 && ::stat(path.c_str(), &p) == 0 &&
+         out.st_dev == p.st_dev && out.st_ino == p.st_ino;
+}
+
 // Writes the header and, if `source` is given, the .c file, whole or not at all: both go to
 // temporary files first (io::AtomicFile), and only when both are written are they renamed over
 // their paths. A device or a FIFO given as a path is written in place, before the renames, since
@@ -1137,7 +1149,11 @@ int run(int argc, char** argv) {
       const std::string c =
           source.empty() ? std::string() : tinyquant::io::export_c_source(model, opt);
       write_pair(out, header, source, c);
-      fmt::print("wrote {}{}\n", out, source.empty() ? "" : " and " + source);
+      // A header written to standard output (export-c m.tqm /dev/stdout | ...) must stay a
+      // header: the status line then goes to stderr.
+      const bool to_stdout = writes_to_stdout(out) || (!source.empty() && writes_to_stdout(source));
+      fmt::print(to_stdout ? stderr : stdout, "wrote {}{}\n", out,
+                 source.empty() ? "" : " and " + source);
     }
   } catch (const OtherFileError& e) {
     fmt::print(stderr, "tinyquant: error: {}\n", e.what());
