@@ -848,6 +848,28 @@ TEST(ErrorCatalogue, E97) {
             "--source: './model.h' is the header OUT 'model.h'; the .c file needs a path of its "
             "own\nRun with --help for more information.\n");
 }
+TEST(ErrorCatalogue, E98) {
+  // int8 [2] = {1, 15} under 5-bit parameters, then code 127 with the CRCs made valid again.
+  QuantParams p;
+  p.spec.bits = 5;
+  p.spec.scheme = Scheme::kSymmetric;
+  p.scales = {1.0f};
+  p.zero_points = {0};
+  const int32_t codes[2] = {1, 15};
+  io::Model m;
+  m.entries.push_back(io::make_entry("w", from_integers(codes, Shape{2}, p)));
+  std::vector<uint8_t> b = io::serialize_model(m);
+  const size_t payload = b.size() - 64, entry = 64;
+  b[payload + 1] = 127;
+  const auto put = [&](size_t at, uint32_t v) {
+    for (int i = 0; i < 4; ++i) b[at + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
+  };
+  put(entry + 20, io::crc32(b.data() + payload, 64));  // payload CRC
+  put(entry + 24, io::crc32(b.data() + entry, 24));    // entry header CRC
+  TQ_EXPECT_MESSAGE(
+      FormatError, io::parse_model(b.data(), b.size(), "m.tqm"),
+      "m.tqm: entry 0 ('w'): element 1 holds code 127, outside the 5-bit range [-16, 15]");
+}
 
 // ---- the table and the tests stay in sync ---------------------------------------------------
 

@@ -153,6 +153,47 @@ void write_meta(Writer& w, const ModelEntry& e, const std::vector<uint64_t>& par
   }
 }
 
+// The codes of a dense quantized entry lie in its parameters' [qmin, qmax]: a code outside it
+// (an int8 byte of 127 under 5-bit parameters) is no value of the tensor. `b` has the entry's
+// exact byte count. Skipped when the range covers the whole storage type.
+void check_codes(const ModelEntry& e, const std::vector<uint8_t>& b, int64_t n,
+                 const std::string& where) {
+  const QuantSpec& spec = e.params->spec;
+  const int32_t lo = spec.qmin(), hi = spec.qmax();
+  const int64_t bits = element_bits(e.storage);
+  if (lo == -(int32_t{1} << (bits - 1)) && hi == (int32_t{1} << (bits - 1)) - 1) return;
+  const auto bad = [&](int64_t i, int32_t code) {
+    fail<InvalidArgument>("{}: element {} holds code {}, outside the {}-bit{} range [{}, {}]",
+                          where, i, code, spec.bits, spec.narrow_range ? " narrow" : "", lo, hi);
+  };
+  const auto u = [](int64_t i) { return static_cast<size_t>(i); };
+  switch (e.storage) {
+    case Storage::kInt4:  // element 2i in the low nibble of byte i, 2i + 1 in the high one
+      for (int64_t i = 0; i < n; ++i) {
+        const int32_t nibble = (b[u(i / 2)] >> (i % 2 == 0 ? 0 : 4)) & 0x0F;
+        const int32_t code = (nibble ^ 8) - 8;
+        if (code < lo || code > hi) bad(i, code);
+      }
+      break;
+    case Storage::kInt8:
+      for (int64_t i = 0; i < n; ++i) {
+        const int32_t code = static_cast<int8_t>(b[u(i)]);
+        if (code < lo || code > hi) bad(i, code);
+      }
+      break;
+    case Storage::kInt16:  // little-endian
+      for (int64_t i = 0; i < n; ++i) {
+        const int32_t code =
+            static_cast<int16_t>(static_cast<uint16_t>(b[u(2 * i)] | (b[u(2 * i + 1)] << 8)));
+        if (code < lo || code > hi) bad(i, code);
+      }
+      break;
+    case Storage::kFloat32:
+    case Storage::kInt32:
+      break;  // not a quantized storage (validate_entry refuses it with parameters)
+  }
+}
+
 void validate_entry(const ModelEntry& e, const std::string& where) {
   const std::string header = entry_header_problem(e.name, e.shape.size());
   if (!header.empty()) fail<InvalidArgument>("{}: {}", where, header);
@@ -164,6 +205,11 @@ void validate_entry(const ModelEntry& e, const std::string& where) {
   for (const ModelPart& p : e.parts)
     if (p.name.empty() || p.name.size() > 64)
       fail<InvalidArgument>("{}: part name length {} must be in [1, 64]", where, p.name.size());
+  for (size_t i = 1; i < e.parts.size(); ++i)
+    for (size_t k = 0; k < i; ++k)
+      if (e.parts[i].name == e.parts[k].name)
+        fail<InvalidArgument>("{}: parts {} and {} are both named '{}'", where, k, i,
+                              tinyquant::printable(e.parts[i].name));
   if (e.params) {
     e.params->validate(e.shape);
     if (storage_for_bits(e.params->spec.bits) != e.storage)
@@ -182,6 +228,7 @@ void validate_entry(const ModelEntry& e, const std::string& where) {
       fail<InvalidArgument>("{}: dense {} data of shape {} needs {} bytes, has {}", where,
                             to_string(e.storage), tinyquant::to_string(e.shape), want,
                             d.bytes.size());
+    if (e.params) check_codes(e, d.bytes, n, where);
   }
 }
 

@@ -16,6 +16,7 @@
 #include <iterator>
 #include <random>
 #include <thread>
+#include <tuple>
 
 #include "expect_error.hpp"
 #include "tinyquant/error.hpp"
@@ -422,14 +423,14 @@ RawEntry float_entry(const std::string& name = "w") {
   return e;
 }
 
-// Entry "w", int8 [2] = {1, 2} with quantization parameters: `params` is the parameter block as
-// the meta holds it (bits, scheme, narrow, granularity, axis, group size, count, then the scales
-// and zero points).
-RawEntry int8_entry(const Bytes& params) {
+// Entry "w", int8 [2] = codes ({1, 2} unless given) with quantization parameters: `params` is the
+// parameter block as the meta holds it (bits, scheme, narrow, granularity, axis, group size,
+// count, then the scales and zero points).
+RawEntry int8_entry(const Bytes& params, int8_t code0 = 1, int8_t code1 = 2) {
   RawEntry e;
   e.payload.assign(64, 0);
-  e.payload[0] = 1;
-  e.payload[1] = 2;
+  e.payload[0] = static_cast<uint8_t>(code0);
+  e.payload[1] = static_cast<uint8_t>(code1);
   Bytes m;
   m.u16(1).str("w").u8(1).u8(1).u64(2).u8(1);  // int8 storage, rank 1, [2], parameters follow
   m.b.insert(m.b.end(), params.b.begin(), params.b.end());
@@ -560,6 +561,101 @@ TEST(ModelFile, StructuralChecksHoldEvenWithValidCrcs) {
     const std::string msg = error_of(c.file);
     EXPECT_NE(msg.find(c.message), std::string::npos) << c.what << ": " << msg;
   }
+}
+
+// A quantized entry's codes lie in its parameters' range, even where the storage holds more: an
+// int8 byte of 127 under 5-bit parameters ([-16, 15]) is refused, read (FormatError naming the
+// file, the entry, the element and the code) or written (InvalidArgument); the ends of the range
+// are accepted. Narrow range raises qmin; int4 elements are nibbles (element 2i + 1 in the high
+// nibble of byte i), int16 ones little-endian.
+TEST(ModelFile, CodesOutsideTheParametersRangeAreRefused) {
+  // bits, scheme, narrow, per-tensor, axis 0, group 0, one scale 1 with zero point 0
+  const auto params = [](uint8_t bits, uint8_t narrow) {
+    return Bytes().u8(bits).u8(1).u8(narrow).u8(0).u32(0).u64(0).u64(1).f32(1.0f).u32(0);
+  };
+  EXPECT_EQ(error_of(hand_file({int8_entry(params(5, 0), 1, 127)})),
+            "m.tqm: entry 0 ('w'): element 1 holds code 127, outside the 5-bit range [-16, 15]");
+  EXPECT_EQ(error_of(hand_file({int8_entry(params(5, 0), -17, 0)})),
+            "m.tqm: entry 0 ('w'): element 0 holds code -17, outside the 5-bit range [-16, 15]");
+  EXPECT_EQ(error_of(hand_file({int8_entry(params(8, 1), 0, -128)})),
+            "m.tqm: entry 0 ('w'): element 1 holds code -128, outside the 8-bit narrow range "
+            "[-127, 127]");
+  for (const auto& [file, lo, hi] :
+       {std::make_tuple(hand_file({int8_entry(params(5, 0), -16, 15)}), -16, 15),
+        std::make_tuple(hand_file({int8_entry(params(8, 1), -127, 127)}), -127, 127),
+        std::make_tuple(hand_file({int8_entry(params(8, 0), -128, 127)}), -128, 127)}) {
+    const Model m = parse_model(file.data(), file.size(), "m.tqm");
+    const QTensor q = to_qtensor(m.entries.at(0));
+    EXPECT_EQ(q.value(0), lo);
+    EXPECT_EQ(q.value(1), hi);
+  }
+
+  // The same entry built in memory is refused on write, naming its index.
+  QuantParams p5;
+  p5.spec.bits = 5;
+  p5.spec.scheme = Scheme::kSymmetric;
+  p5.scales = {1.0f};
+  p5.zero_points = {0};
+  QTensor q;
+  q.shape = {2};
+  q.params = p5;
+  q.data = {1, 127};
+  Model m;
+  m.entries.push_back(make_entry("w", q));
+  expect_error<InvalidArgument>(
+      [&] { serialize_model(m); },
+      {"model entry 0 ('w'): element 1 holds code 127, outside the 5-bit range [-16, 15]"});
+  m.entries[0].parts[0].bytes = {0xF0, 15};  // -16 and 15: the ends of the range
+  const std::vector<uint8_t> ok = serialize_model(m);
+  EXPECT_EQ(to_qtensor(parse_model(ok.data(), ok.size()).entries.at(0)).value(0), -16);
+
+  // int4 storage, 3-bit parameters ([-4, 3]): element 3 (high nibble of byte 1) is -5 (0xB).
+  QuantParams p3 = p5;
+  p3.spec.bits = 3;
+  q.shape = {4};
+  q.params = p3;
+  q.data = {0x3C, 0xB0};  // -4, 3, 0, -5
+  m.entries[0] = make_entry("w4", q);
+  EXPECT_EQ(m.entries[0].storage, Storage::kInt4);
+  expect_error<InvalidArgument>(
+      [&] { serialize_model(m); },
+      {"model entry 0 ('w4'): element 3 holds code -5, outside the 3-bit range [-4, 3]"});
+  m.entries[0].parts[0].bytes = {0x3C, 0x30};  // -4, 3, 0, 3
+  EXPECT_NO_THROW(serialize_model(m));
+
+  // int16 storage, narrow 16-bit parameters: -32768 (0x8000) is refused, -32767 accepted.
+  QuantParams p16 = p5;
+  p16.spec.bits = 16;
+  p16.spec.narrow_range = true;
+  q.shape = {2};
+  q.params = p16;
+  q.data = {0xFF, 0x7F, 0x00, 0x80};  // 32767, -32768
+  m.entries[0] = make_entry("w16", q);
+  expect_error<InvalidArgument>([&] { serialize_model(m); },
+                                {"model entry 0 ('w16'): element 1 holds code -32768, outside the "
+                                 "16-bit narrow range [-32767, 32767]"});
+  m.entries[0].parts[0].bytes[2] = 0x01;  // -32767
+  EXPECT_NO_THROW(serialize_model(m));
+}
+
+// Two parts of one entry with the same name (which of them would ModelEntry::part return?) are
+// refused when read, with valid CRCs, and when written.
+TEST(ModelFile, PartNamesAreUniqueInAnEntry) {
+  RawEntry e = float_entry();
+  e.meta = float_meta("w", {2}).u8(0).u8(0).u8(2).part("data", 0, 8).part("data", 64, 4).b;
+  e.payload.resize(128, 0);
+  EXPECT_EQ(error_of(hand_file({e})), "m.tqm: entry 0 ('w'): parts 0 and 1 are both named 'data'");
+  e.meta = float_meta("w", {2}).u8(0).u8(0).u8(2).part("data", 0, 8).part("datb", 64, 4).b;
+  const std::vector<uint8_t> ok = hand_file({e});
+  EXPECT_EQ(parse_model(ok.data(), ok.size()).entries.at(0).parts.size(), 2u);
+
+  const float f[2] = {1.0f, -2.0f};
+  Model m;
+  m.entries.push_back(make_entry("w", f, Shape{2}));
+  m.entries[0].parts.push_back({"x", {1}});
+  m.entries[0].parts.push_back({"data", {}});
+  expect_error<InvalidArgument>([&] { serialize_model(m); },
+                                {"model entry 0 ('w'): parts 0 and 2 are both named 'data'"});
 }
 
 // Entries built in memory are checked when written and when converted, like parsed ones.

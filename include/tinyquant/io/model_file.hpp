@@ -19,11 +19,13 @@
 //     multiple of 64 within it, so data is at least 64-byte aligned in the file), zero padding
 //     to a multiple of 64.
 // The reader checks magic, version, sizes, every CRC, that padding is zero, that parts lie
-// inside their payload without overlap, that dense data has exactly numel * element size bytes,
-// that quantization parameters are valid for the shape, and that names are unique. Any failure
+// inside their payload without overlap and that an entry's part names are unique, that dense data
+// has exactly numel * element size bytes, that quantization parameters are valid for the shape,
+// that a dense quantized entry's codes lie in its parameters' [qmin, qmax] (an int8 byte of 127
+// under 5-bit parameters is refused), and that entry names are unique. Any failure
 // is a FormatError naming the file and the entry; errors in the bytes themselves (sizes, CRCs,
-// padding, layout) also give the byte offset, those about an entry's meaning (its parameters, a
-// duplicate name, a shape whose count overflows) the entry's name and index.
+// padding, layout) also give the byte offset, those about an entry's meaning (its parameters or
+// codes, a duplicate name, a shape whose count overflows) the entry's name and index.
 #pragma once
 
 #include <cstdint>
