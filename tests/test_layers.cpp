@@ -329,6 +329,76 @@ TEST(QuantizedLinear, RaisesWeightScalesABiasDoesNotFit) {
 // The same unit quantized ahead of the layer, knowing its input scale (a model file a firmware
 // export will run): quantize_weights_for_bias raises the same scale, so the stored weights build
 // the layer that min / max weights cannot, and it runs as the layer built from floats.
+// A row whose weights are all 0 (a neuron pruned in place, not removed) outputs its bias alone.
+// Its placeholder weight scale (1, from a [0, 0] range) put the bias on a grid of input scale x 1
+// = 0.05, which at output scale 0.001 is 50 output steps: 0.0315 came out as 50 (0.05), not 32.
+// The layer now carries such a row at the finest scale of the rows with weights. The expected
+// outputs here are the float layer's, bias / output scale, within one step.
+TEST(QuantizedLinear, DeadRowsOutputTheirBiasAtTheLiveRowsPrecision) {
+  const int64_t out = 4, in = 40;
+  std::vector<float> w = randn(static_cast<size_t>(out * in), 0.3f, 31);
+  for (int64_t k = 0; k < in; ++k) {
+    w[static_cast<size_t>(1 * in + k)] = 0.0f;
+    w[static_cast<size_t>(3 * in + k)] = 0.0f;
+  }
+  const std::vector<float> bias = {0.01f, 0.0315f, -0.02f, -0.1083f};
+  const ActivationParams ip{0.05f, -3}, op{0.001f, 2};
+  const std::vector<int8_t> x(static_cast<size_t>(in), 7);
+  struct Case {
+    const char* name;
+    QuantSpec spec;
+  };
+  for (const Case& cs : {Case{"int8 per-channel", QuantSpec::int8_weights_per_channel()},
+                         Case{"int4 per-channel",
+                              [] {
+                                QuantSpec s4 = QuantSpec::int8_weights_per_channel();
+                                s4.bits = 4;
+                                return s4;
+                              }()},
+                         Case{"int4 per-group 16", QuantSpec::int4_per_group(16, 1)}}) {
+    const QTensor q = quantize_weights(w.data(), {out, in}, cs.spec);
+    const QuantizedLinear from_q(q, bias.data(), ip, op);
+    const QuantizedLinear from_float(w.data(), out, in, bias.data(), cs.spec, ip, op);
+    for (const QuantizedLinear* layer : {&from_q, &from_float}) {
+      const std::vector<float>& s = layer->weights().params.scales;
+      const size_t per_row = s.size() / static_cast<size_t>(out);
+      float finest = std::numeric_limits<float>::infinity();
+      for (size_t r : {size_t{0}, size_t{2}})
+        finest = std::min(
+            finest, *std::max_element(s.begin() + r * per_row, s.begin() + (r + 1) * per_row));
+      for (size_t r : {size_t{1}, size_t{3}})
+        for (size_t g = 0; g < per_row; ++g) EXPECT_EQ(s[r * per_row + g], finest) << cs.name;
+      // The live rows keep the parameters quantize_weights gave them.
+      for (size_t i = 0; i < per_row; ++i) {
+        EXPECT_EQ(s[i], q.params.scales[i]) << cs.name;
+        EXPECT_EQ(s[2 * per_row + i], q.params.scales[2 * per_row + i]) << cs.name;
+      }
+      // Within half a bias step (input scale x finest, in output steps) and one output step,
+      // as a live row's bias: 0.5 and 3.7 steps here for int8 and int4, where the placeholder
+      // scale allowed 25.
+      const double slack = 0.5 * ip.scale * finest / op.scale + 1.0;
+      const std::vector<int8_t> y = layer->forward(x);
+      for (size_t r : {size_t{1}, size_t{3}}) {
+        const double want = static_cast<double>(bias[r]) / op.scale + op.zero_point;
+        EXPECT_LE(std::fabs(y[r] - want), slack) << cs.name << " row " << r << " got " << int{y[r]};
+      }
+    }
+  }
+  // A conv's output channel likewise (weights [out_c][1][1][in_c]).
+  const QuantizedConv2d conv(w.data(), static_cast<int32_t>(out), 1, 1, static_cast<int32_t>(in),
+                             bias.data(), Conv2dGeometry{}, QuantSpec::int8_weights_per_channel(0),
+                             ip, op);
+  std::vector<int8_t> y(static_cast<size_t>(out));
+  conv.forward(x.data(), 1, 1, 1, y.data());
+  const std::vector<float>& cs = conv.weights().params.scales;
+  EXPECT_EQ(cs[1], std::min(cs[0], cs[2]));
+  EXPECT_EQ(cs[3], cs[1]);
+  const double slack = 0.5 * ip.scale * cs[1] / op.scale + 1.0;
+  for (size_t r : {size_t{1}, size_t{3}})
+    EXPECT_LE(std::fabs(y[r] - (static_cast<double>(bias[r]) / op.scale + op.zero_point)), slack)
+        << "conv row " << r;
+}
+
 TEST(QuantizeWeightsForBias, StoredWeightsBuildTheLayerMinMaxOnesCannot) {
   const int64_t out = 4, in = 16;
   std::vector<float> w = randn(static_cast<size_t>(out * in), 0.1f, 45);

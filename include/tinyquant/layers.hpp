@@ -90,6 +90,10 @@ class QuantizedLinear {
   // From weights already quantized (e.g. pruned, or loaded from a model file). A bias that does
   // not fit int32 at input scale x weight scale is a DataError (quantize_weights_for_bias avoids
   // it).
+  // Both constructors: a per-channel or per-group row whose weight codes are all 0 (a neuron
+  // pruned in place) outputs its bias alone, so its placeholder scale (1, from a [0, 0] range)
+  // would set that bias's precision. weights() carries such a row at the finest scale of the
+  // rows with weights instead (per group: a row's largest), raised as above if its bias needs.
   QuantizedLinear(QTensor weights, const float* bias, ActivationParams input,
                   ActivationParams output, Activation act = Activation::kNone,
                   rt::Rounding rounding = rt::Rounding::kDouble);
@@ -150,7 +154,8 @@ class QuantizedConv2d {
   // quantized symmetric (weight_spec bits 8, or 4 for the s4 kernel), per output channel (a
   // per-channel spec's axis is taken as 0 whatever it says) or per-tensor as the spec asks;
   // per-group and affine specs are InvalidArgument. A scale too small for its channel's bias is
-  // raised as QuantizedLinear's float constructor does.
+  // raised as QuantizedLinear's float constructor does, and an output channel whose weights are
+  // all 0 takes the finest scale of the others, as QuantizedLinear's rows do.
   QuantizedConv2d(const float* weights, int32_t out_c, int32_t kernel_h, int32_t kernel_w,
                   int32_t in_c, const float* bias, const Conv2dGeometry& geometry,
                   const QuantSpec& weight_spec, ActivationParams input, ActivationParams output,
