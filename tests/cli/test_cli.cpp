@@ -454,8 +454,11 @@ TEST(Cli, DataErrorsExitWith1WithAMessage) {
             "not_a_model.tqm: file header: truncated file header"},
            {"inspect " + kData + "/missing.tqm", "cannot open '" + kData + "/missing.tqm'"},
            {"quantize " + kData + "/fc.txt " + kData + "/x.tqm", "unknown input type"},
+           // An option the input cannot take is found once the input is read: exit 1 too.
            {"quantize " + kData + "/fc.npy " + kData + "/x.tqm --granularity group --axis 5",
             "tensor 'fc'"},
+           {"quantize " + kData + "/net.safetensors " + kData + "/x.tqm --input-scale nosuch:0.1",
+            "--input-scale nosuch: the input has no 'nosuch.weight'"},
            {"export-c " + kData + "/corrupt.tqm " + kData + "/x.h",
             "corrupt.tqm: entry 0: payload CRC mismatch"},
        }) {
@@ -510,6 +513,32 @@ TEST(Cli, EmptyTensorsWithHugeExtentsAreRejectedNotOverflowed) {
   write_empty_npy(kData + "/zbig.npy", "(0, 1099511627776, 1099511627776)");
   expect_error(run("quantize " + kData + "/zbig.npy " + kData + "/zbig.tqm"), 1,
                "element count overflows int64", "quantize");
+}
+
+// A tensor without values has no range to quantize with: it is kept as float32, as a 1-D tensor
+// is, and the others are quantized; it does not end the run.
+TEST(Cli, QuantizeKeepsAnEmptyTensorAsFloat) {
+  write_safetensors(kData + "/with_empty.safetensors", {{"a.weight", {4, 8}}, {"e", {0, 8}}});
+  const std::string model = kData + "/with_empty.tqm";
+  const Result r = run("quantize " + kData + "/with_empty.safetensors " + model);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("kept as float (no values)"), std::string::npos) << r.out;
+  const nlohmann::json j = inspect_json(model);
+  EXPECT_EQ(tensor(j, "e")["storage"], "float32");
+  EXPECT_EQ(tensor(j, "e")["shape"], (std::vector<int64_t>{0, 8}));
+  EXPECT_EQ(tensor(j, "a.weight")["storage"], "int8");
+}
+
+// N:M groups run along the last axis: a tensor whose last axis is shorter than m (a depthwise
+// kernel [c][kh][kw][1]) gets a note saying why little or nothing was pruned.
+TEST(Cli, NmOnAShortLastAxisSaysSo) {
+  write_safetensors(kData + "/dw.safetensors", {{"dw.weight", {6, 3, 3, 1}}, {"fc", {2, 8}}});
+  const Result r = run("prune " + kData + "/dw.safetensors " + kData + "/dw.tqm --method nm");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("note: 'dw.weight' [6, 3, 3, 1]: its last axis (1) is shorter than m = 4"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("'fc'"), std::string::npos) << r.err;
 }
 
 TEST(Cli, StructuredPruningOfAnEmptyTensorSaysSo) {
@@ -585,20 +614,6 @@ TEST(Cli, ExportWritesNeitherFileOfAPairItCannotFinish) {
                "'" + bad_source + "'", "source in a missing directory, old header");
   EXPECT_EQ(slurp(h), "old header\n");
   std::remove(h.c_str());
-}
-
-// A header written to standard output stays a header: the status line goes to stderr then, and
-// to stdout when the header goes to a file.
-TEST(Cli, ExportToStandardOutputKeepsTheStatusLineOutOfTheHeader) {
-  const std::string file = kData + "/stdout_check.h";
-  const Result to_file = run("export-c " + kData + "/model.tqm " + file);
-  ASSERT_EQ(to_file.code, 0) << to_file.err;
-  EXPECT_EQ(to_file.out, "wrote " + file + "\n");
-  const Result piped = run("export-c " + kData + "/model.tqm /dev/stdout");
-  ASSERT_EQ(piped.code, 0) << piped.err;
-  EXPECT_EQ(piped.out, slurp(file));
-  EXPECT_EQ(piped.err, "wrote /dev/stdout\n");
-  std::remove(file.c_str());
 }
 
 // export-c writes both files to temporary files before either is renamed into place, so a pair it
@@ -715,9 +730,15 @@ TEST(Cli, OptionsThatRuleEachOtherOutAreUsageErrors) {
            {"export-c " + model + " " + h + "--input-zero-point 5", "requires --input-scale"},
            {"export-c " + model + " " + h + "--output-zero-point 5", "requires --output-scale"},
            {"export-c " + model + " " + h + "--input-scale 0.02 --output-scale 0",
-            "--output-scale: scale = 0 must be finite and > 0"},
+            "--output-scale: the scale '0' must be finite and > 0"},
            {"export-c " + model + " " + h + "--input-scale nan --output-scale 0.1",
-            "--input-scale: scale = nan"},
+            "--input-scale: the scale 'nan' must be finite"},
+           {"export-c " + model + " " + h + "--input-scale 1e-46 --output-scale 0.1",
+            "--input-scale: the scale '1e-46' is 0 in float32; it must be finite and > 0"},
+           {"export-c " + model + " " + h + "--input-scale 0.1 --output-scale 1e39",
+            "--output-scale: the scale '1e39' is inf in float32"},
+           {"export-c " + model + " " + h + "--input-scale 0.1x --output-scale 0.1",
+            "--input-scale: expected a number, got '0.1x'"},
            {"export-c " + model + " " + h + "--conv conv:depthwise=2,groups=3",
             "groups does not go with depthwise"},
            {"prune " + fc + "--method nm --n 4 --m 2", "n = 4 is larger than m = 2"},
@@ -733,6 +754,16 @@ TEST(Cli, OptionsThatRuleEachOtherOutAreUsageErrors) {
            {"quantize " + fc + "--input-scale 1e-50", "'1e-50' is 0; it must be finite and > 0"},
            {"export-c " + model + " " + h + "--act fc1:1e-50,0,0.05,0",
             "--act fc1 input: activation scale = 0 must be finite and > 0"},
+           // An option the command would ignore is named, not dropped.
+           {"quantize " + kData + "/net.safetensors " + kData + "/use.tqm --name w",
+            "--name: applies to a .npy input only"},
+           {"quantize " + fc + "--granularity tensor --axis 1",
+            "--axis: does not apply to --granularity tensor"},
+           {"quantize " + fc + "--group-size 8", "--group-size: applies to --granularity group"},
+           {"prune " + fc + "--criterion l2", "--criterion: applies to --method structured"},
+           {"prune " + fc + "--block 1x4", "--block: applies to --method block and --storage"},
+           {"prune " + fc + "--n 1", "--n: applies to --method nm and --storage nm"},
+           {"prune " + fc + "--method global --m 8", "--m: applies to --method nm"},
            {"bogus " + fc, "unknown command 'bogus'"},
            {"quantize " + fc + "--bits abc",
             "--bits: expected a whole number from 2 to 8, got 'abc'"},
@@ -787,12 +818,21 @@ TEST(Cli, AFailedWriteToStandardOutputIsAnError) {
 
 // The README's "/dev/stdout is written in place" holds when standard output is a pipe (as here:
 // popen), where /dev/stdout leads to /proc/self/fd/1, a link whose text "pipe:[N]" is no path.
+// A header written to standard output stays a header, the same as in a file: the status line
+// goes to stderr then, and to stdout when the header goes to a file.
 TEST(Cli, ExportToStandardOutputOnAPipe) {
   ASSERT_EQ(run("quantize " + kData + "/fc.npy " + kData + "/pipe.tqm").code, 0);
   const Result r = run("export-c " + kData + "/pipe.tqm /dev/stdout");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("/* Generated by tinyquant", 0), 0u) << r.out.substr(0, 200);
   EXPECT_NE(r.out.find("alignas"), std::string::npos);
+  EXPECT_EQ(r.err, "wrote /dev/stdout\n");
+  const std::string file = kData + "/pipe_check.h";
+  const Result to_file = run("export-c " + kData + "/pipe.tqm " + file);
+  ASSERT_EQ(to_file.code, 0) << to_file.err;
+  EXPECT_EQ(to_file.out, "wrote " + file + "\n");
+  EXPECT_EQ(r.out, slurp(file));
+  std::remove(file.c_str());
 }
 
 // Errors about the output, --reference or --source files name that file, not the input.

@@ -1,7 +1,11 @@
 // The `tinyquant` command: quantize, prune, inspect and export models from the shell.
 //
-// Exit codes: 0 success, 1 a tinyquant::Error (bad data, unreadable or corrupt file), 2 a usage
-// error (unknown option, missing or out-of-range argument).
+// Exit codes: 0 success; 2 a command line wrong in itself, found before any input is read
+// (unknown option, missing or malformed value, a value outside the option's range, options that
+// rule each other out, an option the command would ignore, an output that is the input); 1 anything
+// found once the input is read (a tinyquant::Error: bad data, an unreadable or corrupt file, an
+// output that cannot be written, or an option the input cannot take: an axis the tensor lacks, a
+// layer it does not hold, blocks that do not tile it).
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <sys/stat.h>
@@ -100,6 +104,23 @@ CLI::Validator whole_in(int64_t lo, int64_t hi) {
                    : fmt::format("expected a whole number from {} to {}, got '{}'", lo, hi, v);
       },
       fmt::format("INT in [{} - {}]", lo, hi));
+}
+
+// A CLI11 check for an activation scale: a number float32 holds finite and > 0. The text is quoted
+// as typed: 1e-46 is 0 in float32, and "scale = 0" would not say why.
+CLI::Validator positive_scale() {
+  return CLI::Validator(
+      [](std::string& v) {
+        const std::optional<float> f = parse_float(v);
+        if (!f) return fmt::format("expected a number, got '{}'", v);
+        if (std::isfinite(*f) && *f > 0.0f) return std::string();
+        const double d = std::strtod(v.c_str(), nullptr);
+        return std::isfinite(d) && d > 0.0
+                   ? fmt::format("the scale '{}' is {} in float32; it must be finite and > 0", v,
+                                 *f)
+                   : fmt::format("the scale '{}' must be finite and > 0", v);
+      },
+      "FLOAT > 0");
 }
 
 bool has_extension(const std::string& path, const char* ext) {
@@ -529,11 +550,13 @@ void quantize_and_save(const std::vector<FloatTensor>& tensors, const QuantizeOp
     const std::string sp = sparsity ? fmt::format("  sparsity {:.3f}", (*sparsity)[i]) : "";
     const int64_t fbytes = 4 * static_cast<int64_t>(t.data.size());
     done += fbytes;
-    if (t.shape.size() < 2 && !o.quantize_1d) {
+    // A tensor without values has no range to quantize with; it is kept, as a 1-D one is.
+    if ((t.shape.size() < 2 && !o.quantize_1d) || t.data.empty()) {
       model.entries.push_back(tinyquant::io::make_entry(t.name, t.data.data(), t.shape));
       total_q += fbytes;
-      row(fmt::format("{:<32} {:<16} float32  kept as float  {} bytes{}",
-                      tinyquant::printable(t.name), tinyquant::to_string(t.shape), fbytes, sp));
+      row(fmt::format("{:<32} {:<16} float32  kept as float{}  {} bytes{}",
+                      tinyquant::printable(t.name), tinyquant::to_string(t.shape),
+                      t.data.empty() ? " (no values)" : "", fbytes, sp));
       continue;
     }
     tinyquant::QuantSpec spec = base;
@@ -623,6 +646,14 @@ std::vector<double> prune(std::vector<FloatTensor>* tensors, const PruneOptions&
           masks.push_back(tinyquant::magnitude_mask(w, p.sparsity));
         } else if (p.method == "nm") {
           masks.push_back(tinyquant::nm_mask(w, p.n, p.m));
+          if (t.shape.back() < p.m) {
+            bar->clear();
+            fmt::print(stderr,
+                       "tinyquant: note: '{}' {}: its last axis ({}) is shorter than m = {}, so "
+                       "each row is one group of {} that keeps up to n = {}\n",
+                       tinyquant::printable(t.name), tinyquant::to_string(t.shape), t.shape.back(),
+                       p.m, t.shape.back(), p.n);
+          }
         } else if (p.method == "block") {
           masks.push_back(tinyquant::block_mask(w, p.block_rows, p.block_cols, p.sparsity));
         } else {
@@ -890,7 +921,10 @@ bool same_file(const std::string& a, const std::string& b) {
 int run(int argc, char** argv) {
   CLI::App app{
       "tinyquant: quantize, prune, inspect and export models for microcontrollers.\n"
-      "Exit codes: 0 success, 1 data or file error, 2 usage error."};
+      "Exit codes: 0 success; 2 a command line wrong in itself (checked before any input is "
+      "read); 1 an error found once the input is read: bad data, a file that cannot be read or "
+      "written, or an option the input cannot take (an axis the tensor lacks, a layer it does "
+      "not hold)."};
   app.require_subcommand(1);
   app.option_defaults()->always_capture_default();  // show defaults in every --help
 
@@ -989,14 +1023,19 @@ int run(int argc, char** argv) {
                              "only declares them");
   export_cmd->add_option("--prefix", prefix,
                          "Prefix of every C name (sanitised to an identifier, default model)");
-  CLI::Option* is = export_cmd->add_option(
-      "--input-scale", in_scale,
-      "Input activation scale of every layer (X.weight [+ X.bias]: fully-connected, dense, "
-      "sparse or per-group, and 4-D convolutions) that has no --act of its own; with "
-      "--output-scale emits per-channel multipliers, shifts and int32 bias. A layer with "
-      "neither gets a comment saying how to compute those");
-  CLI::Option* os = export_cmd->add_option("--output-scale", out_scale,
-                                           "Output activation scale (> 0), as --input-scale");
+  CLI::Option* is =
+      export_cmd
+          ->add_option(
+              "--input-scale", in_scale,
+              "Input activation scale of every layer (X.weight [+ X.bias]: fully-connected, dense, "
+              "sparse or per-group, and 4-D convolutions) that has no --act of its own; with "
+              "--output-scale emits per-channel multipliers, shifts and int32 bias. A layer with "
+              "neither gets a comment saying how to compute those")
+          ->check(positive_scale());
+  CLI::Option* os = export_cmd
+                        ->add_option("--output-scale", out_scale,
+                                     "Output activation scale (> 0), as --input-scale")
+                        ->check(positive_scale());
   is->needs(os);
   os->needs(is);
   export_cmd
@@ -1072,11 +1111,27 @@ int run(int argc, char** argv) {
       throw CLI::ValidationError("--n", fmt::format("n = {} is larger than m = {}: N:M keeps n "
                                                     "of every m values",
                                                     po.n, po.m));
-    for (const auto& [option, scale] :
-         {std::pair{"--input-scale", in_scale}, std::pair{"--output-scale", out_scale}})
-      if (export_cmd->parsed() && scale && !(std::isfinite(*scale) && *scale > 0.0f))
-        throw CLI::ValidationError(option,
-                                   fmt::format("scale = {} must be finite and > 0", *scale));
+    // An option the command would ignore is a mistake in the command line: say so rather than
+    // run without it.
+    CLI::App* const weights_cmd = quantize->parsed() ? quantize : prune_cmd;
+    const auto given = [&](const char* option) {
+      const CLI::Option* opt = weights_cmd->get_option_no_throw(option);
+      return weights_cmd->parsed() && opt != nullptr && opt->count() > 0;
+    };
+    if (given("--name") && !has_extension(in, ".npy"))
+      throw CLI::ValidationError("--name", "applies to a .npy input only; the tensors of '" + in +
+                                               "' are named by the file");
+    if (given("--axis") && qo.granularity == "tensor")
+      throw CLI::ValidationError("--axis", "does not apply to --granularity tensor");
+    if (given("--group-size") && qo.granularity != "group")
+      throw CLI::ValidationError("--group-size", "applies to --granularity group only");
+    if (given("--criterion") && po.method != "structured")
+      throw CLI::ValidationError("--criterion", "applies to --method structured only");
+    if (given("--block") && po.method != "block" && storage.storage != "block-csr")
+      throw CLI::ValidationError("--block", "applies to --method block and --storage block-csr");
+    for (const char* option : {"--n", "--m"})
+      if (given(option) && po.method != "nm" && storage.storage != "nm")
+        throw CLI::ValidationError(option, "applies to --method nm and --storage nm");
     // Affine weights quantize a pruned 0 to the zero point, a code no sparse format drops.
     if (prune_cmd->parsed() && storage.storage != "dense" && qo.scheme == "affine")
       throw CLI::ValidationError(
