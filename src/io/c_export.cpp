@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <iterator>
 #include <map>
 #include <optional>
@@ -640,6 +641,91 @@ void collect_entry(CModel* out, const Model& model, const ModelEntry& e,
   }
 }
 
+// Names a generated array or macro may not take although they are valid identifiers, each with
+// why: the header would not compile under them in C or in C++, or would take a name a standard
+// header gives something else (INT8_C, offsetof). An explicit list rather than a pattern, so
+// that names merely close to these ("int8_ts", "my_int", "INT8_MAXIMUM") still export. Names C
+// reserves ("__x", "_X") need no entry: every generated name starts with the sanitised prefix,
+// which starts with a letter, or with "TQ_".
+const std::map<std::string, std::string>& reserved_c_names() {
+  static const std::map<std::string, std::string> names = [] {
+    std::map<std::string, std::string> m;
+    const auto add = [&m](std::initializer_list<const char*> list, const char* why) {
+      for (const char* name : list) m.emplace(name, why);  // the first reason given stays
+    };
+    // Keywords of C99 / C11 / C23 and of C++11 .. C++20, with C++'s alternative tokens (macros
+    // of <iso646.h> in C). The ones starting with '_' cannot be generated; they are listed so
+    // that the list is the whole of each language's keywords.
+    add({"auto",       "break",      "case",           "char",
+         "const",      "continue",   "default",        "do",
+         "double",     "else",       "enum",           "extern",
+         "float",      "for",        "goto",           "if",
+         "inline",     "int",        "long",           "register",
+         "restrict",   "return",     "short",          "signed",
+         "sizeof",     "static",     "struct",         "switch",
+         "typedef",    "union",      "unsigned",       "void",
+         "volatile",   "while",      "_Bool",          "_Complex",
+         "_Imaginary", "_Alignas",   "_Alignof",       "_Atomic",
+         "_Generic",   "_Noreturn",  "_Static_assert", "_Thread_local",
+         "_BitInt",    "_Decimal32", "_Decimal64",     "_Decimal128",
+         "alignas",    "alignof",    "bool",           "constexpr",
+         "false",      "nullptr",    "static_assert",  "thread_local",
+         "true",       "typeof",     "typeof_unqual"},
+        "a C or C++ keyword");
+    // C++ only.
+    add({"asm",       "catch",       "char8_t",    "char16_t",
+         "char32_t",  "class",       "co_await",   "co_return",
+         "co_yield",  "concept",     "const_cast", "consteval",
+         "constinit", "decltype",    "delete",     "dynamic_cast",
+         "explicit",  "export",      "friend",     "mutable",
+         "namespace", "new",         "noexcept",   "operator",
+         "private",   "protected",   "public",     "reinterpret_cast",
+         "requires",  "static_cast", "template",   "this",
+         "throw",     "try",         "typeid",     "typename",
+         "using",     "virtual",     "wchar_t",    "and",
+         "and_eq",    "bitand",      "bitor",      "compl",
+         "not",       "not_eq",      "or",         "or_eq",
+         "xor",       "xor_eq"},
+        "a C or C++ keyword");
+    // <stdint.h>, which the header includes: the exact-width, least, fast, pointer and max
+    // integer types, their limits (_MIN for the signed ones, _MAX, and C23's _WIDTH, which
+    // glibc also defines for g++), the constant macros, and the other types' limits.
+    const std::string sizes[] = {"8", "16", "32", "64"};
+    std::vector<std::string> stems;
+    for (const std::string& n : sizes)
+      for (const char* kind : {"int", "int_least", "int_fast"}) stems.push_back(kind + n);
+    stems.emplace_back("intptr");
+    stems.emplace_back("intmax");
+    const char* stdint = "a name <stdint.h> defines (the header includes it)";
+    for (const std::string& stem : stems) {
+      for (const std::string sign : {"", "u"}) {
+        m.emplace(sign + stem + "_t", stdint);
+        const std::string mac = upper(sign + stem);
+        if (sign.empty()) m.emplace(mac + "_MIN", stdint);
+        m.emplace(mac + "_MAX", stdint);
+        m.emplace(mac + "_WIDTH", stdint);
+      }
+    }
+    for (const std::string& n : sizes) {
+      m.emplace("INT" + n + "_C", stdint);
+      m.emplace("UINT" + n + "_C", stdint);
+    }
+    add({"INTMAX_C", "UINTMAX_C", "SIZE_MAX", "SIZE_WIDTH", "PTRDIFF_MIN", "PTRDIFF_MAX",
+         "PTRDIFF_WIDTH", "SIG_ATOMIC_MIN", "SIG_ATOMIC_MAX", "SIG_ATOMIC_WIDTH", "WCHAR_MIN",
+         "WCHAR_MAX", "WCHAR_WIDTH", "WINT_MIN", "WINT_MAX", "WINT_WIDTH"},
+        stdint);
+    // <stddef.h>, which a translation unit including the header usually has too (<stdalign.h>
+    // and <stdbool.h> define only keywords listed above, and names C reserves).
+    add({"NULL", "offsetof", "size_t", "ptrdiff_t", "max_align_t", "nullptr_t"},
+        "a name <stddef.h> defines");
+    // Not keywords, but no C++ variable at global scope can take them.
+    add({"std"}, "the C++ standard library's namespace");
+    add({"main"}, "the name of a C++ program's main function");
+    return m;
+  }();
+  return names;
+}
+
 CModel collect(const Model& model, const CExportOptions& opt) {
   if (model.entries.empty()) fail<InvalidArgument>("export-c: the model has no entries");
   CModel out;
@@ -660,6 +746,12 @@ CModel collect(const Model& model, const CExportOptions& opt) {
             "export-c: entry '{}' gives the C name '{}', a macro the header defines for itself; "
             "rename the entry or choose another prefix",
             printable(e.name), name);
+      const auto reserved = reserved_c_names().find(name);
+      if (reserved != reserved_c_names().end())
+        fail<InvalidArgument>(
+            "export-c: entry '{}' gives the C name '{}', {}; rename the entry or choose another "
+            "prefix (--prefix)",
+            printable(e.name), name, reserved->second);
       const auto [it, fresh] = owner.emplace(name, e.name);
       if (!fresh)
         fail<InvalidArgument>(

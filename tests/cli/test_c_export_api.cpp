@@ -1,9 +1,14 @@
 // io::export_c_header / export_c_source without the command: literals, names and every error.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <array>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <regex>
 #include <string>
@@ -105,6 +110,96 @@ TEST(CExport, EntriesCannotTakeTheHeadersOwnMacroNames) {
   // Under another prefix the same entries are ordinary names.
   EXPECT_TRUE(
       contains(io::export_c_header(float_model({1.0f}, "TQ_ALIGN"), {}), "model_TQ_ALIGN[1]"));
+}
+
+// A generated name that is a keyword or a name the standard headers define (the header includes
+// <stdint.h>) would make a header that does not compile: the export refuses it, naming the
+// entry, the name and why.
+TEST(CExport, NamesOfTheLanguageOrItsStandardHeadersAreRefused) {
+  struct Case {
+    const char *prefix, *entry, *name, *why;
+  };
+  const char* const stdint = "a name <stdint.h> defines";
+  for (const Case& c : std::vector<Case>{{"int8", "t", "int8_t", stdint},
+                                         {"INT8", "MAX", "INT8_MAX", stdint},
+                                         {"SIZE", "MAX", "SIZE_MAX", stdint},
+                                         {"int", ".", "int", "a C or C++ keyword"},
+                                         {"uint", "fast16_t", "uint_fast16_t", stdint},
+                                         {"int", "least64.t", "int_least64_t", stdint},
+                                         {"uintptr", "t", "uintptr_t", stdint},
+                                         {"UINTMAX", "C", "UINTMAX_C", stdint},
+                                         {"INT32", "WIDTH", "INT32_WIDTH", stdint},
+                                         {"PTRDIFF", "MIN", "PTRDIFF_MIN", stdint},
+                                         {"and", ".", "and", "a C or C++ keyword"},
+                                         {"not", "/", "not", "a C or C++ keyword"},
+                                         {"bool", ".", "bool", "a C or C++ keyword"},
+                                         {"alignas", ".", "alignas", "a C or C++ keyword"},
+                                         {"Bool", ".", "Bool", nullptr},  // not _Bool
+                                         {"size", "t", "size_t", "a name <stddef.h> defines"},
+                                         {"std", ".", "std", "namespace"}}) {
+    SCOPED_TRACE(std::string(c.prefix) + " / " + c.entry);
+    io::CExportOptions o;
+    o.prefix = c.prefix;
+    const io::Model m = float_model({1.0f}, c.entry);
+    if (c.why == nullptr) {
+      EXPECT_TRUE(contains(io::export_c_header(m, o), std::string(" ") + c.name + "[1] "));
+      continue;
+    }
+    expect_error<InvalidArgument>(
+        [&] { io::export_c_header(m, o); },
+        {"entry '" + std::string(c.entry) + "' gives the C name '" + c.name + "', ", c.why,
+         "choose another prefix (--prefix)"});
+  }
+  // Names only close to those are kept.
+  const std::pair<const char*, const char*> close[] = {
+      {"int8", "ts"},  {"my", "int"}, {"INT8", "MAXIMUM"}, {"int8", "t.x"},
+      {"SIZE", "max"}, {"Int", "."},  {"uint", "8"},       {"stdint", "."}};
+  for (const auto& [prefix, entry] : close) {
+    io::CExportOptions o;
+    o.prefix = prefix;
+    EXPECT_NO_THROW(io::export_c_header(float_model({1.0f}, entry), o)) << prefix << " " << entry;
+  }
+}
+
+// Names close to the refused ones compile, as C11 and as C++17 (when there is a compiler to run).
+TEST(CExport, NamesCloseToTheStandardOnesCompileAsCAndCpp) {
+  if (std::system("cc --version >/dev/null 2>&1") != 0 ||
+      std::system("c++ --version >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "no cc / c++ to compile the headers with";
+  const std::string dir =
+      ::testing::TempDir() + "tq_close_names_" + std::to_string(static_cast<long>(getpid()));
+  ASSERT_EQ(std::system(("mkdir -p '" + dir + "'").c_str()), 0);
+  struct Header {
+    const char* prefix;
+    std::vector<const char*> entries;
+  };
+  std::string includes;
+  for (const Header& h : std::vector<Header>{{"int8", {"ts", "t.x", "T"}},
+                                             {"INT8", {"MAXIMUM", "MIN.0", "c"}},
+                                             {"SIZE", {"max", "MAX.0"}},
+                                             {"my", {"int", "bool", "and", "size_t"}},
+                                             {"uintptr", {"ts", "t.t"}}}) {
+    io::Model m;
+    for (const char* e : h.entries) m.entries.push_back(float_model({1.0f}, e).entries[0]);
+    io::CExportOptions o;
+    o.prefix = h.prefix;
+    const std::string name = std::string("close_") + h.prefix + ".h";
+    std::ofstream(dir + "/" + name) << io::export_c_header(m, o);
+    includes += "#include \"" + name + "\"\n";
+  }
+  std::ofstream(dir + "/close.c") << includes;
+  for (const std::string compile :
+       {"cc -std=c11 -Wpedantic -x c", "c++ -std=c++17 -Wpedantic -x c++"}) {
+    const std::string cmd = compile + " -Wall -Wextra -Werror -fsyntax-only '" + dir +
+                            "/close.c' 2>'" + dir + "/out.txt'";
+    const int rc = std::system(cmd.c_str());
+    std::ifstream out(dir + "/out.txt");
+    const std::string text((std::istreambuf_iterator<char>(out)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(rc, 0) << compile << "\n" << text;
+  }
+  if (!HasFailure()) {  // else kept to look at
+    EXPECT_EQ(std::system(("rm -rf '" + dir + "'").c_str()), 0);
+  }
 }
 
 TEST(CExport, FloatLiteralsReadBackExactly) {

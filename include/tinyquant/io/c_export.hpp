@@ -10,6 +10,17 @@
 //    for quantized entries the _scales (float) and _zero_points (int32) arrays. Names are
 //    sanitised into C identifiers (every character outside [A-Za-z0-9_] becomes '_', a run of
 //    '_' one '_', and a trailing one is dropped: C++ reserves names with "__");
+//  - no generated name (array or macro) is one the header cannot declare: a keyword of C (C99 to
+//    C23, _Bool and the like included) or of C++ (to C++20, with the alternative tokens "and",
+//    "or", "not", ...); a name <stdint.h> defines, which the header includes (the types
+//    u?int{8,16,32,64}_t, u?int_least / u?int_fast{8..64}_t, u?intptr_t, u?intmax_t, their _MIN /
+//    _MAX / _WIDTH macros, INTn_C, SIZE_MAX, PTRDIFF_*, SIG_ATOMIC_*, WCHAR_*, WINT_*); a name
+//    <stddef.h> defines (NULL, offsetof, size_t, ptrdiff_t, max_align_t, nullptr_t; bool,
+//    alignas and the rest of <stdbool.h> / <stdalign.h> are keywords); "std" or "main". Prefix
+//    "int8" with an entry "t" (int8_t), "SIZE" with "MAX", "int" with "." (the prefix alone)
+//    throw InvalidArgument naming the entry and the name; names only close to these ("int8_ts",
+//    "my_int") are kept. No name is one C reserves ("__x", "_X"): every one starts with the
+//    prefix, which starts with a letter, or with "TQ_";
 //  - for every 2-D entry named "X.weight" quantized symmetric per-channel (axis 0) or
 //    per-tensor with bits 2..8, when layer parameters are given (options.layers["X"], else
 //    options.input / output): _multipliers, _shifts and _kernel_bias (int32) as
@@ -55,9 +66,9 @@
 //    saying why it has no layer arrays; options.layers["X"] for it throws saying the same.
 //  - C has no empty arrays: an array with no element (a fully pruned matrix) is emitted with one
 //    unused 0 and its count macro says 0.
-// Errors: an empty model, clashing C names and bad layer parameters throw InvalidArgument
-// naming the entry; sparse entries whose arrays do not describe a valid matrix throw
-// FormatError naming the entry.
+// Errors: an empty model, clashing C names (between entries, with the header's own macros, or
+// with the names above) and bad layer parameters throw InvalidArgument naming the entry; sparse
+// entries whose arrays do not describe a valid matrix throw FormatError naming the entry.
 #pragma once
 
 #include <cstdint>
