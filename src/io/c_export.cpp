@@ -935,6 +935,18 @@ SparseMatrix sparse_matrix(const ModelEntry& e) {
     a.values.assign(values.begin(), values.end());
   else
     a.values = unpack_int4(values, count);
+  // The stored values are codes of the parameters, in their [qmin, qmax] as a dense entry's are
+  // (the model file checks those): int8 127 under 5-bit parameters is no value of the matrix.
+  // Padding entries and unused N:M slots hold 0, inside every range.
+  const QuantSpec& spec = e.params->spec;
+  const int32_t lo = spec.qmin(), hi = spec.qmax();
+  for (size_t i = 0; i < a.values.size(); ++i) {
+    const int32_t code = a.values[i];
+    if (code < lo || code > hi)
+      fail<FormatError>(
+          "sparse entry '{}': stored value {} holds code {}, outside the {}-bit{} range [{}, {}]",
+          printable(e.name), i, code, spec.bits, spec.narrow_range ? " narrow" : "", lo, hi);
+  }
   switch (o.format) {
     case StorageFormat::kCsrU8:
       a.row_nnz = le_part<uint16_t>(e, "row_nnz");

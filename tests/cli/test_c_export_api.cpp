@@ -484,10 +484,11 @@ TEST(CExport, ScalesFormReplacesMultipliersAndShiftsAndReluSetsTheClamp) {
 }
 
 // A 4x8 int8 matrix with zeros: row 1 empty, row 3 dense, 2 nonzeros per group of 4 elsewhere.
+// Its values lie in [-7, 7], the codes of params_for(bits) for 4 bits and more.
 std::vector<int8_t> pruned_matrix() {
   return {5, 0, -3, 0, 0, 7, 0, 1,   //
           0, 0, 0,  0, 0, 0, 0, 0,   //
-          0, 0, -8, 6, 2, 0, 0, -1,  //
+          0, 0, -7, 6, 2, 0, 0, -1,  //
           1, 2, 3,  4, 5, 6, 7, -7};
 }
 
@@ -743,6 +744,67 @@ TEST(CExport, BadSparseEntriesThrowNamingTheEntryAndThePart) {
   model.entries.push_back(io::make_sparse_entry("fc.weight", huge, p));
   expect_error<InvalidArgument>([&] { io::export_c_header(model, common_scales()); },
                                 {"'fc.weight'", "2x1073741825", "int32 element count"});
+}
+
+// A sparse entry's stored values are codes of its parameters: one outside their [qmin, qmax]
+// (int8 127 under 5-bit parameters) is refused, naming the entry, the stored value, the code and
+// the range, rather than exported with _BITS 5. Every value type and format.
+TEST(CExport, SparseValuesOutsideTheParametersRangeAreRejected) {
+  const auto entry = [](tinyquant::ValueType vt, tinyquant::StorageFormat f, int8_t corner,
+                        int bits) {
+    std::vector<int8_t> dense = pruned_matrix();
+    dense[7] = corner;  // row 0's fourth stored value (1 before)
+    tinyquant::SparseOptions o;
+    o.format = f;
+    o.value_type = vt;
+    o.nm_n = 4;
+    o.nm_m = 4;
+    o.block_rows = 2;
+    o.block_cols = 4;
+    const tinyquant::SparseMatrix m = tinyquant::SparseMatrix::from_dense(dense.data(), 4, 8, o);
+    io::Model model;
+    model.entries.push_back(io::make_sparse_entry(
+        "fc.weight", m, params_for(vt == tinyquant::ValueType::kInt8 ? 8 : 4)));
+    model.entries[0].params = params_for(bits);  // narrow range: [-(2^(bits-1) - 1), ...]
+    return model;
+  };
+  for (const tinyquant::StorageFormat f :
+       {tinyquant::StorageFormat::kCsrU8, tinyquant::StorageFormat::kCsrU16,
+        tinyquant::StorageFormat::kBlockCsr, tinyquant::StorageFormat::kBitmap,
+        tinyquant::StorageFormat::kNm}) {
+    SCOPED_TRACE(tinyquant::to_string(f));
+    const tinyquant::ValueType s8 = tinyquant::ValueType::kInt8, s4 = tinyquant::ValueType::kInt4;
+    expect_error<tinyquant::FormatError>([&] { io::export_c_header(entry(s8, f, 127, 5), {}); },
+                                         {"sparse entry 'fc.weight': stored value ",
+                                          " holds code 127, outside the 5-bit narrow "
+                                          "range [-15, 15]"});
+    expect_error<tinyquant::FormatError>(
+        [&] { io::export_c_header(entry(s8, f, -16, 5), {}); },
+        {"'fc.weight'", "holds code -16, outside the 5-bit narrow range [-15, 15]"});
+    // int4 values: -8 is a nibble, but no code of narrow 4-bit parameters.
+    expect_error<tinyquant::FormatError>(
+        [&] { io::sparse_matrix(entry(s4, f, -8, 4).entries[0]); },
+        {"'fc.weight'", "holds code -8, outside the 4-bit narrow range [-7, 7]"});
+    // The ends of the ranges, with every other value of pruned_matrix(), are accepted.
+    for (const int8_t corner : {int8_t{15}, int8_t{-15}})
+      EXPECT_TRUE(contains(io::export_c_header(entry(s8, f, corner, 5), {}),
+                           "#define MODEL_FC_WEIGHT_BITS 5"));
+    for (const int8_t corner : {int8_t{7}, int8_t{-7}})
+      EXPECT_TRUE(contains(io::export_c_header(entry(s4, f, corner, 4), {}),
+                           "#define MODEL_FC_WEIGHT_BITS 4"));
+  }
+  // Stored values are counted in storage order: CSR row 0 holds 5, -3, 7, then the corner. Full
+  // range parameters take -16 too.
+  const auto wide = [&](int8_t corner) {
+    io::Model m = entry(tinyquant::ValueType::kInt8, tinyquant::StorageFormat::kCsrU16, corner, 5);
+    m.entries[0].params->spec.narrow_range = false;
+    return m;
+  };
+  expect_error<tinyquant::FormatError>(
+      [&] { io::export_c_header(wide(127), {}); },
+      {"sparse entry 'fc.weight': stored value 3 holds code 127, outside the 5-bit range [-16, "
+       "15]"});
+  EXPECT_NO_THROW(io::export_c_header(wide(-16), {}));
 }
 
 // 16-bit entries ship as int16_t, one C literal per element (negative ones parenthesised).

@@ -122,7 +122,8 @@ struct CExportOptions {
 //   format   static_cast<uint8_t>(StorageFormat): 1 CSR u8, 2 CSR u16, 3 block CSR, 4 bitmap,
 //            5 N:M (0 is dense)
 //   storage  kInt8 (int8 values) or kInt4 (values as the s4 nibble stream), with the
-//            quantization parameters of the dense matrix; shape [rows, cols]
+//            quantization parameters of the dense matrix (the values are codes in their
+//            [qmin, qmax]); shape [rows, cols]
 //   parts    "layout": 5 little-endian uint32 (value count, nm_n, nm_m, block_rows,
 //            block_cols); "values"; and the index arrays of the format, little-endian, named
 //            after SparseArrays' fields ("row_nnz", "col_delta", "col_index", "bitmap",
@@ -130,7 +131,9 @@ struct CExportOptions {
 ModelEntry make_sparse_entry(const std::string& name, const SparseMatrix& matrix,
                              const QuantParams& params);
 // The matrix of a sparse entry, checked by SparseMatrix::from_arrays; FormatError naming the
-// entry for a dense entry, an unknown format, a missing or misaligned part or bad arrays.
+// entry for a dense entry, an unknown format, a missing or misaligned part, bad arrays or a
+// stored value outside its parameters' [qmin, qmax] (int8 127 under 5-bit parameters; the error
+// names the value's index among the stored values, the code and the range).
 SparseMatrix sparse_matrix(const ModelEntry& entry);
 
 // "conv1.weight" -> "conv1_weight"; a leading digit gets a '_' prefix.
