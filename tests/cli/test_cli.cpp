@@ -532,8 +532,10 @@ TEST(Cli, QuantizeKeepsAnEmptyTensorAsFloat) {
 // N:M groups run along the last axis: a tensor whose last axis is shorter than m (a depthwise
 // kernel [c][kh][kw][1]) gets a note saying why little or nothing was pruned.
 TEST(Cli, NmOnAShortLastAxisSaysSo) {
-  write_safetensors(kData + "/dw.safetensors", {{"dw.weight", {6, 3, 3, 1}}, {"fc", {2, 8}}});
-  const Result r = run("prune " + kData + "/dw.safetensors " + kData + "/dw.tqm --method nm");
+  write_safetensors(kData + "/nm_short_axis.safetensors",
+                    {{"dw.weight", {6, 3, 3, 1}}, {"fc", {2, 8}}});
+  const Result r = run("prune " + kData + "/nm_short_axis.safetensors " + kData +
+                       "/nm_short_axis.tqm --method nm");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("note: 'dw.weight' [6, 3, 3, 1]: its last axis (1) is shorter than m = 4"),
             std::string::npos)
