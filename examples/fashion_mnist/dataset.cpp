@@ -61,9 +61,16 @@ FashionMnist load_fashion_mnist(const std::string& dir) {
 }
 
 bool fashion_mnist_present(const std::string& dir) {
-  for (const char* stem : kStems)
-    if (!std::filesystem::exists(find_file(dir, stem))) return false;
-  return true;
+  return fashion_mnist_missing(dir).empty();
+}
+
+std::vector<std::string> fashion_mnist_missing(const std::string& dir) {
+  std::vector<std::string> missing;
+  for (const char* stem : kStems) {
+    const std::string path = find_file(dir, stem);
+    if (!std::filesystem::exists(path)) missing.push_back(path);
+  }
+  return missing;
 }
 
 Dataset slice(const Dataset& d, int64_t begin, int64_t count) {

@@ -45,6 +45,8 @@ FashionMnist load_fashion_mnist(const std::string& dir);
 
 // True if `dir` holds the four files (gzip or raw) that load_fashion_mnist() reads.
 bool fashion_mnist_present(const std::string& dir);
+// The paths (the .gz names) of those files that `dir` lacks, in load order.
+std::vector<std::string> fashion_mnist_missing(const std::string& dir);
 
 // Rows [begin, begin + count) of d. Throws tinyquant::InvalidArgument when out of range.
 Dataset slice(const Dataset& d, int64_t begin, int64_t count);

@@ -19,9 +19,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dataset.hpp"
@@ -58,6 +60,7 @@ constexpr int kPruneEpochs = 10;
 
 struct Options {
   std::string data_dir = TINYQUANT_FMNIST_DATA_DIR;
+  bool data_dir_given = false;  // then missing files are an error, not a skipped run
   std::string cache_dir;
   fmnist::TrainConfig train;
   int64_t train_limit = 0;  // 0: all 55000
@@ -127,13 +130,17 @@ bool parse(int argc, char** argv, Options* o) {
     *out = v;
     return true;
   };
+  // Decimal digits only: strtod would also take 0x10, 1e3 or " 5" for a seed.
   auto integer = [&](int* i, const char* name, double lo, double hi, double* out) {
-    if (!number(i, name, lo, hi, out)) return false;
-    if (*out != std::floor(*out)) {
-      std::fprintf(stderr, "fashion_mnist: %s = '%s' is not a whole number\n", name, argv[*i]);
-      return false;
+    if (*i + 1 < argc) {
+      const std::string text = argv[*i + 1];
+      if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) {
+        std::fprintf(stderr, "fashion_mnist: %s = '%s' is not a whole number in [%.0f, %.0f]\n",
+                     name, text.c_str(), lo, hi);
+        return false;
+      }
     }
-    return true;
+    return number(i, name, lo, hi, out);
   };
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -151,6 +158,11 @@ bool parse(int argc, char** argv, Options* o) {
                            : a == "--firmware" ? o->firmware_dir
                                                : o->cache_dir;
       value = argv[++i];
+      if (value.empty()) {
+        std::fprintf(stderr, "fashion_mnist: %s: the path is empty\n", a.c_str());
+        return false;
+      }
+      if (a == "--data-dir") o->data_dir_given = true;
     } else if (a == "--finetune-epochs") {
       if (!integer(&i, "--finetune-epochs", 1, 1000, &v)) return false;
       o->finetune_epochs = static_cast<int>(v);
@@ -273,7 +285,28 @@ int run(const Options& o) {
   namespace tq = tinyquant;
   // Training, calibration, GPTQ and the float rows: the same float sums whatever the CPU's caches.
   const fmnist::FixedEigenBlocking fixed_blocking;
-  if (!fmnist::fashion_mnist_present(o.data_dir)) {
+  // The outputs' directories now, not after minutes of training: a --plot or --firmware path
+  // that cannot be written ends the run before it starts.
+  for (const auto& [option, dir] :
+       {std::pair<const char*, std::filesystem::path>{
+            "--plot", std::filesystem::path(o.plot_path).parent_path()},
+        std::pair<const char*, std::filesystem::path>{"--firmware", o.firmware_dir}}) {
+    std::error_code ec;
+    if (!dir.empty()) std::filesystem::create_directories(dir, ec);
+    if (ec || (!dir.empty() && !std::filesystem::is_directory(dir))) {
+      std::fprintf(stderr, "fashion_mnist: %s: cannot create directory '%s': %s\n", option,
+                   dir.string().c_str(), ec ? ec.message().c_str() : "not a directory");
+      return 1;
+    }
+  }
+  const std::vector<std::string> missing = fmnist::fashion_mnist_missing(o.data_dir);
+  if (!missing.empty() && o.data_dir_given) {
+    // Asked for by name: a typo or an incomplete copy, not a machine without the package.
+    std::fprintf(stderr, "fashion_mnist: --data-dir %s: no %s (nor the same name without .gz)\n",
+                 o.data_dir.c_str(), missing[0].c_str());
+    return 1;
+  }
+  if (!missing.empty()) {
     std::printf(
         "Fashion-MNIST not found in %s (install Debian's dataset-fashion-mnist or pass "
         "--data-dir): skipping\n",
@@ -515,7 +548,11 @@ int run(const Options& o) {
   const std::string svg = fmnist::accuracy_bytes_svg(
       rows, float_acc,
       fmt::format("Fashion-MNIST 784-128-64-10: test accuracy vs bytes (seed {})", c.seed));
-  fmnist::write_text_file(o.plot_path, svg);
+  try {
+    fmnist::write_text_file(o.plot_path, svg);
+  } catch (const tinyquant::Error& e) {
+    throw tinyquant::IoError(fmt::format("--plot: {}", e.what()));
+  }
   fmt::print("\nplot: {}\ntotal time {:.1f} s\n", o.plot_path, seconds_since(t_start));
   return 0;
 }
