@@ -152,6 +152,8 @@ Status fully_connected_s8_prepack(const FcParams& params, const FcDims& dims, co
 }
 
 Status fully_connected_s8_prepacked_verify(const void* packed, int32_t packed_size) noexcept {
+  // The size first: the header itself may lie past a short buffer.
+  if (packed != nullptr && packed_size < kHeaderBytes) return Status::kBadArgument;
   Header h{};
   const Status s = read_header(packed, &h);
   if (s != Status::kOk) return s;

@@ -12,14 +12,16 @@
 // multiple of 16 with zeros, out_features to a multiple of 8) followed by their column sums.
 //
 // Contract (as for every rt kernel): no allocation, no exceptions; bad arguments return a Status
-// and leave the output untouched. A packed buffer whose header is corrupt, too small, prepared
-// for other dims or another filter_offset, or prepared for a path other than ctx.path (when
-// ctx.path is not kAuto) gives Status::kBadArgument. A packed path the CPU cannot run gives
+// and leave the output untouched. A packed buffer whose header is corrupt, prepared for other
+// dims or another filter_offset, or prepared for a path other than ctx.path (when ctx.path is
+// not kAuto) gives Status::kBadArgument. A packed path the CPU cannot run gives
 // kPathUnavailable. Calls check the header only: a pass over the payload would cost as much as
 // the product itself at batch 1, so an altered payload (weights, or a path's stored sums and
-// flags) gives wrong outputs, never undefined behaviour. fully_connected_s8_prepacked_verify()
-// checks the payload too; run it once where the buffer may have been altered (copied from flash
-// or a file, received over a link).
+// flags) gives wrong outputs, never undefined behaviour. The calls take no buffer size, so they
+// read the whole buffer the header describes: a buffer cut short is read past its end.
+// fully_connected_s8_prepacked_verify() takes the size and checks the payload too; run it once
+// where the buffer may have been altered or cut (copied from flash or a file, received over a
+// link).
 #pragma once
 
 #include <cstdint>
