@@ -170,7 +170,9 @@ void fill_im2col(const ConvParams& p, const ConvDims& d, const ConvPlan& c, cons
   for (int32_t r = 0; r < rows; ++r) {
     const int32_t ix0 = ox * sw - pad_left;
     const bool whole_rows = runs && ix0 >= 0 && ix0 + kw <= in_w;
-    for (int32_t ky = 0, iy = oy * sh - pad_top; ky < kh; ++ky, iy += dh) {
+    // The steps wrap (wrap_add) rather than overflow: the step after the last tap is never used,
+    // and with one tap the dilation may be as large as int32 allows.
+    for (int32_t ky = 0, iy = oy * sh - pad_top; ky < kh; ++ky, iy = wrap_add(iy, dh)) {
       if (iy < 0 || iy >= in_h) {
         std::memset(dst, pad_value, static_cast<size_t>(kw * n));
         dst += kw * n;
@@ -182,7 +184,7 @@ void fill_im2col(const ConvParams& p, const ConvDims& d, const ConvPlan& c, cons
         dst += kw * n;
         continue;
       }
-      for (int32_t kx = 0, ix = ix0; kx < kw; ++kx, ix += dw, dst += n) {
+      for (int32_t kx = 0, ix = ix0; kx < kw; ++kx, ix = wrap_add(ix, dw), dst += n) {
         if (ix >= 0 && ix < in_w) {
           copy_run(dst, src_row + ptrdiff_t{ix} * in_c, n);
         } else {
