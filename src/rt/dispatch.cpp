@@ -208,7 +208,10 @@ Path default_path() noexcept {
 }
 
 Status force_path(Path p) noexcept {
-  if (p != Path::kAuto && (supported_paths() & path_bits(p)) == 0) {
+  // One path, not a mask of several: (Path)3 would pass a test for any common bit, and every
+  // kAuto call after it would find no kernel for it.
+  const uint32_t bits = path_bits(p);
+  if (p != Path::kAuto && ((bits & (bits - 1)) != 0 || (supported_paths() & bits) == 0)) {
     return Status::kPathUnavailable;
   }
   g_forced.store(path_bits(p), std::memory_order_release);

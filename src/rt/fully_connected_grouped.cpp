@@ -87,8 +87,10 @@ void run_scalar(const FcParams& p, const Requant& rq, const FcDims& d, const Gro
   }
 }
 
+// One path, not a mask of several.
 bool available(Path p) noexcept {
-  return p == Path::kReference || (supported_paths() & path_bits(p)) != 0;
+  const uint32_t bits = path_bits(p);
+  return p == Path::kReference || ((bits & (bits - 1)) == 0 && (supported_paths() & bits) != 0);
 }
 
 // kAuto follows a forced reference, smlad or avx2 path (force_path / TINYQUANT_PATH) and the

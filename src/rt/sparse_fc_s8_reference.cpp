@@ -255,6 +255,8 @@ Status sparse_fully_connected_s8(const Context& ctx, const FcParams& params, con
                                  int8_t* output) noexcept {
   if (input == nullptr || output == nullptr) return Status::kNullPointer;
   if (requant.multiplier == nullptr || requant.shift == nullptr) return Status::kNullPointer;
+  if (requant.rounding != Rounding::kDouble && requant.rounding != Rounding::kSingle)
+    return Status::kBadArgument;
   if (dims.batch < 1 || dims.in_features < 1 || dims.out_features < 1) return Status::kBadDimension;
   if (weights.rows != dims.out_features || weights.cols != dims.in_features)
     return Status::kBadDimension;

@@ -370,6 +370,10 @@ TEST(GroupedScratch, SizesAndRefusals) {
     if (p != Path::kAmx && available(p)) continue;
     EXPECT_EQ(run(c, op, p, &y, 1 << 16), rt::Status::kPathUnavailable) << rt::path_name(p);
   }
+  // A mask of several paths is no path, even when the CPU has one of them.
+  for (const uint32_t bits : {3u, 5u, 0x7fu})
+    EXPECT_EQ(run(c, op, static_cast<Path>(bits), &y, 1 << 16), rt::Status::kPathUnavailable)
+        << bits;
 }
 
 }  // namespace

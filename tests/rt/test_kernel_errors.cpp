@@ -407,6 +407,61 @@ TEST(KernelErrors, GemmS32) {
   bad(Status::kBadDimension, rt::GemmDims{3, 3, 4, 0, 0, 2}, a.data(), 0, b.data(), 0, c.data());
 }
 
+// force_path takes one path: a mask of several (here reference | smlad, which every build has)
+// would pass a test for any common bit and leave every kAuto call without a kernel.
+TEST(KernelErrors, ForcePathRefusesAMaskOfPaths) {
+  const Path before = rt::default_path();
+  for (const uint32_t bits : {3u, 0x7fu, 1u << 7}) {
+    EXPECT_EQ(rt::force_path(static_cast<Path>(bits)), Status::kPathUnavailable) << bits;
+    EXPECT_EQ(rt::default_path(), before) << bits;
+  }
+  FcCase f;
+  EXPECT_EQ(f.run(), Status::kOk);
+  expect_rejected<FcCase>(Status::kPathUnavailable,
+                          FcFix([](FcCase& g) { g.ctx.path = static_cast<Path>(3); }));
+}
+
+// verify() is the check for untrusted buffers: a size below the 64-byte header is refused
+// before the header is read (an exact 16-byte heap block, so ASan sees any read past it).
+TEST(KernelErrors, PrepackedVerifyChecksTheSizeBeforeTheHeader) {
+  std::vector<uint32_t> tiny(4, 0);
+  EXPECT_EQ(rt::fully_connected_s8_prepacked_verify(tiny.data(), 16), Status::kBadArgument);
+  EXPECT_EQ(rt::fully_connected_s8_prepacked_verify(tiny.data(), 0), Status::kBadArgument);
+  EXPECT_EQ(rt::fully_connected_s8_prepacked_verify(tiny.data(), -1), Status::kBadArgument);
+  EXPECT_EQ(rt::fully_connected_s8_prepacked_verify(nullptr, 16), Status::kNullPointer);
+}
+
+// A 1x1 kernel's dilation is never applied, so any value >= 1 is valid; the im2col steps after
+// the last (only) tap must not overflow (UBSan watches the sanitizer build).
+TEST(KernelErrors, OneTapKernelTakesAnyDilation) {
+  const rt::ConvDims d{1, 4, 4, 2, 1, 1, 2, 2, 2};  // batch, in 4x4x2, kernel 1x1, out 2x2x2
+  std::vector<int8_t> x(32), w = {3, -1, 2, 5};
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = static_cast<int8_t>(static_cast<int>(i * 7) % 61 - 30);
+  std::vector<int32_t> mult(2, 1 << 30), shift(2, -1);
+  rt::Requant rq;
+  rq.multiplier = mult.data();
+  rq.shift = shift.data();
+  rq.per_channel = true;
+  std::vector<int8_t> want(8), got(8);
+  for (const int32_t dil : {1, 1 << 20, INT32_MAX}) {
+    rt::ConvParams p;
+    p.stride_h = p.stride_w = 2;
+    p.dilation_h = p.dilation_w = dil;
+    std::vector<uint8_t> scratch(
+        static_cast<size_t>(std::max(1, rt::conv2d_s8_scratch_size(p, d, Path::kAuto))));
+    rt::Context ctx;
+    ctx.scratch = scratch.data();
+    ctx.scratch_size = static_cast<int32_t>(scratch.size());
+    std::vector<int8_t>& y = dil == 1 ? want : got;
+    ASSERT_EQ(rt::conv2d_s8(ctx, p, rq, d, x.data(), w.data(), nullptr, y.data()), Status::kOk)
+        << dil;
+    if (dil != 1) {
+      EXPECT_EQ(got, want) << dil;
+    }
+  }
+}
+
 TEST(KernelErrors, PathUnavailable) {
   const Path missing = unavailable_path();
   if (missing == Path::kAuto) GTEST_SKIP() << "every path is supported on this machine";

@@ -367,6 +367,9 @@ TEST(SparseFcS8, RejectsBadArguments) {
   off = c;
   off.multiplier[0] = -1;
   EXPECT_EQ(run(off, w, Path::kReference, &out), Status::kBadMultiplier);
+  off = c;
+  off.rounding = static_cast<tinyquant::rt::Rounding>(7);  // as the dense kernels refuse it
+  EXPECT_EQ(run(off, w, Path::kReference, &out), Status::kBadArgument);
   // Paths the sparse kernels do not have.
   EXPECT_EQ(run(c, w, Path::kNeon, &out), Status::kPathUnavailable);
   EXPECT_EQ(run(c, w, Path::kAvx512Vnni, &out),
