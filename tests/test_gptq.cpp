@@ -354,8 +354,8 @@ TEST(Gptq, SnapGroupScaleRefusesScalesWithoutAGrid) {
   const float inf = std::numeric_limits<float>::infinity();
   const std::pair<float, float> bad[] = {{1.0f, 0.0f}, {1.0f, -1.0f}, {nan, 1.0f}, {1.0f, nan},
                                          {0.0f, 1.0f}, {-0.5f, 1.0f}, {inf, 1.0f}, {1.0f, inf}};
-  for (const auto& [s, top] : bad)
-    tq_test::expect_error<InvalidArgument>([&] { (void)snap_group_scale(s, top); },
+  for (const std::pair<float, float>& p : bad)
+    tq_test::expect_error<InvalidArgument>([&] { (void)snap_group_scale(p.first, p.second); },
                                            {"snap_group_scale: group scale", "finite and > 0"});
   // The smallest scales still snap to a scale > 0.
   const float tiny = std::numeric_limits<float>::denorm_min();
