@@ -361,6 +361,15 @@ TEST(GroupedScratch, SizesAndRefusals) {
   }
   EXPECT_EQ(scratch_size(c, op, Path::kReference), 0);
   EXPECT_EQ(scratch_size(s8, op8, Path::kReference), 0);
+  // Invalid dims need nothing, on every path, as the dense queries say.
+  for (const Path p : {Path::kSmlad, Path::kAvx2, Path::kAvx512Vnni, Path::kNeon, Path::kNeonDot}) {
+    if (!available(p)) continue;
+    Case none = c;
+    none.batch = 0;
+    EXPECT_EQ(scratch_size(none, op, p), 0) << rt::path_name(p);
+    none.s8 = true;
+    EXPECT_EQ(scratch_size(none, op8, p), 0) << rt::path_name(p);
+  }
   // kAuto asks for what the path it resolves to needs, and runs.
   const int32_t need = scratch_size(c, op, Path::kAuto);
   EXPECT_EQ(run(c, op, Path::kAuto, &y, need), rt::Status::kOk);

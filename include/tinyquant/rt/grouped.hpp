@@ -52,9 +52,10 @@ Status fully_connected_s8_grouped(const Context& ctx, const FcParams& params,
                                   const int8_t* weights, const int32_t* bias,
                                   int8_t* output) noexcept;
 
-// Scratch bytes the call needs on `path` (kAuto: the path it would take), 0 if none: x + offset
-// rearranged once per batch row, per-group input sums, per-call tables and (AArch64, int4) rows
-// unpacked to int8. A call given less returns kScratchTooSmall. Any alignment.
+// Scratch bytes the call needs on `path` (kAuto: the path it would take), 0 if none or if the
+// dims are invalid (as the dense queries): x + offset rearranged once per batch row, per-group
+// input sums, per-call tables and (AArch64, int4) rows unpacked to int8. A call given less
+// returns kScratchTooSmall. Any alignment.
 int32_t fully_connected_s4_grouped_scratch_size(const FcDims& dims, const GroupScales& groups,
                                                 Path path) noexcept;
 int32_t fully_connected_s8_grouped_scratch_size(const FcDims& dims, const GroupScales& groups,
