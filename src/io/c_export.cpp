@@ -721,6 +721,9 @@ const std::map<std::string, std::string>& reserved_c_names() {
     // Not keywords, but no C++ variable at global scope can take them.
     add({"std"}, "the C++ standard library's namespace");
     add({"main"}, "the name of a C++ program's main function");
+    // Predefined as 1 by GCC and clang in their GNU modes (-std=gnu11, gnu++17, the default
+    // of both) on Linux; i386 on 32-bit x86.
+    add({"linux", "unix", "i386"}, "a macro GNU compiler modes predefine");
     return m;
   }();
   return names;
@@ -867,6 +870,16 @@ ModelEntry make_sparse_entry(const std::string& name, const SparseMatrix& matrix
   e.params = params;
   e.format = static_cast<uint8_t>(o.format);
   const SparseArrays& a = matrix.arrays();
+  // The values are codes of `params`: refused here, where the caller can still mend them, and
+  // not first by whoever reads the entry back (sparse_matrix checks the same).
+  const int32_t lo = params.spec.qmin(), hi = params.spec.qmax();
+  for (size_t i = 0; i < a.values.size(); ++i)
+    if (a.values[i] < lo || a.values[i] > hi)
+      fail<InvalidArgument>(
+          "make_sparse_entry: '{}': stored value {} holds code {}, outside the {}-bit{} range "
+          "[{}, {}]",
+          printable(name), i, a.values[i], params.spec.bits,
+          params.spec.narrow_range ? " narrow" : "", lo, hi);
   e.parts.push_back(
       {"layout", le_bytes(std::vector<uint32_t>{
                      static_cast<uint32_t>(a.values.size()), static_cast<uint32_t>(o.nm_n),

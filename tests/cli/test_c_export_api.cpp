@@ -136,7 +136,9 @@ TEST(CExport, NamesOfTheLanguageOrItsStandardHeadersAreRefused) {
                                          {"alignas", ".", "alignas", "a C or C++ keyword"},
                                          {"Bool", ".", "Bool", nullptr},  // not _Bool
                                          {"size", "t", "size_t", "a name <stddef.h> defines"},
-                                         {"std", ".", "std", "namespace"}}) {
+                                         {"std", ".", "std", "namespace"},
+                                         {"linux", ".", "linux", "GNU compiler modes predefine"},
+                                         {"unix", ".", "unix", "GNU compiler modes predefine"}}) {
     SCOPED_TRACE(std::string(c.prefix) + " / " + c.entry);
     io::CExportOptions o;
     o.prefix = c.prefix;
@@ -762,12 +764,28 @@ TEST(CExport, SparseValuesOutsideTheParametersRangeAreRejected) {
     o.block_rows = 2;
     o.block_cols = 4;
     const tinyquant::SparseMatrix m = tinyquant::SparseMatrix::from_dense(dense.data(), 4, 8, o);
+    // Built under full-range parameters of the value type (make_sparse_entry refuses codes
+    // outside the parameters it is given), then given the narrower ones to read back.
+    tinyquant::QuantParams built = params_for(vt == tinyquant::ValueType::kInt8 ? 8 : 4);
+    built.spec.narrow_range = false;
     io::Model model;
-    model.entries.push_back(io::make_sparse_entry(
-        "fc.weight", m, params_for(vt == tinyquant::ValueType::kInt8 ? 8 : 4)));
+    model.entries.push_back(io::make_sparse_entry("fc.weight", m, built));
     model.entries[0].params = params_for(bits);  // narrow range: [-(2^(bits-1) - 1), ...]
     return model;
   };
+  // make_sparse_entry refuses the same codes under the parameters it is given.
+  {
+    std::vector<int8_t> dense = pruned_matrix();
+    dense[7] = -8;
+    tinyquant::SparseOptions o;
+    o.format = tinyquant::StorageFormat::kCsrU8;
+    o.value_type = tinyquant::ValueType::kInt4;
+    const tinyquant::SparseMatrix m = tinyquant::SparseMatrix::from_dense(dense.data(), 4, 8, o);
+    expect_error<InvalidArgument>(
+        [&] { io::make_sparse_entry("fc.weight", m, params_for(4)); },
+        {"make_sparse_entry: 'fc.weight': stored value 3 holds code -8, outside the 4-bit narrow "
+         "range [-7, 7]"});
+  }
   for (const tinyquant::StorageFormat f :
        {tinyquant::StorageFormat::kCsrU8, tinyquant::StorageFormat::kCsrU16,
         tinyquant::StorageFormat::kBlockCsr, tinyquant::StorageFormat::kBitmap,
