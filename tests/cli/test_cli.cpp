@@ -323,6 +323,11 @@ TEST(Cli, PruneStoresTheMatrixInTheAskedSparseFormat) {
   EXPECT_NE(t["format"], 0);  // 75% zeros: some sparse format beats dense int4
   EXPECT_EQ(t["storage"], "int4");
   EXPECT_DOUBLE_EQ(t["sparsity"].get<double>(), 0.75);  // decoded from the sparse arrays
+  // --storage auto weighs block CSR and N:M with --block, --n and --m whatever the method.
+  for (const char* shape : {"--block 4x16", "--n 1 --m 8"}) {
+    r = run("prune " + in + " " + out + " --sparsity 0.8 --storage auto " + shape);
+    EXPECT_EQ(r.code, 0) << shape << "\n" << r.err;
+  }
 
   // A format the pruned matrix does not fit is a data error naming the tensor.
   r = run("prune " + in + " " + out + " --sparsity 0.3 --storage nm");
@@ -748,14 +753,19 @@ TEST(Cli, OptionsThatRuleEachOtherOutAreUsageErrors) {
            {"prune " + fc + "--method nm --sparsity 0.9", "does not apply to --method nm"},
            {"prune " + fc + "--sparsity 1", "outside [0, 1)"},
            {"prune " + fc + "--sparsity -0.1", "outside [0, 1)"},
-           {"quantize " + fc + "--input-scale fc:0", "'fc:0' is 0; it must be finite and > 0"},
+           {"quantize " + fc + "--input-scale fc:0",
+            "--input-scale: fc: the scale '0' must be finite and > 0"},
            {"quantize " + kData + "/fc.npy ''", "OUT: the output path is empty"},
            {"export-c " + model + " " + h + "--source ''", "--source: the path is empty"},
            // Beyond float's range is a value out of range, not text that is not a number.
-           {"quantize " + fc + "--input-scale 1e40", "'1e40' is inf; it must be finite and > 0"},
-           {"quantize " + fc + "--input-scale 1e-50", "'1e-50' is 0; it must be finite and > 0"},
+           {"quantize " + fc + "--input-scale 1e40",
+            "--input-scale: the scale '1e40' is inf in float32; it must be finite and > 0"},
+           {"quantize " + fc + "--input-scale 1e-50",
+            "--input-scale: the scale '1e-50' is 0 in float32; it must be finite and > 0"},
            {"export-c " + model + " " + h + "--act fc1:1e-50,0,0.05,0",
-            "--act fc1 input: activation scale = 0 must be finite and > 0"},
+            "--act: fc1 input: the scale '1e-50' is 0 in float32; it must be finite and > 0"},
+           {"export-c " + model + " " + h + "--act fc1:0.02,0,-1,0",
+            "--act: fc1 output: the scale '-1' must be finite and > 0"},
            // An option the command would ignore is named, not dropped.
            {"quantize " + kData + "/net.safetensors " + kData + "/use.tqm --name w",
             "--name: applies to a .npy input only"},
@@ -764,6 +774,7 @@ TEST(Cli, OptionsThatRuleEachOtherOutAreUsageErrors) {
            {"quantize " + fc + "--group-size 8", "--group-size: applies to --granularity group"},
            {"prune " + fc + "--criterion l2", "--criterion: applies to --method structured"},
            {"prune " + fc + "--block 1x4", "--block: applies to --method block and --storage"},
+           {"prune " + fc + "--storage csr-u8 --block 1x4", "--block: applies to --method block"},
            {"prune " + fc + "--n 1", "--n: applies to --method nm and --storage nm"},
            {"prune " + fc + "--method global --m 8", "--m: applies to --method nm"},
            {"bogus " + fc, "unknown command 'bogus'"},

@@ -106,21 +106,22 @@ CLI::Validator whole_in(int64_t lo, int64_t hi) {
       fmt::format("INT in [{} - {}]", lo, hi));
 }
 
-// A CLI11 check for an activation scale: a number float32 holds finite and > 0. The text is quoted
-// as typed: 1e-46 is 0 in float32, and "scale = 0" would not say why.
+// What keeps `text` from being an activation scale (a number float32 holds finite and > 0), or
+// "" if nothing. The text is quoted as typed: 1e-46 is 0 in float32, and "scale = 0" would not
+// say why. Every option that takes a scale says it this way.
+std::string scale_problem(const std::string& text) {
+  const std::optional<float> f = parse_float(text);
+  if (!f) return fmt::format("expected a number, got '{}'", text);
+  if (std::isfinite(*f) && *f > 0.0f) return {};
+  const double d = std::strtod(text.c_str(), nullptr);
+  return std::isfinite(d) && d > 0.0
+             ? fmt::format("the scale '{}' is {} in float32; it must be finite and > 0", text, *f)
+             : fmt::format("the scale '{}' must be finite and > 0", text);
+}
+
+// A CLI11 check for an activation scale (scale_problem).
 CLI::Validator positive_scale() {
-  return CLI::Validator(
-      [](std::string& v) {
-        const std::optional<float> f = parse_float(v);
-        if (!f) return fmt::format("expected a number, got '{}'", v);
-        if (std::isfinite(*f) && *f > 0.0f) return std::string();
-        const double d = std::strtod(v.c_str(), nullptr);
-        return std::isfinite(d) && d > 0.0
-                   ? fmt::format("the scale '{}' is {} in float32; it must be finite and > 0", v,
-                                 *f)
-                   : fmt::format("the scale '{}' must be finite and > 0", v);
-      },
-      "FLOAT > 0");
+  return CLI::Validator([](std::string& v) { return scale_problem(v); }, "FLOAT > 0");
 }
 
 bool has_extension(const std::string& path, const char* ext) {
@@ -368,6 +369,11 @@ void parse_act(const std::string& v, tinyquant::io::CExportOptions* opt) {
                                "out_zero_point[,relu|relu6], e.g. fc1:0.02,-3,0.05,4, got '" +
                                    v + "'");
   }
+  for (const auto& [side, text] : {std::pair{"input", f[0]}, std::pair{"output", f[2]}}) {
+    const std::string problem = scale_problem(text);
+    if (!problem.empty())
+      throw CLI::ValidationError("--act", fmt::format("{} {}: {}", layer, side, problem));
+  }
   if (f.size() == 5) {
     if (f[4] == "relu")
       a.act = tinyquant::Activation::kRelu;
@@ -396,10 +402,10 @@ void parse_input_scale(const std::string& v, QuantizeOptions* o) {
     throw CLI::ValidationError("--input-scale",
                                "expected [LAYER:]SCALE, e.g. fc1:0.02, got '" + v + "'");
   const float scale = *parsed;
-  if (!std::isfinite(scale) || !(scale > 0.0f))
-    throw CLI::ValidationError("--input-scale", fmt::format("the scale in '{}' is {}; it must be "
-                                                            "finite and > 0",
-                                                            v, scale));
+  const std::string problem = scale_problem(text);
+  if (!problem.empty())
+    throw CLI::ValidationError("--input-scale",
+                               named ? fmt::format("{}: {}", layer, problem) : problem);
   if (!named) {
     if (o->input_scale) throw CLI::ValidationError("--input-scale", "SCALE alone is given twice");
     o->input_scale = scale;
@@ -1127,11 +1133,15 @@ int run(int argc, char** argv) {
       throw CLI::ValidationError("--group-size", "applies to --granularity group only");
     if (given("--criterion") && po.method != "structured")
       throw CLI::ValidationError("--criterion", "applies to --method structured only");
-    if (given("--block") && po.method != "block" && storage.storage != "block-csr")
-      throw CLI::ValidationError("--block", "applies to --method block and --storage block-csr");
+    // --storage auto sizes block CSR and N:M with them too.
+    if (given("--block") && po.method != "block" && storage.storage != "block-csr" &&
+        storage.storage != "auto")
+      throw CLI::ValidationError("--block",
+                                 "applies to --method block and --storage block-csr or auto");
     for (const char* option : {"--n", "--m"})
-      if (given(option) && po.method != "nm" && storage.storage != "nm")
-        throw CLI::ValidationError(option, "applies to --method nm and --storage nm");
+      if (given(option) && po.method != "nm" && storage.storage != "nm" &&
+          storage.storage != "auto")
+        throw CLI::ValidationError(option, "applies to --method nm and --storage nm or auto");
     // Affine weights quantize a pruned 0 to the zero point, a code no sparse format drops.
     if (prune_cmd->parsed() && storage.storage != "dense" && qo.scheme == "affine")
       throw CLI::ValidationError(
