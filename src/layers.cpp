@@ -233,7 +233,8 @@ QTensor weights_fitting_bias(const float* weights, const Shape& shape, const Qua
 // input scale x its weight scale. That weight scale is a placeholder (1 for a [0, 0] range,
 // quant_params.hpp), which can leave the bias many output steps off: up to 25 at input scale
 // 0.05 and output scale 0.001. Such a row of per-channel or per-group weights [rows][cols] takes
-// the finest scale of the rows with weights instead (per group: the row's largest), raised as
+// the finest scale of the rows with weights instead (per group: the row's largest) unless its
+// own is finer, raised as
 // weights_fitting_bias raises one until its bias code is within kBiasCodeLimit, for every group
 // of the row. No weight changes: its codes stay 0 at any scale. Layers of dead rows only are left
 // as they are.
@@ -260,7 +261,9 @@ void retune_dead_rows(QTensor* w, int64_t rows, int64_t cols, const float* bias,
   if (!std::isfinite(finest)) return;
   for (int64_t r = 0; r < rows; ++r) {
     if (!dead[static_cast<size_t>(r)]) continue;
-    float s = finest;
+    // A dead row whose own scale is finer already (given so by the caller) keeps that.
+    const float* own = p.scales.data() + static_cast<size_t>(r) * per_row;
+    float s = std::min(finest, *std::max_element(own, own + per_row));
     if (bias != nullptr) {
       const double need = std::fabs(static_cast<double>(bias[r])) /
                           (static_cast<double>(input_scale) * kBiasCodeLimit);
@@ -517,7 +520,7 @@ QuantizedConv2d::QuantizedConv2d(const float* weights, int32_t out_c, int32_t ke
   const Shape shape{out_c, kernel_h, kernel_w, in_c / geo_.groups};
   weights_ =
       weights_fitting_bias(weights, shape, spec, bias, out_c, input_.scale, "QuantizedConv2d bias");
-  retune_dead_rows(&weights_, out_c, kernel_h * kernel_w * (in_c / geo_.groups), bias,
+  retune_dead_rows(&weights_, out_c, int64_t{kernel_h} * kernel_w * (in_c / geo_.groups), bias,
                    input_.scale);
 
   const size_t channels = static_cast<size_t>(out_c);

@@ -326,9 +326,6 @@ TEST(QuantizedLinear, RaisesWeightScalesABiasDoesNotFit) {
   }
 }
 
-// The same unit quantized ahead of the layer, knowing its input scale (a model file a firmware
-// export will run): quantize_weights_for_bias raises the same scale, so the stored weights build
-// the layer that min / max weights cannot, and it runs as the layer built from floats.
 // A row whose weights are all 0 (a neuron pruned in place, not removed) outputs its bias alone.
 // Its placeholder weight scale (1, from a [0, 0] range) put the bias on a grid of input scale x 1
 // = 0.05, which at output scale 0.001 is 50 output steps: 0.0315 came out as 50 (0.05), not 32.
@@ -384,6 +381,10 @@ TEST(QuantizedLinear, DeadRowsOutputTheirBiasAtTheLiveRowsPrecision) {
       }
     }
   }
+  // A dead row given a finer scale than that by the caller keeps it.
+  QTensor fine = quantize_weights(w.data(), {out, in}, QuantSpec::int8_weights_per_channel());
+  fine.params.scales[1] = 1e-4f;
+  EXPECT_EQ(QuantizedLinear(fine, bias.data(), ip, op).weights().params.scales[1], 1e-4f);
   // A conv's output channel likewise (weights [out_c][1][1][in_c]).
   const QuantizedConv2d conv(w.data(), static_cast<int32_t>(out), 1, 1, static_cast<int32_t>(in),
                              bias.data(), Conv2dGeometry{}, QuantSpec::int8_weights_per_channel(0),
@@ -399,6 +400,9 @@ TEST(QuantizedLinear, DeadRowsOutputTheirBiasAtTheLiveRowsPrecision) {
         << "conv row " << r;
 }
 
+// The same unit quantized ahead of the layer, knowing its input scale (a model file a firmware
+// export will run): quantize_weights_for_bias raises the same scale, so the stored weights build
+// the layer that min / max weights cannot, and it runs as the layer built from floats.
 TEST(QuantizeWeightsForBias, StoredWeightsBuildTheLayerMinMaxOnesCannot) {
   const int64_t out = 4, in = 16;
   std::vector<float> w = randn(static_cast<size_t>(out * in), 0.1f, 45);

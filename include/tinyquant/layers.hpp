@@ -93,7 +93,8 @@ class QuantizedLinear {
   // Both constructors: a per-channel or per-group row whose weight codes are all 0 (a neuron
   // pruned in place) outputs its bias alone, so its placeholder scale (1, from a [0, 0] range)
   // would set that bias's precision. weights() carries such a row at the finest scale of the
-  // rows with weights instead (per group: a row's largest), raised as above if its bias needs.
+  // rows with weights instead (per group: a row's largest), unless its own is finer, raised as
+  // above if its bias needs.
   QuantizedLinear(QTensor weights, const float* bias, ActivationParams input,
                   ActivationParams output, Activation act = Activation::kNone,
                   rt::Rounding rounding = rt::Rounding::kDouble);
