@@ -920,6 +920,12 @@ SparseMatrix sparse_matrix(const ModelEntry& e) {
     fail<FormatError>(
         "sparse entry '{}': {} {}{}: sparse weights are a quantized int8 / int4 matrix", e.name,
         to_string(e.storage), to_string(e.shape), e.params ? "" : " without parameters");
+  // Parameters of an entry built in memory are unchecked: their errors name the entry too.
+  try {
+    e.params->validate(e.shape);
+  } catch (const Error& err) {
+    fail<FormatError>("sparse entry '{}': {}", printable(e.name), err.what());
+  }
   const std::vector<uint32_t> layout = le_part<uint32_t>(e, "layout");
   if (layout.size() != 5)
     fail<FormatError>("sparse entry '{}': part 'layout' holds {} values, expected 5",

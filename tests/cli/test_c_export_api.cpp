@@ -175,7 +175,9 @@ TEST(CExport, NamesCloseToTheStandardOnesCompileAsCAndCpp) {
     const char* prefix;
     std::vector<const char*> entries;
   };
-  std::string includes;
+  // One translation unit per header: "int8" and "INT8" share the include guard TQ_INT8_H_, so
+  // in one unit the second header would be skipped, its names never compiled.
+  int unit = 0;
   for (const Header& h : std::vector<Header>{{"int8", {"ts", "t.x", "T"}},
                                              {"INT8", {"MAXIMUM", "MIN.0", "c"}},
                                              {"SIZE", {"max", "MAX.0"}},
@@ -185,19 +187,19 @@ TEST(CExport, NamesCloseToTheStandardOnesCompileAsCAndCpp) {
     for (const char* e : h.entries) m.entries.push_back(float_model({1.0f}, e).entries[0]);
     io::CExportOptions o;
     o.prefix = h.prefix;
-    const std::string name = std::string("close_") + h.prefix + ".h";
-    std::ofstream(dir + "/" + name) << io::export_c_header(m, o);
-    includes += "#include \"" + name + "\"\n";
-  }
-  std::ofstream(dir + "/close.c") << includes;
-  for (const std::string compile :
-       {"cc -std=c11 -Wpedantic -x c", "c++ -std=c++17 -Wpedantic -x c++"}) {
-    const std::string cmd = compile + " -Wall -Wextra -Werror -fsyntax-only '" + dir +
-                            "/close.c' 2>'" + dir + "/out.txt'";
-    const int rc = std::system(cmd.c_str());
-    std::ifstream out(dir + "/out.txt");
-    const std::string text((std::istreambuf_iterator<char>(out)), std::istreambuf_iterator<char>());
-    EXPECT_EQ(rc, 0) << compile << "\n" << text;
+    const std::string name = "close_" + std::to_string(++unit);
+    std::ofstream(dir + "/" + name + ".h") << io::export_c_header(m, o);
+    std::ofstream(dir + "/" + name + ".c") << "#include \"" + name + ".h\"\n";
+    for (const std::string compile :
+         {"cc -std=c11 -Wpedantic -x c", "c++ -std=c++17 -Wpedantic -x c++"}) {
+      const std::string cmd = compile + " -Wall -Wextra -Werror -fsyntax-only '" + dir + "/" +
+                              name + ".c' 2>'" + dir + "/out.txt'";
+      const int rc = std::system(cmd.c_str());
+      std::ifstream out(dir + "/out.txt");
+      const std::string text((std::istreambuf_iterator<char>(out)),
+                             std::istreambuf_iterator<char>());
+      EXPECT_EQ(rc, 0) << h.prefix << ": " << compile << "\n" << text;
+    }
   }
   if (!HasFailure()) {  // else kept to look at
     EXPECT_EQ(std::system(("rm -rf '" + dir + "'").c_str()), 0);

@@ -16,7 +16,8 @@
 //    u?int{8,16,32,64}_t, u?int_least / u?int_fast{8..64}_t, u?intptr_t, u?intmax_t, their _MIN /
 //    _MAX / _WIDTH macros, INTn_C, SIZE_MAX, PTRDIFF_*, SIG_ATOMIC_*, WCHAR_*, WINT_*); a name
 //    <stddef.h> defines (NULL, offsetof, size_t, ptrdiff_t, max_align_t, nullptr_t; bool,
-//    alignas and the rest of <stdbool.h> / <stdalign.h> are keywords); "std" or "main". Prefix
+//    alignas and the rest of <stdbool.h> / <stdalign.h> are keywords); "std" or "main"; a macro
+//    GCC and clang predefine in their GNU modes ("linux", "unix", "i386"). Prefix
 //    "int8" with an entry "t" (int8_t), "SIZE" with "MAX", "int" with "." (the prefix alone)
 //    throw InvalidArgument naming the entry and the name; names only close to these ("int8_ts",
 //    "my_int") are kept. No name is one C reserves ("__x", "_X"): every one starts with the
@@ -128,10 +129,13 @@ struct CExportOptions {
 //            block_cols); "values"; and the index arrays of the format, little-endian, named
 //            after SparseArrays' fields ("row_nnz", "col_delta", "col_index", "bitmap",
 //            "nm_index", "block_row_ptr", "block_col").
+// A dense matrix, parameters that do not fit the value type or the shape, or a stored value
+// outside the parameters' [qmin, qmax] -> InvalidArgument naming the entry.
 ModelEntry make_sparse_entry(const std::string& name, const SparseMatrix& matrix,
                              const QuantParams& params);
 // The matrix of a sparse entry, checked by SparseMatrix::from_arrays; FormatError naming the
-// entry for a dense entry, an unknown format, a missing or misaligned part, bad arrays or a
+// entry for a dense entry, invalid parameters, an unknown format, a missing or misaligned part,
+// bad arrays or a
 // stored value outside its parameters' [qmin, qmax] (int8 127 under 5-bit parameters; the error
 // names the value's index among the stored values, the code and the range).
 SparseMatrix sparse_matrix(const ModelEntry& entry);
