@@ -203,7 +203,7 @@ bool row_path(Path p) noexcept {
 
 // Scratch bytes of `path` (already resolved) for this shape; 0 when it runs the scalar loops.
 int32_t scratch_bytes(const FcDims& d, const GroupScales& g, Path path, bool s4) noexcept {
-  if (d.batch < 1 || d.in_features < 1 || d.out_features < 1 || g.group_size < 1) return 0;
+  if (detail::check_fc_dims(d) != Status::kOk || g.group_size < 1 || !available(path)) return 0;
   if (row_path(path)) {
     return row_fits(d, g, path, s4) ? static_cast<int32_t>(row_layout(d, g, path, s4).bytes) : 0;
   }

@@ -369,7 +369,11 @@ TEST(GroupedScratch, SizesAndRefusals) {
     EXPECT_EQ(scratch_size(none, op, p), 0) << rt::path_name(p);
     none.s8 = true;
     EXPECT_EQ(scratch_size(none, op8, p), 0) << rt::path_name(p);
+    Case huge = c;
+    huge.batch = 1 << 22;  // batch x in_features past the element limit
+    EXPECT_EQ(scratch_size(huge, op, p), 0) << rt::path_name(p);
   }
+  EXPECT_EQ(scratch_size(c, op, static_cast<Path>(3)), 0);  // a mask of paths is no path
   // kAuto asks for what the path it resolves to needs, and runs.
   const int32_t need = scratch_size(c, op, Path::kAuto);
   EXPECT_EQ(run(c, op, Path::kAuto, &y, need), rt::Status::kOk);

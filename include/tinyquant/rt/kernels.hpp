@@ -53,7 +53,8 @@ constexpr uint32_t path_bits(Path p) noexcept {
 uint32_t supported_paths() noexcept;
 // The path kAuto resolves to: the forced path if one is set and supported, else the fastest.
 Path default_path() noexcept;
-// Force a path for every kAuto call (kAuto clears it). Returns kPathUnavailable if unsupported.
+// Force a path for every kAuto call (kAuto clears it). Returns kPathUnavailable if unsupported
+// or not a single path (a mask of several).
 // On hosted builds the environment variable TINYQUANT_PATH (reference, smlad, avx2,
 // avx512vnni, neon, neondot, amx) forces one at first use.
 Status force_path(Path p) noexcept;
