@@ -898,7 +898,11 @@ TEST(AtomicFile, ReplacingAFileKeepsItsMode) {
     f.write(bytes);
     f.commit();
   };
-  const mode_t old_umask = ::umask(027);
+  // Restored however the test ends (an ASSERT returns early): later tests keep their umask.
+  struct UmaskGuard {
+    mode_t old;
+    ~UmaskGuard() { ::umask(old); }
+  } guard{::umask(027)};
   const std::string path = dir + "/private.bin";
   write_file_bytes(path, {'o', 'l', 'd'});
   ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
@@ -928,7 +932,6 @@ TEST(AtomicFile, ReplacingAFileKeepsItsMode) {
   ::umask(022);
   save_model(sample_model(), dir + "/new.tqm");
   EXPECT_EQ(mode_of(dir + "/new.tqm"), 0644u);
-  ::umask(old_umask);
   fs::remove_all(dir);
 }
 
