@@ -567,6 +567,19 @@ QTensor to_qtensor(const ModelEntry& e) {
   q.shape = e.shape;
   q.params = *e.params;
   q.data = dense_data(e);
+  // An entry built in memory has not met the file's checks: its parameters and codes are
+  // checked here, as parse_model and serialize_model check them.
+  const std::string where = fmt::format("model entry '{}'", tinyquant::printable(e.name));
+  try {
+    q.params.validate(q.shape);
+  } catch (const Error& err) {
+    fail<FormatError>("{}: {}", where, err.what());
+  }
+  try {
+    check_codes(e, q.data, numel(q.shape), where);  // its messages start with `where`
+  } catch (const InvalidArgument& err) {
+    fail<FormatError>("{}", err.what());
+  }
   return q;
 }
 

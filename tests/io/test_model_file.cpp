@@ -605,6 +605,14 @@ TEST(ModelFile, CodesOutsideTheParametersRangeAreRefused) {
   expect_error<InvalidArgument>(
       [&] { serialize_model(m); },
       {"model entry 0 ('w'): element 1 holds code 127, outside the 5-bit range [-16, 15]"});
+  // to_qtensor (what export-c and inspect read entries with) checks an in-memory entry too.
+  expect_error<FormatError>(
+      [&] { (void)to_qtensor(m.entries[0]); },
+      {"model entry 'w': element 1 holds code 127, outside the 5-bit range [-16, 15]"});
+  m.entries[0].params->scales = {1.0f, 2.0f};  // two scales for a per-tensor spec
+  expect_error<FormatError>([&] { (void)to_qtensor(m.entries[0]); },
+                            {"model entry 'w': quant params: 2 scales"});
+  m.entries[0].params->scales = {1.0f};
   m.entries[0].parts[0].bytes = {0xF0, 15};  // -16 and 15: the ends of the range
   const std::vector<uint8_t> ok = serialize_model(m);
   EXPECT_EQ(to_qtensor(parse_model(ok.data(), ok.size()).entries.at(0)).value(0), -16);

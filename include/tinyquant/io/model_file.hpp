@@ -99,7 +99,9 @@ Model load_model(const std::string& path);
 ModelEntry make_entry(const std::string& name, const QTensor& q);
 ModelEntry make_entry(const std::string& name, const float* data, const Shape& shape);
 ModelEntry make_entry(const std::string& name, const int32_t* data, const Shape& shape);
-QTensor to_qtensor(const ModelEntry& e);             // FormatError unless a dense quantized entry
+// FormatError unless a dense quantized entry whose parameters fit its shape and whose codes lie in
+// their [qmin, qmax] (checked here too, for entries built in memory).
+QTensor to_qtensor(const ModelEntry& e);
 std::vector<float> to_floats(const ModelEntry& e);   // dense float32 entries
 std::vector<int32_t> to_int32(const ModelEntry& e);  // dense int32 entries
 
