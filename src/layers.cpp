@@ -234,10 +234,9 @@ QTensor weights_fitting_bias(const float* weights, const Shape& shape, const Qua
 // quant_params.hpp), which can leave the bias many output steps off: up to 25 at input scale
 // 0.05 and output scale 0.001. Such a row of per-channel or per-group weights [rows][cols] takes
 // the finest scale of the rows with weights instead (per group: the row's largest) unless its
-// own is finer, raised as
-// weights_fitting_bias raises one until its bias code is within kBiasCodeLimit, for every group
-// of the row. No weight changes: its codes stay 0 at any scale. Layers of dead rows only are left
-// as they are.
+// own is finer, raised as weights_fitting_bias raises one until its bias code is within
+// kBiasCodeLimit, for every group of the row. No weight changes: its codes stay 0 at any scale.
+// Layers of dead rows only are left as they are.
 void retune_dead_rows(QTensor* w, int64_t rows, int64_t cols, const float* bias,
                       float input_scale) {
   QuantParams& p = w->params;

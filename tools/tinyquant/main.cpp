@@ -969,9 +969,12 @@ int run(int argc, char** argv) {
                 return s >= 0.0 && s < 1.0 ? std::string() : "sparsity " + v + " is outside [0, 1)";
               },
               "in [0, 1)"));
-  prune_cmd->add_option("--n", po.n, "N of N:M: values kept per group (1 <= n <= m)")
+  prune_cmd
+      ->add_option(
+          "--n", po.n,
+          "N of N:M (--method nm, --storage nm or auto): values kept per group (1 <= n <= m)")
       ->check(whole_in(1, 256));
-  prune_cmd->add_option("--m", po.m, "M of N:M: group length along the last axis (<= 256)")
+  prune_cmd->add_option("--m", po.m, "M of N:M (as --n): group length along the last axis (<= 256)")
       ->check(whole_in(1, 256));
   prune_cmd
       ->add_option("--criterion", po.criterion,
@@ -987,7 +990,7 @@ int run(int argc, char** argv) {
         po.block_rows = p->first;
         po.block_cols = p->second;
       },
-      "Block shape ROWSxCOLS for --method block and --storage block-csr; must tile every "
+      "Block shape ROWSxCOLS for --method block and --storage block-csr or auto; must tile every "
       "pruned matrix (default 1x16: 16 inputs of one output, the x86 SIMD tile)");
   SparseStorage storage;
   prune_cmd

@@ -135,9 +135,9 @@ ModelEntry make_sparse_entry(const std::string& name, const SparseMatrix& matrix
                              const QuantParams& params);
 // The matrix of a sparse entry, checked by SparseMatrix::from_arrays; FormatError naming the
 // entry for a dense entry, invalid parameters, an unknown format, a missing or misaligned part,
-// bad arrays or a
-// stored value outside its parameters' [qmin, qmax] (int8 127 under 5-bit parameters; the error
-// names the value's index among the stored values, the code and the range).
+// bad arrays or a stored value outside its parameters' [qmin, qmax] (int8 127 under 5-bit
+// parameters; the error names the value's index among the stored values, the code and the
+// range).
 SparseMatrix sparse_matrix(const ModelEntry& entry);
 
 // "conv1.weight" -> "conv1_weight"; a leading digit gets a '_' prefix.
