@@ -97,6 +97,9 @@ enum class RequantForm : uint8_t {
 struct CExportOptions {
   // C identifier prefix, sanitised like entry names and with no '_' at either end ("net." ->
   // "net"); empty after that -> "model", a leading digit gets "tq_" ("1net" -> "tq_1net").
+  // Macros and the include guard take it in upper case, so two headers in one translation unit
+  // need prefixes that differ in more than case ("net" and "NET" share TQ_NET_H_ and every
+  // NET_... macro: the second header would be skipped).
   std::string prefix = "model";
   // Activation parameters of every layer without its own entry in `layers`; when a layer has
   // neither, no requantization arrays are emitted for it and the header says how to compute them.
