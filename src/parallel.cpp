@@ -157,8 +157,13 @@ void fully_connected_s8_parallel(int threads, const rt::FcParams& params,
   check_offset(kFn, "filter_offset", params.filter_offset, -127, 128);
   check_offset(kFn, "output_offset", params.output_offset, -128, 127);
   if (params.act_min < -128 || params.act_max > 127 || params.act_min > params.act_max) {
-    detail::fail<InvalidArgument>("{}: activation range [{}, {}] not within [-128, 127]", kFn,
-                                  params.act_min, params.act_max);
+    detail::fail<InvalidArgument>(
+        "{}: activation range [{}, {}] {}", kFn, params.act_min, params.act_max,
+        params.act_min > params.act_max ? "has min > max" : "is not within [-128, 127]");
+  }
+  if (requant.rounding != rt::Rounding::kDouble && requant.rounding != rt::Rounding::kSingle) {
+    detail::fail<InvalidArgument>("{}: requant rounding = {} is neither kDouble nor kSingle", kFn,
+                                  static_cast<int>(requant.rounding));
   }
   if (input == nullptr || weights == nullptr || output == nullptr ||
       requant.multiplier == nullptr || requant.shift == nullptr) {

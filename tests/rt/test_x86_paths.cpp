@@ -855,7 +855,8 @@ struct FcCase {
   rt::FcDims dims;
   std::vector<int8_t> input, weights;
   std::vector<int32_t> bias, mult, shift;
-  rt::Requant requant() const { return {mult.data(), shift.data(), true, rt::Rounding::kDouble}; }
+  rt::Rounding rounding = rt::Rounding::kDouble;
+  rt::Requant requant() const { return {mult.data(), shift.data(), true, rounding}; }
 };
 
 FcCase random_fc(std::mt19937& rng, int32_t batch, int32_t k, int32_t n) {
@@ -1281,7 +1282,14 @@ TEST(Parallel, BadArgumentsThrowTypedErrors) {
   expect_throw_with<tinyquant::InvalidArgument>(fc(2, g), {"multiplier[3] = -5"});
   g = f;
   g.params.act_min = 10, g.params.act_max = 5;
-  expect_throw_with<tinyquant::InvalidArgument>(fc(2, g), {"activation range [10, 5]"});
+  expect_throw_with<tinyquant::InvalidArgument>(fc(2, g),
+                                                {"activation range [10, 5] has min > max"});
+  g = f;
+  g.params.act_max = 128;
+  expect_throw_with<tinyquant::InvalidArgument>(fc(2, g), {"is not within [-128, 127]"});
+  g = f;
+  g.rounding = static_cast<rt::Rounding>(7);
+  expect_throw_with<tinyquant::InvalidArgument>(fc(2, g), {"requant rounding = 7"});
   g = f;
   g.dims.batch = 0;
   expect_throw_with<tinyquant::ShapeError>(fc(2, g), {"batch = 0"});
