@@ -725,10 +725,17 @@ QuantParams HistogramObserver::params() const {
 void HistogramObserver::merge(const Observer& other) {
   const bool has_data = check_merge(other);
   const auto& o = static_cast<const HistogramObserver&>(other);
-  if (o.bins_ != bins_ || !same_options(o))
+  if (o.bins_ != bins_ || !same_options(o)) {
+    // check_merge saw the same kind: a percentile observer's other option is its percentile.
+    const auto* p = dynamic_cast<const PercentileObserver*>(this);
     fail<InvalidArgument>(
-        "{} observer: cannot merge an observer with other options (bins {} vs {})", name(), o.bins_,
-        bins_);
+        "{} observer: cannot merge an observer with other options (bins {} vs {}{})", name(),
+        o.bins_, bins_,
+        p == nullptr
+            ? std::string()
+            : fmt::format(", percentile {} vs {}",
+                          static_cast<const PercentileObserver&>(o).percentile(), p->percentile()));
+  }
   if (!has_data) return;
   if (&o == this) {  // doubling: every count twice
     for (Histogram& h : hists_) {

@@ -938,7 +938,8 @@ TEST(Observers, BadConfiguration) {
   MinMaxObserver mm;
   PercentileObserver p99(QuantSpec{}, 99.0), p999(QuantSpec{}, 99.9);
   expect_error<InvalidArgument>([&] { mm.merge(p99); }, {"cannot merge a percentile"});
-  expect_error<InvalidArgument>([&] { p99.merge(p999); }, {"other options"});
+  expect_error<InvalidArgument>([&] { p99.merge(p999); },
+                                {"other options (bins 2048 vs 2048, percentile 99.9 vs 99)"});
   PercentileObserver p99b(QuantSpec{}, 99.0, 1024);
   expect_error<InvalidArgument>([&] { p99.merge(p99b); }, {"bins 1024 vs 2048"});
   MinMaxObserver sym(symmetric_spec());

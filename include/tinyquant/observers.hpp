@@ -203,9 +203,12 @@ class HistogramObserver : public ObserverBase {
 // and the upper tail at p; for symmetric, the p-th percentile of |x|. The estimate interpolates
 // linearly inside the bin holding the rank-k value, k = ceil(p / 100 * n), so it is within one
 // bin width of the exact sorted quantile (x_(k) for the upper tail, x_(n+1-k) for the lower).
-// Affine ends can both land on 0 (mostly zeros and a few values of one sign): that parameter then
-// holds only zeros, and if every parameter does, params() throws DataError naming a range that
-// was observed. Values all within the finest bin width of 0 (2^-120) keep their [min, max].
+// Affine ends can both land on 0 (mostly zeros and a few negative values, whose upper estimate
+// is clipped to the observed maximum 0): that parameter then holds only zeros, and if every
+// parameter does, params() throws DataError naming a range that was observed. With a few
+// positive values instead, the upper estimate lies inside the first bin above 0 (within one bin
+// width of the exact quantile 0), so the range is one bin wide and clips those values. Values all
+// within the finest bin width of 0 (2^-120) keep their [min, max].
 class PercentileObserver final : public HistogramObserver {
  public:
   // Throws InvalidArgument for p outside (0, 100], or p < 50 with an affine scheme (the lower
