@@ -532,6 +532,10 @@ TEST(Cli, QuantizeKeepsAnEmptyTensorAsFloat) {
   EXPECT_EQ(tensor(j, "e")["storage"], "float32");
   EXPECT_EQ(tensor(j, "e")["shape"], (std::vector<int64_t>{0, 8}));
   EXPECT_EQ(tensor(j, "a.weight")["storage"], "int8");
+  // inspect --reference reports the others' errors and none for it (it has no values).
+  const nlohmann::json jr = inspect_json(model, "--reference " + kData + "/with_empty.safetensors");
+  EXPECT_FALSE(tensor(jr, "e").contains("error")) << jr.dump();
+  EXPECT_TRUE(tensor(jr, "a.weight").contains("error")) << jr.dump();
 }
 
 // N:M groups run along the last axis: a tensor whose last axis is shorter than m (a depthwise

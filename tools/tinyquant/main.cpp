@@ -820,7 +820,8 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
       t["sparsity"] =
           values->empty() ? 0.0 : static_cast<double>(z) / static_cast<double>(values->size());
     }
-    if (r != nullptr && values) {
+    // A tensor without values has no error to report (error_report refuses empty inputs).
+    if (r != nullptr && values && !values->empty()) {
       const tinyquant::ErrorReport er = about_other_file(
           fmt::format("--reference {}: tensor '{}'", reference, tinyquant::printable(r->name)),
           [&] { return tinyquant::error_report(r->data, *values); });
@@ -840,7 +841,7 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
   bar->finish();
   if (json) {
     // Entry names are bytes; those that are not UTF-8 reach JSON with U+FFFD in place of each
-    // invalid byte.
+    // invalid sequence (a truncated multi-byte sequence is one), so two such names can read alike.
     std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     return;
   }
