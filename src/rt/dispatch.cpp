@@ -28,6 +28,7 @@
 
 #include "path_kernels.hpp"
 #include "tinyquant/rt/kernels.hpp"
+#include "validate.hpp"
 
 namespace tinyquant::rt {
 namespace {
@@ -210,8 +211,7 @@ Path default_path() noexcept {
 Status force_path(Path p) noexcept {
   // One path, not a mask of several: (Path)3 would pass a test for any common bit, and every
   // kAuto call after it would find no kernel for it.
-  const uint32_t bits = path_bits(p);
-  if (p != Path::kAuto && ((bits & (bits - 1)) != 0 || (supported_paths() & bits) == 0)) {
+  if (p != Path::kAuto && !detail::runnable_path(p)) {
     return Status::kPathUnavailable;
   }
   g_forced.store(path_bits(p), std::memory_order_release);

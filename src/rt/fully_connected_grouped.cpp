@@ -87,10 +87,8 @@ void run_scalar(const FcParams& p, const Requant& rq, const FcDims& d, const Gro
   }
 }
 
-// One path, not a mask of several.
 bool available(Path p) noexcept {
-  const uint32_t bits = path_bits(p);
-  return p == Path::kReference || ((bits & (bits - 1)) == 0 && (supported_paths() & bits) != 0);
+  return p == Path::kReference || detail::runnable_path(p);
 }
 
 // kAuto follows a forced reference, smlad or avx2 path (force_path / TINYQUANT_PATH) and the

@@ -19,6 +19,13 @@ namespace tinyquant::rt::detail {
 // counters and the sizes derived from them stay within int32.
 inline constexpr int64_t kMaxElements = INT32_MAX - 65535;
 
+// True when p is exactly one path (not kAuto, not a mask of several) that this build and CPU
+// run: force_path's and the grouped kernels' test.
+inline bool runnable_path(Path p) noexcept {
+  const uint32_t bits = path_bits(p);
+  return bits != 0 && (bits & (bits - 1)) == 0 && (supported_paths() & bits) != 0;
+}
+
 constexpr bool in_range(int32_t v, int32_t lo, int32_t hi) noexcept {
   return v >= lo && v <= hi;
 }
