@@ -850,6 +850,18 @@ void append_definition(std::string* s, const CModel& m, const CArray& a, bool is
   s->append("\n};\n\n");
 }
 
+// The first stored value outside the parameters' [qmin, qmax], said as "stored value i holds
+// code c, outside the b-bit range [lo, hi]", or "" when every one is a code of `spec`. Padding
+// entries and unused N:M slots hold 0, inside every range.
+std::string stored_value_problem(const std::vector<int8_t>& values, const QuantSpec& spec) {
+  const int32_t lo = spec.qmin(), hi = spec.qmax();
+  for (size_t i = 0; i < values.size(); ++i)
+    if (values[i] < lo || values[i] > hi)
+      return fmt::format("stored value {} holds code {}, outside the {}-bit{} range [{}, {}]", i,
+                         int32_t{values[i]}, spec.bits, spec.narrow_range ? " narrow" : "", lo, hi);
+  return {};
+}
+
 }  // namespace
 
 ModelEntry make_sparse_entry(const std::string& name, const SparseMatrix& matrix,
@@ -872,14 +884,8 @@ ModelEntry make_sparse_entry(const std::string& name, const SparseMatrix& matrix
   const SparseArrays& a = matrix.arrays();
   // The values are codes of `params`: refused here, where the caller can still mend them, and
   // not first by whoever reads the entry back (sparse_matrix checks the same).
-  const int32_t lo = params.spec.qmin(), hi = params.spec.qmax();
-  for (size_t i = 0; i < a.values.size(); ++i)
-    if (a.values[i] < lo || a.values[i] > hi)
-      fail<InvalidArgument>(
-          "make_sparse_entry: '{}': stored value {} holds code {}, outside the {}-bit{} range "
-          "[{}, {}]",
-          printable(name), i, a.values[i], params.spec.bits,
-          params.spec.narrow_range ? " narrow" : "", lo, hi);
+  const std::string bad = stored_value_problem(a.values, params.spec);
+  if (!bad.empty()) fail<InvalidArgument>("make_sparse_entry: '{}': {}", printable(name), bad);
   e.parts.push_back(
       {"layout", le_bytes(std::vector<uint32_t>{
                      static_cast<uint32_t>(a.values.size()), static_cast<uint32_t>(o.nm_n),
@@ -956,16 +962,8 @@ SparseMatrix sparse_matrix(const ModelEntry& e) {
     a.values = unpack_int4(values, count);
   // The stored values are codes of the parameters, in their [qmin, qmax] as a dense entry's are
   // (the model file checks those): int8 127 under 5-bit parameters is no value of the matrix.
-  // Padding entries and unused N:M slots hold 0, inside every range.
-  const QuantSpec& spec = e.params->spec;
-  const int32_t lo = spec.qmin(), hi = spec.qmax();
-  for (size_t i = 0; i < a.values.size(); ++i) {
-    const int32_t code = a.values[i];
-    if (code < lo || code > hi)
-      fail<FormatError>(
-          "sparse entry '{}': stored value {} holds code {}, outside the {}-bit{} range [{}, {}]",
-          printable(e.name), i, code, spec.bits, spec.narrow_range ? " narrow" : "", lo, hi);
-  }
+  const std::string bad = stored_value_problem(a.values, e.params->spec);
+  if (!bad.empty()) fail<FormatError>("sparse entry '{}': {}", printable(e.name), bad);
   switch (o.format) {
     case StorageFormat::kCsrU8:
       a.row_nnz = le_part<uint16_t>(e, "row_nnz");
