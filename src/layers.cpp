@@ -236,23 +236,18 @@ QTensor weights_fitting_bias(const float* weights, const Shape& shape, const Qua
 // the finest scale of the rows with weights instead (per group: the row's largest) unless its
 // own is finer, raised as weights_fitting_bias raises one until its bias code is within
 // kBiasCodeLimit, for every group of the row. No weight changes: its codes stay 0 at any scale.
-// Layers of dead rows only are left as they are.
-void retune_dead_rows(QTensor* w, int64_t rows, int64_t cols, const float* bias,
-                      float input_scale) {
+// Layers of dead rows only are left as they are. `codes`: w's codes, one per weight (unpacked
+// when nibble-packed).
+void retune_dead_rows(QTensor* w, const int8_t* codes, int64_t rows, int64_t cols,
+                      const float* bias, float input_scale) {
   QuantParams& p = w->params;
   if (p.spec.granularity == Granularity::kPerTensor) return;
   const size_t per_row = p.scales.size() / static_cast<size_t>(rows);
-  std::vector<int8_t> unpacked;
-  if (p.spec.bits <= 4) unpacked = unpack_int4(w->data, rows * cols);
-  const auto code = [&](int64_t i) {
-    return p.spec.bits <= 4 ? unpacked[static_cast<size_t>(i)]
-                            : static_cast<int8_t>(w->data[static_cast<size_t>(i)]);
-  };
   std::vector<bool> dead(static_cast<size_t>(rows), true);
   float finest = std::numeric_limits<float>::infinity();
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t k = 0; k < cols && dead[static_cast<size_t>(r)]; ++k)
-      dead[static_cast<size_t>(r)] = code(r * cols + k) == 0;
+      dead[static_cast<size_t>(r)] = codes[r * cols + k] == 0;
     if (dead[static_cast<size_t>(r)]) continue;
     const float* s = p.scales.data() + static_cast<size_t>(r) * per_row;
     finest = std::min(finest, *std::max_element(s, s + per_row));
@@ -343,7 +338,14 @@ void QuantizedLinear::build(const float* bias) {
         "{}: {} weights must be symmetric (zero point 0): the kernels take one filter offset",
         kWhat, to_string(spec.granularity));
 
-  retune_dead_rows(&weights_, out_, in_, bias, input_.scale);
+  // One code per weight, unpacked once: sub-8-bit weights stored one per byte (bits 5..7) run
+  // through the int8 kernel as they are; bits <= 4 are nibble-packed and run through the s4
+  // kernels.
+  std::vector<int8_t> unpacked;
+  if (spec.bits <= 4) unpacked = unpack_int4(weights_.data, weights_.numel());
+  const int8_t* codes =
+      spec.bits <= 4 ? unpacked.data() : reinterpret_cast<const int8_t*>(weights_.data.data());
+  retune_dead_rows(&weights_, codes, out_, in_, bias, input_.scale);
   const std::vector<float>& ws = weights_.params.scales;
   const size_t out = static_cast<size_t>(out_);
   const int64_t groups = grouped ? param_layout(spec, weights_.shape).groups : 1;
@@ -383,21 +385,13 @@ void QuantizedLinear::build(const float* bias) {
       kernel_bias_[c] = quantize_bias(
           bias[c], static_cast<double>(input_.scale) * row_scale[per_tensor ? 0 : c], c, kWhat);
   }
-  // Sub-8-bit weights stored one per byte (bits 5..7) run through the int8 kernel as they are;
-  // bits <= 4 are nibble-packed and run through the s4 kernels.
-  std::vector<int8_t> unpacked;
-  if (spec.bits <= 4) unpacked = unpack_int4(weights_.data, weights_.numel());
   // Fold the input offset into the bias (kernel sums), except for grouped rows, whose per-group
   // ratios make the fold inexact; those keep input_offset in the kernel.
   if (!grouped && params_.input_offset != 0) {
     for (size_t c = 0; c < out; ++c) {
       int32_t sum = 0;
       for (int64_t k = 0; k < in_; ++k) {
-        const int64_t i = static_cast<int64_t>(c) * in_ + k;
-        const int32_t w = spec.bits <= 4
-                              ? unpacked[static_cast<size_t>(i)]
-                              : static_cast<int8_t>(weights_.data[static_cast<size_t>(i)]);
-        sum = rt::wrap_add(sum, w + params_.filter_offset);
+        sum = rt::wrap_add(sum, codes[static_cast<int64_t>(c) * in_ + k] + params_.filter_offset);
       }
       kernel_bias_[c] = rt::wrap_add(kernel_bias_[c], rt::wrap_mul(params_.input_offset, sum));
     }
@@ -519,8 +513,14 @@ QuantizedConv2d::QuantizedConv2d(const float* weights, int32_t out_c, int32_t ke
   const Shape shape{out_c, kernel_h, kernel_w, in_c / geo_.groups};
   weights_ =
       weights_fitting_bias(weights, shape, spec, bias, out_c, input_.scale, "QuantizedConv2d bias");
-  retune_dead_rows(&weights_, out_c, int64_t{kernel_h} * kernel_w * (in_c / geo_.groups), bias,
-                   input_.scale);
+  if (spec.granularity != Granularity::kPerTensor) {
+    std::vector<int8_t> unpacked;
+    if (spec.bits == 4) unpacked = unpack_int4(weights_.data, weights_.numel());
+    retune_dead_rows(
+        &weights_,
+        spec.bits == 4 ? unpacked.data() : reinterpret_cast<const int8_t*>(weights_.data.data()),
+        out_c, int64_t{kernel_h} * kernel_w * (in_c / geo_.groups), bias, input_.scale);
+  }
 
   const size_t channels = static_cast<size_t>(out_c);
   to_multipliers(input_.scale, weights_.params.scales, spec.granularity != Granularity::kPerTensor,
