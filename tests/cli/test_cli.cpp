@@ -312,6 +312,12 @@ TEST(Cli, PruneStoresTheMatrixInTheAskedSparseFormat) {
   EXPECT_NE(r.out.find("sparsity 0.500  block-csr"), std::string::npos) << r.out;
   nlohmann::json t = tensor(inspect_json(out), "fc.weight");
   EXPECT_EQ(t["format"], 3);  // StorageFormat::kBlockCsr
+  EXPECT_EQ(t["format_name"], "block-csr");
+  // The table names the format too, and says "dense" for the bias.
+  const Result table = run("inspect " + out);
+  ASSERT_EQ(table.code, 0) << table.err;
+  EXPECT_NE(table.out.find("int8     block-csr [16, 48]"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("dense     [16]"), std::string::npos) << table.out;
   // int8 values of 24 blocks (384) + block_row_ptr 17 * 4 + block_col 24 * 2 = 500 bytes; the
   // file also holds the 20-byte layout part.
   EXPECT_EQ(t["bytes"], 384 + 68 + 48 + 20);

@@ -776,12 +776,14 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
   std::vector<std::string> sqnr_text(model.entries.size());
   for (size_t index = 0; index < model.entries.size(); ++index) {
     const tinyquant::io::ModelEntry& e = model.entries[index];
-    nlohmann::json t = {{"name", e.name},
-                        {"storage", tinyquant::io::to_string(e.storage)},
-                        {"format", e.format},
-                        {"shape", e.shape},
-                        {"params", tinyquant::numel(e.shape)},
-                        {"bytes", entry_bytes(e)}};
+    nlohmann::json t = {
+        {"name", e.name},
+        {"storage", tinyquant::io::to_string(e.storage)},
+        {"format", e.format},
+        {"format_name", tinyquant::to_string(static_cast<tinyquant::StorageFormat>(e.format))},
+        {"shape", e.shape},
+        {"params", tinyquant::numel(e.shape)},
+        {"bytes", entry_bytes(e)}};
     if (e.params) {
       const tinyquant::QuantSpec& s = e.params->spec;
       t["bits"] = s.bits;
@@ -852,10 +854,10 @@ void inspect(const std::string& path, const std::string& reference, bool json, P
     if (t.contains("bits"))
       q = fmt::format("int{} {} {} axis {}", t["bits"].get<int>(), t["scheme"].get<std::string>(),
                       t["granularity"].get<std::string>(), t["axis"].get<int>());
-    fmt::print("{:<32} {:<8} {:<16} {:<36} params {:>9}  bytes {:>9}",
+    fmt::print("{:<32} {:<8} {:<9} {:<16} {:<36} params {:>9}  bytes {:>9}",
                tinyquant::printable(t["name"].get<std::string>()), t["storage"].get<std::string>(),
-               tinyquant::to_string(t["shape"].get<Shape>()), q, t["params"].get<int64_t>(),
-               t["bytes"].get<int64_t>());
+               t["format_name"].get<std::string>(), tinyquant::to_string(t["shape"].get<Shape>()),
+               q, t["params"].get<int64_t>(), t["bytes"].get<int64_t>());
     if (t.contains("sparsity")) fmt::print("  sparsity {:.3f}", t["sparsity"].get<double>());
     if (t.contains("error")) {
       const nlohmann::json& er = t["error"];
