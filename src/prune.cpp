@@ -73,6 +73,8 @@ void apply_mask(float* weights, int64_t n, const Mask& mask) {
   if (static_cast<int64_t>(mask.size()) != n)
     fail<ShapeError>("apply_mask: mask has {} entries but the tensor has {} weights", mask.size(),
                      n);
+  if (weights == nullptr && n > 0)
+    fail<InvalidArgument>("apply_mask: weights of {} elements are null", n);
   for (int64_t i = 0; i < n; ++i) {
     if (mask[static_cast<size_t>(i)] == 0) weights[i] = 0.0f;
   }
@@ -143,6 +145,8 @@ Mask nm_mask(const WeightView& w, int n, int m) {
 Mask block_mask(const WeightView& w, int64_t block_rows, int64_t block_cols, double sparsity,
                 BlockScore score) {
   check_sparsity(sparsity, "block_mask");
+  if (score != BlockScore::kMean && score != BlockScore::kMax)
+    fail<InvalidArgument>("block_mask: unknown block score {}", static_cast<int>(score));
   const float* d = checked_data(w, "block_mask");
   int64_t rows = 0, cols = 0;
   as_matrix(w.shape, &rows, &cols);
@@ -150,6 +154,8 @@ Mask block_mask(const WeightView& w, int64_t block_rows, int64_t block_cols, dou
     fail<InvalidArgument>(
         "block_mask: block {}x{} does not tile the {}x{} matrix of a tensor of shape {}",
         block_rows, block_cols, rows, cols, to_string(w.shape));
+  // An empty tensor has no block to rank, however many rows it has ([2^40, 0]).
+  if (rows == 0 || cols == 0) return Mask{};
   const int64_t brs = rows / block_rows, bcs = cols / block_cols;
   std::vector<double> scores(static_cast<size_t>(brs * bcs));
   for (int64_t br = 0; br < brs; ++br) {
@@ -189,6 +195,9 @@ void slice_geometry(const Shape& shape, int axis, int64_t* outer, int64_t* len, 
 
 Mask structured_mask(const WeightView& w, int axis, double sparsity, Criterion criterion) {
   check_sparsity(sparsity, "structured_mask");
+  if (criterion != Criterion::kL1 && criterion != Criterion::kL2 &&
+      criterion != Criterion::kGeometricMedian)
+    fail<InvalidArgument>("structured_mask: unknown criterion {}", static_cast<int>(criterion));
   const float* d = checked_data(w, "structured_mask");
   const int a = normalize_axis(axis, w.shape, "structured_mask");
   // Slices of an empty tensor have no norm to rank (and may still be many: [2^40, 0]).
@@ -236,6 +245,7 @@ Mask expand_slice_mask(const Mask& slices, const Shape& shape, int axis) {
     fail<ShapeError>("expand_slice_mask: mask has {} entries but axis {} of shape {} has {}",
                      slices.size(), axis, to_string(shape), len);
   Mask out(static_cast<size_t>(outer * len * inner));
+  if (out.empty()) return out;  // nothing to fill, however many slices ([2^40, 4, 0])
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t s = 0; s < len; ++s) {
       for (int64_t i = 0; i < inner; ++i)

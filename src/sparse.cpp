@@ -284,10 +284,12 @@ void SparseMatrix::validate() const {
     case StorageFormat::kBlockCsr: {
       const int64_t brs = rows_ / options_.block_rows, bcs = cols_ / options_.block_cols;
       const int64_t bsize = options_.block_rows * options_.block_cols;
-      if (static_cast<int64_t>(a.block_row_ptr.size()) != brs + 1 || a.block_row_ptr[0] != 0)
-        fail<FormatError>(
-            "{} matrix: {} block row pointers for {} block rows (need {} starting at 0)", f,
-            a.block_row_ptr.size(), brs, brs + 1);
+      if (static_cast<int64_t>(a.block_row_ptr.size()) != brs + 1)
+        fail<FormatError>("{} matrix: {} block row pointers for {} block rows (need {})", f,
+                          a.block_row_ptr.size(), brs, brs + 1);
+      if (a.block_row_ptr[0] != 0)
+        fail<FormatError>("{} matrix: the first block row pointer is {}, not 0", f,
+                          a.block_row_ptr[0]);
       for (int64_t R = 0; R < brs; ++R) {
         if (a.block_row_ptr[sz(R + 1)] < a.block_row_ptr[sz(R)])
           fail<FormatError>(
@@ -492,6 +494,12 @@ rt::SparseMatrixS8 SparseMatrix::view() const {
     fail<InvalidArgument>("SparseMatrix::view: no int8 kernel view for {} {} values",
                           to_string(options_.format),
                           options_.value_type == ValueType::kInt4 ? "int4" : "int8");
+  // The view counts values in int32 (the kernels' element limit is below 2^31 anyway).
+  if (arrays_.values.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+    fail<InvalidArgument>(
+        "SparseMatrix::view: {} matrix {}x{} stores {} values, more than the kernels' int32 "
+        "count holds",
+        to_string(options_.format), rows_, cols_, arrays_.values.size());
   rt::SparseMatrixS8 w;
   w.rows = static_cast<int32_t>(rows_);
   w.cols = static_cast<int32_t>(cols_);
@@ -533,6 +541,13 @@ FormatChoice choose_format(const int8_t* dense, int64_t rows, int64_t cols,
   SparseOptions o = options;
   o.format = StorageFormat::kBitmap;
   check_options(rows, cols, o, "choose_format");
+  // Options that no matrix could use are the caller's error; a format that cannot hold this
+  // matrix (blocks that do not tile it, a group with more than N nonzeros) is only left out.
+  o.format = StorageFormat::kNm;
+  check_options(rows, cols, o, "choose_format");
+  if (o.block_rows < 1 || o.block_cols < 1)
+    fail<InvalidArgument>("choose_format: block {}x{} is invalid (need at least 1x1)", o.block_rows,
+                          o.block_cols);
   if (dense == nullptr) fail<InvalidArgument>("choose_format: dense data is null");
   for (int64_t i = 0; options.value_type == ValueType::kInt4 && i < rows * cols; ++i) {
     if (dense[i] < -8 || dense[i] > 7)

@@ -411,3 +411,38 @@ TEST(Shrink, RejectsNullLayerWeights) {
       },
       {"shrink: layer weights of shape [3, 2] are null"});
 }
+
+// An empty tensor may still have many rows or slices; the masks of [2^40, 0] and [2^40, 4, 0]
+// are empty and come back at once, as magnitude_mask's and nm_mask's do.
+TEST(BlockMask, EmptyTensorWithManyRowsIsAnEmptyMask) {
+  const float x = 0.0f;
+  const int64_t huge = int64_t{1} << 40;
+  EXPECT_EQ(block_mask({&x, {huge, 0}}, 1, 1, 0.5), Mask{});
+  EXPECT_EQ(block_mask({&x, {0, huge}}, 1, 1, 0.5), Mask{});
+  EXPECT_EQ(expand_slice_mask(Mask{1, 0, 1, 1}, {huge, 4, 0}, 1), Mask{});
+  EXPECT_EQ(expand_slice_mask(Mask{}, {huge, 0, 3}, 1), Mask{});
+}
+
+TEST(ApplyMask, RejectsNullWeights) {
+  expect_error<InvalidArgument>(
+      [] {
+        apply_mask(nullptr, 4, Mask{1, 0, 1, 1});
+      },
+      {"apply_mask: weights of 4 elements are null"});
+  apply_mask(nullptr, 0, Mask{});  // nothing to write
+}
+
+// Enumerators outside the declared ones are refused, not run as the last branch.
+TEST(StructuredMask, RejectsUnknownCriterionAndBlockScore) {
+  const std::vector<float> w = {1, 2, 3, 4};
+  expect_error<InvalidArgument>(
+      [&] {
+        structured_mask({w.data(), {2, 2}}, 0, 0.5, static_cast<Criterion>(7));
+      },
+      {"structured_mask: unknown criterion 7"});
+  expect_error<InvalidArgument>(
+      [&] {
+        block_mask({w.data(), {2, 2}}, 1, 1, 0.5, static_cast<BlockScore>(7));
+      },
+      {"block_mask: unknown block score 7"});
+}

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <random>
 #include <string>
@@ -518,7 +519,10 @@ TEST(SparseMatrix, CorruptBlockRowStartAndNmTailIndex) {
   blk.block_col = {1, 3};
   blk.values = {0, 5, 0, -3};
   expect_error<FormatError>([&] { SparseMatrix::from_arrays(2, 10, b, blk); },
-                            {"3 block row pointers for 2 block rows (need 3 starting at 0)"});
+                            {"the first block row pointer is 1, not 0"});
+  blk.block_row_ptr = {0, 2};  // a count wrong in itself is said as such
+  expect_error<FormatError>([&] { SparseMatrix::from_arrays(2, 10, b, blk); },
+                            {"2 block row pointers for 2 block rows (need 3)"});
   // 2:4 over 6 columns: the tail group holds columns 4 and 5 only, so its index 2 (column 6)
   // is outside it although 2 bits could hold up to 3. Slots 2 bits each, LSB first:
   // group 0 {0, 1}, tail {2, 0}.
@@ -621,4 +625,40 @@ TEST(ChooseFormat, RejectsInt4ValuesOutOfRange) {
   expect_error<InvalidArgument>(
       [&] { choose_format(d.data(), 2, 3, opt(StorageFormat::kCsrU8, ValueType::kInt4)); },
       {"choose_format: int4 value -9 at row 1, column 2 is outside [-8, 7]"});
+}
+
+// Options that no matrix could take are errors; a format that only cannot hold this matrix is
+// left out of the list (TiesGoToTheEarlierFormat).
+TEST(ChooseFormat, RejectsOptionsNoMatrixCouldTake) {
+  const std::vector<int8_t> d{1, 0, 0, 0, 5, 0, 0, 8};
+  SparseOptions o;
+  o.nm_n = 0;
+  expect_error<InvalidArgument>([&] { choose_format(d.data(), 1, 8, o); },
+                                {"choose_format: N:M = 0:4 is invalid"});
+  o = SparseOptions{};
+  o.nm_n = 5;
+  expect_error<InvalidArgument>([&] { choose_format(d.data(), 1, 8, o); },
+                                {"choose_format: N:M = 5:4 is invalid"});
+  o = SparseOptions{};
+  o.block_rows = 0;
+  expect_error<InvalidArgument>([&] { choose_format(d.data(), 1, 8, o); },
+                                {"choose_format: block 0x16 is invalid"});
+}
+
+// The kernel view counts values in int32: a matrix storing more than 2^31 - 1 values is refused
+// by view(), where the x86 bitmap body would otherwise read a truncated count as its bound. The
+// matrix takes about 2.3 GB, so the test runs only when asked.
+TEST(SparseMatrix, ViewRefusesMoreValuesThanInt32Counts) {
+  const char* env = std::getenv("TINYQUANT_TEST_HUGE");
+  if (env == nullptr || env[0] != '1') GTEST_SKIP() << "set TINYQUANT_TEST_HUGE=1 to run";
+  const int64_t cols = 256, rows = (int64_t{1} << 23) + 1;  // 2^31 + 256 values
+  SparseOptions o;
+  o.format = StorageFormat::kBitmap;
+  SparseArrays a;
+  a.bitmap.assign(static_cast<size_t>(rows * cols / 8), 0xFF);
+  a.values.assign(static_cast<size_t>(rows * cols), 1);
+  const SparseMatrix m = SparseMatrix::from_arrays(rows, cols, o, std::move(a));
+  expect_error<InvalidArgument>([&] { (void)m.view(); },
+                                {"SparseMatrix::view: bitmap matrix 8388609x256 stores "
+                                 "2147483904 values"});
 }

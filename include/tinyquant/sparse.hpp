@@ -100,7 +100,8 @@ class SparseMatrix {
 // nm_n nonzeros, kBlockCsr only when the blocks tile it, kCsrU16 only when cols <= 65536, CSR
 // only when no row needs more than 65535 entries, padding included), and the smallest. Ties go to
 // the earlier entry in the order dense, CSR u8, CSR u16, block CSR, bitmap, N:M, so dense wins
-// unless a format is strictly smaller.
+// unless a format is strictly smaller. Options no matrix could take (N:M outside
+// 1 <= n <= m <= 256, a block dimension below 1) throw InvalidArgument.
 struct FormatChoice {
   StorageFormat best = StorageFormat::kDense;
   int64_t best_bytes = 0;
