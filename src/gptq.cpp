@@ -39,13 +39,21 @@ struct Plan {
   std::vector<int64_t> top_group;  // snap: the group that keeps it
 };
 
-// (scale, zero point) of n values with the options' rule; all-zero values get {1, 0}.
-ScaleZeroPoint fit(const float* v, int64_t n, const QuantSpec& one, const GptqOptions& o) {
+// (scale, zero point) of n values with the options' rule; all-zero values get {1, 0}. A range
+// with no float32 scale is a DataError naming the row (-1: the whole tensor) and group (-1: none).
+ScaleZeroPoint fit(const float* v, int64_t n, const QuantSpec& one, const GptqOptions& o,
+                   int64_t row, int64_t group) {
   if (std::all_of(v, v + n, [](float x) { return x == 0.0f; })) return ScaleZeroPoint{1.0f, 0};
   const Shape shape{n};
-  const QuantParams p = o.mse_params ? params_for_mse(v, shape, one, o.mse_steps, o.mse_min_ratio)
-                                     : params_for(v, shape, one);
-  return ScaleZeroPoint{p.scales[0], p.zero_points[0]};
+  try {
+    const QuantParams p = o.mse_params ? params_for_mse(v, shape, one, o.mse_steps, o.mse_min_ratio)
+                                       : params_for(v, shape, one);
+    return ScaleZeroPoint{p.scales[0], p.zero_points[0]};
+  } catch (const DataError& e) {
+    if (row < 0) fail<DataError>("gptq: weights: {}", e.what());
+    if (group < 0) fail<DataError>("gptq: weights: row {}: {}", row, e.what());
+    fail<DataError>("gptq: weights: row {} group {}: {}", row, group, e.what());
+  }
 }
 
 // An error-updated weight as the float the rounding sees: beyond the float range it is the
@@ -103,7 +111,7 @@ void fit_group(const Plan& plan, const GptqOptions& o, const MatrixD& w, int64_t
     const size_t k = static_cast<size_t>(r * plan.groups + g);
     if (plan.snap && plan.top_group[static_cast<size_t>(r)] == g) continue;  // keeps the top
     for (int64_t j = 0; j < n; ++j) v[static_cast<size_t>(j)] = to_float(w(r, c0 + j));
-    const ScaleZeroPoint sz = fit(v.data(), n, plan.one, o);
+    const ScaleZeroPoint sz = fit(v.data(), n, plan.one, o, r, g);
     p->scales[k] =
         plan.snap ? snap_group_scale(sz.scale, plan.row_top[static_cast<size_t>(r)]) : sz.scale;
     p->zero_points[k] = sz.zero_point;
@@ -158,7 +166,8 @@ Plan make_plan(const MatrixD& w0, const QuantSpec& spec, const GptqOptions& o, Q
     const RowMatrixF wf = w0.cast<float>();
     const bool tensor = spec.granularity == Granularity::kPerTensor;
     for (int64_t r = 0; r < (tensor ? 1 : out); ++r) {
-      const ScaleZeroPoint sz = fit(wf.data() + r * in, tensor ? out * in : in, plan.one, o);
+      const ScaleZeroPoint sz =
+          fit(wf.data() + r * in, tensor ? out * in : in, plan.one, o, tensor ? -1 : r, -1);
       p->scales[static_cast<size_t>(r)] = sz.scale;
       p->zero_points[static_cast<size_t>(r)] = sz.zero_point;
     }

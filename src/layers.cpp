@@ -33,12 +33,18 @@ void ActivationParams::validate(const char* what) const {
 
 void activation_range(Activation act, const ActivationParams& out, int32_t* act_min,
                       int32_t* act_max) {
+  if (act != Activation::kNone && act != Activation::kRelu && act != Activation::kRelu6)
+    fail<InvalidArgument>("activation_range: unknown activation {}", static_cast<int>(act));
   *act_min = -128;
   *act_max = 127;
   if (act == Activation::kRelu || act == Activation::kRelu6)
     *act_min = std::max(-128, out.zero_point);
   if (act == Activation::kRelu6) {
-    const double top = std::round(6.0 / static_cast<double>(out.scale)) + out.zero_point;
+    // 6 / scale in float, as TFLite's CalculateActivationRangeQuantized computes it: the double
+    // quotient can round to the other side of a half (6 / 0.0470588244 is 127.4999... in double
+    // and 127.5 in float), and the clamp must be the one the converted model runs.
+    const float steps = 6.0f / out.scale;
+    const double top = std::round(static_cast<double>(steps)) + out.zero_point;
     *act_max = static_cast<int32_t>(std::clamp(top, -128.0, 127.0));
   }
 }
@@ -119,6 +125,35 @@ void to_multipliers(float input_scale, const std::vector<float>& channel_scales,
         input_scale, output_scale, rt::status_name(st));
 }
 
+// A real multiplier above 1 makes the kernels shift the accumulator left before the fixed-point
+// multiply, in int32 as CMSIS-NN and TFLite Micro do: an accumulator past INT32_MAX >> shift
+// wraps to the other sign. Throws InvalidArgument when a channel can reach one: |acc| is at most
+// sum_k |w + filter_offset| * max|x - input zero point| + |bias| (+ one per group for grouped
+// rows' rounding). Such a layer saturates nearly every output anyway (its multiplier is at
+// least 2^(shift - 1)); it comes from an output scale far finer than the input's.
+void check_left_shift_headroom(const int8_t* codes, int64_t rows, int64_t cols,
+                               int32_t filter_offset, int32_t input_zero_point,
+                               const std::vector<int32_t>& bias, const std::vector<int32_t>& shifts,
+                               int64_t groups, float output_scale, const char* what) {
+  const int64_t x_max = std::max(128 + int64_t{input_zero_point}, 127 - int64_t{input_zero_point});
+  for (int64_t c = 0; c < rows; ++c) {
+    const int32_t shift = shifts[static_cast<size_t>(c)];
+    if (shift <= 0) continue;
+    int64_t w_sum = 0;
+    for (int64_t k = 0; k < cols; ++k)
+      w_sum += std::abs(int64_t{codes[c * cols + k]} + filter_offset);
+    const int64_t b = bias.empty() ? 0 : std::abs(int64_t{bias[static_cast<size_t>(c)]});
+    const int64_t bound = w_sum * x_max + b + groups;
+    const int64_t room = int64_t{INT32_MAX} >> shift;
+    if (bound > room)
+      fail<InvalidArgument>(
+          "{}: output scale {} is too fine for output channel {}: its requantization shifts "
+          "accumulators left by {}, and accumulators up to {} would pass int32 (at most {} fit) "
+          "and wrap, as on Cortex-M; use a coarser output scale",
+          what, output_scale, c, shift, bound, room);
+  }
+}
+
 int32_t quantize_bias(float b, double scale, size_t c, const char* what) {
   const double q = std::round(static_cast<double>(b) / scale);
   if (!std::isfinite(q) || q < INT32_MIN || q > INT32_MAX)
@@ -145,14 +180,21 @@ constexpr double kBiasCodeLimit = 1073741824.0;
 // quantize_weights gives them.
 QTensor weights_fitting_bias(const float* weights, const Shape& shape, const QuantSpec& spec,
                              const float* bias, int64_t channels, float input_scale,
-                             const char* what, RoundMode mode = RoundMode::kHalfAwayFromZero,
+                             const char* owner, const char* what,
+                             RoundMode mode = RoundMode::kHalfAwayFromZero,
                              int64_t* raised = nullptr) {
   if (raised != nullptr) *raised = 0;
   std::vector<float> mins, maxs;
-  ranges_of(weights, shape, spec, &mins, &maxs);
+  QuantParams p;
+  // Errors of the weights themselves (a NaN, every range [0, 0]) name the caller.
+  try {
+    ranges_of(weights, shape, spec, &mins, &maxs);
+    p = params_from_ranges(spec, shape, mins, maxs);  // params_for's
+  } catch (const DataError& e) {
+    fail<DataError>("{} weights: {}", owner, e.what());
+  }
   // Checked for every layout, raised or not: a NaN bias is bad input whichever path runs.
   if (bias != nullptr) detail::check_finite(bias, channels, what);
-  QuantParams p = params_from_ranges(spec, shape, mins, maxs);  // params_for's
   const bool per_tensor = spec.granularity == Granularity::kPerTensor;
   const bool scale_ok = input_scale > 0.0f && std::isfinite(input_scale);
   if (bias != nullptr && scale_ok && spec.granularity == Granularity::kPerGroup &&
@@ -279,7 +321,7 @@ QTensor quantize_weights_for_bias(const float* weights, const Shape& shape, cons
   ActivationParams{input_scale, 0}.validate(kWhat);
   // A scalar weight is a 1 x 1 layer: one output channel.
   return weights_fitting_bias(weights, shape, spec, bias, shape.empty() ? 1 : shape[0], input_scale,
-                              kWhat, mode, raised);
+                              kWhat, kWhat, mode, raised);
 }
 
 QuantizedLinear::QuantizedLinear(const float* weights, int64_t out_features, int64_t in_features,
@@ -293,7 +335,8 @@ QuantizedLinear::QuantizedLinear(const float* weights, int64_t out_features, int
               fail<ShapeError>("QuantizedLinear: weight shape [{}, {}] must be positive",
                                out_features, in_features);
             return weights_fitting_bias(weights, Shape{out_features, in_features}, weight_spec,
-                                        bias, out_features, input.scale, "QuantizedLinear bias");
+                                        bias, out_features, input.scale, "QuantizedLinear",
+                                        "QuantizedLinear bias");
           }(),
           bias, input, output, act, rounding) {}
 
@@ -309,6 +352,7 @@ QuantizedLinear::QuantizedLinear(QTensor weights, const float* bias, ActivationP
     fail<ShapeError>("QuantizedLinear: weight shape {} is empty or exceeds int32 kernel limits",
                      to_string(weights_.shape));
   weights_.params.validate(weights_.shape);
+  detail::check_storage("QuantizedLinear weights", weights_);
   build(bias);
 }
 
@@ -385,6 +429,8 @@ void QuantizedLinear::build(const float* bias) {
       kernel_bias_[c] = quantize_bias(
           bias[c], static_cast<double>(input_.scale) * row_scale[per_tensor ? 0 : c], c, kWhat);
   }
+  check_left_shift_headroom(codes, out_, in_, params_.filter_offset, input_.zero_point,
+                            kernel_bias_, shifts_, grouped ? groups : 0, output_.scale, kWhat);
   // Fold the input offset into the bias (kernel sums), except for grouped rows, whose per-group
   // ratios make the fold inexact; those keep input_offset in the kernel.
   if (!grouped && params_.input_offset != 0) {
@@ -500,6 +546,8 @@ QuantizedConv2d::QuantizedConv2d(const float* weights, int32_t out_c, int32_t ke
   if (geo_.stride_h < 1 || geo_.stride_w < 1 || geo_.dilation_h < 1 || geo_.dilation_w < 1)
     fail<InvalidArgument>("{}: stride {}x{} and dilation {}x{} must be >= 1", kWhat, geo_.stride_h,
                           geo_.stride_w, geo_.dilation_h, geo_.dilation_w);
+  if (geo_.padding != Padding::kValid && geo_.padding != Padding::kSame)
+    fail<InvalidArgument>("{}: unknown padding {}", kWhat, static_cast<int>(geo_.padding));
   input_.validate("QuantizedConv2d input");
   output_.validate("QuantizedConv2d output");
   QuantSpec spec = weight_spec;
@@ -511,16 +559,15 @@ QuantizedConv2d::QuantizedConv2d(const float* weights, int32_t out_c, int32_t ke
   if (spec.scheme != Scheme::kSymmetric)
     fail<InvalidArgument>("{}: conv weights must be symmetric (zero point 0)", kWhat);
   const Shape shape{out_c, kernel_h, kernel_w, in_c / geo_.groups};
-  weights_ =
-      weights_fitting_bias(weights, shape, spec, bias, out_c, input_.scale, "QuantizedConv2d bias");
-  if (spec.granularity != Granularity::kPerTensor) {
-    std::vector<int8_t> unpacked;
-    if (spec.bits == 4) unpacked = unpack_int4(weights_.data, weights_.numel());
-    retune_dead_rows(
-        &weights_,
-        spec.bits == 4 ? unpacked.data() : reinterpret_cast<const int8_t*>(weights_.data.data()),
-        out_c, int64_t{kernel_h} * kernel_w * (in_c / geo_.groups), bias, input_.scale);
-  }
+  weights_ = weights_fitting_bias(weights, shape, spec, bias, out_c, input_.scale, kWhat,
+                                  "QuantizedConv2d bias");
+  std::vector<int8_t> unpacked;
+  if (spec.bits == 4) unpacked = unpack_int4(weights_.data, weights_.numel());
+  const int8_t* codes =
+      spec.bits == 4 ? unpacked.data() : reinterpret_cast<const int8_t*>(weights_.data.data());
+  const int64_t per_channel = int64_t{kernel_h} * kernel_w * (in_c / geo_.groups);
+  if (spec.granularity != Granularity::kPerTensor)
+    retune_dead_rows(&weights_, codes, out_c, per_channel, bias, input_.scale);
 
   const size_t channels = static_cast<size_t>(out_c);
   to_multipliers(input_.scale, weights_.params.scales, spec.granularity != Granularity::kPerTensor,
@@ -533,6 +580,8 @@ QuantizedConv2d::QuantizedConv2d(const float* weights, int32_t out_c, int32_t ke
       bias_[c] = quantize_bias(bias[c], static_cast<double>(input_.scale) * ws, c, kWhat);
     }
   }
+  check_left_shift_headroom(codes, out_c, per_channel, 0, input_.zero_point, bias_, shifts_, 0,
+                            output_.scale, kWhat);
   activation_range(act, output_, &act_min_, &act_max_);
 }
 

@@ -22,7 +22,8 @@ struct Sums {
 Sums accumulate(const char* what, const float* r, int64_t nr, const float* a, int64_t na) {
   if (nr != na)
     fail<ShapeError>("{}: reference has {} elements but approximation has {}", what, nr, na);
-  if (nr <= 0) fail<DataError>("{}: inputs are empty", what);
+  if (nr < 0) fail<InvalidArgument>("{}: element count {} is negative", what, nr);
+  if (nr == 0) fail<DataError>("{}: inputs are empty", what);
   if (r == nullptr || a == nullptr)
     fail<InvalidArgument>("{}: null data for {} elements", what, nr);
   const int64_t bad_r = detail::first_non_finite(r, nr);

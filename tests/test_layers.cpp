@@ -943,3 +943,112 @@ TEST(QuantizedConv2d, BytesCountsWeightsAndPerChannelInt32s) {
   // int4: 60 nibbles in 30 bytes.
   EXPECT_EQ(QuantizedConv2d(w.data(), 3, 2, 2, 5, nullptr, geo, s4, ok, ok).bytes(), 30 + 36);
 }
+
+// TFLite computes the ReLU6 clamp as zero_point + round(6.0f / scale) with a float quotient.
+// For the parameters of [-6, 6] (scale 12 / 255 = 0.0470588244f, zero point -1) that quotient is
+// 127.5f, which rounds to 128: the clamp is 127. In double it is 127.49999..., which would round
+// to 127 and clamp at 126. [0, 12] has the same scale at zero point -128: clamp 0, not -1.
+TEST(Layers, Relu6ClampIsTfLitesFloatQuotient) {
+  const ActivationParams sym = ActivationParams::from_range(-6.0f, 6.0f);
+  ASSERT_EQ(sym.scale, 12.0f / 255.0f);
+  ASSERT_EQ(sym.zero_point, -1);
+  ASSERT_EQ(6.0f / sym.scale, 127.5f);
+  ASSERT_LT(6.0 / static_cast<double>(sym.scale), 127.5);
+  int32_t lo = 0, hi = 0;
+  activation_range(Activation::kRelu6, sym, &lo, &hi);
+  EXPECT_EQ(lo, -1);
+  EXPECT_EQ(hi, 127);
+  const ActivationParams pos = ActivationParams::from_range(0.0f, 12.0f);
+  ASSERT_EQ(pos.zero_point, -128);
+  activation_range(Activation::kRelu6, pos, &lo, &hi);
+  EXPECT_EQ(lo, -128);
+  EXPECT_EQ(hi, 0);
+}
+
+TEST(Layers, RejectUnknownActivationAndPadding) {
+  int32_t lo = 0, hi = 0;
+  tq_test::expect_error<InvalidArgument>(
+      [&] {
+        activation_range(static_cast<Activation>(7), {0.1f, 0}, &lo, &hi);
+      },
+      {"activation_range: unknown activation 7"});
+  const std::vector<float> w(8, 0.5f);
+  const ActivationParams ok{0.1f, 0};
+  tq_test::expect_error<InvalidArgument>(
+      [&] {
+        QuantizedLinear(w.data(), 2, 4, nullptr, QuantSpec::int8_weights_per_channel(0), ok, ok,
+                        static_cast<Activation>(7));
+      },
+      {"activation_range: unknown activation 7"});
+  Conv2dGeometry geo;
+  geo.padding = static_cast<Padding>(5);
+  tq_test::expect_error<InvalidArgument>(
+      [&] {
+        QuantizedConv2d(w.data(), 2, 1, 1, 4, nullptr, geo, QuantSpec::int8_weights_per_channel(0),
+                        ok, ok);
+      },
+      {"QuantizedConv2d: unknown padding 5"});
+}
+
+// Quantized weights whose byte count disagrees with their shape are refused before any code is
+// read (a short buffer used to be read past its end).
+TEST(QuantizedLinear, RejectsWeightDataOfTheWrongLength) {
+  const std::vector<float> w(15, 0.5f);
+  const ActivationParams in{0.05f, 3}, out{0.1f, -2};
+  for (const int bits : {8, 4}) {
+    QuantSpec spec = QuantSpec::int8_weights_per_channel(0);
+    spec.bits = bits;
+    QTensor q = quantize_weights(w.data(), {3, 5}, spec);
+    for (const size_t size : {size_t{2}, q.data.size() + 1}) {
+      QTensor bad = q;
+      bad.data.resize(size);
+      tq_test::expect_error<ShapeError>(
+          [&] { QuantizedLinear(bad, nullptr, in, out); },
+          {"QuantizedLinear weights: QTensor holds " + std::to_string(size) + " bytes"});
+    }
+  }
+}
+
+// Errors of the float weights themselves name the layer.
+TEST(Layers, WeightErrorsNameTheLayer) {
+  std::vector<float> w(8, 0.5f);
+  const ActivationParams ok{0.1f, 0};
+  const QuantSpec pc = QuantSpec::int8_weights_per_channel(0);
+  w[4] = std::numeric_limits<float>::quiet_NaN();
+  tq_test::expect_error<DataError>(
+      [&] { QuantizedLinear(w.data(), 2, 4, nullptr, pc, ok, ok); },
+      {"QuantizedLinear weights: ", "non-finite value nan at index 4"});
+  std::fill(w.begin(), w.end(), 0.0f);
+  tq_test::expect_error<DataError>(
+      [&] { QuantizedConv2d(w.data(), 2, 1, 1, 4, nullptr, Conv2dGeometry{}, pc, ok, ok); },
+      {"QuantizedConv2d weights: ", "zero range"});
+}
+
+// A real multiplier above 1 shifts the int32 accumulator left before the multiply, and wraps
+// past INT32_MAX >> shift (as CMSIS-NN does). Weights {1, 1} at scale 1/127, input scale 1,
+// output scale 1e-30: the multiplier saturates at shift 30, where accumulators above 1 wrap
+// (an input of 1 gave -128); they reach 2 * 127 * 128 = 32512. Refused; a multiplier of 8 is
+// fine, and its outputs saturate as the arithmetic says.
+TEST(Layers, RefuseAnOutputScaleWhoseShiftWouldWrapTheAccumulator) {
+  const std::vector<float> w = {1.0f, 1.0f};
+  const ActivationParams in{1.0f, 0};
+  const QuantSpec pc = QuantSpec::int8_weights_per_channel(0);
+  tq_test::expect_error<InvalidArgument>(
+      [&] {
+        QuantizedLinear(w.data(), 1, 2, nullptr, pc, in, {1e-30f, 0});
+      },
+      {"QuantizedLinear: output scale 1e-30 is too fine for output channel 0",
+       "shifts accumulators left by 30", "up to 32512", "at most 1 fit"});
+  tq_test::expect_error<InvalidArgument>(
+      [&] {
+        QuantizedConv2d(w.data(), 1, 1, 1, 2, nullptr, Conv2dGeometry{}, pc, in, {1e-30f, 0});
+      },
+      {"QuantizedConv2d: output scale 1e-30 is too fine for output channel 0"});
+  // Weight codes 127 (scale 1/127); output scale 1 / (127 * 8): multiplier 8, shift 4
+  // (0.5 * 2^4). Accumulators reach 2 * 127 * 128 = 32512, far below 2^31 >> 4.
+  const QuantizedLinear fine(w.data(), 1, 2, nullptr, pc, in, {1.0f / (127.0f * 8.0f), 0});
+  EXPECT_EQ(fine.shifts()[0], 4);
+  EXPECT_EQ(fine.forward(std::vector<int8_t>{0, 0}), (std::vector<int8_t>{0}));
+  EXPECT_EQ(fine.forward(std::vector<int8_t>{1, 0}), (std::vector<int8_t>{127}));  // 8 * 127
+  EXPECT_EQ(fine.forward(std::vector<int8_t>{-1, 0}), (std::vector<int8_t>{-128}));
+}

@@ -129,6 +129,8 @@ TEST(Metrics, BadInputs) {
   expect_error<ShapeError>([&] { error_report(three, four); }, {"error_report", "3", "4"});
   expect_error<DataError>([&] { mse(empty, empty); }, {"mse", "empty"});
   expect_error<DataError>([&] { error_report(empty, empty); }, {"empty"});
+  expect_error<InvalidArgument>([&] { mse(three.data(), -1, three.data(), -1); },
+                                {"mse: element count -1 is negative"});
   std::vector<float> bad{1, 2, std::numeric_limits<float>::quiet_NaN()};
   expect_error<DataError>([&] { mse(bad, three); }, {"reference", "nan", "index 2"});
   expect_error<DataError>([&] { sqnr_db(three, bad); }, {"approximation", "nan", "index 2"});

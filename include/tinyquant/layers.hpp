@@ -40,7 +40,9 @@ struct ActivationParams {
 
 enum class Activation : uint8_t { kNone = 0, kRelu = 1, kRelu6 = 2 };
 
-// act_min / act_max for an int8 output with these parameters.
+// act_min / act_max for an int8 output with these parameters: ReLU clamps below at the zero
+// point, ReLU6 also above at zero_point + round(6.0f / scale), the quotient in float as TFLite
+// computes it. InvalidArgument for an Activation outside the three.
 void activation_range(Activation act, const ActivationParams& out, int32_t* act_min,
                       int32_t* act_max);
 
@@ -78,7 +80,9 @@ class QuantizedLinear {
  public:
   // weights [out_features][in_features] row-major float; bias [out_features] or null.
   // weight_spec: bits 2..8; kSymmetric per-channel (axis 0) or per-tensor (affine allowed
-  // per-tensor); per-group along axis 1 with bits <= 4 uses the grouped int4 kernel.
+  // per-tensor); symmetric per-group along axis 1 runs the grouped kernels (the int4 one for
+  // bits <= 4, the int8 one for 5..8). Weights that are all 0, or hold a NaN or infinity, are a
+  // DataError naming the layer.
   // Weight scales come from min / max, except that a per-tensor or per-channel scale (per-group:
   // a row's largest group scale) at which a bias code |bias| / (input scale x weight scale) would
   // pass 2^30 is raised until it does not (a unit whose weights are negligible next to its bias),
@@ -87,9 +91,12 @@ class QuantizedLinear {
                   const float* bias, const QuantSpec& weight_spec, ActivationParams input,
                   ActivationParams output, Activation act = Activation::kNone,
                   rt::Rounding rounding = rt::Rounding::kDouble);
-  // From weights already quantized (e.g. pruned, or loaded from a model file). A bias that does
-  // not fit int32 at input scale x weight scale is a DataError (quantize_weights_for_bias avoids
-  // it).
+  // From weights already quantized (e.g. pruned, or loaded from a model file). Data whose byte
+  // count is not the shape's is a ShapeError. A bias that does not fit int32 at input scale x
+  // weight scale is a DataError (quantize_weights_for_bias avoids it).
+  // Both constructors: an output scale so much finer than input x weight scale that the
+  // requantization's left shift (a real multiplier above 1) could carry an accumulator the
+  // layer can reach past int32, where the kernels wrap as CMSIS-NN does, is InvalidArgument.
   // Both constructors: a per-channel or per-group row whose weight codes are all 0 (a neuron
   // pruned in place) outputs its bias alone, so its placeholder scale (1, from a [0, 0] range)
   // would set that bias's precision. weights() carries such a row at the finest scale of the
@@ -156,7 +163,8 @@ class QuantizedConv2d {
   // per-channel spec's axis is taken as 0 whatever it says) or per-tensor as the spec asks;
   // per-group and affine specs are InvalidArgument. A scale too small for its channel's bias is
   // raised as QuantizedLinear's float constructor does, and an output channel whose weights are
-  // all 0 takes the finest scale of the others, as QuantizedLinear's rows do.
+  // all 0 takes the finest scale of the others, as QuantizedLinear's rows do. Bad weights, an
+  // unknown padding or activation, and too fine an output scale fail as QuantizedLinear's do.
   QuantizedConv2d(const float* weights, int32_t out_c, int32_t kernel_h, int32_t kernel_w,
                   int32_t in_c, const float* bias, const Conv2dGeometry& geometry,
                   const QuantSpec& weight_spec, ActivationParams input, ActivationParams output,
@@ -170,6 +178,8 @@ class QuantizedConv2d {
                rt::Path path = rt::Path::kAuto) const;
 
   const QTensor& weights() const noexcept { return weights_; }
+  // Bytes a device stores: weights + int32 bias, multiplier and shift per output channel. The
+  // conv kernels read per-channel pairs, so per-tensor weights count out_c pairs too.
   int64_t bytes() const;
 
  private:
