@@ -943,6 +943,36 @@ double MseObserver::step_for(int64_t slot, double t) const {
   return (hi - lo) / static_cast<double>(spec_.qmax() - spec_.qmin());
 }
 
+namespace {
+
+// Integral of (x - s * round(x / s))^2 over [0, x) as a whole number k of periods (each s^3 / 12)
+// and the cube of the remainder r = x - k s in [-s/2, s/2): k s^3 / 12 + r^3 / 3. Kept apart so
+// that differences over a bin do not cancel.
+struct GridIntegral {
+  double periods;
+  double rem_cube;
+};
+GridIntegral grid_integral(double x, double s) {
+  const double k = std::floor(x / s + 0.5);
+  const double r = x - k * s;
+  return {k, r * r * r};
+}
+
+// Mean of (x - s * round(x / s))^2 over x spread evenly on [a, b) (the point a when b <= a).
+double mean_rounding_error(double a, double b, double s) {
+  if (!(s > 0.0)) return 0.0;  // a zero range: every value is 0 and exact
+  if (!(b > a)) {
+    const double r = a - s * std::floor(a / s + 0.5);
+    return r * r;
+  }
+  const GridIntegral ia = grid_integral(a, s), ib = grid_integral(b, s);
+  const double integral =
+      (ib.periods - ia.periods) * s * s * s / 12.0 + (ib.rem_cube - ia.rem_cube) / 3.0;
+  return std::max(0.0, integral / (b - a));
+}
+
+}  // namespace
+
 double MseObserver::expected_error(int64_t slot, int64_t cut) const {
   const Histogram& h = histogram(slot);
   const auto bins = static_cast<int64_t>(h.counts.size());
@@ -956,11 +986,14 @@ double MseObserver::expected_error(int64_t slot, int64_t cut) const {
   double err = 0.0;
   for (int64_t j = 0; j < bins; ++j) {
     const double c = static_cast<double>(h.counts[static_cast<size_t>(j)]);
+    if (c == 0.0) continue;
+    const double a = static_cast<double>(j) * w;
     if (j < cut) {
-      err += c * step * step / 12.0;
+      err += c * mean_rounding_error(a, std::min(a + w, max_abs), step);
     } else {
-      const double d = (static_cast<double>(j) + 0.5) * w - t;
-      err += c * d * d;
+      // Mean of (x - t)^2 over the bin: its centre's square plus the bin's own w^2 / 12.
+      const double d = a + 0.5 * w - t;
+      err += c * (d * d + w * w / 12.0);
     }
   }
   return err;
@@ -971,9 +1004,10 @@ void MseObserver::choose_range(int64_t slot, double* lo, double* hi) const {
   const auto s = static_cast<size_t>(slot);
   const double max_abs = std::max(-static_cast<double>(mins_[s]), double{maxs_[s]});
   const int64_t used = used_bins(h);
-  // Tail sums in bin units (u = j + 0.5) make each candidate O(1):
-  //   sum_{j >= i} c_j (u_j - t)^2 = S2 - 2 t S1 + t^2 S0.
+  // Tail sums in bin units (u = j + 0.5) make each candidate's clipping term O(1):
+  //   sum_{j >= i} c_j ((u_j - t)^2 + 1/12) = S2 - 2 t S1 + t^2 S0 + S0 / 12.
   std::vector<double> s0(static_cast<size_t>(used) + 1, 0.0), s1(s0), s2(s0);
+  std::vector<int64_t> filled;  // the non-empty bins, for the rounding term
   for (int64_t j = used - 1; j >= 0; --j) {
     const auto k = static_cast<size_t>(j);
     const double c = static_cast<double>(h.counts[k]), u = static_cast<double>(j) + 0.5;
@@ -981,16 +1015,27 @@ void MseObserver::choose_range(int64_t slot, double* lo, double* hi) const {
     s1[k] = s1[k + 1] + c * u;
     s2[k] = s2[k + 1] + c * u * u;
   }
+  for (int64_t j = 0; j < used; ++j)
+    if (h.counts[static_cast<size_t>(j)] != 0) filled.push_back(j);
   const double w = h.bin_width();
   double best = std::numeric_limits<double>::infinity();
   double best_t = max_abs;
+  size_t below = 0;  // filled bins under the cut
   for (int64_t cut = 1; cut <= used; ++cut) {
     const auto k = static_cast<size_t>(cut);
+    while (below < filled.size() && filled[below] < cut) ++below;
     const double t = std::min(h.edge(cut), max_abs);
     const double step = step_for(slot, t);
     const double tu = t / w;
-    const double clip = std::max(0.0, s2[k] - 2.0 * tu * s1[k] + tu * tu * s0[k]) * w * w;
-    const double err = (s0[0] - s0[k]) * step * step / 12.0 + clip;
+    const double clip =
+        std::max(0.0, s2[k] - 2.0 * tu * s1[k] + tu * tu * s0[k] + s0[k] / 12.0) * w * w;
+    double err = clip;
+    for (size_t f = 0; f < below && err < best; ++f) {
+      const auto j = static_cast<size_t>(filled[f]);
+      const double a = static_cast<double>(j) * w;
+      err +=
+          static_cast<double>(h.counts[j]) * mean_rounding_error(a, std::min(a + w, max_abs), step);
+    }
     if (err < best) {
       best = err;
       best_t = t;

@@ -260,10 +260,19 @@ class EntropyObserver final : public HistogramObserver {
 // Range minimising the expected squared quantization error, on a histogram of |x|. For a
 // threshold T = min(i * width, max|x|), i in [1, used], with the step delta(T) that the scheme
 // gives for the resulting range (symmetric: T / (2^(bits-1) - 1); affine: the width of [min, max]
-// clipped to [-T, T] and widened to hold 0, over qmax - qmin):
-//   E(T) = sum over bins j < i  of counts[j] * delta(T)^2 / 12      (rounding noise)
-//        + sum over bins j >= i of counts[j] * (center_j - T)^2      (clipping)
-// with center_j the middle of bin j. The first minimising i wins.
+// clipped to [-T, T] and widened to hold 0, over qmax - qmin), and the values of bin j taken as
+// spread evenly over it, [j * width, (j + 1) * width) (the last one only up to max|x|):
+//   E(T) = sum over bins j < i  of counts[j] * mean of (x - delta(T) round(x / delta(T)))^2
+//                                                          (rounding to the grid of step delta)
+//        + sum over bins j >= i of counts[j] * mean of (x - T)^2                     (clipping)
+// Each mean is exact (the integral of a piecewise quadratic). The rounding term is what the
+// grid does to those values, not the uniform-noise figure delta^2 / 12, which holds only for a
+// step much finer than the data's spread: a step wider than the bulk of the data rounds it all
+// to 0, at an error of the bulk's own square, which delta^2 / 12 overstates (so clipping
+// outliers would look better than it is; at 4 bits, 20 outliers at 100 among N(0, 1) values
+// made that model pick T = 37 at 5x the mean squared error of T = 100). The first minimising
+// i wins. params() costs O(used bins x non-empty bins) per parameter, about the entropy
+// observer's: 4.5 ms for 2048 filled bins (bench_observers).
 class MseObserver final : public HistogramObserver {
  public:
   explicit MseObserver(const QuantSpec& spec = QuantSpec::int8_activations(), int64_t bins = 2048);
