@@ -299,30 +299,30 @@ ObserverBase::ObserverBase(const QuantSpec& spec) : spec_(spec) {
   spec_.validate();
 }
 
-void ObserverBase::check_shape(const Shape& shape) const {
+void ObserverBase::check_shape(const Shape& shape, const char* whose) const {
   if (slots_ == 0 || spec_.granularity == Granularity::kPerTensor) return;
   if (spec_.granularity == Granularity::kPerGroup) {
     if (shape != shape_)
       fail<ShapeError>(
-          "{} observer: batch shape {} differs from the first batch's {} (per-group "
+          "{} observer: {} shape {} differs from the first batch's {} (per-group "
           "parameters need the same shape)",
-          name(), to_string(shape), to_string(shape_));
+          name(), whose, to_string(shape), to_string(shape_));
     return;
   }
   if (shape.size() != shape_.size())
-    fail<ShapeError>(
-        "{} observer: batch shape {} has rank {}, but the first batch's {} has rank {}", name(),
-        to_string(shape), shape.size(), to_string(shape_), shape_.size());
+    fail<ShapeError>("{} observer: {} shape {} has rank {}, but the first batch's {} has rank {}",
+                     name(), whose, to_string(shape), shape.size(), to_string(shape_),
+                     shape_.size());
   const auto axis = static_cast<size_t>(normalize_axis(spec_.axis, shape_, "observer"));
   if (shape[axis] != shape_[axis])
     fail<ShapeError>(
-        "{} observer: batch shape {} has {} channels along axis {}, but the first "
+        "{} observer: {} shape {} has {} channels along axis {}, but the first "
         "batch's {} has {}",
-        name(), to_string(shape), shape[axis], spec_.axis, to_string(shape_), shape_[axis]);
+        name(), whose, to_string(shape), shape[axis], spec_.axis, to_string(shape_), shape_[axis]);
 }
 
 void ObserverBase::observe(const float* data, const Shape& shape) {
-  check_shape(shape);
+  check_shape(shape, "batch");
   const int64_t n = numel(shape);
   if (n == 0) return;
   if (data == nullptr)
@@ -401,10 +401,11 @@ bool ObserverBase::check_merge(const Observer& other) const {
   if (o == nullptr || typeid(other) != typeid(*this))
     fail<InvalidArgument>("{} observer: cannot merge a {} observer into it", name(), other.name());
   if (!same_spec(spec_, o->spec_))
-    fail<InvalidArgument>("{} observer: cannot merge an observer with a different spec ({} vs {})",
-                          name(), spec_text(o->spec_), spec_text(spec_));
+    fail<InvalidArgument>(
+        "{} observer: cannot merge an observer with a different spec (this one {}, the other {})",
+        name(), spec_text(spec_), spec_text(o->spec_));
   if (o->values_ == 0) return false;
-  check_shape(o->shape_);
+  check_shape(o->shape_, "the merged observer's first batch");
   return true;
 }
 
@@ -426,7 +427,12 @@ void ObserverBase::reset_base() {
 
 QuantParams ObserverBase::params_from(const std::vector<float>& mins,
                                       const std::vector<float>& maxs) const {
-  return params_from_ranges(spec_, shape_, mins, maxs);
+  try {
+    return params_from_ranges(spec_, shape_, mins, maxs);
+  } catch (const DataError& e) {
+    fail<DataError>("{} observer ({} values in {} batches): {}", name(), values_, batches_,
+                    e.what());
+  }
 }
 
 // ---- MinMaxObserver ----------------------------------------------------------------------------
@@ -729,12 +735,13 @@ void HistogramObserver::merge(const Observer& other) {
     // check_merge saw the same kind: a percentile observer's other option is its percentile.
     const auto* p = dynamic_cast<const PercentileObserver*>(this);
     fail<InvalidArgument>(
-        "{} observer: cannot merge an observer with other options (bins {} vs {}{})", name(),
-        o.bins_, bins_,
-        p == nullptr
-            ? std::string()
-            : fmt::format(", percentile {} vs {}",
-                          static_cast<const PercentileObserver&>(o).percentile(), p->percentile()));
+        "{} observer: cannot merge an observer with other options (this one: bins {}{}; the "
+        "other: bins {}{})",
+        name(), bins_,
+        p == nullptr ? std::string() : fmt::format(", percentile {}", p->percentile()), o.bins_,
+        p == nullptr ? std::string()
+                     : fmt::format(", percentile {}",
+                                   static_cast<const PercentileObserver&>(o).percentile()));
   }
   if (!has_data) return;
   if (&o == this) {  // doubling: every count twice
@@ -790,10 +797,10 @@ PercentileObserver::PercentileObserver(const QuantSpec& spec, double percentile,
       percentile_(percentile) {
   if (!(std::isfinite(percentile) && percentile > 0.0 && percentile <= 100.0))
     fail<InvalidArgument>("percentile observer: percentile = {} is outside (0, 100]", percentile);
-  if (spec.scheme == Scheme::kAffine && percentile < 50.0)
+  if (spec.scheme == Scheme::kAffine && percentile <= 50.0)
     fail<InvalidArgument>(
-        "percentile observer: percentile = {} < 50 with an affine scheme puts "
-        "the lower tail above the upper",
+        "percentile observer: percentile = {} <= 50 with an affine scheme puts "
+        "the lower tail at or above the upper",
         percentile);
 }
 

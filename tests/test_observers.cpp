@@ -314,7 +314,7 @@ TEST(HistogramObserver, GrowingRangeOverManyBatchesEqualsOnePass) {
 // ---- PercentileObserver ------------------------------------------------------------------------
 
 TEST(PercentileObserver, WithinOneBinOfSortedQuantile) {
-  for (double pct : {50.0, 90.0, 99.0, 99.9, 99.99, 100.0}) {
+  for (double pct : {50.01, 90.0, 99.0, 99.9, 99.99, 100.0}) {
     const std::vector<float> v = laplace_data(20000, 8, 0.5f);
     std::vector<float> sorted = v;
     std::sort(sorted.begin(), sorted.end());
@@ -973,7 +973,7 @@ TEST(Observers, BadConfiguration) {
   for (double p : {0.0, -1.0, 100.5, static_cast<double>(NAN)})
     expect_error<InvalidArgument>([&] { PercentileObserver o(QuantSpec{}, p); },
                                   {"percentile", "outside (0, 100]"});
-  expect_error<InvalidArgument>([&] { PercentileObserver o(QuantSpec{}, 30.0); }, {"30 < 50"});
+  expect_error<InvalidArgument>([&] { PercentileObserver o(QuantSpec{}, 30.0); }, {"30 <= 50"});
   EXPECT_NO_THROW(PercentileObserver(symmetric_spec(), 30.0));
   for (double c : {0.0, -0.5, 1.5, static_cast<double>(INFINITY)})
     expect_error<InvalidArgument>([&] { MovingAverageMinMaxObserver o(QuantSpec{}, c); },
@@ -995,9 +995,11 @@ TEST(Observers, BadConfiguration) {
   PercentileObserver p99(QuantSpec{}, 99.0), p999(QuantSpec{}, 99.9);
   expect_error<InvalidArgument>([&] { mm.merge(p99); }, {"cannot merge a percentile"});
   expect_error<InvalidArgument>([&] { p99.merge(p999); },
-                                {"other options (bins 2048 vs 2048, percentile 99.9 vs 99)"});
+                                {"other options (this one: bins 2048, percentile 99; the other: "
+                                 "bins 2048, percentile 99.9)"});
   PercentileObserver p99b(QuantSpec{}, 99.0, 1024);
-  expect_error<InvalidArgument>([&] { p99.merge(p99b); }, {"bins 1024 vs 2048"});
+  expect_error<InvalidArgument>([&] { p99.merge(p99b); },
+                                {"this one: bins 2048, percentile 99; the other: bins 1024"});
   MinMaxObserver sym(symmetric_spec());
   expect_error<InvalidArgument>([&] { mm.merge(sym); }, {"different spec"});
   // Specs that differ only in narrow_range, or only in the group size, say so.
@@ -1005,10 +1007,11 @@ TEST(Observers, BadConfiguration) {
   narrow.narrow_range = true;
   MinMaxObserver wide_obs(QuantSpec{}), narrow_obs(narrow);
   expect_error<InvalidArgument>([&] { wide_obs.merge(narrow_obs); },
-                                {"per-tensor affine 8-bit narrow axis 0 vs per-tensor affine 8-bit "
-                                 "axis 0"});
+                                {"(this one per-tensor affine 8-bit axis 0, the other per-tensor "
+                                 "affine 8-bit narrow axis 0)"});
   MinMaxObserver g16(QuantSpec::int4_per_group(16, 1)), g32(QuantSpec::int4_per_group(32, 1));
-  expect_error<InvalidArgument>([&] { g16.merge(g32); }, {"group 32 vs", "group 16"});
+  expect_error<InvalidArgument>([&] { g16.merge(g32); }, {"this one per-group", "group 16",
+                                                          "the other per-group", "group 32"});
   MovingAverageMinMaxObserver e1(QuantSpec{}, 0.1), e2(QuantSpec{}, 0.2);
   std::vector<float> v = normal_data(10, 52);
   e2.observe(v.data(), Shape{10});
@@ -1145,4 +1148,35 @@ TEST(PercentileObserver, RankIsAtLeastOne) {
   obs.observe(v.data(), Shape{4});
   ASSERT_EQ(obs.histogram(0).exponent, -8);
   EXPECT_EQ(obs.params().scales, (std::vector<float>{static_cast<float>(257.0 / 256.0 / 127.0)}));
+}
+
+// A merge whose channels disagree says it is the merged observer's shape, not a batch's.
+TEST(Observers, AMergeOfOtherChannelsNamesTheMergedObserver) {
+  const std::vector<float> v = normal_data(24, 53);
+  MinMaxObserver a(QuantSpec::int8_weights_per_channel(0)),
+      b(QuantSpec::int8_weights_per_channel(0));
+  a.observe(v.data(), Shape{4, 6});
+  b.observe(v.data(), Shape{6, 4});
+  expect_error<ShapeError>([&] { a.merge(b); },
+                           {"minmax observer: the merged observer's first batch shape [6, 4] has 6 "
+                            "channels along axis 0, but the first batch's [4, 6] has 4"});
+}
+
+// A range the observer cannot turn into parameters names the observer and what it saw.
+TEST(Observers, AZeroRangeNamesTheObserverAndItsValues) {
+  const std::vector<float> zeros(5, 0.0f);
+  MinMaxObserver mm;
+  mm.observe(zeros.data(), Shape{2});
+  mm.observe(zeros.data(), Shape{5});
+  expect_error<DataError>([&] { (void)mm.params(); },
+                          {"minmax observer (7 values in 2 batches): ", "zero range"});
+}
+
+// At p = 50 the affine tails cross (the upper estimate would follow the lower tail's), so an
+// affine percentile observer wants p > 50; a symmetric one takes any p in (0, 100].
+TEST(PercentileObserver, AffineNeedsAPercentileAbove50) {
+  expect_error<InvalidArgument>([] { PercentileObserver o(QuantSpec{}, 50.0); },
+                                {"percentile = 50 <= 50 with an affine scheme"});
+  EXPECT_NO_THROW(PercentileObserver(QuantSpec{}, 50.001));
+  EXPECT_NO_THROW(PercentileObserver(symmetric_spec(), 50.0));
 }

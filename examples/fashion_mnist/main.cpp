@@ -96,7 +96,7 @@ void usage(std::FILE* to) {
       "  --finetune-lr X    Adam step size of every fine-tune (default 2 x --lr for QAT and\n"
       "                     global pruning, --lr for structured pruning)\n"
       "  --calibration C    hidden activation ranges: minmax (default), mse, or pP (percentile\n"
-      "                     P of the values, e.g. p99.99), from the validation images\n"
+      "                     P > 50 of the values, e.g. p99.99), from the validation images\n"
       "  --distill A        fine-tunes also learn the float model's soft targets (temperature\n"
       "                     2) with weight A in [0, 1] (default 0: off)\n"
       "  --eval-limit N     evaluate on the first N test images only (default all 10000)\n"
@@ -203,13 +203,13 @@ bool parse(int argc, char** argv, Options* o) {
         o->calibration.kind = fmnist::ActCalibration::kMinMax;
       } else if (m == "mse") {
         o->calibration.kind = fmnist::ActCalibration::kMse;
-      } else if (end != nullptr && *end == '\0' && p >= 50.0 && p <= 100.0) {
+      } else if (end != nullptr && *end == '\0' && p > 50.0 && p <= 100.0) {
         o->calibration.kind = fmnist::ActCalibration::kPercentile;
         o->calibration.percentile = p;
       } else {
         std::fprintf(stderr,
                      "fashion_mnist: --calibration '%s' is not minmax, mse or pP with P in "
-                     "[50, 100]\n",
+                     "(50, 100]\n",
                      m.c_str());
         return false;
       }

@@ -92,7 +92,8 @@ class ObserverBase : public Observer {
   int64_t batches_ = 0;
 
  private:
-  void check_shape(const Shape& shape) const;
+  // `whose`: "batch", or the merged observer's, for the message.
+  void check_shape(const Shape& shape, const char* whose) const;
   [[noreturn]] void throw_non_finite(const float* data, int64_t n, const Shape& shape) const;
   void finish_batch(const ParamLayout& layout, const Shape& shape, int64_t n);
 };
@@ -211,8 +212,8 @@ class HistogramObserver : public ObserverBase {
 // within the finest bin width of 0 (2^-120) keep their [min, max].
 class PercentileObserver final : public HistogramObserver {
  public:
-  // Throws InvalidArgument for p outside (0, 100], or p < 50 with an affine scheme (the lower
-  // tail would lie above the upper), or a bad bin count.
+  // Throws InvalidArgument for p outside (0, 100], or p <= 50 with an affine scheme (the lower
+  // tail would lie at or above the upper: at 50 the two estimates cross), or a bad bin count.
   explicit PercentileObserver(const QuantSpec& spec = QuantSpec{}, double percentile = 99.99,
                               int64_t bins = 2048);
   const char* name() const noexcept override { return "percentile"; }
@@ -232,7 +233,9 @@ class PercentileObserver final : public HistogramObserver {
 //   P = counts[0, i) with every count at or beyond i added to P[i-1]  (outliers folded in),
 //   Q = counts[0, i) (without the outliers) merged into `levels` levels, bin j in level
 //       floor(j * levels / i), each level's sum spread evenly over the bins where P is non-zero
-//       (bins where P is zero stay zero),
+//       (bins where P is zero stay zero). That spreads the remainder of i / levels over the
+//       levels, where TensorRT and MXNet give each level i / levels bins (rounded down) and the
+//       last the rest; on the same histogram the two can pick different thresholds,
 // and the threshold T = min(i * width, max|x|) of the i minimising KL(P || Q) (P, Q normalised;
 // a Q that is zero where P is not makes the divergence infinite) is used, the first on ties.
 // Q is built before the outliers are folded, as TensorRT and MXNet do: quantizing P itself
