@@ -62,7 +62,7 @@ AtomicFile::AtomicFile(const std::string& path, bool allow_in_place) : path_(pat
 }
 
 AtomicFile::~AtomicFile() {
-  if (!tmp_.empty() && !committed_) ::unlink(tmp_.c_str());
+  if (!tmp_.empty() && !committed_ && !removed_) ::unlink(tmp_.c_str());
 }
 
 void AtomicFile::write(const std::vector<uint8_t>& bytes) {
@@ -80,7 +80,13 @@ void AtomicFile::write(const std::vector<uint8_t>& bytes) {
   int fd = -1, open_err = 0;
   std::string name;
   for (int attempt = 0; attempt < kAttempts && fd < 0; ++attempt) {
-    name = fmt::format("{}.tmp.{}.{}", target_, static_cast<long>(::getpid()), next++);
+    const std::string suffix = fmt::format(".tmp.{}.{}", static_cast<long>(::getpid()), next++);
+    const std::filesystem::path target(target_);
+    // A file name near NAME_MAX (255 bytes) leaves no room for the suffix: such a target gets a
+    // short hidden name in its directory instead.
+    name = target.filename().string().size() + suffix.size() <= 255
+               ? target_ + suffix
+               : (target.parent_path() / (".tq" + suffix)).string();
     fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     open_err = errno;
     if (fd < 0 && open_err != EEXIST) break;
@@ -129,9 +135,22 @@ void AtomicFile::commit() {
     committed_ = true;
     return;
   }
-  if (std::rename(tmp_.c_str(), target_.c_str()) != 0)
-    fail<IoError>("cannot rename '{}' to '{}': {}", tmp_, target_, std::strerror(errno));
+  if (std::rename(tmp_.c_str(), target_.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(tmp_.c_str());
+    removed_ = true;
+    fail<IoError>("cannot write '{}': cannot rename '{}' to '{}': {}", path_, tmp_, target_,
+                  std::strerror(err));
+  }
   committed_ = true;
+  // The rename is atomic; flushing the directory makes it survive a power cut too. Best effort:
+  // the file is already in place, and some file systems refuse fsync on a directory.
+  const std::filesystem::path dir = std::filesystem::path(target_).parent_path();
+  const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    (void)::fsync(dfd);
+    ::close(dfd);
+  }
 }
 
 }  // namespace tinyquant::io

@@ -1,5 +1,6 @@
 #include "tinyquant/io/model_file.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -217,7 +218,12 @@ void validate_entry(const ModelEntry& e, const std::string& where) {
                             to_string(e.storage));
   }
   if (e.format == 0) {
-    const ModelPart& d = e.part("data");
+    const auto data = std::find_if(e.parts.begin(), e.parts.end(),
+                                   [](const ModelPart& p) { return p.name == "data"; });
+    if (data == e.parts.end())
+      fail<InvalidArgument>("{}: dense entry has no part named 'data' ({} other parts)", where,
+                            e.parts.size());
+    const ModelPart& d = *data;
     const int64_t bits = element_bits(e.storage);
     if (n > (std::numeric_limits<int64_t>::max() - 7) / bits)
       fail<InvalidArgument>("{}: dense {} data of shape {} needs more than 2^63 bytes, has {}",
@@ -296,6 +302,9 @@ std::vector<uint8_t> serialize_model(const Model& model) {
     if (!names.insert(e.name).second)
       fail<InvalidArgument>("model entry {}: duplicate name '{}'", i, tinyquant::printable(e.name));
   }
+  if (model.entries.size() > std::numeric_limits<uint32_t>::max())
+    fail<InvalidArgument>("model of {} entries exceeds the format's 32-bit entry count",
+                          model.entries.size());
   Writer w;
   w.bytes(kMagic, 8);
   w.u32(kModelFileVersion);
@@ -313,6 +322,11 @@ std::vector<uint8_t> serialize_model(const Model& model) {
     }
     Writer meta;
     write_meta(meta, e, offsets);
+    if (meta.out.size() > std::numeric_limits<uint32_t>::max())
+      fail<InvalidArgument>(
+          "model entry '{}': its metadata (shape, quantization parameters, part table) takes {} "
+          "bytes, more than the format's 32-bit meta size holds",
+          tinyquant::printable(e.name), meta.out.size());
     std::vector<uint8_t> body(static_cast<size_t>(payload), 0);
     for (size_t i = 0; i < e.parts.size(); ++i)
       if (!e.parts[i].bytes.empty())

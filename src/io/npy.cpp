@@ -270,7 +270,9 @@ class HeaderParser {
                           : !seen_fortran ? "fortran_order"
                           : !seen_shape   ? "shape"
                                           : nullptr;
-    if (missing != nullptr) fail<FormatError>("npy header: missing key '{}'", missing);
+    if (missing != nullptr)
+      fail<FormatError>("npy header: missing key '{}' (the dict ends at offset {})", missing,
+                        base_ + pos_ - 1);
     while (pos_ < n_ && p_[pos_] == ' ') ++pos_;
     if (pos_ + 1 != n_ || p_[pos_] != '\n')
       error("spaces and a final newline after the header dict");
@@ -300,7 +302,8 @@ class HeaderParser {
     const size_t start = ++pos_;
     while (pos_ < n_ && p_[pos_] != q) {
       if (p_[pos_] == '\\') error("a string without escape sequences");
-      if (p_[pos_] < 0x20) error("a printable character inside a string");
+      // The header is ASCII (the format's definition), so messages quoting it stay readable.
+      if (p_[pos_] < 0x20 || p_[pos_] > 0x7E) error("a printable ASCII character inside a string");
       ++pos_;
     }
     if (pos_ >= n_) error("a closing quote");

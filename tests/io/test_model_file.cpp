@@ -761,8 +761,51 @@ TEST(ModelFile, MissingPartIsNamed) {
   e.parts[0].name = "values";
   Model m;
   m.entries.push_back(e);
-  expect_error<FormatError>([&] { serialize_model(m); }, {"model entry 'w' has no part 'data'"});
+  expect_error<InvalidArgument>([&] { serialize_model(m); },
+                                {"model entry 0 ('w'): dense entry has no part named 'data'"});
   expect_error<FormatError>([&] { to_floats(e); }, {"model entry 'w' has no part 'data'"});
+  // A file whose only part is not "data" (CRCs valid) names the file and the entry.
+  RawEntry raw;
+  raw.meta = float_meta("w", {2}).u8(0).u8(0).u8(1).part("datx", 0, 8).b;
+  raw.payload = float_entry().payload;
+  const std::vector<uint8_t> file = hand_file({raw});
+  expect_error<FormatError>([&] { parse_model(file.data(), file.size(), "f.tqm"); },
+                            {"f.tqm: entry 0 ('w'): dense entry has no part named 'data'"});
+}
+
+// Writing only: a rename that fails (the target became a non-empty directory after write())
+// removes the temporary file at once, not only when the writer is destroyed.
+TEST(AtomicFile, AFailedCommitRemovesTheTemporaryFile) {
+  namespace fs = std::filesystem;
+  const std::string dir = testing::TempDir() + "/tq_commit_" + std::to_string(::getpid());
+  fs::remove_all(dir);
+  ASSERT_TRUE(fs::create_directory(dir));
+  const std::string path = dir + "/f.bin";
+  AtomicFile f(path, false);
+  f.write({'n', 'e', 'w'});
+  ASSERT_FALSE(f.temporary().empty());
+  ASSERT_TRUE(fs::exists(f.temporary()));
+  ASSERT_TRUE(fs::create_directory(path));
+  write_file_bytes(path + "/x", {'x'});
+  expect_error<IoError>([&] { f.commit(); }, {"cannot write '" + path + "': cannot rename"});
+  EXPECT_FALSE(fs::exists(f.temporary()));
+  fs::remove_all(dir);
+}
+
+// A file name of 250 bytes leaves no room for ".tmp.<pid>.<n>" within NAME_MAX (255): the
+// temporary file takes a short name in the same directory, and the save works.
+TEST(AtomicFile, LongFileNamesCanBeSaved) {
+  namespace fs = std::filesystem;
+  const std::string dir = testing::TempDir() + "/tq_long_" + std::to_string(::getpid());
+  fs::remove_all(dir);
+  ASSERT_TRUE(fs::create_directory(dir));
+  const std::string path = dir + "/" + std::string(246, 'm') + ".tqm";
+  save_model(sample_model(), path);
+  EXPECT_EQ(load_model(path).entries.size(), sample_model().entries.size());
+  size_t files = 0;
+  for (const auto& e : fs::directory_iterator(dir)) files += e.is_regular_file() ? 1 : 0;
+  EXPECT_EQ(files, 1u);  // no temporary file left
+  fs::remove_all(dir);
 }
 
 // Storage byte 5 (past int32 = 4): meta starts at 64 + 32 = 96; after the name length (2), the

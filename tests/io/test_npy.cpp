@@ -444,7 +444,12 @@ TEST(NpyCorrupt, MissingExtraDuplicateKeys) {
       npy_file(1, "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (1,), }",
                {0, 0, 0, 0}),
       {"duplicate key 'descr'"});
-  expect_format_error(npy_file(1, "{}", {}), {"missing key 'descr'"});
+  expect_format_error(npy_file(1, "{}", {}), {"missing key 'descr' (the dict ends at offset 11)"});
+  // The header is ASCII: a byte beyond it (latin-1 0xE9 here) is refused where it stands, so no
+  // message quotes a key or descr that is not valid UTF-8.
+  expect_format_error(npy_file(1, "{'\xe9': 1}", {}),
+                      {"expected a printable ASCII character inside a string at offset 12, found "
+                       "byte 0xe9"});
   // Double quotes are legal Python; keys written that way are accepted.
   EXPECT_NO_THROW(read_npy(npy_file(
       1, "{\"descr\": \"<f4\", \"fortran_order\": False, \"shape\": (1,)}", {0, 0, 0, 0})));
@@ -458,7 +463,7 @@ TEST(NpyCorrupt, NotADictLiteral) {
   expect_format_error(npy_file(1, "{'descr': '<f4' 'shape': (1,)}", {}),
                       {"',' or '}' after a value"});
   expect_format_error(npy_file(1, "{'descr': '<f4", {}),
-                      {"printable character inside a string", "byte 0x0a"});
+                      {"printable ASCII character inside a string", "byte 0x0a"});
   expect_format_error(npy_file(1, "{'des\\cr': '<f4'}", {}), {"without escape sequences"});
   expect_format_error(npy_file(1, "{'descr': '<f4', 'fortran_order': false, 'shape': (1,)}", {}),
                       {"True or False", "found 'f'"});

@@ -441,3 +441,14 @@ TEST(SafetensorsRead, ControlBytesInNamesAreEscapedInMessages) {
   expect_error<FormatError>([&] { read_safetensors(hole); },
                             {"bytes [0, 1) before tensor \"x\\x0ay\""});
 }
+
+// as<T>() compares the data size with numel x itemsize without a product that wraps: 2^62 F32
+// elements would need 2^64 bytes, which wrapped to 0 and matched an empty buffer.
+TEST(SafetensorsRead, AsRefusesACountWhoseByteSizeWraps) {
+  const SafeTensor f32 = SafeTensor::raw("x", DType::kFloat32, {int64_t{1} << 62}, {});
+  tq_test::expect_error<ShapeError>([&] { (void)f32.as<float>(); },
+                                    {"tensor \"x\": data holds 0 bytes"});
+  const SafeTensor f64 = SafeTensor::raw("y", DType::kFloat64, {int64_t{1} << 61}, {});
+  tq_test::expect_error<ShapeError>([&] { (void)f64.as<double>(); },
+                                    {"tensor \"y\": data holds 0 bytes"});
+}

@@ -35,14 +35,16 @@ class AtomicFile {
 
   // Writes `bytes` to the temporary file and flushes it to disk; in place, keeps them for
   // commit(). Once only. Throws IoError naming the path. The temporary file is created here, in
-  // the target's directory, as "<target>.tmp.<pid>.<n>" with n counting the process's writers;
+  // the target's directory, as "<target>.tmp.<pid>.<n>" with n counting the process's writers
+  // (".tq.tmp.<pid>.<n>" there when the target's file name is too long to take the suffix);
   // it must not exist yet (a file or link already under that name is left alone and the next n
   // tried), so writers of one target never share it and a planted link is never followed. If the
   // target exists as a regular file, the temporary file gets its permission bits before any
   // byte is written.
   void write(const std::vector<uint8_t>& bytes);
-  // Renames the temporary file over the target (in place: writes the bytes to it). Throws
-  // IoError naming the path; the temporary file is removed on failure.
+  // Renames the temporary file over the target (in place: writes the bytes to it), then flushes
+  // the target's directory (best effort) so that the rename survives a crash. Throws IoError
+  // naming the path; the temporary file is removed on failure.
   void commit();
 
   const std::string& path() const noexcept { return path_; }
@@ -54,7 +56,7 @@ class AtomicFile {
 
  private:
   std::string path_, target_, tmp_;
-  bool in_place_ = false, written_ = false, committed_ = false;
+  bool in_place_ = false, written_ = false, committed_ = false, removed_ = false;
   std::vector<uint8_t> pending_;  // in place only
 };
 

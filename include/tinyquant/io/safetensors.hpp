@@ -38,7 +38,9 @@ struct SafeTensor {
   template <class T>
   std::vector<T> as() const {
     const int64_t n = numel();
-    if (static_cast<uint64_t>(n) * static_cast<uint64_t>(itemsize(dtype)) != data.size())
+    // Compared as n == size / itemsize so that no product wraps (n up to 2^63 - 1).
+    const uint64_t item = static_cast<uint64_t>(itemsize(dtype));
+    if (data.size() % item != 0 || static_cast<uint64_t>(n) != data.size() / item)
       throw_size_mismatch();
     std::vector<T> out(static_cast<size_t>(n));
     convert_elements(dtype, data.data(), n, DTypeOf<T>::kValue, out.data(), name.c_str());
