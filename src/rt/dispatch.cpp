@@ -27,6 +27,7 @@
 #endif
 
 #include "path_kernels.hpp"
+#include "tinyquant/rt/dsp.hpp"
 #include "tinyquant/rt/kernels.hpp"
 #include "validate.hpp"
 
@@ -201,7 +202,7 @@ Path default_path() noexcept {
   if ((s & path_bits(Path::kAvx2)) != 0) return Path::kAvx2;
   if ((s & path_bits(Path::kNeonDot)) != 0) return Path::kNeonDot;
   if ((s & path_bits(Path::kNeon)) != 0) return Path::kNeon;
-#if defined(__ARM_FEATURE_DSP)
+#if TINYQUANT_RT_NATIVE_DSP
   return Path::kSmlad;  // real SMLAD/SXTB16 instructions
 #else
   return Path::kReference;  // off-ARM the smlad path is an emulation, slower than plain loops

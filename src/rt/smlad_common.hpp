@@ -62,38 +62,17 @@ inline uint32_t load_tail(const int8_t* p, int32_t rem) {
   return v;
 }
 
-// SXTB16 / SXTAB16 of x rotated right by 8 (bytes 1 and 3), as one instruction. GCC 12 does
-// not fold the rotate into its __sxtb16 / __sxtab16 builtins and emits a separate MOV ROR per
-// use, which in the inner loops below is one extra instruction per four MACs.
+// SXTB16 / SXTAB16 of x rotated right by 8 (bytes 1 and 3), and (lo.lo, hi.lo) as one PKHBT
+// lo, hi, LSL #16: one instruction each (dsp.hpp's wrappers are inline asm for these, which
+// GCC 12 does not select from C).
 inline uint32_t sxtb16_ror8(uint32_t x) {
-#if defined(__ARM_FEATURE_DSP)
-  uint32_t r;
-  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-  return r;
-#else
   return dsp::sxtb16<8>(x);
-#endif
 }
 inline uint32_t sxtab16_ror8(uint32_t a, uint32_t x) {
-#if defined(__ARM_FEATURE_DSP)
-  uint32_t r;
-  __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(x));
-  return r;
-#else
   return dsp::sxtab16<8>(a, x);
-#endif
 }
-
-// (lo.lo, hi.lo) as one PKHBT lo, hi, LSL #16. GCC 12 does not match dsp::pkhbt's mask-and-or
-// pattern when an operand comes straight from an LDRSH, and emits UXTH + ORR.
 inline uint32_t pack_lo16(uint32_t lo, uint32_t hi) {
-#if defined(__ARM_FEATURE_DSP)
-  uint32_t r;
-  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(lo), "r"(hi));
-  return r;
-#else
   return dsp::pkhbt<16>(lo, hi);
-#endif
 }
 
 // a + byte `Byte` (0..3) of q, zero-extended: one UXTAB with ROR (GCC 12 folds only byte 0 and
@@ -101,7 +80,7 @@ inline uint32_t pack_lo16(uint32_t lo, uint32_t hi) {
 template <unsigned Byte>
 inline uint32_t add_byte(uint32_t a, uint32_t q) {
   static_assert(Byte < 4, "a word has bytes 0..3");
-#if defined(__ARM_FEATURE_DSP)
+#if TINYQUANT_RT_NATIVE_DSP
   uint32_t r;
   if (Byte == 0)
     __asm__("uxtab %0, %1, %2" : "=r"(r) : "r"(a), "r"(q));
@@ -121,7 +100,7 @@ inline uint32_t add_byte(uint32_t a, uint32_t q) {
 // select it, but also hoists a loop-invariant operand's ">> 16" out of the loop and falls
 // back to ASR + MUL + MLA, so on the DSP target it is one asm instruction.
 inline uint32_t smlatt(uint32_t x, uint32_t y, uint32_t acc) {
-#if defined(__ARM_FEATURE_DSP)
+#if TINYQUANT_RT_NATIVE_DSP
   uint32_t r;
   __asm__("smlatt %0, %1, %2, %3" : "=r"(r) : "r"(x), "r"(y), "r"(acc));
   return r;
@@ -136,7 +115,7 @@ inline uint32_t smlatt(uint32_t x, uint32_t y, uint32_t acc) {
 // Cortex-M4 has and makes the register allocator spill accumulators inside the loop. Values
 // in registers are unaffected; off the DSP target it is a no-op.
 inline void order_point() {
-#if defined(__ARM_FEATURE_DSP)
+#if TINYQUANT_RT_NATIVE_DSP
   __asm__ volatile("" ::: "memory");
 #endif
 }

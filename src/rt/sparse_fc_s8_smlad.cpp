@@ -190,7 +190,8 @@ struct NmDecoder {
 
 // Bit-reverses a word (one RBIT on the DSP target).
 inline uint32_t reverse_bits(uint32_t m) noexcept {
-#if defined(__ARM_FEATURE_DSP)
+#if TINYQUANT_RT_NATIVE_DSP && defined(__ARM_ARCH_ISA_THUMB) && __ARM_ARCH_ISA_THUMB >= 2
+  // RBIT: ARMv6T2 and later (Thumb-2 cores); plain ARMv6 has DSP and SIMD32 but not RBIT.
   uint32_t r;
   __asm__("rbit %0, %1" : "=r"(r) : "r"(m));
   return r;
@@ -235,8 +236,8 @@ inline void unrolled(F& f, std::integer_sequence<int32_t, I...>) noexcept {
 // the block height known at compile time (accumulators then live in registers), 0 reads it
 // from w.
 template <int32_t BR>
-void block_row_words(const SparseMatrixS8& w, int32_t r, const int8_t* x, uint32_t off,
-                     int32_t* acc_io) noexcept {
+__attribute__((noinline)) void block_row_words(const SparseMatrixS8& w, int32_t r, const int8_t* x,
+                                               uint32_t off, int32_t* acc_io) noexcept {
   const int32_t br = BR > 0 ? BR : w.block_rows, bc = w.block_cols;
   const int64_t block_size = int64_t{br} * bc;
   uint32_t acc[BR > 0 ? BR : kMaxWordBlockRows];

@@ -11,7 +11,7 @@
 #include "check.hpp"
 #include "tinyquant/rt/dsp.hpp"
 
-#if !defined(__ARM_FEATURE_DSP)
+#if !TINYQUANT_RT_NATIVE_DSP
 #error "test_dsp compares the real DSP instructions against their emulation: build for a DSP core"
 #endif
 

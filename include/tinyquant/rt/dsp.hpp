@@ -4,9 +4,10 @@
 //                          ARM Architecture Reference Manual; always available, so a test on an
 //                          ARM core can compare it against the real instruction.
 // tinyquant::rt::dsp       the real instruction (ACLE intrinsic or inline asm) when compiled with
-//                          __ARM_FEATURE_DSP, else the emulation. Immediate operands (rotation,
-//                          saturation width, pack shift) are template parameters there, because
-//                          the instructions encode them in the opcode.
+//                          __ARM_FEATURE_DSP and __ARM_FEATURE_SIMD32, else the emulation.
+//                          Immediate operands (rotation, saturation width, pack shift) are
+//                          template parameters there, because the instructions encode them in
+//                          the opcode.
 //
 // Operands and results are uint32_t bit patterns, as in CMSIS-Core: a "pair" is two int16
 // halfwords (low = bits 15:0), a "quad" four int8 bytes. 32-bit results wrap modulo 2^32.
@@ -18,8 +19,13 @@
 
 #include <cstdint>
 
-#if defined(__ARM_FEATURE_DSP)
+// The real instructions need the DSP extension and its SIMD32 half (SXTB16, SMLAD, ...): ARMv5TE
+// sets __ARM_FEATURE_DSP alone and gets the emulation.
+#if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+#define TINYQUANT_RT_NATIVE_DSP 1
 #include <arm_acle.h>
+#else
+#define TINYQUANT_RT_NATIVE_DSP 0
 #endif
 
 namespace tinyquant::rt::dsp {
@@ -147,7 +153,7 @@ constexpr uint32_t smlabb(uint32_t a, uint32_t b, uint32_t acc, bool* q = nullpt
 
 }  // namespace emu
 
-#if defined(__ARM_FEATURE_DSP)
+#if TINYQUANT_RT_NATIVE_DSP
 
 inline constexpr bool kNativeDsp = true;
 
@@ -172,35 +178,62 @@ inline uint32_t smuadx(uint32_t x, uint32_t y) noexcept {
 inline uint32_t smusd(uint32_t x, uint32_t y) noexcept {
   return static_cast<uint32_t>(__smusd(static_cast<int32_t>(x), static_cast<int32_t>(y)));
 }
-// GCC folds the rotate into the instruction's ROR operand (arm_acle.h has no __ror).
+// The rotated forms are inline asm with the ROR operand: GCC 12 does not fold a rotate written
+// in C into __sxtb16 / __sxtab16 / __uxtb16 and emits a separate MOV ROR before each.
 template <unsigned Rot = 0>
 inline uint32_t sxtb16(uint32_t x) noexcept {
   static_assert(Rot == 0 || Rot == 8 || Rot == 16 || Rot == 24, "rotation is 0, 8, 16 or 24");
-  const uint32_t r = Rot == 0 ? x : (x >> (Rot & 31u)) | (x << ((32u - Rot) & 31u));
-  return static_cast<uint32_t>(__sxtb16(static_cast<int32_t>(r)));
+  if constexpr (Rot == 0) {
+    return static_cast<uint32_t>(__sxtb16(static_cast<int32_t>(x)));
+  } else {
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror %2" : "=r"(r) : "r"(x), "i"(Rot));
+    return r;
+  }
 }
 template <unsigned Rot = 0>
 inline uint32_t sxtab16(uint32_t a, uint32_t x) noexcept {
   static_assert(Rot == 0 || Rot == 8 || Rot == 16 || Rot == 24, "rotation is 0, 8, 16 or 24");
-  const uint32_t r = Rot == 0 ? x : (x >> (Rot & 31u)) | (x << ((32u - Rot) & 31u));
-  return static_cast<uint32_t>(__sxtab16(static_cast<int32_t>(a), static_cast<int32_t>(r)));
+  if constexpr (Rot == 0) {
+    return static_cast<uint32_t>(__sxtab16(static_cast<int32_t>(a), static_cast<int32_t>(x)));
+  } else {
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror %3" : "=r"(r) : "r"(a), "r"(x), "i"(Rot));
+    return r;
+  }
 }
 template <unsigned Rot = 0>
 inline uint32_t uxtb16(uint32_t x) noexcept {
   static_assert(Rot == 0 || Rot == 8 || Rot == 16 || Rot == 24, "rotation is 0, 8, 16 or 24");
-  const uint32_t r = Rot == 0 ? x : (x >> (Rot & 31u)) | (x << ((32u - Rot) & 31u));
-  return __uxtb16(r);
+  if constexpr (Rot == 0) {
+    return __uxtb16(x);
+  } else {
+    uint32_t r;
+    __asm__("uxtb16 %0, %1, ror %2" : "=r"(r) : "r"(x), "i"(Rot));
+    return r;
+  }
 }
-// No ACLE intrinsic: GCC recognises the mask-and-or pattern and emits PKHBT / PKHTB.
+// No ACLE intrinsic, and GCC 12 does not select PKHBT / PKHTB from the mask-and-or pattern
+// (3 to 5 instructions): inline asm. PKHTB with shift 0 is PKHBT with the operands swapped.
 template <unsigned Shift = 0>
 inline uint32_t pkhbt(uint32_t a, uint32_t b) noexcept {
   static_assert(Shift <= 31, "PKHBT shift is 0..31");
-  return emu::pkhbt(a, b, Shift);
+  uint32_t r;
+  if constexpr (Shift == 0)
+    __asm__("pkhbt %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  else
+    __asm__("pkhbt %0, %1, %2, lsl %3" : "=r"(r) : "r"(a), "r"(b), "i"(Shift));
+  return r;
 }
 template <unsigned Shift = 0>
 inline uint32_t pkhtb(uint32_t a, uint32_t b) noexcept {
   static_assert(Shift <= 32, "PKHTB shift is 0..32");
-  return emu::pkhtb(a, b, Shift);
+  uint32_t r;
+  if constexpr (Shift == 0)
+    __asm__("pkhbt %0, %1, %2" : "=r"(r) : "r"(b), "r"(a));
+  else
+    __asm__("pkhtb %0, %1, %2, asr %3" : "=r"(r) : "r"(a), "r"(b), "i"(Shift));
+  return r;
 }
 template <unsigned N>
 inline uint32_t ssat(uint32_t x) noexcept {
