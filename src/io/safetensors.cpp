@@ -139,6 +139,9 @@ class JsonParser {
     if (depth > kMaxDepth)
       fail<FormatError>("safetensors header: nesting deeper than {} at offset {}", kMaxDepth,
                         base_ + pos_);
+    if (++values_ > kSafetensorsMaxValues)
+      fail<FormatError>("safetensors header: more than {} values at offset {}",
+                        kSafetensorsMaxValues, base_ + pos_);
     skip_ws();
     Json v;
     v.offset = base_ + pos_;
@@ -339,6 +342,7 @@ class JsonParser {
   size_t n_;
   size_t base_;
   size_t pos_ = 0;
+  size_t values_ = 0;  // parsed so far, against kSafetensorsMaxValues
 };
 
 struct DTypeName {

@@ -452,3 +452,14 @@ TEST(SafetensorsRead, AsRefusesACountWhoseByteSizeWraps) {
   tq_test::expect_error<ShapeError>([&] { (void)f64.as<double>(); },
                                     {"tensor \"y\": data holds 0 bytes"});
 }
+
+// The header holds at most kSafetensorsMaxValues JSON values: beyond that the parser stops
+// before its tree outgrows the file many times over (tiny values cost some 30x their bytes).
+TEST(SafetensorsCorrupt, TooManyValues) {
+  std::string json = "{\"__metadata__\":{";
+  for (size_t i = 0; i < kSafetensorsMaxValues; ++i)
+    json += (i == 0 ? "\"" : ",\"") + std::to_string(i) + "\":\"\"";
+  json += "}}";
+  // Root, metadata object and 2^20 strings: the last string is value 2^20 + 2.
+  expect_header_error(json, {"more than 1048576 values at offset"});
+}

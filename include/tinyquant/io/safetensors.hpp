@@ -4,7 +4,8 @@
 // string -> string.
 //
 // The reader treats its input as untrusted and enforces the format's rules: the header starts
-// with '{' and is at most kSafetensorsMaxHeader bytes; the JSON is strict (objects, arrays,
+// with '{' and is at most kSafetensorsMaxHeader bytes of at most kSafetensorsMaxValues values;
+// the JSON is strict (objects, arrays,
 // strings with escapes, integers; no duplicate keys, valid UTF-8); each tensor has exactly the
 // three keys, a supported dtype, non-negative extents and end - begin == numel * itemsize; and the
 // tensors tile the data section exactly, with no hole, overlap or trailing byte. Violations throw
@@ -25,6 +26,10 @@ namespace tinyquant::io {
 
 // Largest JSON header accepted (the limit of the reference implementation).
 constexpr uint64_t kSafetensorsMaxHeader = 100'000'000;
+// Most JSON values (objects, arrays, strings, integers, keys not counted) a header may hold:
+// about 100 000 tensors. It bounds the parsed tree, which takes some 30 times the bytes of a
+// header of tiny values (a 100 MB header of them would need about 3 GB).
+constexpr size_t kSafetensorsMaxValues = size_t{1} << 20;
 
 struct SafeTensor {
   std::string name;
