@@ -22,7 +22,7 @@ const char* to_string(StorageFormat f) noexcept {
     case StorageFormat::kBitmap:
       return "bitmap";
     case StorageFormat::kNm:
-      return "n:m";
+      return "nm";  // as `tinyquant prune --storage` spells it
   }
   return "unknown";
 }

@@ -318,6 +318,10 @@ TEST(Cli, PruneStoresTheMatrixInTheAskedSparseFormat) {
   ASSERT_EQ(table.code, 0) << table.err;
   EXPECT_NE(table.out.find("int8     block-csr [16, 48]"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("dense     [16]"), std::string::npos) << table.out;
+  // Sparse format names are spelled as --storage takes them, so they can be passed back.
+  r = run("prune " + in + " " + out + " --method nm --n 2 --m 4 --storage nm");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(tensor(inspect_json(out), "fc.weight")["format_name"], "nm");
   // int8 values of 24 blocks (384) + block_row_ptr 17 * 4 + block_col 24 * 2 = 500 bytes; the
   // file also holds the 20-byte layout part.
   EXPECT_EQ(t["bytes"], 384 + 68 + 48 + 20);
