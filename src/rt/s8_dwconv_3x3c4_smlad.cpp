@@ -26,7 +26,7 @@ struct Acc4 {
 inline void tap4(const int8_t* x, const uint32_t* w, uint32_t x_off, Acc4& s) {
   const uint32_t xq = smlad::load4(x);
   const uint32_t xe = dsp::sxtab16(x_off, xq);
-  const uint32_t xo = smlad::sxtab16_ror8(x_off, xq);
+  const uint32_t xo = dsp::sxtab16<8>(x_off, xq);
   s.a0 = dsp::smlabb(xe, w[0], s.a0);
   s.a2 = smlad::smlatt(xe, w[0], s.a2);
   s.a1 = dsp::smlabb(xo, w[1], s.a1);
@@ -93,7 +93,7 @@ void s8_dwconv_3x3c4_smlad(const DepthwiseArgs& a) {
       for (int32_t t = 0; t < 9; ++t) {
         const uint32_t q = smlad::load4(a.weights + t * col + c);
         w[2 * t] = dsp::sxtab16(w_off, q);
-        w[2 * t + 1] = smlad::sxtab16_ror8(w_off, q);
+        w[2 * t + 1] = dsp::sxtab16<8>(w_off, q);
       }
       const Acc4 bias{bias_at(a, c), bias_at(a, c + 1), bias_at(a, c + 2), bias_at(a, c + 3)};
       // Requantization decoded once per channel group, not per output pixel.

@@ -32,10 +32,10 @@ struct Quad {
 inline Quad widen8(const int8_t* x, uint32_t a_off) {
   const uint32_t q0 = smlad::load4(x);
   const uint32_t q1 = smlad::load4(x + 4);
-  const uint32_t e0 = dsp::sxtab16(a_off, q0);         // (a0, a2)
-  const uint32_t e1 = dsp::sxtab16(a_off, q1);         // (a4, a6)
-  const uint32_t o0 = smlad::sxtab16_ror8(a_off, q0);  // (a1, a3)
-  const uint32_t o1 = smlad::sxtab16_ror8(a_off, q1);  // (a5, a7)
+  const uint32_t e0 = dsp::sxtab16(a_off, q0);     // (a0, a2)
+  const uint32_t e1 = dsp::sxtab16(a_off, q1);     // (a4, a6)
+  const uint32_t o0 = dsp::sxtab16<8>(a_off, q0);  // (a1, a3)
+  const uint32_t o1 = dsp::sxtab16<8>(a_off, q1);  // (a5, a7)
   return {dsp::pkhbt<16>(e0, e1), dsp::pkhtb<16>(e1, e0), dsp::pkhbt<16>(o0, o1),
           dsp::pkhtb<16>(o1, o0)};
 }
@@ -44,9 +44,9 @@ inline uint32_t dot8(const Quad& x, uint32_t w, uint32_t acc) {
   const uint32_t hi = w & kHighNibbles;
   const uint32_t lo = (w << 4) & kHighNibbles;
   acc = dsp::smlad(x.x04, dsp::sxtb16(lo), acc);
-  acc = dsp::smlad(x.x26, smlad::sxtb16_ror8(lo), acc);
+  acc = dsp::smlad(x.x26, dsp::sxtb16<8>(lo), acc);
   acc = dsp::smlad(x.x15, dsp::sxtb16(hi), acc);
-  acc = dsp::smlad(x.x37, smlad::sxtb16_ror8(hi), acc);
+  acc = dsp::smlad(x.x37, dsp::sxtb16<8>(hi), acc);
   return acc;
 }
 

@@ -28,16 +28,16 @@ inline uint32_t dot8(const uint32_t* q, uint32_t w, uint32_t acc) noexcept {
   const uint32_t hi = w & kHighNibbles;
   const uint32_t lo = (w << 4) & kHighNibbles;
   acc = dsp::smlad(q[0], dsp::sxtb16(lo), acc);
-  acc = dsp::smlad(q[1], smlad::sxtb16_ror8(lo), acc);
+  acc = dsp::smlad(q[1], dsp::sxtb16<8>(lo), acc);
   acc = dsp::smlad(q[2], dsp::sxtb16(hi), acc);
-  acc = dsp::smlad(q[3], smlad::sxtb16_ror8(hi), acc);
+  acc = dsp::smlad(q[3], dsp::sxtb16<8>(hi), acc);
   return acc;
 }
 
 // The dot product of 4 int8 weights (word w) with the pairs q, added to acc.
 inline uint32_t dot4(const uint32_t* q, uint32_t w, uint32_t acc) noexcept {
   acc = dsp::smlad(q[0], dsp::sxtb16(w), acc);
-  return dsp::smlad(q[1], smlad::sxtb16_ror8(w), acc);
+  return dsp::smlad(q[1], dsp::sxtb16<8>(w), acc);
 }
 
 // acc + sum_{k in [k0, k1)} (x[k] + io) * w[k], one k at a time; weight(k) reads w[k].
@@ -119,14 +119,14 @@ inline void dot8_two_rows(const uint32_t* q, uint32_t w0, uint32_t w1, uint32_t*
   *acc0 = dsp::smlad(x, dsp::sxtb16(lo0), *acc0);
   *acc1 = dsp::smlad(x, dsp::sxtb16(lo1), *acc1);
   x = q[1];
-  *acc0 = dsp::smlad(x, smlad::sxtb16_ror8(lo0), *acc0);
-  *acc1 = dsp::smlad(x, smlad::sxtb16_ror8(lo1), *acc1);
+  *acc0 = dsp::smlad(x, dsp::sxtb16<8>(lo0), *acc0);
+  *acc1 = dsp::smlad(x, dsp::sxtb16<8>(lo1), *acc1);
   x = q[2];
   *acc0 = dsp::smlad(x, dsp::sxtb16(hi0), *acc0);
   *acc1 = dsp::smlad(x, dsp::sxtb16(hi1), *acc1);
   x = q[3];
-  *acc0 = dsp::smlad(x, smlad::sxtb16_ror8(hi0), *acc0);
-  *acc1 = dsp::smlad(x, smlad::sxtb16_ror8(hi1), *acc1);
+  *acc0 = dsp::smlad(x, dsp::sxtb16<8>(hi0), *acc0);
+  *acc1 = dsp::smlad(x, dsp::sxtb16<8>(hi1), *acc1);
 }
 
 // Even k and group_size % 8 == 0 (the common shapes): every row starts on a byte and every

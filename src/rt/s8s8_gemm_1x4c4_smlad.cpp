@@ -49,7 +49,7 @@ inline void widen_tail(Tail& t, const int8_t* x, int32_t k, int32_t offset) {
 // loop (at -Os GCC did, and spilled accumulators and pointers inside it).
 inline const Tail& reload(const Tail& t) {
   const Tail* p = &t;
-#if defined(__ARM_FEATURE_DSP)
+#if TINYQUANT_RT_NATIVE_DSP
   __asm__("" : "+r"(p));
 #endif
   return *p;
@@ -58,7 +58,7 @@ inline const Tail& reload(const Tail& t) {
 // acc + the four-term dot product of widened activation pairs x and the weight word w.
 inline uint32_t dot4(const smlad::Pairs& x, uint32_t w, uint32_t acc) {
   acc = dsp::smlad(x.even, dsp::sxtb16(w), acc);
-  return dsp::smlad(x.odd, smlad::sxtb16_ror8(w), acc);
+  return dsp::smlad(x.odd, dsp::sxtb16<8>(w), acc);
 }
 
 // A weight row's tail word: read whole (Whole: the read stays inside the weight array) or the
@@ -95,24 +95,24 @@ inline void quad(const GemmS8Args& g, const smlad::OutStage& o, const Tail& tail
     const uint32_t q = smlad::load4(x);
     x += 4;
     const uint32_t xe = dsp::sxtab16(a_off, q);
-    const uint32_t xo = smlad::sxtab16_ror8(a_off, q);
+    const uint32_t xo = dsp::sxtab16<8>(a_off, q);
     uint32_t w = smlad::load4(w0);
     acc0 = dsp::smlad(xe, dsp::sxtb16(w), acc0);
-    acc0 = dsp::smlad(xo, smlad::sxtb16_ror8(w), acc0);
+    acc0 = dsp::smlad(xo, dsp::sxtb16<8>(w), acc0);
     smlad::order_point();
     w = smlad::load4(w0 + ldb);
     w0 += 4;
     acc1 = dsp::smlad(xe, dsp::sxtb16(w), acc1);
-    acc1 = dsp::smlad(xo, smlad::sxtb16_ror8(w), acc1);
+    acc1 = dsp::smlad(xo, dsp::sxtb16<8>(w), acc1);
     smlad::order_point();
     w = smlad::load4(w2);
     acc2 = dsp::smlad(xe, dsp::sxtb16(w), acc2);
-    acc2 = dsp::smlad(xo, smlad::sxtb16_ror8(w), acc2);
+    acc2 = dsp::smlad(xo, dsp::sxtb16<8>(w), acc2);
     smlad::order_point();
     w = smlad::load4(w2 + ldb);
     w2 += 4;
     acc3 = dsp::smlad(xe, dsp::sxtb16(w), acc3);
-    acc3 = dsp::smlad(xo, smlad::sxtb16_ror8(w), acc3);
+    acc3 = dsp::smlad(xo, dsp::sxtb16<8>(w), acc3);
   }
   uint32_t acc[4] = {acc0, acc1, acc2, acc3};
   const Tail& t = reload(tail);
@@ -139,7 +139,7 @@ inline void single(const GemmS8Args& g, const smlad::OutStage& o, const Tail& ta
     const uint32_t w = smlad::load4(w0);
     w0 += 4;
     acc0 = dsp::smlad(dsp::sxtab16(a_off, q), dsp::sxtb16(w), acc0);
-    acc0 = dsp::smlad(smlad::sxtab16_ror8(a_off, q), smlad::sxtb16_ror8(w), acc0);
+    acc0 = dsp::smlad(dsp::sxtab16<8>(a_off, q), dsp::sxtb16<8>(w), acc0);
   }
   if (tail.rem != 0) {
     const uint32_t w =

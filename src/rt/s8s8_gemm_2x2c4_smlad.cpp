@@ -31,9 +31,9 @@ void widen_pair(const int8_t* x0, const int8_t* x1, int32_t k, uint32_t a_off, u
     x0 += 4;
     x1 += 4;
     w[0] = dsp::sxtab16(a_off, q0);
-    w[1] = smlad::sxtab16_ror8(a_off, q0);
+    w[1] = dsp::sxtab16<8>(a_off, q0);
     w[2] = dsp::sxtab16(a_off, q1);
-    w[3] = smlad::sxtab16_ror8(a_off, q1);
+    w[3] = dsp::sxtab16<8>(a_off, q1);
     w += 4;
   }
   const int32_t rem = k & 3;
@@ -44,9 +44,9 @@ void widen_pair(const int8_t* x0, const int8_t* x1, int32_t k, uint32_t a_off, u
   const uint32_t q0 = smlad::load_tail(x0, rem);
   const uint32_t q1 = smlad::load_tail(x1, rem);
   w[0] = dsp::sxtab16(a_off, q0) & even_mask;
-  w[1] = smlad::sxtab16_ror8(a_off, q0) & odd_mask;
+  w[1] = dsp::sxtab16<8>(a_off, q0) & odd_mask;
   w[2] = dsp::sxtab16(a_off, q1) & even_mask;
-  w[3] = smlad::sxtab16_ror8(a_off, q1) & odd_mask;
+  w[3] = dsp::sxtab16<8>(a_off, q1) & odd_mask;
 }
 
 // b_offset * sum_k (a[k] + a_offset) of rows 0 and 1 of a widened pair (groups 4-k groups).
@@ -79,9 +79,9 @@ struct Acc2x2 {
 // One 4-k step of the 2x2 tile: weight words q0, q1 (rows j, j + 1), widened pair words x.
 inline void step2x2(Acc2x2& a, uint32_t q0, uint32_t q1, const uint32_t* x) {
   const uint32_t we0 = dsp::sxtb16(q0);
-  const uint32_t wo0 = smlad::sxtb16_ror8(q0);
+  const uint32_t wo0 = dsp::sxtb16<8>(q0);
   const uint32_t we1 = dsp::sxtb16(q1);
-  const uint32_t wo1 = smlad::sxtb16_ror8(q1);
+  const uint32_t wo1 = dsp::sxtb16<8>(q1);
   uint32_t xe = x[0], xo = x[1];
   a.a00 = dsp::smlad(xo, wo0, dsp::smlad(xe, we0, a.a00));
   a.a01 = dsp::smlad(xo, wo1, dsp::smlad(xe, we1, a.a01));
@@ -120,7 +120,7 @@ inline void tile2x2(const GemmS8Args& g, const smlad::OutStage& o, const RowPair
 
 inline void step2x1(uint32_t& a0, uint32_t& a1, uint32_t q, const uint32_t* x) {
   const uint32_t we = dsp::sxtb16(q);
-  const uint32_t wo = smlad::sxtb16_ror8(q);
+  const uint32_t wo = dsp::sxtb16<8>(q);
   a0 = dsp::smlad(x[1], wo, dsp::smlad(x[0], we, a0));
   a1 = dsp::smlad(x[3], wo, dsp::smlad(x[2], we, a1));
 }

@@ -62,19 +62,6 @@ inline uint32_t load_tail(const int8_t* p, int32_t rem) {
   return v;
 }
 
-// SXTB16 / SXTAB16 of x rotated right by 8 (bytes 1 and 3), and (lo.lo, hi.lo) as one PKHBT
-// lo, hi, LSL #16: one instruction each (dsp.hpp's wrappers are inline asm for these, which
-// GCC 12 does not select from C).
-inline uint32_t sxtb16_ror8(uint32_t x) {
-  return dsp::sxtb16<8>(x);
-}
-inline uint32_t sxtab16_ror8(uint32_t a, uint32_t x) {
-  return dsp::sxtab16<8>(a, x);
-}
-inline uint32_t pack_lo16(uint32_t lo, uint32_t hi) {
-  return dsp::pkhbt<16>(lo, hi);
-}
-
 // a + byte `Byte` (0..3) of q, zero-extended: one UXTAB with ROR (GCC 12 folds only byte 0 and
 // emits UBFX + ADD for the others).
 template <unsigned Byte>
@@ -127,7 +114,7 @@ struct Pairs {
 
 inline Pairs widen4(const int8_t* p, uint32_t off) {
   const uint32_t q = load4(p);
-  return {dsp::sxtab16(off, q), sxtab16_ror8(off, q)};
+  return {dsp::sxtab16(off, q), dsp::sxtab16<8>(off, q)};
 }
 
 // Element `index` of a packed int4 stream (low nibble first), sign-extended.
@@ -145,7 +132,7 @@ inline int32_t row_sum(const int8_t* a, int32_t k, int32_t offset) {
   for (; i + 4 <= k; i += 4) {
     const uint32_t q = load4(a + i);
     s = dsp::smlad(dsp::sxtb16(q), ones, s);
-    s = dsp::smlad(sxtb16_ror8(q), ones, s);
+    s = dsp::smlad(dsp::sxtb16<8>(q), ones, s);
   }
   for (; i < k; ++i) s += static_cast<uint32_t>(int32_t{a[i]});
   return static_cast<int32_t>(s);

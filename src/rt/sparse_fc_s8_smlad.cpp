@@ -98,8 +98,8 @@ inline uint32_t mla(int32_t x, int8_t w, uint32_t acc) noexcept {
 inline uint32_t dot4(const int16_t* xs, const int32_t* c, const int8_t* v, uint32_t acc) noexcept {
   const uint32_t q = smlad::load4(v);
   auto x = [xs, c](int32_t k) { return static_cast<uint32_t>(xs[c[k]]); };
-  acc = dsp::smlad(smlad::pack_lo16(x(0), x(2)), dsp::sxtb16(q), acc);
-  return dsp::smlad(smlad::pack_lo16(x(1), x(3)), smlad::sxtb16_ror8(q), acc);
+  acc = dsp::smlad(dsp::pkhbt<16>(x(0), x(2)), dsp::sxtb16(q), acc);
+  return dsp::smlad(dsp::pkhbt<16>(x(1), x(3)), dsp::sxtb16<8>(q), acc);
 }
 
 // acc + sum_j xs[col_j] * v[j] over n entries whose columns `dec` yields in order: dec.next4(c)
@@ -250,7 +250,7 @@ __attribute__((noinline)) void block_row_words(const SparseMatrixS8& w, int32_t 
       auto row = [&](int32_t i) {
         const uint32_t q = smlad::load4(v + i * bc + c);
         acc[i] = dsp::smlad(xp.even, dsp::sxtb16(q), acc[i]);
-        acc[i] = dsp::smlad(xp.odd, smlad::sxtb16_ror8(q), acc[i]);
+        acc[i] = dsp::smlad(xp.odd, dsp::sxtb16<8>(q), acc[i]);
       };
       if constexpr (BR > 0)
         unrolled(row, std::make_integer_sequence<int32_t, BR>{});

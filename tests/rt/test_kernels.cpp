@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "rt/kernel_tester.hpp"
+#include "tinyquant/rt/dsp.hpp"
 #include "tinyquant/rt/kernels.hpp"
 
 namespace rt = tinyquant::rt;
@@ -474,7 +475,7 @@ TEST(Dispatch, ForcePathRoundTrip) {
 TEST(Dispatch, AutoPicksTheWidestSupportedPath) {
   ASSERT_EQ(rt::force_path(Path::kAuto), rt::Status::kOk);
   Path want = Path::kReference;
-#if defined(__ARM_FEATURE_DSP)
+#if TINYQUANT_RT_NATIVE_DSP
   want = Path::kSmlad;
 #endif
   for (Path p : {Path::kNeon, Path::kNeonDot, Path::kAvx2, Path::kAvx512Vnni, Path::kAmx}) {
