@@ -978,6 +978,13 @@ double mean_rounding_error(double a, double b, double s) {
   return std::max(0.0, integral / (b - a));
 }
 
+// Mean of (x - t)^2 over x spread evenly on [a, b) (the point a when b <= a).
+double mean_clipping_error(double a, double b, double t) {
+  if (!(b > a)) return (a - t) * (a - t);
+  const double hi = b - t, lo = a - t;
+  return (hi * hi * hi - lo * lo * lo) / (3.0 * (b - a));
+}
+
 }  // namespace
 
 double MseObserver::expected_error(int64_t slot, int64_t cut) const {
@@ -995,13 +1002,9 @@ double MseObserver::expected_error(int64_t slot, int64_t cut) const {
     const double c = static_cast<double>(h.counts[static_cast<size_t>(j)]);
     if (c == 0.0) continue;
     const double a = static_cast<double>(j) * w;
-    if (j < cut) {
-      err += c * mean_rounding_error(a, std::min(a + w, max_abs), step);
-    } else {
-      // Mean of (x - t)^2 over the bin: its centre's square plus the bin's own w^2 / 12.
-      const double d = a + 0.5 * w - t;
-      err += c * (d * d + w * w / 12.0);
-    }
+    // The bin's values lie in [a, a + w), the last one's only up to max|x|.
+    const double b = std::min(a + w, max_abs);
+    err += c * (j < cut ? mean_rounding_error(a, b, step) : mean_clipping_error(a, b, t));
   }
   return err;
 }
@@ -1011,11 +1014,12 @@ void MseObserver::choose_range(int64_t slot, double* lo, double* hi) const {
   const auto s = static_cast<size_t>(slot);
   const double max_abs = std::max(-static_cast<double>(mins_[s]), double{maxs_[s]});
   const int64_t used = used_bins(h);
-  // Tail sums in bin units (u = j + 0.5) make each candidate's clipping term O(1):
-  //   sum_{j >= i} c_j ((u_j - t)^2 + 1/12) = S2 - 2 t S1 + t^2 S0 + S0 / 12.
+  // Tail sums in bin units (u = j + 0.5) make each candidate's clipping term O(1) for the full
+  // bins, all but the last (which holds max|x| and is taken on its own):
+  //   sum_{i <= j < used - 1} c_j ((u_j - t)^2 + 1/12) = S2 - 2 t S1 + t^2 S0 + S0 / 12.
   std::vector<double> s0(static_cast<size_t>(used) + 1, 0.0), s1(s0), s2(s0);
   std::vector<int64_t> filled;  // the non-empty bins, for the rounding term
-  for (int64_t j = used - 1; j >= 0; --j) {
+  for (int64_t j = used - 2; j >= 0; --j) {
     const auto k = static_cast<size_t>(j);
     const double c = static_cast<double>(h.counts[k]), u = static_cast<double>(j) + 0.5;
     s0[k] = s0[k + 1] + c;
@@ -1025,6 +1029,8 @@ void MseObserver::choose_range(int64_t slot, double* lo, double* hi) const {
   for (int64_t j = 0; j < used; ++j)
     if (h.counts[static_cast<size_t>(j)] != 0) filled.push_back(j);
   const double w = h.bin_width();
+  const int64_t last = used - 1;
+  const double last_a = static_cast<double>(last) * w;
   double best = std::numeric_limits<double>::infinity();
   double best_t = max_abs;
   size_t below = 0;  // filled bins under the cut
@@ -1034,9 +1040,13 @@ void MseObserver::choose_range(int64_t slot, double* lo, double* hi) const {
     const double t = std::min(h.edge(cut), max_abs);
     const double step = step_for(slot, t);
     const double tu = t / w;
-    const double clip =
-        std::max(0.0, s2[k] - 2.0 * tu * s1[k] + tu * tu * s0[k] + s0[k] / 12.0) * w * w;
-    double err = clip;
+    double err = 0.0;
+    if (cut < used) {
+      const double full =
+          std::max(0.0, s2[k] - 2.0 * tu * s1[k] + tu * tu * s0[k] + s0[k] / 12.0) * w * w;
+      err = full + static_cast<double>(h.counts[static_cast<size_t>(last)]) *
+                       mean_clipping_error(last_a, max_abs, t);
+    }
     for (size_t f = 0; f < below && err < best; ++f) {
       const auto j = static_cast<size_t>(filled[f]);
       const double a = static_cast<double>(j) * w;

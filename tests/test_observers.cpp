@@ -314,7 +314,8 @@ TEST(HistogramObserver, GrowingRangeOverManyBatchesEqualsOnePass) {
 // ---- PercentileObserver ------------------------------------------------------------------------
 
 TEST(PercentileObserver, WithinOneBinOfSortedQuantile) {
-  for (double pct : {50.01, 90.0, 99.0, 99.9, 99.99, 100.0}) {
+  // p = 50 is symmetric only: affine observers want p > 50 (AffineNeedsAPercentileAbove50).
+  for (double pct : {50.0, 50.01, 90.0, 99.0, 99.9, 99.99, 100.0}) {
     const std::vector<float> v = laplace_data(20000, 8, 0.5f);
     std::vector<float> sorted = v;
     std::sort(sorted.begin(), sorted.end());
@@ -323,17 +324,18 @@ TEST(PercentileObserver, WithinOneBinOfSortedQuantile) {
     // can land a hair above an integer and ceil past it.
     const int64_t centi = std::llround(pct * 100.0);
     const auto k = std::max<int64_t>(1, (centi * n + 9999) / 10000);
-    // Affine: both tails.
-    PercentileObserver aff(QuantSpec{}, pct, 2048);
-    aff.observe(v.data(), Shape{n});
-    const QuantParams pa = aff.params();
-    const double w = aff.histogram(0).bin_width();
-    const double hi = sorted[static_cast<size_t>(k - 1)], lo = sorted[static_cast<size_t>(n - k)];
-    // Recover the chosen range from scale and zero point: rmin = (qmin - zp) * scale.
-    const double rmin = (-128.0 - pa.zero_points[0]) * pa.scales[0];
-    const double rmax = (127.0 - pa.zero_points[0]) * pa.scales[0];
-    EXPECT_NEAR(rmax - rmin, std::max(hi, 0.0) - std::min(lo, 0.0), 2 * w + 1e-6) << pct;
-    EXPECT_NEAR(rmin, std::min(lo, 0.0), w + pa.scales[0]) << pct;
+    if (pct > 50.0) {  // affine: both tails
+      PercentileObserver aff(QuantSpec{}, pct, 2048);
+      aff.observe(v.data(), Shape{n});
+      const QuantParams pa = aff.params();
+      const double w = aff.histogram(0).bin_width();
+      const double hi = sorted[static_cast<size_t>(k - 1)], lo = sorted[static_cast<size_t>(n - k)];
+      // Recover the chosen range from scale and zero point: rmin = (qmin - zp) * scale.
+      const double rmin = (-128.0 - pa.zero_points[0]) * pa.scales[0];
+      const double rmax = (127.0 - pa.zero_points[0]) * pa.scales[0];
+      EXPECT_NEAR(rmax - rmin, std::max(hi, 0.0) - std::min(lo, 0.0), 2 * w + 1e-6) << pct;
+      EXPECT_NEAR(rmin, std::min(lo, 0.0), w + pa.scales[0]) << pct;
+    }
     // Symmetric: quantile of |x|, scale = T / 127.
     std::vector<float> mags(v.size());
     for (size_t i = 0; i < v.size(); ++i) mags[i] = std::fabs(v[i]);
@@ -585,24 +587,26 @@ TEST(EntropyObserver, LevelsFollowTheBitWidth) {
 namespace {
 
 // E(T) for cut bin i from the definition, each bin's mean error taken numerically (the midpoint
-// rule on 256 points a bin) where the observer integrates in closed form: values below the cut
-// round to the grid of `step`, values at or above it clip to t = min(i * w, max_abs).
+// rule, at least 64 points a grid step and 256 a bin) where the observer integrates in closed
+// form: the values of bin j are spread evenly over [j w, (j + 1) w), the last up to max_abs;
+// below the cut they round to the grid of `step`, at or above it they clip to
+// t = min(i * w, max_abs).
 double mse_definition(const std::vector<uint64_t>& h, size_t i, double w, double max_abs,
                       double step) {
   const double t = std::min(static_cast<double>(i) * w, max_abs);
+  const auto points = static_cast<int>(std::max(256.0, 64.0 * std::ceil(w / step)));
   double e = 0;
   for (size_t j = 0; j < h.size(); ++j) {
     if (h[j] == 0) continue;
     const double a = static_cast<double>(j) * w;
-    const double b = j < i ? std::min(a + w, max_abs) : a + w;
+    const double b = std::min(a + w, max_abs);
     double sum = 0;
-    constexpr int kPoints = 256;
-    for (int k = 0; k < kPoints; ++k) {
-      const double x = a + (b - a) * (k + 0.5) / kPoints;
+    for (int k = 0; k < points; ++k) {
+      const double x = a + (b - a) * (k + 0.5) / points;
       const double d = j < i ? x - step * std::round(x / step) : x - t;
       sum += d * d;
     }
-    e += static_cast<double>(h[j]) * sum / kPoints;
+    e += static_cast<double>(h[j]) * sum / points;
   }
   return e;
 }
@@ -638,8 +642,9 @@ double fake_quant_mse(const std::vector<float>& v, double s, int32_t zp, int32_t
 }  // namespace
 
 // expected_error follows the definition (checked against numerical means on a spread of cuts),
-// and params() takes its first minimum.
-TEST(MseObserver, MatchesBruteForceSearch) {
+// params() takes its first minimum, and on the data itself the chosen threshold's mean squared
+// error is within 1 % of the best of 1500 thresholds tried by fake quantization.
+TEST(MseObserver, FollowsItsDefinitionAndTakesItsFirstMinimum) {
   for (int bits : {8, 4}) {
     std::vector<float> v = laplace_data(20000, 20 + static_cast<uint32_t>(bits), 0.1f);
     for (float& x : v) x = std::clamp(x, -1.5f, 1.5f);
@@ -662,6 +667,11 @@ TEST(MseObserver, MatchesBruteForceSearch) {
     EXPECT_NEAR(t, static_cast<double>(best_i) * w, 1e-6) << "bits " << bits;
     EXPECT_GT(best_i, 10u);
     EXPECT_LT(best_i, 1537u);  // 4 or 8 bits on a Laplace body: clipping pays
+    const auto q = static_cast<int32_t>(qmax_s);
+    double best = std::numeric_limits<double>::infinity();
+    for (int k = 1; k <= 1500; ++k)
+      best = std::min(best, fake_quant_mse(v, k / 1000.0 / qmax_s, 0, -q, q));
+    EXPECT_LE(fake_quant_mse(v, obs.params().scales[0], 0, -q, q), best * 1.01) << "bits " << bits;
   }
 }
 
@@ -1088,15 +1098,17 @@ TEST(EntropyObserver, TheFirstCutCanWin) {
 }
 
 // The first cut, i = 1, is a candidate too. 2-bit symmetric (step T / 1), 16 bins of width
-// w = 1/8 (max 1): 1000 values in bin 0 and one at 1 (the last bin, [1, 1.125), reaching only
-// max|x| = 1 when inside the range).
-//   E(1), T = 1/8: bin 0 rounds to {0, 1/8}, mean error w^2 / 12; the one at 1 clips to 1/8, at
-//         its bin's mean (1.0625 - 0.125)^2 + w^2 / 12:   1000 / 768 + 0.8802 = 2.1823.
+// w = 1/8 (max 1): 1000 values spread evenly over bin 0 and one at 1 (the last bin, whose values
+// reach only max|x| = 1: a point).
+//   E(1), T = 1/8: bin 0 rounds to {0, 1/8}, mean error w^2 / 12; the one at 1 clips to 1/8:
+//         1000 / 768 + 0.875^2 = 2.068.
 //   E(i), 2 <= i <= 8: bin 0 all rounds to 0 (x < w <= T / 2), mean x^2 = w^2 / 3:
-//         1000 / 192 = 5.2083, plus clipping: more than E(1).
-//   E(9), T = 1: 5.2083 and the one at 1 is exact.
+//         1000 / 192 = 5.208, plus clipping: more than E(1).
+//   E(9), T = 1: 5.208 and the one at 1 is exact.
+// On the data itself the same holds: scale 1/8 costs 1.30 + 0.77, scale 1 costs 5.21.
 TEST(MseObserver, TheFirstCutCanWin) {
-  std::vector<float> v(1000, 0.0625f);
+  std::vector<float> v;
+  for (int k = 0; k < 1000; ++k) v.push_back((static_cast<float>(k) + 0.5f) / 8000.0f);
   v.push_back(1.0f);
   QuantSpec spec = symmetric_spec();
   spec.bits = 2;
@@ -1104,10 +1116,11 @@ TEST(MseObserver, TheFirstCutCanWin) {
   obs.observe(v.data(), Shape{1001});
   ASSERT_EQ(obs.histogram(0).exponent, -3);
   const double w2 = 1.0 / 64;
-  EXPECT_NEAR(obs.expected_error(0, 1), 1000 * w2 / 12 + 0.9375 * 0.9375 + w2 / 12, 1e-12);
-  EXPECT_NEAR(obs.expected_error(0, 2), 1000 * w2 / 3 + 0.8125 * 0.8125 + w2 / 12, 1e-12);
+  EXPECT_NEAR(obs.expected_error(0, 1), 1000 * w2 / 12 + 0.875 * 0.875, 1e-12);
+  EXPECT_NEAR(obs.expected_error(0, 2), 1000 * w2 / 3 + 0.75 * 0.75, 1e-12);
   EXPECT_NEAR(obs.expected_error(0, 9), 1000 * w2 / 3, 1e-12);
   EXPECT_EQ(obs.params().scales, (std::vector<float>{0.125f}));
+  EXPECT_LT(fake_quant_mse(v, 0.125, 0, -1, 1), fake_quant_mse(v, 1.0, 0, -1, 1));
 }
 
 // Affine ranges from a magnitude threshold T are [max(min, -T), min(max, T)]: both ends clipped.
