@@ -1,6 +1,5 @@
 #include "tinyquant/io/model_file.hpp"
 
-#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -195,6 +194,13 @@ void check_codes(const ModelEntry& e, const std::vector<uint8_t>& b, int64_t n,
   }
 }
 
+// The part of e named part_name, or null.
+const ModelPart* find_part(const ModelEntry& e, const std::string& part_name) {
+  for (const ModelPart& p : e.parts)
+    if (p.name == part_name) return &p;
+  return nullptr;
+}
+
 void validate_entry(const ModelEntry& e, const std::string& where) {
   const std::string header = entry_header_problem(e.name, e.shape.size());
   if (!header.empty()) fail<InvalidArgument>("{}: {}", where, header);
@@ -218,9 +224,8 @@ void validate_entry(const ModelEntry& e, const std::string& where) {
                             to_string(e.storage));
   }
   if (e.format == 0) {
-    const auto data = std::find_if(e.parts.begin(), e.parts.end(),
-                                   [](const ModelPart& p) { return p.name == "data"; });
-    if (data == e.parts.end())
+    const ModelPart* data = find_part(e, "data");
+    if (data == nullptr)
       fail<InvalidArgument>("{}: dense entry has no part named 'data' ({} other parts)", where,
                             e.parts.size());
     const ModelPart& d = *data;
@@ -281,8 +286,7 @@ uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc) noexcept {
 }
 
 const ModelPart& ModelEntry::part(const std::string& part_name) const {
-  for (const ModelPart& p : parts)
-    if (p.name == part_name) return p;
+  if (const ModelPart* p = find_part(*this, part_name)) return *p;
   fail<FormatError>("model entry '{}' has no part '{}'", tinyquant::printable(name),
                     tinyquant::printable(part_name));
 }

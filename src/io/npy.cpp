@@ -302,7 +302,8 @@ class HeaderParser {
     const size_t start = ++pos_;
     while (pos_ < n_ && p_[pos_] != q) {
       if (p_[pos_] == '\\') error("a string without escape sequences");
-      // The header is ASCII (the format's definition), so messages quoting it stay readable.
+      // Only ASCII is taken (versions 1 and 2 define the header so; no key or descr needs more
+      // in version 3's UTF-8), so messages quoting it stay valid UTF-8.
       if (p_[pos_] < 0x20 || p_[pos_] > 0x7E) error("a printable ASCII character inside a string");
       ++pos_;
     }

@@ -460,6 +460,6 @@ TEST(SafetensorsCorrupt, TooManyValues) {
   for (size_t i = 0; i < kSafetensorsMaxValues; ++i)
     json += (i == 0 ? "\"" : ",\"") + std::to_string(i) + "\":\"\"";
   json += "}}";
-  // Root, metadata object and 2^20 strings: the last string is value 2^20 + 2.
+  // Root, metadata object and 2^20 strings: value 2^20 + 1, the next-to-last string, trips it.
   expect_header_error(json, {"more than 1048576 values at offset"});
 }
