@@ -5,11 +5,11 @@
 //
 // The reader treats its input as untrusted and enforces the format's rules: the header starts
 // with '{' and is at most kSafetensorsMaxHeader bytes of at most kSafetensorsMaxValues values;
-// the JSON is strict (objects, arrays,
-// strings with escapes, integers; no duplicate keys, valid UTF-8); each tensor has exactly the
-// three keys, a supported dtype, non-negative extents and end - begin == numel * itemsize; and the
-// tensors tile the data section exactly, with no hole, overlap or trailing byte. Violations throw
-// FormatError with the file offset and what was expected; OS failures throw IoError.
+// the JSON is strict (objects, arrays, strings with escapes, integers; no duplicate keys, valid
+// UTF-8); each tensor has exactly the three keys, a supported dtype, non-negative extents and
+// end - begin == numel * itemsize; and the tensors tile the data section exactly, with no hole,
+// overlap or trailing byte. Violations throw FormatError with the file offset and what was
+// expected; OS failures throw IoError.
 // Supported dtypes: F16, BF16, F32, F64, I8, U8, I16, I32, I64 (data little-endian).
 #pragma once
 
