@@ -271,6 +271,14 @@ QTensor weights_fitting_bias(const float* weights, const Shape& shape, const Qua
   return quantize(weights, shape, p, mode);
 }
 
+// w's codes, one per weight: nibble-packed ones (bits <= 4) unpacked into *unpacked, one-per-byte
+// ones (bits 5..8) read in place.
+const int8_t* weight_codes(const QTensor& w, std::vector<int8_t>* unpacked) {
+  if (w.bits() > 4) return reinterpret_cast<const int8_t*>(w.data.data());
+  *unpacked = unpack_int4(w.data, w.numel());
+  return unpacked->data();
+}
+
 // A row (output channel) whose weight codes are all 0 outputs its bias alone, requantized at
 // input scale x its weight scale. That weight scale is a placeholder (1 for a [0, 0] range,
 // quant_params.hpp), which can leave the bias many output steps off: up to 25 at input scale
@@ -386,9 +394,7 @@ void QuantizedLinear::build(const float* bias) {
   // through the int8 kernel as they are; bits <= 4 are nibble-packed and run through the s4
   // kernels.
   std::vector<int8_t> unpacked;
-  if (spec.bits <= 4) unpacked = unpack_int4(weights_.data, weights_.numel());
-  const int8_t* codes =
-      spec.bits <= 4 ? unpacked.data() : reinterpret_cast<const int8_t*>(weights_.data.data());
+  const int8_t* codes = weight_codes(weights_, &unpacked);
   retune_dead_rows(&weights_, codes, out_, in_, bias, input_.scale);
   const std::vector<float>& ws = weights_.params.scales;
   const size_t out = static_cast<size_t>(out_);
@@ -562,9 +568,7 @@ QuantizedConv2d::QuantizedConv2d(const float* weights, int32_t out_c, int32_t ke
   weights_ = weights_fitting_bias(weights, shape, spec, bias, out_c, input_.scale, kWhat,
                                   "QuantizedConv2d bias");
   std::vector<int8_t> unpacked;
-  if (spec.bits == 4) unpacked = unpack_int4(weights_.data, weights_.numel());
-  const int8_t* codes =
-      spec.bits == 4 ? unpacked.data() : reinterpret_cast<const int8_t*>(weights_.data.data());
+  const int8_t* codes = weight_codes(weights_, &unpacked);
   const int64_t per_channel = int64_t{kernel_h} * kernel_w * (in_c / geo_.groups);
   if (spec.granularity != Granularity::kPerTensor)
     retune_dead_rows(&weights_, codes, out_c, per_channel, bias, input_.scale);
