@@ -331,14 +331,17 @@ void detail::check_storage(const char* what, const QTensor& q) {
                      q.data.size(), q.numel(), q.bits(), to_string(q.shape), need);
 }
 
-int32_t QTensor::value(int64_t i) const noexcept {
-  const int b = params.spec.bits;
-  if (b <= 4) {
-    const uint32_t byte = data[static_cast<size_t>(i / 2)];
+int32_t detail::stored_code(const uint8_t* data, int bits, int64_t i) noexcept {
+  if (bits <= 4) {
+    const uint32_t byte = data[i / 2];
     return nibble_to_s8(i % 2 == 0 ? byte & 0x0Fu : byte >> 4);
   }
-  if (b <= 8) return static_cast<int8_t>(data[static_cast<size_t>(i)]);
-  return load_s16(data.data(), i);
+  if (bits <= 8) return static_cast<int8_t>(data[i]);
+  return load_s16(data, i);
+}
+
+int32_t QTensor::value(int64_t i) const noexcept {
+  return detail::stored_code(data.data(), params.spec.bits, i);
 }
 
 int64_t storage_bytes(int bits, int64_t n) {

@@ -31,4 +31,8 @@ void check_finite(const float* data, int64_t n, const char* what);
 // checked by storage_bytes, its parameters not at all). Defined in quantize.cpp.
 void check_storage(const char* what, const QTensor& q);
 
+// Element i of quantized storage holding `bits`-bit codes as QTensor lays them out (bits <= 4:
+// nibbles, low first; 5..8: int8 bytes; 16: int16 little-endian). Defined in quantize.cpp.
+int32_t stored_code(const uint8_t* data, int bits, int64_t i) noexcept;
+
 }  // namespace tinyquant::detail

@@ -160,37 +160,13 @@ void check_codes(const ModelEntry& e, const std::vector<uint8_t>& b, int64_t n,
                  const std::string& where) {
   const QuantSpec& spec = e.params->spec;
   const int32_t lo = spec.qmin(), hi = spec.qmax();
-  const int64_t bits = element_bits(e.storage);
+  const auto bits = static_cast<int>(element_bits(e.storage));  // 4, 8 or 16 here
   if (lo == -(int32_t{1} << (bits - 1)) && hi == (int32_t{1} << (bits - 1)) - 1) return;
-  const auto bad = [&](int64_t i, int32_t code) {
-    fail<InvalidArgument>("{}: element {} holds code {}, outside the {}-bit{} range [{}, {}]",
-                          where, i, code, spec.bits, spec.narrow_range ? " narrow" : "", lo, hi);
-  };
-  const auto u = [](int64_t i) { return static_cast<size_t>(i); };
-  switch (e.storage) {
-    case Storage::kInt4:  // element 2i in the low nibble of byte i, 2i + 1 in the high one
-      for (int64_t i = 0; i < n; ++i) {
-        const int32_t nibble = (b[u(i / 2)] >> (i % 2 == 0 ? 0 : 4)) & 0x0F;
-        const int32_t code = (nibble ^ 8) - 8;
-        if (code < lo || code > hi) bad(i, code);
-      }
-      break;
-    case Storage::kInt8:
-      for (int64_t i = 0; i < n; ++i) {
-        const int32_t code = static_cast<int8_t>(b[u(i)]);
-        if (code < lo || code > hi) bad(i, code);
-      }
-      break;
-    case Storage::kInt16:  // little-endian
-      for (int64_t i = 0; i < n; ++i) {
-        const int32_t code =
-            static_cast<int16_t>(static_cast<uint16_t>(b[u(2 * i)] | (b[u(2 * i + 1)] << 8)));
-        if (code < lo || code > hi) bad(i, code);
-      }
-      break;
-    case Storage::kFloat32:
-    case Storage::kInt32:
-      break;  // not a quantized storage (validate_entry refuses it with parameters)
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t code = detail::stored_code(b.data(), bits, i);
+    if (code < lo || code > hi)
+      fail<InvalidArgument>("{}: element {} holds code {}, outside the {}-bit{} range [{}, {}]",
+                            where, i, code, spec.bits, spec.narrow_range ? " narrow" : "", lo, hi);
   }
 }
 
