@@ -992,13 +992,19 @@ double MseObserver::expected_error(int64_t slot, int64_t cut) const {
   const auto bins = static_cast<int64_t>(h.counts.size());
   if (cut < 1 || cut > bins)
     fail<InvalidArgument>("mse observer: cut bin {} is outside [1, {}]", cut, bins);
+  return cut_error(slot, cut, used_bins(h), std::numeric_limits<double>::infinity());
+}
+
+double MseObserver::cut_error(int64_t slot, int64_t cut, int64_t used, double bound) const {
+  const Histogram& h = hists_[static_cast<size_t>(slot)];
   const auto s = static_cast<size_t>(slot);
   const double max_abs = std::max(-static_cast<double>(mins_[s]), double{maxs_[s]});
   const double t = std::min(h.edge(cut), max_abs);
   const double step = step_for(slot, t);
   const double w = h.bin_width();
   double err = 0.0;
-  for (int64_t j = 0; j < bins; ++j) {
+  // From the top: the clipped bins, whose errors are the large ones, reach `bound` soonest.
+  for (int64_t j = used - 1; j >= 0 && err < bound; --j) {
     const double c = static_cast<double>(h.counts[static_cast<size_t>(j)]);
     if (c == 0.0) continue;
     const double a = static_cast<double>(j) * w;
@@ -1012,50 +1018,15 @@ double MseObserver::expected_error(int64_t slot, int64_t cut) const {
 void MseObserver::choose_range(int64_t slot, double* lo, double* hi) const {
   const Histogram& h = hists_[static_cast<size_t>(slot)];
   const auto s = static_cast<size_t>(slot);
-  const double max_abs = std::max(-static_cast<double>(mins_[s]), double{maxs_[s]});
   const int64_t used = used_bins(h);
-  // Tail sums in bin units (u = j + 0.5) make each candidate's clipping term O(1) for the full
-  // bins, all but the last (which holds max|x| and is taken on its own):
-  //   sum_{i <= j < used - 1} c_j ((u_j - t)^2 + 1/12) = S2 - 2 t S1 + t^2 S0 + S0 / 12.
-  std::vector<double> s0(static_cast<size_t>(used) + 1, 0.0), s1(s0), s2(s0);
-  std::vector<int64_t> filled;  // the non-empty bins, for the rounding term
-  for (int64_t j = used - 2; j >= 0; --j) {
-    const auto k = static_cast<size_t>(j);
-    const double c = static_cast<double>(h.counts[k]), u = static_cast<double>(j) + 0.5;
-    s0[k] = s0[k + 1] + c;
-    s1[k] = s1[k + 1] + c * u;
-    s2[k] = s2[k + 1] + c * u * u;
-  }
-  for (int64_t j = 0; j < used; ++j)
-    if (h.counts[static_cast<size_t>(j)] != 0) filled.push_back(j);
-  const double w = h.bin_width();
-  const int64_t last = used - 1;
-  const double last_a = static_cast<double>(last) * w;
+  const double max_abs = std::max(-static_cast<double>(mins_[s]), double{maxs_[s]});
   double best = std::numeric_limits<double>::infinity();
   double best_t = max_abs;
-  size_t below = 0;  // filled bins under the cut
   for (int64_t cut = 1; cut <= used; ++cut) {
-    const auto k = static_cast<size_t>(cut);
-    while (below < filled.size() && filled[below] < cut) ++below;
-    const double t = std::min(h.edge(cut), max_abs);
-    const double step = step_for(slot, t);
-    const double tu = t / w;
-    double err = 0.0;
-    if (cut < used) {
-      const double full =
-          std::max(0.0, s2[k] - 2.0 * tu * s1[k] + tu * tu * s0[k] + s0[k] / 12.0) * w * w;
-      err = full + static_cast<double>(h.counts[static_cast<size_t>(last)]) *
-                       mean_clipping_error(last_a, max_abs, t);
-    }
-    for (size_t f = 0; f < below && err < best; ++f) {
-      const auto j = static_cast<size_t>(filled[f]);
-      const double a = static_cast<double>(j) * w;
-      err +=
-          static_cast<double>(h.counts[j]) * mean_rounding_error(a, std::min(a + w, max_abs), step);
-    }
+    const double err = cut_error(slot, cut, used, best);  // stops once it reaches best
     if (err < best) {
       best = err;
-      best_t = t;
+      best_t = std::min(h.edge(cut), max_abs);
     }
   }
   range_from_threshold(slot, best_t, lo, hi);
